@@ -1,0 +1,134 @@
+"""Settings of the pipeline, read from `OFFBOARD_*` environment variables.
+
+Flows receive no settings object from Prefect (that would put configuration into flow
+parameters); each process reads its own environment, so a worker on another machine is
+configured the way any twelve-factor service is.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from offboarding.errors import ConfigurationError, TenantError
+
+__all__ = ["CONTRACT_DESTRUCTION_LIMIT", "Settings", "validate_tenant_id"]
+
+# Clause 2.3.2: copies are destroyed within 90 days of restitution.
+CONTRACT_DESTRUCTION_LIMIT = timedelta(days=90)
+
+_TENANT_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def validate_tenant_id(tenant: str) -> str:
+    """Return the tenant id unchanged if it is safe to use in keys, paths and SQL values."""
+    if not isinstance(tenant, str) or not _TENANT_ID.fullmatch(tenant):
+        raise TenantError(
+            f"tenant id {tenant!r} is not valid: use 1-63 lowercase letters, digits and inner "
+            "dashes (for example 'acme-corp'), exactly as in the tenants registry"
+        )
+    return tenant
+
+
+class Settings(BaseSettings):
+    """Where tenant data lives, where the pipeline writes, and the contract's time limits."""
+
+    model_config = SettingsConfigDict(env_prefix="OFFBOARD_", extra="ignore", frozen=True)
+
+    home: Path = Field(
+        default=Path(".offboard"),
+        description="Working directory of this installation: keys, local stores, scratch space.",
+    )
+    database_url: str = Field(
+        default="",
+        description="libpq connection string of the platform's PostgreSQL database.",
+    )
+    tenant_column: str = Field(
+        default="tenant_id", description="Column that names the owning tenant in shared tables."
+    )
+    registry_table: str = Field(
+        default="public.tenants",
+        description="schema.table of the tenants registry (id, region, status, legal_hold...).",
+    )
+    global_tables: dict[str, str] = Field(
+        default={"public.plans": "plan catalogue shared by all tenants; holds no tenant data"},
+        description="Tables holding no tenant data, each with the reason it is global.",
+    )
+    excluded_tables: dict[str, str] = Field(
+        default={},
+        description="Tables deliberately left out of export and destruction, each with a reason.",
+    )
+    file_reference_columns: list[str] = Field(
+        default=["public.documents.object_key"],
+        description="schema.table.column values that are keys of objects in the files store.",
+    )
+    files_url: str = Field(
+        default="",
+        description="Store of the tenants' uploaded files (file:///path or gs://bucket/prefix).",
+    )
+    delivery_url: str = Field(
+        default="", description="Store the bundles are delivered from (file:// or gs://)."
+    )
+    archive_url: str = Field(
+        default="", description="Write-once store of audit records and certificates."
+    )
+    link_base_url: str = Field(
+        default="http://127.0.0.1:8765",
+        description="Public base URL of the download endpoint that serves local links.",
+    )
+    link_lifetime: timedelta = Field(
+        default=timedelta(days=7), description="How long a download link stays valid."
+    )
+    destruction_grace: timedelta = Field(
+        default=timedelta(days=30),
+        description="Time between acknowledgement and the scheduled destruction, at most 90 days.",
+    )
+    export_batch_rows: int = Field(
+        default=10_000, ge=100, description="Rows fetched and written per Parquet batch."
+    )
+    delete_batch_rows: int = Field(
+        default=5_000, ge=1, description="Rows deleted per transaction during destruction."
+    )
+
+    @field_validator("destruction_grace")
+    @classmethod
+    def _grace_within_contract(cls, grace: timedelta) -> timedelta:
+        if grace < timedelta(0) or grace > CONTRACT_DESTRUCTION_LIMIT:
+            raise ValueError("OFFBOARD_DESTRUCTION_GRACE must be between 0 and 90 days")
+        return grace
+
+    @cached_property
+    def root(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def scratch_root(self) -> Path:
+        return self.root / "scratch"
+
+    def store_url(self, name: str) -> str:
+        """URL of a named store; the embedded default is a directory under `home`."""
+        configured = {
+            "files": self.files_url,
+            "delivery": self.delivery_url,
+            "archive": self.archive_url,
+        }
+        if name not in configured:
+            raise ConfigurationError(f"unknown store {name!r}: use one of {sorted(configured)}")
+        return configured[name] or (self.root / "stores" / name).as_uri()
+
+    def require_database(self) -> str:
+        if not self.database_url:
+            raise ConfigurationError(
+                "OFFBOARD_DATABASE_URL is not set: give the platform database's connection "
+                "string, e.g. 'host=127.0.0.1 port=5432 dbname=platform user=offboard'"
+            )
+        return self.database_url

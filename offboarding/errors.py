@@ -1,0 +1,77 @@
+"""Every error the pipeline raises on purpose, in one hierarchy.
+
+    OffboardingError                 base: the case stops, the message says what to fix
+    ├── ConfigurationError           a setting is missing or malformed
+    ├── TenantError                  the tenant id is invalid, unknown, or in the wrong state
+    │   └── LegalHoldError           the tenant is on legal hold: destruction refused
+    ├── UnclassifiedDataError        a table or object nobody classified (fail closed)
+    ├── MissingDataError             a row references a file that is not there
+    ├── IntegrityError               a bundle, signature, count or certificate does not check out
+    ├── IsolationBreachError         another tenant's data where only this tenant's belongs
+    ├── DestructionIncompleteError   a location still holds the tenant's data after destruction
+    ├── DeadlineError                a schedule would break the 90-day destruction limit
+    └── ServiceError                 a service (database, Prefect server) failed to start or answer
+
+Messages name the tenant, the location and the fix, because the reader is an operator in the
+middle of a case, not the author of the code.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "DeadlineError",
+    "DestructionIncompleteError",
+    "IntegrityError",
+    "IsolationBreachError",
+    "LegalHoldError",
+    "MissingDataError",
+    "OffboardingError",
+    "ServiceError",
+    "TenantError",
+    "UnclassifiedDataError",
+]
+
+
+class OffboardingError(Exception):
+    """Base of every deliberate failure of an offboarding case."""
+
+
+class ConfigurationError(OffboardingError):
+    """A setting is missing or malformed."""
+
+
+class TenantError(OffboardingError):
+    """The tenant id is invalid, unknown, or the tenant is in a state that forbids the step."""
+
+
+class LegalHoldError(TenantError):
+    """The tenant is on legal hold, so its data must not be destroyed."""
+
+
+class UnclassifiedDataError(OffboardingError):
+    """A table or object is neither tenant-scoped, derived, global nor excluded."""
+
+
+class MissingDataError(OffboardingError):
+    """Data the inventory promised (a referenced file, a table) is not there."""
+
+
+class IntegrityError(OffboardingError):
+    """A bundle entry, signature, row count or certificate does not match its record."""
+
+
+class IsolationBreachError(OffboardingError):
+    """Another tenant's data was found where only this tenant's data belongs."""
+
+
+class DestructionIncompleteError(OffboardingError):
+    """A location still holds some of the tenant's data after destruction."""
+
+
+class DeadlineError(OffboardingError):
+    """A requested schedule would complete destruction after the contractual deadline."""
+
+
+class ServiceError(OffboardingError):
+    """A service the pipeline needs (database, Prefect server, worker) did not start or answer."""

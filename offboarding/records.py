@@ -1,0 +1,216 @@
+"""Typed records that cross stage boundaries (and Prefect's result storage).
+
+They carry references, counts and digests only: never a row, a file's bytes or a person's
+name or e-mail. Their JSON Schemas live in `schemas/` and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Acknowledgement",
+    "BundleRef",
+    "CaseRef",
+    "Certificate",
+    "ColumnSchema",
+    "Delivery",
+    "DestructionSchedule",
+    "ExportedPart",
+    "FileItem",
+    "Inventory",
+    "LocationEvidence",
+    "Manifest",
+    "ManifestEntry",
+    "TableItem",
+]
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CaseRef(Record):
+    """Which case this is: everything else about it lives in its stores and audit trail."""
+
+    tenant: str
+    case_id: str
+
+
+class ColumnSchema(Record):
+    name: str
+    pg_type: str = Field(description="Type as PostgreSQL's format_type() prints it.")
+    arrow_type: str = Field(description="Arrow type of the Parquet column.")
+    nullable: bool
+    as_text: bool = Field(
+        default=False,
+        description="True where Arrow has no exact type and the value is PostgreSQL's text form.",
+    )
+
+
+class TableItem(Record):
+    """One table that holds some of the tenant's rows, and how they are selected."""
+
+    schema_name: str
+    table: str
+    scope: Literal["tenant", "derived", "registry"]
+    rows: int
+    bytes_estimate: int = Field(description="Share of the table's size for these rows (approx).")
+    columns: list[ColumnSchema]
+    primary_key: list[str]
+    parents: list[str] = Field(
+        default_factory=list, description="For derived tables: tables reached through FKs."
+    )
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema_name}.{self.table}"
+
+
+class FileItem(Record):
+    key: str
+    size: int
+    sha256: str
+    referenced: bool = Field(description="A tenant row references this object.")
+
+
+class Inventory(Record):
+    """Every place the tenant's data lives, with counts and sizes, before anything is copied."""
+
+    tenant: str
+    case_id: str
+    taken_at: datetime
+    tables: list[TableItem]
+    global_tables: dict[str, str]
+    excluded_tables: dict[str, str]
+    files: list[FileItem]
+
+    @property
+    def total_rows(self) -> int:
+        return sum(t.rows for t in self.tables)
+
+    @property
+    def total_file_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+
+class ExportedPart(Record):
+    """A file in scratch space (or a store object) that becomes one bundle entry."""
+
+    path: str = Field(description="Entry path inside the bundle.")
+    source: str = Field(description="scratch:<relative path> or store:<object key>.")
+    kind: Literal["table", "file", "metadata"]
+    table: str | None = None
+    rows: int | None = None
+
+
+class ManifestEntry(Record):
+    path: str
+    size: int
+    sha256: str
+    kind: Literal["table", "file", "metadata", "readme"]
+    table: str | None = None
+    rows: int | None = None
+    source_key: str | None = Field(default=None, description="Original object key of a file.")
+
+
+class ManifestTable(Record):
+    name: str
+    scope: Literal["tenant", "derived", "registry"]
+    rows: int
+    columns: list[ColumnSchema]
+    primary_key: list[str]
+    parts: list[str]
+
+
+class Manifest(Record):
+    """What the bundle holds; signed, and checked entry by entry by `offboard verify`."""
+
+    format: Literal["tenant-offboarding-bundle/1"] = "tenant-offboarding-bundle/1"
+    tenant: str
+    case_id: str
+    snapshot_time: datetime = Field(description="Time of the database snapshot exported.")
+    tables: list[ManifestTable]
+    file_count: int
+    file_bytes: int
+    entries: list[ManifestEntry]
+    signing_key: str = Field(description="Fingerprint of the Ed25519 key that signed this file.")
+
+
+class BundleRef(Record):
+    """A packaged bundle in scratch space, with the digests that identify it."""
+
+    path: str
+    size: int
+    sha256: str
+    manifest_sha256: str
+    entries: int
+    rows: int
+    files: int
+
+
+class Delivery(Record):
+    """Where the bundle was delivered; the link itself is sent to the contact, not recorded."""
+
+    store_url: str
+    key: str
+    sha256: str
+    link_expires_at: datetime
+    delivered_at: datetime
+    link_sha256: str = Field(description="Digest of the link, to match it later without it.")
+
+
+class Acknowledgement(Record):
+    acknowledged_by: str
+    acknowledged_at: datetime
+    days_until_destruction: int | None
+    note: str | None = None
+
+
+class DestructionSchedule(Record):
+    acknowledged_at: datetime
+    scheduled_for: datetime
+    deadline: datetime
+    flow_run_id: str
+
+
+class LocationEvidence(Record):
+    """What one location held of the tenant before, what was removed, and what is left."""
+
+    location: str
+    method: Literal["clear", "purge"] = Field(
+        description="NIST SP 800-88 sanitization method: clear = logical deletion."
+    )
+    technique: str
+    items_before: int
+    bytes_before: int
+    items_removed: int
+    remaining: int
+    verification: str
+    verified_at: datetime
+
+
+class Certificate(Record):
+    """Certificate of destruction, modelled on a NIST SP 800-88 sanitization record."""
+
+    format: Literal["tenant-offboarding-certificate/1"] = "tenant-offboarding-certificate/1"
+    tenant: str
+    case_id: str
+    tool: str
+    tool_version: str
+    acknowledged_at: datetime
+    deadline: datetime
+    started_at: datetime
+    completed_at: datetime
+    locations: list[LocationEvidence]
+    neighbours_digest_before: str
+    neighbours_digest_after: str
+    neighbours_unchanged: bool
+    legal_hold_seen: bool
+    inventory_rows: int
+    inventory_files: int
+    audit_chain_head: str = Field(description="sha256 of the last audit event before this one.")
+    signing_key: str

@@ -1,0 +1,161 @@
+"""Object stores: one small interface, selected by URL.
+
+`file:///path` is the embedded default: a directory tree where each key is a file. Google
+Cloud Storage (`gs://bucket/prefix`) plugs in behind the same interface.
+
+Prefixes given to `list_objects` must end with `/`, so that `tenants/acme/` can never match
+`tenants/acme-corp/...` (clause 2.1.2: one client cannot reach another client's data).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+from urllib.parse import urlparse
+
+from offboarding.errors import ConfigurationError, IntegrityError
+
+__all__ = ["LocalStore", "ObjectInfo", "ObjectStore", "open_store", "sha256_file"]
+
+_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    sha256: str
+
+
+class ObjectStore(Protocol):
+    url: str
+
+    def list_objects(self, prefix: str) -> Iterator[ObjectInfo]: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def open_read(self, key: str) -> BinaryIO: ...
+
+    def put_file(self, key: str, source: Path) -> ObjectInfo: ...
+
+    def put_bytes(self, key: str, data: bytes) -> ObjectInfo: ...
+
+    def delete(self, key: str) -> bool: ...
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_key(key: str) -> str:
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ConfigurationError(
+            f"object key {key!r} is not a clean relative key: no leading '/', empty, '.' or '..' "
+            "segments"
+        )
+    return key
+
+
+def _check_prefix(prefix: str) -> str:
+    if not prefix.endswith("/"):
+        raise ConfigurationError(
+            f"prefix {prefix!r} must end with '/' so it cannot match a neighbour's keys "
+            "(tenants/acme would also match tenants/acme-corp)"
+        )
+    _check_key(prefix[:-1])
+    return prefix
+
+
+class LocalStore:
+    """A directory tree as an object store. With `write_once`, existing keys cannot change."""
+
+    def __init__(self, root: Path, *, write_once: bool = False) -> None:
+        self.root = root
+        self.write_once = write_once
+        self.url = root.as_uri()
+
+    def _path(self, key: str) -> Path:
+        return self.root / _check_key(key)
+
+    def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
+        base = self.root / _check_prefix(prefix)
+        if not base.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames.sort()
+            for filename in sorted(filenames):
+                path = Path(dirpath) / filename
+                key = path.relative_to(self.root).as_posix()
+                yield ObjectInfo(key=key, size=path.stat().st_size, sha256=sha256_file(path))
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def open_read(self, key: str) -> BinaryIO:
+        return self._path(key).open("rb")
+
+    def _prepare(self, key: str) -> Path:
+        target = self._path(key)
+        if self.write_once and target.exists():
+            raise IntegrityError(f"{self.url}: {key} already exists and this store is write-once")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def _seal(self, target: Path) -> None:
+        if self.write_once:
+            target.chmod(0o444)
+
+    def put_file(self, key: str, source: Path) -> ObjectInfo:
+        target = self._prepare(key)
+        partial = target.with_name(target.name + ".partial")
+        shutil.copyfile(source, partial)
+        partial.replace(target)
+        self._seal(target)
+        return ObjectInfo(key=key, size=target.stat().st_size, sha256=sha256_file(target))
+
+    def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
+        target = self._prepare(key)
+        partial = target.with_name(target.name + ".partial")
+        partial.write_bytes(data)
+        partial.replace(target)
+        self._seal(target)
+        return ObjectInfo(key=key, size=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+    def delete(self, key: str) -> bool:
+        if self.write_once:
+            raise IntegrityError(f"{self.url} is write-once: {key} cannot be deleted")
+        target = self._path(key)
+        if not target.exists():
+            return False
+        target.unlink()
+        for parent in target.parents:
+            if parent == self.root or not parent.is_relative_to(self.root):
+                break
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+        return True
+
+
+def open_store(url: str, *, write_once: bool = False) -> ObjectStore:
+    """Open the store a URL names: `file:///absolute/path` (or later `gs://bucket/prefix`)."""
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return LocalStore(Path(parsed.path), write_once=write_once)
+    if parsed.scheme == "gs":
+        raise ConfigurationError(
+            f"{url}: the Google Cloud Storage backend is not available in this version; "
+            "use a file:// store"
+        )
+    raise ConfigurationError(f"store URL {url!r} not understood: use file:///path or gs://bucket")
