@@ -1,0 +1,1 @@
+"""Prefect flows: each reads as the steps of an offboarding case, in order."""

@@ -19,9 +19,11 @@ __all__ = [
     "ColumnSchema",
     "Delivery",
     "DestructionSchedule",
+    "ExportResult",
     "ExportedPart",
     "FileItem",
     "Inventory",
+    "LocationInventory",
     "LocationEvidence",
     "Manifest",
     "ManifestEntry",
@@ -77,16 +79,33 @@ class FileItem(Record):
     referenced: bool = Field(description="A tenant row references this object.")
 
 
+class LocationInventory(Record):
+    """What one data location holds of the tenant."""
+
+    location: str
+    items: int = Field(description="Rows, objects or entries of the tenant in this location.")
+    bytes: int
+    tables: list[TableItem] = Field(default_factory=list)
+    files: list[FileItem] = Field(default_factory=list)
+    global_tables: dict[str, str] = Field(default_factory=dict)
+    excluded_tables: dict[str, str] = Field(default_factory=dict)
+
+
 class Inventory(Record):
     """Every place the tenant's data lives, with counts and sizes, before anything is copied."""
 
     tenant: str
     case_id: str
     taken_at: datetime
-    tables: list[TableItem]
-    global_tables: dict[str, str]
-    excluded_tables: dict[str, str]
-    files: list[FileItem]
+    locations: list[LocationInventory]
+
+    @property
+    def tables(self) -> list[TableItem]:
+        return [t for loc in self.locations for t in loc.tables]
+
+    @property
+    def files(self) -> list[FileItem]:
+        return [f for loc in self.locations for f in loc.files]
 
     @property
     def total_rows(self) -> int:
@@ -105,6 +124,13 @@ class ExportedPart(Record):
     kind: Literal["table", "file", "metadata"]
     table: str | None = None
     rows: int | None = None
+
+
+class ExportResult(Record):
+    """Parts written to scratch (or named in a store), and the snapshot they come from."""
+
+    parts: list[ExportedPart]
+    snapshot_time: datetime
 
 
 class ManifestEntry(Record):

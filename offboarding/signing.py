@@ -10,7 +10,6 @@ The key is generated on first use into the keys directory. Signatures are detach
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from offboarding.errors import ConfigurationError, IntegrityError
+from offboarding.secrets import write_private
 
 __all__ = ["Signer", "fingerprint", "load_public_key", "verify_signature"]
 
@@ -71,23 +71,14 @@ class Signer:
             if not public_path.exists():
                 public_path.write_bytes(public_pem(loaded.public_key()))
             return cls(loaded)
-        keys_dir.mkdir(parents=True, exist_ok=True)
         key = Ed25519PrivateKey.generate()
         pem = key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        partial = private_path.with_suffix(".partial")
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(pem)
-        try:
-            os.link(partial, private_path)  # first writer wins if two processes race
-        except FileExistsError:
-            partial.unlink()
+        if not write_private(private_path, pem):  # another process won the race: use its key
             return cls.load_or_create(keys_dir)
-        partial.unlink()
         (keys_dir / _PUBLIC_NAME).write_bytes(public_pem(key.public_key()))
         return cls(key)
 

@@ -1,0 +1,320 @@
+"""The ZIP bundle the client receives: tables, files, README, manifest and its signature.
+
+Layout (ZIP64, deterministic: fixed entry times, sorted entries):
+
+    README.txt                 what is inside, how to open it, how to check it
+    SHA256SUMS                 for `sha256sum -c` after unzipping
+    metadata/schema.json       table definitions: columns, types, keys
+    tables/<schema>.<table>/part-00000.parquet
+    files/<original path, made safe>
+    manifest.json              sha256 and size of every entry above, row counts, schemas
+    manifest.json.sig          raw Ed25519 signature of manifest.json
+    signing-key.pem            the public key (authoritative copy: published by the operator)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import unicodedata
+import zipfile
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO
+
+import pyarrow.parquet as pq
+
+from offboarding.errors import IntegrityError
+from offboarding.records import (
+    ExportedPart,
+    Manifest,
+    ManifestEntry,
+    ManifestTable,
+    TableItem,
+)
+from offboarding.signing import Signer, fingerprint, load_public_key, verify_signature
+
+__all__ = ["BundleReport", "package_bundle", "safe_entry_paths", "verify_bundle"]
+
+MANIFEST = "manifest.json"
+SIGNATURE = "manifest.json.sig"
+PUBLIC_KEY = "signing-key.pem"
+CHECKSUMS = "SHA256SUMS"
+_UNLISTED = {MANIFEST, SIGNATURE, PUBLIC_KEY}
+_FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+_CHUNK = 1024 * 1024
+
+
+def _clean_segment(segment: str) -> str:
+    segment = unicodedata.normalize("NFC", segment)
+    segment = "".join(ch for ch in segment if unicodedata.category(ch)[0] != "C")
+    segment = segment.replace("\\", "_").replace(":", "_").strip(" .")
+    return segment or "_"
+
+
+def safe_entry_paths(folder: str, names: Sequence[str]) -> list[str]:
+    """Make object keys safe entry names: no '..', no absolute paths, no control characters,
+    and no two entries that collide once normalised (the later ones get '~N' added)."""
+    taken: set[str] = set()
+    result: list[str] = []
+    for name in names:
+        segments = [_clean_segment(s) for s in name.split("/") if s not in ("", ".", "..")]
+        candidate = folder + "/".join(segments or ["_"])
+        stem, dot, suffix = candidate.rpartition(".")
+        if not dot or "/" in suffix:
+            stem, dot, suffix = candidate, "", ""
+        n = 1
+        while candidate.casefold() in taken:
+            candidate = f"{stem}~{n}{dot}{suffix}"
+            n += 1
+        taken.add(candidate.casefold())
+        result.append(candidate)
+    return result
+
+
+def _zip_info(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=_FIXED_TIME)
+    info.external_attr = 0o644 << 16
+    # Parquet is compressed already; text compresses well.
+    info.compress_type = (
+        zipfile.ZIP_STORED if name.endswith(".parquet") or name.startswith("files/")
+        else zipfile.ZIP_DEFLATED
+    )  # fmt: skip
+    return info
+
+
+def _write_stream(archive: zipfile.ZipFile, name: str, source: BinaryIO) -> tuple[int, str]:
+    """Copy `source` into the archive while hashing it: one pass over the bytes."""
+    digest = hashlib.sha256()
+    size = 0
+    with archive.open(_zip_info(name), "w", force_zip64=True) as target:
+        while chunk := source.read(_CHUNK):
+            digest.update(chunk)
+            target.write(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def _write_bytes(archive: zipfile.ZipFile, name: str, data: bytes) -> tuple[int, str]:
+    archive.writestr(_zip_info(name), data)
+    return len(data), hashlib.sha256(data).hexdigest()
+
+
+def _readme(tenant: str, case_id: str, tables: list[ManifestTable], files: int) -> bytes:
+    listing = "\n".join(f"  tables/{t.name}/  ({t.rows} rows)" for t in tables)
+    return f"""\
+Data export of tenant {tenant} (case {case_id})
+{"=" * 60}
+
+This archive holds all the data your organisation stored on the platform, in open formats.
+
+What is inside
+  tables/<schema>.<table>/part-*.parquet  your database rows, one folder per table:
+{listing}
+  files/                                   your uploaded files, as the original bytes ({files} files)
+  metadata/schema.json                     column types and keys, to rebuild the database
+  manifest.json                            size and SHA-256 of every entry, row counts, schemas
+  manifest.json.sig                        Ed25519 signature of manifest.json
+  signing-key.pem                          the operator's public signing key
+  SHA256SUMS                               checksums for the sha256sum tool
+
+Opening the tables (Apache Parquet)
+  DuckDB:  duckdb -c "SELECT * FROM 'tables/public.posts/*.parquet'"
+  pandas:  pandas.read_parquet('tables/public.posts')
+  Spreadsheet: convert first, e.g.
+           duckdb -c "COPY (SELECT * FROM 'tables/public.posts/*.parquet') TO 'posts.csv'"
+  Columns PostgreSQL has no exact Parquet type for hold PostgreSQL's text form; manifest.json
+  marks them with "as_text": true.
+
+Checking the archive
+  1. Checksums:  unzip this archive, then run  sha256sum -c SHA256SUMS
+  2. Signature:  openssl pkeyutl -verify -pubin -inkey signing-key.pem -rawin \\
+                     -in manifest.json -sigfile manifest.json.sig
+     Compare signing-key.pem with the key the operator published, so the check proves origin
+     and not only integrity.
+  3. Or both at once, without unzipping:  offboard verify <this file> --public-key <key>
+""".encode()
+
+
+def package_bundle(
+    target: Path,
+    *,
+    tenant: str,
+    case_id: str,
+    snapshot_time: datetime,
+    tables: list[TableItem],
+    parts: list[ExportedPart],
+    open_source: Callable[[str], AbstractContextManager[BinaryIO]],
+    signer: Signer,
+) -> Manifest:
+    """Write the bundle to `target` and return its manifest (also stored inside it)."""
+    parts = sorted(parts, key=lambda p: (p.kind != "table", p.path))
+    manifest_tables = [
+        ManifestTable(
+            name=t.qualified,
+            scope=t.scope,
+            rows=t.rows,
+            columns=t.columns,
+            primary_key=t.primary_key,
+            parts=[p.path for p in parts if p.table == t.qualified],
+        )
+        for t in tables
+    ]
+    schema_doc = {
+        t.qualified: {
+            "columns": [c.model_dump() for c in t.columns],
+            "primary_key": t.primary_key,
+            "references": t.parents,
+        }
+        for t in tables
+    }
+    target.parent.mkdir(parents=True, exist_ok=True)
+    entries: list[ManifestEntry] = []
+    file_count = file_bytes = 0
+    partial = target.with_name(target.name + ".partial")
+    with zipfile.ZipFile(partial, "w", allowZip64=True) as archive:
+        readme = _readme(tenant, case_id, manifest_tables, sum(p.kind == "file" for p in parts))
+        for name, data, kind in (
+            ("README.txt", readme, "readme"),
+            ("metadata/schema.json", _canonical(schema_doc), "metadata"),
+        ):
+            size, digest = _write_bytes(archive, name, data)
+            entries.append(ManifestEntry(path=name, size=size, sha256=digest, kind=kind))
+        for part in parts:
+            with open_source(part.source) as source:
+                size, digest = _write_stream(archive, part.path, source)
+            if part.kind == "file":
+                file_count += 1
+                file_bytes += size
+            entries.append(
+                ManifestEntry(
+                    path=part.path, size=size, sha256=digest, kind=part.kind, table=part.table,
+                    rows=part.rows,
+                    source_key=part.source.removeprefix("store:") if part.kind == "file" else None,
+                )
+            )  # fmt: skip
+        sums = "".join(f"{e.sha256}  {e.path}\n" for e in entries).encode()
+        size, digest = _write_bytes(archive, CHECKSUMS, sums)
+        entries.append(ManifestEntry(path=CHECKSUMS, size=size, sha256=digest, kind="metadata"))
+        manifest = Manifest(
+            tenant=tenant,
+            case_id=case_id,
+            snapshot_time=snapshot_time,
+            tables=manifest_tables,
+            file_count=file_count,
+            file_bytes=file_bytes,
+            entries=entries,
+            signing_key=signer.fingerprint,
+        )
+        manifest_bytes = manifest_json(manifest)
+        _write_bytes(archive, MANIFEST, manifest_bytes)
+        _write_bytes(archive, SIGNATURE, signer.sign(manifest_bytes))
+        _write_bytes(archive, PUBLIC_KEY, signer.public_pem)
+    partial.replace(target)
+    return manifest
+
+
+def _canonical(document: object) -> bytes:
+    return json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False).encode() + b"\n"
+
+
+def manifest_json(manifest: Manifest) -> bytes:
+    return _canonical(manifest.model_dump(mode="json"))
+
+
+@dataclass(frozen=True)
+class BundleReport:
+    manifest: Manifest
+    entries_checked: int
+    rows: int
+    signature_key: str
+    key_from_bundle: bool
+
+
+def _digest_entry(archive: zipfile.ZipFile, name: str) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with archive.open(name) as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def verify_bundle(path: Path, public_key_pem: bytes | None = None) -> BundleReport:
+    """Check signature, every entry's size and sha256, and the Parquet row counts.
+
+    Raises IntegrityError naming the first entry that does not check out.
+    """
+    try:
+        archive = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as error:
+        raise IntegrityError(f"{path}: not a readable ZIP bundle ({error})") from error
+    with archive:
+        names = archive.namelist()
+        for required in (MANIFEST, SIGNATURE):
+            if required not in names:
+                raise IntegrityError(f"{path}: {required} is missing: this is not a signed bundle")
+        try:
+            manifest_bytes = archive.read(MANIFEST)
+            signature = archive.read(SIGNATURE)
+            key_pem = public_key_pem or archive.read(PUBLIC_KEY)
+        except (zipfile.BadZipFile, zlib.error, KeyError) as error:
+            raise IntegrityError(f"{MANIFEST}: unreadable ({error})") from error
+        public_key = load_public_key(key_pem)
+        if not verify_signature(public_key, manifest_bytes, signature):
+            raise IntegrityError(
+                f"{MANIFEST}: the signature does not match (key {fingerprint(public_key)}): the "
+                "manifest was altered or signed by another key"
+            )
+        manifest = Manifest.model_validate_json(manifest_bytes)
+        if manifest.signing_key != fingerprint(public_key):
+            raise IntegrityError(
+                f"{MANIFEST}: names signing key {manifest.signing_key} but was verified with "
+                f"{fingerprint(public_key)}"
+            )
+        listed = {e.path for e in manifest.entries}
+        unexpected = sorted(set(names) - listed - _UNLISTED)
+        if unexpected:
+            raise IntegrityError(f"{unexpected[0]}: entry not listed in the manifest")
+        if len(names) != len(set(names)):
+            raise IntegrityError(f"{path}: duplicate entry names")
+        rows = 0
+        for entry in manifest.entries:
+            if entry.path not in names:
+                raise IntegrityError(f"{entry.path}: listed in the manifest but missing")
+            try:
+                size, digest = _digest_entry(archive, entry.path)
+            except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+                raise IntegrityError(f"{entry.path}: corrupted ({error})") from error
+            if size != entry.size or digest != entry.sha256:
+                raise IntegrityError(
+                    f"{entry.path}: sha256 {digest} and size {size} do not match the manifest "
+                    f"({entry.sha256}, {entry.size})"
+                )
+            if entry.kind == "table":
+                with archive.open(entry.path) as handle:
+                    counted = pq.ParquetFile(handle).metadata.num_rows
+                if counted != entry.rows:
+                    raise IntegrityError(
+                        f"{entry.path}: holds {counted} rows, the manifest says {entry.rows}"
+                    )
+                rows += counted
+        for table in manifest.tables:
+            if sum(e.rows or 0 for e in manifest.entries if e.table == table.name) != table.rows:
+                raise IntegrityError(f"table {table.name}: parts do not add up to {table.rows} rows")
+    return BundleReport(
+        manifest=manifest,
+        entries_checked=len(manifest.entries),
+        rows=rows,
+        signature_key=fingerprint(public_key),
+        key_from_bundle=public_key_pem is None,
+    )
+
+
+def entry_names(entries: Iterable[ManifestEntry]) -> list[str]:
+    return [e.path for e in entries]

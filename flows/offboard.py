@@ -1,0 +1,146 @@
+"""One offboarding case, from the contract's end to the scheduled destruction.
+
+    freeze -> inventory -> export -> package -> verify -> deliver -> await ack -> schedule
+
+Tasks persist their results (references, counts and digests only), so when the case resumes
+after the acknowledgement, the flow re-runs from the top and every finished step is Cached.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.deployments import run_deployment
+from prefect.flow_runs import suspend_flow_run
+from prefect.runtime import flow_run
+
+from flows.inputs import Acknowledgement
+from offboarding import case as stages
+from offboarding.audit import AuditTrail
+from offboarding.config import Settings
+from offboarding.planning import destruction_schedule
+from offboarding.records import (
+    BundleRef,
+    CaseRef,
+    Delivery,
+    DestructionSchedule,
+    ExportResult,
+    Inventory,
+)
+from offboarding.signing import Signer
+
+DESTROY_DEPLOYMENT = "destroy/destroy"
+
+
+@task(name="freeze", task_run_name="freeze-{case.tenant}")
+def freeze_tenant(case: CaseRef) -> datetime:
+    return stages.freeze(Settings(), case)
+
+
+@task(name="inventory", task_run_name="inventory-{case.tenant}", retries=2, retry_delay_seconds=5)
+def take_inventory(case: CaseRef) -> Inventory:
+    inventory = stages.take_inventory(Settings(), case)
+    get_run_logger().info(
+        "inventory of %s: %d rows in %d tables, %d files (%d bytes)",
+        case.tenant, inventory.total_rows, len(inventory.tables), len(inventory.files),
+        inventory.total_file_bytes,
+    )  # fmt: skip
+    return inventory
+
+
+@task(name="export", task_run_name="export-{case.tenant}", retries=1, retry_delay_seconds=5)
+def export_snapshot(case: CaseRef, inventory: Inventory) -> ExportResult:
+    return stages.export_snapshot(Settings(), case, inventory)
+
+
+@task(name="package", task_run_name="package-{case.tenant}")
+def package_bundle(case: CaseRef, inventory: Inventory, exported: ExportResult) -> BundleRef:
+    return stages.package(Settings(), case, inventory, exported)
+
+
+@task(name="verify-bundle", task_run_name="verify-bundle-{case.tenant}")
+def verify_bundle(case: CaseRef, bundle: BundleRef, inventory: Inventory) -> int:
+    return stages.verify_package(Settings(), case, bundle, inventory)
+
+
+@task(name="deliver", task_run_name="deliver-{case.tenant}", retries=2, retry_delay_seconds=10)
+def deliver_bundle(case: CaseRef, bundle: BundleRef) -> Delivery:
+    delivery = stages.deliver(Settings(), case, bundle)
+    get_run_logger().info(
+        "bundle of %s delivered; link valid until %s", case.tenant, delivery.link_expires_at
+    )
+    return delivery
+
+
+def await_acknowledgement(case: CaseRef) -> Acknowledgement:
+    """Suspend (the worker is freed) until the client's acknowledgement resumes the run."""
+    get_run_logger().info("case %s is waiting for the client's acknowledgement", case.case_id)
+    return suspend_flow_run(wait_for_input=Acknowledgement, key="acknowledgement", timeout=None)
+
+
+@task(name="schedule-destruction", task_run_name="schedule-destruction-{case.tenant}")
+def schedule_destruction(case: CaseRef, ack: Acknowledgement) -> DestructionSchedule:
+    settings = Settings()
+    trail = AuditTrail(settings, case, Signer.load_or_create(settings.keys_dir))
+    recorded = trail.record(
+        "acknowledged",
+        {"by_staff_or_client": "recorded in the run input", "at": datetime.now(UTC).isoformat(),
+         "days_until_destruction": ack.days_until_destruction},
+        once="acknowledged",
+    )  # fmt: skip
+    acknowledged_at = datetime.fromisoformat(recorded.document["data"]["at"])
+    grace = (
+        timedelta(days=ack.days_until_destruction)
+        if ack.days_until_destruction is not None
+        else settings.destruction_grace
+    )
+    plan = destruction_schedule(acknowledged_at, grace)
+    run = run_deployment(
+        DESTROY_DEPLOYMENT,
+        parameters={
+            "tenant": case.tenant,
+            "case_id": case.case_id,
+            "acknowledged_at": acknowledged_at.isoformat(),
+            "deadline": plan.deadline.isoformat(),
+        },
+        scheduled_time=plan.scheduled_for,
+        flow_run_name=f"destroy-{case.tenant}",
+        timeout=0,
+        as_subflow=False,
+        idempotency_key=f"destroy-{case.case_id}",
+    )
+    trail.record(
+        "destruction-scheduled",
+        {"flow_run_id": str(run.id), "scheduled_for": plan.scheduled_for.isoformat(),
+         "deadline": plan.deadline.isoformat()},
+        once="destruction-scheduled",
+    )  # fmt: skip
+    return DestructionSchedule(
+        acknowledged_at=acknowledged_at,
+        scheduled_for=plan.scheduled_for,
+        deadline=plan.deadline,
+        flow_run_id=str(run.id),
+    )
+
+
+@flow(name="offboard", flow_run_name="offboard-{tenant}", persist_result=True)
+def offboard(tenant: str) -> dict[str, Any]:
+    """Export a tenant's data, deliver it, wait for acknowledgement, schedule destruction."""
+    case = stages.new_case(tenant, str(flow_run.id))
+    freeze_tenant(case)
+    inventory = take_inventory(case)
+    exported = export_snapshot(case, inventory)
+    bundle = package_bundle(case, inventory, exported)
+    verify_bundle(case, bundle, inventory)
+    delivery = deliver_bundle(case, bundle)
+    ack = await_acknowledgement(case)
+    schedule = schedule_destruction(case, ack)
+    return {
+        "case_id": case.case_id,
+        "bundle_sha256": delivery.sha256,
+        "destruction_run": schedule.flow_run_id,
+        "destruction_scheduled_for": schedule.scheduled_for.isoformat(),
+        "deadline": schedule.deadline.isoformat(),
+    }

@@ -1,0 +1,23 @@
+"""Serve the deployments from this process (the embedded default's worker).
+
+Production uses `prefect deploy` with prefect.yaml and a process worker instead.
+"""
+
+from __future__ import annotations
+
+from prefect import serve
+
+from flows.destroy import destroy
+from flows.offboard import offboard
+
+
+def main() -> None:
+    serve(
+        offboard.to_deployment(name="offboard", description="Offboard one tenant."),
+        destroy.to_deployment(name="destroy", description="Destroy a tenant's data; certify."),
+        print_starting_message=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""The stages of an offboarding case up to the acknowledgement, as plain functions.
+
+`flows/offboard.py` wraps each in a Prefect task; here they take settings and a case and
+return typed records, so they can be tested and reused without an orchestrator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from exporters.bundle import manifest_json, package_bundle, verify_bundle
+from offboarding.audit import AuditTrail
+from offboarding.config import Settings, validate_tenant_id
+from offboarding.errors import IntegrityError
+from offboarding.links import LinkSigner, link_digest
+from offboarding.locations import EXPORT_ORDER, get_location, scratch_dir
+from offboarding.locations.bundles import bundle_prefix
+from offboarding.records import (
+    BundleRef,
+    CaseRef,
+    Delivery,
+    ExportedPart,
+    ExportResult,
+    Inventory,
+)
+from offboarding.registry import TenantRegistry
+from offboarding.secrets import write_private
+from offboarding.signing import Signer
+from offboarding.store import open_store, sha256_file
+
+__all__ = [
+    "deliver",
+    "export_snapshot",
+    "freeze",
+    "new_case",
+    "package",
+    "take_inventory",
+    "verify_package",
+]
+
+
+def new_case(tenant: str, run_id: str) -> CaseRef:
+    validate_tenant_id(tenant)
+    return CaseRef(tenant=tenant, case_id=f"{tenant}-{run_id.replace('-', '')[:12]}")
+
+
+def _trail(settings: Settings, case: CaseRef) -> AuditTrail:
+    return AuditTrail(settings, case, Signer.load_or_create(settings.keys_dir))
+
+
+def freeze(settings: Settings, case: CaseRef) -> datetime:
+    record = TenantRegistry(settings).freeze(case.tenant)
+    assert record.frozen_at is not None
+    _trail(settings, case).record(
+        "frozen", {"frozen_at": record.frozen_at.isoformat(), "region": record.region},
+        once="frozen",
+    )  # fmt: skip
+    return record.frozen_at
+
+
+def take_inventory(settings: Settings, case: CaseRef) -> Inventory:
+    locations = [get_location(name, settings).inventory(case) for name in EXPORT_ORDER]
+    inventory = Inventory(
+        tenant=case.tenant, case_id=case.case_id, taken_at=datetime.now(UTC), locations=locations
+    )
+    _trail(settings, case).record(
+        "inventory",
+        {
+            loc.location: {"items": loc.items, "bytes": loc.bytes}
+            for loc in inventory.locations
+        }
+        | {"tables": {t.qualified: t.rows for t in inventory.tables}},
+        once="inventory",
+    )
+    return inventory
+
+
+def export_snapshot(settings: Settings, case: CaseRef, inventory: Inventory) -> ExportResult:
+    scratch = scratch_dir(settings, case) / "export"
+    shutil.rmtree(scratch, ignore_errors=True)  # a retried export starts clean
+    parts: list[ExportedPart] = []
+    snapshot_time: datetime | None = None
+    for location_inventory in inventory.locations:
+        result = get_location(location_inventory.location, settings).export(
+            case, location_inventory, scratch
+        )
+        parts.extend(result.parts)
+        snapshot_time = snapshot_time or result.snapshot_time
+    if snapshot_time is None:
+        raise IntegrityError(f"tenant {case.tenant!r}: no location produced a snapshot time")
+    return ExportResult(parts=parts, snapshot_time=snapshot_time)
+
+
+def _bundle_name(case: CaseRef) -> str:
+    return f"offboarding-{case.case_id}.zip"
+
+
+def package(
+    settings: Settings, case: CaseRef, inventory: Inventory, exported: ExportResult
+) -> BundleRef:
+    scratch = scratch_dir(settings, case)
+    files = open_store(settings.store_url("files"))
+
+    def open_source(source: str) -> AbstractContextManager[BinaryIO]:
+        kind, _, ref = source.partition(":")
+        if kind == "scratch":
+            return (scratch / "export" / ref).open("rb")
+        return files.open_read(ref)
+
+    target = scratch / "bundle" / _bundle_name(case)
+    signer = Signer.load_or_create(settings.keys_dir)
+    manifest = package_bundle(
+        target,
+        tenant=case.tenant,
+        case_id=case.case_id,
+        snapshot_time=exported.snapshot_time,
+        tables=inventory.tables,
+        parts=exported.parts,
+        open_source=open_source,
+        signer=signer,
+    )
+    bundle = BundleRef(
+        path=str(target),
+        size=target.stat().st_size,
+        sha256=sha256_file(target),
+        manifest_sha256=hashlib.sha256(manifest_json(manifest)).hexdigest(),
+        entries=len(manifest.entries),
+        rows=sum(t.rows for t in manifest.tables),
+        files=manifest.file_count,
+    )
+    _trail(settings, case).record(
+        "packaged",
+        {"bundle_sha256": bundle.sha256, "manifest_sha256": bundle.manifest_sha256,
+         "size": bundle.size, "entries": bundle.entries, "rows": bundle.rows,
+         "files": bundle.files, "snapshot_time": exported.snapshot_time.isoformat()},
+        once="packaged",
+    )  # fmt: skip
+    return bundle
+
+
+def verify_package(
+    settings: Settings, case: CaseRef, bundle: BundleRef, inventory: Inventory
+) -> int:
+    """Re-read the bundle and reconcile it with the inventory before anyone sees a link."""
+    signer = Signer.load_or_create(settings.keys_dir)
+    report = verify_bundle(Path(bundle.path), signer.public_pem)
+    expected = {t.qualified: t.rows for t in inventory.tables}
+    found = {t.name: t.rows for t in report.manifest.tables}
+    if found != expected:
+        raise IntegrityError(
+            f"bundle of tenant {case.tenant!r} does not reconcile with the inventory: "
+            f"{ {k: (found.get(k), v) for k, v in expected.items() if found.get(k) != v} } "
+            "(bundle, inventory) rows; the export is incomplete and must be redone"
+        )
+    file_digests = sorted(f.sha256 for f in inventory.files)
+    bundle_digests = sorted(e.sha256 for e in report.manifest.entries if e.kind == "file")
+    if file_digests != bundle_digests:
+        raise IntegrityError(
+            f"bundle of tenant {case.tenant!r}: files differ from the inventory "
+            f"({len(bundle_digests)} in the bundle, {len(file_digests)} inventoried)"
+        )
+    _trail(settings, case).record(
+        "bundle-verified",
+        {"entries": report.entries_checked, "rows": report.rows, "key": report.signature_key},
+        once="bundle-verified",
+    )
+    return report.rows
+
+
+def deliver(settings: Settings, case: CaseRef, bundle: BundleRef) -> Delivery:
+    """Upload to the delivery store, sign an expiring link, queue the notice for the contact,
+    then wipe the scratch copy: from here on the delivered bundle is the only export copy."""
+    tenant = TenantRegistry(settings).get(case.tenant)
+    store = open_store(settings.store_url("delivery"))
+    key = f"{bundle_prefix(case.tenant)}{case.case_id}/{_bundle_name(case)}"
+    stored = store.put_file(key, Path(bundle.path))
+    if stored.sha256 != bundle.sha256:
+        raise IntegrityError(f"{store.url}/{key}: uploaded bundle digest differs; retry delivery")
+    now = datetime.now(UTC)
+    expires_at = now + settings.link_lifetime
+    link = LinkSigner.from_settings(settings).create(key, expires_at)
+    notice = {
+        "to": tenant.contact_email,
+        "subject": f"Your data export ({case.case_id}) is ready",
+        "link": link,
+        "link_expires_at": expires_at.isoformat(),
+        "bundle_sha256": bundle.sha256,
+        "how_to_verify": "offboard verify <bundle> --public-key <published key>, or see README.txt",
+        "how_to_acknowledge": "reply to this message, or use the acknowledgement form",
+    }
+    outbox = settings.root / "outbox" / f"{case.case_id}.json"
+    outbox.unlink(missing_ok=True)
+    write_private(outbox, json.dumps(notice, indent=2).encode())
+    shutil.rmtree(scratch_dir(settings, case), ignore_errors=True)
+    delivery = Delivery(
+        store_url=store.url,
+        key=key,
+        sha256=bundle.sha256,
+        link_expires_at=expires_at,
+        delivered_at=now,
+        link_sha256=link_digest(link),
+    )
+    _trail(settings, case).record(
+        "delivered",
+        {"key": key, "bundle_sha256": bundle.sha256, "link_sha256": delivery.link_sha256,
+         "link_expires_at": expires_at.isoformat(), "recipient_domain": tenant.contact_domain},
+        once="delivered",
+    )  # fmt: skip
+    return delivery

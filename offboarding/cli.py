@@ -1,0 +1,111 @@
+"""The `offboard` command: the demo, bundle verification, and acknowledgement."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from offboarding.errors import IntegrityError, OffboardingError
+
+__all__ = ["main"]
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from offboarding.demo.run import run_demo
+
+    def say(message: str) -> None:
+        print(f"[demo] {message}", file=sys.stderr if args.json else sys.stdout, flush=True)
+
+    result = run_demo(Path(args.home), destroy=not args.no_destroy, say=say)
+    if args.json:
+        print(json.dumps(result.as_json(), indent=2))
+    else:
+        for label, value in (
+            ("case", result.case_id),
+            ("bundle", result.bundle),
+            ("link", result.link),
+            ("public key", result.public_key),
+            ("certificate", result.certificate),
+            ("remaining", result.remaining),
+            ("neighbours unchanged", result.neighbours_unchanged),
+        ):
+            print(f"{label:>21}: {value}")
+        for error in result.errors:
+            print(f"ERROR: {error}", file=sys.stderr)
+    return 0 if result.ok else 1
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from exporters.bundle import verify_bundle
+
+    key = Path(args.public_key).read_bytes() if args.public_key else None
+    try:
+        report = verify_bundle(Path(args.bundle), key)
+    except IntegrityError as error:
+        print(f"FAILED: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"OK: {report.entries_checked} entries match the manifest, {report.rows} rows, "
+        f"signed by {report.signature_key}"
+    )
+    if report.key_from_bundle:
+        print(
+            "note: checked against the key inside the bundle, which proves integrity but not "
+            "origin; pass --public-key with the operator's published key",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _ack(args: argparse.Namespace) -> int:
+    from prefect.flow_runs import resume_flow_run
+
+    run_input: dict[str, object] = {"acknowledged_by": args.by}
+    if args.days is not None:
+        run_input["days_until_destruction"] = args.days
+    if args.note:
+        run_input["note"] = args.note
+    resume_flow_run(args.flow_run_id, run_input=run_input)
+    print(f"acknowledged: flow run {args.flow_run_id} resumes")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="offboard", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="run one whole case on the embedded default")
+    demo.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    demo.add_argument(
+        "--no-destroy", action="store_true", help="stop once delivered, waiting for the ack"
+    )
+    demo.add_argument("--home", default=".offboard/demo", help="working directory of the demo")
+    demo.set_defaults(run=_demo)
+
+    verify = commands.add_parser("verify", help="check a bundle's signature and checksums")
+    verify.add_argument("bundle", help="path of the .zip bundle")
+    verify.add_argument("--public-key", help="the operator's published public key (PEM)")
+    verify.set_defaults(run=_verify)
+
+    ack = commands.add_parser("ack", help="acknowledge receipt for a waiting case")
+    ack.add_argument("flow_run_id", help="id of the suspended offboard flow run")
+    ack.add_argument("--by", required=True, help="who acknowledges")
+    ack.add_argument("--days", type=int, help="days until destruction (0-90)")
+    ack.add_argument("--note", help="optional note")
+    ack.set_defaults(run=_ack)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except OffboardingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""`offboard demo`: one whole case on the embedded default, every part real.
+
+A private PostgreSQL cluster with the demo platform, a Prefect server with SQLite and a runner
+serving the deployments, all on loopback; the case for `acme` runs through Prefect, is
+acknowledged through Prefect's resume API, and destroyed after a short grace. Everything it
+started is stopped before it returns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from offboarding.errors import OffboardingError, ServiceError
+from offboarding.services import ManagedProcess, PostgresCluster, PrefectServer, prefect_env
+
+__all__ = ["DemoEnvironment", "DemoResult", "run_demo"]
+
+DEMO_TENANT = "acme"
+
+
+@dataclass
+class DemoEnvironment:
+    """The embedded default, started: database, platform data, Prefect server and runner."""
+
+    home: Path
+    grace_seconds: int = 5
+    pg: PostgresCluster = field(default_factory=PostgresCluster)
+    server: PrefectServer | None = None
+    runner: ManagedProcess | None = None
+
+    def offboard_env(self) -> dict[str, str]:
+        return {
+            "OFFBOARD_HOME": str(self.home),
+            "OFFBOARD_DATABASE_URL": self.pg.dsn,
+            "OFFBOARD_DESTRUCTION_GRACE": f"PT{self.grace_seconds}S",
+        }
+
+    def start(self, stack: ExitStack, say: Callable[[str], None]) -> None:
+        from offboarding.demo import platform
+        from offboarding.store import LocalStore
+
+        say("starting a private PostgreSQL cluster")
+        self.pg.start()
+        stack.callback(self.pg.stop)
+        files_root = self.home / "stores" / "files"
+        platform.set_up(self.pg.dsn, files_root, LocalStore(files_root))
+        say("starting a Prefect server (SQLite, loopback)")
+        self.server = PrefectServer(self.home / "prefect").start()
+        stack.callback(self.server.stop)
+        env = {**self.server.env(), **self.offboard_env()}
+        os.environ.update(env)  # this process talks to the same server, with the same settings
+        self.runner = ManagedProcess(
+            "runner", [sys.executable, "-m", "flows.serve"], env, self.home / "runner.log"
+        )
+        self.runner.start()
+        stack.callback(self.runner.stop)
+        self._wait_for_deployments()
+
+    def _wait_for_deployments(self, timeout: float = 90.0) -> None:
+        from prefect.client.orchestration import get_client
+        from prefect.exceptions import ObjectNotFound
+
+        deadline = time.monotonic() + timeout
+        with get_client(sync_client=True) as client:
+            while time.monotonic() < deadline:
+                assert self.runner is not None
+                if not self.runner.running():
+                    raise ServiceError(f"the runner exited:\n{self.runner.log_tail()}")
+                try:
+                    client.read_deployment_by_name("destroy/destroy")
+                    client.read_deployment_by_name("offboard/offboard")
+                    return
+                except ObjectNotFound:
+                    time.sleep(0.5)
+        raise ServiceError("the runner did not register the deployments in time")
+
+
+def wait_for_state(
+    flow_run_id: Any, wanted: set[str], timeout: float, runner: ManagedProcess | None = None
+) -> Any:
+    """Poll a flow run until its state type is one of `wanted`; fail on any other final state."""
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(flow_run_id)
+            state = run.state
+            if state is not None and state.type.value in wanted:
+                return run
+            if state is not None and state.is_final():
+                raise OffboardingError(
+                    f"flow run {run.name} ended {state.name}: {state.message or ''}"
+                )
+            if time.monotonic() > deadline:
+                tail = runner.log_tail() if runner else ""
+                raise ServiceError(
+                    f"flow run {run.name} still {state.name if state else '?'} after {timeout:.0f}s"
+                    f"\n{tail}"
+                )
+            time.sleep(0.5)
+
+
+@dataclass
+class DemoResult:
+    tenant: str
+    bundle: str | None = None
+    link: str | None = None
+    certificate: str | None = None
+    public_key: str | None = None
+    remaining: dict[str, int] = field(default_factory=dict)
+    neighbours_unchanged: bool | None = None
+    case_id: str | None = None
+    offboard_run: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "tenant": self.tenant,
+            "case_id": self.case_id,
+            "bundle": self.bundle,
+            "link": self.link,
+            "certificate": self.certificate,
+            "public_key": self.public_key,
+            "remaining": self.remaining,
+            "neighbours_unchanged": self.neighbours_unchanged,
+            "ok": self.ok,
+            "errors": self.errors,
+        }
+
+
+def run_demo(home: Path, *, destroy: bool = True, say: Callable[[str], None] = print) -> DemoResult:
+    shutil.rmtree(home, ignore_errors=True)  # the demo starts from nothing every time
+    home.mkdir(parents=True)
+    result = DemoResult(tenant=DEMO_TENANT)
+    with ExitStack() as stack:
+        env = DemoEnvironment(home=home.resolve())
+        try:
+            env.start(stack, say)
+            _run_case(env, result, destroy=destroy, say=say)
+        except OffboardingError as error:
+            result.errors.append(str(error))
+        except Exception as error:  # the demo reports every failure in its result, then cleans up
+            result.errors.append(f"{type(error).__name__}: {error}")
+        say("stopping everything the demo started")
+    return result
+
+
+def _run_case(
+    env: DemoEnvironment, result: DemoResult, *, destroy: bool, say: Callable[[str], None]
+) -> None:
+    from prefect.deployments import run_deployment
+    from prefect.flow_runs import resume_flow_run
+
+    from exporters.bundle import verify_bundle
+    from offboarding.audit import AuditTrail, verify_chain
+    from offboarding.config import Settings
+    from offboarding.demo import platform
+    from offboarding.destruction import certificate_key
+    from offboarding.locations import DESTRUCTION_ORDER, get_location
+    from offboarding.records import CaseRef
+    from offboarding.signing import Signer, load_public_key, verify_signature
+    from offboarding.store import open_store
+
+    settings = Settings()
+    files = open_store(settings.store_url("files"))
+    neighbours = [t for t in platform.tenant_ids(env.pg.dsn) if t != DEMO_TENANT]
+    before = {t: platform.tenant_fingerprint(env.pg.dsn, files, t) for t in neighbours}
+
+    say(f"starting the offboarding case of {DEMO_TENANT!r}")
+    run = run_deployment(
+        "offboard/offboard", parameters={"tenant": DEMO_TENANT}, timeout=0, as_subflow=False
+    )
+    result.offboard_run = str(run.id)
+    wait_for_state(run.id, {"PAUSED"}, timeout=150, runner=env.runner)
+    signer = Signer.load_or_create(settings.keys_dir)
+    result.public_key = str(settings.keys_dir / "signing-ed25519.pub.pem")
+    outbox = sorted((settings.root / "outbox").glob("*.json"))
+    if not outbox:
+        raise OffboardingError("the case is waiting but no delivery notice was queued")
+    notice = json.loads(outbox[-1].read_text())
+    result.case_id = outbox[-1].stem
+    result.link = notice["link"]
+    case = CaseRef(tenant=DEMO_TENANT, case_id=result.case_id)
+    delivered = AuditTrail(settings, case, signer).find("delivered")[-1]["data"]["key"]
+    bundle_path = Path(settings.store_url("delivery").removeprefix("file://")) / delivered
+    result.bundle = str(bundle_path)
+    report = verify_bundle(bundle_path, signer.public_pem)
+    say(f"bundle delivered and verified: {report.entries_checked} entries, {report.rows} rows")
+    if not destroy:
+        say("the case is waiting for acknowledgement (--no-destroy)")
+        return
+
+    say("acknowledging receipt as the client would (Prefect resume API)")
+    resume_flow_run(run.id, run_input={"acknowledged_by": "Acme DPO (demo)"})
+    wait_for_state(run.id, {"COMPLETED"}, timeout=90, runner=env.runner)
+    trail = AuditTrail(settings, case, signer)
+    scheduled = trail.find("destruction-scheduled")[-1]["data"]
+    say(f"destruction scheduled for {scheduled['scheduled_for']}; waiting for it to run")
+    wait_for_state(scheduled["flow_run_id"], {"COMPLETED"}, timeout=120, runner=env.runner)
+
+    archive = open_store(settings.store_url("archive"))
+    key = certificate_key(case)
+    with archive.open_read(key) as body, archive.open_read(key + ".sig") as sig:
+        certificate, signature = body.read(), sig.read()
+    public_key = load_public_key(signer.public_pem)
+    if not verify_signature(public_key, certificate, signature):
+        result.errors.append("the certificate's signature does not verify")
+    verify_chain(trail.events(), public_key)
+    result.certificate = str(Path(archive.url.removeprefix("file://")) / key)
+
+    located = {name: get_location(name, settings).verify(case).items for name in DESTRUCTION_ORDER}
+    independent = platform.tenant_fingerprint(env.pg.dsn, files, DEMO_TENANT)
+    located["postgres"] = max(
+        located["postgres"], sum(t["rows"] for t in independent["tables"].values())
+    )
+    located["files"] = max(located["files"], independent["files"]["count"])
+    result.remaining = located
+    if any(located.values()):
+        result.errors.append(f"data of {DEMO_TENANT} remains: {located}")
+    after = {t: platform.tenant_fingerprint(env.pg.dsn, files, t) for t in neighbours}
+    result.neighbours_unchanged = before == after
+    if not result.neighbours_unchanged:
+        result.errors.append("other tenants' data changed")

@@ -1,0 +1,62 @@
+"""The one interface every place tenant data lives implements: inventory, export, destroy,
+verify; plus a digest of the neighbours' data there, to prove destruction did not touch it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Literal, Protocol
+
+from offboarding.config import Settings
+from offboarding.records import CaseRef, ExportedPart, LocationInventory
+
+__all__ = ["DataLocation", "LocationExport", "Remaining", "Removal", "scratch_dir"]
+
+
+@dataclass(frozen=True)
+class LocationExport:
+    parts: list[ExportedPart]
+    snapshot_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Removal:
+    items_before: int
+    bytes_before: int
+    items_removed: int
+    technique: str
+    method: Literal["clear", "purge"] = "clear"
+
+
+@dataclass(frozen=True)
+class Remaining:
+    items: int
+    verification: str
+
+
+class DataLocation(Protocol):
+    name: str
+
+    def inventory(self, case: CaseRef) -> LocationInventory: ...
+
+    def export(self, case: CaseRef, inventory: LocationInventory, scratch: Path) -> LocationExport:
+        """Write the tenant's data as bundle parts under `scratch` (or name store objects)."""
+        ...
+
+    def destroy(self, case: CaseRef) -> Removal:
+        """Remove every copy of the tenant's data here; a location already empty is fine."""
+        ...
+
+    def verify(self, case: CaseRef) -> Remaining:
+        """Re-scan independently of `destroy` and count what is left of the tenant."""
+        ...
+
+    def neighbours_digest(self, case: CaseRef) -> str:
+        """A digest of every other tenant's data here, equal before and after destruction."""
+        ...
+
+
+def scratch_dir(settings: Settings, case: CaseRef) -> Path:
+    """The case's worker scratch space: the only local disk that ever holds its data."""
+    return settings.scratch_root / case.tenant / case.case_id

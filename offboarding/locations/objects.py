@@ -1,0 +1,110 @@
+"""Object storage: the tenant's uploaded files under `tenants/{tenant}/`, plus every object
+a tenant row references. Files go into the bundle as their original bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from exporters.bundle import safe_entry_paths
+from offboarding.config import Settings
+from offboarding.errors import IsolationBreachError, MissingDataError
+from offboarding.locations.base import LocationExport, Remaining, Removal
+from offboarding.locations.postgres import PostgresLocation
+from offboarding.records import CaseRef, ExportedPart, FileItem, LocationInventory
+from offboarding.store import ObjectStore, open_store
+
+__all__ = ["FilesLocation", "tenant_prefix"]
+
+TENANTS_ROOT = "tenants/"
+
+
+def tenant_prefix(tenant: str) -> str:
+    """Always ends with '/': `tenants/acme/` never matches `tenants/acme-corp/`."""
+    return f"{TENANTS_ROOT}{tenant}/"
+
+
+class FilesLocation:
+    name = "files"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store: ObjectStore = open_store(settings.store_url("files"))
+
+    def inventory(self, case: CaseRef) -> LocationInventory:
+        prefix = tenant_prefix(case.tenant)
+        listed = {o.key: o for o in self.store.list_objects(prefix)}
+        referenced = PostgresLocation(self.settings).referenced_objects(case)
+        foreign = sorted(k for k in referenced if k.startswith(TENANTS_ROOT) and not k.startswith(prefix))
+        if foreign:
+            raise IsolationBreachError(
+                f"rows of tenant {case.tenant!r} reference {len(foreign)} object(s) under another "
+                f"tenant's prefix (first: {foreign[0].split('/')[1]!r}'s): the case stops; record "
+                "an incident (clause 2.2.4) and correct the references before retrying"
+            )
+        items: list[FileItem] = []
+        missing: list[str] = []
+        for key in sorted(set(listed) | referenced):
+            info = listed.get(key)
+            if info is None:
+                if not self.store.exists(key):
+                    missing.append(key)
+                    continue
+                with self.store.open_read(key) as handle:
+                    digest = hashlib.file_digest(handle, "sha256").hexdigest()
+                    size = handle.tell()
+                items.append(FileItem(key=key, size=size, sha256=digest, referenced=True))
+            else:
+                items.append(
+                    FileItem(key=key, size=info.size, sha256=info.sha256, referenced=key in referenced)
+                )
+        if missing:
+            raise MissingDataError(
+                f"{len(missing)} object(s) referenced by rows of tenant {case.tenant!r} are missing "
+                f"from {self.store.url} (first: {missing[0]}): an export without them would be "
+                "incomplete. Restore them from backup or correct the rows, then rerun"
+            )
+        return LocationInventory(
+            location=self.name, items=len(items), bytes=sum(i.size for i in items), files=items
+        )
+
+    def export(self, case: CaseRef, inventory: LocationInventory, scratch: Path) -> LocationExport:
+        """Name each object as a bundle entry; its bytes stream from the store at packaging."""
+        prefix = tenant_prefix(case.tenant)
+        relative = [
+            f.key[len(prefix):] if f.key.startswith(prefix) else f"_referenced/{f.key}"
+            for f in inventory.files
+        ]
+        paths = safe_entry_paths("files/", relative)
+        return LocationExport(
+            parts=[
+                ExportedPart(path=path, source=f"store:{f.key}", kind="file")
+                for f, path in zip(inventory.files, paths, strict=True)
+            ]
+        )
+
+    def destroy(self, case: CaseRef) -> Removal:
+        objects = list(self.store.list_objects(tenant_prefix(case.tenant)))
+        removed = sum(1 for o in objects if self.store.delete(o.key))
+        return Removal(
+            items_before=len(objects),
+            bytes_before=sum(o.size for o in objects),
+            items_removed=removed,
+            technique="delete every object under the tenant prefix",
+        )
+
+    def verify(self, case: CaseRef) -> Remaining:
+        left = sum(1 for _ in self.store.list_objects(tenant_prefix(case.tenant)))
+        return Remaining(
+            items=left, verification=f"listing of {tenant_prefix(case.tenant)}: {left} objects"
+        )
+
+    def neighbours_digest(self, case: CaseRef) -> str:
+        own = tenant_prefix(case.tenant)
+        listing = [
+            (o.key, o.sha256)
+            for o in self.store.list_objects(TENANTS_ROOT)
+            if not o.key.startswith(own)
+        ]
+        return hashlib.sha256(json.dumps(listing).encode()).hexdigest()

@@ -1,0 +1,64 @@
+"""Worker scratch space: Parquet parts and the bundle before delivery. Wiped after delivery,
+and checked again at destruction."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+from offboarding.config import Settings
+from offboarding.locations.base import LocationExport, Remaining, Removal
+from offboarding.records import CaseRef, LocationInventory
+
+__all__ = ["ScratchLocation"]
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+class ScratchLocation:
+    name = "scratch"
+
+    def __init__(self, settings: Settings) -> None:
+        self.root = settings.scratch_root
+
+    def _tenant_dir(self, case: CaseRef) -> Path:
+        return self.root / case.tenant
+
+    def inventory(self, case: CaseRef) -> LocationInventory:
+        files = _files(self._tenant_dir(case))
+        return LocationInventory(
+            location=self.name, items=len(files), bytes=sum(f.stat().st_size for f in files)
+        )
+
+    def export(self, case: CaseRef, inventory: LocationInventory, scratch: Path) -> LocationExport:
+        return LocationExport(parts=[])
+
+    def destroy(self, case: CaseRef) -> Removal:
+        files = _files(self._tenant_dir(case))
+        size = sum(f.stat().st_size for f in files)
+        shutil.rmtree(self._tenant_dir(case), ignore_errors=True)
+        return Removal(
+            items_before=len(files),
+            bytes_before=size,
+            items_removed=len(files) - len(_files(self._tenant_dir(case))),
+            technique="remove the tenant's scratch directory",
+        )
+
+    def verify(self, case: CaseRef) -> Remaining:
+        present = self._tenant_dir(case).exists()
+        return Remaining(
+            items=len(_files(self._tenant_dir(case))) + int(present),
+            verification=f"{self._tenant_dir(case)} {'present' if present else 'absent'}",
+        )
+
+    def neighbours_digest(self, case: CaseRef) -> str:
+        others = sorted(
+            str(p.relative_to(self.root))
+            for d in (self.root.iterdir() if self.root.exists() else [])
+            if d.name != case.tenant
+            for p in _files(d)
+        )
+        return hashlib.sha256("\n".join(others).encode()).hexdigest()

@@ -1,0 +1,172 @@
+"""Pure planning: which tables belong to a tenant, in what order to delete, when to destroy.
+
+No I/O here: everything takes plain data read elsewhere, so the rules that decide what is
+exported and what is destroyed can be tested exhaustively without a database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from offboarding.config import CONTRACT_DESTRUCTION_LIMIT
+from offboarding.errors import DeadlineError, UnclassifiedDataError
+
+__all__ = [
+    "CatalogTable",
+    "Classification",
+    "ForeignKey",
+    "classify_tables",
+    "deletion_order",
+    "destruction_schedule",
+]
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    columns: tuple[str, ...]
+    references: str  # schema.table
+    referenced_columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CatalogTable:
+    schema: str
+    name: str
+    columns: tuple[str, ...]
+    primary_key: tuple[str, ...]
+    foreign_keys: tuple[ForeignKey, ...] = ()
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass(frozen=True)
+class Classification:
+    """Every table of the database, sorted into exactly one class."""
+
+    tenant_scoped: tuple[str, ...]
+    # derived table -> the foreign keys through which its rows reach tenant-owned rows
+    derived: dict[str, tuple[ForeignKey, ...]] = field(default_factory=dict)
+    registry: str = ""
+    global_tables: dict[str, str] = field(default_factory=dict)
+    excluded: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def owned(self) -> tuple[str, ...]:
+        """Tables holding tenant rows, in a stable order (scoped, then derived)."""
+        return self.tenant_scoped + tuple(sorted(self.derived))
+
+
+def classify_tables(
+    tables: list[CatalogTable],
+    *,
+    tenant_column: str,
+    registry: str,
+    global_tables: dict[str, str],
+    excluded: dict[str, str],
+) -> Classification:
+    """Sort every table into scoped, derived, registry, global or excluded; fail on the rest.
+
+    A table is derived when it has no tenant column but a foreign key to a tenant-owned
+    table, at any depth. A row of a derived table belongs to the tenant if any of those
+    foreign keys points at one of the tenant's rows.
+    """
+    by_name = {t.qualified: t for t in tables}
+    for listed, kind in [*((n, "global") for n in global_tables), *((n, "excluded") for n in excluded)]:
+        if listed not in by_name:
+            raise UnclassifiedDataError(
+                f"{kind} table {listed!r} from the settings does not exist in the database: "
+                f"remove it from OFFBOARD_{kind.upper()}_TABLES or fix its schema.table name"
+            )
+    if registry not in by_name:
+        raise UnclassifiedDataError(
+            f"tenants registry {registry!r} not found: set OFFBOARD_REGISTRY_TABLE to its "
+            "schema.table"
+        )
+    settled = {registry, *global_tables, *excluded}
+    scoped = sorted(
+        t.qualified
+        for t in tables
+        if t.qualified not in settled and tenant_column in t.columns
+    )
+    owned = set(scoped)
+    derived: dict[str, tuple[ForeignKey, ...]] = {}
+    changed = True
+    while changed:  # fixpoint: a chain of any depth ends up owned
+        changed = False
+        for table in tables:
+            name = table.qualified
+            if name in settled or name in owned:
+                continue
+            links = tuple(
+                fk for fk in table.foreign_keys if fk.references in owned and fk.references != name
+            )
+            if links:
+                derived[name] = links
+                owned.add(name)
+                changed = True
+    unclassified = sorted(t.qualified for t in tables if t.qualified not in owned | settled)
+    if unclassified:
+        first = unclassified[0]
+        raise UnclassifiedDataError(
+            f"table(s) {', '.join(unclassified)} hold(s) no '{tenant_column}' column, no foreign "
+            "key to tenant data, and are not listed as global or excluded. Nothing is exported "
+            "until every table is classified: add a tenant column, or declare it, e.g. "
+            f"OFFBOARD_GLOBAL_TABLES='{{\"{first}\": \"<why it holds no tenant data>\"}}'"
+        )
+    return Classification(
+        tenant_scoped=tuple(scoped),
+        derived=derived,
+        registry=registry,
+        global_tables=dict(global_tables),
+        excluded=dict(excluded),
+    )
+
+
+def deletion_order(tables: dict[str, set[str]]) -> list[str]:
+    """Children before parents. `tables` maps each table to the tables it references.
+
+    Self-references are ignored (rows of one table are removed in one statement per batch);
+    a cycle between different tables has no safe order and is refused.
+    """
+    remaining = {name: {p for p in parents if p in tables and p != name}
+                 for name, parents in tables.items()}  # fmt: skip
+    order: list[str] = []
+    while remaining:
+        referenced = {p for parents in remaining.values() for p in parents}
+        leaves = sorted(name for name in remaining if name not in referenced)
+        if not leaves:
+            raise UnclassifiedDataError(
+                f"foreign keys form a cycle between {sorted(remaining)}: there is no order in "
+                "which their rows can be deleted; make one of the keys DEFERRABLE"
+            )
+        order.extend(leaves)
+        for leaf in leaves:
+            del remaining[leaf]
+    return order
+
+
+@dataclass(frozen=True)
+class Schedule:
+    scheduled_for: datetime
+    deadline: datetime
+
+
+def destruction_schedule(
+    acknowledged_at: datetime,
+    grace: timedelta,
+    limit: timedelta = CONTRACT_DESTRUCTION_LIMIT,
+) -> Schedule:
+    """When destruction runs and when it must be done: never later than ack + 90 days."""
+    if acknowledged_at.tzinfo is None:
+        raise DeadlineError("acknowledgement time must carry a time zone")
+    if grace < timedelta(0):
+        raise DeadlineError(f"a grace period cannot be negative (got {grace})")
+    if grace > limit:
+        raise DeadlineError(
+            f"destruction {grace.days} days after acknowledgement would break the contract's "
+            f"{limit.days}-day limit (clause 2.3.2): choose at most {limit.days} days"
+        )
+    return Schedule(scheduled_for=acknowledged_at + grace, deadline=acknowledged_at + limit)

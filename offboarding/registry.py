@@ -1,0 +1,118 @@
+"""The tenants registry: who the tenant is, where its data lives, and whether it may be touched.
+
+The registry row outlives the tenant's data: it keeps what the audit record needs, and the
+date after which the contact details must go (clause 1.1.4: three years after the end).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from offboarding.config import Settings, validate_tenant_id
+from offboarding.errors import LegalHoldError, TenantError
+
+__all__ = ["TenantRecord", "TenantRegistry"]
+
+CONTACT_RETENTION_YEARS = 3
+
+
+@dataclass(frozen=True)
+class TenantRecord:
+    id: str
+    name: str
+    region: str
+    status: str
+    legal_hold: bool
+    legal_hold_reason: str | None
+    contact_email: str | None
+    frozen_at: datetime | None
+
+    @property
+    def contact_domain(self) -> str:
+        """The only part of the contact address that may appear in logs."""
+        return (self.contact_email or "").rpartition("@")[2] or "(none)"
+
+
+def _table(settings: Settings) -> sql.Composable:
+    schema, _, name = settings.registry_table.partition(".")
+    return sql.Identifier(schema, name)
+
+
+class TenantRegistry:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def _connect(self) -> psycopg.Connection[dict[str, Any]]:
+        return psycopg.connect(self.settings.require_database(), row_factory=dict_row)
+
+    def get(self, tenant: str) -> TenantRecord:
+        validate_tenant_id(tenant)
+        with self._connect() as conn:
+            row = conn.execute(
+                sql.SQL(
+                    "SELECT id, name, region, status, legal_hold, legal_hold_reason, "
+                    "contact_email, frozen_at FROM {} WHERE id = %s"
+                ).format(_table(self.settings)),
+                (tenant,),
+            ).fetchone()
+        if row is None:
+            raise TenantError(
+                f"tenant {tenant!r} is not in the registry {self.settings.registry_table}: "
+                "check the id (ids are exact, 'acme' is not 'acme-corp')"
+            )
+        return TenantRecord(**row)
+
+    def freeze(self, tenant: str) -> TenantRecord:
+        """Make the tenant read-only for the platform; idempotent, refused once destroyed."""
+        record = self.get(tenant)
+        if record.status == "destroyed":
+            raise TenantError(
+                f"tenant {tenant!r} was already offboarded and destroyed: nothing to export"
+            )
+        with self._connect() as conn:
+            conn.execute(
+                sql.SQL(
+                    "UPDATE {} SET status = 'frozen', frozen_at = coalesce(frozen_at, now()) "
+                    "WHERE id = %s"
+                ).format(_table(self.settings)),
+                (tenant,),
+            )
+        return self.get(tenant)
+
+    def require_no_hold(self, tenant: str) -> None:
+        record = self.get(tenant)
+        if record.legal_hold:
+            raise LegalHoldError(
+                f"tenant {tenant!r} is on legal hold ({record.legal_hold_reason or 'no reason'}): "
+                "destruction refused. Lift the hold in the registry, then run destruction again "
+                "before the deadline"
+            )
+
+    def set_hold(self, tenant: str, held: bool, reason: str | None = None) -> None:
+        self.get(tenant)
+        with self._connect() as conn:
+            conn.execute(
+                sql.SQL("UPDATE {} SET legal_hold = %s, legal_hold_reason = %s WHERE id = %s").format(
+                    _table(self.settings)
+                ),
+                (held, reason if held else None, tenant),
+            )
+
+    def mark_destroyed(self, tenant: str, at: datetime) -> date:
+        """Record the destruction; return the date the contact details must be erased by."""
+        erase_contact_by = date(at.year + CONTACT_RETENTION_YEARS, at.month, min(at.day, 28))
+        with self._connect() as conn:
+            conn.execute(
+                sql.SQL(
+                    "UPDATE {} SET status = 'destroyed', destroyed_at = %s, "
+                    "contact_delete_after = %s WHERE id = %s"
+                ).format(_table(self.settings)),
+                (at.astimezone(UTC), erase_contact_by, tenant),
+            )
+        return erase_contact_by
