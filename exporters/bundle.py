@@ -115,7 +115,7 @@ This archive holds all the data your organisation stored on the platform, in ope
 What is inside
   tables/<schema>.<table>/part-*.parquet  your database rows, one folder per table:
 {listing}
-  files/                                   your uploaded files, as the original bytes ({files} files)
+  files/                                   your uploaded files, original bytes ({files} files)
   metadata/schema.json                     column types and keys, to rebuild the database
   manifest.json                            size and SHA-256 of every entry, row counts, schemas
   manifest.json.sig                        Ed25519 signature of manifest.json
@@ -306,7 +306,9 @@ def verify_bundle(path: Path, public_key_pem: bytes | None = None) -> BundleRepo
                 rows += counted
         for table in manifest.tables:
             if sum(e.rows or 0 for e in manifest.entries if e.table == table.name) != table.rows:
-                raise IntegrityError(f"table {table.name}: parts do not add up to {table.rows} rows")
+                raise IntegrityError(
+                    f"table {table.name}: parts do not add up to {table.rows} rows"
+                )
     return BundleReport(
         manifest=manifest,
         entries_checked=len(manifest.entries),

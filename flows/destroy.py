@@ -1,7 +1,7 @@
 """Destruction of every copy of a tenant's data, verified and certified.
 
-    check legal hold -> fingerprint neighbours -> destroy each location -> verify each
-    -> fingerprint neighbours again -> certify and archive
+check legal hold -> fingerprint neighbours -> destroy each location -> verify each
+-> fingerprint neighbours again -> certify and archive
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.flow_runs import suspend_flow_run
 from prefect.runtime import flow_run
@@ -97,7 +98,7 @@ def schedule_destruction(case: CaseRef, ack: Acknowledgement) -> DestructionSche
         else settings.destruction_grace
     )
     plan = destruction_schedule(acknowledged_at, grace)
-    run = run_deployment(
+    run = run_deployment(  # idempotency key: a retried or resumed case never schedules twice
         DESTROY_DEPLOYMENT,
         parameters={
             "tenant": case.tenant,
@@ -111,6 +112,7 @@ def schedule_destruction(case: CaseRef, ack: Acknowledgement) -> DestructionSche
         as_subflow=False,
         idempotency_key=f"destroy-{case.case_id}",
     )
+    assert isinstance(run, FlowRun)
     trail.record(
         "destruction-scheduled",
         {"flow_run_id": str(run.id), "scheduled_for": plan.scheduled_for.isoformat(),

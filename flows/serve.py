@@ -6,15 +6,19 @@ Production uses `prefect deploy` with prefect.yaml and a process worker instead.
 from __future__ import annotations
 
 from prefect import serve
+from prefect.deployments.runner import RunnerDeployment
 
 from flows.destroy import destroy
 from flows.offboard import offboard
 
 
 def main() -> None:
-    serve(
+    deployments = [
         offboard.to_deployment(name="offboard", description="Offboard one tenant."),
         destroy.to_deployment(name="destroy", description="Destroy a tenant's data; certify."),
+    ]
+    serve(
+        *(d for d in deployments if isinstance(d, RunnerDeployment)),
         print_starting_message=False,
     )
 

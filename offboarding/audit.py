@@ -54,7 +54,9 @@ class AuditTrail:
         self.prefix = case_prefix(case) + "events/"
 
     def events(self) -> list[AuditEvent]:
-        keys = sorted(o.key for o in self.store.list_objects(self.prefix) if o.key.endswith(".json"))
+        keys = sorted(
+            o.key for o in self.store.list_objects(self.prefix) if o.key.endswith(".json")
+        )
         result = []
         for key in keys:
             with self.store.open_read(key) as body, self.store.open_read(key + ".sig") as sig:

@@ -71,10 +71,7 @@ def take_inventory(settings: Settings, case: CaseRef) -> Inventory:
     )
     _trail(settings, case).record(
         "inventory",
-        {
-            loc.location: {"items": loc.items, "bytes": loc.bytes}
-            for loc in inventory.locations
-        }
+        {loc.location: {"items": loc.items, "bytes": loc.bytes} for loc in inventory.locations}
         | {"tables": {t.qualified: t.rows for t in inventory.tables}},
         once="inventory",
     )

@@ -43,7 +43,9 @@ def check_legal_hold(settings: Settings, case: CaseRef) -> None:
 
 
 def neighbours_digests(settings: Settings, case: CaseRef) -> dict[str, str]:
-    return {name: get_location(name, settings).neighbours_digest(case) for name in DESTRUCTION_ORDER}
+    return {
+        name: get_location(name, settings).neighbours_digest(case) for name in DESTRUCTION_ORDER
+    }
 
 
 def destroy_location(settings: Settings, case: CaseRef, name: str) -> Removal:
@@ -95,7 +97,9 @@ def certify(
             f"tenant {case.tenant!r}: data remains after destruction in {left}; no certificate "
             "is issued. Rerun the destruction (it is idempotent) and check the location's log"
         )
-    changed = sorted(n for n in neighbours_before if neighbours_before[n] != neighbours_after.get(n))
+    changed = sorted(
+        n for n in neighbours_before if neighbours_before[n] != neighbours_after.get(n)
+    )
     if changed:
         raise DestructionIncompleteError(
             f"tenant {case.tenant!r}: other tenants' data changed in {changed} during destruction; "
@@ -107,7 +111,9 @@ def certify(
     public_key_key = f"keys/{signer.fingerprint.replace(':', '-')}.pem"
     if archive.exists(key):  # a rerun after the certificate was archived: it stands
         with archive.open_read(key) as existing:
-            return ArchivedCertificate(key, hashlib.sha256(existing.read()).hexdigest(), public_key_key)
+            return ArchivedCertificate(
+                key, hashlib.sha256(existing.read()).hexdigest(), public_key_key
+            )
     trail = _trail(settings, case)
     inventory = trail.find("inventory")
     inventory_data = inventory[-1]["data"] if inventory else {}

@@ -74,7 +74,10 @@ def classify_tables(
     foreign keys points at one of the tenant's rows.
     """
     by_name = {t.qualified: t for t in tables}
-    for listed, kind in [*((n, "global") for n in global_tables), *((n, "excluded") for n in excluded)]:
+    for listed, kind in [
+        *((n, "global") for n in global_tables),
+        *((n, "excluded") for n in excluded),
+    ]:
         if listed not in by_name:
             raise UnclassifiedDataError(
                 f"{kind} table {listed!r} from the settings does not exist in the database: "
@@ -87,9 +90,7 @@ def classify_tables(
         )
     settled = {registry, *global_tables, *excluded}
     scoped = sorted(
-        t.qualified
-        for t in tables
-        if t.qualified not in settled and tenant_column in t.columns
+        t.qualified for t in tables if t.qualified not in settled and tenant_column in t.columns
     )
     owned = set(scoped)
     derived: dict[str, tuple[ForeignKey, ...]] = {}
@@ -114,7 +115,7 @@ def classify_tables(
             f"table(s) {', '.join(unclassified)} hold(s) no '{tenant_column}' column, no foreign "
             "key to tenant data, and are not listed as global or excluded. Nothing is exported "
             "until every table is classified: add a tenant column, or declare it, e.g. "
-            f"OFFBOARD_GLOBAL_TABLES='{{\"{first}\": \"<why it holds no tenant data>\"}}'"
+            f'OFFBOARD_GLOBAL_TABLES=\'{{"{first}": "<why it holds no tenant data>"}}\''
         )
     return Classification(
         tenant_scoped=tuple(scoped),

@@ -98,9 +98,9 @@ class TenantRegistry:
         self.get(tenant)
         with self._connect() as conn:
             conn.execute(
-                sql.SQL("UPDATE {} SET legal_hold = %s, legal_hold_reason = %s WHERE id = %s").format(
-                    _table(self.settings)
-                ),
+                sql.SQL(
+                    "UPDATE {} SET legal_hold = %s, legal_hold_reason = %s WHERE id = %s"
+                ).format(_table(self.settings)),
                 (held, reason if held else None, tenant),
             )
 

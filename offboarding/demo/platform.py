@@ -58,10 +58,31 @@ DEMO_TENANTS = (
 
 _FIRST = ["Zoë", "Łukasz", "Amélie", "José", "Søren", "Ayşe", "李", "Ngọc", "Ólafur", "Anna"]
 _LAST = ["Ångström", "Żółkiewski", "Dubois", "García", "Nørgaard", "Yılmaz", "雷", "Trần", "Ó"]
-_WORDS = (
-    "budget réunion roadmap onboarding café naïve façade retro sprint déjà-vu jalapeño "
-    "Zürich Ελληνικά данные 数据 emoji 🚀 quarterly review launch plan incident audit"
-).split()
+_WORDS = [
+    "budget",
+    "réunion",
+    "roadmap",
+    "onboarding",
+    "café",
+    "naïve",
+    "façade",
+    "retro",
+    "sprint",
+    "déjà-vu",
+    "jalapeño",
+    "Zürich",
+    "Ελληνικά",
+    "данные",
+    "数据",
+    "emoji",
+    "🚀",
+    "quarterly",
+    "review",
+    "launch",
+    "plan",
+    "incident",
+    "audit",
+]
 
 
 def install_schema(dsn: str) -> None:

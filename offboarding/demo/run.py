@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from offboarding.errors import OffboardingError, ServiceError
-from offboarding.services import ManagedProcess, PostgresCluster, PrefectServer, prefect_env
+from offboarding.services import ManagedProcess, PostgresCluster, PrefectServer
 
 __all__ = ["DemoEnvironment", "DemoResult", "run_demo"]
 
@@ -162,6 +162,7 @@ def run_demo(home: Path, *, destroy: bool = True, say: Callable[[str], None] = p
 def _run_case(
     env: DemoEnvironment, result: DemoResult, *, destroy: bool, say: Callable[[str], None]
 ) -> None:
+    from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
     from prefect.flow_runs import resume_flow_run
 
@@ -184,6 +185,7 @@ def _run_case(
     run = run_deployment(
         "offboard/offboard", parameters={"tenant": DEMO_TENANT}, timeout=0, as_subflow=False
     )
+    assert isinstance(run, FlowRun)
     result.offboard_run = str(run.id)
     wait_for_state(run.id, {"PAUSED"}, timeout=150, runner=env.runner)
     signer = Signer.load_or_create(settings.keys_dir)
@@ -222,7 +224,9 @@ def _run_case(
     verify_chain(trail.events(), public_key)
     result.certificate = str(Path(archive.url.removeprefix("file://")) / key)
 
-    located = {name: get_location(name, settings).verify(case).items for name in DESTRUCTION_ORDER}
+    located = {
+        str(name): get_location(name, settings).verify(case).items for name in DESTRUCTION_ORDER
+    }
     independent = platform.tenant_fingerprint(env.pg.dsn, files, DEMO_TENANT)
     located["postgres"] = max(
         located["postgres"], sum(t["rows"] for t in independent["tables"].values())

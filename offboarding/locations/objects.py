@@ -25,6 +25,16 @@ def tenant_prefix(tenant: str) -> str:
     return f"{TENANTS_ROOT}{tenant}/"
 
 
+def _digest_object(store: ObjectStore, key: str) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with store.open_read(key) as handle:
+        while chunk := handle.read(1024 * 1024):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
 class FilesLocation:
     name = "files"
 
@@ -36,7 +46,9 @@ class FilesLocation:
         prefix = tenant_prefix(case.tenant)
         listed = {o.key: o for o in self.store.list_objects(prefix)}
         referenced = PostgresLocation(self.settings).referenced_objects(case)
-        foreign = sorted(k for k in referenced if k.startswith(TENANTS_ROOT) and not k.startswith(prefix))
+        foreign = sorted(
+            k for k in referenced if k.startswith(TENANTS_ROOT) and not k.startswith(prefix)
+        )
         if foreign:
             raise IsolationBreachError(
                 f"rows of tenant {case.tenant!r} reference {len(foreign)} object(s) under another "
@@ -51,19 +63,19 @@ class FilesLocation:
                 if not self.store.exists(key):
                     missing.append(key)
                     continue
-                with self.store.open_read(key) as handle:
-                    digest = hashlib.file_digest(handle, "sha256").hexdigest()
-                    size = handle.tell()
+                size, digest = _digest_object(self.store, key)
                 items.append(FileItem(key=key, size=size, sha256=digest, referenced=True))
             else:
                 items.append(
-                    FileItem(key=key, size=info.size, sha256=info.sha256, referenced=key in referenced)
+                    FileItem(
+                        key=key, size=info.size, sha256=info.sha256, referenced=key in referenced
+                    )
                 )
         if missing:
             raise MissingDataError(
-                f"{len(missing)} object(s) referenced by rows of tenant {case.tenant!r} are missing "
-                f"from {self.store.url} (first: {missing[0]}): an export without them would be "
-                "incomplete. Restore them from backup or correct the rows, then rerun"
+                f"{len(missing)} object(s) referenced by rows of tenant {case.tenant!r} are "
+                f"missing from {self.store.url} (first: {missing[0]}): an export without them "
+                "would be incomplete. Restore them from backup or correct the rows, then rerun"
             )
         return LocationInventory(
             location=self.name, items=len(items), bytes=sum(i.size for i in items), files=items
@@ -73,7 +85,7 @@ class FilesLocation:
         """Name each object as a bundle entry; its bytes stream from the store at packaging."""
         prefix = tenant_prefix(case.tenant)
         relative = [
-            f.key[len(prefix):] if f.key.startswith(prefix) else f"_referenced/{f.key}"
+            f.key[len(prefix) :] if f.key.startswith(prefix) else f"_referenced/{f.key}"
             for f in inventory.files
         ]
         paths = safe_entry_paths("files/", relative)

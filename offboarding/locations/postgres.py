@@ -56,7 +56,9 @@ ORDER BY 1, con.conname
 """
 
 
-def read_catalog(conn: psycopg.Connection[Any]) -> tuple[list[CatalogTable], dict[str, list[PgColumn]]]:
+def read_catalog(
+    conn: psycopg.Connection[Any],
+) -> tuple[list[CatalogTable], dict[str, list[PgColumn]]]:
     columns: dict[str, list[PgColumn]] = {}
     for schema, table, name, pg_type, not_null, type_name, element, typmod in conn.execute(
         _CATALOG_COLUMNS
@@ -70,7 +72,9 @@ def read_catalog(conn: psycopg.Connection[Any]) -> tuple[list[CatalogTable], dic
         if kind == "p":
             primary[table] = tuple(cols)
         else:
-            foreign.setdefault(table, []).append(ForeignKey(tuple(cols), referenced, tuple(ref_cols)))
+            foreign.setdefault(table, []).append(
+                ForeignKey(tuple(cols), referenced, tuple(ref_cols))
+            )
     tables = [
         CatalogTable(
             schema=name.split(".", 1)[0],
@@ -265,7 +269,8 @@ class PostgresLocation:
             removed = 0
             for table in deletion_order(parents):
                 statement = sql.SQL(
-                    "DELETE FROM {t} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {t} WHERE {w} LIMIT {n}))"
+                    "DELETE FROM {t} WHERE ctid = ANY(ARRAY("
+                    "SELECT ctid FROM {t} WHERE {w} LIMIT {n}))"
                 ).format(
                     t=_ident(table),
                     w=scope.where(table),
@@ -344,9 +349,9 @@ class PostgresLocation:
                         f"OFFBOARD_FILE_REFERENCE_COLUMNS names {reference!r}, which is not a "
                         "column of a tenant-owned table: fix it to schema.table.column"
                     )
-                query = sql.SQL("SELECT DISTINCT {c} FROM {t} WHERE {w} AND {c} IS NOT NULL").format(
-                    c=sql.Identifier(column), t=_ident(table), w=scope.where(table)
-                )
+                query = sql.SQL(
+                    "SELECT DISTINCT {c} FROM {t} WHERE {w} AND {c} IS NOT NULL"
+                ).format(c=sql.Identifier(column), t=_ident(table), w=scope.where(table))
                 keys.update(str(r[0]) for r in conn.execute(query, {"tenant": case.tenant}))
         return keys
 

@@ -1,0 +1,44 @@
+# Two commands matter: `make demo` and `make test`. Both set up what they need.
+.PHONY: demo test lint typecheck pytest setup system-deps schemas clean
+
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+UV := .tools/bin/uv
+VENV := .venv
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# PostgreSQL server binaries for the private cluster (Debian package; present on most images).
+system-deps:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { echo "installing PostgreSQL server binaries"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --quiet
+	touch $@
+
+setup: system-deps $(VENV)/.synced
+
+demo: setup
+	$(VENV)/bin/offboard demo
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+pytest: setup
+	$(VENV)/bin/pytest
+
+test: lint typecheck pytest
+
+schemas: setup
+	$(VENV)/bin/python -m offboarding.schemas
+
+clean:
+	rm -rf .offboard .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,83 @@
+"""Fixtures: a real PostgreSQL cluster with the demo platform, one fresh copy per test.
+
+The platform is seeded once into a template database; each test gets its own database
+cloned from it (CREATE DATABASE ... TEMPLATE) and its own copy of the files store.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from offboarding.config import Settings
+from offboarding.demo import platform as demo_platform
+from offboarding.records import CaseRef
+from offboarding.services import PostgresCluster
+from offboarding.store import LocalStore
+
+TEMPLATE_DB = "platform_template"
+
+
+@dataclass(frozen=True)
+class Platform:
+    dsn: str
+    settings: Settings
+    files: LocalStore
+
+    def case(self, tenant: str) -> CaseRef:
+        return CaseRef(tenant=tenant, case_id=f"{tenant}-test{uuid.uuid4().hex[:6]}")
+
+    def fingerprint(self, tenant: str) -> dict[str, object]:
+        return demo_platform.tenant_fingerprint(self.dsn, self.files, tenant)
+
+    def query(self, statement: str, *params: object) -> list[tuple[object, ...]]:
+        with psycopg.connect(self.dsn) as conn:
+            cursor = conn.execute(statement, params or None)  # type: ignore[arg-type]
+            return cursor.fetchall() if cursor.description else []
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+def _dsn(cluster: PostgresCluster, dbname: str) -> str:
+    return cluster.dsn.replace(f"dbname={cluster.dbname}", f"dbname={dbname}")
+
+
+@pytest.fixture(scope="session")
+def template_files(pg_cluster: PostgresCluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("template") / "files"
+    with psycopg.connect(pg_cluster.dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE_DB)))
+    dsn = _dsn(pg_cluster, TEMPLATE_DB)
+    demo_platform.set_up(dsn, root, LocalStore(root))
+    return root
+
+
+@pytest.fixture
+def platform(pg_cluster: PostgresCluster, template_files: Path, tmp_path: Path) -> Iterator[Platform]:
+    dbname = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_cluster.dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(dbname), sql.Identifier(TEMPLATE_DB)
+            )
+        )
+    home = tmp_path / "home"
+    files_root = home / "stores" / "files"
+    shutil.copytree(template_files, files_root)
+    dsn = _dsn(pg_cluster, dbname)
+    settings = Settings(home=home, database_url=dsn)
+    yield Platform(dsn=dsn, settings=settings, files=LocalStore(files_root))
+    with psycopg.connect(pg_cluster.dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))

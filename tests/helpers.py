@@ -1,0 +1,23 @@
+"""Running the pipeline's stages directly (no orchestrator) for tests of what they produce."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from offboarding import case as stages
+from offboarding.records import CaseRef, Delivery, Inventory
+from offboarding.store import open_store
+from tests.conftest import Platform
+
+
+def export_and_deliver(platform: Platform, case: CaseRef) -> tuple[Inventory, Delivery, Path]:
+    """Freeze, inventory, export, package, verify and deliver; return the delivered bundle."""
+    settings = platform.settings
+    stages.freeze(settings, case)
+    inventory = stages.take_inventory(settings, case)
+    exported = stages.export_snapshot(settings, case, inventory)
+    bundle = stages.package(settings, case, inventory, exported)
+    stages.verify_package(settings, case, bundle, inventory)
+    delivery = stages.deliver(settings, case, bundle)
+    store_root = Path(open_store(settings.store_url("delivery")).url.removeprefix("file://"))
+    return inventory, delivery, store_root / delivery.key

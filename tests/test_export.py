@@ -1,0 +1,196 @@
+"""Export against the real PostgreSQL: the bundle holds exactly the tenant's rows and files,
+read back by independent readers (Info-ZIP's unzip, DuckDB)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import jsonschema
+import psycopg
+import pytest
+from psycopg import sql
+
+from offboarding import case as stages
+from offboarding.errors import MissingDataError, UnclassifiedDataError
+from tests.conftest import Platform
+from tests.helpers import export_and_deliver
+
+# Written independently of the pipeline's discovery: what the demo schema says is acme's.
+SOURCE_FILTERS = {
+    "public.tenants": "id = %(t)s",
+    "public.users": "tenant_id = %(t)s",
+    "public.spaces": "tenant_id = %(t)s",
+    "public.posts": "tenant_id = %(t)s",
+    "public.comments": "post_id IN (SELECT id FROM posts WHERE tenant_id = %(t)s)",
+    "public.wiki_pages": "tenant_id = %(t)s",
+    "public.documents": "tenant_id = %(t)s",
+    "public.chat_messages": "tenant_id = %(t)s",
+    "public.survey_answers": "tenant_id = %(t)s",
+}
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+
+
+@pytest.fixture
+def unzipped(platform: Platform, tmp_path: Path) -> Path:
+    _, _, bundle = export_and_deliver(platform, platform.case("acme"))
+    target = tmp_path / "unzipped"
+    subprocess.run(["unzip", "-q", str(bundle), "-d", str(target)], check=True)
+    return target
+
+
+def _source_rows(platform: Platform, table: str, tenant: str) -> list[dict[str, Any]]:
+    schema, _, name = table.partition(".")
+    with psycopg.connect(platform.dsn) as conn:
+        cursor = conn.execute(
+            sql.SQL("SELECT * FROM {} x WHERE " + SOURCE_FILTERS[table] + " ORDER BY x.id").format(
+                sql.Identifier(schema, name)
+            ),
+            {"t": tenant},
+        )
+        names = [d.name for d in cursor.description or []]
+        return [dict(zip(names, row, strict=True)) for row in cursor]
+
+
+def _text_rows(platform: Platform, table: str, columns: list[str]) -> list[tuple[Any, ...]]:
+    schema, _, name = table.partition(".")
+    with psycopg.connect(platform.dsn) as conn:
+        return conn.execute(
+            sql.SQL("SELECT {} FROM {} x WHERE " + SOURCE_FILTERS[table] + " ORDER BY x.id").format(
+                sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c)) for c in columns),
+                sql.Identifier(schema, name),
+            ),
+            {"t": "acme"},
+        ).fetchall()
+
+
+def test_every_table_equals_the_source_rows_exactly(platform: Platform, unzipped: Path) -> None:
+    manifest = json.loads((unzipped / "manifest.json").read_text())
+    assert {t["name"] for t in manifest["tables"]} == set(SOURCE_FILTERS)
+    reader = duckdb.connect()
+    reader.execute("SET TimeZone = 'UTC'")
+    for table in manifest["tables"]:
+        name = table["name"]
+        cursor = reader.execute(f"SELECT * FROM '{unzipped}/tables/{name}/*.parquet' ORDER BY 1")
+        exported = [
+            dict(zip([d[0] for d in cursor.description], row, strict=True))
+            for row in cursor.fetchall()
+        ]
+        source = _source_rows(platform, name, "acme")
+        assert len(exported) == len(source) == table["rows"], name
+        as_text = [c["name"] for c in table["columns"] if c["as_text"]]
+        text_values = _text_rows(platform, name, as_text) if as_text else []
+        for index, (got, want) in enumerate(zip(exported, source, strict=True)):
+            for column in table["columns"]:
+                col = column["name"]
+                if column["as_text"]:
+                    expected = text_values[index][as_text.index(col)]
+                    assert got[col] == expected, (name, col)
+                elif column["pg_type"] in ("json", "jsonb"):
+                    assert (json.loads(got[col]) if got[col] is not None else None) == want[col]
+                else:
+                    assert got[col] == want[col], (name, col, got[col], want[col])
+
+
+def test_types_reach_the_reader_as_their_own_types(unzipped: Path) -> None:
+    reader = duckdb.connect()
+
+    def types(table: str) -> dict[str, str]:
+        rows = reader.execute(f"DESCRIBE SELECT * FROM '{unzipped}/tables/{table}/*.parquet'")
+        return {r[0]: r[1] for r in rows.fetchall()}
+
+    assert types("public.posts")["score"] == "DECIMAL(12,4)"
+    assert types("public.posts")["published_at"] == "TIMESTAMP WITH TIME ZONE"
+    assert types("public.posts")["metadata"] == "JSON"
+    assert types("public.users")["last_login_at"] == "TIMESTAMP"
+    assert types("public.users")["avatar"] == "BLOB"
+    assert types("public.wiki_pages")["id"] == "UUID"
+    assert types("public.spaces")["tags"] == "VARCHAR[]"
+    assert types("public.survey_answers")["choices"] == "INTEGER[]"
+    assert types("public.survey_answers")["submitted_on"] == "DATE"
+    assert types("public.survey_answers")["rating"] == "SMALLINT"
+
+
+def test_no_row_of_any_other_tenant(platform: Platform, unzipped: Path) -> None:
+    reader = duckdb.connect()
+    for table in ("users", "spaces", "posts", "wiki_pages", "documents", "chat_messages"):
+        tenants = reader.execute(
+            f"SELECT DISTINCT tenant_id FROM '{unzipped}/tables/public.{table}/*.parquet'"
+        ).fetchall()
+        assert tenants == [("acme",)], table
+    comment_posts = {
+        r[0]
+        for r in reader.execute(
+            f"SELECT post_id FROM '{unzipped}/tables/public.comments/*.parquet'"
+        ).fetchall()
+    }
+    acme_posts = {r[0] for r in platform.query("SELECT id FROM posts WHERE tenant_id = 'acme'")}
+    assert comment_posts and comment_posts <= acme_posts
+
+
+def test_files_are_the_original_bytes_of_the_tenant_only(platform: Platform, unzipped: Path) -> None:
+    manifest = json.loads((unzipped / "manifest.json").read_text())
+    file_entries = [e for e in manifest["entries"] if e["kind"] == "file"]
+    originals = {o.key: o for o in platform.files.list_objects("tenants/acme/")}
+    assert sorted(e["source_key"] for e in file_entries) == sorted(originals)
+    for entry in file_entries:
+        data = (unzipped / entry["path"]).read_bytes()
+        with platform.files.open_read(entry["source_key"]) as original:
+            assert data == original.read()
+    assert not any("acme-corp" in e["source_key"] for e in file_entries)
+
+
+def test_checksums_and_signature_check_with_standard_tools(unzipped: Path) -> None:
+    subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=unzipped, check=True)
+    subprocess.run(
+        ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", "signing-key.pem", "-rawin",
+         "-in", "manifest.json", "-sigfile", "manifest.json.sig"],
+        cwd=unzipped, check=True, capture_output=True,
+    )  # fmt: skip
+
+
+def test_manifest_validates_against_its_schema(unzipped: Path) -> None:
+    schema = json.loads((SCHEMA_DIR / "manifest.schema.json").read_text())
+    jsonschema.validate(json.loads((unzipped / "manifest.json").read_text()), schema)
+
+
+def test_freeze_makes_the_tenant_read_only(platform: Platform) -> None:
+    stages.freeze(platform.settings, platform.case("acme"))
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction, match="frozen"):
+        platform.query("UPDATE posts SET title = 'changed' WHERE tenant_id = 'acme'")
+    platform.query("UPDATE posts SET title = title WHERE tenant_id = 'acme-corp' RETURNING id")
+
+
+def test_an_unclassified_table_stops_the_case_with_the_fix(platform: Platform) -> None:
+    platform.query("CREATE TABLE public.audit_blobs (id int PRIMARY KEY, payload text) ")
+    with pytest.raises(UnclassifiedDataError) as raised:
+        stages.take_inventory(platform.settings, platform.case("acme"))
+    assert "public.audit_blobs" in str(raised.value)
+    assert "OFFBOARD_GLOBAL_TABLES" in str(raised.value)
+
+
+def test_tables_derived_through_foreign_key_chains_are_exported(platform: Platform) -> None:
+    platform.query(
+        "CREATE TABLE public.comment_reactions (id int PRIMARY KEY, "
+        "comment_id bigint NOT NULL REFERENCES comments (id), emoji text); "
+        "INSERT INTO comment_reactions SELECT c.id, c.id, '👍' FROM comments c "
+        "JOIN posts p ON p.id = c.post_id WHERE p.tenant_id IN ('acme', 'acme-corp')"
+    )
+    inventory = stages.take_inventory(platform.settings, platform.case("acme"))
+    reactions = next(t for t in inventory.tables if t.table == "comment_reactions")
+    expected = platform.query(
+        "SELECT count(*) FROM comment_reactions r JOIN comments c ON c.id = r.comment_id "
+        "JOIN posts p ON p.id = c.post_id WHERE p.tenant_id = 'acme'"
+    )[0][0]
+    assert reactions.scope == "derived" and reactions.rows == expected
+    assert reactions.parents == ["public.comments"]
+
+
+def test_a_missing_referenced_file_stops_the_case(platform: Platform) -> None:
+    key = platform.query("SELECT object_key FROM documents WHERE tenant_id = 'acme' LIMIT 1")[0][0]
+    assert platform.files.delete(str(key))
+    with pytest.raises(MissingDataError, match="missing"):
+        stages.take_inventory(platform.settings, platform.case("acme"))
