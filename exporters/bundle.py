@@ -245,6 +245,17 @@ def _digest_entry(archive: zipfile.ZipFile, name: str) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+def _read_embedded_key(archive: zipfile.ZipFile, names: list[str]) -> bytes | None:
+    if PUBLIC_KEY not in names:
+        return None
+    try:
+        pem = archive.read(PUBLIC_KEY)
+        load_public_key(pem)
+    except (zipfile.BadZipFile, zlib.error, IntegrityError) as error:
+        raise IntegrityError(f"{PUBLIC_KEY}: corrupted ({error})") from error
+    return pem
+
+
 def verify_bundle(path: Path, public_key_pem: bytes | None = None) -> BundleReport:
     """Check signature, every entry's size and sha256, and the Parquet row counts.
 
@@ -262,15 +273,22 @@ def verify_bundle(path: Path, public_key_pem: bytes | None = None) -> BundleRepo
         try:
             manifest_bytes = archive.read(MANIFEST)
             signature = archive.read(SIGNATURE)
-            key_pem = public_key_pem or archive.read(PUBLIC_KEY)
-        except (zipfile.BadZipFile, zlib.error, KeyError) as error:
+        except (zipfile.BadZipFile, zlib.error) as error:
             raise IntegrityError(f"{MANIFEST}: unreadable ({error})") from error
+        embedded_pem = _read_embedded_key(archive, names)
+        key_pem = public_key_pem or embedded_pem
+        if key_pem is None:
+            raise IntegrityError(f"{path}: no public key given and none inside the bundle")
         public_key = load_public_key(key_pem)
         if not verify_signature(public_key, manifest_bytes, signature):
             raise IntegrityError(
                 f"{MANIFEST}: the signature does not match (key {fingerprint(public_key)}): the "
                 "manifest was altered or signed by another key"
             )
+        if public_key_pem and embedded_pem and fingerprint(
+            load_public_key(embedded_pem)
+        ) != fingerprint(load_public_key(public_key_pem)):
+            raise IntegrityError(f"{PUBLIC_KEY}: differs from the public key given to check with")
         manifest = Manifest.model_validate_json(manifest_bytes)
         if manifest.signing_key != fingerprint(public_key):
             raise IntegrityError(

@@ -1,0 +1,105 @@
+"""`offboard verify`: an intact bundle passes; one flipped byte anywhere in any entry fails,
+naming the entry."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import zipfile
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given
+from hypothesis import strategies as st
+
+from exporters.bundle import MANIFEST, SIGNATURE, safe_entry_paths
+from offboarding.cli import main
+from offboarding.signing import public_pem
+from tests.conftest import Platform
+from tests.helpers import export_and_deliver
+
+SIGNED = {MANIFEST, SIGNATURE}
+
+
+@pytest.fixture
+def bundle(platform: Platform, tmp_path: Path) -> tuple[Path, Path]:
+    _, _, delivered = export_and_deliver(platform, platform.case("acme"))
+    copy = tmp_path / "bundle.zip"
+    shutil.copyfile(delivered, copy)
+    return copy, platform.settings.keys_dir / "signing-ed25519.pub.pem"
+
+
+def _data_offset(path: Path, info: zipfile.ZipInfo) -> int:
+    with path.open("rb") as handle:
+        handle.seek(info.header_offset)
+        header = handle.read(30)
+    name_length, extra_length = struct.unpack("<HH", header[26:30])
+    return info.header_offset + 30 + name_length + extra_length
+
+
+def test_an_intact_bundle_verifies(bundle: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    path, key = bundle
+    assert main(["verify", str(path), "--public-key", str(key)]) == 0
+    assert "OK:" in capsys.readouterr().out
+
+
+def test_one_flipped_byte_in_any_entry_fails_naming_it(
+    bundle: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, key = bundle
+    with zipfile.ZipFile(path) as archive:
+        infos = archive.infolist()
+    assert len(infos) > 30
+    for info in infos:
+        damaged = tmp_path / "damaged.zip"
+        shutil.copyfile(path, damaged)
+        offset = _data_offset(path, info) + info.compress_size // 2
+        with damaged.open("r+b") as handle:
+            handle.seek(offset)
+            byte = handle.read(1)
+            handle.seek(offset)
+            handle.write(bytes([byte[0] ^ 0x01]))
+        assert main(["verify", str(damaged), "--public-key", str(key)]) == 1, info.filename
+        error = capsys.readouterr().err
+        named = MANIFEST if info.filename in SIGNED else info.filename
+        assert named in error, (info.filename, error)
+
+
+def test_a_bundle_signed_by_another_key_fails(
+    bundle: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _ = bundle
+    other = tmp_path / "other.pem"
+    other.write_bytes(public_pem(Ed25519PrivateKey.generate().public_key()))
+    assert main(["verify", str(path), "--public-key", str(other)]) == 1
+    assert "signature does not match" in capsys.readouterr().err
+
+
+def test_an_entry_added_after_signing_fails(
+    bundle: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, key = bundle
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("files/extra.txt", b"slipped in later")
+    assert main(["verify", str(path), "--public-key", str(key)]) == 1
+    assert "files/extra.txt" in capsys.readouterr().err
+
+
+def test_not_a_zip_is_a_clear_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    junk = tmp_path / "junk.zip"
+    junk.write_bytes(b"not a zip at all")
+    assert main(["verify", str(junk)]) == 1
+    assert "not a readable ZIP" in capsys.readouterr().err
+
+
+@given(st.lists(st.text(min_size=0, max_size=40), min_size=1, max_size=30))
+def test_safe_entry_paths_never_escape_and_never_collide(names: list[str]) -> None:
+    paths = safe_entry_paths("files/", names)
+    assert len(paths) == len(names)
+    assert len({p.casefold() for p in paths}) == len(paths)
+    for path in paths:
+        assert path.startswith("files/")
+        segments = path.split("/")
+        assert all(s not in ("", ".", "..") for s in segments)
+        assert not any(ord(ch) < 32 or ord(ch) == 127 for ch in path)
