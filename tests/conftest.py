@@ -65,7 +65,9 @@ def template_files(pg_cluster: PostgresCluster, tmp_path_factory: pytest.TempPat
 
 
 @pytest.fixture
-def platform(pg_cluster: PostgresCluster, template_files: Path, tmp_path: Path) -> Iterator[Platform]:
+def platform(
+    pg_cluster: PostgresCluster, template_files: Path, tmp_path: Path
+) -> Iterator[Platform]:
     dbname = f"test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_cluster.dsn, autocommit=True) as conn:
         conn.execute(

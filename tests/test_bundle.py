@@ -38,7 +38,9 @@ def _data_offset(path: Path, info: zipfile.ZipInfo) -> int:
     return info.header_offset + 30 + name_length + extra_length
 
 
-def test_an_intact_bundle_verifies(bundle: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_intact_bundle_verifies(
+    bundle: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     path, key = bundle
     assert main(["verify", str(path), "--public-key", str(key)]) == 0
     assert "OK:" in capsys.readouterr().out

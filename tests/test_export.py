@@ -131,7 +131,9 @@ def test_no_row_of_any_other_tenant(platform: Platform, unzipped: Path) -> None:
     assert comment_posts and comment_posts <= acme_posts
 
 
-def test_files_are_the_original_bytes_of_the_tenant_only(platform: Platform, unzipped: Path) -> None:
+def test_files_are_the_original_bytes_of_the_tenant_only(
+    platform: Platform, unzipped: Path
+) -> None:
     manifest = json.loads((unzipped / "manifest.json").read_text())
     file_entries = [e for e in manifest["entries"] if e["kind"] == "file"]
     originals = {o.key: o for o in platform.files.list_objects("tenants/acme/")}

@@ -1,0 +1,117 @@
+"""Destruction against the real PostgreSQL and file store, without the orchestrator: every
+location emptied, neighbours byte-identical, certificate signed, legal hold respected."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from offboarding import destruction as stages
+from offboarding.audit import AuditTrail, verify_chain
+from offboarding.errors import DestructionIncompleteError, LegalHoldError
+from offboarding.locations import DESTRUCTION_ORDER, Remaining
+from offboarding.records import CaseRef
+from offboarding.registry import TenantRegistry
+from offboarding.signing import Signer, load_public_key, verify_signature
+from offboarding.store import open_store
+from tests.conftest import Platform
+from tests.helpers import export_and_deliver
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+NEIGHBOURS = ("acme-corp", "globex", "initech")
+
+
+def destroy_everything(platform: Platform, case: CaseRef) -> stages.ArchivedCertificate:
+    settings = platform.settings
+    now = datetime.now(UTC)
+    stages.check_legal_hold(settings, case)
+    before = stages.neighbours_digests(settings, case)
+    removals = {n: stages.destroy_location(settings, case, n) for n in DESTRUCTION_ORDER}
+    remaining = {n: stages.verify_location(settings, case, n) for n in DESTRUCTION_ORDER}
+    after = stages.neighbours_digests(settings, case)
+    return stages.certify(
+        settings, case, acknowledged_at=now, deadline=now + timedelta(days=90), started_at=now,
+        removals=removals, remaining=remaining, neighbours_before=before, neighbours_after=after,
+    )  # fmt: skip
+
+
+def test_destruction_empties_every_location_and_spares_the_neighbours(platform: Platform) -> None:
+    case = platform.case("acme")
+    export_and_deliver(platform, case)
+    neighbours_before = {t: platform.fingerprint(t) for t in NEIGHBOURS}
+
+    archived = destroy_everything(platform, case)
+
+    left = platform.fingerprint("acme")
+    assert all(t["rows"] == 0 for t in left["tables"].values())  # type: ignore[attr-defined]
+    assert left["files"]["count"] == 0  # type: ignore[index]
+    assert {t: platform.fingerprint(t) for t in NEIGHBOURS} == neighbours_before
+    assert platform.files.exists(next(iter(platform.files.list_objects("tenants/acme-corp/"))).key)
+    delivery = open_store(platform.settings.store_url("delivery"))
+    assert list(delivery.list_objects("bundles/acme/")) == []
+    assert not (platform.settings.scratch_root / "acme").exists()
+    assert platform.query("SELECT status FROM tenants WHERE id = 'acme'") == [("destroyed",)]
+
+    archive = open_store(platform.settings.store_url("archive"))
+    with archive.open_read(archived.key) as body, archive.open_read(archived.key + ".sig") as sig:
+        certificate, signature = body.read(), sig.read()
+    public_key = load_public_key(Signer.load_or_create(platform.settings.keys_dir).public_pem)
+    assert verify_signature(public_key, certificate, signature)
+    document = json.loads(certificate)
+    jsonschema.validate(document, json.loads((SCHEMA_DIR / "certificate.schema.json").read_text()))
+    assert {loc["location"]: loc["remaining"] for loc in document["locations"]} == {
+        "bundles": 0, "files": 0, "postgres": 0, "scratch": 0,
+    }  # fmt: skip
+    postgres = next(loc for loc in document["locations"] if loc["location"] == "postgres")
+    assert postgres["items_before"] == document["inventory_rows"] - 1  # the registry row stays
+    assert document["neighbours_unchanged"] is True
+    trail = AuditTrail(platform.settings, case, Signer.load_or_create(platform.settings.keys_dir))
+    assert verify_chain(trail.events(), public_key) == trail.head()
+
+
+def test_destruction_is_idempotent(platform: Platform) -> None:
+    case = platform.case("acme")
+    export_and_deliver(platform, case)
+    first = destroy_everything(platform, case)
+    second = destroy_everything(platform, case)  # a rerun after a crash finds nothing left
+    assert first == second
+
+
+def test_a_tenant_on_legal_hold_is_not_destroyed_and_the_refusal_is_recorded(
+    platform: Platform,
+) -> None:
+    case = platform.case("initech")
+    export_and_deliver(platform, case)
+    TenantRegistry(platform.settings).set_hold("initech", True, "litigation 2026-17")
+    before = platform.fingerprint("initech")
+    with pytest.raises(LegalHoldError, match="legal hold"):
+        destroy_everything(platform, case)
+    assert platform.fingerprint("initech") == before
+    trail = AuditTrail(platform.settings, case, Signer.load_or_create(platform.settings.keys_dir))
+    assert [e["data"]["reason"] for e in trail.find("destruction-refused")] == ["legal hold"]
+
+
+def test_no_certificate_while_anything_remains(platform: Platform) -> None:
+    case = platform.case("acme")
+    now = datetime.now(UTC)
+    with pytest.raises(DestructionIncompleteError, match="remains"):
+        stages.certify(
+            platform.settings, case, acknowledged_at=now, deadline=now, started_at=now,
+            removals={}, remaining={"files": Remaining(items=3, verification="3 objects")},
+            neighbours_before={}, neighbours_after={},
+        )  # fmt: skip
+
+
+def test_no_certificate_when_a_neighbour_changed(platform: Platform) -> None:
+    case = platform.case("acme")
+    now = datetime.now(UTC)
+    with pytest.raises(DestructionIncompleteError, match="other tenants"):
+        stages.certify(
+            platform.settings, case, acknowledged_at=now, deadline=now, started_at=now,
+            removals={}, remaining={}, neighbours_before={"files": "a"},
+            neighbours_after={"files": "b"},
+        )  # fmt: skip

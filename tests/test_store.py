@@ -1,0 +1,39 @@
+"""The local object store keeps tenants apart and the archive unchangeable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from offboarding.errors import ConfigurationError, IntegrityError
+from offboarding.store import LocalStore, open_store
+
+
+def test_prefixes_must_end_with_a_slash(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.put_bytes("tenants/acme/a.txt", b"a")
+    store.put_bytes("tenants/acme-corp/b.txt", b"b")
+    with pytest.raises(ConfigurationError, match="must end with '/'"):
+        list(store.list_objects("tenants/acme"))
+    assert [o.key for o in store.list_objects("tenants/acme/")] == ["tenants/acme/a.txt"]
+
+
+@pytest.mark.parametrize("key", ["../escape", "/etc/passwd", "tenants//x", "tenants/./x", ""])
+def test_unclean_keys_are_refused(tmp_path: Path, key: str) -> None:
+    with pytest.raises(ConfigurationError, match="clean relative key"):
+        LocalStore(tmp_path).put_bytes(key, b"x")
+
+
+def test_a_write_once_store_refuses_overwrite_and_delete(tmp_path: Path) -> None:
+    archive = LocalStore(tmp_path, write_once=True)
+    archive.put_bytes("certificates/c.json", b"{}")
+    with pytest.raises(IntegrityError, match="write-once"):
+        archive.put_bytes("certificates/c.json", b"{forged}")
+    with pytest.raises(IntegrityError, match="write-once"):
+        archive.delete("certificates/c.json")
+
+
+def test_an_unknown_store_url_says_what_is_understood() -> None:
+    with pytest.raises(ConfigurationError, match="file:///path"):
+        open_store("s3://bucket")
