@@ -285,9 +285,12 @@ def verify_bundle(path: Path, public_key_pem: bytes | None = None) -> BundleRepo
                 f"{MANIFEST}: the signature does not match (key {fingerprint(public_key)}): the "
                 "manifest was altered or signed by another key"
             )
-        if public_key_pem and embedded_pem and fingerprint(
-            load_public_key(embedded_pem)
-        ) != fingerprint(load_public_key(public_key_pem)):
+        if (
+            public_key_pem
+            and embedded_pem
+            and fingerprint(load_public_key(embedded_pem))
+            != fingerprint(load_public_key(public_key_pem))
+        ):
             raise IntegrityError(f"{PUBLIC_KEY}: differs from the public key given to check with")
         manifest = Manifest.model_validate_json(manifest_bytes)
         if manifest.signing_key != fingerprint(public_key):

@@ -8,12 +8,13 @@ started is stopped before it returns.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +64,17 @@ class DemoEnvironment:
         )
         self.runner.start()
         stack.callback(self.runner.stop)
+        stack.enter_context(self.client_settings())
         self._wait_for_deployments()
+
+    @contextlib.contextmanager
+    def client_settings(self) -> Iterator[None]:
+        """Point this process's Prefect client at our server, whatever was imported before."""
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        assert self.server is not None
+        with temporary_settings(updates={PREFECT_API_URL: self.server.api_url}):
+            yield
 
     def _wait_for_deployments(self, timeout: float = 90.0) -> None:
         from prefect.client.orchestration import get_client
