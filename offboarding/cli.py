@@ -24,7 +24,7 @@ def _demo(args: argparse.Namespace) -> int:
     else:
         for label, value in (
             ("case", result.case_id),
-            ("bundle", result.bundle),
+            ("bundle", f"{result.bundle} (destroyed)" if result.certificate else result.bundle),
             ("link", result.link),
             ("public key", result.public_key),
             ("certificate", result.certificate),

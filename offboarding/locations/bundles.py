@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 from offboarding.config import Settings
 from offboarding.locations.base import LocationExport, Remaining, Removal
+from offboarding.locations.prefixed import count_prefix, delete_prefix, digest_outside_prefix
 from offboarding.records import CaseRef, LocationInventory
 from offboarding.store import ObjectStore, open_store
 
@@ -36,26 +35,14 @@ class BundlesLocation:
         return LocationExport(parts=[])  # bundles are the export's output, not its input
 
     def destroy(self, case: CaseRef) -> Removal:
-        objects = list(self.store.list_objects(bundle_prefix(case.tenant)))
-        removed = sum(1 for o in objects if self.store.delete(o.key))
-        return Removal(
-            items_before=len(objects),
-            bytes_before=sum(o.size for o in objects),
-            items_removed=removed,
-            technique="delete every bundle of the tenant; its links then answer 'gone'",
+        return delete_prefix(
+            self.store,
+            bundle_prefix(case.tenant),
+            "delete every bundle of the tenant; its links then answer 'gone'",
         )
 
     def verify(self, case: CaseRef) -> Remaining:
-        left = sum(1 for _ in self.store.list_objects(bundle_prefix(case.tenant)))
-        return Remaining(
-            items=left, verification=f"listing of {bundle_prefix(case.tenant)}: {left} objects"
-        )
+        return count_prefix(self.store, bundle_prefix(case.tenant))
 
     def neighbours_digest(self, case: CaseRef) -> str:
-        own = bundle_prefix(case.tenant)
-        listing = [
-            (o.key, o.sha256)
-            for o in self.store.list_objects(BUNDLES_ROOT)
-            if not o.key.startswith(own)
-        ]
-        return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+        return digest_outside_prefix(self.store, BUNDLES_ROOT, bundle_prefix(case.tenant))

@@ -4,7 +4,6 @@ a tenant row references. Files go into the bundle as their original bytes."""
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 from exporters.bundle import safe_entry_paths
@@ -12,6 +11,7 @@ from offboarding.config import Settings
 from offboarding.errors import IsolationBreachError, MissingDataError
 from offboarding.locations.base import LocationExport, Remaining, Removal
 from offboarding.locations.postgres import PostgresLocation
+from offboarding.locations.prefixed import count_prefix, delete_prefix, digest_outside_prefix
 from offboarding.records import CaseRef, ExportedPart, FileItem, LocationInventory
 from offboarding.store import ObjectStore, open_store
 
@@ -97,26 +97,12 @@ class FilesLocation:
         )
 
     def destroy(self, case: CaseRef) -> Removal:
-        objects = list(self.store.list_objects(tenant_prefix(case.tenant)))
-        removed = sum(1 for o in objects if self.store.delete(o.key))
-        return Removal(
-            items_before=len(objects),
-            bytes_before=sum(o.size for o in objects),
-            items_removed=removed,
-            technique="delete every object under the tenant prefix",
+        return delete_prefix(
+            self.store, tenant_prefix(case.tenant), "delete every object under the tenant prefix"
         )
 
     def verify(self, case: CaseRef) -> Remaining:
-        left = sum(1 for _ in self.store.list_objects(tenant_prefix(case.tenant)))
-        return Remaining(
-            items=left, verification=f"listing of {tenant_prefix(case.tenant)}: {left} objects"
-        )
+        return count_prefix(self.store, tenant_prefix(case.tenant))
 
     def neighbours_digest(self, case: CaseRef) -> str:
-        own = tenant_prefix(case.tenant)
-        listing = [
-            (o.key, o.sha256)
-            for o in self.store.list_objects(TENANTS_ROOT)
-            if not o.key.startswith(own)
-        ]
-        return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+        return digest_outside_prefix(self.store, TENANTS_ROOT, tenant_prefix(case.tenant))
