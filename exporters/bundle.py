@@ -157,7 +157,7 @@ def package_bundle(
         ManifestTable(
             name=t.qualified,
             scope=t.scope,
-            rows=t.rows,
+            rows=sum(p.rows or 0 for p in parts if p.table == t.qualified),
             columns=t.columns,
             primary_key=t.primary_key,
             parts=[p.path for p in parts if p.table == t.qualified],

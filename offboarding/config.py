@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     tenant_column: str = Field(
         default="tenant_id", description="Column that names the owning tenant in shared tables."
     )
+    tenant_schema_pattern: str = Field(
+        default="tenant_{tenant}",
+        description="Name of a schema that belongs wholly to one tenant (schema-per-tenant).",
+    )
     registry_table: str = Field(
         default="public.tenants",
         description="schema.table of the tenants registry (id, region, status, legal_hold...).",
@@ -90,6 +94,9 @@ class Settings(BaseSettings):
     )
     export_batch_rows: int = Field(
         default=10_000, ge=100, description="Rows fetched and written per Parquet batch."
+    )
+    export_workers: int = Field(
+        default=2, ge=1, le=64, description="Tables exported in parallel, in one snapshot."
     )
     delete_batch_rows: int = Field(
         default=5_000, ge=1, description="Rows deleted per transaction during destruction."

@@ -6,11 +6,12 @@ exported and what is destroyed can be tested exhaustively without a database.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from offboarding.config import CONTRACT_DESTRUCTION_LIMIT
-from offboarding.errors import DeadlineError, UnclassifiedDataError
+from offboarding.errors import ConfigurationError, DeadlineError, UnclassifiedDataError
 
 __all__ = [
     "CatalogTable",
@@ -52,11 +53,41 @@ class Classification:
     registry: str = ""
     global_tables: dict[str, str] = field(default_factory=dict)
     excluded: dict[str, str] = field(default_factory=dict)
+    # schema-per-tenant layout: table -> the tenant whose schema holds it (all of its rows)
+    schema_tables: dict[str, str] = field(default_factory=dict)
+    unclassified: tuple[str, ...] = ()
+    tenant_column: str = "tenant_id"
 
     @property
     def owned(self) -> tuple[str, ...]:
-        """Tables holding tenant rows, in a stable order (scoped, then derived)."""
+        """Shared tables holding tenant rows, in a stable order (scoped, then derived)."""
         return self.tenant_scoped + tuple(sorted(self.derived))
+
+    def schema_tables_of(self, tenant: str) -> tuple[str, ...]:
+        return tuple(sorted(t for t, owner in self.schema_tables.items() if owner == tenant))
+
+    def require_complete(self) -> Classification:
+        """Fail closed: nothing is exported while any table is unclassified."""
+        if self.unclassified:
+            first = self.unclassified[0]
+            raise UnclassifiedDataError(
+                f"table(s) {', '.join(self.unclassified)} hold(s) no '{self.tenant_column}' "
+                "column, no foreign key to tenant data, are in no tenant schema, and are not "
+                "listed as global or excluded. Nothing is exported until every table is "
+                "classified: add a tenant column, or declare it, e.g. "
+                f'OFFBOARD_GLOBAL_TABLES=\'{{"{first}": "<why it holds no tenant data>"}}\''
+            )
+        return self
+
+
+def tenant_schema_regex(pattern: str) -> re.Pattern[str]:
+    """`tenant_{tenant}` -> a regex whose group `tenant` captures the tenant id."""
+    if pattern.count("{tenant}") != 1:
+        raise ConfigurationError(
+            f"OFFBOARD_TENANT_SCHEMA_PATTERN {pattern!r} must contain '{{tenant}}' exactly once"
+        )
+    before, after = (re.escape(part) for part in pattern.split("{tenant}"))
+    return re.compile(f"^{before}(?P<tenant>[a-z0-9](?:[a-z0-9-]*[a-z0-9])?){after}$")
 
 
 def classify_tables(
@@ -66,12 +97,14 @@ def classify_tables(
     registry: str,
     global_tables: dict[str, str],
     excluded: dict[str, str],
+    tenant_schema_pattern: str = "tenant_{tenant}",
 ) -> Classification:
-    """Sort every table into scoped, derived, registry, global or excluded; fail on the rest.
+    """Sort every table into scoped, derived, tenant schema, registry, global, excluded, or
+    unclassified (which `require_complete` refuses).
 
     A table is derived when it has no tenant column but a foreign key to a tenant-owned
     table, at any depth. A row of a derived table belongs to the tenant if any of those
-    foreign keys points at one of the tenant's rows.
+    foreign keys points at one of the tenant's rows. Self-references are not routes.
     """
     by_name = {t.qualified: t for t in tables}
     for listed, kind in [
@@ -88,7 +121,13 @@ def classify_tables(
             f"tenants registry {registry!r} not found: set OFFBOARD_REGISTRY_TABLE to its "
             "schema.table"
         )
-    settled = {registry, *global_tables, *excluded}
+    schema_regex = tenant_schema_regex(tenant_schema_pattern)
+    schema_tables = {
+        t.qualified: match["tenant"]
+        for t in tables
+        if (match := schema_regex.match(t.schema)) and t.qualified not in (registry, *excluded)
+    }
+    settled = {registry, *global_tables, *excluded, *schema_tables}
     scoped = sorted(
         t.qualified for t in tables if t.qualified not in settled and tenant_column in t.columns
     )
@@ -108,21 +147,17 @@ def classify_tables(
                 derived[name] = links
                 owned.add(name)
                 changed = True
-    unclassified = sorted(t.qualified for t in tables if t.qualified not in owned | settled)
-    if unclassified:
-        first = unclassified[0]
-        raise UnclassifiedDataError(
-            f"table(s) {', '.join(unclassified)} hold(s) no '{tenant_column}' column, no foreign "
-            "key to tenant data, and are not listed as global or excluded. Nothing is exported "
-            "until every table is classified: add a tenant column, or declare it, e.g. "
-            f'OFFBOARD_GLOBAL_TABLES=\'{{"{first}": "<why it holds no tenant data>"}}\''
-        )
     return Classification(
         tenant_scoped=tuple(scoped),
         derived=derived,
         registry=registry,
         global_tables=dict(global_tables),
         excluded=dict(excluded),
+        schema_tables=schema_tables,
+        unclassified=tuple(
+            sorted(t.qualified for t in tables if t.qualified not in owned | settled)
+        ),
+        tenant_column=tenant_column,
     )
 
 

@@ -58,7 +58,7 @@ class TableItem(Record):
 
     schema_name: str
     table: str
-    scope: Literal["tenant", "derived", "registry"]
+    scope: Literal["tenant", "derived", "registry", "schema"]
     rows: int
     bytes_estimate: int = Field(description="Share of the table's size for these rows (approx).")
     columns: list[ColumnSchema]
@@ -89,6 +89,9 @@ class LocationInventory(Record):
     files: list[FileItem] = Field(default_factory=list)
     global_tables: dict[str, str] = Field(default_factory=dict)
     excluded_tables: dict[str, str] = Field(default_factory=dict)
+    unclassified: list[str] = Field(
+        default_factory=list, description="Tables nobody classified: the case cannot proceed."
+    )
 
 
 class Inventory(Record):
@@ -145,7 +148,7 @@ class ManifestEntry(Record):
 
 class ManifestTable(Record):
     name: str
-    scope: Literal["tenant", "derived", "registry"]
+    scope: Literal["tenant", "derived", "registry", "schema"]
     rows: int
     columns: list[ColumnSchema]
     primary_key: list[str]

@@ -30,6 +30,7 @@ SOURCE_FILTERS = {
     "public.documents": "tenant_id = %(t)s",
     "public.chat_messages": "tenant_id = %(t)s",
     "public.survey_answers": "tenant_id = %(t)s",
+    "tenant_acme.custom_fields": "TRUE",
 }
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 

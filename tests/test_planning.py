@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from offboarding.errors import DeadlineError, UnclassifiedDataError
+from offboarding.errors import ConfigurationError, DeadlineError, UnclassifiedDataError
 from offboarding.planning import CatalogTable, ForeignKey, classify_tables, deletion_order
 from offboarding.planning import destruction_schedule as schedule
 
@@ -54,9 +54,21 @@ def test_derived_tables_are_found_through_chains_of_any_depth() -> None:
 
 def test_an_unclassified_table_names_itself_and_the_fix() -> None:
     with pytest.raises(UnclassifiedDataError) as raised:
-        classify([*CATALOG, table("feature_flags", ("id", "name"))])
+        classify([*CATALOG, table("feature_flags", ("id", "name"))]).require_complete()  # type: ignore[attr-defined]
     assert "public.feature_flags" in str(raised.value)
     assert "OFFBOARD_GLOBAL_TABLES" in str(raised.value)
+
+
+def test_tables_in_a_tenant_schema_belong_to_that_tenant() -> None:
+    own = CatalogTable(schema="tenant_acme-corp", name="custom", columns=("id",), primary_key=())
+    result = classify([*CATALOG, own])
+    assert result.schema_tables == {"tenant_acme-corp.custom": "acme-corp"}  # type: ignore[attr-defined]
+    assert result.schema_tables_of("acme") == ()  # type: ignore[attr-defined]
+
+
+def test_a_schema_pattern_without_the_tenant_placeholder_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="exactly once"):
+        classify(CATALOG, tenant_schema_pattern="tenants")
 
 
 def test_a_global_table_that_does_not_exist_is_refused() -> None:

@@ -36,6 +36,8 @@ _TENANT_ROWS: dict[str, str] = {
     "chat_messages": "tenant_id = %(t)s",
     "survey_answers": "tenant_id = %(t)s",
 }
+# Schema-per-tenant tables of the demo: every row belongs to the schema's tenant.
+_TENANT_SCHEMA_TABLES = ("custom_fields",)
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,15 @@ def seed(
                     tenant.plan, tenant.legal_hold, base,
                 ),
             )  # fmt: skip
+        for tenant_id in ("acme", "globex"):
+            for field_no in range(1, 4):
+                conn.execute(
+                    sql.SQL("INSERT INTO {} VALUES (%s, %s, %s, %s)").format(
+                        sql.Identifier(f"tenant_{tenant_id}", "custom_fields")
+                    ),
+                    (field_no, f"Champ {field_no} ({tenant_id})", Jsonb({"required": field_no == 1}),
+                     base + timedelta(days=field_no)),
+                )  # fmt: skip
         # Interleave tenants row by row so no tenant's rows sit in one contiguous id range.
         for round_ in range(max(t.users for t in tenants) * scale):
             for tenant in tenants:
@@ -173,14 +184,17 @@ def _seed_user(
                 Jsonb({"pinned": p == 0, "labels": [rng.choice(_WORDS)], "v": 1.5}),
             ),
         )  # fmt: skip
+        thread: int | None = None
         for c in range(rng.randint(0, 4)):
+            comment_id = next(ids)
             conn.execute(
-                "INSERT INTO comments VALUES (%s, %s, %s, %s, %s, %s)",
+                "INSERT INTO comments VALUES (%s, %s, %s, %s, %s, %s, %s)",
                 (
-                    next(ids), post_id, user_id, _sentence(rng, 12),
+                    comment_id, post_id, thread, user_id, _sentence(rng, 12),
                     base + timedelta(days=n, hours=p, minutes=c), c,
                 ),
             )  # fmt: skip
+            thread = comment_id  # replies form a thread: each answers the one before
     conn.execute(
         "INSERT INTO wiki_pages VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
         (
@@ -241,6 +255,21 @@ def tenant_fingerprint(dsn: str, files: ObjectStore, tenant: str) -> dict[str, A
             row = conn.execute(query, {"t": tenant}).fetchone()
             assert row is not None
             result["tables"][table] = {"rows": row[0], "digest": row[1]}
+        for table in _TENANT_SCHEMA_TABLES:
+            schema = f"tenant_{tenant}"
+            exists = conn.execute(
+                "SELECT to_regclass(%s) IS NOT NULL", (f'"{schema}".{table}',)
+            ).fetchone()
+            if exists and exists[0]:
+                query = sql.SQL(
+                    "SELECT count(*), coalesce(md5(string_agg(x::text, E'\\n' ORDER BY x.id)), '') "
+                    "FROM {} x"
+                ).format(sql.Identifier(schema, table))
+                row = conn.execute(query).fetchone()
+                assert row is not None
+                result["tables"][f"{schema}.{table}"] = {"rows": row[0], "digest": row[1]}
+            else:
+                result["tables"][f"{schema}.{table}"] = {"rows": 0, "digest": "absent"}
     listing = sorted((o.key, o.sha256) for o in files.list_objects(f"tenants/{tenant}/"))
     result["files"] = {
         "count": len(listing),

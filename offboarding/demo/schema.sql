@@ -60,6 +60,7 @@ CREATE TABLE posts (
 CREATE TABLE comments (
     id bigint PRIMARY KEY,
     post_id bigint NOT NULL REFERENCES posts (id),
+    parent_id bigint REFERENCES comments (id),
     author_id bigint REFERENCES users (id),
     body text NOT NULL,
     created_at timestamptz NOT NULL,
@@ -112,6 +113,17 @@ CREATE TABLE survey_answers (
     time_spent interval,
     choices integer[]
 );
+
+-- Some tenants bought the "custom apps" option: a schema of their own.
+CREATE SCHEMA "tenant_acme";
+CREATE TABLE "tenant_acme".custom_fields (
+    id integer PRIMARY KEY,
+    label text NOT NULL,
+    config jsonb,
+    updated_at timestamptz NOT NULL
+);
+CREATE SCHEMA "tenant_globex";
+CREATE TABLE "tenant_globex".custom_fields (LIKE "tenant_acme".custom_fields INCLUDING ALL);
 
 -- The platform's half of "freeze": once a tenant leaves 'active', its rows are read-only,
 -- except for the offboarding pipeline's destruction session, which names the tenant.

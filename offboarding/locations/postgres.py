@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
 
 from exporters.parquet import ColumnPlan, PgColumn, plan_column, write_parquet
 from offboarding.config import Settings
-from offboarding.errors import ConfigurationError, IntegrityError
+from offboarding.errors import ConfigurationError, DestructionIncompleteError, IntegrityError
 from offboarding.locations.base import LocationExport, Remaining, Removal
 from offboarding.planning import (
     CatalogTable,
@@ -98,18 +99,19 @@ def _columns(cols: tuple[str, ...]) -> sql.Composable:
 
 
 class _Scope:
-    """Builds, for any owned table, the WHERE clause that selects exactly the tenant's rows."""
+    """Builds, for any table holding the tenant's rows, the WHERE clause that selects them."""
 
-    def __init__(self, classification: Classification, tenant_column: str) -> None:
+    def __init__(self, classification: Classification) -> None:
         self.classification = classification
-        self.tenant_column = tenant_column
 
     def where(self, table: str) -> sql.Composable:
         c = self.classification
         if table == c.registry:
             return sql.SQL("{} = %(tenant)s").format(sql.Identifier("id"))
+        if table in c.schema_tables:
+            return sql.SQL("TRUE")  # the whole table is in the tenant's own schema
         if table in c.tenant_scoped:
-            return sql.SQL("{} = %(tenant)s").format(sql.Identifier(self.tenant_column))
+            return sql.SQL("{} = %(tenant)s").format(sql.Identifier(c.tenant_column))
         links = c.derived[table]
         return sql.SQL("({})").format(
             sql.SQL(" OR ").join(
@@ -124,6 +126,22 @@ class _Scope:
         )
 
 
+def _scope_kind(
+    classification: Classification, table: str
+) -> Literal["tenant", "derived", "registry", "schema"]:
+    if table == classification.registry:
+        return "registry"
+    if table in classification.schema_tables:
+        return "schema"
+    return "tenant" if table in classification.tenant_scoped else "derived"
+
+
+def _digest_query(table: str, where: sql.Composable) -> sql.Composed:
+    return sql.SQL(
+        "SELECT coalesce(md5(string_agg(x::text, E'\\n' ORDER BY x::text)), '') FROM {} x WHERE {}"
+    ).format(_ident(table), where)
+
+
 class PostgresLocation:
     name = "postgres"
 
@@ -134,7 +152,7 @@ class PostgresLocation:
         return psycopg.connect(self.settings.require_database(), **kwargs)
 
     def _plan(
-        self, conn: psycopg.Connection[Any]
+        self, conn: psycopg.Connection[Any], *, strict: bool = True
     ) -> tuple[Classification, list[CatalogTable], dict[str, list[PgColumn]]]:
         tables, columns = read_catalog(conn)
         classification = classify_tables(
@@ -143,15 +161,22 @@ class PostgresLocation:
             registry=self.settings.registry_table,
             global_tables=self.settings.global_tables,
             excluded=self.settings.excluded_tables,
+            tenant_schema_pattern=self.settings.tenant_schema_pattern,
         )
+        if strict:
+            classification.require_complete()
         return classification, tables, columns
 
-    def _count(self, conn: psycopg.Connection[Any], scope: _Scope, table: str, tenant: str) -> int:
-        row = conn.execute(
-            sql.SQL("SELECT count(*) FROM {} WHERE {}").format(_ident(table), scope.where(table)),
-            {"tenant": tenant},
-        ).fetchone()
-        return int(row[0]) if row else 0
+    def tenant_schema(self, tenant: str) -> str:
+        return self.settings.tenant_schema_pattern.format(tenant=tenant)
+
+    def _tenant_tables(self, classification: Classification, tenant: str) -> list[str]:
+        """Registry first, then shared tables, then the tenant's own schema."""
+        return [
+            classification.registry,
+            *classification.owned,
+            *classification.schema_tables_of(tenant),
+        ]
 
     def _measure(
         self, conn: psycopg.Connection[Any], scope: _Scope, table: str, tenant: str
@@ -165,29 +190,24 @@ class PostgresLocation:
         ).fetchone()
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
-    def inventory(self, case: CaseRef) -> LocationInventory:
+    def inventory(self, case: CaseRef, *, strict: bool = True) -> LocationInventory:
+        """With strict=False (the dry run), unclassified tables are listed instead of raising."""
         with self._connect() as conn:
-            classification, tables, columns = self._plan(conn)
-            scope = _Scope(classification, self.settings.tenant_column)
+            classification, tables, columns = self._plan(conn, strict=strict)
+            scope = _Scope(classification)
             by_name = {t.qualified: t for t in tables}
             items: list[TableItem] = []
-            for name in (classification.registry, *classification.owned):
+            for name in self._tenant_tables(classification, case.tenant):
                 table = by_name[name]
                 rows, size = self._measure(conn, scope, name, case.tenant)
-                plans = [plan_column(c) for c in columns[name]]
-                scope_kind = (
-                    "registry" if name == classification.registry
-                    else "tenant" if name in classification.tenant_scoped
-                    else "derived"
-                )  # fmt: skip
                 items.append(
                     TableItem(
                         schema_name=table.schema,
                         table=table.name,
-                        scope=scope_kind,
+                        scope=_scope_kind(classification, name),
                         rows=rows,
                         bytes_estimate=size,
-                        columns=[_column_schema(p) for p in plans],
+                        columns=[_column_schema(plan_column(c)) for c in columns[name]],
                         primary_key=list(table.primary_key),
                         parents=sorted(
                             {fk.references for fk in classification.derived.get(name, ())}
@@ -201,110 +221,168 @@ class PostgresLocation:
             tables=items,
             global_tables=classification.global_tables,
             excluded_tables=classification.excluded,
+            unclassified=list(classification.unclassified),
         )
 
     def export(self, case: CaseRef, inventory: LocationInventory, scratch: Path) -> LocationExport:
-        """Every table from one REPEATABLE READ, READ ONLY snapshot, one Parquet file each."""
-        parts: list[ExportedPart] = []
-        with self._connect() as conn:
-            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            conn.read_only = True
-            with conn.transaction():
-                snapshot = conn.execute("SELECT clock_timestamp()").fetchone()
-                assert snapshot is not None
-                classification, _, columns = self._plan(conn)
-                scope = _Scope(classification, self.settings.tenant_column)
+        """Every table from one snapshot: the leader exports it (pg_export_snapshot) and
+        holds it open while up to `export_workers` connections import it, a table each."""
+        with self._connect() as leader:
+            leader.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            leader.read_only = True
+            with leader.transaction():
+                row = leader.execute("SELECT pg_export_snapshot(), clock_timestamp()").fetchone()
+                assert row is not None
+                snapshot_id, snapshot_time = row
+                classification, _, columns = self._plan(leader)
+                scope = _Scope(classification)
                 for item in inventory.tables:
-                    name = item.qualified
-                    if name not in columns:
+                    if item.qualified not in columns:
                         raise IntegrityError(
-                            f"table {name} of the inventory disappeared before the export of "
-                            f"tenant {case.tenant!r}: take the inventory again"
+                            f"table {item.qualified} of the inventory disappeared before the "
+                            f"export of tenant {case.tenant!r}: take the inventory again"
                         )
-                    relative = f"tables/{name}/part-00000.parquet"
-                    rows = write_parquet(
-                        conn,
-                        _ident(name),
-                        [plan_column(c) for c in columns[name]],
-                        scope.where(name),
-                        {"tenant": case.tenant},
-                        item.primary_key,
-                        scratch / relative,
-                        self.settings.export_batch_rows,
-                    )
-                    if rows != item.rows:
-                        raise IntegrityError(
-                            f"{name}: the snapshot holds {rows} rows of tenant {case.tenant!r} but "
-                            f"the inventory counted {item.rows}: the tenant changed after the "
-                            "freeze; check that the platform honours the freeze, then rerun"
-                        )
-                    parts.append(
-                        ExportedPart(
-                            path=relative, source=f"scratch:{relative}", kind="table",
-                            table=name, rows=rows,
-                        )
-                    )  # fmt: skip
-        return LocationExport(parts=parts, snapshot_time=snapshot[0])
 
-    def _owned_without_registry(self, classification: Classification) -> list[str]:
-        return [t for t in classification.owned if t != classification.registry]
+                def export_one(item: TableItem) -> ExportedPart:
+                    relative = f"tables/{item.qualified}/part-00000.parquet"
+                    with self._connect() as worker:
+                        worker.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+                        worker.read_only = True
+                        with worker.transaction():
+                            worker.execute(
+                                sql.SQL("SET TRANSACTION SNAPSHOT {}").format(
+                                    sql.Literal(snapshot_id)
+                                )
+                            )
+                            rows = write_parquet(
+                                worker,
+                                _ident(item.qualified),
+                                [plan_column(c) for c in columns[item.qualified]],
+                                scope.where(item.qualified),
+                                {"tenant": case.tenant},
+                                item.primary_key,
+                                scratch / relative,
+                                self.settings.export_batch_rows,
+                            )
+                    return ExportedPart(
+                        path=relative, source=f"scratch:{relative}", kind="table",
+                        table=item.qualified, rows=rows,
+                    )  # fmt: skip
+
+                with ThreadPoolExecutor(self.settings.export_workers) as pool:
+                    parts = list(pool.map(export_one, inventory.tables))
+        return LocationExport(parts=parts, snapshot_time=snapshot_time)
 
     def destroy(self, case: CaseRef) -> Removal:
-        """Delete children first, in batches of their own transactions, then VACUUM."""
+        """Shared tables: delete children first, in batches of their own transactions, then
+        VACUUM. The tenant's own schema: drop its tables, then the schema."""
         with self._connect() as conn:
             classification, tables, _ = self._plan(conn)
-            scope = _Scope(classification, self.settings.tenant_column)
-            owned = self._owned_without_registry(classification)
-            parents = {
-                t.qualified: {fk.references for fk in t.foreign_keys}
-                for t in tables
-                if t.qualified in owned
-            }
-            before = [self._measure(conn, scope, t, case.tenant) for t in owned]
+            scope = _Scope(classification)
+            owned = list(classification.owned)
+            own_schema = list(classification.schema_tables_of(case.tenant))
+            by_name = {t.qualified: t for t in tables}
+            measured = [self._measure(conn, scope, t, case.tenant) for t in owned + own_schema]
             # The platform's write guard lets this session, and only it, change a frozen tenant.
             conn.execute(
                 "SELECT set_config('offboarding.destroying_tenant', %s, false)", (case.tenant,)
             )
             conn.commit()
-            removed = 0
-            for table in deletion_order(parents):
-                statement = sql.SQL(
-                    "DELETE FROM {t} WHERE ctid = ANY(ARRAY("
-                    "SELECT ctid FROM {t} WHERE {w} LIMIT {n}))"
-                ).format(
-                    t=_ident(table),
-                    w=scope.where(table),
-                    n=sql.Literal(self.settings.delete_batch_rows),
-                )
-                while True:
-                    with conn.transaction():
-                        deleted = conn.execute(statement, {"tenant": case.tenant}).rowcount
-                    removed += deleted
-                    if deleted == 0:
-                        break
+            parents = {t: {fk.references for fk in by_name[t].foreign_keys} for t in owned}
+            removed = sum(
+                self._delete_rows(conn, scope, by_name[table], case.tenant)
+                for table in deletion_order(parents)
+            )
+            removed += sum(rows for rows, _ in measured[len(owned) :])
+            self._drop_schema(conn, self.tenant_schema(case.tenant), own_schema)
         with self._connect(autocommit=True) as conn:
             for table in owned:
                 # Dead tuples still hold the deleted values until vacuumed.
                 conn.execute(sql.SQL("VACUUM {}").format(_ident(table)))
         return Removal(
-            items_before=sum(rows for rows, _ in before),
-            bytes_before=sum(size for _, size in before),
+            items_before=sum(rows for rows, _ in measured),
+            bytes_before=sum(size for _, size in measured),
             items_removed=removed,
-            technique="DELETE in batches, children first, then VACUUM",
+            technique="DELETE in batches, children first, then VACUUM; DROP of the tenant schema",
         )
 
+    def _delete_rows(
+        self, conn: psycopg.Connection[Any], scope: _Scope, table: CatalogTable, tenant: str
+    ) -> int:
+        # Rows that other rows of the same table point at go last (threaded comments).
+        self_refs = [fk for fk in table.foreign_keys if fk.references == table.qualified]
+        leaves = sql.SQL("").join(
+            sql.SQL(" AND NOT EXISTS (SELECT 1 FROM {t} c WHERE {cc} = {xc})").format(
+                t=_ident(table.qualified),
+                cc=sql.SQL("({})").format(
+                    sql.SQL(", ").join(sql.Identifier("c", col) for col in fk.columns)
+                ),
+                xc=sql.SQL("({})").format(
+                    sql.SQL(", ").join(sql.Identifier("x", col) for col in fk.referenced_columns)
+                ),
+            )
+            for fk in self_refs
+        )
+        batch = sql.SQL(
+            "DELETE FROM {t} WHERE ctid = ANY(ARRAY("
+            "SELECT x.ctid FROM {t} x WHERE {w}{leaves} LIMIT {n}))"
+        ).format(
+            t=_ident(table.qualified),
+            w=scope.where(table.qualified),
+            leaves=leaves,
+            n=sql.Literal(self.settings.delete_batch_rows),
+        )
+        removed = 0
+        while True:
+            with conn.transaction():
+                deleted = conn.execute(batch, {"tenant": tenant}).rowcount
+            removed += deleted
+            if deleted == 0:
+                break
+        if self_refs:  # rows in a reference cycle are never leaves: one statement takes them
+            with conn.transaction():
+                removed += conn.execute(
+                    sql.SQL("DELETE FROM {} WHERE {}").format(
+                        _ident(table.qualified), scope.where(table.qualified)
+                    ),
+                    {"tenant": tenant},
+                ).rowcount
+        return removed
+
+    def _drop_schema(self, conn: psycopg.Connection[Any], schema: str, tables: list[str]) -> None:
+        with conn.transaction():
+            if tables:
+                conn.execute(
+                    sql.SQL("DROP TABLE IF EXISTS {}").format(
+                        sql.SQL(", ").join(_ident(t) for t in tables)
+                    )
+                )
+            try:
+                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {}").format(sql.Identifier(schema)))
+            except psycopg.errors.DependentObjectsStillExist as error:
+                raise DestructionIncompleteError(
+                    f"schema {schema} of tenant still holds objects other than tables ({error}); "
+                    "drop them after review, then rerun the destruction"
+                ) from error
+
     def verify(self, case: CaseRef) -> Remaining:
+        schema = self.tenant_schema(case.tenant)
         with self._connect() as conn:
             classification, _, _ = self._plan(conn)
-            scope = _Scope(classification, self.settings.tenant_column)
-            owned = self._owned_without_registry(classification)
-            left = {t: self._count(conn, scope, t, case.tenant) for t in owned}
+            scope = _Scope(classification)
+            owned = list(classification.owned)
+            left = {t: self._measure(conn, scope, t, case.tenant)[0] for t in owned}
+            row = conn.execute(
+                "SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,)
+            ).fetchone()
+            schema_left = int(row[0]) if row else 0
         nonzero = {t: n for t, n in left.items() if n}
         return Remaining(
-            items=sum(left.values()),
+            items=sum(left.values()) + schema_left,
             verification=(
-                f"count(*) of the tenant's rows in {len(owned)} tables: "
+                f"count(*) of the tenant's rows in {len(owned)} shared tables: "
                 + (json.dumps(nonzero) if nonzero else "all zero")
+                + f"; schema {schema} {'present' if schema_left else 'absent'}"
             ),
         )
 
@@ -312,34 +390,26 @@ class PostgresLocation:
         digests: dict[str, str] = {}
         with self._connect() as conn:
             classification, _, _ = self._plan(conn)
-            scope = _Scope(classification, self.settings.tenant_column)
+            scope = _Scope(classification)
             for table in (classification.registry, *classification.owned):
                 # The tenant's own registry row changes status; every other row must not.
                 not_tenant = sql.SQL("NOT coalesce({}, false)").format(scope.where(table))
-                row = conn.execute(
-                    sql.SQL(
-                        "SELECT coalesce(md5(string_agg(x::text, E'\\n' ORDER BY x::text)), '') "
-                        "FROM {} x WHERE {}"
-                    ).format(_ident(table), not_tenant),
-                    {"tenant": case.tenant},
-                ).fetchone()
-                digests[table] = row[0] if row else ""
-            for table in classification.global_tables:
-                row = conn.execute(
-                    sql.SQL(
-                        "SELECT coalesce(md5(string_agg(x::text, E'\\n' ORDER BY x::text)), '') "
-                        "FROM {} x"
-                    ).format(_ident(table))
-                ).fetchone()
-                digests[table] = row[0] if row else ""
+                row = conn.execute(_digest_query(table, not_tenant), {"tenant": case.tenant})
+                digests[table] = str((row.fetchone() or ("",))[0])
+            others = [
+                t for t, owner in classification.schema_tables.items() if owner != case.tenant
+            ]
+            for table in [*classification.global_tables, *others]:
+                row = conn.execute(_digest_query(table, sql.SQL("TRUE")))
+                digests[table] = str((row.fetchone() or ("",))[0])
         return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
 
     def referenced_objects(self, case: CaseRef) -> set[str]:
         """Object keys that the tenant's rows reference (e.g. documents.object_key)."""
         keys: set[str] = set()
         with self._connect() as conn:
-            classification, _, columns = self._plan(conn)
-            scope = _Scope(classification, self.settings.tenant_column)
+            classification, _, columns = self._plan(conn, strict=False)
+            scope = _Scope(classification)
             for reference in self.settings.file_reference_columns:
                 table, _, column = reference.rpartition(".")
                 if table not in classification.owned or column not in {
