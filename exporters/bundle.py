@@ -153,12 +153,13 @@ def package_bundle(
 ) -> Manifest:
     """Write the bundle to `target` and return its manifest (also stored inside it)."""
     parts = sorted(parts, key=lambda p: (p.kind != "table", p.path))
+    written = {p.table: p.columns for p in parts if p.table and p.columns}
     manifest_tables = [
         ManifestTable(
             name=t.qualified,
             scope=t.scope,
             rows=sum(p.rows or 0 for p in parts if p.table == t.qualified),
-            columns=t.columns,
+            columns=written.get(t.qualified) or t.columns,
             primary_key=t.primary_key,
             parts=[p.path for p in parts if p.table == t.qualified],
         )
@@ -166,7 +167,7 @@ def package_bundle(
     ]
     schema_doc = {
         t.qualified: {
-            "columns": [c.model_dump() for c in t.columns],
+            "columns": [c.model_dump() for c in written.get(t.qualified) or t.columns],
             "primary_key": t.primary_key,
             "references": t.parents,
         }

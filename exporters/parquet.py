@@ -18,7 +18,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from psycopg import sql
 
-__all__ = ["ColumnPlan", "PgColumn", "plan_column", "write_parquet"]
+from offboarding.errors import IntegrityError
+
+__all__ = ["ColumnPlan", "PgColumn", "array_dimensions", "plan_column", "write_parquet"]
 
 PARQUET_OPTIONS: dict[str, Any] = {
     "compression": "zstd",
@@ -85,8 +87,12 @@ def _uuid_array(values: list[Any]) -> pa.Array:
     return pa.ExtensionArray.from_storage(pa.uuid(), storage)
 
 
-def plan_column(column: PgColumn) -> ColumnPlan:
-    """How one column is selected and which Arrow type receives it."""
+def plan_column(column: PgColumn, *, dimensions: int = 1) -> ColumnPlan:
+    """How one column is selected and which Arrow type receives it.
+
+    `dimensions` is the largest number of array dimensions in the exported rows: Arrow lists
+    hold one dimension, so multi-dimensional arrays go out as PostgreSQL text.
+    """
     ident = sql.Identifier(column.name)
     as_text = sql.SQL("{}::text").format(ident)
     if column.type_name in _JSON:
@@ -101,10 +107,33 @@ def plan_column(column: PgColumn) -> ColumnPlan:
     if column.type_name in _SCALARS:
         return ColumnPlan(column, _SCALARS[column.type_name], False, ident)
     element = column.element_type
-    if element and element in _SCALARS and element not in ("uuid", "bytea"):
+    if element and element in _SCALARS and element not in ("uuid", "bytea") and dimensions <= 1:
         return ColumnPlan(column, pa.list_(_SCALARS[element]), False, ident)
     # No exact Arrow type: arrays of other types, enums, intervals, ranges, inet, composites...
     return ColumnPlan(column, pa.string(), True, as_text)
+
+
+def array_dimensions(
+    conn: psycopg.Connection[Any],
+    table: sql.Composable,
+    columns: Sequence[PgColumn],
+    where: sql.Composable,
+    params: dict[str, Any],
+) -> dict[str, int]:
+    """Largest array_ndims of each array column over the selected rows (same snapshot)."""
+    arrays = [c for c in columns if c.element_type]
+    if not arrays:
+        return {}
+    query = sql.SQL("SELECT {} FROM {} WHERE {}").format(
+        sql.SQL(", ").join(
+            sql.SQL("coalesce(max(array_ndims({})), 1)").format(sql.Identifier(c.name))
+            for c in arrays
+        ),
+        table,
+        where,
+    )
+    row = conn.execute(query, params).fetchone()
+    return {c.name: int(n) for c, n in zip(arrays, row or (), strict=True)}
 
 
 def arrow_schema(plans: Sequence[ColumnPlan]) -> pa.Schema:
@@ -119,6 +148,16 @@ def arrow_schema(plans: Sequence[ColumnPlan]) -> pa.Schema:
             for p in plans
         ]
     )
+
+
+def _to_arrow(plan: ColumnPlan, values: Sequence[Any]) -> pa.Array:
+    try:
+        return plan.convert(list(values)) if plan.convert else pa.array(values, plan.arrow_type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as error:
+        raise IntegrityError(
+            f"column {plan.column.name} ({plan.column.pg_type}) does not fit Arrow type "
+            f"{plan.arrow_type}: {error}. Report this as a bug; nothing was delivered"
+        ) from error
 
 
 def write_parquet(
@@ -155,10 +194,7 @@ def write_parquet(
         cursor.execute(query, params)
         while batch := cursor.fetchmany(batch_rows):
             columns = list(zip(*batch, strict=True))
-            arrays = [
-                plan.convert(list(values)) if plan.convert else pa.array(values, plan.arrow_type)
-                for plan, values in zip(plans, columns, strict=True)
-            ]
+            arrays = [_to_arrow(plan, values) for plan, values in zip(plans, columns, strict=True)]
             writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
             rows += len(batch)
         if rows == 0:

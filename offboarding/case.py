@@ -21,6 +21,7 @@ from offboarding.errors import IntegrityError
 from offboarding.links import LinkSigner, link_digest
 from offboarding.locations import EXPORT_ORDER, get_location, scratch_dir
 from offboarding.locations.bundles import bundle_prefix
+from offboarding.locations.postgres import PostgresLocation
 from offboarding.records import (
     BundleRef,
     CaseRef,
@@ -36,6 +37,7 @@ from offboarding.store import open_store, sha256_file
 
 __all__ = [
     "deliver",
+    "dry_run_inventory",
     "export_snapshot",
     "freeze",
     "new_case",
@@ -62,6 +64,18 @@ def freeze(settings: Settings, case: CaseRef) -> datetime:
         once="frozen",
     )  # fmt: skip
     return record.frozen_at
+
+
+def dry_run_inventory(settings: Settings, tenant: str) -> Inventory:
+    """The plan support staff look at before a case: nothing is frozen, exported or recorded,
+    and unclassified tables are listed instead of stopping."""
+    case = CaseRef(tenant=validate_tenant_id(tenant), case_id=f"{tenant}-dry-run")
+    TenantRegistry(settings).get(tenant)
+    postgres = PostgresLocation(settings).inventory(case, strict=False)
+    files = get_location("files", settings).inventory(case)
+    return Inventory(
+        tenant=tenant, case_id=case.case_id, taken_at=datetime.now(UTC), locations=[postgres, files]
+    )
 
 
 def take_inventory(settings: Settings, case: CaseRef) -> Inventory:

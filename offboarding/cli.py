@@ -72,6 +72,34 @@ def _ack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inventory(args: argparse.Namespace) -> int:
+    from offboarding.case import dry_run_inventory
+    from offboarding.config import Settings
+
+    inventory = dry_run_inventory(Settings(), args.tenant)
+    unclassified = [t for loc in inventory.locations for t in loc.unclassified]
+    if args.json:
+        print(inventory.model_dump_json(indent=2))
+        return 1 if unclassified else 0
+    print(f"inventory of tenant {inventory.tenant} (dry run: nothing frozen or exported)")
+    print(f"  {'table':<40} {'scope':<9} {'rows':>10} {'bytes':>12}")
+    for table in inventory.tables:
+        print(
+            f"  {table.qualified:<40} {table.scope:<9} {table.rows:>10} {table.bytes_estimate:>12}"
+        )
+    referenced = sum(f.referenced for f in inventory.files)
+    print(
+        f"  files: {len(inventory.files)} objects, {inventory.total_file_bytes} bytes "
+        f"({referenced} referenced by rows)"
+    )
+    for loc in inventory.locations:
+        for name, reason in {**loc.global_tables, **loc.excluded_tables}.items():
+            print(f"  not exported: {name} ({reason})")
+    for name in unclassified:
+        print(f"  UNCLASSIFIED: {name} (a case would stop here; classify it in the settings)")
+    return 1 if unclassified else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="offboard", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -88,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("bundle", help="path of the .zip bundle")
     verify.add_argument("--public-key", help="the operator's published public key (PEM)")
     verify.set_defaults(run=_verify)
+
+    inventory = commands.add_parser(
+        "inventory", help="dry run: what a case would export for TENANT, and what blocks it"
+    )
+    inventory.add_argument("tenant")
+    inventory.add_argument("--json", action="store_true", help="print the inventory as JSON")
+    inventory.set_defaults(run=_inventory)
 
     ack = commands.add_parser("ack", help="acknowledge receipt for a waiting case")
     ack.add_argument("flow_run_id", help="id of the suspended offboard flow run")

@@ -127,6 +127,9 @@ class ExportedPart(Record):
     kind: Literal["table", "file", "metadata"]
     table: str | None = None
     rows: int | None = None
+    columns: list[ColumnSchema] | None = Field(
+        default=None, description="For table parts: the columns as actually written."
+    )
 
 
 class ExportResult(Record):

@@ -115,3 +115,16 @@ def test_no_certificate_when_a_neighbour_changed(platform: Platform) -> None:
             removals={}, remaining={}, neighbours_before={"files": "a"},
             neighbours_after={"files": "b"},
         )  # fmt: skip
+
+
+def test_threaded_rows_are_deleted_leaves_first_in_small_batches(platform: Platform) -> None:
+    threads = platform.query(
+        "SELECT count(*) FROM comments c JOIN posts p ON p.id = c.post_id "
+        "WHERE p.tenant_id = 'acme' AND c.parent_id IS NOT NULL"
+    )[0][0]
+    assert threads > 0  # the demo data has replies
+    settings = platform.settings.model_copy(update={"delete_batch_rows": 1})
+    case = platform.case("acme")
+    removal = stages.destroy_location(settings, case, "postgres")
+    assert stages.verify_location(settings, case, "postgres").items == 0
+    assert removal.items_removed == removal.items_before

@@ -197,3 +197,52 @@ def test_a_missing_referenced_file_stops_the_case(platform: Platform) -> None:
     assert platform.files.delete(str(key))
     with pytest.raises(MissingDataError, match="missing"):
         stages.take_inventory(platform.settings, platform.case("acme"))
+
+
+def test_exporting_the_same_snapshot_twice_gives_identical_bytes(
+    platform: Platform, tmp_path: Path
+) -> None:
+    import zipfile
+
+    settings = platform.settings
+    case = platform.case("acme")
+    stages.freeze(settings, case)
+    inventory = stages.take_inventory(settings, case)
+    bundles = []
+    for attempt in range(2):
+        exported = stages.export_snapshot(settings, case, inventory)
+        bundle = stages.package(settings, case, inventory, exported)
+        copy = tmp_path / f"bundle-{attempt}.zip"
+        Path(bundle.path).rename(copy)
+        bundles.append(copy)
+    first, second = (zipfile.ZipFile(b) for b in bundles)
+    assert first.namelist() == second.namelist()
+    for name in first.namelist():
+        if name in ("manifest.json", "manifest.json.sig"):
+            continue
+        assert first.read(name) == second.read(name), name
+    manifests = [json.loads(z.read("manifest.json")) for z in (first, second)]
+    # Only the declared timestamp may differ.
+    assert {k for k in manifests[0] if manifests[0][k] != manifests[1][k]} <= {"snapshot_time"}
+
+
+def test_the_dry_run_lists_the_plan_and_what_blocks_it(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from offboarding.cli import main
+
+    monkeypatch.setenv("OFFBOARD_HOME", str(platform.settings.home))
+    monkeypatch.setenv("OFFBOARD_DATABASE_URL", platform.dsn)
+    assert main(["inventory", "acme"]) == 0
+    out = capsys.readouterr().out
+    assert "public.comments" in out and "derived" in out and "tenant_acme.custom_fields" in out
+    assert platform.query("SELECT status FROM tenants WHERE id = 'acme'") == [("active",)]
+
+    platform.query("CREATE TABLE public.audit_blobs (id int PRIMARY KEY, payload text)")
+    assert main(["inventory", "acme", "--json"]) == 1
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["locations"][0]["unclassified"] == ["public.audit_blobs"]
+    jsonschema.validate(plan, json.loads((SCHEMA_DIR / "inventory.schema.json").read_text()))
+
+    assert main(["inventory", "nobody"]) == 2
+    assert "not in the registry" in capsys.readouterr().err

@@ -126,8 +126,8 @@ def seed(
                     sql.SQL("INSERT INTO {} VALUES (%s, %s, %s, %s)").format(
                         sql.Identifier(f"tenant_{tenant_id}", "custom_fields")
                     ),
-                    (field_no, f"Champ {field_no} ({tenant_id})", Jsonb({"required": field_no == 1}),
-                     base + timedelta(days=field_no)),
+                    (field_no, f"Champ {field_no} ({tenant_id})",
+                     Jsonb({"required": field_no == 1}), base + timedelta(days=field_no)),
                 )  # fmt: skip
         # Interleave tenants row by row so no tenant's rows sit in one contiguous id range.
         for round_ in range(max(t.users for t in tenants) * scale):

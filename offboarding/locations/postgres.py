@@ -12,7 +12,13 @@ from typing import Any, Literal
 import psycopg
 from psycopg import sql
 
-from exporters.parquet import ColumnPlan, PgColumn, plan_column, write_parquet
+from exporters.parquet import (
+    ColumnPlan,
+    PgColumn,
+    array_dimensions,
+    plan_column,
+    write_parquet,
+)
 from offboarding.config import Settings
 from offboarding.errors import ConfigurationError, DestructionIncompleteError, IntegrityError
 from offboarding.locations.base import LocationExport, Remaining, Removal
@@ -244,34 +250,44 @@ class PostgresLocation:
                         )
 
                 def export_one(item: TableItem) -> ExportedPart:
-                    relative = f"tables/{item.qualified}/part-00000.parquet"
-                    with self._connect() as worker:
-                        worker.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-                        worker.read_only = True
-                        with worker.transaction():
-                            worker.execute(
-                                sql.SQL("SET TRANSACTION SNAPSHOT {}").format(
-                                    sql.Literal(snapshot_id)
-                                )
-                            )
-                            rows = write_parquet(
-                                worker,
-                                _ident(item.qualified),
-                                [plan_column(c) for c in columns[item.qualified]],
-                                scope.where(item.qualified),
-                                {"tenant": case.tenant},
-                                item.primary_key,
-                                scratch / relative,
-                                self.settings.export_batch_rows,
-                            )
-                    return ExportedPart(
-                        path=relative, source=f"scratch:{relative}", kind="table",
-                        table=item.qualified, rows=rows,
-                    )  # fmt: skip
+                    return self._export_table(
+                        snapshot_id, item, columns[item.qualified], scope, case.tenant, scratch
+                    )
 
                 with ThreadPoolExecutor(self.settings.export_workers) as pool:
                     parts = list(pool.map(export_one, inventory.tables))
         return LocationExport(parts=parts, snapshot_time=snapshot_time)
+
+    def _export_table(
+        self,
+        snapshot_id: str,
+        item: TableItem,
+        pg_columns: list[PgColumn],
+        scope: _Scope,
+        tenant: str,
+        scratch: Path,
+    ) -> ExportedPart:
+        """One table to Parquet, on a connection of its own that imports the snapshot."""
+        relative = f"tables/{item.qualified}/part-00000.parquet"
+        table, where = _ident(item.qualified), scope.where(item.qualified)
+        params = {"tenant": tenant}
+        with self._connect() as worker:
+            worker.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            worker.read_only = True
+            with worker.transaction():
+                worker.execute(
+                    sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_id))
+                )
+                dims = array_dimensions(worker, table, pg_columns, where, params)
+                plans = [plan_column(c, dimensions=dims.get(c.name, 1)) for c in pg_columns]
+                rows = write_parquet(
+                    worker, table, plans, where, params, item.primary_key, scratch / relative,
+                    self.settings.export_batch_rows,
+                )  # fmt: skip
+        return ExportedPart(
+            path=relative, source=f"scratch:{relative}", kind="table", table=item.qualified,
+            rows=rows, columns=[_column_schema(p) for p in plans],
+        )  # fmt: skip
 
     def destroy(self, case: CaseRef) -> Removal:
         """Shared tables: delete children first, in batches of their own transactions, then
