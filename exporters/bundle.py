@@ -3,13 +3,17 @@
 Layout (ZIP64, deterministic: fixed entry times, sorted entries):
 
     README.txt                 what is inside, how to open it, how to check it
-    SHA256SUMS                 for `sha256sum -c` after unzipping
+    SHA256SUMS                 for `sha256sum -c` after unzipping (SHA256SUMS.part-NNN if split)
     metadata/schema.json       table definitions: columns, types, keys
     tables/<schema>.<table>/part-00000.parquet
     files/<original path, made safe>
-    manifest.json              sha256 and size of every entry above, row counts, schemas
+    manifest.json              sha256, size and part of every entry above, row counts, schemas
     manifest.json.sig          raw Ed25519 signature of manifest.json
     signing-key.pem            the public key (authoritative copy: published by the operator)
+
+A bundle larger than the part size is split into `<name>.part-NNN-of-MMM.zip`. Every part
+carries the README, the same signed manifest and the key, so each part verifies on its own;
+all parts together prove the export complete.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import json
 import unicodedata
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,12 +42,21 @@ from offboarding.records import (
 )
 from offboarding.signing import Signer, fingerprint, load_public_key, verify_signature
 
-__all__ = ["BundleReport", "package_bundle", "safe_entry_paths", "verify_bundle"]
+__all__ = [
+    "BundleReport",
+    "package_bundle",
+    "part_names",
+    "plan_parts",
+    "safe_entry_paths",
+    "verify_bundle",
+]
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.json.sig"
 PUBLIC_KEY = "signing-key.pem"
 CHECKSUMS = "SHA256SUMS"
+README = "README.txt"
+SCHEMA = "metadata/schema.json"
 _UNLISTED = {MANIFEST, SIGNATURE, PUBLIC_KEY}
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 _CHUNK = 1024 * 1024
@@ -111,16 +124,18 @@ Data export of tenant {tenant} (case {case_id})
 {"=" * 60}
 
 This archive holds all the data your organisation stored on the platform, in open formats.
+A large export comes in several parts (*.part-001-of-003.zip ...): each part holds some of
+the entries below and this same README and manifest; unzip all parts into one folder.
 
 What is inside
   tables/<schema>.<table>/part-*.parquet  your database rows, one folder per table:
 {listing}
   files/                                   your uploaded files, original bytes ({files} files)
   metadata/schema.json                     column types and keys, to rebuild the database
-  manifest.json                            size and SHA-256 of every entry, row counts, schemas
+  manifest.json                            size, SHA-256 and part of every entry, row counts
   manifest.json.sig                        Ed25519 signature of manifest.json
   signing-key.pem                          the operator's public signing key
-  SHA256SUMS                               checksums for the sha256sum tool
+  SHA256SUMS (SHA256SUMS.part-NNN)         checksums for the sha256sum tool
 
 Opening the tables (Apache Parquet)
   DuckDB:  duckdb -c "SELECT * FROM 'tables/public.posts/*.parquet'"
@@ -131,17 +146,41 @@ Opening the tables (Apache Parquet)
   marks them with "as_text": true.
 
 Checking the archive
-  1. Checksums:  unzip this archive, then run  sha256sum -c SHA256SUMS
+  1. Checksums:  unzip the archive(s), then run  sha256sum -c SHA256SUMS*
   2. Signature:  openssl pkeyutl -verify -pubin -inkey signing-key.pem -rawin \\
                      -in manifest.json -sigfile manifest.json.sig
      Compare signing-key.pem with the key the operator published, so the check proves origin
      and not only integrity.
-  3. Or both at once, without unzipping:  offboard verify <this file> --public-key <key>
+  3. Or both at once, without unzipping:  offboard verify <all parts> --public-key <key>
 """.encode()
 
 
+def plan_parts(sizes: Sequence[int], limit: int | None) -> list[int]:
+    """Part number (from 1) of each entry, filling parts in order up to `limit` bytes.
+    An entry larger than the limit gets a part of its own; entries are never split."""
+    assignment: list[int] = []
+    part, used = 1, 0
+    for size in sizes:
+        if limit and used and used + size > limit:
+            part, used = part + 1, 0
+        assignment.append(part)
+        used += size
+    return assignment
+
+
+def part_names(base: str, count: int) -> list[str]:
+    if count == 1:
+        return [f"{base}.zip"]
+    return [f"{base}.part-{n:03d}-of-{count:03d}.zip" for n in range(1, count + 1)]
+
+
+def _metadata_entry(path: str, size: int, digest: str, part: int) -> ManifestEntry:
+    return ManifestEntry(path=path, size=size, sha256=digest, kind="metadata", part=part)
+
+
 def package_bundle(
-    target: Path,
+    directory: Path,
+    base_name: str,
     *,
     tenant: str,
     case_id: str,
@@ -150,8 +189,10 @@ def package_bundle(
     parts: list[ExportedPart],
     open_source: Callable[[str], AbstractContextManager[BinaryIO]],
     signer: Signer,
-) -> Manifest:
-    """Write the bundle to `target` and return its manifest (also stored inside it)."""
+    part_bytes: int | None = None,
+) -> tuple[Manifest, list[Path]]:
+    """Write the bundle (one or more ZIP parts) into `directory`; return the manifest and
+    the part files."""
     parts = sorted(parts, key=lambda p: (p.kind != "table", p.path))
     written = {p.table: p.columns for p in parts if p.table and p.columns}
     manifest_tables = [
@@ -165,58 +206,74 @@ def package_bundle(
         )
         for t in tables
     ]
-    schema_doc = {
-        t.qualified: {
-            "columns": [c.model_dump() for c in written.get(t.qualified) or t.columns],
-            "primary_key": t.primary_key,
-            "references": t.parents,
+    schema_doc = _canonical(
+        {
+            t.name: {"columns": [c.model_dump() for c in t.columns], "primary_key": t.primary_key,
+                     "references": next(i.parents for i in tables if i.qualified == t.name)}
+            for t in manifest_tables
         }
-        for t in tables
-    }
-    target.parent.mkdir(parents=True, exist_ok=True)
+    )  # fmt: skip
+    readme = _readme(tenant, case_id, manifest_tables, sum(p.kind == "file" for p in parts))
+    assignment = plan_parts([len(schema_doc), *(p.size for p in parts)], part_bytes)
+    count = assignment[-1]
+    names = part_names(base_name, count)
+    directory.mkdir(parents=True, exist_ok=True)
+    files = [directory / name for name in names]
     entries: list[ManifestEntry] = []
-    file_count = file_bytes = 0
-    partial = target.with_name(target.name + ".partial")
-    with zipfile.ZipFile(partial, "w", allowZip64=True) as archive:
-        readme = _readme(tenant, case_id, manifest_tables, sum(p.kind == "file" for p in parts))
-        for name, data, kind in (
-            ("README.txt", readme, "readme"),
-            ("metadata/schema.json", _canonical(schema_doc), "metadata"),
-        ):
-            size, digest = _write_bytes(archive, name, data)
-            entries.append(ManifestEntry(path=name, size=size, sha256=digest, kind=kind))
-        for part in parts:
-            with open_source(part.source) as source:
-                size, digest = _write_stream(archive, part.path, source)
-            if part.kind == "file":
-                file_count += 1
-                file_bytes += size
-            entries.append(
-                ManifestEntry(
-                    path=part.path, size=size, sha256=digest, kind=part.kind, table=part.table,
-                    rows=part.rows,
-                    source_key=part.source.removeprefix("store:") if part.kind == "file" else None,
+    for number, path in enumerate(files, start=1):
+        in_part: list[ManifestEntry] = []
+        with zipfile.ZipFile(path, "w", allowZip64=True) as archive:
+            size, digest = _write_bytes(archive, README, readme)
+            if number == 1:
+                entries.append(ManifestEntry(path=README, size=size, sha256=digest, kind="readme"))
+            if assignment[0] == number:
+                size, digest = _write_bytes(archive, SCHEMA, schema_doc)
+                in_part.append(
+                    ManifestEntry(
+                        path=SCHEMA, size=size, sha256=digest, kind="metadata", part=number
+                    )
                 )
-            )  # fmt: skip
-        sums = "".join(f"{e.sha256}  {e.path}\n" for e in entries).encode()
-        size, digest = _write_bytes(archive, CHECKSUMS, sums)
-        entries.append(ManifestEntry(path=CHECKSUMS, size=size, sha256=digest, kind="metadata"))
-        manifest = Manifest(
-            tenant=tenant,
-            case_id=case_id,
-            snapshot_time=snapshot_time,
-            tables=manifest_tables,
-            file_count=file_count,
-            file_bytes=file_bytes,
-            entries=entries,
-            signing_key=signer.fingerprint,
-        )
-        manifest_bytes = manifest_json(manifest)
-        _write_bytes(archive, MANIFEST, manifest_bytes)
-        _write_bytes(archive, SIGNATURE, signer.sign(manifest_bytes))
-        _write_bytes(archive, PUBLIC_KEY, signer.public_pem)
-    partial.replace(target)
-    return manifest
+            for part, part_number in zip(parts, assignment[1:], strict=True):
+                if part_number != number:
+                    continue
+                with open_source(part.source) as source:
+                    size, digest = _write_stream(archive, part.path, source)
+                original = part.source.removeprefix("store:") if part.kind == "file" else None
+                in_part.append(
+                    ManifestEntry(
+                        path=part.path, size=size, sha256=digest, kind=part.kind,
+                        table=part.table, rows=part.rows, part=number, source_key=original,
+                    )
+                )  # fmt: skip
+            sums_name = CHECKSUMS if count == 1 else f"{CHECKSUMS}.part-{number:03d}"
+            listed = [entries[0], *in_part]
+            sums = "".join(f"{e.sha256}  {e.path}\n" for e in listed).encode()
+            size, digest = _write_bytes(archive, sums_name, sums)
+            in_part.append(
+                ManifestEntry(
+                    path=sums_name, size=size, sha256=digest, kind="metadata", part=number
+                )
+            )
+        entries.extend(in_part)
+    manifest = Manifest(
+        tenant=tenant,
+        case_id=case_id,
+        snapshot_time=snapshot_time,
+        tables=manifest_tables,
+        file_count=sum(e.kind == "file" for e in entries),
+        file_bytes=sum(e.size for e in entries if e.kind == "file"),
+        entries=entries,
+        parts=names,
+        signing_key=signer.fingerprint,
+    )
+    manifest_bytes = manifest_json(manifest)
+    signature = signer.sign(manifest_bytes)
+    for path in files:  # the same signed manifest closes every part
+        with zipfile.ZipFile(path, "a", allowZip64=True) as archive:
+            _write_bytes(archive, MANIFEST, manifest_bytes)
+            _write_bytes(archive, SIGNATURE, signature)
+            _write_bytes(archive, PUBLIC_KEY, signer.public_pem)
+    return manifest, files
 
 
 def _canonical(document: object) -> bytes:
@@ -230,10 +287,15 @@ def manifest_json(manifest: Manifest) -> bytes:
 @dataclass(frozen=True)
 class BundleReport:
     manifest: Manifest
+    parts_checked: list[int]
     entries_checked: int
     rows: int
     signature_key: str
     key_from_bundle: bool
+
+    @property
+    def complete(self) -> bool:
+        return sorted(self.parts_checked) == list(range(1, len(self.manifest.parts) + 1))
 
 
 def _digest_entry(archive: zipfile.ZipFile, name: str) -> tuple[int, str]:
@@ -257,17 +319,18 @@ def _read_embedded_key(archive: zipfile.ZipFile, names: list[str]) -> bytes | No
     return pem
 
 
-def verify_bundle(path: Path, public_key_pem: bytes | None = None) -> BundleReport:
-    """Check signature, every entry's size and sha256, and the Parquet row counts.
-
-    Raises IntegrityError naming the first entry that does not check out.
-    """
+def _verify_part(
+    path: Path, public_key_pem: bytes | None
+) -> tuple[Manifest, bytes, int, int, str, bool]:
+    """Check one ZIP part; return its manifest (and raw bytes), part number, rows, key."""
     try:
         archive = zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile) as error:
         raise IntegrityError(f"{path}: not a readable ZIP bundle ({error})") from error
     with archive:
         names = archive.namelist()
+        if len(names) != len(set(names)):
+            raise IntegrityError(f"{path}: duplicate entry names")
         for required in (MANIFEST, SIGNATURE):
             if required not in names:
                 raise IntegrityError(f"{path}: {required} is missing: this is not a signed bundle")
@@ -299,14 +362,18 @@ def verify_bundle(path: Path, public_key_pem: bytes | None = None) -> BundleRepo
                 f"{MANIFEST}: names signing key {manifest.signing_key} but was verified with "
                 f"{fingerprint(public_key)}"
             )
-        listed = {e.path for e in manifest.entries}
-        unexpected = sorted(set(names) - listed - _UNLISTED)
+        by_path = {e.path: e for e in manifest.entries}
+        unexpected = sorted(set(names) - set(by_path) - _UNLISTED)
         if unexpected:
             raise IntegrityError(f"{unexpected[0]}: entry not listed in the manifest")
-        if len(names) != len(set(names)):
-            raise IntegrityError(f"{path}: duplicate entry names")
+        numbers = {p for n in names if n in by_path and (p := by_path[n].part) is not None}
+        if len(numbers) != 1:
+            raise IntegrityError(f"{path}: entries of parts {sorted(numbers)} mixed in one file")
+        number = numbers.pop()
         rows = 0
         for entry in manifest.entries:
+            if entry.part not in (None, number):
+                continue
             if entry.path not in names:
                 raise IntegrityError(f"{entry.path}: listed in the manifest but missing")
             try:
@@ -326,19 +393,39 @@ def verify_bundle(path: Path, public_key_pem: bytes | None = None) -> BundleRepo
                         f"{entry.path}: holds {counted} rows, the manifest says {entry.rows}"
                     )
                 rows += counted
+    return manifest, manifest_bytes, number, rows, fingerprint(public_key), public_key_pem is None
+
+
+def verify_bundle(
+    paths: Path | Sequence[Path], public_key_pem: bytes | None = None
+) -> BundleReport:
+    """Check the signature, every entry's size and sha256, and the Parquet row counts of each
+    part given; with all parts, also that nothing is missing. Raises IntegrityError naming the
+    first entry that does not check out."""
+    paths = [paths] if isinstance(paths, Path) else list(paths)
+    checked: dict[int, Path] = {}
+    manifests: set[bytes] = set()
+    rows = entries = 0
+    result: tuple[Manifest, bytes, int, int, str, bool] | None = None
+    for path in paths:
+        result = _verify_part(path, public_key_pem)
+        manifest, raw, number, part_rows, _, _ = result
+        if number in checked:
+            raise IntegrityError(f"{path}: part {number} given twice (also {checked[number]})")
+        checked[number] = path
+        manifests.add(raw)
+        rows += part_rows
+        entries += sum(e.part in (None, number) for e in manifest.entries)
+    if result is None:
+        raise IntegrityError("no bundle given")
+    if len(manifests) > 1:
+        raise IntegrityError("the parts given belong to different bundles (manifests differ)")
+    manifest, _, _, _, key, from_bundle = result
+    report = BundleReport(manifest, sorted(checked), entries, rows, key, from_bundle)
+    if report.complete:
         for table in manifest.tables:
             if sum(e.rows or 0 for e in manifest.entries if e.table == table.name) != table.rows:
                 raise IntegrityError(
                     f"table {table.name}: parts do not add up to {table.rows} rows"
                 )
-    return BundleReport(
-        manifest=manifest,
-        entries_checked=len(manifest.entries),
-        rows=rows,
-        signature_key=fingerprint(public_key),
-        key_from_bundle=public_key_pem is None,
-    )
-
-
-def entry_names(entries: Iterable[ManifestEntry]) -> list[str]:
-    return [e.path for e in entries]
+    return report

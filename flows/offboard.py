@@ -141,7 +141,7 @@ def offboard(tenant: str) -> dict[str, Any]:
     schedule = schedule_destruction(case, ack)
     return {
         "case_id": case.case_id,
-        "bundle_sha256": delivery.sha256,
+        "bundle_parts": [p.sha256 for p in delivery.parts],
         "destruction_run": schedule.flow_run_id,
         "destruction_scheduled_for": schedule.scheduled_for.isoformat(),
         "deadline": schedule.deadline.isoformat(),

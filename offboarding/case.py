@@ -23,8 +23,10 @@ from offboarding.locations import EXPORT_ORDER, get_location, scratch_dir
 from offboarding.locations.bundles import bundle_prefix
 from offboarding.locations.postgres import PostgresLocation
 from offboarding.records import (
+    BundlePart,
     BundleRef,
     CaseRef,
+    DeliveredPart,
     Delivery,
     ExportedPart,
     ExportResult,
@@ -108,8 +110,8 @@ def export_snapshot(settings: Settings, case: CaseRef, inventory: Inventory) -> 
     return ExportResult(parts=parts, snapshot_time=snapshot_time)
 
 
-def _bundle_name(case: CaseRef) -> str:
-    return f"offboarding-{case.case_id}.zip"
+def _bundle_base(case: CaseRef) -> str:
+    return f"offboarding-{case.case_id}"
 
 
 def package(
@@ -124,22 +126,24 @@ def package(
             return (scratch / "export" / ref).open("rb")
         return files.open_read(ref)
 
-    target = scratch / "bundle" / _bundle_name(case)
-    signer = Signer.load_or_create(settings.keys_dir)
-    manifest = package_bundle(
-        target,
+    directory = scratch / "bundle"
+    shutil.rmtree(directory, ignore_errors=True)  # a retried packaging starts clean
+    manifest, paths = package_bundle(
+        directory,
+        _bundle_base(case),
         tenant=case.tenant,
         case_id=case.case_id,
         snapshot_time=exported.snapshot_time,
         tables=inventory.tables,
         parts=exported.parts,
         open_source=open_source,
-        signer=signer,
+        signer=Signer.load_or_create(settings.keys_dir),
+        part_bytes=settings.bundle_part_bytes,
     )
     bundle = BundleRef(
-        path=str(target),
-        size=target.stat().st_size,
-        sha256=sha256_file(target),
+        parts=[
+            BundlePart(path=str(p), size=p.stat().st_size, sha256=sha256_file(p)) for p in paths
+        ],
         manifest_sha256=hashlib.sha256(manifest_json(manifest)).hexdigest(),
         entries=len(manifest.entries),
         rows=sum(t.rows for t in manifest.tables),
@@ -147,9 +151,10 @@ def package(
     )
     _trail(settings, case).record(
         "packaged",
-        {"bundle_sha256": bundle.sha256, "manifest_sha256": bundle.manifest_sha256,
-         "size": bundle.size, "entries": bundle.entries, "rows": bundle.rows,
-         "files": bundle.files, "snapshot_time": exported.snapshot_time.isoformat()},
+        {"parts": [{"sha256": p.sha256, "size": p.size} for p in bundle.parts],
+         "manifest_sha256": bundle.manifest_sha256, "entries": bundle.entries,
+         "rows": bundle.rows, "files": bundle.files,
+         "snapshot_time": exported.snapshot_time.isoformat()},
         once="packaged",
     )  # fmt: skip
     return bundle
@@ -158,16 +163,20 @@ def package(
 def verify_package(
     settings: Settings, case: CaseRef, bundle: BundleRef, inventory: Inventory
 ) -> int:
-    """Re-read the bundle and reconcile it with the inventory before anyone sees a link."""
+    """Re-read every part and reconcile the bundle with the inventory before anyone sees a
+    link: the snapshot must hold exactly what the inventory of the frozen tenant counted."""
     signer = Signer.load_or_create(settings.keys_dir)
-    report = verify_bundle(Path(bundle.path), signer.public_pem)
+    report = verify_bundle([Path(p.path) for p in bundle.parts], signer.public_pem)
+    if not report.complete:
+        raise IntegrityError(f"bundle of tenant {case.tenant!r}: parts missing from the check")
     expected = {t.qualified: t.rows for t in inventory.tables}
     found = {t.name: t.rows for t in report.manifest.tables}
     if found != expected:
         raise IntegrityError(
             f"bundle of tenant {case.tenant!r} does not reconcile with the inventory: "
             f"{ {k: (found.get(k), v) for k, v in expected.items() if found.get(k) != v} } "
-            "(bundle, inventory) rows; the export is incomplete and must be redone"
+            "(bundle, inventory) rows: the tenant changed after the freeze. Check that the "
+            "platform honours the freeze, then rerun the case"
         )
     file_digests = sorted(f.sha256 for f in inventory.files)
     bundle_digests = sorted(e.sha256 for e in report.manifest.entries if e.kind == "file")
@@ -178,31 +187,38 @@ def verify_package(
         )
     _trail(settings, case).record(
         "bundle-verified",
-        {"entries": report.entries_checked, "rows": report.rows, "key": report.signature_key},
+        {"entries": report.entries_checked, "rows": report.rows, "key": report.signature_key,
+         "parts": len(bundle.parts)},
         once="bundle-verified",
-    )
+    )  # fmt: skip
     return report.rows
 
 
 def deliver(settings: Settings, case: CaseRef, bundle: BundleRef) -> Delivery:
-    """Upload to the delivery store, sign an expiring link, queue the notice for the contact,
-    then wipe the scratch copy: from here on the delivered bundle is the only export copy."""
+    """Upload every part to the delivery store, sign an expiring link per part, queue the
+    notice for the contact, then wipe scratch: the delivered bundle is the only export copy."""
     tenant = TenantRegistry(settings).get(case.tenant)
     store = open_store(settings.store_url("delivery"))
-    key = f"{bundle_prefix(case.tenant)}{case.case_id}/{_bundle_name(case)}"
-    stored = store.put_file(key, Path(bundle.path))
-    if stored.sha256 != bundle.sha256:
-        raise IntegrityError(f"{store.url}/{key}: uploaded bundle digest differs; retry delivery")
     now = datetime.now(UTC)
     expires_at = now + settings.link_lifetime
-    link = LinkSigner.from_settings(settings).create(key, expires_at)
+    signer = LinkSigner.from_settings(settings)
+    delivered: list[DeliveredPart] = []
+    links: list[dict[str, str]] = []
+    for part in bundle.parts:
+        key = f"{bundle_prefix(case.tenant)}{case.case_id}/{Path(part.path).name}"
+        stored = store.put_file(key, Path(part.path))
+        if stored.sha256 != part.sha256:
+            raise IntegrityError(f"{store.url}/{key}: uploaded digest differs; retry delivery")
+        link = signer.create(key, expires_at)
+        delivered.append(DeliveredPart(key=key, sha256=part.sha256, link_sha256=link_digest(link)))
+        links.append({"file": Path(part.path).name, "link": link, "sha256": part.sha256})
     notice = {
         "to": tenant.contact_email,
         "subject": f"Your data export ({case.case_id}) is ready",
-        "link": link,
+        "links": links,
         "link_expires_at": expires_at.isoformat(),
-        "bundle_sha256": bundle.sha256,
-        "how_to_verify": "offboard verify <bundle> --public-key <published key>, or see README.txt",
+        "how_to_verify": "offboard verify <all parts> --public-key <published key>, "
+        "or see README.txt inside",
         "how_to_acknowledge": "reply to this message, or use the acknowledgement form",
     }
     outbox = settings.root / "outbox" / f"{case.case_id}.json"
@@ -210,17 +226,12 @@ def deliver(settings: Settings, case: CaseRef, bundle: BundleRef) -> Delivery:
     write_private(outbox, json.dumps(notice, indent=2).encode())
     shutil.rmtree(scratch_dir(settings, case), ignore_errors=True)
     delivery = Delivery(
-        store_url=store.url,
-        key=key,
-        sha256=bundle.sha256,
-        link_expires_at=expires_at,
-        delivered_at=now,
-        link_sha256=link_digest(link),
+        store_url=store.url, parts=delivered, link_expires_at=expires_at, delivered_at=now
     )
     _trail(settings, case).record(
         "delivered",
-        {"key": key, "bundle_sha256": bundle.sha256, "link_sha256": delivery.link_sha256,
-         "link_expires_at": expires_at.isoformat(), "recipient_domain": tenant.contact_domain},
+        {"parts": [p.model_dump() for p in delivered], "link_expires_at": expires_at.isoformat(),
+         "recipient_domain": tenant.contact_domain},
         once="delivered",
     )  # fmt: skip
     return delivery

@@ -42,14 +42,23 @@ def _verify(args: argparse.Namespace) -> int:
 
     key = Path(args.public_key).read_bytes() if args.public_key else None
     try:
-        report = verify_bundle(Path(args.bundle), key)
+        report = verify_bundle([Path(b) for b in args.bundle], key)
     except IntegrityError as error:
         print(f"FAILED: {error}", file=sys.stderr)
         return 1
+    total = len(report.manifest.parts)
     print(
         f"OK: {report.entries_checked} entries match the manifest, {report.rows} rows, "
         f"signed by {report.signature_key}"
+        + ("" if total == 1 else f"; parts {report.parts_checked} of {total}")
     )
+    if not report.complete:
+        missing = sorted(set(range(1, total + 1)) - set(report.parts_checked))
+        print(
+            f"note: parts {missing} were not given; each part checked is intact, but only all "
+            f"{total} together show the export is complete",
+            file=sys.stderr,
+        )
     if report.key_from_bundle:
         print(
             "note: checked against the key inside the bundle, which proves integrity but not "
@@ -113,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
 
     verify = commands.add_parser("verify", help="check a bundle's signature and checksums")
-    verify.add_argument("bundle", help="path of the .zip bundle")
+    verify.add_argument("bundle", nargs="+", help="the .zip bundle, or all its parts")
     verify.add_argument("--public-key", help="the operator's published public key (PEM)")
     verify.set_defaults(run=_verify)
 

@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     export_batch_rows: int = Field(
         default=10_000, ge=100, description="Rows fetched and written per Parquet batch."
     )
+    bundle_part_bytes: int = Field(
+        default=4 * 1024**3,
+        ge=1024,
+        description="Bundles larger than this are split into numbered ZIP parts.",
+    )
     export_workers: int = Field(
         default=2, ge=1, le=64, description="Tables exported in parallel, in one snapshot."
     )

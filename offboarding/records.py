@@ -13,10 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "Acknowledgement",
+    "BundlePart",
     "BundleRef",
     "CaseRef",
     "Certificate",
     "ColumnSchema",
+    "DeliveredPart",
     "Delivery",
     "DestructionSchedule",
     "ExportResult",
@@ -130,6 +132,7 @@ class ExportedPart(Record):
     columns: list[ColumnSchema] | None = Field(
         default=None, description="For table parts: the columns as actually written."
     )
+    size: int = Field(default=0, description="Bytes, to plan the bundle's parts.")
 
 
 class ExportResult(Record):
@@ -147,6 +150,9 @@ class ManifestEntry(Record):
     table: str | None = None
     rows: int | None = None
     source_key: str | None = Field(default=None, description="Original object key of a file.")
+    part: int | None = Field(
+        default=None, description="Number of the ZIP part holding the entry; null: every part."
+    )
 
 
 class ManifestTable(Record):
@@ -169,30 +175,39 @@ class Manifest(Record):
     file_count: int
     file_bytes: int
     entries: list[ManifestEntry]
+    parts: list[str] = Field(description="File names of the bundle's ZIP parts, in order.")
     signing_key: str = Field(description="Fingerprint of the Ed25519 key that signed this file.")
 
 
-class BundleRef(Record):
-    """A packaged bundle in scratch space, with the digests that identify it."""
-
+class BundlePart(Record):
     path: str
     size: int
     sha256: str
+
+
+class BundleRef(Record):
+    """A packaged bundle (one or more ZIP parts) in scratch space, with its digests."""
+
+    parts: list[BundlePart]
     manifest_sha256: str
     entries: int
     rows: int
     files: int
 
 
-class Delivery(Record):
-    """Where the bundle was delivered; the link itself is sent to the contact, not recorded."""
-
-    store_url: str
+class DeliveredPart(Record):
     key: str
     sha256: str
+    link_sha256: str = Field(description="Digest of the link, to match it later without it.")
+
+
+class Delivery(Record):
+    """Where the bundle was delivered; the links themselves go to the contact only."""
+
+    store_url: str
+    parts: list[DeliveredPart]
     link_expires_at: datetime
     delivered_at: datetime
-    link_sha256: str = Field(description="Digest of the link, to match it later without it.")
 
 
 class Acknowledgement(Record):

@@ -20,4 +20,4 @@ def export_and_deliver(platform: Platform, case: CaseRef) -> tuple[Inventory, De
     stages.verify_package(settings, case, bundle, inventory)
     delivery = stages.deliver(settings, case, bundle)
     store_root = Path(open_store(settings.store_url("delivery")).url.removeprefix("file://"))
-    return inventory, delivery, store_root / delivery.key
+    return inventory, delivery, store_root / delivery.parts[0].key

@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporters.bundle import MANIFEST, SIGNATURE, safe_entry_paths
+from exporters.bundle import MANIFEST, SIGNATURE, plan_parts, safe_entry_paths
+from offboarding import case as stages
 from offboarding.cli import main
 from offboarding.signing import public_pem
 from tests.conftest import Platform
@@ -105,3 +106,54 @@ def test_safe_entry_paths_never_escape_and_never_collide(names: list[str]) -> No
         segments = path.split("/")
         assert all(s not in ("", ".", "..") for s in segments)
         assert not any(ord(ch) < 32 or ord(ch) == 127 for ch in path)
+
+
+def test_parts_are_planned_in_order_without_splitting_entries() -> None:
+    assert plan_parts([5, 5, 5], None) == [1, 1, 1]
+    assert plan_parts([5, 5, 5], 10) == [1, 1, 2]
+    assert plan_parts([50, 1, 1], 10) == [1, 2, 2]  # too big for any part: a part of its own
+    assert plan_parts([1, 50, 1], 10) == [1, 2, 3]
+
+
+def test_a_split_bundle_verifies_part_by_part_and_as_a_whole(
+    platform: Platform, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = platform.settings.model_copy(update={"bundle_part_bytes": 20_000})
+    case = platform.case("acme")
+    stages.freeze(settings, case)
+    inventory = stages.take_inventory(settings, case)
+    bundle = stages.package(
+        settings, case, inventory, stages.export_snapshot(settings, case, inventory)
+    )
+    assert stages.verify_package(settings, case, bundle, inventory) == inventory.total_rows
+    paths = [Path(p.path) for p in bundle.parts]
+    assert len(paths) >= 3
+    assert paths[0].name.endswith(f".part-001-of-{len(paths):03d}.zip")
+    key = str(settings.keys_dir / "signing-ed25519.pub.pem")
+    for path in paths:  # each part is self-describing
+        with zipfile.ZipFile(path) as archive:
+            assert {"README.txt", MANIFEST, SIGNATURE} <= set(archive.namelist())
+        assert main(["verify", str(path), "--public-key", key]) == 0
+        assert "only all" in capsys.readouterr().err
+    assert main(["verify", *map(str, paths), "--public-key", key]) == 0
+    assert "only all" not in capsys.readouterr().err
+
+    damaged = tmp_path / paths[1].name
+    shutil.copyfile(paths[1], damaged)
+    with zipfile.ZipFile(damaged) as archive:
+        victim = next(i for i in archive.infolist() if i.filename.startswith(("tables/", "files/")))
+    offset = _data_offset(damaged, victim) + victim.compress_size // 2
+    with damaged.open("r+b") as handle:
+        handle.seek(offset)
+        byte = handle.read(1)
+        handle.seek(offset)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    assert main(["verify", str(paths[0]), str(damaged), "--public-key", key]) == 1
+    assert victim.filename in capsys.readouterr().err
+
+    other_case = platform.case("acme")
+    other = stages.package(
+        settings, other_case, inventory, stages.export_snapshot(settings, other_case, inventory)
+    )
+    assert main(["verify", str(paths[0]), other.parts[1].path, "--public-key", key]) == 1
+    assert "different bundles" in capsys.readouterr().err

@@ -53,7 +53,7 @@ def start_case(env: DemoEnvironment, tenant: str) -> tuple[FlowRun, CaseRef]:
         next((env.home / "outbox").glob(f"{tenant}-*.json")).read_text()
     )  # the contact's notice: the only place the link goes
     case_id = next((env.home / "outbox").glob(f"{tenant}-*.json")).stem
-    assert notice["link"].startswith("http://127.0.0.1")
+    assert notice["links"][0]["link"].startswith("http://127.0.0.1")
     return run, CaseRef(tenant=tenant, case_id=case_id)
 
 
@@ -66,9 +66,9 @@ def test_a_case_runs_from_start_to_archived_certificate(env: DemoEnvironment) ->
     run, case = start_case(env, "acme")
     signer = Signer.load_or_create(settings.keys_dir)
     trail = AuditTrail(settings, case, signer)
-    delivered = trail.find("delivered")[-1]["data"]["key"]
-    bundle = Path(settings.store_url("delivery").removeprefix("file://")) / delivered
-    assert verify_bundle(bundle, signer.public_pem).rows > 0
+    delivered = trail.find("delivered")[-1]["data"]["parts"]
+    root = Path(settings.store_url("delivery").removeprefix("file://"))
+    assert verify_bundle([root / p["key"] for p in delivered], signer.public_pem).rows > 0
 
     resume_flow_run(run.id, run_input={"acknowledged_by": "Acme DPO", "days_until_destruction": 0})
     wait_for_state(run.id, {"COMPLETED"}, timeout=90, runner=env.runner)

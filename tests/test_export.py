@@ -213,7 +213,7 @@ def test_exporting_the_same_snapshot_twice_gives_identical_bytes(
         exported = stages.export_snapshot(settings, case, inventory)
         bundle = stages.package(settings, case, inventory, exported)
         copy = tmp_path / f"bundle-{attempt}.zip"
-        Path(bundle.path).rename(copy)
+        Path(bundle.parts[0].path).rename(copy)
         bundles.append(copy)
     first, second = (zipfile.ZipFile(b) for b in bundles)
     assert first.namelist() == second.namelist()
@@ -246,3 +246,27 @@ def test_the_dry_run_lists_the_plan_and_what_blocks_it(
 
     assert main(["inventory", "nobody"]) == 2
     assert "not in the registry" in capsys.readouterr().err
+
+
+def test_hostile_object_keys_become_safe_unique_entries(platform: Platform, tmp_path: Path) -> None:
+    hostile = {
+        "tenants/acme/odd/bell\x07name.txt": b"control character",
+        "tenants/acme/odd/caf\u00e9.txt": b"composed",
+        "tenants/acme/odd/cafe\u0301.txt": b"decomposed, same name once normalised",
+        "tenants/acme/odd/CAFÉ.TXT": b"differs only by case",
+        "tenants/acme/odd/back\\slash:colon.txt": b"windows-hostile",
+        "tenants/acme/odd/" + "long" * 60 + ".txt": b"long name",
+    }
+    for key, data in hostile.items():
+        platform.files.put_bytes(key, data)
+    _, _, bundle = export_and_deliver(platform, platform.case("acme"))
+    target = tmp_path / "unzipped"
+    subprocess.run(["unzip", "-q", str(bundle), "-d", str(target)], check=True)
+    manifest = json.loads((target / "manifest.json").read_text())
+    by_source = {e["source_key"]: e["path"] for e in manifest["entries"] if e["kind"] == "file"}
+    paths = [by_source[key] for key in hostile]
+    assert len({p.casefold() for p in paths}) == len(paths)
+    for key, path in zip(hostile, paths, strict=True):
+        assert path.startswith("files/odd/") and ".." not in path.split("/")
+        assert not any(ord(ch) < 32 for ch in path) and "\\" not in path and ":" not in path
+        assert (target / path).read_bytes() == hostile[key]

@@ -206,12 +206,13 @@ def _run_case(
         raise OffboardingError("the case is waiting but no delivery notice was queued")
     notice = json.loads(outbox[-1].read_text())
     result.case_id = outbox[-1].stem
-    result.link = notice["link"]
+    result.link = notice["links"][0]["link"]
     case = CaseRef(tenant=DEMO_TENANT, case_id=result.case_id)
-    delivered = AuditTrail(settings, case, signer).find("delivered")[-1]["data"]["key"]
-    bundle_path = Path(settings.store_url("delivery").removeprefix("file://")) / delivered
-    result.bundle = str(bundle_path)
-    report = verify_bundle(bundle_path, signer.public_pem)
+    delivered = AuditTrail(settings, case, signer).find("delivered")[-1]["data"]["parts"]
+    delivery_root = Path(settings.store_url("delivery").removeprefix("file://"))
+    bundle_paths = [delivery_root / part["key"] for part in delivered]
+    result.bundle = str(bundle_paths[0])
+    report = verify_bundle(bundle_paths, signer.public_pem)
     say(f"bundle delivered and verified: {report.entries_checked} entries, {report.rows} rows")
     if not destroy:
         say("the case is waiting for acknowledgement (--no-destroy)")

@@ -91,7 +91,7 @@ class FilesLocation:
         paths = safe_entry_paths("files/", relative)
         return LocationExport(
             parts=[
-                ExportedPart(path=path, source=f"store:{f.key}", kind="file")
+                ExportedPart(path=path, source=f"store:{f.key}", kind="file", size=f.size)
                 for f, path in zip(inventory.files, paths, strict=True)
             ]
         )

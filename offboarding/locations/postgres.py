@@ -287,6 +287,7 @@ class PostgresLocation:
         return ExportedPart(
             path=relative, source=f"scratch:{relative}", kind="table", table=item.qualified,
             rows=rows, columns=[_column_schema(p) for p in plans],
+            size=(scratch / relative).stat().st_size,
         )  # fmt: skip
 
     def destroy(self, case: CaseRef) -> Removal:
