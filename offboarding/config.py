@@ -92,8 +92,13 @@ class Settings(BaseSettings):
         default=timedelta(days=30),
         description="Time between acknowledgement and the scheduled destruction, at most 90 days.",
     )
-    export_batch_rows: int = Field(
-        default=10_000, ge=100, description="Rows fetched and written per Parquet batch."
+    parquet_row_group_rows: int = Field(
+        default=122_880, ge=1_000, description="Rows per Parquet row group (DuckDB's default)."
+    )
+    export_split_rows: int = Field(
+        default=1_000_000,
+        ge=1_000,
+        description="Tables with more rows are exported as several parts, by key range.",
     )
     bundle_part_bytes: int = Field(
         default=4 * 1024**3,

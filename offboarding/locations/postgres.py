@@ -5,20 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
 
-from exporters.parquet import (
-    ColumnPlan,
-    PgColumn,
-    array_dimensions,
-    plan_column,
-    write_parquet,
-)
+from exporters.parquet import ColumnPlan, PgColumn, plan_column, select_query, write_parquet
 from offboarding.config import Settings
 from offboarding.errors import ConfigurationError, DestructionIncompleteError, IntegrityError
 from offboarding.locations.base import LocationExport, Remaining, Removal
@@ -104,20 +100,53 @@ def _columns(cols: tuple[str, ...]) -> sql.Composable:
     return sql.SQL("({})").format(sql.SQL(", ").join(sql.Identifier(c) for c in cols))
 
 
-class _Scope:
-    """Builds, for any table holding the tenant's rows, the WHERE clause that selects them."""
+@dataclass(frozen=True)
+class _ExportJob:
+    table: str
+    relative: str
+    plans: list[ColumnPlan]
+    query: sql.Composed
 
-    def __init__(self, classification: Classification) -> None:
+
+def _array_dimensions(
+    conn: psycopg.Connection[Any],
+    table: sql.Composable,
+    columns: Sequence[PgColumn],
+    where: sql.Composable,
+) -> dict[str, int]:
+    """Largest array_ndims of each array column over the selected rows."""
+    arrays = [c for c in columns if c.element_type]
+    if not arrays:
+        return {}
+    row = conn.execute(
+        sql.SQL("SELECT {} FROM {} WHERE {}").format(
+            sql.SQL(", ").join(
+                sql.SQL("coalesce(max(array_ndims({})), 1)").format(sql.Identifier(c.name))
+                for c in arrays
+            ),
+            table,
+            where,
+        )
+    ).fetchone()
+    return {c.name: int(n) for c, n in zip(arrays, row or (), strict=True)}
+
+
+class _Scope:
+    """Builds, for any table holding the tenant's rows, the WHERE clause that selects them.
+    The tenant id is a literal quoted by the driver, so the clause works on any connection."""
+
+    def __init__(self, classification: Classification, tenant: str) -> None:
         self.classification = classification
+        self.tenant = sql.Literal(tenant)
 
     def where(self, table: str) -> sql.Composable:
         c = self.classification
         if table == c.registry:
-            return sql.SQL("{} = %(tenant)s").format(sql.Identifier("id"))
+            return sql.SQL("{} = {}").format(sql.Identifier("id"), self.tenant)
         if table in c.schema_tables:
             return sql.SQL("TRUE")  # the whole table is in the tenant's own schema
         if table in c.tenant_scoped:
-            return sql.SQL("{} = %(tenant)s").format(sql.Identifier(c.tenant_column))
+            return sql.SQL("{} = {}").format(sql.Identifier(c.tenant_column), self.tenant)
         links = c.derived[table]
         return sql.SQL("({})").format(
             sql.SQL(" OR ").join(
@@ -191,8 +220,7 @@ class PostgresLocation:
         row = conn.execute(
             sql.SQL(
                 "SELECT count(*), coalesce(sum(pg_column_size(x.*)), 0) FROM {} x WHERE {}"
-            ).format(_ident(table), scope.where(table)),
-            {"tenant": tenant},
+            ).format(_ident(table), scope.where(table))
         ).fetchone()
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
@@ -200,7 +228,7 @@ class PostgresLocation:
         """With strict=False (the dry run), unclassified tables are listed instead of raising."""
         with self._connect() as conn:
             classification, tables, columns = self._plan(conn, strict=strict)
-            scope = _Scope(classification)
+            scope = _Scope(classification, case.tenant)
             by_name = {t.qualified: t for t in tables}
             items: list[TableItem] = []
             for name in self._tenant_tables(classification, case.tenant):
@@ -231,8 +259,9 @@ class PostgresLocation:
         )
 
     def export(self, case: CaseRef, inventory: LocationInventory, scratch: Path) -> LocationExport:
-        """Every table from one snapshot: the leader exports it (pg_export_snapshot) and
-        holds it open while up to `export_workers` connections import it, a table each."""
+        """Every table from one snapshot. The leader exports it (pg_export_snapshot) and holds
+        it open; up to `export_workers` connections import it, each writing one Parquet part
+        (a table, or a key range of a large one)."""
         with self._connect() as leader:
             leader.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             leader.read_only = True
@@ -241,61 +270,97 @@ class PostgresLocation:
                 assert row is not None
                 snapshot_id, snapshot_time = row
                 classification, _, columns = self._plan(leader)
-                scope = _Scope(classification)
+                scope = _Scope(classification, case.tenant)
+                jobs: list[_ExportJob] = []
                 for item in inventory.tables:
                     if item.qualified not in columns:
                         raise IntegrityError(
                             f"table {item.qualified} of the inventory disappeared before the "
                             f"export of tenant {case.tenant!r}: take the inventory again"
                         )
-
-                def export_one(item: TableItem) -> ExportedPart:
-                    return self._export_table(
-                        snapshot_id, item, columns[item.qualified], scope, case.tenant, scratch
-                    )
-
+                    jobs.extend(self._plan_jobs(leader, item, columns[item.qualified], scope))
                 with ThreadPoolExecutor(self.settings.export_workers) as pool:
-                    parts = list(pool.map(export_one, inventory.tables))
+                    written = list(
+                        pool.map(lambda job: self._run_job(snapshot_id, job, scratch), jobs)
+                    )
+        parts = [
+            ExportedPart(
+                path=job.relative, source=f"scratch:{job.relative}", kind="table",
+                table=job.table, rows=rows, columns=[_column_schema(p) for p in job.plans],
+                size=(scratch / job.relative).stat().st_size,
+            )
+            for job, rows in zip(jobs, written, strict=True)
+        ]  # fmt: skip
         return LocationExport(parts=parts, snapshot_time=snapshot_time)
 
-    def _export_table(
+    def _plan_jobs(
         self,
-        snapshot_id: str,
+        leader: psycopg.Connection[Any],
         item: TableItem,
         pg_columns: list[PgColumn],
         scope: _Scope,
-        tenant: str,
-        scratch: Path,
-    ) -> ExportedPart:
-        """One table to Parquet, on a connection of its own that imports the snapshot."""
-        relative = f"tables/{item.qualified}/part-00000.parquet"
+    ) -> list[_ExportJob]:
+        """One job per table, or per key range for a table above `export_split_rows` with a
+        single integer key. Runs in the leader's snapshot, so ranges and types match it."""
         table, where = _ident(item.qualified), scope.where(item.qualified)
-        params = {"tenant": tenant}
-        with self._connect() as worker:
-            worker.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            worker.read_only = True
-            with worker.transaction():
-                worker.execute(
-                    sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_id))
+        dimensions = _array_dimensions(leader, table, pg_columns, where)
+        plans = [plan_column(c, dimensions=dimensions.get(c.name, 1)) for c in pg_columns]
+        ranges: list[sql.Composable] = [sql.SQL("TRUE")]
+        key = item.primary_key[0] if len(item.primary_key) == 1 else None
+        key_type = next((c.type_name for c in pg_columns if c.name == key), None)
+        split = self.settings.export_split_rows
+        if key and key_type in ("int2", "int4", "int8") and item.rows > split:
+            bounds = leader.execute(
+                sql.SQL("SELECT min({k}), max({k}) FROM {t} WHERE {w}").format(
+                    k=sql.Identifier(key), t=table, w=where
                 )
-                dims = array_dimensions(worker, table, pg_columns, where, params)
-                plans = [plan_column(c, dimensions=dims.get(c.name, 1)) for c in pg_columns]
-                rows = write_parquet(
-                    worker, table, plans, where, params, item.primary_key, scratch / relative,
-                    self.settings.export_batch_rows,
-                )  # fmt: skip
-        return ExportedPart(
-            path=relative, source=f"scratch:{relative}", kind="table", table=item.qualified,
-            rows=rows, columns=[_column_schema(p) for p in plans],
-            size=(scratch / relative).stat().st_size,
-        )  # fmt: skip
+            ).fetchone()
+            if bounds and bounds[0] is not None:
+                low, high = int(bounds[0]), int(bounds[1])
+                count = min(-(-item.rows // split), 1000)
+                step = -(-(high - low + 1) // count)
+                ranges = [
+                    sql.SQL("{k} >= {lo} AND {k} < {hi}").format(
+                        k=sql.Identifier(key), lo=sql.Literal(start), hi=sql.Literal(start + step)
+                    )
+                    for start in range(low, high + 1, step)
+                ]
+        return [
+            _ExportJob(
+                table=item.qualified,
+                relative=f"tables/{item.qualified}/part-{n:05d}.parquet",
+                plans=plans,
+                query=select_query(
+                    table, plans, sql.SQL("({}) AND {}").format(where, key_range), item.primary_key
+                ),
+            )
+            for n, key_range in enumerate(ranges)
+        ]
+
+    def _run_job(self, snapshot_id: str, job: _ExportJob, scratch: Path) -> int:
+        """One Parquet part, on an ADBC connection of its own that imports the snapshot."""
+        import adbc_driver_postgresql.dbapi as adbc
+
+        with adbc.connect(self.settings.require_database()) as conn, conn.cursor() as cursor:
+            # The driver has opened a transaction: make it the leader's snapshot, read-only.
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cursor.execute(
+                sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_id)).as_string()
+            )
+            cursor.execute(job.query.as_string())
+            return write_parquet(
+                cursor.fetch_record_batch(),
+                job.plans,
+                scratch / job.relative,
+                self.settings.parquet_row_group_rows,
+            )
 
     def destroy(self, case: CaseRef) -> Removal:
         """Shared tables: delete children first, in batches of their own transactions, then
         VACUUM. The tenant's own schema: drop its tables, then the schema."""
         with self._connect() as conn:
             classification, tables, _ = self._plan(conn)
-            scope = _Scope(classification)
+            scope = _Scope(classification, case.tenant)
             owned = list(classification.owned)
             own_schema = list(classification.schema_tables_of(case.tenant))
             by_name = {t.qualified: t for t in tables}
@@ -352,7 +417,7 @@ class PostgresLocation:
         removed = 0
         while True:
             with conn.transaction():
-                deleted = conn.execute(batch, {"tenant": tenant}).rowcount
+                deleted = conn.execute(batch).rowcount
             removed += deleted
             if deleted == 0:
                 break
@@ -361,8 +426,7 @@ class PostgresLocation:
                 removed += conn.execute(
                     sql.SQL("DELETE FROM {} WHERE {}").format(
                         _ident(table.qualified), scope.where(table.qualified)
-                    ),
-                    {"tenant": tenant},
+                    )
                 ).rowcount
         return removed
 
@@ -386,7 +450,7 @@ class PostgresLocation:
         schema = self.tenant_schema(case.tenant)
         with self._connect() as conn:
             classification, _, _ = self._plan(conn)
-            scope = _Scope(classification)
+            scope = _Scope(classification, case.tenant)
             owned = list(classification.owned)
             left = {t: self._measure(conn, scope, t, case.tenant)[0] for t in owned}
             row = conn.execute(
@@ -407,11 +471,11 @@ class PostgresLocation:
         digests: dict[str, str] = {}
         with self._connect() as conn:
             classification, _, _ = self._plan(conn)
-            scope = _Scope(classification)
+            scope = _Scope(classification, case.tenant)
             for table in (classification.registry, *classification.owned):
                 # The tenant's own registry row changes status; every other row must not.
                 not_tenant = sql.SQL("NOT coalesce({}, false)").format(scope.where(table))
-                row = conn.execute(_digest_query(table, not_tenant), {"tenant": case.tenant})
+                row = conn.execute(_digest_query(table, not_tenant))
                 digests[table] = str((row.fetchone() or ("",))[0])
             others = [
                 t for t, owner in classification.schema_tables.items() if owner != case.tenant
@@ -426,7 +490,7 @@ class PostgresLocation:
         keys: set[str] = set()
         with self._connect() as conn:
             classification, _, columns = self._plan(conn, strict=False)
-            scope = _Scope(classification)
+            scope = _Scope(classification, case.tenant)
             for reference in self.settings.file_reference_columns:
                 table, _, column = reference.rpartition(".")
                 if table not in classification.owned or column not in {
@@ -439,7 +503,7 @@ class PostgresLocation:
                 query = sql.SQL(
                     "SELECT DISTINCT {c} FROM {t} WHERE {w} AND {c} IS NOT NULL"
                 ).format(c=sql.Identifier(column), t=_ident(table), w=scope.where(table))
-                keys.update(str(r[0]) for r in conn.execute(query, {"tenant": case.tenant}))
+                keys.update(str(r[0]) for r in conn.execute(query))
         return keys
 
 
