@@ -143,10 +143,15 @@ def select_query(
     )
 
 
-def _conform(array: pa.Array | pa.ChunkedArray, plan: ColumnPlan) -> pa.Array:
+def _conform_chunks(column: pa.ChunkedArray, plan: ColumnPlan) -> pa.ChunkedArray:
+    """Conform chunk by chunk: no copy of a row group that already has the right type."""
+    if column.type == plan.arrow_type:
+        return column
+    return pa.chunked_array([_conform(chunk, plan) for chunk in column.chunks], plan.arrow_type)
+
+
+def _conform(array: pa.Array, plan: ColumnPlan) -> pa.Array:
     """The driver's Arrow type for a column, turned into the planned one without loss."""
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
     target = plan.arrow_type
     if array.type == target:
         return array

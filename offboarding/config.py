@@ -93,7 +93,7 @@ class Settings(BaseSettings):
         description="Time between acknowledgement and the scheduled destruction, at most 90 days.",
     )
     parquet_row_group_rows: int = Field(
-        default=122_880, ge=1_000, description="Rows per Parquet row group (DuckDB's default)."
+        default=32_768, ge=1_000, description="Rows per Parquet row group (bounds worker memory)."
     )
     export_split_rows: int = Field(
         default=1_000_000,

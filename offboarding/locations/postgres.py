@@ -347,6 +347,9 @@ class PostgresLocation:
             cursor.execute(
                 sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_id)).as_string()
             )
+            cursor.adbc_statement.set_options(
+                **{"adbc.postgresql.batch_size_hint_bytes": str(4 * 1024 * 1024)}
+            )
             cursor.execute(job.query.as_string())
             return write_parquet(
                 cursor.fetch_record_batch(),
