@@ -1,5 +1,5 @@
 # Two commands matter: `make demo` and `make test`. Both set up what they need.
-.PHONY: demo test lint typecheck pytest setup system-deps schemas clean
+.PHONY: demo test lint typecheck pytest setup system-deps schemas clean bench
 
 PYTHON ?= python3
 UV_VERSION := 0.13.8
@@ -42,3 +42,13 @@ schemas: setup
 
 clean:
 	rm -rf .offboard .pytest_cache .mypy_cache .ruff_cache
+
+# Export benchmark against DuckDB, ADBC, psycopg and pg_dump (see benchmarks/run.py).
+BENCH_ARGS ?=
+benchmarks/.venv-peers/.synced: $(UV) benchmarks/requirements-peers.txt
+	$(UV) venv --quiet --allow-existing --python 3.11 benchmarks/.venv-peers
+	VIRTUAL_ENV=benchmarks/.venv-peers $(UV) pip sync --quiet benchmarks/requirements-peers.txt
+	touch $@
+
+bench: setup benchmarks/.venv-peers/.synced
+	$(VENV)/bin/python -m benchmarks.run $(BENCH_ARGS)

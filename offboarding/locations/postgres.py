@@ -27,7 +27,7 @@ from offboarding.planning import (
 )
 from offboarding.records import CaseRef, ColumnSchema, ExportedPart, LocationInventory, TableItem
 
-__all__ = ["PostgresLocation", "read_catalog"]
+__all__ = ["PostgresLocation", "column_schema", "read_catalog"]
 
 _CATALOG_COLUMNS = """
 SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
@@ -241,7 +241,7 @@ class PostgresLocation:
                         scope=_scope_kind(classification, name),
                         rows=rows,
                         bytes_estimate=size,
-                        columns=[_column_schema(plan_column(c)) for c in columns[name]],
+                        columns=[column_schema(plan_column(c)) for c in columns[name]],
                         primary_key=list(table.primary_key),
                         parents=sorted(
                             {fk.references for fk in classification.derived.get(name, ())}
@@ -286,7 +286,7 @@ class PostgresLocation:
         parts = [
             ExportedPart(
                 path=job.relative, source=f"scratch:{job.relative}", kind="table",
-                table=job.table, rows=rows, columns=[_column_schema(p) for p in job.plans],
+                table=job.table, rows=rows, columns=[column_schema(p) for p in job.plans],
                 size=(scratch / job.relative).stat().st_size,
             )
             for job, rows in zip(jobs, written, strict=True)
@@ -510,7 +510,7 @@ class PostgresLocation:
         return keys
 
 
-def _column_schema(plan: ColumnPlan) -> ColumnSchema:
+def column_schema(plan: ColumnPlan) -> ColumnSchema:
     return ColumnSchema(
         name=plan.column.name,
         pg_type=plan.column.pg_type,

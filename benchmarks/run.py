@@ -1,0 +1,270 @@
+"""Export benchmark: the project against its peers, on the same data, in the same run.
+
+    make bench                     # full size: 5M-row wide table, 20M-row narrow table
+    make bench BENCH_ARGS=--quick  # a tenth of that, one repeat
+
+Builds the data in a private PostgreSQL cluster, runs every tool `--repeat` times (medians),
+measures wall time and the peak RSS of each tool's process, prints ratios against DuckDB and
+writes benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+
+from offboarding.services import PostgresCluster
+
+HERE = Path(__file__).resolve().parent
+ROW_GROUP = 32_768
+FLOOR = "floor: psql COPY binary to /dev/null"
+OURS = "tenant-offboarding (ADBC, parallel)"
+
+WIDE = """
+CREATE TABLE {name} AS SELECT g::bigint AS id, 'bench'::text AS tenant_id,
+  timestamptz '2024-01-01' + g * interval '1 second' AS created_at,
+  'author ' || (g % 1000) AS author,
+  substr(md5(g::text) || md5((g + 1)::text), 1, 40) AS title,
+  repeat(md5(g::text), 9) || substr(md5((g * 7)::text), 1, 12) AS body,
+  (g % 997) / 7.0::double precision AS score,
+  jsonb_build_object('k', g % 100, 'tags', jsonb_build_array('a', 'b'), 'note', md5(g::text))
+    AS payload,
+  g % 2 = 0 AS flag
+FROM generate_series(1, {rows}) g;
+ALTER TABLE {name} ADD PRIMARY KEY (id);
+"""
+NARROW = """
+CREATE TABLE {name} AS SELECT g::bigint AS id, 'bench'::text AS tenant_id, (g % 1000)::int AS n,
+  timestamptz '2024-01-01' + g * interval '1 second' AS at
+FROM generate_series(1, {rows}) g;
+ALTER TABLE {name} ADD PRIMARY KEY (id);
+"""
+
+
+@dataclass
+class Measure:
+    tool: str
+    table: str
+    walls: list[float] = field(default_factory=list)
+    rss_mb: list[float] = field(default_factory=list)
+
+    @property
+    def wall(self) -> float:
+        return statistics.median(self.walls)
+
+    @property
+    def rss(self) -> float:
+        return statistics.median(self.rss_mb)
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one command, from the kernel's accounting."""
+    start = time.perf_counter()
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        error = process.stderr.read().decode() if process.stderr else ""
+        raise RuntimeError(f"{argv[:3]} failed: {error[-2000:]}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def build(dsn: str, wide: int, narrow: int) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE tenants (id text PRIMARY KEY)")
+        conn.execute("INSERT INTO tenants VALUES ('bench')")
+        for ddl, name, rows in (
+            (WIDE, "wide", wide),
+            (WIDE, "wide_tenth", wide // 10),
+            (NARROW, "narrow", narrow),
+        ):
+            started = time.perf_counter()
+            conn.execute(ddl.format(name=name, rows=rows))
+            conn.execute(f"VACUUM ANALYZE {name}")
+            print(
+                f"built {name}: {rows:,} rows in {time.perf_counter() - started:.0f}s", flush=True
+            )
+
+
+def make_files(root: Path, megabytes: int) -> None:
+    root.mkdir(parents=True)
+    big = max(1, megabytes // 2)
+    for n in range(big):  # 2 MiB files of incompressible bytes
+        (root / "docs" / f"{n % 16:02d}").mkdir(parents=True, exist_ok=True)
+        (root / "docs" / f"{n % 16:02d}" / f"file-{n}.bin").write_bytes(os.urandom(2 * 1024**2))
+    for n in range(2000):  # and many small ones
+        (root / "small" / f"{n % 20:02d}").mkdir(parents=True, exist_ok=True)
+        (root / "small" / f"{n % 20:02d}" / f"note-{n}.txt").write_bytes(os.urandom(4096))
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    memory = int(Path("/proc/meminfo").read_text().split()[1]) // 1024**2
+    return f"{os.cpu_count()} cores ({model}), {memory} GiB RAM, {platform.platform()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--wide", type=int, default=5_000_000)
+    parser.add_argument("--narrow", type=int, default=20_000_000)
+    parser.add_argument("--files-mb", type=int, default=512)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="a tenth of the data, one repeat")
+    parser.add_argument("--peers-python", default=str(HERE / ".venv-peers" / "bin" / "python"))
+    parser.add_argument("--write", default=str(HERE / "RESULTS.md"))
+    args = parser.parse_args()
+    if args.quick:
+        args.wide, args.narrow, args.files_mb, args.repeat = (
+            args.wide // 10, args.narrow // 10, args.files_mb // 8, 1
+        )  # fmt: skip
+
+    work = Path(tempfile.mkdtemp(prefix="offboard-bench-"))
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+        dsn = cluster.dsn
+        build(dsn, args.wide, args.narrow)
+        results = run_all(dsn, work, args)
+    finally:
+        cluster.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    report = render(results, args)
+    print(report)
+    Path(args.write).write_text(report)
+
+
+def run_all(dsn: str, work: Path, args: argparse.Namespace) -> list[Measure]:
+    peers = args.peers_python
+    out = work / "out"
+    tools: dict[str, Callable[[str], list[str]]] = {
+        FLOOR: lambda t: [
+            "psql", "-X", "-q", "-d", dsn, "-c",
+            f"COPY (SELECT * FROM {t}) TO STDOUT (FORMAT binary)",
+        ],
+        OURS: lambda t: [
+            sys.executable, "-m", "benchmarks.ours", dsn, t, str(out)
+        ],
+        "DuckDB postgres extension to Parquet": lambda t: [
+            peers, str(HERE / "peers.py"), "duckdb", dsn, t, str(out / "d.parquet"), str(ROW_GROUP)
+        ],
+        "ADBC stream to Parquet (one connection)": lambda t: [
+            peers, str(HERE / "peers.py"), "adbc", dsn, t, str(out / "a.parquet"), str(ROW_GROUP)
+        ],
+        "psycopg binary COPY rows to Parquet": lambda t: [
+            sys.executable, "-m", "benchmarks.psycopg_rows", dsn, t, str(out / "p.parquet"),
+            str(ROW_GROUP),
+        ],
+        "pg_dump -Fc": lambda t: ["pg_dump", "-Fc", "-t", t, "-d", dsn],
+    }  # fmt: skip
+    measures: dict[tuple[str, str], Measure] = {}
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+    for table in ("wide", "narrow"):
+        timed(tools[FLOOR](table), env)  # warm the cache
+        for attempt in range(args.repeat):
+            for tool, argv in tools.items():
+                shutil.rmtree(out, ignore_errors=True)
+                out.mkdir(parents=True)
+                wall, rss = timed(argv(table), env)
+                m = measures.setdefault((tool, table), Measure(tool, table))
+                m.walls.append(wall)
+                m.rss_mb.append(rss)
+                done = f"{attempt + 1}/{args.repeat}"
+                print(f"{table:<7} {done} {tool:<42} {wall:7.1f}s {rss:6.0f} MB", flush=True)
+    for _ in range(args.repeat):  # the same export on a tenth of the rows: memory must not grow
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        wall, rss = timed(tools[OURS]("wide_tenth"), env)
+        m = measures.setdefault((OURS, "wide_tenth"), Measure(OURS, "wide_tenth"))
+        m.walls.append(wall)
+        m.rss_mb.append(rss)
+    source = work / "files"
+    make_files(source, args.files_mb)
+    for _ in range(args.repeat):
+        for tool, argv in {
+            "zip -0 -r": ["zip", "-0", "-r", "-q", str(work / "z.zip"), "."],
+            "tenant-offboarding bundle (hashing included)": [
+                sys.executable, "-m", "benchmarks.bundle_files", str(source), str(work / "bundle")
+            ],
+        }.items():  # fmt: skip
+            (work / "z.zip").unlink(missing_ok=True)
+            shutil.rmtree(work / "bundle", ignore_errors=True)
+            start = time.perf_counter()
+            process = subprocess.Popen(argv, cwd=source, env=env, stdout=subprocess.DEVNULL)
+            _, status, usage = os.wait4(process.pid, 0)
+            if os.waitstatus_to_exitcode(status):
+                raise RuntimeError(f"{tool} failed")
+            m = measures.setdefault((tool, "files"), Measure(tool, "files"))
+            m.walls.append(time.perf_counter() - start)
+            m.rss_mb.append(usage.ru_maxrss / 1024)
+    return list(measures.values())
+
+
+def render(results: list[Measure], args: argparse.Namespace) -> str:
+    by = {(m.tool, m.table): m for m in results}
+    rows = {"wide": args.wide, "narrow": args.narrow, "wide_tenth": args.wide // 10}
+    lines = [
+        "# Export benchmark",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}.",
+        f"Command: `make bench{' BENCH_ARGS=--quick' if args.quick else ''}` "
+        f"(wide {args.wide:,} rows, narrow {args.narrow:,} rows, files {args.files_mb} MB, "
+        f"medians of {args.repeat}). PostgreSQL on loopback, warm cache; Parquet zstd level 1, "
+        f"{ROW_GROUP:,}-row groups for every tool. Ratios: time / DuckDB's time.",
+        "",
+    ]
+    for table in ("wide", "narrow"):
+        duck = by[("DuckDB postgres extension to Parquet", table)].wall
+        lines += [
+            f"## {table} table ({rows[table]:,} rows)",
+            "",
+            "| tool | wall (s) | rows/s | peak RSS (MB) | ratio to DuckDB |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for m in sorted((m for m in results if m.table == table), key=lambda m: m.wall):
+            lines.append(
+                f"| {m.tool} | {m.wall:.1f} | {rows[table] / m.wall:,.0f} | {m.rss:.0f} | "
+                f"{m.wall / duck:.2f} |"
+            )
+        lines.append("")
+    small, big = by[(OURS, "wide_tenth")], by[(OURS, "wide")]
+    lines += [
+        "## Memory against size (the project's export of the wide table)",
+        "",
+        "| rows | wall (s) | peak RSS (MB) |",
+        "|---:|---:|---:|",
+        f"| {rows['wide_tenth']:,} | {small.wall:.1f} | {small.rss:.0f} |",
+        f"| {rows['wide']:,} | {big.wall:.1f} | {big.rss:.0f} |",
+        "",
+        f"Ten times the rows: peak RSS x{big.rss / small.rss:.2f}, "
+        f"time x{big.wall / small.wall:.1f}.",
+        "",
+        f"## Bundling files ({args.files_mb} MB)",
+        "",
+        "| tool | wall (s) | peak RSS (MB) | ratio to zip |",
+        "|---|---:|---:|---:|",
+    ]
+    zip_wall = by[("zip -0 -r", "files")].wall
+    for m in sorted((m for m in results if m.table == "files"), key=lambda m: m.wall):
+        lines.append(f"| {m.tool} | {m.wall:.1f} | {m.rss:.0f} | {m.wall / zip_wall:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
