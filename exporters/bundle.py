@@ -202,6 +202,7 @@ def package_bundle(
             rows=sum(p.rows or 0 for p in parts if p.table == t.qualified),
             columns=written.get(t.qualified) or t.columns,
             primary_key=t.primary_key,
+            foreign_keys=t.foreign_keys,
             parts=[p.path for p in parts if p.table == t.qualified],
         )
         for t in tables
@@ -209,7 +210,7 @@ def package_bundle(
     schema_doc = _canonical(
         {
             t.name: {"columns": [c.model_dump() for c in t.columns], "primary_key": t.primary_key,
-                     "references": next(i.parents for i in tables if i.qualified == t.name)}
+                     "foreign_keys": [fk.model_dump() for fk in t.foreign_keys]}
             for t in manifest_tables
         }
     )  # fmt: skip

@@ -24,6 +24,7 @@ __all__ = [
     "ExportResult",
     "ExportedPart",
     "FileItem",
+    "ForeignKeySchema",
     "Inventory",
     "LocationEvidence",
     "LocationInventory",
@@ -55,6 +56,14 @@ class ColumnSchema(Record):
     )
 
 
+class ForeignKeySchema(Record):
+    """A foreign key, so the client can rebuild the relations between tables."""
+
+    columns: list[str]
+    references: str = Field(description="schema.table referenced.")
+    referenced_columns: list[str]
+
+
 class TableItem(Record):
     """One table that holds some of the tenant's rows, and how they are selected."""
 
@@ -68,6 +77,7 @@ class TableItem(Record):
     parents: list[str] = Field(
         default_factory=list, description="For derived tables: tables reached through FKs."
     )
+    foreign_keys: list[ForeignKeySchema] = Field(default_factory=list)
 
     @property
     def qualified(self) -> str:
@@ -161,6 +171,7 @@ class ManifestTable(Record):
     rows: int
     columns: list[ColumnSchema]
     primary_key: list[str]
+    foreign_keys: list[ForeignKeySchema] = Field(default_factory=list)
     parts: list[str]
 
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from offboarding import case as stages
+from offboarding.config import Settings
 from offboarding.records import CaseRef, Delivery, Inventory
 from offboarding.store import open_store
 from tests.conftest import Platform
 
 
-def export_and_deliver(platform: Platform, case: CaseRef) -> tuple[Inventory, Delivery, Path]:
+def export_and_deliver(
+    platform: Platform, case: CaseRef, settings: Settings | None = None
+) -> tuple[Inventory, Delivery, Path]:
     """Freeze, inventory, export, package, verify and deliver; return the delivered bundle."""
-    settings = platform.settings
+    settings = settings or platform.settings
     stages.freeze(settings, case)
     inventory = stages.take_inventory(settings, case)
     exported = stages.export_snapshot(settings, case, inventory)

@@ -25,7 +25,14 @@ from offboarding.planning import (
     classify_tables,
     deletion_order,
 )
-from offboarding.records import CaseRef, ColumnSchema, ExportedPart, LocationInventory, TableItem
+from offboarding.records import (
+    CaseRef,
+    ColumnSchema,
+    ExportedPart,
+    ForeignKeySchema,
+    LocationInventory,
+    TableItem,
+)
 
 __all__ = ["PostgresLocation", "column_schema", "read_catalog"]
 
@@ -246,6 +253,14 @@ class PostgresLocation:
                         parents=sorted(
                             {fk.references for fk in classification.derived.get(name, ())}
                         ),
+                        foreign_keys=[
+                            ForeignKeySchema(
+                                columns=list(fk.columns),
+                                references=fk.references,
+                                referenced_columns=list(fk.referenced_columns),
+                            )
+                            for fk in table.foreign_keys
+                        ],
                     )
                 )
         return LocationInventory(
