@@ -96,7 +96,7 @@ class Settings(BaseSettings):
         default=32_768, ge=1_000, description="Rows per Parquet row group (bounds worker memory)."
     )
     export_split_rows: int = Field(
-        default=250_000,
+        default=1_000_000,
         ge=1_000,
         description="Tables with more rows are exported as several parts, by key range.",
     )

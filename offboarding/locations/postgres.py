@@ -7,7 +7,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -136,6 +136,21 @@ def _array_dimensions(
         )
     ).fetchone()
     return {c.name: int(n) for c, n in zip(arrays, row or (), strict=True)}
+
+
+def _mostly_distinct(conn: psycopg.Connection[Any], item: TableItem) -> set[str]:
+    """Columns whose values the planner's statistics say are mostly distinct (no statistics:
+    none). n_distinct < 0 is a fraction of the rows; > 0 an absolute count."""
+    rows = conn.execute(
+        "SELECT attname, n_distinct FROM pg_stats WHERE schemaname = %s AND tablename = %s",
+        (item.schema_name, item.table),
+    ).fetchall()
+    table_rows = max(item.rows, 1)
+    return {
+        name
+        for name, n_distinct in rows
+        if (n_distinct < 0 and -n_distinct > 0.5) or (n_distinct > 0.5 * table_rows)
+    }
 
 
 class _Scope:
@@ -319,7 +334,14 @@ class PostgresLocation:
         single integer key. Runs in the leader's snapshot, so ranges and types match it."""
         table, where = _ident(item.qualified), scope.where(item.qualified)
         dimensions = _array_dimensions(leader, table, pg_columns, where)
-        plans = [plan_column(c, dimensions=dimensions.get(c.name, 1)) for c in pg_columns]
+        distinct = _mostly_distinct(leader, item)
+        plans = [
+            replace(
+                plan_column(c, dimensions=dimensions.get(c.name, 1)),
+                repetitive=c.name not in distinct,
+            )
+            for c in pg_columns
+        ]
         ranges: list[sql.Composable] = [sql.SQL("TRUE")]
         key = item.primary_key[0] if len(item.primary_key) == 1 else None
         key_type = next((c.type_name for c in pg_columns if c.name == key), None)
@@ -332,7 +354,9 @@ class PostgresLocation:
             ).fetchone()
             if bounds and bounds[0] is not None:
                 low, high = int(bounds[0]), int(bounds[1])
-                count = min(-(-item.rows // split), 1000)
+                # Whole rounds of workers, so no worker idles while another finishes alone.
+                workers = self.settings.export_workers
+                count = min(-(-max(-(-item.rows // split), workers) // workers) * workers, 1000)
                 step = -(-(high - low + 1) // count)
                 ranges = [
                     sql.SQL("{k} >= {lo} AND {k} < {hi}").format(
