@@ -8,6 +8,7 @@ after the acknowledgement, the flow re-runs from the top and every finished step
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +30,7 @@ from offboarding.records import (
     DestructionSchedule,
     ExportResult,
     Inventory,
+    StagedRecord,
 )
 from offboarding.signing import Signer
 
@@ -41,29 +43,37 @@ def freeze_tenant(case: CaseRef) -> datetime:
 
 
 @task(name="inventory", task_run_name="inventory-{case.tenant}", retries=2, retry_delay_seconds=5)
-def take_inventory(case: CaseRef) -> Inventory:
-    inventory = stages.take_inventory(Settings(), case)
+def take_inventory(case: CaseRef) -> StagedRecord:
+    settings = Settings()
+    inventory = stages.take_inventory(settings, case)
     get_run_logger().info(
         "inventory of %s: %d rows in %d tables, %d files (%d bytes)",
         case.tenant, inventory.total_rows, len(inventory.tables), len(inventory.files),
         inventory.total_file_bytes,
     )  # fmt: skip
-    return inventory
+    return stages.stage(settings, case, "inventory", inventory)
 
 
 @task(name="export", task_run_name="export-{case.tenant}", retries=1, retry_delay_seconds=5)
-def export_snapshot(case: CaseRef, inventory: Inventory) -> ExportResult:
-    return stages.export_snapshot(Settings(), case, inventory)
+def export_snapshot(case: CaseRef, inventory: StagedRecord) -> StagedRecord:
+    settings = Settings()
+    exported = stages.export_snapshot(settings, case, stages.unstage(inventory, Inventory))
+    return stages.stage(settings, case, "export", exported)
 
 
 @task(name="package", task_run_name="package-{case.tenant}")
-def package_bundle(case: CaseRef, inventory: Inventory, exported: ExportResult) -> BundleRef:
-    return stages.package(Settings(), case, inventory, exported)
+def package_bundle(case: CaseRef, inventory: StagedRecord, exported: StagedRecord) -> BundleRef:
+    return stages.package(
+        Settings(),
+        case,
+        stages.unstage(inventory, Inventory),
+        stages.unstage(exported, ExportResult),
+    )
 
 
 @task(name="verify-bundle", task_run_name="verify-bundle-{case.tenant}")
-def verify_bundle(case: CaseRef, bundle: BundleRef, inventory: Inventory) -> int:
-    return stages.verify_package(Settings(), case, bundle, inventory)
+def verify_bundle(case: CaseRef, bundle: BundleRef, inventory: StagedRecord) -> int:
+    return stages.verify_package(Settings(), case, bundle, stages.unstage(inventory, Inventory))
 
 
 @task(name="deliver", task_run_name="deliver-{case.tenant}", retries=2, retry_delay_seconds=10)
@@ -85,10 +95,13 @@ def await_acknowledgement(case: CaseRef) -> Acknowledgement:
 def schedule_destruction(case: CaseRef, ack: Acknowledgement) -> DestructionSchedule:
     settings = Settings()
     trail = AuditTrail(settings, case, Signer.load_or_create(settings.keys_dir))
+    # The archive may be retention-locked: a person's name goes in only as a digest, which
+    # proves who acknowledged to anyone who knows the name, and can outlive the contact record.
     recorded = trail.record(
         "acknowledged",
-        {"by_staff_or_client": "recorded in the run input", "at": datetime.now(UTC).isoformat(),
-         "days_until_destruction": ack.days_until_destruction},
+        {"by_sha256": hashlib.sha256(ack.acknowledged_by.encode()).hexdigest(),
+         "at": datetime.now(UTC).isoformat(), "days_until_destruction": ack.days_until_destruction,
+         "note_given": ack.note is not None},
         once="acknowledged",
     )  # fmt: skip
     acknowledged_at = datetime.fromisoformat(recorded.document["data"]["at"])

@@ -12,7 +12,9 @@ import shutil
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
+
+from pydantic import BaseModel
 
 from exporters.bundle import manifest_json, package_bundle, verify_bundle
 from offboarding.audit import AuditTrail
@@ -31,6 +33,7 @@ from offboarding.records import (
     ExportedPart,
     ExportResult,
     Inventory,
+    StagedRecord,
 )
 from offboarding.registry import TenantRegistry
 from offboarding.secrets import write_private
@@ -44,9 +47,40 @@ __all__ = [
     "freeze",
     "new_case",
     "package",
+    "stage",
     "take_inventory",
+    "unstage",
     "verify_package",
 ]
+
+
+_Staged = TypeVar("_Staged", bound=BaseModel)
+
+
+def stage(settings: Settings, case: CaseRef, name: str, record: BaseModel) -> StagedRecord:
+    """Keep `record` in the case's scratch space; return what may cross the orchestrator."""
+    body = record.model_dump_json().encode()
+    path = scratch_dir(settings, case) / "records" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(body)
+    counts = {
+        key: value
+        for key, value in {
+            "tables": len(getattr(record, "tables", [])),
+            "files": len(getattr(record, "files", [])),
+            "rows": getattr(record, "total_rows", 0),
+            "parts": len(getattr(record, "parts", [])),
+        }.items()
+        if value
+    }
+    return StagedRecord(path=str(path), sha256=hashlib.sha256(body).hexdigest(), counts=counts)
+
+
+def unstage(staged: StagedRecord, model: type[_Staged]) -> _Staged:
+    body = Path(staged.path).read_bytes()
+    if hashlib.sha256(body).hexdigest() != staged.sha256:
+        raise IntegrityError(f"{staged.path} changed since it was staged: rerun the case")
+    return model.model_validate_json(body)
 
 
 def new_case(tenant: str, run_id: str) -> CaseRef:

@@ -30,12 +30,23 @@ __all__ = [
     "LocationInventory",
     "Manifest",
     "ManifestEntry",
+    "StagedRecord",
     "TableItem",
 ]
 
 
 class Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StagedRecord(Record):
+    """A record too close to tenant data for the orchestrator (object keys are file names,
+    and file names can name people): kept as JSON in the case's scratch space, and only this
+    reference, its digest and its counts pass through Prefect."""
+
+    path: str
+    sha256: str
+    counts: dict[str, int]
 
 
 class CaseRef(Record):

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -263,17 +263,3 @@ class PrefectServer:
         if self._process:
             self._process.stop()
             self._process = None
-
-
-@contextlib.contextmanager
-def running(*services: PostgresCluster | PrefectServer) -> Iterator[None]:
-    started: list[PostgresCluster | PrefectServer] = []
-    try:
-        for service in services:
-            service.start()
-            started.append(service)
-        yield
-    finally:
-        for service in reversed(started):
-            with contextlib.suppress(ServiceError):
-                service.stop()
