@@ -39,6 +39,17 @@ def _data_offset(path: Path, info: zipfile.ZipInfo) -> int:
     return info.header_offset + 30 + name_length + extra_length
 
 
+def _flip_byte(source: Path, damaged: Path, info: zipfile.ZipInfo, mask: int = 0x01) -> None:
+    """Copy `source` to `damaged` with one byte flipped in the middle of `info`'s data."""
+    shutil.copyfile(source, damaged)
+    offset = _data_offset(source, info) + info.compress_size // 2
+    with damaged.open("r+b") as handle:
+        handle.seek(offset)
+        byte = handle.read(1)
+        handle.seek(offset)
+        handle.write(bytes([byte[0] ^ mask]))
+
+
 def test_an_intact_bundle_verifies(
     bundle: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -56,13 +67,7 @@ def test_one_flipped_byte_in_any_entry_fails_naming_it(
     assert len(infos) > 30
     for info in infos:
         damaged = tmp_path / "damaged.zip"
-        shutil.copyfile(path, damaged)
-        offset = _data_offset(path, info) + info.compress_size // 2
-        with damaged.open("r+b") as handle:
-            handle.seek(offset)
-            byte = handle.read(1)
-            handle.seek(offset)
-            handle.write(bytes([byte[0] ^ 0x01]))
+        _flip_byte(path, damaged, info)
         assert main(["verify", str(damaged), "--public-key", str(key)]) == 1, info.filename
         error = capsys.readouterr().err
         named = MANIFEST if info.filename in SIGNED else info.filename
@@ -139,15 +144,9 @@ def test_a_split_bundle_verifies_part_by_part_and_as_a_whole(
     assert "only all" not in capsys.readouterr().err
 
     damaged = tmp_path / paths[1].name
-    shutil.copyfile(paths[1], damaged)
-    with zipfile.ZipFile(damaged) as archive:
+    with zipfile.ZipFile(paths[1]) as archive:
         victim = next(i for i in archive.infolist() if i.filename.startswith(("tables/", "files/")))
-    offset = _data_offset(damaged, victim) + victim.compress_size // 2
-    with damaged.open("r+b") as handle:
-        handle.seek(offset)
-        byte = handle.read(1)
-        handle.seek(offset)
-        handle.write(bytes([byte[0] ^ 0xFF]))
+    _flip_byte(paths[1], damaged, victim, mask=0xFF)
     assert main(["verify", str(paths[0]), str(damaged), "--public-key", key]) == 1
     assert victim.filename in capsys.readouterr().err
 
