@@ -147,13 +147,20 @@ def select_query(
     plans: Sequence[ColumnPlan],
     where: sql.Composable,
     order_by: Sequence[str],
+    *,
+    physical: bool = False,
 ) -> sql.Composed:
+    """The part's SELECT: ordered by `order_by` (ctid without a key), or, with `physical`,
+    in the physical order of the scan (the caller rules out order-changing plans)."""
+    query = sql.SQL("SELECT {cols} FROM {table} WHERE {where}").format(
+        cols=sql.SQL(", ").join(p.select for p in plans), table=table, where=where
+    )
+    if physical:
+        return query
     ordering = (
         sql.SQL(", ").join(sql.Identifier(c) for c in order_by) if order_by else sql.SQL("ctid")
     )
-    return sql.SQL("SELECT {cols} FROM {table} WHERE {where} ORDER BY {order}").format(
-        cols=sql.SQL(", ").join(p.select for p in plans), table=table, where=where, order=ordering
-    )
+    return sql.SQL("{} ORDER BY {}").format(query, ordering)
 
 
 def _conform_chunks(column: pa.ChunkedArray, plan: ColumnPlan) -> pa.ChunkedArray:

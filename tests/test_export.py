@@ -106,7 +106,9 @@ def test_every_table_equals_the_source_rows_exactly(platform: Platform, unzipped
                     assert got[col] == want[col], (name, col, got[col], want[col])
 
 
-def test_a_large_table_is_exported_in_key_range_parts_without_loss(unzipped: Path) -> None:
+def test_a_large_table_is_exported_in_parts_without_loss(
+    platform: Platform, unzipped: Path
+) -> None:
     parts = sorted((unzipped / "tables" / "public.chat_messages").glob("part-*.parquet"))
     assert len(parts) >= 3
     reader = duckdb.connect()
@@ -114,10 +116,8 @@ def test_a_large_table_is_exported_in_key_range_parts_without_loss(unzipped: Pat
         "SELECT count(*), count(DISTINCT id) "
         f"FROM '{unzipped}/tables/public.chat_messages/*.parquet'"
     ).fetchone() or (0, 0)
-    assert total == distinct > 3500
-    for part in parts:  # each part is sorted by key and holds whole row groups
-        ids = [r[0] for r in reader.execute(f"SELECT id FROM '{part}'").fetchall()]
-        assert ids == sorted(ids)
+    source = platform.query("SELECT count(*) FROM chat_messages WHERE tenant_id = 'acme'")[0][0]
+    assert total == distinct == source > 3500
 
 
 def test_foreign_keys_go_into_the_manifest(unzipped: Path) -> None:
@@ -253,10 +253,14 @@ def test_exporting_the_same_snapshot_twice_gives_identical_bytes(
 ) -> None:
     import zipfile
 
-    settings = platform.settings
+    # Small parts: the large-table path (block ranges in physical order) runs too.
+    settings = platform.settings.model_copy(
+        update={"export_split_rows": 20, "parquet_row_group_rows": 1_000}
+    )
     case = platform.case("acme")
     stages.freeze(settings, case)
     inventory = stages.take_inventory(settings, case)
+    assert any(t.rows > 20 and t.scope == "tenant" for t in inventory.tables)
     bundles = []
     for attempt in range(2):
         exported = stages.export_snapshot(settings, case, inventory)
