@@ -22,6 +22,7 @@ from offboarding.config import Settings, validate_tenant_id
 from offboarding.errors import IntegrityError
 from offboarding.links import LinkSigner, link_digest
 from offboarding.locations import EXPORT_ORDER, get_location, scratch_dir
+from offboarding.locations.base import write_case_report
 from offboarding.locations.bundles import bundle_prefix
 from offboarding.locations.postgres import PostgresLocation
 from offboarding.records import (
@@ -200,7 +201,14 @@ def verify_package(
     """Re-read every part and reconcile the bundle with the inventory before anyone sees a
     link: the snapshot must hold exactly what the inventory of the frozen tenant counted."""
     signer = Signer.load_or_create(settings.keys_dir)
-    report = verify_bundle([Path(p.path) for p in bundle.parts], signer.public_pem)
+    try:
+        report = verify_bundle([Path(p.path) for p in bundle.parts], signer.public_pem)
+    except IntegrityError as error:  # the message names an entry, i.e. maybe a file name
+        details = write_case_report(settings, case, "bundle-verification.txt", [str(error)])
+        raise IntegrityError(
+            f"the bundle of tenant {case.tenant!r} failed its own verification (details in "
+            f"{details} on the worker): nothing was delivered; rerun the export"
+        ) from None
     if not report.complete:
         raise IntegrityError(f"bundle of tenant {case.tenant!r}: parts missing from the check")
     expected = {t.qualified: t.rows for t in inventory.tables}

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from exporters.bundle import MANIFEST, SIGNATURE, plan_parts, safe_entry_paths
 from offboarding import case as stages
 from offboarding.cli import main
+from offboarding.errors import IntegrityError
 from offboarding.signing import public_pem
 from tests.conftest import Platform
 from tests.helpers import export_and_deliver
@@ -156,3 +157,26 @@ def test_a_split_bundle_verifies_part_by_part_and_as_a_whole(
     )
     assert main(["verify", str(paths[0]), other.parts[1].path, "--public-key", key]) == 1
     assert "different bundles" in capsys.readouterr().err
+
+
+def test_the_pipeline_keeps_entry_names_out_of_its_errors(
+    platform: Platform, tmp_path: Path
+) -> None:
+    settings = platform.settings
+    case = platform.case("acme")
+    stages.freeze(settings, case)
+    inventory = stages.take_inventory(settings, case)
+    bundle = stages.package(
+        settings, case, inventory, stages.export_snapshot(settings, case, inventory)
+    )
+    part = Path(bundle.parts[0].path)
+    with zipfile.ZipFile(part) as archive:
+        victim = next(i for i in archive.infolist() if i.filename.startswith("files/documents/"))
+    damaged = tmp_path / "damaged.zip"
+    _flip_byte(part, damaged, victim)
+    shutil.copyfile(damaged, part)
+    with pytest.raises(IntegrityError, match="failed its own verification") as raised:
+        stages.verify_package(settings, case, bundle, inventory)
+    assert victim.filename not in str(raised.value)  # a file name can name a person
+    report = Path(str(raised.value).split("details in ")[1].split(" on the worker")[0])
+    assert victim.filename in report.read_text()

@@ -244,8 +244,12 @@ def test_tables_derived_through_foreign_key_chains_are_exported(platform: Platfo
 def test_a_missing_referenced_file_stops_the_case(platform: Platform) -> None:
     key = platform.query("SELECT object_key FROM documents WHERE tenant_id = 'acme' LIMIT 1")[0][0]
     assert platform.files.delete(str(key))
-    with pytest.raises(MissingDataError, match="missing"):
+    with pytest.raises(MissingDataError, match="missing") as raised:
         stages.take_inventory(platform.settings, platform.case("acme"))
+    # The message reaches Prefect: it names the report, not the key (a file name).
+    assert str(key) not in str(raised.value)
+    report = Path(str(raised.value).split("listed in ")[1].split(" on the worker")[0])
+    assert report.read_text().split() == str(key).split()
 
 
 def test_exporting_the_same_snapshot_twice_gives_identical_bytes(

@@ -11,7 +11,14 @@ from typing import Literal, Protocol
 from offboarding.config import Settings
 from offboarding.records import CaseRef, ExportedPart, LocationInventory
 
-__all__ = ["DataLocation", "LocationExport", "Remaining", "Removal", "scratch_dir"]
+__all__ = [
+    "DataLocation",
+    "LocationExport",
+    "Remaining",
+    "Removal",
+    "scratch_dir",
+    "write_case_report",
+]
 
 
 @dataclass(frozen=True)
@@ -60,3 +67,13 @@ class DataLocation(Protocol):
 def scratch_dir(settings: Settings, case: CaseRef) -> Path:
     """The case's worker scratch space: the only local disk that ever holds its data."""
     return settings.scratch_root / case.tenant / case.case_id
+
+
+def write_case_report(settings: Settings, case: CaseRef, name: str, lines: list[str]) -> Path:
+    """Details an operator needs that may name tenant data (object keys are file names):
+    kept in the case's scratch space on the worker, never in an error that reaches Prefect."""
+    path = scratch_dir(settings, case) / "reports" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
+    return path

@@ -9,7 +9,7 @@ from pathlib import Path
 from exporters.bundle import safe_entry_paths
 from offboarding.config import Settings
 from offboarding.errors import IsolationBreachError, MissingDataError
-from offboarding.locations.base import LocationExport, Remaining, Removal
+from offboarding.locations.base import LocationExport, Remaining, Removal, write_case_report
 from offboarding.locations.postgres import PostgresLocation
 from offboarding.locations.prefixed import count_prefix, delete_prefix, digest_outside_prefix
 from offboarding.records import CaseRef, ExportedPart, FileItem, LocationInventory
@@ -72,10 +72,12 @@ class FilesLocation:
                     )
                 )
         if missing:
+            report = write_case_report(self.settings, case, "missing-objects.txt", missing)
             raise MissingDataError(
                 f"{len(missing)} object(s) referenced by rows of tenant {case.tenant!r} are "
-                f"missing from {self.store.url} (first: {missing[0]}): an export without them "
-                "would be incomplete. Restore them from backup or correct the rows, then rerun"
+                f"missing from {self.store.url}; their keys are listed in {report} on the "
+                "worker. An export without them would be incomplete: restore them from backup "
+                "or correct the rows, then rerun"
             )
         return LocationInventory(
             location=self.name, items=len(items), bytes=sum(i.size for i in items), files=items
