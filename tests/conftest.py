@@ -60,7 +60,7 @@ def template_files(pg_cluster: PostgresCluster, tmp_path_factory: pytest.TempPat
     with psycopg.connect(pg_cluster.dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE_DB)))
     dsn = _dsn(pg_cluster, TEMPLATE_DB)
-    demo_platform.set_up(dsn, root, LocalStore(root))
+    demo_platform.set_up(dsn, LocalStore(root))
     return root
 
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -283,7 +282,6 @@ def tenant_ids(dsn: str) -> list[str]:
         return [r[0] for r in conn.execute("SELECT id FROM tenants ORDER BY id")]
 
 
-def set_up(dsn: str, files_root: Path, files: ObjectStore) -> None:
-    files_root.mkdir(parents=True, exist_ok=True)
+def set_up(dsn: str, files: ObjectStore) -> None:
     install_schema(dsn)
     seed(dsn, files)

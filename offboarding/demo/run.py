@@ -53,7 +53,7 @@ class DemoEnvironment:
         self.pg.start()
         stack.callback(self.pg.stop)
         files_root = self.home / "stores" / "files"
-        platform.set_up(self.pg.dsn, files_root, LocalStore(files_root))
+        platform.set_up(self.pg.dsn, LocalStore(files_root))
         say("starting a Prefect server (SQLite, loopback)")
         self.server = PrefectServer(self.home / "prefect").start()
         stack.callback(self.server.stop)
