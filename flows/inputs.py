@@ -23,3 +23,8 @@ class Acknowledgement(RunInput):
         "Empty: the configured grace period.",
     )
     note: str | None = Field(default=None, max_length=1000, description="Optional note.")
+    deemed_delivered: bool = Field(
+        default=False,
+        description="Set by the case watch when no acknowledgement came within the "
+        "acknowledgement period; staff acknowledging for the client leave it unticked.",
+    )

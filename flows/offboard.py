@@ -13,8 +13,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.client.schemas.objects import FlowRun
-from prefect.deployments import run_deployment
 from prefect.flow_runs import suspend_flow_run
 from prefect.runtime import flow_run
 
@@ -22,6 +20,7 @@ from flows.inputs import Acknowledgement
 from offboarding import case as stages
 from offboarding.audit import AuditTrail
 from offboarding.config import Settings
+from offboarding.delivery import deliver, delivery_status
 from offboarding.planning import destruction_schedule
 from offboarding.records import (
     BundleRef,
@@ -32,9 +31,9 @@ from offboarding.records import (
     Inventory,
     StagedRecord,
 )
+from offboarding.registry import TenantRegistry
+from offboarding.scheduling import schedule_destruction_run
 from offboarding.signing import Signer
-
-DESTROY_DEPLOYMENT = "destroy/destroy"
 
 
 @task(name="freeze", task_run_name="freeze-{case.tenant}")
@@ -77,11 +76,12 @@ def verify_bundle(case: CaseRef, bundle: BundleRef, inventory: StagedRecord) -> 
 
 
 @task(name="deliver", task_run_name="deliver-{case.tenant}", retries=2, retry_delay_seconds=10)
-def deliver_bundle(case: CaseRef, bundle: BundleRef) -> Delivery:
-    delivery = stages.deliver(Settings(), case, bundle)
+def deliver_bundle(case: CaseRef, bundle: BundleRef, flow_run_id: str) -> Delivery:
+    delivery = deliver(Settings(), case, bundle, flow_run_id)
     get_run_logger().info(
-        "bundle of %s delivered; link valid until %s", case.tenant, delivery.link_expires_at
-    )
+        "bundle of %s delivered in %d part(s) to %s; contact notified; links valid until %s",
+        case.tenant, len(delivery.parts), delivery.store_url, delivery.link_expires_at,
+    )  # fmt: skip
     return delivery
 
 
@@ -92,18 +92,31 @@ def await_acknowledgement(case: CaseRef) -> Acknowledgement:
 
 
 @task(name="schedule-destruction", task_run_name="schedule-destruction-{case.tenant}")
-def schedule_destruction(case: CaseRef, ack: Acknowledgement) -> DestructionSchedule:
+def schedule_destruction(case: CaseRef, ack: Acknowledgement) -> DestructionSchedule | None:
+    """Record the acknowledgement (or deemed delivery) and schedule destruction: one run per
+    case whatever the retries and resumes. A tenant on legal hold gets no run until released."""
     settings = Settings()
     trail = AuditTrail(settings, case, Signer.load_or_create(settings.keys_dir))
-    # The archive may be retention-locked: a person's name goes in only as a digest, which
-    # proves who acknowledged to anyone who knows the name, and can outlive the contact record.
-    recorded = trail.record(
-        "acknowledged",
-        {"by_sha256": hashlib.sha256(ack.acknowledged_by.encode()).hexdigest(),
-         "at": datetime.now(UTC).isoformat(), "days_until_destruction": ack.days_until_destruction,
-         "note_given": ack.note is not None},
-        once="acknowledged",
-    )  # fmt: skip
+    if ack.deemed_delivered:
+        status = delivery_status(settings, case)
+        recorded = trail.record(
+            "deemed-delivered",
+            {"at": datetime.now(UTC).isoformat(), "delivered_at": status.delivered_at.isoformat(),
+             "notices_sent": len(trail.find("links-issued")),
+             "acknowledgement_timeout_days": settings.acknowledgement_timeout / timedelta(days=1)},
+            once="acknowledged",
+        )  # fmt: skip
+    else:
+        # The archive may be retention-locked: a person's name goes in only as a digest, which
+        # proves who acknowledged to anyone who knows the name, and can outlive the contact.
+        recorded = trail.record(
+            "acknowledged",
+            {"by_sha256": hashlib.sha256(ack.acknowledged_by.encode()).hexdigest(),
+             "at": datetime.now(UTC).isoformat(),
+             "days_until_destruction": ack.days_until_destruction,
+             "note_given": ack.note is not None},
+            once="acknowledged",
+        )  # fmt: skip
     acknowledged_at = datetime.fromisoformat(recorded.document["data"]["at"])
     grace = (
         timedelta(days=ack.days_until_destruction)
@@ -111,32 +124,36 @@ def schedule_destruction(case: CaseRef, ack: Acknowledgement) -> DestructionSche
         else settings.destruction_grace
     )
     plan = destruction_schedule(acknowledged_at, grace)
-    run = run_deployment(  # idempotency key: a retried or resumed case never schedules twice
-        DESTROY_DEPLOYMENT,
-        parameters={
-            "tenant": case.tenant,
-            "case_id": case.case_id,
-            "acknowledged_at": acknowledged_at.isoformat(),
-            "deadline": plan.deadline.isoformat(),
-        },
-        scheduled_time=plan.scheduled_for,
-        flow_run_name=f"destroy-{case.tenant}",
-        timeout=0,
-        as_subflow=False,
+    if TenantRegistry(settings).get(case.tenant).legal_hold:
+        trail.record(
+            "destruction-held",
+            {"scheduled_for": plan.scheduled_for.isoformat(), "deadline": plan.deadline.isoformat(),
+             "acknowledged_at": acknowledged_at.isoformat()},
+            once="destruction-held",
+        )  # fmt: skip
+        get_run_logger().warning(
+            "tenant %s is on legal hold: destruction is not scheduled until the hold is released",
+            case.tenant,
+        )
+        return None
+    run_id = schedule_destruction_run(
+        case,
+        acknowledged_at=acknowledged_at,
+        scheduled_for=plan.scheduled_for,
+        deadline=plan.deadline,
         idempotency_key=f"destroy-{case.case_id}",
     )
-    assert isinstance(run, FlowRun)
     trail.record(
         "destruction-scheduled",
-        {"flow_run_id": str(run.id), "scheduled_for": plan.scheduled_for.isoformat(),
-         "deadline": plan.deadline.isoformat()},
+        {"flow_run_id": run_id, "scheduled_for": plan.scheduled_for.isoformat(),
+         "deadline": plan.deadline.isoformat(), "acknowledged_at": acknowledged_at.isoformat()},
         once="destruction-scheduled",
     )  # fmt: skip
     return DestructionSchedule(
         acknowledged_at=acknowledged_at,
         scheduled_for=plan.scheduled_for,
         deadline=plan.deadline,
-        flow_run_id=str(run.id),
+        flow_run_id=run_id,
     )
 
 
@@ -149,13 +166,15 @@ def offboard(tenant: str) -> dict[str, Any]:
     exported = export_snapshot(case, inventory)
     bundle = package_bundle(case, inventory, exported)
     verify_bundle(case, bundle, inventory)
-    delivery = deliver_bundle(case, bundle)
+    delivery = deliver_bundle(case, bundle, str(flow_run.id))
     ack = await_acknowledgement(case)
     schedule = schedule_destruction(case, ack)
     return {
         "case_id": case.case_id,
         "bundle_parts": [p.sha256 for p in delivery.parts],
-        "destruction_run": schedule.flow_run_id,
-        "destruction_scheduled_for": schedule.scheduled_for.isoformat(),
-        "deadline": schedule.deadline.isoformat(),
+        "deemed_delivered": ack.deemed_delivered,
+        "destruction_run": schedule.flow_run_id if schedule else None,
+        "destruction_scheduled_for": schedule.scheduled_for.isoformat() if schedule else None,
+        "deadline": schedule.deadline.isoformat() if schedule else None,
+        "legal_hold": schedule is None,
     }

@@ -7,7 +7,6 @@ return typed records, so they can be tested and reused without an orchestrator.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -20,29 +19,23 @@ from exporters.bundle import manifest_json, package_bundle, verify_bundle
 from offboarding.audit import AuditTrail
 from offboarding.config import Settings, validate_tenant_id
 from offboarding.errors import IntegrityError
-from offboarding.links import LinkSigner, link_digest
 from offboarding.locations import EXPORT_ORDER, get_location, scratch_dir
 from offboarding.locations.base import write_case_report
-from offboarding.locations.bundles import bundle_prefix
 from offboarding.locations.postgres import PostgresLocation
 from offboarding.records import (
     BundlePart,
     BundleRef,
     CaseRef,
-    DeliveredPart,
-    Delivery,
     ExportedPart,
     ExportResult,
     Inventory,
     StagedRecord,
 )
 from offboarding.registry import TenantRegistry
-from offboarding.secrets import write_private
 from offboarding.signing import Signer
 from offboarding.store import open_store, sha256_file
 
 __all__ = [
-    "deliver",
     "dry_run_inventory",
     "export_snapshot",
     "freeze",
@@ -234,46 +227,3 @@ def verify_package(
         once="bundle-verified",
     )  # fmt: skip
     return report.rows
-
-
-def deliver(settings: Settings, case: CaseRef, bundle: BundleRef) -> Delivery:
-    """Upload every part to the delivery store, sign an expiring link per part, queue the
-    notice for the contact, then wipe scratch: the delivered bundle is the only export copy."""
-    tenant = TenantRegistry(settings).get(case.tenant)
-    store = open_store(settings.store_url("delivery"))
-    now = datetime.now(UTC)
-    expires_at = now + settings.link_lifetime
-    signer = LinkSigner.from_settings(settings)
-    delivered: list[DeliveredPart] = []
-    links: list[dict[str, str]] = []
-    for part in bundle.parts:
-        key = f"{bundle_prefix(case.tenant)}{case.case_id}/{Path(part.path).name}"
-        stored = store.put_file(key, Path(part.path))
-        if stored.sha256 != part.sha256:
-            raise IntegrityError(f"{store.url}/{key}: uploaded digest differs; retry delivery")
-        link = signer.create(key, expires_at)
-        delivered.append(DeliveredPart(key=key, sha256=part.sha256, link_sha256=link_digest(link)))
-        links.append({"file": Path(part.path).name, "link": link, "sha256": part.sha256})
-    notice = {
-        "to": tenant.contact_email,
-        "subject": f"Your data export ({case.case_id}) is ready",
-        "links": links,
-        "link_expires_at": expires_at.isoformat(),
-        "how_to_verify": "offboard verify <all parts> --public-key <published key>, "
-        "or see README.txt inside",
-        "how_to_acknowledge": "reply to this message, or use the acknowledgement form",
-    }
-    outbox = settings.root / "outbox" / f"{case.case_id}.json"
-    outbox.unlink(missing_ok=True)
-    write_private(outbox, json.dumps(notice, indent=2).encode())
-    shutil.rmtree(scratch_dir(settings, case), ignore_errors=True)
-    delivery = Delivery(
-        store_url=store.url, parts=delivered, link_expires_at=expires_at, delivered_at=now
-    )
-    _trail(settings, case).record(
-        "delivered",
-        {"parts": [p.model_dump() for p in delivered], "link_expires_at": expires_at.isoformat(),
-         "recipient_domain": tenant.contact_domain},
-        once="delivered",
-    )  # fmt: skip
-    return delivery

@@ -1,8 +1,9 @@
-"""The `offboard` command: the demo, bundle verification, and acknowledgement."""
+"""The `offboard` command: the demo, bundle verification, and what support staff do."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ def _demo(args: argparse.Namespace) -> int:
     else:
         for label, value in (
             ("case", result.case_id),
-            ("bundle", f"{result.bundle} (destroyed)" if result.certificate else result.bundle),
+            ("client's download", result.bundle),
             ("link", result.link),
             ("public key", result.public_key),
             ("certificate", result.certificate),
@@ -68,7 +69,22 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _waiting_run(case_or_run: str) -> str:
+    """The offboard flow run of a case id (or a flow run id given as is)."""
+    from uuid import UUID
+
+    from offboarding.config import Settings
+    from offboarding.delivery import delivery_status
+    from offboarding.scheduling import case_from_id
+
+    try:
+        return str(UUID(case_or_run))
+    except ValueError:
+        return delivery_status(Settings(), case_from_id(case_or_run)).flow_run_id
+
+
 def _ack(args: argparse.Namespace) -> int:
+    from prefect.exceptions import PrefectException
     from prefect.flow_runs import resume_flow_run
 
     run_input: dict[str, object] = {"acknowledged_by": args.by}
@@ -76,8 +92,80 @@ def _ack(args: argparse.Namespace) -> int:
         run_input["days_until_destruction"] = args.days
     if args.note:
         run_input["note"] = args.note
-    resume_flow_run(args.flow_run_id, run_input=run_input)
-    print(f"acknowledged: flow run {args.flow_run_id} resumes")
+    run_id = _waiting_run(args.case)
+    try:
+        resume_flow_run(run_id, run_input=run_input)  # type: ignore[arg-type]
+    except RuntimeError as refused:  # the server validates the input against the form's schema
+        print(f"error: Prefect refused the acknowledgement: {refused}", file=sys.stderr)
+        return 2
+    except PrefectException as error:
+        print(
+            f"error: case {args.case} is not waiting for an acknowledgement ({error}); see its "
+            "state in the Prefect UI",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"acknowledged: case {args.case} resumes (flow run {run_id})")
+    return 0
+
+
+def _reissue(args: argparse.Namespace) -> int:
+    from offboarding.config import Settings
+    from offboarding.delivery import send_links
+    from offboarding.scheduling import case_from_id
+
+    issued = send_links(Settings(), case_from_id(args.case), "reissue")
+    print(f"new links sent to the contact of case {args.case}; valid until {issued.expires_at}")
+    return 0
+
+
+def _hold(args: argparse.Namespace) -> int:
+    from offboarding.config import Settings
+    from offboarding.scheduling import place_hold
+
+    result = place_hold(Settings(), args.tenant, args.reason, args.by)
+    print(
+        f"legal hold placed on {result.tenant}; destruction runs cancelled: "
+        f"{', '.join(result.cancelled_runs) or 'none were scheduled'}"
+    )
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return 0
+
+
+def _release(args: argparse.Namespace) -> int:
+    from offboarding.config import Settings
+    from offboarding.scheduling import release_hold
+
+    result = release_hold(Settings(), args.tenant, args.by, now=args.now)
+    print(f"legal hold lifted on {result.tenant}")
+    for schedule in result.rescheduled:
+        print(
+            f"  destruction run {schedule.flow_run_id} scheduled for "
+            f"{schedule.scheduled_for:%Y-%m-%d %H:%M} UTC (deadline "
+            f"{schedule.deadline:%Y-%m-%d %H:%M} UTC)"
+        )
+    if not result.rescheduled:
+        print("  no destruction was waiting on the hold (cases still awaiting acknowledgement "
+              "schedule theirs when acknowledged)")  # fmt: skip
+    return 0
+
+
+def _serve_links(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from offboarding.config import Settings
+    from offboarding.links import create_app
+
+    uvicorn.run(create_app(Settings()), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from flows.watch import case_watch
+
+    counts = case_watch()
+    print(", ".join(f"{k}: {v}" for k, v in counts.items()))
     return 0
 
 
@@ -134,11 +222,39 @@ def build_parser() -> argparse.ArgumentParser:
     inventory.set_defaults(run=_inventory)
 
     ack = commands.add_parser("ack", help="acknowledge receipt for a waiting case")
-    ack.add_argument("flow_run_id", help="id of the suspended offboard flow run")
+    ack.add_argument("case", help="the case id (e.g. acme-0123456789ab) or its flow run id")
     ack.add_argument("--by", required=True, help="who acknowledges")
     ack.add_argument("--days", type=int, help="days until destruction (0-90)")
     ack.add_argument("--note", help="optional note")
     ack.set_defaults(run=_ack)
+
+    reissue = commands.add_parser("reissue", help="send the contact new download links")
+    reissue.add_argument("case", help="the case id, e.g. acme-0123456789ab")
+    reissue.set_defaults(run=_reissue)
+
+    hold = commands.add_parser("hold", help="place a legal hold: cancel scheduled destruction")
+    hold.add_argument("tenant")
+    hold.add_argument("--reason", required=True, help="e.g. the court order's reference")
+    hold.add_argument("--by", default=getpass.getuser(), help="who places the hold")
+    hold.set_defaults(run=_hold)
+
+    release = commands.add_parser("release", help="lift a legal hold: schedule destruction")
+    release.add_argument("tenant")
+    release.add_argument("--by", default=getpass.getuser(), help="who lifts the hold")
+    release.add_argument(
+        "--now", action="store_true", help="destroy at once, even past the deadline"
+    )
+    release.set_defaults(run=_release)
+
+    serve_links = commands.add_parser(
+        "serve-links", help="serve local download links and the acknowledgement page"
+    )
+    serve_links.add_argument("--host", default="127.0.0.1")
+    serve_links.add_argument("--port", type=int, default=8765)
+    serve_links.set_defaults(run=_serve_links)
+
+    watch = commands.add_parser("watch", help="follow up waiting cases once (reminders, expiry)")
+    watch.set_defaults(run=_watch)
     return parser
 
 

@@ -76,7 +76,22 @@ class Settings(BaseSettings):
         description="Store of the tenants' uploaded files (file:///path or gs://bucket/prefix).",
     )
     delivery_url: str = Field(
-        default="", description="Store the bundles are delivered from (file:// or gs://)."
+        default="",
+        description="Store the bundles are delivered from (file:// or gs://), for every region "
+        "when `delivery_regions` is empty.",
+    )
+    delivery_regions: dict[str, str] = Field(
+        default={},
+        description='Delivery store per tenant region, e.g. {"eu": "gs://acme-exports-eu"}. '
+        "When set, a tenant whose region is missing stops at delivery.",
+    )
+    gcs_signing_key_file: Path | None = Field(
+        default=None,
+        description="Service-account key (JSON) that signs Cloud Storage links; unset: sign "
+        "through IAM signBlob with the ambient credentials (workload identity).",
+    )
+    gcs_signing_email: str = Field(
+        default="", description="Service account that signs links under workload identity."
     )
     archive_url: str = Field(
         default="", description="Write-once store of audit records and certificates."
@@ -86,7 +101,32 @@ class Settings(BaseSettings):
         description="Public base URL of the download endpoint that serves local links.",
     )
     link_lifetime: timedelta = Field(
-        default=timedelta(days=7), description="How long a download link stays valid."
+        default=timedelta(days=7),
+        description="How long a download link stays valid (Cloud Storage: at most 7 days).",
+    )
+    reminders_before_expiry: list[timedelta] = Field(
+        default=[timedelta(days=3), timedelta(days=1)],
+        description="When to remind the contact, counted back from the link's expiry.",
+    )
+    acknowledgement_timeout: timedelta = Field(
+        default=timedelta(days=30),
+        description="Without an acknowledgement this long after delivery, the case continues "
+        "as 'deemed delivered' and the 90-day clock starts.",
+    )
+    case_watch_interval: timedelta = Field(
+        default=timedelta(hours=1),
+        description="How often the case watch looks after waiting cases (reminders, expiry).",
+    )
+    smtp_url: str = Field(
+        default="",
+        description="Mail server: smtp://[user:password@]host[:port] (STARTTLS when offered), "
+        "smtps://... for implicit TLS. Empty: messages are written to <home>/outbox/ instead.",
+    )
+    mail_from: str = Field(
+        default="offboarding@localhost", description="Sender address of notices to clients."
+    )
+    reply_to: str = Field(
+        default="", description="Where the client's replies go (support staff's mailbox)."
     )
     destruction_grace: timedelta = Field(
         default=timedelta(days=30),
@@ -111,6 +151,13 @@ class Settings(BaseSettings):
     delete_batch_rows: int = Field(
         default=5_000, ge=1, description="Rows deleted per transaction during destruction."
     )
+
+    @field_validator("link_lifetime", "acknowledgement_timeout")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be a positive duration")
+        return value
 
     @field_validator("destruction_grace")
     @classmethod
@@ -141,6 +188,22 @@ class Settings(BaseSettings):
         if name not in configured:
             raise ConfigurationError(f"unknown store {name!r}: use one of {sorted(configured)}")
         return configured[name] or (self.root / "stores" / name).as_uri()
+
+    def delivery_store_url(self, region: str) -> str:
+        """The delivery store of a region: bundles stay in the tenant's region."""
+        if not self.delivery_regions:
+            return self.store_url("delivery")
+        if region not in self.delivery_regions:
+            raise ConfigurationError(
+                f"no delivery store for region {region!r}: add it to OFFBOARD_DELIVERY_REGIONS, "
+                f'e.g. {{"{region}": "gs://<bucket in {region}>"}} (configured: '
+                f"{sorted(self.delivery_regions)}); the bundle stays undelivered until then"
+            )
+        return self.delivery_regions[region]
+
+    def delivery_store_urls(self) -> list[str]:
+        """Every store that may hold a bundle (destruction empties the tenant's part of each)."""
+        return sorted(set(self.delivery_regions.values())) or [self.store_url("delivery")]
 
     def require_database(self) -> str:
         if not self.database_url:

@@ -220,7 +220,7 @@ class BundleRef(Record):
 class DeliveredPart(Record):
     key: str
     sha256: str
-    link_sha256: str = Field(description="Digest of the link, to match it later without it.")
+    size: int
 
 
 class Delivery(Record):

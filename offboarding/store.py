@@ -20,7 +20,15 @@ from urllib.parse import urlparse
 
 from offboarding.errors import ConfigurationError, IntegrityError
 
-__all__ = ["LocalStore", "ObjectInfo", "ObjectStore", "open_store", "sha256_file"]
+__all__ = [
+    "LocalStore",
+    "ObjectInfo",
+    "ObjectStore",
+    "check_key",
+    "check_prefix",
+    "open_store",
+    "sha256_file",
+]
 
 _CHUNK = 1024 * 1024
 
@@ -30,6 +38,7 @@ class ObjectInfo:
     key: str
     size: int
     sha256: str
+    generation: int | None = None  # stores with versioning (Cloud Storage); None on disk
 
 
 class ObjectStore(Protocol):
@@ -39,7 +48,7 @@ class ObjectStore(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
-    def open_read(self, key: str) -> BinaryIO: ...
+    def open_read(self, key: str, generation: int | None = None) -> BinaryIO: ...
 
     def put_file(self, key: str, source: Path) -> ObjectInfo: ...
 
@@ -56,7 +65,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _check_key(key: str) -> str:
+def check_key(key: str) -> str:
     parts = key.split("/")
     if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
         raise ConfigurationError(
@@ -66,13 +75,13 @@ def _check_key(key: str) -> str:
     return key
 
 
-def _check_prefix(prefix: str) -> str:
+def check_prefix(prefix: str) -> str:
     if not prefix.endswith("/"):
         raise ConfigurationError(
             f"prefix {prefix!r} must end with '/' so it cannot match a neighbour's keys "
             "(tenants/acme would also match tenants/acme-corp)"
         )
-    _check_key(prefix[:-1])
+    check_key(prefix[:-1])
     return prefix
 
 
@@ -85,10 +94,10 @@ class LocalStore:
         self.url = root.as_uri()
 
     def _path(self, key: str) -> Path:
-        return self.root / _check_key(key)
+        return self.root / check_key(key)
 
     def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
-        base = self.root / _check_prefix(prefix)
+        base = self.root / check_prefix(prefix)
         if not base.is_dir():
             return
         for dirpath, dirnames, filenames in os.walk(base):
@@ -101,7 +110,9 @@ class LocalStore:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
-    def open_read(self, key: str) -> BinaryIO:
+    def open_read(self, key: str, generation: int | None = None) -> BinaryIO:
+        if generation is not None:
+            raise ConfigurationError(f"{self.url} keeps no generations; read {key} without one")
         return self._path(key).open("rb")
 
     def _prepare(self, key: str) -> Path:
@@ -149,13 +160,12 @@ class LocalStore:
 
 
 def open_store(url: str, *, write_once: bool = False) -> ObjectStore:
-    """Open the store a URL names: `file:///absolute/path` (or later `gs://bucket/prefix`)."""
+    """Open the store a URL names: `file:///absolute/path` or `gs://bucket/prefix`."""
     parsed = urlparse(url)
     if parsed.scheme == "file":
         return LocalStore(Path(parsed.path), write_once=write_once)
     if parsed.scheme == "gs":
-        raise ConfigurationError(
-            f"{url}: the Google Cloud Storage backend is not available in this version; "
-            "use a file:// store"
-        )
+        from offboarding.gcs import GcsStore
+
+        return GcsStore(url, write_once=write_once)
     raise ConfigurationError(f"store URL {url!r} not understood: use file:///path or gs://bucket")

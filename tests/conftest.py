@@ -32,7 +32,7 @@ class Platform:
     files: LocalStore
 
     def case(self, tenant: str) -> CaseRef:
-        return CaseRef(tenant=tenant, case_id=f"{tenant}-test{uuid.uuid4().hex[:6]}")
+        return CaseRef(tenant=tenant, case_id=f"{tenant}-{uuid.uuid4().hex[:12]}")
 
     def fingerprint(self, tenant: str) -> dict[str, object]:
         return demo_platform.tenant_fingerprint(self.dsn, self.files, tenant)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 from offboarding import case as stages
 from offboarding.config import Settings
+from offboarding.delivery import deliver
 from offboarding.records import CaseRef, Delivery, Inventory
 from offboarding.store import open_store
 from tests.conftest import Platform
@@ -21,6 +23,6 @@ def export_and_deliver(
     exported = stages.export_snapshot(settings, case, inventory)
     bundle = stages.package(settings, case, inventory, exported)
     stages.verify_package(settings, case, bundle, inventory)
-    delivery = stages.deliver(settings, case, bundle)
-    store_root = Path(open_store(settings.store_url("delivery")).url.removeprefix("file://"))
+    delivery = deliver(settings, case, bundle, flow_run_id=str(uuid.uuid4()))
+    store_root = Path(open_store(delivery.store_url).url.removeprefix("file://"))
     return inventory, delivery, store_root / delivery.parts[0].key

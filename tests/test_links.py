@@ -1,4 +1,5 @@
-"""Local download links: served while valid, 403 when forged, 410 when expired or destroyed."""
+"""Local download links: served while valid, 403 when forged, 410 when expired or destroyed;
+the page listing a multi-part bundle; the acknowledgement page's form."""
 
 from __future__ import annotations
 
@@ -10,22 +11,22 @@ from offboarding.links import LinkSigner, create_app
 from offboarding.store import open_store
 from tests.conftest import Platform
 
+KEY = "bundles/acme/case-1/offboarding-case-1.zip"
+
 
 def test_a_link_serves_the_bundle_until_it_expires_or_the_bundle_is_gone(
     platform: Platform,
 ) -> None:
     settings = platform.settings
     store = open_store(settings.store_url("delivery"))
-    store.put_bytes("bundles/acme/case-1/offboarding-case-1.zip", b"PK bundle bytes")
+    store.put_bytes(KEY, b"PK bundle bytes")
     signer = LinkSigner.from_settings(settings)
     client = TestClient(create_app(settings))
 
     def path(link: str) -> str:
         return link.removeprefix(settings.link_base_url)
 
-    valid = signer.create(
-        "bundles/acme/case-1/offboarding-case-1.zip", datetime.now(UTC) + timedelta(hours=1)
-    )
+    valid = signer.create(store.url, KEY, datetime.now(UTC) + timedelta(hours=1))
     response = client.get(path(valid))
     assert response.status_code == 200 and response.content == b"PK bundle bytes"
     assert "offboarding-case-1.zip" in response.headers["content-disposition"]
@@ -33,17 +34,61 @@ def test_a_link_serves_the_bundle_until_it_expires_or_the_bundle_is_gone(
     forged = valid[:-3] + ("AAA" if not valid.endswith("AAA") else "BBB")
     assert client.get(path(forged)).status_code == 403
 
-    expired = signer.create(
-        "bundles/acme/case-1/offboarding-case-1.zip", datetime.now(UTC) - timedelta(seconds=1)
-    )
+    expired = signer.create(store.url, KEY, datetime.now(UTC) - timedelta(seconds=1))
     assert client.get(path(expired)).status_code == 410
 
-    store.delete("bundles/acme/case-1/offboarding-case-1.zip")
+    store.delete(KEY)
     assert client.get(path(valid)).status_code == 410
 
 
 def test_a_link_signed_by_another_installation_is_refused(platform: Platform) -> None:
+    store_url = platform.settings.store_url("delivery")
     other = LinkSigner(b"another installation's secret....", platform.settings.link_base_url)
-    link = other.create("bundles/acme/x.zip", datetime.now(UTC) + timedelta(hours=1))
+    link = other.create(store_url, KEY, datetime.now(UTC) + timedelta(hours=1))
     client = TestClient(create_app(platform.settings))
     assert client.get(link.removeprefix(platform.settings.link_base_url)).status_code == 403
+
+
+def test_a_link_naming_a_store_outside_the_delivery_stores_is_gone(platform: Platform) -> None:
+    """A genuine token can only reach the configured delivery stores, never another path."""
+    settings = platform.settings
+    files = settings.store_url("files")  # holds tenants' originals: never served by links
+    signer = LinkSigner.from_settings(settings)
+    link = signer.create(files, "tenants/acme/avatars/1.bin", datetime.now(UTC) + timedelta(1))
+    client = TestClient(create_app(settings))
+    assert client.get(link.removeprefix(settings.link_base_url)).status_code == 410
+
+
+def test_a_multi_part_bundle_has_one_page_listing_every_part(platform: Platform) -> None:
+    settings = platform.settings
+    store = open_store(settings.store_url("delivery"))
+    keys = [f"bundles/acme/case-1/offboarding-case-1.part-{n:03d}.zip" for n in (1, 2, 3)]
+    for number, key in enumerate(keys):
+        store.put_bytes(key, f"part {number}".encode())
+    signer = LinkSigner.from_settings(settings)
+    client = TestClient(create_app(settings))
+    index = signer.create_index(store.url, keys, datetime.now(UTC) + timedelta(hours=1))
+    page = client.get(index.removeprefix(settings.link_base_url))
+    assert page.status_code == 200
+    links = [
+        chunk.split('"', 1)[0].replace("&amp;", "&")
+        for chunk in page.text.split('href="')[1:]
+    ]
+    assert len(links) == 3
+    bodies = [client.get(link.removeprefix(settings.link_base_url)).content for link in links]
+    assert bodies == [b"part 0", b"part 1", b"part 2"]
+
+
+def test_the_acknowledgement_page_shows_a_form_and_refuses_a_forged_token(
+    platform: Platform,
+) -> None:
+    settings = platform.settings
+    signer = LinkSigner.from_settings(settings)
+    client = TestClient(create_app(settings))
+    link = signer.create_ack("00000000-0000-0000-0000-000000000001", "acme-0123456789ab")
+    page = client.get(link.removeprefix(settings.link_base_url))
+    assert page.status_code == 200
+    assert 'name="name"' in page.text and "acme-0123456789ab" in page.text
+    forged = link[:-2] + ("xx" if not link.endswith("xx") else "yy")
+    assert client.get(forged.removeprefix(settings.link_base_url)).status_code == 403
+    assert client.post(forged.removeprefix(settings.link_base_url)).status_code == 403

@@ -9,7 +9,6 @@ started is stopped before it returns.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from offboarding.errors import OffboardingError, ServiceError
-from offboarding.services import ManagedProcess, PostgresCluster, PrefectServer
+from offboarding.services import ManagedProcess, PostgresCluster, PrefectServer, free_port
 
 __all__ = ["DemoEnvironment", "DemoResult", "run_demo"]
 
@@ -37,12 +36,17 @@ class DemoEnvironment:
     pg: PostgresCluster = field(default_factory=PostgresCluster)
     server: PrefectServer | None = None
     runner: ManagedProcess | None = None
+    links: ManagedProcess | None = None
+    links_port: int = field(default_factory=free_port)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def offboard_env(self) -> dict[str, str]:
         return {
             "OFFBOARD_HOME": str(self.home),
             "OFFBOARD_DATABASE_URL": self.pg.dsn,
             "OFFBOARD_DESTRUCTION_GRACE": f"PT{self.grace_seconds}S",
+            "OFFBOARD_LINK_BASE_URL": f"http://127.0.0.1:{self.links_port}",
+            **self.extra_env,
         }
 
     def start(self, stack: ExitStack, say: Callable[[str], None]) -> None:
@@ -64,8 +68,25 @@ class DemoEnvironment:
         )
         self.runner.start()
         stack.callback(self.runner.stop)
+        say("starting the download and acknowledgement endpoint (loopback)")
+        self.links = ManagedProcess(
+            "links",
+            [
+                sys.executable,
+                "-m",
+                "offboarding.cli",
+                "serve-links",
+                "--port",
+                str(self.links_port),
+            ],
+            env,
+            self.home / "links.log",
+        )
+        self.links.start()
+        stack.callback(self.links.stop)
         stack.enter_context(self.client_settings())
         self._wait_for_deployments()
+        wait_for_http(f"http://127.0.0.1:{self.links_port}/d/x", self.links)
 
     @contextlib.contextmanager
     def client_settings(self) -> Iterator[None]:
@@ -93,6 +114,35 @@ class DemoEnvironment:
                 except ObjectNotFound:
                     time.sleep(0.5)
         raise ServiceError("the runner did not register the deployments in time")
+
+
+def wait_for_http(url: str, process: ManagedProcess, timeout: float = 30.0) -> None:
+    """Wait until a local HTTP service answers (any status)."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not process.running():
+            raise ServiceError(f"{process.name} exited:\n{process.log_tail()}")
+        try:
+            urllib.request.urlopen(url, timeout=2).close()  # noqa: S310 - loopback only
+            return
+        except urllib.error.HTTPError:
+            return  # it answered
+        except OSError:
+            time.sleep(0.2)
+    raise ServiceError(f"{process.name} did not answer on {url} in {timeout:.0f}s")
+
+
+def notice_links(message_path: Path) -> tuple[list[str], str]:
+    """(download links, acknowledgement link) of a notice in the outbox, as the client sees."""
+    from offboarding.mail import read_outbox
+
+    body = read_outbox(message_path).get_content()
+    urls = [line.strip() for line in body.splitlines() if line.strip().startswith("http")]
+    downloads = [u for u in urls if "/ack/" not in u and "/c/" not in u]
+    return downloads, next(u for u in urls if "/ack/" in u)
 
 
 def wait_for_state(
@@ -175,7 +225,6 @@ def _run_case(
 ) -> None:
     from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
-    from prefect.flow_runs import resume_flow_run
 
     from exporters.bundle import verify_bundle
     from offboarding.audit import AuditTrail, verify_chain
@@ -201,25 +250,24 @@ def _run_case(
     wait_for_state(run.id, {"PAUSED"}, timeout=150, runner=env.runner)
     signer = Signer.load_or_create(settings.keys_dir)
     result.public_key = str(settings.keys_dir / "signing-ed25519.pub.pem")
-    outbox = sorted((settings.root / "outbox").glob("*.json"))
+    outbox = sorted((settings.root / "outbox").glob(f"{DEMO_TENANT}-*-delivery-*.eml"))
     if not outbox:
-        raise OffboardingError("the case is waiting but no delivery notice was queued")
-    notice = json.loads(outbox[-1].read_text())
-    result.case_id = outbox[-1].stem
-    result.link = notice["links"][0]["link"]
+        raise OffboardingError("the case is waiting but no delivery notice was sent")
+    result.case_id = outbox[-1].name.split("-delivery-")[0]
+    downloads, ack_link = notice_links(outbox[-1])
+    result.link = downloads[0]
     case = CaseRef(tenant=DEMO_TENANT, case_id=result.case_id)
-    delivered = AuditTrail(settings, case, signer).find("delivered")[-1]["data"]["parts"]
-    delivery_root = Path(settings.store_url("delivery").removeprefix("file://"))
-    bundle_paths = [delivery_root / part["key"] for part in delivered]
+    say(f"downloading the bundle as the client would ({len(downloads)} link(s) in the notice)")
+    bundle_paths = [_download(url, env.home / "downloads") for url in downloads]
     result.bundle = str(bundle_paths[0])
     report = verify_bundle(bundle_paths, signer.public_pem)
-    say(f"bundle delivered and verified: {report.entries_checked} entries, {report.rows} rows")
+    say(f"download verified: {report.entries_checked} entries, {report.rows} rows")
     if not destroy:
         say("the case is waiting for acknowledgement (--no-destroy)")
         return
 
-    say("acknowledging receipt as the client would (Prefect resume API)")
-    resume_flow_run(run.id, run_input={"acknowledged_by": "Acme DPO (demo)"})
+    say("acknowledging receipt as the client would (the notice's acknowledgement page)")
+    _acknowledge(ack_link, name="Acme DPO (demo)")
     wait_for_state(run.id, {"COMPLETED"}, timeout=90, runner=env.runner)
     trail = AuditTrail(settings, case, signer)
     scheduled = trail.find("destruction-scheduled")[-1]["data"]
@@ -251,3 +299,30 @@ def _run_case(
     result.neighbours_unchanged = before == after
     if not result.neighbours_unchanged:
         result.errors.append("other tenants' data changed")
+
+
+def _download(url: str, into: Path) -> Path:
+    import re
+    import urllib.request
+
+    into.mkdir(parents=True, exist_ok=True)
+    with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - loopback only
+        disposition = response.headers.get("content-disposition", "")
+        match = re.search(r'filename="([^"/\\]+)"', disposition)
+        target = into / (match.group(1) if match else "bundle.zip")
+        with target.open("wb") as out:
+            shutil.copyfileobj(response, out, 1024 * 1024)
+    return target
+
+
+def _acknowledge(ack_link: str, *, name: str, days: int | None = None) -> None:
+    import urllib.parse
+    import urllib.request
+
+    fields = {"name": name, **({"days": str(days)} if days is not None else {})}
+    request = urllib.request.Request(  # noqa: S310 - the link came from our own notice
+        ack_link, data=urllib.parse.urlencode(fields).encode(), method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback only
+        if response.status != 200:
+            raise OffboardingError(f"the acknowledgement page answered {response.status}")

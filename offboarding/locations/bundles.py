@@ -1,7 +1,11 @@
-"""Export bundles delivered to the client: destroyed with everything else once acknowledged."""
+"""Export bundles delivered to the client: destroyed with everything else once acknowledged.
+
+A bundle lives in the delivery store of the tenant's region; destruction and verification cover
+every configured delivery store, so a region moved since delivery cannot hide a copy."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from offboarding.config import Settings
@@ -23,10 +27,11 @@ class BundlesLocation:
     name = "bundles"
 
     def __init__(self, settings: Settings) -> None:
-        self.store: ObjectStore = open_store(settings.store_url("delivery"))
+        self.stores: list[ObjectStore] = [open_store(u) for u in settings.delivery_store_urls()]
 
     def inventory(self, case: CaseRef) -> LocationInventory:
-        objects = list(self.store.list_objects(bundle_prefix(case.tenant)))
+        prefix = bundle_prefix(case.tenant)
+        objects = [o for store in self.stores for o in store.list_objects(prefix)]
         return LocationInventory(
             location=self.name, items=len(objects), bytes=sum(o.size for o in objects)
         )
@@ -35,14 +40,34 @@ class BundlesLocation:
         return LocationExport(parts=[])  # bundles are the export's output, not its input
 
     def destroy(self, case: CaseRef) -> Removal:
-        return delete_prefix(
-            self.store,
-            bundle_prefix(case.tenant),
-            "delete every bundle of the tenant; its links then answer 'gone'",
+        removals = [
+            delete_prefix(
+                store,
+                bundle_prefix(case.tenant),
+                "delete every bundle of the tenant; its links then answer 'gone'",
+            )
+            for store in self.stores
+        ]
+        return Removal(
+            items_before=sum(r.items_before for r in removals),
+            bytes_before=sum(r.bytes_before for r in removals),
+            items_removed=sum(r.items_removed for r in removals),
+            technique=removals[0].technique,
         )
 
     def verify(self, case: CaseRef) -> Remaining:
-        return count_prefix(self.store, bundle_prefix(case.tenant))
+        counts = [count_prefix(store, bundle_prefix(case.tenant)) for store in self.stores]
+        return Remaining(
+            items=sum(c.items for c in counts),
+            verification="; ".join(
+                f"{s.url}: {c.verification}" for s, c in zip(self.stores, counts, strict=True)
+            ),
+        )
 
     def neighbours_digest(self, case: CaseRef) -> str:
-        return digest_outside_prefix(self.store, BUNDLES_ROOT, bundle_prefix(case.tenant))
+        return hashlib.sha256(
+            "".join(
+                digest_outside_prefix(store, BUNDLES_ROOT, bundle_prefix(case.tenant))
+                for store in self.stores
+            ).encode()
+        ).hexdigest()
