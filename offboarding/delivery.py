@@ -195,7 +195,7 @@ def send_links(
 
 _SUBJECTS: dict[Purpose, str] = {
     "delivery": "Your data export is ready ({case})",
-    "reminder": "Reminder: the link to your data export expires soon ({case})",
+    "reminder": "Reminder: your export link expires soon ({case})",
     "reissue": "A new link to your data export ({case})",
 }
 

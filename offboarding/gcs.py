@@ -96,15 +96,25 @@ class GcsStore:
                 digest.update(chunk)
         return digest.hexdigest()
 
-    def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
+    def _list(self, prefix: str, **options: Any) -> Iterator[Blob]:
+        from google.api_core.exceptions import NotFound
+
         full = self.prefix + check_prefix(prefix)
-        for blob in self.bucket.client.list_blobs(self.bucket, prefix=full):
+        try:
+            yield from self.bucket.client.list_blobs(self.bucket, prefix=full, **options)
+        except NotFound as error:
+            raise ConfigurationError(
+                f"bucket {self._bucket_name!r} of {self.url} does not exist or this service "
+                "account cannot list it: check the store URLs in the settings"
+            ) from error
+
+    def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
+        for blob in self._list(prefix):
             yield self._info(blob)
 
     def list_versions(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every generation under the prefix, live and noncurrent (versioned buckets)."""
-        full = self.prefix + check_prefix(prefix)
-        for blob in self.bucket.client.list_blobs(self.bucket, prefix=full, versions=True):
+        for blob in self._list(prefix, versions=True):
             yield ObjectInfo(
                 key=str(blob.name).removeprefix(self.prefix),
                 size=int(blob.size or 0),

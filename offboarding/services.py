@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -258,6 +259,49 @@ class PrefectServer:
             time.sleep(0.5)
         self.stop()
         raise ServiceError(f"Prefect server did not answer on {self.api_url} within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self._process:
+            self._process.stop()
+            self._process = None
+
+
+@dataclass
+class GcsEmulator:
+    """A Cloud Storage emulator (the `gcp-storage-emulator` package, in memory) on loopback,
+    for the GCS backend's tests. Point the real client at it with `STORAGE_EMULATOR_HOST`."""
+
+    home: Path
+    port: int = 0
+    _process: ManagedProcess | None = field(default=None, init=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> GcsEmulator:
+        self.port = self.port or free_port()
+        emulator = str(Path(sys.executable).with_name("gcp-storage-emulator"))
+        self._process = ManagedProcess(
+            "gcs-emulator",
+            [emulator, "start", "--host", "127.0.0.1", "--port", str(self.port), "--in-memory"],
+            dict(os.environ),
+            self.home / "gcs-emulator.log",
+        )
+        self._process.start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self._process.running():
+                raise ServiceError(f"GCS emulator exited:\n{self._process.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/storage/v1/b", timeout=2):  # noqa: S310
+                    return self
+            except urllib.error.HTTPError:
+                return self  # it answered
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise ServiceError(f"GCS emulator did not answer on {self.url} within {timeout:.0f}s")
 
     def stop(self) -> None:
         if self._process:

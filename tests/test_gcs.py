@@ -1,0 +1,207 @@
+"""The Cloud Storage backend with the real google-cloud-storage client against a local emulator
+on loopback: uploads, listings, generations, delivery to the tenant's region, V4 signed links
+whose signature is checked here with the public key (the emulator checks none)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import parse_qsl, quote, urlsplit
+
+import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from google.cloud import storage
+
+from exporters.bundle import verify_bundle
+from offboarding.config import Settings
+from offboarding.errors import ConfigurationError
+from offboarding.gcs import GcsLinkSigner, GcsStore
+from offboarding.locations.bundles import BundlesLocation
+from offboarding.mail import read_outbox
+from offboarding.services import GcsEmulator
+from offboarding.signing import Signer
+from offboarding.store import open_store
+from tests.conftest import Platform
+from tests.helpers import export_and_deliver
+
+
+@pytest.fixture(scope="session")
+def gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[storage.Client]:
+    emulator = GcsEmulator(tmp_path_factory.mktemp("gcs")).start()
+    saved = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = emulator.url
+    try:
+        yield storage.Client()
+    finally:
+        emulator.stop()
+        if saved is None:
+            os.environ.pop("STORAGE_EMULATOR_HOST", None)
+        else:
+            os.environ["STORAGE_EMULATOR_HOST"] = saved
+
+
+@pytest.fixture
+def bucket(gcs: storage.Client, request: pytest.FixtureRequest) -> str:
+    name = "t-" + hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:20]
+    gcs.create_bucket(name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def service_account(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, rsa.RSAPublicKey]:
+    """A service-account key made here: links are signed offline, checked with its public key."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    info = {
+        "type": "service_account", "project_id": "offboarding-test", "private_key_id": "k1",
+        "private_key": pem, "client_email": "links@offboarding-test.iam.gserviceaccount.com",
+        "client_id": "1", "token_uri": "https://oauth2.googleapis.com/token",
+    }  # fmt: skip
+    path = tmp_path_factory.mktemp("sa") / "links-sa.json"
+    path.write_text(json.dumps(info))
+    return path, key.public_key()
+
+
+def verify_v4_signature(url: str, public_key: rsa.RSAPublicKey) -> dict[str, str]:
+    """Rebuild the V4 string-to-sign from the URL, as Cloud Storage does, and check the RSA
+    signature; return the query parameters."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    params = dict(query)
+    signed = sorted((k, v) for k, v in query if k != "X-Goog-Signature")
+    canonical_query = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in signed)
+    canonical_request = "\n".join(
+        ["GET", parts.path, canonical_query, f"host:{parts.netloc}\n", "host", "UNSIGNED-PAYLOAD"]
+    )
+    scope = params["X-Goog-Credential"].split("/", 1)[1]
+    string_to_sign = "\n".join(
+        ["GOOG4-RSA-SHA256", params["X-Goog-Date"], scope,
+         hashlib.sha256(canonical_request.encode()).hexdigest()]
+    )  # fmt: skip
+    public_key.verify(
+        bytes.fromhex(params["X-Goog-Signature"]),
+        string_to_sign.encode(),
+        padding.PKCS1v15(),
+        hashes.SHA256(),
+    )
+    return params
+
+
+def test_the_store_streams_lists_by_prefix_and_reads_at_a_generation(
+    gcs: storage.Client, bucket: str, tmp_path: Path
+) -> None:
+    store = open_store(f"gs://{bucket}/platform")
+    assert isinstance(store, GcsStore)
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(9 * 1024 * 1024 + 17))  # above one resumable chunk
+    stored = store.put_file("tenants/acme/big.bin", big)
+    assert stored.sha256 == hashlib.sha256(big.read_bytes()).hexdigest()
+    store.put_bytes("tenants/acme-corp/x.txt", b"neighbour")
+    # An object the platform wrote without our metadata: its sha256 is computed on listing.
+    gcs.bucket(bucket).blob("platform/tenants/acme/plain.txt").upload_from_string(b"plain")
+
+    listed = {o.key: o for o in store.list_objects("tenants/acme/")}
+    assert sorted(listed) == ["tenants/acme/big.bin", "tenants/acme/plain.txt"]
+    assert listed["tenants/acme/plain.txt"].sha256 == hashlib.sha256(b"plain").hexdigest()
+    assert listed["tenants/acme/big.bin"].size == big.stat().st_size
+    with pytest.raises(ConfigurationError, match="must end with '/'"):
+        list(store.list_objects("tenants/acme"))
+
+    generation = listed["tenants/acme/plain.txt"].generation
+    assert generation is not None
+    with store.open_read("tenants/acme/plain.txt", generation=generation) as handle:
+        assert handle.read() == b"plain"
+    assert store.delete("tenants/acme/plain.txt") is True
+    assert store.delete("tenants/acme/plain.txt") is False
+    assert not store.exists("tenants/acme/plain.txt")
+
+
+def gcs_settings(platform: Platform, bucket: str, key_file: Path, **extra: object) -> Settings:
+    """Two regions, two buckets (the second one the same bucket's other prefix)."""
+    return Settings(
+        home=platform.settings.home,
+        database_url=platform.dsn,
+        delivery_regions={
+            "europe-west1": f"gs://{bucket}/exports",
+            "us-east1": f"gs://{bucket}/exports-us",
+        },
+        gcs_signing_key_file=key_file,
+        link_lifetime=timedelta(days=7),
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def test_a_bundle_is_delivered_to_the_tenants_region_with_links_that_verify(
+    platform: Platform,
+    gcs: storage.Client,
+    bucket: str,
+    service_account: tuple[Path, rsa.RSAPublicKey],
+    tmp_path: Path,
+) -> None:
+    key_file, public_key = service_account
+    settings = gcs_settings(platform, bucket, key_file)
+    case = platform.case("acme")  # region europe-west1
+    _, delivery, _ = export_and_deliver(platform, case, settings)
+    assert delivery.store_url == f"gs://{bucket}/exports"
+
+    blobs = list(gcs.list_blobs(bucket, prefix=f"exports/bundles/{case.tenant}/"))
+    assert [b.name.rsplit("/", 1)[-1] for b in blobs] == [f"offboarding-{case.case_id}.zip"]
+    assert blobs[0].metadata["sha256"] == delivery.parts[0].sha256
+
+    notice = read_outbox(next((settings.root / "outbox").glob(f"{case.case_id}-delivery-*.eml")))
+    body = notice.get_content()
+    url = next(line.strip() for line in body.splitlines() if "X-Goog-Signature" in line)
+    params = verify_v4_signature(url, public_key)
+    assert params["X-Goog-Algorithm"] == "GOOG4-RSA-SHA256"
+    assert int(params["X-Goog-Expires"]) <= 7 * 24 * 3600
+    assert params["response-content-disposition"] == (
+        f'attachment; filename="offboarding-{case.case_id}.zip"'
+    )
+    assert urlsplit(url).path == f"/{bucket}/exports/bundles/{case.tenant}/{case.case_id}/" + (
+        f"offboarding-{case.case_id}.zip"
+    )
+    tampered = url.replace("X-Goog-Expires=", "X-Goog-Expires=1")
+    with pytest.raises(InvalidSignature):
+        verify_v4_signature(tampered, public_key)
+
+    # The client downloads through the link (the emulator serves it) and verifies the bundle.
+    downloaded = tmp_path / "download.zip"
+    with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - loopback emulator
+        downloaded.write_bytes(response.read())
+    signer = Signer.load_or_create(settings.keys_dir)
+    assert verify_bundle([downloaded], signer.public_pem).rows > 0
+
+    location = BundlesLocation(settings)
+    assert location.inventory(case).items == 1
+    removal = location.destroy(case)
+    assert removal.items_removed == 1 and location.verify(case).items == 0
+
+
+def test_a_tenant_whose_region_has_no_delivery_bucket_stops_with_a_clear_error(
+    platform: Platform, bucket: str, service_account: tuple[Path, rsa.RSAPublicKey]
+) -> None:
+    settings = gcs_settings(platform, bucket, service_account[0])
+    case = platform.case("globex")  # region europe-west3: not configured
+    with pytest.raises(ConfigurationError, match="no delivery store for region 'europe-west3'"):
+        export_and_deliver(platform, case, settings)
+    assert list(open_store(f"gs://{bucket}/exports").list_objects("bundles/")) == []
+
+
+def test_a_signed_link_cannot_outlive_seven_days(
+    gcs: storage.Client, bucket: str, service_account: tuple[Path, rsa.RSAPublicKey]
+) -> None:
+    store = GcsStore(f"gs://{bucket}")
+    store.put_bytes("bundles/acme/c/x.zip", b"x")
+    signer = GcsLinkSigner(service_account[0])
+    too_late = datetime.now(UTC) + timedelta(days=8)
+    with pytest.raises(ConfigurationError, match="at most 7 days"):
+        store.signed_url("bundles/acme/c/x.zip", filename="x.zip", expires_at=too_late, signer=signer)
