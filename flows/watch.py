@@ -8,10 +8,12 @@ keeps them moving.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from uuid import UUID
 
 from prefect import flow, get_run_logger
+from prefect.exceptions import MissingContextError
 from prefect.flow_runs import resume_flow_run
 
 from offboarding.case import new_case
@@ -23,9 +25,16 @@ from offboarding.scheduling import waiting_runs
 DEEMED_BY = "case watch: no acknowledgement within the acknowledgement period"
 
 
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    try:
+        return get_run_logger()
+    except MissingContextError:  # called outside a flow run (tests, scripts)
+        return logging.getLogger("offboarding.watch")
+
+
 def watch_cases(settings: Settings, now: datetime | None = None) -> dict[str, int]:
     """One pass over the waiting cases; returns how many got each follow-up."""
-    logger = get_run_logger()
+    logger = _logger()
     counts = {"waiting": 0, "remind": 0, "reissue": 0, "deemed-delivered": 0, "failed": 0}
     for run_id, tenant in waiting_runs():
         counts["waiting"] += 1

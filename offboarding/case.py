@@ -147,12 +147,14 @@ def package(
 ) -> BundleRef:
     scratch = scratch_dir(settings, case)
     files = open_store(settings.store_url("files"))
+    # Files are read at the generation the inventory saw (stores that keep generations).
+    generations = {f.key: f.generation for f in inventory.files}
 
     def open_source(source: str) -> AbstractContextManager[BinaryIO]:
         kind, _, ref = source.partition(":")
         if kind == "scratch":
             return (scratch / "export" / ref).open("rb")
-        return files.open_read(ref)
+        return files.open_read(ref, generation=generations.get(ref))
 
     directory = scratch / "bundle"
     shutil.rmtree(directory, ignore_errors=True)  # a retried packaging starts clean

@@ -100,6 +100,9 @@ class FileItem(Record):
     size: int
     sha256: str
     referenced: bool = Field(description="A tenant row references this object.")
+    generation: int | None = Field(
+        default=None, description="Object generation read (stores that keep generations)."
+    )
 
 
 class LocationInventory(Record):
@@ -243,7 +246,7 @@ class DestructionSchedule(Record):
     acknowledged_at: datetime
     scheduled_for: datetime
     deadline: datetime
-    flow_run_id: str
+    flow_run_id: str | None = Field(description="None while a legal hold keeps it unscheduled.")
 
 
 class LocationEvidence(Record):

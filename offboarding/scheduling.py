@@ -109,6 +109,20 @@ def current_schedule(settings: Settings, case: CaseRef) -> DestructionSchedule |
     )
 
 
+def _held_plan(settings: Settings, case: CaseRef) -> DestructionSchedule | None:
+    """The destruction a hold kept from being scheduled at acknowledgement, if any."""
+    held = _trail(settings, case).find("destruction-held")
+    if not held:
+        return None
+    data = held[-1]["data"]
+    return DestructionSchedule(
+        acknowledged_at=datetime.fromisoformat(data["acknowledged_at"]),
+        scheduled_for=datetime.fromisoformat(data["scheduled_for"]),
+        deadline=datetime.fromisoformat(data["deadline"]),
+        flow_run_id=None,
+    )
+
+
 def _run_state(flow_run_id: str) -> str:
     from prefect import get_client
 
@@ -143,12 +157,13 @@ def place_hold(settings: Settings, tenant: str, reason: str, by: str) -> HoldRes
     notes: list[str] = []
     for case in cases_of(settings, tenant):
         schedule = current_schedule(settings, case)
-        state = _run_state(schedule.flow_run_id) if schedule else None
+        run_id = schedule.flow_run_id if schedule else None
+        state = _run_state(run_id) if run_id else None
         cancelled_here: list[str] = []
-        if schedule and state in _CANCELLABLE:
-            _cancel(schedule.flow_run_id, "legal hold")
-            cancelled_here.append(schedule.flow_run_id)
-        elif schedule and state == "RUNNING":
+        if run_id and state in _CANCELLABLE:
+            _cancel(run_id, "legal hold")
+            cancelled_here.append(run_id)
+        elif state == "RUNNING":
             notes.append(
                 f"case {case.case_id}: destruction is already running; it re-checks the hold "
                 "only when it starts, so check its outcome in the Prefect UI"
@@ -177,8 +192,12 @@ def release_hold(settings: Settings, tenant: str, by: str, *, now: bool = False)
     plans: list[tuple[CaseRef, DestructionSchedule]] = []
     for case in cases_of(settings, tenant):
         schedule = current_schedule(settings, case)
-        if schedule is None or _run_state(schedule.flow_run_id) not in {"CANCELLED", "FAILED"}:
-            continue  # not scheduled yet (still waiting), or already done
+        if schedule is None:
+            schedule = _held_plan(settings, case)  # acknowledged while held: never scheduled
+        elif _run_state(str(schedule.flow_run_id)) not in {"CANCELLED", "FAILED"}:
+            continue  # still scheduled, running, or done
+        if schedule is None:
+            continue  # still waiting for its acknowledgement
         if schedule.deadline <= at and not now:
             raise DeadlineError(
                 f"case {case.case_id}: its destruction deadline {schedule.deadline:%Y-%m-%d %H:%M} "

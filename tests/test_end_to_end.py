@@ -5,23 +5,34 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 import pytest
+from prefect import get_client
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
+from prefect.exceptions import NotPausedError
 from prefect.flow_runs import resume_flow_run
+from prefect.states import Cancelled
 
 from exporters.bundle import verify_bundle
+from flows.watch import watch_cases
 from offboarding.audit import AuditTrail, verify_chain
 from offboarding.config import Settings
 from offboarding.demo import platform as demo_platform
-from offboarding.demo.run import DemoEnvironment, wait_for_state
+from offboarding.demo.run import DemoEnvironment, notice_links, wait_for_state
 from offboarding.destruction import certificate_key
 from offboarding.records import CaseRef
-from offboarding.registry import TenantRegistry
+from offboarding.scheduling import schedule_destruction_run
 from offboarding.signing import Signer, load_public_key, verify_signature
 from offboarding.store import open_store
 
@@ -49,12 +60,38 @@ def start_case(env: DemoEnvironment, tenant: str) -> tuple[FlowRun, CaseRef]:
     )
     assert isinstance(run, FlowRun)
     wait_for_state(run.id, {"PAUSED"}, timeout=150, runner=env.runner)
-    notice = json.loads(
-        next((env.home / "outbox").glob(f"{tenant}-*.json")).read_text()
-    )  # the contact's notice: the only place the link goes
-    case_id = next((env.home / "outbox").glob(f"{tenant}-*.json")).stem
-    assert notice["links"][0]["link"].startswith("http://127.0.0.1")
-    return run, CaseRef(tenant=tenant, case_id=case_id)
+    notice = next((env.home / "outbox").glob(f"{tenant}-*-delivery-*.eml"))
+    downloads, _ = notice_links(notice)  # the contact's notice: the only place links go
+    assert downloads and all(d.startswith("http://127.0.0.1") for d in downloads)
+    return run, CaseRef(tenant=tenant, case_id=notice.name.split("-delivery-")[0])
+
+
+def offboard_cli(env: DemoEnvironment, *args: str) -> subprocess.CompletedProcess[str]:
+    assert env.server is not None
+    return subprocess.run(
+        [sys.executable, "-m", "offboarding.cli", *args],
+        env={**env.server.env(), **env.offboard_env()},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def destroy_runs(case: CaseRef) -> list[Any]:
+    with get_client(sync_client=True) as client:
+        return [
+            r
+            for r in client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=["destroy"]))
+            )
+            if r.parameters.get("case_id") == case.case_id
+        ]
+
+
+def trail_of(env: DemoEnvironment, case: CaseRef) -> AuditTrail:
+    settings = settings_of(env)
+    return AuditTrail(settings, case, Signer.load_or_create(settings.keys_dir))
 
 
 def test_a_case_runs_from_start_to_archived_certificate(env: DemoEnvironment) -> None:
@@ -72,8 +109,21 @@ def test_a_case_runs_from_start_to_archived_certificate(env: DemoEnvironment) ->
 
     resume_flow_run(run.id, run_input={"acknowledged_by": "Acme DPO", "days_until_destruction": 0})
     wait_for_state(run.id, {"COMPLETED"}, timeout=90, runner=env.runner)
-    destroy_run = trail.find("destruction-scheduled")[-1]["data"]["flow_run_id"]
+    scheduled = trail.find("destruction-scheduled")[-1]["data"]
+    destroy_run = scheduled["flow_run_id"]
+    # Resumed twice, or the step retried: still one destruction run for the case.
+    with pytest.raises(NotPausedError):
+        resume_flow_run(run.id, run_input={"acknowledged_by": "Acme DPO again"})
+    again = schedule_destruction_run(
+        case,
+        acknowledged_at=datetime.fromisoformat(scheduled["acknowledged_at"]),
+        scheduled_for=datetime.fromisoformat(scheduled["scheduled_for"]),
+        deadline=datetime.fromisoformat(scheduled["deadline"]),
+        idempotency_key=f"destroy-{case.case_id}",
+    )
+    assert again == destroy_run
     wait_for_state(destroy_run, {"COMPLETED"}, timeout=120, runner=env.runner)
+    assert [str(r.id) for r in destroy_runs(case)] == [destroy_run]
 
     archive = open_store(settings.store_url("archive"))
     with archive.open_read(certificate_key(case)) as body:
@@ -99,31 +149,93 @@ def test_a_case_runs_from_start_to_archived_certificate(env: DemoEnvironment) ->
             assert needle.encode() not in content, (path, needle)
 
 
-def test_an_acknowledgement_asking_more_than_90_days_is_rejected(env: DemoEnvironment) -> None:
-    run, _ = start_case(env, "globex")
-    with pytest.raises(RuntimeError, match="Cannot resume"):
-        resume_flow_run(
-            run.id, run_input={"acknowledged_by": "Globex", "days_until_destruction": 91}
-        )
-    still = wait_for_state(run.id, {"PAUSED"}, timeout=5, runner=env.runner)
-    assert still.state.name == "Suspended"
+def test_acknowledgement_input_is_validated_then_the_cli_resumes_and_a_hold_cancels(
+    env: DemoEnvironment,
+) -> None:
+    run, case = start_case(env, "globex")
+    for refused in (
+        {"acknowledged_by": "Globex", "days_until_destruction": 91},  # clause 2.3.2: 90 at most
+        {"days_until_destruction": 5},  # no name
+        {"acknowledged_by": "", "days_until_destruction": 5},  # empty name
+    ):
+        with pytest.raises(RuntimeError, match="Cannot resume"):
+            resume_flow_run(run.id, run_input=refused)
+    assert wait_for_state(run.id, {"PAUSED"}, timeout=5).state.name == "Suspended"
+
+    cli = offboard_cli(env, "ack", case.case_id, "--by", "Globex DPO", "--days", "91")
+    assert cli.returncode == 2 and "refused" in cli.stderr
+    cli = offboard_cli(env, "ack", case.case_id, "--by", "Globex DPO", "--days", "1")
+    assert cli.returncode == 0, cli.stderr
+    wait_for_state(run.id, {"COMPLETED"}, timeout=90, runner=env.runner)
+    trail = trail_of(env, case)
+    scheduled = trail.find("destruction-scheduled")[-1]["data"]
+    acknowledged = datetime.fromisoformat(scheduled["acknowledged_at"])
+    assert datetime.fromisoformat(scheduled["scheduled_for"]) - acknowledged == timedelta(days=1)
+    assert datetime.fromisoformat(scheduled["deadline"]) - acknowledged == timedelta(days=90)
+
+    cli = offboard_cli(env, "hold", "globex", "--reason", "court order 12/345", "--by", "legal")
+    assert cli.returncode == 0, cli.stderr
+    assert wait_for_state(scheduled["flow_run_id"], {"CANCELLED"}, timeout=10)
+    assert trail.find("legal-hold-placed")[-1]["data"]["destruction_runs_cancelled"] == [
+        scheduled["flow_run_id"]
+    ]
+
+    cli = offboard_cli(env, "release", "globex", "--by", "legal")
+    assert cli.returncode == 0, cli.stderr
+    again = trail.find("destruction-rescheduled")[-1]["data"]
+    assert again["flow_run_id"] != scheduled["flow_run_id"]
+    assert again["scheduled_for"] == scheduled["scheduled_for"]  # the original date and deadline
+    assert again["deadline"] == scheduled["deadline"]
+    with get_client(sync_client=True) as client:
+        rescheduled = client.read_flow_run(UUID(again["flow_run_id"]))
+        assert rescheduled.state is not None and rescheduled.state.type.value == "SCHEDULED"
+        assert rescheduled.expected_start_time == datetime.fromisoformat(scheduled["scheduled_for"])
+        client.set_flow_run_state(rescheduled.id, Cancelled(message="test cleanup"), force=True)
 
 
-def test_a_tenant_placed_on_legal_hold_while_waiting_is_not_destroyed(env: DemoEnvironment) -> None:
+def test_a_hold_placed_while_waiting_keeps_destruction_unscheduled_until_released(
+    env: DemoEnvironment,
+) -> None:
     settings = settings_of(env)
     files = open_store(settings.store_url("files"))
     run, case = start_case(env, "initech")
-    TenantRegistry(settings).set_hold("initech", True, "regulator's request")
+    cli = offboard_cli(env, "hold", "initech", "--reason", "regulator's request")
+    assert cli.returncode == 0, cli.stderr
     before = demo_platform.tenant_fingerprint(env.pg.dsn, files, "initech")
 
     resume_flow_run(run.id, run_input={"acknowledged_by": "Initech", "days_until_destruction": 0})
     wait_for_state(run.id, {"COMPLETED"}, timeout=90, runner=env.runner)
-    trail = AuditTrail(settings, case, Signer.load_or_create(settings.keys_dir))
-    destroy_run = trail.find("destruction-scheduled")[-1]["data"]["flow_run_id"]
-    wait_for_state(destroy_run, {"FAILED"}, timeout=120, runner=env.runner)
-
-    assert trail.find("destruction-refused")
+    trail = trail_of(env, case)
+    assert trail.find("destruction-held") and not trail.find("destruction-scheduled")
+    assert destroy_runs(case) == []
     assert demo_platform.tenant_fingerprint(env.pg.dsn, files, "initech") == before
+
+    cli = offboard_cli(env, "release", "initech")
+    assert cli.returncode == 0, cli.stderr
+    destroy_run = trail.find("destruction-rescheduled")[-1]["data"]["flow_run_id"]
+    wait_for_state(destroy_run, {"COMPLETED"}, timeout=120, runner=env.runner)
+    left = demo_platform.tenant_fingerprint(env.pg.dsn, files, "initech")
+    assert sum(t["rows"] for t in left["tables"].values()) == 0
+
+
+def test_a_case_nobody_acknowledges_continues_as_deemed_delivered(env: DemoEnvironment) -> None:
+    run, case = start_case(env, "acme-corp")
+    settings = Settings(
+        home=env.home, database_url=env.pg.dsn, acknowledgement_timeout=timedelta(seconds=1)
+    )
+    time.sleep(1.5)
+    counts = watch_cases(settings)
+    assert counts["deemed-delivered"] == 1 and counts["failed"] == 0
+    wait_for_state(run.id, {"COMPLETED"}, timeout=90, runner=env.runner)
+
+    trail = trail_of(env, case)
+    deemed = trail.find("deemed-delivered")
+    assert len(deemed) == 1 and not trail.find("acknowledged")
+    assert deemed[0]["data"]["notices_sent"] == 1
+    scheduled = trail.find("destruction-scheduled")[-1]["data"]
+    assert scheduled["acknowledged_at"] == deemed[0]["data"]["at"]  # the 90-day clock starts
+    wait_for_state(scheduled["flow_run_id"], {"COMPLETED"}, timeout=120, runner=env.runner)
+    assert watch_cases(settings)["waiting"] == 0
 
 
 def _query(env: DemoEnvironment, statement: str) -> list[tuple[object, ...]]:

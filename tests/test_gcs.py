@@ -204,4 +204,24 @@ def test_a_signed_link_cannot_outlive_seven_days(
     signer = GcsLinkSigner(service_account[0])
     too_late = datetime.now(UTC) + timedelta(days=8)
     with pytest.raises(ConfigurationError, match="at most 7 days"):
-        store.signed_url("bundles/acme/c/x.zip", filename="x.zip", expires_at=too_late, signer=signer)
+        store.signed_url(
+            "bundles/acme/c/x.zip", filename="x.zip", expires_at=too_late, signer=signer
+        )
+
+
+def test_tenant_files_on_cloud_storage_are_exported_at_the_inventoried_generation(
+    platform: Platform, gcs: storage.Client, bucket: str, tmp_path: Path
+) -> None:
+    files = GcsStore(f"gs://{bucket}/files")
+    for info in platform.files.list_objects("tenants/"):
+        with platform.files.open_read(info.key) as handle:
+            files.put_bytes(info.key, handle.read())
+    settings = Settings(
+        home=platform.settings.home, database_url=platform.dsn, files_url=f"gs://{bucket}/files"
+    )
+    case = platform.case("acme")
+    inventory, _, bundle = export_and_deliver(platform, case, settings)
+    assert inventory.files and all(f.generation for f in inventory.files)
+    expected = sorted(o.sha256 for o in platform.files.list_objects("tenants/acme/"))
+    report = verify_bundle([bundle], Signer.load_or_create(settings.keys_dir).public_pem)
+    assert sorted(e.sha256 for e in report.manifest.entries if e.kind == "file") == expected

@@ -71,8 +71,7 @@ def test_a_multi_part_bundle_has_one_page_listing_every_part(platform: Platform)
     page = client.get(index.removeprefix(settings.link_base_url))
     assert page.status_code == 200
     links = [
-        chunk.split('"', 1)[0].replace("&amp;", "&")
-        for chunk in page.text.split('href="')[1:]
+        chunk.split('"', 1)[0].replace("&amp;", "&") for chunk in page.text.split('href="')[1:]
     ]
     assert len(links) == 3
     bodies = [client.get(link.removeprefix(settings.link_base_url)).content for link in links]

@@ -40,7 +40,7 @@ from tests.helpers import export_and_deliver
 class Inbox:
     messages: list[tuple[list[str], EmailMessage]] = field(default_factory=list)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
         self.messages.append((list(envelope.rcpt_tos), parsed))
@@ -138,7 +138,9 @@ def test_follow_ups_remind_before_expiry_reissue_after_it_and_deem_delivered_at_
     assert plan_follow_up(settings, status_at(t0, expires, sent_3d), t0 + timedelta(days=5)) == (
         FollowUp("none")
     )  # the same reminder is not sent twice
-    second = plan_follow_up(settings, status_at(t0, expires, sent_3d), t0 + timedelta(days=6, hours=1))
+    second = plan_follow_up(
+        settings, status_at(t0, expires, sent_3d), t0 + timedelta(days=6, hours=1)
+    )
     assert second.action == "remind" and second.reminder_before == timedelta(days=1)
     # The watch was down through both reminder points: one reminder, the latest.
     late = plan_follow_up(settings, status_at(t0, expires, []), t0 + timedelta(days=6, hours=12))
@@ -167,7 +169,8 @@ def test_a_reminder_keeps_the_expiry_and_a_reissue_sends_new_links(
     carry_out(settings, case, reminder, at)
     carry_out(settings, case, reminder, at)  # the watch ran twice: one reminder only
     assert [m["Subject"].strip().split(":")[0] for _, m in inbox.messages] == [
-        f"Your data export is ready ({case.case_id})", "Reminder"
+        f"Your data export is ready ({case.case_id})",
+        "Reminder",
     ]
     assert f"{status.expires_at:%Y-%m-%d %H:%M} UTC" in inbox.messages[1][1].get_content()
 

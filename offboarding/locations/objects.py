@@ -68,7 +68,11 @@ class FilesLocation:
             else:
                 items.append(
                     FileItem(
-                        key=key, size=info.size, sha256=info.sha256, referenced=key in referenced
+                        key=key,
+                        size=info.size,
+                        sha256=info.sha256,
+                        referenced=key in referenced,
+                        generation=info.generation,
                     )
                 )
         if missing:
