@@ -96,6 +96,30 @@ class Settings(BaseSettings):
     archive_url: str = Field(
         default="", description="Write-once store of audit records and certificates."
     )
+    backup_urls: list[str] = Field(
+        default=[],
+        description="Backup locations (at least two: clause 2.3.8 asks for several). Empty: two "
+        "local stores under home.",
+    )
+    keyring_url: str = Field(
+        default="local",
+        description="Where tenants' data keys live: 'local' (a key-encryption key in the keys "
+        "directory). Cloud KMS: see docs/backups.md.",
+    )
+    key_destroy_delay: timedelta = Field(
+        default=timedelta(0),
+        description="Time between destroying a data key and the destruction taking effect "
+        "(Cloud KMS: 30 days by default). Destruction is planned to finish within the deadline.",
+    )
+    soft_delete_retention: timedelta = Field(
+        default=timedelta(0),
+        description="How long deleted objects stay recoverable in the object stores (Cloud "
+        "Storage soft delete: 7 days by default). Planned for like the key delay.",
+    )
+    deadline_warning: timedelta = Field(
+        default=timedelta(days=14),
+        description="The deadline watch flags cases whose destruction deadline is this close.",
+    )
     link_base_url: str = Field(
         default="http://127.0.0.1:8765",
         description="Public base URL of the download endpoint that serves local links.",
@@ -188,6 +212,17 @@ class Settings(BaseSettings):
         if name not in configured:
             raise ConfigurationError(f"unknown store {name!r}: use one of {sorted(configured)}")
         return configured[name] or (self.root / "stores" / name).as_uri()
+
+    def backup_store_urls(self) -> list[str]:
+        urls = self.backup_urls or [
+            (self.root / "stores" / name).as_uri() for name in ("backup-a", "backup-b")
+        ]
+        if len(set(urls)) < 2:
+            raise ConfigurationError(
+                "OFFBOARD_BACKUP_URLS must name at least two distinct backup locations "
+                '(clause 2.3.8), e.g. ["gs://backups-eu-west1", "gs://backups-eu-north1"]'
+            )
+        return urls
 
     def delivery_store_url(self, region: str) -> str:
         """The delivery store of a region: bundles stay in the tenant's region."""

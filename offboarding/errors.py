@@ -75,3 +75,7 @@ class DeadlineError(OffboardingError):
 
 class ServiceError(OffboardingError):
     """A service the pipeline needs (database, Prefect server, worker) did not start or answer."""
+
+
+class KeyDestroyedError(OffboardingError):
+    """The tenant's data key was destroyed (crypto-shredded): nothing can be encrypted or read."""
