@@ -39,6 +39,7 @@ __all__ = [
     "dry_run_inventory",
     "export_snapshot",
     "freeze",
+    "inventory_of",
     "new_case",
     "package",
     "stage",
@@ -108,11 +109,16 @@ def dry_run_inventory(settings: Settings, tenant: str) -> Inventory:
     )
 
 
-def take_inventory(settings: Settings, case: CaseRef) -> Inventory:
+def inventory_of(settings: Settings, case: CaseRef) -> Inventory:
+    """What the export will read, from every location the client's data comes from."""
     locations = [get_location(name, settings).inventory(case) for name in EXPORT_ORDER]
-    inventory = Inventory(
+    return Inventory(
         tenant=case.tenant, case_id=case.case_id, taken_at=datetime.now(UTC), locations=locations
     )
+
+
+def take_inventory(settings: Settings, case: CaseRef) -> Inventory:
+    inventory = inventory_of(settings, case)
     _trail(settings, case).record(
         "inventory",
         {loc.location: {"items": loc.items, "bytes": loc.bytes} for loc in inventory.locations}
@@ -143,8 +149,15 @@ def _bundle_base(case: CaseRef) -> str:
 
 
 def package(
-    settings: Settings, case: CaseRef, inventory: Inventory, exported: ExportResult
+    settings: Settings,
+    case: CaseRef,
+    inventory: Inventory,
+    exported: ExportResult,
+    *,
+    record: bool = True,
 ) -> BundleRef:
+    """Package the export into the signed ZIP bundle; `record=False` for backups, which are
+    no step of a case."""
     scratch = scratch_dir(settings, case)
     files = open_store(settings.store_url("files"))
     # Files are read at the generation the inventory saw (stores that keep generations).
@@ -179,6 +192,8 @@ def package(
         rows=sum(t.rows for t in manifest.tables),
         files=manifest.file_count,
     )
+    if not record:
+        return bundle
     _trail(settings, case).record(
         "packaged",
         {"parts": [{"sha256": p.sha256, "size": p.size} for p in bundle.parts],

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="OFFBOARD_", extra="ignore", frozen=True)
 
+    operator_name: str = Field(
+        default="the operator (set OFFBOARD_OPERATOR_NAME)",
+        description="Who performs destruction, as the certificate names it.",
+    )
     home: Path = Field(
         default=Path(".offboard"),
         description="Working directory of this installation: keys, local stores, scratch space.",

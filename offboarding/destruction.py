@@ -5,26 +5,32 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
+from typing import Any
 
 from offboarding.audit import AuditTrail
 from offboarding.config import Settings
 from offboarding.errors import DestructionIncompleteError, LegalHoldError
+from offboarding.evidence import render_certificate_html
+from offboarding.faults import crash_point
 from offboarding.locations import DESTRUCTION_ORDER, Remaining, Removal, get_location
-from offboarding.records import CaseRef, Certificate, LocationEvidence
+from offboarding.records import CaseRef, Certificate, HoldEvent, LocationEvidence
 from offboarding.registry import TenantRegistry
 from offboarding.signing import Signer
 from offboarding.store import open_store
 
 __all__ = [
     "ArchivedCertificate",
+    "canonical_json",
     "certificate_key",
     "certify",
     "check_legal_hold",
     "destroy_location",
     "neighbours_digests",
+    "report_key",
     "verify_location",
 ]
 
@@ -50,6 +56,7 @@ def neighbours_digests(settings: Settings, case: CaseRef) -> dict[str, str]:
 
 def destroy_location(settings: Settings, case: CaseRef, name: str) -> Removal:
     removal = get_location(name, settings).destroy(case)
+    crash_point(f"destroy:{name}")
     _trail(settings, case).record(
         "location-destroyed",
         {"location": name, "items_before": removal.items_before,
@@ -59,11 +66,17 @@ def destroy_location(settings: Settings, case: CaseRef, name: str) -> Removal:
 
 
 def verify_location(settings: Settings, case: CaseRef, name: str) -> Remaining:
-    return get_location(name, settings).verify(case)
+    remaining = get_location(name, settings).verify(case)
+    crash_point(f"verify:{name}")
+    return remaining
 
 
 def certificate_key(case: CaseRef) -> str:
     return f"certificates/{case.tenant}/{case.case_id}.json"
+
+
+def report_key(case: CaseRef) -> str:
+    return f"reports/{case.tenant}/{case.case_id}.html"
 
 
 @dataclass(frozen=True)
@@ -71,10 +84,41 @@ class ArchivedCertificate:
     key: str
     sha256: str
     public_key_key: str
+    report_key: str
+
+
+_VERIFICATION_METHODS = {
+    "postgres": "count of the tenant's rows in every classified table, and the tenant schema's "
+    "absence, re-queried after deletion",
+    "files": "listing of the tenant's prefix (with trailing '/') in the files store",
+    "bundles": "listing of the tenant's bundle prefix in every delivery store",
+    "backups": "listing of the tenant's backup prefix in every backup location",
+    "keys": "key state in the keyring, and an attempt to decrypt the key's canary",
+    "scratch": "listing of the tenant's scratch directory on the worker",
+}
+
+
+def _media(settings: Settings, name: str) -> str:
+    if name == "postgres":
+        from psycopg.conninfo import conninfo_to_dict
+
+        info = conninfo_to_dict(settings.require_database())
+        return f"PostgreSQL database {info.get('dbname', '?')} on {info.get('host', 'local')}"
+    return {
+        "files": f"object store {settings.store_url('files')}",
+        "bundles": "delivery stores " + ", ".join(settings.delivery_store_urls()),
+        "backups": "backup locations " + ", ".join(settings.backup_store_urls()),
+        "keys": f"keyring {settings.keyring_url}",
+        "scratch": f"worker scratch space {settings.scratch_root}",
+    }.get(name, name)
 
 
 def _digest(digests: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
+
+
+def canonical_json(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, indent=2, sort_keys=True).encode()
 
 
 def certify(
@@ -88,9 +132,11 @@ def certify(
     remaining: dict[str, Remaining],
     neighbours_before: dict[str, str],
     neighbours_after: dict[str, str],
+    performed_by: str = "",
 ) -> ArchivedCertificate:
-    """Refuse unless every location is empty and the neighbours unchanged; then sign the
-    certificate, archive it with the public key, and close the registry entry."""
+    """Refuse unless every location is empty and the neighbours unchanged; then record the
+    certificate in the audit chain, archive it signed with a human-readable report, and close
+    the registry entry. A rerun after a crash at any point writes the same bytes."""
     left = {name: r.items for name, r in remaining.items() if r.items}
     if left:
         raise DestructionIncompleteError(
@@ -107,60 +153,133 @@ def certify(
         )
     signer = Signer.load_or_create(settings.keys_dir)
     archive = open_store(settings.store_url("archive"), write_once=True)
-    key = certificate_key(case)
-    public_key_key = f"keys/{signer.fingerprint.replace(':', '-')}.pem"
-    if archive.exists(key):  # a rerun after the certificate was archived: it stands
-        with archive.open_read(key) as existing:
-            return ArchivedCertificate(
-                key, hashlib.sha256(existing.read()).hexdigest(), public_key_key
-            )
     trail = _trail(settings, case)
-    inventory = trail.find("inventory")
-    inventory_data = inventory[-1]["data"] if inventory else {}
+    # Recorded once in the chain: a rerun gets the same document back, so the same bytes.
+    event = trail.record(
+        "certificate",
+        {"certificate": _certificate(
+            settings, case, trail, signer, acknowledged_at=acknowledged_at, deadline=deadline,
+            started_at=started_at, removals=removals, remaining=remaining,
+            neighbours_before=neighbours_before, neighbours_after=neighbours_after,
+            performed_by=performed_by,
+        ).model_dump(mode="json")},
+        once="certificate",
+    )  # fmt: skip
+    document = event.document["data"]["certificate"]
+    body = canonical_json(document)
+    key = certificate_key(case)
+    html = render_certificate_html(document).encode()
+    public_key_key = f"keys/{signer.fingerprint.replace(':', '-')}.pem"
+    for path, content in ((key, body), (report_key(case), html)):
+        if not archive.exists(path + ".sig"):
+            archive.put_bytes(path + ".sig", signer.sign(content))
+        crash_point(f"certify:{path.split('/')[0]}-signed")
+        if not archive.exists(path):
+            archive.put_bytes(path, content)
+        crash_point(f"certify:{path.split('/')[0]}-written")
+    if not archive.exists(public_key_key):
+        archive.put_bytes(public_key_key, signer.public_pem)
+    erase_contact_by = TenantRegistry(settings).mark_destroyed(
+        case.tenant, datetime.fromisoformat(document["completed_at"])
+    )
+    trail.record(
+        "certified",
+        {"certificate": key, "certificate_sha256": hashlib.sha256(body).hexdigest(),
+         "report": report_key(case), "report_sha256": hashlib.sha256(html).hexdigest(),
+         "contact_details_erase_by": erase_contact_by.isoformat()},
+        once="certified",
+    )  # fmt: skip
+    return ArchivedCertificate(
+        key, hashlib.sha256(body).hexdigest(), public_key_key, report_key(case)
+    )
+
+
+_HOLD_KINDS = {"legal-hold-placed", "legal-hold-lifted", "destruction-refused", "destruction-held"}
+
+
+def _certificate(
+    settings: Settings,
+    case: CaseRef,
+    trail: AuditTrail,
+    signer: Signer,
+    *,
+    acknowledged_at: datetime,
+    deadline: datetime,
+    started_at: datetime,
+    removals: dict[str, Removal],
+    remaining: dict[str, Remaining],
+    neighbours_before: dict[str, str],
+    neighbours_after: dict[str, str],
+    performed_by: str,
+) -> Certificate:
+    events = trail.events()
+    documents = [e.document for e in events]
+    inventory = [e for e in events if e.document["kind"] == "inventory"]
+    inventory_data = inventory[-1].document["data"] if inventory else {}
+    packaged = [d for d in documents if d["kind"] == "packaged"]
     verified_at = datetime.now(UTC)
-    certificate = Certificate(
+    locations = [
+        LocationEvidence(
+            location=name,
+            media=_media(settings, name),
+            method=removals[name].method,
+            technique=removals[name].technique,
+            items_before=removals[name].items_before,
+            bytes_before=removals[name].bytes_before,
+            items_removed=removals[name].items_removed,
+            verification_method=_VERIFICATION_METHODS.get(name, "re-scan of the location"),
+            verification_result="pass" if remaining[name].items == 0 else "fail",
+            remaining=remaining[name].items,
+            verification=remaining[name].verification,
+            verified_at=verified_at,
+            pending_until=remaining[name].pending_until,
+            details=remaining[name].details,
+        )
+        for name in DESTRUCTION_ORDER
+    ]
+    gone_by = max([verified_at, *(loc.pending_until for loc in locations if loc.pending_until)])
+    version_ = version("tenant-offboarding")
+    return Certificate(
         tenant=case.tenant,
         case_id=case.case_id,
+        subject=f"every copy of the data of tenant {case.tenant!r} held by the operator: "
+        "database rows and schema, uploaded files, export bundles, backups in every location, "
+        "the tenant's data key, and worker scratch space",
+        performed_by=f"{settings.operator_name}, by the tenant-offboarding destroy flow"
+        + (f" ({performed_by})" if performed_by else "")
+        + f" on {socket.gethostname()}",
+        validated_by=f"independent re-scan of every location by tenant-offboarding {version_}; "
+        f"signed with Ed25519 key {signer.fingerprint}",
         tool="tenant-offboarding",
-        tool_version=version("tenant-offboarding"),
+        tool_version=version_,
+        acknowledgement="deemed-delivered"
+        if any(d["kind"] == "deemed-delivered" for d in documents)
+        else "acknowledged",
         acknowledged_at=acknowledged_at,
         deadline=deadline,
         started_at=started_at,
         completed_at=verified_at,
-        locations=[
-            LocationEvidence(
-                location=name,
-                method=removals[name].method,
-                technique=removals[name].technique,
-                items_before=removals[name].items_before,
-                bytes_before=removals[name].bytes_before,
-                items_removed=removals[name].items_removed,
-                remaining=remaining[name].items,
-                verification=remaining[name].verification,
-                verified_at=verified_at,
-            )
-            for name in DESTRUCTION_ORDER
+        all_copies_gone_by=gone_by,
+        deadline_met=gone_by <= deadline,
+        inventory_rows=sum(inventory_data.get("tables", {}).values()),
+        inventory_files=int(inventory_data.get("files", {}).get("items", 0)),
+        inventory_bytes=sum(
+            int(v.get("bytes", 0)) for k, v in inventory_data.items() if k != "tables"
+        ),
+        inventory_digest=inventory[-1].sha256 if inventory else "",
+        manifest_sha256=packaged[-1]["data"]["manifest_sha256"] if packaged else None,
+        data_backed_up=removals["backups"].items_before > 0 if "backups" in removals else False,
+        backup_locations=settings.backup_store_urls(),
+        locations=locations,
+        legal_holds=[
+            HoldEvent(kind=d["kind"], at=datetime.fromisoformat(d["at"]))
+            for d in documents
+            if d["kind"] in _HOLD_KINDS
         ],
+        legal_hold_seen=any(d["kind"] in _HOLD_KINDS for d in documents),
         neighbours_digest_before=_digest(neighbours_before),
         neighbours_digest_after=_digest(neighbours_after),
         neighbours_unchanged=True,
-        legal_hold_seen=bool(trail.find("destruction-refused")),
-        inventory_rows=sum(inventory_data.get("tables", {}).values()),
-        inventory_files=int(inventory_data.get("files", {}).get("items", 0)),
         audit_chain_head=trail.head(),
         signing_key=signer.fingerprint,
     )
-    body = json.dumps(certificate.model_dump(mode="json"), indent=2, sort_keys=True).encode()
-    if not archive.exists(key + ".sig"):
-        archive.put_bytes(key + ".sig", signer.sign(body))
-    archive.put_bytes(key, body)
-    if not archive.exists(public_key_key):
-        archive.put_bytes(public_key_key, signer.public_pem)
-    erase_contact_by = TenantRegistry(settings).mark_destroyed(case.tenant, verified_at)
-    trail.record(
-        "certified",
-        {"certificate": key, "certificate_sha256": hashlib.sha256(body).hexdigest(),
-         "contact_details_erase_by": erase_contact_by.isoformat()},
-        once="certified",
-    )  # fmt: skip
-    return ArchivedCertificate(key, hashlib.sha256(body).hexdigest(), public_key_key)

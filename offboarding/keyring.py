@@ -62,6 +62,8 @@ class Keyring(Protocol):
 
     def canary(self, tenant: str) -> CanaryResult: ...
 
+    def tenants(self) -> list[str]: ...
+
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
@@ -175,6 +177,12 @@ class LocalKeyring:
                 created_at=datetime.fromisoformat(record["created_at"]),
             )  # fmt: skip
         return KeyState(tenant, None, "absent")
+
+    def tenants(self) -> list[str]:
+        """Every tenant the keyring has a record of (key, canary or tombstone)."""
+        if not self.root.is_dir():
+            return []
+        return sorted({p.name.split(".", 1)[0] for p in self.root.glob("*.json")})
 
     def canary(self, tenant: str) -> CanaryResult:
         _, canary_path, _ = self._paths(tenant)

@@ -25,6 +25,7 @@ __all__ = [
     "ExportedPart",
     "FileItem",
     "ForeignKeySchema",
+    "HoldEvent",
     "Inventory",
     "LocationEvidence",
     "LocationInventory",
@@ -250,39 +251,72 @@ class DestructionSchedule(Record):
 
 
 class LocationEvidence(Record):
-    """What one location held of the tenant before, what was removed, and what is left."""
+    """One location's line of the sanitization record: what it held of the tenant, how it was
+    sanitized, how that was verified, and what (if anything) lingers until a known date."""
 
     location: str
+    media: str = Field(description="Where: the kind of storage and its address (no tenant data).")
     method: Literal["clear", "purge"] = Field(
-        description="NIST SP 800-88 sanitization method: clear = logical deletion."
+        description="NIST SP 800-88 method: clear = logical deletion; purge = cryptographic erase."
     )
     technique: str
     items_before: int
     bytes_before: int
     items_removed: int
+    verification_method: str
+    verification_result: Literal["pass", "fail"]
     remaining: int
     verification: str
     verified_at: datetime
+    pending_until: datetime | None = Field(
+        default=None,
+        description="Copies that could not be removed at once (soft delete, scheduled key "
+        "destruction) are gone by this time.",
+    )
+    details: dict[str, str] = Field(default_factory=dict)
+
+
+class HoldEvent(Record):
+    kind: str
+    at: datetime
 
 
 class Certificate(Record):
-    """Certificate of destruction, modelled on a NIST SP 800-88 sanitization record."""
+    """Certificate of destruction: the fields of a NIST SP 800-88 Rev. 2 sanitization record
+    (what, where, method, tool and version, verification method and result, who, when),
+    extended with the case, the inventory before, per-location evidence after, the contract's
+    dates, legal holds and the neighbours-unchanged check."""
 
-    format: Literal["tenant-offboarding-certificate/1"] = "tenant-offboarding-certificate/1"
+    format: Literal["tenant-offboarding-certificate/2"] = "tenant-offboarding-certificate/2"
+    sanitization_standard: str = "NIST SP 800-88 Rev. 2 (sanitization record fields)"
     tenant: str
     case_id: str
+    subject: str = Field(description="What was sanitized.")
+    performed_by: str = Field(description="Who: the organisation and the automated run.")
+    validated_by: str = Field(description="Who verified: the independent re-scan and its key.")
     tool: str
     tool_version: str
+    acknowledgement: Literal["acknowledged", "deemed-delivered"]
     acknowledged_at: datetime
     deadline: datetime
     started_at: datetime
     completed_at: datetime
+    all_copies_gone_by: datetime = Field(
+        description="The later of completion and every location's pending_until."
+    )
+    deadline_met: bool
+    inventory_rows: int
+    inventory_files: int
+    inventory_bytes: int
+    inventory_digest: str = Field(description="sha256 of the inventory event in the audit chain.")
+    manifest_sha256: str | None = Field(description="Manifest of the bundle the client received.")
+    data_backed_up: bool
+    backup_locations: list[str]
     locations: list[LocationEvidence]
+    legal_holds: list[HoldEvent]
+    legal_hold_seen: bool
     neighbours_digest_before: str
     neighbours_digest_after: str
     neighbours_unchanged: bool
-    legal_hold_seen: bool
-    inventory_rows: int
-    inventory_files: int
     audit_chain_head: str = Field(description="sha256 of the last audit event before this one.")
     signing_key: str

@@ -64,7 +64,7 @@ def test_destruction_empties_every_location_and_spares_the_neighbours(platform: 
     document = json.loads(certificate)
     jsonschema.validate(document, json.loads((SCHEMA_DIR / "certificate.schema.json").read_text()))
     assert {loc["location"]: loc["remaining"] for loc in document["locations"]} == {
-        "bundles": 0, "files": 0, "postgres": 0, "scratch": 0,
+        "bundles": 0, "files": 0, "postgres": 0, "backups": 0, "keys": 0, "scratch": 0,
     }  # fmt: skip
     postgres = next(loc for loc in document["locations"] if loc["location"] == "postgres")
     assert postgres["items_before"] == document["inventory_rows"] - 1  # the registry row stays

@@ -11,8 +11,10 @@ from enum import StrEnum
 
 from offboarding.config import Settings
 from offboarding.errors import ConfigurationError
+from offboarding.locations.backups import BackupsLocation
 from offboarding.locations.base import DataLocation, LocationExport, Remaining, Removal, scratch_dir
 from offboarding.locations.bundles import BundlesLocation
+from offboarding.locations.keys import KeysLocation
 from offboarding.locations.objects import FilesLocation
 from offboarding.locations.postgres import PostgresLocation
 from offboarding.locations.scratch import ScratchLocation
@@ -34,6 +36,8 @@ class LocationKind(StrEnum):
     POSTGRES = "postgres"
     FILES = "files"
     BUNDLES = "bundles"
+    BACKUPS = "backups"
+    KEYS = "keys"
     SCRATCH = "scratch"
 
 
@@ -41,16 +45,22 @@ _LOCATIONS: dict[LocationKind, Callable[[Settings], DataLocation]] = {
     LocationKind.POSTGRES: PostgresLocation,
     LocationKind.FILES: FilesLocation,
     LocationKind.BUNDLES: BundlesLocation,
+    LocationKind.BACKUPS: BackupsLocation,
+    LocationKind.KEYS: KeysLocation,
     LocationKind.SCRATCH: ScratchLocation,
 }
 
 # What the client receives comes from these; the others only hold copies.
 EXPORT_ORDER = (LocationKind.POSTGRES, LocationKind.FILES)
 # Files before rows: rows are the index of the files, so a crash never orphans a file.
+# Backups are deleted everywhere, then the key that seals them is destroyed (crypto-shredding
+# covers any copy deletion could not reach).
 DESTRUCTION_ORDER = (
     LocationKind.BUNDLES,
     LocationKind.FILES,
     LocationKind.POSTGRES,
+    LocationKind.BACKUPS,
+    LocationKind.KEYS,
     LocationKind.SCRATCH,
 )
 

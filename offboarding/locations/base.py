@@ -3,7 +3,7 @@ verify; plus a digest of the neighbours' data there, to prove destruction did no
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Literal, Protocol
@@ -40,6 +40,10 @@ class Removal:
 class Remaining:
     items: int
     verification: str
+    # Copies that cannot be removed yet but stop existing at this time (soft-deleted objects,
+    # a key whose destruction is scheduled): the certificate states the date.
+    pending_until: datetime | None = None
+    details: dict[str, str] = field(default_factory=dict)
 
 
 class DataLocation(Protocol):

@@ -1,0 +1,67 @@
+"""The platform's backups of a tenant, in every backup location (clause 2.3.8: several, all
+encrypted). Destruction deletes them everywhere; the keys location then crypto-shreds the
+tenant's data key, so a copy this step could not reach stays unreadable."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from offboarding.config import Settings, validate_tenant_id
+from offboarding.locations.base import LocationExport, Remaining, Removal
+from offboarding.locations.prefixed import count_prefix, delete_prefix, digest_outside_prefix
+from offboarding.records import CaseRef, LocationInventory
+from offboarding.store import ObjectStore, open_store
+
+__all__ = ["BACKUPS_ROOT", "BackupsLocation", "backup_prefix"]
+
+BACKUPS_ROOT = "backups/"
+
+
+def backup_prefix(tenant: str) -> str:
+    return f"{BACKUPS_ROOT}{validate_tenant_id(tenant)}/"
+
+
+class BackupsLocation:
+    name = "backups"
+
+    def __init__(self, settings: Settings) -> None:
+        self.stores: list[ObjectStore] = [open_store(u) for u in settings.backup_store_urls()]
+
+    def inventory(self, case: CaseRef) -> LocationInventory:
+        objects = [o for s in self.stores for o in s.list_objects(backup_prefix(case.tenant))]
+        return LocationInventory(
+            location=self.name, items=len(objects), bytes=sum(o.size for o in objects)
+        )
+
+    def export(self, case: CaseRef, inventory: LocationInventory, scratch: Path) -> LocationExport:
+        return LocationExport(parts=[])  # copies of what the export reads at the source
+
+    def destroy(self, case: CaseRef) -> Removal:
+        removals = [delete_prefix(store, backup_prefix(case.tenant), "") for store in self.stores]
+        return Removal(
+            items_before=sum(r.items_before for r in removals),
+            bytes_before=sum(r.bytes_before for r in removals),
+            items_removed=sum(r.items_removed for r in removals),
+            technique=f"delete every backup of the tenant in all {len(self.stores)} backup "
+            "locations (each encrypted with the tenant's data key, destroyed next)",
+        )
+
+    def verify(self, case: CaseRef) -> Remaining:
+        counts = [count_prefix(store, backup_prefix(case.tenant)) for store in self.stores]
+        return Remaining(
+            items=sum(c.items for c in counts),
+            verification="; ".join(
+                f"{store.url}: {c.verification}"
+                for store, c in zip(self.stores, counts, strict=True)
+            ),
+            details={store.url: str(c.items) for store, c in zip(self.stores, counts, strict=True)},
+        )
+
+    def neighbours_digest(self, case: CaseRef) -> str:
+        return hashlib.sha256(
+            "".join(
+                digest_outside_prefix(store, BACKUPS_ROOT, backup_prefix(case.tenant))
+                for store in self.stores
+            ).encode()
+        ).hexdigest()

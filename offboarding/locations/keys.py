@@ -1,0 +1,83 @@
+"""The tenant's data key (which seals its backups): destroyed last among the copies, as the
+cryptographic erase (NIST SP 800-88 "purge") of anything encrypted with it that deletion could
+not reach. Verified by the key's state and by the canary: a ciphertext made with the key at its
+creation, which must no longer decrypt."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from offboarding.config import Settings
+from offboarding.keyring import Keyring, open_keyring
+from offboarding.locations.base import LocationExport, Remaining, Removal
+from offboarding.records import CaseRef, LocationInventory
+
+__all__ = ["KeysLocation"]
+
+
+class KeysLocation:
+    name = "keys"
+
+    def __init__(self, settings: Settings) -> None:
+        self.keyring: Keyring = open_keyring(settings)
+
+    def inventory(self, case: CaseRef) -> LocationInventory:
+        enabled = self.keyring.state(case.tenant).state == "enabled"
+        return LocationInventory(location=self.name, items=int(enabled), bytes=0)
+
+    def export(self, case: CaseRef, inventory: LocationInventory, scratch: Path) -> LocationExport:
+        return LocationExport(parts=[])
+
+    def destroy(self, case: CaseRef) -> Removal:
+        before = self.keyring.state(case.tenant)
+        after = self.keyring.destroy(case.tenant)
+        return Removal(
+            items_before=int(before.state == "enabled"),
+            bytes_before=0,
+            items_removed=int(before.state == "enabled" and after.state == "destroyed"),
+            technique="cryptographic erase: destroy the tenant's AES-256 data key, so every "
+            "backup sealed with it is unreadable wherever a copy may remain; no new key can be "
+            "made for the tenant",
+            method="purge",
+        )
+
+    def verify(self, case: CaseRef) -> Remaining:
+        state = self.keyring.state(case.tenant)
+        canary = self.keyring.canary(case.tenant)
+        usable = state.state == "enabled" or canary.decrypts
+        canary_text = (
+            ("canary still DECRYPTS" if canary.decrypts else "canary no longer decrypts")
+            if canary.present
+            else "no canary (no key was ever created for the tenant)"
+        )
+        pending = (
+            state.effective_at
+            if state.effective_at
+            and state.destroyed_at
+            and (state.effective_at > state.destroyed_at)
+            else None
+        )
+        return Remaining(
+            items=int(usable),
+            verification=f"key {state.key_id or '(none)'}: {state.state}; {canary_text}",
+            pending_until=pending,
+            details={
+                "key_id": state.key_id or "",
+                "key_state": state.state,
+                "destroyed_at": state.destroyed_at.isoformat() if state.destroyed_at else "",
+                "effective_at": state.effective_at.isoformat() if state.effective_at else "",
+                "canary": "absent" if not canary.present
+                else ("decrypts" if canary.decrypts else "does not decrypt"),
+            },
+        )  # fmt: skip
+
+    def neighbours_digest(self, case: CaseRef) -> str:
+        """Other tenants' keys must be untouched: their states, by tenant."""
+        states = {
+            tenant: self.keyring.state(tenant).__dict__
+            for tenant in self.keyring.tenants()
+            if tenant != case.tenant
+        }
+        return hashlib.sha256(json.dumps(states, sort_keys=True, default=str).encode()).hexdigest()
