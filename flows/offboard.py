@@ -123,7 +123,11 @@ def schedule_destruction(case: CaseRef, ack: Acknowledgement) -> DestructionSche
         if ack.days_until_destruction is not None
         else settings.destruction_grace
     )
-    plan = destruction_schedule(acknowledged_at, grace)
+    plan = destruction_schedule(
+        acknowledged_at,
+        grace,
+        lead_time=max(settings.key_destroy_delay, settings.soft_delete_retention),
+    )
     if TenantRegistry(settings).get(case.tenant).legal_hold:
         trail.record(
             "destruction-held",

@@ -8,6 +8,8 @@ from __future__ import annotations
 from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 
+from flows.backup import backup
+from flows.deadline import deadline_watch
 from flows.destroy import destroy
 from flows.offboard import offboard
 from flows.watch import case_watch
@@ -22,6 +24,14 @@ def main() -> None:
             name="case-watch",
             description="Remind, re-issue expired links, continue cases deemed delivered.",
             interval=Settings().case_watch_interval,
+        ),
+        backup.to_deployment(
+            name="backup", description="Back up every active tenant.", cron="0 2 * * *"
+        ),
+        deadline_watch.to_deployment(
+            name="deadline-watch",
+            description="Every case against its deadline; fails for an overdue one.",
+            cron="0 6 * * *",
         ),
     ]
     serve(

@@ -18,7 +18,8 @@ from pydantic import BaseModel
 from exporters.bundle import manifest_json, package_bundle, verify_bundle
 from offboarding.audit import AuditTrail
 from offboarding.config import Settings, validate_tenant_id
-from offboarding.errors import IntegrityError
+from offboarding.errors import IntegrityError, IsolationBreachError
+from offboarding.incidents import check_export_isolation, record_incident
 from offboarding.locations import EXPORT_ORDER, get_location, scratch_dir
 from offboarding.locations.base import write_case_report
 from offboarding.locations.postgres import PostgresLocation
@@ -118,7 +119,11 @@ def inventory_of(settings: Settings, case: CaseRef) -> Inventory:
 
 
 def take_inventory(settings: Settings, case: CaseRef) -> Inventory:
-    inventory = inventory_of(settings, case)
+    try:
+        inventory = inventory_of(settings, case)
+    except IsolationBreachError as breach:
+        record_incident(settings, case, breach, stage="inventory")
+        raise
     _trail(settings, case).record(
         "inventory",
         {loc.location: {"items": loc.items, "bytes": loc.bytes} for loc in inventory.locations}
@@ -141,7 +146,13 @@ def export_snapshot(settings: Settings, case: CaseRef, inventory: Inventory) -> 
         snapshot_time = snapshot_time or result.snapshot_time
     if snapshot_time is None:
         raise IntegrityError(f"tenant {case.tenant!r}: no location produced a snapshot time")
-    return ExportResult(parts=parts, snapshot_time=snapshot_time)
+    exported = ExportResult(parts=parts, snapshot_time=snapshot_time)
+    try:
+        check_export_isolation(settings, case, inventory, exported, str(scratch))
+    except IsolationBreachError as breach:
+        record_incident(settings, case, breach, stage="export")
+        raise
+    return exported
 
 
 def _bundle_base(case: CaseRef) -> str:

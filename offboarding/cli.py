@@ -169,6 +169,86 @@ def _watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backup(args: argparse.Namespace) -> int:
+    from offboarding.backup import take_backup
+    from offboarding.config import Settings
+    from offboarding.registry import TenantRegistry
+
+    settings = Settings()
+    for tenant in args.tenant or TenantRegistry(settings).tenants(status="active"):
+        result = take_backup(settings, tenant)
+        print(
+            f"{tenant}: backup {result.backup_id} ({result.rows} rows, {result.files} files, "
+            f"key {result.key_id}) in {', '.join(result.locations)}"
+        )
+    return 0
+
+
+def _restore_check(args: argparse.Namespace) -> int:
+    from offboarding.backup import restore_check
+    from offboarding.config import Settings
+
+    for check in restore_check(Settings(), args.tenant):
+        print(
+            f"OK {check.location}: backup {check.backup_id} of {check.taken_at:%Y-%m-%d %H:%M} "
+            f"UTC decrypts and verifies ({check.entries} entries, {check.rows} rows)"
+        )
+    return 0
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from offboarding.config import Settings
+    from offboarding.evidence import verify_archive
+    from offboarding.signing import load_public_key
+    from offboarding.store import open_store
+
+    url = args.archive or Settings().store_url("archive")
+    if "://" not in url:
+        url = Path(url).resolve().as_uri()
+    store = open_store(url)
+    if args.public_key:
+        public_pem = Path(args.public_key).read_bytes()
+    else:
+        keys = sorted(o.key for o in store.list_objects("keys/") if o.key.endswith(".pem"))
+        if len(keys) != 1:
+            print("error: give --public-key (the operator's published key)", file=sys.stderr)
+            return 2
+        with store.open_read(keys[0]) as handle:
+            public_pem = handle.read()
+        print(
+            "note: checked against the key stored in the archive, which proves integrity but "
+            "not origin; pass --public-key with the operator's published key",
+            file=sys.stderr,
+        )
+    try:
+        report = verify_archive(store, load_public_key(public_pem))
+    except IntegrityError as error:
+        print(f"FAILED: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"OK: {report.cases} case chain(s), {report.events} events, {report.certificates} "
+        f"certificate(s) and {report.reports} report(s) verify and agree with their chains"
+    )
+    return 0
+
+
+def _deadlines(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from offboarding.config import Settings
+    from offboarding.deadlines import case_deadlines
+
+    cases = case_deadlines(Settings(), datetime.now(UTC))
+    if args.json:
+        print(json.dumps([c.__dict__ | {"flagged": c.flagged} for c in cases], default=str))
+    else:
+        for c in cases:
+            deadline = f"{c.deadline:%Y-%m-%d %H:%M}" if c.deadline else "-"
+            mark = "!" if c.flagged else " "
+            print(f"{mark} {c.case_id:<28} {c.status:<15} deadline {deadline:<17} {c.note}")
+    return 1 if any(c.status == "overdue" for c in cases) else 0
+
+
 def _inventory(args: argparse.Namespace) -> int:
     from offboarding.case import dry_run_inventory
     from offboarding.config import Settings
@@ -252,6 +332,29 @@ def build_parser() -> argparse.ArgumentParser:
     serve_links.add_argument("--host", default="127.0.0.1")
     serve_links.add_argument("--port", type=int, default=8765)
     serve_links.set_defaults(run=_serve_links)
+
+    backup = commands.add_parser("backup", help="back up tenants now (default: every active one)")
+    backup.add_argument("tenant", nargs="*")
+    backup.set_defaults(run=_backup)
+
+    restore = commands.add_parser(
+        "restore-check", help="decrypt and verify the newest backup in every location"
+    )
+    restore.add_argument("tenant")
+    restore.set_defaults(run=_restore_check)
+
+    audit = commands.add_parser("audit", help="auditors' checks of the archive")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    audit_verify = audit_commands.add_parser(
+        "verify", help="check every signature, chain and certificate, offline"
+    )
+    audit_verify.add_argument("archive", nargs="?", help="archive directory or store URL")
+    audit_verify.add_argument("--public-key", help="the operator's published public key (PEM)")
+    audit_verify.set_defaults(run=_audit_verify)
+
+    deadlines = commands.add_parser("deadlines", help="every case against its 90-day deadline")
+    deadlines.add_argument("--json", action="store_true")
+    deadlines.set_defaults(run=_deadlines)
 
     watch = commands.add_parser("watch", help="follow up waiting cases once (reminders, expiry)")
     watch.set_defaults(run=_watch)

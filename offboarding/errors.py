@@ -62,7 +62,12 @@ class IntegrityError(OffboardingError):
 
 
 class IsolationBreachError(OffboardingError):
-    """Another tenant's data was found where only this tenant's data belongs."""
+    """Another tenant's data where only this tenant's belongs: the case stops and an incident
+    is recorded (clause 2.2.4). `facts` carries what the incident record needs."""
+
+    def __init__(self, message: str, facts: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.facts = facts or {}
 
 
 class DestructionIncompleteError(OffboardingError):

@@ -190,12 +190,22 @@ class Schedule:
     deadline: datetime
 
 
+# Time kept between the latest start of destruction and the deadline, for a run that fires
+# late or fails once and is retried.
+DESTRUCTION_MARGIN = timedelta(days=2)
+
+
 def destruction_schedule(
     acknowledged_at: datetime,
     grace: timedelta,
     limit: timedelta = CONTRACT_DESTRUCTION_LIMIT,
+    lead_time: timedelta = timedelta(0),
 ) -> Schedule:
-    """When destruction runs and when it must be done: never later than ack + 90 days."""
+    """When destruction runs and when it must be done: never later than ack + 90 days.
+
+    `lead_time` is how long after destruction some copies linger (soft-deleted objects, a key
+    whose destruction is scheduled): destruction starts early enough that they too are gone by
+    the deadline, with a margin for a late or retried run."""
     if acknowledged_at.tzinfo is None:
         raise DeadlineError("acknowledgement time must carry a time zone")
     if grace < timedelta(0):
@@ -205,4 +215,12 @@ def destruction_schedule(
             f"destruction {grace.days} days after acknowledgement would break the contract's "
             f"{limit.days}-day limit (clause 2.3.2): choose at most {limit.days} days"
         )
-    return Schedule(scheduled_for=acknowledged_at + grace, deadline=acknowledged_at + limit)
+    deadline = acknowledged_at + limit
+    if lead_time + DESTRUCTION_MARGIN >= limit:
+        raise DeadlineError(
+            f"copies linger {lead_time.days} days after destruction (soft delete, key "
+            f"destruction delay): with a {DESTRUCTION_MARGIN.days}-day margin that leaves no time "
+            f"within the {limit.days}-day limit; shorten the retention or the key delay"
+        )
+    latest_start = deadline - lead_time - DESTRUCTION_MARGIN
+    return Schedule(scheduled_for=min(acknowledged_at + grace, latest_start), deadline=deadline)

@@ -68,6 +68,17 @@ class TenantRegistry:
             )
         return TenantRecord(**row)
 
+    def tenants(self, status: str | None = None) -> list[str]:
+        """Tenant ids, optionally only those with `status` ('active', 'frozen', 'destroyed')."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                sql.SQL(
+                    "SELECT id FROM {} WHERE %s::text IS NULL OR status = %s ORDER BY id"
+                ).format(_table(self.settings)),
+                (status, status),
+            ).fetchall()
+        return [str(row["id"]) for row in rows]
+
     def freeze(self, tenant: str) -> TenantRecord:
         """Make the tenant read-only for the platform; idempotent, refused once destroyed."""
         record = self.get(tenant)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from offboarding import case as stages
+from offboarding import destruction
 from offboarding.config import Settings
 from offboarding.delivery import deliver
+from offboarding.locations import DESTRUCTION_ORDER
 from offboarding.records import CaseRef, Delivery, Inventory
 from offboarding.store import open_store
 from tests.conftest import Platform
@@ -26,3 +29,20 @@ def export_and_deliver(
     delivery = deliver(settings, case, bundle, flow_run_id=str(uuid.uuid4()))
     store_root = Path(open_store(delivery.store_url).url.removeprefix("file://"))
     return inventory, delivery, store_root / delivery.parts[0].key
+
+
+def destroy_everything(
+    platform: Platform, case: CaseRef, settings: Settings | None = None
+) -> destruction.ArchivedCertificate:
+    """The destroy flow's steps, in its order, without the orchestrator."""
+    settings = settings or platform.settings
+    now = datetime.now(UTC)
+    destruction.check_legal_hold(settings, case)
+    before = destruction.neighbours_digests(settings, case)
+    removals = {n: destruction.destroy_location(settings, case, n) for n in DESTRUCTION_ORDER}
+    remaining = {n: destruction.verify_location(settings, case, n) for n in DESTRUCTION_ORDER}
+    after = destruction.neighbours_digests(settings, case)
+    return destruction.certify(
+        settings, case, acknowledged_at=now, deadline=now + timedelta(days=90), started_at=now,
+        removals=removals, remaining=remaining, neighbours_before=before, neighbours_after=after,
+    )  # fmt: skip

@@ -4,7 +4,7 @@ location emptied, neighbours byte-identical, certificate signed, legal hold resp
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import jsonschema
@@ -13,30 +13,15 @@ import pytest
 from offboarding import destruction as stages
 from offboarding.audit import AuditTrail, verify_chain
 from offboarding.errors import DestructionIncompleteError, LegalHoldError
-from offboarding.locations import DESTRUCTION_ORDER, Remaining
-from offboarding.records import CaseRef
+from offboarding.locations import Remaining
 from offboarding.registry import TenantRegistry
 from offboarding.signing import Signer, load_public_key, verify_signature
 from offboarding.store import open_store
 from tests.conftest import Platform
-from tests.helpers import export_and_deliver
+from tests.helpers import destroy_everything, export_and_deliver
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 NEIGHBOURS = ("acme-corp", "globex", "initech")
-
-
-def destroy_everything(platform: Platform, case: CaseRef) -> stages.ArchivedCertificate:
-    settings = platform.settings
-    now = datetime.now(UTC)
-    stages.check_legal_hold(settings, case)
-    before = stages.neighbours_digests(settings, case)
-    removals = {n: stages.destroy_location(settings, case, n) for n in DESTRUCTION_ORDER}
-    remaining = {n: stages.verify_location(settings, case, n) for n in DESTRUCTION_ORDER}
-    after = stages.neighbours_digests(settings, case)
-    return stages.certify(
-        settings, case, acknowledged_at=now, deadline=now + timedelta(days=90), started_at=now,
-        removals=removals, remaining=remaining, neighbours_before=before, neighbours_after=after,
-    )  # fmt: skip
 
 
 def test_destruction_empties_every_location_and_spares_the_neighbours(platform: Platform) -> None:

@@ -118,3 +118,16 @@ def test_a_grace_beyond_90_days_is_refused() -> None:
 def test_a_naive_acknowledgement_time_is_refused() -> None:
     with pytest.raises(DeadlineError, match="time zone"):
         schedule(ACK.replace(tzinfo=None), timedelta(days=1))
+
+
+def test_destruction_starts_early_enough_for_copies_that_linger_and_keeps_a_margin() -> None:
+    asked_90 = schedule(ACK, timedelta(days=90))
+    assert asked_90.scheduled_for == ACK + timedelta(days=88)  # never at the deadline itself
+    kms = schedule(ACK, timedelta(days=80), lead_time=timedelta(days=30))  # key destroy delay
+    assert kms.scheduled_for == ACK + timedelta(days=58)
+    assert kms.deadline == ACK + timedelta(days=90)
+    assert schedule(ACK, timedelta(days=10), lead_time=timedelta(days=7)).scheduled_for == (
+        ACK + timedelta(days=10)
+    )
+    with pytest.raises(DeadlineError, match="no time"):
+        schedule(ACK, timedelta(days=1), lead_time=timedelta(days=89))

@@ -50,10 +50,19 @@ class FilesLocation:
             k for k in referenced if k.startswith(TENANTS_ROOT) and not k.startswith(prefix)
         )
         if foreign:
+            owners = sorted({key.split("/")[1] for key in foreign})
             raise IsolationBreachError(
                 f"rows of tenant {case.tenant!r} reference {len(foreign)} object(s) under another "
-                f"tenant's prefix (first: {foreign[0].split('/')[1]!r}'s): the case stops; record "
-                "an incident (clause 2.2.4) and correct the references before retrying"
+                f"tenant's prefix (first: {owners[0]!r}'s): the case stops and an incident is "
+                "recorded (clause 2.2.4); correct the references before retrying",
+                facts={
+                    "nature": "rows of the offboarded tenant reference files stored under other "
+                    "tenants' prefixes: exporting them would disclose those tenants' files",
+                    "affected_tenants": owners,
+                    "categories": ["uploaded files (documents, images)"],
+                    "approximate_records": len(foreign),
+                    "approximate_people": None,
+                },
             )
         items: list[FileItem] = []
         missing: list[str] = []
