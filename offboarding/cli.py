@@ -29,6 +29,15 @@ def _demo(args: argparse.Namespace) -> int:
             ("link", result.link),
             ("public key", result.public_key),
             ("certificate", result.certificate),
+            ("report", result.report),
+            ("certificate verified", result.certificate_verified),
+            ("backup locations", ", ".join(result.backup_locations)),
+            (
+                "neighbours' backups",
+                "restore"
+                if result.neighbours_backups_restore
+                else result.neighbours_backups_restore,
+            ),
             ("remaining", result.remaining),
             ("neighbours unchanged", result.neighbours_unchanged),
         ):

@@ -122,6 +122,29 @@ class GcsStore:
                 generation=blob.generation,
             )
 
+    def delete_every_generation(self, prefix: str) -> tuple[int, int]:
+        """Delete the live and every noncurrent generation under the prefix; return (objects,
+        bytes) deleted. Soft-deleted copies cannot be removed early: see `soft_deleted`."""
+        from google.api_core.exceptions import NotFound
+
+        count = size = 0
+        for blob in list(self._list(prefix, versions=True)):
+            try:
+                self.bucket.blob(blob.name, generation=blob.generation).delete()
+            except NotFound:
+                continue  # gone meanwhile (a rerun, or a concurrent delete)
+            count += 1
+            size += int(blob.size or 0)
+        return count, size
+
+    def soft_deleted(self, prefix: str) -> list[datetime]:
+        """When each soft-deleted copy under the prefix is deleted for good."""
+        return [
+            blob.hard_delete_time
+            for blob in self._list(prefix, soft_deleted=True)
+            if blob.hard_delete_time is not None
+        ]
+
     def exists(self, key: str) -> bool:
         return bool(self._blob(key).exists())
 

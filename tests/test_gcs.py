@@ -29,7 +29,7 @@ from offboarding.services import GcsEmulator
 from offboarding.signing import Signer
 from offboarding.store import open_store
 from tests.conftest import Platform
-from tests.helpers import export_and_deliver
+from tests.helpers import destroy_everything, export_and_deliver
 
 
 @pytest.fixture(scope="session")
@@ -225,3 +225,33 @@ def test_tenant_files_on_cloud_storage_are_exported_at_the_inventoried_generatio
     expected = sorted(o.sha256 for o in platform.files.list_objects("tenants/acme/"))
     report = verify_bundle([bundle], Signer.load_or_create(settings.keys_dir).public_pem)
     assert sorted(e.sha256 for e in report.manifest.entries if e.kind == "file") == expected
+
+
+def test_destruction_on_cloud_storage_removes_every_generation_and_dates_soft_deleted_copies(
+    platform: Platform, gcs: storage.Client, bucket: str
+) -> None:
+    files = GcsStore(f"gs://{bucket}/files")
+    for info in platform.files.list_objects("tenants/"):
+        with platform.files.open_read(info.key) as handle:
+            files.put_bytes(info.key, handle.read())
+    settings = Settings(
+        home=platform.settings.home, database_url=platform.dsn, files_url=f"gs://{bucket}/files"
+    )
+    neighbours = sorted(o.key for o in files.list_objects("tenants/acme-corp/"))
+    case = platform.case("acme")
+    export_and_deliver(platform, case, settings)
+    archived = destroy_everything(platform, case, settings)
+
+    assert list(files.list_versions("tenants/acme/")) == []
+    assert sorted(o.key for o in files.list_objects("tenants/acme-corp/")) == neighbours
+    lingering = files.soft_deleted("tenants/acme/")
+    assert lingering  # the emulator keeps soft-deleted copies, as Cloud Storage does
+
+    archive = open_store(settings.store_url("archive"))
+    with archive.open_read(archived.key) as body:
+        certificate = json.loads(body.read())
+    evidence = next(loc for loc in certificate["locations"] if loc["location"] == "files")
+    assert evidence["remaining"] == 0
+    assert datetime.fromisoformat(evidence["pending_until"]) == max(lingering)
+    assert datetime.fromisoformat(certificate["all_copies_gone_by"]) == max(lingering)
+    assert "soft-deleted copies, unrecoverable from" in evidence["verification"]

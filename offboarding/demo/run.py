@@ -108,8 +108,8 @@ class DemoEnvironment:
                 if not self.runner.running():
                     raise ServiceError(f"the runner exited:\n{self.runner.log_tail()}")
                 try:
-                    client.read_deployment_by_name("destroy/destroy")
-                    client.read_deployment_by_name("offboard/offboard")
+                    for name in ("destroy/destroy", "offboard/offboard", "backup/backup"):
+                        client.read_deployment_by_name(name)
                     return
                 except ObjectNotFound:
                     time.sleep(0.5)
@@ -178,6 +178,11 @@ class DemoResult:
     link: str | None = None
     certificate: str | None = None
     public_key: str | None = None
+    report: str | None = None
+    certificate_verified: bool | None = None
+    backup_locations: list[str] = field(default_factory=list)
+    backups_before: int = 0
+    neighbours_backups_restore: bool | None = None
     remaining: dict[str, int] = field(default_factory=dict)
     neighbours_unchanged: bool | None = None
     case_id: str | None = None
@@ -196,6 +201,11 @@ class DemoResult:
             "link": self.link,
             "certificate": self.certificate,
             "public_key": self.public_key,
+            "report": self.report,
+            "certificate_verified": self.certificate_verified,
+            "backup_locations": self.backup_locations,
+            "backups_before": self.backups_before,
+            "neighbours_backups_restore": self.neighbours_backups_restore,
             "remaining": self.remaining,
             "neighbours_unchanged": self.neighbours_unchanged,
             "ok": self.ok,
@@ -228,9 +238,11 @@ def _run_case(
 
     from exporters.bundle import verify_bundle
     from offboarding.audit import AuditTrail, verify_chain
+    from offboarding.backup import restore_check
     from offboarding.config import Settings
     from offboarding.demo import platform
-    from offboarding.destruction import certificate_key
+    from offboarding.destruction import certificate_key, report_key
+    from offboarding.evidence import verify_archive
     from offboarding.locations import DESTRUCTION_ORDER, get_location
     from offboarding.records import CaseRef
     from offboarding.signing import Signer, load_public_key, verify_signature
@@ -240,6 +252,19 @@ def _run_case(
     files = open_store(settings.store_url("files"))
     neighbours = [t for t in platform.tenant_ids(env.pg.dsn) if t != DEMO_TENANT]
     before = {t: platform.tenant_fingerprint(env.pg.dsn, files, t) for t in neighbours}
+
+    say("backing up every tenant (the platform's daily backup flow, through Prefect)")
+    backup_run = run_deployment("backup/backup", timeout=0, as_subflow=False)
+    assert isinstance(backup_run, FlowRun)
+    wait_for_state(backup_run.id, {"COMPLETED"}, timeout=150, runner=env.runner)
+    result.backup_locations = settings.backup_store_urls()
+    result.backups_before = (
+        get_location("backups", settings)
+        .inventory(CaseRef(tenant=DEMO_TENANT, case_id=f"{DEMO_TENANT}-000000000000"))
+        .items
+    )
+    say(f"{result.backups_before} encrypted backup objects of {DEMO_TENANT} in "
+        f"{len(result.backup_locations)} locations")  # fmt: skip
 
     say(f"starting the offboarding case of {DEMO_TENANT!r}")
     run = run_deployment(
@@ -283,6 +308,18 @@ def _run_case(
         result.errors.append("the certificate's signature does not verify")
     verify_chain(trail.events(), public_key)
     result.certificate = str(Path(archive.url.removeprefix("file://")) / key)
+    result.report = str(Path(archive.url.removeprefix("file://")) / report_key(case))
+    try:  # what an auditor runs: every signature, chain and certificate in the archive
+        verify_archive(archive, public_key)
+        result.certificate_verified = True
+    except OffboardingError as error:
+        result.certificate_verified = False
+        result.errors.append(f"audit verification failed: {error}")
+    try:
+        result.neighbours_backups_restore = all(restore_check(settings, t) for t in neighbours)
+    except OffboardingError as error:
+        result.neighbours_backups_restore = False
+        result.errors.append(f"a neighbour's backup no longer restores: {error}")
 
     located = {
         str(name): get_location(name, settings).verify(case).items for name in DESTRUCTION_ORDER

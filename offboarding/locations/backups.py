@@ -49,8 +49,10 @@ class BackupsLocation:
 
     def verify(self, case: CaseRef) -> Remaining:
         counts = [count_prefix(store, backup_prefix(case.tenant)) for store in self.stores]
+        pending = [c.pending_until for c in counts if c.pending_until]
         return Remaining(
             items=sum(c.items for c in counts),
+            pending_until=max(pending) if pending else None,
             verification="; ".join(
                 f"{store.url}: {c.verification}"
                 for store, c in zip(self.stores, counts, strict=True)

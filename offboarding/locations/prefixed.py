@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from offboarding.gcs import GcsStore
 from offboarding.locations.base import Remaining, Removal
 from offboarding.store import ObjectStore
 
@@ -12,6 +13,14 @@ __all__ = ["count_prefix", "delete_prefix", "digest_outside_prefix"]
 
 
 def delete_prefix(store: ObjectStore, prefix: str, technique: str) -> Removal:
+    if isinstance(store, GcsStore):  # every generation, not only the live one
+        count, size = store.delete_every_generation(prefix)
+        return Removal(
+            items_before=count,
+            bytes_before=size,
+            items_removed=count,
+            technique=(technique + "; " if technique else "") + "every object generation",
+        )
     objects = list(store.list_objects(prefix))
     removed = sum(1 for o in objects if store.delete(o.key))
     return Removal(
@@ -23,8 +32,25 @@ def delete_prefix(store: ObjectStore, prefix: str, technique: str) -> Removal:
 
 
 def count_prefix(store: ObjectStore, prefix: str) -> Remaining:
-    left = sum(1 for _ in store.list_objects(prefix))
-    return Remaining(items=left, verification=f"listing of {prefix}: {left} objects")
+    """What is left under the prefix: live objects (and on Cloud Storage, noncurrent
+    generations too); soft-deleted copies are not counted as left but dated."""
+    if not isinstance(store, GcsStore):
+        left = sum(1 for _ in store.list_objects(prefix))
+        return Remaining(items=left, verification=f"listing of {prefix}: {left} objects")
+    left = sum(1 for _ in store.list_versions(prefix))
+    lingering = store.soft_deleted(prefix)
+    gone_by = max(lingering) if lingering else None
+    return Remaining(
+        items=left,
+        verification=f"listing of {prefix} with every generation: {left} objects; "
+        + (
+            f"{len(lingering)} soft-deleted copies, unrecoverable from {gone_by:%Y-%m-%d %H:%M} UTC"
+            if gone_by
+            else "no soft-deleted copies"
+        ),
+        pending_until=gone_by,
+        details={"soft_deleted": str(len(lingering))},
+    )
 
 
 def digest_outside_prefix(store: ObjectStore, root: str, own: str) -> str:
