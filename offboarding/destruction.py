@@ -95,6 +95,8 @@ _VERIFICATION_METHODS = {
     "backups": "listing of the tenant's backup prefix in every backup location",
     "keys": "key state in the keyring, and an attempt to decrypt the key's canary",
     "scratch": "listing of the tenant's scratch directory on the worker",
+    "orchestrator": "scan of Prefect's result storage for the tenant's contact address and "
+    "object keys",
 }
 
 
@@ -110,6 +112,7 @@ def _media(settings: Settings, name: str) -> str:
         "backups": "backup locations " + ", ".join(settings.backup_store_urls()),
         "keys": f"keyring {settings.keyring_url}",
         "scratch": f"worker scratch space {settings.scratch_root}",
+        "orchestrator": "Prefect result storage of the worker",
     }.get(name, name)
 
 

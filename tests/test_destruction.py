@@ -50,6 +50,7 @@ def test_destruction_empties_every_location_and_spares_the_neighbours(platform: 
     jsonschema.validate(document, json.loads((SCHEMA_DIR / "certificate.schema.json").read_text()))
     assert {loc["location"]: loc["remaining"] for loc in document["locations"]} == {
         "bundles": 0, "files": 0, "postgres": 0, "backups": 0, "keys": 0, "scratch": 0,
+        "orchestrator": 0,
     }  # fmt: skip
     postgres = next(loc for loc in document["locations"] if loc["location"] == "postgres")
     assert postgres["items_before"] == document["inventory_rows"] - 1  # the registry row stays
@@ -113,3 +114,24 @@ def test_threaded_rows_are_deleted_leaves_first_in_small_batches(platform: Platf
     removal = stages.destroy_location(settings, case, "postgres")
     assert stages.verify_location(settings, case, "postgres").items == 0
     assert removal.items_removed == removal.items_before
+
+
+def test_tenant_data_found_in_prefects_result_storage_blocks_the_certificate(
+    platform: Platform, tmp_path: Path
+) -> None:
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+
+    from offboarding.locations import get_location
+
+    storage = tmp_path / "prefect-storage"
+    storage.mkdir()
+    (storage / "clean-result").write_bytes(b'{"rows": 12, "sha256": "ab12"}')
+    case = platform.case("acme")
+    with temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: storage}):
+        location = get_location("orchestrator", platform.settings)
+        assert location.verify(case).items == 0
+        (storage / "leaky-result").write_bytes(b'{"key": "tenants/acme/documents/cv.pdf"}')
+        assert location.verify(case).items == 1
+        export_and_deliver(platform, case)
+        with pytest.raises(DestructionIncompleteError, match="orchestrator"):
+            destroy_everything(platform, case)

@@ -16,6 +16,7 @@ from offboarding.locations.base import DataLocation, LocationExport, Remaining, 
 from offboarding.locations.bundles import BundlesLocation
 from offboarding.locations.keys import KeysLocation
 from offboarding.locations.objects import FilesLocation
+from offboarding.locations.orchestrator import OrchestratorLocation
 from offboarding.locations.postgres import PostgresLocation
 from offboarding.locations.scratch import ScratchLocation
 
@@ -39,6 +40,7 @@ class LocationKind(StrEnum):
     BACKUPS = "backups"
     KEYS = "keys"
     SCRATCH = "scratch"
+    ORCHESTRATOR = "orchestrator"
 
 
 _LOCATIONS: dict[LocationKind, Callable[[Settings], DataLocation]] = {
@@ -48,6 +50,7 @@ _LOCATIONS: dict[LocationKind, Callable[[Settings], DataLocation]] = {
     LocationKind.BACKUPS: BackupsLocation,
     LocationKind.KEYS: KeysLocation,
     LocationKind.SCRATCH: ScratchLocation,
+    LocationKind.ORCHESTRATOR: OrchestratorLocation,
 }
 
 # What the client receives comes from these; the others only hold copies.
@@ -62,6 +65,7 @@ DESTRUCTION_ORDER = (
     LocationKind.BACKUPS,
     LocationKind.KEYS,
     LocationKind.SCRATCH,
+    LocationKind.ORCHESTRATOR,  # checked, never written: Prefect holds no tenant data
 )
 
 

@@ -1,0 +1,71 @@
+"""Prefect's own result storage. By design it never holds tenant data (tasks return references,
+counts and digests), so there is nothing to delete; destruction still scans it, so the
+certificate can say so rather than assume it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from offboarding.config import Settings
+from offboarding.locations.base import LocationExport, Remaining, Removal
+from offboarding.locations.objects import tenant_prefix
+from offboarding.records import CaseRef, LocationInventory
+from offboarding.registry import TenantRegistry
+
+__all__ = ["OrchestratorLocation"]
+
+_MAX_SCAN_BYTES = 64 * 1024 * 1024  # result files are small; a huge one is read in part
+
+
+class OrchestratorLocation:
+    name = "orchestrator"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def _root(self) -> Path:
+        from prefect.settings import get_current_settings
+
+        return Path(get_current_settings().results.local_storage_path).expanduser()
+
+    def _markers(self, case: CaseRef) -> list[bytes]:
+        """What would betray tenant data: the contact's address, and object keys (file names)."""
+        contact = TenantRegistry(self.settings).get(case.tenant).contact_email
+        return [m.encode() for m in (contact, tenant_prefix(case.tenant)) if m]
+
+    def _hits(self, case: CaseRef) -> tuple[int, int]:
+        root = self._root()
+        files = [p for p in root.rglob("*") if p.is_file()] if root.is_dir() else []
+        markers = self._markers(case)
+        hits = 0
+        for path in files:
+            with path.open("rb") as handle:
+                content = handle.read(_MAX_SCAN_BYTES)
+            hits += any(marker in content for marker in markers)
+        return len(files), hits
+
+    def inventory(self, case: CaseRef) -> LocationInventory:
+        return LocationInventory(location=self.name, items=self._hits(case)[1], bytes=0)
+
+    def export(self, case: CaseRef, inventory: LocationInventory, scratch: Path) -> LocationExport:
+        return LocationExport(parts=[])
+
+    def destroy(self, case: CaseRef) -> Removal:
+        return Removal(
+            items_before=0,
+            bytes_before=0,
+            items_removed=0,
+            technique="nothing to remove: the flows pass references, counts and digests only; "
+            "Prefect's result storage is scanned at verification",
+        )
+
+    def verify(self, case: CaseRef) -> Remaining:
+        scanned, hits = self._hits(case)
+        return Remaining(
+            items=hits,
+            verification=f"scanned {scanned} result files under {self._root()} for the tenant's "
+            f"contact address and object keys: {hits} hold any",
+        )
+
+    def neighbours_digest(self, case: CaseRef) -> str:
+        return "not applicable: holds no tenant data"
