@@ -89,7 +89,7 @@ def _trail(settings: Settings, case: CaseRef) -> AuditTrail:
 
 
 def freeze(settings: Settings, case: CaseRef) -> datetime:
-    record = TenantRegistry(settings).freeze(case.tenant)
+    record = TenantRegistry(settings).freeze(case.tenant, case.case_id)
     assert record.frozen_at is not None
     _trail(settings, case).record(
         "frozen", {"frozen_at": record.frozen_at.isoformat(), "region": record.region},

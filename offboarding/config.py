@@ -61,7 +61,9 @@ class Settings(BaseSettings):
     )
     registry_table: str = Field(
         default="public.tenants",
-        description="schema.table of the tenants registry (id, region, status, legal_hold...).",
+        description="schema.table of the tenants registry (id, name, region, status, legal_hold, "
+        "legal_hold_reason, contact_email, frozen_at, offboarding_case, destroyed_at, "
+        "contact_delete_after).",
     )
     global_tables: dict[str, str] = Field(
         default={"public.plans": "plan catalogue shared by all tenants; holds no tenant data"},

@@ -3,6 +3,7 @@
     OffboardingError                 base: the case stops, the message says what to fix
     ├── ConfigurationError           a setting is missing or malformed
     ├── TenantError                  the tenant id is invalid, unknown, or in the wrong state
+    │   ├── DuplicateCaseError       the tenant already has a case: no second one opens
     │   └── LegalHoldError           the tenant is on legal hold: destruction refused
     ├── UnclassifiedDataError        a table or object nobody classified (fail closed)
     ├── MissingDataError             a row references a file that is not there
@@ -10,6 +11,7 @@
     ├── IsolationBreachError         another tenant's data where only this tenant's belongs
     ├── DestructionIncompleteError   a location still holds the tenant's data after destruction
     ├── DeadlineError                a schedule would break the 90-day destruction limit
+    ├── KeyDestroyedError            the tenant's data key is gone (crypto-shredded)
     └── ServiceError                 a service (database, Prefect server) failed to start or answer
 
 Messages name the tenant, the location and the fix, because the reader is an operator in the
@@ -22,8 +24,10 @@ __all__ = [
     "ConfigurationError",
     "DeadlineError",
     "DestructionIncompleteError",
+    "DuplicateCaseError",
     "IntegrityError",
     "IsolationBreachError",
+    "KeyDestroyedError",
     "LegalHoldError",
     "MissingDataError",
     "OffboardingError",
@@ -43,6 +47,14 @@ class ConfigurationError(OffboardingError):
 
 class TenantError(OffboardingError):
     """The tenant id is invalid, unknown, or the tenant is in a state that forbids the step."""
+
+
+class DuplicateCaseError(TenantError):
+    """The tenant already has an offboarding case: a second one is not opened."""
+
+    def __init__(self, message: str, existing_case: str) -> None:
+        super().__init__(message)
+        self.existing_case = existing_case
 
 
 class LegalHoldError(TenantError):

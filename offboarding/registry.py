@@ -15,7 +15,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from offboarding.config import Settings, validate_tenant_id
-from offboarding.errors import LegalHoldError, TenantError
+from offboarding.errors import DuplicateCaseError, LegalHoldError, TenantError
 
 __all__ = ["TenantRecord", "TenantRegistry"]
 
@@ -32,6 +32,7 @@ class TenantRecord:
     legal_hold_reason: str | None
     contact_email: str | None
     frozen_at: datetime | None
+    offboarding_case: str | None = None
 
     @property
     def contact_domain(self) -> str:
@@ -57,7 +58,7 @@ class TenantRegistry:
             row = conn.execute(
                 sql.SQL(
                     "SELECT id, name, region, status, legal_hold, legal_hold_reason, "
-                    "contact_email, frozen_at FROM {} WHERE id = %s"
+                    "contact_email, frozen_at, offboarding_case FROM {} WHERE id = %s"
                 ).format(_table(self.settings)),
                 (tenant,),
             ).fetchone()
@@ -79,20 +80,30 @@ class TenantRegistry:
             ).fetchall()
         return [str(row["id"]) for row in rows]
 
-    def freeze(self, tenant: str) -> TenantRecord:
-        """Make the tenant read-only for the platform; idempotent, refused once destroyed."""
+    def freeze(self, tenant: str, case_id: str) -> TenantRecord:
+        """Make the tenant read-only for the platform and the case its only case: idempotent
+        for that case, refused for a second one (two events never open two cases) and once
+        destroyed. One UPDATE, so two cases starting at once cannot both win."""
         record = self.get(tenant)
         if record.status == "destroyed":
             raise TenantError(
                 f"tenant {tenant!r} was already offboarded and destroyed: nothing to export"
             )
         with self._connect() as conn:
-            conn.execute(
+            row = conn.execute(
                 sql.SQL(
-                    "UPDATE {} SET status = 'frozen', frozen_at = coalesce(frozen_at, now()) "
-                    "WHERE id = %s"
+                    "UPDATE {} SET status = 'frozen', frozen_at = coalesce(frozen_at, now()), "
+                    "offboarding_case = coalesce(offboarding_case, %s) WHERE id = %s "
+                    "RETURNING offboarding_case"
                 ).format(_table(self.settings)),
-                (tenant,),
+                (case_id, tenant),
+            ).fetchone()
+        owner = row["offboarding_case"] if row else None
+        if owner != case_id:
+            raise DuplicateCaseError(
+                f"tenant {tenant!r} already has offboarding case {owner}: no second case is "
+                "opened. Follow that case in the Prefect UI",
+                existing_case=str(owner),
             )
         return self.get(tenant)
 

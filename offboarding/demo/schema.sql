@@ -20,6 +20,7 @@ CREATE TABLE tenants (
     plan_id text REFERENCES plans (id),
     created_at timestamptz NOT NULL DEFAULT now(),
     frozen_at timestamptz,
+    offboarding_case text,
     destroyed_at timestamptz,
     contact_delete_after date
 );
