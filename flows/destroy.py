@@ -11,10 +11,19 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency
+from prefect.runtime import flow_run
 
 from offboarding import destruction as stages
 from offboarding.config import Settings, validate_tenant_id
 from offboarding.locations import DESTRUCTION_ORDER, Remaining, Removal
+from offboarding.orchestration import (
+    DESTRUCTION_LIMIT_NAME,
+    Progress,
+    link_to_certificate,
+    publish_case_summary,
+    publish_table,
+)
 from offboarding.records import CaseRef
 
 
@@ -43,22 +52,47 @@ def verify_location(case: CaseRef, location: str) -> Remaining:
 
 @task(name="certify", task_run_name="certify-{case.tenant}")
 def certify(case: CaseRef, **evidence: Any) -> str:
-    archived = stages.certify(Settings(), case, **evidence)
+    settings = Settings()
+    archived = stages.certify(settings, case, performed_by=f"flow run {flow_run.id}", **evidence)
     get_run_logger().info("certificate of destruction archived as %s", archived.key)
+    archive_url = settings.store_url("archive").rstrip("/")
+    link_to_certificate(case, f"{archive_url}/{archived.key}")
     return archived.key
 
 
 @flow(name="destroy", flow_run_name="destroy-{tenant}", persist_result=True)
 def destroy(tenant: str, case_id: str, acknowledged_at: datetime, deadline: datetime) -> str:
-    """Destroy every copy of the tenant's data, prove it, and archive a signed certificate."""
+    """Destroy every copy of the tenant's data, prove it, and archive a signed certificate.
+
+    Normally scheduled by the offboard flow; never start it by hand for a case that has not
+    been acknowledged.
+    """
     case = CaseRef(tenant=validate_tenant_id(tenant), case_id=case_id)
     started_at = datetime.now(UTC)
+    steps = [f"destroy {n}" for n in DESTRUCTION_ORDER] + [f"verify {n}" for n in DESTRUCTION_ORDER]
+    progress = Progress([*steps, "certify"]).start(case, "destroy")
     check_legal_hold(case)
-    before = fingerprint_neighbours(case, "before")
-    removals = {name: destroy_location(case, name) for name in DESTRUCTION_ORDER}
-    remaining = {name: verify_location(case, name) for name in DESTRUCTION_ORDER}
-    after = fingerprint_neighbours(case, "after")
-    return certify(
+    # A global limit caps destructions running at once (OFFBOARD_DESTRUCTION_CONCURRENCY).
+    with concurrency(DESTRUCTION_LIMIT_NAME, occupy=1):
+        before = fingerprint_neighbours(case, "before")
+        removals = {}
+        for name in DESTRUCTION_ORDER:
+            removals[name] = destroy_location(case, name)
+            progress.done(f"destroy {name}")
+        remaining = {}
+        for name in DESTRUCTION_ORDER:
+            remaining[name] = verify_location(case, name)
+            progress.done(f"verify {name}")
+        after = fingerprint_neighbours(case, "after")
+    publish_table(
+        case, "destruction",
+        [{"location": n, "method": removals[n].method, "items before": removals[n].items_before,
+          "bytes before": removals[n].bytes_before, "removed": removals[n].items_removed,
+          "left": remaining[n].items, "lingering until": remaining[n].pending_until or "-",
+          "verification": remaining[n].verification} for n in DESTRUCTION_ORDER],
+        f"Per-location destruction evidence of case {case.case_id}",
+    )  # fmt: skip
+    key = certify(
         case,
         acknowledged_at=acknowledged_at,
         deadline=deadline,
@@ -68,3 +102,10 @@ def destroy(tenant: str, case_id: str, acknowledged_at: datetime, deadline: date
         neighbours_before=before,
         neighbours_after=after,
     )
+    progress.done("certify")
+    publish_case_summary(case, {
+        "tenant": tenant, "state": "destroyed and certified", "acknowledged at": acknowledged_at,
+        "deadline": deadline, "completed at": datetime.now(UTC), "certificate": key,
+        "neighbours unchanged": before == after,
+    }, title="Destruction of case")  # fmt: skip
+    return key

@@ -13,14 +13,25 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.client.schemas.objects import State
+from prefect.concurrency.sync import concurrency
 from prefect.flow_runs import suspend_flow_run
 from prefect.runtime import flow_run
+from prefect.states import Cancelled
 
 from flows.inputs import Acknowledgement
 from offboarding import case as stages
 from offboarding.audit import AuditTrail
 from offboarding.config import Settings
 from offboarding.delivery import deliver, delivery_status
+from offboarding.errors import DuplicateCaseError
+from offboarding.orchestration import (
+    EXPORT_LIMIT_NAME,
+    Progress,
+    inventory_rows,
+    publish_case_summary,
+    publish_table,
+)
 from offboarding.planning import destruction_schedule
 from offboarding.records import (
     BundleRef,
@@ -50,13 +61,19 @@ def take_inventory(case: CaseRef) -> StagedRecord:
         case.tenant, inventory.total_rows, len(inventory.tables), len(inventory.files),
         inventory.total_file_bytes,
     )  # fmt: skip
+    publish_table(
+        case, "inventory", inventory_rows(inventory),
+        f"What case {case.case_id} exports: tables with row counts and sizes, files in total",
+    )  # fmt: skip
     return stages.stage(settings, case, "inventory", inventory)
 
 
 @task(name="export", task_run_name="export-{case.tenant}", retries=1, retry_delay_seconds=5)
 def export_snapshot(case: CaseRef, inventory: StagedRecord) -> StagedRecord:
     settings = Settings()
-    exported = stages.export_snapshot(settings, case, stages.unstage(inventory, Inventory))
+    # A global limit caps how many cases read the database at once (OFFBOARD_EXPORT_CONCURRENCY).
+    with concurrency(EXPORT_LIMIT_NAME, occupy=1):
+        exported = stages.export_snapshot(settings, case, stages.unstage(inventory, Inventory))
     return stages.stage(settings, case, "export", exported)
 
 
@@ -161,18 +178,56 @@ def schedule_destruction(case: CaseRef, ack: Acknowledgement) -> DestructionSche
     )
 
 
+STEPS = ("freeze", "inventory", "export", "package", "verify", "deliver", "acknowledgement",
+         "schedule")  # fmt: skip
+
+
 @flow(name="offboard", flow_run_name="offboard-{tenant}", persist_result=True)
-def offboard(tenant: str) -> dict[str, Any]:
-    """Export a tenant's data, deliver it, wait for acknowledgement, schedule destruction."""
+def offboard(tenant: str, reason: str = "") -> dict[str, Any] | State:
+    """Export a tenant's data, deliver it, wait for acknowledgement, schedule destruction.
+
+    tenant: the tenant's id, exactly as in the tenants registry (e.g. acme-corp).
+    reason: why the contract ended (for the record; optional).
+    """
     case = stages.new_case(tenant, str(flow_run.id))
-    freeze_tenant(case)
+    progress = Progress(STEPS).start(case, "offboard")
+    try:
+        freeze_tenant(case)
+    except DuplicateCaseError as duplicate:  # a second event for the same tenant
+        get_run_logger().warning("%s", duplicate)
+        return Cancelled(message=f"duplicate: tenant {tenant} already has case "
+                                 f"{duplicate.existing_case}")  # fmt: skip
+    progress.done("freeze")
     inventory = take_inventory(case)
+    progress.done("inventory")
     exported = export_snapshot(case, inventory)
+    progress.done("export")
     bundle = package_bundle(case, inventory, exported)
+    progress.done("package")
     verify_bundle(case, bundle, inventory)
+    progress.done("verify")
     delivery = deliver_bundle(case, bundle, str(flow_run.id))
+    progress.done("deliver")
+    publish_case_summary(case, {
+        "tenant": tenant, "state": "waiting for the client's acknowledgement",
+        "delivered at": delivery.delivered_at, "links valid until": delivery.link_expires_at,
+        "bundle parts": len(delivery.parts), "rows": inventory.counts.get("rows", 0),
+        "files": inventory.counts.get("files", 0), "tables": inventory.counts.get("tables", 0),
+        "deemed delivered on": delivery.delivered_at + Settings().acknowledgement_timeout,
+    })  # fmt: skip
     ack = await_acknowledgement(case)
+    progress.done("acknowledgement")
     schedule = schedule_destruction(case, ack)
+    progress.done("schedule")
+    publish_case_summary(case, {
+        "tenant": tenant,
+        "state": "destruction scheduled" if schedule else "on legal hold: nothing scheduled",
+        "acknowledgement": "deemed delivered" if ack.deemed_delivered else "acknowledged",
+        "destruction scheduled for": schedule.scheduled_for if schedule else "-",
+        "deadline": schedule.deadline if schedule else "-",
+        "destruction run": schedule.flow_run_id if schedule else "-",
+        "rows": inventory.counts.get("rows", 0), "files": inventory.counts.get("files", 0),
+    })  # fmt: skip
     return {
         "case_id": case.case_id,
         "bundle_parts": [p.sha256 for p in delivery.parts],

@@ -178,6 +178,42 @@ def _watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _terminate(args: argparse.Namespace) -> int:
+    from offboarding.config import Settings, validate_tenant_id
+    from offboarding.orchestration import CONTRACT_TERMINATED, emit_contract_terminated
+
+    tenant = validate_tenant_id(args.tenant)
+    settings = Settings()
+    if settings.database_url:  # where the registry is reachable, refuse an unknown tenant now
+        from offboarding.registry import TenantRegistry
+
+        TenantRegistry(settings).get(tenant)
+    event_id = emit_contract_terminated(tenant, args.reason)
+    print(f"emitted {CONTRACT_TERMINATED} for {tenant} (event {event_id}); the offboard "
+          "deployment's trigger opens the case")  # fmt: skip
+    return 0
+
+
+def _setup_prefect(args: argparse.Namespace) -> int:
+    from offboarding.config import Settings
+    from offboarding.orchestration import (
+        DESTRUCTION_LIMIT_NAME,
+        EXPORT_LIMIT_NAME,
+        WORK_POOL,
+        set_up_prefect,
+    )
+
+    settings = Settings()
+    set_up_prefect(settings)
+    print(
+        f"work pool {WORK_POOL!r} (process) ready; concurrency limits {EXPORT_LIMIT_NAME}="
+        f"{settings.export_concurrency}, {DESTRUCTION_LIMIT_NAME}="
+        f"{settings.destruction_concurrency}. Next: prefect deploy --all, then "
+        f"prefect worker start --pool {WORK_POOL}"
+    )
+    return 0
+
+
 def _backup(args: argparse.Namespace) -> int:
     from offboarding.backup import take_backup
     from offboarding.config import Settings
@@ -341,6 +377,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve_links.add_argument("--host", default="127.0.0.1")
     serve_links.add_argument("--port", type=int, default=8765)
     serve_links.set_defaults(run=_serve_links)
+
+    terminate = commands.add_parser(
+        "terminate", help="emit tenant.contract.terminated: the platform's signal to start a case"
+    )
+    terminate.add_argument("tenant")
+    terminate.add_argument("--reason", default="", help="why the contract ended (recorded)")
+    terminate.set_defaults(run=_terminate)
+
+    setup = commands.add_parser(
+        "setup-prefect", help="create the work pool and the concurrency limits on the server"
+    )
+    setup.set_defaults(run=_setup_prefect)
 
     backup = commands.add_parser("backup", help="back up tenants now (default: every active one)")
     backup.add_argument("tenant", nargs="*")

@@ -178,6 +178,15 @@ class Settings(BaseSettings):
     export_workers: int = Field(
         default=2, ge=1, le=64, description="Tables exported in parallel, in one snapshot."
     )
+    export_concurrency: int = Field(
+        default=2,
+        ge=1,
+        description="Cases exporting at once against the database (a Prefect global "
+        "concurrency limit, set by `offboard setup-prefect` and the served default).",
+    )
+    destruction_concurrency: int = Field(
+        default=2, ge=1, description="Destructions running at once (a global concurrency limit)."
+    )
     delete_batch_rows: int = Field(
         default=5_000, ge=1, description="Rows deleted per transaction during destruction."
     )

@@ -28,8 +28,10 @@ from offboarding.store import open_store
 __all__ = [
     "DESTROY_DEPLOYMENT",
     "HoldResult",
+    "cancel_if_scheduled",
     "case_from_id",
     "cases_of",
+    "current_schedule",
     "place_hold",
     "release_hold",
     "schedule_destruction_run",
@@ -137,6 +139,14 @@ def _cancel(flow_run_id: str, message: str) -> None:
 
     with get_client(sync_client=True) as client:
         client.set_flow_run_state(UUID(flow_run_id), Cancelled(message=message), force=True)
+
+
+def cancel_if_scheduled(flow_run_id: str, message: str) -> bool:
+    """Cancel a destruction run that has not started; False if it already has."""
+    if _run_state(flow_run_id) not in _CANCELLABLE:
+        return False
+    _cancel(flow_run_id, message)
+    return True
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,38 @@ def start_case(env: DemoEnvironment, tenant: str) -> tuple[FlowRun, CaseRef]:
     return run, CaseRef(tenant=tenant, case_id=notice.name.split("-delivery-")[0])
 
 
+def offboard_runs(tenant: str) -> list[Any]:
+    with get_client(sync_client=True) as client:
+        return [
+            r
+            for r in client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=["offboard"]))
+            )
+            if r.parameters.get("tenant") == tenant
+        ]
+
+
+def start_case_by_event(env: DemoEnvironment, tenant: str) -> tuple[FlowRun, CaseRef]:
+    """The platform's way: the contract-terminated event, sent twice (at-least-once delivery
+    and impatient people both happen): one case opens, the duplicate is cancelled."""
+    for _ in range(2):
+        cli = offboard_cli(env, "terminate", tenant, "--reason", "contract ended")
+        assert cli.returncode == 0, cli.stderr
+    deadline = time.monotonic() + 60
+    while len(offboard_runs(tenant)) < 2:
+        assert time.monotonic() < deadline, "the trigger did not create the runs"
+        time.sleep(0.5)
+    states: dict[str, Any] = {}
+    for run in offboard_runs(tenant):
+        final = wait_for_state(run.id, {"PAUSED", "CANCELLED"}, timeout=150, runner=env.runner)
+        states[final.state.type.value] = final
+    assert set(states) == {"PAUSED", "CANCELLED"}, states
+    assert "duplicate" in (states["CANCELLED"].state.message or "")
+    run = states["PAUSED"]
+    notice = next((env.home / "outbox").glob(f"{tenant}-*-delivery-*.eml"))
+    return run, CaseRef(tenant=tenant, case_id=notice.name.split("-delivery-")[0])
+
+
 def offboard_cli(env: DemoEnvironment, *args: str) -> subprocess.CompletedProcess[str]:
     assert env.server is not None
     return subprocess.run(
@@ -100,8 +132,13 @@ def test_a_case_runs_from_start_to_archived_certificate(env: DemoEnvironment) ->
     emails = [r[0] for r in _query(env, "SELECT email FROM users WHERE tenant_id = 'acme'")]
     neighbours_before = demo_platform.tenant_fingerprint(env.pg.dsn, files, "acme-corp")
 
-    run, case = start_case(env, "acme")
+    run, case = start_case_by_event(env, "acme")
+    assert run.parameters["reason"] == "contract ended"
     signer = Signer.load_or_create(settings.keys_dir)
+    with get_client(sync_client=True) as client:
+        keys = {a.key for a in client.read_artifacts() if a.key and case.case_id in a.key}
+    assert {f"case-{case.case_id}", f"inventory-{case.case_id}",
+            f"progress-offboard-{case.case_id}"} <= keys  # fmt: skip
     trail = AuditTrail(settings, case, signer)
     delivered = trail.find("delivered")[-1]["data"]["parts"]
     root = Path(settings.store_url("delivery").removeprefix("file://"))
@@ -124,6 +161,10 @@ def test_a_case_runs_from_start_to_archived_certificate(env: DemoEnvironment) ->
     assert again == destroy_run
     wait_for_state(destroy_run, {"COMPLETED"}, timeout=120, runner=env.runner)
     assert [str(r.id) for r in destroy_runs(case)] == [destroy_run]
+    with get_client(sync_client=True) as client:
+        keys = {a.key for a in client.read_artifacts() if a.key and case.case_id in a.key}
+    assert {f"destruction-{case.case_id}", f"certificate-{case.case_id}",
+            f"progress-destroy-{case.case_id}"} <= keys  # fmt: skip
 
     archive = open_store(settings.store_url("archive"))
     with archive.open_read(certificate_key(case)) as body:
