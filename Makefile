@@ -1,5 +1,5 @@
 # Two commands matter: `make demo` and `make test`. Both set up what they need.
-.PHONY: demo test lint typecheck pytest setup system-deps schemas clean bench
+.PHONY: demo serve test lint typecheck pytest setup system-deps browser-deps schemas clean bench
 
 PYTHON ?= python3
 UV_VERSION := 0.13.8
@@ -10,11 +10,18 @@ $(UV):
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-# PostgreSQL server binaries for the private cluster (Debian package; present on most images).
+# PostgreSQL server binaries for the private cluster (Debian package; present on most images),
+# and Debian's Chromium with its driver for the browser check of the Prefect UI.
 system-deps:
 	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 	  { echo "installing PostgreSQL server binaries"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
+
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \
+	  { echo "installing Chromium and ChromeDriver (browser check)"; \
+	    apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
 
 $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 	$(UV) sync --frozen --quiet
@@ -25,6 +32,10 @@ setup: system-deps $(VENV)/.synced
 demo: setup
 	$(VENV)/bin/offboard demo
 
+# A local Prefect server with the UI, every deployment, a worker and the link endpoint.
+serve: setup
+	$(VENV)/bin/offboard serve-local
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -32,7 +43,7 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-pytest: setup
+pytest: setup browser-deps
 	$(VENV)/bin/pytest
 
 test: lint typecheck pytest

@@ -170,6 +170,12 @@ def _serve_links(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_local(args: argparse.Namespace) -> int:
+    from offboarding.local import serve_local
+
+    return serve_local(Path(args.home), args.port)
+
+
 def _watch(args: argparse.Namespace) -> int:
     from flows.watch import case_watch
 
@@ -412,6 +418,13 @@ def build_parser() -> argparse.ArgumentParser:
     deadlines = commands.add_parser("deadlines", help="every case against its 90-day deadline")
     deadlines.add_argument("--json", action="store_true")
     deadlines.set_defaults(run=_deadlines)
+
+    local = commands.add_parser(
+        "serve-local", help="a local Prefect server with the UI, every deployment and a worker"
+    )
+    local.add_argument("--home", default=".offboard/serve")
+    local.add_argument("--port", type=int, default=4200, help="the Prefect UI/API port")
+    local.set_defaults(run=_serve_local)
 
     watch = commands.add_parser("watch", help="follow up waiting cases once (reminders, expiry)")
     watch.set_defaults(run=_watch)

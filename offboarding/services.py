@@ -224,14 +224,23 @@ class PrefectServer:
 
     home: Path
     port: int = 0
+    ui: bool = False
     _process: ManagedProcess | None = field(default=None, init=False)
 
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api"
 
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
     def env(self) -> dict[str, str]:
-        return {**os.environ, **prefect_env(self.home, self.api_url)}
+        env = {**os.environ, **prefect_env(self.home, self.api_url)}
+        if self.ui:
+            env |= {"PREFECT_SERVER_UI_ENABLED": "true", "PREFECT_UI_ENABLED": "true",
+                    "PREFECT_UI_API_URL": self.api_url}  # fmt: skip
+        return env
 
     def start(self, timeout: float = 120.0) -> PrefectServer:
         self.home.mkdir(parents=True, exist_ok=True)

@@ -55,6 +55,14 @@ DEMO_TENANTS = (
     DemoTenant("acme-corp", "Acme Corporation", "us-east1", "it@acme-corp.example", "pro", 25),
     DemoTenant("globex", "Globex GmbH", "europe-west3", "privacy@globex.example", "pro", 15),
     DemoTenant("initech", "Initech Ltd", "europe-west2", "legal@initech.example", "starter", 10),
+    DemoTenant(
+        "demo-tenant",
+        "Demo Tenant BV",
+        "europe-west4",
+        "privacy@demo-tenant.example",
+        "starter",
+        8,
+    ),
 )
 
 _FIRST = ["Zoë", "Łukasz", "Amélie", "José", "Søren", "Ayşe", "李", "Ngọc", "Ólafur", "Anna"]

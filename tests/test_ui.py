@@ -1,0 +1,128 @@
+"""The operator's local stack (`make serve`): `prefect deploy --all` from prefect.yaml, a process
+worker, the contract-terminated event from `offboard terminate`; then a browser check of the
+Prefect UI in headless Chromium: the suspended case and its summary artifact, with screenshots
+(`OFFBOARD_SAVE_SCREENSHOTS=1` also writes them to docs/images/ for the support guide)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect import get_client
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from offboarding.demo.run import wait_for_state
+from offboarding.local import LocalStack
+from offboarding.services import free_port
+
+pytestmark = pytest.mark.slow
+
+DOCS_IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    local = LocalStack(home=tmp_path_factory.mktemp("serve"), port=free_port(),
+                       links_port=free_port())  # fmt: skip
+    with ExitStack() as exits:
+        local.start(exits, say=lambda _: None)
+        assert local.server is not None
+        with temporary_settings(updates={PREFECT_API_URL: local.server.api_url}):
+            yield local
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.fail("Debian's chromium and chromium-driver are needed: make browser-deps")
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or ""
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--window-size=1400,1000"):  # fmt: skip
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def page_shows(driver: Any, url: str, texts: list[str], timeout: float = 60) -> str:
+    driver.get(url)
+    deadline = time.monotonic() + timeout
+    body = ""
+    while time.monotonic() < deadline:
+        body = driver.find_element("tag name", "body").text
+        if all(text in body for text in texts):
+            time.sleep(1)  # let the page settle before the screenshot
+            return str(body)
+        time.sleep(0.5)
+    raise AssertionError(f"{url} did not show {texts}; it shows:\n{body[:2000]}")
+
+
+def screenshot(driver: Any, tmp_path: Path, name: str) -> None:
+    target = tmp_path / f"{name}.png"
+    driver.save_screenshot(str(target))
+    assert target.stat().st_size > 10_000
+    if os.environ.get("OFFBOARD_SAVE_SCREENSHOTS") == "1":
+        DOCS_IMAGES.mkdir(exist_ok=True)
+        shutil.copy(target, DOCS_IMAGES / f"{name}.png")
+
+
+def test_a_terminated_contract_opens_a_case_support_staff_can_see_in_the_ui(
+    stack: LocalStack, browser: Any, tmp_path: Path
+) -> None:
+    assert stack.server is not None
+    env = {**stack.env()}
+    cli = subprocess.run(
+        [sys.executable, "-m", "offboarding.cli", "terminate", "demo-tenant", "--reason", "ended"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+
+    run = None
+    deadline = time.monotonic() + 90
+    with get_client(sync_client=True) as client:
+        while run is None:
+            assert time.monotonic() < deadline, "the event opened no case"
+            runs = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=["offboard"]))
+            )
+            run = next((r for r in runs if r.parameters.get("tenant") == "demo-tenant"), None)
+            time.sleep(1)
+        deployments = sorted(d.name for d in client.read_deployments())
+    assert deployments == sorted(
+        ["offboard", "destroy", "case-watch", "backup", "deadline-watch", "reissue-link",
+         "legal-hold", "postpone-destruction", "verify-destruction"]
+    )  # fmt: skip
+    assert stack.worker is not None
+    waiting = wait_for_state(run.id, {"PAUSED"}, timeout=240, runner=stack.worker)
+    case_id = next((stack.home / "outbox").glob("demo-tenant-*-delivery-*.eml")).name.split(
+        "-delivery-"
+    )[0]
+
+    ui = stack.server.ui_url
+    page_shows(browser, f"{ui}/deployments", ["offboard", "legal-hold", "reissue-link"])
+    screenshot(browser, tmp_path, "ui-deployments")
+    page_shows(browser, f"{ui}/runs/flow-run/{waiting.id}", ["offboard-demo-tenant", "Suspended"])
+    screenshot(browser, tmp_path, "ui-suspended-case")
+    with get_client(sync_client=True) as client:
+        summary = next(a for a in client.read_artifacts() if a.key == f"case-{case_id}")
+    page_shows(
+        browser,
+        f"{ui}/artifacts/artifact/{summary.id}",
+        ["waiting for the client's acknowledgement", "links valid until"],
+    )
+    screenshot(browser, tmp_path, "ui-case-summary")
