@@ -22,7 +22,11 @@ def backup_tenant(tenant: str) -> dict[str, object]:
 
 @flow(name="backup", flow_run_name="backup")
 def backup(tenants: list[str] | None = None) -> dict[str, dict[str, object]]:
-    """Back up the given tenants, or every active one; frozen and destroyed tenants never."""
+    """Back up the given tenants, or every active one; frozen and destroyed tenants never.
+
+    Args:
+        tenants: Tenant ids; empty for every active tenant.
+    """
     chosen = tenants or TenantRegistry(Settings()).tenants(status="active")
     futures = {tenant: backup_tenant.submit(tenant) for tenant in chosen}
     return {tenant: future.result() for tenant, future in futures.items()}

@@ -64,8 +64,13 @@ def certify(case: CaseRef, **evidence: Any) -> str:
 def destroy(tenant: str, case_id: str, acknowledged_at: datetime, deadline: datetime) -> str:
     """Destroy every copy of the tenant's data, prove it, and archive a signed certificate.
 
-    Normally scheduled by the offboard flow; never start it by hand for a case that has not
-    been acknowledged.
+    Scheduled by the offboard flow; never start it by hand for a case not acknowledged.
+
+    Args:
+        tenant: The tenant's id.
+        case_id: The case, e.g. acme-0123456789ab.
+        acknowledged_at: When the client acknowledged (or the export was deemed delivered).
+        deadline: When destruction must be complete (acknowledgement + 90 days).
     """
     case = CaseRef(tenant=validate_tenant_id(tenant), case_id=case_id)
     started_at = datetime.now(UTC)

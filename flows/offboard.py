@@ -186,8 +186,9 @@ STEPS = ("freeze", "inventory", "export", "package", "verify", "deliver", "ackno
 def offboard(tenant: str, reason: str = "") -> dict[str, Any] | State:
     """Export a tenant's data, deliver it, wait for acknowledgement, schedule destruction.
 
-    tenant: the tenant's id, exactly as in the tenants registry (e.g. acme-corp).
-    reason: why the contract ended (for the record; optional).
+    Args:
+        tenant: The tenant's id, exactly as in the tenants registry (e.g. acme-corp).
+        reason: Why the contract ended (optional, for the record).
     """
     case = stages.new_case(tenant, str(flow_run.id))
     progress = Progress(STEPS).start(case, "offboard")

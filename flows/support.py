@@ -37,9 +37,10 @@ from offboarding.signing import Signer
 
 @flow(name="reissue-link", flow_run_name="reissue-link-{case_id}")
 def reissue_link(case_id: str) -> str:
-    """Send the client's contact new download links (the old ones stop mattering).
+    """Send the client's contact new download links for a case.
 
-    case_id: the case, e.g. acme-0123456789ab (in the case's summary and the client's notice).
+    Args:
+        case_id: The case, e.g. acme-0123456789ab (in the case summary and the client's e-mail).
     """
     issued = send_links(Settings(), case_from_id(case_id), "reissue")
     get_run_logger().info("new links sent for %s, valid until %s", case_id, issued.expires_at)
@@ -53,10 +54,11 @@ def legal_hold(
     """Place a legal hold (scheduled destruction is cancelled) or lift it (destruction is
     scheduled again for its original date, within its deadline).
 
-    tenant: the tenant's id.
-    action: place or lift.
-    reason: required to place: the order or request (recorded as a digest only).
-    requested_by: who asked for it (recorded as a digest only).
+    Args:
+        tenant: The tenant's id, exactly as in the tenants registry.
+        action: place, or lift.
+        reason: Required to place: the order or request (recorded as a digest only).
+        requested_by: Who asked for it (recorded as a digest only).
     """
     settings = Settings()
     by = requested_by or "support staff"
@@ -73,9 +75,11 @@ def legal_hold(
 def postpone_destruction(case_id: str, destroy_on: datetime, requested_by: str = "") -> str:
     """Move the case's scheduled destruction to a later time, within the 90-day limit.
 
-    case_id: the case, e.g. acme-0123456789ab.
-    destroy_on: the new time (UTC); at most the deadline minus any lingering delay and margin.
-    requested_by: who asked for it (recorded as a digest only).
+    Args:
+        case_id: The case, e.g. acme-0123456789ab.
+        destroy_on: The new time (UTC); at most the deadline minus any lingering delay and a
+            2-day margin.
+        requested_by: Who asked for it (recorded as a digest only).
     """
     settings = Settings()
     case = case_from_id(case_id)
@@ -121,7 +125,8 @@ def postpone_destruction(case_id: str, destroy_on: datetime, requested_by: str =
 def verify_destruction(case_id: str) -> dict[str, int]:
     """Re-scan every location of a case for anything of its tenant, and record the result.
 
-    case_id: the case, e.g. acme-0123456789ab.
+    Args:
+        case_id: The case, e.g. acme-0123456789ab.
     """
     settings = Settings()
     case = case_from_id(case_id)

@@ -31,6 +31,7 @@ from offboarding.config import Settings
 from offboarding.demo import platform as demo_platform
 from offboarding.demo.run import DemoEnvironment, notice_links, wait_for_state
 from offboarding.destruction import certificate_key
+from offboarding.errors import OffboardingError
 from offboarding.records import CaseRef
 from offboarding.scheduling import schedule_destruction_run
 from offboarding.signing import Signer, load_public_key, verify_signature
@@ -96,6 +97,13 @@ def start_case_by_event(env: DemoEnvironment, tenant: str) -> tuple[FlowRun, Cas
     run = states["PAUSED"]
     notice = next((env.home / "outbox").glob(f"{tenant}-*-delivery-*.eml"))
     return run, CaseRef(tenant=tenant, case_id=notice.name.split("-delivery-")[0])
+
+
+def run_action(env: DemoEnvironment, name: str, wanted: str = "COMPLETED", **params: Any) -> Any:
+    """Run a support action's deployment, as support staff do from the UI's form."""
+    run = run_deployment(f"{name}/{name}", parameters=params, timeout=0, as_subflow=False)
+    assert isinstance(run, FlowRun)
+    return wait_for_state(run.id, {wanted}, timeout=120, runner=env.runner)
 
 
 def offboard_cli(env: DemoEnvironment, *args: str) -> subprocess.CompletedProcess[str]:
@@ -165,6 +173,8 @@ def test_a_case_runs_from_start_to_archived_certificate(env: DemoEnvironment) ->
         keys = {a.key for a in client.read_artifacts() if a.key and case.case_id in a.key}
     assert {f"destruction-{case.case_id}", f"certificate-{case.case_id}",
             f"progress-destroy-{case.case_id}"} <= keys  # fmt: skip
+    run_action(env, "verify-destruction", case_id=case.case_id)
+    assert set(trail.find("reverified")[-1]["data"].values()) == {0}
 
     archive = open_store(settings.store_url("archive"))
     with archive.open_read(certificate_key(case)) as body:
@@ -231,7 +241,23 @@ def test_acknowledgement_input_is_validated_then_the_cli_resumes_and_a_hold_canc
         rescheduled = client.read_flow_run(UUID(again["flow_run_id"]))
         assert rescheduled.state is not None and rescheduled.state.type.value == "SCHEDULED"
         assert rescheduled.expected_start_time == datetime.fromisoformat(scheduled["scheduled_for"])
-        client.set_flow_run_state(rescheduled.id, Cancelled(message="test cleanup"), force=True)
+
+    # Support staff postpone it from the UI's form: within the limit, then past it.
+    later = datetime.fromisoformat(scheduled["scheduled_for"]) + timedelta(days=2)
+    run_action(env, "postpone-destruction", case_id=case.case_id, destroy_on=later.isoformat())
+    moved = trail.find("destruction-rescheduled")[-1]["data"]
+    assert moved["postponed"] and datetime.fromisoformat(moved["scheduled_for"]) == later
+    assert moved["deadline"] == scheduled["deadline"]
+    assert wait_for_state(again["flow_run_id"], {"CANCELLED"}, timeout=10)
+    too_late = datetime.fromisoformat(scheduled["deadline"]) - timedelta(days=1)
+    with pytest.raises(OffboardingError, match="must start by"):
+        run_action(
+            env, "postpone-destruction", case_id=case.case_id, destroy_on=too_late.isoformat()
+        )
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(
+            UUID(moved["flow_run_id"]), Cancelled(message="test cleanup"), force=True
+        )
 
 
 def test_a_hold_placed_while_waiting_keeps_destruction_unscheduled_until_released(
@@ -240,8 +266,7 @@ def test_a_hold_placed_while_waiting_keeps_destruction_unscheduled_until_release
     settings = settings_of(env)
     files = open_store(settings.store_url("files"))
     run, case = start_case(env, "initech")
-    cli = offboard_cli(env, "hold", "initech", "--reason", "regulator's request")
-    assert cli.returncode == 0, cli.stderr
+    run_action(env, "legal-hold", tenant="initech", action="place", reason="regulator's request")
     before = demo_platform.tenant_fingerprint(env.pg.dsn, files, "initech")
 
     resume_flow_run(run.id, run_input={"acknowledged_by": "Initech", "days_until_destruction": 0})
@@ -251,8 +276,7 @@ def test_a_hold_placed_while_waiting_keeps_destruction_unscheduled_until_release
     assert destroy_runs(case) == []
     assert demo_platform.tenant_fingerprint(env.pg.dsn, files, "initech") == before
 
-    cli = offboard_cli(env, "release", "initech")
-    assert cli.returncode == 0, cli.stderr
+    run_action(env, "legal-hold", tenant="initech", action="lift")
     destroy_run = trail.find("destruction-rescheduled")[-1]["data"]["flow_run_id"]
     wait_for_state(destroy_run, {"COMPLETED"}, timeout=120, runner=env.runner)
     left = demo_platform.tenant_fingerprint(env.pg.dsn, files, "initech")
@@ -261,6 +285,8 @@ def test_a_hold_placed_while_waiting_keeps_destruction_unscheduled_until_release
 
 def test_a_case_nobody_acknowledges_continues_as_deemed_delivered(env: DemoEnvironment) -> None:
     run, case = start_case(env, "acme-corp")
+    run_action(env, "reissue-link", case_id=case.case_id)
+    assert list((env.home / "outbox").glob(f"{case.case_id}-reissue-*.eml"))
     settings = Settings(
         home=env.home, database_url=env.pg.dsn, acknowledgement_timeout=timedelta(seconds=1)
     )
@@ -272,7 +298,7 @@ def test_a_case_nobody_acknowledges_continues_as_deemed_delivered(env: DemoEnvir
     trail = trail_of(env, case)
     deemed = trail.find("deemed-delivered")
     assert len(deemed) == 1 and not trail.find("acknowledged")
-    assert deemed[0]["data"]["notices_sent"] == 1
+    assert deemed[0]["data"]["notices_sent"] == 2  # the delivery and the re-issue
     scheduled = trail.find("destruction-scheduled")[-1]["data"]
     assert scheduled["acknowledged_at"] == deemed[0]["data"]["at"]  # the 90-day clock starts
     wait_for_state(scheduled["flow_run_id"], {"COMPLETED"}, timeout=120, runner=env.runner)

@@ -103,6 +103,11 @@ def test_a_terminated_contract_opens_a_case_support_staff_can_see_in_the_ui(
             run = next((r for r in runs if r.parameters.get("tenant") == "demo-tenant"), None)
             time.sleep(1)
         deployments = sorted(d.name for d in client.read_deployments())
+        limits = {
+            name: client.read_global_concurrency_limit_by_name(name).limit
+            for name in ("offboarding-exports", "offboarding-destructions")
+        }
+    assert limits == {"offboarding-exports": 2, "offboarding-destructions": 2}
     assert deployments == sorted(
         ["offboard", "destroy", "case-watch", "backup", "deadline-watch", "reissue-link",
          "legal-hold", "postpone-destruction", "verify-destruction"]
