@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -110,7 +111,15 @@ class LocalStack:
             )
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def serve_local(home: Path, port: int, say: Callable[[str], None] = print) -> int:
+    # Ctrl-C, or SIGTERM from a service manager, stops everything (even when started in the
+    # background, where a shell would have SIGINT ignored).
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     with ExitStack() as stack:
         local = LocalStack(home=home.resolve(), port=port)
         local.start(stack, say)
