@@ -33,6 +33,7 @@ from typing import BinaryIO
 import pyarrow.parquet as pq
 
 from offboarding.errors import IntegrityError
+from offboarding.faults import crash_point
 from offboarding.records import (
     ExportedPart,
     Manifest,
@@ -109,6 +110,7 @@ def _write_stream(archive: zipfile.ZipFile, name: str, source: BinaryIO) -> tupl
             digest.update(chunk)
             target.write(chunk)
             size += len(chunk)
+            crash_point("bundle:chunk-written")
     return size, digest.hexdigest()
 
 

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from offboarding.config import Settings
 from offboarding.errors import IntegrityError
+from offboarding.faults import crash_point
 from offboarding.records import CaseRef
 from offboarding.signing import Signer, verify_signature
 from offboarding.store import ObjectStore, open_store
@@ -91,7 +92,15 @@ class AuditTrail:
             default=str,
         ).encode()
         key = f"{self.prefix}{len(events):05d}-{kind}.json"
+        attempt = 0
+        while self.store.exists(key + ".sig"):
+            # A crash between an earlier signature and its body: that signature is left as it
+            # is (its body cannot be rebuilt, and nothing unsigned is ever signed later); the
+            # event takes another name with the same sequence number.
+            attempt += 1
+            key = f"{self.prefix}{len(events):05d}-{kind}-retry{attempt}.json"
         self.store.put_bytes(key + ".sig", self.signer.sign(body))
+        crash_point("audit:signature-written")
         self.store.put_bytes(key, body)
         return AuditEvent(key, body, self.signer.sign(body))
 

@@ -27,6 +27,7 @@ from offboarding.case import export_snapshot, inventory_of, package
 from offboarding.config import Settings
 from offboarding.encryption import Sealed, decrypt_stream, encrypt_stream
 from offboarding.errors import IntegrityError, MissingDataError, TenantError
+from offboarding.faults import crash_point
 from offboarding.keyring import open_keyring
 from offboarding.locations import scratch_dir
 from offboarding.locations.backups import backup_prefix
@@ -86,6 +87,7 @@ def take_backup(settings: Settings, tenant: str) -> BackupResult:
                     key, plain, out.write, _associated_data(tenant, backup_id, name)
                 )
             source.unlink()  # the plaintext copy goes as soon as it is sealed
+            crash_point("backup:part-sealed")
             for store in stores:
                 stored = store.put_file(prefix + name, encrypted)
                 if stored.sha256 != sealed.ciphertext_sha256:

@@ -23,6 +23,7 @@ from typing import Literal
 from offboarding.audit import AuditTrail
 from offboarding.config import Settings
 from offboarding.errors import ConfigurationError, IntegrityError, TenantError
+from offboarding.faults import crash_point
 from offboarding.links import LinkSigner, PartLink, link_digest, sign_part_links
 from offboarding.locations import scratch_dir
 from offboarding.locations.bundles import bundle_prefix
@@ -59,6 +60,7 @@ def deliver(settings: Settings, case: CaseRef, bundle: BundleRef, flow_run_id: s
     for part in bundle.parts:
         key = f"{bundle_prefix(case.tenant)}{case.case_id}/{Path(part.path).name}"
         stored = store.put_file(key, Path(part.path))
+        crash_point("deliver:part-uploaded")
         if stored.sha256 != part.sha256:
             raise IntegrityError(f"{store.url}/{key}: uploaded digest differs; retry delivery")
         delivered.append(DeliveredPart(key=key, sha256=part.sha256, size=part.size))
@@ -69,7 +71,12 @@ def deliver(settings: Settings, case: CaseRef, bundle: BundleRef, flow_run_id: s
         once="delivered",
     )  # fmt: skip
     delivered_at = datetime.fromisoformat(recorded.document["at"])
-    issued = send_links(settings, case, "delivery", once="links-delivery")
+    # The expiry follows from the recorded delivery time, so a retried step (a crash after the
+    # e-mail went, before it was recorded) sends the very same links again, not new ones.
+    issued = send_links(
+        settings, case, "delivery", once="links-delivery",
+        expires_at=delivered_at + settings.link_lifetime, now=delivered_at,
+    )  # fmt: skip
     shutil.rmtree(scratch_dir(settings, case), ignore_errors=True)
     return Delivery(
         store_url=store.url,
@@ -182,6 +189,7 @@ def send_links(
         body=_body(settings, tenant, case, status, links, index, ack_link, expires_at, purpose),
     )
     sent = send(settings, message, outbox_name=f"{case.case_id}-{purpose}-{int(now.timestamp())}")
+    crash_point("deliver:notice-sent")
     digests = [link_digest(link.url) for link in links]
     trail.record(
         "links-issued",

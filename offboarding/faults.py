@@ -1,15 +1,20 @@
 """Named points where a test can make the process crash, to prove every step can be rerun.
 
-`OFFBOARD_FAULT=<point>` makes `crash_point(<point>)` raise `InjectedCrash`, a BaseException
-that no `except Exception` in the code swallows, like a killed worker. Unset in production,
-where each call is one dictionary lookup.
+`OFFBOARD_FAULT=<point>` (or `<point>#<n>`: at its n-th passage) makes `crash_point(<point>)`
+raise `InjectedCrash`, a BaseException no `except Exception` swallows; with
+`OFFBOARD_FAULT_MODE=kill` the process SIGKILLs itself instead, like a worker killed by the
+kernel. Unset in production, where each call is one dictionary lookup.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+from collections import Counter
 
 __all__ = ["InjectedCrash", "crash_point"]
+
+_passages: Counter[str] = Counter()
 
 
 class InjectedCrash(BaseException):
@@ -17,5 +22,16 @@ class InjectedCrash(BaseException):
 
 
 def crash_point(point: str) -> None:
-    if os.environ.get("OFFBOARD_FAULT") == point:
-        raise InjectedCrash(point)
+    wanted = os.environ.get("OFFBOARD_FAULT")
+    if not wanted:
+        return
+    name, _, nth = wanted.partition("#")
+    if name != point:
+        return
+    _passages[point] += 1
+    if _passages[point] < int(nth or 1):
+        return
+    _passages[point] = 0
+    if os.environ.get("OFFBOARD_FAULT_MODE") == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise InjectedCrash(wanted)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,21 +65,34 @@ def template_files(pg_cluster: PostgresCluster, tmp_path_factory: pytest.TempPat
 
 
 @pytest.fixture
-def platform(
+def make_platform(
     pg_cluster: PostgresCluster, template_files: Path, tmp_path: Path
-) -> Iterator[Platform]:
-    dbname = f"test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_cluster.dsn, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(dbname), sql.Identifier(TEMPLATE_DB)
+) -> Iterator[Callable[[], Platform]]:
+    """Fresh copies of the demo platform (database and files), as many as a test needs."""
+    made: list[str] = []
+
+    def make() -> Platform:
+        dbname = f"test_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(pg_cluster.dsn, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                    sql.Identifier(dbname), sql.Identifier(TEMPLATE_DB)
+                )
             )
-        )
-    home = tmp_path / "home"
-    files_root = home / "stores" / "files"
-    shutil.copytree(template_files, files_root)
-    dsn = _dsn(pg_cluster, dbname)
-    settings = Settings(home=home, database_url=dsn)
-    yield Platform(dsn=dsn, settings=settings, files=LocalStore(files_root))
+        made.append(dbname)
+        home = tmp_path / ("home" if len(made) == 1 else f"home-{len(made)}")
+        files_root = home / "stores" / "files"
+        shutil.copytree(template_files, files_root)
+        dsn = _dsn(pg_cluster, dbname)
+        settings = Settings(home=home, database_url=dsn)
+        return Platform(dsn=dsn, settings=settings, files=LocalStore(files_root))
+
+    yield make
     with psycopg.connect(pg_cluster.dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
+        for dbname in made:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
+
+
+@pytest.fixture
+def platform(make_platform: Callable[[], Platform]) -> Platform:
+    return make_platform()

@@ -29,6 +29,8 @@ from tests.helpers import destroy_everything, export_and_deliver
 CRASH_POINTS = [
     *(f"destroy:{name}" for name in DESTRUCTION_ORDER),
     *(f"verify:{name}" for name in DESTRUCTION_ORDER),
+    "postgres:batch-deleted#3",  # mid-delete, after a committed batch
+    "audit:signature-written#2",  # an audit event half written during destruction
     "certify:certificates-signed",
     "certify:certificates-written",
     "certify:reports-signed",

@@ -17,6 +17,7 @@ from psycopg import sql
 from exporters.parquet import ColumnPlan, PgColumn, plan_column, select_query, write_parquet
 from offboarding.config import Settings
 from offboarding.errors import ConfigurationError, DestructionIncompleteError, IntegrityError
+from offboarding.faults import crash_point
 from offboarding.locations.base import LocationExport, Remaining, Removal
 from offboarding.planning import (
     CatalogTable,
@@ -433,12 +434,14 @@ class PostgresLocation:
                 **{"adbc.postgresql.batch_size_hint_bytes": str(4 * 1024 * 1024)}
             )
             cursor.execute(job.query.as_string())
-            return write_parquet(
+            rows = write_parquet(
                 cursor.fetch_record_batch(),
                 job.plans,
                 scratch / job.relative,
                 self.settings.parquet_row_group_rows,
             )
+        crash_point("export:part-written")
+        return rows
 
     def destroy(self, case: CaseRef) -> Removal:
         """Shared tables: delete children first, in batches of their own transactions, then
@@ -503,6 +506,7 @@ class PostgresLocation:
         while True:
             with conn.transaction():
                 deleted = conn.execute(batch).rowcount
+            crash_point("postgres:batch-deleted")
             removed += deleted
             if deleted == 0:
                 break

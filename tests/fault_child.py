@@ -1,0 +1,32 @@
+"""Run one stage of a case in a child process so a test can SIGKILL it at a crash point
+(`OFFBOARD_FAULT`, `OFFBOARD_FAULT_MODE=kill`): `python -m tests.fault_child offboard|destroy
+TENANT CASE_ID`, with the settings in the environment."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from offboarding.config import Settings
+from offboarding.records import CaseRef
+from offboarding.store import LocalStore
+from tests.conftest import Platform
+from tests.helpers import destroy_everything, export_and_deliver
+
+
+def main(stage: str, tenant: str, case_id: str) -> None:
+    settings = Settings()
+    platform = Platform(
+        dsn=settings.require_database(),
+        settings=settings,
+        files=LocalStore(Path(settings.store_url("files").removeprefix("file://"))),
+    )
+    case = CaseRef(tenant=tenant, case_id=case_id)
+    if stage == "offboard":
+        export_and_deliver(platform, case)
+    else:
+        destroy_everything(platform, case)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])
