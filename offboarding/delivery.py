@@ -31,7 +31,7 @@ from offboarding.mail import compose, send
 from offboarding.records import BundleRef, CaseRef, DeliveredPart, Delivery
 from offboarding.registry import TenantRecord, TenantRegistry
 from offboarding.signing import Signer
-from offboarding.store import LocalStore, open_store
+from offboarding.store import LocalStore, backend, open_store
 
 __all__ = [
     "DeliveryStatus",
@@ -177,7 +177,7 @@ def send_links(
         )
     links = sign_part_links(settings, store, [p.key for p in status.parts], expires_at)
     index = None
-    if isinstance(store, LocalStore) and len(links) > 1:
+    if isinstance(backend(store), LocalStore) and len(links) > 1:
         index = LinkSigner.from_settings(settings).create_index(
             store.url, [p.key for p in status.parts], expires_at
         )

@@ -25,7 +25,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 
 from offboarding.config import Settings
 from offboarding.secrets import load_or_create_secret
-from offboarding.store import LocalStore, ObjectStore, open_store
+from offboarding.store import LocalStore, ObjectStore, backend, open_store
 
 if TYPE_CHECKING:
     from starlette.responses import HTMLResponse
@@ -118,12 +118,11 @@ def sign_part_links(
     from offboarding.gcs import GcsLinkSigner, GcsStore
 
     names = [key.rsplit("/", 1)[-1] for key in keys]
-    if isinstance(store, GcsStore):
+    gcs = backend(store)
+    if isinstance(gcs, GcsStore):
         signer = GcsLinkSigner(settings.gcs_signing_key_file, settings.gcs_signing_email)
         return [
-            PartLink(
-                name, store.signed_url(key, filename=name, expires_at=expires_at, signer=signer)
-            )
+            PartLink(name, gcs.signed_url(key, filename=name, expires_at=expires_at, signer=signer))
             for key, name in zip(keys, names, strict=True)
         ]
     local = LinkSigner.from_settings(settings)
@@ -156,7 +155,7 @@ def create_app(settings: Settings) -> Any:
 
     def local_store(url: str) -> ObjectStore | None:
         store = open_store(url) if url in allowed else None
-        return store if isinstance(store, LocalStore) else None
+        return store if store is not None and isinstance(backend(store), LocalStore) else None
 
     async def download(request: Request) -> Response:
         try:

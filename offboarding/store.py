@@ -24,6 +24,7 @@ __all__ = [
     "LocalStore",
     "ObjectInfo",
     "ObjectStore",
+    "backend",
     "check_key",
     "check_prefix",
     "open_store",
@@ -159,13 +160,23 @@ class LocalStore:
         return True
 
 
+def backend(store: ObjectStore) -> ObjectStore:
+    """The backend under any wrappers (retries, injected faults)."""
+    while hasattr(store, "inner"):
+        store = store.inner
+    return store
+
+
 def open_store(url: str, *, write_once: bool = False) -> ObjectStore:
-    """Open the store a URL names: `file:///absolute/path` or `gs://bucket/prefix`."""
+    """Open the store a URL names: `file:///absolute/path` or `gs://bucket/prefix`, with
+    transient errors retried (offboarding.resilience)."""
+    from offboarding.resilience import wrap
+
     parsed = urlparse(url)
     if parsed.scheme == "file":
-        return LocalStore(Path(parsed.path), write_once=write_once)
+        return wrap(LocalStore(Path(parsed.path), write_once=write_once))
     if parsed.scheme == "gs":
         from offboarding.gcs import GcsStore
 
-        return GcsStore(url, write_once=write_once)
+        return wrap(GcsStore(url, write_once=write_once))
     raise ConfigurationError(f"store URL {url!r} not understood: use file:///path or gs://bucket")

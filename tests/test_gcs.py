@@ -27,7 +27,7 @@ from offboarding.locations.bundles import BundlesLocation
 from offboarding.mail import read_outbox
 from offboarding.services import GcsEmulator
 from offboarding.signing import Signer
-from offboarding.store import open_store
+from offboarding.store import backend, open_store
 from tests.conftest import Platform
 from tests.helpers import destroy_everything, export_and_deliver
 
@@ -99,7 +99,7 @@ def verify_v4_signature(url: str, public_key: rsa.RSAPublicKey) -> dict[str, str
 def test_the_store_streams_lists_by_prefix_and_reads_at_a_generation(
     gcs: storage.Client, bucket: str, tmp_path: Path
 ) -> None:
-    store = open_store(f"gs://{bucket}/platform")
+    store = backend(open_store(f"gs://{bucket}/platform"))
     assert isinstance(store, GcsStore)
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(9 * 1024 * 1024 + 17))  # above one resumable chunk

@@ -7,14 +7,15 @@ import json
 
 from offboarding.gcs import GcsStore
 from offboarding.locations.base import Remaining, Removal
-from offboarding.store import ObjectStore
+from offboarding.store import ObjectStore, backend
 
 __all__ = ["count_prefix", "delete_prefix", "digest_outside_prefix"]
 
 
 def delete_prefix(store: ObjectStore, prefix: str, technique: str) -> Removal:
-    if isinstance(store, GcsStore):  # every generation, not only the live one
-        count, size = store.delete_every_generation(prefix)
+    gcs = backend(store)
+    if isinstance(gcs, GcsStore):  # every generation, not only the live one
+        count, size = gcs.delete_every_generation(prefix)
         return Removal(
             items_before=count,
             bytes_before=size,
@@ -34,11 +35,12 @@ def delete_prefix(store: ObjectStore, prefix: str, technique: str) -> Removal:
 def count_prefix(store: ObjectStore, prefix: str) -> Remaining:
     """What is left under the prefix: live objects (and on Cloud Storage, noncurrent
     generations too); soft-deleted copies are not counted as left but dated."""
-    if not isinstance(store, GcsStore):
+    gcs = backend(store)
+    if not isinstance(gcs, GcsStore):
         left = sum(1 for _ in store.list_objects(prefix))
         return Remaining(items=left, verification=f"listing of {prefix}: {left} objects")
-    left = sum(1 for _ in store.list_versions(prefix))
-    lingering = store.soft_deleted(prefix)
+    left = sum(1 for _ in gcs.list_versions(prefix))
+    lingering = gcs.soft_deleted(prefix)
     gone_by = max(lingering) if lingering else None
     return Remaining(
         items=left,
