@@ -63,11 +63,29 @@ _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 _CHUNK = 1024 * 1024
 
 
+# Most file systems cap a name at 255 bytes; leave room for a '~N' suffix.
+_MAX_SEGMENT_BYTES = 200
+
+
 def _clean_segment(segment: str) -> str:
     segment = unicodedata.normalize("NFC", segment)
     segment = "".join(ch for ch in segment if unicodedata.category(ch)[0] != "C")
     segment = segment.replace("\\", "_").replace(":", "_").strip(" .")
-    return segment or "_"
+    return _shorten(segment or "_")
+
+
+def _shorten(segment: str) -> str:
+    """Cut a too-long name to fit any file system, keeping its extension and a digest of the
+    whole name (the original key stays in the manifest)."""
+    if len(segment.encode()) <= _MAX_SEGMENT_BYTES:
+        return segment
+    stem, dot, suffix = segment.rpartition(".")
+    if not dot or len(suffix.encode()) > 16:
+        stem, dot, suffix = segment, "", ""
+    tag = "~" + hashlib.sha256(segment.encode()).hexdigest()[:12]
+    room = _MAX_SEGMENT_BYTES - len(tag.encode()) - len(dot + suffix)
+    cut = stem.encode()[:room].decode("utf-8", "ignore")
+    return f"{cut}{tag}{dot}{suffix}"
 
 
 def safe_entry_paths(folder: str, names: Sequence[str]) -> list[str]:

@@ -1,0 +1,242 @@
+"""A catalogue of hostile and odd inputs: each gets a clear error that says what to fix, or is
+handled correctly — never a traceback, never a leak. (More live beside the feature they attack:
+test_export's hostile object keys, test_links' forged tokens, test_store's prefix neighbours.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pydantic
+import pytest
+
+from exporters.bundle import safe_entry_paths
+from offboarding import case as stages
+from offboarding.cli import main
+from offboarding.config import Settings, validate_tenant_id
+from offboarding.errors import (
+    ConfigurationError,
+    DuplicateCaseError,
+    OffboardingError,
+    TenantError,
+    UnclassifiedDataError,
+)
+from offboarding.mail import compose, send
+from offboarding.store import LocalStore, open_store
+from tests.conftest import Platform
+from tests.helpers import destroy_everything, export_and_deliver
+
+HOSTILE_TENANT_IDS = [
+    "acme'; DROP TABLE tenants;--",  # SQL injection
+    'ac"me',  # identifier quoting
+    "acme;",  # statement separator
+    "tenants/acme",  # slash: would address another prefix
+    "../acme",  # path traversal
+    "..",
+    "acme/",  # a prefix, not an id
+    "\u0430cme",  # a Cyrillic a: a look-alike of acme
+    " acme",  # leading whitespace
+    "acme ",  # trailing whitespace
+    "acme\n",  # newline
+    "acme\x00",  # NUL
+    "",  # empty
+    "a" * 64,  # too long
+    "ACME",  # upper case: ids are exact
+    "-acme",  # leading dash (looks like an option)
+]
+
+
+@pytest.mark.parametrize("tenant", HOSTILE_TENANT_IDS)
+def test_a_hostile_tenant_id_is_refused_with_the_rule(tenant: str) -> None:
+    with pytest.raises(TenantError, match="lowercase letters, digits and inner dashes"):
+        validate_tenant_id(tenant)
+
+
+@pytest.mark.parametrize("tenant", HOSTILE_TENANT_IDS[:6])
+def test_a_hostile_tenant_id_on_the_command_line_gives_an_error_not_a_traceback(
+    tenant: str, tmp_path: Path
+) -> None:
+    env = {"OFFBOARD_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    for argv in (["inventory", tenant], ["backup", tenant], ["restore-check", tenant]):
+        result = subprocess.run(
+            [sys.executable, "-m", "offboarding.cli", *argv],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert result.returncode == 2, (argv, result.stderr)
+        assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+
+
+HOSTILE_KEYS = [
+    "tenants/acme/../../etc/passwd",  # traversal (possible on Cloud Storage: names are strings)
+    "/tenants/acme/absolute",  # absolute
+    "tenants/acme/bell\x07.txt",  # control character
+    "tenants/acme/new\nline.txt",
+    "tenants/acme/" + "x" * 1000 + ".pdf",  # 1,000-character name
+    "tenants/acme/R\u00e9sum\u00e9.pdf",  # composed
+    "tenants/acme/Re\u0301sume\u0301.pdf",  # decomposed: collides once normalised
+    "tenants/acme/RÉSUMÉ.PDF",  # collides by case
+    "tenants/acme/a//b/./c",  # empty and dot segments
+    "tenants/acme/back\\slash:colon",  # Windows-hostile
+    "tenants/acme/\udcff-invalid-utf8",  # undecodable bytes, as surrogate escapes
+    "tenants/acme/ .hidden. ",  # leading/trailing dots and spaces
+]
+
+
+def test_hostile_object_keys_become_safe_unique_short_entry_names() -> None:
+    paths = safe_entry_paths("files/", [k.removeprefix("tenants/acme/") for k in HOSTILE_KEYS])
+    assert len({p.casefold() for p in paths}) == len(paths)
+    for path in paths:
+        segments = path.split("/")
+        assert path.startswith("files/") and ".." not in segments and "" not in segments
+        assert not any(ord(ch) < 32 for ch in path) and "\\" not in path and ":" not in path
+        assert all(len(s.encode("utf-8", "surrogateescape")) <= 255 for s in segments)
+        assert "\udcff" not in path or path.encode("utf-8", "surrogateescape")
+
+
+@pytest.mark.parametrize("key", ["tenants/acme/../x", "/tenants/acme/x", "tenants//acme", ""])
+def test_the_local_store_refuses_unclean_keys(tmp_path: Path, key: str) -> None:
+    with pytest.raises(ConfigurationError, match="not a clean relative key"):
+        LocalStore(tmp_path).put_bytes(key, b"x")
+
+
+def test_zero_byte_and_unicode_named_files_round_trip(platform: Platform, tmp_path: Path) -> None:
+    platform.files.put_bytes("tenants/acme/empty.bin", b"")
+    platform.files.put_bytes("tenants/acme/dossier été/notes (final) #2.txt", "é".encode())
+    _, _, bundle = export_and_deliver(platform, platform.case("acme"))
+    target = tmp_path / "x"
+    subprocess.run(["unzip", "-q", str(bundle), "-d", str(target)], check=True)
+    manifest = json.loads((target / "manifest.json").read_text())
+    by_key = {e["source_key"]: e for e in manifest["entries"] if e["kind"] == "file"}
+    assert by_key["tenants/acme/empty.bin"]["size"] == 0
+    assert (target / by_key["tenants/acme/empty.bin"]["path"]).read_bytes() == b""
+    unicode_entry = by_key["tenants/acme/dossier été/notes (final) #2.txt"]
+    assert (target / unicode_entry["path"]).read_bytes() == "é".encode()
+
+
+def test_reserved_word_and_mixed_case_identifiers_export_and_destroy(platform: Platform) -> None:
+    platform.query(
+        'CREATE TABLE "Order" (id bigint PRIMARY KEY, tenant_id text NOT NULL REFERENCES '
+        'tenants (id), "select" text, "From" int)'
+    )
+    platform.query(
+        "INSERT INTO \"Order\" VALUES (1, 'acme', 'x', 1), (2, 'globex', 'y', 2), "
+        "(3, 'acme', 'z''; DROP TABLE tenants;--', 3)"
+    )
+    case = platform.case("acme")
+    inventory, _, _ = export_and_deliver(platform, case)
+    assert {t.qualified: t.rows for t in inventory.tables}["public.Order"] == 2
+    destroy_everything(platform, case)
+    assert platform.query('SELECT tenant_id FROM "Order"') == [("globex",)]
+
+
+def test_rows_with_a_null_tenant_belong_to_nobody_and_are_left_alone(platform: Platform) -> None:
+    platform.query(
+        "CREATE TABLE notes (id bigint PRIMARY KEY, tenant_id text REFERENCES tenants (id), "
+        "body text)"
+    )
+    platform.query("INSERT INTO notes VALUES (1, 'acme', 'a'), (2, NULL, 'orphan')")
+    case = platform.case("acme")
+    inventory, _, _ = export_and_deliver(platform, case)
+    assert {t.qualified: t.rows for t in inventory.tables}["public.notes"] == 1
+    destroy_everything(platform, case)
+    assert platform.query("SELECT id FROM notes") == [(2,)]
+
+
+def test_a_huge_jsonb_value_and_non_utf8_bytes_round_trip(platform: Platform) -> None:
+    platform.query(
+        "CREATE TABLE blobs (id bigint PRIMARY KEY, tenant_id text NOT NULL REFERENCES "
+        "tenants (id), doc jsonb, raw bytea)"
+    )
+    platform.query(
+        "INSERT INTO blobs SELECT 1, 'acme', jsonb_build_object('items', "
+        "(SELECT jsonb_agg(repeat('x', 100) || g) FROM generate_series(1, 50000) g)), "
+        "'\\xfffe00c328'::bytea"
+    )
+    case = platform.case("acme")
+    inventory, _, bundle = export_and_deliver(platform, case)
+    assert {t.qualified: t.rows for t in inventory.tables}["public.blobs"] == 1
+    assert bundle.stat().st_size > 100_000
+
+
+def test_a_foreign_key_cycle_stops_destruction_with_the_fix(platform: Platform) -> None:
+    platform.query(
+        "CREATE TABLE ping (id bigint PRIMARY KEY, tenant_id text NOT NULL REFERENCES tenants "
+        "(id), pong_id bigint); CREATE TABLE pong (id bigint PRIMARY KEY, ping_id bigint "
+        "REFERENCES ping (id)); ALTER TABLE ping ADD FOREIGN KEY (pong_id) REFERENCES pong (id)"
+    )
+    case = platform.case("acme")
+    with pytest.raises(UnclassifiedDataError, match=r"cycle.*DEFERRABLE"):
+        export_and_deliver(platform, case)
+        destroy_everything(platform, case)
+
+
+def test_an_unclassified_table_added_while_a_case_runs_stops_destruction(
+    platform: Platform,
+) -> None:
+    case = platform.case("acme")
+    export_and_deliver(platform, case)
+    platform.query("CREATE TABLE late_arrival (id bigint PRIMARY KEY, payload text)")
+    with pytest.raises(UnclassifiedDataError, match="late_arrival"):
+        destroy_everything(platform, case)
+    assert platform.fingerprint("acme")["files"]["count"] > 0  # type: ignore[index]
+
+
+def test_an_unknown_an_offboarded_and_a_second_case_are_clear_errors(platform: Platform) -> None:
+    with pytest.raises(TenantError, match="not in the registry"):
+        stages.freeze(platform.settings, platform.case("ghost"))
+    case = platform.case("initech")
+    export_and_deliver(platform, case)
+    with pytest.raises(DuplicateCaseError, match=f"already has offboarding case {case.case_id}"):
+        stages.freeze(platform.settings, platform.case("initech"))
+    destroy_everything(platform, case)
+    with pytest.raises(TenantError, match="already offboarded and destroyed"):
+        stages.freeze(platform.settings, platform.case("initech"))
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"destruction_grace": timedelta(days=91)}, "between 0 and 90 days"),
+        ({"link_lifetime": timedelta(0)}, "positive duration"),
+        ({"export_workers": 0}, "greater than or equal to 1"),
+    ],
+)
+def test_settings_beyond_the_contract_or_sense_are_refused(
+    settings: dict[str, object], message: str
+) -> None:
+    with pytest.raises(pydantic.ValidationError, match=message):
+        Settings(**settings)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("settings", "call", "message"),
+    [
+        ({"backup_urls": ["file:///a", "file:///a"]}, "backup", "at least two distinct"),
+        ({"delivery_regions": {"us": "file:///x"}}, "region", "no delivery store for region"),
+        ({"smtp_url": "http://mail.example"}, "mail", "OFFBOARD_SMTP_URL must look like"),
+        ({}, "s3", "not understood"),
+    ],
+)
+def test_misconfiguration_is_named_with_the_fix(
+    tmp_path: Path, settings: dict[str, object], call: str, message: str
+) -> None:
+    configured = Settings(home=tmp_path, **settings)  # type: ignore[arg-type]
+    with pytest.raises(OffboardingError, match=message):
+        if call == "backup":
+            configured.backup_store_urls()
+        elif call == "region":
+            configured.delivery_store_url("eu")
+        elif call == "mail":
+            send(
+                configured, compose(configured, to="a@b.c", subject="s", body="b"), outbox_name="x"
+            )
+        else:
+            open_store("s3://bucket/prefix")
+
+
+def test_the_cli_reports_errors_without_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ack", "not-a-case", "--by", "x"]) == 2
+    assert "is not a case id" in capsys.readouterr().err
