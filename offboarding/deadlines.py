@@ -59,7 +59,9 @@ def case_deadlines(settings: Settings, now: datetime) -> list[CaseDeadline]:
         scheduled = datetime.fromisoformat(plans[-1]["data"]["scheduled_for"]) if plans else None
         certified = kinds.get("certificate")
         if certified:
-            gone_by = datetime.fromisoformat(certified["data"]["certificate"]["all_copies_gone_by"])
+            document = certified["data"]["certificate"]
+            gone_by = datetime.fromisoformat(document["all_copies_gone_by"])
+            deadline = datetime.fromisoformat(document["deadline"])  # what was certified against
             late = deadline is not None and gone_by > deadline
             found.append(CaseDeadline(
                 case.tenant, case.case_id, "destroyed-late" if late else "destroyed", deadline,

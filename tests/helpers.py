@@ -32,17 +32,22 @@ def export_and_deliver(
 
 
 def destroy_everything(
-    platform: Platform, case: CaseRef, settings: Settings | None = None
+    platform: Platform,
+    case: CaseRef,
+    settings: Settings | None = None,
+    deadline_in: timedelta = timedelta(days=90),
 ) -> destruction.ArchivedCertificate:
     """The destroy flow's steps, in its order, without the orchestrator."""
     settings = settings or platform.settings
     now = datetime.now(UTC)
+    deadline = now + deadline_in
     destruction.check_legal_hold(settings, case)
     before = destruction.neighbours_digests(settings, case)
     removals = {n: destruction.destroy_location(settings, case, n) for n in DESTRUCTION_ORDER}
     remaining = {n: destruction.verify_location(settings, case, n) for n in DESTRUCTION_ORDER}
     after = destruction.neighbours_digests(settings, case)
     return destruction.certify(
-        settings, case, acknowledged_at=now, deadline=now + timedelta(days=90), started_at=now,
+        settings, case, acknowledged_at=deadline - timedelta(days=90), deadline=deadline,
+        started_at=now,
         removals=removals, remaining=remaining, neighbours_before=before, neighbours_after=after,
     )  # fmt: skip

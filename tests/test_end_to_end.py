@@ -310,3 +310,18 @@ def _query(env: DemoEnvironment, statement: str) -> list[tuple[object, ...]]:
 
     with psycopg.connect(env.pg.dsn) as conn:
         return conn.execute(statement).fetchall()  # type: ignore[arg-type]
+
+
+def test_a_prefect_server_restart_while_a_case_waits_loses_nothing(env: DemoEnvironment) -> None:
+    """Days of waiting include server upgrades: the suspended case, its input schema and the
+    served deployments survive a restart of the server (same database)."""
+    run, case = start_case(env, "demo-tenant")
+    assert env.server is not None
+    env.server.stop()
+    env.server.start()
+    assert wait_for_state(run.id, {"PAUSED"}, timeout=30).state.name == "Suspended"
+    resume_flow_run(run.id, run_input={"acknowledged_by": "Demo DPO", "days_until_destruction": 0})
+    wait_for_state(run.id, {"COMPLETED"}, timeout=120, runner=env.runner)
+    scheduled = trail_of(env, case).find("destruction-scheduled")[-1]["data"]
+    wait_for_state(scheduled["flow_run_id"], {"COMPLETED"}, timeout=120, runner=env.runner)
+    assert trail_of(env, case).find("certified")

@@ -162,6 +162,19 @@ def record_plan(platform: Platform, tenant: str, deadline: datetime) -> None:
     )
 
 
+def test_a_destruction_that_ran_late_says_so_and_is_flagged(platform: Platform) -> None:
+    """A destroy run that fired after its deadline (a worker down for days): the certificate
+    does not hide it, and the deadline watch lists the case as destroyed late."""
+    case = platform.case("acme")
+    export_and_deliver(platform, case)
+    archived = destroy_everything(platform, case, deadline_in=timedelta(days=-1))
+    with open_store(platform.settings.store_url("archive")).open_read(archived.key) as body:
+        certificate = json.loads(body.read())
+    assert certificate["deadline_met"] is False
+    statuses = {c.case_id: c.status for c in case_deadlines(platform.settings, datetime.now(UTC))}
+    assert statuses[case.case_id] == "destroyed-late"
+
+
 def test_cases_near_or_past_their_deadline_are_flagged(
     platform: Platform, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
