@@ -1,5 +1,5 @@
 # Two commands matter: `make demo` and `make test`. Both set up what they need.
-.PHONY: demo serve test lint typecheck pytest setup system-deps browser-deps schemas clean bench
+.PHONY: audit demo serve test lint typecheck pytest setup system-deps browser-deps schemas clean bench
 
 PYTHON ?= python3
 UV_VERSION := 0.13.8
@@ -47,6 +47,11 @@ pytest: setup browser-deps
 	$(VENV)/bin/pytest
 
 test: lint typecheck pytest
+
+# Known vulnerabilities in the locked dependencies (needs PyPI's JSON API or OSV: see
+# docs/security.md for why this is not part of CI here).
+audit: setup
+	$(VENV)/bin/pip-audit --strict --vulnerability-service pypi --skip-editable --progress-spinner off -l
 
 schemas: setup
 	$(VENV)/bin/python -m offboarding.schemas
