@@ -1,5 +1,5 @@
 # Two commands matter: `make demo` and `make test`. Both set up what they need.
-.PHONY: audit demo serve test lint typecheck pytest setup system-deps browser-deps schemas clean bench
+.PHONY: audit bench-concurrent demo serve test lint typecheck pytest setup system-deps browser-deps schemas clean bench
 
 PYTHON ?= python3
 UV_VERSION := 0.13.8
@@ -68,3 +68,7 @@ benchmarks/.venv-peers/.synced: $(UV) benchmarks/requirements-peers.txt
 
 bench: setup benchmarks/.venv-peers/.synced
 	$(VENV)/bin/python -m benchmarks.run $(BENCH_ARGS)
+
+# Twenty tenants offboarded at once through a real Prefect server (appends to RESULTS.md).
+bench-concurrent: setup
+	$(VENV)/bin/python -m benchmarks.concurrent_cases $(BENCH_ARGS)

@@ -33,9 +33,15 @@ def check_legal_hold(case: CaseRef) -> None:
 
 
 @task(name="fingerprint-neighbours", task_run_name="fingerprint-neighbours-{moment}-{case.tenant}")
-def fingerprint_neighbours(case: CaseRef, moment: str) -> dict[str, str]:
+def fingerprint_neighbours(case: CaseRef, moment: str, excluded: list[str]) -> dict[str, str]:
     """`moment` ('before'/'after') keeps the two fingerprints apart in the task cache."""
-    return stages.neighbours_digests(Settings(), case)
+    return stages.neighbours_digests(Settings(), case, excluded)
+
+
+@task(name="tenants-in-offboarding", task_run_name="tenants-in-offboarding-{case.tenant}")
+def tenants_in_offboarding(case: CaseRef) -> list[str]:
+    """Fixed once, so both fingerprints leave out the same tenants."""
+    return stages.tenants_in_offboarding(Settings(), case)
 
 
 @task(name="destroy", task_run_name="destroy-{location}-{case.tenant}", retries=2,
@@ -79,7 +85,8 @@ def destroy(tenant: str, case_id: str, acknowledged_at: datetime, deadline: date
     check_legal_hold(case)
     # A global limit caps destructions running at once (OFFBOARD_DESTRUCTION_CONCURRENCY).
     with concurrency(DESTRUCTION_LIMIT_NAME, occupy=1):
-        before = fingerprint_neighbours(case, "before")
+        excluded = tenants_in_offboarding(case)
+        before = fingerprint_neighbours(case, "before", excluded)
         removals = {}
         for name in DESTRUCTION_ORDER:
             removals[name] = destroy_location(case, name)
@@ -88,7 +95,7 @@ def destroy(tenant: str, case_id: str, acknowledged_at: datetime, deadline: date
         for name in DESTRUCTION_ORDER:
             remaining[name] = verify_location(case, name)
             progress.done(f"verify {name}")
-        after = fingerprint_neighbours(case, "after")
+        after = fingerprint_neighbours(case, "after", excluded)
     publish_table(
         case, "destruction",
         [{"location": n, "method": removals[n].method, "items before": removals[n].items_before,
@@ -106,6 +113,7 @@ def destroy(tenant: str, case_id: str, acknowledged_at: datetime, deadline: date
         remaining=remaining,
         neighbours_before=before,
         neighbours_after=after,
+        neighbours_excluded=excluded,
     )
     progress.done("certify")
     publish_case_summary(case, {

@@ -31,6 +31,7 @@ __all__ = [
     "destroy_location",
     "neighbours_digests",
     "report_key",
+    "tenants_in_offboarding",
     "verify_location",
 ]
 
@@ -48,9 +49,19 @@ def check_legal_hold(settings: Settings, case: CaseRef) -> None:
         raise refusal
 
 
-def neighbours_digests(settings: Settings, case: CaseRef) -> dict[str, str]:
+def tenants_in_offboarding(settings: Settings, case: CaseRef) -> list[str]:
+    """Other tenants with open cases (frozen): their own steps change their data, so the
+    neighbours check leaves them out. Every active tenant must stay byte-identical."""
+    return [t for t in TenantRegistry(settings).tenants(status="frozen") if t != case.tenant]
+
+
+def neighbours_digests(
+    settings: Settings, case: CaseRef, excluded: list[str] | None = None
+) -> dict[str, str]:
+    skip = frozenset(excluded or ())
     return {
-        name: get_location(name, settings).neighbours_digest(case) for name in DESTRUCTION_ORDER
+        name: get_location(name, settings).neighbours_digest(case, skip)
+        for name in DESTRUCTION_ORDER
     }
 
 
@@ -136,6 +147,7 @@ def certify(
     neighbours_before: dict[str, str],
     neighbours_after: dict[str, str],
     performed_by: str = "",
+    neighbours_excluded: list[str] | None = None,
 ) -> ArchivedCertificate:
     """Refuse unless every location is empty and the neighbours unchanged; then record the
     certificate in the audit chain, archive it signed with a human-readable report, and close
@@ -164,7 +176,7 @@ def certify(
             settings, case, trail, signer, acknowledged_at=acknowledged_at, deadline=deadline,
             started_at=started_at, removals=removals, remaining=remaining,
             neighbours_before=neighbours_before, neighbours_after=neighbours_after,
-            performed_by=performed_by,
+            performed_by=performed_by, neighbours_excluded=neighbours_excluded or [],
         ).model_dump(mode="json")},
         once="certificate",
     )  # fmt: skip
@@ -214,6 +226,7 @@ def _certificate(
     neighbours_before: dict[str, str],
     neighbours_after: dict[str, str],
     performed_by: str,
+    neighbours_excluded: list[str],
 ) -> Certificate:
     events = trail.events()
     documents = [e.document for e in events]
@@ -283,6 +296,7 @@ def _certificate(
         neighbours_digest_before=_digest(neighbours_before),
         neighbours_digest_after=_digest(neighbours_after),
         neighbours_unchanged=True,
+        neighbours_excluded=neighbours_excluded,
         audit_chain_head=trail.head(),
         signing_key=signer.fingerprint,
     )

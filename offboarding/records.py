@@ -318,5 +318,9 @@ class Certificate(Record):
     neighbours_digest_before: str
     neighbours_digest_after: str
     neighbours_unchanged: bool
+    neighbours_excluded: list[str] = Field(
+        default_factory=list,
+        description="Tenants left out of the neighbours check: they had open cases of their own.",
+    )
     audit_chain_head: str = Field(description="sha256 of the last audit event before this one.")
     signing_key: str

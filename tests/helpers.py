@@ -42,12 +42,14 @@ def destroy_everything(
     now = datetime.now(UTC)
     deadline = now + deadline_in
     destruction.check_legal_hold(settings, case)
-    before = destruction.neighbours_digests(settings, case)
+    excluded = destruction.tenants_in_offboarding(settings, case)
+    before = destruction.neighbours_digests(settings, case, excluded)
     removals = {n: destruction.destroy_location(settings, case, n) for n in DESTRUCTION_ORDER}
     remaining = {n: destruction.verify_location(settings, case, n) for n in DESTRUCTION_ORDER}
-    after = destruction.neighbours_digests(settings, case)
+    after = destruction.neighbours_digests(settings, case, excluded)
     return destruction.certify(
         settings, case, acknowledged_at=deadline - timedelta(days=90), deadline=deadline,
         started_at=now,
         removals=removals, remaining=remaining, neighbours_before=before, neighbours_after=after,
+        neighbours_excluded=excluded,
     )  # fmt: skip

@@ -135,3 +135,26 @@ def test_tenant_data_found_in_prefects_result_storage_blocks_the_certificate(
         export_and_deliver(platform, case)
         with pytest.raises(DestructionIncompleteError, match="orchestrator"):
             destroy_everything(platform, case)
+
+
+def test_two_tenants_destroyed_at_once_both_certify_and_spare_the_others(
+    platform: Platform,
+) -> None:
+    """Each destruction changes its own tenant's data: the other's check must leave it out
+    (it is frozen: it has a case of its own), while active tenants stay byte-identical."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cases = [platform.case("acme"), platform.case("globex")]
+    for case in cases:
+        export_and_deliver(platform, case)
+    bystanders = {t: platform.fingerprint(t) for t in ("acme-corp", "initech")}
+    with ThreadPoolExecutor(2) as pool:
+        archived = list(pool.map(lambda case: destroy_everything(platform, case), cases))
+    archive = open_store(platform.settings.store_url("archive"))
+    for case, certificate in zip(cases, archived, strict=True):
+        with archive.open_read(certificate.key) as body:
+            document = json.loads(body.read())
+        assert document["neighbours_unchanged"] is True
+        other = next(c.tenant for c in cases if c != case)
+        assert document["neighbours_excluded"] == [other]
+    assert {t: platform.fingerprint(t) for t in bystanders} == bystanders

@@ -290,6 +290,6 @@ def tenant_ids(dsn: str) -> list[str]:
         return [r[0] for r in conn.execute("SELECT id FROM tenants ORDER BY id")]
 
 
-def set_up(dsn: str, files: ObjectStore) -> None:
+def set_up(dsn: str, files: ObjectStore, extra: tuple[DemoTenant, ...] = ()) -> None:
     install_schema(dsn)
-    seed(dsn, files)
+    seed(dsn, files, DEMO_TENANTS + extra)

@@ -39,6 +39,7 @@ class DemoEnvironment:
     links: ManagedProcess | None = None
     links_port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
+    extra_tenants: tuple[Any, ...] = ()  # more DemoTenant rows (benchmarks)
 
     def offboard_env(self) -> dict[str, str]:
         return {
@@ -57,7 +58,7 @@ class DemoEnvironment:
         self.pg.start()
         stack.callback(self.pg.stop)
         files_root = self.home / "stores" / "files"
-        platform.set_up(self.pg.dsn, LocalStore(files_root))
+        platform.set_up(self.pg.dsn, LocalStore(files_root), self.extra_tenants)
         say("starting a Prefect server (SQLite, loopback)")
         self.server = PrefectServer(self.home / "prefect").start()
         stack.callback(self.server.stop)

@@ -60,10 +60,10 @@ class BackupsLocation:
             details={store.url: str(c.items) for store, c in zip(self.stores, counts, strict=True)},
         )
 
-    def neighbours_digest(self, case: CaseRef) -> str:
+    def neighbours_digest(self, case: CaseRef, excluded: frozenset[str] = frozenset()) -> str:
         return hashlib.sha256(
             "".join(
-                digest_outside_prefix(store, BACKUPS_ROOT, backup_prefix(case.tenant))
+                digest_outside_prefix(store, BACKUPS_ROOT, backup_prefix(case.tenant), excluded)
                 for store in self.stores
             ).encode()
         ).hexdigest()

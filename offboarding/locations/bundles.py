@@ -66,10 +66,10 @@ class BundlesLocation:
             ),
         )
 
-    def neighbours_digest(self, case: CaseRef) -> str:
+    def neighbours_digest(self, case: CaseRef, excluded: frozenset[str] = frozenset()) -> str:
         return hashlib.sha256(
             "".join(
-                digest_outside_prefix(store, BUNDLES_ROOT, bundle_prefix(case.tenant))
+                digest_outside_prefix(store, BUNDLES_ROOT, bundle_prefix(case.tenant), excluded)
                 for store in self.stores
             ).encode()
         ).hexdigest()

@@ -73,11 +73,11 @@ class KeysLocation:
             },
         )  # fmt: skip
 
-    def neighbours_digest(self, case: CaseRef) -> str:
+    def neighbours_digest(self, case: CaseRef, excluded: frozenset[str] = frozenset()) -> str:
         """Other tenants' keys must be untouched: their states, by tenant."""
         states = {
             tenant: self.keyring.state(tenant).__dict__
             for tenant in self.keyring.tenants()
-            if tenant != case.tenant
+            if tenant != case.tenant and tenant not in excluded
         }
         return hashlib.sha256(json.dumps(states, sort_keys=True, default=str).encode()).hexdigest()

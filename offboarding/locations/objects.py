@@ -119,5 +119,5 @@ class FilesLocation:
     def verify(self, case: CaseRef) -> Remaining:
         return count_prefix(self.store, tenant_prefix(case.tenant))
 
-    def neighbours_digest(self, case: CaseRef) -> str:
-        return digest_outside_prefix(self.store, TENANTS_ROOT, tenant_prefix(case.tenant))
+    def neighbours_digest(self, case: CaseRef, excluded: frozenset[str] = frozenset()) -> str:
+        return digest_outside_prefix(self.store, TENANTS_ROOT, tenant_prefix(case.tenant), excluded)

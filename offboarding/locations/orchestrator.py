@@ -67,5 +67,5 @@ class OrchestratorLocation:
             f"contact address and object keys: {hits} hold any",
         )
 
-    def neighbours_digest(self, case: CaseRef) -> str:
+    def neighbours_digest(self, case: CaseRef, excluded: frozenset[str] = frozenset()) -> str:
         return "not applicable: holds no tenant data"

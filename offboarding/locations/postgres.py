@@ -556,18 +556,23 @@ class PostgresLocation:
             ),
         )
 
-    def neighbours_digest(self, case: CaseRef) -> str:
+    def neighbours_digest(self, case: CaseRef, excluded: frozenset[str] = frozenset()) -> str:
         digests: dict[str, str] = {}
+        skipped = {case.tenant, *excluded}
         with self._connect() as conn:
             classification, _, _ = self._plan(conn)
-            scope = _Scope(classification, case.tenant)
+            scopes = [_Scope(classification, tenant) for tenant in sorted(skipped)]
             for table in (classification.registry, *classification.owned):
-                # The tenant's own registry row changes status; every other row must not.
-                not_tenant = sql.SQL("NOT coalesce({}, false)").format(scope.where(table))
-                row = conn.execute(_digest_query(table, not_tenant))
+                # The tenant's own rows (its registry row changes status) and those of tenants
+                # with open cases of their own are left out; every other row must not change.
+                not_skipped = sql.SQL(" AND ").join(
+                    sql.SQL("NOT coalesce({}, false)").format(scope.where(table))
+                    for scope in scopes
+                )
+                row = conn.execute(_digest_query(table, not_skipped))
                 digests[table] = str((row.fetchone() or ("",))[0])
             others = [
-                t for t, owner in classification.schema_tables.items() if owner != case.tenant
+                t for t, owner in classification.schema_tables.items() if owner not in skipped
             ]
             for table in [*classification.global_tables, *others]:
                 row = conn.execute(_digest_query(table, sql.SQL("TRUE")))

@@ -55,7 +55,11 @@ def count_prefix(store: ObjectStore, prefix: str) -> Remaining:
     )
 
 
-def digest_outside_prefix(store: ObjectStore, root: str, own: str) -> str:
-    """Digest of every object under `root` except the tenant's own prefix."""
-    listing = [(o.key, o.sha256) for o in store.list_objects(root) if not o.key.startswith(own)]
+def digest_outside_prefix(
+    store: ObjectStore, root: str, own: str, excluded: frozenset[str] = frozenset()
+) -> str:
+    """Digest of every object under `root` except the tenant's own prefix and the prefixes
+    (`<root><tenant>/`) of `excluded` tenants."""
+    skip = (own, *(f"{root}{tenant}/" for tenant in sorted(excluded)))
+    listing = [(o.key, o.sha256) for o in store.list_objects(root) if not o.key.startswith(skip)]
     return hashlib.sha256(json.dumps(listing).encode()).hexdigest()

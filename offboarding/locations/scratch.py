@@ -54,11 +54,11 @@ class ScratchLocation:
             verification=f"{self._tenant_dir(case)} {'present' if present else 'absent'}",
         )
 
-    def neighbours_digest(self, case: CaseRef) -> str:
+    def neighbours_digest(self, case: CaseRef, excluded: frozenset[str] = frozenset()) -> str:
         others = sorted(
             str(p.relative_to(self.root))
             for d in (self.root.iterdir() if self.root.exists() else [])
-            if d.name != case.tenant
+            if d.name != case.tenant and d.name not in excluded
             for p in _files(d)
         )
         return hashlib.sha256("\n".join(others).encode()).hexdigest()
