@@ -90,6 +90,7 @@ def main() -> None:
     from offboarding.config import Settings
     from offboarding.demo import platform
     from offboarding.demo.run import DemoEnvironment, wait_for_state
+    from offboarding.locations import DESTRUCTION_ORDER
     from offboarding.orchestration import emit_contract_terminated
     from offboarding.store import open_store
 
@@ -153,8 +154,9 @@ def main() -> None:
         exports = [(t.start_time, t.end_time) for t in tasks
                    if t.name.startswith("export-") and t.start_time and t.end_time]  # fmt: skip
         per_run: dict[Any, list[Any]] = {}
+        steps = tuple(f"{verb}-{n}-" for verb in ("destroy", "verify") for n in DESTRUCTION_ORDER)
         for t in tasks:
-            if t.name.startswith(("destroy-", "verify-")) and t.start_time and t.end_time:
+            if t.name.startswith(steps) and t.start_time and t.end_time:
                 per_run.setdefault(t.flow_run_id, []).append(t)
         destructions = [(min(t.start_time for t in ts), max(t.end_time for t in ts))
                         for ts in per_run.values()]  # fmt: skip
@@ -180,7 +182,8 @@ def main() -> None:
         f"| peak RSS of the runner and every flow process | {sampler.peak_bytes / 2**20:.0f} MB |\n"
         f"| rows and files of the offboarded tenants left | {left} |\n"
         f"| other tenants unchanged | {before == after} |\n"
-        f"| most exports at once (limit {settings.export_concurrency}) | {_max_overlap(exports)} |\n"
+        f"| most exports at once (limit {settings.export_concurrency}) | "
+        f"{_max_overlap(exports)} |\n"
         f"| most destructions at once (limit {settings.destruction_concurrency}) | "
         f"{_max_overlap(destructions)} |\n"
     )
