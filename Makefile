@@ -1,5 +1,5 @@
 # Two commands matter: `make demo` and `make test`. Both set up what they need.
-.PHONY: audit bench-concurrent demo serve test lint typecheck pytest setup system-deps browser-deps schemas clean bench
+.PHONY: audit bench-concurrent bench-scale demo serve test lint typecheck pytest setup system-deps browser-deps schemas clean bench
 
 PYTHON ?= python3
 UV_VERSION := 0.13.8
@@ -72,3 +72,7 @@ bench: setup benchmarks/.venv-peers/.synced
 # Twenty tenants offboarded at once through a real Prefect server (appends to RESULTS.md).
 bench-concurrent: setup
 	$(VENV)/bin/python -m benchmarks.concurrent_cases $(BENCH_ARGS)
+
+# A tenant ten times the benchmark size: memory flat, time linear? (appends to RESULTS.md)
+bench-scale: setup
+	$(VENV)/bin/python -m benchmarks.scale $(BENCH_ARGS)

@@ -1,0 +1,82 @@
+"""A tenant ten times the benchmark size: the project's export of the 5-million-row wide table
+and of a 50-million-row one, in the same private cluster, split into the same number of parts
+(so both workers run in both): is memory flat (within 10%) and time linear (within 15%)?
+
+    make bench-scale    (about 15 minutes and 40 GB of disk; appends to RESULTS.md)
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+
+from benchmarks.run import WIDE, machine, timed
+from offboarding.services import PostgresCluster
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=5_000_000, help="the benchmark size")
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+    sizes = {"base": args.rows, "tenfold": args.rows * 10}
+    work = Path(tempfile.mkdtemp(prefix="offboard-scale-"))
+    cluster = PostgresCluster()
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in sizes}
+    try:
+        cluster.start()
+        with psycopg.connect(cluster.dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE tenants (id text PRIMARY KEY)")
+            conn.execute("INSERT INTO tenants VALUES ('bench')")
+            for name, rows in sizes.items():
+                started = time.perf_counter()
+                conn.execute(WIDE.format(name=name, rows=rows))
+                conn.execute(f"VACUUM ANALYZE {name}")
+                print(f"built {name}: {rows:,} rows in {time.perf_counter() - started:.0f}s")
+        for _ in range(args.repeat):
+            for name, rows in sizes.items():
+                out = work / "out"
+                shutil.rmtree(out, ignore_errors=True)
+                out.mkdir()
+                # The same number of parts (50) for both sizes: only the rows per part differ.
+                env = {"OFFBOARD_EXPORT_SPLIT_ROWS": str(max(rows // 50, 1_000)),
+                       "PATH": "/usr/bin:/bin"}  # fmt: skip
+                wall, rss = timed(
+                    [sys.executable, "-m", "benchmarks.ours", cluster.dsn, name, str(out)], env
+                )
+                results[name].append((wall, rss))
+                print(f"{name:<8} {rows:>11,} rows {wall:7.1f}s {rss:6.0f} MB", flush=True)
+    finally:
+        cluster.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    best = {
+        name: (min(w for w, _ in runs), max(r for _, r in runs)) for name, runs in results.items()
+    }
+    (base_wall, base_rss), (big_wall, big_rss) = best["base"], best["tenfold"]
+    report = (
+        f"\n## A tenant ten times the benchmark size (`make bench-scale`)\n\n"
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}. The project's export "
+        f"of the wide table, {args.rows:,} and {args.rows * 10:,} rows, 50 parts each, best "
+        f"wall of {args.repeat} (start-up included), highest peak RSS.\n\n"
+        "| rows | wall (s) | peak RSS (MB) |\n|---:|---:|---:|\n"
+        f"| {args.rows:,} | {base_wall:.1f} | {base_rss:.0f} |\n"
+        f"| {args.rows * 10:,} | {big_wall:.1f} | {big_rss:.0f} |\n\n"
+        f"Ten times the rows: time x{big_wall / base_wall:.2f} (linear is x10, within 15%: "
+        f"x8.5 to x11.5), peak RSS x{big_rss / base_rss:.2f} (flat within 10%: at most x1.10).\n"
+    )
+    print(report)
+    with (HERE / "RESULTS.md").open("a") as handle:
+        handle.write(report)
+
+
+if __name__ == "__main__":
+    main()
