@@ -37,3 +37,18 @@ def test_a_write_once_store_refuses_overwrite_and_delete(tmp_path: Path) -> None
 def test_an_unknown_store_url_says_what_is_understood() -> None:
     with pytest.raises(ConfigurationError, match="file:///path"):
         open_store("s3://bucket")
+
+
+def test_a_secret_created_by_many_threads_at_once_is_one_secret(tmp_path: Path) -> None:
+    """Regression: threads share a pid; a shared partial file let one writer rewrite the key
+    another had already used (the backup flow's tenants wrapped keys with a lost KEK)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from offboarding.secrets import load_or_create_secret
+
+    for attempt in range(20):
+        path = tmp_path / f"kek-{attempt}.key"
+        with ThreadPoolExecutor(8) as pool:
+            seen = set(pool.map(load_or_create_secret, [path] * 8))
+        assert seen == {path.read_bytes()}
+        assert not list(tmp_path.glob("*.partial"))
