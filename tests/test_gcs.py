@@ -209,9 +209,8 @@ def test_a_signed_link_cannot_outlive_seven_days(
         )
 
 
-def test_tenant_files_on_cloud_storage_are_exported_at_the_inventoried_generation(
-    platform: Platform, gcs: storage.Client, bucket: str, tmp_path: Path
-) -> None:
+def files_on_cloud_storage(platform: Platform, bucket: str) -> tuple[GcsStore, Settings]:
+    """The platform's uploaded files copied to a bucket, and settings that read them there."""
     files = GcsStore(f"gs://{bucket}/files")
     for info in platform.files.list_objects("tenants/"):
         with platform.files.open_read(info.key) as handle:
@@ -219,6 +218,13 @@ def test_tenant_files_on_cloud_storage_are_exported_at_the_inventoried_generatio
     settings = Settings(
         home=platform.settings.home, database_url=platform.dsn, files_url=f"gs://{bucket}/files"
     )
+    return files, settings
+
+
+def test_tenant_files_on_cloud_storage_are_exported_at_the_inventoried_generation(
+    platform: Platform, gcs: storage.Client, bucket: str, tmp_path: Path
+) -> None:
+    _, settings = files_on_cloud_storage(platform, bucket)
     case = platform.case("acme")
     inventory, _, bundle = export_and_deliver(platform, case, settings)
     assert inventory.files and all(f.generation for f in inventory.files)
@@ -230,13 +236,7 @@ def test_tenant_files_on_cloud_storage_are_exported_at_the_inventoried_generatio
 def test_destruction_on_cloud_storage_removes_every_generation_and_dates_soft_deleted_copies(
     platform: Platform, gcs: storage.Client, bucket: str
 ) -> None:
-    files = GcsStore(f"gs://{bucket}/files")
-    for info in platform.files.list_objects("tenants/"):
-        with platform.files.open_read(info.key) as handle:
-            files.put_bytes(info.key, handle.read())
-    settings = Settings(
-        home=platform.settings.home, database_url=platform.dsn, files_url=f"gs://{bucket}/files"
-    )
+    files, settings = files_on_cloud_storage(platform, bucket)
     neighbours = sorted(o.key for o in files.list_objects("tenants/acme-corp/"))
     case = platform.case("acme")
     export_and_deliver(platform, case, settings)

@@ -4,12 +4,15 @@ tenant's data key, so a copy this step could not reach stays unreadable."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from offboarding.config import Settings, validate_tenant_id
 from offboarding.locations.base import LocationExport, Remaining, Removal
-from offboarding.locations.prefixed import count_prefix, delete_prefix, digest_outside_prefix
+from offboarding.locations.prefixed import (
+    count_in_stores,
+    delete_in_stores,
+    digest_outside_in_stores,
+)
 from offboarding.records import CaseRef, LocationInventory
 from offboarding.store import ObjectStore, open_store
 
@@ -38,32 +41,18 @@ class BackupsLocation:
         return LocationExport(parts=[])  # copies of what the export reads at the source
 
     def destroy(self, case: CaseRef) -> Removal:
-        removals = [delete_prefix(store, backup_prefix(case.tenant), "") for store in self.stores]
-        return Removal(
-            items_before=sum(r.items_before for r in removals),
-            bytes_before=sum(r.bytes_before for r in removals),
-            items_removed=sum(r.items_removed for r in removals),
-            technique=f"delete every backup of the tenant in all {len(self.stores)} backup "
+        return delete_in_stores(
+            self.stores,
+            backup_prefix(case.tenant),
+            "",
+            summary=f"delete every backup of the tenant in all {len(self.stores)} backup "
             "locations (each encrypted with the tenant's data key, destroyed next)",
         )
 
     def verify(self, case: CaseRef) -> Remaining:
-        counts = [count_prefix(store, backup_prefix(case.tenant)) for store in self.stores]
-        pending = [c.pending_until for c in counts if c.pending_until]
-        return Remaining(
-            items=sum(c.items for c in counts),
-            pending_until=max(pending) if pending else None,
-            verification="; ".join(
-                f"{store.url}: {c.verification}"
-                for store, c in zip(self.stores, counts, strict=True)
-            ),
-            details={store.url: str(c.items) for store, c in zip(self.stores, counts, strict=True)},
-        )
+        return count_in_stores(self.stores, backup_prefix(case.tenant))
 
     def neighbours_digest(self, case: CaseRef, excluded: frozenset[str] = frozenset()) -> str:
-        return hashlib.sha256(
-            "".join(
-                digest_outside_prefix(store, BACKUPS_ROOT, backup_prefix(case.tenant), excluded)
-                for store in self.stores
-            ).encode()
-        ).hexdigest()
+        return digest_outside_in_stores(
+            self.stores, BACKUPS_ROOT, backup_prefix(case.tenant), excluded
+        )

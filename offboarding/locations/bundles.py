@@ -5,12 +5,15 @@ every configured delivery store, so a region moved since delivery cannot hide a 
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from offboarding.config import Settings
 from offboarding.locations.base import LocationExport, Remaining, Removal
-from offboarding.locations.prefixed import count_prefix, delete_prefix, digest_outside_prefix
+from offboarding.locations.prefixed import (
+    count_in_stores,
+    delete_in_stores,
+    digest_outside_in_stores,
+)
 from offboarding.records import CaseRef, LocationInventory
 from offboarding.store import ObjectStore, open_store
 
@@ -40,36 +43,16 @@ class BundlesLocation:
         return LocationExport(parts=[])  # bundles are the export's output, not its input
 
     def destroy(self, case: CaseRef) -> Removal:
-        removals = [
-            delete_prefix(
-                store,
-                bundle_prefix(case.tenant),
-                "delete every bundle of the tenant; its links then answer 'gone'",
-            )
-            for store in self.stores
-        ]
-        return Removal(
-            items_before=sum(r.items_before for r in removals),
-            bytes_before=sum(r.bytes_before for r in removals),
-            items_removed=sum(r.items_removed for r in removals),
-            technique=removals[0].technique,
+        return delete_in_stores(
+            self.stores,
+            bundle_prefix(case.tenant),
+            "delete every bundle of the tenant; its links then answer 'gone'",
         )
 
     def verify(self, case: CaseRef) -> Remaining:
-        counts = [count_prefix(store, bundle_prefix(case.tenant)) for store in self.stores]
-        pending = [c.pending_until for c in counts if c.pending_until]
-        return Remaining(
-            items=sum(c.items for c in counts),
-            pending_until=max(pending) if pending else None,
-            verification="; ".join(
-                f"{s.url}: {c.verification}" for s, c in zip(self.stores, counts, strict=True)
-            ),
-        )
+        return count_in_stores(self.stores, bundle_prefix(case.tenant))
 
     def neighbours_digest(self, case: CaseRef, excluded: frozenset[str] = frozenset()) -> str:
-        return hashlib.sha256(
-            "".join(
-                digest_outside_prefix(store, BUNDLES_ROOT, bundle_prefix(case.tenant), excluded)
-                for store in self.stores
-            ).encode()
-        ).hexdigest()
+        return digest_outside_in_stores(
+            self.stores, BUNDLES_ROOT, bundle_prefix(case.tenant), excluded
+        )

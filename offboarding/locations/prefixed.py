@@ -9,7 +9,14 @@ from offboarding.gcs import GcsStore
 from offboarding.locations.base import Remaining, Removal
 from offboarding.store import ObjectStore, backend
 
-__all__ = ["count_prefix", "delete_prefix", "digest_outside_prefix"]
+__all__ = [
+    "count_in_stores",
+    "count_prefix",
+    "delete_in_stores",
+    "delete_prefix",
+    "digest_outside_in_stores",
+    "digest_outside_prefix",
+]
 
 
 def delete_prefix(store: ObjectStore, prefix: str, technique: str) -> Removal:
@@ -63,3 +70,41 @@ def digest_outside_prefix(
     skip = (own, *(f"{root}{tenant}/" for tenant in sorted(excluded)))
     listing = [(o.key, o.sha256) for o in store.list_objects(root) if not o.key.startswith(skip)]
     return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+
+
+# A location spread over several stores (every delivery store, every backup location).
+
+
+def delete_in_stores(
+    stores: list[ObjectStore], prefix: str, technique: str, summary: str | None = None
+) -> Removal:
+    """Delete the prefix in every store; one Removal for all (its technique `summary` if given,
+    else the first store's)."""
+    removals = [delete_prefix(store, prefix, technique) for store in stores]
+    return Removal(
+        items_before=sum(r.items_before for r in removals),
+        bytes_before=sum(r.bytes_before for r in removals),
+        items_removed=sum(r.items_removed for r in removals),
+        technique=summary if summary is not None else removals[0].technique,
+    )
+
+
+def count_in_stores(stores: list[ObjectStore], prefix: str) -> Remaining:
+    counts = [count_prefix(store, prefix) for store in stores]
+    pending = [c.pending_until for c in counts if c.pending_until]
+    return Remaining(
+        items=sum(c.items for c in counts),
+        pending_until=max(pending) if pending else None,
+        verification="; ".join(
+            f"{store.url}: {c.verification}" for store, c in zip(stores, counts, strict=True)
+        ),
+        details={store.url: str(c.items) for store, c in zip(stores, counts, strict=True)},
+    )
+
+
+def digest_outside_in_stores(
+    stores: list[ObjectStore], root: str, own: str, excluded: frozenset[str] = frozenset()
+) -> str:
+    return hashlib.sha256(
+        "".join(digest_outside_prefix(store, root, own, excluded) for store in stores).encode()
+    ).hexdigest()
