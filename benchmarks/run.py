@@ -31,7 +31,7 @@ from offboarding.services import PostgresCluster
 HERE = Path(__file__).resolve().parent
 ROW_GROUP = 32_768
 FLOOR = "floor: psql COPY binary to /dev/null"
-OURS = "tenant-offboarding (ADBC, parallel)"
+OURS = "tenant-offboarding (ADBC 1.8.0, parallel)"
 MEMORY = "tenant-offboarding, parts of 2% of the wide table"
 
 WIDE = """
@@ -165,8 +165,13 @@ def run_all(dsn: str, work: Path, args: argparse.Namespace) -> list[Measure]:
         "DuckDB postgres extension to Parquet": lambda t: [
             peers, str(HERE / "peers.py"), "duckdb", dsn, t, str(out / "d.parquet"), str(ROW_GROUP)
         ],
-        "ADBC stream to Parquet (one connection)": lambda t: [
+        "ADBC 1.13.0 stream to Parquet (one connection)": lambda t: [
             peers, str(HERE / "peers.py"), "adbc", dsn, t, str(out / "a.parquet"), str(ROW_GROUP)
+        ],
+        # The same script on the project's pinned driver: what the -O0 wheels cost.
+        "ADBC 1.8.0 stream to Parquet (one connection)": lambda t: [
+            sys.executable, str(HERE / "peers.py"), "adbc", dsn, t, str(out / "b.parquet"),
+            str(ROW_GROUP),
         ],
         "psycopg binary COPY rows to Parquet": lambda t: [
             sys.executable, "-m", "benchmarks.psycopg_rows", dsn, t, str(out / "p.parquet"),

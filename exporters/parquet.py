@@ -47,7 +47,7 @@ def _dictionary_columns(plans: Sequence[ColumnPlan]) -> list[str]:
 
 
 def _is_text(arrow_type: pa.DataType) -> bool:
-    if isinstance(arrow_type, pa.ExtensionType):
+    if isinstance(arrow_type, pa.BaseExtensionType):
         arrow_type = arrow_type.storage_type
     return bool(pa.types.is_string(arrow_type) or pa.types.is_binary(arrow_type))
 
@@ -175,10 +175,10 @@ def _conform(array: pa.Array, plan: ColumnPlan) -> pa.Array:
     target = plan.arrow_type
     if array.type == target:
         return array
-    if isinstance(array.type, pa.ExtensionType):  # e.g. numeric as opaque text
+    if isinstance(array.type, pa.BaseExtensionType):  # e.g. uuid or numeric as opaque
         array = array.storage
     try:
-        if isinstance(target, pa.ExtensionType):
+        if isinstance(target, pa.BaseExtensionType):
             return pa.ExtensionArray.from_storage(target, array.cast(target.storage_type))
         return array.cast(target)  # safe cast: raises rather than truncates
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as error:
@@ -214,10 +214,13 @@ def write_parquet(
     target.parent.mkdir(parents=True, exist_ok=True)
     rows = 0
     with pq.ParquetWriter(
-        target, schema, use_dictionary=_dictionary_columns(plans), **PARQUET_OPTIONS
+        target,
+        schema,
+        use_dictionary=_dictionary_columns(plans),
+        **PARQUET_OPTIONS,
     ) as writer:
         for group in _row_groups(iter(reader), row_group_rows):
-            columns = [_conform(group.column(i), plan) for i, plan in enumerate(plans)]
+            columns = [_conform_chunks(group.column(i), plan) for i, plan in enumerate(plans)]
             writer.write_table(
                 pa.Table.from_arrays(columns, schema=schema), row_group_size=row_group_rows
             )
