@@ -8,6 +8,7 @@ the column is marked `as_text` in the manifest.
 
 Why ADBC and not psycopg for this one job: the benchmark (benchmarks/RESULTS.md) measured
 psycopg's row path at less than half the speed; psycopg stays the driver for everything else.
+The driver is pinned to a build compiled with optimisation (benchmarks/README.md).
 """
 
 from __future__ import annotations
