@@ -5,7 +5,8 @@ platform plus N generated tenants; one contract-terminated event each, all at on
 acknowledged as soon as it waits; every destruction run to its certificate. Reports total time,
 peak memory of every process the pipeline started (sampled from /proc), whether every case
 completed with zero left and its neighbours unchanged, and the most exports and destructions
-seen running at once against the global concurrency limits. Appends to benchmarks/RESULTS.md.
+seen running at once against the global concurrency limits. Replaces its section of
+benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from threading import Event, Thread
 from typing import Any
+
+from benchmarks.results import record
 
 HERE = Path(__file__).resolve().parent
 
@@ -188,8 +191,7 @@ def main() -> None:
         f"{_max_overlap(destructions)} |\n"
     )
     print(report)
-    with (HERE / "RESULTS.md").open("a") as results:
-        results.write(report)
+    record(report, ("## 20 tenants offboarded at once",))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import unicodedata
 import zipfile
 import zlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -119,16 +120,26 @@ def _zip_info(name: str) -> zipfile.ZipInfo:
     return info
 
 
-def _write_stream(archive: zipfile.ZipFile, name: str, source: BinaryIO) -> tuple[int, str]:
-    """Copy `source` into the archive while hashing it: one pass over the bytes."""
+def _write_stream(
+    archive: zipfile.ZipFile, name: str, source: BinaryIO, hasher: ThreadPoolExecutor
+) -> tuple[int, str]:
+    """Copy `source` into the archive while hashing it: one pass over the bytes. The sha256
+    of each chunk runs on `hasher`'s thread while this one writes it (CRC-32 and the write);
+    both release the GIL, so the hash costs no wall time on a second core. One chunk is
+    hashed at a time, in order."""
     digest = hashlib.sha256()
     size = 0
+    hashing: Future[None] | None = None
     with archive.open(_zip_info(name), "w", force_zip64=True) as target:
         while chunk := source.read(_CHUNK):
-            digest.update(chunk)
+            if hashing is not None:
+                hashing.result()
+            hashing = hasher.submit(digest.update, chunk)
             target.write(chunk)
             size += len(chunk)
             crash_point("bundle:chunk-written")
+        if hashing is not None:
+            hashing.result()
     return size, digest.hexdigest()
 
 
@@ -243,7 +254,10 @@ def package_bundle(
     entries: list[ManifestEntry] = []
     for number, path in enumerate(files, start=1):
         in_part: list[ManifestEntry] = []
-        with zipfile.ZipFile(path, "w", allowZip64=True) as archive:
+        with (
+            zipfile.ZipFile(path, "w", allowZip64=True) as archive,
+            ThreadPoolExecutor(1, thread_name_prefix="bundle-sha256") as hasher,
+        ):
             size, digest = _write_bytes(archive, README, readme)
             if number == 1:
                 entries.append(ManifestEntry(path=README, size=size, sha256=digest, kind="readme"))
@@ -258,7 +272,7 @@ def package_bundle(
                 if part_number != number:
                     continue
                 with open_source(part.source) as source:
-                    size, digest = _write_stream(archive, part.path, source)
+                    size, digest = _write_stream(archive, part.path, source, hasher)
                 original = part.source.removeprefix("store:") if part.kind == "file" else None
                 in_part.append(
                     ManifestEntry(
