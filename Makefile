@@ -69,10 +69,10 @@ benchmarks/.venv-peers/.synced: $(UV) benchmarks/requirements-peers.txt
 bench: setup benchmarks/.venv-peers/.synced
 	$(VENV)/bin/python -m benchmarks.run $(BENCH_ARGS)
 
-# Twenty tenants offboarded at once through a real Prefect server (appends to RESULTS.md).
+# Twenty tenants offboarded at once through a real Prefect server (replaces its section of RESULTS.md).
 bench-concurrent: setup
 	$(VENV)/bin/python -m benchmarks.concurrent_cases $(BENCH_ARGS)
 
-# A tenant ten times the benchmark size: memory flat, time linear? (appends to RESULTS.md)
+# A tenant ten times the benchmark size: memory flat, time linear? (replaces its section of RESULTS.md)
 bench-scale: setup
 	$(VENV)/bin/python -m benchmarks.scale $(BENCH_ARGS)
