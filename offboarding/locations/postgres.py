@@ -146,6 +146,10 @@ class _SnapshotReaders:
                 .format(sql.Literal(self._snapshot_id))
                 .as_string()
             )
+            # 4 MB batches: memory per worker bounded (the option holds for every query).
+            cursor.adbc_statement.set_options(
+                **{"adbc.postgresql.batch_size_hint_bytes": str(4 * 1024 * 1024)}
+            )
             self._local.cursor = cursor
         return cursor
 
@@ -473,9 +477,6 @@ class PostgresLocation:
             cursor.execute(
                 f"SET LOCAL {setting} TO {physical_value if job.physical else 'DEFAULT'}"
             )
-        cursor.adbc_statement.set_options(
-            **{"adbc.postgresql.batch_size_hint_bytes": str(4 * 1024 * 1024)}
-        )
         cursor.execute(job.query.as_string())
         rows = write_parquet(
             cursor.fetch_record_batch(),
