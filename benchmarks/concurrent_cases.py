@@ -90,11 +90,11 @@ def main() -> None:
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
     from prefect.flow_runs import resume_flow_run
 
+    from flows.adapter import emit_contract_terminated
     from offboarding.config import Settings
     from offboarding.demo import platform
     from offboarding.demo.run import DemoEnvironment, wait_for_state
     from offboarding.locations import DESTRUCTION_ORDER
-    from offboarding.orchestration import emit_contract_terminated
     from offboarding.store import open_store
 
     tenants = tuple(

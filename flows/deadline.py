@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from prefect import flow, get_run_logger
+from prefect import flow
 
-from offboarding.config import Settings
+from flows import adapter
 from offboarding.deadlines import case_deadlines
 from offboarding.errors import DeadlineError
 
@@ -15,8 +15,8 @@ from offboarding.errors import DeadlineError
 @flow(name="deadline-watch", flow_run_name="deadline-watch")
 def deadline_watch() -> dict[str, int]:
     """List every case with its deadline; flag those due soon; fail for any overdue."""
-    logger = get_run_logger()
-    cases = case_deadlines(Settings(), datetime.now(UTC))
+    logger = adapter.logger()
+    cases = case_deadlines(adapter.settings(), datetime.now(UTC))
     counts: dict[str, int] = {}
     for case in cases:
         counts[case.status] = counts.get(case.status, 0) + 1

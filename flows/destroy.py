@@ -9,60 +9,54 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from prefect.concurrency.sync import concurrency
-from prefect.runtime import flow_run
 
+from flows import adapter
 from offboarding import destruction as stages
-from offboarding.config import Settings, validate_tenant_id
+from offboarding.config import validate_tenant_id
 from offboarding.locations import DESTRUCTION_ORDER, Remaining, Removal
-from offboarding.orchestration import (
-    DESTRUCTION_LIMIT_NAME,
-    Progress,
-    link_to_certificate,
-    publish_case_summary,
-    publish_table,
-)
 from offboarding.records import CaseRef
 
 
 @task(name="check-legal-hold", task_run_name="check-legal-hold-{case.tenant}")
 def check_legal_hold(case: CaseRef) -> None:
-    stages.check_legal_hold(Settings(), case)
+    stages.check_legal_hold(adapter.settings(), case)
 
 
 @task(name="fingerprint-neighbours", task_run_name="fingerprint-neighbours-{moment}-{case.tenant}")
 def fingerprint_neighbours(case: CaseRef, moment: str, excluded: list[str]) -> dict[str, str]:
     """`moment` ('before'/'after') keeps the two fingerprints apart in the task cache."""
-    return stages.neighbours_digests(Settings(), case, excluded)
+    return stages.neighbours_digests(adapter.settings(), case, excluded)
 
 
 @task(name="tenants-in-offboarding", task_run_name="tenants-in-offboarding-{case.tenant}")
 def tenants_in_offboarding(case: CaseRef) -> list[str]:
     """Fixed once, so both fingerprints leave out the same tenants."""
-    return stages.tenants_in_offboarding(Settings(), case)
+    return stages.tenants_in_offboarding(adapter.settings(), case)
 
 
 @task(name="destroy", task_run_name="destroy-{location}-{case.tenant}", retries=2,
       retry_delay_seconds=10)  # fmt: skip
 def destroy_location(case: CaseRef, location: str) -> Removal:
-    return stages.destroy_location(Settings(), case, location)
+    return stages.destroy_location(adapter.settings(), case, location)
 
 
 @task(name="verify", task_run_name="verify-{location}-{case.tenant}", retries=2,
       retry_delay_seconds=10, cache_policy=NO_CACHE)  # fmt: skip
 def verify_location(case: CaseRef, location: str) -> Remaining:
-    return stages.verify_location(Settings(), case, location)
+    return stages.verify_location(adapter.settings(), case, location)
 
 
 @task(name="certify", task_run_name="certify-{case.tenant}")
 def certify(case: CaseRef, **evidence: Any) -> str:
-    settings = Settings()
-    archived = stages.certify(settings, case, performed_by=f"flow run {flow_run.id}", **evidence)
-    get_run_logger().info("certificate of destruction archived as %s", archived.key)
+    settings = adapter.settings()
+    archived = stages.certify(
+        settings, case, performed_by=f"flow run {adapter.current_run_id()}", **evidence
+    )
+    adapter.logger().info("certificate of destruction archived as %s", archived.key)
     archive_url = settings.store_url("archive").rstrip("/")
-    link_to_certificate(case, f"{archive_url}/{archived.key}")
+    adapter.link_to_certificate(case, f"{archive_url}/{archived.key}")
     return archived.key
 
 
@@ -81,10 +75,10 @@ def destroy(tenant: str, case_id: str, acknowledged_at: datetime, deadline: date
     case = CaseRef(tenant=validate_tenant_id(tenant), case_id=case_id)
     started_at = datetime.now(UTC)
     steps = [f"destroy {n}" for n in DESTRUCTION_ORDER] + [f"verify {n}" for n in DESTRUCTION_ORDER]
-    progress = Progress([*steps, "certify"]).start(case, "destroy")
+    progress = adapter.Progress([*steps, "certify"]).start(case, "destroy")
     check_legal_hold(case)
     # A global limit caps destructions running at once (OFFBOARD_DESTRUCTION_CONCURRENCY).
-    with concurrency(DESTRUCTION_LIMIT_NAME, occupy=1):
+    with adapter.exclusive(adapter.DESTRUCTION_LIMIT_NAME):
         excluded = tenants_in_offboarding(case)
         before = fingerprint_neighbours(case, "before", excluded)
         removals = {}
@@ -96,7 +90,7 @@ def destroy(tenant: str, case_id: str, acknowledged_at: datetime, deadline: date
             remaining[name] = verify_location(case, name)
             progress.done(f"verify {name}")
         after = fingerprint_neighbours(case, "after", excluded)
-    publish_table(
+    adapter.publish_table(
         case, "destruction",
         [{"location": n, "method": removals[n].method, "items before": removals[n].items_before,
           "bytes before": removals[n].bytes_before, "removed": removals[n].items_removed,
@@ -116,7 +110,7 @@ def destroy(tenant: str, case_id: str, acknowledged_at: datetime, deadline: date
         neighbours_excluded=excluded,
     )
     progress.done("certify")
-    publish_case_summary(case, {
+    adapter.publish_case_summary(case, {
         "tenant": tenant, "state": "destroyed and certified", "acknowledged at": acknowledged_at,
         "deadline": deadline, "completed at": datetime.now(UTC), "certificate": key,
         "neighbours unchanged": before == after,

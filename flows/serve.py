@@ -11,6 +11,7 @@ from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger
 
+from flows.adapter import CONTRACT_TERMINATED, set_up_prefect
 from flows.backup import backup
 from flows.deadline import deadline_watch
 from flows.destroy import destroy
@@ -18,7 +19,6 @@ from flows.offboard import offboard
 from flows.support import legal_hold, postpone_destruction, reissue_link, verify_destruction
 from flows.watch import case_watch
 from offboarding.config import Settings
-from offboarding.orchestration import CONTRACT_TERMINATED, set_up_prefect
 
 
 def contract_terminated_trigger() -> DeploymentEventTrigger:

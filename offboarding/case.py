@@ -11,12 +11,11 @@ import shutil
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from pydantic import BaseModel
 
 from exporters.bundle import manifest_json, package_bundle, verify_bundle
-from offboarding.audit import AuditTrail
 from offboarding.config import Settings, validate_tenant_id
 from offboarding.errors import IntegrityError, IsolationBreachError
 from offboarding.incidents import check_export_isolation, record_incident
@@ -35,12 +34,14 @@ from offboarding.records import (
 from offboarding.registry import TenantRegistry
 from offboarding.signing import Signer
 from offboarding.store import open_store, sha256_file
+from offboarding.trail import AuditTrail, events
 
 __all__ = [
     "dry_run_inventory",
     "export_snapshot",
     "freeze",
     "inventory_of",
+    "inventory_rows",
     "new_case",
     "package",
     "stage",
@@ -92,9 +93,8 @@ def freeze(settings: Settings, case: CaseRef) -> datetime:
     record = TenantRegistry(settings).freeze(case.tenant, case.case_id)
     assert record.frozen_at is not None
     _trail(settings, case).record(
-        "frozen", {"frozen_at": record.frozen_at.isoformat(), "region": record.region},
-        once="frozen",
-    )  # fmt: skip
+        events.Frozen(frozen_at=record.frozen_at, region=record.region), once="frozen"
+    )
     return record.frozen_at
 
 
@@ -125,9 +125,13 @@ def take_inventory(settings: Settings, case: CaseRef) -> Inventory:
         record_incident(settings, case, breach, stage="inventory")
         raise
     _trail(settings, case).record(
-        "inventory",
-        {loc.location: {"items": loc.items, "bytes": loc.bytes} for loc in inventory.locations}
-        | {"tables": {t.qualified: t.rows for t in inventory.tables}},
+        events.InventoryRecorded(
+            locations={
+                loc.location: events.LocationCount(items=loc.items, bytes=loc.bytes)
+                for loc in inventory.locations
+            },
+            tables={t.qualified: t.rows for t in inventory.tables},
+        ),
         once="inventory",
     )
     return inventory
@@ -206,11 +210,11 @@ def package(
     if not record:
         return bundle
     _trail(settings, case).record(
-        "packaged",
-        {"parts": [{"sha256": p.sha256, "size": p.size} for p in bundle.parts],
-         "manifest_sha256": bundle.manifest_sha256, "entries": bundle.entries,
-         "rows": bundle.rows, "files": bundle.files,
-         "snapshot_time": exported.snapshot_time.isoformat()},
+        events.Packaged(
+            parts=[events.PackagedPart(sha256=p.sha256, size=p.size) for p in bundle.parts],
+            manifest_sha256=bundle.manifest_sha256, entries=bundle.entries, rows=bundle.rows,
+            files=bundle.files, snapshot_time=exported.snapshot_time,
+        ),
         once="packaged",
     )  # fmt: skip
     return bundle
@@ -249,9 +253,23 @@ def verify_package(
             f"({len(bundle_digests)} in the bundle, {len(file_digests)} inventoried)"
         )
     _trail(settings, case).record(
-        "bundle-verified",
-        {"entries": report.entries_checked, "rows": report.rows, "key": report.signature_key,
-         "parts": len(bundle.parts)},
+        events.BundleVerified(
+            entries=report.entries_checked, rows=report.rows, key=report.signature_key,
+            parts=len(bundle.parts),
+        ),
         once="bundle-verified",
     )  # fmt: skip
     return report.rows
+
+
+def inventory_rows(inventory: Inventory) -> list[dict[str, Any]]:
+    """The inventory as rows for support staff: tables with counts and sizes, files in total."""
+    rows: list[dict[str, Any]] = [
+        {"what": t.qualified, "scope": t.scope, "rows": t.rows, "bytes (approx.)": t.bytes_estimate}
+        for t in inventory.tables
+    ]
+    rows.append(
+        {"what": "files", "scope": "tenant prefix and referenced", "rows": len(inventory.files),
+         "bytes (approx.)": inventory.total_file_bytes}
+    )  # fmt: skip
+    return rows

@@ -93,27 +93,23 @@ def _waiting_run(case_or_run: str) -> str:
 
 
 def _ack(args: argparse.Namespace) -> int:
-    from prefect.exceptions import PrefectException
-    from prefect.flow_runs import resume_flow_run
+    from pydantic import ValidationError
 
-    run_input: dict[str, object] = {"acknowledged_by": args.by}
-    if args.days is not None:
-        run_input["days_until_destruction"] = args.days
-    if args.note:
-        run_input["note"] = args.note
-    run_id = _waiting_run(args.case)
+    from flows.adapter import PrefectRuns
+    from offboarding.runs import AcknowledgementInput
+
     try:
-        resume_flow_run(run_id, run_input=run_input)  # type: ignore[arg-type]
-    except RuntimeError as refused:  # the server validates the input against the form's schema
-        print(f"error: Prefect refused the acknowledgement: {refused}", file=sys.stderr)
-        return 2
-    except PrefectException as error:
+        acknowledgement = AcknowledgementInput(
+            acknowledged_by=args.by, days_until_destruction=args.days, note=args.note or None
+        )
+    except ValidationError as invalid:
+        fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in invalid.errors())
         print(
-            f"error: case {args.case} is not waiting for an acknowledgement ({error}); see its "
-            "state in the Prefect UI",
-            file=sys.stderr,
+            f"error: the acknowledgement is refused ({fields}); nothing was sent", file=sys.stderr
         )
         return 2
+    run_id = _waiting_run(args.case)
+    PrefectRuns().resume(run_id, acknowledgement)
     print(f"acknowledged: case {args.case} resumes (flow run {run_id})")
     return 0
 
@@ -129,10 +125,11 @@ def _reissue(args: argparse.Namespace) -> int:
 
 
 def _hold(args: argparse.Namespace) -> int:
+    from flows.adapter import PrefectRuns
     from offboarding.config import Settings
     from offboarding.scheduling import place_hold
 
-    result = place_hold(Settings(), args.tenant, args.reason, args.by)
+    result = place_hold(Settings(), PrefectRuns(), args.tenant, args.reason, args.by)
     print(
         f"legal hold placed on {result.tenant}; destruction runs cancelled: "
         f"{', '.join(result.cancelled_runs) or 'none were scheduled'}"
@@ -143,10 +140,11 @@ def _hold(args: argparse.Namespace) -> int:
 
 
 def _release(args: argparse.Namespace) -> int:
+    from flows.adapter import PrefectRuns
     from offboarding.config import Settings
     from offboarding.scheduling import release_hold
 
-    result = release_hold(Settings(), args.tenant, args.by, now=args.now)
+    result = release_hold(Settings(), PrefectRuns(), args.tenant, args.by, now=args.now)
     print(f"legal hold lifted on {result.tenant}")
     for schedule in result.rescheduled:
         print(
@@ -163,10 +161,12 @@ def _release(args: argparse.Namespace) -> int:
 def _serve_links(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from flows.adapter import PrefectRuns
     from offboarding.config import Settings
-    from offboarding.links import create_app
+    from offboarding.web import create_app
 
-    uvicorn.run(create_app(Settings()), host=args.host, port=args.port, log_level="warning")
+    app = create_app(Settings(), PrefectRuns())
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 
@@ -185,8 +185,8 @@ def _watch(args: argparse.Namespace) -> int:
 
 
 def _terminate(args: argparse.Namespace) -> int:
+    from flows.adapter import CONTRACT_TERMINATED, emit_contract_terminated
     from offboarding.config import Settings, validate_tenant_id
-    from offboarding.orchestration import CONTRACT_TERMINATED, emit_contract_terminated
 
     tenant = validate_tenant_id(args.tenant)
     settings = Settings()
@@ -201,13 +201,13 @@ def _terminate(args: argparse.Namespace) -> int:
 
 
 def _setup_prefect(args: argparse.Namespace) -> int:
-    from offboarding.config import Settings
-    from offboarding.orchestration import (
+    from flows.adapter import (
         DESTRUCTION_LIMIT_NAME,
         EXPORT_LIMIT_NAME,
         WORK_POOL,
         set_up_prefect,
     )
+    from offboarding.config import Settings
 
     settings = Settings()
     set_up_prefect(settings)

@@ -143,6 +143,12 @@ class Settings(BaseSettings):
         description="Without an acknowledgement this long after delivery, the case continues "
         "as 'deemed delivered' and the 90-day clock starts.",
     )
+    orchestrator_results_path: Path | None = Field(
+        default=None,
+        description="Where the orchestrator keeps task results (scanned at destruction for "
+        "tenant data). Unset: the flows take it from Prefect's settings; elsewhere "
+        "PREFECT_RESULTS_LOCAL_STORAGE_PATH, or PREFECT_HOME/storage (Prefect's default).",
+    )
     case_watch_interval: timedelta = Field(
         default=timedelta(hours=1),
         description="How often the case watch looks after waiting cases (reminders, expiry).",
@@ -254,6 +260,12 @@ class Settings(BaseSettings):
     def delivery_store_urls(self) -> list[str]:
         """Every store that may hold a bundle (destruction empties the tenant's part of each)."""
         return sorted(set(self.delivery_regions.values())) or [self.store_url("delivery")]
+
+    @property
+    def lingering_delay(self) -> timedelta:
+        """How long after destruction some copies still exist (soft-deleted objects, a key
+        whose destruction is scheduled): destruction is planned to start this much earlier."""
+        return max(self.key_destroy_delay, self.soft_delete_retention)
 
     def require_database(self) -> str:
         if not self.database_url:

@@ -14,15 +14,21 @@ flow and support staff all read the same facts.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from offboarding.audit import AuditTrail
+from offboarding.case import new_case
 from offboarding.config import Settings
-from offboarding.errors import ConfigurationError, IntegrityError, TenantError
+from offboarding.errors import (
+    ConfigurationError,
+    IntegrityError,
+    OffboardingError,
+    TenantError,
+)
 from offboarding.faults import crash_point
 from offboarding.links import LinkSigner, PartLink, link_digest, sign_part_links
 from offboarding.locations import scratch_dir
@@ -30,8 +36,10 @@ from offboarding.locations.bundles import bundle_prefix
 from offboarding.mail import compose, send
 from offboarding.records import BundleRef, CaseRef, DeliveredPart, Delivery
 from offboarding.registry import TenantRecord, TenantRegistry
+from offboarding.runs import AcknowledgementInput, Runs
 from offboarding.signing import Signer
 from offboarding.store import LocalStore, backend, open_store
+from offboarding.trail import AuditTrail, CaseState, events
 
 __all__ = [
     "DeliveryStatus",
@@ -40,6 +48,8 @@ __all__ = [
     "delivery_status",
     "plan_follow_up",
     "send_links",
+    "status_of",
+    "watch_cases",
 ]
 
 Purpose = Literal["delivery", "reminder", "reissue"]
@@ -65,12 +75,12 @@ def deliver(settings: Settings, case: CaseRef, bundle: BundleRef, flow_run_id: s
             raise IntegrityError(f"{store.url}/{key}: uploaded digest differs; retry delivery")
         delivered.append(DeliveredPart(key=key, sha256=part.sha256, size=part.size))
     recorded = trail.record(
-        "delivered",
-        {"store_url": store.url, "region": tenant.region, "flow_run_id": flow_run_id,
-         "parts": [p.model_dump() for p in delivered]},
+        events.Delivered(
+            store_url=store.url, region=tenant.region, flow_run_id=flow_run_id, parts=delivered
+        ),
         once="delivered",
-    )  # fmt: skip
-    delivered_at = datetime.fromisoformat(recorded.document["at"])
+    )
+    delivered_at = recorded.at
     # The expiry follows from the recorded delivery time, so a retried step (a crash after the
     # e-mail went, before it was recorded) sends the very same links again, not new ones.
     issued = send_links(
@@ -118,23 +128,22 @@ class DeliveryStatus:
 
 
 def delivery_status(settings: Settings, case: CaseRef) -> DeliveryStatus:
-    trail = _trail(settings, case)
-    events = [e.document for e in trail.events()]
-    delivered = [e for e in events if e["kind"] == "delivered"]
-    if not delivered:
+    return status_of(_trail(settings, case).state())
+
+
+def status_of(state: CaseState) -> DeliveryStatus:
+    if state.delivery is None or state.delivered_at is None:
         raise TenantError(
-            f"case {case.case_id} has delivered nothing yet: links are sent once the bundle is "
-            "delivered"
+            f"case {state.case.case_id} has delivered nothing yet: links are sent once the "
+            "bundle is delivered"
         )
-    issued = [e for e in events if e["kind"] == "links-issued"]
-    data = delivered[-1]["data"]
     return DeliveryStatus(
-        store_url=data["store_url"],
-        flow_run_id=data["flow_run_id"],
-        parts=[DeliveredPart.model_validate(p) for p in data["parts"]],
-        delivered_at=datetime.fromisoformat(delivered[-1]["at"]),
-        expires_at=datetime.fromisoformat(issued[-1]["data"]["expires_at"]) if issued else None,
-        notices=[e["once"] for e in issued if e.get("once")],
+        store_url=state.delivery.store_url,
+        flow_run_id=state.delivery.flow_run_id,
+        parts=list(state.delivery.parts),
+        delivered_at=state.delivered_at,
+        expires_at=state.links_expire_at,
+        notices=state.notices,
     )
 
 
@@ -154,14 +163,11 @@ def send_links(
     """Sign one link per part (until `expires_at`, or now + the link lifetime) and e-mail them
     to the tenant's contact. With `once`, a notice already recorded is not sent again."""
     trail = _trail(settings, case)
-    if once:
-        for event in trail.find("links-issued"):
-            if event.get("once") == once:
-                return LinksIssued(
-                    purpose, datetime.fromisoformat(event["data"]["expires_at"]),
-                    event["data"]["link_sha256"],
-                )  # fmt: skip
-    status = delivery_status(settings, case)
+    state = trail.state()
+    already = state.notice(once) if once else None
+    if already is not None:
+        return LinksIssued(purpose, already.expires_at, already.link_sha256)
+    status = status_of(state)
     tenant = TenantRegistry(settings).get(case.tenant)
     if tenant.status == "destroyed":
         raise TenantError(f"tenant {case.tenant!r} is destroyed: there is no export to link to")
@@ -192,10 +198,11 @@ def send_links(
     crash_point("deliver:notice-sent")
     digests = [link_digest(link.url) for link in links]
     trail.record(
-        "links-issued",
-        {"purpose": purpose, "expires_at": expires_at.isoformat(), "link_sha256": digests,
-         "recipient_domain": tenant.contact_domain, "message_id": sent.message_id,
-         "via": "outbox" if not settings.smtp_url else sent.via},
+        events.LinksIssued(
+            purpose=purpose, expires_at=expires_at, link_sha256=digests,
+            recipient_domain=tenant.contact_domain, message_id=sent.message_id,
+            via="outbox" if not settings.smtp_url else sent.via,
+        ),
         once=once,
     )  # fmt: skip
     return LinksIssued(purpose, expires_at, digests)
@@ -299,3 +306,35 @@ def carry_out(settings: Settings, case: CaseRef, follow_up: FollowUp, now: datet
         send_links(settings, case, "reissue", now=now)
     else:
         raise ConfigurationError(f"follow-up {follow_up.action!r} sends nothing")
+
+
+def watch_cases(
+    settings: Settings,
+    runs: Runs,
+    now: datetime | None = None,
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+) -> dict[str, int]:
+    """One pass over the cases waiting for an acknowledgement: send the reminder that is due,
+    re-issue links that expired, and resume as "deemed delivered" a case whose acknowledgement
+    period is over. Returns how many got each follow-up; one case failing does not stop the
+    others."""
+    log = log or logging.getLogger("offboarding.watch")
+    counts = {"waiting": 0, "remind": 0, "reissue": 0, "deemed-delivered": 0, "failed": 0}
+    for run_id, tenant in runs.waiting_cases():
+        counts["waiting"] += 1
+        case = new_case(tenant, run_id)
+        try:
+            at = now or datetime.now(UTC)
+            follow_up = plan_follow_up(settings, delivery_status(settings, case), at)
+            if follow_up.action == "deemed-delivered":
+                runs.resume(run_id, AcknowledgementInput.deemed())
+            elif follow_up.action != "none":
+                carry_out(settings, case, follow_up, at)
+        except OffboardingError as error:
+            counts["failed"] += 1
+            log.error("case %s: follow-up failed: %s", case.case_id, error)
+            continue
+        if follow_up.action != "none":
+            counts[follow_up.action] += 1
+            log.info("case %s: %s (%s)", case.case_id, follow_up.action, follow_up.reason)
+    return counts

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from typing import Any
 
-from offboarding.audit import AuditTrail
 from offboarding.config import Settings
 from offboarding.errors import DestructionIncompleteError, LegalHoldError
 from offboarding.evidence import render_certificate_html
@@ -21,6 +20,7 @@ from offboarding.records import CaseRef, Certificate, HoldEvent, LocationEvidenc
 from offboarding.registry import TenantRegistry
 from offboarding.signing import Signer
 from offboarding.store import open_store
+from offboarding.trail import AuditTrail, CaseState, events
 
 __all__ = [
     "ArchivedCertificate",
@@ -31,6 +31,7 @@ __all__ = [
     "destroy_location",
     "neighbours_digests",
     "report_key",
+    "reverify",
     "tenants_in_offboarding",
     "verify_location",
 ]
@@ -45,7 +46,7 @@ def check_legal_hold(settings: Settings, case: CaseRef) -> None:
     try:
         TenantRegistry(settings).require_no_hold(case.tenant)
     except LegalHoldError as refusal:
-        _trail(settings, case).record("destruction-refused", {"reason": "legal hold"})
+        _trail(settings, case).record(events.DestructionRefused(reason="legal hold"))
         raise refusal
 
 
@@ -69,9 +70,10 @@ def destroy_location(settings: Settings, case: CaseRef, name: str) -> Removal:
     removal = get_location(name, settings).destroy(case)
     crash_point(f"destroy:{name}")
     _trail(settings, case).record(
-        "location-destroyed",
-        {"location": name, "items_before": removal.items_before,
-         "bytes_before": removal.bytes_before, "items_removed": removal.items_removed},
+        events.LocationDestroyed(
+            location=name, items_before=removal.items_before, bytes_before=removal.bytes_before,
+            items_removed=removal.items_removed,
+        )
     )  # fmt: skip
     return removal
 
@@ -80,6 +82,20 @@ def verify_location(settings: Settings, case: CaseRef, name: str) -> Remaining:
     remaining = get_location(name, settings).verify(case)
     crash_point(f"verify:{name}")
     return remaining
+
+
+def reverify(settings: Settings, case: CaseRef) -> dict[str, Remaining]:
+    """Re-scan every location of a destroyed case, on the record; fail if anything is left."""
+    results: dict[str, Remaining] = {
+        name: verify_location(settings, case, name) for name in DESTRUCTION_ORDER
+    }
+    _trail(settings, case).record(
+        events.Reverified(remaining={name: r.items for name, r in results.items()})
+    )
+    left = {name: r.items for name, r in results.items() if r.items}
+    if left:
+        raise DestructionIncompleteError(f"case {case.case_id}: data of the tenant found in {left}")
+    return results
 
 
 def certificate_key(case: CaseRef) -> str:
@@ -170,17 +186,20 @@ def certify(
     archive = open_store(settings.store_url("archive"), write_once=True)
     trail = _trail(settings, case)
     # Recorded once in the chain: a rerun gets the same document back, so the same bytes.
-    event = trail.record(
-        "certificate",
-        {"certificate": _certificate(
-            settings, case, trail, signer, acknowledged_at=acknowledged_at, deadline=deadline,
-            started_at=started_at, removals=removals, remaining=remaining,
-            neighbours_before=neighbours_before, neighbours_after=neighbours_after,
-            performed_by=performed_by, neighbours_excluded=neighbours_excluded or [],
-        ).model_dump(mode="json")},
-        once="certificate",
-    )  # fmt: skip
-    document = event.document["data"]["certificate"]
+    state = trail.state()
+    if state.certificate is None:
+        trail.record(
+            events.CertificateRecorded(certificate=_certificate(
+                settings, case, state, signer, acknowledged_at=acknowledged_at,
+                deadline=deadline, started_at=started_at, removals=removals, remaining=remaining,
+                neighbours_before=neighbours_before, neighbours_after=neighbours_after,
+                performed_by=performed_by, neighbours_excluded=neighbours_excluded or [],
+            ).model_dump(mode="json")),
+            once="certificate",
+        )  # fmt: skip
+        state = trail.state()
+    document = state.certificate
+    assert document is not None
     body = canonical_json(document)
     key = certificate_key(case)
     html = render_certificate_html(document).encode()
@@ -198,10 +217,11 @@ def certify(
         case.tenant, datetime.fromisoformat(document["completed_at"])
     )
     trail.record(
-        "certified",
-        {"certificate": key, "certificate_sha256": hashlib.sha256(body).hexdigest(),
-         "report": report_key(case), "report_sha256": hashlib.sha256(html).hexdigest(),
-         "contact_details_erase_by": erase_contact_by.isoformat()},
+        events.Certified(
+            certificate=key, certificate_sha256=hashlib.sha256(body).hexdigest(),
+            report=report_key(case), report_sha256=hashlib.sha256(html).hexdigest(),
+            contact_details_erase_by=erase_contact_by,
+        ),
         once="certified",
     )  # fmt: skip
     return ArchivedCertificate(
@@ -209,13 +229,10 @@ def certify(
     )
 
 
-_HOLD_KINDS = {"legal-hold-placed", "legal-hold-lifted", "destruction-refused", "destruction-held"}
-
-
 def _certificate(
     settings: Settings,
     case: CaseRef,
-    trail: AuditTrail,
+    state: CaseState,
     signer: Signer,
     *,
     acknowledged_at: datetime,
@@ -228,11 +245,7 @@ def _certificate(
     performed_by: str,
     neighbours_excluded: list[str],
 ) -> Certificate:
-    events = trail.events()
-    documents = [e.document for e in events]
-    inventory = [e for e in events if e.document["kind"] == "inventory"]
-    inventory_data = inventory[-1].document["data"] if inventory else {}
-    packaged = [d for d in documents if d["kind"] == "packaged"]
+    inventory = state.inventory
     verified_at = datetime.now(UTC)
     locations = [
         LocationEvidence(
@@ -268,35 +281,29 @@ def _certificate(
         f"signed with Ed25519 key {signer.fingerprint}",
         tool="tenant-offboarding",
         tool_version=version_,
-        acknowledgement="deemed-delivered"
-        if any(d["kind"] == "deemed-delivered" for d in documents)
-        else "acknowledged",
+        acknowledgement="deemed-delivered" if state.deemed_delivered else "acknowledged",
         acknowledged_at=acknowledged_at,
         deadline=deadline,
         started_at=started_at,
         completed_at=verified_at,
         all_copies_gone_by=gone_by,
         deadline_met=gone_by <= deadline,
-        inventory_rows=sum(inventory_data.get("tables", {}).values()),
-        inventory_files=int(inventory_data.get("files", {}).get("items", 0)),
-        inventory_bytes=sum(
-            int(v.get("bytes", 0)) for k, v in inventory_data.items() if k != "tables"
-        ),
-        inventory_digest=inventory[-1].sha256 if inventory else "",
-        manifest_sha256=packaged[-1]["data"]["manifest_sha256"] if packaged else None,
+        inventory_rows=inventory.rows if inventory else 0,
+        inventory_files=inventory.locations["files"].items
+        if inventory and "files" in inventory.locations
+        else 0,
+        inventory_bytes=inventory.total_bytes if inventory else 0,
+        inventory_digest=state.inventory_digest or "",
+        manifest_sha256=state.packaged.manifest_sha256 if state.packaged else None,
         data_backed_up=removals["backups"].items_before > 0 if "backups" in removals else False,
         backup_locations=settings.backup_store_urls(),
         locations=locations,
-        legal_holds=[
-            HoldEvent(kind=d["kind"], at=datetime.fromisoformat(d["at"]))
-            for d in documents
-            if d["kind"] in _HOLD_KINDS
-        ],
-        legal_hold_seen=any(d["kind"] in _HOLD_KINDS for d in documents),
+        legal_holds=[HoldEvent(kind=hold.kind, at=hold.at) for hold in state.holds],
+        legal_hold_seen=bool(state.holds),
         neighbours_digest_before=_digest(neighbours_before),
         neighbours_digest_after=_digest(neighbours_after),
         neighbours_unchanged=True,
         neighbours_excluded=neighbours_excluded,
-        audit_chain_head=trail.head(),
+        audit_chain_head=state.head,
         signing_key=signer.fingerprint,
     )

@@ -4,7 +4,9 @@
     ├── ConfigurationError           a setting is missing or malformed
     ├── TenantError                  the tenant id is invalid, unknown, or in the wrong state
     │   ├── DuplicateCaseError       the tenant already has a case: no second one opens
-    │   └── LegalHoldError           the tenant is on legal hold: destruction refused
+    │   ├── LegalHoldError           the tenant is on legal hold: destruction refused
+    │   ├── NotWaitingError          the case is not waiting for an acknowledgement
+    │   └── AcknowledgementRejected  the orchestrator refused the acknowledgement's fields
     ├── UnclassifiedDataError        a table or object nobody classified (fail closed)
     ├── MissingDataError             a row references a file that is not there
     ├── IntegrityError               a bundle, signature, count or certificate does not check out
@@ -21,6 +23,7 @@ middle of a case, not the author of the code.
 from __future__ import annotations
 
 __all__ = [
+    "AcknowledgementRejected",
     "ConfigurationError",
     "DeadlineError",
     "DestructionIncompleteError",
@@ -30,6 +33,7 @@ __all__ = [
     "KeyDestroyedError",
     "LegalHoldError",
     "MissingDataError",
+    "NotWaitingError",
     "OffboardingError",
     "ServiceError",
     "TenantError",
@@ -59,6 +63,14 @@ class DuplicateCaseError(TenantError):
 
 class LegalHoldError(TenantError):
     """The tenant is on legal hold, so its data must not be destroyed."""
+
+
+class NotWaitingError(TenantError):
+    """The case is not waiting for an acknowledgement (resumed already, done, or unknown)."""
+
+
+class AcknowledgementRejected(TenantError):
+    """The acknowledgement's fields were refused (the orchestrator validates them too)."""
 
 
 class UnclassifiedDataError(OffboardingError):

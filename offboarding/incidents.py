@@ -13,12 +13,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from offboarding.audit import AuditTrail
 from offboarding.config import Settings
 from offboarding.errors import IsolationBreachError
 from offboarding.records import CaseRef, ExportResult, Inventory
 from offboarding.signing import Signer
 from offboarding.store import open_store
+from offboarding.trail import AuditTrail, events
 
 __all__ = ["NOTIFICATION_WINDOW", "check_export_isolation", "record_incident"]
 
@@ -55,10 +55,13 @@ def record_incident(
     archive.put_bytes(key + ".sig", signer.sign(body))
     archive.put_bytes(key, body)
     AuditTrail(settings, case, signer).record(
-        "incident",
-        {"record": key, "notify_clients_by": document["notify_clients_by"], "stage": stage,
-         "affected_tenants": document["affected_tenants"]},
-    )  # fmt: skip
+        events.IncidentRecorded(
+            record=key,
+            notify_clients_by=detected_at + NOTIFICATION_WINDOW,
+            stage=stage,
+            affected_tenants=document["affected_tenants"],
+        )
+    )
     return key
 
 

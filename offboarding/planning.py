@@ -20,6 +20,7 @@ __all__ = [
     "classify_tables",
     "deletion_order",
     "destruction_schedule",
+    "latest_destruction_start",
 ]
 
 
@@ -222,5 +223,11 @@ def destruction_schedule(
             f"destruction delay): with a {DESTRUCTION_MARGIN.days}-day margin that leaves no time "
             f"within the {limit.days}-day limit; shorten the retention or the key delay"
         )
-    latest_start = deadline - lead_time - DESTRUCTION_MARGIN
+    latest_start = latest_destruction_start(deadline, lead_time)
     return Schedule(scheduled_for=min(acknowledged_at + grace, latest_start), deadline=deadline)
+
+
+def latest_destruction_start(deadline: datetime, lead_time: timedelta) -> datetime:
+    """The last moment destruction may start and still have every copy gone by `deadline`,
+    with a margin for a run that fires late or is retried once."""
+    return deadline - lead_time - DESTRUCTION_MARGIN

@@ -1,50 +1,47 @@
-"""The case's life in Prefect: its waiting run, its destruction run, and legal holds.
+"""The case's destruction in time: scheduling it at acknowledgement, legal holds, postponing.
 
-    schedule_destruction   one destruction run per case (Prefect idempotency key), recorded
+    schedule_destruction   record the acknowledgement (or deemed delivery); one destruction run
+                           per case (idempotency key), or none while the tenant is on hold
     place_hold             legal hold in the registry; the scheduled destruction is cancelled
     release_hold           lift the hold; destruction is scheduled again, for the original
                            deadline, or refused when the deadline has passed
-    waiting_runs           the offboard runs suspended for an acknowledgement
+    postpone_destruction   move a scheduled destruction later, never past the contract's limit
 
-The destroy flow re-checks the hold when it starts, so a hold placed while a run is already
-being started still stops it.
+Every function takes the orchestrator's `Runs` (offboarding/runs.py) and the case's state from
+its trail; none knows which orchestrator runs the flows. The destroy flow re-checks the hold
+when it starts, so a hold placed while a run is already being started still stops it.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from uuid import UUID
+from datetime import UTC, datetime, timedelta
 
-from offboarding.audit import AuditTrail
 from offboarding.config import Settings, validate_tenant_id
+from offboarding.delivery import status_of
 from offboarding.errors import DeadlineError, TenantError
+from offboarding.planning import destruction_schedule, latest_destruction_start
 from offboarding.records import CaseRef, DestructionSchedule
 from offboarding.registry import TenantRegistry
-from offboarding.signing import Signer
+from offboarding.runs import CANCELLABLE, AcknowledgementInput, Runs
 from offboarding.store import open_store
+from offboarding.trail import AuditTrail, events
 
 __all__ = [
-    "DESTROY_DEPLOYMENT",
     "HoldResult",
-    "cancel_if_scheduled",
     "case_from_id",
     "cases_of",
     "current_schedule",
     "place_hold",
+    "postpone_destruction",
     "release_hold",
-    "schedule_destruction_run",
-    "waiting_runs",
+    "schedule_destruction",
 ]
 
-DESTROY_DEPLOYMENT = "destroy/destroy"
-OFFBOARD_FLOW = "offboard"
-_CANCELLABLE = {"SCHEDULED", "PENDING"}
 
-
-def _trail(settings: Settings, case: CaseRef) -> AuditTrail:
-    return AuditTrail(settings, case, Signer.load_or_create(settings.keys_dir))
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def case_from_id(case_id: str) -> CaseRef:
@@ -66,87 +63,137 @@ def cases_of(settings: Settings, tenant: str) -> list[CaseRef]:
     return [CaseRef(tenant=tenant, case_id=case_id) for case_id in ids]
 
 
-def schedule_destruction_run(
-    case: CaseRef,
-    *,
-    acknowledged_at: datetime,
-    scheduled_for: datetime,
-    deadline: datetime,
-    idempotency_key: str,
-) -> str:
-    """Create (or find, by key) the case's destruction run; return its id."""
-    from prefect.client.schemas.objects import FlowRun
-    from prefect.deployments import run_deployment
-
-    run = run_deployment(
-        DESTROY_DEPLOYMENT,
-        parameters={
-            "tenant": case.tenant,
-            "case_id": case.case_id,
-            "acknowledged_at": acknowledged_at.isoformat(),
-            "deadline": deadline.isoformat(),
-        },
-        scheduled_time=scheduled_for,
-        flow_run_name=f"destroy-{case.tenant}",
-        timeout=0,
-        as_subflow=False,
-        idempotency_key=idempotency_key,
-    )
-    assert isinstance(run, FlowRun)
-    return str(run.id)
-
-
 def current_schedule(settings: Settings, case: CaseRef) -> DestructionSchedule | None:
-    """The latest destruction scheduled for the case, from its trail."""
-    kinds = {"destruction-scheduled", "destruction-rescheduled"}
-    events = [e.document for e in _trail(settings, case).events() if e.document["kind"] in kinds]
-    if not events:
+    """The latest destruction run scheduled for the case, from its trail."""
+    return AuditTrail.open(settings, case).state().schedule
+
+
+def schedule_destruction(
+    settings: Settings, runs: Runs, case: CaseRef, ack: AcknowledgementInput
+) -> DestructionSchedule | None:
+    """Record the acknowledgement (or deemed delivery) and schedule destruction: one run per
+    case whatever the retries and resumes. A tenant on legal hold gets no run until released."""
+    trail = AuditTrail.open(settings, case)
+    if ack.deemed_delivered:
+        state = trail.state()
+        recorded = trail.record(
+            events.DeemedDelivered(
+                at=datetime.now(UTC), delivered_at=status_of(state).delivered_at,
+                notices_sent=len(state.links),
+                acknowledgement_timeout_days=settings.acknowledgement_timeout / timedelta(days=1),
+            ),
+            once="acknowledged",
+        )  # fmt: skip
+    else:
+        # The archive may be retention-locked: a person's name goes in only as a digest, which
+        # proves who acknowledged to anyone who knows the name, and can outlive the contact.
+        recorded = trail.record(
+            events.Acknowledged(
+                by_sha256=_sha256(ack.acknowledged_by), at=datetime.now(UTC),
+                days_until_destruction=ack.days_until_destruction, note_given=ack.note is not None,
+            ),
+            once="acknowledged",
+        )  # fmt: skip
+    acknowledged_at = trail.state().acknowledged_at
+    assert acknowledged_at is not None, recorded
+    grace = (
+        timedelta(days=ack.days_until_destruction)
+        if ack.days_until_destruction is not None
+        else settings.destruction_grace
+    )
+    plan = destruction_schedule(acknowledged_at, grace, lead_time=settings.lingering_delay)
+    if TenantRegistry(settings).get(case.tenant).legal_hold:
+        trail.record(
+            events.DestructionHeld(
+                scheduled_for=plan.scheduled_for, deadline=plan.deadline,
+                acknowledged_at=acknowledged_at,
+            ),
+            once="destruction-held",
+        )  # fmt: skip
         return None
-    latest = max(events, key=lambda e: e["seq"])["data"]
+    run_id = runs.schedule_destruction(
+        case,
+        acknowledged_at=acknowledged_at,
+        scheduled_for=plan.scheduled_for,
+        deadline=plan.deadline,
+        idempotency_key=f"destroy-{case.case_id}",
+    )
+    trail.record(
+        events.DestructionScheduled(
+            flow_run_id=run_id, scheduled_for=plan.scheduled_for, deadline=plan.deadline,
+            acknowledged_at=acknowledged_at,
+        ),
+        once="destruction-scheduled",
+    )  # fmt: skip
     return DestructionSchedule(
-        acknowledged_at=datetime.fromisoformat(latest["acknowledged_at"]),
-        scheduled_for=datetime.fromisoformat(latest["scheduled_for"]),
-        deadline=datetime.fromisoformat(latest["deadline"]),
-        flow_run_id=latest["flow_run_id"],
+        acknowledged_at=acknowledged_at,
+        scheduled_for=plan.scheduled_for,
+        deadline=plan.deadline,
+        flow_run_id=run_id,
     )
 
 
-def _held_plan(settings: Settings, case: CaseRef) -> DestructionSchedule | None:
-    """The destruction a hold kept from being scheduled at acknowledgement, if any."""
-    held = _trail(settings, case).find("destruction-held")
-    if not held:
-        return None
-    data = held[-1]["data"]
+def _reschedule(
+    runs: Runs,
+    trail: AuditTrail,
+    schedule: DestructionSchedule,
+    scheduled_for: datetime,
+    *,
+    reason: str,
+    by: str,
+    after_deadline: bool = False,
+) -> DestructionSchedule:
+    """A new destruction run for the same acknowledgement and deadline, recorded: the one rule
+    for a release and a postponement. Each gets its own idempotency key."""
+    case = trail.case
+    number = trail.state().reschedules + 1
+    run_id = runs.schedule_destruction(
+        case,
+        acknowledged_at=schedule.acknowledged_at,
+        scheduled_for=scheduled_for,
+        deadline=schedule.deadline,
+        idempotency_key=f"destroy-{case.case_id}-{reason}-{number}",
+    )
+    trail.record(
+        events.DestructionRescheduled(
+            flow_run_id=run_id, scheduled_for=scheduled_for, deadline=schedule.deadline,
+            acknowledged_at=schedule.acknowledged_at, by_sha256=_sha256(by),
+            after_deadline=after_deadline, postponed=reason == "moved",
+        )
+    )  # fmt: skip
     return DestructionSchedule(
-        acknowledged_at=datetime.fromisoformat(data["acknowledged_at"]),
-        scheduled_for=datetime.fromisoformat(data["scheduled_for"]),
-        deadline=datetime.fromisoformat(data["deadline"]),
-        flow_run_id=None,
+        acknowledged_at=schedule.acknowledged_at,
+        scheduled_for=scheduled_for,
+        deadline=schedule.deadline,
+        flow_run_id=run_id,
     )
 
 
-def _run_state(flow_run_id: str) -> str:
-    from prefect import get_client
-
-    with get_client(sync_client=True) as client:
-        run = client.read_flow_run(UUID(flow_run_id))
-    return run.state.type.value if run.state else "UNKNOWN"
-
-
-def _cancel(flow_run_id: str, message: str) -> None:
-    from prefect import get_client
-    from prefect.states import Cancelled
-
-    with get_client(sync_client=True) as client:
-        client.set_flow_run_state(UUID(flow_run_id), Cancelled(message=message), force=True)
-
-
-def cancel_if_scheduled(flow_run_id: str, message: str) -> bool:
-    """Cancel a destruction run that has not started; False if it already has."""
-    if _run_state(flow_run_id) not in _CANCELLABLE:
-        return False
-    _cancel(flow_run_id, message)
-    return True
+def postpone_destruction(
+    settings: Settings, runs: Runs, case: CaseRef, destroy_on: datetime, by: str
+) -> DestructionSchedule:
+    """Move the case's scheduled destruction to a later time, within the 90-day limit."""
+    trail = AuditTrail.open(settings, case)
+    schedule = trail.state().schedule
+    if schedule is None or schedule.flow_run_id is None:
+        raise TenantError(f"case {case.case_id} has no scheduled destruction to postpone")
+    when = destroy_on if destroy_on.tzinfo else destroy_on.replace(tzinfo=UTC)
+    latest = latest_destruction_start(schedule.deadline, settings.lingering_delay)
+    if when > latest:
+        raise DeadlineError(
+            f"case {case.case_id}: destruction must start by {latest:%Y-%m-%d %H:%M} UTC to "
+            f"finish before its deadline {schedule.deadline:%Y-%m-%d %H:%M} UTC (clause 2.3.2); "
+            "choose an earlier time"
+        )
+    if when < datetime.now(UTC):
+        raise DeadlineError(f"{when:%Y-%m-%d %H:%M} UTC is in the past: choose a later time")
+    if runs.state(schedule.flow_run_id) not in CANCELLABLE:
+        raise TenantError(
+            f"case {case.case_id}: its destruction run is no longer waiting (running or done), "
+            "so it cannot be postponed"
+        )
+    runs.cancel(schedule.flow_run_id, "postponed")
+    return _reschedule(runs, trail, schedule, when, reason="moved", by=by)
 
 
 @dataclass(frozen=True)
@@ -157,7 +204,7 @@ class HoldResult:
     notes: list[str]
 
 
-def place_hold(settings: Settings, tenant: str, reason: str, by: str) -> HoldResult:
+def place_hold(settings: Settings, runs: Runs, tenant: str, reason: str, by: str) -> HoldResult:
     """Put the tenant on legal hold and cancel every destruction not yet started."""
     if not reason.strip():
         raise TenantError("a legal hold needs a reason (e.g. the court order's reference)")
@@ -166,12 +213,13 @@ def place_hold(settings: Settings, tenant: str, reason: str, by: str) -> HoldRes
     cancelled: list[str] = []
     notes: list[str] = []
     for case in cases_of(settings, tenant):
-        schedule = current_schedule(settings, case)
+        trail = AuditTrail.open(settings, case)
+        schedule = trail.state().schedule
         run_id = schedule.flow_run_id if schedule else None
-        state = _run_state(run_id) if run_id else None
+        state = runs.state(run_id) if run_id else None
         cancelled_here: list[str] = []
-        if run_id and state in _CANCELLABLE:
-            _cancel(run_id, "legal hold")
+        if run_id and state in CANCELLABLE:
+            runs.cancel(run_id, "legal hold")
             cancelled_here.append(run_id)
         elif state == "RUNNING":
             notes.append(
@@ -180,16 +228,19 @@ def place_hold(settings: Settings, tenant: str, reason: str, by: str) -> HoldRes
             )
         cancelled += cancelled_here
         # The reason and the person may name people: the locked archive keeps digests.
-        _trail(settings, case).record(
-            "legal-hold-placed",
-            {"reason_sha256": hashlib.sha256(reason.encode()).hexdigest(),
-             "by_sha256": hashlib.sha256(by.encode()).hexdigest(),
-             "destruction_runs_cancelled": cancelled_here},
-        )  # fmt: skip
+        trail.record(
+            events.LegalHoldPlaced(
+                reason_sha256=_sha256(reason),
+                by_sha256=_sha256(by),
+                destruction_runs_cancelled=cancelled_here,
+            )
+        )
     return HoldResult(tenant, cancelled, [], notes)
 
 
-def release_hold(settings: Settings, tenant: str, by: str, *, now: bool = False) -> HoldResult:
+def release_hold(
+    settings: Settings, runs: Runs, tenant: str, by: str, *, now: bool = False
+) -> HoldResult:
     """Lift the hold and schedule each held case's destruction again, within its deadline.
 
     A deadline that passed while the hold was on is refused (the hold stays) unless `now`:
@@ -199,12 +250,14 @@ def release_hold(settings: Settings, tenant: str, by: str, *, now: bool = False)
     if not record.legal_hold:
         raise TenantError(f"tenant {tenant!r} is not on legal hold: nothing to release")
     at = datetime.now(UTC)
-    plans: list[tuple[CaseRef, DestructionSchedule]] = []
+    plans: list[tuple[AuditTrail, DestructionSchedule]] = []
     for case in cases_of(settings, tenant):
-        schedule = current_schedule(settings, case)
+        trail = AuditTrail.open(settings, case)
+        state = trail.state()
+        schedule = state.schedule
         if schedule is None:
-            schedule = _held_plan(settings, case)  # acknowledged while held: never scheduled
-        elif _run_state(str(schedule.flow_run_id)) not in {"CANCELLED", "FAILED"}:
+            schedule = state.held_plan  # acknowledged while held: never scheduled
+        elif runs.state(str(schedule.flow_run_id)) not in {"CANCELLED", "FAILED"}:
             continue  # still scheduled, running, or done
         if schedule is None:
             continue  # still waiting for its acknowledgement
@@ -216,68 +269,20 @@ def release_hold(settings: Settings, tenant: str, by: str, *, now: bool = False)
                 f"{tenant} --now`: it destroys at once and the certificate records the late date; "
                 "tell the client's DPO"
             )
-        plans.append((case, schedule))
+        plans.append((trail, schedule))
     registry.set_hold(tenant, False)
-    rescheduled: list[DestructionSchedule] = []
-    for case, schedule in plans:
-        trail = _trail(settings, case)
-        releases = len(trail.find("destruction-rescheduled"))
-        scheduled_for = at if now else max(schedule.scheduled_for, at)
-        run_id = schedule_destruction_run(
-            case,
-            acknowledged_at=schedule.acknowledged_at,
-            scheduled_for=scheduled_for,
-            deadline=schedule.deadline,
-            idempotency_key=f"destroy-{case.case_id}-release-{releases + 1}",
+    rescheduled = [
+        _reschedule(
+            runs,
+            trail,
+            schedule,
+            at if now else max(schedule.scheduled_for, at),
+            reason="release",
+            by=by,
+            after_deadline=now and schedule.deadline <= at,
         )
-        trail.record(
-            "destruction-rescheduled",
-            {"flow_run_id": run_id, "scheduled_for": scheduled_for.isoformat(),
-             "deadline": schedule.deadline.isoformat(),
-             "acknowledged_at": schedule.acknowledged_at.isoformat(),
-             "by_sha256": hashlib.sha256(by.encode()).hexdigest(),
-             "after_deadline": now and schedule.deadline <= at},
-        )  # fmt: skip
-        rescheduled.append(
-            DestructionSchedule(
-                acknowledged_at=schedule.acknowledged_at,
-                scheduled_for=scheduled_for,
-                deadline=schedule.deadline,
-                flow_run_id=run_id,
-            )
-        )
+        for trail, schedule in plans
+    ]
     for case in cases_of(settings, tenant):
-        _trail(settings, case).record(
-            "legal-hold-lifted", {"by_sha256": hashlib.sha256(by.encode()).hexdigest()}
-        )
+        AuditTrail.open(settings, case).record(events.LegalHoldLifted(by_sha256=_sha256(by)))
     return HoldResult(tenant, [], rescheduled, [])
-
-
-def waiting_runs() -> list[tuple[str, str]]:
-    """(flow run id, tenant) of every offboard run suspended for an acknowledgement."""
-    from prefect import get_client
-    from prefect.client.schemas.filters import (
-        FlowFilter,
-        FlowFilterName,
-        FlowRunFilter,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-    )
-    from prefect.client.schemas.objects import StateType
-
-    found: list[tuple[str, str]] = []
-    offset = 0
-    with get_client(sync_client=True) as client:
-        while True:
-            runs = client.read_flow_runs(
-                flow_filter=FlowFilter(name=FlowFilterName(any_=[OFFBOARD_FLOW])),
-                flow_run_filter=FlowRunFilter(
-                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
-                ),
-                limit=200,
-                offset=offset,
-            )
-            found += [(str(r.id), str(r.parameters.get("tenant", ""))) for r in runs]
-            if len(runs) < 200:
-                return found
-            offset += 200

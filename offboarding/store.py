@@ -9,10 +9,12 @@ Prefixes given to `list_objects` must end with `/`, so that `tenants/acme/` can 
 
 from __future__ import annotations
 
+import filecmp
 import hashlib
 import os
+import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -104,6 +106,8 @@ class LocalStore:
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames.sort()
             for filename in sorted(filenames):
+                if filename.endswith(".partial"):
+                    continue  # a write under way (see _write)
                 path = Path(dirpath) / filename
                 key = path.relative_to(self.root).as_posix()
                 yield ObjectInfo(key=key, size=path.stat().st_size, sha256=sha256_file(path))
@@ -118,8 +122,6 @@ class LocalStore:
 
     def _prepare(self, key: str) -> Path:
         target = self._path(key)
-        if self.write_once and target.exists():
-            raise IntegrityError(f"{self.url}: {key} already exists and this store is write-once")
         target.parent.mkdir(parents=True, exist_ok=True)
         return target
 
@@ -127,20 +129,36 @@ class LocalStore:
         if self.write_once:
             target.chmod(0o444)
 
-    def put_file(self, key: str, source: Path) -> ObjectInfo:
+    def _write(self, key: str, fill: Callable[[Path], object]) -> Path:
+        """Write through a partial file of this writer's own (threads and processes may write
+        the same key at once), then move it in place. A write-once key is linked, never
+        replaced: a second writer of the same bytes succeeds, of other bytes fails."""
         target = self._prepare(key)
-        partial = target.with_name(target.name + ".partial")
-        shutil.copyfile(source, partial)
-        partial.replace(target)
-        self._seal(target)
+        partial = target.with_name(f".{secrets.token_hex(8)}.partial")
+        try:
+            fill(partial)
+            if not self.write_once:
+                partial.replace(target)
+                return target
+            try:
+                os.link(partial, target)
+            except FileExistsError:
+                if not filecmp.cmp(partial, target, shallow=False):
+                    raise IntegrityError(
+                        f"{self.url}: {key} already exists with other content and this store "
+                        "is write-once"
+                    ) from None
+            self._seal(target)
+            return target
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def put_file(self, key: str, source: Path) -> ObjectInfo:
+        target = self._write(key, lambda partial: shutil.copyfile(source, partial))
         return ObjectInfo(key=key, size=target.stat().st_size, sha256=sha256_file(target))
 
     def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
-        target = self._prepare(key)
-        partial = target.with_name(target.name + ".partial")
-        partial.write_bytes(data)
-        partial.replace(target)
-        self._seal(target)
+        self._write(key, lambda partial: partial.write_bytes(data))
         return ObjectInfo(key=key, size=len(data), sha256=hashlib.sha256(data).hexdigest())
 
     def delete(self, key: str) -> bool:

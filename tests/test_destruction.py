@@ -11,12 +11,12 @@ import jsonschema
 import pytest
 
 from offboarding import destruction as stages
-from offboarding.audit import AuditTrail, verify_chain
 from offboarding.errors import DestructionIncompleteError, LegalHoldError
 from offboarding.locations import Remaining
 from offboarding.registry import TenantRegistry
 from offboarding.signing import Signer, load_public_key, verify_signature
 from offboarding.store import open_store
+from offboarding.trail import AuditTrail, events, verify_chain
 from tests.conftest import Platform
 from tests.helpers import destroy_everything, export_and_deliver
 
@@ -78,7 +78,7 @@ def test_a_tenant_on_legal_hold_is_not_destroyed_and_the_refusal_is_recorded(
         destroy_everything(platform, case)
     assert platform.fingerprint("initech") == before
     trail = AuditTrail(platform.settings, case, Signer.load_or_create(platform.settings.keys_dir))
-    assert [e["data"]["reason"] for e in trail.find("destruction-refused")] == ["legal hold"]
+    assert [e.reason for e in trail.of(events.DestructionRefused)] == ["legal hold"]
 
 
 def test_no_certificate_while_anything_remains(platform: Platform) -> None:
@@ -121,20 +121,24 @@ def test_tenant_data_found_in_prefects_result_storage_blocks_the_certificate(
 ) -> None:
     from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 
+    from flows import adapter
     from offboarding.locations import get_location
 
     storage = tmp_path / "prefect-storage"
     storage.mkdir()
     (storage / "clean-result").write_bytes(b'{"rows": 12, "sha256": "ab12"}')
     case = platform.case("acme")
+    # The flows take the path from Prefect's settings (the adapter); the library is told it.
     with temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: storage}):
-        location = get_location("orchestrator", platform.settings)
-        assert location.verify(case).items == 0
-        (storage / "leaky-result").write_bytes(b'{"key": "tenants/acme/documents/cv.pdf"}')
-        assert location.verify(case).items == 1
-        export_and_deliver(platform, case)
-        with pytest.raises(DestructionIncompleteError, match="orchestrator"):
-            destroy_everything(platform, case)
+        assert adapter.settings().orchestrator_results_path == storage
+    settings = platform.settings.model_copy(update={"orchestrator_results_path": storage})
+    location = get_location("orchestrator", settings)
+    assert location.verify(case).items == 0
+    (storage / "leaky-result").write_bytes(b'{"key": "tenants/acme/documents/cv.pdf"}')
+    assert location.verify(case).items == 1
+    export_and_deliver(platform, case, settings)
+    with pytest.raises(DestructionIncompleteError, match="orchestrator"):
+        destroy_everything(platform, case, settings)
 
 
 def test_two_tenants_destroyed_at_once_both_certify_and_spare_the_others(

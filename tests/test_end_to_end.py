@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -25,17 +25,17 @@ from prefect.flow_runs import resume_flow_run
 from prefect.states import Cancelled
 
 from exporters.bundle import verify_bundle
-from flows.watch import watch_cases
-from offboarding.audit import AuditTrail, verify_chain
+from flows.adapter import PrefectRuns
 from offboarding.config import Settings
+from offboarding.delivery import watch_cases
 from offboarding.demo import platform as demo_platform
 from offboarding.demo.run import DemoEnvironment, notice_links, wait_for_state
 from offboarding.destruction import certificate_key
 from offboarding.errors import OffboardingError
-from offboarding.records import CaseRef
-from offboarding.scheduling import schedule_destruction_run
+from offboarding.records import CaseRef, DestructionSchedule
 from offboarding.signing import Signer, load_public_key, verify_signature
 from offboarding.store import open_store
+from offboarding.trail import AuditTrail, events, verify_chain
 
 pytestmark = pytest.mark.slow
 
@@ -148,22 +148,23 @@ def test_a_case_runs_from_start_to_archived_certificate(env: DemoEnvironment) ->
     assert {f"case-{case.case_id}", f"inventory-{case.case_id}",
             f"progress-offboard-{case.case_id}"} <= keys  # fmt: skip
     trail = AuditTrail(settings, case, signer)
-    delivered = trail.find("delivered")[-1]["data"]["parts"]
+    delivery = trail.state().delivery
+    assert delivery is not None
     root = Path(settings.store_url("delivery").removeprefix("file://"))
-    assert verify_bundle([root / p["key"] for p in delivered], signer.public_pem).rows > 0
+    assert verify_bundle([root / p.key for p in delivery.parts], signer.public_pem).rows > 0
 
     resume_flow_run(run.id, run_input={"acknowledged_by": "Acme DPO", "days_until_destruction": 0})
     wait_for_state(run.id, {"COMPLETED"}, timeout=90, runner=env.runner)
-    scheduled = trail.find("destruction-scheduled")[-1]["data"]
-    destroy_run = scheduled["flow_run_id"]
+    scheduled = trail.of(events.DestructionScheduled)[-1]
+    destroy_run = scheduled.flow_run_id
     # Resumed twice, or the step retried: still one destruction run for the case.
     with pytest.raises(NotPausedError):
         resume_flow_run(run.id, run_input={"acknowledged_by": "Acme DPO again"})
-    again = schedule_destruction_run(
+    again = PrefectRuns().schedule_destruction(
         case,
-        acknowledged_at=datetime.fromisoformat(scheduled["acknowledged_at"]),
-        scheduled_for=datetime.fromisoformat(scheduled["scheduled_for"]),
-        deadline=datetime.fromisoformat(scheduled["deadline"]),
+        acknowledged_at=scheduled.acknowledged_at,
+        scheduled_for=scheduled.scheduled_for,
+        deadline=scheduled.deadline,
         idempotency_key=f"destroy-{case.case_id}",
     )
     assert again == destroy_run
@@ -174,7 +175,7 @@ def test_a_case_runs_from_start_to_archived_certificate(env: DemoEnvironment) ->
     assert {f"destruction-{case.case_id}", f"certificate-{case.case_id}",
             f"progress-destroy-{case.case_id}"} <= keys  # fmt: skip
     run_action(env, "verify-destruction", case_id=case.case_id)
-    assert set(trail.find("reverified")[-1]["data"].values()) == {0}
+    assert set(trail.of(events.Reverified)[-1].remaining.values()) == {0}
 
     archive = open_store(settings.store_url("archive"))
     with archive.open_read(certificate_key(case)) as body:
@@ -219,44 +220,45 @@ def test_acknowledgement_input_is_validated_then_the_cli_resumes_and_a_hold_canc
     assert cli.returncode == 0, cli.stderr
     wait_for_state(run.id, {"COMPLETED"}, timeout=90, runner=env.runner)
     trail = trail_of(env, case)
-    scheduled = trail.find("destruction-scheduled")[-1]["data"]
-    acknowledged = datetime.fromisoformat(scheduled["acknowledged_at"])
-    assert datetime.fromisoformat(scheduled["scheduled_for"]) - acknowledged == timedelta(days=1)
-    assert datetime.fromisoformat(scheduled["deadline"]) - acknowledged == timedelta(days=90)
+    scheduled = trail.of(events.DestructionScheduled)[-1]
+    acknowledged = scheduled.acknowledged_at
+    assert scheduled.scheduled_for - acknowledged == timedelta(days=1)
+    assert scheduled.deadline - acknowledged == timedelta(days=90)
 
     cli = offboard_cli(env, "hold", "globex", "--reason", "court order 12/345", "--by", "legal")
     assert cli.returncode == 0, cli.stderr
-    assert wait_for_state(scheduled["flow_run_id"], {"CANCELLED"}, timeout=10)
-    assert trail.find("legal-hold-placed")[-1]["data"]["destruction_runs_cancelled"] == [
-        scheduled["flow_run_id"]
+    assert wait_for_state(scheduled.flow_run_id, {"CANCELLED"}, timeout=10)
+    assert trail.of(events.LegalHoldPlaced)[-1].destruction_runs_cancelled == [
+        scheduled.flow_run_id
     ]
 
     cli = offboard_cli(env, "release", "globex", "--by", "legal")
     assert cli.returncode == 0, cli.stderr
-    again = trail.find("destruction-rescheduled")[-1]["data"]
-    assert again["flow_run_id"] != scheduled["flow_run_id"]
-    assert again["scheduled_for"] == scheduled["scheduled_for"]  # the original date and deadline
-    assert again["deadline"] == scheduled["deadline"]
+    again = trail.of(events.DestructionRescheduled)[-1]
+    assert again.flow_run_id != scheduled.flow_run_id
+    assert again.scheduled_for == scheduled.scheduled_for  # the original date and deadline
+    assert again.deadline == scheduled.deadline
     with get_client(sync_client=True) as client:
-        rescheduled = client.read_flow_run(UUID(again["flow_run_id"]))
+        rescheduled = client.read_flow_run(UUID(again.flow_run_id))
         assert rescheduled.state is not None and rescheduled.state.type.value == "SCHEDULED"
-        assert rescheduled.expected_start_time == datetime.fromisoformat(scheduled["scheduled_for"])
+        assert rescheduled.expected_start_time == scheduled.scheduled_for
 
     # Support staff postpone it from the UI's form: within the limit, then past it.
-    later = datetime.fromisoformat(scheduled["scheduled_for"]) + timedelta(days=2)
+    later = scheduled.scheduled_for + timedelta(days=2)
     run_action(env, "postpone-destruction", case_id=case.case_id, destroy_on=later.isoformat())
-    moved = trail.find("destruction-rescheduled")[-1]["data"]
-    assert moved["postponed"] and datetime.fromisoformat(moved["scheduled_for"]) == later
-    assert moved["deadline"] == scheduled["deadline"]
-    assert wait_for_state(again["flow_run_id"], {"CANCELLED"}, timeout=10)
-    too_late = datetime.fromisoformat(scheduled["deadline"]) - timedelta(days=1)
+    moved = trail.of(events.DestructionRescheduled)[-1]
+    assert moved.postponed and moved.scheduled_for == later
+    assert moved.deadline == scheduled.deadline
+    assert trail.state().schedule == moved_schedule(moved)
+    assert wait_for_state(again.flow_run_id, {"CANCELLED"}, timeout=10)
+    too_late = scheduled.deadline - timedelta(days=1)
     with pytest.raises(OffboardingError, match="must start by"):
         run_action(
             env, "postpone-destruction", case_id=case.case_id, destroy_on=too_late.isoformat()
         )
     with get_client(sync_client=True) as client:
         client.set_flow_run_state(
-            UUID(moved["flow_run_id"]), Cancelled(message="test cleanup"), force=True
+            UUID(moved.flow_run_id), Cancelled(message="test cleanup"), force=True
         )
 
 
@@ -272,12 +274,13 @@ def test_a_hold_placed_while_waiting_keeps_destruction_unscheduled_until_release
     resume_flow_run(run.id, run_input={"acknowledged_by": "Initech", "days_until_destruction": 0})
     wait_for_state(run.id, {"COMPLETED"}, timeout=90, runner=env.runner)
     trail = trail_of(env, case)
-    assert trail.find("destruction-held") and not trail.find("destruction-scheduled")
+    assert trail.of(events.DestructionHeld) and not trail.of(events.DestructionScheduled)
+    assert trail.state().phase == "held"
     assert destroy_runs(case) == []
     assert demo_platform.tenant_fingerprint(env.pg.dsn, files, "initech") == before
 
     run_action(env, "legal-hold", tenant="initech", action="lift")
-    destroy_run = trail.find("destruction-rescheduled")[-1]["data"]["flow_run_id"]
+    destroy_run = trail.of(events.DestructionRescheduled)[-1].flow_run_id
     wait_for_state(destroy_run, {"COMPLETED"}, timeout=120, runner=env.runner)
     left = demo_platform.tenant_fingerprint(env.pg.dsn, files, "initech")
     assert sum(t["rows"] for t in left["tables"].values()) == 0
@@ -291,18 +294,27 @@ def test_a_case_nobody_acknowledges_continues_as_deemed_delivered(env: DemoEnvir
         home=env.home, database_url=env.pg.dsn, acknowledgement_timeout=timedelta(seconds=1)
     )
     time.sleep(1.5)
-    counts = watch_cases(settings)
+    counts = watch_cases(settings, PrefectRuns())
     assert counts["deemed-delivered"] == 1 and counts["failed"] == 0
     wait_for_state(run.id, {"COMPLETED"}, timeout=90, runner=env.runner)
 
     trail = trail_of(env, case)
-    deemed = trail.find("deemed-delivered")
-    assert len(deemed) == 1 and not trail.find("acknowledged")
-    assert deemed[0]["data"]["notices_sent"] == 2  # the delivery and the re-issue
-    scheduled = trail.find("destruction-scheduled")[-1]["data"]
-    assert scheduled["acknowledged_at"] == deemed[0]["data"]["at"]  # the 90-day clock starts
-    wait_for_state(scheduled["flow_run_id"], {"COMPLETED"}, timeout=120, runner=env.runner)
-    assert watch_cases(settings)["waiting"] == 0
+    deemed = trail.of(events.DeemedDelivered)
+    assert len(deemed) == 1 and not trail.of(events.Acknowledged)
+    assert deemed[0].notices_sent == 2  # the delivery and the re-issue
+    scheduled = trail.of(events.DestructionScheduled)[-1]
+    assert scheduled.acknowledged_at == deemed[0].at  # the 90-day clock starts
+    wait_for_state(scheduled.flow_run_id, {"COMPLETED"}, timeout=120, runner=env.runner)
+    assert watch_cases(settings, PrefectRuns())["waiting"] == 0
+
+
+def moved_schedule(moved: events.DestructionRescheduled) -> DestructionSchedule:
+    return DestructionSchedule(
+        acknowledged_at=moved.acknowledged_at,
+        scheduled_for=moved.scheduled_for,
+        deadline=moved.deadline,
+        flow_run_id=moved.flow_run_id,
+    )
 
 
 def _query(env: DemoEnvironment, statement: str) -> list[tuple[object, ...]]:
@@ -322,6 +334,6 @@ def test_a_prefect_server_restart_while_a_case_waits_loses_nothing(env: DemoEnvi
     assert wait_for_state(run.id, {"PAUSED"}, timeout=30).state.name == "Suspended"
     resume_flow_run(run.id, run_input={"acknowledged_by": "Demo DPO", "days_until_destruction": 0})
     wait_for_state(run.id, {"COMPLETED"}, timeout=120, runner=env.runner)
-    scheduled = trail_of(env, case).find("destruction-scheduled")[-1]["data"]
-    wait_for_state(scheduled["flow_run_id"], {"COMPLETED"}, timeout=120, runner=env.runner)
-    assert trail_of(env, case).find("certified")
+    scheduled = trail_of(env, case).of(events.DestructionScheduled)[-1]
+    wait_for_state(scheduled.flow_run_id, {"COMPLETED"}, timeout=120, runner=env.runner)
+    assert trail_of(env, case).state().phase == "certified"

@@ -7,8 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 from starlette.testclient import TestClient
 
-from offboarding.links import LinkSigner, create_app
+from flows.adapter import PrefectRuns
+from offboarding.links import LinkSigner
 from offboarding.store import open_store
+from offboarding.web import create_app
 from tests.conftest import Platform
 
 KEY = "bundles/acme/case-1/offboarding-case-1.zip"
@@ -21,7 +23,7 @@ def test_a_link_serves_the_bundle_until_it_expires_or_the_bundle_is_gone(
     store = open_store(settings.store_url("delivery"))
     store.put_bytes(KEY, b"PK bundle bytes")
     signer = LinkSigner.from_settings(settings)
-    client = TestClient(create_app(settings))
+    client = TestClient(create_app(settings, PrefectRuns()))
 
     def path(link: str) -> str:
         return link.removeprefix(settings.link_base_url)
@@ -45,7 +47,7 @@ def test_a_link_signed_by_another_installation_is_refused(platform: Platform) ->
     store_url = platform.settings.store_url("delivery")
     other = LinkSigner(b"another installation's secret....", platform.settings.link_base_url)
     link = other.create(store_url, KEY, datetime.now(UTC) + timedelta(hours=1))
-    client = TestClient(create_app(platform.settings))
+    client = TestClient(create_app(platform.settings, PrefectRuns()))
     assert client.get(link.removeprefix(platform.settings.link_base_url)).status_code == 403
 
 
@@ -55,7 +57,7 @@ def test_a_link_naming_a_store_outside_the_delivery_stores_is_gone(platform: Pla
     files = settings.store_url("files")  # holds tenants' originals: never served by links
     signer = LinkSigner.from_settings(settings)
     link = signer.create(files, "tenants/acme/avatars/1.bin", datetime.now(UTC) + timedelta(1))
-    client = TestClient(create_app(settings))
+    client = TestClient(create_app(settings, PrefectRuns()))
     assert client.get(link.removeprefix(settings.link_base_url)).status_code == 410
 
 
@@ -66,7 +68,7 @@ def test_a_multi_part_bundle_has_one_page_listing_every_part(platform: Platform)
     for number, key in enumerate(keys):
         store.put_bytes(key, f"part {number}".encode())
     signer = LinkSigner.from_settings(settings)
-    client = TestClient(create_app(settings))
+    client = TestClient(create_app(settings, PrefectRuns()))
     index = signer.create_index(store.url, keys, datetime.now(UTC) + timedelta(hours=1))
     page = client.get(index.removeprefix(settings.link_base_url))
     assert page.status_code == 200
@@ -83,7 +85,7 @@ def test_the_acknowledgement_page_shows_a_form_and_refuses_a_forged_token(
 ) -> None:
     settings = platform.settings
     signer = LinkSigner.from_settings(settings)
-    client = TestClient(create_app(settings))
+    client = TestClient(create_app(settings, PrefectRuns()))
     link = signer.create_ack("00000000-0000-0000-0000-000000000001", "acme-0123456789ab")
     page = client.get(link.removeprefix(settings.link_base_url))
     assert page.status_code == 200

@@ -17,7 +17,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from starlette.testclient import TestClient
 
-from offboarding.audit import AuditTrail
+from flows.adapter import PrefectRuns
 from offboarding.config import Settings
 from offboarding.delivery import (
     DeliveryStatus,
@@ -28,10 +28,12 @@ from offboarding.delivery import (
     send_links,
 )
 from offboarding.errors import IntegrityError, TenantError
-from offboarding.links import create_app, link_digest
+from offboarding.links import link_digest
 from offboarding.mail import DeliveryFailed, compose, send
 from offboarding.services import free_port
 from offboarding.signing import Signer
+from offboarding.trail import AuditTrail, events
+from offboarding.web import create_app
 from tests.conftest import Platform
 from tests.helpers import export_and_deliver
 
@@ -99,16 +101,16 @@ def test_the_contact_receives_links_expiry_digests_and_how_to_verify_and_acknowl
     ack = [u for u in urls_in(message) if "/ack/" in u]
     assert len(downloads) == 1 and len(ack) == 1
 
-    client = TestClient(create_app(settings))
+    client = TestClient(create_app(settings, PrefectRuns()))
     response = client.get(downloads[0].removeprefix(settings.link_base_url))
     assert response.status_code == 200 and response.content == bundle.read_bytes()
 
     # The record: the recipient's domain and the link's digest; never the address or the link.
     trail = AuditTrail(settings, case, Signer.load_or_create(settings.keys_dir))
-    issued = trail.find("links-issued")
-    assert [e["data"]["purpose"] for e in issued] == ["delivery"]
-    assert issued[0]["data"]["recipient_domain"] == "acme.example"
-    assert issued[0]["data"]["link_sha256"] == [link_digest(downloads[0])]
+    issued = trail.of(events.LinksIssued)
+    assert [e.purpose for e in issued] == ["delivery"]
+    assert issued[0].recipient_domain == "acme.example"
+    assert issued[0].link_sha256 == [link_digest(downloads[0])]
     archive = settings.root / "stores" / "archive"
     for path in [p for p in archive.rglob("*") if p.is_file()]:
         content = path.read_bytes()

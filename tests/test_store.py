@@ -52,3 +52,23 @@ def test_a_secret_created_by_many_threads_at_once_is_one_secret(tmp_path: Path) 
             seen = set(pool.map(load_or_create_secret, [path] * 8))
         assert seen == {path.read_bytes()}
         assert not list(tmp_path.glob("*.partial"))
+
+
+def test_writers_racing_on_one_write_once_key_agree_or_the_second_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Two certifications archive the same public key at once: both succeed (same bytes);
+    different bytes under one write-once key are refused, whoever comes second."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = LocalStore(tmp_path / "archive", write_once=True)
+    for round_ in range(20):
+        key = f"keys/k{round_}.pem"
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda k: store.put_bytes(k, b"same"), [key] * 4))
+        assert store.open_read(key).read() == b"same"
+    assert [o.key for o in store.list_objects("keys/")] == sorted(
+        f"keys/k{n}.pem" for n in range(20)
+    )
+    with pytest.raises(IntegrityError, match="already exists"):
+        store.put_bytes("keys/k0.pem", b"other")

@@ -238,7 +238,6 @@ def _run_case(
     from prefect.deployments import run_deployment
 
     from exporters.bundle import verify_bundle
-    from offboarding.audit import AuditTrail, verify_chain
     from offboarding.backup import restore_check
     from offboarding.config import Settings
     from offboarding.demo import platform
@@ -248,6 +247,7 @@ def _run_case(
     from offboarding.records import CaseRef
     from offboarding.signing import Signer, load_public_key, verify_signature
     from offboarding.store import open_store
+    from offboarding.trail import AuditTrail, verify_chain
 
     settings = Settings()
     files = open_store(settings.store_url("files"))
@@ -296,9 +296,10 @@ def _run_case(
     _acknowledge(ack_link, name="Acme DPO (demo)")
     wait_for_state(run.id, {"COMPLETED"}, timeout=90, runner=env.runner)
     trail = AuditTrail(settings, case, signer)
-    scheduled = trail.find("destruction-scheduled")[-1]["data"]
-    say(f"destruction scheduled for {scheduled['scheduled_for']}; waiting for it to run")
-    wait_for_state(scheduled["flow_run_id"], {"COMPLETED"}, timeout=120, runner=env.runner)
+    scheduled = trail.state().schedule
+    assert scheduled is not None and scheduled.flow_run_id is not None
+    say(f"destruction scheduled for {scheduled.scheduled_for.isoformat()}; waiting for it to run")
+    wait_for_state(scheduled.flow_run_id, {"COMPLETED"}, timeout=120, runner=env.runner)
 
     archive = open_store(settings.store_url("archive"))
     key = certificate_key(case)

@@ -4,6 +4,7 @@ certificate can say so rather than assume it."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from offboarding.config import Settings
@@ -24,9 +25,14 @@ class OrchestratorLocation:
         self.settings = settings
 
     def _root(self) -> Path:
-        from prefect.settings import get_current_settings
-
-        return Path(get_current_settings().results.local_storage_path).expanduser()
+        if self.settings.orchestrator_results_path is not None:
+            return self.settings.orchestrator_results_path.expanduser()
+        # Prefect's documented default, read without importing Prefect (the flows set the
+        # setting from Prefect's own settings, so this is for direct calls of the library).
+        explicit = os.environ.get("PREFECT_RESULTS_LOCAL_STORAGE_PATH")
+        if explicit:
+            return Path(explicit).expanduser()
+        return Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser() / "storage"
 
     def _markers(self, case: CaseRef) -> list[bytes]:
         """What would betray tenant data: the contact's address, and object keys (file names)."""

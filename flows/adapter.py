@@ -1,0 +1,307 @@
+"""The one place that calls Prefect's API beyond the @flow and @task decorators.
+
+    PrefectRuns                    the library's `Runs` (offboarding/runs.py): destruction runs,
+                                   their states, cancelling, waiting cases, resuming them
+    Acknowledgement, await_acknowledgement
+                                   the Resume form of a waiting case, and the suspend that
+                                   frees the worker until it is filled in
+    set_up_prefect, emit_contract_terminated, exclusive
+                                   work pool and global concurrency limits, the platform's
+                                   event, and taking a slot of a limit
+    Progress, publish_case_summary, publish_table, link_to_certificate
+                                   the artifacts support staff read in the UI
+    settings, logger               the library's settings with Prefect's facts filled in, and
+                                   the run's logger (a plain one outside a run)
+
+The library (`offboarding`) never imports Prefect; the import contracts in pyproject.toml fail
+the lint step if it does. Artifacts carry ids, counts, sizes, dates and digests only: table
+names are schema, not data; file names and addresses never appear (principle 1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from prefect import get_client, get_run_logger
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import FlowRun, State, StateType
+from prefect.concurrency.sync import concurrency
+from prefect.deployments import run_deployment
+from prefect.events import emit_event
+from prefect.events.worker import EventsWorker
+from prefect.exceptions import MissingContextError, ObjectAlreadyExists, PrefectException
+from prefect.flow_runs import resume_flow_run, suspend_flow_run
+from prefect.input import RunInput
+from prefect.runtime import flow_run
+from prefect.settings import get_current_settings
+from prefect.states import Cancelled
+
+from offboarding.config import Settings, validate_tenant_id
+from offboarding.errors import AcknowledgementRejected, ConfigurationError, NotWaitingError
+from offboarding.records import CaseRef
+from offboarding.runs import AcknowledgementInput
+
+__all__ = [
+    "CONTRACT_TERMINATED",
+    "DESTROY_DEPLOYMENT",
+    "DESTRUCTION_LIMIT_NAME",
+    "EXPORT_LIMIT_NAME",
+    "WORK_POOL",
+    "Acknowledgement",
+    "PrefectRuns",
+    "Progress",
+    "await_acknowledgement",
+    "cancelled",
+    "contract_terminated_event",
+    "current_run_id",
+    "emit_contract_terminated",
+    "exclusive",
+    "link_to_certificate",
+    "logger",
+    "publish_case_summary",
+    "publish_table",
+    "set_up_prefect",
+    "settings",
+]
+
+CONTRACT_TERMINATED = "tenant.contract.terminated"
+WORK_POOL = "offboarding"
+EXPORT_LIMIT_NAME = "offboarding-exports"
+DESTRUCTION_LIMIT_NAME = "offboarding-destructions"
+DESTROY_DEPLOYMENT = "destroy/destroy"
+OFFBOARD_FLOW = "offboard"
+
+
+def settings() -> Settings:
+    """The library's settings, with where Prefect keeps task results (the `orchestrator`
+    location scans it) taken from Prefect's own settings unless set."""
+    loaded = Settings()
+    if loaded.orchestrator_results_path is None:
+        path = Path(get_current_settings().results.local_storage_path).expanduser()
+        loaded = loaded.model_copy(update={"orchestrator_results_path": path})
+    return loaded
+
+
+def logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    try:
+        return get_run_logger()
+    except MissingContextError:  # called outside a flow run (tests, scripts, the CLI)
+        return logging.getLogger("offboarding")
+
+
+class Acknowledgement(AcknowledgementInput, RunInput):
+    """The Resume form of a waiting case: the library's fields, as Prefect's run input. (The
+    class name is the key Prefect stores the input under: keep it.)"""
+
+
+def await_acknowledgement(case: CaseRef) -> AcknowledgementInput:
+    """Suspend (the worker is freed) until the client's acknowledgement resumes the run."""
+    logger().info("case %s is waiting for the client's acknowledgement", case.case_id)
+    return suspend_flow_run(wait_for_input=Acknowledgement, key="acknowledgement", timeout=None)
+
+
+class PrefectRuns:
+    """The library's `Runs`, on the Prefect server PREFECT_API_URL names."""
+
+    def schedule_destruction(
+        self,
+        case: CaseRef,
+        *,
+        acknowledged_at: datetime,
+        scheduled_for: datetime,
+        deadline: datetime,
+        idempotency_key: str,
+    ) -> str:
+        run = run_deployment(
+            DESTROY_DEPLOYMENT,
+            parameters={
+                "tenant": case.tenant,
+                "case_id": case.case_id,
+                "acknowledged_at": acknowledged_at.isoformat(),
+                "deadline": deadline.isoformat(),
+            },
+            scheduled_time=scheduled_for,
+            flow_run_name=f"destroy-{case.tenant}",
+            timeout=0,
+            as_subflow=False,
+            idempotency_key=idempotency_key,
+        )
+        assert isinstance(run, FlowRun)
+        return str(run.id)
+
+    def state(self, run_id: str) -> str:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(UUID(run_id))
+        return run.state.type.value if run.state else "UNKNOWN"
+
+    def cancel(self, run_id: str, message: str) -> None:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(UUID(run_id), Cancelled(message=message), force=True)
+
+    def waiting_cases(self) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        offset = 0
+        with get_client(sync_client=True) as client:
+            while True:
+                runs = client.read_flow_runs(
+                    flow_filter=FlowFilter(name=FlowFilterName(any_=[OFFBOARD_FLOW])),
+                    flow_run_filter=FlowRunFilter(
+                        state=FlowRunFilterState(
+                            type=FlowRunFilterStateType(any_=[StateType.PAUSED])
+                        )
+                    ),
+                    limit=200,
+                    offset=offset,
+                )
+                found += [(str(r.id), str(r.parameters.get("tenant", ""))) for r in runs]
+                if len(runs) < 200:
+                    return found
+                offset += 200
+
+    def resume(self, run_id: str, acknowledgement: AcknowledgementInput) -> None:
+        try:
+            resume_flow_run(UUID(run_id), run_input=acknowledgement.as_run_input())
+        except RuntimeError as refused:  # the server validates the input against the form
+            raise AcknowledgementRejected(
+                f"the acknowledgement was not accepted: {refused}; check the fields and retry"
+            ) from None
+        except PrefectException as error:
+            raise NotWaitingError(
+                f"flow run {run_id} is not waiting for an acknowledgement ({error}); see its "
+                "state in the Prefect UI"
+            ) from None
+
+
+def set_up_prefect(settings: Settings) -> None:
+    """Create (or update) the process work pool and the two global concurrency limits."""
+    with get_client(sync_client=True) as client:
+        for name, limit in (
+            (EXPORT_LIMIT_NAME, settings.export_concurrency),
+            (DESTRUCTION_LIMIT_NAME, settings.destruction_concurrency),
+        ):
+            client.upsert_global_concurrency_limit_by_name(name, limit)
+        with contextlib.suppress(ObjectAlreadyExists):
+            client.create_work_pool(WorkPoolCreate(name=WORK_POOL, type="process"))
+
+
+def current_run_id() -> str:
+    """The id of the flow run this code runs in."""
+    return str(flow_run.id)
+
+
+def cancelled(message: str) -> State:
+    """A Cancelled final state for a flow to return (e.g. a duplicate case)."""
+    return Cancelled(message=message)
+
+
+@contextlib.contextmanager
+def exclusive(limit_name: str) -> Iterator[None]:
+    """Hold one slot of a global concurrency limit for the block."""
+    with concurrency(limit_name, occupy=1):
+        yield
+
+
+def contract_terminated_event(tenant: str, reason: str) -> dict[str, Any]:
+    """The event a platform emits when a contract ends (its documented payload)."""
+    return {
+        "event": CONTRACT_TERMINATED,
+        "resource": {"prefect.resource.id": f"tenant.{tenant}", "tenant.id": tenant},
+        "payload": {"reason": reason},
+    }
+
+
+def emit_contract_terminated(tenant: str, reason: str) -> UUID:
+    """Emit the event through Prefect's API (waits until it is sent); return its id."""
+    validate_tenant_id(tenant)
+    event = emit_event(**contract_terminated_event(tenant, reason))
+    EventsWorker.drain_all()
+    if event is None:
+        raise ConfigurationError(
+            "the event could not be sent: set PREFECT_API_URL to the Prefect server's API"
+        )
+    return event.id
+
+
+def _artifact_key(*parts: str) -> str:
+    """Artifact keys: lowercase letters, digits and dashes only."""
+    text = "-".join(parts).lower()
+    return "".join(c if c.isalnum() or c == "-" else "-" for c in text)
+
+
+def publish_case_summary(case: CaseRef, facts: dict[str, Any], title: str = "Case") -> None:
+    lines = [f"# {title} {case.case_id}", "", "| | |", "|---|---|"]
+    lines += [f"| {name} | {_text(value)} |" for name, value in facts.items()]
+    create_markdown_artifact(
+        "\n".join(lines),
+        key=_artifact_key("case", case.case_id),
+        description=f"{title} {case.case_id}: ids, counts and dates only",
+    )
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, datetime):
+        return f"{value:%Y-%m-%d %H:%M} UTC"
+    return str(value).replace("|", "/")
+
+
+def publish_table(case: CaseRef, name: str, rows: list[dict[str, Any]], description: str) -> None:
+    create_table_artifact(
+        [{k: _text(v) if isinstance(v, datetime) else v for k, v in row.items()} for row in rows],
+        key=_artifact_key(name, case.case_id),
+        description=description,
+    )
+
+
+@dataclass
+class Progress:
+    """A progress artifact for one run, moved through named steps."""
+
+    steps: Sequence[str]
+    artifact: UUID | None = None
+
+    def start(self, case: CaseRef, what: str) -> Progress:
+        artifact = create_progress_artifact(
+            0.0, key=_artifact_key("progress", what, case.case_id), description=f"{what} progress"
+        )
+        assert isinstance(artifact, UUID)  # called from sync flows only
+        self.artifact = artifact
+        return self
+
+    def done(self, step: str) -> None:
+        if self.artifact is not None:
+            position = list(self.steps).index(step) + 1
+            update_progress_artifact(
+                self.artifact,
+                100.0 * position / len(self.steps),
+                description=f"{step} done ({position} of {len(self.steps)})",
+            )
+
+
+def link_to_certificate(case: CaseRef, url: str) -> None:
+    create_link_artifact(
+        url,
+        link_text=f"Certificate of destruction {case.case_id}",
+        key=_artifact_key("certificate", case.case_id),
+        description="The signed certificate in the write-once archive",
+    )

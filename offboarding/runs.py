@@ -1,0 +1,97 @@
+"""What the library asks of the orchestrator, as one small Protocol, and the acknowledgement a
+waiting case is given.
+
+The library never imports Prefect: the flows hand it a `Runs`, and `flows/adapter.py` is the
+one module that implements it with Prefect's API. Tests of the policy can hand it any `Runs`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from offboarding.records import CaseRef
+
+__all__ = [
+    "CANCELLABLE",
+    "DEEMED_BY",
+    "AcknowledgementInput",
+    "RunState",
+    "Runs",
+]
+
+RunState = Literal[
+    "SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING", "CANCELLED", "COMPLETED",
+    "FAILED", "CRASHED", "UNKNOWN",
+]  # fmt: skip
+# A destruction run in one of these states has not started: cancelling it loses nothing.
+CANCELLABLE: frozenset[str] = frozenset({"SCHEDULED", "PENDING"})
+
+DEEMED_BY = "case watch: no acknowledgement within the acknowledgement period"
+
+
+class AcknowledgementInput(BaseModel):
+    """What a person (or the case watch) gives a waiting case. The orchestrator renders it as
+    the Resume form and validates it against this schema on its server, so 91 days is refused
+    before the flow sees it; the CLI and the acknowledgement page build it the same way."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    acknowledged_by: str = Field(
+        min_length=1,
+        max_length=200,
+        description="Who acknowledges receipt: the client's contact, or staff on their behalf.",
+    )
+    days_until_destruction: int | None = Field(
+        default=None,
+        ge=0,
+        le=90,
+        description="Days after acknowledgement before destruction (0-90, clause 2.3.2). "
+        "Empty: the configured grace period.",
+    )
+    note: str | None = Field(default=None, max_length=1000, description="Optional note.")
+    deemed_delivered: bool = Field(
+        default=False,
+        description="Set by the case watch when no acknowledgement came within the "
+        "acknowledgement period; staff acknowledging for the client leave it unticked.",
+    )
+
+    @classmethod
+    def deemed(cls) -> AcknowledgementInput:
+        return cls(acknowledged_by=DEEMED_BY, deemed_delivered=True)
+
+    def as_run_input(self) -> dict[str, Any]:
+        """The fields as the resume call sends them (unset ones left out)."""
+        return self.model_dump(exclude_defaults=True)
+
+
+class Runs(Protocol):
+    """The orchestrator's runs, as the library needs them."""
+
+    def schedule_destruction(
+        self,
+        case: CaseRef,
+        *,
+        acknowledged_at: datetime,
+        scheduled_for: datetime,
+        deadline: datetime,
+        idempotency_key: str,
+    ) -> str:
+        """Create (or find, by key) the case's destruction run for `scheduled_for`; its id."""
+        ...
+
+    def state(self, run_id: str) -> str:
+        """The run's state type (a `RunState`), 'UNKNOWN' if it has none."""
+        ...
+
+    def cancel(self, run_id: str, message: str) -> None: ...
+
+    def waiting_cases(self) -> list[tuple[str, str]]:
+        """(run id, tenant) of every offboard run suspended for an acknowledgement."""
+        ...
+
+    def resume(self, run_id: str, acknowledgement: AcknowledgementInput) -> None:
+        """Resume a waiting case; NotWaitingError or AcknowledgementRejected when refused."""
+        ...

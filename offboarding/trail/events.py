@@ -1,0 +1,309 @@
+"""One typed model per kind of audit event: what each step of a case records, and nothing else.
+
+The trail stores each event as signed JSON: an envelope (`seq`, `kind`, `once`, `at`, `tenant`,
+`case_id`, `prev`, `signing_key`) around `data`, which is one of the models below. Every model
+carries references, counts, dates and digests only; never a row, a file name, a person's name
+or an address (the archive may be retention-locked: what goes in stays).
+
+Reading an event whose kind this version does not know fails loudly (`IntegrityError`): a
+state computed while ignoring part of the record would be a guess.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    model_serializer,
+    model_validator,
+)
+
+from offboarding.errors import IntegrityError
+from offboarding.records import DeliveredPart
+
+__all__ = [
+    "EVENT_TYPES",
+    "Acknowledged",
+    "BundleVerified",
+    "CertificateRecorded",
+    "Certified",
+    "DeemedDelivered",
+    "Delivered",
+    "DestructionHeld",
+    "DestructionRefused",
+    "DestructionRescheduled",
+    "DestructionScheduled",
+    "EventData",
+    "Frozen",
+    "IncidentRecorded",
+    "InventoryRecorded",
+    "LegalHoldLifted",
+    "LegalHoldPlaced",
+    "LinksIssued",
+    "LocationCount",
+    "LocationDestroyed",
+    "Packaged",
+    "PackagedPart",
+    "RecordedEvent",
+    "Reverified",
+    "parse_event_data",
+]
+
+# Times are written as Python's isoformat (`+00:00`), as the trail always has been.
+Instant = Annotated[datetime, PlainSerializer(lambda value: value.isoformat(), when_used="json")]
+
+
+class EventData(BaseModel):
+    """The `data` of one kind of event; `kind` is the name the trail files it under."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    kind: ClassVar[str]
+
+
+class Frozen(EventData):
+    kind: ClassVar[str] = "frozen"
+    frozen_at: Instant
+    region: str
+
+
+class LocationCount(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    items: int
+    bytes: int
+
+
+class InventoryRecorded(EventData):
+    """Counts per location and rows per table; written flat (`{<location>: {items, bytes},
+    "tables": {...}}`), the shape auditors' tools already read."""
+
+    kind: ClassVar[str] = "inventory"
+    locations: dict[str, LocationCount]
+    tables: dict[str, int]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_flat(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "locations" not in value:
+            tables = value.get("tables", {})
+            return {
+                "tables": tables,
+                "locations": {k: v for k, v in value.items() if k != "tables"},
+            }
+        return value
+
+    @model_serializer(mode="plain")
+    def _to_flat(self) -> dict[str, Any]:
+        flat: dict[str, Any] = {
+            name: {"items": count.items, "bytes": count.bytes}
+            for name, count in self.locations.items()
+        }
+        return flat | {"tables": dict(self.tables)}
+
+    @property
+    def rows(self) -> int:
+        return sum(self.tables.values())
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(count.bytes for count in self.locations.values())
+
+
+class PackagedPart(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    sha256: str
+    size: int
+
+
+class Packaged(EventData):
+    kind: ClassVar[str] = "packaged"
+    parts: list[PackagedPart]
+    manifest_sha256: str
+    entries: int
+    rows: int
+    files: int
+    snapshot_time: Instant
+
+
+class BundleVerified(EventData):
+    kind: ClassVar[str] = "bundle-verified"
+    entries: int
+    rows: int
+    key: str = Field(description="Fingerprint of the key the manifest's signature checks with.")
+    parts: int
+
+
+class Delivered(EventData):
+    kind: ClassVar[str] = "delivered"
+    store_url: str
+    region: str
+    flow_run_id: str
+    parts: list[DeliveredPart]
+
+
+class LinksIssued(EventData):
+    kind: ClassVar[str] = "links-issued"
+    purpose: Literal["delivery", "reminder", "reissue"]
+    expires_at: Instant
+    link_sha256: list[str]
+    recipient_domain: str
+    message_id: str
+    via: str
+
+
+class Acknowledged(EventData):
+    kind: ClassVar[str] = "acknowledged"
+    by_sha256: str = Field(description="sha256 of the name of who acknowledged.")
+    at: Instant
+    days_until_destruction: int | None
+    note_given: bool
+
+
+class DeemedDelivered(EventData):
+    kind: ClassVar[str] = "deemed-delivered"
+    at: Instant
+    delivered_at: Instant
+    notices_sent: int
+    acknowledgement_timeout_days: float
+
+
+class DestructionHeld(EventData):
+    """Acknowledged while on legal hold: the destruction it would have had, not scheduled."""
+
+    kind: ClassVar[str] = "destruction-held"
+    scheduled_for: Instant
+    deadline: Instant
+    acknowledged_at: Instant
+
+
+class DestructionScheduled(EventData):
+    kind: ClassVar[str] = "destruction-scheduled"
+    flow_run_id: str
+    scheduled_for: Instant
+    deadline: Instant
+    acknowledged_at: Instant
+
+
+class DestructionRescheduled(EventData):
+    """A new destruction run: after a hold was lifted, or postponed by staff."""
+
+    kind: ClassVar[str] = "destruction-rescheduled"
+    flow_run_id: str
+    scheduled_for: Instant
+    deadline: Instant
+    acknowledged_at: Instant
+    by_sha256: str
+    after_deadline: bool = False
+    postponed: bool = False
+
+
+class LegalHoldPlaced(EventData):
+    kind: ClassVar[str] = "legal-hold-placed"
+    reason_sha256: str
+    by_sha256: str
+    destruction_runs_cancelled: list[str]
+
+
+class LegalHoldLifted(EventData):
+    kind: ClassVar[str] = "legal-hold-lifted"
+    by_sha256: str
+
+
+class DestructionRefused(EventData):
+    kind: ClassVar[str] = "destruction-refused"
+    reason: str
+
+
+class LocationDestroyed(EventData):
+    kind: ClassVar[str] = "location-destroyed"
+    location: str
+    items_before: int
+    bytes_before: int
+    items_removed: int
+
+
+class CertificateRecorded(EventData):
+    """The certificate document itself, recorded once in the chain before it is archived."""
+
+    kind: ClassVar[str] = "certificate"
+    certificate: dict[str, Any]
+
+
+class Certified(EventData):
+    kind: ClassVar[str] = "certified"
+    certificate: str = Field(description="Archive key of the certificate.")
+    certificate_sha256: str
+    report: str
+    report_sha256: str
+    contact_details_erase_by: Instant
+
+
+class Reverified(EventData):
+    """A later re-scan of every location: items of the tenant found, per location."""
+
+    kind: ClassVar[str] = "reverified"
+    remaining: dict[str, int]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_flat(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "remaining" not in value:
+            return {"remaining": value}
+        return value
+
+    @model_serializer(mode="plain")
+    def _to_flat(self) -> dict[str, int]:
+        return dict(self.remaining)
+
+
+class IncidentRecorded(EventData):
+    kind: ClassVar[str] = "incident"
+    record: str = Field(description="Archive key of the signed incident record.")
+    notify_clients_by: Instant
+    stage: str
+    affected_tenants: list[str]
+
+
+EVENT_TYPES: dict[str, type[EventData]] = {
+    model.kind: model
+    for model in (
+        Frozen, InventoryRecorded, Packaged, BundleVerified, Delivered, LinksIssued,
+        Acknowledged, DeemedDelivered, DestructionHeld, DestructionScheduled,
+        DestructionRescheduled, LegalHoldPlaced, LegalHoldLifted, DestructionRefused,
+        LocationDestroyed, CertificateRecorded, Certified, Reverified, IncidentRecorded,
+    )
+}  # fmt: skip
+
+
+def parse_event_data(kind: str, data: Any, *, where: str = "") -> EventData:
+    """The typed `data` of an event of `kind`; an unknown kind or a malformed body is an error."""
+    model = EVENT_TYPES.get(kind)
+    if model is None:
+        raise IntegrityError(
+            f"audit event {where or kind!r}: unknown kind {kind!r}; this version knows "
+            f"{', '.join(sorted(EVENT_TYPES))}. Read the archive with the tool version that "
+            "wrote it, or add the kind to offboarding/trail/events.py"
+        )
+    try:
+        return model.model_validate(data)
+    except ValueError as error:
+        raise IntegrityError(
+            f"audit event {where or kind!r}: malformed {kind!r} data: {error}"
+        ) from None
+
+
+class RecordedEvent(BaseModel):
+    """One event as read from the trail: its envelope, its typed data and its digest."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    key: str
+    seq: int
+    kind: str
+    once: str | None
+    at: datetime
+    sha256: str
+    data: EventData
