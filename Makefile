@@ -36,9 +36,11 @@ demo: setup
 serve: setup
 	$(VENV)/bin/offboard serve-local
 
+# Style, and the import contracts of docs/architecture.md (pyproject.toml [tool.importlinter]).
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: setup
 	$(VENV)/bin/mypy
@@ -54,7 +56,7 @@ audit: setup
 	$(VENV)/bin/pip-audit --strict --vulnerability-service pypi --skip-editable --progress-spinner off -l
 
 schemas: setup
-	$(VENV)/bin/python -m offboarding.schemas
+	$(VENV)/bin/python -m offboarding.dev.schemas
 
 clean:
 	rm -rf .offboard .pytest_cache .mypy_cache .ruff_cache

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from exporters.bundle import package_bundle
-from offboarding.records import ExportedPart
-from offboarding.signing import Signer
+from offboarding.core.records import ExportedPart
+from offboarding.core.signing import Signer
 
 
 def main() -> None:

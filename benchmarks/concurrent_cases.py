@@ -91,11 +91,11 @@ def main() -> None:
     from prefect.flow_runs import resume_flow_run
 
     from flows.adapter import emit_contract_terminated
-    from offboarding.config import Settings
-    from offboarding.demo import platform
-    from offboarding.demo.run import DemoEnvironment, wait_for_state
+    from offboarding.core.config import Settings
+    from offboarding.dev.demo import platform
+    from offboarding.dev.demo.run import DemoEnvironment, wait_for_state
     from offboarding.locations import DESTRUCTION_ORDER
-    from offboarding.store import open_store
+    from offboarding.stores import open_store
 
     tenants = tuple(
         platform.DemoTenant(f"load-{n:02d}", f"Load {n}", "europe-west1",

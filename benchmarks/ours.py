@@ -15,9 +15,9 @@ from pathlib import Path
 import psycopg
 
 from exporters.parquet import plan_column
-from offboarding.config import Settings
+from offboarding.core.config import Settings
+from offboarding.core.records import CaseRef, LocationInventory, TableItem
 from offboarding.locations.postgres import PostgresLocation, column_schema, read_catalog
-from offboarding.records import CaseRef, LocationInventory, TableItem
 
 
 def main() -> None:

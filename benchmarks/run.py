@@ -27,7 +27,7 @@ from pathlib import Path
 import psycopg
 
 from benchmarks.results import record
-from offboarding.services import PostgresCluster
+from offboarding.dev.services import PostgresCluster
 
 HERE = Path(__file__).resolve().parent
 ROW_GROUP = 32_768

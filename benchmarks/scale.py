@@ -19,7 +19,7 @@ import psycopg
 
 from benchmarks.results import record
 from benchmarks.run import WIDE, machine, timed
-from offboarding.services import PostgresCluster
+from offboarding.dev.services import PostgresCluster
 
 HERE = Path(__file__).resolve().parent
 

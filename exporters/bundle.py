@@ -33,16 +33,16 @@ from typing import BinaryIO
 
 import pyarrow.parquet as pq
 
-from offboarding.errors import IntegrityError
-from offboarding.faults import crash_point
-from offboarding.records import (
+from offboarding.core.errors import IntegrityError
+from offboarding.core.faults import crash_point
+from offboarding.core.records import (
     ExportedPart,
     Manifest,
     ManifestEntry,
     ManifestTable,
     TableItem,
 )
-from offboarding.signing import Signer, fingerprint, load_public_key, verify_signature
+from offboarding.core.signing import Signer, fingerprint, load_public_key, verify_signature
 
 __all__ = [
     "BundleReport",

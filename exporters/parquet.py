@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from psycopg import sql
 
-from offboarding.errors import IntegrityError
+from offboarding.core.errors import IntegrityError
 
 __all__ = [
     "PARQUET_OPTIONS",

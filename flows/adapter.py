@@ -12,6 +12,8 @@
                                    the artifacts support staff read in the UI
     settings, logger               the library's settings with Prefect's facts filled in, and
                                    the run's logger (a plain one outside a run)
+    using_server, deployments_registered, start_deployment, wait_for_run
+                                   driving a server from outside a run (the demo, the tests)
 
 The library (`offboarding`) never imports Prefect; the import contracts in pyproject.toml fail
 the lint step if it does. Artifacts carry ids, counts, sizes, dates and digests only: table
@@ -22,7 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -50,16 +53,27 @@ from prefect.concurrency.sync import concurrency
 from prefect.deployments import run_deployment
 from prefect.events import emit_event
 from prefect.events.worker import EventsWorker
-from prefect.exceptions import MissingContextError, ObjectAlreadyExists, PrefectException
+from prefect.exceptions import (
+    MissingContextError,
+    ObjectAlreadyExists,
+    ObjectNotFound,
+    PrefectException,
+)
 from prefect.flow_runs import resume_flow_run, suspend_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
-from prefect.settings import get_current_settings
+from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 from prefect.states import Cancelled
 
-from offboarding.config import Settings, validate_tenant_id
-from offboarding.errors import AcknowledgementRejected, ConfigurationError, NotWaitingError
-from offboarding.records import CaseRef
+from offboarding.core.config import Settings, validate_tenant_id
+from offboarding.core.errors import (
+    AcknowledgementRejected,
+    ConfigurationError,
+    NotWaitingError,
+    OffboardingError,
+    ServiceError,
+)
+from offboarding.core.records import CaseRef
 from offboarding.runs import AcknowledgementInput
 
 __all__ = [
@@ -75,6 +89,7 @@ __all__ = [
     "cancelled",
     "contract_terminated_event",
     "current_run_id",
+    "deployments_registered",
     "emit_contract_terminated",
     "exclusive",
     "link_to_certificate",
@@ -83,6 +98,9 @@ __all__ = [
     "publish_table",
     "set_up_prefect",
     "settings",
+    "start_deployment",
+    "using_server",
+    "wait_for_run",
 ]
 
 CONTRACT_TERMINATED = "tenant.contract.terminated"
@@ -305,3 +323,58 @@ def link_to_certificate(case: CaseRef, url: str) -> None:
         key=_artifact_key("certificate", case.case_id),
         description="The signed certificate in the write-once archive",
     )
+
+
+# Driving a server from outside a run: the demo, `offboard serve-local`'s checks and the tests.
+
+
+@contextlib.contextmanager
+def using_server(api_url: str) -> Iterator[None]:
+    """Point this process's Prefect client at a server, whatever was imported before."""
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        yield
+
+
+def deployments_registered(names: Sequence[str]) -> bool:
+    """True once every named deployment ("flow/deployment") exists on the server."""
+    with get_client(sync_client=True) as client:
+        try:
+            for name in names:
+                client.read_deployment_by_name(name)
+        except ObjectNotFound:
+            return False
+    return True
+
+
+def start_deployment(name: str, parameters: dict[str, Any] | None = None) -> FlowRun:
+    """Create a run of a deployment now and return it without waiting."""
+    run = run_deployment(name, parameters=parameters or {}, timeout=0, as_subflow=False)
+    assert isinstance(run, FlowRun)
+    return run
+
+
+def wait_for_run(
+    run_id: UUID | str,
+    wanted: set[str],
+    timeout: float,
+    describe_failure: Callable[[], str] = lambda: "",
+) -> FlowRun:
+    """Poll a flow run until its state type is one of `wanted`; fail on any other final state,
+    or after `timeout` seconds (the message ends with `describe_failure()`)."""
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(UUID(str(run_id)))
+            state = run.state
+            if state is not None and state.type.value in wanted:
+                return run
+            if state is not None and state.is_final():
+                raise OffboardingError(
+                    f"flow run {run.name} ended {state.name}: {state.message or ''}"
+                )
+            if time.monotonic() > deadline:
+                raise ServiceError(
+                    f"flow run {run.name} still {state.name if state else '?'} after {timeout:.0f}s"
+                    f"\n{describe_failure()}"
+                )
+            time.sleep(0.5)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from prefect import flow, task
 
 from flows import adapter
-from offboarding.backup import take_backup
+from offboarding.backup.backup import take_backup
 from offboarding.registry import TenantRegistry
 
 

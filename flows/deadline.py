@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from prefect import flow
 
 from flows import adapter
-from offboarding.deadlines import case_deadlines
-from offboarding.errors import DeadlineError
+from offboarding.core.errors import DeadlineError
+from offboarding.scheduling.deadlines import case_deadlines
 
 
 @flow(name="deadline-watch", flow_run_name="deadline-watch")

@@ -13,10 +13,10 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows import adapter
-from offboarding import destruction as stages
-from offboarding.config import validate_tenant_id
+from offboarding.core.config import validate_tenant_id
+from offboarding.core.records import CaseRef
+from offboarding.destruction import destruction as stages
 from offboarding.locations import DESTRUCTION_ORDER, Remaining, Removal
-from offboarding.records import CaseRef
 
 
 @task(name="check-legal-hold", task_run_name="check-legal-hold-{case.tenant}")

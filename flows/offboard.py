@@ -15,10 +15,8 @@ from prefect import flow, task
 from prefect.client.schemas.objects import State
 
 from flows import adapter
-from offboarding import case as stages
-from offboarding.delivery import deliver
-from offboarding.errors import DuplicateCaseError
-from offboarding.records import (
+from offboarding.core.errors import DuplicateCaseError
+from offboarding.core.records import (
     BundleRef,
     CaseRef,
     Delivery,
@@ -27,8 +25,10 @@ from offboarding.records import (
     Inventory,
     StagedRecord,
 )
+from offboarding.delivery.delivery import deliver
+from offboarding.export import export as stages
 from offboarding.runs import AcknowledgementInput
-from offboarding.scheduling import schedule_destruction as schedule_destruction_of
+from offboarding.scheduling.scheduling import schedule_destruction as schedule_destruction_of
 
 
 @task(name="freeze", task_run_name="freeze-{case.tenant}")

@@ -18,7 +18,7 @@ from flows.destroy import destroy
 from flows.offboard import offboard
 from flows.support import legal_hold, postpone_destruction, reissue_link, verify_destruction
 from flows.watch import case_watch
-from offboarding.config import Settings
+from offboarding.core.config import Settings
 
 
 def contract_terminated_trigger() -> DeploymentEventTrigger:

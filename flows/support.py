@@ -17,10 +17,10 @@ from typing import Literal
 from prefect import flow
 
 from flows import adapter
-from offboarding.delivery import send_links
-from offboarding.destruction import reverify
-from offboarding.scheduling import case_from_id, place_hold, release_hold
-from offboarding.scheduling import postpone_destruction as postpone
+from offboarding.delivery.delivery import send_links
+from offboarding.destruction.destruction import reverify
+from offboarding.scheduling.scheduling import case_from_id, place_hold, release_hold
+from offboarding.scheduling.scheduling import postpone_destruction as postpone
 
 
 @flow(name="reissue-link", flow_run_name="reissue-link-{case_id}")

@@ -3,7 +3,7 @@
 For each suspended offboard run it sends the reminder that is due, re-issues links that
 expired, and once the acknowledgement period is over resumes the case as "deemed delivered"
 (the 90-day clock then starts). The waiting runs hold no worker; this short run is what
-keeps them moving. The rules are `offboarding.delivery.watch_cases`.
+keeps them moving. The rules are `offboarding.delivery.delivery.watch_cases`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from prefect import flow
 
 from flows import adapter
-from offboarding.delivery import watch_cases
+from offboarding.delivery.delivery import watch_cases
 
 
 @flow(name="case-watch", flow_run_name="case-watch")

@@ -8,13 +8,13 @@ import json
 import sys
 from pathlib import Path
 
-from offboarding.errors import IntegrityError, OffboardingError
+from offboarding.core.errors import IntegrityError, OffboardingError
 
 __all__ = ["main"]
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from offboarding.demo.run import run_demo
+    from offboarding.dev.demo.run import run_demo
 
     def say(message: str) -> None:
         print(f"[demo] {message}", file=sys.stderr if args.json else sys.stdout, flush=True)
@@ -82,9 +82,9 @@ def _waiting_run(case_or_run: str) -> str:
     """The offboard flow run of a case id (or a flow run id given as is)."""
     from uuid import UUID
 
-    from offboarding.config import Settings
-    from offboarding.delivery import delivery_status
-    from offboarding.scheduling import case_from_id
+    from offboarding.core.config import Settings
+    from offboarding.delivery.delivery import delivery_status
+    from offboarding.scheduling.scheduling import case_from_id
 
     try:
         return str(UUID(case_or_run))
@@ -115,9 +115,9 @@ def _ack(args: argparse.Namespace) -> int:
 
 
 def _reissue(args: argparse.Namespace) -> int:
-    from offboarding.config import Settings
-    from offboarding.delivery import send_links
-    from offboarding.scheduling import case_from_id
+    from offboarding.core.config import Settings
+    from offboarding.delivery.delivery import send_links
+    from offboarding.scheduling.scheduling import case_from_id
 
     issued = send_links(Settings(), case_from_id(args.case), "reissue")
     print(f"new links sent to the contact of case {args.case}; valid until {issued.expires_at}")
@@ -126,8 +126,8 @@ def _reissue(args: argparse.Namespace) -> int:
 
 def _hold(args: argparse.Namespace) -> int:
     from flows.adapter import PrefectRuns
-    from offboarding.config import Settings
-    from offboarding.scheduling import place_hold
+    from offboarding.core.config import Settings
+    from offboarding.scheduling.scheduling import place_hold
 
     result = place_hold(Settings(), PrefectRuns(), args.tenant, args.reason, args.by)
     print(
@@ -141,8 +141,8 @@ def _hold(args: argparse.Namespace) -> int:
 
 def _release(args: argparse.Namespace) -> int:
     from flows.adapter import PrefectRuns
-    from offboarding.config import Settings
-    from offboarding.scheduling import release_hold
+    from offboarding.core.config import Settings
+    from offboarding.scheduling.scheduling import release_hold
 
     result = release_hold(Settings(), PrefectRuns(), args.tenant, args.by, now=args.now)
     print(f"legal hold lifted on {result.tenant}")
@@ -162,7 +162,7 @@ def _serve_links(args: argparse.Namespace) -> int:
     import uvicorn
 
     from flows.adapter import PrefectRuns
-    from offboarding.config import Settings
+    from offboarding.core.config import Settings
     from offboarding.web import create_app
 
     app = create_app(Settings(), PrefectRuns())
@@ -171,7 +171,7 @@ def _serve_links(args: argparse.Namespace) -> int:
 
 
 def _serve_local(args: argparse.Namespace) -> int:
-    from offboarding.local import serve_local
+    from offboarding.dev.local import serve_local
 
     return serve_local(Path(args.home), args.port)
 
@@ -186,7 +186,7 @@ def _watch(args: argparse.Namespace) -> int:
 
 def _terminate(args: argparse.Namespace) -> int:
     from flows.adapter import CONTRACT_TERMINATED, emit_contract_terminated
-    from offboarding.config import Settings, validate_tenant_id
+    from offboarding.core.config import Settings, validate_tenant_id
 
     tenant = validate_tenant_id(args.tenant)
     settings = Settings()
@@ -207,7 +207,7 @@ def _setup_prefect(args: argparse.Namespace) -> int:
         WORK_POOL,
         set_up_prefect,
     )
-    from offboarding.config import Settings
+    from offboarding.core.config import Settings
 
     settings = Settings()
     set_up_prefect(settings)
@@ -221,8 +221,8 @@ def _setup_prefect(args: argparse.Namespace) -> int:
 
 
 def _backup(args: argparse.Namespace) -> int:
-    from offboarding.backup import take_backup
-    from offboarding.config import Settings
+    from offboarding.backup.backup import take_backup
+    from offboarding.core.config import Settings
     from offboarding.registry import TenantRegistry
 
     settings = Settings()
@@ -236,8 +236,8 @@ def _backup(args: argparse.Namespace) -> int:
 
 
 def _restore_check(args: argparse.Namespace) -> int:
-    from offboarding.backup import restore_check
-    from offboarding.config import Settings
+    from offboarding.backup.backup import restore_check
+    from offboarding.core.config import Settings
 
     for check in restore_check(Settings(), args.tenant):
         print(
@@ -248,10 +248,10 @@ def _restore_check(args: argparse.Namespace) -> int:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    from offboarding.config import Settings
-    from offboarding.evidence import verify_archive
-    from offboarding.signing import load_public_key
-    from offboarding.store import open_store
+    from offboarding.core.config import Settings
+    from offboarding.core.signing import load_public_key
+    from offboarding.evidence.archive import verify_archive
+    from offboarding.stores import open_store
 
     url = args.archive or Settings().store_url("archive")
     if "://" not in url:
@@ -286,8 +286,8 @@ def _audit_verify(args: argparse.Namespace) -> int:
 def _deadlines(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from offboarding.config import Settings
-    from offboarding.deadlines import case_deadlines
+    from offboarding.core.config import Settings
+    from offboarding.scheduling.deadlines import case_deadlines
 
     cases = case_deadlines(Settings(), datetime.now(UTC))
     if args.json:
@@ -301,8 +301,8 @@ def _deadlines(args: argparse.Namespace) -> int:
 
 
 def _inventory(args: argparse.Namespace) -> int:
-    from offboarding.case import dry_run_inventory
-    from offboarding.config import Settings
+    from offboarding.core.config import Settings
+    from offboarding.export.export import dry_run_inventory
 
     inventory = dry_run_inventory(Settings(), args.tenant)
     unclassified = [t for loc in inventory.locations for t in loc.unclassified]

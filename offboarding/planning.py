@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from offboarding.config import CONTRACT_DESTRUCTION_LIMIT
-from offboarding.errors import ConfigurationError, DeadlineError, UnclassifiedDataError
+from offboarding.core.config import CONTRACT_DESTRUCTION_LIMIT
+from offboarding.core.errors import ConfigurationError, DeadlineError, UnclassifiedDataError
 
 __all__ = [
     "CatalogTable",

@@ -14,8 +14,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from offboarding.config import Settings, validate_tenant_id
-from offboarding.errors import DuplicateCaseError, LegalHoldError, TenantError
+from offboarding.core.config import Settings, validate_tenant_id
+from offboarding.core.errors import DuplicateCaseError, LegalHoldError, TenantError
 
 __all__ = ["TenantRecord", "TenantRegistry"]
 

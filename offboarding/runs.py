@@ -12,7 +12,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from offboarding.records import CaseRef
+from offboarding.core.records import CaseRef
 
 __all__ = [
     "CANCELLABLE",

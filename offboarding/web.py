@@ -17,11 +17,11 @@ from urllib.parse import parse_qs
 
 from pydantic import ValidationError
 
-from offboarding.config import Settings
-from offboarding.errors import AcknowledgementRejected, NotWaitingError
-from offboarding.links import LinkExpired, LinkInvalid, LinkSigner
+from offboarding.core.config import Settings
+from offboarding.core.errors import AcknowledgementRejected, NotWaitingError
+from offboarding.delivery.links import LinkExpired, LinkInvalid, LinkSigner
 from offboarding.runs import AcknowledgementInput, Runs
-from offboarding.store import LocalStore, ObjectStore, backend, open_store
+from offboarding.stores import LocalStore, ObjectStore, backend, open_store
 
 if TYPE_CHECKING:
     from starlette.responses import HTMLResponse

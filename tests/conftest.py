@@ -16,11 +16,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from offboarding.config import Settings
-from offboarding.demo import platform as demo_platform
-from offboarding.records import CaseRef
-from offboarding.services import PostgresCluster
-from offboarding.store import LocalStore
+from offboarding.core.config import Settings
+from offboarding.core.records import CaseRef
+from offboarding.dev.demo import platform as demo_platform
+from offboarding.dev.services import PostgresCluster
+from offboarding.stores import LocalStore
 
 TEMPLATE_DB = "platform_template"
 

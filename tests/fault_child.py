@@ -7,9 +7,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from offboarding.config import Settings
-from offboarding.records import CaseRef
-from offboarding.store import LocalStore
+from offboarding.core.config import Settings
+from offboarding.core.records import CaseRef
+from offboarding.stores import LocalStore
 from tests.conftest import Platform
 from tests.helpers import destroy_everything, export_and_deliver
 

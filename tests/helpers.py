@@ -6,13 +6,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from offboarding import case as stages
-from offboarding import destruction
-from offboarding.config import Settings
-from offboarding.delivery import deliver
+from offboarding.core.config import Settings
+from offboarding.core.records import CaseRef, Delivery, Inventory
+from offboarding.delivery.delivery import deliver
+from offboarding.destruction import destruction
+from offboarding.export import export as stages
 from offboarding.locations import DESTRUCTION_ORDER
-from offboarding.records import CaseRef, Delivery, Inventory
-from offboarding.store import open_store
+from offboarding.stores import open_store
 from tests.conftest import Platform
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from offboarding.backup import restore_check, take_backup
-from offboarding.errors import IntegrityError, KeyDestroyedError, TenantError
-from offboarding.keyring import open_keyring
+from offboarding.backup.backup import restore_check, take_backup
+from offboarding.core.errors import IntegrityError, KeyDestroyedError, TenantError
+from offboarding.keys.keyring import open_keyring
 from offboarding.locations.backups import backup_prefix
-from offboarding.store import open_store
+from offboarding.stores import open_store
 from tests.conftest import Platform
 from tests.helpers import destroy_everything, export_and_deliver
 

@@ -14,10 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from exporters.bundle import MANIFEST, SIGNATURE, plan_parts, safe_entry_paths
-from offboarding import case as stages
 from offboarding.cli import main
-from offboarding.errors import IntegrityError
-from offboarding.signing import public_pem
+from offboarding.core.errors import IntegrityError
+from offboarding.core.signing import public_pem
+from offboarding.export import export as stages
 from tests.conftest import Platform
 from tests.helpers import export_and_deliver
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from offboarding import destruction as stages
-from offboarding.errors import DestructionIncompleteError, LegalHoldError
+from offboarding.core.errors import DestructionIncompleteError, LegalHoldError
+from offboarding.core.signing import Signer, load_public_key, verify_signature
+from offboarding.destruction import destruction as stages
 from offboarding.locations import Remaining
 from offboarding.registry import TenantRegistry
-from offboarding.signing import Signer, load_public_key, verify_signature
-from offboarding.store import open_store
+from offboarding.stores import open_store
 from offboarding.trail import AuditTrail, events, verify_chain
 from tests.conftest import Platform
 from tests.helpers import destroy_everything, export_and_deliver

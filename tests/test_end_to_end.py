@@ -26,15 +26,15 @@ from prefect.states import Cancelled
 
 from exporters.bundle import verify_bundle
 from flows.adapter import PrefectRuns
-from offboarding.config import Settings
-from offboarding.delivery import watch_cases
-from offboarding.demo import platform as demo_platform
-from offboarding.demo.run import DemoEnvironment, notice_links, wait_for_state
-from offboarding.destruction import certificate_key
-from offboarding.errors import OffboardingError
-from offboarding.records import CaseRef, DestructionSchedule
-from offboarding.signing import Signer, load_public_key, verify_signature
-from offboarding.store import open_store
+from offboarding.core.config import Settings
+from offboarding.core.errors import OffboardingError
+from offboarding.core.records import CaseRef, DestructionSchedule
+from offboarding.core.signing import Signer, load_public_key, verify_signature
+from offboarding.delivery.delivery import watch_cases
+from offboarding.destruction.destruction import certificate_key
+from offboarding.dev.demo import platform as demo_platform
+from offboarding.dev.demo.run import DemoEnvironment, notice_links, wait_for_state
+from offboarding.stores import open_store
 from offboarding.trail import AuditTrail, events, verify_chain
 
 pytestmark = pytest.mark.slow

@@ -11,17 +11,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from offboarding import case as stages
-from offboarding.backup import take_backup
+from offboarding.backup.backup import take_backup
 from offboarding.cli import main
-from offboarding.deadlines import case_deadlines
-from offboarding.errors import IsolationBreachError
-from offboarding.evidence import verify_archive
-from offboarding.faults import InjectedCrash
-from offboarding.incidents import check_export_isolation, record_incident
+from offboarding.core.errors import IsolationBreachError
+from offboarding.core.faults import InjectedCrash
+from offboarding.core.signing import Signer, load_public_key
+from offboarding.evidence.archive import verify_archive
+from offboarding.evidence.incidents import check_export_isolation, record_incident
+from offboarding.export import export as stages
 from offboarding.locations import DESTRUCTION_ORDER, scratch_dir
-from offboarding.signing import Signer, load_public_key
-from offboarding.store import open_store
+from offboarding.scheduling.deadlines import case_deadlines
+from offboarding.stores import open_store
 from offboarding.trail import AuditTrail, events
 from tests.conftest import Platform
 from tests.helpers import destroy_everything, export_and_deliver

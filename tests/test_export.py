@@ -14,8 +14,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from offboarding import case as stages
-from offboarding.errors import MissingDataError, UnclassifiedDataError
+from offboarding.core.errors import MissingDataError, UnclassifiedDataError
+from offboarding.export import export as stages
 from tests.conftest import Platform
 from tests.helpers import export_and_deliver
 

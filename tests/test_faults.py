@@ -17,14 +17,14 @@ from typing import Any
 
 import pytest
 
-from offboarding.backup import restore_check, take_backup
-from offboarding.evidence import verify_archive
-from offboarding.faults import InjectedCrash
+from offboarding.backup.backup import restore_check, take_backup
+from offboarding.core.faults import InjectedCrash
+from offboarding.core.records import CaseRef
+from offboarding.core.signing import Signer, load_public_key
+from offboarding.delivery.mail import read_outbox
+from offboarding.evidence.archive import verify_archive
 from offboarding.locations.backups import backup_prefix
-from offboarding.mail import read_outbox
-from offboarding.records import CaseRef
-from offboarding.signing import Signer, load_public_key
-from offboarding.store import open_store
+from offboarding.stores import open_store
 from tests.conftest import Platform
 from tests.helpers import destroy_everything, export_and_deliver
 

@@ -20,14 +20,14 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from google.cloud import storage
 
 from exporters.bundle import verify_bundle
-from offboarding.config import Settings
-from offboarding.errors import ConfigurationError
-from offboarding.gcs import GcsLinkSigner, GcsStore
+from offboarding.core.config import Settings
+from offboarding.core.errors import ConfigurationError
+from offboarding.core.signing import Signer
+from offboarding.delivery.mail import read_outbox
+from offboarding.dev.services import GcsEmulator
 from offboarding.locations.bundles import BundlesLocation
-from offboarding.mail import read_outbox
-from offboarding.services import GcsEmulator
-from offboarding.signing import Signer
-from offboarding.store import backend, open_store
+from offboarding.stores import backend, open_store
+from offboarding.stores.gcs import GcsLinkSigner, GcsStore
 from tests.conftest import Platform
 from tests.helpers import destroy_everything, export_and_deliver
 

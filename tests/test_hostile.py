@@ -14,18 +14,18 @@ import pydantic
 import pytest
 
 from exporters.bundle import safe_entry_paths
-from offboarding import case as stages
 from offboarding.cli import main
-from offboarding.config import Settings, validate_tenant_id
-from offboarding.errors import (
+from offboarding.core.config import Settings, validate_tenant_id
+from offboarding.core.errors import (
     ConfigurationError,
     DuplicateCaseError,
     OffboardingError,
     TenantError,
     UnclassifiedDataError,
 )
-from offboarding.mail import compose, send
-from offboarding.store import LocalStore, open_store
+from offboarding.delivery.mail import compose, send
+from offboarding.export import export as stages
+from offboarding.stores import LocalStore, open_store
 from tests.conftest import Platform
 from tests.helpers import destroy_everything, export_and_deliver
 

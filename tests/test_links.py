@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from starlette.testclient import TestClient
 
 from flows.adapter import PrefectRuns
-from offboarding.links import LinkSigner
-from offboarding.store import open_store
+from offboarding.delivery.links import LinkSigner
+from offboarding.stores import open_store
 from offboarding.web import create_app
 from tests.conftest import Platform
 

@@ -18,8 +18,10 @@ from aiosmtpd.controller import Controller
 from starlette.testclient import TestClient
 
 from flows.adapter import PrefectRuns
-from offboarding.config import Settings
-from offboarding.delivery import (
+from offboarding.core.config import Settings
+from offboarding.core.errors import IntegrityError, TenantError
+from offboarding.core.signing import Signer
+from offboarding.delivery.delivery import (
     DeliveryStatus,
     FollowUp,
     carry_out,
@@ -27,11 +29,9 @@ from offboarding.delivery import (
     plan_follow_up,
     send_links,
 )
-from offboarding.errors import IntegrityError, TenantError
-from offboarding.links import link_digest
-from offboarding.mail import DeliveryFailed, compose, send
-from offboarding.services import free_port
-from offboarding.signing import Signer
+from offboarding.delivery.links import link_digest
+from offboarding.delivery.mail import DeliveryFailed, compose, send
+from offboarding.dev.services import free_port
 from offboarding.trail import AuditTrail, events
 from offboarding.web import create_app
 from tests.conftest import Platform

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from offboarding.errors import ConfigurationError, DeadlineError, UnclassifiedDataError
+from offboarding.core.errors import ConfigurationError, DeadlineError, UnclassifiedDataError
 from offboarding.planning import CatalogTable, ForeignKey, classify_tables, deletion_order
 from offboarding.planning import destruction_schedule as schedule
 

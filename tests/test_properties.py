@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from offboarding.config import Settings
+from offboarding.core.config import Settings
+from offboarding.core.records import CaseRef
+from offboarding.dev.services import PostgresCluster
 from offboarding.locations.postgres import PostgresLocation
-from offboarding.records import CaseRef
-from offboarding.services import PostgresCluster
 
 EXAMPLES = int(os.environ.get("OFFBOARD_PROPERTY_EXAMPLES", "200"))
 # Prefix neighbours on purpose: acme must never reach acme-corp or acme-c.

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from offboarding.evidence import verify_archive
-from offboarding.resilience import StoreUnavailableError
-from offboarding.signing import Signer, load_public_key
-from offboarding.store import open_store
+from offboarding.core.errors import StoreUnavailableError
+from offboarding.core.signing import Signer, load_public_key
+from offboarding.evidence.archive import verify_archive
+from offboarding.stores import open_store
 from tests.conftest import Platform
 from tests.helpers import destroy_everything, export_and_deliver
 

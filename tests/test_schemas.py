@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from offboarding.schemas import SCHEMA_DIR, SCHEMAS, render
+from offboarding.dev.schemas import SCHEMA_DIR, SCHEMAS, render
 
 
 @pytest.mark.parametrize("name", sorted(SCHEMAS))

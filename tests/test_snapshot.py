@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import psycopg
 
-from offboarding import case as stages
+from offboarding.export import export as stages
 from offboarding.locations.postgres import PostgresLocation
 from tests.conftest import Platform
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from offboarding.errors import ConfigurationError, IntegrityError
-from offboarding.store import LocalStore, open_store
+from offboarding.core.errors import ConfigurationError, IntegrityError
+from offboarding.stores import LocalStore, open_store
 
 
 def test_prefixes_must_end_with_a_slash(tmp_path: Path) -> None:
@@ -44,7 +44,7 @@ def test_a_secret_created_by_many_threads_at_once_is_one_secret(tmp_path: Path) 
     another had already used (the backup flow's tenants wrapped keys with a lost KEK)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from offboarding.secrets import load_or_create_secret
+    from offboarding.core.secrets import load_or_create_secret
 
     for attempt in range(20):
         path = tmp_path / f"kek-{attempt}.key"

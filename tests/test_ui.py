@@ -20,9 +20,9 @@ from prefect import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from offboarding.demo.run import wait_for_state
-from offboarding.local import LocalStack
-from offboarding.services import free_port
+from offboarding.dev.demo.run import wait_for_state
+from offboarding.dev.local import LocalStack
+from offboarding.dev.services import free_port
 
 pytestmark = pytest.mark.slow
 

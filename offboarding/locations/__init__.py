@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import StrEnum
 
-from offboarding.config import Settings
-from offboarding.errors import ConfigurationError
+from offboarding.core.config import Settings
+from offboarding.core.errors import ConfigurationError
 from offboarding.locations.backups import BackupsLocation
 from offboarding.locations.base import DataLocation, LocationExport, Remaining, Removal, scratch_dir
 from offboarding.locations.bundles import BundlesLocation

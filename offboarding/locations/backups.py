@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from offboarding.config import Settings, validate_tenant_id
+from offboarding.core.config import Settings, validate_tenant_id
+from offboarding.core.records import CaseRef, LocationInventory
 from offboarding.locations.base import LocationExport, Remaining, Removal
 from offboarding.locations.prefixed import (
     count_in_stores,
     delete_in_stores,
     digest_outside_in_stores,
 )
-from offboarding.records import CaseRef, LocationInventory
-from offboarding.store import ObjectStore, open_store
+from offboarding.stores import ObjectStore, open_store
 
 __all__ = ["BACKUPS_ROOT", "BackupsLocation", "backup_prefix"]
 

@@ -8,8 +8,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
-from offboarding.config import Settings
-from offboarding.records import CaseRef, ExportedPart, LocationInventory
+from offboarding.core.config import Settings
+from offboarding.core.records import CaseRef, ExportedPart, LocationInventory
 
 __all__ = [
     "DataLocation",

@@ -9,10 +9,10 @@ import hashlib
 import json
 from pathlib import Path
 
-from offboarding.config import Settings
-from offboarding.keyring import Keyring, open_keyring
+from offboarding.core.config import Settings
+from offboarding.core.records import CaseRef, LocationInventory
+from offboarding.keys.keyring import Keyring, open_keyring
 from offboarding.locations.base import LocationExport, Remaining, Removal
-from offboarding.records import CaseRef, LocationInventory
 
 __all__ = ["KeysLocation"]
 

@@ -7,13 +7,13 @@ import hashlib
 from pathlib import Path
 
 from exporters.bundle import safe_entry_paths
-from offboarding.config import Settings
-from offboarding.errors import IsolationBreachError, MissingDataError
+from offboarding.core.config import Settings
+from offboarding.core.errors import IsolationBreachError, MissingDataError
+from offboarding.core.records import CaseRef, ExportedPart, FileItem, LocationInventory
 from offboarding.locations.base import LocationExport, Remaining, Removal, write_case_report
 from offboarding.locations.postgres import PostgresLocation
 from offboarding.locations.prefixed import count_prefix, delete_prefix, digest_outside_prefix
-from offboarding.records import CaseRef, ExportedPart, FileItem, LocationInventory
-from offboarding.store import ObjectStore, open_store
+from offboarding.stores import ObjectStore, open_store
 
 __all__ = ["FilesLocation", "tenant_prefix"]
 

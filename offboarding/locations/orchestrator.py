@@ -7,10 +7,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from offboarding.config import Settings
+from offboarding.core.config import Settings
+from offboarding.core.records import CaseRef, LocationInventory
 from offboarding.locations.base import LocationExport, Remaining, Removal
 from offboarding.locations.objects import tenant_prefix
-from offboarding.records import CaseRef, LocationInventory
 from offboarding.registry import TenantRegistry
 
 __all__ = ["OrchestratorLocation"]

@@ -16,9 +16,17 @@ import psycopg
 from psycopg import sql
 
 from exporters.parquet import ColumnPlan, PgColumn, plan_column, select_query, write_parquet
-from offboarding.config import Settings
-from offboarding.errors import ConfigurationError, DestructionIncompleteError, IntegrityError
-from offboarding.faults import crash_point
+from offboarding.core.config import Settings
+from offboarding.core.errors import ConfigurationError, DestructionIncompleteError, IntegrityError
+from offboarding.core.faults import crash_point
+from offboarding.core.records import (
+    CaseRef,
+    ColumnSchema,
+    ExportedPart,
+    ForeignKeySchema,
+    LocationInventory,
+    TableItem,
+)
 from offboarding.locations.base import LocationExport, Remaining, Removal
 from offboarding.planning import (
     CatalogTable,
@@ -26,14 +34,6 @@ from offboarding.planning import (
     ForeignKey,
     classify_tables,
     deletion_order,
-)
-from offboarding.records import (
-    CaseRef,
-    ColumnSchema,
-    ExportedPart,
-    ForeignKeySchema,
-    LocationInventory,
-    TableItem,
 )
 
 __all__ = ["PostgresLocation", "column_schema", "read_catalog"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 
-from offboarding.gcs import GcsStore
 from offboarding.locations.base import Remaining, Removal
-from offboarding.store import ObjectStore, backend
+from offboarding.stores import ObjectStore, backend
+from offboarding.stores.gcs import GcsStore
 
 __all__ = [
     "count_in_stores",

@@ -7,9 +7,9 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from offboarding.config import Settings
+from offboarding.core.config import Settings
+from offboarding.core.records import CaseRef, LocationInventory
 from offboarding.locations.base import LocationExport, Remaining, Removal
-from offboarding.records import CaseRef, LocationInventory
 
 __all__ = ["ScratchLocation"]
 

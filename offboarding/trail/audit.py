@@ -19,12 +19,12 @@ from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from offboarding.config import Settings
-from offboarding.errors import IntegrityError
-from offboarding.faults import crash_point
-from offboarding.records import CaseRef
-from offboarding.signing import Signer, verify_signature
-from offboarding.store import ObjectStore, open_store
+from offboarding.core.config import Settings
+from offboarding.core.errors import IntegrityError
+from offboarding.core.faults import crash_point
+from offboarding.core.records import CaseRef
+from offboarding.core.signing import Signer, verify_signature
+from offboarding.stores import ObjectStore, open_store
 from offboarding.trail.events import EventData, RecordedEvent, parse_event_data
 from offboarding.trail.state import GENESIS, CaseState
 

@@ -23,8 +23,8 @@ from pydantic import (
     model_validator,
 )
 
-from offboarding.errors import IntegrityError
-from offboarding.records import DeliveredPart
+from offboarding.core.errors import IntegrityError
+from offboarding.core.records import DeliveredPart
 
 __all__ = [
     "EVENT_TYPES",

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from offboarding.config import CONTRACT_DESTRUCTION_LIMIT
-from offboarding.records import CaseRef, DestructionSchedule
+from offboarding.core.config import CONTRACT_DESTRUCTION_LIMIT
+from offboarding.core.records import CaseRef, DestructionSchedule
 from offboarding.trail.events import (
     Acknowledged,
     BundleVerified,

@@ -1,0 +1,276 @@
+"""Settings of the pipeline, read from `OFFBOARD_*` environment variables.
+
+Flows receive no settings object from Prefect (that would put configuration into flow
+parameters); each process reads its own environment, so a worker on another machine is
+configured the way any twelve-factor service is.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from offboarding.core.errors import ConfigurationError, TenantError
+
+__all__ = ["CONTRACT_DESTRUCTION_LIMIT", "Settings", "validate_tenant_id"]
+
+# Clause 2.3.2: copies are destroyed within 90 days of restitution.
+CONTRACT_DESTRUCTION_LIMIT = timedelta(days=90)
+
+_TENANT_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def validate_tenant_id(tenant: str) -> str:
+    """Return the tenant id unchanged if it is safe to use in keys, paths and SQL values."""
+    if not isinstance(tenant, str) or not _TENANT_ID.fullmatch(tenant):
+        raise TenantError(
+            f"tenant id {tenant!r} is not valid: use 1-63 lowercase letters, digits and inner "
+            "dashes (for example 'acme-corp'), exactly as in the tenants registry"
+        )
+    return tenant
+
+
+class Settings(BaseSettings):
+    """Where tenant data lives, where the pipeline writes, and the contract's time limits."""
+
+    model_config = SettingsConfigDict(env_prefix="OFFBOARD_", extra="ignore", frozen=True)
+
+    operator_name: str = Field(
+        default="the operator (set OFFBOARD_OPERATOR_NAME)",
+        description="Who performs destruction, as the certificate names it.",
+    )
+    home: Path = Field(
+        default=Path(".offboard"),
+        description="Working directory of this installation: keys, local stores, scratch space.",
+    )
+    database_url: str = Field(
+        default="",
+        description="libpq connection string of the platform's PostgreSQL database.",
+    )
+    tenant_column: str = Field(
+        default="tenant_id", description="Column that names the owning tenant in shared tables."
+    )
+    tenant_schema_pattern: str = Field(
+        default="tenant_{tenant}",
+        description="Name of a schema that belongs wholly to one tenant (schema-per-tenant).",
+    )
+    registry_table: str = Field(
+        default="public.tenants",
+        description="schema.table of the tenants registry (id, name, region, status, legal_hold, "
+        "legal_hold_reason, contact_email, frozen_at, offboarding_case, destroyed_at, "
+        "contact_delete_after).",
+    )
+    global_tables: dict[str, str] = Field(
+        default={"public.plans": "plan catalogue shared by all tenants; holds no tenant data"},
+        description="Tables holding no tenant data, each with the reason it is global.",
+    )
+    excluded_tables: dict[str, str] = Field(
+        default={},
+        description="Tables deliberately left out of export and destruction, each with a reason.",
+    )
+    file_reference_columns: list[str] = Field(
+        default=["public.documents.object_key"],
+        description="schema.table.column values that are keys of objects in the files store.",
+    )
+    files_url: str = Field(
+        default="",
+        description="Store of the tenants' uploaded files (file:///path or gs://bucket/prefix).",
+    )
+    delivery_url: str = Field(
+        default="",
+        description="Store the bundles are delivered from (file:// or gs://), for every region "
+        "when `delivery_regions` is empty.",
+    )
+    delivery_regions: dict[str, str] = Field(
+        default={},
+        description='Delivery store per tenant region, e.g. {"eu": "gs://acme-exports-eu"}. '
+        "When set, a tenant whose region is missing stops at delivery.",
+    )
+    gcs_signing_key_file: Path | None = Field(
+        default=None,
+        description="Service-account key (JSON) that signs Cloud Storage links; unset: sign "
+        "through IAM signBlob with the ambient credentials (workload identity).",
+    )
+    gcs_signing_email: str = Field(
+        default="", description="Service account that signs links under workload identity."
+    )
+    archive_url: str = Field(
+        default="", description="Write-once store of audit records and certificates."
+    )
+    backup_urls: list[str] = Field(
+        default=[],
+        description="Backup locations (at least two: clause 2.3.8 asks for several). Empty: two "
+        "local stores under home.",
+    )
+    keyring_url: str = Field(
+        default="local",
+        description="Where tenants' data keys live: 'local' (a key-encryption key in the keys "
+        "directory). Cloud KMS: see docs/backups.md.",
+    )
+    key_destroy_delay: timedelta = Field(
+        default=timedelta(0),
+        description="Time between destroying a data key and the destruction taking effect "
+        "(Cloud KMS: 30 days by default). Destruction is planned to finish within the deadline.",
+    )
+    soft_delete_retention: timedelta = Field(
+        default=timedelta(0),
+        description="How long deleted objects stay recoverable in the object stores (Cloud "
+        "Storage soft delete: 7 days by default). Planned for like the key delay.",
+    )
+    deadline_warning: timedelta = Field(
+        default=timedelta(days=14),
+        description="The deadline watch flags cases whose destruction deadline is this close.",
+    )
+    link_base_url: str = Field(
+        default="http://127.0.0.1:8765",
+        description="Public base URL of the download endpoint that serves local links.",
+    )
+    link_lifetime: timedelta = Field(
+        default=timedelta(days=7),
+        description="How long a download link stays valid (Cloud Storage: at most 7 days).",
+    )
+    reminders_before_expiry: list[timedelta] = Field(
+        default=[timedelta(days=3), timedelta(days=1)],
+        description="When to remind the contact, counted back from the link's expiry.",
+    )
+    acknowledgement_timeout: timedelta = Field(
+        default=timedelta(days=30),
+        description="Without an acknowledgement this long after delivery, the case continues "
+        "as 'deemed delivered' and the 90-day clock starts.",
+    )
+    orchestrator_results_path: Path | None = Field(
+        default=None,
+        description="Where the orchestrator keeps task results (scanned at destruction for "
+        "tenant data). Unset: the flows take it from Prefect's settings; elsewhere "
+        "PREFECT_RESULTS_LOCAL_STORAGE_PATH, or PREFECT_HOME/storage (Prefect's default).",
+    )
+    case_watch_interval: timedelta = Field(
+        default=timedelta(hours=1),
+        description="How often the case watch looks after waiting cases (reminders, expiry).",
+    )
+    smtp_url: str = Field(
+        default="",
+        description="Mail server: smtp://[user:password@]host[:port] (STARTTLS when offered), "
+        "smtps://... for implicit TLS. Empty: messages are written to <home>/outbox/ instead.",
+    )
+    mail_from: str = Field(
+        default="offboarding@localhost", description="Sender address of notices to clients."
+    )
+    reply_to: str = Field(
+        default="", description="Where the client's replies go (support staff's mailbox)."
+    )
+    destruction_grace: timedelta = Field(
+        default=timedelta(days=30),
+        description="Time between acknowledgement and the scheduled destruction, at most 90 days.",
+    )
+    parquet_row_group_rows: int = Field(
+        default=32_768, ge=1_000, description="Rows per Parquet row group (bounds worker memory)."
+    )
+    export_split_rows: int = Field(
+        default=1_000_000,
+        ge=1_000,
+        description="Tables with more rows are exported as several parts, by key range.",
+    )
+    bundle_part_bytes: int = Field(
+        default=4 * 1024**3,
+        ge=1024,
+        description="Bundles larger than this are split into numbered ZIP parts.",
+    )
+    export_workers: int = Field(
+        default=2, ge=1, le=64, description="Tables exported in parallel, in one snapshot."
+    )
+    export_concurrency: int = Field(
+        default=2,
+        ge=1,
+        description="Cases exporting at once against the database (a Prefect global "
+        "concurrency limit, set by `offboard setup-prefect` and the served default).",
+    )
+    destruction_concurrency: int = Field(
+        default=2, ge=1, description="Destructions running at once (a global concurrency limit)."
+    )
+    delete_batch_rows: int = Field(
+        default=5_000, ge=1, description="Rows deleted per transaction during destruction."
+    )
+
+    @field_validator("link_lifetime", "acknowledgement_timeout")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be a positive duration")
+        return value
+
+    @field_validator("destruction_grace")
+    @classmethod
+    def _grace_within_contract(cls, grace: timedelta) -> timedelta:
+        if grace < timedelta(0) or grace > CONTRACT_DESTRUCTION_LIMIT:
+            raise ValueError("OFFBOARD_DESTRUCTION_GRACE must be between 0 and 90 days")
+        return grace
+
+    @cached_property
+    def root(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def scratch_root(self) -> Path:
+        return self.root / "scratch"
+
+    def store_url(self, name: str) -> str:
+        """URL of a named store; the embedded default is a directory under `home`."""
+        configured = {
+            "files": self.files_url,
+            "delivery": self.delivery_url,
+            "archive": self.archive_url,
+        }
+        if name not in configured:
+            raise ConfigurationError(f"unknown store {name!r}: use one of {sorted(configured)}")
+        return configured[name] or (self.root / "stores" / name).as_uri()
+
+    def backup_store_urls(self) -> list[str]:
+        urls = self.backup_urls or [
+            (self.root / "stores" / name).as_uri() for name in ("backup-a", "backup-b")
+        ]
+        if len(set(urls)) < 2:
+            raise ConfigurationError(
+                "OFFBOARD_BACKUP_URLS must name at least two distinct backup locations "
+                '(clause 2.3.8), e.g. ["gs://backups-eu-west1", "gs://backups-eu-north1"]'
+            )
+        return urls
+
+    def delivery_store_url(self, region: str) -> str:
+        """The delivery store of a region: bundles stay in the tenant's region."""
+        if not self.delivery_regions:
+            return self.store_url("delivery")
+        if region not in self.delivery_regions:
+            raise ConfigurationError(
+                f"no delivery store for region {region!r}: add it to OFFBOARD_DELIVERY_REGIONS, "
+                f'e.g. {{"{region}": "gs://<bucket in {region}>"}} (configured: '
+                f"{sorted(self.delivery_regions)}); the bundle stays undelivered until then"
+            )
+        return self.delivery_regions[region]
+
+    def delivery_store_urls(self) -> list[str]:
+        """Every store that may hold a bundle (destruction empties the tenant's part of each)."""
+        return sorted(set(self.delivery_regions.values())) or [self.store_url("delivery")]
+
+    @property
+    def lingering_delay(self) -> timedelta:
+        """How long after destruction some copies still exist (soft-deleted objects, a key
+        whose destruction is scheduled): destruction is planned to start this much earlier."""
+        return max(self.key_destroy_delay, self.soft_delete_retention)
+
+    def require_database(self) -> str:
+        if not self.database_url:
+            raise ConfigurationError(
+                "OFFBOARD_DATABASE_URL is not set: give the platform database's connection "
+                "string, e.g. 'host=127.0.0.1 port=5432 dbname=platform user=offboard'"
+            )
+        return self.database_url

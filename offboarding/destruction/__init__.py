@@ -1,0 +1,2 @@
+"""Stage: destroy every location, verify each independently, certify and archive
+(`destruction.py`)."""

@@ -1,0 +1,309 @@
+"""The stages of destruction, as plain functions `flows/destroy.py` wraps in tasks: refuse on
+legal hold, destroy every location, verify each independently, certify, archive."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import version
+from typing import Any
+
+from offboarding.core.config import Settings
+from offboarding.core.errors import DestructionIncompleteError, LegalHoldError
+from offboarding.core.faults import crash_point
+from offboarding.core.records import CaseRef, Certificate, HoldEvent, LocationEvidence
+from offboarding.core.signing import Signer
+from offboarding.evidence.archive import render_certificate_html
+from offboarding.locations import DESTRUCTION_ORDER, Remaining, Removal, get_location
+from offboarding.registry import TenantRegistry
+from offboarding.stores import open_store
+from offboarding.trail import AuditTrail, CaseState, events
+
+__all__ = [
+    "ArchivedCertificate",
+    "canonical_json",
+    "certificate_key",
+    "certify",
+    "check_legal_hold",
+    "destroy_location",
+    "neighbours_digests",
+    "report_key",
+    "reverify",
+    "tenants_in_offboarding",
+    "verify_location",
+]
+
+
+def _trail(settings: Settings, case: CaseRef) -> AuditTrail:
+    return AuditTrail(settings, case, Signer.load_or_create(settings.keys_dir))
+
+
+def check_legal_hold(settings: Settings, case: CaseRef) -> None:
+    """Refuse, on the record, to destroy a tenant on legal hold."""
+    try:
+        TenantRegistry(settings).require_no_hold(case.tenant)
+    except LegalHoldError as refusal:
+        _trail(settings, case).record(events.DestructionRefused(reason="legal hold"))
+        raise refusal
+
+
+def tenants_in_offboarding(settings: Settings, case: CaseRef) -> list[str]:
+    """Other tenants with open cases (frozen): their own steps change their data, so the
+    neighbours check leaves them out. Every active tenant must stay byte-identical."""
+    return [t for t in TenantRegistry(settings).tenants(status="frozen") if t != case.tenant]
+
+
+def neighbours_digests(
+    settings: Settings, case: CaseRef, excluded: list[str] | None = None
+) -> dict[str, str]:
+    skip = frozenset(excluded or ())
+    return {
+        name: get_location(name, settings).neighbours_digest(case, skip)
+        for name in DESTRUCTION_ORDER
+    }
+
+
+def destroy_location(settings: Settings, case: CaseRef, name: str) -> Removal:
+    removal = get_location(name, settings).destroy(case)
+    crash_point(f"destroy:{name}")
+    _trail(settings, case).record(
+        events.LocationDestroyed(
+            location=name, items_before=removal.items_before, bytes_before=removal.bytes_before,
+            items_removed=removal.items_removed,
+        )
+    )  # fmt: skip
+    return removal
+
+
+def verify_location(settings: Settings, case: CaseRef, name: str) -> Remaining:
+    remaining = get_location(name, settings).verify(case)
+    crash_point(f"verify:{name}")
+    return remaining
+
+
+def reverify(settings: Settings, case: CaseRef) -> dict[str, Remaining]:
+    """Re-scan every location of a destroyed case, on the record; fail if anything is left."""
+    results: dict[str, Remaining] = {
+        name: verify_location(settings, case, name) for name in DESTRUCTION_ORDER
+    }
+    _trail(settings, case).record(
+        events.Reverified(remaining={name: r.items for name, r in results.items()})
+    )
+    left = {name: r.items for name, r in results.items() if r.items}
+    if left:
+        raise DestructionIncompleteError(f"case {case.case_id}: data of the tenant found in {left}")
+    return results
+
+
+def certificate_key(case: CaseRef) -> str:
+    return f"certificates/{case.tenant}/{case.case_id}.json"
+
+
+def report_key(case: CaseRef) -> str:
+    return f"reports/{case.tenant}/{case.case_id}.html"
+
+
+@dataclass(frozen=True)
+class ArchivedCertificate:
+    key: str
+    sha256: str
+    public_key_key: str
+    report_key: str
+
+
+_VERIFICATION_METHODS = {
+    "postgres": "count of the tenant's rows in every classified table, and the tenant schema's "
+    "absence, re-queried after deletion",
+    "files": "listing of the tenant's prefix (with trailing '/') in the files store",
+    "bundles": "listing of the tenant's bundle prefix in every delivery store",
+    "backups": "listing of the tenant's backup prefix in every backup location",
+    "keys": "key state in the keyring, and an attempt to decrypt the key's canary",
+    "scratch": "listing of the tenant's scratch directory on the worker",
+    "orchestrator": "scan of Prefect's result storage for the tenant's contact address and "
+    "object keys",
+}
+
+
+def _media(settings: Settings, name: str) -> str:
+    if name == "postgres":
+        from psycopg.conninfo import conninfo_to_dict
+
+        info = conninfo_to_dict(settings.require_database())
+        return f"PostgreSQL database {info.get('dbname', '?')} on {info.get('host', 'local')}"
+    return {
+        "files": f"object store {settings.store_url('files')}",
+        "bundles": "delivery stores " + ", ".join(settings.delivery_store_urls()),
+        "backups": "backup locations " + ", ".join(settings.backup_store_urls()),
+        "keys": f"keyring {settings.keyring_url}",
+        "scratch": f"worker scratch space {settings.scratch_root}",
+        "orchestrator": "Prefect result storage of the worker",
+    }.get(name, name)
+
+
+def _digest(digests: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
+
+
+def canonical_json(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, indent=2, sort_keys=True).encode()
+
+
+def certify(
+    settings: Settings,
+    case: CaseRef,
+    *,
+    acknowledged_at: datetime,
+    deadline: datetime,
+    started_at: datetime,
+    removals: dict[str, Removal],
+    remaining: dict[str, Remaining],
+    neighbours_before: dict[str, str],
+    neighbours_after: dict[str, str],
+    performed_by: str = "",
+    neighbours_excluded: list[str] | None = None,
+) -> ArchivedCertificate:
+    """Refuse unless every location is empty and the neighbours unchanged; then record the
+    certificate in the audit chain, archive it signed with a human-readable report, and close
+    the registry entry. A rerun after a crash at any point writes the same bytes."""
+    left = {name: r.items for name, r in remaining.items() if r.items}
+    if left:
+        raise DestructionIncompleteError(
+            f"tenant {case.tenant!r}: data remains after destruction in {left}; no certificate "
+            "is issued. Rerun the destruction (it is idempotent) and check the location's log"
+        )
+    changed = sorted(
+        n for n in neighbours_before if neighbours_before[n] != neighbours_after.get(n)
+    )
+    if changed:
+        raise DestructionIncompleteError(
+            f"tenant {case.tenant!r}: other tenants' data changed in {changed} during destruction; "
+            "no certificate is issued. Investigate as a possible incident (clause 2.2.4)"
+        )
+    signer = Signer.load_or_create(settings.keys_dir)
+    archive = open_store(settings.store_url("archive"), write_once=True)
+    trail = _trail(settings, case)
+    # Recorded once in the chain: a rerun gets the same document back, so the same bytes.
+    state = trail.state()
+    if state.certificate is None:
+        trail.record(
+            events.CertificateRecorded(certificate=_certificate(
+                settings, case, state, signer, acknowledged_at=acknowledged_at,
+                deadline=deadline, started_at=started_at, removals=removals, remaining=remaining,
+                neighbours_before=neighbours_before, neighbours_after=neighbours_after,
+                performed_by=performed_by, neighbours_excluded=neighbours_excluded or [],
+            ).model_dump(mode="json")),
+            once="certificate",
+        )  # fmt: skip
+        state = trail.state()
+    document = state.certificate
+    assert document is not None
+    body = canonical_json(document)
+    key = certificate_key(case)
+    html = render_certificate_html(document).encode()
+    public_key_key = f"keys/{signer.fingerprint.replace(':', '-')}.pem"
+    for path, content in ((key, body), (report_key(case), html)):
+        if not archive.exists(path + ".sig"):
+            archive.put_bytes(path + ".sig", signer.sign(content))
+        crash_point(f"certify:{path.split('/')[0]}-signed")
+        if not archive.exists(path):
+            archive.put_bytes(path, content)
+        crash_point(f"certify:{path.split('/')[0]}-written")
+    if not archive.exists(public_key_key):
+        archive.put_bytes(public_key_key, signer.public_pem)
+    erase_contact_by = TenantRegistry(settings).mark_destroyed(
+        case.tenant, datetime.fromisoformat(document["completed_at"])
+    )
+    trail.record(
+        events.Certified(
+            certificate=key, certificate_sha256=hashlib.sha256(body).hexdigest(),
+            report=report_key(case), report_sha256=hashlib.sha256(html).hexdigest(),
+            contact_details_erase_by=erase_contact_by,
+        ),
+        once="certified",
+    )  # fmt: skip
+    return ArchivedCertificate(
+        key, hashlib.sha256(body).hexdigest(), public_key_key, report_key(case)
+    )
+
+
+def _certificate(
+    settings: Settings,
+    case: CaseRef,
+    state: CaseState,
+    signer: Signer,
+    *,
+    acknowledged_at: datetime,
+    deadline: datetime,
+    started_at: datetime,
+    removals: dict[str, Removal],
+    remaining: dict[str, Remaining],
+    neighbours_before: dict[str, str],
+    neighbours_after: dict[str, str],
+    performed_by: str,
+    neighbours_excluded: list[str],
+) -> Certificate:
+    inventory = state.inventory
+    verified_at = datetime.now(UTC)
+    locations = [
+        LocationEvidence(
+            location=name,
+            media=_media(settings, name),
+            method=removals[name].method,
+            technique=removals[name].technique,
+            items_before=removals[name].items_before,
+            bytes_before=removals[name].bytes_before,
+            items_removed=removals[name].items_removed,
+            verification_method=_VERIFICATION_METHODS.get(name, "re-scan of the location"),
+            verification_result="pass" if remaining[name].items == 0 else "fail",
+            remaining=remaining[name].items,
+            verification=remaining[name].verification,
+            verified_at=verified_at,
+            pending_until=remaining[name].pending_until,
+            details=remaining[name].details,
+        )
+        for name in DESTRUCTION_ORDER
+    ]
+    gone_by = max([verified_at, *(loc.pending_until for loc in locations if loc.pending_until)])
+    version_ = version("tenant-offboarding")
+    return Certificate(
+        tenant=case.tenant,
+        case_id=case.case_id,
+        subject=f"every copy of the data of tenant {case.tenant!r} held by the operator: "
+        "database rows and schema, uploaded files, export bundles, backups in every location, "
+        "the tenant's data key, and worker scratch space",
+        performed_by=f"{settings.operator_name}, by the tenant-offboarding destroy flow"
+        + (f" ({performed_by})" if performed_by else "")
+        + f" on {socket.gethostname()}",
+        validated_by=f"independent re-scan of every location by tenant-offboarding {version_}; "
+        f"signed with Ed25519 key {signer.fingerprint}",
+        tool="tenant-offboarding",
+        tool_version=version_,
+        acknowledgement="deemed-delivered" if state.deemed_delivered else "acknowledged",
+        acknowledged_at=acknowledged_at,
+        deadline=deadline,
+        started_at=started_at,
+        completed_at=verified_at,
+        all_copies_gone_by=gone_by,
+        deadline_met=gone_by <= deadline,
+        inventory_rows=inventory.rows if inventory else 0,
+        inventory_files=inventory.locations["files"].items
+        if inventory and "files" in inventory.locations
+        else 0,
+        inventory_bytes=inventory.total_bytes if inventory else 0,
+        inventory_digest=state.inventory_digest or "",
+        manifest_sha256=state.packaged.manifest_sha256 if state.packaged else None,
+        data_backed_up=removals["backups"].items_before > 0 if "backups" in removals else False,
+        backup_locations=settings.backup_store_urls(),
+        locations=locations,
+        legal_holds=[HoldEvent(kind=hold.kind, at=hold.at) for hold in state.holds],
+        legal_hold_seen=bool(state.holds),
+        neighbours_digest_before=_digest(neighbours_before),
+        neighbours_digest_after=_digest(neighbours_after),
+        neighbours_unchanged=True,
+        neighbours_excluded=neighbours_excluded,
+        audit_chain_head=state.head,
+        signing_key=signer.fingerprint,
+    )

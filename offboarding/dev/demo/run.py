@@ -1,0 +1,344 @@
+"""`offboard demo`: one whole case on the embedded default, every part real.
+
+A private PostgreSQL cluster with the demo platform, a Prefect server with SQLite and a runner
+serving the deployments, all on loopback; the case for `acme` runs through Prefect, is
+acknowledged through Prefect's resume API, and destroyed after a short grace. Everything it
+started is stopped before it returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from offboarding.core.errors import OffboardingError, ServiceError
+from offboarding.dev.services import ManagedProcess, PostgresCluster, PrefectServer, free_port
+
+__all__ = ["DemoEnvironment", "DemoResult", "run_demo"]
+
+DEMO_TENANT = "acme"
+
+
+@dataclass
+class DemoEnvironment:
+    """The embedded default, started: database, platform data, Prefect server and runner."""
+
+    home: Path
+    grace_seconds: int = 5
+    pg: PostgresCluster = field(default_factory=PostgresCluster)
+    server: PrefectServer | None = None
+    runner: ManagedProcess | None = None
+    links: ManagedProcess | None = None
+    links_port: int = field(default_factory=free_port)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    extra_tenants: tuple[Any, ...] = ()  # more DemoTenant rows (benchmarks)
+
+    def offboard_env(self) -> dict[str, str]:
+        return {
+            "OFFBOARD_HOME": str(self.home),
+            "OFFBOARD_DATABASE_URL": self.pg.dsn,
+            "OFFBOARD_DESTRUCTION_GRACE": f"PT{self.grace_seconds}S",
+            "OFFBOARD_LINK_BASE_URL": f"http://127.0.0.1:{self.links_port}",
+            **self.extra_env,
+        }
+
+    def start(self, stack: ExitStack, say: Callable[[str], None]) -> None:
+        from offboarding.dev.demo import platform
+        from offboarding.stores import LocalStore
+
+        say("starting a private PostgreSQL cluster")
+        self.pg.start()
+        stack.callback(self.pg.stop)
+        files_root = self.home / "stores" / "files"
+        platform.set_up(self.pg.dsn, LocalStore(files_root), self.extra_tenants)
+        say("starting a Prefect server (SQLite, loopback)")
+        self.server = PrefectServer(self.home / "prefect").start()
+        stack.callback(self.server.stop)
+        env = {**self.server.env(), **self.offboard_env()}
+        os.environ.update(env)  # this process talks to the same server, with the same settings
+        self.runner = ManagedProcess(
+            "runner", [sys.executable, "-m", "flows.serve"], env, self.home / "runner.log"
+        )
+        self.runner.start()
+        stack.callback(self.runner.stop)
+        say("starting the download and acknowledgement endpoint (loopback)")
+        self.links = ManagedProcess(
+            "links",
+            [
+                sys.executable,
+                "-m",
+                "offboarding.cli",
+                "serve-links",
+                "--port",
+                str(self.links_port),
+            ],
+            env,
+            self.home / "links.log",
+        )
+        self.links.start()
+        stack.callback(self.links.stop)
+        stack.enter_context(self.client_settings())
+        self._wait_for_deployments()
+        wait_for_http(f"http://127.0.0.1:{self.links_port}/d/x", self.links)
+
+    @contextlib.contextmanager
+    def client_settings(self) -> Iterator[None]:
+        """Point this process's Prefect client at our server, whatever was imported before."""
+        from flows import adapter
+
+        assert self.server is not None
+        with adapter.using_server(self.server.api_url):
+            yield
+
+    def _wait_for_deployments(self, timeout: float = 90.0) -> None:
+        from flows import adapter
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.runner is not None
+            if not self.runner.running():
+                raise ServiceError(f"the runner exited:\n{self.runner.log_tail()}")
+            if adapter.deployments_registered(
+                ("destroy/destroy", "offboard/offboard", "backup/backup")
+            ):
+                return
+            time.sleep(0.5)
+        raise ServiceError("the runner did not register the deployments in time")
+
+
+def wait_for_http(url: str, process: ManagedProcess, timeout: float = 30.0) -> None:
+    """Wait until a local HTTP service answers (any status)."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not process.running():
+            raise ServiceError(f"{process.name} exited:\n{process.log_tail()}")
+        try:
+            urllib.request.urlopen(url, timeout=2).close()  # noqa: S310 - loopback only
+            return
+        except urllib.error.HTTPError:
+            return  # it answered
+        except OSError:
+            time.sleep(0.2)
+    raise ServiceError(f"{process.name} did not answer on {url} in {timeout:.0f}s")
+
+
+def notice_links(message_path: Path) -> tuple[list[str], str]:
+    """(download links, acknowledgement link) of a notice in the outbox, as the client sees."""
+    from offboarding.delivery.mail import read_outbox
+
+    body = read_outbox(message_path).get_content()
+    urls = [line.strip() for line in body.splitlines() if line.strip().startswith("http")]
+    downloads = [u for u in urls if "/ack/" not in u and "/c/" not in u]
+    return downloads, next(u for u in urls if "/ack/" in u)
+
+
+def wait_for_state(
+    flow_run_id: Any, wanted: set[str], timeout: float, runner: ManagedProcess | None = None
+) -> Any:
+    """Poll a flow run until its state type is one of `wanted`; fail on any other final state
+    (with the runner's log when it times out)."""
+    from flows import adapter
+
+    return adapter.wait_for_run(
+        flow_run_id, wanted, timeout, lambda: runner.log_tail() if runner else ""
+    )
+
+
+@dataclass
+class DemoResult:
+    tenant: str
+    bundle: str | None = None
+    link: str | None = None
+    certificate: str | None = None
+    public_key: str | None = None
+    report: str | None = None
+    certificate_verified: bool | None = None
+    backup_locations: list[str] = field(default_factory=list)
+    backups_before: int = 0
+    neighbours_backups_restore: bool | None = None
+    remaining: dict[str, int] = field(default_factory=dict)
+    neighbours_unchanged: bool | None = None
+    case_id: str | None = None
+    offboard_run: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "tenant": self.tenant,
+            "case_id": self.case_id,
+            "bundle": self.bundle,
+            "link": self.link,
+            "certificate": self.certificate,
+            "public_key": self.public_key,
+            "report": self.report,
+            "certificate_verified": self.certificate_verified,
+            "backup_locations": self.backup_locations,
+            "backups_before": self.backups_before,
+            "neighbours_backups_restore": self.neighbours_backups_restore,
+            "remaining": self.remaining,
+            "neighbours_unchanged": self.neighbours_unchanged,
+            "ok": self.ok,
+            "errors": self.errors,
+        }
+
+
+def run_demo(home: Path, *, destroy: bool = True, say: Callable[[str], None] = print) -> DemoResult:
+    shutil.rmtree(home, ignore_errors=True)  # the demo starts from nothing every time
+    home.mkdir(parents=True)
+    result = DemoResult(tenant=DEMO_TENANT)
+    with ExitStack() as stack:
+        env = DemoEnvironment(home=home.resolve())
+        try:
+            env.start(stack, say)
+            _run_case(env, result, destroy=destroy, say=say)
+        except OffboardingError as error:
+            result.errors.append(str(error))
+        except Exception as error:  # the demo reports every failure in its result, then cleans up
+            result.errors.append(f"{type(error).__name__}: {error}")
+        say("stopping everything the demo started")
+    return result
+
+
+def _run_case(
+    env: DemoEnvironment, result: DemoResult, *, destroy: bool, say: Callable[[str], None]
+) -> None:
+    from exporters.bundle import verify_bundle
+    from flows import adapter
+    from offboarding.backup.backup import restore_check
+    from offboarding.core.config import Settings
+    from offboarding.core.records import CaseRef
+    from offboarding.core.signing import Signer, load_public_key, verify_signature
+    from offboarding.destruction.destruction import certificate_key, report_key
+    from offboarding.dev.demo import platform
+    from offboarding.evidence.archive import verify_archive
+    from offboarding.locations import DESTRUCTION_ORDER, get_location
+    from offboarding.stores import open_store
+    from offboarding.trail import AuditTrail, verify_chain
+
+    settings = Settings()
+    files = open_store(settings.store_url("files"))
+    neighbours = [t for t in platform.tenant_ids(env.pg.dsn) if t != DEMO_TENANT]
+    before = {t: platform.tenant_fingerprint(env.pg.dsn, files, t) for t in neighbours}
+
+    say("backing up every tenant (the platform's daily backup flow, through Prefect)")
+    backup_run = adapter.start_deployment("backup/backup")
+    wait_for_state(backup_run.id, {"COMPLETED"}, timeout=150, runner=env.runner)
+    result.backup_locations = settings.backup_store_urls()
+    result.backups_before = (
+        get_location("backups", settings)
+        .inventory(CaseRef(tenant=DEMO_TENANT, case_id=f"{DEMO_TENANT}-000000000000"))
+        .items
+    )
+    say(f"{result.backups_before} encrypted backup objects of {DEMO_TENANT} in "
+        f"{len(result.backup_locations)} locations")  # fmt: skip
+
+    say(f"starting the offboarding case of {DEMO_TENANT!r}")
+    run = adapter.start_deployment("offboard/offboard", {"tenant": DEMO_TENANT})
+    result.offboard_run = str(run.id)
+    wait_for_state(run.id, {"PAUSED"}, timeout=150, runner=env.runner)
+    signer = Signer.load_or_create(settings.keys_dir)
+    result.public_key = str(settings.keys_dir / "signing-ed25519.pub.pem")
+    outbox = sorted((settings.root / "outbox").glob(f"{DEMO_TENANT}-*-delivery-*.eml"))
+    if not outbox:
+        raise OffboardingError("the case is waiting but no delivery notice was sent")
+    result.case_id = outbox[-1].name.split("-delivery-")[0]
+    downloads, ack_link = notice_links(outbox[-1])
+    result.link = downloads[0]
+    case = CaseRef(tenant=DEMO_TENANT, case_id=result.case_id)
+    say(f"downloading the bundle as the client would ({len(downloads)} link(s) in the notice)")
+    bundle_paths = [_download(url, env.home / "downloads") for url in downloads]
+    result.bundle = str(bundle_paths[0])
+    report = verify_bundle(bundle_paths, signer.public_pem)
+    say(f"download verified: {report.entries_checked} entries, {report.rows} rows")
+    if not destroy:
+        say("the case is waiting for acknowledgement (--no-destroy)")
+        return
+
+    say("acknowledging receipt as the client would (the notice's acknowledgement page)")
+    _acknowledge(ack_link, name="Acme DPO (demo)")
+    wait_for_state(run.id, {"COMPLETED"}, timeout=90, runner=env.runner)
+    trail = AuditTrail(settings, case, signer)
+    scheduled = trail.state().schedule
+    assert scheduled is not None and scheduled.flow_run_id is not None
+    say(f"destruction scheduled for {scheduled.scheduled_for.isoformat()}; waiting for it to run")
+    wait_for_state(scheduled.flow_run_id, {"COMPLETED"}, timeout=120, runner=env.runner)
+
+    archive = open_store(settings.store_url("archive"))
+    key = certificate_key(case)
+    with archive.open_read(key) as body, archive.open_read(key + ".sig") as sig:
+        certificate, signature = body.read(), sig.read()
+    public_key = load_public_key(signer.public_pem)
+    if not verify_signature(public_key, certificate, signature):
+        result.errors.append("the certificate's signature does not verify")
+    verify_chain(trail.events(), public_key)
+    result.certificate = str(Path(archive.url.removeprefix("file://")) / key)
+    result.report = str(Path(archive.url.removeprefix("file://")) / report_key(case))
+    try:  # what an auditor runs: every signature, chain and certificate in the archive
+        verify_archive(archive, public_key)
+        result.certificate_verified = True
+    except OffboardingError as error:
+        result.certificate_verified = False
+        result.errors.append(f"audit verification failed: {error}")
+    try:
+        result.neighbours_backups_restore = all(restore_check(settings, t) for t in neighbours)
+    except OffboardingError as error:
+        result.neighbours_backups_restore = False
+        result.errors.append(f"a neighbour's backup no longer restores: {error}")
+
+    located = {
+        str(name): get_location(name, settings).verify(case).items for name in DESTRUCTION_ORDER
+    }
+    independent = platform.tenant_fingerprint(env.pg.dsn, files, DEMO_TENANT)
+    located["postgres"] = max(
+        located["postgres"], sum(t["rows"] for t in independent["tables"].values())
+    )
+    located["files"] = max(located["files"], independent["files"]["count"])
+    result.remaining = located
+    if any(located.values()):
+        result.errors.append(f"data of {DEMO_TENANT} remains: {located}")
+    after = {t: platform.tenant_fingerprint(env.pg.dsn, files, t) for t in neighbours}
+    result.neighbours_unchanged = before == after
+    if not result.neighbours_unchanged:
+        result.errors.append("other tenants' data changed")
+
+
+def _download(url: str, into: Path) -> Path:
+    import re
+    import urllib.request
+
+    into.mkdir(parents=True, exist_ok=True)
+    with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - loopback only
+        disposition = response.headers.get("content-disposition", "")
+        match = re.search(r'filename="([^"/\\]+)"', disposition)
+        target = into / (match.group(1) if match else "bundle.zip")
+        with target.open("wb") as out:
+            shutil.copyfileobj(response, out, 1024 * 1024)
+    return target
+
+
+def _acknowledge(ack_link: str, *, name: str, days: int | None = None) -> None:
+    import urllib.parse
+    import urllib.request
+
+    fields = {"name": name, **({"days": str(days)} if days is not None else {})}
+    request = urllib.request.Request(  # noqa: S310 - the link came from our own notice
+        ack_link, data=urllib.parse.urlencode(fields).encode(), method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback only
+        if response.status != 200:
+            raise OffboardingError(f"the acknowledgement page answered {response.status}")

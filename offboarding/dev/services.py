@@ -1,0 +1,318 @@
+"""Local services for the embedded default: a private PostgreSQL cluster and a Prefect server.
+
+Both run on a free loopback port, keep their state in a directory of ours, and stop with
+everything they started (each is the leader of its own process group).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from offboarding.core.errors import ServiceError
+
+__all__ = ["ManagedProcess", "PostgresCluster", "PrefectServer", "free_port", "prefect_env"]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class ManagedProcess:
+    """A child process in its own session, stopped with all of its descendants."""
+
+    name: str
+    argv: Sequence[str]
+    env: Mapping[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            list(self.argv),
+            env=dict(self.env),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=timeout)
+        # Descendants may outlive the leader: the group is killed whatever the leader did.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=5)
+        self.process = None
+
+
+def _find_pg_bin(name: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
+        return str(candidate)
+    raise ServiceError(
+        f"PostgreSQL's {name} was not found: install the server binaries "
+        "(Debian: apt-get install postgresql) or put their directory on PATH"
+    )
+
+
+def _run_as(user: pwd.struct_passwd | None, argv: list[str]) -> list[str]:
+    return ["runuser", "-u", user.pw_name, "--", *argv] if user else argv
+
+
+@dataclass
+class PostgresCluster:
+    """A private PostgreSQL cluster (initdb/pg_ctl) listening on loopback only.
+
+    PostgreSQL refuses to run as root; as root the cluster runs as the `postgres` system user.
+    """
+
+    data_dir: Path | None = None
+    port: int = 0
+    superuser: str = "offboard"
+    dbname: str = "platform"
+    _owner: pwd.struct_passwd | None = field(default=None, init=False)
+    _temporary: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        if os.geteuid() == 0:
+            try:
+                self._owner = pwd.getpwnam("postgres")
+            except KeyError as error:
+                raise ServiceError(
+                    "running as root needs a 'postgres' system user to own the cluster "
+                    "(Debian's postgresql package creates it)"
+                ) from error
+        if self.data_dir is None:
+            # A directory of its own under the system temp dir, which every user can traverse.
+            self.data_dir = Path(tempfile.mkdtemp(prefix="offboard-pg-")) / "data"
+            self._temporary = True
+
+    @property
+    def data(self) -> Path:
+        assert self.data_dir is not None
+        return self.data_dir
+
+    @property
+    def dsn(self) -> str:
+        return (
+            f"host=127.0.0.1 port={self.port} dbname={self.dbname} user={self.superuser} "
+            "connect_timeout=10"
+        )
+
+    def _cmd(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            _run_as(self._owner, argv), capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            raise ServiceError(f"{argv[0]} failed ({result.returncode}): {result.stderr.strip()}")
+        return result
+
+    def start(self) -> PostgresCluster:
+        self.data.mkdir(parents=True, exist_ok=True)
+        if self._owner:
+            owned = [self.data.parent] if self._temporary else []
+            for path in [*owned, self.data, *self.data.rglob("*")]:
+                os.chown(path, self._owner.pw_uid, self._owner.pw_gid)
+        if not (self.data / "PG_VERSION").exists():
+            self._cmd(
+                [
+                    _find_pg_bin("initdb"),
+                    "-D", str(self.data),
+                    "-U", self.superuser,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                    "--no-sync",
+                ]
+            )  # fmt: skip
+        self.port = self.port or free_port()
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' "
+            "-c fsync=off -c full_page_writes=off -c max_connections=60"
+        )
+        self._cmd(
+            [
+                _find_pg_bin("pg_ctl"),
+                "-D", str(self.data),
+                "-o", options,
+                "-l", str(self.data / "server.log"),
+                "-w", "-t", "60",
+                "start",
+            ]
+        )  # fmt: skip
+        self._ensure_database()
+        return self
+
+    def _ensure_database(self) -> None:
+        import psycopg
+
+        admin = self.dsn.replace(f"dbname={self.dbname}", "dbname=postgres")
+        with psycopg.connect(admin, autocommit=True) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (self.dbname,)
+            ).fetchone()
+            if not exists:
+                from psycopg import sql
+
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.dbname)))
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._cmd([_find_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"])
+        if self._temporary:
+            shutil.rmtree(self.data.parent, ignore_errors=True)
+
+
+def prefect_env(home: Path, api_url: str | None = None) -> dict[str, str]:
+    """Environment for any process that talks to (or is) our private Prefect server."""
+    env = {
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_UI_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
+        "PREFECT_LOCAL_STORAGE_PATH": str(home / "storage"),
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+        "PREFECT_LOGGING_TO_API_ENABLED": "true",
+    }
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    return env
+
+
+@dataclass
+class PrefectServer:
+    """`prefect server start` with its own SQLite database, on a free loopback port."""
+
+    home: Path
+    port: int = 0
+    ui: bool = False
+    _process: ManagedProcess | None = field(default=None, init=False)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        env = {**os.environ, **prefect_env(self.home, self.api_url)}
+        if self.ui:
+            env |= {"PREFECT_SERVER_UI_ENABLED": "true", "PREFECT_UI_ENABLED": "true",
+                    "PREFECT_UI_API_URL": self.api_url}  # fmt: skip
+        return env
+
+    def start(self, timeout: float = 120.0) -> PrefectServer:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        prefect = str(Path(sys.executable).with_name("prefect"))
+        self._process = ManagedProcess(
+            "prefect-server",
+            [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+            self.env(),
+            self.home / "server.log",
+        )
+        self._process.start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self._process.running():
+                raise ServiceError(
+                    f"Prefect server exited during start-up:\n{self._process.log_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as response:  # noqa: S310
+                    if response.status == 200:
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise ServiceError(f"Prefect server did not answer on {self.api_url} within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self._process:
+            self._process.stop()
+            self._process = None
+
+
+@dataclass
+class GcsEmulator:
+    """A Cloud Storage emulator (the `gcp-storage-emulator` package, in memory) on loopback,
+    for the GCS backend's tests. Point the real client at it with `STORAGE_EMULATOR_HOST`."""
+
+    home: Path
+    port: int = 0
+    _process: ManagedProcess | None = field(default=None, init=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> GcsEmulator:
+        self.port = self.port or free_port()
+        emulator = str(Path(sys.executable).with_name("gcp-storage-emulator"))
+        self._process = ManagedProcess(
+            "gcs-emulator",
+            [emulator, "start", "--host", "127.0.0.1", "--port", str(self.port), "--in-memory"],
+            dict(os.environ),
+            self.home / "gcs-emulator.log",
+        )
+        self._process.start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self._process.running():
+                raise ServiceError(f"GCS emulator exited:\n{self._process.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/storage/v1/b", timeout=2):  # noqa: S310
+                    return self
+            except urllib.error.HTTPError:
+                return self  # it answered
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise ServiceError(f"GCS emulator did not answer on {self.url} within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self._process:
+            self._process.stop()
+            self._process = None

@@ -1,0 +1,275 @@
+"""The stages of an offboarding case up to the acknowledgement, as plain functions.
+
+`flows/offboard.py` wraps each in a Prefect task; here they take settings and a case and
+return typed records, so they can be tested and reused without an orchestrator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+
+from pydantic import BaseModel
+
+from exporters.bundle import manifest_json, package_bundle, verify_bundle
+from offboarding.core.config import Settings, validate_tenant_id
+from offboarding.core.errors import IntegrityError, IsolationBreachError
+from offboarding.core.records import (
+    BundlePart,
+    BundleRef,
+    CaseRef,
+    ExportedPart,
+    ExportResult,
+    Inventory,
+    StagedRecord,
+)
+from offboarding.core.signing import Signer
+from offboarding.evidence.incidents import check_export_isolation, record_incident
+from offboarding.locations import EXPORT_ORDER, get_location, scratch_dir
+from offboarding.locations.base import write_case_report
+from offboarding.locations.postgres import PostgresLocation
+from offboarding.registry import TenantRegistry
+from offboarding.stores import open_store, sha256_file
+from offboarding.trail import AuditTrail, events
+
+__all__ = [
+    "dry_run_inventory",
+    "export_snapshot",
+    "freeze",
+    "inventory_of",
+    "inventory_rows",
+    "new_case",
+    "package",
+    "stage",
+    "take_inventory",
+    "unstage",
+    "verify_package",
+]
+
+
+_Staged = TypeVar("_Staged", bound=BaseModel)
+
+
+def stage(settings: Settings, case: CaseRef, name: str, record: BaseModel) -> StagedRecord:
+    """Keep `record` in the case's scratch space; return what may cross the orchestrator."""
+    body = record.model_dump_json().encode()
+    path = scratch_dir(settings, case) / "records" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(body)
+    counts = {
+        key: value
+        for key, value in {
+            "tables": len(getattr(record, "tables", [])),
+            "files": len(getattr(record, "files", [])),
+            "rows": getattr(record, "total_rows", 0),
+            "parts": len(getattr(record, "parts", [])),
+        }.items()
+        if value
+    }
+    return StagedRecord(path=str(path), sha256=hashlib.sha256(body).hexdigest(), counts=counts)
+
+
+def unstage(staged: StagedRecord, model: type[_Staged]) -> _Staged:
+    body = Path(staged.path).read_bytes()
+    if hashlib.sha256(body).hexdigest() != staged.sha256:
+        raise IntegrityError(f"{staged.path} changed since it was staged: rerun the case")
+    return model.model_validate_json(body)
+
+
+def new_case(tenant: str, run_id: str) -> CaseRef:
+    validate_tenant_id(tenant)
+    return CaseRef(tenant=tenant, case_id=f"{tenant}-{run_id.replace('-', '')[:12]}")
+
+
+def _trail(settings: Settings, case: CaseRef) -> AuditTrail:
+    return AuditTrail(settings, case, Signer.load_or_create(settings.keys_dir))
+
+
+def freeze(settings: Settings, case: CaseRef) -> datetime:
+    record = TenantRegistry(settings).freeze(case.tenant, case.case_id)
+    assert record.frozen_at is not None
+    _trail(settings, case).record(
+        events.Frozen(frozen_at=record.frozen_at, region=record.region), once="frozen"
+    )
+    return record.frozen_at
+
+
+def dry_run_inventory(settings: Settings, tenant: str) -> Inventory:
+    """The plan support staff look at before a case: nothing is frozen, exported or recorded,
+    and unclassified tables are listed instead of stopping."""
+    case = CaseRef(tenant=validate_tenant_id(tenant), case_id=f"{tenant}-dry-run")
+    TenantRegistry(settings).get(tenant)
+    postgres = PostgresLocation(settings).inventory(case, strict=False)
+    files = get_location("files", settings).inventory(case)
+    return Inventory(
+        tenant=tenant, case_id=case.case_id, taken_at=datetime.now(UTC), locations=[postgres, files]
+    )
+
+
+def inventory_of(settings: Settings, case: CaseRef) -> Inventory:
+    """What the export will read, from every location the client's data comes from."""
+    locations = [get_location(name, settings).inventory(case) for name in EXPORT_ORDER]
+    return Inventory(
+        tenant=case.tenant, case_id=case.case_id, taken_at=datetime.now(UTC), locations=locations
+    )
+
+
+def take_inventory(settings: Settings, case: CaseRef) -> Inventory:
+    try:
+        inventory = inventory_of(settings, case)
+    except IsolationBreachError as breach:
+        record_incident(settings, case, breach, stage="inventory")
+        raise
+    _trail(settings, case).record(
+        events.InventoryRecorded(
+            locations={
+                loc.location: events.LocationCount(items=loc.items, bytes=loc.bytes)
+                for loc in inventory.locations
+            },
+            tables={t.qualified: t.rows for t in inventory.tables},
+        ),
+        once="inventory",
+    )
+    return inventory
+
+
+def export_snapshot(settings: Settings, case: CaseRef, inventory: Inventory) -> ExportResult:
+    scratch = scratch_dir(settings, case) / "export"
+    shutil.rmtree(scratch, ignore_errors=True)  # a retried export starts clean
+    parts: list[ExportedPart] = []
+    snapshot_time: datetime | None = None
+    for location_inventory in inventory.locations:
+        result = get_location(location_inventory.location, settings).export(
+            case, location_inventory, scratch
+        )
+        parts.extend(result.parts)
+        snapshot_time = snapshot_time or result.snapshot_time
+    if snapshot_time is None:
+        raise IntegrityError(f"tenant {case.tenant!r}: no location produced a snapshot time")
+    exported = ExportResult(parts=parts, snapshot_time=snapshot_time)
+    try:
+        check_export_isolation(settings, case, inventory, exported, str(scratch))
+    except IsolationBreachError as breach:
+        record_incident(settings, case, breach, stage="export")
+        raise
+    return exported
+
+
+def _bundle_base(case: CaseRef) -> str:
+    return f"offboarding-{case.case_id}"
+
+
+def package(
+    settings: Settings,
+    case: CaseRef,
+    inventory: Inventory,
+    exported: ExportResult,
+    *,
+    record: bool = True,
+) -> BundleRef:
+    """Package the export into the signed ZIP bundle; `record=False` for backups, which are
+    no step of a case."""
+    scratch = scratch_dir(settings, case)
+    files = open_store(settings.store_url("files"))
+    # Files are read at the generation the inventory saw (stores that keep generations).
+    generations = {f.key: f.generation for f in inventory.files}
+
+    def open_source(source: str) -> AbstractContextManager[BinaryIO]:
+        kind, _, ref = source.partition(":")
+        if kind == "scratch":
+            return (scratch / "export" / ref).open("rb")
+        return files.open_read(ref, generation=generations.get(ref))
+
+    directory = scratch / "bundle"
+    shutil.rmtree(directory, ignore_errors=True)  # a retried packaging starts clean
+    manifest, paths = package_bundle(
+        directory,
+        _bundle_base(case),
+        tenant=case.tenant,
+        case_id=case.case_id,
+        snapshot_time=exported.snapshot_time,
+        tables=inventory.tables,
+        parts=exported.parts,
+        open_source=open_source,
+        signer=Signer.load_or_create(settings.keys_dir),
+        part_bytes=settings.bundle_part_bytes,
+    )
+    bundle = BundleRef(
+        parts=[
+            BundlePart(path=str(p), size=p.stat().st_size, sha256=sha256_file(p)) for p in paths
+        ],
+        manifest_sha256=hashlib.sha256(manifest_json(manifest)).hexdigest(),
+        entries=len(manifest.entries),
+        rows=sum(t.rows for t in manifest.tables),
+        files=manifest.file_count,
+    )
+    if not record:
+        return bundle
+    _trail(settings, case).record(
+        events.Packaged(
+            parts=[events.PackagedPart(sha256=p.sha256, size=p.size) for p in bundle.parts],
+            manifest_sha256=bundle.manifest_sha256, entries=bundle.entries, rows=bundle.rows,
+            files=bundle.files, snapshot_time=exported.snapshot_time,
+        ),
+        once="packaged",
+    )  # fmt: skip
+    return bundle
+
+
+def verify_package(
+    settings: Settings, case: CaseRef, bundle: BundleRef, inventory: Inventory
+) -> int:
+    """Re-read every part and reconcile the bundle with the inventory before anyone sees a
+    link: the snapshot must hold exactly what the inventory of the frozen tenant counted."""
+    signer = Signer.load_or_create(settings.keys_dir)
+    try:
+        report = verify_bundle([Path(p.path) for p in bundle.parts], signer.public_pem)
+    except IntegrityError as error:  # the message names an entry, i.e. maybe a file name
+        details = write_case_report(settings, case, "bundle-verification.txt", [str(error)])
+        raise IntegrityError(
+            f"the bundle of tenant {case.tenant!r} failed its own verification (details in "
+            f"{details} on the worker): nothing was delivered; rerun the export"
+        ) from None
+    if not report.complete:
+        raise IntegrityError(f"bundle of tenant {case.tenant!r}: parts missing from the check")
+    expected = {t.qualified: t.rows for t in inventory.tables}
+    found = {t.name: t.rows for t in report.manifest.tables}
+    if found != expected:
+        raise IntegrityError(
+            f"bundle of tenant {case.tenant!r} does not reconcile with the inventory: "
+            f"{ {k: (found.get(k), v) for k, v in expected.items() if found.get(k) != v} } "
+            "(bundle, inventory) rows: the tenant changed after the freeze. Check that the "
+            "platform honours the freeze, then rerun the case"
+        )
+    file_digests = sorted(f.sha256 for f in inventory.files)
+    bundle_digests = sorted(e.sha256 for e in report.manifest.entries if e.kind == "file")
+    if file_digests != bundle_digests:
+        raise IntegrityError(
+            f"bundle of tenant {case.tenant!r}: files differ from the inventory "
+            f"({len(bundle_digests)} in the bundle, {len(file_digests)} inventoried)"
+        )
+    _trail(settings, case).record(
+        events.BundleVerified(
+            entries=report.entries_checked, rows=report.rows, key=report.signature_key,
+            parts=len(bundle.parts),
+        ),
+        once="bundle-verified",
+    )  # fmt: skip
+    return report.rows
+
+
+def inventory_rows(inventory: Inventory) -> list[dict[str, Any]]:
+    """The inventory as rows for support staff: tables with counts and sizes, files in total."""
+    rows: list[dict[str, Any]] = [
+        {"what": t.qualified, "scope": t.scope, "rows": t.rows, "bytes (approx.)": t.bytes_estimate}
+        for t in inventory.tables
+    ]
+    rows.append(
+        {"what": "files", "scope": "tenant prefix and referenced", "rows": len(inventory.files),
+         "bytes (approx.)": inventory.total_file_bytes}
+    )  # fmt: skip
+    return rows

@@ -1,0 +1,2 @@
+"""Per-tenant data keys wrapped by a key-encryption key, their canaries and destruction
+(crypto-shredding, `keyring.py`); streaming AES-256-GCM (`encryption.py`)."""

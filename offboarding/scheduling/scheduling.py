@@ -1,0 +1,288 @@
+"""The case's destruction in time: scheduling it at acknowledgement, legal holds, postponing.
+
+    schedule_destruction   record the acknowledgement (or deemed delivery); one destruction run
+                           per case (idempotency key), or none while the tenant is on hold
+    place_hold             legal hold in the registry; the scheduled destruction is cancelled
+    release_hold           lift the hold; destruction is scheduled again, for the original
+                           deadline, or refused when the deadline has passed
+    postpone_destruction   move a scheduled destruction later, never past the contract's limit
+
+Every function takes the orchestrator's `Runs` (offboarding/runs.py) and the case's state from
+its trail; none knows which orchestrator runs the flows. The destroy flow re-checks the hold
+when it starts, so a hold placed while a run is already being started still stops it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from offboarding.core.config import Settings, validate_tenant_id
+from offboarding.core.errors import DeadlineError, TenantError
+from offboarding.core.records import CaseRef, DestructionSchedule
+from offboarding.delivery.delivery import status_of
+from offboarding.planning import destruction_schedule, latest_destruction_start
+from offboarding.registry import TenantRegistry
+from offboarding.runs import CANCELLABLE, AcknowledgementInput, Runs
+from offboarding.stores import open_store
+from offboarding.trail import AuditTrail, events
+
+__all__ = [
+    "HoldResult",
+    "case_from_id",
+    "cases_of",
+    "current_schedule",
+    "place_hold",
+    "postpone_destruction",
+    "release_hold",
+    "schedule_destruction",
+]
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def case_from_id(case_id: str) -> CaseRef:
+    """A case id is `<tenant>-<12 hex digits of the offboard run>`."""
+    tenant, _, suffix = case_id.rpartition("-")
+    if len(suffix) != 12 or any(c not in "0123456789abcdef" for c in suffix):
+        raise TenantError(
+            f"{case_id!r} is not a case id: it looks like 'acme-0123456789ab' (the tenant, a "
+            "dash, and 12 hex digits), as in the client's notice and the case's audit trail"
+        )
+    return CaseRef(tenant=validate_tenant_id(tenant), case_id=case_id)
+
+
+def cases_of(settings: Settings, tenant: str) -> list[CaseRef]:
+    """Every case of a tenant that has an audit trail, oldest first by id."""
+    archive = open_store(settings.store_url("archive"))
+    prefix = f"cases/{validate_tenant_id(tenant)}/"
+    ids = sorted({o.key[len(prefix) :].split("/", 1)[0] for o in archive.list_objects(prefix)})
+    return [CaseRef(tenant=tenant, case_id=case_id) for case_id in ids]
+
+
+def current_schedule(settings: Settings, case: CaseRef) -> DestructionSchedule | None:
+    """The latest destruction run scheduled for the case, from its trail."""
+    return AuditTrail.open(settings, case).state().schedule
+
+
+def schedule_destruction(
+    settings: Settings, runs: Runs, case: CaseRef, ack: AcknowledgementInput
+) -> DestructionSchedule | None:
+    """Record the acknowledgement (or deemed delivery) and schedule destruction: one run per
+    case whatever the retries and resumes. A tenant on legal hold gets no run until released."""
+    trail = AuditTrail.open(settings, case)
+    if ack.deemed_delivered:
+        state = trail.state()
+        recorded = trail.record(
+            events.DeemedDelivered(
+                at=datetime.now(UTC), delivered_at=status_of(state).delivered_at,
+                notices_sent=len(state.links),
+                acknowledgement_timeout_days=settings.acknowledgement_timeout / timedelta(days=1),
+            ),
+            once="acknowledged",
+        )  # fmt: skip
+    else:
+        # The archive may be retention-locked: a person's name goes in only as a digest, which
+        # proves who acknowledged to anyone who knows the name, and can outlive the contact.
+        recorded = trail.record(
+            events.Acknowledged(
+                by_sha256=_sha256(ack.acknowledged_by), at=datetime.now(UTC),
+                days_until_destruction=ack.days_until_destruction, note_given=ack.note is not None,
+            ),
+            once="acknowledged",
+        )  # fmt: skip
+    acknowledged_at = trail.state().acknowledged_at
+    assert acknowledged_at is not None, recorded
+    grace = (
+        timedelta(days=ack.days_until_destruction)
+        if ack.days_until_destruction is not None
+        else settings.destruction_grace
+    )
+    plan = destruction_schedule(acknowledged_at, grace, lead_time=settings.lingering_delay)
+    if TenantRegistry(settings).get(case.tenant).legal_hold:
+        trail.record(
+            events.DestructionHeld(
+                scheduled_for=plan.scheduled_for, deadline=plan.deadline,
+                acknowledged_at=acknowledged_at,
+            ),
+            once="destruction-held",
+        )  # fmt: skip
+        return None
+    run_id = runs.schedule_destruction(
+        case,
+        acknowledged_at=acknowledged_at,
+        scheduled_for=plan.scheduled_for,
+        deadline=plan.deadline,
+        idempotency_key=f"destroy-{case.case_id}",
+    )
+    trail.record(
+        events.DestructionScheduled(
+            flow_run_id=run_id, scheduled_for=plan.scheduled_for, deadline=plan.deadline,
+            acknowledged_at=acknowledged_at,
+        ),
+        once="destruction-scheduled",
+    )  # fmt: skip
+    return DestructionSchedule(
+        acknowledged_at=acknowledged_at,
+        scheduled_for=plan.scheduled_for,
+        deadline=plan.deadline,
+        flow_run_id=run_id,
+    )
+
+
+def _reschedule(
+    runs: Runs,
+    trail: AuditTrail,
+    schedule: DestructionSchedule,
+    scheduled_for: datetime,
+    *,
+    reason: str,
+    by: str,
+    after_deadline: bool = False,
+) -> DestructionSchedule:
+    """A new destruction run for the same acknowledgement and deadline, recorded: the one rule
+    for a release and a postponement. Each gets its own idempotency key."""
+    case = trail.case
+    number = trail.state().reschedules + 1
+    run_id = runs.schedule_destruction(
+        case,
+        acknowledged_at=schedule.acknowledged_at,
+        scheduled_for=scheduled_for,
+        deadline=schedule.deadline,
+        idempotency_key=f"destroy-{case.case_id}-{reason}-{number}",
+    )
+    trail.record(
+        events.DestructionRescheduled(
+            flow_run_id=run_id, scheduled_for=scheduled_for, deadline=schedule.deadline,
+            acknowledged_at=schedule.acknowledged_at, by_sha256=_sha256(by),
+            after_deadline=after_deadline, postponed=reason == "moved",
+        )
+    )  # fmt: skip
+    return DestructionSchedule(
+        acknowledged_at=schedule.acknowledged_at,
+        scheduled_for=scheduled_for,
+        deadline=schedule.deadline,
+        flow_run_id=run_id,
+    )
+
+
+def postpone_destruction(
+    settings: Settings, runs: Runs, case: CaseRef, destroy_on: datetime, by: str
+) -> DestructionSchedule:
+    """Move the case's scheduled destruction to a later time, within the 90-day limit."""
+    trail = AuditTrail.open(settings, case)
+    schedule = trail.state().schedule
+    if schedule is None or schedule.flow_run_id is None:
+        raise TenantError(f"case {case.case_id} has no scheduled destruction to postpone")
+    when = destroy_on if destroy_on.tzinfo else destroy_on.replace(tzinfo=UTC)
+    latest = latest_destruction_start(schedule.deadline, settings.lingering_delay)
+    if when > latest:
+        raise DeadlineError(
+            f"case {case.case_id}: destruction must start by {latest:%Y-%m-%d %H:%M} UTC to "
+            f"finish before its deadline {schedule.deadline:%Y-%m-%d %H:%M} UTC (clause 2.3.2); "
+            "choose an earlier time"
+        )
+    if when < datetime.now(UTC):
+        raise DeadlineError(f"{when:%Y-%m-%d %H:%M} UTC is in the past: choose a later time")
+    if runs.state(schedule.flow_run_id) not in CANCELLABLE:
+        raise TenantError(
+            f"case {case.case_id}: its destruction run is no longer waiting (running or done), "
+            "so it cannot be postponed"
+        )
+    runs.cancel(schedule.flow_run_id, "postponed")
+    return _reschedule(runs, trail, schedule, when, reason="moved", by=by)
+
+
+@dataclass(frozen=True)
+class HoldResult:
+    tenant: str
+    cancelled_runs: list[str]
+    rescheduled: list[DestructionSchedule]
+    notes: list[str]
+
+
+def place_hold(settings: Settings, runs: Runs, tenant: str, reason: str, by: str) -> HoldResult:
+    """Put the tenant on legal hold and cancel every destruction not yet started."""
+    if not reason.strip():
+        raise TenantError("a legal hold needs a reason (e.g. the court order's reference)")
+    registry = TenantRegistry(settings)
+    registry.set_hold(tenant, True, reason)
+    cancelled: list[str] = []
+    notes: list[str] = []
+    for case in cases_of(settings, tenant):
+        trail = AuditTrail.open(settings, case)
+        schedule = trail.state().schedule
+        run_id = schedule.flow_run_id if schedule else None
+        state = runs.state(run_id) if run_id else None
+        cancelled_here: list[str] = []
+        if run_id and state in CANCELLABLE:
+            runs.cancel(run_id, "legal hold")
+            cancelled_here.append(run_id)
+        elif state == "RUNNING":
+            notes.append(
+                f"case {case.case_id}: destruction is already running; it re-checks the hold "
+                "only when it starts, so check its outcome in the Prefect UI"
+            )
+        cancelled += cancelled_here
+        # The reason and the person may name people: the locked archive keeps digests.
+        trail.record(
+            events.LegalHoldPlaced(
+                reason_sha256=_sha256(reason),
+                by_sha256=_sha256(by),
+                destruction_runs_cancelled=cancelled_here,
+            )
+        )
+    return HoldResult(tenant, cancelled, [], notes)
+
+
+def release_hold(
+    settings: Settings, runs: Runs, tenant: str, by: str, *, now: bool = False
+) -> HoldResult:
+    """Lift the hold and schedule each held case's destruction again, within its deadline.
+
+    A deadline that passed while the hold was on is refused (the hold stays) unless `now`:
+    then destruction starts at once and the certificate shows the deadline was missed."""
+    registry = TenantRegistry(settings)
+    record = registry.get(tenant)
+    if not record.legal_hold:
+        raise TenantError(f"tenant {tenant!r} is not on legal hold: nothing to release")
+    at = datetime.now(UTC)
+    plans: list[tuple[AuditTrail, DestructionSchedule]] = []
+    for case in cases_of(settings, tenant):
+        trail = AuditTrail.open(settings, case)
+        state = trail.state()
+        schedule = state.schedule
+        if schedule is None:
+            schedule = state.held_plan  # acknowledged while held: never scheduled
+        elif runs.state(str(schedule.flow_run_id)) not in {"CANCELLED", "FAILED"}:
+            continue  # still scheduled, running, or done
+        if schedule is None:
+            continue  # still waiting for its acknowledgement
+        if schedule.deadline <= at and not now:
+            raise DeadlineError(
+                f"case {case.case_id}: its destruction deadline {schedule.deadline:%Y-%m-%d %H:%M} "
+                "UTC (acknowledgement + 90 days, clause 2.3.2) passed while the hold was on. The "
+                "hold stays. If the hold's authority allows destruction now, run `offboard release "
+                f"{tenant} --now`: it destroys at once and the certificate records the late date; "
+                "tell the client's DPO"
+            )
+        plans.append((trail, schedule))
+    registry.set_hold(tenant, False)
+    rescheduled = [
+        _reschedule(
+            runs,
+            trail,
+            schedule,
+            at if now else max(schedule.scheduled_for, at),
+            reason="release",
+            by=by,
+            after_deadline=now and schedule.deadline <= at,
+        )
+        for trail, schedule in plans
+    ]
+    for case in cases_of(settings, tenant):
+        AuditTrail.open(settings, case).record(events.LegalHoldLifted(by_sha256=_sha256(by)))
+    return HoldResult(tenant, [], rescheduled, [])

@@ -1,0 +1,175 @@
+"""Object stores: one small interface, selected by URL.
+
+`file:///path` is the embedded default: a directory tree where each key is a file. Google
+Cloud Storage (`gs://bucket/prefix`) plugs in behind the same interface.
+
+Prefixes given to `list_objects` must end with `/`, so that `tenants/acme/` can never match
+`tenants/acme-corp/...` (clause 2.1.2: one client cannot reach another client's data).
+"""
+
+from __future__ import annotations
+
+import filecmp
+import hashlib
+import os
+import secrets
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from offboarding.core.errors import ConfigurationError, IntegrityError
+
+__all__ = [
+    "LocalStore",
+    "ObjectInfo",
+    "ObjectStore",
+    "check_key",
+    "check_prefix",
+    "sha256_file",
+]
+
+_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    sha256: str
+    generation: int | None = None  # stores with versioning (Cloud Storage); None on disk
+
+
+class ObjectStore(Protocol):
+    url: str
+
+    def list_objects(self, prefix: str) -> Iterator[ObjectInfo]: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def open_read(self, key: str, generation: int | None = None) -> BinaryIO: ...
+
+    def put_file(self, key: str, source: Path) -> ObjectInfo: ...
+
+    def put_bytes(self, key: str, data: bytes) -> ObjectInfo: ...
+
+    def delete(self, key: str) -> bool: ...
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_key(key: str) -> str:
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ConfigurationError(
+            f"object key {key!r} is not a clean relative key: no leading '/', empty, '.' or '..' "
+            "segments"
+        )
+    return key
+
+
+def check_prefix(prefix: str) -> str:
+    if not prefix.endswith("/"):
+        raise ConfigurationError(
+            f"prefix {prefix!r} must end with '/' so it cannot match a neighbour's keys "
+            "(tenants/acme would also match tenants/acme-corp)"
+        )
+    check_key(prefix[:-1])
+    return prefix
+
+
+class LocalStore:
+    """A directory tree as an object store. With `write_once`, existing keys cannot change."""
+
+    def __init__(self, root: Path, *, write_once: bool = False) -> None:
+        self.root = root
+        self.write_once = write_once
+        self.url = root.as_uri()
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
+        base = self.root / check_prefix(prefix)
+        if not base.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames.sort()
+            for filename in sorted(filenames):
+                if filename.endswith(".partial"):
+                    continue  # a write under way (see _write)
+                path = Path(dirpath) / filename
+                key = path.relative_to(self.root).as_posix()
+                yield ObjectInfo(key=key, size=path.stat().st_size, sha256=sha256_file(path))
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def open_read(self, key: str, generation: int | None = None) -> BinaryIO:
+        if generation is not None:
+            raise ConfigurationError(f"{self.url} keeps no generations; read {key} without one")
+        return self._path(key).open("rb")
+
+    def _prepare(self, key: str) -> Path:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def _seal(self, target: Path) -> None:
+        if self.write_once:
+            target.chmod(0o444)
+
+    def _write(self, key: str, fill: Callable[[Path], object]) -> Path:
+        """Write through a partial file of this writer's own (threads and processes may write
+        the same key at once), then move it in place. A write-once key is linked, never
+        replaced: a second writer of the same bytes succeeds, of other bytes fails."""
+        target = self._prepare(key)
+        partial = target.with_name(f".{secrets.token_hex(8)}.partial")
+        try:
+            fill(partial)
+            if not self.write_once:
+                partial.replace(target)
+                return target
+            try:
+                os.link(partial, target)
+            except FileExistsError:
+                if not filecmp.cmp(partial, target, shallow=False):
+                    raise IntegrityError(
+                        f"{self.url}: {key} already exists with other content and this store "
+                        "is write-once"
+                    ) from None
+            self._seal(target)
+            return target
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def put_file(self, key: str, source: Path) -> ObjectInfo:
+        target = self._write(key, lambda partial: shutil.copyfile(source, partial))
+        return ObjectInfo(key=key, size=target.stat().st_size, sha256=sha256_file(target))
+
+    def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
+        self._write(key, lambda partial: partial.write_bytes(data))
+        return ObjectInfo(key=key, size=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+    def delete(self, key: str) -> bool:
+        if self.write_once:
+            raise IntegrityError(f"{self.url} is write-once: {key} cannot be deleted")
+        target = self._path(key)
+        if not target.exists():
+            return False
+        target.unlink()
+        for parent in target.parents:
+            if parent == self.root or not parent.is_relative_to(self.root):
+                break
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+        return True
