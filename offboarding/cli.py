@@ -6,6 +6,7 @@ import argparse
 import getpass
 import json
 import sys
+import time
 from pathlib import Path
 
 from offboarding.core.errors import IntegrityError, OffboardingError
@@ -328,6 +329,44 @@ def _inventory(args: argparse.Namespace) -> int:
     return 1 if unclassified else 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from offboarding.core.config import Settings
+    from offboarding.export.export import export_copy
+
+    def say(message: str) -> None:
+        print(f"[export] {message}", file=sys.stderr, flush=True)
+
+    started = time.monotonic()
+    result = export_copy(Settings(), args.tenant, Path(args.out), say=say)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "tenant": result.tenant,
+                    "snapshot_time": result.snapshot_time.isoformat(),
+                    "manifest_sha256": result.manifest_sha256,
+                    "rows": result.rows,
+                    "files": result.files,
+                    "tables": result.tables,
+                    "entries": result.entries,
+                    "parts": [p.model_dump() for p in result.parts],
+                },
+                indent=2,
+            )
+        )
+        return 0
+    snapshot = f"{result.snapshot_time:%Y-%m-%d %H:%M:%S}"
+    print(
+        f"verified copy of tenant {result.tenant} (snapshot {snapshot} UTC): {result.rows:,} "
+        f"rows in {result.tables} tables, {result.files:,} files, {result.entries:,} entries, "
+        f"in {time.monotonic() - started:.1f} s"
+    )
+    for part in result.parts:
+        print(f"  {part.sha256}  {part.path}  ({part.size:,} bytes)")
+    print("check it with: offboard verify <every part> --public-key <the operator's key>")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="offboard", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -351,6 +390,18 @@ def build_parser() -> argparse.ArgumentParser:
     inventory.add_argument("tenant")
     inventory.add_argument("--json", action="store_true", help="print the inventory as JSON")
     inventory.set_defaults(run=_inventory)
+
+    export = commands.add_parser(
+        "export",
+        help="write a verified bundle of an active tenant to a folder (no freeze, no case)",
+        description="A copy of a tenant's data at any time during the contract (portability, "
+        "clause 2.2.7): the case's own export, packaging and verification, without freezing "
+        "the tenant, delivering anything or opening a case.",
+    )
+    export.add_argument("tenant")
+    export.add_argument("--out", required=True, help="folder for the bundle's ZIP part(s)")
+    export.add_argument("--json", action="store_true", help="print the parts as JSON")
+    export.set_defaults(run=_export)
 
     ack = commands.add_parser("ack", help="acknowledge receipt for a waiting case")
     ack.add_argument("case", help="the case id (e.g. acme-0123456789ab) or its flow run id")

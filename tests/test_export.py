@@ -360,3 +360,86 @@ def test_one_worker_reads_every_part_in_the_order_its_plan_promises(
     assert physical == in_blocks
     keyed = exported_ids("public.comments")
     assert keyed == sorted(keyed) and len(keyed) > 20
+
+
+def test_a_copy_on_request_is_a_verified_bundle_of_the_active_tenant_and_opens_no_case(
+    platform: Platform,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`offboard export`: the case's export, packaging and verification, while the tenant keeps
+    writing; nothing frozen, delivered or recorded, scratch wiped, the bundle readable by an
+    independent reader and equal to the database as the snapshot saw it."""
+    import hashlib
+    import threading
+    import zipfile
+
+    from offboarding.cli import main
+
+    monkeypatch.setenv("OFFBOARD_HOME", str(platform.settings.home))
+    monkeypatch.setenv("OFFBOARD_DATABASE_URL", platform.dsn)
+    stop = threading.Event()
+    written: list[int] = []
+
+    def keep_writing() -> None:  # the tenant is active: its users post during the copy
+        with psycopg.connect(platform.dsn, autocommit=True) as conn:
+            for n in range(5_000):
+                if stop.is_set():
+                    break
+                conn.execute(
+                    "INSERT INTO chat_messages (id, tenant_id, space_id, author_id, sent_at, body) "
+                    "SELECT 70000000 + %s, 'acme', id, NULL, now(), 'live' FROM spaces "
+                    "WHERE tenant_id = 'acme' ORDER BY id LIMIT 1",
+                    (n,),
+                )
+                written.append(n)
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        out = tmp_path / "copy"
+        assert main(["export", "acme", "--out", str(out), "--json"]) == 0
+    finally:
+        stop.set()
+        writer.join()
+    result = json.loads(capsys.readouterr().out)
+    assert written, "the writer never wrote: the test proves nothing"
+    for part in result["parts"]:
+        assert Path(part["path"]).parent == out.resolve()
+        assert hashlib.sha256(Path(part["path"]).read_bytes()).hexdigest() == part["sha256"]
+
+    unzipped = tmp_path / "unzipped"
+    for part in result["parts"]:
+        with zipfile.ZipFile(part["path"]) as bundle:
+            bundle.extractall(unzipped)
+    manifest = json.loads((unzipped / "manifest.json").read_text())
+    reader = duckdb.connect()
+    for table in manifest["tables"]:
+        files = f"{unzipped}/tables/{table['name']}/*.parquet"
+        (count,) = reader.execute(f"SELECT count(*) FROM '{files}'").fetchone()  # type: ignore[misc]
+        assert count == table["rows"], table["name"]
+    messages = next(t for t in manifest["tables"] if t["name"] == "public.chat_messages")
+    before = len(_source_rows(platform, "public.chat_messages", "acme")) - len(written)
+    assert before <= messages["rows"] <= before + len(written)  # one snapshot, mid-stream
+    assert sum(t["rows"] for t in manifest["tables"]) == result["rows"]
+    public_key = platform.settings.keys_dir / "signing-ed25519.pub.pem"
+    parts = [p["path"] for p in result["parts"]]
+    assert main(["verify", *parts, "--public-key", str(public_key)]) == 0
+    assert capsys.readouterr().out.startswith("OK:")
+
+    # No case: the tenant is active, nothing is archived or delivered, scratch is empty.
+    assert platform.query("SELECT status FROM tenants WHERE id = 'acme'") == [("active",)]
+    stores = platform.settings.home / "stores"
+    assert not (stores / "archive" / "cases").exists()
+    assert not [p for p in (stores / "delivery").rglob("*") if p.is_file()]
+    assert not [p for p in platform.settings.scratch_root.rglob("*") if p.is_file()]
+
+    # A second copy into the same folder: a bundle of its own, the first untouched.
+    assert main(["export", "acme", "--out", str(out), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert {p["path"] for p in again["parts"]}.isdisjoint(parts)
+    for part in result["parts"]:
+        assert hashlib.sha256(Path(part["path"]).read_bytes()).hexdigest() == part["sha256"]
+    assert main(["export", "nobody", "--out", str(out)]) == 2
+    assert "not in the registry" in capsys.readouterr().err

@@ -74,7 +74,7 @@ def take_backup(settings: Settings, tenant: str) -> BackupResult:
     work = CaseRef(tenant=tenant, case_id=f"{tenant}-{secrets.token_hex(6)}")  # scratch only
     try:
         inventory = inventory_of(settings, work)
-        exported = export_snapshot(settings, work, inventory)
+        exported = export_snapshot(settings, work, inventory, record=False)
         bundle = package(settings, work, inventory, exported, record=False)
         prefix = f"{backup_prefix(tenant)}{backup_id}/"
         sealed_parts: list[dict[str, object]] = []

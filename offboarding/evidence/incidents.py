@@ -26,9 +26,15 @@ NOTIFICATION_WINDOW = timedelta(hours=72)
 
 
 def record_incident(
-    settings: Settings, case: CaseRef, breach: IsolationBreachError, stage: str
+    settings: Settings,
+    case: CaseRef,
+    breach: IsolationBreachError,
+    stage: str,
+    *,
+    in_trail: bool = True,
 ) -> str:
-    """Archive a signed incident record for the breach; return its key."""
+    """Archive a signed incident record for the breach; return its key. `in_trail=False` for
+    work that is no case (a copy on request, a backup): the record alone, under `incidents/`."""
     detected_at = datetime.now(UTC)
     facts = breach.facts
     document = {
@@ -54,6 +60,8 @@ def record_incident(
     key = f"incidents/{case.tenant}/{case.case_id}/{detected_at:%Y%m%dT%H%M%S%fZ}.json"
     archive.put_bytes(key + ".sig", signer.sign(body))
     archive.put_bytes(key, body)
+    if not in_trail:
+        return key
     AuditTrail(settings, case, signer).record(
         events.IncidentRecorded(
             record=key,

@@ -7,8 +7,11 @@ return typed records, so they can be tested and reused without an orchestrator.
 from __future__ import annotations
 
 import hashlib
+import secrets
 import shutil
+from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -17,7 +20,7 @@ from pydantic import BaseModel
 
 from exporters.bundle import manifest_json, package_bundle, verify_bundle
 from offboarding.core.config import Settings, validate_tenant_id
-from offboarding.core.errors import IntegrityError, IsolationBreachError
+from offboarding.core.errors import ConfigurationError, IntegrityError, IsolationBreachError
 from offboarding.core.records import (
     BundlePart,
     BundleRef,
@@ -37,13 +40,16 @@ from offboarding.stores import open_store, sha256_file
 from offboarding.trail import AuditTrail, events
 
 __all__ = [
+    "CopyResult",
     "dry_run_inventory",
+    "export_copy",
     "export_snapshot",
     "freeze",
     "inventory_of",
     "inventory_rows",
     "new_case",
     "package",
+    "snapshot_inventory",
     "stage",
     "take_inventory",
     "unstage",
@@ -137,7 +143,13 @@ def take_inventory(settings: Settings, case: CaseRef) -> Inventory:
     return inventory
 
 
-def export_snapshot(settings: Settings, case: CaseRef, inventory: Inventory) -> ExportResult:
+def export_snapshot(
+    settings: Settings, case: CaseRef, inventory: Inventory, *, record: bool = True
+) -> ExportResult:
+    """Every location's part of the tenant from one snapshot, written to scratch, then the
+    tenant column of every exported row read back. Another tenant's row stops the export
+    with a signed incident record (in the case's trail too, unless `record=False`: copies and
+    backups are no step of a case)."""
     scratch = scratch_dir(settings, case) / "export"
     shutil.rmtree(scratch, ignore_errors=True)  # a retried export starts clean
     parts: list[ExportedPart] = []
@@ -154,7 +166,7 @@ def export_snapshot(settings: Settings, case: CaseRef, inventory: Inventory) -> 
     try:
         check_export_isolation(settings, case, inventory, exported, str(scratch))
     except IsolationBreachError as breach:
-        record_incident(settings, case, breach, stage="export")
+        record_incident(settings, case, breach, stage="export", in_trail=record)
         raise
     return exported
 
@@ -221,7 +233,12 @@ def package(
 
 
 def verify_package(
-    settings: Settings, case: CaseRef, bundle: BundleRef, inventory: Inventory
+    settings: Settings,
+    case: CaseRef,
+    bundle: BundleRef,
+    inventory: Inventory,
+    *,
+    record: bool = True,
 ) -> int:
     """Re-read every part and reconcile the bundle with the inventory before anyone sees a
     link: the snapshot must hold exactly what the inventory of the frozen tenant counted."""
@@ -252,6 +269,8 @@ def verify_package(
             f"bundle of tenant {case.tenant!r}: files differ from the inventory "
             f"({len(bundle_digests)} in the bundle, {len(file_digests)} inventoried)"
         )
+    if not record:
+        return report.rows
     _trail(settings, case).record(
         events.BundleVerified(
             entries=report.entries_checked, rows=report.rows, key=report.signature_key,
@@ -273,3 +292,100 @@ def inventory_rows(inventory: Inventory) -> list[dict[str, Any]]:
          "bytes (approx.)": inventory.total_file_bytes}
     )  # fmt: skip
     return rows
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    """A verified bundle of an active tenant written to a folder: no case, no freeze."""
+
+    tenant: str
+    snapshot_time: datetime
+    parts: list[BundlePart]
+    manifest_sha256: str
+    rows: int
+    files: int
+    tables: int
+    entries: int
+
+
+def export_copy(
+    settings: Settings,
+    tenant: str,
+    out_dir: Path,
+    *,
+    say: Callable[[str], None] = lambda _: None,
+) -> CopyResult:
+    """A copy of an active tenant's data, on request during the contract (clause 2.2.7's
+    portability): the case's own inventory, export, packaging and verification, without a
+    freeze, a delivery or a case. The tenant keeps writing, so the bundle's row counts are
+    reconciled with the snapshot the export read (not with a frozen inventory); every entry is
+    still checked against the signed manifest. Nothing is recorded in the audit archive unless
+    the export finds another tenant's data (an incident record). Scratch is wiped either way."""
+    TenantRegistry(settings).get(validate_tenant_id(tenant))
+    out_dir = out_dir.resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = CaseRef(tenant=tenant, case_id=f"{tenant}-{secrets.token_hex(6)}")
+    try:
+        say(f"inventory of {tenant}")
+        inventory = inventory_of(settings, work)
+        say(
+            f"exporting {inventory.total_rows:,} rows in {len(inventory.tables)} tables and "
+            f"{len(inventory.files):,} files ({inventory.total_file_bytes:,} bytes)"
+        )
+        exported = export_snapshot(settings, work, inventory, record=False)
+        say(f"packaging ({len(exported.parts):,} entries)")
+        bundle = package(settings, work, inventory, exported, record=False)
+        say(f"verifying {len(bundle.parts)} part(s) against the signed manifest and the snapshot")
+        verify_package(
+            settings, work, bundle, snapshot_inventory(inventory, exported), record=False
+        )
+        taken = [out_dir / Path(part.path).name for part in bundle.parts]
+        clash = [str(path) for path in taken if path.exists()]
+        if clash:
+            raise ConfigurationError(
+                f"{', '.join(clash)} already exist(s): choose an empty folder with --out; "
+                "nothing was overwritten"
+            )
+        for part, target in zip(bundle.parts, taken, strict=True):
+            shutil.move(part.path, target)
+            if sha256_file(target) != part.sha256:
+                raise IntegrityError(f"{target}: digest changed while moving it; export again")
+        return CopyResult(
+            tenant=tenant,
+            snapshot_time=exported.snapshot_time,
+            parts=[
+                p.model_copy(update={"path": str(t)})
+                for p, t in zip(bundle.parts, taken, strict=True)
+            ],
+            manifest_sha256=bundle.manifest_sha256,
+            rows=bundle.rows,
+            files=bundle.files,
+            tables=len(inventory.tables),
+            entries=bundle.entries,
+        )
+    finally:
+        shutil.rmtree(scratch_dir(settings, work), ignore_errors=True)
+
+
+def snapshot_inventory(inventory: Inventory, exported: ExportResult) -> Inventory:
+    """The inventory with each table's rows as the export's snapshot read them: what the bundle
+    of a tenant that was not frozen must hold."""
+    rows: dict[str, int] = {}
+    for part in exported.parts:
+        if part.kind == "table" and part.table is not None:
+            rows[part.table] = rows.get(part.table, 0) + (part.rows or 0)
+    return inventory.model_copy(
+        update={
+            "locations": [
+                location.model_copy(
+                    update={
+                        "tables": [
+                            t.model_copy(update={"rows": rows.get(t.qualified, 0)})
+                            for t in location.tables
+                        ]
+                    }
+                )
+                for location in inventory.locations
+            ]
+        }
+    )
