@@ -114,35 +114,6 @@ class ArchivedCertificate:
     report_key: str
 
 
-_VERIFICATION_METHODS = {
-    "postgres": "count of the tenant's rows in every classified table, and the tenant schema's "
-    "absence, re-queried after deletion",
-    "files": "listing of the tenant's prefix (with trailing '/') in the files store",
-    "bundles": "listing of the tenant's bundle prefix in every delivery store",
-    "backups": "listing of the tenant's backup prefix in every backup location",
-    "keys": "key state in the keyring, and an attempt to decrypt the key's canary",
-    "scratch": "listing of the tenant's scratch directory on the worker",
-    "orchestrator": "scan of Prefect's result storage for the tenant's contact address and "
-    "object keys",
-}
-
-
-def _media(settings: Settings, name: str) -> str:
-    if name == "postgres":
-        from psycopg.conninfo import conninfo_to_dict
-
-        info = conninfo_to_dict(settings.require_database())
-        return f"PostgreSQL database {info.get('dbname', '?')} on {info.get('host', 'local')}"
-    return {
-        "files": f"object store {settings.store_url('files')}",
-        "bundles": "delivery stores " + ", ".join(settings.delivery_store_urls()),
-        "backups": "backup locations " + ", ".join(settings.backup_store_urls()),
-        "keys": f"keyring {settings.keyring_url}",
-        "scratch": f"worker scratch space {settings.scratch_root}",
-        "orchestrator": "Prefect result storage of the worker",
-    }.get(name, name)
-
-
 def _digest(digests: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
 
@@ -247,16 +218,17 @@ def _certificate(
 ) -> Certificate:
     inventory = state.inventory
     verified_at = datetime.now(UTC)
+    facts = {name: get_location(name, settings).describe() for name in DESTRUCTION_ORDER}
     locations = [
         LocationEvidence(
             location=name,
-            media=_media(settings, name),
+            media=facts[name].media,
             method=removals[name].method,
             technique=removals[name].technique,
             items_before=removals[name].items_before,
             bytes_before=removals[name].bytes_before,
             items_removed=removals[name].items_removed,
-            verification_method=_VERIFICATION_METHODS.get(name, "re-scan of the location"),
+            verification_method=facts[name].verification_method,
             verification_result="pass" if remaining[name].items == 0 else "fail",
             remaining=remaining[name].items,
             verification=remaining[name].verification,

@@ -34,7 +34,6 @@ from offboarding.core.signing import Signer
 from offboarding.evidence.incidents import check_export_isolation, record_incident
 from offboarding.locations import EXPORT_ORDER, get_location, scratch_dir
 from offboarding.locations.base import write_case_report
-from offboarding.locations.postgres import PostgresLocation
 from offboarding.registry import TenantRegistry
 from offboarding.stores import open_store, sha256_file
 from offboarding.trail import AuditTrail, events
@@ -106,19 +105,17 @@ def freeze(settings: Settings, case: CaseRef) -> datetime:
 
 def dry_run_inventory(settings: Settings, tenant: str) -> Inventory:
     """The plan support staff look at before a case: nothing is frozen, exported or recorded,
-    and unclassified tables are listed instead of stopping."""
+    and what would stop a case (unclassified tables) is listed instead of stopping."""
     case = CaseRef(tenant=validate_tenant_id(tenant), case_id=f"{tenant}-dry-run")
     TenantRegistry(settings).get(tenant)
-    postgres = PostgresLocation(settings).inventory(case, strict=False)
-    files = get_location("files", settings).inventory(case)
-    return Inventory(
-        tenant=tenant, case_id=case.case_id, taken_at=datetime.now(UTC), locations=[postgres, files]
-    )
+    return inventory_of(settings, case, dry_run=True)
 
 
-def inventory_of(settings: Settings, case: CaseRef) -> Inventory:
+def inventory_of(settings: Settings, case: CaseRef, *, dry_run: bool = False) -> Inventory:
     """What the export will read, from every location the client's data comes from."""
-    locations = [get_location(name, settings).inventory(case) for name in EXPORT_ORDER]
+    locations = [
+        get_location(name, settings).inventory(case, dry_run=dry_run) for name in EXPORT_ORDER
+    ]
     return Inventory(
         tenant=case.tenant, case_id=case.case_id, taken_at=datetime.now(UTC), locations=locations
     )

@@ -8,13 +8,13 @@ from pathlib import Path
 
 from offboarding.core.config import Settings, validate_tenant_id
 from offboarding.core.records import CaseRef, LocationInventory
-from offboarding.locations.base import LocationExport, Remaining, Removal
+from offboarding.locations.base import LocationExport, LocationFacts, Remaining, Removal
 from offboarding.locations.prefixed import (
     count_in_stores,
     delete_in_stores,
     digest_outside_in_stores,
 )
-from offboarding.stores import ObjectStore, open_store
+from offboarding.stores import ObjectStore, keeps_generations, open_store
 
 __all__ = ["BACKUPS_ROOT", "BackupsLocation", "backup_prefix"]
 
@@ -29,9 +29,22 @@ class BackupsLocation:
     name = "backups"
 
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.stores: list[ObjectStore] = [open_store(u) for u in settings.backup_store_urls()]
 
-    def inventory(self, case: CaseRef) -> LocationInventory:
+    def describe(self) -> LocationFacts:
+        retention = self.settings.soft_delete_retention
+        return LocationFacts(
+            media="backup locations " + ", ".join(s.url for s in self.stores),
+            method="clear",
+            technique=f"delete every backup of the tenant in all {len(self.stores)} backup "
+            "locations (each encrypted with the tenant's data key, destroyed next)",
+            verification_method="listing of the tenant's backup prefix in every backup location",
+            versioned=any(keeps_generations(s) for s in self.stores),
+            lingering=f"soft-deleted copies for up to {retention}" if retention else "",
+        )
+
+    def inventory(self, case: CaseRef, *, dry_run: bool = False) -> LocationInventory:
         objects = [o for s in self.stores for o in s.list_objects(backup_prefix(case.tenant))]
         return LocationInventory(
             location=self.name, items=len(objects), bytes=sum(o.size for o in objects)
@@ -42,11 +55,7 @@ class BackupsLocation:
 
     def destroy(self, case: CaseRef) -> Removal:
         return delete_in_stores(
-            self.stores,
-            backup_prefix(case.tenant),
-            "",
-            summary=f"delete every backup of the tenant in all {len(self.stores)} backup "
-            "locations (each encrypted with the tenant's data key, destroyed next)",
+            self.stores, backup_prefix(case.tenant), "", summary=self.describe().technique
         )
 
     def verify(self, case: CaseRef) -> Remaining:

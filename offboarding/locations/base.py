@@ -1,5 +1,6 @@
-"""The one interface every place tenant data lives implements: inventory, export, destroy,
-verify; plus a digest of the neighbours' data there, to prove destruction did not touch it."""
+"""The one interface every place tenant data lives implements: it describes itself, and has
+the four verbs inventory, export, destroy, verify; plus a digest of the neighbours' data there,
+to prove destruction did not touch it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from offboarding.core.records import CaseRef, ExportedPart, LocationInventory
 __all__ = [
     "DataLocation",
     "LocationExport",
+    "LocationFacts",
     "Remaining",
     "Removal",
     "scratch_dir",
@@ -46,10 +48,28 @@ class Remaining:
     details: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class LocationFacts:
+    """What a location says of itself: the certificate's line for it (NIST SP 800-88 record
+    fields) and what the planning of destruction must know. Never tenant data."""
+
+    media: str  # where: the kind of storage and its address
+    method: Literal["clear", "purge"]  # clear = logical deletion; purge = cryptographic erase
+    technique: str  # how the tenant's data is removed
+    verification_method: str  # how its absence is checked, independently of the removal
+    versioned: bool = False  # keeps older generations of what it holds: every one is removed
+    lingering: str = ""  # copies that outlive destruction for a while (soft delete, key delay)
+
+
 class DataLocation(Protocol):
     name: str
 
-    def inventory(self, case: CaseRef) -> LocationInventory: ...
+    def describe(self) -> LocationFacts: ...
+
+    def inventory(self, case: CaseRef, *, dry_run: bool = False) -> LocationInventory:
+        """What the location holds of the tenant. `dry_run` (support staff's look before a
+        case) lists what would stop a case instead of raising."""
+        ...
 
     def export(self, case: CaseRef, inventory: LocationInventory, scratch: Path) -> LocationExport:
         """Write the tenant's data as bundle parts under `scratch` (or name store objects)."""

@@ -9,13 +9,13 @@ from pathlib import Path
 
 from offboarding.core.config import Settings
 from offboarding.core.records import CaseRef, LocationInventory
-from offboarding.locations.base import LocationExport, Remaining, Removal
+from offboarding.locations.base import LocationExport, LocationFacts, Remaining, Removal
 from offboarding.locations.prefixed import (
     count_in_stores,
     delete_in_stores,
     digest_outside_in_stores,
 )
-from offboarding.stores import ObjectStore, open_store
+from offboarding.stores import ObjectStore, keeps_generations, open_store
 
 __all__ = ["BundlesLocation", "bundle_prefix"]
 
@@ -30,9 +30,21 @@ class BundlesLocation:
     name = "bundles"
 
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.stores: list[ObjectStore] = [open_store(u) for u in settings.delivery_store_urls()]
 
-    def inventory(self, case: CaseRef) -> LocationInventory:
+    def describe(self) -> LocationFacts:
+        retention = self.settings.soft_delete_retention
+        return LocationFacts(
+            media="delivery stores " + ", ".join(s.url for s in self.stores),
+            method="clear",
+            technique="delete every bundle of the tenant; its links then answer 'gone'",
+            verification_method="listing of the tenant's bundle prefix in every delivery store",
+            versioned=any(keeps_generations(s) for s in self.stores),
+            lingering=f"soft-deleted copies for up to {retention}" if retention else "",
+        )
+
+    def inventory(self, case: CaseRef, *, dry_run: bool = False) -> LocationInventory:
         prefix = bundle_prefix(case.tenant)
         objects = [o for store in self.stores for o in store.list_objects(prefix)]
         return LocationInventory(
@@ -43,11 +55,7 @@ class BundlesLocation:
         return LocationExport(parts=[])  # bundles are the export's output, not its input
 
     def destroy(self, case: CaseRef) -> Removal:
-        return delete_in_stores(
-            self.stores,
-            bundle_prefix(case.tenant),
-            "delete every bundle of the tenant; its links then answer 'gone'",
-        )
+        return delete_in_stores(self.stores, bundle_prefix(case.tenant), self.describe().technique)
 
     def verify(self, case: CaseRef) -> Remaining:
         return count_in_stores(self.stores, bundle_prefix(case.tenant))

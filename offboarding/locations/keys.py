@@ -12,7 +12,7 @@ from pathlib import Path
 from offboarding.core.config import Settings
 from offboarding.core.records import CaseRef, LocationInventory
 from offboarding.keys.keyring import Keyring, open_keyring
-from offboarding.locations.base import LocationExport, Remaining, Removal
+from offboarding.locations.base import LocationExport, LocationFacts, Remaining, Removal
 
 __all__ = ["KeysLocation"]
 
@@ -21,9 +21,25 @@ class KeysLocation:
     name = "keys"
 
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.keyring: Keyring = open_keyring(settings)
 
-    def inventory(self, case: CaseRef) -> LocationInventory:
+    def describe(self) -> LocationFacts:
+        delay = self.settings.key_destroy_delay
+        return LocationFacts(
+            media=f"keyring {self.settings.keyring_url}",
+            method="purge",
+            technique="cryptographic erase: destroy the tenant's AES-256 data key, so every "
+            "backup sealed with it is unreadable wherever a copy may remain; no new key can be "
+            "made for the tenant",
+            verification_method="key state in the keyring, and an attempt to decrypt the key's "
+            "canary",
+            lingering=f"the key's destruction takes effect {delay} after it is scheduled"
+            if delay
+            else "",
+        )
+
+    def inventory(self, case: CaseRef, *, dry_run: bool = False) -> LocationInventory:
         enabled = self.keyring.state(case.tenant).state == "enabled"
         return LocationInventory(location=self.name, items=int(enabled), bytes=0)
 
@@ -37,9 +53,7 @@ class KeysLocation:
             items_before=int(before.state == "enabled"),
             bytes_before=0,
             items_removed=int(before.state == "enabled" and after.state == "destroyed"),
-            technique="cryptographic erase: destroy the tenant's AES-256 data key, so every "
-            "backup sealed with it is unreadable wherever a copy may remain; no new key can be "
-            "made for the tenant",
+            technique=self.describe().technique,
             method="purge",
         )
 

@@ -10,10 +10,16 @@ from exporters.bundle import safe_entry_paths
 from offboarding.core.config import Settings
 from offboarding.core.errors import IsolationBreachError, MissingDataError
 from offboarding.core.records import CaseRef, ExportedPart, FileItem, LocationInventory
-from offboarding.locations.base import LocationExport, Remaining, Removal, write_case_report
+from offboarding.locations.base import (
+    LocationExport,
+    LocationFacts,
+    Remaining,
+    Removal,
+    write_case_report,
+)
 from offboarding.locations.postgres import PostgresLocation
 from offboarding.locations.prefixed import count_prefix, delete_prefix, digest_outside_prefix
-from offboarding.stores import ObjectStore, open_store
+from offboarding.stores import ObjectStore, keeps_generations, open_store
 
 __all__ = ["FilesLocation", "tenant_prefix"]
 
@@ -42,7 +48,19 @@ class FilesLocation:
         self.settings = settings
         self.store: ObjectStore = open_store(settings.store_url("files"))
 
-    def inventory(self, case: CaseRef) -> LocationInventory:
+    def describe(self) -> LocationFacts:
+        retention = self.settings.soft_delete_retention
+        return LocationFacts(
+            media=f"object store {self.settings.store_url('files')}",
+            method="clear",
+            technique="delete every object under the tenant prefix",
+            verification_method="listing of the tenant's prefix (with trailing '/') in the "
+            "files store",
+            versioned=keeps_generations(self.store),
+            lingering=f"soft-deleted copies for up to {retention}" if retention else "",
+        )
+
+    def inventory(self, case: CaseRef, *, dry_run: bool = False) -> LocationInventory:
         prefix = tenant_prefix(case.tenant)
         listed = {o.key: o for o in self.store.list_objects(prefix)}
         referenced = PostgresLocation(self.settings).referenced_objects(case)
@@ -112,9 +130,7 @@ class FilesLocation:
         )
 
     def destroy(self, case: CaseRef) -> Removal:
-        return delete_prefix(
-            self.store, tenant_prefix(case.tenant), "delete every object under the tenant prefix"
-        )
+        return delete_prefix(self.store, tenant_prefix(case.tenant), self.describe().technique)
 
     def verify(self, case: CaseRef) -> Remaining:
         return count_prefix(self.store, tenant_prefix(case.tenant))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from offboarding.core.config import Settings
 from offboarding.core.records import CaseRef, LocationInventory
-from offboarding.locations.base import LocationExport, Remaining, Removal
+from offboarding.locations.base import LocationExport, LocationFacts, Remaining, Removal
 from offboarding.locations.objects import tenant_prefix
 from offboarding.registry import TenantRegistry
 
@@ -50,7 +50,17 @@ class OrchestratorLocation:
             hits += any(marker in content for marker in markers)
         return len(files), hits
 
-    def inventory(self, case: CaseRef) -> LocationInventory:
+    def describe(self) -> LocationFacts:
+        return LocationFacts(
+            media=f"Prefect result storage of the worker ({self._root()})",
+            method="clear",
+            technique="nothing to remove: the flows pass references, counts and digests only; "
+            "Prefect's result storage is scanned at verification",
+            verification_method="scan of Prefect's result storage for the tenant's contact "
+            "address and object keys",
+        )
+
+    def inventory(self, case: CaseRef, *, dry_run: bool = False) -> LocationInventory:
         return LocationInventory(location=self.name, items=self._hits(case)[1], bytes=0)
 
     def export(self, case: CaseRef, inventory: LocationInventory, scratch: Path) -> LocationExport:
@@ -61,8 +71,7 @@ class OrchestratorLocation:
             items_before=0,
             bytes_before=0,
             items_removed=0,
-            technique="nothing to remove: the flows pass references, counts and digests only; "
-            "Prefect's result storage is scanned at verification",
+            technique=self.describe().technique,
         )
 
     def verify(self, case: CaseRef) -> Remaining:

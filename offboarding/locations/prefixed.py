@@ -6,8 +6,13 @@ import hashlib
 import json
 
 from offboarding.locations.base import Remaining, Removal
-from offboarding.stores import ObjectStore, backend
-from offboarding.stores.gcs import GcsStore
+from offboarding.stores import (
+    ObjectStore,
+    delete_every_version,
+    every_version,
+    keeps_generations,
+    soft_deleted_until,
+)
 
 __all__ = [
     "count_in_stores",
@@ -20,34 +25,22 @@ __all__ = [
 
 
 def delete_prefix(store: ObjectStore, prefix: str, technique: str) -> Removal:
-    gcs = backend(store)
-    if isinstance(gcs, GcsStore):  # every generation, not only the live one
-        count, size = gcs.delete_every_generation(prefix)
-        return Removal(
-            items_before=count,
-            bytes_before=size,
-            items_removed=count,
-            technique=(technique + "; " if technique else "") + "every object generation",
-        )
-    objects = list(store.list_objects(prefix))
-    removed = sum(1 for o in objects if store.delete(o.key))
+    before, size, removed = delete_every_version(store, prefix)
+    if keeps_generations(store):  # every generation, not only the live one
+        technique = (technique + "; " if technique else "") + "every object generation"
     return Removal(
-        items_before=len(objects),
-        bytes_before=sum(o.size for o in objects),
-        items_removed=removed,
-        technique=technique,
+        items_before=before, bytes_before=size, items_removed=removed, technique=technique
     )
 
 
 def count_prefix(store: ObjectStore, prefix: str) -> Remaining:
-    """What is left under the prefix: live objects (and on Cloud Storage, noncurrent
+    """What is left under the prefix: live objects (and where the store keeps them, noncurrent
     generations too); soft-deleted copies are not counted as left but dated."""
-    gcs = backend(store)
-    if not isinstance(gcs, GcsStore):
+    if not keeps_generations(store):
         left = sum(1 for _ in store.list_objects(prefix))
         return Remaining(items=left, verification=f"listing of {prefix}: {left} objects")
-    left = sum(1 for _ in gcs.list_versions(prefix))
-    lingering = gcs.soft_deleted(prefix)
+    left = sum(1 for _ in every_version(store, prefix))
+    lingering = soft_deleted_until(store, prefix)
     gone_by = max(lingering) if lingering else None
     return Remaining(
         items=left,

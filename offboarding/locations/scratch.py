@@ -9,7 +9,7 @@ from pathlib import Path
 
 from offboarding.core.config import Settings
 from offboarding.core.records import CaseRef, LocationInventory
-from offboarding.locations.base import LocationExport, Remaining, Removal
+from offboarding.locations.base import LocationExport, LocationFacts, Remaining, Removal
 
 __all__ = ["ScratchLocation"]
 
@@ -24,10 +24,18 @@ class ScratchLocation:
     def __init__(self, settings: Settings) -> None:
         self.root = settings.scratch_root
 
+    def describe(self) -> LocationFacts:
+        return LocationFacts(
+            media=f"worker scratch space {self.root}",
+            method="clear",
+            technique="remove the tenant's scratch directory",
+            verification_method="listing of the tenant's scratch directory on the worker",
+        )
+
     def _tenant_dir(self, case: CaseRef) -> Path:
         return self.root / case.tenant
 
-    def inventory(self, case: CaseRef) -> LocationInventory:
+    def inventory(self, case: CaseRef, *, dry_run: bool = False) -> LocationInventory:
         files = _files(self._tenant_dir(case))
         return LocationInventory(
             location=self.name, items=len(files), bytes=sum(f.stat().st_size for f in files)
@@ -44,7 +52,7 @@ class ScratchLocation:
             items_before=len(files),
             bytes_before=size,
             items_removed=len(files) - len(_files(self._tenant_dir(case))),
-            technique="remove the tenant's scratch directory",
+            technique=self.describe().technique,
         )
 
     def verify(self, case: CaseRef) -> Remaining:

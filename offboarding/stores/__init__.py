@@ -10,6 +10,8 @@ default) and Cloud Storage (`gcs`, imported only when a `gs://` URL is opened). 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -31,8 +33,12 @@ __all__ = [
     "backend",
     "check_key",
     "check_prefix",
+    "delete_every_version",
+    "every_version",
+    "keeps_generations",
     "open_store",
     "sha256_file",
+    "soft_deleted_until",
 ]
 
 
@@ -54,3 +60,45 @@ def open_store(url: str, *, write_once: bool = False) -> ObjectStore:
 
         return wrap(GcsStore(url, write_once=write_once))
     raise ConfigurationError(f"store URL {url!r} not understood: use file:///path or gs://bucket")
+
+
+# What a backend can do beyond the interface, asked without knowing which backend it is.
+
+
+def keeps_generations(store: ObjectStore) -> bool:
+    """The store keeps older generations of an object (a versioned bucket)."""
+    from offboarding.stores.gcs import GcsStore
+
+    return isinstance(backend(store), GcsStore)
+
+
+def delete_every_version(store: ObjectStore, prefix: str) -> tuple[int, int, int]:
+    """Delete every object under the prefix, every generation where the store keeps them;
+    return (objects before, bytes before, objects removed)."""
+    from offboarding.stores.gcs import GcsStore
+
+    inner = backend(store)
+    if isinstance(inner, GcsStore):
+        count, size = inner.delete_every_generation(prefix)
+        return count, size, count
+    objects = list(store.list_objects(prefix))
+    removed = sum(1 for o in objects if store.delete(o.key))
+    return len(objects), sum(o.size for o in objects), removed
+
+
+def every_version(store: ObjectStore, prefix: str) -> Iterator[ObjectInfo]:
+    """Every object under the prefix, and every older generation where the store keeps them."""
+    from offboarding.stores.gcs import GcsStore
+
+    inner = backend(store)
+    return (
+        inner.list_versions(prefix) if isinstance(inner, GcsStore) else store.list_objects(prefix)
+    )
+
+
+def soft_deleted_until(store: ObjectStore, prefix: str) -> list[datetime]:
+    """When each soft-deleted copy under the prefix is gone for good (none on local stores)."""
+    from offboarding.stores.gcs import GcsStore
+
+    inner = backend(store)
+    return inner.soft_deleted(prefix) if isinstance(inner, GcsStore) else []

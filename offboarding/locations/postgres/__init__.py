@@ -1,0 +1,181 @@
+"""PostgreSQL: the tenant's rows in shared tables, in tables derived from them through foreign
+keys, in the tenant's own schema, and its row in the registry. Discovery reads the catalog,
+never a hand list.
+
+    catalog    the catalog and the classification of every table under the settings
+    scope      which rows of a table are the tenant's, and what they count and weigh
+    snapshot   the export: one snapshot, parallel Parquet parts
+    deletion   destruction: children first, batched, VACUUM; the tenant's schema dropped
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from exporters.parquet import plan_column
+from offboarding.core.config import Settings
+from offboarding.core.errors import ConfigurationError
+from offboarding.core.records import CaseRef, ForeignKeySchema, LocationInventory, TableItem
+from offboarding.locations.base import LocationExport, LocationFacts, Remaining, Removal
+from offboarding.locations.postgres.catalog import classify, column_schema, ident, read_catalog
+from offboarding.locations.postgres.deletion import destroy_tenant
+from offboarding.locations.postgres.scope import Scope, digest_query, measure, scope_kind
+from offboarding.locations.postgres.snapshot import export_tenant
+from offboarding.planning import Classification
+
+__all__ = ["PostgresLocation", "column_schema", "read_catalog"]
+
+
+class PostgresLocation:
+    name = "postgres"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def _connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.settings.require_database(), **kwargs)
+
+    def tenant_schema(self, tenant: str) -> str:
+        return self.settings.tenant_schema_pattern.format(tenant=tenant)
+
+    def _tenant_tables(self, classification: Classification, tenant: str) -> list[str]:
+        """Registry first, then shared tables, then the tenant's own schema."""
+        return [
+            classification.registry,
+            *classification.owned,
+            *classification.schema_tables_of(tenant),
+        ]
+
+    def export(self, case: CaseRef, inventory: LocationInventory, scratch: Path) -> LocationExport:
+        """Every table from one snapshot, in parallel Parquet parts (snapshot.py)."""
+        return export_tenant(self.settings, case, inventory, scratch)
+
+    def describe(self) -> LocationFacts:
+        info = conninfo_to_dict(self.settings.require_database())
+        return LocationFacts(
+            media=f"PostgreSQL database {info.get('dbname', '?')} on {info.get('host', 'local')}",
+            method="clear",
+            technique="delete the tenant's rows, children first (foreign-key order), in "
+            "batches, then VACUUM the tables touched; drop the tenant's own schema",
+            verification_method="count of the tenant's rows in every classified table, and the "
+            "tenant schema's absence, re-queried after deletion",
+        )
+
+    def inventory(self, case: CaseRef, *, dry_run: bool = False) -> LocationInventory:
+        """In a dry run, unclassified tables are listed instead of raising."""
+        with self._connect() as conn:
+            classification, tables, columns = classify(conn, self.settings, strict=not dry_run)
+            scope = Scope(classification, case.tenant)
+            by_name = {t.qualified: t for t in tables}
+            items: list[TableItem] = []
+            for name in self._tenant_tables(classification, case.tenant):
+                table = by_name[name]
+                rows, size = measure(conn, scope, name)
+                items.append(
+                    TableItem(
+                        schema_name=table.schema,
+                        table=table.name,
+                        scope=scope_kind(classification, name),
+                        rows=rows,
+                        bytes_estimate=size,
+                        columns=[column_schema(plan_column(c)) for c in columns[name]],
+                        primary_key=list(table.primary_key),
+                        parents=sorted(
+                            {fk.references for fk in classification.derived.get(name, ())}
+                        ),
+                        foreign_keys=[
+                            ForeignKeySchema(
+                                columns=list(fk.columns),
+                                references=fk.references,
+                                referenced_columns=list(fk.referenced_columns),
+                            )
+                            for fk in table.foreign_keys
+                        ],
+                    )
+                )
+        return LocationInventory(
+            location=self.name,
+            items=sum(t.rows for t in items),
+            bytes=sum(t.bytes_estimate for t in items),
+            tables=items,
+            global_tables=classification.global_tables,
+            excluded_tables=classification.excluded,
+            unclassified=list(classification.unclassified),
+        )
+
+    def destroy(self, case: CaseRef) -> Removal:
+        """Shared tables: delete children first, in batches of their own transactions, then
+        VACUUM. The tenant's own schema: drop its tables, then the schema."""
+        return destroy_tenant(self.settings, case, self.describe().technique)
+
+    def verify(self, case: CaseRef) -> Remaining:
+        schema = self.tenant_schema(case.tenant)
+        with self._connect() as conn:
+            classification, _, _ = classify(conn, self.settings)
+            scope = Scope(classification, case.tenant)
+            owned = list(classification.owned)
+            left = {t: measure(conn, scope, t)[0] for t in owned}
+            row = conn.execute(
+                "SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,)
+            ).fetchone()
+            schema_left = int(row[0]) if row else 0
+        nonzero = {t: n for t, n in left.items() if n}
+        return Remaining(
+            items=sum(left.values()) + schema_left,
+            verification=(
+                f"count(*) of the tenant's rows in {len(owned)} shared tables: "
+                + (json.dumps(nonzero) if nonzero else "all zero")
+                + f"; schema {schema} {'present' if schema_left else 'absent'}"
+            ),
+        )
+
+    def neighbours_digest(self, case: CaseRef, excluded: frozenset[str] = frozenset()) -> str:
+        digests: dict[str, str] = {}
+        skipped = {case.tenant, *excluded}
+        with self._connect() as conn:
+            classification, _, _ = classify(conn, self.settings)
+            scopes = [Scope(classification, tenant) for tenant in sorted(skipped)]
+            for table in (classification.registry, *classification.owned):
+                # The tenant's own rows (its registry row changes status) and those of tenants
+                # with open cases of their own are left out; every other row must not change.
+                not_skipped = sql.SQL(" AND ").join(
+                    sql.SQL("NOT coalesce({}, false)").format(scope.where(table))
+                    for scope in scopes
+                )
+                row = conn.execute(digest_query(table, not_skipped))
+                digests[table] = str((row.fetchone() or ("",))[0])
+            others = [
+                t for t, owner in classification.schema_tables.items() if owner not in skipped
+            ]
+            for table in [*classification.global_tables, *others]:
+                row = conn.execute(digest_query(table, sql.SQL("TRUE")))
+                digests[table] = str((row.fetchone() or ("",))[0])
+        return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
+
+    def referenced_objects(self, case: CaseRef) -> set[str]:
+        """Object keys that the tenant's rows reference (e.g. documents.object_key)."""
+        keys: set[str] = set()
+        with self._connect() as conn:
+            classification, _, columns = classify(conn, self.settings, strict=False)
+            scope = Scope(classification, case.tenant)
+            for reference in self.settings.file_reference_columns:
+                table, _, column = reference.rpartition(".")
+                if table not in classification.owned or column not in {
+                    c.name for c in columns.get(table, [])
+                }:
+                    raise ConfigurationError(
+                        f"OFFBOARD_FILE_REFERENCE_COLUMNS names {reference!r}, which is not a "
+                        "column of a tenant-owned table: fix it to schema.table.column"
+                    )
+                query = sql.SQL(
+                    "SELECT DISTINCT {c} FROM {t} WHERE {w} AND {c} IS NOT NULL"
+                ).format(c=sql.Identifier(column), t=ident(table), w=scope.where(table))
+                keys.update(str(r[0]) for r in conn.execute(query))
+        return keys

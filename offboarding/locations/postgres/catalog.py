@@ -1,0 +1,113 @@
+"""The catalog: every table, column and key of the database, read from PostgreSQL itself (never
+a hand list), and the classification of each table (offboarding.planning) under the settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from exporters.parquet import ColumnPlan, PgColumn
+from offboarding.core.config import Settings
+from offboarding.core.records import ColumnSchema
+from offboarding.planning import CatalogTable, Classification, ForeignKey, classify_tables
+
+__all__ = ["classify", "column_list", "column_schema", "ident", "read_catalog"]
+
+_CATALOG_COLUMNS = """
+SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+       t.typname, et.typname, a.atttypmod
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A'
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND a.attnum > 0 AND NOT a.attisdropped
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+ORDER BY n.nspname, c.relname, a.attnum
+"""
+
+_CATALOG_CONSTRAINTS = """
+SELECT n.nspname || '.' || c.relname, con.contype,
+       ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(num, i)
+             JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.num ORDER BY k.i),
+       rn.nspname || '.' || rc.relname,
+       ARRAY(SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY k(num, i)
+             JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.num ORDER BY k.i)
+FROM pg_constraint con
+JOIN pg_class c ON c.oid = con.conrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_class rc ON rc.oid = con.confrelid
+LEFT JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+WHERE con.contype IN ('p', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+ORDER BY 1, con.conname
+"""
+
+
+def read_catalog(
+    conn: psycopg.Connection[Any],
+) -> tuple[list[CatalogTable], dict[str, list[PgColumn]]]:
+    columns: dict[str, list[PgColumn]] = {}
+    for schema, table, name, pg_type, not_null, type_name, element, typmod in conn.execute(
+        _CATALOG_COLUMNS
+    ):
+        columns.setdefault(f"{schema}.{table}", []).append(
+            PgColumn(name, pg_type, type_name, element, typmod, not_null)
+        )
+    primary: dict[str, tuple[str, ...]] = {}
+    foreign: dict[str, list[ForeignKey]] = {}
+    for table, kind, cols, referenced, ref_cols in conn.execute(_CATALOG_CONSTRAINTS):
+        if kind == "p":
+            primary[table] = tuple(cols)
+        else:
+            foreign.setdefault(table, []).append(
+                ForeignKey(tuple(cols), referenced, tuple(ref_cols))
+            )
+    tables = [
+        CatalogTable(
+            schema=name.split(".", 1)[0],
+            name=name.split(".", 1)[1],
+            columns=tuple(c.name for c in cols),
+            primary_key=primary.get(name, ()),
+            foreign_keys=tuple(foreign.get(name, ())),
+        )
+        for name, cols in columns.items()
+    ]
+    return tables, columns
+
+
+def ident(qualified: str) -> sql.Identifier:
+    schema, _, table = qualified.partition(".")
+    return sql.Identifier(schema, table)
+
+
+def column_list(cols: tuple[str, ...]) -> sql.Composable:
+    return sql.SQL("({})").format(sql.SQL(", ").join(sql.Identifier(c) for c in cols))
+
+
+def classify(
+    conn: psycopg.Connection[Any], settings: Settings, *, strict: bool = True
+) -> tuple[Classification, list[CatalogTable], dict[str, list[PgColumn]]]:
+    tables, columns = read_catalog(conn)
+    classification = classify_tables(
+        tables,
+        tenant_column=settings.tenant_column,
+        registry=settings.registry_table,
+        global_tables=settings.global_tables,
+        excluded=settings.excluded_tables,
+        tenant_schema_pattern=settings.tenant_schema_pattern,
+    )
+    if strict:
+        classification.require_complete()
+    return classification, tables, columns
+
+
+def column_schema(plan: ColumnPlan) -> ColumnSchema:
+    return ColumnSchema(
+        name=plan.column.name,
+        pg_type=plan.column.pg_type,
+        arrow_type=str(plan.arrow_type),
+        nullable=not plan.column.not_null,
+        as_text=plan.as_text,
+    )

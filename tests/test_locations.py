@@ -1,0 +1,65 @@
+"""One conformance suite every registered data location passes: it describes itself, inventories
+in a dry run, destroys only its tenant's data (a prefix neighbour keeps everything), verifies to
+zero independently, and destroys again without harm."""
+
+from __future__ import annotations
+
+import pytest
+
+from offboarding.backup.backup import take_backup
+from offboarding.core.records import CaseRef
+from offboarding.locations import DESTRUCTION_ORDER, EXPORT_ORDER, get_location
+from offboarding.locations.base import LocationFacts
+from tests.conftest import Platform
+from tests.helpers import export_and_deliver
+
+# What must be there before destruction, for each location, after a backup and a delivery.
+HOLDS_DATA = {"bundles", "files", "postgres", "backups", "keys"}
+
+
+@pytest.mark.parametrize("name", DESTRUCTION_ORDER)
+def test_a_location_destroys_its_tenant_only_and_verifies_it_independently(
+    platform: Platform, name: str
+) -> None:
+    settings = platform.settings
+    for tenant in ("acme", "acme-corp"):  # acme-corp: the prefix neighbour
+        take_backup(settings, tenant)
+    case = platform.case("acme")
+    export_and_deliver(platform, case)
+    neighbour = CaseRef(tenant="acme-corp", case_id="acme-corp-000000000000")
+    location = get_location(name, settings)
+
+    facts = location.describe()
+    assert isinstance(facts, LocationFacts) and facts.method in ("clear", "purge")
+    assert facts.media and facts.technique and facts.verification_method
+    assert "acme" not in facts.media  # the description names places, never a tenant
+
+    dry = location.inventory(case, dry_run=True)
+    assert dry.location == name
+    if name in HOLDS_DATA:
+        assert dry.items > 0, f"{name} holds nothing of acme: the test would prove nothing"
+    neighbour_before = location.inventory(neighbour, dry_run=True)
+
+    removal = location.destroy(case)
+    assert removal.items_removed == removal.items_before >= (1 if name in HOLDS_DATA else 0)
+    assert removal.technique and removal.method == facts.method
+    assert location.verify(case).items == 0
+    again = location.destroy(case)
+    assert again.items_removed == 0 and location.verify(case).items == 0
+
+    neighbour_after = location.inventory(neighbour, dry_run=True)
+    assert neighbour_after.items == neighbour_before.items
+    assert neighbour_after.bytes == neighbour_before.bytes
+    assert neighbour_after.tables == neighbour_before.tables
+
+
+def test_the_export_reads_the_registered_sources_database_first() -> None:
+    assert EXPORT_ORDER == ("postgres", "files")
+
+
+def test_an_unknown_location_names_the_known_ones_and_how_to_add_one(platform: Platform) -> None:
+    from offboarding.core.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="known locations are bundles, files") as error:
+        get_location("redis", platform.settings)
+    assert "Registered(...)" in str(error.value)
