@@ -19,7 +19,6 @@ all parts together prove the export complete.
 from __future__ import annotations
 
 import hashlib
-import json
 import unicodedata
 import zipfile
 import zlib
@@ -33,6 +32,7 @@ from typing import BinaryIO
 
 import pyarrow.parquet as pq
 
+from offboarding.core.canonical import canonical_json
 from offboarding.core.errors import IntegrityError
 from offboarding.core.faults import crash_point
 from offboarding.core.records import (
@@ -205,10 +205,6 @@ def part_names(base: str, count: int) -> list[str]:
     return [f"{base}.part-{n:03d}-of-{count:03d}.zip" for n in range(1, count + 1)]
 
 
-def _metadata_entry(path: str, size: int, digest: str, part: int) -> ManifestEntry:
-    return ManifestEntry(path=path, size=size, sha256=digest, kind="metadata", part=part)
-
-
 def package_bundle(
     directory: Path,
     base_name: str,
@@ -238,7 +234,7 @@ def package_bundle(
         )
         for t in tables
     ]
-    schema_doc = _canonical(
+    schema_doc = canonical_json(
         {
             t.name: {"columns": [c.model_dump() for c in t.columns], "primary_key": t.primary_key,
                      "foreign_keys": [fk.model_dump() for fk in t.foreign_keys]}
@@ -311,12 +307,8 @@ def package_bundle(
     return manifest, files
 
 
-def _canonical(document: object) -> bytes:
-    return json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False).encode() + b"\n"
-
-
 def manifest_json(manifest: Manifest) -> bytes:
-    return _canonical(manifest.model_dump(mode="json"))
+    return canonical_json(manifest.model_dump(mode="json"))
 
 
 @dataclass(frozen=True)

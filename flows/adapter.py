@@ -65,6 +65,7 @@ from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 from prefect.states import Cancelled
 
+from flows.deployments import CONTRACT_TERMINATED, WORK_POOL
 from offboarding.core.config import Settings, validate_tenant_id
 from offboarding.core.errors import (
     AcknowledgementRejected,
@@ -103,8 +104,6 @@ __all__ = [
     "wait_for_run",
 ]
 
-CONTRACT_TERMINATED = "tenant.contract.terminated"
-WORK_POOL = "offboarding"
 EXPORT_LIMIT_NAME = "offboarding-exports"
 DESTRUCTION_LIMIT_NAME = "offboarding-destructions"
 DESTROY_DEPLOYMENT = "destroy/destroy"

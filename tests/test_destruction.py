@@ -3,6 +3,7 @@ location emptied, neighbours byte-identical, certificate signed, legal hold resp
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,8 +64,23 @@ def test_destruction_is_idempotent(platform: Platform) -> None:
     case = platform.case("acme")
     export_and_deliver(platform, case)
     first = destroy_everything(platform, case)
+    trail = AuditTrail.open(platform.settings, case)
+    first_pass = {e.location: e.items_removed for e in trail.of(events.LocationDestroyed)}
     second = destroy_everything(platform, case)  # a rerun after a crash finds nothing left
-    assert first == second
+    assert second.sha256 == first.sha256  # the one certificate, the same bytes
+    destroyed = trail.of(events.LocationDestroyed)
+    assert {e.location: e.items_removed for e in destroyed[len(first_pass) :]} == {
+        name: 0 for name in first_pass
+    }  # the rerun removed nothing: there was nothing left to remove
+    assert first_pass["postgres"] > 0 and first_pass["files"] > 0 and first_pass["bundles"] > 0
+    assert len(trail.of(events.CertificateRecorded)) == len(trail.of(events.Certified)) == 1
+    archive = platform.settings.home / "stores" / "archive"
+    body = (archive / first.key).read_bytes()
+    assert hashlib.sha256(body).hexdigest() == first.sha256
+    assert sorted(p.name for p in (archive / "certificates" / "acme").iterdir()) == [
+        f"{case.case_id}.json",
+        f"{case.case_id}.json.sig",
+    ]
 
 
 def test_a_tenant_on_legal_hold_is_not_destroyed_and_the_refusal_is_recorded(

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import NotPausedError
 from prefect.flow_runs import resume_flow_run
 from prefect.states import Cancelled
+from starlette.testclient import TestClient
 
 from exporters.bundle import verify_bundle
 from flows.adapter import PrefectRuns
@@ -36,6 +38,7 @@ from offboarding.dev.demo import platform as demo_platform
 from offboarding.dev.demo.run import DemoEnvironment, notice_links, wait_for_state
 from offboarding.stores import open_store
 from offboarding.trail import AuditTrail, events, verify_chain
+from offboarding.web import create_app
 
 pytestmark = pytest.mark.slow
 
@@ -78,7 +81,7 @@ def offboard_runs(tenant: str) -> list[Any]:
         ]
 
 
-def start_case_by_event(env: DemoEnvironment, tenant: str) -> tuple[FlowRun, CaseRef]:
+def start_case_by_event(env: DemoEnvironment, tenant: str) -> tuple[FlowRun, CaseRef, Any]:
     """The platform's way: the contract-terminated event, sent twice (at-least-once delivery
     and impatient people both happen): one case opens, the duplicate is cancelled."""
     for _ in range(2):
@@ -96,7 +99,11 @@ def start_case_by_event(env: DemoEnvironment, tenant: str) -> tuple[FlowRun, Cas
     assert "duplicate" in (states["CANCELLED"].state.message or "")
     run = states["PAUSED"]
     notice = next((env.home / "outbox").glob(f"{tenant}-*-delivery-*.eml"))
-    return run, CaseRef(tenant=tenant, case_id=notice.name.split("-delivery-")[0])
+    return (
+        run,
+        CaseRef(tenant=tenant, case_id=notice.name.split("-delivery-")[0]),
+        states["CANCELLED"],
+    )
 
 
 def run_action(env: DemoEnvironment, name: str, wanted: str = "COMPLETED", **params: Any) -> Any:
@@ -134,70 +141,153 @@ def trail_of(env: DemoEnvironment, case: CaseRef) -> AuditTrail:
     return AuditTrail(settings, case, Signer.load_or_create(settings.keys_dir))
 
 
-def test_a_case_runs_from_start_to_archived_certificate(env: DemoEnvironment) -> None:
+@dataclass(frozen=True)
+class CertifiedCase:
+    """One whole case (acme, started by the platform's event), run once for the tests below,
+    each of which checks one behaviour of it."""
+
+    run: FlowRun
+    case: CaseRef
+    duplicate_state: Any
+    waiting_artifacts: set[str]
+    delivered_rows: int
+    destroyed_artifacts: set[str]
+    second_resume: BaseException | None
+    destroy_run: str
+    scheduled_again: str
+    emails: list[str]
+    neighbours_before: dict[str, object]
+
+
+@pytest.fixture(scope="module")
+def acme(env: DemoEnvironment) -> CertifiedCase:
     settings = settings_of(env)
     files = open_store(settings.store_url("files"))
-    emails = [r[0] for r in _query(env, "SELECT email FROM users WHERE tenant_id = 'acme'")]
+    emails = [str(r[0]) for r in _query(env, "SELECT email FROM users WHERE tenant_id = 'acme'")]
     neighbours_before = demo_platform.tenant_fingerprint(env.pg.dsn, files, "acme-corp")
-
-    run, case = start_case_by_event(env, "acme")
-    assert run.parameters["reason"] == "contract ended"
-    signer = Signer.load_or_create(settings.keys_dir)
-    with get_client(sync_client=True) as client:
-        keys = {a.key for a in client.read_artifacts() if a.key and case.case_id in a.key}
-    assert {f"case-{case.case_id}", f"inventory-{case.case_id}",
-            f"progress-offboard-{case.case_id}"} <= keys  # fmt: skip
-    trail = AuditTrail(settings, case, signer)
-    delivery = trail.state().delivery
+    run, case, duplicate = start_case_by_event(env, "acme")
+    waiting = artifact_keys(case)
+    delivery = trail_of(env, case).state().delivery  # what the client downloads, while waiting
     assert delivery is not None
     root = Path(settings.store_url("delivery").removeprefix("file://"))
-    assert verify_bundle([root / p.key for p in delivery.parts], signer.public_pem).rows > 0
+    public_pem = Signer.load_or_create(settings.keys_dir).public_pem
+    delivered_rows = verify_bundle([root / p.key for p in delivery.parts], public_pem).rows
 
-    resume_flow_run(run.id, run_input={"acknowledged_by": "Acme DPO", "days_until_destruction": 0})
+    # The client's contact acknowledges on the notice's page: POST /ack resumes the case
+    # through the orchestrator's Runs, on the real server.
+    notice = next((env.home / "outbox").glob(f"{case.case_id}-delivery-*.eml"))
+    _, ack_link = notice_links(notice)
+    page = TestClient(create_app(settings, PrefectRuns()))
+    answer = page.post(
+        ack_link.removeprefix(settings.link_base_url), data={"name": "Acme DPO", "days": "0"}
+    )
+    assert answer.status_code == 200 and "recorded" in answer.text, answer.text
     wait_for_state(run.id, {"COMPLETED"}, timeout=90, runner=env.runner)
-    scheduled = trail.of(events.DestructionScheduled)[-1]
-    destroy_run = scheduled.flow_run_id
-    # Resumed twice, or the step retried: still one destruction run for the case.
-    with pytest.raises(NotPausedError):
+    scheduled = trail_of(env, case).of(events.DestructionScheduled)[-1]
+    try:  # resumed twice: the server refuses, the case is not waiting any more
         resume_flow_run(run.id, run_input={"acknowledged_by": "Acme DPO again"})
-    again = PrefectRuns().schedule_destruction(
+        second: BaseException | None = None
+    except NotPausedError as refused:
+        second = refused
+    again = PrefectRuns().schedule_destruction(  # the step retried: the same run comes back
         case,
         acknowledged_at=scheduled.acknowledged_at,
         scheduled_for=scheduled.scheduled_for,
         deadline=scheduled.deadline,
         idempotency_key=f"destroy-{case.case_id}",
     )
-    assert again == destroy_run
-    wait_for_state(destroy_run, {"COMPLETED"}, timeout=120, runner=env.runner)
-    assert [str(r.id) for r in destroy_runs(case)] == [destroy_run]
-    with get_client(sync_client=True) as client:
-        keys = {a.key for a in client.read_artifacts() if a.key and case.case_id in a.key}
-    assert {f"destruction-{case.case_id}", f"certificate-{case.case_id}",
-            f"progress-destroy-{case.case_id}"} <= keys  # fmt: skip
+    wait_for_state(scheduled.flow_run_id, {"COMPLETED"}, timeout=120, runner=env.runner)
+    destroyed = artifact_keys(case)
     run_action(env, "verify-destruction", case_id=case.case_id)
-    assert set(trail.of(events.Reverified)[-1].remaining.values()) == {0}
+    return CertifiedCase(
+        run, case, duplicate, waiting, delivered_rows, destroyed, second,
+        scheduled.flow_run_id, again, emails, neighbours_before,
+    )  # fmt: skip
 
+
+def artifact_keys(case: CaseRef) -> set[str]:
+    with get_client(sync_client=True) as client:
+        return {a.key for a in client.read_artifacts() if a.key and case.case_id in a.key}
+
+
+def test_a_terminated_contract_opens_one_case_and_a_repeated_event_is_cancelled(
+    acme: CertifiedCase,
+) -> None:
+    assert acme.run.parameters["reason"] == "contract ended"
+    assert "duplicate" in (acme.duplicate_state.state.message or "")
+
+
+def test_a_waiting_case_shows_its_artifacts_and_its_delivered_bundle_verifies(
+    env: DemoEnvironment, acme: CertifiedCase
+) -> None:
+    case = acme.case
+    assert {f"case-{case.case_id}", f"inventory-{case.case_id}",
+            f"progress-offboard-{case.case_id}"} <= acme.waiting_artifacts  # fmt: skip
+    packaged = trail_of(env, case).state().packaged
+    assert packaged is not None and acme.delivered_rows == packaged.rows > 0
+
+
+def test_the_acknowledgement_page_resumes_the_case_and_it_schedules_its_destruction(
+    env: DemoEnvironment, acme: CertifiedCase
+) -> None:
+    state = trail_of(env, acme.case).state()
+    assert isinstance(state.acknowledgement, events.Acknowledged)
+    assert state.acknowledgement.days_until_destruction == 0
+    assert state.schedule is not None and state.schedule.flow_run_id == acme.destroy_run
+
+
+def test_acknowledging_twice_or_retrying_the_step_makes_one_destruction_run(
+    acme: CertifiedCase,
+) -> None:
+    assert isinstance(acme.second_resume, NotPausedError)
+    assert acme.scheduled_again == acme.destroy_run
+    assert [str(r.id) for r in destroy_runs(acme.case)] == [acme.destroy_run]
+    case = acme.case
+    assert {f"destruction-{case.case_id}", f"certificate-{case.case_id}",
+            f"progress-destroy-{case.case_id}"} <= acme.destroyed_artifacts  # fmt: skip
+
+
+def test_the_certificate_is_signed_and_chained_and_only_the_tenant_is_gone(
+    env: DemoEnvironment, acme: CertifiedCase
+) -> None:
+    settings = settings_of(env)
+    case = acme.case
     archive = open_store(settings.store_url("archive"))
     with archive.open_read(certificate_key(case)) as body:
         certificate = body.read()
     with archive.open_read(certificate_key(case) + ".sig") as sig:
         signature = sig.read()
-    public_key = load_public_key(signer.public_pem)
+    public_key = load_public_key(Signer.load_or_create(settings.keys_dir).public_pem)
     assert verify_signature(public_key, certificate, signature)
+    trail = trail_of(env, case)
     verify_chain(trail.events(), public_key)
+    assert trail.state().phase == "certified"
     assert json.loads(certificate)["neighbours_unchanged"] is True
-
+    files = open_store(settings.store_url("files"))
     left = demo_platform.tenant_fingerprint(env.pg.dsn, files, "acme")
     assert sum(t["rows"] for t in left["tables"].values()) == 0
     assert left["files"]["count"] == 0
-    assert demo_platform.tenant_fingerprint(env.pg.dsn, files, "acme-corp") == neighbours_before
+    neighbours = demo_platform.tenant_fingerprint(env.pg.dsn, files, "acme-corp")
+    assert neighbours == acme.neighbours_before
 
-    # Prefect's own database and result storage are not one more copy of the tenant's data:
-    # no e-mail address, no file name (file names can name people), no row text.
+
+def test_reverification_from_the_ui_finds_nothing_and_is_recorded(
+    env: DemoEnvironment, acme: CertifiedCase
+) -> None:
+    reverified = trail_of(env, acme.case).of(events.Reverified)
+    assert reverified and set(reverified[-1].remaining.values()) == {0}
+
+
+def test_prefect_holds_no_copy_of_the_tenants_data(
+    env: DemoEnvironment, acme: CertifiedCase
+) -> None:
+    """Prefect's own database and result storage are not one more copy of the tenant's data:
+    no e-mail address, no file name (file names can name people), no row text."""
+    assert acme.emails
     prefect_home = env.home / "prefect"
     for path in [p for p in prefect_home.rglob("*") if p.is_file()]:
         content = path.read_bytes()
-        for needle in [*emails, "dpo@acme.example", "Compte rendu", "documents/"]:
+        for needle in [*acme.emails, "dpo@acme.example", "Compte rendu", "documents/"]:
             assert needle.encode() not in content, (path, needle)
 
 

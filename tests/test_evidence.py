@@ -13,6 +13,7 @@ import pytest
 
 from offboarding.backup.backup import take_backup
 from offboarding.cli import main
+from offboarding.core.canonical import canonical_json
 from offboarding.core.errors import IsolationBreachError
 from offboarding.core.faults import InjectedCrash
 from offboarding.core.signing import Signer, load_public_key
@@ -142,7 +143,7 @@ def test_a_certificate_that_disagrees_with_its_chain_is_caught_even_if_re_signed
     path = next(root.glob("certificates/acme/*.json"))
     document = json.loads(path.read_text())
     document["locations"][0]["items_before"] += 1
-    body = json.dumps(document, indent=2, sort_keys=True).encode()
+    body = canonical_json(document)
     tamper(path, body)
     tamper(Path(f"{path}.sig"), Signer.load_or_create(destroyed.settings.keys_dir).sign(body))
     code, output = audit_verify(destroyed, capsys)

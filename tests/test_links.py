@@ -4,22 +4,31 @@ the page listing a multi-part bundle; the acknowledgement page's form."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from starlette.testclient import TestClient
 
 from flows.adapter import PrefectRuns
+from offboarding.core.config import Settings
+from offboarding.core.errors import AcknowledgementRejected, NotWaitingError
 from offboarding.delivery.links import LinkSigner
+from offboarding.runs import AcknowledgementInput
 from offboarding.stores import open_store
 from offboarding.web import create_app
-from tests.conftest import Platform
 
 KEY = "bundles/acme/case-1/offboarding-case-1.zip"
 
 
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Links need the stores and the link secret, not a database."""
+    return Settings(home=tmp_path / "home")
+
+
 def test_a_link_serves_the_bundle_until_it_expires_or_the_bundle_is_gone(
-    platform: Platform,
+    settings: Settings,
 ) -> None:
-    settings = platform.settings
     store = open_store(settings.store_url("delivery"))
     store.put_bytes(KEY, b"PK bundle bytes")
     signer = LinkSigner.from_settings(settings)
@@ -43,17 +52,17 @@ def test_a_link_serves_the_bundle_until_it_expires_or_the_bundle_is_gone(
     assert client.get(path(valid)).status_code == 410
 
 
-def test_a_link_signed_by_another_installation_is_refused(platform: Platform) -> None:
-    store_url = platform.settings.store_url("delivery")
-    other = LinkSigner(b"another installation's secret....", platform.settings.link_base_url)
+def test_a_link_signed_by_another_installation_is_refused(settings: Settings) -> None:
+    store_url = settings.store_url("delivery")
+    other = LinkSigner(b"another installation's secret....", settings.link_base_url)
     link = other.create(store_url, KEY, datetime.now(UTC) + timedelta(hours=1))
-    client = TestClient(create_app(platform.settings, PrefectRuns()))
-    assert client.get(link.removeprefix(platform.settings.link_base_url)).status_code == 403
+    client = TestClient(create_app(settings, PrefectRuns()))
+    assert client.get(link.removeprefix(settings.link_base_url)).status_code == 403
 
 
-def test_a_link_naming_a_store_outside_the_delivery_stores_is_gone(platform: Platform) -> None:
+def test_a_link_naming_a_store_outside_the_delivery_stores_is_gone(settings: Settings) -> None:
     """A genuine token can only reach the configured delivery stores, never another path."""
-    settings = platform.settings
+    settings = settings
     files = settings.store_url("files")  # holds tenants' originals: never served by links
     signer = LinkSigner.from_settings(settings)
     link = signer.create(files, "tenants/acme/avatars/1.bin", datetime.now(UTC) + timedelta(1))
@@ -61,8 +70,7 @@ def test_a_link_naming_a_store_outside_the_delivery_stores_is_gone(platform: Pla
     assert client.get(link.removeprefix(settings.link_base_url)).status_code == 410
 
 
-def test_a_multi_part_bundle_has_one_page_listing_every_part(platform: Platform) -> None:
-    settings = platform.settings
+def test_a_multi_part_bundle_has_one_page_listing_every_part(settings: Settings) -> None:
     store = open_store(settings.store_url("delivery"))
     keys = [f"bundles/acme/case-1/offboarding-case-1.part-{n:03d}.zip" for n in (1, 2, 3)]
     for number, key in enumerate(keys):
@@ -81,9 +89,8 @@ def test_a_multi_part_bundle_has_one_page_listing_every_part(platform: Platform)
 
 
 def test_the_acknowledgement_page_shows_a_form_and_refuses_a_forged_token(
-    platform: Platform,
+    settings: Settings,
 ) -> None:
-    settings = platform.settings
     signer = LinkSigner.from_settings(settings)
     client = TestClient(create_app(settings, PrefectRuns()))
     link = signer.create_ack("00000000-0000-0000-0000-000000000001", "acme-0123456789ab")
@@ -93,3 +100,50 @@ def test_the_acknowledgement_page_shows_a_form_and_refuses_a_forged_token(
     forged = link[:-2] + ("xx" if not link.endswith("xx") else "yy")
     assert client.get(forged.removeprefix(settings.link_base_url)).status_code == 403
     assert client.post(forged.removeprefix(settings.link_base_url)).status_code == 403
+
+
+class RecordingRuns:
+    """The orchestrator's `Runs` for the page's own rules: it records the acknowledgements it
+    is given, or refuses them as a server would (the real resume is tested end to end)."""
+
+    def __init__(self, refuse: Exception | None = None) -> None:
+        self.refuse = refuse
+        self.resumed: list[tuple[str, AcknowledgementInput]] = []
+
+    def resume(self, run_id: str, acknowledgement: AcknowledgementInput) -> None:
+        if self.refuse is not None:
+            raise self.refuse
+        self.resumed.append((run_id, acknowledgement))
+
+
+def test_the_acknowledgement_page_resumes_the_case_with_the_fields_and_explains_refusals(
+    settings: Settings,
+) -> None:
+    run_id = "00000000-0000-0000-0000-000000000002"
+    link = LinkSigner.from_settings(settings).create_ack(run_id, "acme-0123456789ab")
+    path = link.removeprefix(settings.link_base_url)
+    runs = RecordingRuns()
+    client = TestClient(create_app(settings, runs))  # type: ignore[arg-type]
+
+    done = client.post(path, data={"name": " Acme DPO ", "days": "5", "note": "all there"})
+    assert done.status_code == 200 and "recorded" in done.text
+    assert runs.resumed == [
+        (run_id, AcknowledgementInput(acknowledged_by="Acme DPO", days_until_destruction=5,
+                                      note="all there"))
+    ]  # fmt: skip
+    for fields, says in (
+        ({"name": "Acme DPO", "days": "91"}, "less than or equal to 90"),  # clause 2.3.2
+        ({"name": "Acme DPO", "days": "soon"}, "whole number"),
+        ({"name": "", "days": "5"}, "at least 1 character"),
+    ):
+        refused = client.post(path, data=fields)
+        assert refused.status_code == 422 and says in refused.text, fields
+    assert len(runs.resumed) == 1  # nothing invalid reached the orchestrator
+
+    for error, says in (
+        (NotWaitingError("resumed already"), "no longer waiting"),
+        (AcknowledgementRejected("the server refused: days"), "the server refused"),
+    ):
+        client = TestClient(create_app(settings, RecordingRuns(refuse=error)))  # type: ignore[arg-type]
+        answer = client.post(path, data={"name": "Acme DPO"})
+        assert answer.status_code == 422 and says in answer.text

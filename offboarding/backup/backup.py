@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from exporters.bundle import verify_bundle
+from offboarding.core.canonical import canonical_json
 from offboarding.core.config import Settings
 from offboarding.core.errors import IntegrityError, MissingDataError, TenantError
 from offboarding.core.faults import crash_point
@@ -107,7 +108,7 @@ def take_backup(settings: Settings, tenant: str) -> BackupResult:
             "files": bundle.files,
             "parts": sealed_parts,
         }
-        body = json.dumps(metadata, indent=2, sort_keys=True).encode()
+        body = canonical_json(metadata)
         for store in stores:
             store.put_bytes(prefix + "backup.json", body)
     finally:

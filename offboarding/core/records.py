@@ -12,7 +12,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
-    "Acknowledgement",
     "BundlePart",
     "BundleRef",
     "CaseRef",
@@ -234,13 +233,6 @@ class Delivery(Record):
     parts: list[DeliveredPart]
     link_expires_at: datetime
     delivered_at: datetime
-
-
-class Acknowledgement(Record):
-    acknowledged_by: str
-    acknowledged_at: datetime
-    days_until_destruction: int | None
-    note: str | None = None
 
 
 class DestructionSchedule(Record):

@@ -4,13 +4,12 @@ legal hold, destroy every location, verify each independently, certify, archive.
 from __future__ import annotations
 
 import hashlib
-import json
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
-from typing import Any
 
+from offboarding.core.canonical import canonical_json, compact_json
 from offboarding.core.config import Settings
 from offboarding.core.errors import DestructionIncompleteError, LegalHoldError
 from offboarding.core.faults import crash_point
@@ -24,7 +23,6 @@ from offboarding.trail import AuditTrail, CaseState, events
 
 __all__ = [
     "ArchivedCertificate",
-    "canonical_json",
     "certificate_key",
     "certify",
     "check_legal_hold",
@@ -115,11 +113,7 @@ class ArchivedCertificate:
 
 
 def _digest(digests: dict[str, str]) -> str:
-    return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
-
-
-def canonical_json(document: dict[str, Any]) -> bytes:
-    return json.dumps(document, indent=2, sort_keys=True).encode()
+    return hashlib.sha256(compact_json(digests)).hexdigest()
 
 
 def certify(

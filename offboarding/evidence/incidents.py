@@ -6,13 +6,13 @@ and records concerned. The record holds ids, counts and categories: no tenant da
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from offboarding.core.canonical import canonical_json
 from offboarding.core.config import Settings
 from offboarding.core.errors import IsolationBreachError
 from offboarding.core.records import CaseRef, ExportResult, Inventory
@@ -54,7 +54,7 @@ def record_incident(
         "containment": "the case stopped before anything was delivered; no link was sent",
         "status": "open: the DPO notifies the affected clients and closes this record",
     }
-    body = json.dumps(document, indent=2, sort_keys=True).encode()
+    body = canonical_json(document)
     signer = Signer.load_or_create(settings.keys_dir)
     archive = open_store(settings.store_url("archive"), write_once=True)
     key = f"incidents/{case.tenant}/{case.case_id}/{detected_at:%Y%m%dT%H%M%S%fZ}.json"

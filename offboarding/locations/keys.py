@@ -6,9 +6,9 @@ creation, which must no longer decrypt."""
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
+from offboarding.core.canonical import compact_json
 from offboarding.core.config import Settings
 from offboarding.core.records import CaseRef, LocationInventory
 from offboarding.keys.keyring import Keyring, open_keyring
@@ -90,8 +90,10 @@ class KeysLocation:
     def neighbours_digest(self, case: CaseRef, excluded: frozenset[str] = frozenset()) -> str:
         """Other tenants' keys must be untouched: their states, by tenant."""
         states = {
-            tenant: self.keyring.state(tenant).__dict__
+            tenant: {
+                name: str(value) for name, value in self.keyring.state(tenant).__dict__.items()
+            }
             for tenant in self.keyring.tenants()
             if tenant != case.tenant and tenant not in excluded
         }
-        return hashlib.sha256(json.dumps(states, sort_keys=True, default=str).encode()).hexdigest()
+        return hashlib.sha256(compact_json(states)).hexdigest()

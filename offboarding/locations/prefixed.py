@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import json
 
+from offboarding.core.canonical import compact_json
 from offboarding.locations.base import Remaining, Removal
 from offboarding.stores import (
     ObjectStore,
@@ -62,7 +62,7 @@ def digest_outside_prefix(
     (`<root><tenant>/`) of `excluded` tenants."""
     skip = (own, *(f"{root}{tenant}/" for tenant in sorted(excluded)))
     listing = [(o.key, o.sha256) for o in store.list_objects(root) if not o.key.startswith(skip)]
-    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+    return hashlib.sha256(compact_json(listing)).hexdigest()
 
 
 # A location spread over several stores (every delivery store, every backup location).

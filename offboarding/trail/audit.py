@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from offboarding.core.canonical import compact_json
 from offboarding.core.config import Settings
 from offboarding.core.errors import IntegrityError
 from offboarding.core.faults import crash_point
@@ -120,7 +121,7 @@ class AuditTrail:
                 if event.once == once:
                     return event
         seq = len(recorded)
-        body = json.dumps(
+        body = compact_json(
             {
                 "seq": seq,
                 "kind": data.kind,
@@ -131,9 +132,8 @@ class AuditTrail:
                 "prev": recorded[-1].sha256 if recorded else GENESIS,
                 "data": data.model_dump(mode="json"),
                 "signing_key": self.signer.fingerprint,
-            },
-            sort_keys=True,
-        ).encode()
+            }
+        )
         key = f"{self.prefix}{seq:05d}-{data.kind}.json"
         attempt = 0
         while self.store.exists(key + ".sig"):

@@ -20,6 +20,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from exporters.parquet import plan_column
+from offboarding.core.canonical import compact_json
 from offboarding.core.config import Settings
 from offboarding.core.errors import ConfigurationError
 from offboarding.core.records import CaseRef, ForeignKeySchema, LocationInventory, TableItem
@@ -157,7 +158,7 @@ class PostgresLocation:
             for table in [*classification.global_tables, *others]:
                 row = conn.execute(digest_query(table, sql.SQL("TRUE")))
                 digests[table] = str((row.fetchone() or ("",))[0])
-        return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
+        return hashlib.sha256(compact_json(digests)).hexdigest()
 
     def referenced_objects(self, case: CaseRef) -> set[str]:
         """Object keys that the tenant's rows reference (e.g. documents.object_key)."""

@@ -1,0 +1,170 @@
+"""Every deployment of tenant-offboarding, declared once.
+
+`flows/serve.py` serves them from one process (the embedded default); `prefect.yaml`, which
+`prefect deploy --all` reads in production, is generated from this table:
+
+    python -m flows.deployments > prefect.yaml       # after changing a deployment, or
+                                                     # OFFBOARD_CASE_WATCH_INTERVAL
+
+and tests/test_deployments.py fails when the two differ.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import yaml
+
+from offboarding.core.config import Settings
+
+__all__ = [
+    "CONTRACT_TERMINATED",
+    "CONTRACT_TERMINATED_TRIGGER",
+    "DEPLOYMENTS",
+    "WORK_POOL",
+    "Deployment",
+    "prefect_yaml",
+]
+
+WORK_POOL = "offboarding"
+CONTRACT_TERMINATED = "tenant.contract.terminated"
+
+# One case per `tenant.contract.terminated` event, its tenant taken from the resource. The
+# `match` is scoped: its default would match every resource of the server.
+CONTRACT_TERMINATED_TRIGGER: dict[str, Any] = {
+    "name": "contract-terminated",
+    "match": {"prefect.resource.id": "tenant.*"},
+    "expect": [CONTRACT_TERMINATED],
+    "parameters": {
+        "tenant": "{{ event.resource['tenant.id'] }}",
+        "reason": "{{ event.payload.get('reason', '') }}",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Deployment:
+    name: str
+    entrypoint: str  # path:function, from the project's root
+    description: str
+    cron: str | None = None
+    every: str | None = None  # a Settings field holding the interval
+    triggers: tuple[dict[str, Any], ...] = ()
+
+    def interval(self, settings: Settings) -> timedelta | None:
+        return getattr(settings, self.every) if self.every else None
+
+    @property
+    def flow_name(self) -> str:
+        return self.entrypoint.rsplit(":", 1)[1].replace("_", "-")
+
+
+DEPLOYMENTS: tuple[Deployment, ...] = (
+    Deployment(
+        "offboard",
+        "flows/offboard.py:offboard",
+        "Offboard one tenant: freeze, inventory, export, package, verify, deliver links to the "
+        "client's contact, wait for the acknowledgement (the Resume form), then schedule "
+        "destruction. Starts on the tenant.contract.terminated event, or by hand with this form.",
+        triggers=(CONTRACT_TERMINATED_TRIGGER,),
+    ),
+    Deployment(
+        "destroy",
+        "flows/destroy.py:destroy",
+        "Destroy every copy of a tenant's data, verify each location and the neighbours, and "
+        "archive a signed certificate. Scheduled by the offboard flow; not for manual runs.",
+    ),
+    Deployment(
+        "case-watch",
+        "flows/watch.py:case_watch",
+        "Look after cases waiting for acknowledgement: send due reminders, re-issue expired "
+        "links, and continue cases past the acknowledgement period as deemed delivered.",
+        every="case_watch_interval",
+    ),
+    Deployment(
+        "backup",
+        "flows/backup.py:backup",
+        "Back up every active tenant (or the tenants given): one snapshot each, encrypted with "
+        "the tenant's own data key, written to every backup location.",
+        cron="0 2 * * *",
+    ),
+    Deployment(
+        "deadline-watch",
+        "flows/deadline.py:deadline_watch",
+        "List every case with its destruction deadline, flag those within the warning period, "
+        "and fail for any case past its deadline and not destroyed.",
+        cron="0 6 * * *",
+    ),
+    Deployment(
+        "reissue-link",
+        "flows/support.py:reissue_link",
+        "Send the client's contact new download links for a case.",
+    ),
+    Deployment(
+        "legal-hold",
+        "flows/support.py:legal_hold",
+        "Place a legal hold on a tenant (scheduled destruction is cancelled) or lift it "
+        "(destruction is scheduled again for its original date, within its deadline).",
+    ),
+    Deployment(
+        "postpone-destruction",
+        "flows/support.py:postpone_destruction",
+        "Move a case's scheduled destruction later, never past the 90-day limit.",
+    ),
+    Deployment(
+        "verify-destruction",
+        "flows/support.py:verify_destruction",
+        "Re-scan every location of a destroyed case and record the result.",
+    ),
+)
+
+_HEADER = """\
+# GENERATED from flows/deployments.py by `python -m flows.deployments > prefect.yaml`:
+# change that table, not this file (tests/test_deployments.py fails when they differ).
+#
+# Every deployment of tenant-offboarding, for a Prefect server with a process work pool.
+#
+#   offboard setup-prefect          # work pool "offboarding" + global concurrency limits
+#   prefect --no-prompt deploy --all
+#   prefect worker start --pool offboarding
+#
+# Workers read their settings from OFFBOARD_* environment variables (README, docs/operators.md).
+# The embedded default (`make demo`) serves the same deployments from flows/serve.py instead.
+# The worker runs flows from this checkout. A worker on another machine: replace the pull step
+# with a git_clone step (prefect.deployments.steps.git_clone) of the release it should run.
+"""
+
+
+def prefect_yaml(settings: Settings) -> str:
+    """prefect.yaml for `prefect deploy --all`, from DEPLOYMENTS."""
+    deployments = []
+    for d in DEPLOYMENTS:
+        entry: dict[str, Any] = {
+            "name": d.name,
+            "entrypoint": d.entrypoint,
+            "description": d.description,
+            "work_pool": {"name": WORK_POOL, "job_variables": {}},
+        }
+        interval = d.interval(settings)
+        if interval is not None:
+            entry["schedules"] = [{"interval": int(interval.total_seconds())}]
+        if d.cron:
+            entry["schedules"] = [{"cron": d.cron}]
+        if d.triggers:
+            entry["triggers"] = [{"type": "event", "enabled": True, **t} for t in d.triggers]
+        deployments.append(entry)
+    document = {
+        "name": "tenant-offboarding",
+        "prefect-version": "3.9.1",
+        "pull": [{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $PWD }}"}}],
+        "deployments": deployments,
+    }
+    body = yaml.safe_dump(document, sort_keys=False, width=100, allow_unicode=True)
+    return _HEADER + body
+
+
+if __name__ == "__main__":
+    sys.stdout.write(prefect_yaml(Settings()))
