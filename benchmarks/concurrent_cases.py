@@ -185,9 +185,9 @@ def main() -> None:
         f"| peak RSS of the runner and every flow process | {sampler.peak_bytes / 2**20:.0f} MB |\n"
         f"| rows and files of the offboarded tenants left | {left} |\n"
         f"| other tenants unchanged | {before == after} |\n"
-        f"| most exports at once (limit {settings.export_concurrency}) | "
+        f"| most exports at once (limit {settings.export.concurrency}) | "
         f"{_max_overlap(exports)} |\n"
-        f"| most destructions at once (limit {settings.destruction_concurrency}) | "
+        f"| most destructions at once (limit {settings.destruction.concurrency}) | "
         f"{_max_overlap(destructions)} |\n"
     )
     print(report)

@@ -214,8 +214,8 @@ def set_up_prefect(settings: Settings) -> None:
     """Create (or update) the process work pool and the two global concurrency limits."""
     with get_client(sync_client=True) as client:
         for name, limit in (
-            (EXPORT_LIMIT_NAME, settings.export_concurrency),
-            (DESTRUCTION_LIMIT_NAME, settings.destruction_concurrency),
+            (EXPORT_LIMIT_NAME, settings.export.concurrency),
+            (DESTRUCTION_LIMIT_NAME, settings.destruction.concurrency),
         ):
             client.upsert_global_concurrency_limit_by_name(name, limit)
         with contextlib.suppress(ObjectAlreadyExists):

@@ -51,11 +51,15 @@ class Deployment:
     entrypoint: str  # path:function, from the project's root
     description: str
     cron: str | None = None
-    every: str | None = None  # a Settings field holding the interval
+    every: str | None = None  # the setting holding the interval, as section.field
     triggers: tuple[dict[str, Any], ...] = ()
 
     def interval(self, settings: Settings) -> timedelta | None:
-        return getattr(settings, self.every) if self.every else None
+        if self.every is None:
+            return None
+        section, _, name = self.every.partition(".")
+        interval: timedelta = getattr(getattr(settings, section), name)
+        return interval
 
     @property
     def flow_name(self) -> str:
@@ -82,7 +86,7 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
         "flows/watch.py:case_watch",
         "Look after cases waiting for acknowledgement: send due reminders, re-issue expired "
         "links, and continue cases past the acknowledgement period as deemed delivered.",
-        every="case_watch_interval",
+        every="delivery.case_watch_interval",
     ),
     Deployment(
         "backup",

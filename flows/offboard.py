@@ -138,7 +138,8 @@ def offboard(tenant: str, reason: str = "") -> dict[str, Any] | State:
         "delivered at": delivery.delivered_at, "links valid until": delivery.link_expires_at,
         "bundle parts": len(delivery.parts), "rows": inventory.counts.get("rows", 0),
         "files": inventory.counts.get("files", 0), "tables": inventory.counts.get("tables", 0),
-        "deemed delivered on": delivery.delivered_at + adapter.settings().acknowledgement_timeout,
+        "deemed delivered on": delivery.delivered_at
+        + adapter.settings().delivery.acknowledgement_timeout,
     })  # fmt: skip
     ack = adapter.await_acknowledgement(case)
     progress.done("acknowledgement")

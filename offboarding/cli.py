@@ -191,7 +191,9 @@ def _terminate(args: argparse.Namespace) -> int:
 
     tenant = validate_tenant_id(args.tenant)
     settings = Settings()
-    if settings.database_url:  # where the registry is reachable, refuse an unknown tenant now
+    if (
+        settings.platform.database_url
+    ):  # where the registry is reachable, refuse an unknown tenant now
         from offboarding.registry import TenantRegistry
 
         TenantRegistry(settings).get(tenant)
@@ -214,8 +216,8 @@ def _setup_prefect(args: argparse.Namespace) -> int:
     set_up_prefect(settings)
     print(
         f"work pool {WORK_POOL!r} (process) ready; concurrency limits {EXPORT_LIMIT_NAME}="
-        f"{settings.export_concurrency}, {DESTRUCTION_LIMIT_NAME}="
-        f"{settings.destruction_concurrency}. Next: prefect deploy --all, then "
+        f"{settings.export.concurrency}, {DESTRUCTION_LIMIT_NAME}="
+        f"{settings.destruction.concurrency}. Next: prefect deploy --all, then "
         f"prefect worker start --pool {WORK_POOL}"
     )
     return 0

@@ -41,7 +41,7 @@ class TenantRecord:
 
 
 def _table(settings: Settings) -> sql.Composable:
-    schema, _, name = settings.registry_table.partition(".")
+    schema, _, name = settings.platform.registry_table.partition(".")
     return sql.Identifier(schema, name)
 
 
@@ -64,8 +64,9 @@ class TenantRegistry:
             ).fetchone()
         if row is None:
             raise TenantError(
-                f"tenant {tenant!r} is not in the registry {self.settings.registry_table}: "
-                "check the id (ids are exact, 'acme' is not 'acme-corp')"
+                f"tenant {tenant!r} is not in the registry "
+                f"{self.settings.platform.registry_table}: check the id (ids are exact, 'acme' "
+                "is not 'acme-corp')"
             )
         return TenantRecord(**row)
 

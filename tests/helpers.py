@@ -53,3 +53,12 @@ def destroy_everything(
         removals=removals, remaining=remaining, neighbours_before=before, neighbours_after=after,
         neighbours_excluded=excluded,
     )  # fmt: skip
+
+
+def with_small_parts(settings: Settings, split_rows: int, **export: int) -> Settings:
+    """Parts far smaller than an operator may configure (at least 1,000 rows), so the demo's
+    small tables take the large-table paths: model_copy skips validation on purpose."""
+    small = settings.export.model_copy(
+        update={"split_rows": split_rows, "parquet_row_group_rows": 1_000, **export}
+    )
+    return settings.model_copy(update={"export": small})

@@ -124,7 +124,7 @@ def test_parts_are_planned_in_order_without_splitting_entries() -> None:
 def test_a_split_bundle_verifies_part_by_part_and_as_a_whole(
     platform: Platform, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    settings = platform.settings.model_copy(update={"bundle_part_bytes": 20_000})
+    settings = platform.settings.replace(bundle_part_bytes=20_000)
     case = platform.case("acme")
     stages.freeze(settings, case)
     inventory = stages.take_inventory(settings, case)

@@ -11,13 +11,14 @@ from prefect import Flow
 
 from flows.deployments import DEPLOYMENTS, prefect_yaml
 from flows.serve import deployments
-from offboarding.core.config import Settings
+from offboarding.core.config import DeliverySettings, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _defaults() -> Settings:
-    return Settings(case_watch_interval=Settings.model_fields["case_watch_interval"].default)
+    default = DeliverySettings.model_fields["case_watch_interval"].default
+    return Settings(case_watch_interval=default)
 
 
 def test_prefect_yaml_is_generated_from_the_table() -> None:

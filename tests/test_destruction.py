@@ -125,7 +125,7 @@ def test_threaded_rows_are_deleted_leaves_first_in_small_batches(platform: Platf
         "WHERE p.tenant_id = 'acme' AND c.parent_id IS NOT NULL"
     )[0][0]
     assert threads > 0  # the demo data has replies
-    settings = platform.settings.model_copy(update={"delete_batch_rows": 1})
+    settings = platform.settings.replace(delete_batch_rows=1)
     case = platform.case("acme")
     removal = stages.destroy_location(settings, case, "postgres")
     assert stages.verify_location(settings, case, "postgres").items == 0
@@ -147,7 +147,7 @@ def test_tenant_data_found_in_prefects_result_storage_blocks_the_certificate(
     # The flows take the path from Prefect's settings (the adapter); the library is told it.
     with temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: storage}):
         assert adapter.settings().orchestrator_results_path == storage
-    settings = platform.settings.model_copy(update={"orchestrator_results_path": storage})
+    settings = platform.settings.replace(orchestrator_results_path=storage)
     location = get_location("orchestrator", settings)
     assert location.verify(case).items == 0
     (storage / "leaky-result").write_bytes(b'{"key": "tenants/acme/documents/cv.pdf"}')

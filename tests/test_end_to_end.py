@@ -179,7 +179,8 @@ def acme(env: DemoEnvironment) -> CertifiedCase:
     _, ack_link = notice_links(notice)
     page = TestClient(create_app(settings, PrefectRuns()))
     answer = page.post(
-        ack_link.removeprefix(settings.link_base_url), data={"name": "Acme DPO", "days": "0"}
+        ack_link.removeprefix(settings.delivery.link_base_url),
+        data={"name": "Acme DPO", "days": "0"},
     )
     assert answer.status_code == 200 and "recorded" in answer.text, answer.text
     wait_for_state(run.id, {"COMPLETED"}, timeout=90, runner=env.runner)

@@ -17,7 +17,7 @@ from psycopg import sql
 from offboarding.core.errors import MissingDataError, UnclassifiedDataError
 from offboarding.export import export as stages
 from tests.conftest import Platform
-from tests.helpers import export_and_deliver
+from tests.helpers import export_and_deliver, with_small_parts
 
 # Written independently of the pipeline's discovery: what the demo schema says is acme's.
 SOURCE_FILTERS = {
@@ -38,9 +38,7 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 @pytest.fixture
 def unzipped(platform: Platform, tmp_path: Path) -> Path:
     # Tiny parts and row groups: every large-table code path runs on the demo's small tables.
-    settings = platform.settings.model_copy(
-        update={"export_split_rows": 1_000, "parquet_row_group_rows": 1_000}
-    )
+    settings = platform.settings.replace(export_split_rows=1_000, parquet_row_group_rows=1_000)
     platform.query(
         "INSERT INTO chat_messages (id, tenant_id, space_id, author_id, sent_at, body) "
         "SELECT 50000000 + g, 'acme', s.id, NULL, now(), 'bulk ' || g "
@@ -258,9 +256,7 @@ def test_exporting_the_same_snapshot_twice_gives_identical_bytes(
     import zipfile
 
     # Small parts: the large-table path (block ranges in physical order) runs too.
-    settings = platform.settings.model_copy(
-        update={"export_split_rows": 20, "parquet_row_group_rows": 1_000}
-    )
+    settings = with_small_parts(platform.settings, 20)
     case = platform.case("acme")
     stages.freeze(settings, case)
     inventory = stages.take_inventory(settings, case)
@@ -334,9 +330,7 @@ def test_one_worker_reads_every_part_in_the_order_its_plan_promises(
 ) -> None:
     # One worker, one connection: block-range parts (physical order, index scans ruled out)
     # and key-ordered tables alternate on it, and each must still come out in its own order.
-    settings = platform.settings.model_copy(
-        update={"export_split_rows": 20, "parquet_row_group_rows": 1_000, "export_workers": 1}
-    )
+    settings = with_small_parts(platform.settings, 20, workers=1)
     case = platform.case("acme")
     stages.freeze(settings, case)
     inventory = stages.take_inventory(settings, case)

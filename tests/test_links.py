@@ -35,7 +35,7 @@ def test_a_link_serves_the_bundle_until_it_expires_or_the_bundle_is_gone(
     client = TestClient(create_app(settings, PrefectRuns()))
 
     def path(link: str) -> str:
-        return link.removeprefix(settings.link_base_url)
+        return link.removeprefix(settings.delivery.link_base_url)
 
     valid = signer.create(store.url, KEY, datetime.now(UTC) + timedelta(hours=1))
     response = client.get(path(valid))
@@ -54,10 +54,10 @@ def test_a_link_serves_the_bundle_until_it_expires_or_the_bundle_is_gone(
 
 def test_a_link_signed_by_another_installation_is_refused(settings: Settings) -> None:
     store_url = settings.store_url("delivery")
-    other = LinkSigner(b"another installation's secret....", settings.link_base_url)
+    other = LinkSigner(b"another installation's secret....", settings.delivery.link_base_url)
     link = other.create(store_url, KEY, datetime.now(UTC) + timedelta(hours=1))
     client = TestClient(create_app(settings, PrefectRuns()))
-    assert client.get(link.removeprefix(settings.link_base_url)).status_code == 403
+    assert client.get(link.removeprefix(settings.delivery.link_base_url)).status_code == 403
 
 
 def test_a_link_naming_a_store_outside_the_delivery_stores_is_gone(settings: Settings) -> None:
@@ -67,7 +67,7 @@ def test_a_link_naming_a_store_outside_the_delivery_stores_is_gone(settings: Set
     signer = LinkSigner.from_settings(settings)
     link = signer.create(files, "tenants/acme/avatars/1.bin", datetime.now(UTC) + timedelta(1))
     client = TestClient(create_app(settings, PrefectRuns()))
-    assert client.get(link.removeprefix(settings.link_base_url)).status_code == 410
+    assert client.get(link.removeprefix(settings.delivery.link_base_url)).status_code == 410
 
 
 def test_a_multi_part_bundle_has_one_page_listing_every_part(settings: Settings) -> None:
@@ -78,13 +78,15 @@ def test_a_multi_part_bundle_has_one_page_listing_every_part(settings: Settings)
     signer = LinkSigner.from_settings(settings)
     client = TestClient(create_app(settings, PrefectRuns()))
     index = signer.create_index(store.url, keys, datetime.now(UTC) + timedelta(hours=1))
-    page = client.get(index.removeprefix(settings.link_base_url))
+    page = client.get(index.removeprefix(settings.delivery.link_base_url))
     assert page.status_code == 200
     links = [
         chunk.split('"', 1)[0].replace("&amp;", "&") for chunk in page.text.split('href="')[1:]
     ]
     assert len(links) == 3
-    bodies = [client.get(link.removeprefix(settings.link_base_url)).content for link in links]
+    bodies = [
+        client.get(link.removeprefix(settings.delivery.link_base_url)).content for link in links
+    ]
     assert bodies == [b"part 0", b"part 1", b"part 2"]
 
 
@@ -94,12 +96,12 @@ def test_the_acknowledgement_page_shows_a_form_and_refuses_a_forged_token(
     signer = LinkSigner.from_settings(settings)
     client = TestClient(create_app(settings, PrefectRuns()))
     link = signer.create_ack("00000000-0000-0000-0000-000000000001", "acme-0123456789ab")
-    page = client.get(link.removeprefix(settings.link_base_url))
+    page = client.get(link.removeprefix(settings.delivery.link_base_url))
     assert page.status_code == 200
     assert 'name="name"' in page.text and "acme-0123456789ab" in page.text
     forged = link[:-2] + ("xx" if not link.endswith("xx") else "yy")
-    assert client.get(forged.removeprefix(settings.link_base_url)).status_code == 403
-    assert client.post(forged.removeprefix(settings.link_base_url)).status_code == 403
+    assert client.get(forged.removeprefix(settings.delivery.link_base_url)).status_code == 403
+    assert client.post(forged.removeprefix(settings.delivery.link_base_url)).status_code == 403
 
 
 class RecordingRuns:
@@ -121,7 +123,7 @@ def test_the_acknowledgement_page_resumes_the_case_with_the_fields_and_explains_
 ) -> None:
     run_id = "00000000-0000-0000-0000-000000000002"
     link = LinkSigner.from_settings(settings).create_ack(run_id, "acme-0123456789ab")
-    path = link.removeprefix(settings.link_base_url)
+    path = link.removeprefix(settings.delivery.link_base_url)
     runs = RecordingRuns()
     client = TestClient(create_app(settings, runs))  # type: ignore[arg-type]
 

@@ -95,14 +95,14 @@ def test_the_contact_receives_links_expiry_digests_and_how_to_verify_and_acknowl
     assert delivery.parts[0].sha256 in body
     assert f"{delivery.link_expires_at:%Y-%m-%d %H:%M} UTC" in body
     assert "sha256sum" in body and "offboard verify" in body
-    deemed_on = delivery.delivered_at + settings.acknowledgement_timeout
+    deemed_on = delivery.delivered_at + settings.delivery.acknowledgement_timeout
     assert f"{deemed_on:%Y-%m-%d}" in body
     downloads = [u for u in urls_in(message) if "/d/" in u]
     ack = [u for u in urls_in(message) if "/ack/" in u]
     assert len(downloads) == 1 and len(ack) == 1
 
     client = TestClient(create_app(settings, PrefectRuns()))
-    response = client.get(downloads[0].removeprefix(settings.link_base_url))
+    response = client.get(downloads[0].removeprefix(settings.delivery.link_base_url))
     assert response.status_code == 200 and response.content == bundle.read_bytes()
 
     # The record: the recipient's domain and the link's digest; never the address or the link.
@@ -181,7 +181,7 @@ def test_a_reminder_keeps_the_expiry_and_a_reissue_sends_new_links(
     assert reissue.action == "reissue"
     carry_out(settings, case, reissue, after)
     new_status = delivery_status(settings, case)
-    assert new_status.expires_at == after + settings.link_lifetime
+    assert new_status.expires_at == after + settings.delivery.link_lifetime
     assert plan_follow_up(settings, new_status, after).action == "none"
     old_links = {u for u in urls_in(inbox.messages[0][1]) if "/d/" in u}
     new_links = {u for u in urls_in(inbox.messages[-1][1]) if "/d/" in u}

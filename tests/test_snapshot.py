@@ -17,8 +17,8 @@ from tests.conftest import Platform
 
 def test_concurrent_writes_do_not_tear_the_snapshot(platform: Platform, tmp_path: Path) -> None:
     # Tables split into many small parts make the export long enough to overlap the writer.
-    settings = platform.settings.model_copy(
-        update={"export_split_rows": 1_000, "parquet_row_group_rows": 1_000, "export_workers": 2}
+    settings = platform.settings.replace(
+        export_split_rows=1_000, parquet_row_group_rows=1_000, export_workers=2
     )
     case = platform.case("acme")
     inventory = stages.take_inventory(settings, case)  # not frozen: the tenant still writes

@@ -11,13 +11,25 @@ import re
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from offboarding.core.errors import ConfigurationError, TenantError
 
-__all__ = ["CONTRACT_DESTRUCTION_LIMIT", "Settings", "validate_tenant_id"]
+__all__ = [
+    "CONTRACT_DESTRUCTION_LIMIT",
+    "FLAT_NAMES",
+    "DeliverySettings",
+    "DestructionSettings",
+    "ExportSettings",
+    "KeyringSettings",
+    "PlatformSettings",
+    "Settings",
+    "StoreSettings",
+    "validate_tenant_id",
+]
 
 # Clause 2.3.2: copies are destroyed within 90 days of restitution.
 CONTRACT_DESTRUCTION_LIMIT = timedelta(days=90)
@@ -35,19 +47,21 @@ def validate_tenant_id(tenant: str) -> str:
     return tenant
 
 
-class Settings(BaseSettings):
-    """Where tenant data lives, where the pipeline writes, and the contract's time limits."""
-
-    model_config = SettingsConfigDict(env_prefix="OFFBOARD_", extra="ignore", frozen=True)
-
-    operator_name: str = Field(
-        default="the operator (set OFFBOARD_OPERATOR_NAME)",
-        description="Who performs destruction, as the certificate names it.",
+def _section_config(env_prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(
+        env_prefix=env_prefix, extra="ignore", frozen=True, populate_by_name=True
     )
-    home: Path = Field(
-        default=Path(".offboard"),
-        description="Working directory of this installation: keys, local stores, scratch space.",
-    )
+
+
+class _Section(BaseSettings):
+    """One concern's settings, read from its own OFFBOARD_* variables (the names of 0.1)."""
+
+
+class PlatformSettings(_Section):
+    """The platform's database, and how tenant data is laid out in it."""
+
+    model_config = _section_config("OFFBOARD_")
+
     database_url: str = Field(
         default="",
         description="libpq connection string of the platform's PostgreSQL database.",
@@ -77,6 +91,13 @@ class Settings(BaseSettings):
         default=["public.documents.object_key"],
         description="schema.table.column values that are keys of objects in the files store.",
     )
+
+
+class StoreSettings(_Section):
+    """The object stores: tenants' files, delivered bundles, the audit archive, backups."""
+
+    model_config = _section_config("OFFBOARD_")
+
     files_url: str = Field(
         default="",
         description="Store of the tenants' uploaded files (file:///path or gs://bucket/prefix).",
@@ -91,14 +112,6 @@ class Settings(BaseSettings):
         description='Delivery store per tenant region, e.g. {"eu": "gs://acme-exports-eu"}. '
         "When set, a tenant whose region is missing stops at delivery.",
     )
-    gcs_signing_key_file: Path | None = Field(
-        default=None,
-        description="Service-account key (JSON) that signs Cloud Storage links; unset: sign "
-        "through IAM signBlob with the ambient credentials (workload identity).",
-    )
-    gcs_signing_email: str = Field(
-        default="", description="Service account that signs links under workload identity."
-    )
     archive_url: str = Field(
         default="", description="Write-once store of audit records and certificates."
     )
@@ -107,25 +120,45 @@ class Settings(BaseSettings):
         description="Backup locations (at least two: clause 2.3.8 asks for several). Empty: two "
         "local stores under home.",
     )
-    keyring_url: str = Field(
-        default="local",
-        description="Where tenants' data keys live: 'local' (a key-encryption key in the keys "
-        "directory). Cloud KMS: see docs/backups.md.",
+    gcs_signing_key_file: Path | None = Field(
+        default=None,
+        description="Service-account key (JSON) that signs Cloud Storage links; unset: sign "
+        "through IAM signBlob with the ambient credentials (workload identity).",
     )
-    key_destroy_delay: timedelta = Field(
-        default=timedelta(0),
-        description="Time between destroying a data key and the destruction taking effect "
-        "(Cloud KMS: 30 days by default). Destruction is planned to finish within the deadline.",
+    gcs_signing_email: str = Field(
+        default="", description="Service account that signs links under workload identity."
     )
     soft_delete_retention: timedelta = Field(
         default=timedelta(0),
         description="How long deleted objects stay recoverable in the object stores (Cloud "
         "Storage soft delete: 7 days by default). Planned for like the key delay.",
     )
-    deadline_warning: timedelta = Field(
-        default=timedelta(days=14),
-        description="The deadline watch flags cases whose destruction deadline is this close.",
+
+
+class KeyringSettings(_Section):
+    """Where tenants' data keys live, and how long destroying one takes."""
+
+    model_config = _section_config("OFFBOARD_KEYRING_")
+
+    url: str = Field(
+        validation_alias="OFFBOARD_KEYRING_URL",
+        default="local",
+        description="Where tenants' data keys live: 'local' (a key-encryption key in the keys "
+        "directory). Cloud KMS: see docs/backups.md.",
     )
+    destroy_delay: timedelta = Field(
+        validation_alias="OFFBOARD_KEY_DESTROY_DELAY",
+        default=timedelta(0),
+        description="Time between destroying a data key and the destruction taking effect "
+        "(Cloud KMS: 30 days by default). Destruction is planned to finish within the deadline.",
+    )
+
+
+class DeliverySettings(_Section):
+    """Links, notices and the wait for the client's acknowledgement."""
+
+    model_config = _section_config("OFFBOARD_")
+
     link_base_url: str = Field(
         default="http://127.0.0.1:8765",
         description="Public base URL of the download endpoint that serves local links.",
@@ -143,12 +176,6 @@ class Settings(BaseSettings):
         description="Without an acknowledgement this long after delivery, the case continues "
         "as 'deemed delivered' and the 90-day clock starts.",
     )
-    orchestrator_results_path: Path | None = Field(
-        default=None,
-        description="Where the orchestrator keeps task results (scanned at destruction for "
-        "tenant data). Unset: the flows take it from Prefect's settings; elsewhere "
-        "PREFECT_RESULTS_LOCAL_STORAGE_PATH, or PREFECT_HOME/storage (Prefect's default).",
-    )
     case_watch_interval: timedelta = Field(
         default=timedelta(hours=1),
         description="How often the case watch looks after waiting cases (reminders, expiry).",
@@ -164,38 +191,6 @@ class Settings(BaseSettings):
     reply_to: str = Field(
         default="", description="Where the client's replies go (support staff's mailbox)."
     )
-    destruction_grace: timedelta = Field(
-        default=timedelta(days=30),
-        description="Time between acknowledgement and the scheduled destruction, at most 90 days.",
-    )
-    parquet_row_group_rows: int = Field(
-        default=32_768, ge=1_000, description="Rows per Parquet row group (bounds worker memory)."
-    )
-    export_split_rows: int = Field(
-        default=1_000_000,
-        ge=1_000,
-        description="Tables with more rows are exported as several parts, by key range.",
-    )
-    bundle_part_bytes: int = Field(
-        default=4 * 1024**3,
-        ge=1024,
-        description="Bundles larger than this are split into numbered ZIP parts.",
-    )
-    export_workers: int = Field(
-        default=2, ge=1, le=64, description="Tables exported in parallel, in one snapshot."
-    )
-    export_concurrency: int = Field(
-        default=2,
-        ge=1,
-        description="Cases exporting at once against the database (a Prefect global "
-        "concurrency limit, set by `offboard setup-prefect` and the served default).",
-    )
-    destruction_concurrency: int = Field(
-        default=2, ge=1, description="Destructions running at once (a global concurrency limit)."
-    )
-    delete_batch_rows: int = Field(
-        default=5_000, ge=1, description="Rows deleted per transaction during destruction."
-    )
 
     @field_validator("link_lifetime", "acknowledgement_timeout")
     @classmethod
@@ -204,12 +199,175 @@ class Settings(BaseSettings):
             raise ValueError("must be a positive duration")
         return value
 
-    @field_validator("destruction_grace")
+
+class ExportSettings(_Section):
+    """How the export reads the database and packages the bundle."""
+
+    model_config = _section_config("OFFBOARD_EXPORT_")
+
+    workers: int = Field(
+        default=2, ge=1, le=64, description="Tables exported in parallel, in one snapshot."
+    )
+    split_rows: int = Field(
+        default=1_000_000,
+        ge=1_000,
+        description="Tables with more rows are exported as several parts, by key range.",
+    )
+    concurrency: int = Field(
+        default=2,
+        ge=1,
+        description="Cases exporting at once against the database (a Prefect global "
+        "concurrency limit, set by `offboard setup-prefect` and the served default).",
+    )
+    parquet_row_group_rows: int = Field(
+        validation_alias="OFFBOARD_PARQUET_ROW_GROUP_ROWS",
+        default=32_768,
+        ge=1_000,
+        description="Rows per Parquet row group (bounds worker memory).",
+    )
+    bundle_part_bytes: int = Field(
+        validation_alias="OFFBOARD_BUNDLE_PART_BYTES",
+        default=4 * 1024**3,
+        ge=1024,
+        description="Bundles larger than this are split into numbered ZIP parts.",
+    )
+
+
+class DestructionSettings(_Section):
+    """When and how destruction runs."""
+
+    model_config = _section_config("OFFBOARD_DESTRUCTION_")
+
+    grace: timedelta = Field(
+        default=timedelta(days=30),
+        description="Time between acknowledgement and the scheduled destruction, at most 90 days.",
+    )
+    concurrency: int = Field(
+        default=2, ge=1, description="Destructions running at once (a global concurrency limit)."
+    )
+    delete_batch_rows: int = Field(
+        validation_alias="OFFBOARD_DELETE_BATCH_ROWS",
+        default=5_000,
+        ge=1,
+        description="Rows deleted per transaction during destruction.",
+    )
+    deadline_warning: timedelta = Field(
+        validation_alias="OFFBOARD_DEADLINE_WARNING",
+        default=timedelta(days=14),
+        description="The deadline watch flags cases whose destruction deadline is this close.",
+    )
+
+    @field_validator("grace")
     @classmethod
     def _grace_within_contract(cls, grace: timedelta) -> timedelta:
         if grace < timedelta(0) or grace > CONTRACT_DESTRUCTION_LIMIT:
             raise ValueError("OFFBOARD_DESTRUCTION_GRACE must be between 0 and 90 days")
         return grace
+
+
+# The flat names of 0.1 (keyword arguments, `replace`): which section and field each is now.
+# The environment variables keep their names; this is for code that passed settings by name.
+FLAT_NAMES: dict[str, tuple[str, str]] = {
+    "database_url": ("platform", "database_url"),
+    "tenant_column": ("platform", "tenant_column"),
+    "tenant_schema_pattern": ("platform", "tenant_schema_pattern"),
+    "registry_table": ("platform", "registry_table"),
+    "global_tables": ("platform", "global_tables"),
+    "excluded_tables": ("platform", "excluded_tables"),
+    "file_reference_columns": ("platform", "file_reference_columns"),
+    "files_url": ("stores", "files_url"),
+    "delivery_url": ("stores", "delivery_url"),
+    "delivery_regions": ("stores", "delivery_regions"),
+    "archive_url": ("stores", "archive_url"),
+    "backup_urls": ("stores", "backup_urls"),
+    "gcs_signing_key_file": ("stores", "gcs_signing_key_file"),
+    "gcs_signing_email": ("stores", "gcs_signing_email"),
+    "soft_delete_retention": ("stores", "soft_delete_retention"),
+    "keyring_url": ("keyring", "url"),
+    "key_destroy_delay": ("keyring", "destroy_delay"),
+    "link_base_url": ("delivery", "link_base_url"),
+    "link_lifetime": ("delivery", "link_lifetime"),
+    "reminders_before_expiry": ("delivery", "reminders_before_expiry"),
+    "acknowledgement_timeout": ("delivery", "acknowledgement_timeout"),
+    "case_watch_interval": ("delivery", "case_watch_interval"),
+    "smtp_url": ("delivery", "smtp_url"),
+    "mail_from": ("delivery", "mail_from"),
+    "reply_to": ("delivery", "reply_to"),
+    "export_workers": ("export", "workers"),
+    "export_split_rows": ("export", "split_rows"),
+    "export_concurrency": ("export", "concurrency"),
+    "parquet_row_group_rows": ("export", "parquet_row_group_rows"),
+    "bundle_part_bytes": ("export", "bundle_part_bytes"),
+    "destruction_grace": ("destruction", "grace"),
+    "destruction_concurrency": ("destruction", "concurrency"),
+    "delete_batch_rows": ("destruction", "delete_batch_rows"),
+    "deadline_warning": ("destruction", "deadline_warning"),
+}
+
+
+class Settings(BaseSettings):
+    """Where tenant data lives, where the pipeline writes, and the contract's time limits: a
+    few installation-wide values and one section per concern. Every value is read from its
+    `OFFBOARD_*` environment variable (README's table); `Settings(database_url=...)` and
+    `replace(...)` also take the flat names of 0.1 (`FLAT_NAMES`)."""
+
+    model_config = SettingsConfigDict(env_prefix="OFFBOARD_", extra="ignore", frozen=True)
+
+    operator_name: str = Field(
+        default="the operator (set OFFBOARD_OPERATOR_NAME)",
+        description="Who performs destruction, as the certificate names it.",
+    )
+    home: Path = Field(
+        default=Path(".offboard"),
+        description="Working directory of this installation: keys, local stores, scratch space.",
+    )
+    orchestrator_results_path: Path | None = Field(
+        default=None,
+        description="Where the orchestrator keeps task results (scanned at destruction for "
+        "tenant data). Unset: the flows take it from Prefect's settings; elsewhere "
+        "PREFECT_RESULTS_LOCAL_STORAGE_PATH, or PREFECT_HOME/storage (Prefect's default).",
+    )
+    platform: PlatformSettings = Field(default_factory=PlatformSettings)
+    stores: StoreSettings = Field(default_factory=StoreSettings)
+    keyring: KeyringSettings = Field(default_factory=KeyringSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    export: ExportSettings = Field(default_factory=ExportSettings)
+    destruction: DestructionSettings = Field(default_factory=DestructionSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_names(cls, values: Any) -> Any:
+        """Route the flat names of 0.1 to their sections."""
+        if not isinstance(values, dict):
+            return values
+        routed: dict[str, Any] = {}
+        for name, value in values.items():
+            if name in FLAT_NAMES:
+                section, field_name = FLAT_NAMES[name]
+                given = routed.setdefault(section, dict(values.get(section) or {}))
+                given[field_name] = value
+            elif name not in routed:
+                routed[name] = value
+        return routed
+
+    def replace(self, **values: Any) -> Settings:
+        """A copy with some values changed (flat names of 0.1, or `section={field: value}`),
+        validated like any settings; the rest come from this object, not the environment."""
+        current: dict[str, Any] = {
+            name: getattr(self, name)
+            for name in ("operator_name", "home", "orchestrator_results_path")
+        }
+        for section in ("platform", "stores", "keyring", "delivery", "export", "destruction"):
+            current[section] = getattr(self, section).model_dump()
+        for name, value in values.items():
+            if name in FLAT_NAMES:
+                section, field_name = FLAT_NAMES[name]
+                current[section][field_name] = value
+            elif isinstance(value, dict) and isinstance(current.get(name), dict):
+                current[name].update(value)
+            else:
+                current[name] = value
+        return Settings(**current)
 
     @cached_property
     def root(self) -> Path:
@@ -226,16 +384,16 @@ class Settings(BaseSettings):
     def store_url(self, name: str) -> str:
         """URL of a named store; the embedded default is a directory under `home`."""
         configured = {
-            "files": self.files_url,
-            "delivery": self.delivery_url,
-            "archive": self.archive_url,
+            "files": self.stores.files_url,
+            "delivery": self.stores.delivery_url,
+            "archive": self.stores.archive_url,
         }
         if name not in configured:
             raise ConfigurationError(f"unknown store {name!r}: use one of {sorted(configured)}")
         return configured[name] or (self.root / "stores" / name).as_uri()
 
     def backup_store_urls(self) -> list[str]:
-        urls = self.backup_urls or [
+        urls = self.stores.backup_urls or [
             (self.root / "stores" / name).as_uri() for name in ("backup-a", "backup-b")
         ]
         if len(set(urls)) < 2:
@@ -247,30 +405,30 @@ class Settings(BaseSettings):
 
     def delivery_store_url(self, region: str) -> str:
         """The delivery store of a region: bundles stay in the tenant's region."""
-        if not self.delivery_regions:
+        if not self.stores.delivery_regions:
             return self.store_url("delivery")
-        if region not in self.delivery_regions:
+        if region not in self.stores.delivery_regions:
             raise ConfigurationError(
                 f"no delivery store for region {region!r}: add it to OFFBOARD_DELIVERY_REGIONS, "
                 f'e.g. {{"{region}": "gs://<bucket in {region}>"}} (configured: '
-                f"{sorted(self.delivery_regions)}); the bundle stays undelivered until then"
+                f"{sorted(self.stores.delivery_regions)}); the bundle stays undelivered until then"
             )
-        return self.delivery_regions[region]
+        return self.stores.delivery_regions[region]
 
     def delivery_store_urls(self) -> list[str]:
         """Every store that may hold a bundle (destruction empties the tenant's part of each)."""
-        return sorted(set(self.delivery_regions.values())) or [self.store_url("delivery")]
+        return sorted(set(self.stores.delivery_regions.values())) or [self.store_url("delivery")]
 
     @property
     def lingering_delay(self) -> timedelta:
         """How long after destruction some copies still exist (soft-deleted objects, a key
         whose destruction is scheduled): destruction is planned to start this much earlier."""
-        return max(self.key_destroy_delay, self.soft_delete_retention)
+        return max(self.keyring.destroy_delay, self.stores.soft_delete_retention)
 
     def require_database(self) -> str:
-        if not self.database_url:
+        if not self.platform.database_url:
             raise ConfigurationError(
                 "OFFBOARD_DATABASE_URL is not set: give the platform database's connection "
                 "string, e.g. 'host=127.0.0.1 port=5432 dbname=platform user=offboard'"
             )
-        return self.database_url
+        return self.platform.database_url

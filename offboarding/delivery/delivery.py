@@ -85,7 +85,7 @@ def deliver(settings: Settings, case: CaseRef, bundle: BundleRef, flow_run_id: s
     # e-mail went, before it was recorded) sends the very same links again, not new ones.
     issued = send_links(
         settings, case, "delivery", once="links-delivery",
-        expires_at=delivered_at + settings.link_lifetime, now=delivered_at,
+        expires_at=delivered_at + settings.delivery.link_lifetime, now=delivered_at,
     )  # fmt: skip
     shutil.rmtree(scratch_dir(settings, case), ignore_errors=True)
     return Delivery(
@@ -173,7 +173,7 @@ def send_links(
         raise TenantError(f"tenant {case.tenant!r} is destroyed: there is no export to link to")
     address = _require_contact(tenant)
     now = now or datetime.now(UTC)
-    expires_at = expires_at or now + settings.link_lifetime
+    expires_at = expires_at or now + settings.delivery.link_lifetime
     store = open_store(status.store_url)
     missing = [p.key for p in status.parts if not store.exists(p.key)]
     if missing:
@@ -201,7 +201,7 @@ def send_links(
         events.LinksIssued(
             purpose=purpose, expires_at=expires_at, link_sha256=digests,
             recipient_domain=tenant.contact_domain, message_id=sent.message_id,
-            via="outbox" if not settings.smtp_url else sent.via,
+            via="outbox" if not settings.delivery.smtp_url else sent.via,
         ),
         once=once,
     )  # fmt: skip
@@ -226,7 +226,7 @@ def _body(
     expires_at: datetime,
     purpose: Purpose,
 ) -> str:
-    deemed_on = status.delivered_at + settings.acknowledgement_timeout
+    deemed_on = status.delivered_at + settings.delivery.acknowledgement_timeout
     lines = [
         f"Hello {tenant.name},",
         "",
@@ -280,12 +280,12 @@ class FollowUp:
 
 def plan_follow_up(settings: Settings, status: DeliveryStatus, now: datetime) -> FollowUp:
     """What a waiting case needs at `now` (pure: the watch and the tests share it)."""
-    deemed_at = status.delivered_at + settings.acknowledgement_timeout
+    deemed_at = status.delivered_at + settings.delivery.acknowledgement_timeout
     if now >= deemed_at:
         return FollowUp("deemed-delivered", reason=f"no acknowledgement since {deemed_at:%F}")
     if status.expires_at is None or now >= status.expires_at:
         return FollowUp("reissue", reason="the links expired while the case waits")
-    due = [r for r in settings.reminders_before_expiry if now >= status.expires_at - r]
+    due = [r for r in settings.delivery.reminders_before_expiry if now >= status.expires_at - r]
     if due:
         latest = min(due)  # several due at once (the watch was down): remind once, the latest
         if not status.reminded(status.expires_at, latest):

@@ -60,7 +60,7 @@ class LinkSigner:
     @classmethod
     def from_settings(cls, settings: Settings) -> LinkSigner:
         secret = load_or_create_secret(settings.keys_dir / "link-hmac.key")
-        return cls(secret, settings.link_base_url.rstrip("/"))
+        return cls(secret, settings.delivery.link_base_url.rstrip("/"))
 
     def _serializer(self, salt: str) -> URLSafeSerializer:
         return URLSafeSerializer(self.secret, salt=salt)
@@ -108,7 +108,9 @@ def sign_part_links(
     names = [key.rsplit("/", 1)[-1] for key in keys]
     gcs = backend(store)
     if isinstance(gcs, GcsStore):
-        signer = GcsLinkSigner(settings.gcs_signing_key_file, settings.gcs_signing_email)
+        signer = GcsLinkSigner(
+            settings.stores.gcs_signing_key_file, settings.stores.gcs_signing_email
+        )
         return [
             PartLink(name, gcs.signed_url(key, filename=name, expires_at=expires_at, signer=signer))
             for key, name in zip(keys, names, strict=True)

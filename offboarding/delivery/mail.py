@@ -37,13 +37,15 @@ class Sent:
 
 def compose(settings: Settings, *, to: str, subject: str, body: str) -> EmailMessage:
     message = EmailMessage()
-    message["From"] = settings.mail_from
+    message["From"] = settings.delivery.mail_from
     message["To"] = to
-    if settings.reply_to:
-        message["Reply-To"] = settings.reply_to
+    if settings.delivery.reply_to:
+        message["Reply-To"] = settings.delivery.reply_to
     message["Subject"] = subject
     message["Date"] = formatdate(localtime=False, usegmt=True)
-    message["Message-ID"] = make_msgid(domain=settings.mail_from.rpartition("@")[2] or None)
+    message["Message-ID"] = make_msgid(
+        domain=settings.delivery.mail_from.rpartition("@")[2] or None
+    )
     message.set_content(body)
     return message
 
@@ -51,12 +53,12 @@ def compose(settings: Settings, *, to: str, subject: str, body: str) -> EmailMes
 def send(settings: Settings, message: EmailMessage, *, outbox_name: str) -> Sent:
     """Send through the configured SMTP server, or write the message to the outbox."""
     message_id = str(message["Message-ID"])
-    if not settings.smtp_url:
+    if not settings.delivery.smtp_url:
         target = settings.root / "outbox" / f"{outbox_name}.eml"
         target.unlink(missing_ok=True)
         write_private(target, bytes(message))
         return Sent(message_id=message_id, via=str(target))
-    server = urlparse(settings.smtp_url)
+    server = urlparse(settings.delivery.smtp_url)
     if server.scheme not in ("smtp", "smtps") or not server.hostname:
         raise ConfigurationError(
             "OFFBOARD_SMTP_URL must look like smtp://user:password@host:587 or smtps://host:465"

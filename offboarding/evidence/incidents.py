@@ -81,7 +81,7 @@ def check_export_isolation(
     from pathlib import Path
 
     scoped = {t.qualified for t in inventory.tables if t.scope == "tenant"}
-    column = settings.tenant_column
+    column = settings.platform.tenant_column
     foreign_rows = 0
     owners: set[str] = set()
     tables: set[str] = set()

@@ -205,7 +205,7 @@ def package(
         parts=exported.parts,
         open_source=open_source,
         signer=Signer.load_or_create(settings.keys_dir),
-        part_bytes=settings.bundle_part_bytes,
+        part_bytes=settings.export.bundle_part_bytes,
     )
     bundle = BundleRef(
         parts=[

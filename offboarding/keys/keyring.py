@@ -200,11 +200,11 @@ class LocalKeyring:
 
 
 def open_keyring(settings: Settings) -> Keyring:
-    if settings.keyring_url in ("", "local"):
+    if settings.keyring.url in ("", "local"):
         return LocalKeyring(
-            settings.root / "keyring", settings.keys_dir / "kek.key", settings.key_destroy_delay
+            settings.root / "keyring", settings.keys_dir / "kek.key", settings.keyring.destroy_delay
         )
     raise ConfigurationError(
-        f"OFFBOARD_KEYRING_URL={settings.keyring_url!r}: only the local keyring is built in this "
+        f"OFFBOARD_KEYRING_URL={settings.keyring.url!r}: only the local keyring is built in this "
         "version; docs/backups.md describes the Cloud KMS mapping of the same interface"
     )

@@ -33,7 +33,7 @@ class BackupsLocation:
         self.stores: list[ObjectStore] = [open_store(u) for u in settings.backup_store_urls()]
 
     def describe(self) -> LocationFacts:
-        retention = self.settings.soft_delete_retention
+        retention = self.settings.stores.soft_delete_retention
         return LocationFacts(
             media="backup locations " + ", ".join(s.url for s in self.stores),
             method="clear",

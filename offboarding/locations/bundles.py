@@ -34,7 +34,7 @@ class BundlesLocation:
         self.stores: list[ObjectStore] = [open_store(u) for u in settings.delivery_store_urls()]
 
     def describe(self) -> LocationFacts:
-        retention = self.settings.soft_delete_retention
+        retention = self.settings.stores.soft_delete_retention
         return LocationFacts(
             media="delivery stores " + ", ".join(s.url for s in self.stores),
             method="clear",

@@ -25,9 +25,9 @@ class KeysLocation:
         self.keyring: Keyring = open_keyring(settings)
 
     def describe(self) -> LocationFacts:
-        delay = self.settings.key_destroy_delay
+        delay = self.settings.keyring.destroy_delay
         return LocationFacts(
-            media=f"keyring {self.settings.keyring_url}",
+            media=f"keyring {self.settings.keyring.url}",
             method="purge",
             technique="cryptographic erase: destroy the tenant's AES-256 data key, so every "
             "backup sealed with it is unreadable wherever a copy may remain; no new key can be "

@@ -49,7 +49,7 @@ class FilesLocation:
         self.store: ObjectStore = open_store(settings.store_url("files"))
 
     def describe(self) -> LocationFacts:
-        retention = self.settings.soft_delete_retention
+        retention = self.settings.stores.soft_delete_retention
         return LocationFacts(
             media=f"object store {self.settings.store_url('files')}",
             method="clear",

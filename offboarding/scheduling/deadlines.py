@@ -66,7 +66,7 @@ def deadline_of(settings: Settings, state: CaseState, now: datetime) -> CaseDead
             gone_by, "all copies gone after the deadline" if late else "",
         )  # fmt: skip
     if deadline is None:
-        latest = state.latest_possible_deadline(settings.acknowledgement_timeout)
+        latest = state.latest_possible_deadline(settings.delivery.acknowledgement_timeout)
         return CaseDeadline(
             tenant, case_id, "waiting", None, None, None,
             f"awaiting acknowledgement; deadline at the latest {latest:%Y-%m-%d}"
@@ -76,7 +76,7 @@ def deadline_of(settings: Settings, state: CaseState, now: datetime) -> CaseDead
     if now > deadline:
         status: Status = "overdue"
         note = f"past the deadline by {(now - deadline).days} day(s) and not destroyed"
-    elif deadline - now <= settings.deadline_warning:
+    elif deadline - now <= settings.destruction.deadline_warning:
         status, note = "due-soon", f"{(deadline - now) / timedelta(days=1):.1f} day(s) left"
     else:
         status, note = ("held", "on legal hold") if held else ("scheduled", "")

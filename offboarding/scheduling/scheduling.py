@@ -76,11 +76,12 @@ def schedule_destruction(
     trail = AuditTrail.open(settings, case)
     if ack.deemed_delivered:
         state = trail.state()
+        timeout = settings.delivery.acknowledgement_timeout
         recorded = trail.record(
             events.DeemedDelivered(
                 at=datetime.now(UTC), delivered_at=status_of(state).delivered_at,
                 notices_sent=len(state.links),
-                acknowledgement_timeout_days=settings.acknowledgement_timeout / timedelta(days=1),
+                acknowledgement_timeout_days=timeout / timedelta(days=1),
             ),
             once="acknowledged",
         )  # fmt: skip
@@ -99,7 +100,7 @@ def schedule_destruction(
     grace = (
         timedelta(days=ack.days_until_destruction)
         if ack.days_until_destruction is not None
-        else settings.destruction_grace
+        else settings.destruction.grace
     )
     plan = destruction_schedule(acknowledged_at, grace, lead_time=settings.lingering_delay)
     if TenantRegistry(settings).get(case.tenant).legal_hold:

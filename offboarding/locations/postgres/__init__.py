@@ -44,7 +44,7 @@ class PostgresLocation:
         return psycopg.connect(self.settings.require_database(), **kwargs)
 
     def tenant_schema(self, tenant: str) -> str:
-        return self.settings.tenant_schema_pattern.format(tenant=tenant)
+        return self.settings.platform.tenant_schema_pattern.format(tenant=tenant)
 
     def _tenant_tables(self, classification: Classification, tenant: str) -> list[str]:
         """Registry first, then shared tables, then the tenant's own schema."""
@@ -166,7 +166,7 @@ class PostgresLocation:
         with self._connect() as conn:
             classification, _, columns = classify(conn, self.settings, strict=False)
             scope = Scope(classification, case.tenant)
-            for reference in self.settings.file_reference_columns:
+            for reference in self.settings.platform.file_reference_columns:
                 table, _, column = reference.rpartition(".")
                 if table not in classification.owned or column not in {
                     c.name for c in columns.get(table, [])

@@ -92,11 +92,11 @@ def classify(
     tables, columns = read_catalog(conn)
     classification = classify_tables(
         tables,
-        tenant_column=settings.tenant_column,
-        registry=settings.registry_table,
-        global_tables=settings.global_tables,
-        excluded=settings.excluded_tables,
-        tenant_schema_pattern=settings.tenant_schema_pattern,
+        tenant_column=settings.platform.tenant_column,
+        registry=settings.platform.registry_table,
+        global_tables=settings.platform.global_tables,
+        excluded=settings.platform.excluded_tables,
+        tenant_schema_pattern=settings.platform.tenant_schema_pattern,
     )
     if strict:
         classification.require_complete()

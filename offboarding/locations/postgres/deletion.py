@@ -38,11 +38,13 @@ def destroy_tenant(settings: Settings, case: CaseRef, technique: str) -> Removal
         conn.commit()
         parents = {t: {fk.references for fk in by_name[t].foreign_keys} for t in owned}
         removed = sum(
-            delete_rows(conn, scope, by_name[table], settings.delete_batch_rows)
+            delete_rows(conn, scope, by_name[table], settings.destruction.delete_batch_rows)
             for table in deletion_order(parents)
         )
         removed += sum(rows for rows, _ in measured[len(owned) :])
-        drop_schema(conn, settings.tenant_schema_pattern.format(tenant=case.tenant), own_schema)
+        drop_schema(
+            conn, settings.platform.tenant_schema_pattern.format(tenant=case.tenant), own_schema
+        )
     with psycopg.connect(settings.require_database(), autocommit=True) as conn:
         for table in owned:
             # Dead tuples still hold the deleted values until vacuumed.

@@ -152,7 +152,7 @@ def export_tenant(
                 jobs.extend(plan_jobs(settings, leader, item, columns[item.qualified], scope))
             readers = SnapshotReaders(settings.require_database(), snapshot_id)
             try:
-                with ThreadPoolExecutor(settings.export_workers) as pool:
+                with ThreadPoolExecutor(settings.export.workers) as pool:
                     written = list(
                         pool.map(lambda job: run_job(settings, readers, job, scratch), jobs)
                     )
@@ -194,8 +194,8 @@ def plan_jobs(
         )
         for c in pg_columns
     ]
-    split = settings.export_split_rows
-    workers = settings.export_workers
+    split = settings.export.split_rows
+    workers = settings.export.workers
     # Whole rounds of workers, so no worker idles while another finishes alone.
     count = min(-(-max(-(-item.rows // split), workers) // workers) * workers, 1000)
     ranges: list[sql.Composable] = [sql.SQL("TRUE")]
@@ -266,7 +266,7 @@ def run_job(settings: Settings, readers: SnapshotReaders, job: ExportJob, scratc
         cursor.fetch_record_batch(),
         job.plans,
         scratch / job.relative,
-        settings.parquet_row_group_rows,
+        settings.export.parquet_row_group_rows,
     )
     crash_point("export:part-written")
     return rows
