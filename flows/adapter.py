@@ -84,6 +84,7 @@ __all__ = [
     "EXPORT_LIMIT_NAME",
     "WORK_POOL",
     "Acknowledgement",
+    "PartsProgress",
     "PrefectRuns",
     "Progress",
     "await_acknowledgement",
@@ -313,6 +314,36 @@ class Progress:
                 100.0 * position / len(self.steps),
                 description=f"{step} done ({position} of {len(self.steps)})",
             )
+
+
+class PartsProgress:
+    """A progress artifact of the export's parts, updated as workers finish them (every 2% at
+    most). A failed update is logged, never fatal: the UI is not worth an export."""
+
+    def __init__(self, case: CaseRef) -> None:
+        self.case = case
+        self.artifact: UUID | None = None
+        self.shown = -1.0
+
+    def __call__(self, done: int, total: int, rows: int) -> None:
+        percent = 100.0 * done / total if total else 100.0
+        if self.artifact is not None and percent < 100.0 and percent - self.shown < 2.0:
+            return
+        description = f"{done} of {total} table parts exported, {rows:,} rows"
+        try:
+            if self.artifact is None:
+                artifact = create_progress_artifact(
+                    percent,
+                    key=_artifact_key("progress", "export", self.case.case_id),
+                    description=description,
+                )
+                assert isinstance(artifact, UUID)
+                self.artifact = artifact
+            else:
+                update_progress_artifact(self.artifact, percent, description=description)
+            self.shown = percent
+        except Exception as error:
+            logger().warning("export progress not shown: %s", error)
 
 
 def link_to_certificate(case: CaseRef, url: str) -> None:

@@ -55,7 +55,9 @@ def take_inventory(case: CaseRef) -> StagedRecord:
 @task(name="export", task_run_name="export-{case.tenant}", retries=1, retry_delay_seconds=5)
 def export_snapshot(case: CaseRef, inventory: StagedRecord) -> StagedRecord:
     settings = adapter.settings()
-    exported = stages.export_snapshot(settings, case, stages.unstage(inventory, Inventory))
+    exported = stages.export_snapshot(
+        settings, case, stages.unstage(inventory, Inventory), progress=adapter.PartsProgress(case)
+    )
     return stages.stage(settings, case, "export", exported)
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from offboarding.core.errors import IntegrityError, OffboardingError
@@ -331,6 +333,31 @@ def _inventory(args: argparse.Namespace) -> int:
     return 1 if unclassified else 0
 
 
+@contextlib.contextmanager
+def _parts_bar() -> Iterator[Callable[[int, int, int], None]]:
+    """A progress bar of the export's parts on a terminal (rich); silent when stderr is not
+    one (logs, CI), where the stage lines and the summary say enough."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("\\[export] table parts", markup=True),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rows]:,} rows"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    ) as bar:
+        task = bar.add_task("parts", total=None, rows=0)
+
+        def advance(done: int, total: int, rows: int) -> None:
+            bar.update(task, completed=done, total=total, rows=rows)
+
+        yield advance
+
+
 def _export(args: argparse.Namespace) -> int:
     from offboarding.core.config import Settings
     from offboarding.export.export import export_copy
@@ -339,7 +366,8 @@ def _export(args: argparse.Namespace) -> int:
         print(f"[export] {message}", file=sys.stderr, flush=True)
 
     started = time.monotonic()
-    result = export_copy(Settings(), args.tenant, Path(args.out), say=say)
+    with _parts_bar() as progress:
+        result = export_copy(Settings(), args.tenant, Path(args.out), say=say, progress=progress)
     if args.json:
         print(
             json.dumps(

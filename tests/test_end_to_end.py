@@ -223,7 +223,8 @@ def test_a_waiting_case_shows_its_artifacts_and_its_delivered_bundle_verifies(
 ) -> None:
     case = acme.case
     assert {f"case-{case.case_id}", f"inventory-{case.case_id}",
-            f"progress-offboard-{case.case_id}"} <= acme.waiting_artifacts  # fmt: skip
+            f"progress-offboard-{case.case_id}",
+            f"progress-export-{case.case_id}"} <= acme.waiting_artifacts  # fmt: skip
     packaged = trail_of(env, case).state().packaged
     assert packaged is not None and acme.delivered_rows == packaged.rows > 0
 

@@ -437,3 +437,23 @@ def test_a_copy_on_request_is_a_verified_bundle_of_the_active_tenant_and_opens_n
         assert hashlib.sha256(Path(part["path"]).read_bytes()).hexdigest() == part["sha256"]
     assert main(["export", "nobody", "--out", str(out)]) == 2
     assert "not in the registry" in capsys.readouterr().err
+
+
+def test_the_export_reports_its_parts_as_workers_finish_them(platform: Platform) -> None:
+    """What the terminal's bar and the UI's progress artifact are fed: every part, once, with
+    the rows so far, ending at all parts and every row."""
+    settings = with_small_parts(platform.settings, 20)
+    case = platform.case("acme")
+    inventory = stages.inventory_of(settings, case)
+    seen: list[tuple[int, int, int]] = []
+    exported = stages.export_snapshot(
+        settings, case, inventory, record=False, progress=lambda *p: seen.append(p)
+    )
+    tables = [p for p in exported.parts if p.kind == "table"]
+    total = len(tables)
+    assert total > len(inventory.tables)  # split: the large-table path reports too
+    assert seen[0] == (0, total, 0)
+    assert [done for done, _, _ in seen] == list(range(total + 1))
+    assert {t for _, t, _ in seen} == {total}
+    rows = [r for _, _, r in seen]
+    assert rows == sorted(rows) and rows[-1] == sum(p.rows or 0 for p in tables)

@@ -33,7 +33,7 @@ from offboarding.core.records import (
 from offboarding.core.signing import Signer
 from offboarding.evidence.incidents import check_export_isolation, record_incident
 from offboarding.locations import EXPORT_ORDER, get_location, scratch_dir
-from offboarding.locations.base import write_case_report
+from offboarding.locations.base import ExportProgress, write_case_report
 from offboarding.registry import TenantRegistry
 from offboarding.stores import open_store, sha256_file
 from offboarding.trail import AuditTrail, events
@@ -141,7 +141,12 @@ def take_inventory(settings: Settings, case: CaseRef) -> Inventory:
 
 
 def export_snapshot(
-    settings: Settings, case: CaseRef, inventory: Inventory, *, record: bool = True
+    settings: Settings,
+    case: CaseRef,
+    inventory: Inventory,
+    *,
+    record: bool = True,
+    progress: ExportProgress | None = None,
 ) -> ExportResult:
     """Every location's part of the tenant from one snapshot, written to scratch, then the
     tenant column of every exported row read back. Another tenant's row stops the export
@@ -153,7 +158,7 @@ def export_snapshot(
     snapshot_time: datetime | None = None
     for location_inventory in inventory.locations:
         result = get_location(location_inventory.location, settings).export(
-            case, location_inventory, scratch
+            case, location_inventory, scratch, progress
         )
         parts.extend(result.parts)
         snapshot_time = snapshot_time or result.snapshot_time
@@ -311,6 +316,7 @@ def export_copy(
     out_dir: Path,
     *,
     say: Callable[[str], None] = lambda _: None,
+    progress: ExportProgress | None = None,
 ) -> CopyResult:
     """A copy of an active tenant's data, on request during the contract (clause 2.2.7's
     portability): the case's own inventory, export, packaging and verification, without a
@@ -329,7 +335,7 @@ def export_copy(
             f"exporting {inventory.total_rows:,} rows in {len(inventory.tables)} tables and "
             f"{len(inventory.files):,} files ({inventory.total_file_bytes:,} bytes)"
         )
-        exported = export_snapshot(settings, work, inventory, record=False)
+        exported = export_snapshot(settings, work, inventory, record=False, progress=progress)
         say(f"packaging ({len(exported.parts):,} entries)")
         bundle = package(settings, work, inventory, exported, record=False)
         say(f"verifying {len(bundle.parts)} part(s) against the signed manifest and the snapshot")

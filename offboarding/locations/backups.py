@@ -4,11 +4,14 @@ tenant's data key, so a copy this step could not reach stays unreadable."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from offboarding.core.config import Settings, validate_tenant_id
 from offboarding.core.records import CaseRef, LocationInventory
-from offboarding.locations.base import LocationExport, LocationFacts, Remaining, Removal
+from offboarding.locations.base import (
+    CopiesOnly,
+    LocationFacts,
+    Remaining,
+    Removal,
+)
 from offboarding.locations.prefixed import (
     count_in_stores,
     delete_in_stores,
@@ -25,7 +28,7 @@ def backup_prefix(tenant: str) -> str:
     return f"{BACKUPS_ROOT}{validate_tenant_id(tenant)}/"
 
 
-class BackupsLocation:
+class BackupsLocation(CopiesOnly):
     name = "backups"
 
     def __init__(self, settings: Settings) -> None:
@@ -49,9 +52,6 @@ class BackupsLocation:
         return LocationInventory(
             location=self.name, items=len(objects), bytes=sum(o.size for o in objects)
         )
-
-    def export(self, case: CaseRef, inventory: LocationInventory, scratch: Path) -> LocationExport:
-        return LocationExport(parts=[])  # copies of what the export reads at the source
 
     def destroy(self, case: CaseRef) -> Removal:
         return delete_in_stores(

@@ -4,6 +4,7 @@ to prove destruction did not touch it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +14,9 @@ from offboarding.core.config import Settings
 from offboarding.core.records import CaseRef, ExportedPart, LocationInventory
 
 __all__ = [
+    "CopiesOnly",
     "DataLocation",
+    "ExportProgress",
     "LocationExport",
     "LocationFacts",
     "Remaining",
@@ -21,6 +24,10 @@ __all__ = [
     "scratch_dir",
     "write_case_report",
 ]
+
+
+# Called as parts are written: (parts done, parts in all, rows written so far).
+ExportProgress = Callable[[int, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -71,8 +78,15 @@ class DataLocation(Protocol):
         case) lists what would stop a case instead of raising."""
         ...
 
-    def export(self, case: CaseRef, inventory: LocationInventory, scratch: Path) -> LocationExport:
-        """Write the tenant's data as bundle parts under `scratch` (or name store objects)."""
+    def export(
+        self,
+        case: CaseRef,
+        inventory: LocationInventory,
+        scratch: Path,
+        progress: ExportProgress | None = None,
+    ) -> LocationExport:
+        """Write the tenant's data as bundle parts under `scratch` (or name store objects),
+        telling `progress` as parts are done."""
         ...
 
     def destroy(self, case: CaseRef) -> Removal:
@@ -87,6 +101,21 @@ class DataLocation(Protocol):
         """A digest of every other tenant's data here, equal before and after destruction.
         `excluded` tenants have open cases of their own, whose steps change their data."""
         ...
+
+
+class CopiesOnly:
+    """For a location whose data the client does not receive from it (bundles, backups, keys,
+    scratch, the orchestrator): they hold copies of what the export reads at the source, or
+    nothing of the client's. Its export contributes no part."""
+
+    def export(
+        self,
+        case: CaseRef,
+        inventory: LocationInventory,
+        scratch: Path,
+        progress: ExportProgress | None = None,
+    ) -> LocationExport:
+        return LocationExport(parts=[])
 
 
 def scratch_dir(settings: Settings, case: CaseRef) -> Path:

@@ -5,11 +5,14 @@ every configured delivery store, so a region moved since delivery cannot hide a 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from offboarding.core.config import Settings
 from offboarding.core.records import CaseRef, LocationInventory
-from offboarding.locations.base import LocationExport, LocationFacts, Remaining, Removal
+from offboarding.locations.base import (
+    CopiesOnly,
+    LocationFacts,
+    Remaining,
+    Removal,
+)
 from offboarding.locations.prefixed import (
     count_in_stores,
     delete_in_stores,
@@ -26,7 +29,7 @@ def bundle_prefix(tenant: str) -> str:
     return f"{BUNDLES_ROOT}{tenant}/"
 
 
-class BundlesLocation:
+class BundlesLocation(CopiesOnly):
     name = "bundles"
 
     def __init__(self, settings: Settings) -> None:
@@ -50,9 +53,6 @@ class BundlesLocation:
         return LocationInventory(
             location=self.name, items=len(objects), bytes=sum(o.size for o in objects)
         )
-
-    def export(self, case: CaseRef, inventory: LocationInventory, scratch: Path) -> LocationExport:
-        return LocationExport(parts=[])  # bundles are the export's output, not its input
 
     def destroy(self, case: CaseRef) -> Removal:
         return delete_in_stores(self.stores, bundle_prefix(case.tenant), self.describe().technique)

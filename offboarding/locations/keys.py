@@ -6,18 +6,22 @@ creation, which must no longer decrypt."""
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 from offboarding.core.canonical import compact_json
 from offboarding.core.config import Settings
 from offboarding.core.records import CaseRef, LocationInventory
 from offboarding.keys.keyring import Keyring, open_keyring
-from offboarding.locations.base import LocationExport, LocationFacts, Remaining, Removal
+from offboarding.locations.base import (
+    CopiesOnly,
+    LocationFacts,
+    Remaining,
+    Removal,
+)
 
 __all__ = ["KeysLocation"]
 
 
-class KeysLocation:
+class KeysLocation(CopiesOnly):
     name = "keys"
 
     def __init__(self, settings: Settings) -> None:
@@ -42,9 +46,6 @@ class KeysLocation:
     def inventory(self, case: CaseRef, *, dry_run: bool = False) -> LocationInventory:
         enabled = self.keyring.state(case.tenant).state == "enabled"
         return LocationInventory(location=self.name, items=int(enabled), bytes=0)
-
-    def export(self, case: CaseRef, inventory: LocationInventory, scratch: Path) -> LocationExport:
-        return LocationExport(parts=[])
 
     def destroy(self, case: CaseRef) -> Removal:
         before = self.keyring.state(case.tenant)

@@ -11,6 +11,7 @@ from offboarding.core.config import Settings
 from offboarding.core.errors import IsolationBreachError, MissingDataError
 from offboarding.core.records import CaseRef, ExportedPart, FileItem, LocationInventory
 from offboarding.locations.base import (
+    ExportProgress,
     LocationExport,
     LocationFacts,
     Remaining,
@@ -114,7 +115,13 @@ class FilesLocation:
             location=self.name, items=len(items), bytes=sum(i.size for i in items), files=items
         )
 
-    def export(self, case: CaseRef, inventory: LocationInventory, scratch: Path) -> LocationExport:
+    def export(
+        self,
+        case: CaseRef,
+        inventory: LocationInventory,
+        scratch: Path,
+        progress: ExportProgress | None = None,
+    ) -> LocationExport:
         """Name each object as a bundle entry; its bytes stream from the store at packaging."""
         prefix = tenant_prefix(case.tenant)
         relative = [

@@ -9,7 +9,12 @@ from pathlib import Path
 
 from offboarding.core.config import Settings
 from offboarding.core.records import CaseRef, LocationInventory
-from offboarding.locations.base import LocationExport, LocationFacts, Remaining, Removal
+from offboarding.locations.base import (
+    CopiesOnly,
+    LocationFacts,
+    Remaining,
+    Removal,
+)
 from offboarding.locations.objects import tenant_prefix
 from offboarding.registry import TenantRegistry
 
@@ -18,7 +23,7 @@ __all__ = ["OrchestratorLocation"]
 _MAX_SCAN_BYTES = 64 * 1024 * 1024  # result files are small; a huge one is read in part
 
 
-class OrchestratorLocation:
+class OrchestratorLocation(CopiesOnly):
     name = "orchestrator"
 
     def __init__(self, settings: Settings) -> None:
@@ -62,9 +67,6 @@ class OrchestratorLocation:
 
     def inventory(self, case: CaseRef, *, dry_run: bool = False) -> LocationInventory:
         return LocationInventory(location=self.name, items=self._hits(case)[1], bytes=0)
-
-    def export(self, case: CaseRef, inventory: LocationInventory, scratch: Path) -> LocationExport:
-        return LocationExport(parts=[])
 
     def destroy(self, case: CaseRef) -> Removal:
         return Removal(

@@ -9,7 +9,12 @@ from pathlib import Path
 
 from offboarding.core.config import Settings
 from offboarding.core.records import CaseRef, LocationInventory
-from offboarding.locations.base import LocationExport, LocationFacts, Remaining, Removal
+from offboarding.locations.base import (
+    CopiesOnly,
+    LocationFacts,
+    Remaining,
+    Removal,
+)
 
 __all__ = ["ScratchLocation"]
 
@@ -18,7 +23,7 @@ def _files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
 
-class ScratchLocation:
+class ScratchLocation(CopiesOnly):
     name = "scratch"
 
     def __init__(self, settings: Settings) -> None:
@@ -40,9 +45,6 @@ class ScratchLocation:
         return LocationInventory(
             location=self.name, items=len(files), bytes=sum(f.stat().st_size for f in files)
         )
-
-    def export(self, case: CaseRef, inventory: LocationInventory, scratch: Path) -> LocationExport:
-        return LocationExport(parts=[])
 
     def destroy(self, case: CaseRef) -> Removal:
         files = _files(self._tenant_dir(case))

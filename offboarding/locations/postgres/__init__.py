@@ -24,7 +24,13 @@ from offboarding.core.canonical import compact_json
 from offboarding.core.config import Settings
 from offboarding.core.errors import ConfigurationError
 from offboarding.core.records import CaseRef, ForeignKeySchema, LocationInventory, TableItem
-from offboarding.locations.base import LocationExport, LocationFacts, Remaining, Removal
+from offboarding.locations.base import (
+    ExportProgress,
+    LocationExport,
+    LocationFacts,
+    Remaining,
+    Removal,
+)
 from offboarding.locations.postgres.catalog import classify, column_schema, ident, read_catalog
 from offboarding.locations.postgres.deletion import destroy_tenant
 from offboarding.locations.postgres.scope import Scope, digest_query, measure, scope_kind
@@ -54,9 +60,15 @@ class PostgresLocation:
             *classification.schema_tables_of(tenant),
         ]
 
-    def export(self, case: CaseRef, inventory: LocationInventory, scratch: Path) -> LocationExport:
+    def export(
+        self,
+        case: CaseRef,
+        inventory: LocationInventory,
+        scratch: Path,
+        progress: ExportProgress | None = None,
+    ) -> LocationExport:
         """Every table from one snapshot, in parallel Parquet parts (snapshot.py)."""
-        return export_tenant(self.settings, case, inventory, scratch)
+        return export_tenant(self.settings, case, inventory, scratch, progress)
 
     def describe(self) -> LocationFacts:
         info = conninfo_to_dict(self.settings.require_database())

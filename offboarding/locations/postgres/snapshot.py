@@ -22,7 +22,7 @@ from offboarding.core.config import Settings
 from offboarding.core.errors import IntegrityError
 from offboarding.core.faults import crash_point
 from offboarding.core.records import CaseRef, ExportedPart, LocationInventory, TableItem
-from offboarding.locations.base import LocationExport
+from offboarding.locations.base import ExportProgress, LocationExport
 from offboarding.locations.postgres.catalog import classify, column_schema, ident
 from offboarding.locations.postgres.scope import Scope
 
@@ -127,8 +127,31 @@ def mostly_distinct(conn: psycopg.Connection[Any], item: TableItem) -> set[str]:
     }
 
 
+class _Tally:
+    """Counts parts and rows as workers finish them, for whoever watches the export."""
+
+    def __init__(self, total: int, progress: ExportProgress | None) -> None:
+        self.total, self.progress = total, progress
+        self.done = self.rows = 0
+        self._lock = threading.Lock()
+        if progress is not None:
+            progress(0, total, 0)
+
+    def add(self, rows: int) -> int:
+        with self._lock:
+            self.done += 1
+            self.rows += rows
+            if self.progress is not None:
+                self.progress(self.done, self.total, self.rows)
+        return rows
+
+
 def export_tenant(
-    settings: Settings, case: CaseRef, inventory: LocationInventory, scratch: Path
+    settings: Settings,
+    case: CaseRef,
+    inventory: LocationInventory,
+    scratch: Path,
+    progress: ExportProgress | None = None,
 ) -> LocationExport:
     """Every table from one snapshot. The leader exports it (pg_export_snapshot) and holds
     it open; `export_workers` workers each import it on a connection of their own and
@@ -151,10 +174,13 @@ def export_tenant(
                     )
                 jobs.extend(plan_jobs(settings, leader, item, columns[item.qualified], scope))
             readers = SnapshotReaders(settings.require_database(), snapshot_id)
+            tally = _Tally(len(jobs), progress)
             try:
                 with ThreadPoolExecutor(settings.export.workers) as pool:
                     written = list(
-                        pool.map(lambda job: run_job(settings, readers, job, scratch), jobs)
+                        pool.map(
+                            lambda job: tally.add(run_job(settings, readers, job, scratch)), jobs
+                        )
                     )
             finally:
                 readers.close()
