@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -161,6 +162,26 @@ def record_plan(platform: Platform, tenant: str, deadline: datetime) -> None:
             acknowledged_at=deadline - timedelta(days=90),
         )
     )
+
+
+def test_a_signed_and_chained_event_of_an_unknown_kind_fails_the_audit_loudly(
+    destroyed: Platform, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A record the auditor's tool cannot read is not skipped: a state computed around it
+    would be a guess. (Signed with the key and chained: only its kind is wrong.)"""
+    root = archive_root(destroyed)
+    events = sorted(root.glob("cases/acme/*/events/*.json"))
+    last = json.loads(events[-1].read_text())
+    body = json.dumps(
+        {**last, "seq": last["seq"] + 1, "kind": "telemetry", "once": None, "data": {},
+         "prev": hashlib.sha256(events[-1].read_bytes()).hexdigest()},
+        sort_keys=True,
+    ).encode()  # fmt: skip
+    path = events[-1].with_name(f"{last['seq'] + 1:05d}-telemetry.json")
+    path.write_bytes(body)
+    Path(f"{path}.sig").write_bytes(Signer.load_or_create(destroyed.settings.keys_dir).sign(body))
+    code, output = audit_verify(destroyed, capsys)
+    assert code == 1 and "unknown kind 'telemetry'" in output and path.name in output
 
 
 def test_cases_near_or_past_their_deadline_are_flagged(

@@ -16,17 +16,24 @@ import hashlib
 import html
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from offboarding.core.errors import IntegrityError
+from offboarding.core.records import CaseRef
 from offboarding.core.signing import verify_signature
 from offboarding.stores import ObjectStore
+from offboarding.trail import GENESIS, CaseState
+from offboarding.trail.events import (
+    CertificateRecorded,
+    Certified,
+    RecordedEvent,
+    parse_event_data,
+)
 
 __all__ = ["ArchiveReport", "render_certificate_html", "verify_archive"]
-
-_GENESIS = "0" * 64
 
 
 def _cell(value: Any) -> str:
@@ -107,7 +114,7 @@ def verify_archive(store: ObjectStore, public_key: Ed25519PublicKey) -> ArchiveR
             (key, json.loads(body), hashlib.sha256(body).hexdigest())
         )
     for case_prefix, events in chains.items():
-        previous = _GENESIS
+        previous = GENESIS
         for number, (key, document, digest) in enumerate(events):
             if document.get("seq") != number:
                 raise IntegrityError(f"{key}: event {number} of {case_prefix} is missing or moved")
@@ -116,7 +123,8 @@ def verify_archive(store: ObjectStore, public_key: Ed25519PublicKey) -> ArchiveR
             previous = digest
         report.cases += 1
         report.events += len(events)
-        _check_certificate(store, public_key, case_prefix, events, report)
+        typed = [_typed(key, document, digest) for key, document, digest in events]
+        _check_certificate(store, public_key, case_prefix, typed, report)
     for key in sorted(o for o in _listing(store, "certificates/") if o.endswith(".json")):
         tenant_case = key.removeprefix("certificates/").removesuffix(".json")
         if f"cases/{tenant_case}" not in chains:
@@ -129,33 +137,54 @@ def _listing(store: ObjectStore, prefix: str) -> list[str]:
     return [o.key for o in store.list_objects(prefix) if not o.key.endswith(".sig")]
 
 
+def _typed(key: str, document: dict[str, Any], digest: str) -> RecordedEvent:
+    """An event of the chain with its typed data: an unknown or malformed kind is an error."""
+    try:
+        return RecordedEvent(
+            key=key,
+            seq=document["seq"],
+            kind=document["kind"],
+            once=document.get("once"),
+            at=datetime.fromisoformat(document["at"]),
+            sha256=digest,
+            data=parse_event_data(document["kind"], document["data"], where=key),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise IntegrityError(f"{key}: not an audit event of this format ({error})") from None
+
+
 def _check_certificate(
     store: ObjectStore,
     public_key: Ed25519PublicKey,
     case_prefix: str,
-    events: list[tuple[str, dict[str, Any], str]],
+    events: list[RecordedEvent],
     report: ArchiveReport,
 ) -> None:
     """The archived certificate and report must be exactly what the chain recorded."""
-    recorded = [(doc, digest) for _, doc, digest in events if doc["kind"] == "certificate"]
-    certified = [doc for _, doc, _ in events if doc["kind"] == "certified"]
-    if not recorded:
+    position = next(
+        (i for i, e in enumerate(events) if isinstance(e.data, CertificateRecorded)), None
+    )
+    if position is None:
         return  # the case is not destroyed yet
+    recorded = events[position].data
+    assert isinstance(recorded, CertificateRecorded)
+    certificate = recorded.certificate
+    certified = next((e.data for e in events if isinstance(e.data, Certified)), None)
     tenant_case = case_prefix.removeprefix("cases/")
-    certificate = recorded[0][0]["data"]["certificate"]
     key = f"certificates/{tenant_case}.json"
     if not store.exists(key):
         raise IntegrityError(f"{case_prefix}: the chain records a certificate but {key} is missing")
     body = _signed(store, key, public_key)
     if json.loads(body) != certificate:
         raise IntegrityError(f"{key}: differs from the certificate recorded in the audit chain")
-    position = next(i for i, (_, doc, _) in enumerate(events) if doc["kind"] == "certificate")
-    head_before = events[position - 1][2] if position else _GENESIS
+    head_before = events[position - 1].sha256 if position else GENESIS
     if certificate["audit_chain_head"] != head_before:
         raise IntegrityError(f"{key}: its audit_chain_head is not the chain's head before it")
-    if certified and certified[0]["data"]["certificate_sha256"] != hashlib.sha256(body).hexdigest():
+    if certified and certified.certificate_sha256 != hashlib.sha256(body).hexdigest():
         raise IntegrityError(f"{key}: its sha256 differs from the 'certified' event's")
-    _check_facts(key, certificate, [doc for _, doc, _ in events[:position]])
+    tenant, _, case_id = tenant_case.partition("/")
+    before = CaseState.of(CaseRef(tenant=tenant, case_id=case_id), events[:position])
+    _check_facts(key, certificate, before)
     report.certificates += 1
     html_key = f"reports/{tenant_case}.html"
     if store.exists(html_key):
@@ -165,32 +194,22 @@ def _check_certificate(
         report.reports += 1
 
 
-def _check_facts(key: str, certificate: dict[str, Any], before: list[dict[str, Any]]) -> None:
+def _check_facts(key: str, certificate: dict[str, Any], before: CaseState) -> None:
     """Each claim of the certificate that the chain also records must agree with it."""
-    destroyed = {
-        d["data"]["location"]: d["data"] for d in before if d["kind"] == "location-destroyed"
-    }
     for location in certificate["locations"]:
-        event = destroyed.get(location["location"])
+        event = before.destroyed.get(location["location"])
         if event is None:
             raise IntegrityError(f"{key}: no destruction of {location['location']} in the chain")
         for name in ("items_before", "bytes_before", "items_removed"):
-            if event[name] != location[name]:
+            if getattr(event, name) != location[name]:
                 raise IntegrityError(
                     f"{key}: {location['location']}.{name} is {location[name]}, the chain "
-                    f"recorded {event[name]}"
+                    f"recorded {getattr(event, name)}"
                 )
-    inventory = [d["data"] for d in before if d["kind"] == "inventory"]
-    if inventory and sum(inventory[-1].get("tables", {}).values()) != certificate["inventory_rows"]:
+    if before.inventory and before.inventory.rows != certificate["inventory_rows"]:
         raise IntegrityError(f"{key}: inventory_rows differs from the chain's inventory")
-    acknowledged = [d for d in before if d["kind"] in ("acknowledged", "deemed-delivered")]
-    if acknowledged and acknowledged[-1]["data"]["at"] != certificate["acknowledged_at"]:
-        ack_chain, ack_cert = acknowledged[-1]["data"]["at"], certificate["acknowledged_at"]
-        if _instant(ack_chain) != _instant(ack_cert):
-            raise IntegrityError(f"{key}: acknowledged_at differs from the chain's acknowledgement")
-
-
-def _instant(value: str) -> str:
-    from datetime import datetime
-
-    return datetime.fromisoformat(value).isoformat()
+    acknowledged_at = before.acknowledged_at
+    if acknowledged_at and acknowledged_at != datetime.fromisoformat(
+        certificate["acknowledged_at"]
+    ):
+        raise IntegrityError(f"{key}: acknowledged_at differs from the chain's acknowledgement")
