@@ -7,7 +7,6 @@ check legal hold -> fingerprint neighbours -> destroy each location -> verify ea
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -49,10 +48,10 @@ def verify_location(case: CaseRef, location: str) -> Remaining:
 
 
 @task(name="certify", task_run_name="certify-{case.tenant}")
-def certify(case: CaseRef, **evidence: Any) -> str:
+def certify(case: CaseRef, evidence: stages.DestructionEvidence) -> str:
     settings = adapter.settings()
     archived = stages.certify(
-        settings, case, performed_by=f"flow run {adapter.current_run_id()}", **evidence
+        settings, case, evidence, performed_by=f"flow run {adapter.current_run_id()}"
     )
     adapter.logger().info("certificate of destruction archived as %s", archived.key)
     archive_url = settings.store_url("archive").rstrip("/")
@@ -100,14 +99,16 @@ def destroy(tenant: str, case_id: str, acknowledged_at: datetime, deadline: date
     )  # fmt: skip
     key = certify(
         case,
-        acknowledged_at=acknowledged_at,
-        deadline=deadline,
-        started_at=started_at,
-        removals=removals,
-        remaining=remaining,
-        neighbours_before=before,
-        neighbours_after=after,
-        neighbours_excluded=excluded,
+        stages.DestructionEvidence(
+            acknowledged_at=acknowledged_at,
+            deadline=deadline,
+            started_at=started_at,
+            removals=removals,
+            remaining=remaining,
+            neighbours_before=before,
+            neighbours_after=after,
+            neighbours_excluded=excluded,
+        ),
     )
     progress.done("certify")
     adapter.publish_case_summary(case, {

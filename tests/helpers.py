@@ -48,10 +48,11 @@ def destroy_everything(
     remaining = {n: destruction.verify_location(settings, case, n) for n in DESTRUCTION_ORDER}
     after = destruction.neighbours_digests(settings, case, excluded)
     return destruction.certify(
-        settings, case, acknowledged_at=deadline - timedelta(days=90), deadline=deadline,
-        started_at=now,
-        removals=removals, remaining=remaining, neighbours_before=before, neighbours_after=after,
-        neighbours_excluded=excluded,
+        settings, case, destruction.DestructionEvidence(
+            acknowledged_at=deadline - timedelta(days=90), deadline=deadline, started_at=now,
+            removals=removals, remaining=remaining, neighbours_before=before,
+            neighbours_after=after, neighbours_excluded=excluded,
+        ),
     )  # fmt: skip
 
 

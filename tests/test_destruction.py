@@ -101,22 +101,21 @@ def test_no_certificate_while_anything_remains(platform: Platform) -> None:
     case = platform.case("acme")
     now = datetime.now(UTC)
     with pytest.raises(DestructionIncompleteError, match="remains"):
-        stages.certify(
-            platform.settings, case, acknowledged_at=now, deadline=now, started_at=now,
-            removals={}, remaining={"files": Remaining(items=3, verification="3 objects")},
+        stages.certify(platform.settings, case, stages.DestructionEvidence(
+            acknowledged_at=now, deadline=now, started_at=now, removals={},
+            remaining={"files": Remaining(items=3, verification="3 objects")},
             neighbours_before={}, neighbours_after={},
-        )  # fmt: skip
+        ))  # fmt: skip
 
 
 def test_no_certificate_when_a_neighbour_changed(platform: Platform) -> None:
     case = platform.case("acme")
     now = datetime.now(UTC)
     with pytest.raises(DestructionIncompleteError, match="other tenants"):
-        stages.certify(
-            platform.settings, case, acknowledged_at=now, deadline=now, started_at=now,
-            removals={}, remaining={}, neighbours_before={"files": "a"},
-            neighbours_after={"files": "b"},
-        )  # fmt: skip
+        stages.certify(platform.settings, case, stages.DestructionEvidence(
+            acknowledged_at=now, deadline=now, started_at=now, removals={}, remaining={},
+            neighbours_before={"files": "a"}, neighbours_after={"files": "b"},
+        ))  # fmt: skip
 
 
 def test_threaded_rows_are_deleted_leaves_first_in_small_batches(platform: Platform) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
 
@@ -23,6 +23,7 @@ from offboarding.trail import AuditTrail, CaseState, events
 
 __all__ = [
     "ArchivedCertificate",
+    "DestructionEvidence",
     "certificate_key",
     "certify",
     "check_legal_hold",
@@ -116,32 +117,35 @@ def _digest(digests: dict[str, str]) -> str:
     return hashlib.sha256(compact_json(digests)).hexdigest()
 
 
+@dataclass(frozen=True)
+class DestructionEvidence:
+    """What a destruction run gathered, for its certificate: when, what each location held and
+    removed, what re-scanning each found, and the neighbours' digests around it."""
+
+    acknowledged_at: datetime
+    deadline: datetime
+    started_at: datetime
+    removals: dict[str, Removal]
+    remaining: dict[str, Remaining]
+    neighbours_before: dict[str, str]
+    neighbours_after: dict[str, str]
+    neighbours_excluded: list[str] = field(default_factory=list)
+
+
 def certify(
-    settings: Settings,
-    case: CaseRef,
-    *,
-    acknowledged_at: datetime,
-    deadline: datetime,
-    started_at: datetime,
-    removals: dict[str, Removal],
-    remaining: dict[str, Remaining],
-    neighbours_before: dict[str, str],
-    neighbours_after: dict[str, str],
-    performed_by: str = "",
-    neighbours_excluded: list[str] | None = None,
+    settings: Settings, case: CaseRef, evidence: DestructionEvidence, *, performed_by: str = ""
 ) -> ArchivedCertificate:
     """Refuse unless every location is empty and the neighbours unchanged; then record the
     certificate in the audit chain, archive it signed with a human-readable report, and close
     the registry entry. A rerun after a crash at any point writes the same bytes."""
-    left = {name: r.items for name, r in remaining.items() if r.items}
+    left = {name: r.items for name, r in evidence.remaining.items() if r.items}
     if left:
         raise DestructionIncompleteError(
             f"tenant {case.tenant!r}: data remains after destruction in {left}; no certificate "
             "is issued. Rerun the destruction (it is idempotent) and check the location's log"
         )
-    changed = sorted(
-        n for n in neighbours_before if neighbours_before[n] != neighbours_after.get(n)
-    )
+    before, after = evidence.neighbours_before, evidence.neighbours_after
+    changed = sorted(n for n in before if before[n] != after.get(n))
     if changed:
         raise DestructionIncompleteError(
             f"tenant {case.tenant!r}: other tenants' data changed in {changed} during destruction; "
@@ -154,12 +158,11 @@ def certify(
     state = trail.state()
     if state.certificate is None:
         trail.record(
-            events.CertificateRecorded(certificate=_certificate(
-                settings, case, state, signer, acknowledged_at=acknowledged_at,
-                deadline=deadline, started_at=started_at, removals=removals, remaining=remaining,
-                neighbours_before=neighbours_before, neighbours_after=neighbours_after,
-                performed_by=performed_by, neighbours_excluded=neighbours_excluded or [],
-            ).model_dump(mode="json")),
+            events.CertificateRecorded(
+                certificate=_certificate(
+                    settings, case, state, signer, evidence, performed_by
+                ).model_dump(mode="json")
+            ),
             once="certificate",
         )  # fmt: skip
         state = trail.state()
@@ -199,17 +202,10 @@ def _certificate(
     case: CaseRef,
     state: CaseState,
     signer: Signer,
-    *,
-    acknowledged_at: datetime,
-    deadline: datetime,
-    started_at: datetime,
-    removals: dict[str, Removal],
-    remaining: dict[str, Remaining],
-    neighbours_before: dict[str, str],
-    neighbours_after: dict[str, str],
+    evidence: DestructionEvidence,
     performed_by: str,
-    neighbours_excluded: list[str],
 ) -> Certificate:
+    removals, remaining = evidence.removals, evidence.remaining
     inventory = state.inventory
     verified_at = datetime.now(UTC)
     facts = {name: get_location(name, settings).describe() for name in DESTRUCTION_ORDER}
@@ -248,12 +244,12 @@ def _certificate(
         tool="tenant-offboarding",
         tool_version=version_,
         acknowledgement="deemed-delivered" if state.deemed_delivered else "acknowledged",
-        acknowledged_at=acknowledged_at,
-        deadline=deadline,
-        started_at=started_at,
+        acknowledged_at=evidence.acknowledged_at,
+        deadline=evidence.deadline,
+        started_at=evidence.started_at,
         completed_at=verified_at,
         all_copies_gone_by=gone_by,
-        deadline_met=gone_by <= deadline,
+        deadline_met=gone_by <= evidence.deadline,
         inventory_rows=inventory.rows if inventory else 0,
         inventory_files=inventory.locations["files"].items
         if inventory and "files" in inventory.locations
@@ -266,10 +262,10 @@ def _certificate(
         locations=locations,
         legal_holds=[HoldEvent(kind=hold.kind, at=hold.at) for hold in state.holds],
         legal_hold_seen=bool(state.holds),
-        neighbours_digest_before=_digest(neighbours_before),
-        neighbours_digest_after=_digest(neighbours_after),
+        neighbours_digest_before=_digest(evidence.neighbours_before),
+        neighbours_digest_after=_digest(evidence.neighbours_after),
         neighbours_unchanged=True,
-        neighbours_excluded=neighbours_excluded,
+        neighbours_excluded=evidence.neighbours_excluded,
         audit_chain_head=state.head,
         signing_key=signer.fingerprint,
     )
