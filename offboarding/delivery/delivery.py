@@ -30,7 +30,6 @@ from offboarding.core.errors import (
 )
 from offboarding.core.faults import crash_point
 from offboarding.core.records import BundleRef, CaseRef, DeliveredPart, Delivery
-from offboarding.core.signing import Signer
 from offboarding.delivery.links import LinkSigner, PartLink, link_digest, sign_part_links
 from offboarding.delivery.mail import compose, send
 from offboarding.export.export import new_case
@@ -55,17 +54,13 @@ __all__ = [
 Purpose = Literal["delivery", "reminder", "reissue"]
 
 
-def _trail(settings: Settings, case: CaseRef) -> AuditTrail:
-    return AuditTrail(settings, case, Signer.load_or_create(settings.keys_dir))
-
-
 def deliver(settings: Settings, case: CaseRef, bundle: BundleRef, flow_run_id: str) -> Delivery:
     """Upload every part to the tenant's region, send the links, then wipe scratch: the
     delivered bundle is the only export copy left."""
     tenant = TenantRegistry(settings).get(case.tenant)
     _require_contact(tenant)
     store = open_store(settings.delivery_store_url(tenant.region))
-    trail = _trail(settings, case)
+    trail = AuditTrail.open(settings, case)
     delivered: list[DeliveredPart] = []
     for part in bundle.parts:
         key = f"{bundle_prefix(case.tenant)}{case.case_id}/{Path(part.path).name}"
@@ -128,7 +123,7 @@ class DeliveryStatus:
 
 
 def delivery_status(settings: Settings, case: CaseRef) -> DeliveryStatus:
-    return status_of(_trail(settings, case).state())
+    return status_of(AuditTrail.open(settings, case).state())
 
 
 def status_of(state: CaseState) -> DeliveryStatus:
@@ -162,7 +157,7 @@ def send_links(
 ) -> LinksIssued:
     """Sign one link per part (until `expires_at`, or now + the link lifetime) and e-mail them
     to the tenant's contact. With `once`, a notice already recorded is not sent again."""
-    trail = _trail(settings, case)
+    trail = AuditTrail.open(settings, case)
     state = trail.state()
     already = state.notice(once) if once else None
     if already is not None:

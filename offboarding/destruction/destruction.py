@@ -36,16 +36,12 @@ __all__ = [
 ]
 
 
-def _trail(settings: Settings, case: CaseRef) -> AuditTrail:
-    return AuditTrail(settings, case, Signer.load_or_create(settings.keys_dir))
-
-
 def check_legal_hold(settings: Settings, case: CaseRef) -> None:
     """Refuse, on the record, to destroy a tenant on legal hold."""
     try:
         TenantRegistry(settings).require_no_hold(case.tenant)
     except LegalHoldError as refusal:
-        _trail(settings, case).record(events.DestructionRefused(reason="legal hold"))
+        AuditTrail.open(settings, case).record(events.DestructionRefused(reason="legal hold"))
         raise refusal
 
 
@@ -68,7 +64,7 @@ def neighbours_digests(
 def destroy_location(settings: Settings, case: CaseRef, name: str) -> Removal:
     removal = get_location(name, settings).destroy(case)
     crash_point(f"destroy:{name}")
-    _trail(settings, case).record(
+    AuditTrail.open(settings, case).record(
         events.LocationDestroyed(
             location=name, items_before=removal.items_before, bytes_before=removal.bytes_before,
             items_removed=removal.items_removed,
@@ -88,7 +84,7 @@ def reverify(settings: Settings, case: CaseRef) -> dict[str, Remaining]:
     results: dict[str, Remaining] = {
         name: verify_location(settings, case, name) for name in DESTRUCTION_ORDER
     }
-    _trail(settings, case).record(
+    AuditTrail.open(settings, case).record(
         events.Reverified(remaining={name: r.items for name, r in results.items()})
     )
     left = {name: r.items for name, r in results.items() if r.items}
@@ -153,7 +149,7 @@ def certify(
         )
     signer = Signer.load_or_create(settings.keys_dir)
     archive = open_store(settings.store_url("archive"), write_once=True)
-    trail = _trail(settings, case)
+    trail = AuditTrail.open(settings, case)
     # Recorded once in the chain: a rerun gets the same document back, so the same bytes.
     state = trail.state()
     if state.certificate is None:

@@ -90,14 +90,10 @@ def new_case(tenant: str, run_id: str) -> CaseRef:
     return CaseRef(tenant=tenant, case_id=f"{tenant}-{run_id.replace('-', '')[:12]}")
 
 
-def _trail(settings: Settings, case: CaseRef) -> AuditTrail:
-    return AuditTrail(settings, case, Signer.load_or_create(settings.keys_dir))
-
-
 def freeze(settings: Settings, case: CaseRef) -> datetime:
     record = TenantRegistry(settings).freeze(case.tenant, case.case_id)
     assert record.frozen_at is not None
-    _trail(settings, case).record(
+    AuditTrail.open(settings, case).record(
         events.Frozen(frozen_at=record.frozen_at, region=record.region), once="frozen"
     )
     return record.frozen_at
@@ -127,7 +123,7 @@ def take_inventory(settings: Settings, case: CaseRef) -> Inventory:
     except IsolationBreachError as breach:
         record_incident(settings, case, breach, stage="inventory")
         raise
-    _trail(settings, case).record(
+    AuditTrail.open(settings, case).record(
         events.InventoryRecorded(
             locations={
                 loc.location: events.LocationCount(items=loc.items, bytes=loc.bytes)
@@ -223,7 +219,7 @@ def package(
     )
     if not record:
         return bundle
-    _trail(settings, case).record(
+    AuditTrail.open(settings, case).record(
         events.Packaged(
             parts=[events.PackagedPart(sha256=p.sha256, size=p.size) for p in bundle.parts],
             manifest_sha256=bundle.manifest_sha256, entries=bundle.entries, rows=bundle.rows,
@@ -273,7 +269,7 @@ def verify_package(
         )
     if not record:
         return report.rows
-    _trail(settings, case).record(
+    AuditTrail.open(settings, case).record(
         events.BundleVerified(
             entries=report.entries_checked, rows=report.rows, key=report.signature_key,
             parts=len(bundle.parts),
