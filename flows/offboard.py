@@ -45,6 +45,8 @@ def take_inventory(case: CaseRef) -> StagedRecord:
         case.tenant, inventory.total_rows, len(inventory.tables), len(inventory.files),
         inventory.total_file_bytes,
     )  # fmt: skip
+    for warning in (w for location in inventory.locations for w in location.warnings):
+        adapter.logger().warning("inventory of %s: %s", case.tenant, warning)  # schema only
     adapter.publish_table(
         case, "inventory", stages.inventory_rows(inventory),
         f"What case {case.case_id} exports: tables with row counts and sizes, files in total",

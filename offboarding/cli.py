@@ -330,6 +330,8 @@ def _inventory(args: argparse.Namespace) -> int:
             print(f"  not exported: {name} ({reason})")
     for name in unclassified:
         print(f"  UNCLASSIFIED: {name} (a case would stop here; classify it in the settings)")
+    for warning in (w for loc in inventory.locations for w in loc.warnings):
+        print(f"  WARNING: {warning}")
     return 1 if unclassified else 0
 
 

@@ -17,10 +17,12 @@ __all__ = [
     "CatalogTable",
     "Classification",
     "ForeignKey",
+    "MissingIndex",
     "classify_tables",
     "deletion_order",
     "destruction_schedule",
     "latest_destruction_start",
+    "missing_indexes",
 ]
 
 
@@ -160,6 +162,49 @@ def classify_tables(
         ),
         tenant_column=tenant_column,
     )
+
+
+@dataclass(frozen=True)
+class MissingIndex:
+    """Columns that select a tenant's rows but lead no index: every statement that selects
+    them reads the whole table, so its cost grows with the platform, not with the tenant."""
+
+    table: str
+    columns: tuple[str, ...]
+    reason: str
+
+
+def missing_indexes(
+    classification: Classification,
+    tables: list[CatalogTable],
+    indexes: dict[str, list[tuple[str, ...]]],
+) -> list[MissingIndex]:
+    """The tenant column of every tenant-scoped table, and the foreign keys through which
+    derived rows (and reply threads) are found, that no valid index leads with (pure).
+
+    An index serves the columns when its first columns are exactly those, in any order."""
+
+    def served(table: str, columns: tuple[str, ...]) -> bool:
+        wanted = set(columns)
+        return any(set(index[: len(columns)]) == wanted for index in indexes.get(table, []))
+
+    by_name = {t.qualified: t for t in tables}
+    found: list[MissingIndex] = []
+    for table in classification.tenant_scoped:
+        column = (classification.tenant_column,)
+        if not served(table, column):
+            found.append(MissingIndex(table, column, "the tenant column"))
+    for table in classification.owned:
+        links = list(classification.derived.get(table, ()))
+        links += [
+            fk
+            for fk in by_name[table].foreign_keys
+            if fk.references == table and fk not in links  # reply threads, deleted leaves first
+        ]
+        for fk in links:
+            if not served(table, fk.columns):
+                found.append(MissingIndex(table, fk.columns, f"the foreign key to {fk.references}"))
+    return found
 
 
 def deletion_order(tables: dict[str, set[str]]) -> list[str]:

@@ -9,7 +9,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from offboarding.core.errors import ConfigurationError, DeadlineError, UnclassifiedDataError
-from offboarding.planning import CatalogTable, ForeignKey, classify_tables, deletion_order
+from offboarding.planning import (
+    CatalogTable,
+    ForeignKey,
+    classify_tables,
+    deletion_order,
+    missing_indexes,
+)
 from offboarding.planning import destruction_schedule as schedule
 
 
@@ -131,3 +137,33 @@ def test_destruction_starts_early_enough_for_copies_that_linger_and_keeps_a_marg
     )
     with pytest.raises(DeadlineError, match="no time"):
         schedule(ACK, timedelta(days=1), lead_time=timedelta(days=89))
+
+
+def test_columns_that_select_tenant_rows_without_an_index_are_named() -> None:
+    tenants = CatalogTable("public", "tenants", ("id",), ("id",))
+    posts = CatalogTable(
+        "public", "posts", ("id", "tenant_id"), ("id",),
+        (ForeignKey(("tenant_id",), "public.tenants", ("id",)),),
+    )  # fmt: skip
+    comments = CatalogTable(
+        "public", "comments", ("id", "post_id", "parent_id"), ("id",),
+        (ForeignKey(("post_id",), "public.posts", ("id",)),
+         ForeignKey(("parent_id",), "public.comments", ("id",))),
+    )  # fmt: skip
+    tables = [tenants, posts, comments]
+    classification = classify_tables(
+        tables, tenant_column="tenant_id", registry="public.tenants", global_tables={}, excluded={}
+    )
+    bare = missing_indexes(classification, tables, {"public.posts": [("id",)]})
+    assert {(m.table, m.columns) for m in bare} == {
+        ("public.posts", ("tenant_id",)),
+        ("public.comments", ("post_id",)),
+        ("public.comments", ("parent_id",)),  # the reply thread, deleted leaves first
+    }
+    indexed = {
+        "public.posts": [("tenant_id", "id")],  # leads with the column: serves it
+        "public.comments": [("parent_id",), ("id", "post_id")],  # post_id not leading: no
+    }
+    assert [(m.table, m.columns) for m in missing_indexes(classification, tables, indexed)] == [
+        ("public.comments", ("post_id",))
+    ]

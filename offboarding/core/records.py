@@ -118,6 +118,11 @@ class LocationInventory(Record):
     unclassified: list[str] = Field(
         default_factory=list, description="Tables nobody classified: the case cannot proceed."
     )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What makes the case cost more than the tenant's size (e.g. a tenant or "
+        "foreign-key column without an index), with the fix. Names schema, never data.",
+    )
 
 
 class Inventory(Record):

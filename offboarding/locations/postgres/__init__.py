@@ -31,11 +31,18 @@ from offboarding.locations.base import (
     Remaining,
     Removal,
 )
-from offboarding.locations.postgres.catalog import classify, column_schema, ident, read_catalog
+from offboarding.locations.postgres.catalog import (
+    classify,
+    column_schema,
+    ident,
+    read_catalog,
+    read_indexes,
+    table_size,
+)
 from offboarding.locations.postgres.deletion import destroy_tenant
 from offboarding.locations.postgres.scope import Scope, digest_query, measure, scope_kind
 from offboarding.locations.postgres.snapshot import export_tenant
-from offboarding.planning import Classification
+from offboarding.planning import Classification, MissingIndex, missing_indexes
 
 __all__ = ["PostgresLocation", "column_schema", "read_catalog"]
 
@@ -113,6 +120,10 @@ class PostgresLocation:
                         ],
                     )
                 )
+            warnings = [
+                _index_warning(conn, missing)
+                for missing in missing_indexes(classification, tables, read_indexes(conn))
+            ]
         return LocationInventory(
             location=self.name,
             items=sum(t.rows for t in items),
@@ -121,6 +132,7 @@ class PostgresLocation:
             global_tables=classification.global_tables,
             excluded_tables=classification.excluded,
             unclassified=list(classification.unclassified),
+            warnings=warnings,
         )
 
     def destroy(self, case: CaseRef) -> Removal:
@@ -192,3 +204,14 @@ class PostgresLocation:
                 ).format(c=sql.Identifier(column), t=ident(table), w=scope.where(table))
                 keys.update(str(r[0]) for r in conn.execute(query))
         return keys
+
+
+def _index_warning(conn: psycopg.Connection[Any], missing: MissingIndex) -> str:
+    rows, size = table_size(conn, missing.table)
+    columns = ", ".join(missing.columns)
+    return (
+        f"{missing.table}: no index leads with ({columns}), {missing.reason}: selecting, "
+        f"counting and deleting the tenant's rows reads the whole table (about {rows:,} rows, "
+        f"{size / 1024**2:,.1f} MB) each time, so the case costs what the platform costs. "
+        f"Fix: CREATE INDEX CONCURRENTLY ON {missing.table} ({columns})"
+    )

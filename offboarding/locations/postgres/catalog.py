@@ -13,7 +13,15 @@ from offboarding.core.config import Settings
 from offboarding.core.records import ColumnSchema
 from offboarding.planning import CatalogTable, Classification, ForeignKey, classify_tables
 
-__all__ = ["classify", "column_list", "column_schema", "ident", "read_catalog"]
+__all__ = [
+    "classify",
+    "column_list",
+    "column_schema",
+    "ident",
+    "read_catalog",
+    "read_indexes",
+    "table_size",
+]
 
 _CATALOG_COLUMNS = """
 SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
@@ -43,6 +51,36 @@ LEFT JOIN pg_namespace rn ON rn.oid = rc.relnamespace
 WHERE con.contype IN ('p', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
 ORDER BY 1, con.conname
 """
+
+
+_CATALOG_INDEXES = """
+SELECT n.nspname || '.' || c.relname,
+       ARRAY(SELECT a.attname FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(num, ord)
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.num ORDER BY k.ord)
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE i.indisvalid AND i.indpred IS NULL
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+"""
+
+
+def read_indexes(conn: psycopg.Connection[Any]) -> dict[str, list[tuple[str, ...]]]:
+    """The leading columns of every valid, non-partial index, by table."""
+    found: dict[str, list[tuple[str, ...]]] = {}
+    for table, columns in conn.execute(_CATALOG_INDEXES):
+        found.setdefault(table, []).append(tuple(columns))
+    return found
+
+
+def table_size(conn: psycopg.Connection[Any], table: str) -> tuple[int, int]:
+    """(estimated rows, bytes) of a whole table, from the planner's statistics."""
+    row = conn.execute(
+        "SELECT greatest(reltuples, 0)::bigint, pg_total_relation_size(oid) FROM pg_class "
+        "WHERE oid = to_regclass(%s)",
+        (str(ident(table).as_string()),),
+    ).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
 def read_catalog(
