@@ -61,10 +61,6 @@ class Deployment:
         interval: timedelta = getattr(getattr(settings, section), name)
         return interval
 
-    @property
-    def flow_name(self) -> str:
-        return self.entrypoint.rsplit(":", 1)[1].replace("_", "-")
-
 
 DEPLOYMENTS: tuple[Deployment, ...] = (
     Deployment(

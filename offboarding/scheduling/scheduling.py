@@ -77,7 +77,7 @@ def schedule_destruction(
     if ack.deemed_delivered:
         state = trail.state()
         timeout = settings.delivery.acknowledgement_timeout
-        recorded = trail.record(
+        trail.record(
             events.DeemedDelivered(
                 at=datetime.now(UTC), delivered_at=status_of(state).delivered_at,
                 notices_sent=len(state.links),
@@ -88,7 +88,7 @@ def schedule_destruction(
     else:
         # The archive may be retention-locked: a person's name goes in only as a digest, which
         # proves who acknowledged to anyone who knows the name, and can outlive the contact.
-        recorded = trail.record(
+        trail.record(
             events.Acknowledged(
                 by_sha256=_sha256(ack.acknowledged_by), at=datetime.now(UTC),
                 days_until_destruction=ack.days_until_destruction, note_given=ack.note is not None,
@@ -96,7 +96,7 @@ def schedule_destruction(
             once="acknowledged",
         )  # fmt: skip
     acknowledged_at = trail.state().acknowledged_at
-    assert acknowledged_at is not None, recorded
+    assert acknowledged_at is not None  # recorded just above
     grace = (
         timedelta(days=ack.days_until_destruction)
         if ack.days_until_destruction is not None
