@@ -74,8 +74,9 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
     Deployment(
         "destroy",
         "flows/destroy.py:destroy",
-        "Destroy every copy of a tenant's data, verify each location and the neighbours, and "
-        "archive a signed certificate. Scheduled by the offboard flow; not for manual runs.",
+        "Destroy every copy of a tenant's data, proving no other tenant's row is touched; "
+        "verify each location and archive a signed certificate. Scheduled by the offboard "
+        "flow; not for manual runs.",
     ),
     Deployment(
         "case-watch",

@@ -31,6 +31,10 @@ class ForeignKey:
     columns: tuple[str, ...]
     references: str  # schema.table
     referenced_columns: tuple[str, ...]
+    name: str = ""
+    # What deleting a referenced row does to the referencing one (pg_constraint.confdeltype):
+    # a = no action, r = restrict (the delete fails), c = cascade, n = set null, d = set default.
+    on_delete: str = "a"
 
 
 @dataclass(frozen=True)

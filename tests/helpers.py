@@ -42,15 +42,17 @@ def destroy_everything(
     now = datetime.now(UTC)
     deadline = now + deadline_in
     destruction.check_legal_hold(settings, case)
-    excluded = destruction.tenants_in_offboarding(settings, case)
-    before = destruction.neighbours_digests(settings, case, excluded)
+    shared = destruction.check_isolation(settings, case)
+    audit = settings.destruction.neighbours_audit
+    excluded = destruction.tenants_in_offboarding(settings, case) if audit else []
+    before = destruction.neighbours_digests(settings, case, excluded) if audit else None
     removals = {n: destruction.destroy_location(settings, case, n) for n in DESTRUCTION_ORDER}
     remaining = {n: destruction.verify_location(settings, case, n) for n in DESTRUCTION_ORDER}
-    after = destruction.neighbours_digests(settings, case, excluded)
+    after = destruction.neighbours_digests(settings, case, excluded) if audit else None
     return destruction.certify(
         settings, case, destruction.DestructionEvidence(
             acknowledged_at=deadline - timedelta(days=90), deadline=deadline, started_at=now,
-            removals=removals, remaining=remaining, neighbours_before=before,
+            removals=removals, remaining=remaining, shared_rows=shared, neighbours_before=before,
             neighbours_after=after, neighbours_excluded=excluded,
         ),
     )  # fmt: skip

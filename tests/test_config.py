@@ -21,6 +21,11 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "list[str]": ('["a://1", "b://2"]', ["a://1", "b://2"]),
     "list[timedelta]": ('["P2D"]', [timedelta(days=2)]),
     "Path | None": ("/srv/key.json", Path("/srv/key.json")),
+    "bool": ("true", True),
+    "dict[str, typing.Literal['leave', 'delete', 'export']]": (
+        '{"public.mentions": "leave"}',
+        {"public.mentions": "leave"},
+    ),
 }
 
 

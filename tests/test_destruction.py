@@ -55,7 +55,11 @@ def test_destruction_empties_every_location_and_spares_the_neighbours(platform: 
     }  # fmt: skip
     postgres = next(loc for loc in document["locations"] if loc["location"] == "postgres")
     assert postgres["items_before"] == document["inventory_rows"] - 1  # the registry row stays
-    assert document["neighbours_unchanged"] is True
+    assert "no row outside the tenant's scope references them" in postgres["isolation"]
+    assert "rows deleted per table equal rows listed" in postgres["isolation"]
+    files = next(loc for loc in document["locations"] if loc["location"] == "files")
+    assert "tenants/acme/" in files["isolation"]
+    assert document["neighbours_unchanged"] is None  # the digests are an opt-in audit mode
     trail = AuditTrail(platform.settings, case, Signer.load_or_create(platform.settings.keys_dir))
     assert verify_chain(trail.events(), public_key) == trail.head()
 
@@ -159,16 +163,17 @@ def test_tenant_data_found_in_prefects_result_storage_blocks_the_certificate(
 def test_two_tenants_destroyed_at_once_both_certify_and_spare_the_others(
     platform: Platform,
 ) -> None:
-    """Each destruction changes its own tenant's data: the other's check must leave it out
-    (it is frozen: it has a case of its own), while active tenants stay byte-identical."""
+    """Each destruction changes its own tenant's data: the other's audit digests must leave it
+    out (it is frozen: it has a case of its own), while active tenants stay byte-identical."""
     from concurrent.futures import ThreadPoolExecutor
 
+    settings = platform.settings.replace(neighbours_audit=True)
     cases = [platform.case("acme"), platform.case("globex")]
     for case in cases:
         export_and_deliver(platform, case)
     bystanders = {t: platform.fingerprint(t) for t in ("acme-corp", "initech")}
     with ThreadPoolExecutor(2) as pool:
-        archived = list(pool.map(lambda case: destroy_everything(platform, case), cases))
+        archived = list(pool.map(lambda case: destroy_everything(platform, case, settings), cases))
     archive = open_store(platform.settings.store_url("archive"))
     for case, certificate in zip(cases, archived, strict=True):
         with archive.open_read(certificate.key) as body:

@@ -11,7 +11,7 @@ import re
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -90,6 +90,13 @@ class PlatformSettings(_Section):
     file_reference_columns: list[str] = Field(
         default=["public.documents.object_key"],
         description="schema.table.column values that are keys of objects in the files store.",
+    )
+    shared_rows: dict[str, Literal["leave", "delete", "export"]] = Field(
+        default={},
+        description="Per table, what happens to rows that reference both the tenant's rows and "
+        "another tenant's (a case stops while a table holds such rows and is not listed): "
+        "'leave' them (neither exported nor deleted), 'delete' them with the tenant (not "
+        "exported), or 'export' them without destroying them.",
     )
 
 
@@ -251,6 +258,13 @@ class DestructionSettings(_Section):
         ge=1,
         description="Rows deleted per transaction during destruction.",
     )
+    neighbours_audit: bool = Field(
+        validation_alias="OFFBOARD_NEIGHBOURS_AUDIT",
+        default=False,
+        description="Also compare digests of every other tenant's data before and after "
+        "destruction. For quiet platforms only: it reads the whole platform twice, and any "
+        "neighbour's write during destruction refuses the certificate.",
+    )
     deadline_warning: timedelta = Field(
         validation_alias="OFFBOARD_DEADLINE_WARNING",
         default=timedelta(days=14),
@@ -275,6 +289,7 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "global_tables": ("platform", "global_tables"),
     "excluded_tables": ("platform", "excluded_tables"),
     "file_reference_columns": ("platform", "file_reference_columns"),
+    "shared_rows": ("platform", "shared_rows"),
     "files_url": ("stores", "files_url"),
     "delivery_url": ("stores", "delivery_url"),
     "delivery_regions": ("stores", "delivery_regions"),
@@ -302,6 +317,7 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "destruction_concurrency": ("destruction", "concurrency"),
     "delete_batch_rows": ("destruction", "delete_batch_rows"),
     "deadline_warning": ("destruction", "deadline_warning"),
+    "neighbours_audit": ("destruction", "neighbours_audit"),
 }
 
 

@@ -8,6 +8,7 @@
     │   ├── NotWaitingError          the case is not waiting for an acknowledgement
     │   └── AcknowledgementRejected  the orchestrator refused the acknowledgement's fields
     ├── UnclassifiedDataError        a table or object nobody classified (fail closed)
+    │   └── SharedRowsError          rows belong to the tenant and another at once, unsettled
     ├── MissingDataError             a row references a file that is not there
     ├── IntegrityError               a bundle, signature, count or certificate does not check out
     ├── IsolationBreachError         another tenant's data where only this tenant's belongs
@@ -38,6 +39,7 @@ __all__ = [
     "NotWaitingError",
     "OffboardingError",
     "ServiceError",
+    "SharedRowsError",
     "StoreUnavailableError",
     "TenantError",
     "TransientStoreError",
@@ -79,6 +81,11 @@ class AcknowledgementRejected(TenantError):
 
 class UnclassifiedDataError(OffboardingError):
     """A table or object is neither tenant-scoped, derived, global nor excluded."""
+
+
+class SharedRowsError(UnclassifiedDataError):
+    """Rows reference the tenant's rows and another tenant's at once, and the settings do not
+    say whether to leave, delete or export them (OFFBOARD_SHARED_ROWS)."""
 
 
 class MissingDataError(OffboardingError):

@@ -115,6 +115,11 @@ class LocationInventory(Record):
     files: list[FileItem] = Field(default_factory=list)
     global_tables: dict[str, str] = Field(default_factory=dict)
     excluded_tables: dict[str, str] = Field(default_factory=dict)
+    shared_rows: dict[str, int] = Field(
+        default_factory=dict,
+        description="Tables whose rows reference this tenant's rows and another tenant's at once, "
+        "with their number (handled per OFFBOARD_SHARED_ROWS).",
+    )
     unclassified: list[str] = Field(
         default_factory=list, description="Tables nobody classified: the case cannot proceed."
     )
@@ -270,6 +275,12 @@ class LocationEvidence(Record):
         description="Copies that could not be removed at once (soft delete, scheduled key "
         "destruction) are gone by this time.",
     )
+    isolation: str = Field(
+        default="",
+        description="How the removal was confined to the tenant, and what it checked as it "
+        "went (keys listed and no outside reference, each deleted row's owner, each object key "
+        "under the tenant's prefix).",
+    )
     details: dict[str, str] = Field(default_factory=dict)
 
 
@@ -281,8 +292,9 @@ class HoldEvent(Record):
 class Certificate(Record):
     """Certificate of destruction: the fields of a NIST SP 800-88 Rev. 2 sanitization record
     (what, where, method, tool and version, verification method and result, who, when),
-    extended with the case, the inventory before, per-location evidence after, the contract's
-    dates, legal holds and the neighbours-unchanged check."""
+    extended with the case, the inventory before, per-location evidence after (with how each
+    removal was confined to the tenant), the contract's dates and legal holds. The digests of
+    every other tenant's data before and after are there only in the optional audit mode."""
 
     format: Literal["tenant-offboarding-certificate/2"] = "tenant-offboarding-certificate/2"
     sanitization_standard: str = "NIST SP 800-88 Rev. 2 (sanitization record fields)"
@@ -312,12 +324,26 @@ class Certificate(Record):
     locations: list[LocationEvidence]
     legal_holds: list[HoldEvent]
     legal_hold_seen: bool
-    neighbours_digest_before: str
-    neighbours_digest_after: str
-    neighbours_unchanged: bool
+    shared_rows: dict[str, str] = Field(
+        default_factory=dict,
+        description="Tables whose rows referenced this tenant's and another tenant's rows at "
+        "once: how many, and what the operator's settings did with them (leave, delete, export).",
+    )
+    neighbours_digest_before: str | None = Field(
+        default=None,
+        description="Audit mode only (OFFBOARD_NEIGHBOURS_AUDIT): digest of every other "
+        "tenant's data before destruction.",
+    )
+    neighbours_digest_after: str | None = Field(
+        default=None, description="Audit mode only: the same digest after destruction."
+    )
+    neighbours_unchanged: bool | None = Field(
+        default=None,
+        description="Audit mode only: the two digests are equal (None when not audited).",
+    )
     neighbours_excluded: list[str] = Field(
         default_factory=list,
-        description="Tenants left out of the neighbours check: they had open cases of their own.",
+        description="Audit mode only: tenants left out of the digests (open cases of their own).",
     )
     audit_chain_head: str = Field(description="sha256 of the last audit event before this one.")
     signing_key: str

@@ -5,18 +5,26 @@ from __future__ import annotations
 
 import hashlib
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
 
 from offboarding.core.canonical import canonical_json, compact_json
 from offboarding.core.config import Settings
-from offboarding.core.errors import DestructionIncompleteError, LegalHoldError
+from offboarding.core.errors import (
+    DestructionIncompleteError,
+    IsolationBreachError,
+    LegalHoldError,
+)
 from offboarding.core.faults import crash_point
 from offboarding.core.records import CaseRef, Certificate, HoldEvent, LocationEvidence
 from offboarding.core.signing import Signer
 from offboarding.evidence.archive import render_certificate_html
+from offboarding.evidence.incidents import record_incident
 from offboarding.locations import DESTRUCTION_ORDER, Remaining, Removal, get_location
+from offboarding.locations.postgres import PostgresLocation
 from offboarding.registry import TenantRegistry
 from offboarding.stores import open_store
 from offboarding.trail import AuditTrail, CaseState, events
@@ -26,6 +34,7 @@ __all__ = [
     "DestructionEvidence",
     "certificate_key",
     "certify",
+    "check_isolation",
     "check_legal_hold",
     "destroy_location",
     "neighbours_digests",
@@ -61,8 +70,35 @@ def neighbours_digests(
     }
 
 
+def _inventoried(settings: Settings, case: CaseRef) -> dict[str, int] | None:
+    """Rows per table of the case's frozen inventory (None for a case without one)."""
+    inventory = AuditTrail.open(settings, case).state().inventory
+    return dict(inventory.tables) if inventory else None
+
+
+@contextmanager
+def _incident_on_breach(settings: Settings, case: CaseRef) -> Iterator[None]:
+    try:
+        yield
+    except IsolationBreachError as breach:
+        record_incident(settings, case, breach, "destruction")
+        raise
+
+
+def check_isolation(settings: Settings, case: CaseRef) -> dict[str, str]:
+    """Before any location is destroyed: the tenant's rows are listed by key, no row outside
+    them references them, rows shared with other tenants are settled by the settings. Stops
+    the case with every copy still in place otherwise (an incident if it crosses tenants).
+    Returns the shared rows and their handling, for the certificate."""
+    with _incident_on_breach(settings, case):
+        proof = PostgresLocation(settings).prove_isolation(case, _inventoried(settings, case))
+    policies = settings.platform.shared_rows
+    return {table: f"{n} rows: {policies[table]}" for table, n in proof.shared.items()}
+
+
 def destroy_location(settings: Settings, case: CaseRef, name: str) -> Removal:
-    removal = get_location(name, settings).destroy(case)
+    with _incident_on_breach(settings, case):
+        removal = get_location(name, settings).destroy(case, _inventoried(settings, case))
     crash_point(f"destroy:{name}")
     AuditTrail.open(settings, case).record(
         events.LocationDestroyed(
@@ -109,29 +145,33 @@ class ArchivedCertificate:
     report_key: str
 
 
-def _digest(digests: dict[str, str]) -> str:
-    return hashlib.sha256(compact_json(digests)).hexdigest()
+def _digest(digests: dict[str, str] | None) -> str:
+    return hashlib.sha256(compact_json(digests or {})).hexdigest()
 
 
 @dataclass(frozen=True)
 class DestructionEvidence:
     """What a destruction run gathered, for its certificate: when, what each location held and
-    removed, what re-scanning each found, and the neighbours' digests around it."""
+    removed (and how it was confined to the tenant), what re-scanning each found, the rows
+    shared with other tenants and their handling; in the optional audit mode, the neighbours'
+    digests around it."""
 
     acknowledged_at: datetime
     deadline: datetime
     started_at: datetime
     removals: dict[str, Removal]
     remaining: dict[str, Remaining]
-    neighbours_before: dict[str, str]
-    neighbours_after: dict[str, str]
+    shared_rows: dict[str, str] = field(default_factory=dict)
+    neighbours_before: dict[str, str] | None = None
+    neighbours_after: dict[str, str] | None = None
     neighbours_excluded: list[str] = field(default_factory=list)
 
 
 def certify(
     settings: Settings, case: CaseRef, evidence: DestructionEvidence, *, performed_by: str = ""
 ) -> ArchivedCertificate:
-    """Refuse unless every location is empty and the neighbours unchanged; then record the
+    """Refuse unless every location is empty (and, in audit mode, the neighbours' digests
+    unchanged); then record the
     certificate in the audit chain, archive it signed with a human-readable report, and close
     the registry entry. A rerun after a crash at any point writes the same bytes."""
     left = {name: r.items for name, r in evidence.remaining.items() if r.items}
@@ -140,7 +180,7 @@ def certify(
             f"tenant {case.tenant!r}: data remains after destruction in {left}; no certificate "
             "is issued. Rerun the destruction (it is idempotent) and check the location's log"
         )
-    before, after = evidence.neighbours_before, evidence.neighbours_after
+    before, after = evidence.neighbours_before or {}, evidence.neighbours_after or {}
     changed = sorted(n for n in before if before[n] != after.get(n))
     if changed:
         raise DestructionIncompleteError(
@@ -202,6 +242,7 @@ def _certificate(
     performed_by: str,
 ) -> Certificate:
     removals, remaining = evidence.removals, evidence.remaining
+    audited = evidence.neighbours_before is not None
     inventory = state.inventory
     verified_at = datetime.now(UTC)
     facts = {name: get_location(name, settings).describe() for name in DESTRUCTION_ORDER}
@@ -220,7 +261,8 @@ def _certificate(
             verification=remaining[name].verification,
             verified_at=verified_at,
             pending_until=remaining[name].pending_until,
-            details=remaining[name].details,
+            isolation=removals[name].isolation,
+            details={**removals[name].details, **remaining[name].details},
         )
         for name in DESTRUCTION_ORDER
     ]
@@ -258,10 +300,11 @@ def _certificate(
         locations=locations,
         legal_holds=[HoldEvent(kind=hold.kind, at=hold.at) for hold in state.holds],
         legal_hold_seen=bool(state.holds),
-        neighbours_digest_before=_digest(evidence.neighbours_before),
-        neighbours_digest_after=_digest(evidence.neighbours_after),
-        neighbours_unchanged=True,
-        neighbours_excluded=evidence.neighbours_excluded,
+        shared_rows=evidence.shared_rows,
+        neighbours_digest_before=_digest(evidence.neighbours_before) if audited else None,
+        neighbours_digest_after=_digest(evidence.neighbours_after) if audited else None,
+        neighbours_unchanged=True if audited else None,
+        neighbours_excluded=evidence.neighbours_excluded if audited else [],
         audit_chain_head=state.head,
         signing_key=signer.fingerprint,
     )

@@ -4,6 +4,8 @@ tenant's data key, so a copy this step could not reach stays unreadable."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from offboarding.core.config import Settings, validate_tenant_id
 from offboarding.core.records import CaseRef, LocationInventory
 from offboarding.locations.base import (
@@ -53,7 +55,7 @@ class BackupsLocation(CopiesOnly):
             location=self.name, items=len(objects), bytes=sum(o.size for o in objects)
         )
 
-    def destroy(self, case: CaseRef) -> Removal:
+    def destroy(self, case: CaseRef, inventoried: Mapping[str, int] | None = None) -> Removal:
         return delete_in_stores(
             self.stores, backup_prefix(case.tenant), "", summary=self.describe().technique
         )

@@ -4,7 +4,7 @@ to prove destruction did not touch it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -43,6 +43,10 @@ class Removal:
     items_removed: int
     technique: str
     method: Literal["clear", "purge"] = "clear"
+    # How the removal was confined to the tenant, and what it checked as it went: the
+    # certificate's evidence that nothing else was touched.
+    isolation: str = ""
+    details: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -89,8 +93,10 @@ class DataLocation(Protocol):
         telling `progress` as parts are done."""
         ...
 
-    def destroy(self, case: CaseRef) -> Removal:
-        """Remove every copy of the tenant's data here; a location already empty is fine."""
+    def destroy(self, case: CaseRef, inventoried: Mapping[str, int] | None = None) -> Removal:
+        """Remove every copy of the tenant's data here; a location already empty is fine.
+        `inventoried` is the frozen inventory's count per table (or other item): a location
+        that counts what it removes refuses to remove more than was inventoried."""
         ...
 
     def verify(self, case: CaseRef) -> Remaining:

@@ -5,6 +5,8 @@ every configured delivery store, so a region moved since delivery cannot hide a 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from offboarding.core.config import Settings
 from offboarding.core.records import CaseRef, LocationInventory
 from offboarding.locations.base import (
@@ -54,7 +56,7 @@ class BundlesLocation(CopiesOnly):
             location=self.name, items=len(objects), bytes=sum(o.size for o in objects)
         )
 
-    def destroy(self, case: CaseRef) -> Removal:
+    def destroy(self, case: CaseRef, inventoried: Mapping[str, int] | None = None) -> Removal:
         return delete_in_stores(self.stores, bundle_prefix(case.tenant), self.describe().technique)
 
     def verify(self, case: CaseRef) -> Remaining:

@@ -6,6 +6,7 @@ creation, which must no longer decrypt."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 
 from offboarding.core.canonical import compact_json
 from offboarding.core.config import Settings
@@ -47,7 +48,7 @@ class KeysLocation(CopiesOnly):
         enabled = self.keyring.state(case.tenant).state == "enabled"
         return LocationInventory(location=self.name, items=int(enabled), bytes=0)
 
-    def destroy(self, case: CaseRef) -> Removal:
+    def destroy(self, case: CaseRef, inventoried: Mapping[str, int] | None = None) -> Removal:
         before = self.keyring.state(case.tenant)
         after = self.keyring.destroy(case.tenant)
         return Removal(

@@ -4,6 +4,7 @@ a tenant row references. Files go into the bundle as their original bytes."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
 
 from exporters.bundle import safe_entry_paths
@@ -136,7 +137,7 @@ class FilesLocation:
             ]
         )
 
-    def destroy(self, case: CaseRef) -> Removal:
+    def destroy(self, case: CaseRef, inventoried: Mapping[str, int] | None = None) -> Removal:
         return delete_prefix(self.store, tenant_prefix(case.tenant), self.describe().technique)
 
     def verify(self, case: CaseRef) -> Remaining:

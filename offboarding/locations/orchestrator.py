@@ -5,6 +5,7 @@ certificate can say so rather than assume it."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from offboarding.core.config import Settings
@@ -68,7 +69,7 @@ class OrchestratorLocation(CopiesOnly):
     def inventory(self, case: CaseRef, *, dry_run: bool = False) -> LocationInventory:
         return LocationInventory(location=self.name, items=self._hits(case)[1], bytes=0)
 
-    def destroy(self, case: CaseRef) -> Removal:
+    def destroy(self, case: CaseRef, inventoried: Mapping[str, int] | None = None) -> Removal:
         return Removal(
             items_before=0,
             bytes_before=0,

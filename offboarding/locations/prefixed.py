@@ -29,7 +29,12 @@ def delete_prefix(store: ObjectStore, prefix: str, technique: str) -> Removal:
     if keeps_generations(store):  # every generation, not only the live one
         technique = (technique + "; " if technique else "") + "every object generation"
     return Removal(
-        items_before=before, bytes_before=size, items_removed=removed, technique=technique
+        items_before=before,
+        bytes_before=size,
+        items_removed=removed,
+        technique=technique,
+        isolation=f"only keys under {prefix} deleted: every listed key checked against the "
+        "prefix before the first delete",
     )
 
 
@@ -79,6 +84,7 @@ def delete_in_stores(
         bytes_before=sum(r.bytes_before for r in removals),
         items_removed=sum(r.items_removed for r in removals),
         technique=summary if summary is not None else removals[0].technique,
+        isolation=removals[0].isolation + f", in each of {len(stores)} store(s)",
     )
 
 

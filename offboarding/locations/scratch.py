@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 from offboarding.core.config import Settings
@@ -46,7 +47,7 @@ class ScratchLocation(CopiesOnly):
             location=self.name, items=len(files), bytes=sum(f.stat().st_size for f in files)
         )
 
-    def destroy(self, case: CaseRef) -> Removal:
+    def destroy(self, case: CaseRef, inventoried: Mapping[str, int] | None = None) -> Removal:
         files = _files(self._tenant_dir(case))
         size = sum(f.stat().st_size for f in files)
         shutil.rmtree(self._tenant_dir(case), ignore_errors=True)

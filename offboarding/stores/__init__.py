@@ -22,6 +22,7 @@ from offboarding.stores.base import (
     ObjectStore,
     check_key,
     check_prefix,
+    require_under,
     sha256_file,
 )
 from offboarding.stores.retry import wrap
@@ -82,6 +83,7 @@ def delete_every_version(store: ObjectStore, prefix: str) -> tuple[int, int, int
         count, size = inner.delete_every_generation(prefix)
         return count, size, count
     objects = list(store.list_objects(prefix))
+    require_under(prefix, (o.key for o in objects))
     removed = sum(1 for o in objects if store.delete(o.key))
     return len(objects), sum(o.size for o in objects), removed
 

@@ -14,12 +14,12 @@ import hashlib
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from offboarding.core.errors import ConfigurationError, IntegrityError
+from offboarding.core.errors import ConfigurationError, IntegrityError, IsolationBreachError
 
 __all__ = [
     "LocalStore",
@@ -27,6 +27,7 @@ __all__ = [
     "ObjectStore",
     "check_key",
     "check_prefix",
+    "require_under",
     "sha256_file",
 ]
 
@@ -73,6 +74,23 @@ def check_key(key: str) -> str:
             "segments"
         )
     return key
+
+
+def require_under(prefix: str, keys: Iterable[str]) -> None:
+    """Every key a delete is about to remove lies under `prefix` (ending in '/'), checked key
+    by key before the first delete: a listing that strays stops the delete, nothing removed."""
+    check_prefix(prefix)
+    strays = sum(1 for key in keys if not key.startswith(prefix))
+    if strays:
+        raise IsolationBreachError(
+            f"a listing of {prefix!r} returned {strays} key(s) outside it; nothing was "
+            "deleted. Check the store's listing (and its prefix settings) before rerunning",
+            facts={
+                "nature": "an object listing strayed outside the tenant's prefix (no deletes)",
+                "affected_tenants": [], "categories": ["objects"],
+                "approximate_records": strays, "approximate_people": None,
+            },
+        )  # fmt: skip
 
 
 def check_prefix(prefix: str) -> str:

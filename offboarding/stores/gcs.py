@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 import google_crc32c
 
 from offboarding.core.errors import ConfigurationError, IntegrityError
-from offboarding.stores.base import ObjectInfo, check_key, check_prefix
+from offboarding.stores.base import ObjectInfo, check_key, check_prefix, require_under
 
 if TYPE_CHECKING:
     from google.cloud.storage import Blob, Bucket, Client
@@ -128,7 +128,9 @@ class GcsStore:
         from google.api_core.exceptions import NotFound
 
         count = size = 0
-        for blob in list(self._list(prefix, versions=True)):
+        listed = list(self._list(prefix, versions=True))
+        require_under(prefix, (str(b.name).removeprefix(self.prefix) for b in listed))
+        for blob in listed:
             try:
                 self.bucket.blob(blob.name, generation=blob.generation).delete()
             except NotFound:

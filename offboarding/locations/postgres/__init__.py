@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,13 @@ from offboarding.locations.postgres.catalog import (
     read_indexes,
     table_size,
 )
-from offboarding.locations.postgres.deletion import destroy_tenant
+from offboarding.locations.postgres.deletion import (
+    IsolationProof,
+    destroy_tenant,
+    prove_isolation,
+    require_shared_policies,
+    shared_counts,
+)
 from offboarding.locations.postgres.scope import Scope, digest_query, measure, scope_kind
 from offboarding.locations.postgres.snapshot import export_tenant
 from offboarding.planning import Classification, MissingIndex, missing_indexes
@@ -82,8 +89,10 @@ class PostgresLocation:
         return LocationFacts(
             media=f"PostgreSQL database {info.get('dbname', '?')} on {info.get('host', 'local')}",
             method="clear",
-            technique="delete the tenant's rows, children first (foreign-key order), in "
-            "batches, then VACUUM the tables touched; drop the tenant's own schema",
+            technique="list the tenant's rows by key and prove no other row references them; "
+            "delete them children first (foreign-key order, reply threads deepest first) in "
+            "bounded batches, each deleted row checked to be the tenant's; VACUUM the tables "
+            "touched; drop the tenant's own schema",
             verification_method="count of the tenant's rows in every classified table, and the "
             "tenant schema's absence, re-queried after deletion",
         )
@@ -92,12 +101,15 @@ class PostgresLocation:
         """In a dry run, unclassified tables are listed instead of raising."""
         with self._connect() as conn:
             classification, tables, columns = classify(conn, self.settings, strict=not dry_run)
-            scope = Scope(classification, case.tenant)
+            scope = self._scope(classification, case)
             by_name = {t.qualified: t for t in tables}
+            shared = shared_counts(conn, scope, classification)
+            if not dry_run:
+                require_shared_policies(case, shared, self.settings.platform.shared_rows)
             items: list[TableItem] = []
             for name in self._tenant_tables(classification, case.tenant):
                 table = by_name[name]
-                rows, size = measure(conn, scope, name)
+                rows, size = measure(conn, name, scope.where(name))
                 items.append(
                     TableItem(
                         schema_name=table.schema,
@@ -124,6 +136,18 @@ class PostgresLocation:
                 _index_warning(conn, missing)
                 for missing in missing_indexes(classification, tables, read_indexes(conn))
             ]
+            policies = self.settings.platform.shared_rows
+            warnings += [
+                f"{table}: {count} row(s) reference both this tenant's rows and another "
+                "tenant's; "
+                + (
+                    f"configured to {policies[table]} them"
+                    if table in policies
+                    else "the case stops until OFFBOARD_SHARED_ROWS says whether to leave, "
+                    "delete or export them"
+                )
+                for table, count in shared.items()
+            ]
         return LocationInventory(
             location=self.name,
             items=sum(t.rows for t in items),
@@ -133,20 +157,32 @@ class PostgresLocation:
             excluded_tables=classification.excluded,
             unclassified=list(classification.unclassified),
             warnings=warnings,
+            shared_rows=shared,
         )
 
-    def destroy(self, case: CaseRef) -> Removal:
-        """Shared tables: delete children first, in batches of their own transactions, then
-        VACUUM. The tenant's own schema: drop its tables, then the schema."""
-        return destroy_tenant(self.settings, case, self.describe().technique)
+    def _scope(self, classification: Classification, case: CaseRef) -> Scope:
+        return Scope(classification, case.tenant, self.settings.platform.shared_rows)
+
+    def prove_isolation(
+        self, case: CaseRef, inventoried: Mapping[str, int] | None = None
+    ) -> IsolationProof:
+        """Before any location is destroyed: the tenant's rows listed, and no outside row
+        referencing them (deletion.py). Raises, deleting nothing, if that does not hold."""
+        return prove_isolation(self.settings, case, inventoried)
+
+    def destroy(self, case: CaseRef, inventoried: Mapping[str, int] | None = None) -> Removal:
+        """Prove isolation, then delete children first by key ranges, each statement's rows
+        checked to be the tenant's; VACUUM; drop the tenant's own schema (deletion.py)."""
+        return destroy_tenant(self.settings, case, self.describe().technique, inventoried)[0]
 
     def verify(self, case: CaseRef) -> Remaining:
         schema = self.tenant_schema(case.tenant)
         with self._connect() as conn:
             classification, _, _ = classify(conn, self.settings)
-            scope = Scope(classification, case.tenant)
+            scope = self._scope(classification, case)
             owned = list(classification.owned)
-            left = {t: measure(conn, scope, t)[0] for t in owned}
+            conn.execute("SET enable_seqscan = off")  # through indexes: the tenant's cost
+            left = {t: measure(conn, t, scope.destroyed(t))[0] for t in owned}
             row = conn.execute(
                 "SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,)
             ).fetchone()
@@ -166,12 +202,13 @@ class PostgresLocation:
         skipped = {case.tenant, *excluded}
         with self._connect() as conn:
             classification, _, _ = classify(conn, self.settings)
-            scopes = [Scope(classification, tenant) for tenant in sorted(skipped)]
+            policies = self.settings.platform.shared_rows
+            scopes = [Scope(classification, tenant, policies) for tenant in sorted(skipped)]
             for table in (classification.registry, *classification.owned):
                 # The tenant's own rows (its registry row changes status) and those of tenants
                 # with open cases of their own are left out; every other row must not change.
                 not_skipped = sql.SQL(" AND ").join(
-                    sql.SQL("NOT coalesce({}, false)").format(scope.where(table))
+                    sql.SQL("NOT coalesce({}, false)").format(scope.destroyed(table))
                     for scope in scopes
                 )
                 row = conn.execute(digest_query(table, not_skipped))
@@ -189,7 +226,7 @@ class PostgresLocation:
         keys: set[str] = set()
         with self._connect() as conn:
             classification, _, columns = classify(conn, self.settings, strict=False)
-            scope = Scope(classification, case.tenant)
+            scope = self._scope(classification, case)
             for reference in self.settings.platform.file_reference_columns:
                 table, _, column = reference.rpartition(".")
                 if table not in classification.owned or column not in {

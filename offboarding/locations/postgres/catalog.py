@@ -42,7 +42,8 @@ SELECT n.nspname || '.' || c.relname, con.contype,
              JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.num ORDER BY k.i),
        rn.nspname || '.' || rc.relname,
        ARRAY(SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY k(num, i)
-             JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.num ORDER BY k.i)
+             JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.num ORDER BY k.i),
+       con.conname, con.confdeltype
 FROM pg_constraint con
 JOIN pg_class c ON c.oid = con.conrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -95,12 +96,14 @@ def read_catalog(
         )
     primary: dict[str, tuple[str, ...]] = {}
     foreign: dict[str, list[ForeignKey]] = {}
-    for table, kind, cols, referenced, ref_cols in conn.execute(_CATALOG_CONSTRAINTS):
+    for table, kind, cols, referenced, ref_cols, name, on_delete in conn.execute(
+        _CATALOG_CONSTRAINTS
+    ):
         if kind == "p":
             primary[table] = tuple(cols)
         else:
             foreign.setdefault(table, []).append(
-                ForeignKey(tuple(cols), referenced, tuple(ref_cols))
+                ForeignKey(tuple(cols), referenced, tuple(ref_cols), name, str(on_delete))
             )
     tables = [
         CatalogTable(
@@ -120,8 +123,10 @@ def ident(qualified: str) -> sql.Identifier:
     return sql.Identifier(schema, table)
 
 
-def column_list(cols: tuple[str, ...]) -> sql.Composable:
-    return sql.SQL("({})").format(sql.SQL(", ").join(sql.Identifier(c) for c in cols))
+def column_list(cols: tuple[str, ...], alias: str | None = None) -> sql.Composable:
+    """`(a, b)`, or `(x.a, x.b)` with an alias."""
+    prefix = (alias,) if alias else ()
+    return sql.SQL("({})").format(sql.SQL(", ").join(sql.Identifier(*prefix, c) for c in cols))
 
 
 def classify(

@@ -1,104 +1,585 @@
-"""Destruction of the tenant's rows: shared tables children first (foreign-key order), in
-batches of their own transactions, then VACUUM so dead tuples go; the tenant's own schema
-dropped. The platform's write guard lets only this session change a frozen tenant."""
+"""Destruction of the tenant's rows, proved by construction rather than by comparing the whole
+platform before and after.
+
+Under the freeze, before anything is deleted:
+1. every table's doomed rows (the tenant's, by `Scope.destroyed`) are listed once, by key, in
+   a temporary table of the session, in the order they can go (reply threads deepest first);
+   their number per table must not exceed the frozen inventory's;
+2. no row outside those lists references one of them, through any foreign key of the
+   database in any table (a cascade or SET NULL would change it; NO ACTION would fail):
+   if one does, nothing is deleted, and the rows, constraints and tenants are reported.
+Then each table, children first, is deleted by key ranges of its list, in bounded
+transactions; every statement returns the deleted rows' owner columns, and each row is checked
+to be the tenant's before the transaction commits. VACUUM of the tables touched follows; the
+tenant's own schema is dropped.
+
+Every statement reaches the tenant's rows through keys and indexes (sequential scans are
+disfavoured on this session), so the cost grows with the tenant, not with the platform.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from offboarding.core.config import Settings
-from offboarding.core.errors import DestructionIncompleteError
+from offboarding.core.errors import (
+    DestructionIncompleteError,
+    IntegrityError,
+    IsolationBreachError,
+    SharedRowsError,
+)
 from offboarding.core.faults import crash_point
 from offboarding.core.records import CaseRef
 from offboarding.locations.base import Removal
-from offboarding.locations.postgres.catalog import classify, ident
+from offboarding.locations.postgres.catalog import classify, column_list, ident
 from offboarding.locations.postgres.scope import Scope, measure
-from offboarding.planning import CatalogTable, deletion_order
+from offboarding.planning import CatalogTable, Classification, deletion_order
 
-__all__ = ["delete_rows", "destroy_tenant", "drop_schema"]
+__all__ = [
+    "Doomed",
+    "IsolationProof",
+    "Reference",
+    "destroy_tenant",
+    "drop_schema",
+    "prove_isolation",
+    "require_shared_policies",
+    "shared_counts",
+]
+
+_ON_DELETE = {
+    "a": "NO ACTION",
+    "r": "RESTRICT",
+    "c": "CASCADE",
+    "n": "SET NULL",
+    "d": "SET DEFAULT",
+}
+# Keys whose referencing rows PostgreSQL itself would change when the referenced row goes.
+_CHANGES_REFERENCING = frozenset("cnd")
 
 
-def destroy_tenant(settings: Settings, case: CaseRef, technique: str) -> Removal:
-    """Shared tables: delete children first, in batches of their own transactions, then
-    VACUUM. The tenant's own schema: drop its tables, then the schema."""
+@dataclass(frozen=True)
+class Doomed:
+    """One table's rows to delete, listed by key in a temporary table `temp` (columns k0..,
+    ord, size), `ord` the order they can be deleted in."""
+
+    table: str
+    temp: str
+    keys: tuple[str, ...]  # the table's primary key, or ('ctid',) without one
+    rows: int
+    bytes: int
+    threaded: bool = False  # rows reference rows of the same table: deepest first
+    cyclic: int = 0  # rows in reference cycles: deleted together in the last statement
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Rows outside the tenant's scope that reference the tenant's rows through one key."""
+
+    constraint: str
+    table: str
+    references: str
+    on_delete: str
+    rows: int
+    tenants: tuple[str, ...] = ()  # owners of the referencing rows, where a column names them
+    crosses_tenants: bool = True
+    allowed: bool = False  # shared rows the settings leave in place, detached by SET NULL
+
+    def describe(self) -> str:
+        owners = f" of tenant(s) {', '.join(self.tenants)}" if self.tenants else ""
+        return (
+            f"{self.rows} row(s) of {self.table}{owners} reference the tenant's rows in "
+            f"{self.references} through {self.constraint} (ON DELETE "
+            f"{_ON_DELETE.get(self.on_delete, self.on_delete)})"
+        )
+
+
+@dataclass
+class IsolationProof:
+    """What was established before deleting, and what each statement confirmed while
+    deleting: the certificate's evidence that nothing else was touched."""
+
+    doomed: dict[str, Doomed]
+    references_checked: int
+    detached: list[Reference] = field(default_factory=list)
+    shared: dict[str, int] = field(default_factory=dict)
+    deleted: dict[str, int] = field(default_factory=dict)
+    earlier: dict[str, int] = field(default_factory=dict)  # removed by an interrupted attempt
+
+    def summary(self, policies: Mapping[str, str]) -> str:
+        tables = len(self.doomed)
+        parts = [
+            f"before deleting, {sum(d.rows for d in self.doomed.values()):,} rows of the tenant "
+            f"in {tables} shared tables listed by key; {self.references_checked} foreign keys "
+            "checked: no row outside the tenant's scope references them"
+        ]
+        if self.detached:
+            parts.append(
+                "shared rows left in place, detached by their keys' ON DELETE SET NULL: "
+                + "; ".join(r.describe() for r in self.detached)
+            )
+        if self.shared:
+            parts.append(
+                "rows shared with other tenants, as configured: "
+                + ", ".join(f"{t} {n} ({policies.get(t, '?')})" for t, n in self.shared.items())
+            )
+        if self.deleted:
+            parts.append(
+                "each delete statement returned its rows' owner columns, all of them the "
+                "tenant's; rows deleted per table equal rows listed "
+                f"({sum(self.deleted.values()):,})"
+                + (
+                    "; removed by an earlier interrupted attempt: "
+                    + ", ".join(f"{t} {n}" for t, n in self.earlier.items())
+                    if self.earlier
+                    else ""
+                )
+            )
+        return "; ".join(parts)
+
+
+def _keys(table: CatalogTable) -> tuple[str, ...]:
+    return table.primary_key or ("ctid",)
+
+
+def _key_columns(alias: str, keys: tuple[str, ...]) -> sql.Composed:
+    return sql.SQL("({})").format(sql.SQL(", ").join(sql.Identifier(alias, k) for k in keys))
+
+
+def _names(prefix: str, count: int, alias: str | None = None) -> sql.Composed:
+    """k0, k1, ... (or alias.k0, ...): the numbered columns of a temporary table."""
+    return sql.SQL(", ").join(
+        sql.Identifier(*((alias,) if alias else ()), f"{prefix}{n}") for n in range(count)
+    )
+
+
+def _row(prefix: str, count: int, alias: str) -> sql.Composed:
+    return sql.SQL("({})").format(_names(prefix, count, alias))
+
+
+def _list_doomed(
+    conn: psycopg.Connection[Any], scope: Scope, table: CatalogTable, number: int
+) -> Doomed:
+    """List the table's doomed rows by key, in deletion order, in a temporary table."""
+    temp_name = f"offboarding_doomed_{number}"
+    temp = sql.Identifier(temp_name)
+    staged = sql.Identifier(f"offboarding_doomed_{number}_rows")
+    keys, name = _keys(table), table.qualified
+    threads = [fk for fk in table.foreign_keys if fk.references == name]
+    thread = threads[0] if len(threads) == 1 else None
+    width = len(thread.columns) if thread else 0
+    selected = [
+        *(sql.SQL("{} AS {}").format(sql.Identifier("x", k), sql.Identifier(f"k{n}"))
+          for n, k in enumerate(keys)),
+        sql.SQL("pg_column_size(x.*) AS size"),
+    ]  # fmt: skip
+    if thread:  # the key a reply points at (r) and the reply's reference (s)
+        selected += [
+            sql.SQL("{} AS {}").format(sql.Identifier("x", c), sql.Identifier(f"{p}{n}"))
+            for p, columns in (("r", thread.referenced_columns), ("s", thread.columns))
+            for n, c in enumerate(columns)
+        ]
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}, {}").format(staged, temp))
+    conn.execute(
+        sql.SQL("CREATE TEMPORARY TABLE {s} AS SELECT {cols} FROM {t} AS x WHERE {w}").format(
+            s=staged, cols=sql.SQL(", ").join(selected), t=ident(name),
+            w=scope.destroyed(name, "x"),
+        )
+    )  # fmt: skip
+    k = _names("k", len(keys))
+    if thread:
+        for prefix in ("r", "s"):
+            conn.execute(sql.SQL("CREATE INDEX ON {} ({})").format(staged, _names(prefix, width)))
+        conn.execute(sql.SQL("ANALYZE {}").format(staged))
+        # Depth in its thread: roots (no listed parent) 0, their replies 1, and so on; the
+        # deepest go first. Rows never reached are in a reference cycle (or hang below one):
+        # they go together, in one last statement.
+        query = sql.SQL(
+            "WITH RECURSIVE tree AS ("
+            " SELECT {dk}, {dr}, 0 AS depth FROM {s} d"
+            " WHERE {dnull} OR NOT EXISTS (SELECT 1 FROM {s} p WHERE {pr} = {ds})"
+            " UNION ALL"
+            " SELECT {ck}, {cr}, t.depth + 1 FROM tree t JOIN {s} c ON {cs} = {tr}"
+            "), depth AS (SELECT {k}, max(depth) AS depth FROM tree GROUP BY {k}) "
+            "SELECT {k}, d.size, row_number() OVER (ORDER BY t.depth DESC NULLS LAST, {k}) "
+            "AS ord, t.depth IS NULL AS cyclic FROM {s} d LEFT JOIN depth t USING ({k})"
+        ).format(
+            s=staged, k=k,
+            dk=_names("k", len(keys), "d"), dr=_names("r", width, "d"),
+            dnull=sql.SQL(" OR ").join(
+                sql.SQL("{} IS NULL").format(sql.Identifier("d", f"s{n}")) for n in range(width)
+            ),
+            pr=_row("r", width, "p"), ds=_row("s", width, "d"),
+            ck=_names("k", len(keys), "c"), cr=_names("r", width, "c"),
+            cs=_row("s", width, "c"), tr=_row("r", width, "t"),
+        )  # fmt: skip
+    else:
+        # Several keys into the table itself: no single thread order; all rows go together.
+        together = sql.SQL("true" if threads else "false")
+        query = sql.SQL(
+            "SELECT {k}, size, row_number() OVER (ORDER BY {k}) AS ord, {together} AS cyclic "
+            "FROM {s}"
+        ).format(k=k, s=staged, together=together)
+    conn.execute(sql.SQL("CREATE TEMPORARY TABLE {} AS ").format(temp) + query)
+    conn.execute(sql.SQL("DROP TABLE {}").format(staged))
+    conn.execute(sql.SQL("CREATE INDEX ON {} (ord)").format(temp))
+    conn.execute(sql.SQL("CREATE INDEX ON {} ({})").format(temp, k))
+    conn.execute(sql.SQL("ANALYZE {}").format(temp))
+    row = conn.execute(
+        sql.SQL(
+            "SELECT count(*), coalesce(sum(size), 0), count(*) FILTER (WHERE cyclic) FROM {}"
+        ).format(temp)
+    ).fetchone()
+    assert row is not None
+    return Doomed(
+        table=name, temp=temp_name, keys=keys, rows=int(row[0]), bytes=int(row[1]),
+        threaded=bool(threads), cyclic=int(row[2]),
+    )  # fmt: skip
+
+
+def _doomed_match(doomed: Doomed, alias: str) -> sql.Composed:
+    """The row `alias` (of doomed.table) is one of the listed rows."""
+    return sql.SQL("EXISTS (SELECT 1 FROM {t} dd WHERE {dk} = {xk})").format(
+        t=sql.Identifier(doomed.temp),
+        dk=_row("k", len(doomed.keys), "dd"),
+        xk=_key_columns(alias, doomed.keys),
+    )
+
+
+def _find_references(
+    conn: psycopg.Connection[Any],
+    classification: Classification,
+    tables: list[CatalogTable],
+    doomed: Mapping[str, Doomed],
+    scope: Scope,
+    policies: Mapping[str, str],
+    batch: tuple[str, int, int] | None = None,
+) -> tuple[int, list[Reference]]:
+    """Every foreign key of the database into a table with doomed rows: how many rows outside
+    the lists reference a listed row. `batch` (table, low, high) narrows the check to the keys
+    into that table and its listed rows with `ord` in (low, high].
+    Returns (keys checked, the keys some outside row uses)."""
+    checked, found = 0, []
+    for child in tables:
+        for fk in child.foreign_keys:
+            parent = doomed.get(fk.references)
+            if parent is None or (batch and fk.references != batch[0]):
+                continue
+            checked += 1
+            own = doomed.get(child.qualified)
+            outside = sql.SQL("NOT {}").format(_doomed_match(own, "c")) if own else sql.SQL("TRUE")
+            in_batch = (
+                sql.SQL("d.ord > {} AND d.ord <= {}").format(
+                    sql.Literal(batch[1]), sql.Literal(batch[2])
+                )
+                if batch
+                else sql.SQL("TRUE")
+            )
+            tenant_column = classification.tenant_column
+            owners = (
+                sql.SQL("array_agg(DISTINCT {})").format(sql.Identifier("c", tenant_column))
+                if child.qualified in classification.tenant_scoped
+                else sql.SQL("'{}'::text[]")
+            )
+            joined = sql.SQL(
+                "FROM {dt} d JOIN {pt} p ON {pk} = {dk} JOIN {ct} c ON {cc} = {pr} "
+                "WHERE {in_batch} AND {outside}"
+            ).format(
+                dt=sql.Identifier(parent.temp),
+                pt=ident(fk.references),
+                pk=_key_columns("p", parent.keys),
+                dk=_row("k", len(parent.keys), "d"),
+                ct=ident(child.qualified),
+                cc=column_list(fk.columns, "c"),
+                pr=column_list(fk.referenced_columns, "p"),
+                in_batch=in_batch,
+                outside=outside,
+            )
+            row = conn.execute(sql.SQL("SELECT count(*), {} ").format(owners) + joined).fetchone()
+            rows = int(row[0]) if row else 0
+            if not rows:
+                continue
+            tenants = tuple(sorted(t for t in (row[1] if row else None) or () if t))
+            # Shared rows the settings keep, whose key PostgreSQL sets to NULL: detached.
+            kept = policies.get(child.qualified) in ("leave", "export")
+            if kept and fk.on_delete in "nd":
+                shared = conn.execute(
+                    sql.SQL("SELECT count(*) ")
+                    + joined
+                    + sql.SQL(" AND {}").format(scope.shared_rows(child.qualified, "c"))
+                ).fetchone()
+                kept = bool(shared and int(shared[0]) == rows)
+            found.append(
+                Reference(
+                    constraint=fk.name or f"{child.qualified}({', '.join(fk.columns)})",
+                    table=child.qualified,
+                    references=fk.references,
+                    on_delete=fk.on_delete,
+                    rows=rows,
+                    tenants=tenants,
+                    crosses_tenants=child.qualified not in {
+                        *classification.global_tables, *classification.excluded
+                    },
+                    allowed=kept and fk.on_delete in "nd",
+                )
+            )  # fmt: skip
+    return checked, found
+
+
+def _refuse(case: CaseRef, blocked: list[Reference]) -> None:
+    """Stop before deleting: as an incident when the referencing rows are other tenants'."""
+    lines = [r.describe() for r in blocked]
+    fix = (
+        "Nothing was deleted. Remove or re-point those references (or declare the table's "
+        "shared rows in OFFBOARD_SHARED_ROWS with a key ON DELETE SET NULL), then rerun"
+    )
+    crossing = [r for r in blocked if r.crosses_tenants]
+    if crossing:
+        raise IsolationBreachError(
+            f"destruction of tenant {case.tenant!r} would change other tenants' rows: "
+            + "; ".join(lines) + ". " + fix,
+            facts={
+                "nature": "rows of other tenants reference rows of the offboarded tenant; "
+                "deleting them would delete or change those tenants' rows, or fail",
+                "affected_tenants": sorted({t for r in crossing for t in r.tenants}),
+                "categories": sorted({r.table for r in crossing}),
+                "approximate_records": sum(r.rows for r in crossing),
+                "approximate_people": None,
+            },
+        )  # fmt: skip
+    raise DestructionIncompleteError(
+        f"destruction of tenant {case.tenant!r} would change platform rows: "
+        + "; ".join(lines)
+        + ". "
+        + fix
+    )
+
+
+def shared_counts(
+    conn: psycopg.Connection[Any], scope: Scope, classification: Classification
+) -> dict[str, int]:
+    return {
+        table: count
+        for table in classification.derived
+        if scope.may_share(table) and (count := measure(conn, table, scope.shared_rows(table))[0])
+    }
+
+
+def require_shared_policies(
+    case: CaseRef, shared: Mapping[str, int], policies: Mapping[str, str]
+) -> None:
+    unsettled = {t: n for t, n in shared.items() if t not in policies}
+    if unsettled:
+        tables = ", ".join(f"{t} ({n} rows)" for t, n in unsettled.items())
+        first = next(iter(unsettled))
+        raise SharedRowsError(
+            f"rows of {tables} reference both tenant {case.tenant!r}'s rows and other "
+            "tenants' rows: they are not the tenant's alone to export or destroy. The case "
+            "stops until the settings say how each table's shared rows are handled, e.g. "
+            f'OFFBOARD_SHARED_ROWS=\'{{"{first}": "leave"}}\' (or "delete" with the tenant, '
+            'or "export" without destroying)'
+        )
+
+
+@contextmanager
+def _session(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
+    """A connection whose plans reach rows through indexes wherever one exists."""
     with psycopg.connect(settings.require_database()) as conn:
-        classification, tables, _ = classify(conn, settings)
-        scope = Scope(classification, case.tenant)
-        owned = list(classification.owned)
-        own_schema = list(classification.schema_tables_of(case.tenant))
+        conn.execute("SET enable_seqscan = off")
+        conn.commit()
+        yield conn
+
+
+def _prove(
+    conn: psycopg.Connection[Any],
+    settings: Settings,
+    case: CaseRef,
+    inventoried: Mapping[str, int] | None,
+) -> tuple[Classification, list[CatalogTable], Scope, IsolationProof]:
+    """Steps 1 and 2 of the module's docstring, on `conn` (whose temporary tables then hold
+    the lists). Raises, having deleted nothing, if either fails."""
+    classification, tables, _ = classify(conn, settings)
+    policies = settings.platform.shared_rows
+    scope = Scope(classification, case.tenant, policies)
+    by_name = {t.qualified: t for t in tables}
+    shared = shared_counts(conn, scope, classification)
+    require_shared_policies(case, shared, policies)
+    doomed = {
+        name: _list_doomed(conn, scope, by_name[name], n)
+        for n, name in enumerate(classification.owned)
+    }
+    conn.commit()
+    earlier: dict[str, int] = {}
+    for name, listed in doomed.items():
+        expected = (inventoried or {}).get(name)
+        if expected is None:
+            continue
+        # Shared rows deleted with the tenant were never inventoried as its rows.
+        own = listed.rows - (shared.get(name, 0) if policies.get(name) == "delete" else 0)
+        exported = expected - (shared.get(name, 0) if policies.get(name) == "export" else 0)
+        if own > exported:
+            raise IntegrityError(
+                f"{name} holds {own} rows of tenant {case.tenant!r}, more than the {exported} "
+                "of the frozen inventory: rows were added after the export, so the client never "
+                "received them. Nothing was deleted; export the tenant again (a new case) or "
+                "find what writes to a frozen tenant"
+            )
+        if own < exported:
+            earlier[name] = exported - own
+    checked, references = _find_references(conn, classification, tables, doomed, scope, policies)
+    conn.commit()
+    blocked = [r for r in references if not r.allowed]
+    if blocked:
+        _refuse(case, blocked)
+    proof = IsolationProof(
+        doomed=doomed,
+        references_checked=checked,
+        detached=[r for r in references if r.allowed],
+        shared=shared,
+        earlier=earlier,
+    )
+    return classification, tables, scope, proof
+
+
+def prove_isolation(
+    settings: Settings, case: CaseRef, inventoried: Mapping[str, int] | None = None
+) -> IsolationProof:
+    """Steps 1 and 2 alone, deleting nothing: run before any location is destroyed, so a
+    case that cannot be destroyed cleanly stops with every copy still in place."""
+    with _session(settings) as conn:
+        return _prove(conn, settings, case, inventoried)[3]
+
+
+def destroy_tenant(
+    settings: Settings,
+    case: CaseRef,
+    technique: str,
+    inventoried: Mapping[str, int] | None = None,
+) -> tuple[Removal, IsolationProof]:
+    """Prove, then delete children first by key ranges in bounded transactions, each row
+    checked to be the tenant's; VACUUM; drop the tenant's own schema."""
+    with _session(settings) as conn:
+        classification, tables, scope, proof = _prove(conn, settings, case, inventoried)
         by_name = {t.qualified: t for t in tables}
-        measured = [measure(conn, scope, t) for t in owned + own_schema]
+        own_schema = list(classification.schema_tables_of(case.tenant))
+        in_schema = [measure(conn, t, sql.SQL("TRUE")) for t in own_schema]
         # The platform's write guard lets this session, and only it, change a frozen tenant.
         conn.execute(
             "SELECT set_config('offboarding.destroying_tenant', %s, false)", (case.tenant,)
         )
         conn.commit()
-        parents = {t: {fk.references for fk in by_name[t].foreign_keys} for t in owned}
-        removed = sum(
-            delete_rows(conn, scope, by_name[table], settings.destruction.delete_batch_rows)
-            for table in deletion_order(parents)
-        )
-        removed += sum(rows for rows, _ in measured[len(owned) :])
+        # Keys through which PostgreSQL would change a referencing row: re-checked per batch,
+        # under the batch's row locks, against rows written since the proof.
+        hazards = {
+            fk.references
+            for t in tables
+            for fk in t.foreign_keys
+            if fk.on_delete in _CHANGES_REFERENCING and fk.references in proof.doomed
+        }
+        parents = {
+            t: {fk.references for fk in by_name[t].foreign_keys} for t in classification.owned
+        }
+        for table in deletion_order(parents):
+            proof.deleted[table] = _delete_listed(
+                conn, case, scope, proof, by_name[table], settings.destruction.delete_batch_rows,
+                (classification, tables) if table in hazards else None,
+            )  # fmt: skip
         drop_schema(
             conn, settings.platform.tenant_schema_pattern.format(tenant=case.tenant), own_schema
         )
     with psycopg.connect(settings.require_database(), autocommit=True) as conn:
-        for table in owned:
-            # Dead tuples still hold the deleted values until vacuumed.
-            conn.execute(sql.SQL("VACUUM {}").format(ident(table)))
-    return Removal(
-        items_before=sum(rows for rows, _ in measured),
-        bytes_before=sum(size for _, size in measured),
-        items_removed=removed,
+        for table, listed in proof.doomed.items():
+            if listed.rows:  # dead tuples still hold the deleted values until vacuumed
+                conn.execute(sql.SQL("VACUUM {}").format(ident(table)))
+    removal = Removal(
+        items_before=sum(d.rows for d in proof.doomed.values()) + sum(r for r, _ in in_schema),
+        bytes_before=sum(d.bytes for d in proof.doomed.values()) + sum(b for _, b in in_schema),
+        items_removed=sum(proof.deleted.values()) + sum(r for r, _ in in_schema),
         technique=technique,
+        isolation=proof.summary(settings.platform.shared_rows),
+        details={f"deleted {t}": str(n) for t, n in proof.deleted.items() if n},
     )
+    return removal, proof
 
 
-def delete_rows(
-    conn: psycopg.Connection[Any], scope: Scope, table: CatalogTable, batch_rows: int
+def _delete_listed(
+    conn: psycopg.Connection[Any],
+    case: CaseRef,
+    scope: Scope,
+    proof: IsolationProof,
+    table: CatalogTable,
+    batch_rows: int,
+    hazard: tuple[Classification, list[CatalogTable]] | None,
 ) -> int:
-    # Rows that other rows of the same table point at go last (threaded comments).
-    self_refs = [fk for fk in table.foreign_keys if fk.references == table.qualified]
-    leaves = sql.SQL("").join(
-        sql.SQL(" AND NOT EXISTS (SELECT 1 FROM {t} c WHERE {cc} = {xc})").format(
-            t=ident(table.qualified),
-            cc=sql.SQL("({})").format(
-                sql.SQL(", ").join(sql.Identifier("c", col) for col in fk.columns)
-            ),
-            xc=sql.SQL("({})").format(
-                sql.SQL(", ").join(sql.Identifier("x", col) for col in fk.referenced_columns)
-            ),
-        )
-        for fk in self_refs
+    """Delete the table's listed rows in `ord` ranges of `batch_rows`, the rows of reference
+    cycles last and together; check each returned row is the tenant's before committing."""
+    listed = proof.doomed[table.qualified]
+    name = table.qualified
+    owner_columns = sorted(
+        {scope.classification.tenant_column}
+        if name in scope.classification.tenant_scoped
+        else {c for fk in scope.classification.derived.get(name, ()) for c in fk.columns}
     )
-    batch = sql.SQL(
-        "DELETE FROM {t} WHERE ctid = ANY(ARRAY("
-        "SELECT x.ctid FROM {t} x WHERE {w}{leaves} LIMIT {n}))"
+    statement = sql.SQL(
+        "WITH gone AS (DELETE FROM {t} AS x USING {d} AS d WHERE d.ord > %s AND d.ord <= %s "
+        "AND {xk} = {dk} RETURNING {owners}) "
+        "SELECT count(*), count(*) FILTER (WHERE ({mine}) IS NOT TRUE) FROM gone"
     ).format(
-        t=ident(table.qualified),
-        w=scope.where(table.qualified),
-        leaves=leaves,
-        n=sql.Literal(batch_rows),
-    )
-    removed = 0
-    while True:
+        t=ident(name), d=sql.Identifier(listed.temp), xk=_key_columns("x", listed.keys),
+        dk=_row("k", len(listed.keys), "d"),
+        owners=sql.SQL(", ").join(sql.Identifier("x", c) for c in owner_columns),
+        mine=scope.destroyed(name, "gone"),
+    )  # fmt: skip
+    ordered = listed.rows - listed.cyclic
+    batches = [(lo, min(lo + batch_rows, ordered)) for lo in range(0, ordered, batch_rows)]
+    if listed.cyclic:
+        batches.append((ordered, listed.rows))
+    deleted = 0
+    for low, high in batches:
         with conn.transaction():
-            deleted = conn.execute(batch).rowcount
-        crash_point("postgres:batch-deleted")
-        removed += deleted
-        if deleted == 0:
-            break
-    if self_refs:  # rows in a reference cycle are never leaves: one statement takes them
-        with conn.transaction():
-            removed += conn.execute(
-                sql.SQL("DELETE FROM {} WHERE {}").format(
-                    ident(table.qualified), scope.where(table.qualified)
+            if hazard:
+                conn.execute(
+                    sql.SQL(
+                        "SELECT 1 FROM {t} AS x JOIN {d} AS d ON {xk} = {dk} "
+                        "WHERE d.ord > %s AND d.ord <= %s FOR UPDATE OF x"
+                    ).format(
+                        t=ident(name),
+                        d=sql.Identifier(listed.temp),
+                        xk=_key_columns("x", listed.keys),
+                        dk=_row("k", len(listed.keys), "d"),
+                    ),
+                    (low, high),
                 )
-            ).rowcount
-    return removed
+                classification, tables = hazard
+                _, references = _find_references(
+                    conn, classification, tables, proof.doomed, scope,
+                    scope.shared, batch=(name, low, high),
+                )  # fmt: skip
+                blocked = [r for r in references if not r.allowed]
+                if blocked:
+                    _refuse(case, blocked)
+            row = conn.execute(statement, (low, high)).fetchone()
+            count, stray = (int(row[0]), int(row[1])) if row else (0, 0)
+            if stray:
+                raise IsolationBreachError(
+                    f"a delete of {name} returned {stray} row(s) that are not tenant "
+                    f"{case.tenant!r}'s; the statement was rolled back and destruction "
+                    "stopped. Find what re-used the tenant's keys since the freeze",
+                    facts={
+                        "nature": "a row listed for deletion no longer belonged to the "
+                        "offboarded tenant when it was deleted (rolled back)",
+                        "affected_tenants": [], "categories": [name],
+                        "approximate_records": stray, "approximate_people": None,
+                    },
+                )  # fmt: skip
+        crash_point("postgres:batch-deleted")
+        deleted += count
+    return deleted
 
 
 def drop_schema(conn: psycopg.Connection[Any], schema: str, tables: list[str]) -> None:

@@ -164,7 +164,7 @@ def export_tenant(
             assert row is not None
             snapshot_id, snapshot_time = row
             classification, _, columns = classify(leader, settings)
-            scope = Scope(classification, case.tenant)
+            scope = Scope(classification, case.tenant, settings.platform.shared_rows)
             jobs: list[ExportJob] = []
             for item in inventory.tables:
                 if item.qualified not in columns:
