@@ -181,7 +181,6 @@ class PostgresLocation:
             classification, _, _ = classify(conn, self.settings)
             scope = self._scope(classification, case)
             owned = list(classification.owned)
-            conn.execute("SET enable_seqscan = off")  # through indexes: the tenant's cost
             left = {t: measure(conn, t, scope.destroyed(t))[0] for t in owned}
             row = conn.execute(
                 "SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,)
