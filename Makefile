@@ -1,5 +1,5 @@
 # Two commands matter: `make demo` and `make test`. Both set up what they need.
-.PHONY: audit bench-concurrent bench-scale demo serve test lint typecheck pytest setup system-deps browser-deps schemas clean bench
+.PHONY: audit bench-concurrent bench-destroy bench-scale demo serve test lint typecheck pytest setup system-deps browser-deps schemas clean bench
 
 PYTHON ?= python3
 UV_VERSION := 0.13.8
@@ -74,6 +74,10 @@ bench: setup benchmarks/.venv-peers/.synced
 # Twenty tenants offboarded at once through a real Prefect server (replaces its section of RESULTS.md).
 bench-concurrent: setup
 	$(VENV)/bin/python -m benchmarks.concurrent_cases $(BENCH_ARGS)
+
+# Destruction on a live platform against plain SQL, and on twice the neighbours (benchmarks/destroy.py)
+bench-destroy: setup
+	$(VENV)/bin/python -m benchmarks.destroy $(BENCH_ARGS)
 
 # A tenant ten times the benchmark size: memory flat, time linear? (replaces its section of RESULTS.md)
 bench-scale: setup

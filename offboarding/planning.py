@@ -21,8 +21,10 @@ __all__ = [
     "classify_tables",
     "deletion_order",
     "destruction_schedule",
+    "index_serves",
     "latest_destruction_start",
     "missing_indexes",
+    "reached_through_indexes",
 ]
 
 
@@ -189,8 +191,7 @@ def missing_indexes(
     An index serves the columns when its first columns are exactly those, in any order."""
 
     def served(table: str, columns: tuple[str, ...]) -> bool:
-        wanted = set(columns)
-        return any(set(index[: len(columns)]) == wanted for index in indexes.get(table, []))
+        return index_serves(indexes, table, columns)
 
     by_name = {t.qualified: t for t in tables}
     found: list[MissingIndex] = []
@@ -209,6 +210,32 @@ def missing_indexes(
             if not served(table, fk.columns):
                 found.append(MissingIndex(table, fk.columns, f"the foreign key to {fk.references}"))
     return found
+
+
+def index_serves(
+    indexes: dict[str, list[tuple[str, ...]]], table: str, columns: tuple[str, ...]
+) -> bool:
+    """Some index of `table` leads with exactly `columns` (in any order)."""
+    wanted = set(columns)
+    return any(set(index[: len(columns)]) == wanted for index in indexes.get(table, []))
+
+
+def reached_through_indexes(
+    classification: Classification,
+    tables: list[CatalogTable],
+    indexes: dict[str, list[tuple[str, ...]]],
+) -> bool:
+    """Every column that selects a tenant's rows leads an index (`missing_indexes` finds none),
+    and so does every foreign key into a tenant-owned table: then every statement of the
+    destruction, PostgreSQL's own referential checks included, can start from the tenant's
+    rows and never needs to read the whole of a table."""
+    owned = set(classification.owned)
+    return not missing_indexes(classification, tables, indexes) and all(
+        index_serves(indexes, t.qualified, fk.columns)
+        for t in tables
+        for fk in t.foreign_keys
+        if fk.references in owned
+    )
 
 
 def deletion_order(tables: dict[str, set[str]]) -> list[str]:

@@ -22,12 +22,14 @@ slower on the demo platform.)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 
 from offboarding.core.config import Settings
 from offboarding.core.errors import (
@@ -39,9 +41,14 @@ from offboarding.core.errors import (
 from offboarding.core.faults import crash_point
 from offboarding.core.records import CaseRef
 from offboarding.locations.base import Removal
-from offboarding.locations.postgres.catalog import classify, column_list, ident
+from offboarding.locations.postgres.catalog import classify, column_list, ident, read_indexes
 from offboarding.locations.postgres.scope import Scope, measure
-from offboarding.planning import CatalogTable, Classification, deletion_order
+from offboarding.planning import (
+    CatalogTable,
+    Classification,
+    deletion_order,
+    reached_through_indexes,
+)
 
 __all__ = [
     "Doomed",
@@ -112,6 +119,7 @@ class IsolationProof:
     shared: dict[str, int] = field(default_factory=dict)
     deleted: dict[str, int] = field(default_factory=dict)
     earlier: dict[str, int] = field(default_factory=dict)  # removed by an interrupted attempt
+    indexed: bool = False  # every statement could start from the tenant's rows (see planning)
 
     def summary(self, policies: Mapping[str, str]) -> str:
         tables = len(self.doomed)
@@ -145,6 +153,22 @@ class IsolationProof:
         return "; ".join(parts)
 
 
+@contextmanager
+def _from_indexes(conn: psycopg.Connection[Any], indexed: bool) -> Iterator[None]:
+    """Within the current transaction, plan the statements from the tenant's rows through
+    indexes (sequential scans off), where every needed index exists: otherwise PostgreSQL's
+    own plans, since without the index a sequential scan is the cheapest way there is."""
+    if not indexed:
+        yield
+        return
+    conn.execute("SET LOCAL enable_seqscan = off")
+    try:
+        yield
+    finally:
+        if not conn.broken and conn.info.transaction_status == TransactionStatus.INTRANS:
+            conn.execute("SET LOCAL enable_seqscan = on")
+
+
 def _keys(table: CatalogTable) -> tuple[str, ...]:
     return table.primary_key or ("ctid",)
 
@@ -165,15 +189,21 @@ def _row(prefix: str, count: int, alias: str) -> sql.Composed:
 
 
 def _list_doomed(
-    conn: psycopg.Connection[Any], scope: Scope, table: CatalogTable, number: int
+    conn: psycopg.Connection[Any],
+    scope: Scope,
+    table: CatalogTable,
+    number: int,
+    indexed: bool,
+    ordered: bool = True,
 ) -> Doomed:
-    """List the table's doomed rows by key, in deletion order, in a temporary table."""
+    """List the table's doomed rows by key, in deletion order (`ordered`: the check before
+    any location is destroyed only needs the list), in a temporary table."""
     temp_name = f"offboarding_doomed_{number}"
     temp = sql.Identifier(temp_name)
     staged = sql.Identifier(f"offboarding_doomed_{number}_rows")
     keys, name = _keys(table), table.qualified
     threads = [fk for fk in table.foreign_keys if fk.references == name]
-    thread = threads[0] if len(threads) == 1 else None
+    thread = threads[0] if len(threads) == 1 and ordered else None
     width = len(thread.columns) if thread else 0
     selected = [
         *(sql.SQL("{} AS {}").format(sql.Identifier("x", k), sql.Identifier(f"k{n}"))
@@ -187,12 +217,13 @@ def _list_doomed(
             for n, c in enumerate(columns)
         ]
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}, {}").format(staged, temp))
-    conn.execute(
-        sql.SQL("CREATE TEMPORARY TABLE {s} AS SELECT {cols} FROM {t} AS x WHERE {w}").format(
-            s=staged, cols=sql.SQL(", ").join(selected), t=ident(name),
-            w=scope.destroyed(name, "x"),
-        )
-    )  # fmt: skip
+    with _from_indexes(conn, indexed):
+        conn.execute(
+            sql.SQL("CREATE TEMPORARY TABLE {s} AS SELECT {cols} FROM {t} AS x WHERE {w}").format(
+                s=staged, cols=sql.SQL(", ").join(selected), t=ident(name),
+                w=scope.destroyed(name, "x"),
+            )
+        )  # fmt: skip
     k = _names("k", len(keys))
     if thread:
         for prefix in ("r", "s"):
@@ -222,7 +253,7 @@ def _list_doomed(
         )  # fmt: skip
     else:
         # Several keys into the table itself: no single thread order; all rows go together.
-        together = sql.SQL("true" if threads else "false")
+        together = sql.SQL("true" if threads and ordered else "false")
         query = sql.SQL(
             "SELECT {k}, size, row_number() OVER (ORDER BY {k}) AS ord, {together} AS cyclic "
             "FROM {s}"
@@ -260,6 +291,7 @@ def _find_references(
     doomed: Mapping[str, Doomed],
     scope: Scope,
     policies: Mapping[str, str],
+    indexed: bool,
     batch: tuple[str, int, int] | None = None,
 ) -> tuple[int, list[Reference]]:
     """Every foreign key of the database into a table with doomed rows: how many rows outside
@@ -302,7 +334,10 @@ def _find_references(
                 in_batch=in_batch,
                 outside=outside,
             )
-            row = conn.execute(sql.SQL("SELECT count(*), {} ").format(owners) + joined).fetchone()
+            with _from_indexes(conn, indexed):
+                row = conn.execute(
+                    sql.SQL("SELECT count(*), {} ").format(owners) + joined
+                ).fetchone()
             rows = int(row[0]) if row else 0
             if not rows:
                 continue
@@ -310,11 +345,12 @@ def _find_references(
             # Shared rows the settings keep, whose key PostgreSQL sets to NULL: detached.
             kept = policies.get(child.qualified) in ("leave", "export")
             if kept and fk.on_delete in "nd":
-                shared = conn.execute(
-                    sql.SQL("SELECT count(*) ")
-                    + joined
-                    + sql.SQL(" AND {}").format(scope.shared_rows(child.qualified, "c"))
-                ).fetchone()
+                with _from_indexes(conn, indexed):
+                    shared = conn.execute(
+                        sql.SQL("SELECT count(*) ")
+                        + joined
+                        + sql.SQL(" AND {}").format(scope.shared_rows(child.qualified, "c"))
+                    ).fetchone()
                 kept = bool(shared and int(shared[0]) == rows)
             found.append(
                 Reference(
@@ -393,6 +429,7 @@ def _prove(
     settings: Settings,
     case: CaseRef,
     inventoried: Mapping[str, int] | None,
+    ordered: bool = True,
 ) -> tuple[Classification, list[CatalogTable], Scope, IsolationProof]:
     """Steps 1 and 2 of the module's docstring, on `conn` (whose temporary tables then hold
     the lists). Raises, having deleted nothing, if either fails."""
@@ -402,8 +439,9 @@ def _prove(
     by_name = {t.qualified: t for t in tables}
     shared = shared_counts(conn, scope, classification)
     require_shared_policies(case, shared, policies)
+    indexed = reached_through_indexes(classification, tables, read_indexes(conn))
     doomed = {
-        name: _list_doomed(conn, scope, by_name[name], n)
+        name: _list_doomed(conn, scope, by_name[name], n, indexed, ordered)
         for n, name in enumerate(classification.owned)
     }
     conn.commit()
@@ -424,7 +462,9 @@ def _prove(
             )
         if own < exported:
             earlier[name] = exported - own
-    checked, references = _find_references(conn, classification, tables, doomed, scope, policies)
+    checked, references = _find_references(
+        conn, classification, tables, doomed, scope, policies, indexed
+    )
     conn.commit()
     blocked = [r for r in references if not r.allowed]
     if blocked:
@@ -435,6 +475,7 @@ def _prove(
         detached=[r for r in references if r.allowed],
         shared=shared,
         earlier=earlier,
+        indexed=indexed,
     )
     return classification, tables, scope, proof
 
@@ -445,7 +486,7 @@ def prove_isolation(
     """Steps 1 and 2 alone, deleting nothing: run before any location is destroyed, so a
     case that cannot be destroyed cleanly stops with every copy still in place."""
     with psycopg.connect(settings.require_database()) as conn:
-        return _prove(conn, settings, case, inventoried)[3]
+        return _prove(conn, settings, case, inventoried, ordered=False)[3]
 
 
 def destroy_tenant(
@@ -518,13 +559,24 @@ def _delete_listed(
         if name in scope.classification.tenant_scoped
         else {c for fk in scope.classification.derived.get(name, ()) for c in fk.columns}
     )
+    # One key column: `= ANY(array)`, which PostgreSQL serves from the key's index (or the
+    # row's address), where a join to the list may be planned as a scan of the whole table.
+    batch_rows_of = (
+        sql.SQL("{x} = ANY(ARRAY(SELECT d.k0 FROM {d} AS d WHERE d.ord > %s AND d.ord <= %s))")
+        if len(listed.keys) == 1
+        else sql.SQL(
+            "{x} IN (SELECT {dk} FROM {d} AS d WHERE d.ord > %s AND d.ord <= %s)"
+        )
+    ).format(
+        x=sql.Identifier("x", listed.keys[0]) if len(listed.keys) == 1
+        else _key_columns("x", listed.keys),
+        d=sql.Identifier(listed.temp), dk=_names("k", len(listed.keys), "d"),
+    )  # fmt: skip
     statement = sql.SQL(
-        "WITH gone AS (DELETE FROM {t} AS x USING {d} AS d WHERE d.ord > %s AND d.ord <= %s "
-        "AND {xk} = {dk} RETURNING {owners}) "
+        "WITH gone AS (DELETE FROM {t} AS x WHERE {rows} RETURNING {owners}) "
         "SELECT count(*), count(*) FILTER (WHERE ({mine}) IS NOT TRUE) FROM gone"
     ).format(
-        t=ident(name), d=sql.Identifier(listed.temp), xk=_key_columns("x", listed.keys),
-        dk=_row("k", len(listed.keys), "d"),
+        t=ident(name), rows=batch_rows_of,
         owners=sql.SQL(", ").join(sql.Identifier("x", c) for c in owner_columns),
         mine=scope.destroyed(name, "gone"),
     )  # fmt: skip
@@ -551,12 +603,13 @@ def _delete_listed(
                 classification, tables = hazard
                 _, references = _find_references(
                     conn, classification, tables, proof.doomed, scope,
-                    scope.shared, batch=(name, low, high),
+                    scope.shared, proof.indexed, batch=(name, low, high),
                 )  # fmt: skip
                 blocked = [r for r in references if not r.allowed]
                 if blocked:
                     _refuse(case, blocked)
-            row = conn.execute(statement, (low, high)).fetchone()
+            with _from_indexes(conn, proof.indexed):
+                row = conn.execute(statement, (low, high)).fetchone()
             count, stray = (int(row[0]), int(row[1])) if row else (0, 0)
             if stray:
                 raise IsolationBreachError(

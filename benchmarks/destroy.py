@@ -1,0 +1,231 @@
+"""The destroy flow's PostgreSQL part against plain SQL, on a platform of threaded tables where
+one tenant is destroyed among others, and on one with twice the neighbours' rows.
+
+A private cluster holds `posts` (tenant column) and `comments` (reaching their tenant through
+`posts`; half of them replies to another comment), foreign-key columns indexed, tenants' rows
+interleaved as a live platform writes them. The offboarded tenant has `--posts` posts and
+twice as many comments. Each measurement runs on a fresh copy of the platform:
+
+- plain SQL: `DELETE FROM comments USING posts ...`, `DELETE FROM posts WHERE tenant_id = ...`,
+  then `VACUUM` of both: what a DBA would type, with no checks and no bounded transactions;
+- the project: what the destroy flow does in PostgreSQL, in its order: the isolation check
+  (`check-isolation`, before any location), the location's destroy (lists, proof, bounded
+  deletes with each row's owner checked, VACUUM), and the independent verification.
+
+Targets: the project within 1.5x of plain SQL; with twice the neighbours' rows, within 1.1x
+of its own time on the first platform (cost grows with the tenant, not the platform).
+
+    make bench-destroy    (about 15 minutes; replaces its section of RESULTS.md)
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from benchmarks.results import record
+from benchmarks.run import machine
+from offboarding.core.config import Settings
+from offboarding.core.records import CaseRef
+from offboarding.dev.services import PostgresCluster
+from offboarding.locations.postgres import PostgresLocation
+
+TENANT = "t0"
+
+SCHEMA = """
+CREATE TABLE tenants (id text PRIMARY KEY);
+CREATE TABLE posts (
+    id bigint PRIMARY KEY,
+    tenant_id text NOT NULL REFERENCES tenants (id),
+    title text NOT NULL,
+    body text
+);
+CREATE TABLE comments (
+    id bigint PRIMARY KEY,
+    post_id bigint NOT NULL REFERENCES posts (id),
+    parent_id bigint REFERENCES comments (id),
+    body text NOT NULL
+);
+"""
+
+# Tenants take turns (post g is tenant g % n's), as a live platform interleaves their writes;
+# every post has a comment and a reply to it.
+DATA = """
+INSERT INTO tenants SELECT 't' || i FROM generate_series(0, {tenants} - 1) i;
+INSERT INTO posts
+SELECT g, 't' || (g % {tenants}), 'post ' || g, repeat(md5(g::text), 3)
+FROM generate_series(0, {posts} * {tenants} - 1) g;
+INSERT INTO comments
+SELECT c, c / 2, CASE WHEN c % 2 = 1 THEN c - 1 END, repeat(md5(c::text), 2)
+FROM generate_series(0, 2 * {posts} * {tenants} - 1) c;
+CREATE INDEX ON posts (tenant_id);
+CREATE INDEX ON comments (post_id);
+CREATE INDEX ON comments (parent_id);
+"""
+
+BASELINE = [
+    "DELETE FROM comments c USING posts p WHERE c.post_id = p.id AND p.tenant_id = 't0'",
+    "DELETE FROM posts WHERE tenant_id = 't0'",
+    "VACUUM comments",
+    "VACUUM posts",
+]
+
+
+def _dsn(cluster: PostgresCluster, dbname: str) -> str:
+    return cluster.dsn.replace(f"dbname={cluster.dbname}", f"dbname={dbname}")
+
+
+def build(cluster: PostgresCluster, name: str, tenants: int, posts: int) -> tuple[int, int]:
+    """A template database of `tenants` tenants of `posts` posts each: (rows, bytes)."""
+    with psycopg.connect(cluster.dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    started = time.perf_counter()
+    with psycopg.connect(_dsn(cluster, name), autocommit=True) as conn:
+        conn.execute(SCHEMA)
+        conn.execute(DATA.format(tenants=tenants, posts=posts))
+        conn.execute("VACUUM ANALYZE")
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM posts) + (SELECT count(*) FROM comments), "
+            "pg_database_size(current_database())"
+        ).fetchone()
+    assert row is not None
+    print(f"built {name}: {int(row[0]):,} rows in {time.perf_counter() - started:.0f}s", flush=True)
+    return int(row[0]), int(row[1])
+
+
+def copy(cluster: PostgresCluster, template: str, name: str) -> str:
+    with psycopg.connect(cluster.dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        )
+        conn.execute("CHECKPOINT")
+    dsn = _dsn(cluster, name)
+    with psycopg.connect(dsn, autocommit=True) as conn:  # warm: both sides start alike
+        conn.execute("SELECT count(*) FROM posts").fetchone()
+        conn.execute("SELECT count(*) FROM comments").fetchone()
+    return dsn
+
+
+def plain_sql(dsn: str) -> dict[str, float]:
+    started = time.perf_counter()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for statement in BASELINE:
+            conn.execute(statement)
+    return {"total": time.perf_counter() - started}
+
+
+def ours(dsn: str, home: Path) -> dict[str, float]:
+    settings = Settings(home=home, database_url=dsn, global_tables={}, file_reference_columns=[])
+    location = PostgresLocation(settings)
+    case = CaseRef(tenant=TENANT, case_id=f"{TENANT}-000000000000")
+    phases: dict[str, Callable[[], object]] = {
+        "check": lambda: location.prove_isolation(case),
+        "destroy": lambda: location.destroy(case),
+        "verify": lambda: location.verify(case),
+    }
+    times: dict[str, float] = {}
+    for name, phase in phases.items():
+        started = time.perf_counter()
+        result = phase()
+        times[name] = time.perf_counter() - started
+        if name == "verify":
+            assert getattr(result, "items", 1) == 0, result
+    times["total"] = sum(times.values())
+    return times
+
+
+def left(dsn: str) -> tuple[int, int]:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM posts), (SELECT count(*) FROM comments)"
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--posts", type=int, default=500_000, help="posts per tenant")
+    parser.add_argument("--tenants", type=int, default=4, help="tenants on the first platform")
+    parser.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="offboard-bench-destroy-"))
+    cluster = PostgresCluster()
+    neighbours = args.tenants - 1
+    platforms = {"platform": args.tenants, "twice the neighbours": 2 * neighbours + 1}
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {}
+    sizes: dict[str, tuple[int, int]] = {}
+    try:
+        cluster.start()
+        for label, tenants in platforms.items():
+            template = f"template_{tenants}"
+            sizes[label] = build(cluster, template, tenants, args.posts)
+            runs[label] = {"plain SQL": [], "project": []}
+            for n in range(args.repeat):
+                dsn = copy(cluster, template, "run_plain")
+                runs[label]["plain SQL"].append(plain_sql(dsn))
+                expected = left(dsn)
+                dsn = copy(cluster, template, "run_ours")
+                runs[label]["project"].append(ours(dsn, work / f"home-{tenants}-{n}"))
+                assert left(dsn) == expected, "the project left other rows than plain SQL"
+                print(label, {k: v[-1] for k, v in runs[label].items()}, flush=True)
+            with psycopg.connect(cluster.dsn, autocommit=True) as conn:
+                for name in ("run_plain", "run_ours", template):
+                    conn.execute(
+                        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                            sql.Identifier(name)
+                        )
+                    )
+    finally:
+        cluster.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    best = {
+        label: {side: min(r, key=lambda x: x["total"]) for side, r in by_side.items()}
+        for label, by_side in runs.items()
+    }
+    tenant_rows = 3 * args.posts
+    lines = [
+        "\n## Destruction on a live platform (`make bench-destroy`)\n",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}. Threaded tables "
+        f"(`posts` with a tenant column; `comments` through `posts`, half of them replies), "
+        f"foreign keys indexed, tenants interleaved; the destroyed tenant holds {tenant_rows:,} "
+        f"rows ({args.posts:,} posts, {2 * args.posts:,} comments). Best of {args.repeat}, each "
+        "on a fresh copy of the platform.\n",
+        "| platform | rows | size (GB) | plain SQL (s) | project (s) | check / destroy / verify "
+        "(s) | project / plain SQL |",
+        "|---|---:|---:|---:|---:|---|---:|",
+    ]
+    for label, by_side in best.items():
+        plain, project = by_side["plain SQL"]["total"], by_side["project"]
+        lines.append(
+            f"| {label} | {sizes[label][0]:,} | {sizes[label][1] / 1e9:.2f} | {plain:.1f} | "
+            f"{project['total']:.1f} | {project['check']:.1f} / {project['destroy']:.1f} / "
+            f"{project['verify']:.1f} | {project['total'] / plain:.2f}x |"
+        )
+    first, second = (best[label]["project"]["total"] for label in platforms)
+    lines.append(
+        f"\nTwice the neighbours' rows: the project takes {second / first:.2f}x its time on the "
+        "first platform (target: at most 1.10x); against plain SQL, "
+        f"{best['platform']['project']['total'] / best['platform']['plain SQL']['total']:.2f}x "
+        "(target: at most 1.5x).\n"
+    )
+    report = "\n".join(lines)
+    print(report)
+    record(report, ("## Destruction on a live platform",))
+
+
+if __name__ == "__main__":
+    main()
