@@ -135,6 +135,27 @@ def test_threaded_rows_are_deleted_leaves_first_in_small_batches(platform: Platf
     assert removal.items_removed == removal.items_before
 
 
+def test_replies_older_than_their_parents_are_still_deleted_deepest_first(
+    platform: Platform,
+) -> None:
+    """Keys not serial (imported threads): descending key order is no longer replies-first,
+    and each row's depth in its thread decides, deepest first, one row per transaction."""
+    platform.query(
+        "INSERT INTO comments (id, post_id, parent_id, body, created_at) "
+        "SELECT 900003, id, NULL, 'root', now() FROM posts WHERE tenant_id = 'acme' LIMIT 1;"
+        "INSERT INTO comments (id, post_id, parent_id, body, created_at) "
+        "SELECT 900001, post_id, 900003, 'older reply', now() FROM comments WHERE id = 900003;"
+        "INSERT INTO comments (id, post_id, parent_id, body, created_at) "
+        "SELECT 900002, post_id, 900001, 'reply to it', now() FROM comments WHERE id = 900003"
+    )
+    settings = platform.settings.replace(delete_batch_rows=1)
+    case = platform.case("acme")
+    removal = stages.destroy_location(settings, case, "postgres")
+    assert removal.items_removed == removal.items_before
+    assert platform.query("SELECT count(*) FROM comments WHERE id >= 900001") == [(0,)]
+    assert stages.verify_location(settings, case, "postgres").items == 0
+
+
 def test_tenant_data_found_in_prefects_result_storage_blocks_the_certificate(
     platform: Platform, tmp_path: Path
 ) -> None:

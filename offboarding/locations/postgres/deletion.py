@@ -196,22 +196,20 @@ def _row(prefix: str, count: int, alias: str) -> sql.Composed:
 
 
 def _list_doomed(
-    conn: psycopg.Connection[Any],
-    scope: Scope,
-    table: CatalogTable,
-    number: int,
-    indexed: bool,
-    ordered: bool = True,
+    conn: psycopg.Connection[Any], scope: Scope, table: CatalogTable, number: int, indexed: bool
 ) -> Doomed:
-    """List the table's doomed rows by key, in deletion order (`ordered`: the check before
-    any location is destroyed only needs the list), in a temporary table."""
+    """List the table's doomed rows by key, in an order they can be deleted in, in a temporary
+    table. Reply threads (one key into the table itself): when every reply's key is greater
+    than its parent's (serial keys), descending key order deletes replies first, at the cost
+    of one pass; otherwise each row's depth in its thread is computed and the deepest go first.
+    """
     temp_name = f"offboarding_doomed_{number}"
     temp = sql.Identifier(temp_name)
-    staged = sql.Identifier(f"offboarding_doomed_{number}_rows")
     keys, name = _keys(table), table.qualified
     threads = [fk for fk in table.foreign_keys if fk.references == name]
-    thread = threads[0] if len(threads) == 1 and ordered else None
+    thread = threads[0] if len(threads) == 1 else None
     width = len(thread.columns) if thread else 0
+    serial = thread is not None and len(keys) == 1 and thread.referenced_columns == keys
     selected = [
         *(sql.SQL("{} AS {}").format(sql.Identifier("x", k), sql.Identifier(f"k{n}"))
           for n, k in enumerate(keys)),
@@ -223,50 +221,29 @@ def _list_doomed(
             for p, columns in (("r", thread.referenced_columns), ("s", thread.columns))
             for n, c in enumerate(columns)
         ]
-    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}, {}").format(staged, temp))
+    key_order = sql.SQL(", ").join(
+        sql.SQL("{} DESC" if serial else "{}").format(sql.Identifier("x", k)) for k in keys
+    )
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(temp))
     with _from_indexes(conn, indexed):
         conn.execute(
-            sql.SQL("CREATE TEMPORARY TABLE {s} AS SELECT {cols} FROM {t} AS x WHERE {w}").format(
-                s=staged, cols=sql.SQL(", ").join(selected), t=ident(name),
-                w=scope.destroyed(name, "x"),
+            sql.SQL(
+                "CREATE TEMPORARY TABLE {temp} AS SELECT {cols}, row_number() OVER (ORDER BY "
+                "{order}) AS ord, {together} AS cyclic FROM {t} AS x WHERE {w}"
+            ).format(
+                temp=temp, cols=sql.SQL(", ").join(selected), order=key_order,
+                # Several keys into the table itself: no single order; all rows go together.
+                together=sql.SQL("true" if threads and not thread else "false"),
+                t=ident(name), w=scope.destroyed(name, "x"),
             )
         )  # fmt: skip
     k = _names("k", len(keys))
     if thread:
-        for prefix in ("r", "s"):
-            conn.execute(sql.SQL("CREATE INDEX ON {} ({})").format(staged, _names(prefix, width)))
-        conn.execute(sql.SQL("ANALYZE {}").format(staged))
-        # Depth in its thread: roots (no listed parent) 0, their replies 1, and so on; the
-        # deepest go first. Rows never reached are in a reference cycle (or hang below one):
-        # they go together, in one last statement.
-        query = sql.SQL(
-            "WITH RECURSIVE tree AS ("
-            " SELECT {dk}, {dr}, 0 AS depth FROM {s} d"
-            " WHERE {dnull} OR NOT EXISTS (SELECT 1 FROM {s} p WHERE {pr} = {ds})"
-            " UNION ALL"
-            " SELECT {ck}, {cr}, t.depth + 1 FROM tree t JOIN {s} c ON {cs} = {tr}"
-            "), depth AS (SELECT {k}, max(depth) AS depth FROM tree GROUP BY {k}) "
-            "SELECT {k}, d.size, row_number() OVER (ORDER BY t.depth DESC NULLS LAST, {k}) "
-            "AS ord, t.depth IS NULL AS cyclic FROM {s} d LEFT JOIN depth t USING ({k})"
-        ).format(
-            s=staged, k=k,
-            dk=_names("k", len(keys), "d"), dr=_names("r", width, "d"),
-            dnull=sql.SQL(" OR ").join(
-                sql.SQL("{} IS NULL").format(sql.Identifier("d", f"s{n}")) for n in range(width)
-            ),
-            pr=_row("r", width, "p"), ds=_row("s", width, "d"),
-            ck=_names("k", len(keys), "c"), cr=_names("r", width, "c"),
-            cs=_row("s", width, "c"), tr=_row("r", width, "t"),
-        )  # fmt: skip
-    else:
-        # Several keys into the table itself: no single thread order; all rows go together.
-        together = sql.SQL("true" if threads and ordered else "false")
-        query = sql.SQL(
-            "SELECT {k}, size, row_number() OVER (ORDER BY {k}) AS ord, {together} AS cyclic "
-            "FROM {s}"
-        ).format(k=k, s=staged, together=together)
-    conn.execute(sql.SQL("CREATE TEMPORARY TABLE {} AS ").format(temp) + query)
-    conn.execute(sql.SQL("DROP TABLE {}").format(staged))
+        misordered = serial and conn.execute(
+            sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE s0 >= k0)").format(temp)
+        ).fetchone() == (True,)
+        if not serial or misordered:
+            _order_by_depth(conn, temp_name, len(keys), width)
     conn.execute(sql.SQL("CREATE INDEX ON {} (ord)").format(temp))
     conn.execute(sql.SQL("CREATE INDEX ON {} ({})").format(temp, k))
     conn.execute(sql.SQL("ANALYZE {}").format(temp))
@@ -282,6 +259,39 @@ def _list_doomed(
     )  # fmt: skip
 
 
+def _order_by_depth(conn: psycopg.Connection[Any], temp_name: str, keys: int, width: int) -> None:
+    """Renumber `ord` of a listed reply thread by depth, deepest first: roots (no listed parent)
+    have depth 0, their replies 1, and so on. Rows never reached are in a reference cycle (or
+    hang below one): they go together, in one last statement."""
+    temp, staged = sql.Identifier(temp_name), sql.Identifier(f"{temp_name}_rows")
+    conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(temp, staged))
+    for prefix in ("r", "s"):
+        conn.execute(sql.SQL("CREATE INDEX ON {} ({})").format(staged, _names(prefix, width)))
+    conn.execute(sql.SQL("ANALYZE {}").format(staged))
+    k = _names("k", keys)
+    query = sql.SQL(
+        "WITH RECURSIVE tree AS ("
+        " SELECT {dk}, {dr}, 0 AS depth FROM {s} d"
+        " WHERE {dnull} OR NOT EXISTS (SELECT 1 FROM {s} p WHERE {pr} = {ds})"
+        " UNION ALL"
+        " SELECT {ck}, {cr}, t.depth + 1 FROM tree t JOIN {s} c ON {cs} = {tr}"
+        "), depth AS (SELECT {k}, max(depth) AS depth FROM tree GROUP BY {k}) "
+        "SELECT {k}, d.size, row_number() OVER (ORDER BY t.depth DESC NULLS LAST, {k}) "
+        "AS ord, t.depth IS NULL AS cyclic FROM {s} d LEFT JOIN depth t USING ({k})"
+    ).format(
+        s=staged, k=k,
+        dk=_names("k", keys, "d"), dr=_names("r", width, "d"),
+        dnull=sql.SQL(" OR ").join(
+            sql.SQL("{} IS NULL").format(sql.Identifier("d", f"s{n}")) for n in range(width)
+        ),
+        pr=_row("r", width, "p"), ds=_row("s", width, "d"),
+        ck=_names("k", keys, "c"), cr=_names("r", width, "c"),
+        cs=_row("s", width, "c"), tr=_row("r", width, "t"),
+    )  # fmt: skip
+    conn.execute(sql.SQL("CREATE TEMPORARY TABLE {} AS ").format(temp) + query)
+    conn.execute(sql.SQL("DROP TABLE {}").format(staged))
+
+
 def _doomed_match(doomed: Doomed, alias: str) -> sql.Composed:
     """The row `alias` (of doomed.table) is one of the listed rows."""
     return sql.SQL("EXISTS (SELECT 1 FROM {t} dd WHERE {dk} = {xk})").format(
@@ -295,32 +305,52 @@ def _find_references(
     conn: psycopg.Connection[Any],
     classification: Classification,
     tables: list[CatalogTable],
-    doomed: Mapping[str, Doomed],
     scope: Scope,
     policies: Mapping[str, str],
     indexed: bool,
+    doomed: Mapping[str, Doomed] | None = None,
     batch: tuple[str, int, int] | None = None,
 ) -> tuple[int, list[Reference]]:
-    """Every foreign key of the database into a table with doomed rows: how many rows outside
-    the lists reference a listed row. `batch` (table, low, high) narrows the check to the keys
-    into that table and its listed rows with `ord` in (low, high].
+    """Every foreign key of the database into a tenant-owned table: how many rows outside the
+    tenant's scope reference one of its rows. With `doomed`, the scope is the lists (and
+    `batch` (table, low, high) narrows the check to the keys into that table and its listed
+    rows with `ord` in (low, high]); without, the scope's own conditions.
+    A key that is a derived table's only route to a tenant needs no query: a row reaching the
+    tenant's rows through it is the tenant's by construction.
     Returns (keys checked, the keys some outside row uses)."""
     checked, found = 0, []
+    owned = set(classification.owned)
     for child in tables:
         for fk in child.foreign_keys:
-            parent = doomed.get(fk.references)
-            if parent is None or (batch and fk.references != batch[0]):
+            if fk.references not in owned or (batch and fk.references != batch[0]):
                 continue
             checked += 1
-            own = doomed.get(child.qualified)
-            outside = sql.SQL("NOT {}").format(_doomed_match(own, "c")) if own else sql.SQL("TRUE")
-            in_batch = (
-                sql.SQL("d.ord > {} AND d.ord <= {}").format(
-                    sql.Literal(batch[1]), sql.Literal(batch[2])
+            if classification.derived.get(child.qualified) == (fk,):
+                continue
+            parent_list = doomed.get(fk.references) if doomed is not None else None
+            own_list = doomed.get(child.qualified) if doomed is not None else None
+            if own_list is not None:
+                outside: sql.Composable = sql.SQL("NOT {}").format(_doomed_match(own_list, "c"))
+            elif child.qualified in owned:
+                outside = sql.SQL("({}) IS NOT TRUE").format(scope.destroyed(child.qualified, "c"))
+            else:
+                outside = sql.SQL("TRUE")
+            if parent_list is not None:
+                parents = sql.SQL("{dt} d JOIN {pt} p ON {pk} = {dk}").format(
+                    dt=sql.Identifier(parent_list.temp), pt=ident(fk.references),
+                    pk=_key_columns("p", parent_list.keys),
+                    dk=_row("k", len(parent_list.keys), "d"),
+                )  # fmt: skip
+                chosen: sql.Composable = (
+                    sql.SQL("d.ord > {} AND d.ord <= {}").format(
+                        sql.Literal(batch[1]), sql.Literal(batch[2])
+                    )
+                    if batch
+                    else sql.SQL("TRUE")
                 )
-                if batch
-                else sql.SQL("TRUE")
-            )
+            else:
+                parents = sql.SQL("{} p").format(ident(fk.references))
+                chosen = scope.destroyed(fk.references, "p")
             tenant_column = classification.tenant_column
             owners = (
                 sql.SQL("array_agg(DISTINCT {})").format(sql.Identifier("c", tenant_column))
@@ -328,17 +358,13 @@ def _find_references(
                 else sql.SQL("'{}'::text[]")
             )
             joined = sql.SQL(
-                "FROM {dt} d JOIN {pt} p ON {pk} = {dk} JOIN {ct} c ON {cc} = {pr} "
-                "WHERE {in_batch} AND {outside}"
+                "FROM {parents} JOIN {ct} c ON {cc} = {pr} WHERE {chosen} AND {outside}"
             ).format(
-                dt=sql.Identifier(parent.temp),
-                pt=ident(fk.references),
-                pk=_key_columns("p", parent.keys),
-                dk=_row("k", len(parent.keys), "d"),
+                parents=parents,
                 ct=ident(child.qualified),
                 cc=column_list(fk.columns, "c"),
                 pr=column_list(fk.referenced_columns, "p"),
-                in_batch=in_batch,
+                chosen=chosen,
                 outside=outside,
             )
             with _from_indexes(conn, indexed):
@@ -436,10 +462,11 @@ def _prove(
     settings: Settings,
     case: CaseRef,
     inventoried: Mapping[str, int] | None,
-    ordered: bool = True,
+    listed: bool = True,
 ) -> tuple[Classification, list[CatalogTable], Scope, IsolationProof]:
     """Steps 1 and 2 of the module's docstring, on `conn` (whose temporary tables then hold
-    the lists). Raises, having deleted nothing, if either fails."""
+    the lists). Without `listed`, the same checks from the scope's conditions, no lists: the
+    check before any location is destroyed. Raises, having deleted nothing, if either fails."""
     classification, tables, _ = classify(conn, settings)
     policies = settings.platform.shared_rows
     scope = Scope(classification, case.tenant, policies)
@@ -447,30 +474,22 @@ def _prove(
     shared = shared_counts(conn, scope, classification)
     require_shared_policies(case, shared, policies)
     indexed = reached_through_indexes(classification, tables, read_indexes(conn))
-    doomed = {
-        name: _list_doomed(conn, scope, by_name[name], n, indexed, ordered)
-        for n, name in enumerate(classification.owned)
-    }
+    doomed: dict[str, Doomed] = {}
+    if listed:
+        doomed = {
+            name: _list_doomed(conn, scope, by_name[name], n, indexed)
+            for n, name in enumerate(classification.owned)
+        }
+        counts = {name: d.rows for name, d in doomed.items()}
+    else:
+        with _from_indexes(conn, indexed):
+            counts = {
+                name: measure(conn, name, scope.destroyed(name))[0] for name in classification.owned
+            }
     conn.commit()
-    earlier: dict[str, int] = {}
-    for name, listed in doomed.items():
-        expected = (inventoried or {}).get(name)
-        if expected is None:
-            continue
-        # Shared rows deleted with the tenant were never inventoried as its rows.
-        own = listed.rows - (shared.get(name, 0) if policies.get(name) == "delete" else 0)
-        exported = expected - (shared.get(name, 0) if policies.get(name) == "export" else 0)
-        if own > exported:
-            raise IntegrityError(
-                f"{name} holds {own} rows of tenant {case.tenant!r}, more than the {exported} "
-                "of the frozen inventory: rows were added after the export, so the client never "
-                "received them. Nothing was deleted; export the tenant again (a new case) or "
-                "find what writes to a frozen tenant"
-            )
-        if own < exported:
-            earlier[name] = exported - own
+    earlier = _against_inventory(case, counts, shared, policies, inventoried)
     checked, references = _find_references(
-        conn, classification, tables, doomed, scope, policies, indexed
+        conn, classification, tables, scope, policies, indexed, doomed if listed else None
     )
     conn.commit()
     blocked = [r for r in references if not r.allowed]
@@ -487,14 +506,43 @@ def _prove(
     return classification, tables, scope, proof
 
 
+def _against_inventory(
+    case: CaseRef,
+    counts: Mapping[str, int],
+    shared: Mapping[str, int],
+    policies: Mapping[str, str],
+    inventoried: Mapping[str, int] | None,
+) -> dict[str, int]:
+    """Refuse rows added since the export; return, per table, the rows an earlier,
+    interrupted attempt already removed."""
+    earlier: dict[str, int] = {}
+    for name, found in counts.items():
+        expected = (inventoried or {}).get(name)
+        if expected is None:
+            continue
+        # Shared rows deleted with the tenant were never inventoried as its rows.
+        own = found - (shared.get(name, 0) if policies.get(name) == "delete" else 0)
+        exported = expected - (shared.get(name, 0) if policies.get(name) == "export" else 0)
+        if own > exported:
+            raise IntegrityError(
+                f"{name} holds {own} rows of tenant {case.tenant!r}, more than the {exported} "
+                "of the frozen inventory: rows were added after the export, so the client never "
+                "received them. Nothing was deleted; export the tenant again (a new case) or "
+                "find what writes to a frozen tenant"
+            )
+        if own < exported:
+            earlier[name] = exported - own
+    return earlier
+
+
 def prove_isolation(
     settings: Settings, case: CaseRef, inventoried: Mapping[str, int] | None = None
 ) -> IsolationProof:
-    """Steps 1 and 2 alone, deleting nothing: run before any location is destroyed, so a
-    case that cannot be destroyed cleanly stops with every copy still in place."""
+    """Steps 1 and 2 alone, from the scope's conditions, deleting nothing: run before any
+    location is destroyed, so a case that cannot be destroyed cleanly stops with every copy
+    still in place. (The destroy repeats them on its lists, right before deleting.)"""
     with psycopg.connect(settings.require_database()) as conn:
-        _lists_in_memory(conn)
-        return _prove(conn, settings, case, inventoried, ordered=False)[3]
+        return _prove(conn, settings, case, inventoried, listed=False)[3]
 
 
 def destroy_tenant(
@@ -611,14 +659,26 @@ def _delete_listed(
                 )
                 classification, tables = hazard
                 _, references = _find_references(
-                    conn, classification, tables, proof.doomed, scope,
-                    scope.shared, proof.indexed, batch=(name, low, high),
+                    conn, classification, tables, scope, scope.shared, proof.indexed,
+                    proof.doomed, batch=(name, low, high),
                 )  # fmt: skip
                 blocked = [r for r in references if not r.allowed]
                 if blocked:
                     _refuse(case, blocked)
-            with _from_indexes(conn, proof.indexed):
-                row = conn.execute(statement, (low, high)).fetchone()
+            try:
+                with _from_indexes(conn, proof.indexed):
+                    row = conn.execute(statement, (low, high)).fetchone()
+            except (
+                psycopg.errors.ForeignKeyViolation,
+                psycopg.errors.RestrictViolation,
+            ) as error:
+                raise DestructionIncompleteError(
+                    f"deleting tenant {case.tenant!r}'s rows of {name} was refused by "
+                    f"{error.diag.constraint_name or 'a foreign key'} on "
+                    f"{error.diag.table_name or 'another table'}: a row outside the tenant's "
+                    "scope began referencing them after the check. That batch was rolled back; "
+                    "rerun the destruction: its check names the rows"
+                ) from error
             count, stray = (int(row[0]), int(row[1])) if row else (0, 0)
             if stray:
                 raise IsolationBreachError(
