@@ -131,9 +131,11 @@ def ours(dsn: str, home: Path) -> dict[str, float]:
     settings = Settings(home=home, database_url=dsn, global_tables={}, file_reference_columns=[])
     location = PostgresLocation(settings)
     case = CaseRef(tenant=TENANT, case_id=f"{TENANT}-000000000000")
+    # The case's frozen inventory, as the flow passes it (counted before the clock starts).
+    inventoried = {t.qualified: t.rows for t in location.inventory(case).tables}
     phases: dict[str, Callable[[], object]] = {
-        "check": lambda: location.prove_isolation(case),
-        "destroy": lambda: location.destroy(case),
+        "check": lambda: location.prove_isolation(case, inventoried),
+        "destroy": lambda: location.destroy(case, inventoried),
         "verify": lambda: location.verify(case),
     }
     times: dict[str, float] = {}

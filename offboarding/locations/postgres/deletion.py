@@ -68,6 +68,7 @@ _ON_DELETE = {
     "n": "SET NULL",
     "d": "SET DEFAULT",
 }
+_WHOLE_TABLE_PLANS = ("enable_seqscan", "enable_hashjoin", "enable_mergejoin")
 # Keys whose referencing rows PostgreSQL itself would change when the referenced row goes.
 _CHANGES_REFERENCING = frozenset("cnd")
 
@@ -154,19 +155,28 @@ class IsolationProof:
 
 
 @contextmanager
-def _from_indexes(conn: psycopg.Connection[Any], indexed: bool) -> Iterator[None]:
+def _from_indexes(
+    conn: psycopg.Connection[Any], indexed: bool, *, joins: bool = False
+) -> Iterator[None]:
     """Within the current transaction, plan the statements from the tenant's rows through
     indexes (sequential scans off), where every needed index exists: otherwise PostgreSQL's
     own plans, since without the index a sequential scan is the cheapest way there is."""
     if not indexed:
         yield
         return
-    conn.execute("SET LOCAL enable_seqscan = off")
+    # `joins`, for joins of platform tables only: with sequential scans off, PostgreSQL may
+    # still hash-join a whole table read in full through an index (measured: every comment of
+    # the platform read to find the tenant's replies); nested loops start from the tenant's
+    # rows. Joins to the lists keep their hash joins: a list is the tenant's size.
+    settings = _WHOLE_TABLE_PLANS if joins else _WHOLE_TABLE_PLANS[:1]
+    for setting in settings:
+        conn.execute(f"SET LOCAL {setting} = off")
     try:
         yield
     finally:
         if not conn.broken and conn.info.transaction_status == TransactionStatus.INTRANS:
-            conn.execute("SET LOCAL enable_seqscan = on")
+            for setting in settings:
+                conn.execute(f"SET LOCAL {setting} = on")
 
 
 def _lists_in_memory(conn: psycopg.Connection[Any]) -> None:
@@ -333,24 +343,37 @@ def _find_references(
                 outside: sql.Composable = sql.SQL("NOT {}").format(_doomed_match(own_list, "c"))
             elif child.qualified in owned:
                 outside = sql.SQL("({}) IS NOT TRUE").format(scope.destroyed(child.qualified, "c"))
+                route = classification.derived.get(child.qualified, ())
+                if fk.references == child.qualified and len(route) == 1:
+                    # A reply on the same route as the row it answers (same post) is the
+                    # tenant's as that row is: only replies across routes need the test.
+                    outside = sql.SQL("{c} IS DISTINCT FROM {p} AND {outside}").format(
+                        c=column_list(route[0].columns, "c"),
+                        p=column_list(route[0].columns, "p"),
+                        outside=outside,
+                    )
             else:
                 outside = sql.SQL("TRUE")
+            referenced = column_list(fk.referenced_columns, "p")
+            chosen: sql.Composable = scope.destroyed(fk.references, "p")
+            parents: sql.Composable = sql.SQL("{} p").format(ident(fk.references))
             if parent_list is not None:
-                parents = sql.SQL("{dt} d JOIN {pt} p ON {pk} = {dk}").format(
-                    dt=sql.Identifier(parent_list.temp), pt=ident(fk.references),
-                    pk=_key_columns("p", parent_list.keys),
-                    dk=_row("k", len(parent_list.keys), "d"),
-                )  # fmt: skip
-                chosen: sql.Composable = (
+                chosen = (
                     sql.SQL("d.ord > {} AND d.ord <= {}").format(
                         sql.Literal(batch[1]), sql.Literal(batch[2])
                     )
                     if batch
                     else sql.SQL("TRUE")
                 )
-            else:
-                parents = sql.SQL("{} p").format(ident(fk.references))
-                chosen = scope.destroyed(fk.references, "p")
+                parents = sql.SQL("{dt} d JOIN {pt} p ON {pk} = {dk}").format(
+                    dt=sql.Identifier(parent_list.temp), pt=ident(fk.references),
+                    pk=_key_columns("p", parent_list.keys),
+                    dk=_row("k", len(parent_list.keys), "d"),
+                )  # fmt: skip
+                if fk.referenced_columns == parent_list.keys:
+                    # The key references the listed key itself: the list gives its values.
+                    parents = sql.SQL("{} d").format(sql.Identifier(parent_list.temp))
+                    referenced = _row("k", len(parent_list.keys), "d")
             tenant_column = classification.tenant_column
             owners = (
                 sql.SQL("array_agg(DISTINCT {})").format(sql.Identifier("c", tenant_column))
@@ -363,11 +386,11 @@ def _find_references(
                 parents=parents,
                 ct=ident(child.qualified),
                 cc=column_list(fk.columns, "c"),
-                pr=column_list(fk.referenced_columns, "p"),
+                pr=referenced,
                 chosen=chosen,
                 outside=outside,
             )
-            with _from_indexes(conn, indexed):
+            with _from_indexes(conn, indexed, joins=doomed is None):
                 row = conn.execute(
                     sql.SQL("SELECT count(*), {} ").format(owners) + joined
                 ).fetchone()
@@ -482,7 +505,7 @@ def _prove(
         }
         counts = {name: d.rows for name, d in doomed.items()}
     else:
-        with _from_indexes(conn, indexed):
+        with _from_indexes(conn, indexed, joins=True):
             counts = {
                 name: measure(conn, name, scope.destroyed(name))[0] for name in classification.owned
             }
@@ -504,6 +527,13 @@ def _prove(
         indexed=indexed,
     )
     return classification, tables, scope, proof
+
+
+def _count(conn: psycopg.Connection[Any], table: str, where: sql.Composable) -> int:
+    row = conn.execute(
+        sql.SQL("SELECT count(*) FROM {} WHERE {}").format(ident(table), where)
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _against_inventory(
@@ -598,6 +628,21 @@ def destroy_tenant(
     return removal, proof
 
 
+def _owner_check(scope: Scope, doomed: Mapping[str, Doomed], table: str) -> sql.Composable:
+    """The deleted row `gone` is the tenant's: its tenant column, or, for a row whose only
+    route is one key to a listed parent, that key among the parent's listed keys (the lists
+    are the tenant's rows as proved before deleting); else the scope's own condition."""
+    route = scope.classification.derived.get(table, ())
+    parent = doomed.get(route[0].references) if len(route) == 1 else None
+    if parent is None or route[0].referenced_columns != parent.keys:
+        return scope.destroyed(table, "gone")
+    return sql.SQL("EXISTS (SELECT 1 FROM {p} pl WHERE {keys} = {cols})").format(
+        p=sql.Identifier(parent.temp),
+        keys=_row("k", len(parent.keys), "pl"),
+        cols=column_list(route[0].columns, "gone"),
+    )
+
+
 def _delete_listed(
     conn: psycopg.Connection[Any],
     case: CaseRef,
@@ -635,7 +680,7 @@ def _delete_listed(
     ).format(
         t=ident(name), rows=batch_rows_of,
         owners=sql.SQL(", ").join(sql.Identifier("x", c) for c in owner_columns),
-        mine=scope.destroyed(name, "gone"),
+        mine=_owner_check(scope, proof.doomed, name),
     )  # fmt: skip
     ordered = listed.rows - listed.cyclic
     batches = [(lo, min(lo + batch_rows, ordered)) for lo in range(0, ordered, batch_rows)]
