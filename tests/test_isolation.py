@@ -254,3 +254,35 @@ def test_destruction_certifies_while_a_neighbour_writes_in_the_same_tables(
     with open_store(settings.store_url("archive")).open_read(archived.key) as body:
         document = json.loads(body.read())
     assert all(loc["remaining"] == 0 for loc in document["locations"])
+
+
+def test_with_every_index_in_place_destruction_plans_from_the_tenants_rows(
+    platform: Platform,
+) -> None:
+    """The indexes the inventory asks for, all created: the proof and the deletes run with
+    whole-table plans switched off, and still destroy exactly the tenant's rows."""
+    from offboarding.locations.postgres import PostgresLocation
+    from offboarding.locations.postgres.catalog import classify, read_indexes
+    from offboarding.planning import missing_indexes, reached_through_indexes
+
+    with psycopg.connect(platform.dsn) as conn:
+        classification, tables, _ = classify(conn, platform.settings)
+        for missing in missing_indexes(classification, tables, read_indexes(conn)):
+            conn.execute(f"CREATE INDEX ON {missing.table} ({', '.join(missing.columns)})")
+        owned = set(classification.owned)
+        for table in tables:  # keys into tenant-owned tables, from anywhere
+            for fk in table.foreign_keys:
+                if fk.references in owned:
+                    conn.execute(f"CREATE INDEX ON {table.qualified} ({', '.join(fk.columns)})")
+        assert reached_through_indexes(classification, tables, read_indexes(conn))
+    case = platform.case("acme")
+    export_and_deliver(platform, case)
+    neighbours = {t: platform.fingerprint(t) for t in ("globex", "acme-corp")}
+    settings = platform.settings.replace(delete_batch_rows=7)
+    proof = PostgresLocation(settings).prove_isolation(case)
+    assert proof.indexed and proof.references_checked > 0
+    removal = destruction.destroy_location(settings, case, "postgres")
+    assert removal.items_removed == removal.items_before > 0
+    assert "each delete statement returned its rows' owner columns" in removal.isolation
+    assert destruction.verify_location(settings, case, "postgres").items == 0
+    assert {t: platform.fingerprint(t) for t in neighbours} == neighbours

@@ -15,6 +15,7 @@ from offboarding.planning import (
     classify_tables,
     deletion_order,
     missing_indexes,
+    reached_through_indexes,
 )
 from offboarding.planning import destruction_schedule as schedule
 
@@ -167,3 +168,21 @@ def test_columns_that_select_tenant_rows_without_an_index_are_named() -> None:
     assert [(m.table, m.columns) for m in missing_indexes(classification, tables, indexed)] == [
         ("public.comments", ("post_id",))
     ]
+    assert not reached_through_indexes(classification, tables, indexed)
+    indexed["public.comments"].append(("post_id",))
+    assert reached_through_indexes(classification, tables, indexed)
+    # A key into a tenant's table from a table that is not the tenant's (an audit log): its
+    # referential check runs on every delete, so it too needs its index.
+    audit = CatalogTable(
+        "public", "audit", ("id", "post_id"), ("id",),
+        (ForeignKey(("post_id",), "public.posts", ("id",)),),
+    )  # fmt: skip
+    everything = [*tables, audit]
+    with_audit = classify_tables(
+        everything, tenant_column="tenant_id", registry="public.tenants",
+        global_tables={"public.audit": "platform audit log"}, excluded={},
+    )  # fmt: skip
+    assert not reached_through_indexes(with_audit, everything, indexed)
+    assert reached_through_indexes(
+        with_audit, everything, {**indexed, "public.audit": [("post_id",)]}
+    )

@@ -1,6 +1,6 @@
 """The one interface every place tenant data lives implements: it describes itself, and has
 the four verbs inventory, export, destroy, verify; plus a digest of the neighbours' data there,
-to prove destruction did not touch it."""
+for the opt-in audit mode that compares it before and after destruction."""
 
 from __future__ import annotations
 
