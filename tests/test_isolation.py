@@ -286,3 +286,36 @@ def test_with_every_index_in_place_destruction_plans_from_the_tenants_rows(
     assert "each delete statement returned its rows' owner columns" in removal.isolation
     assert destruction.verify_location(settings, case, "postgres").items == 0
     assert {t: platform.fingerprint(t) for t in neighbours} == neighbours
+
+
+def test_a_cascading_reference_written_after_the_check_is_caught_under_the_batchs_locks(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A neighbour's row that starts referencing the tenant's row between the check and the
+    delete, through a key that would cascade: the batch's rows are locked, the check is run
+    again for them, and the batch is rolled back instead of deleting the neighbour's row."""
+    from offboarding.locations.postgres import deletion
+
+    platform.query(
+        "CREATE TABLE bookmarks (id bigint PRIMARY KEY, tenant_id text NOT NULL REFERENCES "
+        "tenants (id), post_id bigint NOT NULL REFERENCES posts (id) ON DELETE CASCADE);"
+        "CREATE INDEX ON bookmarks (tenant_id); CREATE INDEX ON bookmarks (post_id)"
+    )
+    case = platform.case("acme")
+    export_and_deliver(platform, case)
+    proved = deletion._prove
+
+    def then_a_neighbour_writes(*args: object, **kwargs: object) -> object:
+        result = proved(*args, **kwargs)  # type: ignore[arg-type]
+        platform.query(
+            "INSERT INTO bookmarks SELECT 1, 'globex', id FROM posts WHERE tenant_id = 'acme' "
+            "ORDER BY id LIMIT 1"
+        )
+        return result
+
+    monkeypatch.setattr(deletion, "_prove", then_a_neighbour_writes)
+    posts = platform.query("SELECT count(*) FROM posts WHERE tenant_id = 'acme'")
+    with pytest.raises(IsolationBreachError, match="bookmarks_post_id_fkey"):
+        destruction.destroy_location(platform.settings, case, "postgres")
+    assert platform.query("SELECT tenant_id FROM bookmarks") == [("globex",)]
+    assert platform.query("SELECT count(*) FROM posts WHERE tenant_id = 'acme'") == posts
