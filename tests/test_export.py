@@ -487,3 +487,37 @@ def test_the_inventory_warns_of_tenant_and_foreign_key_columns_without_an_index(
     out = capsys.readouterr().out
     assert "WARNING: public.users: no index leads with (tenant_id)" in out
     assert "public.comments: no index" not in out and "public.posts: no index" not in out
+
+
+def test_a_materialized_view_or_foreign_table_stops_the_case_until_declared(
+    platform: Platform,
+) -> None:
+    """A materialized view keeps a copy of the tenant's rows that deleting them leaves in
+    place; a foreign table's rows live elsewhere. Neither is a table the pipeline can export
+    or destroy by key: the case stops until each is declared, with the reason."""
+    platform.query(
+        "CREATE MATERIALIZED VIEW post_titles AS SELECT tenant_id, title FROM posts;"
+        "CREATE EXTENSION postgres_fdw;"
+        "CREATE SERVER elsewhere FOREIGN DATA WRAPPER postgres_fdw OPTIONS (dbname 'x');"
+        "CREATE FOREIGN TABLE remote_notes (id bigint, body text) SERVER elsewhere"
+    )
+    dry = stages.dry_run_inventory(platform.settings, "acme")
+    listed = [name for loc in dry.locations for name in loc.unclassified]
+    assert "public.post_titles (materialized view)" in listed
+    assert "public.remote_notes (foreign table)" in listed
+    case = platform.case("acme")
+    stages.freeze(platform.settings, case)
+    with pytest.raises(UnclassifiedDataError, match="materialized view") as stopped:
+        stages.take_inventory(platform.settings, case)
+    assert "public.post_titles (materialized view)" in str(stopped.value)
+    declared = platform.settings.replace(
+        excluded_tables={"public.post_titles": "refreshed by the platform every night"},
+        global_tables={
+            **platform.settings.platform.global_tables,
+            "public.remote_notes": "release notes from the vendor's system; no tenant data",
+        },
+    )
+    inventory = stages.take_inventory(declared, case)
+    postgres = next(loc for loc in inventory.locations if loc.location == "postgres")
+    assert postgres.excluded_tables["public.post_titles"].startswith("refreshed")
+    assert "public.remote_notes" in postgres.global_tables

@@ -3,6 +3,7 @@ a hand list), and the classification of each table (offboarding.planning) under 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -10,6 +11,7 @@ from psycopg import sql
 
 from exporters.parquet import ColumnPlan, PgColumn
 from offboarding.core.config import Settings
+from offboarding.core.errors import UnclassifiedDataError
 from offboarding.core.records import ColumnSchema
 from offboarding.planning import CatalogTable, Classification, ForeignKey, classify_tables
 
@@ -20,6 +22,7 @@ __all__ = [
     "ident",
     "read_catalog",
     "read_indexes",
+    "read_other_relations",
     "table_size",
 ]
 
@@ -64,6 +67,26 @@ JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE i.indisvalid AND i.indpred IS NULL
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
 """
+
+
+# Relations that hold rows but are not tables the pipeline can select and delete from by key:
+# a materialized view keeps a copy of the rows it was built from until refreshed; a foreign
+# table's rows live in another system.
+_OTHER_RELATIONS = """
+SELECT n.nspname || '.' || c.relname, c.relkind
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('m', 'f')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+ORDER BY 1
+"""
+RELATION_KINDS = {"m": "materialized view", "f": "foreign table"}
+
+
+def read_other_relations(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    """Materialized views and foreign tables, with their kind: relations that hold (copies
+    of) rows but that the export and the destruction cannot handle as tables."""
+    return {name: RELATION_KINDS[str(kind)] for name, kind in conn.execute(_OTHER_RELATIONS)}
 
 
 def read_indexes(conn: psycopg.Connection[Any]) -> dict[str, list[tuple[str, ...]]]:
@@ -133,14 +156,37 @@ def classify(
     conn: psycopg.Connection[Any], settings: Settings, *, strict: bool = True
 ) -> tuple[Classification, list[CatalogTable], dict[str, list[PgColumn]]]:
     tables, columns = read_catalog(conn)
+    platform = settings.platform
+    others = read_other_relations(conn)
+    # Declared ones (global, or excluded with the reason) are settled; any other stops the
+    # case, as an unclassified table does: its copy of tenant rows would survive destruction.
+    declared = {**platform.global_tables, **platform.excluded_tables}
+    undeclared = tuple(f"{name} ({kind})" for name, kind in others.items() if name not in declared)
     classification = classify_tables(
         tables,
-        tenant_column=settings.platform.tenant_column,
-        registry=settings.platform.registry_table,
-        global_tables=settings.platform.global_tables,
-        excluded=settings.platform.excluded_tables,
-        tenant_schema_pattern=settings.platform.tenant_schema_pattern,
+        tenant_column=platform.tenant_column,
+        registry=platform.registry_table,
+        global_tables={k: v for k, v in platform.global_tables.items() if k not in others},
+        excluded={k: v for k, v in platform.excluded_tables.items() if k not in others},
+        tenant_schema_pattern=platform.tenant_schema_pattern,
     )
+    classification = replace(
+        classification,
+        global_tables={**classification.global_tables,
+                       **{k: v for k, v in platform.global_tables.items() if k in others}},
+        excluded={**classification.excluded,
+                  **{k: v for k, v in platform.excluded_tables.items() if k in others}},
+        unclassified=classification.unclassified + undeclared,
+    )  # fmt: skip
+    if strict and undeclared:
+        raise UnclassifiedDataError(
+            f"{', '.join(undeclared)} hold(s) rows the pipeline cannot export or destroy by key "
+            "(a materialized view keeps a copy of its source rows until refreshed; a foreign "
+            "table's rows live in another system). Nothing is exported until each is declared: "
+            "in OFFBOARD_EXCLUDED_TABLES with how its copy of the tenant's rows goes (e.g. "
+            "'refreshed by the platform after destruction'), or in OFFBOARD_GLOBAL_TABLES if it "
+            "holds no tenant data"
+        )
     if strict:
         classification.require_complete()
     return classification, tables, columns
