@@ -83,7 +83,6 @@ class Doomed:
     keys: tuple[str, ...]  # the table's primary key, or ('ctid',) without one
     rows: int
     bytes: int
-    threaded: bool = False  # rows reference rows of the same table: deepest first
     cyclic: int = 0  # rows in reference cycles: deleted together in the last statement
 
 
@@ -176,7 +175,7 @@ def _from_indexes(
     finally:
         if not conn.broken and conn.info.transaction_status == TransactionStatus.INTRANS:
             for setting in settings:
-                conn.execute(f"SET LOCAL {setting} = on")
+                conn.execute(f"SET LOCAL {setting} TO DEFAULT")  # the session's own value
 
 
 def _lists_in_memory(conn: psycopg.Connection[Any]) -> None:
@@ -265,7 +264,7 @@ def _list_doomed(
     assert row is not None
     return Doomed(
         table=name, temp=temp_name, keys=keys, rows=int(row[0]), bytes=int(row[1]),
-        threaded=bool(threads), cyclic=int(row[2]),
+        cyclic=int(row[2]),
     )  # fmt: skip
 
 
@@ -460,7 +459,7 @@ def shared_counts(
     return {
         table: count
         for table in classification.derived
-        if scope.may_share(table) and (count := measure(conn, table, scope.shared_rows(table))[0])
+        if scope.may_share(table) and (count := _count(conn, table, scope.shared_rows(table)))
     }
 
 
@@ -506,8 +505,11 @@ def _prove(
         counts = {name: d.rows for name, d in doomed.items()}
     else:
         with _from_indexes(conn, indexed, joins=True):
+            # Only what the comparison with the frozen inventory reads: counts, no sizes.
             counts = {
-                name: measure(conn, name, scope.destroyed(name))[0] for name in classification.owned
+                name: _count(conn, name, scope.destroyed(name))
+                for name in classification.owned
+                if inventoried and name in inventoried
             }
     conn.commit()
     earlier = _against_inventory(case, counts, shared, policies, inventoried)
