@@ -10,12 +10,22 @@ $(UV):
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-# PostgreSQL server binaries for the private cluster (Debian package; present on most images),
-# and Debian's Chromium with its driver for the browser check of the Prefect UI.
+# The servers the tests and the demo start on loopback, from Debian's packages: PostgreSQL
+# (the platform database), Redis (its cache), MariaDB (a second relational system), pgBackRest
+# (the platform's physical backups) and age (the client's side of encrypted delivery).
+# Only what is missing is installed.
+SYSTEM_PACKAGES := postgresql:initdb redis-server:redis-server mariadb-server:mariadbd \
+	pgbackrest:pgbackrest age:age
 system-deps:
-	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
-	  { echo "installing PostgreSQL server binaries"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
+	@missing=""; for entry in $(SYSTEM_PACKAGES); do \
+	  package=$${entry%%:*}; binary=$${entry#*:}; \
+	  command -v $$binary >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/$$binary /usr/sbin/$$binary \
+	    >/dev/null 2>&1 || missing="$$missing $$package"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing server packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
 
 browser-deps:
 	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \

@@ -94,7 +94,7 @@ def main() -> None:
     from offboarding.core.config import Settings
     from offboarding.dev.demo import platform
     from offboarding.dev.demo.run import DemoEnvironment, wait_for_state
-    from offboarding.locations import DESTRUCTION_ORDER
+    from offboarding.locations import DEFAULT_ORDER
     from offboarding.stores import open_store
 
     tenants = tuple(
@@ -157,7 +157,7 @@ def main() -> None:
         exports = [(t.start_time, t.end_time) for t in tasks
                    if t.name.startswith("export-") and t.start_time and t.end_time]  # fmt: skip
         per_run: dict[Any, list[Any]] = {}
-        steps = tuple(f"{verb}-{n}-" for verb in ("destroy", "verify") for n in DESTRUCTION_ORDER)
+        steps = tuple(f"{verb}-{n}-" for verb in ("destroy", "verify") for n in DEFAULT_ORDER)
         for t in tasks:
             if t.name.startswith(steps) and t.start_time and t.end_time:
                 per_run.setdefault(t.flow_run_id, []).append(t)

@@ -17,7 +17,7 @@ from flows import adapter
 from offboarding.core.config import validate_tenant_id
 from offboarding.core.records import CaseRef
 from offboarding.destruction import destruction as stages
-from offboarding.locations import DESTRUCTION_ORDER, Remaining, Removal
+from offboarding.locations import Remaining, Removal, destruction_order
 
 
 @task(name="check-legal-hold", task_run_name="check-legal-hold-{case.tenant}")
@@ -82,7 +82,8 @@ def destroy(tenant: str, case_id: str, acknowledged_at: datetime, deadline: date
     case = CaseRef(tenant=validate_tenant_id(tenant), case_id=case_id)
     audit = adapter.settings().destruction.neighbours_audit
     started_at = datetime.now(UTC)
-    steps = [f"destroy {n}" for n in DESTRUCTION_ORDER] + [f"verify {n}" for n in DESTRUCTION_ORDER]
+    order = destruction_order(adapter.settings())
+    steps = [f"destroy {n}" for n in order] + [f"verify {n}" for n in order]
     progress = adapter.Progress(["check isolation", *steps, "certify"]).start(case, "destroy")
     check_legal_hold(case)
     # A global limit caps destructions running at once (OFFBOARD_DESTRUCTION_CONCURRENCY).
@@ -92,11 +93,11 @@ def destroy(tenant: str, case_id: str, acknowledged_at: datetime, deadline: date
         excluded = tenants_in_offboarding(case) if audit else []
         before = fingerprint_neighbours(case, "before", excluded) if audit else None
         removals = {}
-        for name in DESTRUCTION_ORDER:
+        for name in order:
             removals[name] = destroy_location(case, name)
             progress.done(f"destroy {name}")
         remaining = {}
-        for name in DESTRUCTION_ORDER:
+        for name in order:
             remaining[name] = verify_location(case, name)
             progress.done(f"verify {name}")
         after = fingerprint_neighbours(case, "after", excluded) if audit else None
@@ -105,7 +106,7 @@ def destroy(tenant: str, case_id: str, acknowledged_at: datetime, deadline: date
         [{"location": n, "method": removals[n].method, "items before": removals[n].items_before,
           "bytes before": removals[n].bytes_before, "removed": removals[n].items_removed,
           "left": remaining[n].items, "lingering until": remaining[n].pending_until or "-",
-          "verification": remaining[n].verification} for n in DESTRUCTION_ORDER],
+          "verification": remaining[n].verification} for n in order],
         f"Per-location destruction evidence of case {case.case_id}",
     )  # fmt: skip
     key = certify(

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import getpass
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -335,6 +336,29 @@ def _inventory(args: argparse.Namespace) -> int:
     return 1 if unclassified else 0
 
 
+def _datamap_check(args: argparse.Namespace) -> int:
+    from offboarding.core.config import Settings
+    from offboarding.locations.reach import check_datamap
+
+    datamap, checks = check_datamap(Settings())
+    if args.json:
+        print(json.dumps({"datamap": datamap.source, "ok": all(c.ok for c in checks),
+                          "systems": [c.__dict__ for c in checks]}, indent=2))  # fmt: skip
+        return 0 if all(c.ok for c in checks) else 1
+    print(f"data map {datamap.source}: {len(checks)} systems")
+    width = max(len(c.name) for c in checks)
+    for c in checks:
+        print(
+            f"  {'ok' if c.ok else '!!'} {c.name:<{width}}  {c.binding:<28} {c.status}: {c.detail}"
+        )
+    failed = [c.name for c in checks if not c.ok]
+    if failed:
+        print(f"a case would stop at its inventory: {', '.join(failed)} (see above)")
+        return 1
+    print("every system is bound and answered: cases can take their inventory")
+    return 0
+
+
 @contextlib.contextmanager
 def _parts_bar() -> Iterator[Callable[[int, int, int], None]]:
     """A progress bar of the export's parts on a terminal (rich); silent when stderr is not
@@ -511,7 +535,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     watch = commands.add_parser("watch", help="follow up waiting cases once (reminders, expiry)")
     watch.set_defaults(run=_watch)
+
+    datamap = commands.add_parser("datamap", help="the data map of the platform's systems")
+    datamap_commands = datamap.add_subparsers(dest="datamap_command", required=True)
+    datamap_check = datamap_commands.add_parser(
+        "check", help="validate OFFBOARD_DATAMAP and reach every bound system"
+    )
+    datamap_check.add_argument("--json", action="store_true")
+    datamap_check.set_defaults(run=_datamap_check)
     return parser
+
+
+def _unexpected(error: Exception) -> str:
+    """An error the pipeline did not raise itself, as one line that says what to check."""
+    import psycopg
+
+    first = (str(error).strip().splitlines() or [""])[0]
+    if isinstance(error, psycopg.OperationalError):
+        return (
+            f"the platform database did not answer ({first}). Check OFFBOARD_DATABASE_URL "
+            "(host, port, dbname, user) and that the server is running and reachable"
+        )
+    if isinstance(error, psycopg.Error):
+        return f"the platform database refused a statement: {first}"
+    return f"{type(error).__name__}: {first}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -520,6 +567,14 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args))
     except OffboardingError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:
+        if os.environ.get("OFFBOARD_DEBUG"):
+            raise
+        print(f"error: {_unexpected(error)}", file=sys.stderr)
+        print("(set OFFBOARD_DEBUG=1 for the full traceback)", file=sys.stderr)
         return 2
 
 

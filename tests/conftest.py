@@ -1,11 +1,14 @@
-"""Fixtures: a real PostgreSQL cluster with the demo platform, one fresh copy per test.
+"""Fixtures: a real PostgreSQL cluster and a real Redis with the demo platform, one fresh copy
+per test.
 
 The platform is seeded once into a template database; each test gets its own database
-cloned from it (CREATE DATABASE ... TEMPLATE) and its own copy of the files store.
+cloned from it (CREATE DATABASE ... TEMPLATE), its own copy of the files store, its own Redis
+logical database with the demo cache, and a data map naming the three.
 """
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,12 +17,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import redis
 from psycopg import sql
 
 from offboarding.core.config import Settings
 from offboarding.core.records import CaseRef
 from offboarding.dev.demo import platform as demo_platform
-from offboarding.dev.services import PostgresCluster
+from offboarding.dev.services import PostgresCluster, RedisServer
 from offboarding.stores import LocalStore
 
 TEMPLATE_DB = "platform_template"
@@ -30,12 +34,16 @@ class Platform:
     dsn: str
     settings: Settings
     files: LocalStore
+    redis_url: str
 
     def case(self, tenant: str) -> CaseRef:
         return CaseRef(tenant=tenant, case_id=f"{tenant}-{uuid.uuid4().hex[:12]}")
 
     def fingerprint(self, tenant: str) -> dict[str, object]:
-        return demo_platform.tenant_fingerprint(self.dsn, self.files, tenant)
+        return {
+            **demo_platform.tenant_fingerprint(self.dsn, self.files, tenant),
+            "cache": demo_platform.cache_fingerprint(self.redis_url, tenant),
+        }
 
     def query(self, statement: str, *params: object) -> list[tuple[object, ...]]:
         with psycopg.connect(self.dsn) as conn:
@@ -48,6 +56,16 @@ def pg_cluster() -> Iterator[PostgresCluster]:
     cluster = PostgresCluster().start()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+_REDIS_DATABASES = itertools.count(1)
 
 
 def _dsn(cluster: PostgresCluster, dbname: str) -> str:
@@ -66,7 +84,7 @@ def template_files(pg_cluster: PostgresCluster, tmp_path_factory: pytest.TempPat
 
 @pytest.fixture
 def make_platform(
-    pg_cluster: PostgresCluster, template_files: Path, tmp_path: Path
+    pg_cluster: PostgresCluster, redis_server: RedisServer, template_files: Path, tmp_path: Path
 ) -> Iterator[Callable[[], Platform]]:
     """Fresh copies of the demo platform (database and files), as many as a test needs."""
     made: list[str] = []
@@ -84,8 +102,16 @@ def make_platform(
         files_root = home / "stores" / "files"
         shutil.copytree(template_files, files_root)
         dsn = _dsn(pg_cluster, dbname)
-        settings = Settings(home=home, database_url=dsn)
-        return Platform(dsn=dsn, settings=settings, files=LocalStore(files_root))
+        redis_url = redis_server.url(next(_REDIS_DATABASES) % redis_server.databases)
+        redis_client = redis.Redis.from_url(redis_url)
+        redis_client.flushdb()
+        redis_client.close()
+        demo_platform.seed_cache(redis_url)
+        datamap = demo_platform.write_datamap(home / "datamap.toml", redis_url)
+        settings = Settings(home=home, database_url=dsn, datamap=datamap)
+        return Platform(
+            dsn=dsn, settings=settings, files=LocalStore(files_root), redis_url=redis_url
+        )
 
     yield make
     with psycopg.connect(pg_cluster.dsn, autocommit=True) as conn:

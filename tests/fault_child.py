@@ -9,6 +9,7 @@ from pathlib import Path
 
 from offboarding.core.config import Settings
 from offboarding.core.records import CaseRef
+from offboarding.datamap import RedisSystem, load_datamap
 from offboarding.stores import LocalStore
 from tests.conftest import Platform
 from tests.helpers import destroy_everything, export_and_deliver
@@ -16,10 +17,13 @@ from tests.helpers import destroy_everything, export_and_deliver
 
 def main(stage: str, tenant: str, case_id: str) -> None:
     settings = Settings()
+    cache = load_datamap(settings.datamap).systems["cache"]
+    assert isinstance(cache, RedisSystem)
     platform = Platform(
         dsn=settings.require_database(),
         settings=settings,
         files=LocalStore(Path(settings.store_url("files").removeprefix("file://"))),
+        redis_url=cache.url,
     )
     case = CaseRef(tenant=tenant, case_id=case_id)
     if stage == "offboard":

@@ -11,7 +11,7 @@ from offboarding.core.records import CaseRef, Delivery, Inventory
 from offboarding.delivery.delivery import deliver
 from offboarding.destruction import destruction
 from offboarding.export import export as stages
-from offboarding.locations import DESTRUCTION_ORDER
+from offboarding.locations import destruction_order
 from offboarding.stores import open_store
 from tests.conftest import Platform
 
@@ -46,8 +46,9 @@ def destroy_everything(
     audit = settings.destruction.neighbours_audit
     excluded = destruction.tenants_in_offboarding(settings, case) if audit else []
     before = destruction.neighbours_digests(settings, case, excluded) if audit else None
-    removals = {n: destruction.destroy_location(settings, case, n) for n in DESTRUCTION_ORDER}
-    remaining = {n: destruction.verify_location(settings, case, n) for n in DESTRUCTION_ORDER}
+    order = destruction_order(settings)
+    removals = {n: destruction.destroy_location(settings, case, n) for n in order}
+    remaining = {n: destruction.verify_location(settings, case, n) for n in order}
     after = destruction.neighbours_digests(settings, case, excluded) if audit else None
     return destruction.certify(
         settings, case, destruction.DestructionEvidence(

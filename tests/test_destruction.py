@@ -35,6 +35,7 @@ def test_destruction_empties_every_location_and_spares_the_neighbours(platform: 
     left = platform.fingerprint("acme")
     assert all(t["rows"] == 0 for t in left["tables"].values())  # type: ignore[attr-defined]
     assert left["files"]["count"] == 0  # type: ignore[index]
+    assert left["cache"]["count"] == 0  # type: ignore[index]
     assert {t: platform.fingerprint(t) for t in NEIGHBOURS} == neighbours_before
     assert platform.files.exists(next(iter(platform.files.list_objects("tenants/acme-corp/"))).key)
     delivery = open_store(platform.settings.store_url("delivery"))
@@ -50,9 +51,12 @@ def test_destruction_empties_every_location_and_spares_the_neighbours(platform: 
     document = json.loads(certificate)
     jsonschema.validate(document, json.loads((SCHEMA_DIR / "certificate.schema.json").read_text()))
     assert {loc["location"]: loc["remaining"] for loc in document["locations"]} == {
-        "bundles": 0, "files": 0, "postgres": 0, "backups": 0, "keys": 0, "scratch": 0,
-        "orchestrator": 0,
+        "bundles": 0, "files": 0, "postgres": 0, "cache": 0, "backups": 0, "keys": 0,
+        "scratch": 0, "orchestrator": 0,
     }  # fmt: skip
+    cache = next(loc for loc in document["locations"] if loc["location"] == "cache")
+    assert cache["items_before"] == cache["items_removed"] == 40 * 2 + 1  # pages, sessions, list
+    assert "hold the id between the pattern's separators" in cache["isolation"]
     postgres = next(loc for loc in document["locations"] if loc["location"] == "postgres")
     assert postgres["items_before"] == document["inventory_rows"] - 1  # the registry row stays
     assert "no row outside the tenant's scope references them" in postgres["isolation"]

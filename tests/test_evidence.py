@@ -21,7 +21,7 @@ from offboarding.core.signing import Signer, load_public_key
 from offboarding.evidence.archive import verify_archive
 from offboarding.evidence.incidents import check_export_isolation, record_incident
 from offboarding.export import export as stages
-from offboarding.locations import DESTRUCTION_ORDER, scratch_dir
+from offboarding.locations import DEFAULT_ORDER, scratch_dir
 from offboarding.scheduling.deadlines import case_deadlines
 from offboarding.stores import open_store
 from offboarding.trail import AuditTrail, events
@@ -29,8 +29,8 @@ from tests.conftest import Platform
 from tests.helpers import destroy_everything, export_and_deliver
 
 CRASH_POINTS = [
-    *(f"destroy:{name}" for name in DESTRUCTION_ORDER),
-    *(f"verify:{name}" for name in DESTRUCTION_ORDER),
+    *(f"destroy:{name}" for name in DEFAULT_ORDER),
+    *(f"verify:{name}" for name in DEFAULT_ORDER),
     "postgres:batch-deleted#3",  # mid-delete, after a committed batch
     "audit:signature-written#2",  # an audit event half written during destruction
     "certify:certificates-signed",

@@ -121,6 +121,7 @@ def child(platform: Platform, stage: str, fault: str) -> subprocess.CompletedPro
         **os.environ,
         "OFFBOARD_HOME": str(platform.settings.home),
         "OFFBOARD_DATABASE_URL": platform.dsn,
+        "OFFBOARD_DATAMAP": str(platform.settings.datamap),
         "OFFBOARD_FAULT": fault,
         "OFFBOARD_FAULT_MODE": "kill",
     }

@@ -4,20 +4,43 @@ zero independently, and destroys again without harm."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from tempfile import mkdtemp
+
 import pytest
 
 from offboarding.backup.backup import take_backup
 from offboarding.core.records import CaseRef
-from offboarding.locations import DESTRUCTION_ORDER, EXPORT_ORDER, get_location
+from offboarding.datamap import load_datamap
+from offboarding.dev.demo.platform import write_datamap
+from offboarding.locations import destruction_order, export_order, get_location, registered
 from offboarding.locations.base import LocationFacts
 from tests.conftest import Platform
 from tests.helpers import export_and_deliver
 
 # What must be there before destruction, for each location, after a backup and a delivery.
-HOLDS_DATA = {"bundles", "files", "postgres", "backups", "keys"}
+HOLDS_DATA = {"bundles", "files", "postgres", "cache", "backups", "keys"}
+# Every location of the demo platform's data map (the tests' platform declares it whole).
+DEMO_ORDER = tuple(
+    e.name for e in registered(load_datamap(write_datamap(Path(mkdtemp()) / "d.toml", "redis://x")))
+)
 
 
-@pytest.mark.parametrize("name", DESTRUCTION_ORDER)
+def test_the_demo_platform_declares_every_kind_of_location(platform: Platform) -> None:
+    assert destruction_order(platform.settings) == DEMO_ORDER
+    assert DEMO_ORDER == (
+        "bundles",
+        "files",
+        "postgres",
+        "cache",
+        "backups",
+        "keys",
+        "scratch",
+        "orchestrator",
+    )
+
+
+@pytest.mark.parametrize("name", DEMO_ORDER)
 def test_a_location_destroys_its_tenant_only_and_verifies_it_independently(
     platform: Platform, name: str
 ) -> None:
@@ -53,13 +76,13 @@ def test_a_location_destroys_its_tenant_only_and_verifies_it_independently(
     assert neighbour_after.tables == neighbour_before.tables
 
 
-def test_the_export_reads_the_registered_sources_database_first() -> None:
-    assert EXPORT_ORDER == ("postgres", "files")
+def test_the_export_reads_the_registered_sources_database_first(platform: Platform) -> None:
+    assert export_order(platform.settings) == ("postgres", "files")
 
 
 def test_an_unknown_location_names_the_known_ones_and_how_to_add_one(platform: Platform) -> None:
     from offboarding.core.errors import ConfigurationError
 
-    with pytest.raises(ConfigurationError, match="known locations are bundles, files") as error:
-        get_location("redis", platform.settings)
-    assert "Registered(...)" in str(error.value)
+    with pytest.raises(ConfigurationError, match="this platform's are bundles, files") as error:
+        get_location("search", platform.settings)
+    assert "data map (OFFBOARD_DATAMAP)" in str(error.value)

@@ -343,6 +343,11 @@ class Settings(BaseSettings):
         "tenant data). Unset: the flows take it from Prefect's settings; elsewhere "
         "PREFECT_RESULTS_LOCAL_STORAGE_PATH, or PREFECT_HOME/storage (Prefect's default).",
     )
+    datamap: Path | None = Field(
+        default=None,
+        description="The data map: every system holding tenant data and how each is destroyed "
+        "(docs/operators.md). Unset: the platform database and the files store only.",
+    )
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
     stores: StoreSettings = Field(default_factory=StoreSettings)
     keyring: KeyringSettings = Field(default_factory=KeyringSettings)
@@ -371,7 +376,7 @@ class Settings(BaseSettings):
         validated like any settings; the rest come from this object, not the environment."""
         current: dict[str, Any] = {
             name: getattr(self, name)
-            for name in ("operator_name", "home", "orchestrator_results_path")
+            for name in ("operator_name", "home", "orchestrator_results_path", "datamap")
         }
         for section in ("platform", "stores", "keyring", "delivery", "export", "destruction"):
             current[section] = getattr(self, section).model_dump()

@@ -31,6 +31,7 @@ __all__ = [
     "Manifest",
     "ManifestEntry",
     "StagedRecord",
+    "SystemEntry",
     "TableItem",
 ]
 
@@ -130,6 +131,18 @@ class LocationInventory(Record):
     )
 
 
+class SystemEntry(Record):
+    """One system of the data map, and how the tenant's data there is destroyed."""
+
+    name: str
+    description: str = ""
+    handling: Literal["verified", "attested"] = Field(
+        description="verified: a plug-in destroys and re-scans it; attested: a named role "
+        "destroys it and confirms, with an evidence reference."
+    )
+    method: str = Field(description="The plug-in, or the role and its procedure.")
+
+
 class Inventory(Record):
     """Every place the tenant's data lives, with counts and sizes, before anything is copied."""
 
@@ -137,6 +150,10 @@ class Inventory(Record):
     case_id: str
     taken_at: datetime
     locations: list[LocationInventory]
+    systems: list[SystemEntry] = Field(
+        default_factory=list,
+        description="Every system of the data map (the platform's, not the pipeline's own).",
+    )
 
     @property
     def tables(self) -> list[TableItem]:

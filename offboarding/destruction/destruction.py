@@ -23,7 +23,7 @@ from offboarding.core.records import CaseRef, Certificate, HoldEvent, LocationEv
 from offboarding.core.signing import Signer
 from offboarding.evidence.archive import render_certificate_html
 from offboarding.evidence.incidents import record_incident
-from offboarding.locations import DESTRUCTION_ORDER, Remaining, Removal, get_location
+from offboarding.locations import Remaining, Removal, destruction_order, get_location
 from offboarding.locations.postgres import PostgresLocation
 from offboarding.registry import TenantRegistry
 from offboarding.stores import open_store
@@ -66,7 +66,7 @@ def neighbours_digests(
     skip = frozenset(excluded or ())
     return {
         name: get_location(name, settings).neighbours_digest(case, skip)
-        for name in DESTRUCTION_ORDER
+        for name in destruction_order(settings)
     }
 
 
@@ -118,7 +118,7 @@ def verify_location(settings: Settings, case: CaseRef, name: str) -> Remaining:
 def reverify(settings: Settings, case: CaseRef) -> dict[str, Remaining]:
     """Re-scan every location of a destroyed case, on the record; fail if anything is left."""
     results: dict[str, Remaining] = {
-        name: verify_location(settings, case, name) for name in DESTRUCTION_ORDER
+        name: verify_location(settings, case, name) for name in destruction_order(settings)
     }
     AuditTrail.open(settings, case).record(
         events.Reverified(remaining={name: r.items for name, r in results.items()})
@@ -245,7 +245,7 @@ def _certificate(
     audited = evidence.neighbours_before is not None
     inventory = state.inventory
     verified_at = datetime.now(UTC)
-    facts = {name: get_location(name, settings).describe() for name in DESTRUCTION_ORDER}
+    facts = {name: get_location(name, settings).describe() for name in destruction_order(settings)}
     locations = [
         LocationEvidence(
             location=name,
@@ -264,7 +264,7 @@ def _certificate(
             isolation=removals[name].isolation,
             details={**removals[name].details, **remaining[name].details},
         )
-        for name in DESTRUCTION_ORDER
+        for name in destruction_order(settings)
     ]
     gone_by = max([verified_at, *(loc.pending_until for loc in locations if loc.pending_until)])
     version_ = version("tenant-offboarding")

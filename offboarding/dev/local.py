@@ -1,8 +1,9 @@
 """`make serve` / `offboard serve-local`: the production layout on one machine, for operators
 who want the Prefect UI locally.
 
-A private PostgreSQL with the demo platform, a Prefect server (SQLite, UI on), the work pool and
-concurrency limits (`offboard setup-prefect`), every deployment from prefect.yaml
+A private PostgreSQL and Redis with the demo platform and its data map, a Prefect server
+(SQLite, UI on), the work pool and concurrency limits (`offboard setup-prefect`), every
+deployment from prefect.yaml
 (`prefect deploy --all`), a process worker, and the download and acknowledgement endpoint.
 `<home>/env.sh` holds the environment for other shells (`offboard terminate demo-tenant`).
 Everything stops on Ctrl-C.
@@ -23,7 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from offboarding.core.errors import ServiceError
-from offboarding.dev.services import ManagedProcess, PostgresCluster, PrefectServer, free_port
+from offboarding.dev.services import (
+    ManagedProcess,
+    PostgresCluster,
+    PrefectServer,
+    RedisServer,
+    free_port,
+)
 
 __all__ = ["LocalStack"]
 
@@ -36,6 +43,7 @@ class LocalStack:
     port: int = 4200
     links_port: int = 8765
     pg: PostgresCluster = field(default_factory=PostgresCluster)
+    redis: RedisServer | None = None
     server: PrefectServer | None = None
     worker: ManagedProcess | None = None
 
@@ -46,6 +54,7 @@ class LocalStack:
             "OFFBOARD_HOME": str(self.home),
             "OFFBOARD_DATABASE_URL": self.pg.dsn,
             "OFFBOARD_LINK_BASE_URL": f"http://127.0.0.1:{self.links_port}",
+            "OFFBOARD_DATAMAP": str(self.home / "datamap.toml"),
             "PREFECT_WORKER_QUERY_SECONDS": "3",
         }
 
@@ -59,6 +68,11 @@ class LocalStack:
         self.pg.start()
         stack.callback(self.pg.stop)
         platform.set_up(self.pg.dsn, LocalStore(self.home / "stores" / "files"))
+        say("starting a private Redis (the platform's cache) and writing the data map")
+        self.redis = RedisServer(self.home / "redis").start()
+        stack.callback(self.redis.stop)
+        platform.seed_cache(self.redis.url())
+        platform.write_datamap(self.home / "datamap.toml", self.redis.url())
         say("starting the Prefect server with its UI")
         self.server = PrefectServer(self.home / "prefect", port=self.port or free_port(), ui=True)
         self.server.start()

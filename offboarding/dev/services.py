@@ -24,7 +24,14 @@ from pathlib import Path
 
 from offboarding.core.errors import ServiceError
 
-__all__ = ["ManagedProcess", "PostgresCluster", "PrefectServer", "free_port", "prefect_env"]
+__all__ = [
+    "ManagedProcess",
+    "PostgresCluster",
+    "PrefectServer",
+    "RedisServer",
+    "free_port",
+    "prefect_env",
+]
 
 
 def free_port() -> int:
@@ -311,6 +318,58 @@ class GcsEmulator:
                 time.sleep(0.2)
         self.stop()
         raise ServiceError(f"GCS emulator did not answer on {self.url} within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self._process:
+            self._process.stop()
+            self._process = None
+
+
+@dataclass
+class RedisServer:
+    """Debian's redis-server on a free loopback port, in memory (no RDB or AOF files), with
+    enough logical databases for one per test."""
+
+    home: Path
+    port: int = 0
+    databases: int = 1024
+    _process: ManagedProcess | None = field(default=None, init=False)
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self, timeout: float = 30.0) -> RedisServer:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise ServiceError(
+                "redis-server was not found: install it (Debian: apt-get install redis-server; "
+                "`make setup` does) or put it on PATH"
+            )
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        self._process = ManagedProcess(
+            "redis",
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--databases", str(self.databases),
+             "--dir", str(self.home), "--daemonize", "no"],
+            dict(os.environ),
+            self.home / "redis.log",
+        )  # fmt: skip
+        self._process.start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self._process.running():
+                raise ServiceError(f"redis-server exited:\n{self._process.log_tail()}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=1) as probe,
+            ):
+                probe.sendall(b"PING\r\n")
+                if probe.recv(16).startswith(b"+PONG"):
+                    return self
+            time.sleep(0.1)
+        self.stop()
+        raise ServiceError(f"redis-server did not answer on port {self.port} within {timeout:.0f}s")
 
     def stop(self) -> None:
         if self._process:

@@ -31,8 +31,9 @@ from offboarding.core.records import (
     StagedRecord,
 )
 from offboarding.core.signing import Signer
+from offboarding.datamap import load_datamap, system_entries
 from offboarding.evidence.incidents import check_export_isolation, record_incident
-from offboarding.locations import EXPORT_ORDER, get_location, scratch_dir
+from offboarding.locations import get_location, platform_order, scratch_dir
 from offboarding.locations.base import ExportProgress, write_case_report
 from offboarding.registry import TenantRegistry
 from offboarding.stores import open_store, sha256_file
@@ -108,12 +109,21 @@ def dry_run_inventory(settings: Settings, tenant: str) -> Inventory:
 
 
 def inventory_of(settings: Settings, case: CaseRef, *, dry_run: bool = False) -> Inventory:
-    """What the export will read, from every location the client's data comes from."""
+    """What the tenant holds in every system of the platform's data map. A system bound to
+    nothing stops the case here, and so does one that cannot be reached: no copy goes
+    uncounted."""
+    datamap = load_datamap(settings.datamap)
+    datamap.require_bound()
     locations = [
-        get_location(name, settings).inventory(case, dry_run=dry_run) for name in EXPORT_ORDER
+        get_location(name, settings).inventory(case, dry_run=dry_run)
+        for name in platform_order(settings)
     ]
     return Inventory(
-        tenant=case.tenant, case_id=case.case_id, taken_at=datetime.now(UTC), locations=locations
+        tenant=case.tenant,
+        case_id=case.case_id,
+        taken_at=datetime.now(UTC),
+        locations=locations,
+        systems=system_entries(datamap),
     )
 
 

@@ -1,9 +1,11 @@
 """Where tenant data lives: one module per kind of place, all behind `DataLocation`.
 
-To add a kind: write a module with a class that implements `DataLocation` (base.py: it
-describes itself and has inventory, export, destroy, verify, neighbours_digest), then add one
-`Registered(...)` line to `REGISTERED` below, at its place in the destruction order.
-docs/architecture.md walks through an example.
+The pipeline's own places (bundles, backups, keys, scratch, the orchestrator) are always
+there; the platform's systems come from the data map (offboarding/datamap.py). To add a kind
+of system: write a module with a class that implements `DataLocation` (base.py: it describes
+itself and has inventory, export, destroy, verify, neighbours_digest), give it a model in the
+data map, and place it in `registered` below. docs/architecture.md walks through the Redis
+cache.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 
 from offboarding.core.config import Settings
 from offboarding.core.errors import ConfigurationError
+from offboarding.datamap import DEFAULT_DATAMAP, DataMap, RedisSystem, load_datamap
 from offboarding.locations.backups import BackupsLocation
 from offboarding.locations.base import (
     DataLocation,
@@ -23,6 +26,7 @@ from offboarding.locations.base import (
     scratch_dir,
 )
 from offboarding.locations.bundles import BundlesLocation
+from offboarding.locations.cache import RedisLocation
 from offboarding.locations.keys import KeysLocation
 from offboarding.locations.objects import FilesLocation
 from offboarding.locations.orchestrator import OrchestratorLocation
@@ -30,16 +34,19 @@ from offboarding.locations.postgres import PostgresLocation
 from offboarding.locations.scratch import ScratchLocation
 
 __all__ = [
-    "DESTRUCTION_ORDER",
-    "EXPORT_ORDER",
-    "REGISTERED",
+    "DEFAULT_ORDER",
+    "PIPELINE_LOCATIONS",
     "DataLocation",
     "LocationExport",
     "LocationFacts",
     "Registered",
     "Remaining",
     "Removal",
+    "destruction_order",
+    "export_order",
     "get_location",
+    "platform_order",
+    "registered",
     "scratch_dir",
 ]
 
@@ -51,39 +58,88 @@ class Registered:
     export_rank: int | None = None  # the client's data comes from here, in this order
 
 
-# In destruction order. Files before rows: rows are the index of the files, so a crash never
-# orphans a file. Backups are deleted everywhere, then the key that seals them is destroyed
-# (crypto-shredding covers any copy deletion could not reach). The orchestrator is checked,
-# never written: Prefect holds no tenant data. Export: the database first (its snapshot time
-# is the bundle's), then the files its rows reference.
-REGISTERED: tuple[Registered, ...] = (
-    Registered("bundles", BundlesLocation),
-    Registered("files", FilesLocation, export_rank=2),
-    Registered("postgres", PostgresLocation, export_rank=1),
+# The pipeline's own places, around the platform's systems of the data map. In destruction
+# order: bundles first; then the platform's systems, files before rows (rows are the index of
+# the files, so a crash never orphans a file) and caches after the rows they copy; then
+# backups, deleted everywhere before the key that seals them is destroyed (crypto-shredding
+# covers any copy deletion could not reach). The orchestrator is checked, never written:
+# Prefect holds no tenant data. Export: the database first (its snapshot time is the
+# bundle's), then the files its rows reference.
+_BEFORE = (Registered("bundles", BundlesLocation),)
+_AFTER = (
     Registered("backups", BackupsLocation),
     Registered("keys", KeysLocation),
     Registered("scratch", ScratchLocation),
     Registered("orchestrator", OrchestratorLocation),
 )
+PIPELINE_LOCATIONS = frozenset(entry.name for entry in (*_BEFORE, *_AFTER))
 
-DESTRUCTION_ORDER: tuple[str, ...] = tuple(entry.name for entry in REGISTERED)
-EXPORT_ORDER: tuple[str, ...] = tuple(
-    entry.name
-    for entry in sorted(
-        (e for e in REGISTERED if e.export_rank is not None), key=lambda e: e.export_rank or 0
-    )
-)
-_BY_NAME = {entry.name: entry for entry in REGISTERED}
-if len(_BY_NAME) != len(REGISTERED):  # pragma: no cover - a mistake in the table above
-    raise ConfigurationError("two data locations are registered under one name")
+
+def _cache(name: str, system: RedisSystem) -> Callable[[Settings], DataLocation]:
+    return lambda settings: RedisLocation(settings, name, system)
+
+
+def registered(datamap: DataMap) -> tuple[Registered, ...]:
+    """Every location of a platform with this data map, in destruction order."""
+    bound = datamap.bound()
+    collisions = sorted(set(bound) & PIPELINE_LOCATIONS)
+    if collisions:
+        raise ConfigurationError(
+            f"data map {datamap.source}: {', '.join(collisions)} name(s) the pipeline's own "
+            "locations: rename the system(s)"
+        )
+    platform: list[Registered] = []
+    if "files" in bound:
+        platform.append(Registered("files", FilesLocation, export_rank=2))
+    if "postgres" in bound:
+        platform.append(Registered("postgres", PostgresLocation, export_rank=1))
+    platform += [
+        Registered(name, _cache(name, system))
+        for name, system in bound.items()
+        if isinstance(system, RedisSystem)
+    ]
+    return (*_BEFORE, *platform, *_AFTER)
+
+
+def _registered(settings: Settings) -> tuple[Registered, ...]:
+    return registered(load_datamap(settings.datamap))
+
+
+def destruction_order(settings: Settings) -> tuple[str, ...]:
+    return tuple(entry.name for entry in _registered(settings))
+
+
+def export_order(settings: Settings) -> tuple[str, ...]:
+    ranked = [e for e in _registered(settings) if e.export_rank is not None]
+    return tuple(e.name for e in sorted(ranked, key=lambda e: e.export_rank or 0))
+
+
+def platform_order(settings: Settings) -> tuple[str, ...]:
+    """The platform's systems bound to a plug-in, those the export reads first: what the
+    inventory counts."""
+    exported = export_order(settings)
+    others = [
+        e.name
+        for e in _registered(settings)
+        if e.name not in PIPELINE_LOCATIONS and e.name not in exported
+    ]
+    return (*exported, *others)
+
+
+# The locations of a platform described by the default data map (the settings' database and
+# files store): what the first release knew.
+DEFAULT_ORDER: tuple[str, ...] = tuple(entry.name for entry in registered(DEFAULT_DATAMAP))
 
 
 def get_location(name: str, settings: Settings) -> DataLocation:
-    entry = _BY_NAME.get(str(name))
+    entries = _registered(settings)
+    entry = next((e for e in entries if e.name == str(name)), None)
     if entry is None:
         raise ConfigurationError(
-            f"unknown data location {name!r}: known locations are {', '.join(DESTRUCTION_ORDER)}. "
-            "To add one, implement DataLocation (offboarding/locations/base.py) in a module of "
-            "its own and add one Registered(...) line to offboarding/locations/__init__.py"
+            f"unknown data location {name!r}: this platform's are "
+            f"{', '.join(e.name for e in entries)}. A system of the platform is added in the "
+            "data map (OFFBOARD_DATAMAP); a new kind of system is a plug-in: implement "
+            "DataLocation (offboarding/locations/base.py) in a module of its own and bind it in "
+            "offboarding/locations/__init__.py and offboarding/datamap.py"
         )
     return entry.make(settings)

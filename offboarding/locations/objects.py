@@ -9,7 +9,7 @@ from pathlib import Path
 
 from exporters.bundle import safe_entry_paths
 from offboarding.core.config import Settings
-from offboarding.core.errors import IsolationBreachError, MissingDataError
+from offboarding.core.errors import ConfigurationError, IsolationBreachError, MissingDataError
 from offboarding.core.records import CaseRef, ExportedPart, FileItem, LocationInventory
 from offboarding.locations.base import (
     ExportProgress,
@@ -61,6 +61,19 @@ class FilesLocation:
             versioned=keeps_generations(self.store),
             lingering=f"soft-deleted copies for up to {retention}" if retention else "",
         )
+
+    def reach(self) -> str:
+        """Reach the store (`offboard datamap check`): one existence probe, no listing."""
+        url = self.settings.store_url("files")
+        if url.startswith("file://"):
+            root = Path(url.removeprefix("file://"))
+            if not root.is_dir():
+                raise ConfigurationError(
+                    f"the files store {url} is not a directory: set OFFBOARD_FILES_URL to the "
+                    "platform's files store"
+                )
+        self.store.exists(f"{TENANTS_ROOT}.offboarding-reach-probe")
+        return f"object store {url}"
 
     def inventory(self, case: CaseRef, *, dry_run: bool = False) -> LocationInventory:
         prefix = tenant_prefix(case.tenant)

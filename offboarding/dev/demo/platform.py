@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -22,7 +23,21 @@ from psycopg.types.json import Jsonb
 
 from offboarding.stores import ObjectStore
 
-__all__ = ["DEMO_TENANTS", "DemoTenant", "install_schema", "seed", "tenant_fingerprint"]
+__all__ = [
+    "CACHE_PATTERNS",
+    "DEMO_TENANTS",
+    "DemoTenant",
+    "cache_fingerprint",
+    "install_schema",
+    "seed",
+    "seed_cache",
+    "tenant_fingerprint",
+    "write_datamap",
+]
+
+# The demo cache's keys of a tenant (as its data map declares them), and keys of nobody.
+CACHE_PATTERNS = ("page:{tenant}:*", "session:{tenant}:*")
+_CACHE_GLOBAL_KEYS = {"config:features": b'{"wiki": true}', "page:index": b"<html>home</html>"}
 
 # Tables of the demo schema that hold tenant rows, with the SQL that selects one tenant's.
 _TENANT_ROWS: dict[str, str] = {
@@ -293,3 +308,50 @@ def tenant_ids(dsn: str) -> list[str]:
 def set_up(dsn: str, files: ObjectStore, extra: tuple[DemoTenant, ...] = ()) -> None:
     install_schema(dsn)
     seed(dsn, files, DEMO_TENANTS + extra)
+
+
+def seed_cache(redis_url: str, tenants: tuple[DemoTenant, ...] = DEMO_TENANTS) -> None:
+    """The demo's cache: rendered pages and sessions per tenant, and a few global keys."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        pipe = client.pipeline(transaction=False)
+        for key, value in _CACHE_GLOBAL_KEYS.items():
+            pipe.set(key, value)
+        for tenant in tenants:
+            for n in range(tenant.users):
+                pipe.set(f"page:{tenant.id}:space:{n}", f"<h1>{tenant.name} {n}</h1>".encode())
+                pipe.hset(f"session:{tenant.id}:{n:04d}", mapping={"user": n, "lang": "fr"})
+            pipe.rpush(f"page:{tenant.id}:recent", *range(5))
+        pipe.execute()
+    finally:
+        client.close()
+
+
+def cache_fingerprint(redis_url: str, tenant: str) -> dict[str, Any]:
+    """The tenant's keys and values in the cache, read with plain KEYS and DUMP."""
+    import redis
+
+    client: redis.Redis = redis.Redis.from_url(redis_url)
+    try:
+        keys = sorted(
+            k.encode() if isinstance(k, str) else k
+            for p in CACHE_PATTERNS
+            for k in client.keys(p.replace("{tenant}", tenant))
+        )
+        digest = hashlib.sha256()
+        for key in keys:
+            value = client.dump(key)
+            digest.update(key + b"\0" + (bytes(value) if value else b"") + b"\0")
+        return {"count": len(keys), "digest": digest.hexdigest()}
+    finally:
+        client.close()
+
+
+def write_datamap(path: Path, redis_url: str) -> Path:
+    """The demo's data map (datamap.toml beside this module), with its cache's address."""
+    template = resources.files("offboarding.dev.demo").joinpath("datamap.toml").read_text()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(template.replace("${DEMO_REDIS_URL}", redis_url))
+    return path

@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from offboarding.core.errors import OffboardingError, ServiceError
-from offboarding.dev.services import ManagedProcess, PostgresCluster, PrefectServer, free_port
+from offboarding.dev.services import (
+    ManagedProcess,
+    PostgresCluster,
+    PrefectServer,
+    RedisServer,
+    free_port,
+)
 
 __all__ = ["DemoEnvironment", "DemoResult", "run_demo"]
 
@@ -34,6 +40,7 @@ class DemoEnvironment:
     home: Path
     grace_seconds: int = 5
     pg: PostgresCluster = field(default_factory=PostgresCluster)
+    redis: RedisServer | None = None
     server: PrefectServer | None = None
     runner: ManagedProcess | None = None
     links: ManagedProcess | None = None
@@ -47,6 +54,7 @@ class DemoEnvironment:
             "OFFBOARD_DATABASE_URL": self.pg.dsn,
             "OFFBOARD_DESTRUCTION_GRACE": f"PT{self.grace_seconds}S",
             "OFFBOARD_LINK_BASE_URL": f"http://127.0.0.1:{self.links_port}",
+            "OFFBOARD_DATAMAP": str(self.home / "datamap.toml"),
             **self.extra_env,
         }
 
@@ -59,6 +67,11 @@ class DemoEnvironment:
         stack.callback(self.pg.stop)
         files_root = self.home / "stores" / "files"
         platform.set_up(self.pg.dsn, LocalStore(files_root), self.extra_tenants)
+        say("starting a private Redis (the platform's cache) and writing the data map")
+        self.redis = RedisServer(self.home / "redis").start()
+        stack.callback(self.redis.stop)
+        platform.seed_cache(self.redis.url(), platform.DEMO_TENANTS + self.extra_tenants)
+        platform.write_datamap(self.home / "datamap.toml", self.redis.url())
         say("starting a Prefect server (SQLite, loopback)")
         self.server = PrefectServer(self.home / "prefect").start()
         stack.callback(self.server.stop)
@@ -226,14 +239,23 @@ def _run_case(
     from offboarding.destruction.destruction import certificate_key, report_key
     from offboarding.dev.demo import platform
     from offboarding.evidence.archive import verify_archive
-    from offboarding.locations import DESTRUCTION_ORDER, get_location
+    from offboarding.locations import destruction_order, get_location
     from offboarding.stores import open_store
     from offboarding.trail import AuditTrail, verify_chain
 
     settings = Settings()
     files = open_store(settings.store_url("files"))
     neighbours = [t for t in platform.tenant_ids(env.pg.dsn) if t != DEMO_TENANT]
-    before = {t: platform.tenant_fingerprint(env.pg.dsn, files, t) for t in neighbours}
+    assert env.redis is not None
+    redis_url = env.redis.url()
+
+    def fingerprint(tenant: str) -> dict[str, Any]:
+        return {
+            **platform.tenant_fingerprint(env.pg.dsn, files, tenant),
+            "cache": platform.cache_fingerprint(redis_url, tenant),
+        }
+
+    before = {t: fingerprint(t) for t in neighbours}
 
     say("backing up every tenant (the platform's daily backup flow, through Prefect)")
     backup_run = adapter.start_deployment("backup/backup")
@@ -301,17 +323,21 @@ def _run_case(
         result.errors.append(f"a neighbour's backup no longer restores: {error}")
 
     located = {
-        str(name): get_location(name, settings).verify(case).items for name in DESTRUCTION_ORDER
+        str(name): get_location(name, settings).verify(case).items
+        for name in destruction_order(settings)
     }
     independent = platform.tenant_fingerprint(env.pg.dsn, files, DEMO_TENANT)
     located["postgres"] = max(
         located["postgres"], sum(t["rows"] for t in independent["tables"].values())
     )
     located["files"] = max(located["files"], independent["files"]["count"])
+    assert env.redis is not None
+    cache = platform.cache_fingerprint(env.redis.url(), DEMO_TENANT)
+    located["cache"] = max(located["cache"], cache["count"])
     result.remaining = located
     if any(located.values()):
         result.errors.append(f"data of {DEMO_TENANT} remains: {located}")
-    after = {t: platform.tenant_fingerprint(env.pg.dsn, files, t) for t in neighbours}
+    after = {t: fingerprint(t) for t in neighbours}
     result.neighbours_unchanged = before == after
     if not result.neighbours_unchanged:
         result.errors.append("other tenants' data changed")

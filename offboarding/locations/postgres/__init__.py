@@ -65,6 +65,23 @@ class PostgresLocation:
     def _connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
         return psycopg.connect(self.settings.require_database(), **kwargs)
 
+    def reach(self) -> str:
+        """Reach the database (`offboard datamap check`): its version and the tenants table."""
+        registry = self.settings.platform.registry_table
+        with self._connect(connect_timeout=10) as conn:
+            version = conn.execute("SHOW server_version").fetchone()
+            found = conn.execute("SELECT to_regclass(%s)", (registry,)).fetchone()
+            address = conninfo_to_dict(conn.info.dsn)
+        if not found or found[0] is None:
+            raise ConfigurationError(
+                f"the platform database has no tenants table {registry}: set "
+                "OFFBOARD_REGISTRY_TABLE to the schema-qualified name of the platform's"
+            )
+        return (
+            f"PostgreSQL {version[0] if version else '?'} at {address.get('host')}:"
+            f"{address.get('port')}/{address.get('dbname')}, tenants table {registry}"
+        )
+
     def tenant_schema(self, tenant: str) -> str:
         return self.settings.platform.tenant_schema_pattern.format(tenant=tenant)
 

@@ -1,0 +1,328 @@
+"""The data map: every system of the platform that holds tenant data, and how each is handled.
+
+One TOML file (OFFBOARD_DATAMAP; JSON Schema in schemas/datamap.json) names each system and
+binds it either to a location plug-in, whose destruction the pipeline performs and verifies,
+or to an attested step, which a named role performs and confirms through a Prefect form. A
+system declared with neither is *unbound*: `offboard datamap check` reports it, and a case
+stops at its inventory until it is bound. Without a data map, the platform is the one
+database and the one files store of the settings (the first release's behaviour).
+
+    [systems.postgres]
+    description = "The platform's database"
+    plugin = "postgres"
+
+    [systems.cache]
+    description = "Page and session cache"
+    plugin = "redis"
+    url = "${CACHE_URL}"                 # ${VAR}: read from the environment (secrets stay there)
+    patterns = ["t:{tenant}:*"]
+
+    [systems.search]
+    description = "Full-text search (managed OpenSearch)"
+    attested = { role = "search administrator", procedure = "delete index t-{tenant}" }
+
+Values may name environment variables as ${VAR}, so connection strings with passwords stay
+out of the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from offboarding.core.errors import ConfigurationError
+from offboarding.core.records import SystemEntry
+
+__all__ = [
+    "DEFAULT_DATAMAP",
+    "Attestation",
+    "AttestedSystem",
+    "DataMap",
+    "FilesSystem",
+    "PostgresSystem",
+    "RedisSystem",
+    "System",
+    "UnboundSystem",
+    "load_datamap",
+    "parse_datamap",
+    "system_entries",
+]
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# A pattern may only match the tenant's own keys: after {tenant} comes a separator that no
+# tenant id contains, or the end of the pattern.
+_TENANT_PLACEHOLDER = "{tenant}"
+_KEY_SEPARATORS = frozenset(":/|#")
+
+
+class _System(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str = Field(
+        default="", description="What the system is and what it holds of a tenant."
+    )
+
+
+class PostgresSystem(_System):
+    """The platform's PostgreSQL database (OFFBOARD_DATABASE_URL): exported, destroyed with
+    the proof by construction, verified."""
+
+    plugin: Literal["postgres"]
+
+
+class FilesSystem(_System):
+    """The platform's object store of uploaded files (OFFBOARD_FILES_URL)."""
+
+    plugin: Literal["files"]
+
+
+class RedisSystem(_System):
+    """A Redis cache: the tenant's keys, found by pattern, removed with SCAN and UNLINK,
+    verified by a fresh scan. A cache holds copies: nothing of it goes into the bundle."""
+
+    plugin: Literal["redis"]
+    url: str = Field(description="redis://[user:password@]host:port/db (or ${VAR}).")
+    patterns: list[str] = Field(
+        min_length=1,
+        description="Key patterns of a tenant's keys (Redis glob syntax), each with {tenant} "
+        "followed by a separator (: / | #) or at the end, e.g. 't:{tenant}:*'.",
+    )
+
+    @field_validator("patterns")
+    @classmethod
+    def _confined(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            if pattern.count(_TENANT_PLACEHOLDER) != 1:
+                raise ValueError(
+                    f"pattern {pattern!r} must contain {_TENANT_PLACEHOLDER} exactly once"
+                )
+            after = pattern.split(_TENANT_PLACEHOLDER, 1)[1]
+            if after and after[0] not in _KEY_SEPARATORS:
+                raise ValueError(
+                    f"pattern {pattern!r} could match another tenant's keys ('acme' would match "
+                    f"'acme-corp'): follow {_TENANT_PLACEHOLDER} with one of "
+                    f"{' '.join(sorted(_KEY_SEPARATORS))}, e.g. 't:{{tenant}}:*'"
+                )
+        return patterns
+
+
+class Attestation(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: str = Field(min_length=1, description="Who confirms, e.g. 'search administrator'.")
+    procedure: str = Field(
+        min_length=1, description="What they do, e.g. 'delete the index t-{tenant}'."
+    )
+    within: timedelta = Field(
+        default=timedelta(days=30),
+        description="Time allowed once destruction starts (ISO 8601 duration, e.g. 'P30D'); "
+        "never later than the case's destruction deadline.",
+    )
+    reminder_every: timedelta = Field(
+        default=timedelta(days=7), description="How often the role is reminded until it confirms."
+    )
+
+
+class AttestedSystem(_System):
+    """A system the pipeline cannot reach: a named role performs the destruction and confirms
+    it, with an evidence reference. The certificate lists it as attested, never as verified."""
+
+    attested: Attestation
+
+
+class UnboundSystem(_System):
+    """Declared, but bound to nothing yet: a case stops at its inventory until it is bound."""
+
+
+System = PostgresSystem | FilesSystem | RedisSystem | AttestedSystem | UnboundSystem
+_PLUGINS: dict[str, type[_System]] = {
+    "postgres": PostgresSystem,
+    "files": FilesSystem,
+    "redis": RedisSystem,
+}
+# The platform's database and files store are the settings' own: one of each, under its name.
+_SINGLETONS = ("postgres", "files")
+
+
+class DataMap(BaseModel):
+    """Every system of the platform that holds tenant data (TOML, OFFBOARD_DATAMAP), each bound
+    to a plug-in (verified destruction) or an attested step (a role confirms)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="tenant-offboarding data map")
+
+    _source: str = PrivateAttr(default="")  # the file it was read from, for messages
+    systems: dict[
+        Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,39}$")],
+        Annotated[System, Field(union_mode="left_to_right")],
+    ] = Field(description="Every system holding tenant data, by name.")
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    def bound(self) -> dict[str, PostgresSystem | FilesSystem | RedisSystem]:
+        return {
+            name: system
+            for name, system in self.systems.items()
+            if isinstance(system, (PostgresSystem, FilesSystem, RedisSystem))
+        }
+
+    def attested(self) -> dict[str, AttestedSystem]:
+        return {n: s for n, s in self.systems.items() if isinstance(s, AttestedSystem)}
+
+    def unbound(self) -> list[str]:
+        return [n for n, s in self.systems.items() if isinstance(s, UnboundSystem)]
+
+    def require_bound(self) -> None:
+        unbound = self.unbound()
+        if unbound:
+            raise ConfigurationError(
+                f"the data map {self._source} declares systems bound to nothing: "
+                f'{", ".join(unbound)}. Bind each to a plug-in (plugin = "redis", ...) or to '
+                "an attested step ([systems.<name>.attested] with role and procedure); the "
+                "case cannot take its inventory until then, so no copy goes uncounted"
+            )
+
+
+def _named(datamap: DataMap, source: str) -> DataMap:
+    datamap._source = source
+    return datamap
+
+
+DEFAULT_DATAMAP = _named(
+    DataMap(
+        systems={
+            "postgres": PostgresSystem(plugin="postgres", description="The platform's database"),
+            "files": FilesSystem(plugin="files", description="The platform's uploaded files"),
+        }
+    ),
+    "(default: the settings' database and files store)",
+)
+
+
+def system_entries(datamap: DataMap) -> list[SystemEntry]:
+    """Every bound system as the inventory and the certificate list it."""
+    entries = []
+    for name, system in datamap.systems.items():
+        if isinstance(system, AttestedSystem):
+            entries.append(
+                SystemEntry(
+                    name=name,
+                    description=system.description,
+                    handling="attested",
+                    method=f"{system.attested.role}: {system.attested.procedure}",
+                )
+            )
+        elif not isinstance(system, UnboundSystem):
+            entries.append(
+                SystemEntry(
+                    name=name,
+                    description=system.description,
+                    handling="verified",
+                    method=f"plug-in {system.plugin}",
+                )
+            )
+    return entries
+
+
+def _expand(value: Any, where: str) -> Any:
+    if isinstance(value, str):
+
+        def lookup(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ConfigurationError(
+                    f"the data map's {where} names ${{{name}}}, which is not set in the "
+                    f"environment: set {name}, or write the value in the file"
+                )
+            return os.environ[name]
+
+        return _ENV_REFERENCE.sub(lookup, value)
+    if isinstance(value, list):
+        return [_expand(v, where) for v in value]
+    if isinstance(value, dict):
+        return {k: _expand(v, f"{where}.{k}") for k, v in value.items()}
+    return value
+
+
+def _system(name: str, raw: Any) -> System:
+    if not isinstance(raw, dict):
+        raise ConfigurationError(f"data map: [systems.{name}] must be a table")
+    fields = _expand(raw, f"systems.{name}")
+    plugin, attested = fields.get("plugin"), fields.get("attested")
+    if plugin is not None and attested is not None:
+        raise ConfigurationError(
+            f"data map: system {name!r} is bound twice (plugin = {plugin!r} and attested): "
+            "keep the plug-in if the pipeline can reach the system, else the attestation"
+        )
+    if plugin is not None and plugin not in _PLUGINS:
+        raise ConfigurationError(
+            f"data map: system {name!r} names plugin {plugin!r}, which does not exist: use one "
+            f"of {', '.join(sorted(_PLUGINS))}, or bind it as attested"
+        )
+    if plugin in _SINGLETONS and name != plugin:
+        raise ConfigurationError(
+            f"data map: the {plugin} plug-in is the platform's own (OFFBOARD_"
+            f"{'DATABASE' if plugin == 'postgres' else 'FILES'}_URL): declare it as "
+            f"[systems.{plugin}], not [systems.{name}]"
+        )
+    model: type[_System] = (
+        _PLUGINS[plugin] if plugin else AttestedSystem if attested is not None else UnboundSystem
+    )
+    try:
+        return model.model_validate(fields)  # type: ignore[return-value]
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'system'}: {e['msg']}" for e in error.errors()
+        )
+        raise ConfigurationError(f"data map: system {name!r}: {problems}") from None
+
+
+def parse_datamap(document: dict[str, Any], source: str = "") -> DataMap:
+    unknown = set(document) - {"systems"}
+    if unknown:
+        raise ConfigurationError(
+            f"data map {source}: unknown top-level key(s) {sorted(unknown)}; the file holds "
+            "[systems.<name>] tables"
+        )
+    systems_raw = document.get("systems")
+    if not isinstance(systems_raw, dict) or not systems_raw:
+        raise ConfigurationError(
+            f"data map {source}: no [systems.<name>] table: declare every system that holds "
+            'tenant data, at least [systems.postgres] with plugin = "postgres"'
+        )
+    if "postgres" not in systems_raw:
+        raise ConfigurationError(
+            f"data map {source}: [systems.postgres] is missing: the platform's database (with "
+            'its tenants) is a system of every platform; declare it with plugin = "postgres"'
+        )
+    systems = {name: _system(name, raw) for name, raw in systems_raw.items()}
+    try:
+        return _named(DataMap(systems=systems), source)
+    except ValidationError as error:
+        raise ConfigurationError(
+            f"data map {source}: system names are 1-40 lowercase letters, digits and dashes, "
+            f"starting with a letter ({error.error_count()} not)"
+        ) from None
+
+
+def load_datamap(path: Path | None) -> DataMap:
+    """The data map at `path`, or the default one (the settings' database and files)."""
+    if path is None:
+        return DEFAULT_DATAMAP
+    try:
+        document = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigurationError(
+            f"OFFBOARD_DATAMAP names {path}, which does not exist: give the path of the data "
+            "map (docs/operators.md has an example), or unset it for the default"
+        ) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigurationError(f"data map {path} is not valid TOML: {error}") from None
+    return parse_datamap(document, str(path))

@@ -1,0 +1,183 @@
+"""A Redis cache declared in the data map: the tenant's keys, found by the declared patterns.
+
+A cache holds copies of what the database holds (pages, sessions, computed views), so nothing
+of it goes into the bundle. Destruction scans each pattern (SCAN MATCH, never KEYS, which
+blocks the server) and unlinks what it finds in batches (UNLINK frees memory off the main
+thread); each key is checked to carry the tenant's id followed by the pattern's separator
+before it is unlinked. Verification is a fresh scan on a new connection.
+
+SCAN walks the whole keyspace whatever the pattern: on a cache of many tenants its cost grows
+with the cache, not the tenant. A platform that gives each large tenant its own logical
+database or cluster avoids that; the destruction benchmark's notes give the rate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
+import redis
+
+from offboarding.core.config import Settings
+from offboarding.core.errors import IsolationBreachError, ServiceError
+from offboarding.core.records import CaseRef, LocationInventory
+from offboarding.datamap import RedisSystem
+from offboarding.locations.base import CopiesOnly, LocationFacts, Remaining, Removal
+
+__all__ = ["RedisLocation", "glob_escape"]
+
+_BATCH = 500
+_GLOB_SPECIALS = frozenset("*?[]\\")
+
+
+def glob_escape(text: str) -> str:
+    """`text` as a literal inside a Redis glob pattern."""
+    return "".join(f"\\{c}" if c in _GLOB_SPECIALS else c for c in text)
+
+
+class RedisLocation(CopiesOnly):
+    def __init__(self, settings: Settings, name: str, system: RedisSystem) -> None:
+        self.name = name
+        self.system = system
+        self.batch = min(_BATCH, settings.destruction.delete_batch_rows)
+
+    @property
+    def _address(self) -> str:
+        """host:port/db, never the password."""
+        url = urlsplit(self.system.url)
+        return f"{url.hostname}:{url.port or 6379}{url.path or '/0'}"
+
+    @contextmanager
+    def _client(self) -> Iterator[redis.Redis]:
+        client = redis.Redis.from_url(self.system.url, socket_timeout=30, socket_connect_timeout=10)
+        try:
+            client.ping()
+            yield client
+        except redis.ConnectionError as error:
+            raise ServiceError(
+                f"the data map's system {self.name!r} (Redis at {self._address}) did not "
+                f"answer: {error}. Check its url in the data map and that the server runs"
+            ) from None
+        except redis.AuthenticationError:
+            raise ServiceError(
+                f"the data map's system {self.name!r} (Redis at {self._address}) refused the "
+                "credentials of its url"
+            ) from None
+        finally:
+            client.close()
+
+    def reach(self) -> str:
+        """Reach the server (`offboard datamap check`): its version."""
+        with self._client() as client:
+            info = client.info("server")
+        return f"Redis {info.get('redis_version', '?')} at {self._address}"
+
+    def describe(self) -> LocationFacts:
+        return LocationFacts(
+            media=f"Redis cache {self.name} at {self._address}",
+            method="clear",
+            technique=f"SCAN MATCH of the declared key patterns ({len(self.system.patterns)}), "
+            f"UNLINK in batches of {self.batch}",
+            verification_method="a fresh SCAN MATCH of every declared pattern on a new connection",
+        )
+
+    def _patterns(self, tenant: str) -> list[str]:
+        literal = glob_escape(tenant)
+        return [p.replace("{tenant}", literal) for p in self.system.patterns]
+
+    def _carries(self, key: bytes, tenant: str) -> bool:
+        """The key holds the tenant's id where a pattern puts it: between the pattern's
+        literal neighbours (its separator after, and the character before if literal)."""
+        for pattern in self.system.patterns:
+            before, after = pattern.split("{tenant}", 1)
+            lead = before[-1:] if before[-1:] and before[-1] not in _GLOB_SPECIALS else ""
+            mark = f"{lead}{tenant}{after[:1]}".encode()
+            if (after and mark in key) or (not after and key.endswith(mark)):
+                return True
+        return False
+
+    def _scan(self, client: redis.Redis, tenant: str) -> Iterator[bytes]:
+        seen: set[bytes] = set()  # SCAN may return a key twice; patterns may overlap
+        for pattern in self._patterns(tenant):
+            for key in client.scan_iter(match=pattern, count=1000):
+                if key not in seen:
+                    seen.add(key)
+                    yield key
+
+    def inventory(self, case: CaseRef, *, dry_run: bool = False) -> LocationInventory:
+        items = size = 0
+        with self._client() as client:
+            batch: list[bytes] = []
+            for key in self._scan(client, case.tenant):
+                batch.append(key)
+                if len(batch) >= self.batch:
+                    size += _memory(client, batch)
+                    items, batch = items + len(batch), []
+            size += _memory(client, batch)
+            items += len(batch)
+        return LocationInventory(location=self.name, items=items, bytes=size)
+
+    def destroy(self, case: CaseRef, inventoried: Mapping[str, int] | None = None) -> Removal:
+        removed = found = size = 0
+        with self._client() as client:
+            batch: list[bytes] = []
+            for key in self._scan(client, case.tenant):
+                if not self._carries(key, case.tenant):
+                    raise IsolationBreachError(
+                        f"system {self.name!r}: a key matched the tenant's pattern without the "
+                        f"tenant's id between separators; nothing more is unlinked. Check the "
+                        f"patterns in the data map ({self.system.patterns})"
+                    )
+                batch.append(key)
+                if len(batch) >= self.batch:
+                    size += _memory(client, batch)
+                    found += len(batch)
+                    removed += int(client.unlink(*batch))
+                    batch = []
+            if batch:
+                size += _memory(client, batch)
+                found += len(batch)
+                removed += int(client.unlink(*batch))
+        return Removal(
+            items_before=found,
+            bytes_before=size,
+            items_removed=removed,
+            technique=self.describe().technique,
+            isolation="each key matched a declared pattern with the tenant's id as a literal "
+            "and was checked to hold the id between the pattern's separators before UNLINK",
+        )
+
+    def verify(self, case: CaseRef) -> Remaining:
+        with self._client() as client:
+            left = sum(1 for _ in self._scan(client, case.tenant))
+        return Remaining(
+            items=left,
+            verification=f"fresh scan of {len(self.system.patterns)} pattern(s): {left} key(s)",
+        )
+
+    def neighbours_digest(self, case: CaseRef, excluded: frozenset[str] = frozenset()) -> str:
+        """Every other key with its value (DUMP), sorted: equal before and after."""
+        digest = hashlib.sha256()
+        with self._client() as client:
+            skip = {k for t in (case.tenant, *excluded) for k in self._scan(client, t)}
+            keys = sorted(k for k in client.scan_iter(count=1000) if k not in skip)
+            for start in range(0, len(keys), self.batch):
+                chunk = keys[start : start + self.batch]
+                pipe = client.pipeline(transaction=False)
+                for key in chunk:
+                    pipe.dump(key)
+                for key, value in zip(chunk, pipe.execute(), strict=True):
+                    digest.update(hashlib.sha256(key).digest())
+                    digest.update(hashlib.sha256(value or b"").digest())
+        return digest.hexdigest()
+
+
+def _memory(client: redis.Redis, keys: list[bytes]) -> int:
+    if not keys:
+        return 0
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.memory_usage(key)
+    return sum(int(n or 0) for n in pipe.execute())
