@@ -93,7 +93,7 @@ def main() -> None:
     from flows.adapter import emit_contract_terminated
     from offboarding.core.config import Settings
     from offboarding.dev.demo import platform
-    from offboarding.dev.demo.run import DemoEnvironment, wait_for_state
+    from offboarding.dev.demo.run import DemoEnvironment, finish_destruction, wait_for_state
     from offboarding.locations import DEFAULT_ORDER
     from offboarding.stores import open_store
 
@@ -146,7 +146,7 @@ def main() -> None:
             ]  # fmt: skip
             destroy_ids = [r.id for r in destroys]
         for run_id in destroy_ids:
-            wait_for_state(run_id, {"COMPLETED"}, timeout=1800, runner=env.runner)
+            finish_destruction(run_id, timeout=1800, runner=env.runner)
         elapsed = time.monotonic() - started
         sampler.stop()
 

@@ -75,7 +75,8 @@ from offboarding.core.errors import (
     ServiceError,
 )
 from offboarding.core.records import CaseRef
-from offboarding.runs import AcknowledgementInput
+from offboarding.destruction.attestation import AttestationDue
+from offboarding.runs import AcknowledgementInput, AttestationInput
 
 __all__ = [
     "CONTRACT_TERMINATED",
@@ -84,10 +85,12 @@ __all__ = [
     "EXPORT_LIMIT_NAME",
     "WORK_POOL",
     "Acknowledgement",
+    "Attestation",
     "PartsProgress",
     "PrefectRuns",
     "Progress",
     "await_acknowledgement",
+    "await_attestation",
     "cancelled",
     "contract_terminated_event",
     "current_run_id",
@@ -98,17 +101,20 @@ __all__ = [
     "logger",
     "publish_case_summary",
     "publish_table",
+    "resume_attestation",
     "set_up_prefect",
     "settings",
     "start_deployment",
     "using_server",
     "wait_for_run",
+    "waiting_attestation",
 ]
 
 EXPORT_LIMIT_NAME = "offboarding-exports"
 DESTRUCTION_LIMIT_NAME = "offboarding-destructions"
 DESTROY_DEPLOYMENT = "destroy/destroy"
 OFFBOARD_FLOW = "offboard"
+DESTROY_FLOW = "destroy"
 
 
 def settings() -> Settings:
@@ -137,6 +143,56 @@ def await_acknowledgement(case: CaseRef) -> AcknowledgementInput:
     """Suspend (the worker is freed) until the client's acknowledgement resumes the run."""
     logger().info("case %s is waiting for the client's acknowledgement", case.case_id)
     return suspend_flow_run(wait_for_input=Acknowledgement, key="acknowledgement", timeout=None)
+
+
+class Attestation(AttestationInput, RunInput):
+    """The Resume form of a destroy run waiting for an attested system's confirmation."""
+
+
+def attestation_key(system: str) -> str:
+    return f"attestation-{system}"
+
+
+def await_attestation(case: CaseRef, due: AttestationDue) -> AttestationInput:
+    """Suspend (the worker is freed) until the role confirms the system's destruction."""
+    logger().info(
+        "case %s is waiting for the attestation of %s by %s, due %s",
+        case.case_id, due.system, due.role, f"{due.due:%Y-%m-%d}",
+    )  # fmt: skip
+    form = Attestation.with_initial_data(
+        description=f"**{due.system}** ({due.description}) of tenant `{case.tenant}`: as "
+        f"*{due.role}*, {due.procedure}. Then confirm below, by {due.due:%Y-%m-%d %H:%M} UTC: "
+        "who did it, what was done, and where the evidence is kept.",
+    )
+    return suspend_flow_run(wait_for_input=form, key=attestation_key(due.system), timeout=None)
+
+
+def waiting_attestation(run_id: str) -> str | None:
+    """The system a destroy run is suspended for, if it is waiting for an attestation."""
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(run_id))
+    details = run.state.state_details if run.state else None
+    if run.state is None or not run.state.is_paused() or details is None:
+        return None
+    key = details.pause_key or ""
+    return key.removeprefix("attestation-") if key.startswith("attestation-") else None
+
+
+def resume_attestation(run_id: str, system: str, given: AttestationInput) -> None:
+    """Give a waiting destroy run its attestation (what the Resume form sends)."""
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(run_id))
+        details = run.state.state_details if run.state else None
+        if (
+            run.state is None
+            or not run.state.is_paused()
+            or details is None
+            or (details.pause_key != attestation_key(system))
+        ):
+            raise NotWaitingError(
+                f"destroy run {run_id} is not waiting for the attestation of {system!r}"
+            )
+    resume_flow_run(UUID(run_id), run_input=given.as_run_input())
 
 
 class PrefectRuns:
@@ -193,6 +249,33 @@ class PrefectRuns:
                     offset=offset,
                 )
                 found += [(str(r.id), str(r.parameters.get("tenant", ""))) for r in runs]
+                if len(runs) < 200:
+                    return found
+                offset += 200
+
+    def waiting_destructions(self) -> list[CaseRef]:
+        """Cases whose destroy run is suspended, waiting for an attested system."""
+        found: list[CaseRef] = []
+        offset = 0
+        with get_client(sync_client=True) as client:
+            while True:
+                runs = client.read_flow_runs(
+                    flow_filter=FlowFilter(name=FlowFilterName(any_=[DESTROY_FLOW])),
+                    flow_run_filter=FlowRunFilter(
+                        state=FlowRunFilterState(
+                            type=FlowRunFilterStateType(any_=[StateType.PAUSED])
+                        )
+                    ),
+                    limit=200,
+                    offset=offset,
+                )
+                found += [
+                    CaseRef(
+                        tenant=str(r.parameters["tenant"]), case_id=str(r.parameters["case_id"])
+                    )
+                    for r in runs
+                    if "tenant" in r.parameters and "case_id" in r.parameters
+                ]
                 if len(runs) < 200:
                     return found
                 offset += 200

@@ -16,8 +16,11 @@ from prefect.cache_policies import NO_CACHE
 from flows import adapter
 from offboarding.core.config import validate_tenant_id
 from offboarding.core.records import CaseRef
+from offboarding.datamap import load_datamap
+from offboarding.destruction import attestation
 from offboarding.destruction import destruction as stages
 from offboarding.locations import Remaining, Removal, destruction_order
+from offboarding.runs import AttestationInput
 
 
 @task(name="check-legal-hold", task_run_name="check-legal-hold-{case.tenant}")
@@ -55,6 +58,27 @@ def verify_location(case: CaseRef, location: str) -> Remaining:
     return stages.verify_location(adapter.settings(), case, location)
 
 
+@task(name="destruction-started", task_run_name="destruction-started-{case.tenant}")
+def destruction_started(case: CaseRef) -> datetime:
+    """The start of destruction, fixed at the first attempt (cached in the run): a run that
+    waited for an attestation resumes from the top and keeps this time."""
+    return datetime.now(UTC)
+
+
+@task(name="request-attestations", task_run_name="request-attestations-{case.tenant}",
+      cache_policy=NO_CACHE)  # fmt: skip
+def request_attestations(
+    case: CaseRef, started_at: datetime, deadline: datetime
+) -> list[attestation.AttestationDue]:
+    return attestation.request_attestations(adapter.settings(), case, started_at, deadline)
+
+
+@task(name="record-attestation", task_run_name="record-attestation-{system}-{case.tenant}",
+      cache_policy=NO_CACHE)  # fmt: skip
+def record_attestation(case: CaseRef, system: str, given: AttestationInput) -> None:
+    attestation.attest(adapter.settings(), case, system, given, datetime.now(UTC))
+
+
 @task(name="certify", task_run_name="certify-{case.tenant}")
 def certify(case: CaseRef, evidence: stages.DestructionEvidence) -> str:
     settings = adapter.settings()
@@ -80,10 +104,13 @@ def destroy(tenant: str, case_id: str, acknowledged_at: datetime, deadline: date
         deadline: When destruction must be complete (acknowledgement + 90 days).
     """
     case = CaseRef(tenant=validate_tenant_id(tenant), case_id=case_id)
-    audit = adapter.settings().destruction.neighbours_audit
-    started_at = datetime.now(UTC)
-    order = destruction_order(adapter.settings())
+    settings = adapter.settings()
+    audit = settings.destruction.neighbours_audit
+    started_at = destruction_started(case)
+    order = destruction_order(settings)
+    attested = list(load_datamap(settings.datamap).attested())
     steps = [f"destroy {n}" for n in order] + [f"verify {n}" for n in order]
+    steps += [f"attested {n}" for n in attested]
     progress = adapter.Progress(["check isolation", *steps, "certify"]).start(case, "destroy")
     check_legal_hold(case)
     # A global limit caps destructions running at once (OFFBOARD_DESTRUCTION_CONCURRENCY).
@@ -109,6 +136,17 @@ def destroy(tenant: str, case_id: str, acknowledged_at: datetime, deadline: date
           "verification": remaining[n].verification} for n in order],
         f"Per-location destruction evidence of case {case.case_id}",
     )  # fmt: skip
+    # Systems only their role can reach: each waits, holding no worker, for its confirmation.
+    for due in request_attestations(case, started_at, deadline):
+        adapter.publish_case_summary(case, {
+            "tenant": tenant, "state": f"waiting for the attestation of {due.system}",
+            "role": due.role, "procedure": due.procedure, "due": due.due,
+            "how": "Resume this run and fill in the form (who, what was done, evidence)",
+        }, title="Destruction of case")  # fmt: skip
+        given = adapter.await_attestation(case, due)
+        record_attestation(case, due.system, given)
+    for name in attested:
+        progress.done(f"attested {name}")
     key = certify(
         case,
         stages.DestructionEvidence(

@@ -43,6 +43,7 @@ def _demo(args: argparse.Namespace) -> int:
                 else result.neighbours_backups_restore,
             ),
             ("remaining", result.remaining),
+            ("systems", result.systems),
             ("neighbours unchanged", result.neighbours_unchanged),
         ):
             print(f"{label:>21}: {value}")
@@ -115,6 +116,29 @@ def _ack(args: argparse.Namespace) -> int:
     run_id = _waiting_run(args.case)
     PrefectRuns().resume(run_id, acknowledgement)
     print(f"acknowledged: case {args.case} resumes (flow run {run_id})")
+    return 0
+
+
+def _attest(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from flows.adapter import resume_attestation
+    from offboarding.core.config import Settings
+    from offboarding.core.errors import NotWaitingError
+    from offboarding.runs import AttestationInput
+    from offboarding.scheduling.scheduling import case_from_id, current_schedule
+
+    try:
+        given = AttestationInput(attested_by=args.by, action=args.action, evidence=args.evidence)
+    except ValidationError as invalid:
+        fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in invalid.errors())
+        print(f"error: the attestation is refused ({fields}); nothing was sent", file=sys.stderr)
+        return 2
+    schedule = current_schedule(Settings(), case_from_id(args.case))
+    if schedule is None or schedule.flow_run_id is None:
+        raise NotWaitingError(f"case {args.case} has no destruction run (not scheduled yet)")
+    resume_attestation(schedule.flow_run_id, args.system, given)
+    print(f"attested: {args.system} of case {args.case}; its destroy run resumes")
     return 0
 
 
@@ -465,6 +489,16 @@ def build_parser() -> argparse.ArgumentParser:
     ack.add_argument("--days", type=int, help="days until destruction (0-90)")
     ack.add_argument("--note", help="optional note")
     ack.set_defaults(run=_ack)
+
+    attest = commands.add_parser(
+        "attest", help="confirm an attested system's destruction for a waiting destroy run"
+    )
+    attest.add_argument("case", help="the case id, e.g. acme-0123456789ab")
+    attest.add_argument("system", help="the data map's name of the attested system")
+    attest.add_argument("--by", required=True, help="who did it (recorded as a digest)")
+    attest.add_argument("--action", required=True, help="what was done (no personal data)")
+    attest.add_argument("--evidence", required=True, help="where the proof is kept")
+    attest.set_defaults(run=_attest)
 
     reissue = commands.add_parser("reissue", help="send the contact new download links")
     reissue.add_argument("case", help="the case id, e.g. acme-0123456789ab")

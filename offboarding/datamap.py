@@ -43,8 +43,10 @@ __all__ = [
     "DEFAULT_DATAMAP",
     "Attestation",
     "AttestedSystem",
+    "BoundSystem",
     "DataMap",
     "FilesSystem",
+    "PgBackRestSystem",
     "PostgresSystem",
     "RedisSystem",
     "System",
@@ -112,6 +114,40 @@ class RedisSystem(_System):
         return patterns
 
 
+class PgBackRestSystem(_System):
+    """The platform database's physical backups and WAL archive, made with pgBackRest. The
+    rows are gone from the live database; every backup set taken while they existed (and the
+    WAL archived before destruction) expires under the repository's retention, read from
+    pgBackRest's own configuration. Planning starts destruction early enough that the last
+    of them is gone by the deadline; `early_expiry` (operator policy) removes them at once."""
+
+    plugin: Literal["pgbackrest"]
+    stanza: str = Field(min_length=1, description="The stanza of the platform database.")
+    config: Path = Field(
+        default=Path("/etc/pgbackrest/pgbackrest.conf"),
+        description="pgBackRest's configuration file, where the retention is read.",
+    )
+    repo: int = Field(default=1, ge=1, le=256, description="The repository (repoN-...).")
+    command: list[str] = Field(
+        default=["pgbackrest"],
+        min_length=1,
+        description="How to run pgBackRest as the repository's owner, e.g. "
+        "['sudo', '-u', 'postgres', 'pgbackrest'] or an ssh to the repository host.",
+    )
+    full_every: timedelta = Field(
+        description="How often a full backup runs (the operator's schedule, e.g. 'P7D')."
+    )
+    backup_every: timedelta = Field(
+        default=timedelta(days=1),
+        description="How often any backup runs: expiry happens when one does (e.g. 'P1D').",
+    )
+    early_expiry: bool = Field(
+        default=False,
+        description="Operator policy: after destruction, take a full backup and expire every "
+        "older set and the WAL before it at once (recorded), instead of waiting for retention.",
+    )
+
+
 class Attestation(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -127,6 +163,11 @@ class Attestation(BaseModel):
     reminder_every: timedelta = Field(
         default=timedelta(days=7), description="How often the role is reminded until it confirms."
     )
+    notify: str | None = Field(
+        default=None,
+        pattern=r"^[^@\s]+@[^@\s]+$",
+        description="The role's address for reminders (the case watch sends them).",
+    )
 
 
 class AttestedSystem(_System):
@@ -140,11 +181,15 @@ class UnboundSystem(_System):
     """Declared, but bound to nothing yet: a case stops at its inventory until it is bound."""
 
 
-System = PostgresSystem | FilesSystem | RedisSystem | AttestedSystem | UnboundSystem
+System = (
+    PostgresSystem | FilesSystem | RedisSystem | PgBackRestSystem | AttestedSystem | UnboundSystem
+)
+BoundSystem = PostgresSystem | FilesSystem | RedisSystem | PgBackRestSystem
 _PLUGINS: dict[str, type[_System]] = {
     "postgres": PostgresSystem,
     "files": FilesSystem,
     "redis": RedisSystem,
+    "pgbackrest": PgBackRestSystem,
 }
 # The platform's database and files store are the settings' own: one of each, under its name.
 _SINGLETONS = ("postgres", "files")
@@ -166,11 +211,11 @@ class DataMap(BaseModel):
     def source(self) -> str:
         return self._source
 
-    def bound(self) -> dict[str, PostgresSystem | FilesSystem | RedisSystem]:
+    def bound(self) -> dict[str, BoundSystem]:
         return {
             name: system
             for name, system in self.systems.items()
-            if isinstance(system, (PostgresSystem, FilesSystem, RedisSystem))
+            if isinstance(system, (PostgresSystem, FilesSystem, RedisSystem, PgBackRestSystem))
         }
 
     def attested(self) -> dict[str, AttestedSystem]:

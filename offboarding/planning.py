@@ -277,6 +277,7 @@ def destruction_schedule(
     grace: timedelta,
     limit: timedelta = CONTRACT_DESTRUCTION_LIMIT,
     lead_time: timedelta = timedelta(0),
+    lead_reason: str = "soft delete, key destruction delay",
 ) -> Schedule:
     """When destruction runs and when it must be done: never later than ack + 90 days.
 
@@ -293,14 +294,23 @@ def destruction_schedule(
             f"{limit.days}-day limit (clause 2.3.2): choose at most {limit.days} days"
         )
     deadline = acknowledged_at + limit
-    if lead_time + DESTRUCTION_MARGIN >= limit:
-        raise DeadlineError(
-            f"copies linger {lead_time.days} days after destruction (soft delete, key "
-            f"destruction delay): with a {DESTRUCTION_MARGIN.days}-day margin that leaves no time "
-            f"within the {limit.days}-day limit; shorten the retention or the key delay"
-        )
+    require_possible(lead_time, lead_reason, limit)
     latest_start = latest_destruction_start(deadline, lead_time)
     return Schedule(scheduled_for=min(acknowledged_at + grace, latest_start), deadline=deadline)
+
+
+def require_possible(
+    lead_time: timedelta, lead_reason: str, limit: timedelta = CONTRACT_DESTRUCTION_LIMIT
+) -> None:
+    """Refuse a configuration under which copies outlive the contract's limit whatever the
+    schedule, naming the settings to change."""
+    if lead_time + DESTRUCTION_MARGIN >= limit:
+        raise DeadlineError(
+            f"copies linger up to {lead_time.days} days after destruction ({lead_reason}): "
+            f"with a {DESTRUCTION_MARGIN.days}-day margin that leaves no time within the "
+            f"{limit.days}-day limit (clause 2.3.2). Shorten that retention or delay so that it "
+            f"stays under {(limit - DESTRUCTION_MARGIN).days} days"
+        )
 
 
 def latest_destruction_start(deadline: datetime, lead_time: timedelta) -> datetime:

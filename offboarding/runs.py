@@ -18,6 +18,7 @@ __all__ = [
     "CANCELLABLE",
     "DEEMED_BY",
     "AcknowledgementInput",
+    "AttestationInput",
     "RunState",
     "Runs",
 ]
@@ -65,6 +66,34 @@ class AcknowledgementInput(BaseModel):
     def as_run_input(self) -> dict[str, Any]:
         """The fields as the resume call sends them (unset ones left out)."""
         return self.model_dump(exclude_defaults=True)
+
+
+class AttestationInput(BaseModel):
+    """What the role responsible for an attested system (data map) confirms once it has
+    destroyed the tenant's data there. The orchestrator renders it as the Resume form of the
+    destruction run waiting for it (one form per system, which names it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attested_by: str = Field(
+        min_length=1,
+        max_length=200,
+        description="Who did it and confirms (recorded as a digest, never in clear).",
+    )
+    action: str = Field(
+        min_length=1,
+        max_length=1000,
+        description="What was done, e.g. 'deleted index t-acme; _cat/indices shows none'. "
+        "No personal data.",
+    )
+    evidence: str = Field(
+        min_length=1,
+        max_length=500,
+        description="Where the proof is kept: a ticket, the vendor's deletion receipt id, a URL.",
+    )
+
+    def as_run_input(self) -> dict[str, Any]:
+        return self.model_dump()
 
 
 class Runs(Protocol):

@@ -8,12 +8,22 @@ from pathlib import Path
 
 from offboarding.core.config import Settings
 from offboarding.core.records import CaseRef, Delivery, Inventory
+from offboarding.core.signing import Signer
 from offboarding.delivery.delivery import deliver
-from offboarding.destruction import destruction
+from offboarding.destruction import attestation, destruction
 from offboarding.export import export as stages
 from offboarding.locations import destruction_order
+from offboarding.runs import AttestationInput
 from offboarding.stores import open_store
+from offboarding.trail import AuditTrail, events
 from tests.conftest import Platform
+
+# What the demo's "support lead" confirms for the helpdesk (an attested system of its map).
+ATTESTATION = AttestationInput(
+    attested_by="Sam Support (test)",
+    action="erased the organisation in the helpdesk admin console",
+    evidence="HELPDESK-DEL-0001",
+)
 
 
 def export_and_deliver(
@@ -50,6 +60,8 @@ def destroy_everything(
     removals = {n: destruction.destroy_location(settings, case, n) for n in order}
     remaining = {n: destruction.verify_location(settings, case, n) for n in order}
     after = destruction.neighbours_digests(settings, case, excluded) if audit else None
+    for due in attestation.request_attestations(settings, case, now, deadline):
+        attestation.attest(settings, case, due.system, ATTESTATION, datetime.now(UTC))
     return destruction.certify(
         settings, case, destruction.DestructionEvidence(
             acknowledged_at=deadline - timedelta(days=90), deadline=deadline, started_at=now,
@@ -66,3 +78,18 @@ def with_small_parts(settings: Settings, split_rows: int, **export: int) -> Sett
         update={"split_rows": split_rows, "parquet_row_group_rows": 1_000, **export}
     )
     return settings.model_copy(update={"export": small})
+
+
+def record_plan(platform: Platform, tenant: str, deadline: datetime) -> CaseRef:
+    """A case of `tenant` whose destruction is scheduled five days before `deadline`."""
+    case = platform.case(tenant)
+    trail = AuditTrail(platform.settings, case, Signer.load_or_create(platform.settings.keys_dir))
+    trail.record(
+        events.DestructionScheduled(
+            flow_run_id="r",
+            scheduled_for=deadline - timedelta(days=5),
+            deadline=deadline,
+            acknowledged_at=deadline - timedelta(days=90),
+        )
+    )
+    return case

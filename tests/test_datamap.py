@@ -113,6 +113,7 @@ def test_datamap_check_reaches_every_bound_system(
         "postgres": ("reached", "plug-in postgres"),
         "files": ("reached", "plug-in files"),
         "cache": ("reached", "plug-in redis"),
+        "helpdesk": ("attested", "attested by support lead"),
         "search": ("attested", "attested by search administrator"),
     }
     detail = {s["name"]: s["detail"] for s in report["systems"]}
@@ -175,6 +176,11 @@ def test_the_inventory_counts_the_cache_and_lists_every_system(platform: Platfor
         "postgres": ("verified", "plug-in postgres"),
         "files": ("verified", "plug-in files"),
         "cache": ("verified", "plug-in redis"),
+        "helpdesk": (
+            "attested",
+            "support lead: erase the organisation {tenant} in the helpdesk's admin console and "
+            "keep the vendor's deletion receipt",
+        ),
         "search": ("attested", "search administrator: delete index t-{tenant}"),
     }
 

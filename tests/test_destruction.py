@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 import jsonschema
 import pytest
 
-from offboarding.core.errors import DestructionIncompleteError, LegalHoldError
+from offboarding.core.errors import DestructionIncompleteError, LegalHoldError, SharedRowsError
 from offboarding.core.signing import Signer, load_public_key, verify_signature
 from offboarding.destruction import destruction as stages
+from offboarding.export import export as stages_export
 from offboarding.locations import Remaining
 from offboarding.registry import TenantRegistry
 from offboarding.stores import open_store
@@ -207,3 +209,46 @@ def test_two_tenants_destroyed_at_once_both_certify_and_spare_the_others(
         other = next(c.tenant for c in cases if c != case)
         assert document["neighbours_excluded"] == [other]
     assert {t: platform.fingerprint(t) for t in bystanders} == bystanders
+
+
+def test_objects_outside_the_prefix_go_with_the_tenant_unless_another_references_them(
+    platform: Platform,
+) -> None:
+    """A row may point outside `tenants/<id>/` (a shared folder, a legacy path). Only this
+    tenant's rows referencing it: exported and destroyed with the tenant. Another tenant's
+    rows referencing it too: the case stops before anything is exported."""
+    for key, body in (("legacy/acme-brochure.pdf", b"brochure"), ("shared/logo.png", b"logo")):
+        platform.files.put_bytes(key, body)
+    document = (
+        "INSERT INTO documents (id, tenant_id, filename, object_key, size_bytes, sha256, "
+        "uploaded_at) VALUES (%s, %s, 'f', %s, 1, 'x', now())"
+    )
+    platform.query(document, 900001, "acme", "legacy/acme-brochure.pdf")
+    platform.query(document, 900002, "acme", "shared/logo.png")
+    platform.query(document, 900003, "globex", "shared/logo.png")
+    case = platform.case("acme")
+    stages_export.freeze(platform.settings, case)
+    with pytest.raises(SharedRowsError, match=r"1 object.* referenced by its rows and by rows of"):
+        stages_export.take_inventory(platform.settings, case)
+    report = (
+        platform.settings.scratch_root / "acme" / case.case_id / "reports" / "shared-objects.txt"
+    )
+    assert report.read_text() == "shared/logo.png\n"
+
+    platform.query("UPDATE documents SET object_key = 'tenants/globex/logo.png' WHERE id = 900003")
+    _, _, bundle = export_and_deliver(platform, case)
+    with zipfile.ZipFile(bundle) as archive:
+        names = set(archive.namelist())
+    assert {
+        "files/_referenced/legacy/acme-brochure.pdf",
+        "files/_referenced/shared/logo.png",
+    } <= names
+    archived = destroy_everything(platform, case)
+    assert not platform.files.exists("legacy/acme-brochure.pdf")
+    assert not platform.files.exists("shared/logo.png")
+    archive_store = open_store(platform.settings.store_url("archive"))
+    with archive_store.open_read(archived.key) as body:
+        files = next(
+            loc for loc in json.loads(body.read())["locations"] if loc["location"] == "files"
+        )
+    assert files["details"]["outside the prefix"].startswith("2 object(s)")

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -35,7 +35,12 @@ from offboarding.core.signing import Signer, load_public_key, verify_signature
 from offboarding.delivery.delivery import watch_cases
 from offboarding.destruction.destruction import certificate_key
 from offboarding.dev.demo import platform as demo_platform
-from offboarding.dev.demo.run import DemoEnvironment, notice_links, wait_for_state
+from offboarding.dev.demo.run import (
+    DemoEnvironment,
+    finish_destruction,
+    notice_links,
+    wait_for_state,
+)
 from offboarding.stores import open_store
 from offboarding.trail import AuditTrail, events, verify_chain
 from offboarding.web import create_app
@@ -197,7 +202,7 @@ def acme(env: DemoEnvironment) -> CertifiedCase:
         deadline=scheduled.deadline,
         idempotency_key=f"destroy-{case.case_id}",
     )
-    wait_for_state(scheduled.flow_run_id, {"COMPLETED"}, timeout=120, runner=env.runner)
+    finish_destruction(scheduled.flow_run_id, timeout=150, runner=env.runner)
     destroyed = artifact_keys(case)
     run_action(env, "verify-destruction", case_id=case.case_id)
     return CertifiedCase(
@@ -268,6 +273,22 @@ def test_the_certificate_is_signed_and_chained_and_only_the_tenant_is_gone(
     assert document["neighbours_unchanged"] is None  # the digests are the opt-in audit mode
     postgres = next(loc for loc in document["locations"] if loc["location"] == "postgres")
     assert "no row outside the tenant's scope references them" in postgres["isolation"]
+    # Every system of the data map: the helpdesk attested through the run's form (never
+    # verified, never among the locations the pipeline re-scanned), the rest verified.
+    systems = {s["name"]: s for s in document["systems"]}
+    assert {n: s["status"] for n, s in systems.items()} == {
+        "postgres": "verified", "files": "verified", "cache": "verified", "helpdesk": "attested",
+        "platform-backups": "lingering",
+    }  # fmt: skip
+    backups = systems["platform-backups"]  # the demo cluster's pgBackRest sets, dated
+    assert datetime.fromisoformat(backups["until"]) <= datetime.fromisoformat(document["deadline"])
+    helpdesk = systems["helpdesk"]
+    assert helpdesk["role"] == "support lead" and helpdesk["evidence"].endswith("HELPDESK-DEL-0001")
+    assert helpdesk["attested_by_sha256"] and "Demo support lead" not in certificate.decode()
+    assert "helpdesk" not in {loc["location"] for loc in document["locations"]}
+    assert trail.state().attestations["helpdesk"].at <= datetime.fromisoformat(
+        document["all_copies_gone_by"]
+    )
     files = open_store(settings.store_url("files"))
     left = demo_platform.tenant_fingerprint(env.pg.dsn, files, "acme")
     assert sum(t["rows"] for t in left["tables"].values()) == 0
@@ -376,7 +397,7 @@ def test_a_hold_placed_while_waiting_keeps_destruction_unscheduled_until_release
 
     run_action(env, "legal-hold", tenant="initech", action="lift")
     destroy_run = trail.of(events.DestructionRescheduled)[-1].flow_run_id
-    wait_for_state(destroy_run, {"COMPLETED"}, timeout=120, runner=env.runner)
+    finish_destruction(destroy_run, timeout=150, runner=env.runner)
     left = demo_platform.tenant_fingerprint(env.pg.dsn, files, "initech")
     assert sum(t["rows"] for t in left["tables"].values()) == 0
 
@@ -399,7 +420,7 @@ def test_a_case_nobody_acknowledges_continues_as_deemed_delivered(env: DemoEnvir
     assert deemed[0].notices_sent == 2  # the delivery and the re-issue
     scheduled = trail.of(events.DestructionScheduled)[-1]
     assert scheduled.acknowledged_at == deemed[0].at  # the 90-day clock starts
-    wait_for_state(scheduled.flow_run_id, {"COMPLETED"}, timeout=120, runner=env.runner)
+    finish_destruction(scheduled.flow_run_id, timeout=150, runner=env.runner)
     assert watch_cases(settings, PrefectRuns())["waiting"] == 0
 
 
@@ -430,5 +451,5 @@ def test_a_prefect_server_restart_while_a_case_waits_loses_nothing(env: DemoEnvi
     resume_flow_run(run.id, run_input={"acknowledged_by": "Demo DPO", "days_until_destruction": 0})
     wait_for_state(run.id, {"COMPLETED"}, timeout=120, runner=env.runner)
     scheduled = trail_of(env, case).of(events.DestructionScheduled)[-1]
-    wait_for_state(scheduled.flow_run_id, {"COMPLETED"}, timeout=120, runner=env.runner)
+    finish_destruction(scheduled.flow_run_id, timeout=150, runner=env.runner)
     assert trail_of(env, case).state().phase == "certified"

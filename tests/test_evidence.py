@@ -26,7 +26,7 @@ from offboarding.scheduling.deadlines import case_deadlines
 from offboarding.stores import open_store
 from offboarding.trail import AuditTrail, events
 from tests.conftest import Platform
-from tests.helpers import destroy_everything, export_and_deliver
+from tests.helpers import destroy_everything, export_and_deliver, record_plan
 
 CRASH_POINTS = [
     *(f"destroy:{name}" for name in DEFAULT_ORDER),
@@ -149,19 +149,6 @@ def test_a_certificate_that_disagrees_with_its_chain_is_caught_even_if_re_signed
     tamper(Path(f"{path}.sig"), Signer.load_or_create(destroyed.settings.keys_dir).sign(body))
     code, output = audit_verify(destroyed, capsys)
     assert code == 1 and "differs from the certificate recorded in the audit chain" in output
-
-
-def record_plan(platform: Platform, tenant: str, deadline: datetime) -> None:
-    case = platform.case(tenant)
-    trail = AuditTrail(platform.settings, case, Signer.load_or_create(platform.settings.keys_dir))
-    trail.record(
-        events.DestructionScheduled(
-            flow_run_id="r",
-            scheduled_for=deadline - timedelta(days=5),
-            deadline=deadline,
-            acknowledged_at=deadline - timedelta(days=90),
-        )
-    )
 
 
 def test_a_signed_and_chained_event_of_an_unknown_kind_fails_the_audit_loudly(

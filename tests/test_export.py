@@ -521,3 +521,41 @@ def test_a_materialized_view_or_foreign_table_stops_the_case_until_declared(
     postgres = next(loc for loc in inventory.locations if loc.location == "postgres")
     assert postgres.excluded_tables["public.post_titles"].startswith("refreshed")
     assert "public.remote_notes" in postgres.global_tables
+
+
+def test_inheritance_and_large_objects_stop_the_case_until_declared(platform: Platform) -> None:
+    """A parent's SELECT and DELETE reach its inheritance children's rows (exported and
+    deleted twice over); a large object's content lives outside its table. The case stops,
+    naming each, until they are declared; partitions are read through their parent."""
+    platform.query(
+        "CREATE TABLE audit_log (id bigint PRIMARY KEY, tenant_id text NOT NULL, at timestamptz);"
+        "CREATE TABLE audit_log_2024 () INHERITS (audit_log);"
+        "CREATE TABLE scans (id bigint PRIMARY KEY, tenant_id text NOT NULL, image oid);"
+        "INSERT INTO scans VALUES (1, 'acme', lo_from_bytea(0, 'scan of a contract'));"
+        "CREATE TABLE events (id bigint, tenant_id text NOT NULL, day date NOT NULL,"
+        " PRIMARY KEY (id, day)) PARTITION BY RANGE (day);"
+        "CREATE TABLE events_2024 PARTITION OF events"
+        " FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');"
+        "INSERT INTO events VALUES (1, 'acme', '2024-05-01'), (2, 'globex', '2024-05-02')"
+    )
+    dry = stages.dry_run_inventory(platform.settings, "acme")
+    listed = [name for loc in dry.locations for name in loc.unclassified]
+    assert "public.audit_log (inheritance parent of public.audit_log_2024)" in listed
+    assert "public.audit_log_2024 (inheritance child of public.audit_log)" in listed
+    assert "public.scans (large objects in column image)" in listed
+    assert not any("events" in name for name in listed)  # partitions: through the parent
+    case = platform.case("acme")
+    stages.freeze(platform.settings, case)
+    with pytest.raises(UnclassifiedDataError, match="large object's content lives in"):
+        stages.take_inventory(platform.settings, case)
+    declared = platform.settings.replace(
+        excluded_tables={
+            "public.audit_log": "inheritance: rotated by the platform, purged after 30 days",
+            "public.audit_log_2024": "inheritance: rotated by the platform, purged after 30 days",
+            "public.scans": "large objects: the platform erases the tenant's scans itself",
+        }
+    )
+    inventory = stages.take_inventory(declared, case)
+    rows = {t.qualified: t.rows for t in inventory.tables}
+    assert rows["public.events"] == 1 and "public.events_2024" not in rows
+    assert "public.scans" not in rows

@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pydantic
 import pytest
+import redis
 
 from exporters.bundle import safe_entry_paths
 from offboarding.cli import main
@@ -44,15 +45,16 @@ HOSTILE_TENANT_IDS = [
     "acme\n",  # newline
     "acme\x00",  # NUL
     "",  # empty
-    "a" * 64,  # too long
-    "ACME",  # upper case: ids are exact
+    "a" * 129,  # too long
     "-acme",  # leading dash (looks like an option)
+    "acme.",  # trailing dot
+    "acme:eu",  # a cache key's separator
 ]
 
 
 @pytest.mark.parametrize("tenant", HOSTILE_TENANT_IDS)
 def test_a_hostile_tenant_id_is_refused_with_the_rule(tenant: str) -> None:
-    with pytest.raises(TenantError, match="lowercase letters, digits and inner dashes"):
+    with pytest.raises(TenantError, match="ASCII letters, digits and inner dots, underscores"):
         validate_tenant_id(tenant)
 
 
@@ -257,3 +259,49 @@ def test_misconfiguration_is_named_with_the_fix(
 def test_the_cli_reports_errors_without_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ack", "not-a-case", "--by", "x"]) == 2
     assert "is not a case id" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("tenant", ["ACME_eu", "9F1C6B8E-3D2A-4B5C-8E7F-0123456789AB"])
+def test_a_platform_with_its_own_id_format_offboards_without_touching_a_look_alike(
+    platform: Platform, tenant: str
+) -> None:
+    """Upper case, underscores, UUIDs: the platform's ids as they are. `acme` (lower case)
+    and the prefix neighbour keep every row, file and cache key."""
+    platform.query(
+        "INSERT INTO tenants (id, name, region, contact_email, plan_id) "
+        "VALUES (%s, 'Platform-format tenant', 'europe-west1', 'dpo@example.org', 'pro')",
+        tenant,
+    )
+    platform.query("INSERT INTO users VALUES (990001, %s, 'Zoë', 'z@example.org', NULL, NULL,"
+                   " now(), NULL, NULL)", tenant)  # fmt: skip
+    platform.query("INSERT INTO spaces VALUES (990002, %s, 'Espace', 990001, '{}', now())", tenant)
+    platform.query(
+        "INSERT INTO posts VALUES (990003, %s, 990002, 990001, 'Titre', 'Texte', 1.5, now(), NULL)",
+        tenant,
+    )
+    key = f"tenants/{tenant}/documents/990004/contract.txt"
+    platform.files.put_bytes(key, b"contract")
+    platform.query(
+        "INSERT INTO documents VALUES (990004, %s, 990002, 'contract.txt', %s, 'text/plain', 8,"
+        " 'x', now())",
+        tenant,
+        key,
+    )
+    client = redis.Redis.from_url(platform.redis_url)
+    client.set(f"page:{tenant}:home", b"<h1>home</h1>")
+    client.close()
+    before = {t: platform.fingerprint(t) for t in ("acme", "acme-corp")}
+
+    case = platform.case(tenant)
+    inventory, _, bundle = export_and_deliver(platform, case)
+    assert {t.qualified: t.rows for t in inventory.tables}["public.posts"] == 1
+    assert [f.key for f in inventory.files] == [key]
+    destroy_everything(platform, case)
+
+    left = platform.fingerprint(tenant)
+    assert sum(t["rows"] for t in left["tables"].values()) == 0  # type: ignore[attr-defined]
+    assert left["files"]["count"] == 0 and left["cache"]["count"] == 0  # type: ignore[index]
+    assert {t: platform.fingerprint(t) for t in ("acme", "acme-corp")} == before
+    assert case.case_id.startswith(f"{tenant}-") and bundle.name.startswith(
+        f"offboarding-{tenant}-"
+    )

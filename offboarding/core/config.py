@@ -34,15 +34,19 @@ __all__ = [
 # Clause 2.3.2: copies are destroyed within 90 days of restitution.
 CONTRACT_DESTRUCTION_LIMIT = timedelta(days=90)
 
-_TENANT_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+# The platform's own ids: slugs (acme-corp), upper case (ACME), underscores (acme_eu), dots,
+# UUIDs in either case. ASCII letters and digits at both ends, no slash, no space, nothing a
+# path, a key or a shell could read as something else; values reach SQL only as parameters.
+_TENANT_ID = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,126}[A-Za-z0-9])?$")
 
 
 def validate_tenant_id(tenant: str) -> str:
     """Return the tenant id unchanged if it is safe to use in keys, paths and SQL values."""
     if not isinstance(tenant, str) or not _TENANT_ID.fullmatch(tenant):
         raise TenantError(
-            f"tenant id {tenant!r} is not valid: use 1-63 lowercase letters, digits and inner "
-            "dashes (for example 'acme-corp'), exactly as in the tenants registry"
+            f"tenant id {tenant!r} is not valid: use 1-128 ASCII letters, digits and inner "
+            "dots, underscores or dashes (for example 'acme-corp', 'ACME_eu' or a UUID), "
+            "exactly as in the tenants registry"
         )
     return tenant
 

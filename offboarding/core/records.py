@@ -32,6 +32,7 @@ __all__ = [
     "ManifestEntry",
     "StagedRecord",
     "SystemEntry",
+    "SystemStatus",
     "TableItem",
 ]
 
@@ -301,6 +302,26 @@ class LocationEvidence(Record):
     details: dict[str, str] = Field(default_factory=dict)
 
 
+class SystemStatus(Record):
+    """One system of the platform's data map after destruction: verified by a re-scan,
+    attested by its role, or lingering (copies the re-scan knows of, gone by `until`)."""
+
+    name: str
+    description: str = ""
+    status: Literal["verified", "attested", "lingering"]
+    method: str = Field(description="How it was destroyed and checked, or the role's procedure.")
+    until: datetime | None = Field(
+        default=None, description="Lingering: when the last copy is gone."
+    )
+    role: str | None = Field(default=None, description="Attested: the role that confirmed.")
+    attested_by_sha256: str | None = Field(
+        default=None, description="Attested: sha256 of the name of who confirmed."
+    )
+    attested_at: datetime | None = None
+    action: str | None = Field(default=None, description="Attested: what was done.")
+    evidence: str | None = Field(default=None, description="Attested: where the proof is.")
+
+
 class HoldEvent(Record):
     kind: str
     at: datetime
@@ -339,6 +360,11 @@ class Certificate(Record):
     data_backed_up: bool
     backup_locations: list[str]
     locations: list[LocationEvidence]
+    systems: list[SystemStatus] = Field(
+        default_factory=list,
+        description="Every system of the platform's data map: verified, attested (never "
+        "counted as verified), or lingering until a date.",
+    )
     legal_holds: list[HoldEvent]
     legal_hold_seen: bool
     shared_rows: dict[str, str] = Field(

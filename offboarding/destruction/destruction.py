@@ -19,11 +19,24 @@ from offboarding.core.errors import (
     LegalHoldError,
 )
 from offboarding.core.faults import crash_point
-from offboarding.core.records import CaseRef, Certificate, HoldEvent, LocationEvidence
+from offboarding.core.records import (
+    CaseRef,
+    Certificate,
+    HoldEvent,
+    LocationEvidence,
+    SystemStatus,
+)
 from offboarding.core.signing import Signer
+from offboarding.datamap import AttestedSystem, load_datamap
 from offboarding.evidence.archive import render_certificate_html
 from offboarding.evidence.incidents import record_incident
-from offboarding.locations import Remaining, Removal, destruction_order, get_location
+from offboarding.locations import (
+    LocationFacts,
+    Remaining,
+    Removal,
+    destruction_order,
+    get_location,
+)
 from offboarding.locations.postgres import PostgresLocation
 from offboarding.registry import TenantRegistry
 from offboarding.stores import open_store
@@ -193,6 +206,17 @@ def certify(
     # Recorded once in the chain: a rerun gets the same document back, so the same bytes.
     state = trail.state()
     if state.certificate is None:
+        awaiting = {
+            name: system.attested.role
+            for name, system in load_datamap(settings.datamap).attested().items()
+            if name not in state.attestations
+        }
+        if awaiting:
+            raise DestructionIncompleteError(
+                f"tenant {case.tenant!r}: no certificate while attested systems await their "
+                f"role's confirmation: {', '.join(f'{n} ({r})' for n, r in awaiting.items())}. "
+                "Confirm in the destroy run's Resume form, or `offboard attest`"
+            )
         trail.record(
             events.CertificateRecorded(
                 certificate=_certificate(
@@ -233,6 +257,41 @@ def certify(
     )
 
 
+def _systems(
+    settings: Settings,
+    state: CaseState,
+    evidence: DestructionEvidence,
+    facts: dict[str, LocationFacts],
+    verified_at: datetime,
+) -> list[SystemStatus]:
+    """The data map's systems as the certificate lists them."""
+    listed = []
+    for name, system in load_datamap(settings.datamap).systems.items():
+        if isinstance(system, AttestedSystem):
+            given = state.attestations[name]
+            listed.append(
+                SystemStatus(
+                    name=name, description=system.description, status="attested",
+                    method=system.attested.procedure.replace("{tenant}", state.case.tenant),
+                    role=given.role, attested_by_sha256=given.by_sha256, attested_at=given.at,
+                    action=given.action, evidence=given.evidence,
+                )
+            )  # fmt: skip
+        elif name in evidence.remaining:
+            until = evidence.remaining[name].pending_until
+            lingering = until is not None and until > verified_at
+            how = f"{facts[name].technique}; verified by {facts[name].verification_method}"
+            listed.append(
+                SystemStatus(
+                    name=name, description=system.description,
+                    status="lingering" if lingering else "verified",
+                    method=how,
+                    until=until if lingering else None,
+                )
+            )  # fmt: skip
+    return listed
+
+
 def _certificate(
     settings: Settings,
     case: CaseRef,
@@ -266,7 +325,14 @@ def _certificate(
         )
         for name in destruction_order(settings)
     ]
-    gone_by = max([verified_at, *(loc.pending_until for loc in locations if loc.pending_until)])
+    systems = _systems(settings, state, evidence, facts, verified_at)
+    gone_by = max(
+        [
+            verified_at,
+            *(loc.pending_until for loc in locations if loc.pending_until),
+            *(s.attested_at for s in systems if s.attested_at),
+        ]
+    )
     version_ = version("tenant-offboarding")
     return Certificate(
         tenant=case.tenant,
@@ -298,6 +364,7 @@ def _certificate(
         data_backed_up=removals["backups"].items_before > 0 if "backups" in removals else False,
         backup_locations=settings.backup_store_urls(),
         locations=locations,
+        systems=systems,
         legal_holds=[HoldEvent(kind=hold.kind, at=hold.at) for hold in state.holds],
         legal_hold_seen=bool(state.holds),
         shared_rows=evidence.shared_rows,

@@ -114,6 +114,10 @@ class PostgresCluster:
     port: int = 0
     superuser: str = "offboard"
     dbname: str = "platform"
+    # More server settings (e.g. WAL archiving to pgBackRest), and a directory for the Unix
+    # socket (off by default: loopback TCP only; pgBackRest connects through the socket).
+    conf: dict[str, str] = field(default_factory=dict)
+    socket_dir: Path | None = None
     _owner: pwd.struct_passwd | None = field(default=None, init=False)
     _temporary: bool = field(default=False, init=False)
 
@@ -170,8 +174,10 @@ class PostgresCluster:
                 ]
             )  # fmt: skip
         self.port = self.port or free_port()
+        self._write_conf()
+        socket = str(self.socket_dir) if self.socket_dir else ""
         options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' "
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='{socket}' "
             "-c fsync=off -c full_page_writes=off -c max_connections=60"
         )
         self._cmd(
@@ -186,6 +192,20 @@ class PostgresCluster:
         )  # fmt: skip
         self._ensure_database()
         return self
+
+    def _write_conf(self) -> None:
+        """`conf` as a file of its own, included from postgresql.conf."""
+        extra = self.data / "offboard.conf"
+        lines = "".join(
+            f"{k} = '{v.replace(chr(39), chr(39) * 2)}'\n" for k, v in self.conf.items()
+        )
+        extra.write_text(lines)
+        main = self.data / "postgresql.conf"
+        if "include_if_exists = 'offboard.conf'" not in main.read_text():
+            with main.open("a") as handle:
+                handle.write("\ninclude_if_exists = 'offboard.conf'\n")
+        if self._owner:
+            os.chown(extra, self._owner.pw_uid, self._owner.pw_gid)
 
     def _ensure_database(self) -> None:
         import psycopg
@@ -375,3 +395,93 @@ class RedisServer:
         if self._process:
             self._process.stop()
             self._process = None
+
+
+@dataclass
+class PgBackRestRepo:
+    """A pgBackRest repository on local disk for a private cluster: its WAL archived there,
+    and backups taken the way a platform's daily job takes them (Debian's pgbackrest).
+
+        repo = PgBackRestRepo(home).prepare()
+        cluster = PostgresCluster(conf=repo.archive_conf(), socket_dir=repo.socket_dir).start()
+        repo.create(cluster)            # stanza-create, then a first full backup
+    """
+
+    home: Path
+    stanza: str = "platform"
+    retention_days: int = 14
+    _owner: pwd.struct_passwd | None = field(default=None, init=False)
+
+    @property
+    def config(self) -> Path:
+        return self.home / "pgbackrest.conf"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.home / "socket"
+
+    def command(self) -> list[str]:
+        """pgBackRest, run as the cluster's owner (it refuses files it cannot own)."""
+        binary = shutil.which("pgbackrest")
+        if binary is None:
+            raise ServiceError(
+                "pgbackrest was not found: install it (Debian: apt-get install pgbackrest; "
+                "`make setup` does)"
+            )
+        return _run_as(self._owner, [binary])
+
+    def archive_conf(self) -> dict[str, str]:
+        return {
+            "archive_mode": "on",
+            "wal_level": "replica",
+            "archive_command": f"pgbackrest --config={self.config} --stanza={self.stanza} "
+            "archive-push %p",
+        }
+
+    def prepare(self) -> PgBackRestRepo:
+        if os.geteuid() == 0:
+            self._owner = pwd.getpwnam("postgres")
+        for path in (self.home, self.socket_dir, self.home / "repo", self.home / "log",
+                     self.home / "lock"):  # fmt: skip
+            path.mkdir(parents=True, exist_ok=True)
+            if self._owner:
+                os.chown(path, self._owner.pw_uid, self._owner.pw_gid)
+        self._write_config(None)
+        return self
+
+    def _write_config(self, cluster: PostgresCluster | None) -> None:
+        lines = [
+            "[global]",
+            f"repo1-path={self.home / 'repo'}",
+            "repo1-retention-full-type=time",
+            f"repo1-retention-full={self.retention_days}",
+            f"log-path={self.home / 'log'}",
+            f"lock-path={self.home / 'lock'}",
+            "log-level-console=warn",
+            "start-fast=y",
+            "",
+            f"[{self.stanza}]",
+        ]
+        if cluster is not None:
+            lines += [
+                f"pg1-path={cluster.data}",
+                f"pg1-port={cluster.port}",
+                f"pg1-socket-path={self.socket_dir}",
+                f"pg1-user={cluster.superuser}",
+            ]
+        self.config.write_text("\n".join(lines) + "\n")
+        if self._owner:
+            os.chown(self.config, self._owner.pw_uid, self._owner.pw_gid)
+
+    def run(self, *args: str, timeout: float = 300) -> str:
+        argv = [*self.command(), f"--config={self.config}", f"--stanza={self.stanza}", *args]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        if done.returncode != 0:
+            raise ServiceError(f"pgbackrest {' '.join(args)} failed: {done.stderr.strip()}")
+        return done.stdout
+
+    def create(self, cluster: PostgresCluster) -> PgBackRestRepo:
+        self._write_config(cluster)
+        self.run("stanza-create")
+        self.run("--type=full", "backup")
+        return self

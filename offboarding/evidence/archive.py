@@ -48,7 +48,9 @@ def _cell(value: Any) -> str:
 
 def render_certificate_html(certificate: dict[str, Any]) -> str:
     """A page a person can read and print, generated from (and signed beside) the JSON."""
-    scalars = {k: v for k, v in certificate.items() if k not in ("locations", "legal_holds")}
+    scalars = {
+        k: v for k, v in certificate.items() if k not in ("locations", "legal_holds", "systems")
+    }
     rows = "".join(
         f"<tr><th>{html.escape(k.replace('_', ' '))}</th><td>{_cell(v)}</td></tr>"
         for k, v in scalars.items()
@@ -61,6 +63,13 @@ def render_certificate_html(certificate: dict[str, Any]) -> str:
         "<tr>" + "".join(f"<td>{_cell(loc.get(c))}</td>" for c in columns) + "</tr>"
         for loc in certificate["locations"]
     )
+    system_columns = ["name", "description", "status", "method", "until", "role", "attested_at",
+                      "action", "evidence"]  # fmt: skip
+    systems = "".join(
+        "<tr>" + "".join(f"<td>{_cell(s.get(c))}</td>" for c in system_columns) + "</tr>"
+        for s in certificate.get("systems", [])
+    )
+    system_head = "".join(f"<th>{c.replace('_', ' ')}</th>" for c in system_columns)
     holds = "".join(
         f"<li>{html.escape(h['kind'])} at {html.escape(h['at'])}</li>"
         for h in certificate["legal_holds"]
@@ -75,6 +84,10 @@ def render_certificate_html(certificate: dict[str, Any]) -> str:
         f"</b>, case {html.escape(certificate['case_id'])}. The signed JSON certificate beside "
         "this page is authoritative; this page shows the same facts.</p>"
         f"<table>{rows}</table><h2>Per location</h2><table><tr>{head}</tr>{body}</table>"
+        "<h2>Systems of the platform's data map</h2><p>Verified: destroyed and re-scanned by "
+        "the pipeline. Attested: destroyed by the named role, who confirmed it (never "
+        "verified by the pipeline). Lingering: copies the pipeline knows of, gone by the "
+        f"date.</p><table><tr>{system_head}</tr>{systems}</table>"
         f"<h2>Legal holds</h2><ul>{holds or '<li>none</li>'}</ul></body></html>\n"
     )
 

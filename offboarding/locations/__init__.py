@@ -12,10 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from offboarding.core.config import Settings
 from offboarding.core.errors import ConfigurationError
-from offboarding.datamap import DEFAULT_DATAMAP, DataMap, RedisSystem, load_datamap
+from offboarding.datamap import (
+    DEFAULT_DATAMAP,
+    DataMap,
+    PgBackRestSystem,
+    RedisSystem,
+    load_datamap,
+)
 from offboarding.locations.backups import BackupsLocation
 from offboarding.locations.base import (
     DataLocation,
@@ -30,6 +37,7 @@ from offboarding.locations.cache import RedisLocation
 from offboarding.locations.keys import KeysLocation
 from offboarding.locations.objects import FilesLocation
 from offboarding.locations.orchestrator import OrchestratorLocation
+from offboarding.locations.pgbackrest import PgBackRestLocation
 from offboarding.locations.postgres import PostgresLocation
 from offboarding.locations.scratch import ScratchLocation
 
@@ -45,6 +53,7 @@ __all__ = [
     "destruction_order",
     "export_order",
     "get_location",
+    "lingering",
     "platform_order",
     "registered",
     "scratch_dir",
@@ -79,6 +88,10 @@ def _cache(name: str, system: RedisSystem) -> Callable[[Settings], DataLocation]
     return lambda settings: RedisLocation(settings, name, system)
 
 
+def _pgbackrest(name: str, system: PgBackRestSystem) -> Callable[[Settings], DataLocation]:
+    return lambda settings: PgBackRestLocation(settings, name, system)
+
+
 def registered(datamap: DataMap) -> tuple[Registered, ...]:
     """Every location of a platform with this data map, in destruction order."""
     bound = datamap.bound()
@@ -98,7 +111,15 @@ def registered(datamap: DataMap) -> tuple[Registered, ...]:
         for name, system in bound.items()
         if isinstance(system, RedisSystem)
     ]
-    return (*_BEFORE, *platform, *_AFTER)
+    # The platform's physical backups come after the pipeline's own: their early expiry (if
+    # the operator's policy allows it) needs the rows gone from the live database first.
+    physical = [
+        Registered(name, _pgbackrest(name, system))
+        for name, system in bound.items()
+        if isinstance(system, PgBackRestSystem)
+    ]
+    backups, *rest = _AFTER
+    return (*_BEFORE, *platform, backups, *physical, *rest)
 
 
 def _registered(settings: Settings) -> tuple[Registered, ...]:
@@ -129,6 +150,20 @@ def platform_order(settings: Settings) -> tuple[str, ...]:
 # The locations of a platform described by the default data map (the settings' database and
 # files store): what the first release knew.
 DEFAULT_ORDER: tuple[str, ...] = tuple(entry.name for entry in registered(DEFAULT_DATAMAP))
+
+
+def lingering(settings: Settings) -> tuple[timedelta, str]:
+    """How long after destruction the last copy may live, and the settings that make it so:
+    planning starts destruction this much earlier (and refuses a case it cannot fit)."""
+    candidates = [
+        (settings.keyring.destroy_delay, "OFFBOARD_KEY_DESTROY_DELAY"),
+        (settings.stores.soft_delete_retention, "OFFBOARD_SOFT_DELETE_RETENTION"),
+    ]
+    for entry in _registered(settings):
+        location = entry.make(settings)
+        if isinstance(location, PgBackRestLocation):
+            candidates.append(location.lingering_delay())
+    return max(candidates, key=lambda candidate: candidate[0])
 
 
 def get_location(name: str, settings: Settings) -> DataLocation:

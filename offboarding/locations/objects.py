@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from exporters.bundle import safe_entry_paths
 from offboarding.core.config import Settings
-from offboarding.core.errors import ConfigurationError, IsolationBreachError, MissingDataError
+from offboarding.core.errors import (
+    ConfigurationError,
+    DestructionIncompleteError,
+    IsolationBreachError,
+    MissingDataError,
+    SharedRowsError,
+)
 from offboarding.core.records import CaseRef, ExportedPart, FileItem, LocationInventory
 from offboarding.locations.base import (
     ExportProgress,
@@ -55,7 +62,8 @@ class FilesLocation:
         return LocationFacts(
             media=f"object store {self.settings.store_url('files')}",
             method="clear",
-            technique="delete every object under the tenant prefix",
+            technique="delete every object under the tenant prefix, and each object outside "
+            "it that only the tenant's rows reference",
             verification_method="listing of the tenant's prefix (with trailing '/') in the "
             "files store",
             versioned=keeps_generations(self.store),
@@ -75,10 +83,29 @@ class FilesLocation:
         self.store.exists(f"{TENANTS_ROOT}.offboarding-reach-probe")
         return f"object store {url}"
 
+    def _outside(self, case: CaseRef, referenced: set[str]) -> set[str]:
+        """Objects the tenant's rows reference outside every tenant's prefix (shared folders,
+        legacy paths): the tenant's to export and destroy, unless other rows reference them
+        too, which stops the case (their keys go to a report on the worker: file names can
+        name people)."""
+        outside = {k for k in referenced if not k.startswith(TENANTS_ROOT)}
+        shared = PostgresLocation(self.settings).referenced_by_others(case, outside)
+        if shared:
+            report = write_case_report(self.settings, case, "shared-objects.txt", sorted(shared))
+            raise SharedRowsError(
+                f"{len(shared)} object(s) outside tenant {case.tenant!r}'s prefix are referenced "
+                "by its rows and by rows of other tenants too (keys in "
+                f"{report} on the worker): destroying them would take another tenant's file, "
+                "keeping them would keep this tenant's. Give each tenant its own copy (or clear "
+                "this tenant's reference), then retry"
+            )
+        return outside
+
     def inventory(self, case: CaseRef, *, dry_run: bool = False) -> LocationInventory:
         prefix = tenant_prefix(case.tenant)
         listed = {o.key: o for o in self.store.list_objects(prefix)}
         referenced = PostgresLocation(self.settings).referenced_objects(case)
+        self._outside(case, referenced)
         foreign = sorted(
             k for k in referenced if k.startswith(TENANTS_ROOT) and not k.startswith(prefix)
         )
@@ -151,7 +178,35 @@ class FilesLocation:
         )
 
     def destroy(self, case: CaseRef, inventoried: Mapping[str, int] | None = None) -> Removal:
-        return delete_prefix(self.store, tenant_prefix(case.tenant), self.describe().technique)
+        """The tenant's prefix, and the objects outside it that only its rows reference
+        (checked again now: the rows are still there, files go before rows)."""
+        outside = sorted(
+            k
+            for k in self._outside(case, PostgresLocation(self.settings).referenced_objects(case))
+            if self.store.exists(k)
+        )
+        size = sum(_digest_object(self.store, k)[0] for k in outside)
+        removed = sum(self.store.delete(k) for k in outside)
+        left = sum(self.store.exists(k) for k in outside)
+        if left:
+            raise DestructionIncompleteError(
+                f"{left} object(s) outside tenant {case.tenant!r}'s prefix are still in "
+                f"{self.store.url} after deletion; retry the destruction"
+            )
+        inside = delete_prefix(self.store, tenant_prefix(case.tenant), self.describe().technique)
+        if not outside:
+            return inside
+        return replace(
+            inside,
+            items_before=inside.items_before + len(outside),
+            bytes_before=inside.bytes_before + size,
+            items_removed=inside.items_removed + removed,
+            details={
+                **inside.details,
+                "outside the prefix": f"{removed} object(s) only the tenant's rows referenced, "
+                "deleted and checked absent",
+            },
+        )
 
     def verify(self, case: CaseRef) -> Remaining:
         return count_prefix(self.store, tenant_prefix(case.tenant))

@@ -82,4 +82,15 @@ def deadline_of(settings: Settings, state: CaseState, now: datetime) -> CaseDead
         status, note = ("held", "on legal hold") if held else ("scheduled", "")
     if held and status != "held":
         note += "; on legal hold"
+    awaiting = {
+        name: requested.due
+        for name, requested in state.attestations_requested.items()
+        if name not in state.attestations
+    }
+    for name, due in sorted(awaiting.items(), key=lambda item: item[1]):
+        past = now > due
+        note += f"{'; ' if note else ''}awaiting attestation of {name} by {due:%Y-%m-%d}"
+        note += " (overdue)" if past else ""
+        if past and status == "scheduled":
+            status = "due-soon"  # flagged: the certificate waits for a person
     return CaseDeadline(tenant, case_id, status, deadline, scheduled, None, note)

@@ -22,7 +22,8 @@ from offboarding.core.config import Settings, validate_tenant_id
 from offboarding.core.errors import DeadlineError, TenantError
 from offboarding.core.records import CaseRef, DestructionSchedule
 from offboarding.delivery.delivery import status_of
-from offboarding.planning import destruction_schedule, latest_destruction_start
+from offboarding.locations import lingering
+from offboarding.planning import destruction_schedule, latest_destruction_start, require_possible
 from offboarding.registry import TenantRegistry
 from offboarding.runs import CANCELLABLE, AcknowledgementInput, Runs
 from offboarding.stores import open_store
@@ -74,6 +75,10 @@ def schedule_destruction(
     """Record the acknowledgement (or deemed delivery) and schedule destruction: one run per
     case whatever the retries and resumes. A tenant on legal hold gets no run until released."""
     trail = AuditTrail.open(settings, case)
+    # Refused before anything is recorded: the operator fixes the setting, then the case
+    # acknowledges again.
+    lead_time, lead_reason = lingering(settings)
+    require_possible(lead_time, lead_reason)
     if ack.deemed_delivered:
         state = trail.state()
         timeout = settings.delivery.acknowledgement_timeout
@@ -102,7 +107,9 @@ def schedule_destruction(
         if ack.days_until_destruction is not None
         else settings.destruction.grace
     )
-    plan = destruction_schedule(acknowledged_at, grace, lead_time=settings.lingering_delay)
+    plan = destruction_schedule(
+        acknowledged_at, grace, lead_time=lead_time, lead_reason=lead_reason
+    )
     if TenantRegistry(settings).get(case.tenant).legal_hold:
         trail.record(
             events.DestructionHeld(
@@ -179,7 +186,7 @@ def postpone_destruction(
     if schedule is None or schedule.flow_run_id is None:
         raise TenantError(f"case {case.case_id} has no scheduled destruction to postpone")
     when = destroy_on if destroy_on.tzinfo else destroy_on.replace(tzinfo=UTC)
-    latest = latest_destruction_start(schedule.deadline, settings.lingering_delay)
+    latest = latest_destruction_start(schedule.deadline, lingering(settings)[0])
     if when > latest:
         raise DeadlineError(
             f"case {case.case_id}: destruction must start by {latest:%Y-%m-%d %H:%M} UTC to "

@@ -29,6 +29,8 @@ from offboarding.core.records import DeliveredPart
 __all__ = [
     "EVENT_TYPES",
     "Acknowledged",
+    "AttestationReminded",
+    "AttestationRequested",
     "BundleVerified",
     "CertificateRecorded",
     "Certified",
@@ -51,6 +53,7 @@ __all__ = [
     "PackagedPart",
     "RecordedEvent",
     "Reverified",
+    "SystemAttested",
     "parse_event_data",
 ]
 
@@ -226,6 +229,37 @@ class LocationDestroyed(EventData):
     items_removed: int
 
 
+class AttestationRequested(EventData):
+    """An attested system of the data map awaits its role's confirmation, due by `due`."""
+
+    kind: ClassVar[str] = "attestation-requested"
+    system: str
+    role: str
+    due: Instant
+
+
+class AttestationReminded(EventData):
+    kind: ClassVar[str] = "attestation-reminded"
+    system: str
+    recipient_domain: str
+    overdue: bool
+    at: Instant
+
+
+class SystemAttested(EventData):
+    """The role confirmed it destroyed the tenant's data in the system: what it did and where
+    the proof is. The certificate lists the system as attested, never as verified."""
+
+    kind: ClassVar[str] = "system-attested"
+    system: str
+    role: str
+    by_sha256: str = Field(description="sha256 of the name of who attested.")
+    action: str
+    evidence: str
+    at: Instant
+    due: Instant
+
+
 class CertificateRecorded(EventData):
     """The certificate document itself, recorded once in the chain before it is archived."""
 
@@ -275,6 +309,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         Acknowledged, DeemedDelivered, DestructionHeld, DestructionScheduled,
         DestructionRescheduled, LegalHoldPlaced, LegalHoldLifted, DestructionRefused,
         LocationDestroyed, CertificateRecorded, Certified, Reverified, IncidentRecorded,
+        AttestationRequested, AttestationReminded, SystemAttested,
     )
 }  # fmt: skip
 

@@ -22,6 +22,8 @@ from offboarding.core.config import CONTRACT_DESTRUCTION_LIMIT
 from offboarding.core.records import CaseRef, DestructionSchedule
 from offboarding.trail.events import (
     Acknowledged,
+    AttestationReminded,
+    AttestationRequested,
     BundleVerified,
     CertificateRecorded,
     Certified,
@@ -41,6 +43,7 @@ from offboarding.trail.events import (
     Packaged,
     RecordedEvent,
     Reverified,
+    SystemAttested,
 )
 
 __all__ = ["GENESIS", "CaseState", "HoldRecord", "IssuedLinks", "Phase"]
@@ -100,6 +103,10 @@ class CaseState:
     holds: tuple[HoldRecord, ...] = ()
     on_hold: bool = False
     destroyed: dict[str, LocationDestroyed] = field(default_factory=dict)
+    attestations_requested: dict[str, AttestationRequested] = field(default_factory=dict)
+    attestations_requested_at: dict[str, datetime] = field(default_factory=dict)
+    attestations: dict[str, SystemAttested] = field(default_factory=dict)
+    attestation_reminders: dict[str, tuple[datetime, ...]] = field(default_factory=dict)
     certificate: dict[str, Any] | None = None
     certified: Certified | None = None
     reverified: Reverified | None = None
@@ -108,7 +115,10 @@ class CaseState:
     @classmethod
     def of(cls, case: CaseRef, events: Sequence[RecordedEvent]) -> CaseState:
         """Fold the trail's events, oldest first, into the case's state."""
-        values: dict[str, Any] = {"case": case, "events": len(events), "destroyed": {}}
+        values: dict[str, Any] = {
+            "case": case, "events": len(events), "destroyed": {}, "attestations_requested": {},
+            "attestations": {}, "attestation_reminders": {}, "attestations_requested_at": {},
+        }  # fmt: skip
         links: list[IssuedLinks] = []
         plans: list[_Plan] = []
         holds: list[HoldRecord] = []
@@ -142,6 +152,14 @@ class CaseState:
                     on_hold = False
                 case LocationDestroyed():
                     values["destroyed"][data.location] = data
+                case AttestationRequested():
+                    values["attestations_requested"].setdefault(data.system, data)
+                    values["attestations_requested_at"].setdefault(data.system, event.at)
+                case SystemAttested():
+                    values["attestations"].setdefault(data.system, data)
+                case AttestationReminded():
+                    sent = values["attestation_reminders"].get(data.system, ())
+                    values["attestation_reminders"][data.system] = (*sent, data.at)
                 case CertificateRecorded():
                     values.setdefault("certificate", data.certificate)
                 case Certified():

@@ -349,9 +349,19 @@ def cache_fingerprint(redis_url: str, tenant: str) -> dict[str, Any]:
         client.close()
 
 
-def write_datamap(path: Path, redis_url: str) -> Path:
-    """The demo's data map (datamap.toml beside this module), with its cache's address."""
+def write_datamap(path: Path, redis_url: str, pgbackrest: dict[str, Any] | None = None) -> Path:
+    """The demo's data map (datamap.toml beside this module), with its cache's address and,
+    given the options of its pgBackRest repository (stanza, config, command...), the
+    platform's own backups: their paths are the run's, so they are written here."""
     template = resources.files("offboarding.dev.demo").joinpath("datamap.toml").read_text()
+    text = template.replace("${DEMO_REDIS_URL}", redis_url)
+    if pgbackrest is not None:
+        options = {"plugin": "pgbackrest", "full_every": "P7D", **pgbackrest}
+        text += (
+            "\n[systems.platform-backups]\n"
+            'description = "Physical backups and WAL archive of the database (pgBackRest)"\n'
+            + "".join(f"{k} = {json.dumps(v)}\n" for k, v in options.items())
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(template.replace("${DEMO_REDIS_URL}", redis_url))
+    path.write_text(text)
     return path

@@ -9,9 +9,11 @@ started is stopped before it returns.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -22,6 +24,7 @@ from typing import Any
 from offboarding.core.errors import OffboardingError, ServiceError
 from offboarding.dev.services import (
     ManagedProcess,
+    PgBackRestRepo,
     PostgresCluster,
     PrefectServer,
     RedisServer,
@@ -62,16 +65,27 @@ class DemoEnvironment:
         from offboarding.dev.demo import platform
         from offboarding.stores import LocalStore
 
-        say("starting a private PostgreSQL cluster")
+        say("starting a private PostgreSQL cluster, its WAL archived with pgBackRest")
+        repo = PgBackRestRepo(Path(tempfile.mkdtemp(prefix="offboard-pgbackrest-")))
+        repo.home.chmod(0o755)  # the cluster's owner (postgres) reaches it
+        stack.callback(shutil.rmtree, repo.home, True)
+        repo.prepare()
+        self.pg.conf, self.pg.socket_dir = repo.archive_conf(), repo.socket_dir
         self.pg.start()
         stack.callback(self.pg.stop)
         files_root = self.home / "stores" / "files"
         platform.set_up(self.pg.dsn, LocalStore(files_root), self.extra_tenants)
+        say("taking the platform's own full backup (pgBackRest)")
+        repo.create(self.pg)
         say("starting a private Redis (the platform's cache) and writing the data map")
         self.redis = RedisServer(self.home / "redis").start()
         stack.callback(self.redis.stop)
         platform.seed_cache(self.redis.url(), platform.DEMO_TENANTS + self.extra_tenants)
-        platform.write_datamap(self.home / "datamap.toml", self.redis.url())
+        platform.write_datamap(
+            self.home / "datamap.toml",
+            self.redis.url(),
+            {"stanza": repo.stanza, "config": str(repo.config), "command": repo.command()},
+        )
         say("starting a Prefect server (SQLite, loopback)")
         self.server = PrefectServer(self.home / "prefect").start()
         stack.callback(self.server.stop)
@@ -168,6 +182,43 @@ def wait_for_state(
     )
 
 
+# What the demo's "support lead" confirms for the helpdesk, the attested system of its map.
+DEMO_ATTESTATION = {
+    "attested_by": "Demo support lead",
+    "action": "erased the organisation in the helpdesk's admin console (demo)",
+    "evidence": "demo receipt HELPDESK-DEL-0001",
+}
+
+
+def finish_destruction(
+    flow_run_id: Any,
+    timeout: float,
+    runner: ManagedProcess | None = None,
+    say: Callable[[str], None] | None = None,
+) -> Any:
+    """Wait for a destroy run to complete, confirming each attested system it waits for the
+    way support staff do in its Resume form (through the same API)."""
+    from flows import adapter
+    from offboarding.runs import AttestationInput
+
+    deadline = time.monotonic() + timeout
+    while True:
+        run = wait_for_state(
+            flow_run_id, {"PAUSED", "COMPLETED"}, max(1.0, deadline - time.monotonic()), runner
+        )
+        if run.state.type.value == "COMPLETED":
+            return run
+        system = adapter.waiting_attestation(str(flow_run_id))
+        if system is None:
+            raise ServiceError(f"destroy run {flow_run_id} is paused, but not for an attestation")
+        if say:
+            say(f"attesting the destruction in {system!r} as its role would (the run's form)")
+        adapter.resume_attestation(
+            str(flow_run_id), system, AttestationInput.model_validate(DEMO_ATTESTATION)
+        )
+        time.sleep(0.5)
+
+
 @dataclass
 class DemoResult:
     tenant: str
@@ -181,6 +232,7 @@ class DemoResult:
     backups_before: int = 0
     neighbours_backups_restore: bool | None = None
     remaining: dict[str, int] = field(default_factory=dict)
+    systems: dict[str, str] = field(default_factory=dict)  # the data map's, as certified
     neighbours_unchanged: bool | None = None
     case_id: str | None = None
     offboard_run: str | None = None
@@ -204,6 +256,7 @@ class DemoResult:
             "backups_before": self.backups_before,
             "neighbours_backups_restore": self.neighbours_backups_restore,
             "remaining": self.remaining,
+            "systems": self.systems,
             "neighbours_unchanged": self.neighbours_unchanged,
             "ok": self.ok,
             "errors": self.errors,
@@ -298,13 +351,14 @@ def _run_case(
     scheduled = trail.state().schedule
     assert scheduled is not None and scheduled.flow_run_id is not None
     say(f"destruction scheduled for {scheduled.scheduled_for.isoformat()}; waiting for it to run")
-    wait_for_state(scheduled.flow_run_id, {"COMPLETED"}, timeout=120, runner=env.runner)
+    finish_destruction(scheduled.flow_run_id, timeout=150, runner=env.runner, say=say)
 
     archive = open_store(settings.store_url("archive"))
     key = certificate_key(case)
     with archive.open_read(key) as body, archive.open_read(key + ".sig") as sig:
         certificate, signature = body.read(), sig.read()
     public_key = load_public_key(signer.public_pem)
+    result.systems = {s["name"]: s["status"] for s in json.loads(certificate).get("systems", [])}
     if not verify_signature(public_key, certificate, signature):
         result.errors.append("the certificate's signature does not verify")
     verify_chain(trail.events(), public_key)

@@ -239,26 +239,52 @@ class PostgresLocation:
                 digests[table] = str((row.fetchone() or ("",))[0])
         return hashlib.sha256(compact_json(digests)).hexdigest()
 
+    def _references(
+        self, conn: psycopg.Connection[Any], classification: Classification
+    ) -> list[tuple[str, str]]:
+        """(table, column) of every column holding object keys (OFFBOARD_FILE_REFERENCE_COLUMNS)."""
+        _, columns = read_catalog(conn)
+        found = []
+        for reference in self.settings.platform.file_reference_columns:
+            table, _, column = reference.rpartition(".")
+            if table not in classification.owned or column not in {
+                c.name for c in columns.get(table, [])
+            }:
+                raise ConfigurationError(
+                    f"OFFBOARD_FILE_REFERENCE_COLUMNS names {reference!r}, which is not a "
+                    "column of a tenant-owned table: fix it to schema.table.column"
+                )
+            found.append((table, column))
+        return found
+
     def referenced_objects(self, case: CaseRef) -> set[str]:
         """Object keys that the tenant's rows reference (e.g. documents.object_key)."""
         keys: set[str] = set()
         with self._connect() as conn:
-            classification, _, columns = classify(conn, self.settings, strict=False)
+            classification, _, _ = classify(conn, self.settings, strict=False)
             scope = self._scope(classification, case)
-            for reference in self.settings.platform.file_reference_columns:
-                table, _, column = reference.rpartition(".")
-                if table not in classification.owned or column not in {
-                    c.name for c in columns.get(table, [])
-                }:
-                    raise ConfigurationError(
-                        f"OFFBOARD_FILE_REFERENCE_COLUMNS names {reference!r}, which is not a "
-                        "column of a tenant-owned table: fix it to schema.table.column"
-                    )
+            for table, column in self._references(conn, classification):
                 query = sql.SQL(
                     "SELECT DISTINCT {c} FROM {t} WHERE {w} AND {c} IS NOT NULL"
                 ).format(c=sql.Identifier(column), t=ident(table), w=scope.where(table))
                 keys.update(str(r[0]) for r in conn.execute(query))
         return keys
+
+    def referenced_by_others(self, case: CaseRef, keys: set[str]) -> set[str]:
+        """Which of `keys` rows outside the tenant's scope reference too (any other tenant's,
+        or a shared row): such an object is not the tenant's alone to destroy."""
+        shared: set[str] = set()
+        if not keys:
+            return shared
+        with self._connect() as conn:
+            classification, _, _ = classify(conn, self.settings, strict=False)
+            scope = self._scope(classification, case)
+            for table, column in self._references(conn, classification):
+                query = sql.SQL(
+                    "SELECT DISTINCT {c} FROM {t} WHERE {c} = ANY(%s) AND ({w}) IS NOT TRUE"
+                ).format(c=sql.Identifier(column), t=ident(table), w=scope.where(table))
+                shared.update(str(r[0]) for r in conn.execute(query, (sorted(keys),)))
+        return shared
 
 
 def _index_warning(conn: psycopg.Connection[Any], missing: MissingIndex) -> str:

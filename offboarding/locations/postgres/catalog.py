@@ -23,6 +23,7 @@ __all__ = [
     "read_catalog",
     "read_indexes",
     "read_other_relations",
+    "read_table_hazards",
     "table_size",
 ]
 
@@ -72,21 +73,66 @@ WHERE i.indisvalid AND i.indpred IS NULL
 # Relations that hold rows but are not tables the pipeline can select and delete from by key:
 # a materialized view keeps a copy of the rows it was built from until refreshed; a foreign
 # table's rows live in another system.
+# Any relation kind this version does not know stops the case too (views, sequences, indexes,
+# composite and TOAST relations hold no rows of their own; tables are read by the catalog).
 _OTHER_RELATIONS = """
 SELECT n.nspname || '.' || c.relname, c.relkind
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('m', 'f')
+WHERE c.relkind NOT IN ('r', 'p', 'v', 'S', 'i', 'I', 'c', 't')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
 ORDER BY 1
+"""
+
+# Tables the catalog reads but whose rows the pipeline would get wrong by key: with classic
+# inheritance (not partitioning) a parent's SELECT and DELETE reach its children's rows too,
+# so both would be exported and deleted twice over; an `oid` or `lo` column points at a large
+# object, whose content lives in pg_largeobject, outside every table. (Partitions are read
+# and deleted through their partitioned table, which the catalog lists instead.)
+_TABLE_HAZARDS = """
+SELECT n.nspname || '.' || c.relname,
+       'inheritance child of ' || pn.nspname || '.' || p.relname
+FROM pg_inherits i
+JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace
+WHERE NOT c.relispartition
+UNION ALL
+SELECT pn.nspname || '.' || p.relname, 'inheritance parent of ' || n.nspname || '.' || c.relname
+FROM pg_inherits i
+JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace
+WHERE NOT c.relispartition
+UNION ALL
+SELECT n.nspname || '.' || c.relname, 'large objects in column ' || a.attname
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_type t ON t.oid = a.atttypid
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND a.attnum > 0 AND NOT a.attisdropped
+  AND (t.oid = 'oid'::regtype OR t.typbasetype = 'oid'::regtype)
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+ORDER BY 1, 2
 """
 RELATION_KINDS = {"m": "materialized view", "f": "foreign table"}
 
 
 def read_other_relations(conn: psycopg.Connection[Any]) -> dict[str, str]:
-    """Materialized views and foreign tables, with their kind: relations that hold (copies
-    of) rows but that the export and the destruction cannot handle as tables."""
-    return {name: RELATION_KINDS[str(kind)] for name, kind in conn.execute(_OTHER_RELATIONS)}
+    """Materialized views, foreign tables and any relation kind this version does not know,
+    with their kind: relations that hold (copies of) rows but that the export and the
+    destruction cannot handle as tables."""
+    return {
+        name: RELATION_KINDS.get(str(kind), f"relation of unknown kind {kind!r}")
+        for name, kind in conn.execute(_OTHER_RELATIONS)
+    }
+
+
+def read_table_hazards(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    """Tables whose rows the pipeline cannot export or destroy by key (inheritance, large
+    objects), with why."""
+    found: dict[str, str] = {}
+    for name, why in conn.execute(_TABLE_HAZARDS):
+        found[name] = f"{found[name]}; {why}" if name in found else str(why)
+    return found
 
 
 def read_indexes(conn: psycopg.Connection[Any]) -> dict[str, list[tuple[str, ...]]]:
@@ -161,7 +207,10 @@ def classify(
     # Declared ones (global, or excluded with the reason) are settled; any other stops the
     # case, as an unclassified table does: its copy of tenant rows would survive destruction.
     declared = {**platform.global_tables, **platform.excluded_tables}
-    undeclared = tuple(f"{name} ({kind})" for name, kind in others.items() if name not in declared)
+    hazards = read_table_hazards(conn)
+    undeclared = tuple(
+        f"{name} ({kind})" for name, kind in {**others, **hazards}.items() if name not in declared
+    )
     classification = classify_tables(
         tables,
         tenant_column=platform.tenant_column,
@@ -182,7 +231,9 @@ def classify(
         raise UnclassifiedDataError(
             f"{', '.join(undeclared)} hold(s) rows the pipeline cannot export or destroy by key "
             "(a materialized view keeps a copy of its source rows until refreshed; a foreign "
-            "table's rows live in another system). Nothing is exported until each is declared: "
+            "table's rows live in another system; an inheritance parent's rows include its "
+            "children's; a large object's content lives in pg_largeobject, outside the table: "
+            "store it as bytea or in the files store). Nothing is exported until each is declared: "
             "in OFFBOARD_EXCLUDED_TABLES with how its copy of the tenant's rows goes (e.g. "
             "'refreshed by the platform after destruction'), or in OFFBOARD_GLOBAL_TABLES if it "
             "holds no tenant data"
