@@ -46,10 +46,12 @@ __all__ = [
     "BoundSystem",
     "DataMap",
     "FilesSystem",
+    "FreezeHook",
     "PgBackRestSystem",
     "PostgresSystem",
     "RedisSystem",
     "System",
+    "TenantsTable",
     "UnboundSystem",
     "load_datamap",
     "parse_datamap",
@@ -195,6 +197,52 @@ _PLUGINS: dict[str, type[_System]] = {
 _SINGLETONS = ("postgres", "files")
 
 
+class FreezeHook(BaseModel):
+    """How the platform makes a tenant read-only, and how the case checks that it did: two
+    SQL statements run on the platform database with the tenant's id bound as %(tenant)s."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sql: str = Field(
+        min_length=1,
+        description='Makes the tenant read-only, e.g. "UPDATE public.tenants SET read_only = '
+        'true WHERE id = %(tenant)s". Run at every attempt: it must be idempotent.',
+    )
+    check: str = Field(
+        min_length=1,
+        description="Returns one row whose first column is true once the tenant is read-only, "
+        'e.g. "SELECT read_only FROM public.tenants WHERE id = %(tenant)s".',
+    )
+
+
+class TenantsTable(BaseModel):
+    """Where the platform keeps its tenants, in its own columns. The pipeline adds nothing to
+    it: its cases live in its own ledger (the schema `offboarding` of the same database)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    table: str | None = Field(
+        default=None,
+        pattern=r"^[^.\s]+\.[^.\s]+$",
+        description="schema.table of the platform's tenants (default: OFFBOARD_REGISTRY_TABLE).",
+    )
+    id: str = Field(
+        default="id", description="The column of the tenant's id, as the platform has it."
+    )
+    name: str | None = Field(default="name", description="The tenant's display name, if any.")
+    region: str | None = Field(
+        default="region", description="Where the tenant's data must stay (delivery regions)."
+    )
+    contact: str | None = Field(
+        default="contact_email", description="The address the delivery notice goes to."
+    )
+    freeze: FreezeHook | None = Field(
+        default=None,
+        description="How the tenant is made read-only. Without one the platform keeps "
+        "accepting writes: rows added after the export then stop the destruction.",
+    )
+
+
 class DataMap(BaseModel):
     """Every system of the platform that holds tenant data (TOML, OFFBOARD_DATAMAP), each bound
     to a plug-in (verified destruction) or an attested step (a role confirms)."""
@@ -202,6 +250,10 @@ class DataMap(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, title="tenant-offboarding data map")
 
     _source: str = PrivateAttr(default="")  # the file it was read from, for messages
+    tenants: TenantsTable = Field(
+        default_factory=TenantsTable,
+        description="The platform's tenants table, its columns, and its freeze hook.",
+    )
     systems: dict[
         Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,39}$")],
         Annotated[System, Field(union_mode="left_to_right")],
@@ -330,12 +382,19 @@ def _system(name: str, raw: Any) -> System:
 
 
 def parse_datamap(document: dict[str, Any], source: str = "") -> DataMap:
-    unknown = set(document) - {"systems"}
+    unknown = set(document) - {"systems", "tenants"}
     if unknown:
         raise ConfigurationError(
             f"data map {source}: unknown top-level key(s) {sorted(unknown)}; the file holds "
-            "[systems.<name>] tables"
+            "[tenants] and [systems.<name>] tables"
         )
+    try:
+        tenants = TenantsTable.model_validate(_expand(document.get("tenants", {}), "tenants"))
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        raise ConfigurationError(f"data map {source}: [tenants]: {problems}") from None
     systems_raw = document.get("systems")
     if not isinstance(systems_raw, dict) or not systems_raw:
         raise ConfigurationError(
@@ -349,7 +408,7 @@ def parse_datamap(document: dict[str, Any], source: str = "") -> DataMap:
         )
     systems = {name: _system(name, raw) for name, raw in systems_raw.items()}
     try:
-        return _named(DataMap(systems=systems), source)
+        return _named(DataMap(systems=systems, tenants=tenants), source)
     except ValidationError as error:
         raise ConfigurationError(
             f"data map {source}: system names are 1-40 lowercase letters, digits and dashes, "

@@ -1,7 +1,12 @@
-"""The tenants registry: who the tenant is, where its data lives, and whether it may be touched.
+"""The tenants registry: who the tenant is (the platform's own tenants table, read through the
+columns the data map names) and where its case stands (the pipeline's own ledger).
 
-The registry row outlives the tenant's data: it keeps what the audit record needs, and the
-date after which the contact details must go (clause 1.1.4: three years after the end).
+The platform's table is read, never written: the pipeline keeps status, holds and dates in
+`offboarding.ledger`, a table of its own schema in the same database, created on first use.
+Freezing is the platform's: the data map's freeze hook makes the tenant read-only, and its
+check must then say so. The ledger row outlives the tenant's data: it keeps what the audit
+record needs, and the date after which the contact details must go (clause 1.1.4: three
+years after the end).
 """
 
 from __future__ import annotations
@@ -15,11 +20,37 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from offboarding.core.config import Settings, validate_tenant_id
-from offboarding.core.errors import DuplicateCaseError, LegalHoldError, TenantError
+from offboarding.core.errors import (
+    ConfigurationError,
+    DuplicateCaseError,
+    LegalHoldError,
+    TenantError,
+)
+from offboarding.datamap import TenantsTable, load_datamap
 
-__all__ = ["TenantRecord", "TenantRegistry"]
+__all__ = ["LEDGER_SCHEMA", "TenantRecord", "TenantRegistry", "registry_table"]
 
 CONTACT_RETENTION_YEARS = 3
+LEDGER_SCHEMA = "offboarding"
+_LEDGER = sql.Identifier(LEDGER_SCHEMA, "ledger")
+_LEDGER_DDL = sql.SQL(
+    "CREATE SCHEMA IF NOT EXISTS {schema}; "
+    "CREATE TABLE IF NOT EXISTS {ledger} ("
+    " tenant text PRIMARY KEY,"
+    " status text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'frozen', 'destroyed')),"
+    " legal_hold boolean NOT NULL DEFAULT false,"
+    " legal_hold_reason text,"
+    " frozen_at timestamptz,"
+    " offboarding_case text,"
+    " destroyed_at timestamptz,"
+    " contact_delete_after date)"
+).format(schema=sql.Identifier(LEDGER_SCHEMA), ledger=_LEDGER)
+_ready: set[str] = set()  # databases whose ledger exists (per process)
+
+
+def registry_table(settings: Settings) -> str:
+    """schema.table of the platform's tenants: the data map's, else OFFBOARD_REGISTRY_TABLE."""
+    return load_datamap(settings.datamap).tenants.table or settings.platform.registry_table
 
 
 @dataclass(frozen=True)
@@ -40,51 +71,82 @@ class TenantRecord:
         return (self.contact_email or "").rpartition("@")[2] or "(none)"
 
 
-def _table(settings: Settings) -> sql.Composable:
-    schema, _, name = settings.platform.registry_table.partition(".")
-    return sql.Identifier(schema, name)
-
-
 class TenantRegistry:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.mapping: TenantsTable = load_datamap(settings.datamap).tenants
+        schema, _, name = registry_table(settings).partition(".")
+        self.table = sql.Identifier(schema, name)
 
     def _connect(self) -> psycopg.Connection[dict[str, Any]]:
-        return psycopg.connect(self.settings.require_database(), row_factory=dict_row)
+        conn = psycopg.connect(self.settings.require_database(), row_factory=dict_row)
+        dsn = self.settings.require_database()
+        if dsn not in _ready:
+            with conn.transaction():  # one creator at a time, whatever runs at once
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext('offboarding.ledger'))")
+                conn.execute(_LEDGER_DDL)
+            _ready.add(dsn)
+        return conn
+
+    def _column(self, name: str | None, alias: str) -> sql.Composable:
+        value = (
+            sql.SQL("t.{}::text").format(sql.Identifier(name)) if name else sql.SQL("NULL::text")
+        )
+        return sql.SQL("{} AS {}").format(value, sql.Identifier(alias))
+
+    def _select(self, where: sql.Composable) -> sql.Composed:
+        m = self.mapping
+        return sql.SQL(
+            "SELECT {id}, {name}, {region}, {contact}, coalesce(l.status, 'active') AS status, "
+            "coalesce(l.legal_hold, false) AS legal_hold, l.legal_hold_reason, l.frozen_at, "
+            "l.offboarding_case FROM {table} t LEFT JOIN {ledger} l ON l.tenant = t.{key}::text "
+            "WHERE {where}"
+        ).format(
+            id=self._column(m.id, "id"), name=self._column(m.name, "name"),
+            region=self._column(m.region, "region"),
+            contact=self._column(m.contact, "contact_email"), table=self.table, ledger=_LEDGER,
+            key=sql.Identifier(m.id), where=where,
+        )  # fmt: skip
 
     def get(self, tenant: str) -> TenantRecord:
         validate_tenant_id(tenant)
-        with self._connect() as conn:
-            row = conn.execute(
-                sql.SQL(
-                    "SELECT id, name, region, status, legal_hold, legal_hold_reason, "
-                    "contact_email, frozen_at, offboarding_case FROM {} WHERE id = %s"
-                ).format(_table(self.settings)),
-                (tenant,),
-            ).fetchone()
+        where = sql.SQL("t.{}::text = %s").format(sql.Identifier(self.mapping.id))
+        try:
+            with self._connect() as conn:
+                row = conn.execute(self._select(where), (tenant,)).fetchone()
+        except psycopg.errors.UndefinedColumn as error:
+            raise ConfigurationError(
+                f"the tenants table {registry_table(self.settings)} has no column the data map's "
+                f"[tenants] names ({str(error).splitlines()[0]}): fix the column names there"
+            ) from None
         if row is None:
             raise TenantError(
-                f"tenant {tenant!r} is not in the registry "
-                f"{self.settings.platform.registry_table}: check the id (ids are exact, 'acme' "
-                "is not 'acme-corp')"
+                f"tenant {tenant!r} is not in the platform's tenants table "
+                f"{registry_table(self.settings)}: check the id (ids are exact, 'acme' is not "
+                "'acme-corp' nor 'ACME')"
             )
-        return TenantRecord(**row)
+        return TenantRecord(
+            id=row["id"], name=row["name"] or row["id"], region=row["region"] or "",
+            status=row["status"], legal_hold=row["legal_hold"],
+            legal_hold_reason=row["legal_hold_reason"], contact_email=row["contact_email"],
+            frozen_at=row["frozen_at"], offboarding_case=row["offboarding_case"],
+        )  # fmt: skip
 
     def tenants(self, status: str | None = None) -> list[str]:
         """Tenant ids, optionally only those with `status` ('active', 'frozen', 'destroyed')."""
+        where = sql.SQL("%s::text IS NULL OR coalesce(l.status, 'active') = %s")
         with self._connect() as conn:
             rows = conn.execute(
-                sql.SQL(
-                    "SELECT id FROM {} WHERE %s::text IS NULL OR status = %s ORDER BY id"
-                ).format(_table(self.settings)),
+                sql.SQL("SELECT id FROM ({}) s ORDER BY id").format(self._select(where)),
                 (status, status),
             ).fetchall()
         return [str(row["id"]) for row in rows]
 
     def freeze(self, tenant: str, case_id: str) -> TenantRecord:
-        """Make the tenant read-only for the platform and the case its only case: idempotent
-        for that case, refused for a second one (two events never open two cases) and once
-        destroyed. One UPDATE, so two cases starting at once cannot both win."""
+        """Open the tenant's case in the ledger and make it read-only through the data map's
+        freeze hook: idempotent for that case, refused for a second one (two events never
+        open two cases) and once destroyed. One statement decides the case, so two cases
+        starting at once cannot both win."""
         record = self.get(tenant)
         if record.status == "destroyed":
             raise TenantError(
@@ -93,11 +155,13 @@ class TenantRegistry:
         with self._connect() as conn:
             row = conn.execute(
                 sql.SQL(
-                    "UPDATE {} SET status = 'frozen', frozen_at = coalesce(frozen_at, now()), "
-                    "offboarding_case = coalesce(offboarding_case, %s) WHERE id = %s "
+                    "INSERT INTO {l} AS l (tenant, status, frozen_at, offboarding_case) "
+                    "VALUES (%s, 'frozen', now(), %s) ON CONFLICT (tenant) DO UPDATE SET "
+                    "status = 'frozen', frozen_at = coalesce(l.frozen_at, now()), "
+                    "offboarding_case = coalesce(l.offboarding_case, excluded.offboarding_case) "
                     "RETURNING offboarding_case"
-                ).format(_table(self.settings)),
-                (case_id, tenant),
+                ).format(l=_LEDGER),
+                (tenant, case_id),
             ).fetchone()
         owner = row["offboarding_case"] if row else None
         if owner != case_id:
@@ -106,15 +170,33 @@ class TenantRegistry:
                 "opened. Follow that case in the Prefect UI",
                 existing_case=str(owner),
             )
+        self._run_freeze_hook(tenant)
         return self.get(tenant)
+
+    def _run_freeze_hook(self, tenant: str) -> None:
+        hook = self.mapping.freeze
+        if hook is None:
+            return
+        with self._connect() as conn:
+            conn.execute(hook.sql.encode(), {"tenant": tenant})  # the operator's own statement
+            conn.commit()
+            row = conn.execute(hook.check.encode(), {"tenant": tenant}).fetchone()
+        answer = next(iter(row.values())) if row else None
+        if answer is not True:
+            raise TenantError(
+                f"the freeze hook ran for tenant {tenant!r}, but its check returned "
+                f"{answer!r}, not true: the platform may "
+                "still accept the tenant's writes. Fix [tenants.freeze] in the data map (sql "
+                "must make the tenant read-only, check must then return true)"
+            )
 
     def require_no_hold(self, tenant: str) -> None:
         record = self.get(tenant)
         if record.legal_hold:
             raise LegalHoldError(
                 f"tenant {tenant!r} is on legal hold ({record.legal_hold_reason or 'no reason'}): "
-                "destruction refused. Lift the hold in the registry, then run destruction again "
-                "before the deadline"
+                "destruction refused. Lift the hold, then run destruction again before the "
+                "deadline"
             )
 
     def set_hold(self, tenant: str, held: bool, reason: str | None = None) -> None:
@@ -122,9 +204,12 @@ class TenantRegistry:
         with self._connect() as conn:
             conn.execute(
                 sql.SQL(
-                    "UPDATE {} SET legal_hold = %s, legal_hold_reason = %s WHERE id = %s"
-                ).format(_table(self.settings)),
-                (held, reason if held else None, tenant),
+                    "INSERT INTO {} AS l (tenant, legal_hold, legal_hold_reason) "
+                    "VALUES (%s, %s, %s) ON CONFLICT (tenant) DO UPDATE SET "
+                    "legal_hold = excluded.legal_hold, "
+                    "legal_hold_reason = excluded.legal_hold_reason"
+                ).format(_LEDGER),
+                (tenant, held, reason if held else None),
             )
 
     def mark_destroyed(self, tenant: str, at: datetime) -> date:
@@ -133,9 +218,11 @@ class TenantRegistry:
         with self._connect() as conn:
             conn.execute(
                 sql.SQL(
-                    "UPDATE {} SET status = 'destroyed', destroyed_at = %s, "
-                    "contact_delete_after = %s WHERE id = %s"
-                ).format(_table(self.settings)),
-                (at.astimezone(UTC), erase_contact_by, tenant),
+                    "INSERT INTO {} AS l (tenant, status, destroyed_at, contact_delete_after) "
+                    "VALUES (%s, 'destroyed', %s, %s) ON CONFLICT (tenant) DO UPDATE SET "
+                    "status = 'destroyed', destroyed_at = excluded.destroyed_at, "
+                    "contact_delete_after = excluded.contact_delete_after"
+                ).format(_LEDGER),
+                (tenant, at.astimezone(UTC), erase_contact_by),
             )
         return erase_contact_by

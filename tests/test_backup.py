@@ -12,6 +12,7 @@ from offboarding.backup.backup import restore_check, take_backup
 from offboarding.core.errors import IntegrityError, KeyDestroyedError, TenantError
 from offboarding.keys.keyring import open_keyring
 from offboarding.locations.backups import backup_prefix
+from offboarding.registry import TenantRegistry
 from offboarding.stores import open_store
 from tests.conftest import Platform
 from tests.helpers import destroy_everything, export_and_deliver
@@ -59,7 +60,7 @@ def test_a_tampered_backup_fails_its_restore_check(platform: Platform) -> None:
 
 
 def test_a_frozen_tenant_is_not_backed_up(platform: Platform) -> None:
-    platform.query("UPDATE tenants SET status = 'frozen' WHERE id = 'initech'")
+    TenantRegistry(platform.settings).freeze("initech", "initech-0123456789ab")
     with pytest.raises(TenantError, match="only active tenants"):
         take_backup(platform.settings, "initech")
     assert backup_files(platform, "initech") == {

@@ -43,7 +43,7 @@ def test_destruction_empties_every_location_and_spares_the_neighbours(platform: 
     delivery = open_store(platform.settings.store_url("delivery"))
     assert list(delivery.list_objects("bundles/acme/")) == []
     assert not (platform.settings.scratch_root / "acme").exists()
-    assert platform.query("SELECT status FROM tenants WHERE id = 'acme'") == [("destroyed",)]
+    assert TenantRegistry(platform.settings).get("acme").status == "destroyed"
 
     archive = open_store(platform.settings.store_url("archive"))
     with archive.open_read(archived.key) as body, archive.open_read(archived.key + ".sig") as sig:

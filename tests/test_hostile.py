@@ -204,7 +204,7 @@ def test_an_unclassified_table_added_while_a_case_runs_stops_destruction(
 
 
 def test_an_unknown_an_offboarded_and_a_second_case_are_clear_errors(platform: Platform) -> None:
-    with pytest.raises(TenantError, match="not in the registry"):
+    with pytest.raises(TenantError, match="not in the platform's tenants table"):
         stages.freeze(platform.settings, platform.case("ghost"))
     case = platform.case("initech")
     export_and_deliver(platform, case)

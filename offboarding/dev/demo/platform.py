@@ -62,7 +62,6 @@ class DemoTenant:
     contact_email: str
     plan: str
     users: int
-    legal_hold: bool = False
 
 
 DEMO_TENANTS = (
@@ -135,12 +134,9 @@ def seed(
         )
         for tenant in tenants:
             conn.execute(
-                "INSERT INTO tenants (id, name, region, contact_email, plan_id, legal_hold, "
-                "created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                (
-                    tenant.id, tenant.name, tenant.region, tenant.contact_email,
-                    tenant.plan, tenant.legal_hold, base,
-                ),
+                "INSERT INTO tenants (id, name, region, contact_email, plan_id, created_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s)",
+                (tenant.id, tenant.name, tenant.region, tenant.contact_email, tenant.plan, base),
             )  # fmt: skip
         for tenant_id in ("acme", "globex"):
             for field_no in range(1, 4):

@@ -12,17 +12,12 @@ CREATE TABLE tenants (
     id text PRIMARY KEY,
     name text NOT NULL,
     region text NOT NULL,
-    status text NOT NULL DEFAULT 'active'
-        CHECK (status IN ('active', 'frozen', 'destroyed')),
     contact_email text,
-    legal_hold boolean NOT NULL DEFAULT false,
-    legal_hold_reason text,
     plan_id text REFERENCES plans (id),
     created_at timestamptz NOT NULL DEFAULT now(),
-    frozen_at timestamptz,
-    offboarding_case text,
-    destroyed_at timestamptz,
-    contact_delete_after date
+    -- The platform's own switch: a read-only tenant's rows refuse writes (the guard below).
+    -- The offboarding pipeline sets it through the data map's freeze hook; it adds no column.
+    read_only boolean NOT NULL DEFAULT false
 );
 
 CREATE TABLE users (
@@ -126,18 +121,18 @@ CREATE TABLE "tenant_acme".custom_fields (
 CREATE SCHEMA "tenant_globex";
 CREATE TABLE "tenant_globex".custom_fields (LIKE "tenant_acme".custom_fields INCLUDING ALL);
 
--- The platform's half of "freeze": once a tenant leaves 'active', its rows are read-only,
--- except for the offboarding pipeline's destruction session, which names the tenant.
+-- The platform's half of "freeze": a read-only tenant's rows refuse writes, except in the
+-- offboarding pipeline's destruction session, which names the tenant.
 CREATE FUNCTION tenant_write_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     row_tenant text := CASE WHEN TG_OP = 'INSERT' THEN NEW.tenant_id ELSE OLD.tenant_id END;
-    tenant_status text;
+    frozen boolean;
 BEGIN
-    SELECT status INTO tenant_status FROM tenants WHERE id = row_tenant;
-    IF tenant_status IS DISTINCT FROM 'active'
+    SELECT read_only INTO frozen FROM tenants WHERE id = row_tenant;
+    IF frozen
        AND current_setting('offboarding.destroying_tenant', true) IS DISTINCT FROM row_tenant THEN
-        RAISE EXCEPTION 'tenant % is % for offboarding: its data is read-only', row_tenant,
-            tenant_status USING ERRCODE = 'read_only_sql_transaction';
+        RAISE EXCEPTION 'tenant % is read-only for offboarding', row_tenant
+            USING ERRCODE = 'read_only_sql_transaction';
     END IF;
     RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
 END $$;

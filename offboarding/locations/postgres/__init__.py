@@ -52,6 +52,7 @@ from offboarding.locations.postgres.deletion import (
 from offboarding.locations.postgres.scope import Scope, digest_query, measure, scope_kind
 from offboarding.locations.postgres.snapshot import export_tenant
 from offboarding.planning import Classification, MissingIndex, missing_indexes
+from offboarding.registry import registry_table
 
 __all__ = ["PostgresLocation", "column_schema", "read_catalog"]
 
@@ -67,7 +68,7 @@ class PostgresLocation:
 
     def reach(self) -> str:
         """Reach the database (`offboard datamap check`): its version and the tenants table."""
-        registry = self.settings.platform.registry_table
+        registry = registry_table(self.settings)
         with self._connect(connect_timeout=10) as conn:
             version = conn.execute("SHOW server_version").fetchone()
             found = conn.execute("SELECT to_regclass(%s)", (registry,)).fetchone()

@@ -14,6 +14,7 @@ from offboarding.core.config import Settings
 from offboarding.core.errors import UnclassifiedDataError
 from offboarding.core.records import ColumnSchema
 from offboarding.planning import CatalogTable, Classification, ForeignKey, classify_tables
+from offboarding.registry import LEDGER_SCHEMA, registry_table
 
 __all__ = [
     "classify",
@@ -211,11 +212,18 @@ def classify(
     undeclared = tuple(
         f"{name} ({kind})" for name, kind in {**others, **hazards}.items() if name not in declared
     )
+    # The pipeline's own ledger (registry.py) is its record of cases, not the tenant's data.
+    ledger = {
+        t.qualified: "the offboarding pipeline's own ledger of cases (kept as evidence)"
+        for t in tables
+        if t.schema == LEDGER_SCHEMA
+    }
+    global_tables = {**ledger, **platform.global_tables}
     classification = classify_tables(
         tables,
         tenant_column=platform.tenant_column,
-        registry=platform.registry_table,
-        global_tables={k: v for k, v in platform.global_tables.items() if k not in others},
+        registry=registry_table(settings),
+        global_tables={k: v for k, v in global_tables.items() if k not in others},
         excluded={k: v for k, v in platform.excluded_tables.items() if k not in others},
         tenant_schema_pattern=platform.tenant_schema_pattern,
     )

@@ -1,0 +1,101 @@
+"""The platform's tenants table is the platform's: read through the columns the data map
+names, never given a column of ours. Cases live in the pipeline's own ledger; freezing is the
+platform's hook, and the case checks its effect."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from offboarding.core.errors import ConfigurationError, DuplicateCaseError, TenantError
+from offboarding.export import export as stages
+from offboarding.registry import TenantRegistry
+from tests.conftest import Platform
+
+PLATFORM_COLUMNS = {"id", "name", "region", "contact_email", "plan_id", "created_at", "read_only"}
+
+
+def _map(platform: Platform, tenants: str) -> None:
+    """Replace the data map's [tenants] table."""
+    path = platform.settings.datamap
+    assert path is not None
+    text = path.read_text()
+    start = text.index("[tenants]")
+    path.write_text(text[:start] + tenants + "\n" + text[text.index("[systems.postgres]") :])
+
+
+def test_the_case_lives_in_the_ledger_and_the_platform_table_gets_no_column(
+    platform: Platform,
+) -> None:
+    case = platform.case("acme")
+    stages.freeze(platform.settings, case)
+    columns = platform.query(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'tenants' "
+        "AND table_schema = 'public'"
+    )
+    assert {c[0] for c in columns} == PLATFORM_COLUMNS
+    assert platform.query("SELECT read_only FROM tenants WHERE id = 'acme'") == [(True,)]
+    ledger = platform.query(
+        "SELECT status, offboarding_case, frozen_at IS NOT NULL FROM offboarding.ledger "
+        "WHERE tenant = 'acme'"
+    )
+    assert ledger == [("frozen", case.case_id, True)]
+    registry = TenantRegistry(platform.settings)
+    assert registry.tenants(status="frozen") == ["acme"]
+    assert "acme" not in registry.tenants(status="active")
+    with pytest.raises(DuplicateCaseError):
+        registry.freeze("acme", "acme-0123456789ab")
+    # The ledger is the pipeline's: never classified as the tenant's data, never exported.
+    inventory = stages.take_inventory(platform.settings, case)
+    postgres = next(loc for loc in inventory.locations if loc.location == "postgres")
+    assert "offboarding.ledger" in postgres.global_tables
+    assert "offboarding.ledger" not in {t.qualified for t in inventory.tables}
+
+
+def test_a_freeze_hook_whose_check_fails_stops_the_case(platform: Platform) -> None:
+    _map(
+        platform,
+        '[tenants]\ntable = "public.tenants"\n'
+        'freeze = { sql = "SELECT %(tenant)s", check = "SELECT read_only FROM public.tenants '
+        'WHERE id = %(tenant)s" }\n',
+    )
+    with pytest.raises(
+        TenantError, match=r"its check returned False, not true.*\[tenants.freeze\]"
+    ):
+        stages.freeze(platform.settings, platform.case("acme"))
+
+
+def test_a_platform_with_its_own_tenants_table_and_columns(platform: Platform) -> None:
+    key = uuid.uuid4()
+    platform.query(
+        "CREATE TABLE public.accounts (account_key uuid PRIMARY KEY, label text, geo text,"
+        " dpo text, locked boolean NOT NULL DEFAULT false)"
+    )
+    platform.query(
+        "INSERT INTO public.accounts VALUES (%s, 'Umbrella', 'europe-west9',"
+        " 'dpo@umbrella.example', false)",
+        key,
+    )
+    _map(
+        platform,
+        '[tenants]\ntable = "public.accounts"\nid = "account_key"\nname = "label"\n'
+        'region = "geo"\ncontact = "dpo"\n'
+        'freeze = { sql = "UPDATE public.accounts SET locked = true WHERE account_key::text = '
+        '%(tenant)s", check = "SELECT locked FROM public.accounts WHERE account_key::text = '
+        '%(tenant)s" }\n',
+    )
+    registry = TenantRegistry(platform.settings)
+    record = registry.get(str(key))
+    assert (record.name, record.region, record.contact_email, record.status) == (
+        "Umbrella", "europe-west9", "dpo@umbrella.example", "active",
+    )  # fmt: skip
+    frozen = registry.freeze(str(key), f"{key}-0123456789ab")
+    assert frozen.status == "frozen"
+    assert platform.query("SELECT locked FROM accounts") == [(True,)]
+    with pytest.raises(TenantError, match=r"not in the platform's tenants table public\.accounts"):
+        registry.get(str(key).upper())  # ids are exact
+
+    _map(platform, '[tenants]\ntable = "public.accounts"\nid = "account_key"\nname = "title"\n')
+    with pytest.raises(ConfigurationError, match="has no column the data map's"):
+        TenantRegistry(platform.settings).get(str(key))
