@@ -47,6 +47,7 @@ __all__ = [
     "DataMap",
     "FilesSystem",
     "FreezeHook",
+    "MariaDBSystem",
     "PgBackRestSystem",
     "PostgresSystem",
     "RedisSystem",
@@ -150,6 +151,22 @@ class PgBackRestSystem(_System):
     )
 
 
+class MariaDBSystem(_System):
+    """A MariaDB or MySQL database of the platform: classified from its own catalogue like the
+    PostgreSQL one (a tenant column, or foreign keys to tenant rows), exported from one
+    consistent snapshot into Parquet, destroyed with the same proof by construction."""
+
+    plugin: Literal["mariadb"]
+    url: str = Field(description="mysql://user:password@host:port/database (or ${VAR}).")
+    tenant_column: str = Field(default="tenant_id", description="The owner column.")
+    global_tables: dict[str, str] = Field(
+        default_factory=dict, description="Tables holding no tenant data, each with why."
+    )
+    excluded_tables: dict[str, str] = Field(
+        default_factory=dict, description="Tables deliberately left out, each with why."
+    )
+
+
 class Attestation(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -184,14 +201,21 @@ class UnboundSystem(_System):
 
 
 System = (
-    PostgresSystem | FilesSystem | RedisSystem | PgBackRestSystem | AttestedSystem | UnboundSystem
+    PostgresSystem
+    | FilesSystem
+    | RedisSystem
+    | PgBackRestSystem
+    | MariaDBSystem
+    | AttestedSystem
+    | UnboundSystem
 )
-BoundSystem = PostgresSystem | FilesSystem | RedisSystem | PgBackRestSystem
+BoundSystem = PostgresSystem | FilesSystem | RedisSystem | PgBackRestSystem | MariaDBSystem
 _PLUGINS: dict[str, type[_System]] = {
     "postgres": PostgresSystem,
     "files": FilesSystem,
     "redis": RedisSystem,
     "pgbackrest": PgBackRestSystem,
+    "mariadb": MariaDBSystem,
 }
 # The platform's database and files store are the settings' own: one of each, under its name.
 _SINGLETONS = ("postgres", "files")
@@ -267,7 +291,10 @@ class DataMap(BaseModel):
         return {
             name: system
             for name, system in self.systems.items()
-            if isinstance(system, (PostgresSystem, FilesSystem, RedisSystem, PgBackRestSystem))
+            if isinstance(
+                system,
+                (PostgresSystem, FilesSystem, RedisSystem, PgBackRestSystem, MariaDBSystem),
+            )
         }
 
     def attested(self) -> dict[str, AttestedSystem]:

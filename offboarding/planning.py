@@ -96,7 +96,7 @@ def tenant_schema_regex(pattern: str) -> re.Pattern[str]:
             f"OFFBOARD_TENANT_SCHEMA_PATTERN {pattern!r} must contain '{{tenant}}' exactly once"
         )
     before, after = (re.escape(part) for part in pattern.split("{tenant}"))
-    return re.compile(f"^{before}(?P<tenant>[a-z0-9](?:[a-z0-9-]*[a-z0-9])?){after}$")
+    return re.compile(f"^{before}(?P<tenant>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?){after}$")
 
 
 def classify_tables(
@@ -106,7 +106,7 @@ def classify_tables(
     registry: str,
     global_tables: dict[str, str],
     excluded: dict[str, str],
-    tenant_schema_pattern: str = "tenant_{tenant}",
+    tenant_schema_pattern: str | None = "tenant_{tenant}",
 ) -> Classification:
     """Sort every table into scoped, derived, tenant schema, registry, global, excluded, or
     unclassified (which `require_complete` refuses).
@@ -125,18 +125,20 @@ def classify_tables(
                 f"{kind} table {listed!r} from the settings does not exist in the database: "
                 f"remove it from OFFBOARD_{kind.upper()}_TABLES or fix its schema.table name"
             )
-    if registry not in by_name:
+    if registry and registry not in by_name:  # "" for a database without the registry
         raise UnclassifiedDataError(
             f"tenants registry {registry!r} not found: set OFFBOARD_REGISTRY_TABLE to its "
             "schema.table"
         )
-    schema_regex = tenant_schema_regex(tenant_schema_pattern)
+    schema_regex = tenant_schema_regex(tenant_schema_pattern) if tenant_schema_pattern else None
     schema_tables = {
         t.qualified: match["tenant"]
         for t in tables
-        if (match := schema_regex.match(t.schema)) and t.qualified not in (registry, *excluded)
+        if schema_regex
+        and (match := schema_regex.match(t.schema))
+        and t.qualified not in (registry, *excluded)
     }
-    settled = {registry, *global_tables, *excluded, *schema_tables}
+    settled = {*([registry] if registry else []), *global_tables, *excluded, *schema_tables}
     scoped = sorted(
         t.qualified for t in tables if t.qualified not in settled and tenant_column in t.columns
     )

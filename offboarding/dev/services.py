@@ -26,6 +26,8 @@ from offboarding.core.errors import ServiceError
 
 __all__ = [
     "ManagedProcess",
+    "MariaDBServer",
+    "PgBackRestRepo",
     "PostgresCluster",
     "PrefectServer",
     "RedisServer",
@@ -485,3 +487,94 @@ class PgBackRestRepo:
         self.run("stanza-create")
         self.run("--type=full", "backup")
         return self
+
+
+@dataclass
+class MariaDBServer:
+    """Debian's MariaDB server (mariadbd) with a data directory of its own, on a free loopback
+    port, with a passwordless `offboard` user that may do anything (tests and the demo)."""
+
+    home: Path | None = None
+    port: int = 0
+    user: str = "offboard"
+    _process: ManagedProcess | None = field(default=None, init=False)
+    _temporary: bool = field(default=False, init=False)
+
+    def url(self, database: str) -> str:
+        return f"mysql://{self.user}@127.0.0.1:{self.port}/{database}"
+
+    def start(self, timeout: float = 60.0) -> MariaDBServer:
+        server, install = shutil.which("mariadbd"), shutil.which("mariadb-install-db")
+        if server is None or install is None:
+            raise ServiceError(
+                "mariadbd was not found: install it (Debian: apt-get install mariadb-server; "
+                "`make setup` does)"
+            )
+        if self.home is None:  # under the system temp dir, which the mysql user can traverse
+            self.home = Path(tempfile.mkdtemp(prefix="offboard-mariadb-"))
+            self.home.chmod(0o755)
+            self._temporary = True
+        data = self.home / "data"
+        run_as = ["--user=mysql"] if os.geteuid() == 0 else []
+        if os.geteuid() == 0:
+            owner = pwd.getpwnam("mysql")
+            os.chown(self.home, owner.pw_uid, owner.pw_gid)
+        if not data.exists():
+            done = subprocess.run(
+                [install, f"--datadir={data}", *run_as, "--auth-root-authentication-method=normal",
+                 "--skip-test-db"],
+                capture_output=True, text=True, check=False, timeout=120,
+            )  # fmt: skip
+            if done.returncode != 0:
+                raise ServiceError(f"mariadb-install-db failed: {done.stderr.strip()[-500:]}")
+        self.port = self.port or free_port()
+        self._process = ManagedProcess(
+            "mariadb",
+            [server, "--no-defaults", f"--datadir={data}", *run_as, f"--port={self.port}",
+             "--bind-address=127.0.0.1", f"--socket={self.home / 'mysqld.sock'}",
+             f"--pid-file={self.home / 'mysqld.pid'}", "--skip-name-resolve",
+             "--innodb-buffer-pool-size=128M", "--innodb-flush-log-at-trx-commit=0",
+             "--character-set-server=utf8mb4", "--collation-server=utf8mb4_bin",
+             f"--log-error={self.home / 'error.log'}"],
+            dict(os.environ),
+            self.home / "mariadb.log",
+        )  # fmt: skip
+        self._process.start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self._process.running():
+                log = (self.home / "error.log").read_text(errors="replace")[-1500:]
+                raise ServiceError(f"mariadbd exited during start-up:\n{log}")
+            try:
+                self._admin(
+                    f"CREATE USER IF NOT EXISTS '{self.user}'@'%';"
+                    f"GRANT ALL ON *.* TO '{self.user}'@'%' WITH GRANT OPTION"
+                )
+                return self
+            except ServiceError:
+                time.sleep(0.3)
+        self.stop()
+        raise ServiceError(f"mariadbd did not answer on port {self.port} within {timeout:.0f}s")
+
+    def _admin(self, statements: str) -> None:
+        import pymysql
+
+        try:
+            conn = pymysql.connect(
+                host="127.0.0.1", port=self.port, user="root", connect_timeout=2, autocommit=True
+            )
+        except pymysql.MySQLError as error:
+            raise ServiceError(str(error)) from None
+        try:
+            with conn.cursor() as cursor:
+                for statement in statements.split(";"):
+                    cursor.execute(statement)
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        if self._process:
+            self._process.stop()
+            self._process = None
+        if self._temporary and self.home is not None:
+            shutil.rmtree(self.home, ignore_errors=True)

@@ -19,6 +19,7 @@ from offboarding.core.errors import ConfigurationError
 from offboarding.datamap import (
     DEFAULT_DATAMAP,
     DataMap,
+    MariaDBSystem,
     PgBackRestSystem,
     RedisSystem,
     load_datamap,
@@ -35,6 +36,7 @@ from offboarding.locations.base import (
 from offboarding.locations.bundles import BundlesLocation
 from offboarding.locations.cache import RedisLocation
 from offboarding.locations.keys import KeysLocation
+from offboarding.locations.mariadb import MariaDBLocation
 from offboarding.locations.objects import FilesLocation
 from offboarding.locations.orchestrator import OrchestratorLocation
 from offboarding.locations.pgbackrest import PgBackRestLocation
@@ -92,6 +94,10 @@ def _pgbackrest(name: str, system: PgBackRestSystem) -> Callable[[Settings], Dat
     return lambda settings: PgBackRestLocation(settings, name, system)
 
 
+def _mariadb(name: str, system: MariaDBSystem) -> Callable[[Settings], DataLocation]:
+    return lambda settings: MariaDBLocation(settings, name, system)
+
+
 def registered(datamap: DataMap) -> tuple[Registered, ...]:
     """Every location of a platform with this data map, in destruction order."""
     bound = datamap.bound()
@@ -106,6 +112,11 @@ def registered(datamap: DataMap) -> tuple[Registered, ...]:
         platform.append(Registered("files", FilesLocation, export_rank=2))
     if "postgres" in bound:
         platform.append(Registered("postgres", PostgresLocation, export_rank=1))
+    platform += [
+        Registered(name, _mariadb(name, system), export_rank=3)
+        for name, system in bound.items()
+        if isinstance(system, MariaDBSystem)
+    ]
     platform += [
         Registered(name, _cache(name, system))
         for name, system in bound.items()
