@@ -23,7 +23,7 @@ from psycopg import sql
 from offboarding.core.config import Settings
 from offboarding.core.records import CaseRef
 from offboarding.dev.demo import platform as demo_platform
-from offboarding.dev.services import PostgresCluster, RedisServer
+from offboarding.dev.services import MariaDBServer, PostgresCluster, RedisServer
 from offboarding.stores import LocalStore
 
 TEMPLATE_DB = "platform_template"
@@ -61,6 +61,14 @@ def pg_cluster() -> Iterator[PostgresCluster]:
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> Iterator[MariaDBServer]:
+    """Debian's MariaDB server, for the tests of the MariaDB location (tests/wiki.py)."""
+    server = MariaDBServer().start()
     yield server
     server.stop()
 

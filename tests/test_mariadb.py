@@ -4,9 +4,7 @@ destroyed with the proof by construction while the neighbours keep every row."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import uuid
 import zipfile
 from collections.abc import Iterator
 from datetime import timedelta
@@ -21,139 +19,27 @@ from offboarding.dev.services import MariaDBServer
 from offboarding.export import export as stages
 from offboarding.locations import get_location
 from offboarding.stores import open_store
+from tests import wiki as wiki_db
 from tests.conftest import Platform
 from tests.helpers import destroy_everything, export_and_deliver
-
-TENANTS = ("acme", "acme-corp", "globex")
-SCHEMA = """
-CREATE TABLE currencies (code CHAR(3) PRIMARY KEY, name VARCHAR(40) NOT NULL);
-CREATE TABLE spaces (id BIGINT PRIMARY KEY, tenant_id VARCHAR(128) NOT NULL,
-  name VARCHAR(200) NOT NULL, KEY (tenant_id));
-CREATE TABLE pages (id BIGINT PRIMARY KEY, tenant_id VARCHAR(128) NOT NULL,
-  space_id BIGINT NOT NULL, title VARCHAR(300) NOT NULL, body MEDIUMTEXT,
-  created DATETIME(6) NOT NULL, updated TIMESTAMP(3) NULL, KEY (tenant_id),
-  FOREIGN KEY (space_id) REFERENCES spaces (id));
-CREATE TABLE revisions (id BIGINT PRIMARY KEY, page_id BIGINT NOT NULL, n INT UNSIGNED NOT NULL,
-  diff LONGBLOB, author JSON, FOREIGN KEY (page_id) REFERENCES pages (id) ON DELETE CASCADE);
-CREATE TABLE comments (id BIGINT PRIMARY KEY, page_id BIGINT NOT NULL, parent_id BIGINT NULL,
-  body TEXT, FOREIGN KEY (page_id) REFERENCES pages (id),
-  FOREIGN KEY (parent_id) REFERENCES comments (id));
-CREATE TABLE links (id BIGINT PRIMARY KEY, tenant_id VARCHAR(128) NOT NULL,
-  page_id BIGINT NOT NULL, KEY (tenant_id), CONSTRAINT links_page FOREIGN KEY (page_id)
-  REFERENCES pages (id));
-CREATE TABLE samples (id INT PRIMARY KEY, tenant_id VARCHAR(128) NOT NULL, tiny TINYINT,
-  utiny TINYINT UNSIGNED, small SMALLINT, med MEDIUMINT, big BIGINT UNSIGNED,
-  amount DECIMAL(20, 6), f FLOAT, d DOUBLE, flags BIT(8), code CHAR(3), raw VARBINARY(16),
-  day DATE, clock TIME(6), yr YEAR, kind ENUM('a', 'b'), tags SET('x', 'y'), doc JSON,
-  uid UUID, ip INET6, currency CHAR(3), FOREIGN KEY (currency) REFERENCES currencies (code))
-"""
-
-
-@pytest.fixture(scope="session")
-def mariadb() -> Iterator[MariaDBServer]:
-    server = MariaDBServer().start()
-    yield server
-    server.stop()
-
-
-def _run(url_conn: pymysql.connections.Connection, statements: str) -> None:  # type: ignore[type-arg]
-    with url_conn.cursor() as cur:
-        for statement in statements.split(";"):
-            if statement.strip():
-                cur.execute(statement)
-    url_conn.commit()
 
 
 @pytest.fixture
 def wiki(mariadb: MariaDBServer, platform: Platform) -> Iterator[tuple[Platform, str]]:
     """The platform with a MariaDB wiki of three tenants in its data map."""
-    database = f"wiki_{uuid.uuid4().hex[:10]}"
-    conn = pymysql.connect(host="127.0.0.1", port=mariadb.port, user="offboard")
-    _run(conn, f"CREATE DATABASE {database}; USE {database}; {SCHEMA}")
-    seed(conn)
-    conn.close()
+    database = wiki_db.create(mariadb)
     path = platform.settings.datamap
     assert path is not None
-    path.write_text(
-        path.read_text()
-        + f'\n[systems.wiki]\ndescription = "The wiki (MariaDB)"\nplugin = "mariadb"\n'
-        f'url = "{mariadb.url(database)}"\nglobal_tables = {{ currencies = "ISO 4217 codes" }}\n'
-    )
+    path.write_text(wiki_db.declare(path.read_text(), mariadb, database))
     yield platform, database
-    conn = pymysql.connect(host="127.0.0.1", port=mariadb.port, user="offboard")
-    _run(conn, f"DROP DATABASE {database}")
-    conn.close()
-
-
-def seed(conn: pymysql.connections.Connection) -> None:  # type: ignore[type-arg]
-    rows: list[tuple[str, tuple[object, ...]]] = [
-        ("INSERT INTO currencies VALUES (%s, %s)", ("EUR", "Euro")),
-    ]
-    ident = iter(range(1, 10**6))
-    for tenant in TENANTS:
-        for s in range(2):
-            space = next(ident)
-            rows.append(("INSERT INTO spaces VALUES (%s, %s, %s)", (space, tenant, f"Espace {s}")))
-            for p in range(3):
-                page = next(ident)
-                rows.append((
-                    "INSERT INTO pages VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                    (page, tenant, space, f"Page {p} – Zoë", "Ελληνικά " * 20,
-                     "2024-05-01 12:00:00.123456", "2024-05-02 08:30:00.250"),
-                ))  # fmt: skip
-                for n in range(2):
-                    rows.append((
-                        "INSERT INTO revisions VALUES (%s, %s, %s, %s, %s)",
-                        (next(ident), page, n, bytes(range(256)), json.dumps({"by": n})),
-                    ))  # fmt: skip
-                parent = None
-                for _ in range(3):  # a thread: each comment answers the one before
-                    comment = next(ident)
-                    rows.append((
-                        "INSERT INTO comments VALUES (%s, %s, %s, %s)",
-                        (comment, page, parent, "réponse"),
-                    ))  # fmt: skip
-                    parent = comment
-                rows.append(("INSERT INTO links VALUES (%s, %s, %s)", (next(ident), tenant, page)))
-        for n in range(2):
-            rows.append((
-                "INSERT INTO samples VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-                "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (next(ident), tenant, -128, 255, -32768, 8388607, 18446744073709551615,
-                 Decimal("-12345678901234.123456"), 1.5, 2.25, b"\x81", "abc", b"\x00\xff",
-                 "2024-02-29", timedelta(hours=-838, minutes=-59, seconds=-59), 2155, "b",
-                 "x,y", json.dumps({"k": [1, 2]}), str(uuid.UUID(int=n)), "2001:db8::1", "EUR"),
-            ))  # fmt: skip
-    with conn.cursor() as cur:
-        for statement, values in rows:
-            cur.execute(statement, values)
-    conn.commit()
-
-
-def _fingerprint(mariadb: MariaDBServer, database: str, tenant: str) -> dict[str, str]:
-    """Each table's rows of `tenant`, digested by the server itself (plain SQL)."""
-    conn = pymysql.connect(host="127.0.0.1", port=mariadb.port, user="offboard", database=database)
-    mine = {
-        "spaces": "tenant_id = %(t)s", "pages": "tenant_id = %(t)s", "links": "tenant_id = %(t)s",
-        "samples": "tenant_id = %(t)s",
-        "revisions": "page_id IN (SELECT id FROM pages WHERE tenant_id = %(t)s)",
-        "comments": "page_id IN (SELECT id FROM pages WHERE tenant_id = %(t)s)",
-    }  # fmt: skip
-    found = {}
-    with conn.cursor() as cur:
-        for table, where in mine.items():
-            cur.execute(f"SELECT * FROM {table} t WHERE {where} ORDER BY id", {"t": tenant})
-            rows = cur.fetchall()
-            found[table] = f"{len(rows)}:{hashlib.sha256(repr(rows).encode()).hexdigest()}"
-    conn.close()
-    return found
+    wiki_db.drop(mariadb, database)
 
 
 def test_the_wiki_is_classified_exported_with_its_types_and_destroyed(
     wiki: tuple[Platform, str], mariadb: MariaDBServer
 ) -> None:
     platform, database = wiki
-    neighbours = {t: _fingerprint(mariadb, database, t) for t in ("acme-corp", "globex")}
+    neighbours = {t: wiki_db.fingerprint(mariadb, database, t) for t in ("acme-corp", "globex")}
     case = platform.case("acme")
     inventory, _, bundle = export_and_deliver(platform, case)
     rows = {t.qualified: (t.scope, t.rows) for t in inventory.tables if t.schema_name == "wiki"}
@@ -196,8 +82,10 @@ def test_the_wiki_is_classified_exported_with_its_types_and_destroyed(
     assert reader.execute(f"SELECT count(*) FROM '{page_path}'").fetchone() == (6,)
 
     archived = destroy_everything(platform, case)
-    assert all(v.startswith("0:") for v in _fingerprint(mariadb, database, "acme").values())
-    assert {t: _fingerprint(mariadb, database, t) for t in ("acme-corp", "globex")} == neighbours
+    assert all(v.startswith("0:") for v in wiki_db.fingerprint(mariadb, database, "acme").values())
+    assert {
+        t: wiki_db.fingerprint(mariadb, database, t) for t in ("acme-corp", "globex")
+    } == neighbours
     assert get_location("wiki", platform.settings).verify(case).items == 0
     store = open_store(platform.settings.store_url("archive"))
     with store.open_read(archived.key) as body:
@@ -213,16 +101,16 @@ def test_another_tenants_row_referencing_the_tenant_stops_before_anything_is_del
 ) -> None:
     platform, database = wiki
     conn = pymysql.connect(host="127.0.0.1", port=mariadb.port, user="offboard", database=database)
-    _run(
+    wiki_db.run(
         conn,
         "INSERT INTO links SELECT 999999, 'globex', MIN(id) FROM pages WHERE tenant_id = 'acme'",
     )
     conn.close()
-    before = _fingerprint(mariadb, database, "acme")
+    before = wiki_db.fingerprint(mariadb, database, "acme")
     location = get_location("wiki", platform.settings)
     with pytest.raises(IsolationBreachError, match=r"wiki.links through links_page .*'globex'"):
         location.destroy(platform.case("acme"))
-    assert _fingerprint(mariadb, database, "acme") == before
+    assert wiki_db.fingerprint(mariadb, database, "acme") == before
 
 
 def test_tables_the_pipeline_cannot_read_by_key_stop_the_case_until_declared(
@@ -230,7 +118,7 @@ def test_tables_the_pipeline_cannot_read_by_key_stop_the_case_until_declared(
 ) -> None:
     platform, database = wiki
     conn = pymysql.connect(host="127.0.0.1", port=mariadb.port, user="offboard", database=database)
-    _run(
+    wiki_db.run(
         conn,
         "CREATE TABLE search_cache (id INT PRIMARY KEY, tenant_id VARCHAR(128)) ENGINE=MyISAM;"
         "CREATE TABLE history (id INT PRIMARY KEY, tenant_id VARCHAR(128)) WITH SYSTEM VERSIONING;"

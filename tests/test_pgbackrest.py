@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,12 +24,13 @@ from offboarding.core.config import Settings
 from offboarding.core.errors import DeadlineError
 from offboarding.core.records import CaseRef
 from offboarding.dev.demo import platform as demo_platform
-from offboarding.dev.services import PgBackRestRepo, PostgresCluster, RedisServer
+from offboarding.dev.services import MariaDBServer, PgBackRestRepo, PostgresCluster, RedisServer
 from offboarding.locations import get_location
 from offboarding.locations.pgbackrest import BackupSet, Retention, expiry_of
 from offboarding.runs import AcknowledgementInput, Runs
 from offboarding.scheduling.scheduling import schedule_destruction
 from offboarding.stores import LocalStore, open_store
+from tests import wiki as wiki_db
 from tests.conftest import Platform
 from tests.helpers import destroy_everything, export_and_deliver
 
@@ -212,3 +214,62 @@ class _NoRuns:
 
     def __getattr__(self, name: str) -> object:
         raise AssertionError(f"the orchestrator was called ({name}) for a refused case")
+
+
+def test_a_tenant_in_every_system_is_exported_and_destroyed(
+    backed_up: BackedUp, mariadb: MariaDBServer
+) -> None:
+    """The acceptance of the data map: a tenant in PostgreSQL, MariaDB, Redis, the files store
+    and the database's pgBackRest backups, plus an attested helpdesk. Exported (the MariaDB
+    tables in the bundle with their types) and destroyed; a fresh scan of every system finds
+    nothing; the neighbours are untouched; the certificate dates the backups and lists the
+    helpdesk as attested."""
+    platform = backed_up.platform("everything")
+    database = wiki_db.create(mariadb)
+    datamap = platform.settings.datamap
+    assert datamap is not None
+    datamap.write_text(wiki_db.declare(datamap.read_text(), mariadb, database))
+    tenant, neighbour = "acme-corp", "globex"
+    try:
+        before = (
+            platform.fingerprint(neighbour),
+            wiki_db.fingerprint(mariadb, database, neighbour),
+        )
+        case = platform.case(tenant)
+        inventory, _, bundle = export_and_deliver(platform, case)
+        assert {loc.location for loc in inventory.locations} == {
+            "postgres", "files", "wiki", "cache", "platform-backups",
+        }  # fmt: skip
+        with zipfile.ZipFile(bundle) as archive:
+            manifest = json.loads(archive.read("manifest.json"))
+        tables = {t["name"]: t for t in manifest["tables"]}
+        assert tables["wiki.pages"]["rows"] == 6 and tables["public.posts"]["rows"] > 0
+        assert {c["name"]: c["pg_type"] for c in tables["wiki.samples"]["columns"]}["big"] == (
+            "bigint(20) unsigned"
+        )
+
+        archived = destroy_everything(platform, case)
+
+        left = platform.fingerprint(tenant)
+        assert sum(t["rows"] for t in left["tables"].values()) == 0  # type: ignore[attr-defined]
+        assert left["files"]["count"] == 0 and left["cache"]["count"] == 0  # type: ignore[index]
+        assert all(
+            v.startswith("0:") for v in wiki_db.fingerprint(mariadb, database, tenant).values()
+        )
+        for name in ("postgres", "files", "wiki", "cache", "platform-backups"):
+            assert get_location(name, platform.settings).verify(case).items == 0, name
+        after = (platform.fingerprint(neighbour), wiki_db.fingerprint(mariadb, database, neighbour))
+        assert after == before
+
+        store = open_store(platform.settings.store_url("archive"))
+        with store.open_read(archived.key) as body:
+            certificate = json.loads(body.read())
+        systems = {s["name"]: s for s in certificate["systems"]}
+        assert {n: s["status"] for n, s in systems.items()} == {
+            "postgres": "verified", "files": "verified", "cache": "verified",
+            "helpdesk": "attested", "wiki": "verified", "platform-backups": "lingering",
+        }  # fmt: skip
+        assert systems["platform-backups"]["until"] == certificate["all_copies_gone_by"]
+        assert systems["helpdesk"]["evidence"] == "HELPDESK-DEL-0001"
+    finally:
+        wiki_db.drop(mariadb, database)
