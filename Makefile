@@ -1,5 +1,5 @@
 # Two commands matter: `make demo` and `make test`. Both set up what they need.
-.PHONY: audit bench-concurrent bench-destroy bench-scale demo serve test lint typecheck pytest setup system-deps browser-deps schemas clean bench
+.PHONY: audit bench-concurrent bench-destroy bench-mariadb bench-scale demo serve test lint typecheck pytest setup system-deps browser-deps schemas clean bench
 
 PYTHON ?= python3
 UV_VERSION := 0.13.8
@@ -12,10 +12,11 @@ $(UV):
 
 # The servers the tests and the demo start on loopback, from Debian's packages: PostgreSQL
 # (the platform database), Redis (its cache), MariaDB (a second relational system), pgBackRest
-# (the platform's physical backups) and age (the client's side of encrypted delivery).
+# (the platform's physical backups) and age (the client's side of encrypted delivery); and
+# libmariadb-dev with pkg-config, which the MariaDB driver (mysqlclient) is built against.
 # Only what is missing is installed.
 SYSTEM_PACKAGES := postgresql:initdb redis-server:redis-server mariadb-server:mariadbd \
-	pgbackrest:pgbackrest age:age
+	pgbackrest:pgbackrest age:age libmariadb-dev:mariadb_config pkg-config:pkg-config
 system-deps:
 	@missing=""; for entry in $(SYSTEM_PACKAGES); do \
 	  package=$${entry%%:*}; binary=$${entry#*:}; \
@@ -84,6 +85,10 @@ bench: setup benchmarks/.venv-peers/.synced
 # Twenty tenants offboarded at once through a real Prefect server (replaces its section of RESULTS.md).
 bench-concurrent: setup
 	$(VENV)/bin/python -m benchmarks.concurrent_cases $(BENCH_ARGS)
+
+# The MariaDB location's reader against the mariadb client, mariadb-dump and other readers.
+bench-mariadb: setup benchmarks/.venv-peers/.synced
+	$(VENV)/bin/python -m benchmarks.mariadb $(BENCH_ARGS)
 
 # Destruction on a live platform against plain SQL, and on twice the neighbours (benchmarks/destroy.py)
 bench-destroy: setup

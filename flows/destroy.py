@@ -166,6 +166,7 @@ def destroy(tenant: str, case_id: str, acknowledged_at: datetime, deadline: date
         "tenant": tenant, "state": "destroyed and certified", "acknowledged at": acknowledged_at,
         "deadline": deadline, "completed at": datetime.now(UTC), "certificate": key,
         "isolation": "no other row referenced the tenant's; every deleted row checked",
+        "systems": stages.systems_summary(adapter.settings(), case),
         **({"neighbours unchanged (audit)": before == after} if audit else {}),
     }, title="Destruction of case")  # fmt: skip
     return key

@@ -227,7 +227,7 @@ def test_a_waiting_case_shows_its_artifacts_and_its_delivered_bundle_verifies(
     env: DemoEnvironment, acme: CertifiedCase
 ) -> None:
     case = acme.case
-    assert {f"case-{case.case_id}", f"inventory-{case.case_id}",
+    assert {f"case-{case.case_id}", f"inventory-{case.case_id}", f"systems-{case.case_id}",
             f"progress-offboard-{case.case_id}",
             f"progress-export-{case.case_id}"} <= acme.waiting_artifacts  # fmt: skip
     packaged = trail_of(env, case).state().packaged

@@ -11,7 +11,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import duckdb
-import pymysql
+import MySQLdb
 import pytest
 
 from offboarding.core.errors import IsolationBreachError, UnclassifiedDataError
@@ -100,7 +100,7 @@ def test_another_tenants_row_referencing_the_tenant_stops_before_anything_is_del
     wiki: tuple[Platform, str], mariadb: MariaDBServer
 ) -> None:
     platform, database = wiki
-    conn = pymysql.connect(host="127.0.0.1", port=mariadb.port, user="offboard", database=database)
+    conn = MySQLdb.connect(host="127.0.0.1", port=mariadb.port, user="offboard", database=database)
     wiki_db.run(
         conn,
         "INSERT INTO links SELECT 999999, 'globex', MIN(id) FROM pages WHERE tenant_id = 'acme'",
@@ -117,7 +117,7 @@ def test_tables_the_pipeline_cannot_read_by_key_stop_the_case_until_declared(
     wiki: tuple[Platform, str], mariadb: MariaDBServer
 ) -> None:
     platform, database = wiki
-    conn = pymysql.connect(host="127.0.0.1", port=mariadb.port, user="offboard", database=database)
+    conn = MySQLdb.connect(host="127.0.0.1", port=mariadb.port, user="offboard", database=database)
     wiki_db.run(
         conn,
         "CREATE TABLE search_cache (id INT PRIMARY KEY, tenant_id VARCHAR(128)) ENGINE=MyISAM;"

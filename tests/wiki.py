@@ -9,7 +9,7 @@ import uuid
 from datetime import timedelta
 from decimal import Decimal
 
-import pymysql
+import MySQLdb
 
 from offboarding.dev.services import MariaDBServer
 
@@ -38,7 +38,7 @@ CREATE TABLE samples (id INT PRIMARY KEY, tenant_id VARCHAR(128) NOT NULL, tiny 
 """
 
 
-def run(url_conn: pymysql.connections.Connection, statements: str) -> None:  # type: ignore[type-arg]
+def run(url_conn: MySQLdb.connections.Connection, statements: str) -> None:
     with url_conn.cursor() as cur:
         for statement in statements.split(";"):
             if statement.strip():
@@ -46,7 +46,7 @@ def run(url_conn: pymysql.connections.Connection, statements: str) -> None:  # t
     url_conn.commit()
 
 
-def seed(conn: pymysql.connections.Connection) -> None:  # type: ignore[type-arg]
+def seed(conn: MySQLdb.connections.Connection) -> None:
     rows: list[tuple[str, tuple[object, ...]]] = [
         ("INSERT INTO currencies VALUES (%s, %s)", ("EUR", "Euro")),
     ]
@@ -93,7 +93,7 @@ def seed(conn: pymysql.connections.Connection) -> None:  # type: ignore[type-arg
 
 def fingerprint(mariadb: MariaDBServer, database: str, tenant: str) -> dict[str, str]:
     """Each table's rows of `tenant`, digested by the server itself (plain SQL)."""
-    conn = pymysql.connect(host="127.0.0.1", port=mariadb.port, user="offboard", database=database)
+    conn = MySQLdb.connect(host="127.0.0.1", port=mariadb.port, user="offboard", database=database)
     mine = {
         "spaces": "tenant_id = %(t)s", "pages": "tenant_id = %(t)s", "links": "tenant_id = %(t)s",
         "samples": "tenant_id = %(t)s",
@@ -113,7 +113,7 @@ def fingerprint(mariadb: MariaDBServer, database: str, tenant: str) -> dict[str,
 def create(mariadb: MariaDBServer) -> str:
     """A fresh database holding the wiki; its name."""
     database = f"wiki_{uuid.uuid4().hex[:10]}"
-    conn = pymysql.connect(host="127.0.0.1", port=mariadb.port, user="offboard")
+    conn = MySQLdb.connect(host="127.0.0.1", port=mariadb.port, user="offboard")
     run(conn, f"CREATE DATABASE {database}; USE {database}; {SCHEMA}")
     seed(conn)
     conn.close()
@@ -121,7 +121,7 @@ def create(mariadb: MariaDBServer) -> str:
 
 
 def drop(mariadb: MariaDBServer, database: str) -> None:
-    conn = pymysql.connect(host="127.0.0.1", port=mariadb.port, user="offboard")
+    conn = MySQLdb.connect(host="127.0.0.1", port=mariadb.port, user="offboard")
     run(conn, f"DROP DATABASE {database}")
     conn.close()
 

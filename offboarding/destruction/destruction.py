@@ -53,6 +53,7 @@ __all__ = [
     "neighbours_digests",
     "report_key",
     "reverify",
+    "systems_summary",
     "tenants_in_offboarding",
     "verify_location",
 ]
@@ -140,6 +141,16 @@ def reverify(settings: Settings, case: CaseRef) -> dict[str, Remaining]:
     if left:
         raise DestructionIncompleteError(f"case {case.case_id}: data of the tenant found in {left}")
     return results
+
+
+def systems_summary(settings: Settings, case: CaseRef) -> str:
+    """The data map's systems as the case's certificate lists them, in one line: verified,
+    attested, or lingering until a date (names of systems, never tenant data)."""
+    document = AuditTrail.open(settings, case).state().certificate or {}
+    return "; ".join(
+        f"{s['name']} {s['status']}" + (f" until {str(s['until'])[:10]}" if s.get("until") else "")
+        for s in document.get("systems", [])
+    )
 
 
 def certificate_key(case: CaseRef) -> str:

@@ -557,20 +557,17 @@ class MariaDBServer:
         raise ServiceError(f"mariadbd did not answer on port {self.port} within {timeout:.0f}s")
 
     def _admin(self, statements: str) -> None:
-        import pymysql
+        import MySQLdb
 
         try:
-            conn = pymysql.connect(
+            conn = MySQLdb.connect(
                 host="127.0.0.1", port=self.port, user="root", connect_timeout=2, autocommit=True
             )
-        except pymysql.MySQLError as error:
+        except MySQLdb.Error as error:
             raise ServiceError(str(error)) from None
-        try:
-            with conn.cursor() as cursor:
-                for statement in statements.split(";"):
-                    cursor.execute(statement)
-        finally:
-            conn.close()
+        with contextlib.closing(conn), conn.cursor() as cursor:
+            for statement in statements.split(";"):
+                cursor.execute(statement)
 
     def stop(self) -> None:
         if self._process:

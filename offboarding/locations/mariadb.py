@@ -10,7 +10,8 @@
 - **Scope**: a derived row is the tenant's when every foreign key it sets reaches the
   tenant's rows (the PostgreSQL location's rule).
 - **Export**: one `START TRANSACTION WITH CONSISTENT SNAPSHOT` (REPEATABLE READ), each table
-  streamed in key order into Parquet with Arrow types from the declared ones (unsigned
+  streamed in key order (mysqlclient's server-side cursor: the reader `make bench-mariadb`
+  chose) into Parquet with Arrow types from the declared ones (unsigned
   integers, DECIMAL(p,s), TIME as a duration, TIMESTAMP in UTC...); the declared type is in
   the manifest. MariaDB cannot hand one snapshot to other connections (no
   pg_export_snapshot), so the export reads on one connection.
@@ -30,13 +31,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 from urllib.parse import unquote, urlsplit
 
+import MySQLdb
+import MySQLdb.cursors
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pymysql
-import pymysql.cursors
 
 from offboarding.core.config import Settings
 from offboarding.core.errors import (
@@ -78,6 +79,15 @@ _ROWS_PER_BATCH = 10_000
 _DELETE_RULES = {"CASCADE": "c", "SET NULL": "n", "RESTRICT": "r", "NO ACTION": "a",
                  "SET DEFAULT": "d"}  # fmt: skip
 _ENGINES = frozenset({"InnoDB"})  # transactions and consistent snapshots
+
+
+class _Connection(Protocol):
+    """What the location uses of a mysqlclient connection (its stubs leave these untyped)."""
+
+    def cursor(self) -> Any: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -185,10 +195,10 @@ class MariaDBLocation:
         return f"{self._connect_args['host']}:{self._connect_args['port']}/{self.database}"
 
     @contextmanager
-    def _connect(self, **extra: Any) -> Iterator[pymysql.connections.Connection[Any]]:
+    def _connect(self, **extra: Any) -> Iterator[_Connection]:
         try:
-            conn = pymysql.connect(**{**self._connect_args, **extra})
-        except pymysql.MySQLError as error:
+            conn = cast(_Connection, MySQLdb.connect(**{**self._connect_args, **extra}))
+        except MySQLdb.Error as error:
             raise ServiceError(
                 f"the data map's system {self.name!r} (MariaDB at {self._address}) did not "
                 f"answer: {error.args[-1] if error.args else error}. Check its url and that the "
@@ -202,7 +212,7 @@ class MariaDBLocation:
     def _qualified(self, table: str) -> str:
         return f"{self.name}.{table}"
 
-    def _catalogue(self, conn: pymysql.connections.Connection[Any]) -> Catalogue:
+    def _catalogue(self, conn: _Connection) -> Catalogue:
         with conn.cursor() as cur:
             cur.execute(
                 "SELECT TABLE_NAME, TABLE_TYPE, ENGINE, TABLE_ROWS, AVG_ROW_LENGTH "
@@ -466,7 +476,7 @@ class MariaDBLocation:
     ) -> LocationExport:
         """Every table of the inventory from one consistent snapshot, in key order."""
         parts: list[ExportedPart] = []
-        with self._connect(cursorclass=pymysql.cursors.SSCursor) as conn:
+        with self._connect(cursorclass=MySQLdb.cursors.SSCursor) as conn:
             with conn.cursor() as cur:
                 cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
@@ -504,7 +514,7 @@ class MariaDBLocation:
 
     def _write_table(
         self,
-        conn: pymysql.connections.Connection[Any],
+        conn: _Connection,
         classification: Classification,
         table: CatalogTable,
         columns: list[Column],
@@ -528,12 +538,20 @@ class MariaDBLocation:
                 f"SELECT {select} FROM {_quote(table.name)} t WHERE {where} ORDER BY {order}",
                 {"tenant": case.tenant},
             )
+            # Only text-kept and binary columns need a conversion; the others go to Arrow as
+            # the driver returns them.
+            converted = [
+                as_text or pa.types.is_binary(target_type) for target_type, as_text in types
+            ]
             while batch := cur.fetchmany(_ROWS_PER_BATCH):
                 arrays = []
-                for i, (column, (target_type, as_text)) in enumerate(
-                    zip(columns, types, strict=True)
-                ):
-                    values = [_convert(row[i], target_type, as_text) for row in batch]
+                for i, (column, typed) in enumerate(zip(columns, types, strict=True)):
+                    target_type, as_text = typed
+                    values = (
+                        [_convert(row[i], target_type, as_text) for row in batch]
+                        if converted[i]
+                        else [row[i] for row in batch]
+                    )
                     try:
                         arrays.append(pa.array(values, type=target_type))
                     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as error:
@@ -593,7 +611,7 @@ class MariaDBLocation:
 
     def _list(
         self,
-        conn: pymysql.connections.Connection[Any],
+        conn: _Connection,
         classification: Classification,
         by_name: dict[str, CatalogTable],
         owned: list[str],
@@ -628,7 +646,7 @@ class MariaDBLocation:
 
     def _refuse_outside_references(
         self,
-        conn: pymysql.connections.Connection[Any],
+        conn: _Connection,
         catalogue: Catalogue,
         listed: dict[str, _Listed],
         case: CaseRef,
@@ -695,7 +713,7 @@ class MariaDBLocation:
 
     def _delete(
         self,
-        conn: pymysql.connections.Connection[Any],
+        conn: _Connection,
         classification: Classification,
         table: CatalogTable,
         listed: dict[str, _Listed],
@@ -805,7 +823,7 @@ class MariaDBLocation:
         """Every row not the tenant's (nor an excluded tenant's), table by table in key
         order: equal before and after destruction."""
         digest = hashlib.sha256()
-        with self._connect(cursorclass=pymysql.cursors.SSCursor) as conn:
+        with self._connect(cursorclass=MySQLdb.cursors.SSCursor) as conn:
             catalogue = self._catalogue(conn)
             classification, _ = self._classify(catalogue, strict=False)
             for table in catalogue.tables:
@@ -852,9 +870,7 @@ class _Listed:
         cur.execute(f"CREATE TEMPORARY TABLE {name} SELECT * FROM {self.table}")
         return name
 
-    def keys_of(
-        self, conn: pymysql.connections.Connection[Any], columns: tuple[str, ...]
-    ) -> set[tuple[Any, ...]]:
+    def keys_of(self, conn: _Connection, columns: tuple[str, ...]) -> set[tuple[Any, ...]]:
         """The listed values of `columns` (the tenant's rows' keys, for the owner check)."""
         with conn.cursor() as cur:
             cur.execute(f"SELECT {', '.join(_quote(c) for c in columns)} FROM {self.table}")
