@@ -47,6 +47,7 @@ __all__ = [
     "DataMap",
     "FilesSystem",
     "FreezeHook",
+    "HttpFreezeHook",
     "MariaDBSystem",
     "PgBackRestSystem",
     "PostgresSystem",
@@ -239,6 +240,30 @@ class FreezeHook(BaseModel):
     )
 
 
+class HttpFreezeHook(BaseModel):
+    """How the platform makes a tenant read-only through its API: a call, then a GET whose
+    JSON answer says so. `{tenant}` in the URLs is the tenant's id, URL-encoded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(
+        pattern=r"^https?://",
+        description="Called to freeze, e.g. 'https://platform/api/"
+        "tenants/{tenant}/freeze'. Called at every attempt: it must be idempotent.",
+    )
+    method: Literal["POST", "PUT", "PATCH"] = "POST"
+    check_url: str = Field(
+        pattern=r"^https?://", description="GET after the call; answers a JSON object."
+    )
+    check_field: str = Field(
+        default="read_only", description="The answer's field that must be true once frozen."
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description='e.g. { Authorization = "Bearer ${TOKEN}" }.'
+    )
+    timeout: float = Field(default=30, gt=0, le=600, description="Seconds per call.")
+
+
 class TenantsTable(BaseModel):
     """Where the platform keeps its tenants, in its own columns. The pipeline adds nothing to
     it: its cases live in its own ledger (the schema `offboarding` of the same database)."""
@@ -260,7 +285,7 @@ class TenantsTable(BaseModel):
     contact: str | None = Field(
         default="contact_email", description="The address the delivery notice goes to."
     )
-    freeze: FreezeHook | None = Field(
+    freeze: FreezeHook | HttpFreezeHook | None = Field(
         default=None,
         description="How the tenant is made read-only. Without one the platform keeps "
         "accepting writes: rows added after the export then stop the destruction.",

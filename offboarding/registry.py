@@ -11,6 +11,10 @@ years after the end).
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -24,9 +28,10 @@ from offboarding.core.errors import (
     ConfigurationError,
     DuplicateCaseError,
     LegalHoldError,
+    ServiceError,
     TenantError,
 )
-from offboarding.datamap import TenantsTable, load_datamap
+from offboarding.datamap import HttpFreezeHook, TenantsTable, load_datamap
 
 __all__ = ["LEDGER_SCHEMA", "TenantRecord", "TenantRegistry", "registry_table"]
 
@@ -46,6 +51,47 @@ _LEDGER_DDL = sql.SQL(
     " contact_delete_after date)"
 ).format(schema=sql.Identifier(LEDGER_SCHEMA), ledger=_LEDGER)
 _ready: set[str] = set()  # databases whose ledger exists (per process)
+
+
+def _call_freeze_api(hook: HttpFreezeHook, tenant: str) -> None:
+    """The platform's freeze call, then its check: the answer's field must be true."""
+    encoded = urllib.parse.quote(tenant, safe="")
+
+    def call(method: str, template: str) -> bytes:
+        url = template.replace("{tenant}", encoded)
+        where = urllib.parse.urlsplit(url)
+        # http(s) only: the data map's pattern refuses any other scheme.
+        request = urllib.request.Request(url, method=method, headers=hook.headers)  # noqa: S310
+        if method != "GET":
+            request.data = b""
+        try:
+            with urllib.request.urlopen(request, timeout=hook.timeout) as response:  # noqa: S310
+                return bytes(response.read())
+        except urllib.error.HTTPError as error:
+            raise TenantError(
+                f"the freeze hook's {method} to {where.scheme}://{where.netloc}{where.path} "
+                f"answered {error.code} {error.reason}: tenant {tenant!r} is not frozen. Check "
+                "[tenants.freeze] in the data map (url, headers) and the platform's API"
+            ) from None
+        except (urllib.error.URLError, TimeoutError) as error:
+            reason = getattr(error, "reason", error)
+            raise ServiceError(
+                f"the freeze hook's {method} to {where.scheme}://{where.netloc} failed: "
+                f"{reason}. Check the platform's API address in [tenants.freeze]"
+            ) from None
+
+    call(hook.method, hook.url)
+    try:
+        answer = json.loads(call("GET", hook.check_url))
+    except json.JSONDecodeError:
+        answer = None
+    value = answer.get(hook.check_field) if isinstance(answer, dict) else None
+    if value is not True:
+        raise TenantError(
+            f"the freeze hook ran for tenant {tenant!r}, but its check answered "
+            f"{hook.check_field}={value!r}, not true: the platform may still accept the "
+            "tenant's writes. Fix [tenants.freeze] in the data map (check_url, check_field)"
+        )
 
 
 def registry_table(settings: Settings) -> str:
@@ -176,6 +222,9 @@ class TenantRegistry:
     def _run_freeze_hook(self, tenant: str) -> None:
         hook = self.mapping.freeze
         if hook is None:
+            return
+        if isinstance(hook, HttpFreezeHook):
+            _call_freeze_api(hook, tenant)
             return
         with self._connect() as conn:
             conn.execute(hook.sql.encode(), {"tenant": tenant})  # the operator's own statement

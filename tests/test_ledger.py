@@ -4,7 +4,13 @@ platform's hook, and the case checks its effect."""
 
 from __future__ import annotations
 
+import http.server
+import json
+import threading
+import urllib.parse
 import uuid
+from collections.abc import Iterator
+from typing import ClassVar
 
 import pytest
 
@@ -99,3 +105,78 @@ def test_a_platform_with_its_own_tenants_table_and_columns(platform: Platform) -
     _map(platform, '[tenants]\ntable = "public.accounts"\nid = "account_key"\nname = "title"\n')
     with pytest.raises(ConfigurationError, match="has no column the data map's"):
         TenantRegistry(platform.settings).get(str(key))
+
+
+class _PlatformApi(http.server.BaseHTTPRequestHandler):
+    """The platform's API as a freeze hook sees it: POST freezes, GET answers the state."""
+
+    frozen: ClassVar[set[str]] = set()
+    broken: ClassVar[bool] = False
+    calls: ClassVar[list[tuple[str, str, str | None]]] = []
+
+    def do_POST(self) -> None:
+        self.calls.append(("POST", self.path, self.headers.get("Authorization")))
+        if self.broken:
+            self.send_response(503)
+        else:
+            self.frozen.add(urllib.parse.unquote(self.path.split("/")[2]))
+            self.send_response(204)
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        self.calls.append(("GET", self.path, self.headers.get("Authorization")))
+        body = json.dumps(
+            {"read_only": urllib.parse.unquote(self.path.split("/")[2]) in self.frozen}
+        )
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def platform_api() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _PlatformApi)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _PlatformApi.frozen, _PlatformApi.broken, _PlatformApi.calls = set(), False, []
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_freeze_hook_through_the_platforms_api_is_called_and_checked(
+    platform: Platform, platform_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLATFORM_TOKEN", "s3cret")
+    _map(
+        platform,
+        '[tenants]\ntable = "public.tenants"\n'
+        f'freeze = {{ url = "{platform_api}/tenants/{{tenant}}/freeze", '
+        f'check_url = "{platform_api}/tenants/{{tenant}}", '
+        'headers = { Authorization = "Bearer ${PLATFORM_TOKEN}" } }\n',
+    )
+    stages.freeze(platform.settings, platform.case("acme"))
+    assert _PlatformApi.calls == [
+        ("POST", "/tenants/acme/freeze", "Bearer s3cret"),
+        ("GET", "/tenants/acme", "Bearer s3cret"),
+    ]
+    assert TenantRegistry(platform.settings).get("acme").status == "frozen"
+
+    _PlatformApi.broken = True
+    with pytest.raises(
+        TenantError, match=r"POST to http://127\.0\.0\.1:\d+/tenants/globex/freeze answered 503"
+    ):
+        stages.freeze(platform.settings, platform.case("globex"))
+    _PlatformApi.broken = False
+    _PlatformApi.frozen.discard("globex")
+    _map(
+        platform,
+        '[tenants]\ntable = "public.tenants"\n'
+        f'freeze = {{ url = "{platform_api}/tenants/{{tenant}}/freeze", '
+        f'check_url = "{platform_api}/tenants/{{tenant}}", check_field = "locked" }}\n',
+    )
+    with pytest.raises(TenantError, match="its check answered locked=None, not true"):
+        stages.freeze(platform.settings, platform.case("initech"))
