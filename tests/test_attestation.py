@@ -4,6 +4,7 @@ record, and listed in the certificate as attested, never as verified."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.policy import default
@@ -21,6 +22,18 @@ from tests.conftest import Platform
 from tests.helpers import ATTESTATION, export_and_deliver, record_plan
 
 START = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def platform(make_platform: Callable[[], Platform]) -> Platform:
+    """The demo platform with one attested system, the helpdesk (its map's last system,
+    search, is dropped), so each test follows one attestation."""
+    made = make_platform()
+    path = made.settings.datamap
+    assert path is not None
+    text = path.read_text()
+    path.write_text(text[: text.index("[systems.search]")])
+    return made
 
 
 def _destroyed(platform: Platform, case: object) -> destruction.DestructionEvidence:

@@ -101,11 +101,6 @@ def test_datamap_check_reaches_every_bound_system(
     monkeypatch.setenv("OFFBOARD_HOME", str(platform.settings.home))
     monkeypatch.setenv("OFFBOARD_DATABASE_URL", platform.dsn)
     monkeypatch.setenv("OFFBOARD_DATAMAP", str(platform.settings.datamap))
-    _with(
-        platform,
-        '[systems.search]\ndescription = "Managed search"\n'
-        'attested = { role = "search administrator", procedure = "delete index t-{tenant}" }\n',
-    )
     assert offboard(["datamap", "check", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     status = {s["name"]: (s["status"], s["binding"]) for s in report["systems"]}
@@ -163,11 +158,6 @@ def test_an_unbound_system_stops_the_case_at_its_inventory(platform: Platform) -
 
 
 def test_the_inventory_counts_the_cache_and_lists_every_system(platform: Platform) -> None:
-    _with(
-        platform,
-        '[systems.search]\ndescription = "Managed search"\n'
-        'attested = { role = "search administrator", procedure = "delete index t-{tenant}" }\n',
-    )
     inventory = dry_run_inventory(platform.settings, "acme")
     cache = next(loc for loc in inventory.locations if loc.location == "cache")
     assert cache.items == 40 * 2 + 1 and cache.bytes > 0
@@ -181,7 +171,11 @@ def test_the_inventory_counts_the_cache_and_lists_every_system(platform: Platfor
             "support lead: erase the organisation {tenant} in the helpdesk's admin console and "
             "keep the vendor's deletion receipt",
         ),
-        "search": ("attested", "search administrator: delete index t-{tenant}"),
+        "search": (
+            "attested",
+            "search administrator: DELETE the index t-{tenant}; _delete_by_query on activity-* "
+            "where tenant_id is {tenant}; _count on both must then return 0",
+        ),
     }
 
 

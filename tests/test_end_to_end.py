@@ -278,7 +278,7 @@ def test_the_certificate_is_signed_and_chained_and_only_the_tenant_is_gone(
     systems = {s["name"]: s for s in document["systems"]}
     assert {n: s["status"] for n, s in systems.items()} == {
         "postgres": "verified", "files": "verified", "cache": "verified", "helpdesk": "attested",
-        "platform-backups": "lingering",
+        "search": "attested", "platform-backups": "lingering",
     }  # fmt: skip
     backups = systems["platform-backups"]  # the demo cluster's pgBackRest sets, dated
     assert datetime.fromisoformat(backups["until"]) <= datetime.fromisoformat(document["deadline"])

@@ -267,7 +267,8 @@ def test_a_tenant_in_every_system_is_exported_and_destroyed(
         systems = {s["name"]: s for s in certificate["systems"]}
         assert {n: s["status"] for n, s in systems.items()} == {
             "postgres": "verified", "files": "verified", "cache": "verified",
-            "helpdesk": "attested", "wiki": "verified", "platform-backups": "lingering",
+            "helpdesk": "attested", "search": "attested", "wiki": "verified",
+            "platform-backups": "lingering",
         }  # fmt: skip
         assert systems["platform-backups"]["until"] == certificate["all_copies_gone_by"]
         assert systems["helpdesk"]["evidence"] == "HELPDESK-DEL-0001"
