@@ -9,6 +9,7 @@ import zipfile
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import duckdb
 import MySQLdb
@@ -18,6 +19,7 @@ from offboarding.core.errors import IsolationBreachError, UnclassifiedDataError
 from offboarding.dev.services import MariaDBServer
 from offboarding.export import export as stages
 from offboarding.locations import get_location
+from offboarding.locations.mariadb import _Snapshot
 from offboarding.stores import open_store
 from tests import wiki as wiki_db
 from tests.conftest import Platform
@@ -137,3 +139,61 @@ def test_tables_the_pipeline_cannot_read_by_key_stop_the_case_until_declared(
 def test_datamap_check_reaches_the_wiki(wiki: tuple[Platform, str]) -> None:
     platform, _ = wiki
     assert get_location("wiki", platform.settings).reach().startswith("MariaDB 10.11")  # type: ignore[attr-defined]
+
+
+def test_the_readers_share_one_snapshot_taken_while_commits_wait(
+    wiki: tuple[Platform, str],
+    mariadb: MariaDBServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two connections read the export (OFFBOARD_EXPORT_WORKERS=2). Their snapshots start
+    while commits are blocked, so no commit falls between them; a commit after that is in
+    no part."""
+    platform, database = wiki
+
+    def writer() -> MySQLdb.connections.Connection:
+        conn = MySQLdb.connect(
+            host="127.0.0.1", port=mariadb.port, user="offboard", database=database
+        )
+        wiki_db.run(conn, "SET SESSION lock_wait_timeout = 1")
+        return conn
+
+    blocked: list[str] = []
+    release = _Snapshot._release
+
+    def release_after_a_commit_tried(self: _Snapshot, leader: object) -> None:
+        conn = writer()
+        try:
+            wiki_db.run(
+                conn, "INSERT INTO spaces VALUES (777001, 'acme', 'written during the block')"
+            )
+        except MySQLdb.OperationalError as error:
+            blocked.append(str(error.args[1]))
+        conn.close()
+        release(self, leader)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_Snapshot, "_release", release_after_a_commit_tried)
+    location = get_location("wiki", platform.settings)
+    case = platform.case("acme")
+    inventory = location.inventory(case)
+
+    def commit_once_the_snapshot_is_taken(done: int, total: int, rows: int) -> None:
+        if done == 0:
+            conn = writer()
+            wiki_db.run(conn, "INSERT INTO spaces VALUES (777002, 'acme', 'written after')")
+            conn.close()
+
+    exported = location.export(case, inventory, tmp_path, commit_once_the_snapshot_is_taken)
+    assert blocked and "Lock wait timeout" in blocked[0]
+    assert {p.table: p.rows for p in exported.parts} == {
+        t.qualified: t.rows for t in inventory.tables
+    }
+    reader = duckdb.connect()
+    spaces = tmp_path / "tables" / "wiki.spaces" / "part-00000.parquet"
+    assert reader.execute(f"SELECT count(*) FROM '{spaces}' WHERE id >= 777000").fetchone() == (0,)
+    conn = writer()
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM spaces WHERE id = 777002")
+        assert cur.fetchone() == (1,)
+    conn.close()

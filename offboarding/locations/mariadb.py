@@ -9,12 +9,12 @@
   until declared.
 - **Scope**: a derived row is the tenant's when every foreign key it sets reaches the
   tenant's rows (the PostgreSQL location's rule).
-- **Export**: one `START TRANSACTION WITH CONSISTENT SNAPSHOT` (REPEATABLE READ), each table
+- **Export**: one consistent snapshot shared by OFFBOARD_EXPORT_WORKERS connections (commits
+  blocked for the moment their snapshots start, as mydumper does: `_Snapshot`), each table
   streamed in key order (mysqlclient's server-side cursor: the reader `make bench-mariadb`
   chose) into Parquet with Arrow types from the declared ones (unsigned
   integers, DECIMAL(p,s), TIME as a duration, TIMESTAMP in UTC...); the declared type is in
-  the manifest. MariaDB cannot hand one snapshot to other connections (no
-  pg_export_snapshot), so the export reads on one connection.
+  the manifest.
 - **Destruction**, proved by construction: the tenant's keys are listed per table in
   session temporary tables and compared with the frozen inventory; every foreign key of the
   database into a listed table is checked for a referencing row outside the lists (the
@@ -25,10 +25,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
+import queue
+import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -474,43 +478,52 @@ class MariaDBLocation:
         scratch: Path,
         progress: ExportProgress | None = None,
     ) -> LocationExport:
-        """Every table of the inventory from one consistent snapshot, in key order."""
-        parts: list[ExportedPart] = []
-        with self._connect(cursorclass=MySQLdb.cursors.SSCursor) as conn:
-            with conn.cursor() as cur:
-                cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-                cur.execute("SELECT UTC_TIMESTAMP(6)")
-                stamp = cur.fetchone()
-            snapshot_time = stamp[0].replace(tzinfo=dt.UTC) if stamp else None
-            catalogue = self._catalogue(conn)
+        """Every table of the inventory from one consistent snapshot, in key order, read by
+        up to OFFBOARD_EXPORT_WORKERS connections that share it (`_Snapshot`)."""
+        wanted = max(1, min(self.settings.export.workers, len(inventory.tables)))
+        with _Snapshot(self, wanted) as snapshot:
+            catalogue = self._catalogue(snapshot.readers[0])
             classification, _ = self._classify(catalogue)
             by_name = {t.qualified: t for t in catalogue.tables}
-            done_rows = 0
-            for n, item in enumerate(inventory.tables):
-                table = by_name.get(item.qualified)
-                if table is None:
+            for item in inventory.tables:
+                if item.qualified not in by_name:
                     raise IntegrityError(
                         f"table {item.qualified} of the inventory disappeared before the export "
                         f"of tenant {case.tenant!r}: take the inventory again"
                     )
+            if progress:
+                progress(0, len(inventory.tables), 0)
+            lock = threading.Lock()
+            tally = {"tables": 0, "rows": 0}
+            free = queue.SimpleQueue[_Connection]()
+            for reader in snapshot.readers:
+                free.put(reader)
+
+            def export_one(item: TableItem) -> ExportedPart:
+                table = by_name[item.qualified]
                 relative = f"tables/{item.qualified}/part-00000.parquet"
-                rows, columns = self._write_table(
-                    conn, classification, table, catalogue.columns[table.name], case,
-                    scratch / relative,
+                reader = free.get()
+                try:
+                    rows, columns = self._write_table(
+                        reader, classification, table, catalogue.columns[table.name], case,
+                        scratch / relative,
+                    )  # fmt: skip
+                finally:
+                    free.put(reader)
+                with lock:
+                    tally["tables"] += 1
+                    tally["rows"] += rows
+                    if progress:
+                        progress(tally["tables"], len(inventory.tables), tally["rows"])
+                return ExportedPart(
+                    path=relative, source=f"scratch:{relative}", kind="table",
+                    table=item.qualified, rows=rows, columns=columns,
+                    size=(scratch / relative).stat().st_size,
                 )  # fmt: skip
-                parts.append(
-                    ExportedPart(
-                        path=relative, source=f"scratch:{relative}", kind="table",
-                        table=item.qualified, rows=rows, columns=columns,
-                        size=(scratch / relative).stat().st_size,
-                    )
-                )  # fmt: skip
-                done_rows += rows
-                if progress:
-                    progress(n + 1, len(inventory.tables), done_rows)
-            conn.rollback()
-        return LocationExport(parts=parts, snapshot_time=snapshot_time)
+
+            with ThreadPoolExecutor(len(snapshot.readers)) as pool:
+                parts = list(pool.map(export_one, inventory.tables))
+        return LocationExport(parts=parts, snapshot_time=snapshot.taken_at)
 
     def _write_table(
         self,
@@ -848,6 +861,74 @@ class MariaDBLocation:
                     for row in cur:
                         digest.update(repr(row).encode())
         return digest.hexdigest()
+
+
+class _Snapshot:
+    """Connections that all read one consistent snapshot. MariaDB cannot hand a snapshot to
+    another connection (PostgreSQL's pg_export_snapshot), so the way mydumper does it: block
+    commits for a moment (MariaDB's BACKUP STAGE BLOCK_COMMIT; FLUSH TABLES WITH READ LOCK on
+    MySQL), start a consistent-snapshot transaction on every reader, release. No commit can
+    fall between two readers' snapshots, so they see the same database. Without the RELOAD
+    privilege that blocking needs, one connection reads everything (same guarantee, no
+    parallelism)."""
+
+    def __init__(self, location: MariaDBLocation, readers: int) -> None:
+        self.location = location
+        self.wanted = readers
+        self.readers: list[_Connection] = []
+        self.taken_at: dt.datetime | None = None
+        self._stack = ExitStack()
+        self._mariadb = True
+
+    def __enter__(self) -> _Snapshot:
+        connect = self.location._connect
+        try:
+            leader = self._stack.enter_context(connect())
+            blocked = self.wanted > 1 and self._block(leader)
+            count = self.wanted if blocked else 1
+            for _ in range(count):
+                reader = self._stack.enter_context(connect(cursorclass=MySQLdb.cursors.SSCursor))
+                with reader.cursor() as cur:
+                    cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+                self.readers.append(reader)
+            with self.readers[0].cursor() as cur:
+                cur.execute("SELECT UTC_TIMESTAMP(6)")
+                stamp = cur.fetchone()
+            self.taken_at = stamp[0].replace(tzinfo=dt.UTC) if stamp else None
+            if blocked:
+                self._release(leader)
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def _block(self, leader: _Connection) -> bool:
+        with leader.cursor() as cur:
+            cur.execute("SELECT VERSION()")
+            row = cur.fetchone()
+            self._mariadb = bool(row and "MariaDB" in str(row[0]))
+            try:
+                if self._mariadb:
+                    cur.execute("BACKUP STAGE START")
+                    cur.execute("BACKUP STAGE BLOCK_COMMIT")
+                else:
+                    cur.execute("FLUSH TABLES WITH READ LOCK")
+            except MySQLdb.OperationalError as error:
+                if error.args and error.args[0] == 1227:  # access denied: no RELOAD privilege
+                    return False
+                raise
+        return True
+
+    def _release(self, leader: _Connection) -> None:
+        with leader.cursor() as cur:
+            cur.execute("BACKUP STAGE END" if self._mariadb else "UNLOCK TABLES")
+
+    def __exit__(self, *exc: object) -> None:
+        for reader in self.readers:
+            with contextlib.suppress(MySQLdb.Error):
+                reader.rollback()
+        self._stack.close()
 
 
 _RULE_NAMES = {"c": "CASCADE", "n": "SET NULL", "r": "RESTRICT", "a": "NO ACTION",
