@@ -195,6 +195,25 @@ def resume_attestation(run_id: str, system: str, given: AttestationInput) -> Non
     resume_flow_run(UUID(run_id), run_input=given.as_run_input())
 
 
+def _paused(flow_name: str) -> Iterator[FlowRun]:
+    """Every paused (suspended) run of a flow, page by page."""
+    offset = 0
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+                ),
+                limit=200,
+                offset=offset,
+            )
+            yield from runs
+            if len(runs) < 200:
+                return
+            offset += 200
+
+
 class PrefectRuns:
     """The library's `Runs`, on the Prefect server PREFECT_API_URL names."""
 
@@ -234,51 +253,16 @@ class PrefectRuns:
             client.set_flow_run_state(UUID(run_id), Cancelled(message=message), force=True)
 
     def waiting_cases(self) -> list[tuple[str, str]]:
-        found: list[tuple[str, str]] = []
-        offset = 0
-        with get_client(sync_client=True) as client:
-            while True:
-                runs = client.read_flow_runs(
-                    flow_filter=FlowFilter(name=FlowFilterName(any_=[OFFBOARD_FLOW])),
-                    flow_run_filter=FlowRunFilter(
-                        state=FlowRunFilterState(
-                            type=FlowRunFilterStateType(any_=[StateType.PAUSED])
-                        )
-                    ),
-                    limit=200,
-                    offset=offset,
-                )
-                found += [(str(r.id), str(r.parameters.get("tenant", ""))) for r in runs]
-                if len(runs) < 200:
-                    return found
-                offset += 200
+        return [(str(r.id), str(r.parameters.get("tenant", ""))) for r in _paused(OFFBOARD_FLOW)]
 
     def waiting_destructions(self) -> list[CaseRef]:
         """Cases whose destroy run is suspended, waiting for an attested system."""
         found: list[CaseRef] = []
-        offset = 0
-        with get_client(sync_client=True) as client:
-            while True:
-                runs = client.read_flow_runs(
-                    flow_filter=FlowFilter(name=FlowFilterName(any_=[DESTROY_FLOW])),
-                    flow_run_filter=FlowRunFilter(
-                        state=FlowRunFilterState(
-                            type=FlowRunFilterStateType(any_=[StateType.PAUSED])
-                        )
-                    ),
-                    limit=200,
-                    offset=offset,
-                )
-                found += [
-                    CaseRef(
-                        tenant=str(r.parameters["tenant"]), case_id=str(r.parameters["case_id"])
-                    )
-                    for r in runs
-                    if "tenant" in r.parameters and "case_id" in r.parameters
-                ]
-                if len(runs) < 200:
-                    return found
-                offset += 200
+        for run in _paused(DESTROY_FLOW):
+            tenant, case_id = run.parameters.get("tenant"), run.parameters.get("case_id")
+            if tenant and case_id:
+                found.append(CaseRef(tenant=str(tenant), case_id=str(case_id)))
+        return found
 
     def resume(self, run_id: str, acknowledgement: AcknowledgementInput) -> None:
         try:

@@ -167,6 +167,13 @@ def _quote(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
+def _count(cur: Any, table: str, where: str, tenant: str) -> int:
+    """Rows of `table` (as `t`) matching `where`, with %(tenant)s bound."""
+    cur.execute(f"SELECT COUNT(*) FROM {_quote(table)} t WHERE {where}", {"tenant": tenant})
+    row = cur.fetchone()
+    return int(row[0]) if row else 0
+
+
 class MariaDBLocation:
     def __init__(self, settings: Settings, name: str, system: MariaDBSystem) -> None:
         self.settings = settings
@@ -408,21 +415,12 @@ class MariaDBLocation:
                 for name in classification.owned:
                     table = by_name[name]
                     where = self._where(classification, name, "t")
-                    cur.execute(
-                        f"SELECT COUNT(*) FROM {_quote(table.name)} t WHERE {where}",
-                        {"tenant": case.tenant},
-                    )
-                    count_row = cur.fetchone()
-                    rows = int(count_row[0]) if count_row else 0
+                    rows = _count(cur, table.name, where, case.tenant)
                     if name in classification.derived:
-                        cur.execute(
-                            f"SELECT COUNT(*) FROM {_quote(table.name)} t WHERE "
-                            f"({self._reaches(classification, name, 't')}) AND NOT {where}",
-                            {"tenant": case.tenant},
-                        )
-                        shared_row = cur.fetchone()
-                        if shared_row and shared_row[0]:
-                            shared[name] = int(shared_row[0])
+                        reaching = self._reaches(classification, name, "t")
+                        both = _count(cur, table.name, f"({reaching}) AND NOT {where}", case.tenant)
+                        if both:
+                            shared[name] = both
                     average = catalogue.rows_estimate.get(table.name, (0, 0))[1]
                     items.append(self._item(classification, table, catalogue, rows, rows * average))
         if shared and not dry_run:
@@ -817,15 +815,10 @@ class MariaDBLocation:
             left: dict[str, int] = {}
             with conn.cursor() as cur:
                 for name in classification.owned:
-                    table = name.split(".", 1)[1]
-                    cur.execute(
-                        f"SELECT COUNT(*) FROM {_quote(table)} t WHERE "
-                        f"{self._where(classification, name, 't')}",
-                        {"tenant": case.tenant},
-                    )
-                    row = cur.fetchone()
-                    if row and row[0]:
-                        left[name] = int(row[0])
+                    where = self._where(classification, name, "t")
+                    found = _count(cur, name.split(".", 1)[1], where, case.tenant)
+                    if found:
+                        left[name] = found
         return Remaining(
             items=sum(left.values()),
             verification=f"count of the tenant's rows in {len(classification.owned)} table(s): "
