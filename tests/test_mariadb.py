@@ -15,11 +15,15 @@ import duckdb
 import MySQLdb
 import pytest
 
-from offboarding.core.errors import IsolationBreachError, UnclassifiedDataError
+from offboarding.core.errors import (
+    DestructionIncompleteError,
+    IsolationBreachError,
+    UnclassifiedDataError,
+)
 from offboarding.dev.services import MariaDBServer
 from offboarding.export import export as stages
 from offboarding.locations import get_location
-from offboarding.locations.mariadb import _Snapshot
+from offboarding.locations.mariadb import MariaDBLocation, _Snapshot
 from offboarding.stores import open_store
 from tests import wiki as wiki_db
 from tests.conftest import Platform
@@ -196,4 +200,39 @@ def test_the_readers_share_one_snapshot_taken_while_commits_wait(
     with conn.cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM spaces WHERE id = 777002")
         assert cur.fetchone() == (1,)
+    conn.close()
+
+
+def test_a_row_written_after_the_check_that_would_cascade_stops_its_batch(
+    wiki: tuple[Platform, str], mariadb: MariaDBServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """revisions.page_id is ON DELETE CASCADE: a revision written after the references were
+    checked would go silently with its page. Each batch locks its rows, checks again, and
+    stops instead; the page stays."""
+    platform, database = wiki
+    check = MariaDBLocation._refuse_outside_references
+
+    def check_then_write(self: MariaDBLocation, *args: object) -> None:
+        check(self, *args)  # type: ignore[arg-type]
+        conn = MySQLdb.connect(
+            host="127.0.0.1", port=mariadb.port, user="offboard", database=database
+        )
+        wiki_db.run(
+            conn,
+            "INSERT INTO revisions SELECT 888001, MIN(id), 9, NULL, NULL FROM pages "
+            "WHERE tenant_id = 'acme'",
+        )
+        conn.close()
+
+    monkeypatch.setattr(MariaDBLocation, "_refuse_outside_references", check_then_write)
+    location = get_location("wiki", platform.settings)
+    late = r"written since the check .* revisions_ibfk_1 \(ON DELETE CASCADE\)"
+    with pytest.raises(DestructionIncompleteError, match=late):
+        location.destroy(platform.case("acme"))
+    conn = MySQLdb.connect(host="127.0.0.1", port=mariadb.port, user="offboard", database=database)
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM revisions WHERE id = 888001")
+        assert cur.fetchone() == (1,)
+        cur.execute("SELECT COUNT(*) FROM pages WHERE tenant_id = 'acme'")
+        assert cur.fetchone() == (6,)
     conn.close()

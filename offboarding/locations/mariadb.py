@@ -605,7 +605,15 @@ class MariaDBLocation:
             removed = 0
             size = 0
             for name in deletion_order(parents):
-                removed += self._delete(conn, classification, by_name[name], listed, case)
+                # Keys that would cascade into (or null) a row outside the lists if one
+                # appeared after the check: checked again per batch, under the batch's locks.
+                hazards = [
+                    (child, fk)
+                    for child in catalogue.tables
+                    for fk in child.foreign_keys
+                    if fk.references == name and fk.on_delete in "cnd" and child.qualified != name
+                ]
+                removed += self._delete(conn, classification, by_name[name], listed, case, hazards)
                 size += (
                     listed[name].count * catalogue.rows_estimate.get(by_name[name].name, (0, 0))[1]
                 )
@@ -729,9 +737,12 @@ class MariaDBLocation:
         table: CatalogTable,
         listed: dict[str, _Listed],
         case: CaseRef,
+        hazards: list[tuple[CatalogTable, ForeignKey]],
     ) -> int:
-        """Delete one table's listed rows in batches, each returning the owner columns, which
-        are checked before the batch is committed."""
+        """Delete one table's listed rows in batches. Each batch locks its rows (a row written
+        meanwhile that references them waits, and then fails its key check), checks again
+        that no outside row references them through a key that would cascade or set null,
+        and returns the owner columns, which are checked before the batch is committed."""
         own = listed[table.qualified]
         links = classification.derived.get(table.qualified, ())
         tenant_scoped = table.qualified in classification.tenant_scoped
@@ -755,12 +766,45 @@ class MariaDBLocation:
                 )
             conn.commit()
             for start in range(1, own.count + 1, batch):
+                window = (start, start + batch - 1)
+                batch_keys = f"SELECT {{}} FROM {own.table} WHERE ord BETWEEN %s AND %s"
                 cur.execute(
-                    f"DELETE FROM {_quote(table.name)} WHERE ({key}) IN (SELECT {key} FROM "
-                    f"{own.table} WHERE ord BETWEEN %s AND %s) RETURNING "
-                    f"{', '.join(_quote(c) for c in owner_columns)}",
-                    (start, start + batch - 1),
+                    f"SELECT 1 FROM {_quote(table.name)} WHERE ({key}) IN "
+                    f"({batch_keys.format(key)}) FOR UPDATE",
+                    window,
                 )
+                cur.fetchall()
+                for child, fk in hazards:
+                    referenced = ", ".join(_quote(r) for r in fk.referenced_columns)
+                    referencing = ", ".join(f"t.{_quote(c)}" for c in fk.columns)
+                    late = _count(
+                        cur, child.name,
+                        f"({referencing}) IN ({batch_keys.format(referenced)})"
+                        % window,
+                        case.tenant,
+                    )  # fmt: skip
+                    if late:
+                        conn.rollback()
+                        raise DestructionIncompleteError(
+                            f"system {self.name!r}: {late} row(s) of {child.qualified} written "
+                            f"since the check reference the tenant's rows of {table.qualified} "
+                            f"through {fk.name} (ON DELETE {_RULE_NAMES.get(fk.on_delete)}): "
+                            "that batch was not deleted. Settle those rows, then retry"
+                        )
+                try:
+                    cur.execute(
+                        f"DELETE FROM {_quote(table.name)} WHERE ({key}) IN "
+                        f"({batch_keys.format(key)}) RETURNING "
+                        f"{', '.join(_quote(c) for c in owner_columns)}",
+                        window,
+                    )
+                except MySQLdb.IntegrityError as error:
+                    conn.rollback()
+                    raise DestructionIncompleteError(
+                        f"system {self.name!r}: deleting the tenant's rows of {table.qualified} "
+                        f"broke a foreign key (a row written since the check references them: "
+                        f"{error.args[-1]}). That batch was not deleted; settle the row, retry"
+                    ) from None
                 returned = cur.fetchall()
                 expected = min(batch, own.count - start + 1)
                 stray = [
