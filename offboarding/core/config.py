@@ -444,12 +444,6 @@ class Settings(BaseSettings):
         """Every store that may hold a bundle (destruction empties the tenant's part of each)."""
         return sorted(set(self.stores.delivery_regions.values())) or [self.store_url("delivery")]
 
-    @property
-    def lingering_delay(self) -> timedelta:
-        """How long after destruction some copies still exist (soft-deleted objects, a key
-        whose destruction is scheduled): destruction is planned to start this much earlier."""
-        return max(self.keyring.destroy_delay, self.stores.soft_delete_retention)
-
     def require_database(self) -> str:
         if not self.platform.database_url:
             raise ConfigurationError(
