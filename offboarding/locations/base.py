@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from offboarding.core.config import Settings
-from offboarding.core.records import CaseRef, ExportedPart, LocationInventory
+from offboarding.core.records import CaseRef, ExportedPart, ForeignKeySchema, LocationInventory
+from offboarding.planning import CatalogTable
 
 __all__ = [
     "CopiesOnly",
@@ -21,6 +22,7 @@ __all__ = [
     "LocationFacts",
     "Remaining",
     "Removal",
+    "foreign_key_schemas",
     "scratch_dir",
     "write_case_report",
 ]
@@ -122,6 +124,18 @@ class CopiesOnly:
         progress: ExportProgress | None = None,
     ) -> LocationExport:
         return LocationExport(parts=[])
+
+
+def foreign_key_schemas(table: CatalogTable) -> list[ForeignKeySchema]:
+    """A table's foreign keys as the inventory and the manifest give them to the client."""
+    return [
+        ForeignKeySchema(
+            columns=list(fk.columns),
+            references=fk.references,
+            referenced_columns=list(fk.referenced_columns),
+        )
+        for fk in table.foreign_keys
+    ]
 
 
 def scratch_dir(settings: Settings, case: CaseRef) -> Path:

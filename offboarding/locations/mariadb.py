@@ -57,7 +57,6 @@ from offboarding.core.records import (
     CaseRef,
     ColumnSchema,
     ExportedPart,
-    ForeignKeySchema,
     LocationInventory,
     TableItem,
 )
@@ -68,6 +67,7 @@ from offboarding.locations.base import (
     LocationFacts,
     Remaining,
     Removal,
+    foreign_key_schemas,
 )
 from offboarding.planning import (
     CatalogTable,
@@ -459,14 +459,7 @@ class MariaDBLocation:
             parents=sorted(
                 {fk.references for fk in classification.derived.get(table.qualified, ())}
             ),
-            foreign_keys=[
-                ForeignKeySchema(
-                    columns=list(fk.columns),
-                    references=fk.references,
-                    referenced_columns=list(fk.referenced_columns),
-                )
-                for fk in table.foreign_keys
-            ],
+            foreign_keys=foreign_key_schemas(table),
         )
 
     def export(

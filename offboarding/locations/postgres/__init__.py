@@ -26,13 +26,14 @@ from exporters.parquet import plan_column
 from offboarding.core.canonical import compact_json
 from offboarding.core.config import Settings
 from offboarding.core.errors import ConfigurationError
-from offboarding.core.records import CaseRef, ForeignKeySchema, LocationInventory, TableItem
+from offboarding.core.records import CaseRef, LocationInventory, TableItem
 from offboarding.locations.base import (
     ExportProgress,
     LocationExport,
     LocationFacts,
     Remaining,
     Removal,
+    foreign_key_schemas,
 )
 from offboarding.locations.postgres.catalog import (
     classify,
@@ -142,14 +143,7 @@ class PostgresLocation:
                         parents=sorted(
                             {fk.references for fk in classification.derived.get(name, ())}
                         ),
-                        foreign_keys=[
-                            ForeignKeySchema(
-                                columns=list(fk.columns),
-                                references=fk.references,
-                                referenced_columns=list(fk.referenced_columns),
-                            )
-                            for fk in table.foreign_keys
-                        ],
+                        foreign_keys=foreign_key_schemas(table),
                     )
                 )
             warnings = [
