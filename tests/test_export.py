@@ -560,3 +560,19 @@ def test_inheritance_and_large_objects_stop_the_case_until_declared(platform: Pl
     rows = {t.qualified: t.rows for t in inventory.tables}
     assert rows["public.events"] == 1 and "public.events_2024" not in rows
     assert "public.scans" not in rows
+
+
+def test_a_table_of_wide_rows_is_split_by_its_weight_not_only_its_rows(
+    platform: Platform,
+) -> None:
+    """Few rows can weigh gigabytes (documents, blobs): the part plan counts bytes too."""
+    settings = with_small_parts(platform.settings, split_rows=1_000_000, split_bytes=4_096)
+    case = platform.case("acme")
+    inventory = stages.take_inventory(settings, case)
+    posts = next(t for t in inventory.tables if t.qualified == "public.posts")
+    assert posts.rows < 1_000_000 and posts.bytes_estimate > 4_096
+    exported = stages.export_snapshot(settings, case, inventory)
+    parts = [p for p in exported.parts if p.table == "public.posts"]
+    assert len(parts) > 1 and sum(p.rows or 0 for p in parts) == posts.rows
+    whole = stages.export_snapshot(platform.settings, case, inventory)
+    assert len([p for p in whole.parts if p.table == "public.posts"]) == 1

@@ -224,6 +224,12 @@ class ExportSettings(_Section):
         ge=1_000,
         description="Tables with more rows are exported as several parts, by key range.",
     )
+    split_bytes: int = Field(
+        default=512 * 1024**2,
+        ge=1024**2,
+        description="Tables whose rows of the tenant weigh more are exported as several parts "
+        "too, however few the rows (wide rows: documents, blobs).",
+    )
     concurrency: int = Field(
         default=2,
         ge=1,
@@ -314,6 +320,7 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "reply_to": ("delivery", "reply_to"),
     "export_workers": ("export", "workers"),
     "export_split_rows": ("export", "split_rows"),
+    "export_split_bytes": ("export", "split_bytes"),
     "export_concurrency": ("export", "concurrency"),
     "parquet_row_group_rows": ("export", "parquet_row_group_rows"),
     "bundle_part_bytes": ("export", "bundle_part_bytes"),

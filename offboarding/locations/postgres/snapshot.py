@@ -202,8 +202,9 @@ def plan_jobs(
     pg_columns: list[PgColumn],
     scope: Scope,
 ) -> list[ExportJob]:
-    """One job per table, or several for a table above `export_split_rows`. Runs in the
-    leader's snapshot, so ranges and types match it.
+    """One job per table, or several for a table above `export_split_rows` rows or
+    `export_split_bytes` bytes of the tenant's (wide rows count by their weight, not their
+    number). Runs in the leader's snapshot, so ranges and types match it.
 
     Rows go out in a deterministic order. Small and derived tables: ORDER BY the primary
     key. Large tenant-scoped or schema tables: block (ctid) ranges read in physical
@@ -220,12 +221,16 @@ def plan_jobs(
         )
         for c in pg_columns
     ]
-    split = settings.export.split_rows
     workers = settings.export.workers
+    needed = max(
+        -(-item.rows // settings.export.split_rows),
+        -(-item.bytes_estimate // settings.export.split_bytes),
+        1,
+    )
     # Whole rounds of workers, so no worker idles while another finishes alone.
-    count = min(-(-max(-(-item.rows // split), workers) // workers) * workers, 1000)
+    count = min(-(-max(needed, workers) // workers) * workers, 1000)
     ranges: list[sql.Composable] = [sql.SQL("TRUE")]
-    physical = item.rows > split and item.scope in ("tenant", "schema")
+    physical = needed > 1 and item.scope in ("tenant", "schema")
     key = item.primary_key[0] if len(item.primary_key) == 1 else None
     key_type = next((c.type_name for c in pg_columns if c.name == key), None)
     if physical:
@@ -244,7 +249,7 @@ def plan_jobs(
         ]
         # The last range is open: the table only grows, never past what the snapshot sees.
         ranges.append(sql.SQL("ctid >= {}::tid").format(sql.Literal(f"({(count - 1) * step},0)")))
-    elif key and key_type in ("int2", "int4", "int8") and item.rows > split:
+    elif key and key_type in ("int2", "int4", "int8") and needed > 1:
         bounds = leader.execute(
             sql.SQL("SELECT min({k}), max({k}) FROM {t} WHERE {w}").format(
                 k=sql.Identifier(key), t=table, w=where
