@@ -170,10 +170,9 @@ def lingering(settings: Settings) -> tuple[timedelta, str]:
         (settings.keyring.destroy_delay, "OFFBOARD_KEY_DESTROY_DELAY"),
         (settings.stores.soft_delete_retention, "OFFBOARD_SOFT_DELETE_RETENTION"),
     ]
-    for entry in _registered(settings):
-        location = entry.make(settings)
-        if isinstance(location, PgBackRestLocation):
-            candidates.append(location.lingering_delay())
+    for name, system in load_datamap(settings.datamap).bound().items():
+        if isinstance(system, PgBackRestSystem):  # only these say when their copies go
+            candidates.append(PgBackRestLocation(settings, name, system).lingering_delay())
     return max(candidates, key=lambda candidate: candidate[0])
 
 
