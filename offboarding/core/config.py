@@ -230,6 +230,18 @@ class ExportSettings(_Section):
         description="Tables whose rows of the tenant weigh more are exported as several parts "
         "too, however few the rows (wide rows: documents, blobs).",
     )
+    replica_url: str = Field(
+        default="",
+        description="libpq connection string of a hot-standby replica of the platform "
+        "database to read the export from (the freeze and the inventory stay on the primary; "
+        "the export waits until the replica has replayed past the primary's position). Empty: "
+        "read from the primary.",
+    )
+    replica_wait: timedelta = Field(
+        default=timedelta(minutes=15),
+        description="How long the export waits for the replica to catch up before it stops "
+        "(and is retried) saying how far behind the replica is.",
+    )
     concurrency: int = Field(
         default=2,
         ge=1,
@@ -322,6 +334,8 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "export_split_rows": ("export", "split_rows"),
     "export_split_bytes": ("export", "split_bytes"),
     "export_concurrency": ("export", "concurrency"),
+    "export_replica_url": ("export", "replica_url"),
+    "export_replica_wait": ("export", "replica_wait"),
     "parquet_row_group_rows": ("export", "parquet_row_group_rows"),
     "bundle_part_bytes": ("export", "bundle_part_bytes"),
     "destruction_grace": ("destruction", "grace"),

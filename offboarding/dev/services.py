@@ -222,6 +222,26 @@ class PostgresCluster:
 
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.dbname)))
 
+    def replica(self) -> PostgresCluster:
+        """A hot-standby streaming replica of this running cluster, cloned with
+        `pg_basebackup -R` into a directory of its own; call `start()` on it."""
+        parent = Path(tempfile.mkdtemp(prefix="offboard-pg-replica-"))
+        if self._owner:
+            os.chown(parent, self._owner.pw_uid, self._owner.pw_gid)
+        self._cmd(
+            [
+                _find_pg_bin("pg_basebackup"),
+                "-D", str(parent / "data"),
+                "-h", "127.0.0.1", "-p", str(self.port), "-U", self.superuser,
+                "-R", "-X", "stream", "--checkpoint=fast", "--no-sync",
+            ]
+        )  # fmt: skip
+        replica = PostgresCluster(
+            data_dir=parent / "data", superuser=self.superuser, dbname=self.dbname
+        )
+        replica._temporary = True
+        return replica
+
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
             self._cmd([_find_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"])

@@ -8,9 +8,11 @@ travel as Arrow record batches (binary COPY decoded in C++) straight into Parque
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -20,14 +22,21 @@ from psycopg import sql
 
 from exporters.parquet import ColumnPlan, PgColumn, plan_column, select_query, write_parquet
 from offboarding.core.config import Settings
-from offboarding.core.errors import IntegrityError
+from offboarding.core.errors import ConfigurationError, IntegrityError
 from offboarding.core.faults import crash_point
 from offboarding.core.records import CaseRef, ExportedPart, LocationInventory, TableItem
 from offboarding.locations.base import ExportProgress, LocationExport
 from offboarding.locations.postgres.catalog import classify, column_schema, ident
 from offboarding.locations.postgres.scope import Scope
 
-__all__ = ["ExportJob", "SnapshotReaders", "export_tenant", "plan_jobs", "run_job"]
+__all__ = [
+    "ExportJob",
+    "SnapshotReaders",
+    "export_tenant",
+    "plan_jobs",
+    "run_job",
+    "wait_for_replay",
+]
 
 PHYSICAL_ORDER_SETTINGS = (
     ("enable_indexscan", "off"),
@@ -157,7 +166,11 @@ def export_tenant(
     """Every table from one snapshot. The leader exports it (pg_export_snapshot) and holds
     it open; `export_workers` workers each import it on a connection of their own and
     write Parquet parts (a table, or a range of a large one) until none are left."""
-    with psycopg.connect(settings.require_database()) as leader:
+    source = settings.require_database()
+    if settings.export.replica_url:
+        source = settings.export.replica_url
+        wait_for_replay(settings.require_database(), source, settings.export.replica_wait)
+    with psycopg.connect(source) as leader:
         leader.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         leader.read_only = True
         with leader.transaction():
@@ -174,7 +187,7 @@ def export_tenant(
                         f"export of tenant {case.tenant!r}: take the inventory again"
                     )
                 jobs.extend(plan_jobs(settings, leader, item, columns[item.qualified], scope))
-            readers = SnapshotReaders(settings.require_database(), snapshot_id)
+            readers = SnapshotReaders(source, snapshot_id)
             tally = _Tally(len(jobs), progress)
             try:
                 with ThreadPoolExecutor(settings.export.workers) as pool:
@@ -194,6 +207,57 @@ def export_tenant(
         for job, rows in zip(jobs, written, strict=True)
     ]  # fmt: skip
     return LocationExport(parts=parts, snapshot_time=snapshot_time)
+
+
+def wait_for_replay(
+    primary_dsn: str, replica_dsn: str, patience: timedelta, *, poll: float = 0.2
+) -> str:
+    """Wait until the replica has replayed the primary's WAL up to where it is now, so that a
+    snapshot taken on the replica sees every transaction the primary committed before: the
+    freeze, and every write before it. Return the position waited for.
+
+    The replica must be a hot standby of the same cluster (same system identifier): a
+    replica of another database, or a promoted one, would export something else."""
+    with psycopg.connect(primary_dsn, autocommit=True) as primary:
+        row = primary.execute(
+            "SELECT pg_is_in_recovery(), (SELECT system_identifier FROM pg_control_system()), "
+            "CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END"
+        ).fetchone()
+    assert row is not None
+    in_recovery, system, target = row
+    if in_recovery:
+        raise ConfigurationError(
+            "OFFBOARD_DATABASE_URL points at a standby: it must be the primary, where the "
+            "freeze is written (OFFBOARD_EXPORT_REPLICA_URL names the replica)"
+        )
+    deadline = time.monotonic() + patience.total_seconds()
+    with psycopg.connect(replica_dsn, autocommit=True) as replica:
+        while True:
+            row = replica.execute(
+                "SELECT pg_is_in_recovery(), "
+                "(SELECT system_identifier FROM pg_control_system()), "
+                "pg_last_wal_replay_lsn() >= %s::pg_lsn, "
+                "pg_wal_lsn_diff(%s::pg_lsn, pg_last_wal_replay_lsn())::bigint",
+                (target, target),
+            ).fetchone()
+            assert row is not None
+            standby, replica_system, caught_up, behind = row
+            if not standby or replica_system != system:
+                raise ConfigurationError(
+                    "OFFBOARD_EXPORT_REPLICA_URL is not a hot standby of the platform database "
+                    f"({'another cluster' if standby else 'not in recovery'}): give a "
+                    "streaming replica of OFFBOARD_DATABASE_URL, or unset it to read the primary"
+                )
+            if caught_up:
+                return str(target)
+            if time.monotonic() > deadline:
+                raise IntegrityError(
+                    f"the replica has not replayed up to {target} after {patience} (still "
+                    f"{behind or 0:,} bytes behind, or replay is paused): nothing was "
+                    "exported. Check the replica's replication, then retry; or unset "
+                    "OFFBOARD_EXPORT_REPLICA_URL to read the primary"
+                )
+            time.sleep(poll)
 
 
 def plan_jobs(
