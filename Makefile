@@ -95,5 +95,7 @@ bench-destroy: setup
 	$(VENV)/bin/python -m benchmarks.destroy $(BENCH_ARGS)
 
 # A tenant ten times the benchmark size: memory flat, time linear? (replaces its section of RESULTS.md)
+# and the export on a Dask cluster of 1, 2 and 4 worker processes (benchmarks/distributed.py)
 bench-scale: setup
 	$(VENV)/bin/python -m benchmarks.scale $(BENCH_ARGS)
+	$(VENV)/bin/python -m benchmarks.distributed $(DISTRIBUTED_ARGS)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from prefect import get_client, get_run_logger
+from prefect import Task, get_client, get_run_logger
 from prefect.artifacts import (
     create_link_artifact,
     create_markdown_artifact,
@@ -40,6 +40,7 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.cache_policies import NONE
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.filters import (
     FlowFilter,
@@ -60,6 +61,7 @@ from prefect.exceptions import (
     PrefectException,
 )
 from prefect.flow_runs import resume_flow_run, suspend_flow_run
+from prefect.futures import as_completed
 from prefect.input import RunInput
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
@@ -74,8 +76,10 @@ from offboarding.core.errors import (
     OffboardingError,
     ServiceError,
 )
-from offboarding.core.records import CaseRef
+from offboarding.core.records import CaseRef, ExportedPart
 from offboarding.destruction.attestation import AttestationDue
+from offboarding.export.export import FanOut
+from offboarding.locations.base import ExportProgress, PartTask
 from offboarding.runs import AcknowledgementInput, AttestationInput
 
 __all__ = [
@@ -381,6 +385,41 @@ class Progress:
                 100.0 * position / len(self.steps),
                 description=f"{step} done ({position} of {len(self.steps)})",
             )
+
+
+# Part tasks are cheap to redo and hold nothing worth caching: no cache, no persisted result.
+NO_CACHE = NONE
+
+
+def fan_out_on_cluster(address: str, part_task: Task[..., ExportedPart], case: CaseRef) -> FanOut:
+    """Run a location's part tasks on the Dask cluster at `address` through Prefect's Dask
+    task runner: each is a task run of its own in the UI, retried by Prefect when it fails,
+    and rescheduled by Dask on another worker when its worker process dies. Parts come back
+    in the order of the tasks; `progress` hears of each as it finishes."""
+
+    def run(tasks: list[PartTask], progress: ExportProgress | None) -> list[ExportedPart]:
+        from prefect_dask.task_runners import DaskTaskRunner
+
+        if not tasks:
+            return []
+        done: dict[int, ExportedPart] = {}
+        rows = 0
+        if progress is not None:
+            progress(0, len(tasks), 0)
+        with DaskTaskRunner(address=address) as runner:
+            futures = {
+                runner.submit(part_task, parameters={"case": case, "part": task}): index
+                for index, task in enumerate(tasks)
+            }
+            for future in as_completed(list(futures)):
+                part = future.result()
+                done[futures[future]] = part
+                rows += part.rows or 0
+                if progress is not None:
+                    progress(len(done), len(tasks), rows)
+        return [done[index] for index in range(len(tasks))]
+
+    return run
 
 
 class PartsProgress:

@@ -21,12 +21,14 @@ from offboarding.core.records import (
     CaseRef,
     Delivery,
     DestructionSchedule,
+    ExportedPart,
     ExportResult,
     Inventory,
     StagedRecord,
 )
 from offboarding.delivery.delivery import deliver
 from offboarding.export import export as stages
+from offboarding.locations.base import PartTask
 from offboarding.runs import AcknowledgementInput
 from offboarding.scheduling.scheduling import schedule_destruction as schedule_destruction_of
 
@@ -61,12 +63,25 @@ def take_inventory(case: CaseRef) -> StagedRecord:
     return stages.stage(settings, case, "inventory", inventory)
 
 
+@task(
+    name="export-part", task_run_name="export-{part.relative}", retries=2,
+    retry_delay_seconds=5, cache_policy=adapter.NO_CACHE, persist_result=False,
+)  # fmt: skip
+def export_part(case: CaseRef, part: PartTask) -> ExportedPart:
+    """One part of a distributed export, on a worker of the Dask cluster."""
+    return stages.export_part(adapter.settings(), case, part)
+
+
 @task(name="export", task_run_name="export-{case.tenant}", retries=1, retry_delay_seconds=5)
 def export_snapshot(case: CaseRef, inventory: StagedRecord) -> StagedRecord:
+    """The snapshot's coordinator: here, holding the snapshot open while the parts are
+    written, by this process or, with OFFBOARD_EXPORT_CLUSTER, by the cluster's workers."""
     settings = adapter.settings()
+    cluster = settings.export.cluster
     exported = stages.export_snapshot(
-        settings, case, stages.unstage(inventory, Inventory), progress=adapter.PartsProgress(case)
-    )
+        settings, case, stages.unstage(inventory, Inventory), progress=adapter.PartsProgress(case),
+        fan_out=adapter.fan_out_on_cluster(cluster, export_part, case) if cluster else None,
+    )  # fmt: skip
     return stages.stage(settings, case, "export", exported)
 
 

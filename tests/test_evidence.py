@@ -205,7 +205,9 @@ def test_another_tenants_rows_in_an_export_stop_the_case_with_an_incident_record
     pq.write_table(pa.concat_tables([table, foreign]), path)  # a leaked row, as a bug would
 
     with pytest.raises(IsolationBreachError, match="1 row") as breach:
-        check_export_isolation(settings, case, inventory, exported, str(scratch))
+        check_export_isolation(
+            settings, case, inventory, exported, stages.part_opener(settings, case, inventory)
+        )
     key = record_incident(settings, case, breach.value, stage="export")
     record = json.loads((archive_root(platform) / key).read_text())
     assert record["clause"] == "2.2.4"

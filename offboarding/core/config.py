@@ -230,6 +230,13 @@ class ExportSettings(_Section):
         description="Tables whose rows of the tenant weigh more are exported as several parts "
         "too, however few the rows (wide rows: documents, blobs).",
     )
+    cluster: str = Field(
+        default="",
+        description="Address of a Dask scheduler (tcp://host:8786) whose workers write the "
+        "export's parts, each importing the one snapshot, and put them in the case's staging "
+        "area in the delivery store. Empty: the flow's own process writes every part, with "
+        "`workers` threads, into its scratch space.",
+    )
     replica_url: str = Field(
         default="",
         description="libpq connection string of a hot-standby replica of the platform "
@@ -334,6 +341,7 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "export_split_rows": ("export", "split_rows"),
     "export_split_bytes": ("export", "split_bytes"),
     "export_concurrency": ("export", "concurrency"),
+    "export_cluster": ("export", "cluster"),
     "export_replica_url": ("export", "replica_url"),
     "export_replica_wait": ("export", "replica_wait"),
     "parquet_row_group_rows": ("export", "parquet_row_group_rows"),

@@ -177,7 +177,10 @@ class ExportedPart(Record):
     """A file in scratch space (or a store object) that becomes one bundle entry."""
 
     path: str = Field(description="Entry path inside the bundle.")
-    source: str = Field(description="scratch:<relative path> or store:<object key>.")
+    source: str = Field(
+        description="scratch:<relative path> (the worker's scratch), staged:<relative path> "
+        "(the case's staging area in the delivery store) or store:<object key> (the files)."
+    )
     kind: Literal["table", "file", "metadata"]
     table: str | None = None
     rows: int | None = None
@@ -185,6 +188,9 @@ class ExportedPart(Record):
         default=None, description="For table parts: the columns as actually written."
     )
     size: int = Field(default=0, description="Bytes, to plan the bundle's parts.")
+    sha256: str | None = Field(
+        default=None, description="Digest of the bytes written, where the writer knows it."
+    )
 
 
 class ExportResult(Record):

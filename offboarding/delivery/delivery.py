@@ -34,10 +34,10 @@ from offboarding.delivery.links import LinkSigner, PartLink, link_digest, sign_p
 from offboarding.delivery.mail import compose, send
 from offboarding.export.export import new_case
 from offboarding.locations import scratch_dir
-from offboarding.locations.bundles import bundle_prefix
+from offboarding.locations.bundles import bundle_prefix, staging_prefix
 from offboarding.registry import TenantRecord, TenantRegistry
 from offboarding.runs import AcknowledgementInput, Runs
-from offboarding.stores import LocalStore, backend, open_store
+from offboarding.stores import LocalStore, backend, delete_every_version, open_store
 from offboarding.trail import AuditTrail, CaseState, events
 
 __all__ = [
@@ -83,6 +83,7 @@ def deliver(settings: Settings, case: CaseRef, bundle: BundleRef, flow_run_id: s
         expires_at=delivered_at + settings.delivery.link_lifetime, now=delivered_at,
     )  # fmt: skip
     shutil.rmtree(scratch_dir(settings, case), ignore_errors=True)
+    delete_every_version(store, staging_prefix(case))  # a distributed export's parts
     return Delivery(
         store_url=store.url,
         parts=delivered,

@@ -268,6 +268,65 @@ def prefect_env(home: Path, api_url: str | None = None) -> dict[str, str]:
 
 
 @dataclass
+class DaskCluster:
+    """A Dask scheduler and `workers` worker processes (one thread each, under a nanny that
+    restarts a killed one) on loopback: the export's distributed engine in tests, the demo
+    and the benchmarks. `env` reaches the workers (OFFBOARD_* settings, PREFECT_API_URL)."""
+
+    home: Path
+    workers: int = 2
+    env: Mapping[str, str] = field(default_factory=dict)
+    port: int = 0
+    _processes: list[ManagedProcess] = field(default_factory=list, init=False)
+
+    @property
+    def address(self) -> str:
+        return f"tcp://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> DaskCluster:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        env = {**os.environ, **self.env, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
+        scheduler = ManagedProcess(
+            "dask-scheduler",
+            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+             "--port", str(self.port), "--dashboard-address", ":0", "--no-show"],
+            env, self.home / "scheduler.log",
+        )  # fmt: skip
+        scheduler.start()
+        self._processes.append(scheduler)
+        worker = ManagedProcess(
+            "dask-worker",
+            [sys.executable, "-m", "distributed.cli.dask_worker", self.address,
+             "--nworkers", str(self.workers), "--nthreads", "1", "--host", "127.0.0.1",
+             "--no-dashboard", "--local-directory", str(self.home / "workers")],
+            env, self.home / "workers.log",
+        )  # fmt: skip
+        worker.start()
+        self._processes.append(worker)
+        self.wait_for_workers(self.workers, timeout)
+        return self
+
+    @property
+    def workers_pid(self) -> int | None:
+        """The `dask worker` command's process: its nannies and their worker processes are
+        its descendants."""
+        runner = self._processes[1] if len(self._processes) > 1 else None
+        return runner.process.pid if runner and runner.process else None
+
+    def wait_for_workers(self, count: int, timeout: float = 60.0) -> None:
+        from distributed import Client
+
+        with Client(self.address, timeout=timeout) as client:  # type: ignore[no-untyped-call]
+            client.wait_for_workers(count, timeout=timeout)
+
+    def stop(self) -> None:
+        for process in reversed(self._processes):
+            process.stop()
+        self._processes.clear()
+
+
+@dataclass
 class PrefectServer:
     """`prefect server start` with its own SQLite database, on a free loopback port."""
 

@@ -6,7 +6,10 @@ and records concerned. The record holds ids, counts and categories: no tenant da
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -74,11 +77,15 @@ def record_incident(
 
 
 def check_export_isolation(
-    settings: Settings, case: CaseRef, inventory: Inventory, exported: ExportResult, scratch: str
+    settings: Settings,
+    case: CaseRef,
+    inventory: Inventory,
+    exported: ExportResult,
+    open_part: Callable[[str], AbstractContextManager[BinaryIO]],
 ) -> None:
     """Read back the tenant column of every exported part of a tenant-scoped table, apart
-    from the query that wrote it: a single other tenant's row stops the case."""
-    from pathlib import Path
+    from the query that wrote it (`open_part` opens a part's source, wherever it is): a
+    single other tenant's row stops the case."""
 
     scoped = {t.qualified for t in inventory.tables if t.scope == "tenant"}
     column = settings.platform.tenant_column
@@ -88,19 +95,19 @@ def check_export_isolation(
     for part in exported.parts:
         if part.kind != "table" or part.table not in scoped:
             continue
-        path = Path(scratch) / part.source.removeprefix("scratch:")
-        parquet = pq.ParquetFile(path)
-        if column not in parquet.schema_arrow.names:
-            continue
-        for batch in parquet.iter_batches(columns=[column]):
-            values = pc.cast(batch.column(0), pa.string())
-            # A NULL owner is not this tenant's either.
-            foreign = pc.fill_null(pc.not_equal(values, pa.scalar(case.tenant)), True)
-            count = pc.sum(foreign).as_py() or 0
-            if count:
-                foreign_rows += count
-                owners.update(str(v) for v in pc.unique(pc.filter(values, foreign)).to_pylist())
-                tables.add(str(part.table))
+        with open_part(part.source) as handle:
+            parquet = pq.ParquetFile(handle)
+            if column not in parquet.schema_arrow.names:
+                continue
+            for batch in parquet.iter_batches(columns=[column]):
+                values = pc.cast(batch.column(0), pa.string())
+                # A NULL owner is not this tenant's either.
+                foreign = pc.fill_null(pc.not_equal(values, pa.scalar(case.tenant)), True)
+                count = pc.sum(foreign).as_py() or 0
+                if count:
+                    foreign_rows += count
+                    owners.update(str(v) for v in pc.unique(pc.filter(values, foreign)).to_pylist())
+                    tables.add(str(part.table))
     if foreign_rows:
         raise IsolationBreachError(
             f"the export of tenant {case.tenant!r} holds {foreign_rows} row(s) of "

@@ -34,23 +34,35 @@ from offboarding.core.signing import Signer
 from offboarding.datamap import load_datamap, system_entries
 from offboarding.evidence.incidents import check_export_isolation, record_incident
 from offboarding.locations import get_location, platform_order, scratch_dir
-from offboarding.locations.base import ExportProgress, write_case_report
+from offboarding.locations.base import (
+    ExportProgress,
+    FannedOut,
+    LocationExport,
+    PartTask,
+    StagingSink,
+    write_case_report,
+)
+from offboarding.locations.bundles import staging_prefix
 from offboarding.registry import TenantRegistry
-from offboarding.stores import open_store, sha256_file
+from offboarding.stores import ObjectStore, open_store, sha256_file
 from offboarding.trail import AuditTrail, events
 
 __all__ = [
     "CopyResult",
+    "FanOut",
     "dry_run_inventory",
     "export_copy",
+    "export_part",
     "export_snapshot",
     "freeze",
     "inventory_of",
     "inventory_rows",
     "new_case",
     "package",
+    "part_opener",
     "snapshot_inventory",
     "stage",
+    "staging_area",
     "take_inventory",
     "unstage",
     "verify_package",
@@ -146,6 +158,10 @@ def take_inventory(settings: Settings, case: CaseRef) -> Inventory:
     return inventory
 
 
+# Runs a location's part tasks wherever the engine runs them; returns their parts in order.
+FanOut = Callable[[list[PartTask], ExportProgress | None], list[ExportedPart]]
+
+
 def export_snapshot(
     settings: Settings,
     case: CaseRef,
@@ -153,30 +169,85 @@ def export_snapshot(
     *,
     record: bool = True,
     progress: ExportProgress | None = None,
+    fan_out: FanOut | None = None,
 ) -> ExportResult:
-    """Every location's part of the tenant from one snapshot, written to scratch, then the
-    tenant column of every exported row read back. Another tenant's row stops the export
-    with a signed incident record (in the case's trail too, unless `record=False`: copies and
-    backups are no step of a case)."""
+    """Every location's part of the tenant from one snapshot, then the tenant column of every
+    exported row read back. Another tenant's row stops the export with a signed incident
+    record (in the case's trail too, unless `record=False`: copies and backups are no step of
+    a case).
+
+    Without `fan_out`, this process writes every part into scratch. With it, a location that
+    can be cut into parts (`FannedOut`: PostgreSQL) plans them while its coordinator, here,
+    holds the snapshot open, and `fan_out` runs them on a distributed engine's workers, which
+    put them in the case's staging area (`export_part`); the other locations write here."""
     scratch = scratch_dir(settings, case) / "export"
     shutil.rmtree(scratch, ignore_errors=True)  # a retried export starts clean
     parts: list[ExportedPart] = []
     snapshot_time: datetime | None = None
     for location_inventory in inventory.locations:
-        result = get_location(location_inventory.location, settings).export(
-            case, location_inventory, scratch, progress
-        )
+        location = get_location(location_inventory.location, settings)
+        if fan_out is not None and isinstance(location, FannedOut):
+            with location.plan_export(case, location_inventory) as plan:
+                result = LocationExport(
+                    parts=fan_out(plan.tasks, progress), snapshot_time=plan.snapshot_time
+                )
+        else:
+            result = location.export(case, location_inventory, scratch, progress)
         parts.extend(result.parts)
         snapshot_time = snapshot_time or result.snapshot_time
     if snapshot_time is None:
         raise IntegrityError(f"tenant {case.tenant!r}: no location produced a snapshot time")
     exported = ExportResult(parts=parts, snapshot_time=snapshot_time)
     try:
-        check_export_isolation(settings, case, inventory, exported, str(scratch))
+        check_export_isolation(
+            settings, case, inventory, exported, part_opener(settings, case, inventory)
+        )
     except IsolationBreachError as breach:
         record_incident(settings, case, breach, stage="export", in_trail=record)
         raise
     return exported
+
+
+def staging_area(settings: Settings, case: CaseRef) -> tuple[ObjectStore, str]:
+    """The store and prefix where a distributed export's parts wait to be packaged."""
+    region = TenantRegistry(settings).get(case.tenant).region
+    return open_store(settings.delivery_store_url(region)), staging_prefix(case)
+
+
+def export_part(settings: Settings, case: CaseRef, task: PartTask) -> ExportedPart:
+    """One part of a distributed export, on whichever worker runs it: written to this
+    worker's scratch, moved to the case's staging area, gone from the worker's disk."""
+    location = get_location(task.location, settings)
+    if not isinstance(location, FannedOut):
+        raise ConfigurationError(f"location {task.location!r} cannot export parts on its own")
+    store, prefix = staging_area(settings, case)
+    sink = StagingSink(store, prefix, scratch_dir(settings, case) / "parts")
+    return location.export_part(case, task, sink)
+
+
+def part_opener(
+    settings: Settings, case: CaseRef, inventory: Inventory
+) -> Callable[[str], AbstractContextManager[BinaryIO]]:
+    """Opens an exported part's bytes from wherever it is: this worker's scratch, the case's
+    staging area, or the files store (at the generation the inventory saw, where the store
+    keeps generations)."""
+    scratch = scratch_dir(settings, case) / "export"
+    files = open_store(settings.store_url("files"))
+    generations = {f.key: f.generation for f in inventory.files}
+    staging: tuple[ObjectStore, str] | None = None
+
+    def open_source(source: str) -> AbstractContextManager[BinaryIO]:
+        nonlocal staging
+        kind, _, ref = source.partition(":")
+        if kind == "scratch":
+            return (scratch / ref).open("rb")
+        if kind == "staged":
+            staging = staging or staging_area(settings, case)
+            store, prefix = staging
+            return store.open_read(prefix + ref)
+        return files.open_read(ref, generation=generations.get(ref))
+
+    return open_source
 
 
 def _bundle_base(case: CaseRef) -> str:
@@ -194,16 +265,7 @@ def package(
     """Package the export into the signed ZIP bundle; `record=False` for backups, which are
     no step of a case."""
     scratch = scratch_dir(settings, case)
-    files = open_store(settings.store_url("files"))
-    # Files are read at the generation the inventory saw (stores that keep generations).
-    generations = {f.key: f.generation for f in inventory.files}
-
-    def open_source(source: str) -> AbstractContextManager[BinaryIO]:
-        kind, _, ref = source.partition(":")
-        if kind == "scratch":
-            return (scratch / "export" / ref).open("rb")
-        return files.open_read(ref, generation=generations.get(ref))
-
+    open_source = part_opener(settings, case, inventory)
     directory = scratch / "bundle"
     shutil.rmtree(directory, ignore_errors=True)  # a retried packaging starts clean
     manifest, paths = package_bundle(

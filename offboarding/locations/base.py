@@ -5,23 +5,32 @@ for the opt-in audit mode that compares it before and after destruction."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from offboarding.core.config import Settings
+from offboarding.core.errors import IntegrityError
 from offboarding.core.records import CaseRef, ExportedPart, ForeignKeySchema, LocationInventory
 from offboarding.planning import CatalogTable
+from offboarding.stores import ObjectStore, sha256_file
 
 __all__ = [
     "CopiesOnly",
     "DataLocation",
+    "ExportPlan",
     "ExportProgress",
+    "FannedOut",
     "LocationExport",
     "LocationFacts",
+    "PartSink",
+    "PartTask",
     "Remaining",
     "Removal",
+    "ScratchSink",
+    "StagingSink",
     "foreign_key_schemas",
     "scratch_dir",
     "write_case_report",
@@ -36,6 +45,99 @@ ExportProgress = Callable[[int, int, int], None]
 class LocationExport:
     parts: list[ExportedPart]
     snapshot_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PartTask:
+    """One part of a location's export that any worker, on any machine, can write on its own:
+    it names the snapshot to import and what to read (`job`, the location's own). Small and
+    picklable: it travels to the distributed engine's workers. No tenant data in it."""
+
+    location: str
+    snapshot: str
+    relative: str  # the part's path in the bundle, e.g. tables/public.posts/part-00003.parquet
+    job: Any
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """A location's export cut into parts, while its coordinator holds the snapshot open."""
+
+    snapshot: str
+    snapshot_time: datetime
+    tasks: list[PartTask]
+
+
+class PartSink(Protocol):
+    """Where a worker puts the parts it writes."""
+
+    def target(self, relative: str) -> Path:
+        """The local file to write the part into."""
+        ...
+
+    def commit(self, relative: str) -> tuple[str, int, str]:
+        """The part is written: keep it; return its source reference, size and sha256."""
+        ...
+
+
+class ScratchSink:
+    """Parts stay in the case's scratch space on this worker (a single-process export)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def target(self, relative: str) -> Path:
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def commit(self, relative: str) -> tuple[str, int, str]:
+        path = self.root / relative
+        return f"scratch:{relative}", path.stat().st_size, sha256_file(path)
+
+
+class StagingSink:
+    """Parts go to the case's staging area in a store as soon as each is written, and leave
+    the worker's disk: a worker holds one part per thread whatever the tenant's size, and
+    the packaging step, on any machine, reads them from the store. A retried part overwrites
+    its own object: nothing is duplicated."""
+
+    def __init__(self, store: ObjectStore, prefix: str, scratch: Path) -> None:
+        self.store, self.prefix, self.scratch = store, prefix, scratch
+
+    def target(self, relative: str) -> Path:
+        path = self.scratch / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def commit(self, relative: str) -> tuple[str, int, str]:
+        path = self.scratch / relative
+        size, digest = path.stat().st_size, sha256_file(path)
+        stored = self.store.put_file(self.prefix + relative, path)
+        if stored.sha256 != digest:
+            raise IntegrityError(
+                f"{self.store.url}/{self.prefix}{relative}: stored with other bytes than "
+                "written; the part is retried"
+            )
+        path.unlink()
+        return f"staged:{relative}", size, digest
+
+
+@runtime_checkable
+class FannedOut(Protocol):
+    """A location whose export is cut into parts that workers run anywhere, each importing
+    the snapshot its coordinator exported and holds open."""
+
+    def plan_export(
+        self, case: CaseRef, inventory: LocationInventory
+    ) -> AbstractContextManager[ExportPlan]:
+        """Take and export the snapshot, plan the parts; the snapshot stays valid until the
+        context exits, so every part must be done by then."""
+        ...
+
+    def export_part(self, case: CaseRef, task: PartTask, sink: PartSink) -> ExportedPart:
+        """Write one part, reading in the task's snapshot."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,20 @@ from offboarding.locations.prefixed import (
 )
 from offboarding.stores import ObjectStore, keeps_generations, open_store
 
-__all__ = ["BundlesLocation", "bundle_prefix"]
+__all__ = ["BundlesLocation", "bundle_prefix", "staging_prefix"]
 
 BUNDLES_ROOT = "bundles/"
 
 
 def bundle_prefix(tenant: str) -> str:
     return f"{BUNDLES_ROOT}{tenant}/"
+
+
+def staging_prefix(case: CaseRef) -> str:
+    """Where a distributed export's workers put the case's parts until they are packaged:
+    beside the bundle, in the delivery store of the tenant's region, so destruction of the
+    bundles covers a staging area a crash left behind."""
+    return f"{bundle_prefix(case.tenant)}{case.case_id}/staging/"
 
 
 class BundlesLocation(CopiesOnly):

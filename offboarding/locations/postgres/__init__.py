@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,14 @@ from exporters.parquet import plan_column
 from offboarding.core.canonical import compact_json
 from offboarding.core.config import Settings
 from offboarding.core.errors import ConfigurationError
-from offboarding.core.records import CaseRef, LocationInventory, TableItem
+from offboarding.core.records import CaseRef, ExportedPart, LocationInventory, TableItem
 from offboarding.locations.base import (
+    ExportPlan,
     ExportProgress,
     LocationExport,
     LocationFacts,
+    PartSink,
+    PartTask,
     Remaining,
     Removal,
     foreign_key_schemas,
@@ -51,7 +55,7 @@ from offboarding.locations.postgres.deletion import (
     shared_counts,
 )
 from offboarding.locations.postgres.scope import Scope, digest_query, measure, scope_kind
-from offboarding.locations.postgres.snapshot import export_tenant
+from offboarding.locations.postgres.snapshot import export_part, export_tenant, plan_export
 from offboarding.planning import Classification, MissingIndex, missing_indexes
 from offboarding.registry import registry_table
 
@@ -104,6 +108,14 @@ class PostgresLocation:
     ) -> LocationExport:
         """Every table from one snapshot, in parallel Parquet parts (snapshot.py)."""
         return export_tenant(self.settings, case, inventory, scratch, progress)
+
+    def plan_export(
+        self, case: CaseRef, inventory: LocationInventory
+    ) -> AbstractContextManager[ExportPlan]:
+        return plan_export(self.settings, case, inventory)
+
+    def export_part(self, case: CaseRef, task: PartTask, sink: PartSink) -> ExportedPart:
+        return export_part(self.settings, task, sink)
 
     def describe(self) -> LocationFacts:
         info = conninfo_to_dict(self.settings.require_database())

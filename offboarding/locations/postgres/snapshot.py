@@ -1,7 +1,10 @@
 """The export: every table of the tenant from one snapshot, in parallel, as Parquet parts.
 
-The leader exports its snapshot (pg_export_snapshot) and holds it open; each worker imports it
-once on an ADBC connection of its own and reads all its parts there (`SnapshotReaders`). Rows
+The leader (`plan_export`) exports its snapshot (pg_export_snapshot), plans the parts and holds
+the snapshot open until every part is written. Parts run either on this process's threads
+(`export_tenant`: each thread imports the snapshot once on an ADBC connection of its own and
+reads all its parts there, `SnapshotReaders`) or one by one on a distributed engine's workers
+(`export_part`: a connection per part), the way `pg_dump --jobs` shares one snapshot. Rows
 travel as Arrow record batches (binary COPY decoded in C++) straight into Parquet.
 """
 
@@ -9,8 +12,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from itertools import pairwise
@@ -25,16 +29,26 @@ from offboarding.core.config import Settings
 from offboarding.core.errors import ConfigurationError, IntegrityError
 from offboarding.core.faults import crash_point
 from offboarding.core.records import CaseRef, ExportedPart, LocationInventory, TableItem
-from offboarding.locations.base import ExportProgress, LocationExport
+from offboarding.locations.base import (
+    ExportPlan,
+    ExportProgress,
+    LocationExport,
+    PartSink,
+    PartTask,
+    ScratchSink,
+)
 from offboarding.locations.postgres.catalog import classify, column_schema, ident
 from offboarding.locations.postgres.scope import Scope
 
 __all__ = [
     "ExportJob",
     "SnapshotReaders",
+    "export_part",
     "export_tenant",
+    "plan_export",
     "plan_jobs",
     "run_job",
+    "source_dsn",
     "wait_for_replay",
 ]
 
@@ -92,10 +106,12 @@ class SnapshotReaders:
 
 @dataclass(frozen=True)
 class ExportJob:
+    """What one part reads: rendered SQL and the columns' Parquet plans (picklable)."""
+
     table: str
     relative: str
     plans: list[ColumnPlan]
-    query: sql.Composed
+    query: str
     physical: bool = False  # rows in physical order: only scans that keep it are allowed
 
 
@@ -147,13 +163,13 @@ class _Tally:
         if progress is not None:
             progress(0, total, 0)
 
-    def add(self, rows: int) -> int:
+    def part(self, part: ExportedPart) -> ExportedPart:
         with self._lock:
             self.done += 1
-            self.rows += rows
+            self.rows += part.rows or 0
             if self.progress is not None:
                 self.progress(self.done, self.total, self.rows)
-        return rows
+        return part
 
 
 def export_tenant(
@@ -163,12 +179,49 @@ def export_tenant(
     scratch: Path,
     progress: ExportProgress | None = None,
 ) -> LocationExport:
-    """Every table from one snapshot. The leader exports it (pg_export_snapshot) and holds
-    it open; `export_workers` workers each import it on a connection of their own and
-    write Parquet parts (a table, or a range of a large one) until none are left."""
-    source = settings.require_database()
+    """Every table from one snapshot, in this process: `export_workers` threads each import
+    the snapshot once, on a connection of their own, and write Parquet parts (a table, or a
+    range of a large one) into scratch until none are left."""
+    sink = ScratchSink(scratch)
+    with plan_export(settings, case, inventory) as plan:
+        readers = SnapshotReaders(source_dsn(settings), plan.snapshot)
+        tally = _Tally(len(plan.tasks), progress)
+        try:
+            with ThreadPoolExecutor(settings.export.workers) as pool:
+                parts = list(
+                    pool.map(lambda task: tally.part(run_job(settings, readers, task, sink)),
+                             plan.tasks)
+                )  # fmt: skip
+        finally:
+            readers.close()
+    return LocationExport(parts=parts, snapshot_time=plan.snapshot_time)
+
+
+def export_part(settings: Settings, task: PartTask, sink: PartSink) -> ExportedPart:
+    """One part on a worker anywhere (the distributed engine): its own connection imports the
+    coordinator's snapshot for this part only, and closes, so no worker keeps a snapshot
+    alive once the coordinator has finished."""
+    readers = SnapshotReaders(source_dsn(settings), task.snapshot)
+    try:
+        return run_job(settings, readers, task, sink)
+    finally:
+        readers.close()
+
+
+def source_dsn(settings: Settings) -> str:
+    """Where the export reads: the replica when one is configured, else the primary."""
+    return settings.export.replica_url or settings.require_database()
+
+
+@contextmanager
+def plan_export(
+    settings: Settings, case: CaseRef, inventory: LocationInventory
+) -> Iterator[ExportPlan]:
+    """Take the snapshot (on the replica once it has replayed past the primary, if one is
+    configured), export it (pg_export_snapshot) and plan the parts in it. The transaction
+    stays open, so the snapshot stays importable, until the context exits."""
+    source = source_dsn(settings)
     if settings.export.replica_url:
-        source = settings.export.replica_url
         wait_for_replay(settings.require_database(), source, settings.export.replica_wait)
     with psycopg.connect(source) as leader:
         leader.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
@@ -179,34 +232,19 @@ def export_tenant(
             snapshot_id, snapshot_time = row
             classification, _, columns = classify(leader, settings)
             scope = Scope(classification, case.tenant, settings.platform.shared_rows)
-            jobs: list[ExportJob] = []
+            tasks: list[PartTask] = []
             for item in inventory.tables:
                 if item.qualified not in columns:
                     raise IntegrityError(
                         f"table {item.qualified} of the inventory disappeared before the "
                         f"export of tenant {case.tenant!r}: take the inventory again"
                     )
-                jobs.extend(plan_jobs(settings, leader, item, columns[item.qualified], scope))
-            readers = SnapshotReaders(source, snapshot_id)
-            tally = _Tally(len(jobs), progress)
-            try:
-                with ThreadPoolExecutor(settings.export.workers) as pool:
-                    written = list(
-                        pool.map(
-                            lambda job: tally.add(run_job(settings, readers, job, scratch)), jobs
-                        )
-                    )
-            finally:
-                readers.close()
-    parts = [
-        ExportedPart(
-            path=job.relative, source=f"scratch:{job.relative}", kind="table",
-            table=job.table, rows=rows, columns=[column_schema(p) for p in job.plans],
-            size=(scratch / job.relative).stat().st_size,
-        )
-        for job, rows in zip(jobs, written, strict=True)
-    ]  # fmt: skip
-    return LocationExport(parts=parts, snapshot_time=snapshot_time)
+                tasks.extend(
+                    PartTask(location="postgres", snapshot=snapshot_id, relative=job.relative,
+                             job=job)
+                    for job in plan_jobs(settings, leader, item, columns[item.qualified], scope)
+                )  # fmt: skip
+            yield ExportPlan(snapshot=snapshot_id, snapshot_time=snapshot_time, tasks=tasks)
 
 
 def wait_for_replay(
@@ -331,7 +369,7 @@ def plan_jobs(
                 sql.SQL("({}) AND {}").format(where, part_range),
                 order,
                 physical=physical,
-            ),
+            ).as_string(),
             physical=physical,
         )
         for n, part_range in enumerate(ranges)
@@ -410,8 +448,11 @@ def _key_ranges(
     return ranges
 
 
-def run_job(settings: Settings, readers: SnapshotReaders, job: ExportJob, scratch: Path) -> int:
+def run_job(
+    settings: Settings, readers: SnapshotReaders, task: PartTask, sink: PartSink
+) -> ExportedPart:
     """One Parquet part, read on this worker's connection in the leader's snapshot."""
+    job: ExportJob = task.job
     cursor = readers.cursor()
     # Sequential, TID-range and bitmap scans return rows in physical order; an index scan
     # (ordered by its key), a parallel plan or a synchronised seqscan (starting mid-table)
@@ -419,12 +460,16 @@ def run_job(settings: Settings, readers: SnapshotReaders, job: ExportJob, scratc
     # get the server's defaults back, so they may use the key's index.
     for setting, physical_value in PHYSICAL_ORDER_SETTINGS:
         cursor.execute(f"SET LOCAL {setting} TO {physical_value if job.physical else 'DEFAULT'}")
-    cursor.execute(job.query.as_string())
+    cursor.execute(job.query)
     rows = write_parquet(
         cursor.fetch_record_batch(),
         job.plans,
-        scratch / job.relative,
+        sink.target(job.relative),
         settings.export.parquet_row_group_rows,
     )
     crash_point("export:part-written")
-    return rows
+    source, size, digest = sink.commit(job.relative)
+    return ExportedPart(
+        path=job.relative, source=source, kind="table", table=job.table, rows=rows,
+        columns=[column_schema(p) for p in job.plans], size=size, sha256=digest,
+    )  # fmt: skip
