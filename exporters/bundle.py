@@ -28,7 +28,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, Any, BinaryIO, Protocol, cast
 
 import pyarrow.parquet as pq
 
@@ -46,6 +46,9 @@ from offboarding.core.signing import Signer, fingerprint, load_public_key, verif
 
 __all__ = [
     "BundleReport",
+    "Writable",
+    "WritePart",
+    "directory_writer",
     "package_bundle",
     "part_names",
     "plan_parts",
@@ -205,8 +208,46 @@ def part_names(base: str, count: int) -> list[str]:
     return [f"{base}.part-{n:03d}-of-{count:03d}.zip" for n in range(1, count + 1)]
 
 
+class Writable(Protocol):
+    """Where a ZIP part goes: a store's streamed upload, or a local file."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def tell(self) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+# Writes the part named by the first argument by calling the second with a stream to fill.
+WritePart = Callable[[str, Callable[[Writable], None]], None]
+
+
+def directory_writer(directory: Path) -> WritePart:
+    """Parts as files in a local directory."""
+
+    def write(name: str, fill: Callable[[Writable], None]) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        with (directory / name).open("wb") as handle:
+            fill(handle)
+
+    return write
+
+
+def _source_digest(
+    part: ExportedPart, open_source: Callable[[str], AbstractContextManager[BinaryIO]]
+) -> ExportedPart:
+    """A part whose writer did not record its digest is read once to get it."""
+    if part.sha256 is not None:
+        return part
+    digest, size = hashlib.sha256(), 0
+    with open_source(part.source) as source:
+        while chunk := source.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return part.model_copy(update={"sha256": digest.hexdigest(), "size": size})
+
+
 def package_bundle(
-    directory: Path,
     base_name: str,
     *,
     tenant: str,
@@ -216,11 +257,20 @@ def package_bundle(
     parts: list[ExportedPart],
     open_source: Callable[[str], AbstractContextManager[BinaryIO]],
     signer: Signer,
+    write_part: WritePart,
     part_bytes: int | None = None,
-) -> tuple[Manifest, list[Path]]:
-    """Write the bundle (one or more ZIP parts) into `directory`; return the manifest and
-    the part files."""
-    parts = sorted(parts, key=lambda p: (p.kind != "table", p.path))
+) -> tuple[Manifest, list[str]]:
+    """Write the bundle (one or more ZIP parts) through `write_part`; return the manifest and
+    the parts' names.
+
+    The manifest is planned and signed first, from every entry's known digest and size, so
+    each part is written in one pass and closed by the same signed manifest: a part can go
+    straight to its store as it is produced, with no local copy. Each entry's bytes are
+    hashed again as they are copied in; bytes that differ from the digest planned (a source
+    changed since it was written) stop the part."""
+    parts = sorted(
+        (_source_digest(p, open_source) for p in parts), key=lambda p: (p.kind != "table", p.path)
+    )
     written = {p.table: p.columns for p in parts if p.table and p.columns}
     manifest_tables = [
         ManifestTable(
@@ -245,47 +295,35 @@ def package_bundle(
     assignment = plan_parts([len(schema_doc), *(p.size for p in parts)], part_bytes)
     count = assignment[-1]
     names = part_names(base_name, count)
-    directory.mkdir(parents=True, exist_ok=True)
-    files = [directory / name for name in names]
-    entries: list[ManifestEntry] = []
-    for number, path in enumerate(files, start=1):
-        in_part: list[ManifestEntry] = []
-        with (
-            zipfile.ZipFile(path, "w", allowZip64=True) as archive,
-            ThreadPoolExecutor(1, thread_name_prefix="bundle-sha256") as hasher,
-        ):
-            size, digest = _write_bytes(archive, README, readme)
-            if number == 1:
-                entries.append(ManifestEntry(path=README, size=size, sha256=digest, kind="readme"))
-            if assignment[0] == number:
-                size, digest = _write_bytes(archive, SCHEMA, schema_doc)
-                in_part.append(
-                    ManifestEntry(
-                        path=SCHEMA, size=size, sha256=digest, kind="metadata", part=number
-                    )
-                )
-            for part, part_number in zip(parts, assignment[1:], strict=True):
-                if part_number != number:
-                    continue
-                with open_source(part.source) as source:
-                    size, digest = _write_stream(archive, part.path, source, hasher)
-                original = part.source.removeprefix("store:") if part.kind == "file" else None
-                in_part.append(
-                    ManifestEntry(
-                        path=part.path, size=size, sha256=digest, kind=part.kind,
-                        table=part.table, rows=part.rows, part=number, source_key=original,
-                    )
-                )  # fmt: skip
-            sums_name = CHECKSUMS if count == 1 else f"{CHECKSUMS}.part-{number:03d}"
-            listed = [entries[0], *in_part]
-            sums = "".join(f"{e.sha256}  {e.path}\n" for e in listed).encode()
-            size, digest = _write_bytes(archive, sums_name, sums)
-            in_part.append(
-                ManifestEntry(
-                    path=sums_name, size=size, sha256=digest, kind="metadata", part=number
-                )
-            )
-        entries.extend(in_part)
+    readme_entry = ManifestEntry(
+        path=README, size=len(readme), sha256=hashlib.sha256(readme).hexdigest(), kind="readme"
+    )
+    entries: list[ManifestEntry] = [readme_entry]
+    contents: list[list[tuple[ManifestEntry, ExportedPart | None, bytes | None]]] = []
+    for number in range(1, count + 1):
+        in_part: list[tuple[ManifestEntry, ExportedPart | None, bytes | None]] = []
+        if assignment[0] == number:
+            in_part.append((ManifestEntry(
+                path=SCHEMA, size=len(schema_doc), sha256=hashlib.sha256(schema_doc).hexdigest(),
+                kind="metadata", part=number,
+            ), None, schema_doc))  # fmt: skip
+        for part, part_number in zip(parts, assignment[1:], strict=True):
+            if part_number != number:
+                continue
+            original = part.source.removeprefix("store:") if part.kind == "file" else None
+            in_part.append((ManifestEntry(
+                path=part.path, size=part.size, sha256=str(part.sha256), kind=part.kind,
+                table=part.table, rows=part.rows, part=number, source_key=original,
+            ), part, None))  # fmt: skip
+        sums_name = CHECKSUMS if count == 1 else f"{CHECKSUMS}.part-{number:03d}"
+        listed = [readme_entry, *(entry for entry, _, _ in in_part)]
+        sums = "".join(f"{e.sha256}  {e.path}\n" for e in listed).encode()
+        in_part.append((ManifestEntry(
+            path=sums_name, size=len(sums), sha256=hashlib.sha256(sums).hexdigest(),
+            kind="metadata", part=number,
+        ), None, sums))  # fmt: skip
+        entries.extend(entry for entry, _, _ in in_part)
+        contents.append(in_part)
     manifest = Manifest(
         tenant=tenant,
         case_id=case_id,
@@ -299,12 +337,33 @@ def package_bundle(
     )
     manifest_bytes = manifest_json(manifest)
     signature = signer.sign(manifest_bytes)
-    for path in files:  # the same signed manifest closes every part
-        with zipfile.ZipFile(path, "a", allowZip64=True) as archive:
-            _write_bytes(archive, MANIFEST, manifest_bytes)
-            _write_bytes(archive, SIGNATURE, signature)
-            _write_bytes(archive, PUBLIC_KEY, signer.public_pem)
-    return manifest, files
+
+    for name, in_part in zip(names, contents, strict=True):
+
+        def fill(target: Writable, in_part: list[Any] = in_part) -> None:
+            with (
+                zipfile.ZipFile(cast(IO[bytes], target), "w", allowZip64=True) as archive,
+                ThreadPoolExecutor(1, thread_name_prefix="bundle-sha256") as hasher,
+            ):
+                _write_bytes(archive, README, readme)
+                for entry, part, data in in_part:
+                    if data is not None:
+                        _write_bytes(archive, entry.path, data)
+                        continue
+                    with open_source(part.source) as source:
+                        size, digest = _write_stream(archive, entry.path, source, hasher)
+                    if (size, digest) != (entry.size, entry.sha256):
+                        raise IntegrityError(
+                            f"{entry.path}: its source changed since it was written (sha256 "
+                            f"{digest}, {size} bytes; {entry.sha256}, {entry.size} expected): "
+                            "export again"
+                        )
+                _write_bytes(archive, MANIFEST, manifest_bytes)
+                _write_bytes(archive, SIGNATURE, signature)
+                _write_bytes(archive, PUBLIC_KEY, signer.public_pem)
+
+        write_part(name, fill)
+    return manifest, names
 
 
 def manifest_json(manifest: Manifest) -> bytes:
@@ -347,11 +406,12 @@ def _read_embedded_key(archive: zipfile.ZipFile, names: list[str]) -> bytes | No
 
 
 def _verify_part(
-    path: Path, public_key_pem: bytes | None
+    source: Path | BinaryIO, path: str, public_key_pem: bytes | None
 ) -> tuple[Manifest, bytes, int, int, str, bool]:
-    """Check one ZIP part; return its manifest (and raw bytes), part number, rows, key."""
+    """Check one ZIP part (a file, or an open seekable stream such as a store object named
+    `path`); return its manifest (and raw bytes), part number, rows, key."""
     try:
-        archive = zipfile.ZipFile(path)
+        archive = zipfile.ZipFile(source)
     except (OSError, zipfile.BadZipFile) as error:
         raise IntegrityError(f"{path}: not a readable ZIP bundle ({error})") from error
     with archive:
@@ -424,18 +484,20 @@ def _verify_part(
 
 
 def verify_bundle(
-    paths: Path | Sequence[Path], public_key_pem: bytes | None = None
+    paths: Path | Sequence[Path | BinaryIO], public_key_pem: bytes | None = None
 ) -> BundleReport:
     """Check the signature, every entry's size and sha256, and the Parquet row counts of each
-    part given; with all parts, also that nothing is missing. Raises IntegrityError naming the
-    first entry that does not check out."""
-    paths = [paths] if isinstance(paths, Path) else list(paths)
-    checked: dict[int, Path] = {}
+    part given (files, or open seekable streams: a store's objects); with all parts, also
+    that nothing is missing. Raises IntegrityError naming the first entry that does not
+    check out."""
+    sources = [paths] if isinstance(paths, Path) else list(paths)
+    checked: dict[int, str] = {}
     manifests: set[bytes] = set()
     rows = entries = 0
     result: tuple[Manifest, bytes, int, int, str, bool] | None = None
-    for path in paths:
-        result = _verify_part(path, public_key_pem)
+    for index, source in enumerate(sources, start=1):
+        path = str(source) if isinstance(source, Path) else f"part {index} given"
+        result = _verify_part(source, path, public_key_pem)
         manifest, raw, number, part_rows, _, _ = result
         if number in checked:
             raise IntegrityError(f"{path}: part {number} given twice (also {checked[number]})")

@@ -116,6 +116,15 @@ class TenantRecord:
         """The only part of the contact address that may appear in logs."""
         return (self.contact_email or "").rpartition("@")[2] or "(none)"
 
+    def require_contact(self) -> str:
+        """The client's contact address: a case cannot deliver without one."""
+        if not self.contact_email or "@" not in self.contact_email:
+            raise TenantError(
+                f"tenant {self.id!r} has no contact e-mail in the tenants registry: add the "
+                "client's contact (contact_email), then retry the case; nothing was sent"
+            )
+        return self.contact_email
+
 
 class TenantRegistry:
     def __init__(self, settings: Settings) -> None:

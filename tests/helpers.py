@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlparse
 
 from offboarding.core.config import Settings
-from offboarding.core.records import CaseRef, Delivery, Inventory
+from offboarding.core.records import BundleRef, CaseRef, Delivery, Inventory
 from offboarding.core.signing import Signer
 from offboarding.delivery.delivery import deliver
 from offboarding.destruction import attestation, destruction
@@ -24,6 +25,15 @@ ATTESTATION = AttestationInput(
     action="erased the organisation in the helpdesk admin console",
     evidence="HELPDESK-DEL-0001",
 )
+
+
+def bundle_files(bundle: BundleRef) -> list[Path]:
+    """The bundle's parts as local files: in the (local) delivery store for a case's bundle,
+    in scratch for a copy or a backup."""
+    if not bundle.store_url:
+        return [Path(p.path) for p in bundle.parts]
+    root = Path(urlparse(bundle.store_url).path)
+    return [root / p.path for p in bundle.parts]
 
 
 def export_and_deliver(

@@ -19,7 +19,7 @@ from offboarding.core.errors import IntegrityError
 from offboarding.core.signing import public_pem
 from offboarding.export import export as stages
 from tests.conftest import Platform
-from tests.helpers import export_and_deliver
+from tests.helpers import bundle_files, export_and_deliver
 
 SIGNED = {MANIFEST, SIGNATURE}
 
@@ -132,7 +132,7 @@ def test_a_split_bundle_verifies_part_by_part_and_as_a_whole(
         settings, case, inventory, stages.export_snapshot(settings, case, inventory)
     )
     assert stages.verify_package(settings, case, bundle, inventory) == inventory.total_rows
-    paths = [Path(p.path) for p in bundle.parts]
+    paths = bundle_files(bundle)
     assert len(paths) >= 3
     assert paths[0].name.endswith(f".part-001-of-{len(paths):03d}.zip")
     key = str(settings.keys_dir / "signing-ed25519.pub.pem")
@@ -155,7 +155,7 @@ def test_a_split_bundle_verifies_part_by_part_and_as_a_whole(
     other = stages.package(
         settings, other_case, inventory, stages.export_snapshot(settings, other_case, inventory)
     )
-    assert main(["verify", str(paths[0]), other.parts[1].path, "--public-key", key]) == 1
+    assert main(["verify", str(paths[0]), str(bundle_files(other)[1]), "--public-key", key]) == 1
     assert "different bundles" in capsys.readouterr().err
 
 
@@ -169,7 +169,7 @@ def test_the_pipeline_keeps_entry_names_out_of_its_errors(
     bundle = stages.package(
         settings, case, inventory, stages.export_snapshot(settings, case, inventory)
     )
-    part = Path(bundle.parts[0].path)
+    part = bundle_files(bundle)[0]
     with zipfile.ZipFile(part) as archive:
         victim = next(i for i in archive.infolist() if i.filename.startswith("files/documents/"))
     damaged = tmp_path / "damaged.zip"

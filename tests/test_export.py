@@ -18,7 +18,7 @@ from offboarding.core.errors import MissingDataError, UnclassifiedDataError
 from offboarding.export import export as stages
 from offboarding.registry import TenantRegistry
 from tests.conftest import Platform
-from tests.helpers import export_and_deliver, with_small_parts
+from tests.helpers import bundle_files, export_and_deliver, with_small_parts
 
 # Written independently of the pipeline's discovery: what the demo schema says is acme's.
 SOURCE_FILTERS = {
@@ -267,7 +267,7 @@ def test_exporting_the_same_snapshot_twice_gives_identical_bytes(
         exported = stages.export_snapshot(settings, case, inventory)
         bundle = stages.package(settings, case, inventory, exported)
         copy = tmp_path / f"bundle-{attempt}.zip"
-        Path(bundle.parts[0].path).rename(copy)
+        bundle_files(bundle)[0].rename(copy)
         bundles.append(copy)
     first, second = (zipfile.ZipFile(b) for b in bundles)
     assert first.namelist() == second.namelist()

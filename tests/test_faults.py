@@ -33,6 +33,7 @@ CASE = CaseRef(tenant="acme", case_id="acme-0123456789ab")
 EXPORT_POINTS = [
     "export:part-written#2",  # mid-export, after the second Parquet part
     "bundle:chunk-written#3",  # mid-file, while streaming into the ZIP
+    "bundle:part-written",  # a ZIP part in the delivery store, the packaging not recorded
     "deliver:part-uploaded",  # mid-upload, before the upload is recorded
     "deliver:notice-sent",  # after the e-mail, before it is recorded
     "audit:signature-written#2",  # between an audit event's signature and its body

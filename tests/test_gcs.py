@@ -26,7 +26,7 @@ from offboarding.core.signing import Signer
 from offboarding.delivery.mail import read_outbox
 from offboarding.dev.services import GcsEmulator
 from offboarding.locations.bundles import BundlesLocation
-from offboarding.stores import backend, open_store
+from offboarding.stores import HashingWriter, backend, open_store
 from offboarding.stores.gcs import GcsLinkSigner, GcsStore
 from tests.conftest import Platform
 from tests.helpers import destroy_everything, export_and_deliver
@@ -94,6 +94,35 @@ def verify_v4_signature(url: str, public_key: rsa.RSAPublicKey) -> dict[str, str
         hashes.SHA256(),
     )
     return params
+
+
+def test_a_streamed_write_is_a_resumable_upload_checked_end_to_end(
+    gcs: storage.Client, bucket: str
+) -> None:
+    """An object of unknown size (a bundle part as it is produced) goes up in 8 MiB chunks:
+    read back whole, its SHA-256 in the metadata; a producer that fails leaves nothing."""
+    store = open_store(f"gs://{bucket}/exports")
+    chunk = os.urandom(1024 * 1024)
+
+    def fill(target: HashingWriter) -> None:
+        for _ in range(20):  # 20 MiB: three chunks of the resumable upload
+            target.write(chunk)
+
+    info = store.write_stream("bundles/acme/case/part.zip", fill)
+    assert info.size == 20 * len(chunk)
+    assert info.sha256 == hashlib.sha256(chunk * 20).hexdigest()
+    with store.open_read("bundles/acme/case/part.zip") as handle:
+        assert hashlib.sha256(handle.read()).hexdigest() == info.sha256
+    blob = gcs.bucket(bucket).get_blob("exports/bundles/acme/case/part.zip")
+    assert blob is not None and blob.metadata == {"sha256": info.sha256}
+
+    def broken(target: HashingWriter) -> None:
+        target.write(chunk * 9)
+        raise OSError("the source went away mid-part")
+
+    with pytest.raises(OSError, match="went away"):
+        backend(store).write_stream("bundles/acme/case/broken.zip", broken)
+    assert not store.exists("bundles/acme/case/broken.zip")
 
 
 def test_the_store_streams_lists_by_prefix_and_reads_at_a_generation(

@@ -245,9 +245,12 @@ class BundlePart(Record):
 
 
 class BundleRef(Record):
-    """A packaged bundle (one or more ZIP parts) in scratch space, with its digests."""
+    """A packaged bundle (one or more ZIP parts) with its digests: in the delivery store
+    (`store_url`, each part's `path` a key there), or in scratch space (no `store_url`, each
+    `path` a local file)."""
 
     parts: list[BundlePart]
+    store_url: str = ""
     manifest_sha256: str
     entries: int
     rows: int

@@ -58,16 +58,27 @@ def deliver(settings: Settings, case: CaseRef, bundle: BundleRef, flow_run_id: s
     """Upload every part to the tenant's region, send the links, then wipe scratch: the
     delivered bundle is the only export copy left."""
     tenant = TenantRegistry(settings).get(case.tenant)
-    _require_contact(tenant)
+    tenant.require_contact()
     store = open_store(settings.delivery_store_url(tenant.region))
     trail = AuditTrail.open(settings, case)
     delivered: list[DeliveredPart] = []
+    if bundle.store_url and bundle.store_url != store.url:
+        raise ConfigurationError(
+            f"the bundle was packaged into {bundle.store_url}, but tenant {case.tenant!r}'s "
+            f"region {tenant.region!r} now delivers from {store.url}: the region changed "
+            "during the case. Rerun the export so the bundle is written in the new region"
+        )
     for part in bundle.parts:
-        key = f"{bundle_prefix(case.tenant)}{case.case_id}/{Path(part.path).name}"
-        stored = store.put_file(key, Path(part.path))
+        if bundle.store_url:  # packaged straight into the store (and verified there)
+            key = part.path
+            if not store.exists(key):
+                raise IntegrityError(f"{store.url}/{key}: packaged part missing; rerun the case")
+        else:  # a bundle packaged into scratch by an earlier release
+            key = f"{bundle_prefix(case.tenant)}{case.case_id}/{Path(part.path).name}"
+            stored = store.put_file(key, Path(part.path))
+            if stored.sha256 != part.sha256:
+                raise IntegrityError(f"{store.url}/{key}: uploaded digest differs; retry delivery")
         crash_point("deliver:part-uploaded")
-        if stored.sha256 != part.sha256:
-            raise IntegrityError(f"{store.url}/{key}: uploaded digest differs; retry delivery")
         delivered.append(DeliveredPart(key=key, sha256=part.sha256, size=part.size))
     recorded = trail.record(
         events.Delivered(
@@ -90,15 +101,6 @@ def deliver(settings: Settings, case: CaseRef, bundle: BundleRef, flow_run_id: s
         link_expires_at=issued.expires_at,
         delivered_at=delivered_at,
     )
-
-
-def _require_contact(tenant: TenantRecord) -> str:
-    if not tenant.contact_email or "@" not in tenant.contact_email:
-        raise TenantError(
-            f"tenant {tenant.id!r} has no contact e-mail in the tenants registry: add the "
-            "client's contact (contact_email), then retry the case; nothing was sent"
-        )
-    return tenant.contact_email
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,7 @@ def send_links(
     tenant = TenantRegistry(settings).get(case.tenant)
     if tenant.status == "destroyed":
         raise TenantError(f"tenant {case.tenant!r} is destroyed: there is no export to link to")
-    address = _require_contact(tenant)
+    address = tenant.require_contact()
     now = now or datetime.now(UTC)
     expires_at = expires_at or now + settings.delivery.link_lifetime
     store = open_store(status.store_url)

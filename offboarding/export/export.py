@@ -10,7 +10,7 @@ import hashlib
 import secrets
 import shutil
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,9 +18,10 @@ from typing import Any, BinaryIO, TypeVar
 
 from pydantic import BaseModel
 
-from exporters.bundle import manifest_json, package_bundle, verify_bundle
+from exporters.bundle import Writable, manifest_json, package_bundle, verify_bundle
 from offboarding.core.config import Settings, validate_tenant_id
 from offboarding.core.errors import ConfigurationError, IntegrityError, IsolationBreachError
+from offboarding.core.faults import crash_point
 from offboarding.core.records import (
     BundlePart,
     BundleRef,
@@ -42,9 +43,9 @@ from offboarding.locations.base import (
     StagingSink,
     write_case_report,
 )
-from offboarding.locations.bundles import staging_prefix
+from offboarding.locations.bundles import bundle_prefix, staging_prefix
 from offboarding.registry import TenantRegistry
-from offboarding.stores import ObjectStore, open_store, sha256_file
+from offboarding.stores import LocalStore, ObjectInfo, ObjectStore, open_store, sha256_file
 from offboarding.trail import AuditTrail, events
 
 __all__ = [
@@ -262,14 +263,31 @@ def package(
     *,
     record: bool = True,
 ) -> BundleRef:
-    """Package the export into the signed ZIP bundle; `record=False` for backups, which are
-    no step of a case."""
-    scratch = scratch_dir(settings, case)
+    """Package the export into the signed ZIP bundle. A case's bundle parts are written
+    straight into the delivery store of the tenant's region as they are produced (no local
+    copy: a resumable upload on Cloud Storage); `record=False` (backups, copies, which are no
+    step of a case) writes them into scratch."""
     open_source = part_opener(settings, case, inventory)
-    directory = scratch / "bundle"
-    shutil.rmtree(directory, ignore_errors=True)  # a retried packaging starts clean
-    manifest, paths = package_bundle(
-        directory,
+    directory = scratch_dir(settings, case) / "bundle"
+    if record:
+        tenant = TenantRegistry(settings).get(case.tenant)
+        tenant.require_contact()  # nothing goes to the delivery store for nobody to receive
+        store = open_store(settings.delivery_store_url(tenant.region))
+        prefix = f"{bundle_prefix(case.tenant)}{case.case_id}/"
+        staging = staging_prefix(case)
+        for stale in list(store.list_objects(prefix)):  # a retried packaging starts clean
+            if not stale.key.startswith(staging):
+                store.delete(stale.key)
+    else:
+        shutil.rmtree(directory, ignore_errors=True)  # a retried packaging starts clean
+        store, prefix = LocalStore(directory), ""
+    written: dict[str, ObjectInfo] = {}
+
+    def write_part(name: str, fill: Callable[[Writable], None]) -> None:
+        written[name] = store.write_stream(prefix + name, fill)
+        crash_point("bundle:part-written")
+
+    manifest, names = package_bundle(
         _bundle_base(case),
         tenant=case.tenant,
         case_id=case.case_id,
@@ -278,12 +296,21 @@ def package(
         parts=exported.parts,
         open_source=open_source,
         signer=Signer.load_or_create(settings.keys_dir),
+        write_part=write_part,
         part_bytes=settings.export.bundle_part_bytes,
     )
     bundle = BundleRef(
         parts=[
-            BundlePart(path=str(p), size=p.stat().st_size, sha256=sha256_file(p)) for p in paths
+            BundlePart(
+                path=prefix + name
+                if record
+                else str(scratch_dir(settings, case) / "bundle" / name),
+                size=written[name].size,
+                sha256=written[name].sha256,
+            )
+            for name in names
         ],
+        store_url=store.url if record else "",
         manifest_sha256=hashlib.sha256(manifest_json(manifest)).hexdigest(),
         entries=len(manifest.entries),
         rows=sum(t.rows for t in manifest.tables),
@@ -310,11 +337,20 @@ def verify_package(
     *,
     record: bool = True,
 ) -> int:
-    """Re-read every part and reconcile the bundle with the inventory before anyone sees a
-    link: the snapshot must hold exactly what the inventory of the frozen tenant counted."""
+    """Re-read every part, from the delivery store for a case, and reconcile the bundle with
+    the inventory before anyone sees a link: the snapshot must hold exactly what the
+    inventory of the frozen tenant counted."""
     signer = Signer.load_or_create(settings.keys_dir)
     try:
-        report = verify_bundle([Path(p.path) for p in bundle.parts], signer.public_pem)
+        with ExitStack() as opened:
+            if bundle.store_url:
+                store = open_store(bundle.store_url)
+                sources: list[Path | BinaryIO] = [
+                    opened.enter_context(store.open_read(p.path)) for p in bundle.parts
+                ]
+            else:
+                sources = [Path(p.path) for p in bundle.parts]
+            report = verify_bundle(sources, signer.public_pem)
     except IntegrityError as error:  # the message names an entry, i.e. maybe a file name
         details = write_case_report(settings, case, "bundle-verification.txt", [str(error)])
         raise IntegrityError(

@@ -172,7 +172,9 @@ class FilesLocation:
         paths = safe_entry_paths("files/", relative)
         return LocationExport(
             parts=[
-                ExportedPart(path=path, source=f"store:{f.key}", kind="file", size=f.size)
+                ExportedPart(
+                    path=path, source=f"store:{f.key}", kind="file", size=f.size, sha256=f.sha256
+                )
                 for f, path in zip(inventory.files, paths, strict=True)
             ]
         )

@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 from offboarding.core.errors import ConfigurationError
 from offboarding.stores.base import (
+    HashingWriter,
     LocalStore,
     ObjectInfo,
     ObjectStore,
@@ -28,6 +29,7 @@ from offboarding.stores.base import (
 from offboarding.stores.retry import wrap
 
 __all__ = [
+    "HashingWriter",
     "LocalStore",
     "ObjectInfo",
     "ObjectStore",

@@ -17,11 +17,12 @@ import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from offboarding.core.errors import ConfigurationError, IntegrityError, IsolationBreachError
 
 __all__ = [
+    "HashingWriter",
     "LocalStore",
     "ObjectInfo",
     "ObjectStore",
@@ -55,7 +56,43 @@ class ObjectStore(Protocol):
 
     def put_bytes(self, key: str, data: bytes) -> ObjectInfo: ...
 
+    def write_stream(self, key: str, fill: Callable[[HashingWriter], None]) -> ObjectInfo:
+        """Write an object of unknown size as `fill` produces it, without a local copy: the
+        object appears whole once `fill` returns, or not at all if it raises."""
+        ...
+
     def delete(self, key: str) -> bool: ...
+
+
+class HashingWriter:
+    """A write-only stream that counts and hashes (SHA-256, and any `extra` hash such as
+    CRC32C) what passes through to `raw`. It cannot seek, so `zipfile` writes each entry's
+    sizes after its data (data descriptors) instead of going back."""
+
+    def __init__(self, raw: BinaryIO | Any, *extra: Any) -> None:
+        self._raw = raw
+        self._sha256 = hashlib.sha256()
+        self._extra = extra
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data)
+        self._sha256.update(view)
+        for hasher in self._extra:
+            hasher.update(bytes(view))
+        self._raw.write(view)
+        self.size += len(view)
+        return len(view)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+    @property
+    def sha256(self) -> str:
+        return self._sha256.hexdigest()
 
 
 def sha256_file(path: Path) -> str:
@@ -175,6 +212,18 @@ class LocalStore:
     def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
         self._write(key, lambda partial: partial.write_bytes(data))
         return ObjectInfo(key=key, size=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+    def write_stream(self, key: str, fill: Callable[[HashingWriter], None]) -> ObjectInfo:
+        written: list[HashingWriter] = []
+
+        def produce(partial: Path) -> None:
+            with partial.open("wb") as handle:
+                writer = HashingWriter(handle)
+                fill(writer)
+                written.append(writer)
+
+        self._write(key, produce)
+        return ObjectInfo(key=key, size=written[0].size, sha256=written[0].sha256)
 
     def delete(self, key: str) -> bool:
         if self.write_once:

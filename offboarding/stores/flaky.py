@@ -6,12 +6,12 @@ must carry every case through."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from offboarding.core.errors import TransientStoreError
-from offboarding.stores.base import ObjectInfo, ObjectStore
+from offboarding.stores.base import HashingWriter, ObjectInfo, ObjectStore
 
 __all__ = ["FlakyStore"]
 
@@ -50,6 +50,10 @@ class FlakyStore:
     def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
         self._maybe_fail("upload")
         return self.inner.put_bytes(key, data)
+
+    def write_stream(self, key: str, fill: Callable[[HashingWriter], None]) -> ObjectInfo:
+        self._maybe_fail("upload")
+        return self.inner.write_stream(key, fill)
 
     def delete(self, key: str) -> bool:
         self._maybe_fail("delete")

@@ -15,9 +15,10 @@ Checked only against an emulator here (see docs/delivery.md): preconditions such
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
@@ -25,7 +26,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 import google_crc32c
 
 from offboarding.core.errors import ConfigurationError, IntegrityError
-from offboarding.stores.base import ObjectInfo, check_key, check_prefix, require_under
+from offboarding.stores.base import (
+    HashingWriter,
+    ObjectInfo,
+    check_key,
+    check_prefix,
+    require_under,
+)
 
 if TYPE_CHECKING:
     from google.cloud.storage import Blob, Bucket, Client
@@ -181,6 +188,38 @@ class GcsStore:
 
     def put_file(self, key: str, source: Path) -> ObjectInfo:
         return self._upload(key, source)
+
+    def write_stream(self, key: str, fill: Callable[[HashingWriter], None]) -> ObjectInfo:
+        """A resumable upload fed as `fill` writes, in chunks of `_RESUMABLE_CHUNK` (memory
+        bounded by that, whatever the object's size). The CRC32C of what was written is then
+        compared with the server's, and the SHA-256 recorded in the object's metadata. A
+        `fill` that fails leaves no object behind."""
+        from google.api_core.exceptions import NotFound
+
+        blob = self.bucket.blob(self.prefix + check_key(key), chunk_size=_RESUMABLE_CHUNK)
+        condition: dict[str, Any] = {"if_generation_match": 0} if self.write_once else {}
+        crc = google_crc32c.Checksum()
+        upload = blob.open("wb", chunk_size=_RESUMABLE_CHUNK, ignore_flush=True, **condition)
+        writer = HashingWriter(upload, crc)
+        try:
+            fill(writer)
+            upload.close()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                upload.close()  # end the session now, not whenever it is collected
+            with contextlib.suppress(NotFound):
+                blob.delete()
+            raise
+        blob.reload()
+        if blob.crc32c != base64.b64encode(crc.digest()).decode():
+            with contextlib.suppress(NotFound):
+                blob.delete()
+            raise IntegrityError(f"{self.url}: {key} stored with a different checksum; retry")
+        blob.metadata = {_SHA256_METADATA: writer.sha256}
+        blob.patch()
+        return ObjectInfo(
+            key=key, size=writer.size, sha256=writer.sha256, generation=blob.generation
+        )
 
     def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
         return self._upload(key, data)

@@ -21,7 +21,7 @@ from tenacity import (
 )
 
 from offboarding.core.errors import OffboardingError, StoreUnavailableError, TransientStoreError
-from offboarding.stores.base import ObjectInfo, ObjectStore
+from offboarding.stores.base import HashingWriter, ObjectInfo, ObjectStore
 
 __all__ = ["RetryingStore", "StoreUnavailableError", "TransientStoreError", "wrap"]
 
@@ -117,6 +117,10 @@ class RetryingStore:
         return self._put(
             key, lambda: self.inner.put_bytes(key, data), lambda: hashlib.sha256(data).hexdigest()
         )
+
+    def write_stream(self, key: str, fill: Callable[[HashingWriter], None]) -> ObjectInfo:
+        # `fill` produces the same bytes each time it is called: a retry writes them again.
+        return self._call("upload", lambda: self.inner.write_stream(key, fill))
 
     def delete(self, key: str) -> bool:
         failed_before = False
