@@ -4,7 +4,7 @@ disk hold at its peak, how much memory does the coordinator (the export task hol
 snapshot) take, and how much does each worker take?
 
     make bench-scale    (this part: about 10 minutes; replaces its section of RESULTS.md)
-    python -m benchmarks.distributed [--rows 1000000] [--factor 4]
+    python -m benchmarks.distributed [--rows 2000000] [--factor 4] [--part-rows 250000]
 
 Every configuration runs the offboard flow's export task itself, reporting to a private
 Prefect server, in a process of its own: parts of `--part-rows` rows, so a bigger tenant has
@@ -74,8 +74,9 @@ class Sampler:
             children = psutil.Process(self.parent).children(recursive=True)
         except psutil.NoSuchProcess:
             return []
-        # The nannies' own children are the worker processes (multiprocessing spawns).
-        return [p for p in children if p.ppid() != self.parent]
+        # `dask worker --nworkers N` runs N nannies in its own process; each spawns one
+        # worker process, a child of that process (and a resource tracker, a few MB).
+        return children
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -120,9 +121,9 @@ def _build(dsn: str, rows: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=1_000_000, help="the smaller tenant")
+    parser.add_argument("--rows", type=int, default=2_000_000, help="the smaller tenant")
     parser.add_argument("--factor", type=int, default=4, help="the bigger tenant, in times")
-    parser.add_argument("--part-rows", type=int, default=125_000)
+    parser.add_argument("--part-rows", type=int, default=250_000)
     parser.add_argument("--workers", default="1,2,4")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="offboard-distributed-"))
@@ -211,7 +212,8 @@ def _report(args: argparse.Namespace, runs: list[Run], table_bytes: dict[int, in
         lines.append(
             f"| {run.rows:,} | {table_bytes[run.rows] / 1e9:.2f} | {run.mode} | {run.wall:.1f} "
             f"| x{run.wall / single.wall:.2f} | {run.coordinator_mb:.0f} | "
-            f"{run.worker_mb:.0f} | {run.scratch_mb:.0f} | {run.parquet_mb:.0f} | {run.parts} |"
+            f"{f'{run.worker_mb:.0f}' if run.worker_mb else '-'} | {run.scratch_mb:.0f} | "
+            f"{run.parquet_mb:.0f} | {run.parts} |"
         )
     small, big = sorted(table_bytes)
     coordinator = {
@@ -222,6 +224,16 @@ def _report(args: argparse.Namespace, runs: list[Run], table_bytes: dict[int, in
         rows: max(r.scratch_mb for r in runs if r.rows == rows and r.mode.startswith("Dask"))
         for rows in (small, big)
     }
+    rates = []
+    for mode in dict.fromkeys(r.mode for r in runs):
+        first = next(r for r in runs if r.mode == mode and r.rows == small)
+        second = next(r for r in runs if r.mode == mode and r.rows == big)
+        rate = (table_bytes[big] - table_bytes[small]) / 1e6 / (second.wall - first.wall)
+        rates.append(f"{mode} {rate:.0f} MB/s")
+    lines.append(
+        "\nThroughput between the two sizes (table bytes over the extra wall time, so start-up "
+        "cancels out): " + "; ".join(rates) + "."
+    )
     lines.append(
         f"\n{args.factor} times the tenant: the coordinator's peak memory x"
         f"{coordinator[big] / coordinator[small]:.2f}, the workers' peak scratch x"
