@@ -179,6 +179,13 @@ Opening the tables (Apache Parquet)
   Columns PostgreSQL has no exact Parquet type for hold PostgreSQL's text form; manifest.json
   marks them with "as_text": true.
 
+Encrypted delivery
+  If the parts reached you as *.zip.age, they were encrypted to your organisation's age key
+  (the recipient you gave the operator): only your identity opens them. Decrypt each part
+  with the age tool (https://age-encryption.org) before anything else:
+           age -d -i <your identity file> -o <part>.zip <part>.zip.age
+  The delivery notice lists the sha256 of each part before and after decryption.
+
 Checking the archive
   1. Checksums:  unzip the archive(s), then run  sha256sum -c SHA256SUMS*
   2. Signature:  openssl pkeyutl -verify -pubin -inkey signing-key.pem -rawin \\

@@ -285,6 +285,12 @@ class TenantsTable(BaseModel):
     contact: str | None = Field(
         default="contact_email", description="The address the delivery notice goes to."
     )
+    recipient: str | None = Field(
+        default=None,
+        description="The column holding the client's age recipient (an X25519 public key, "
+        "age1...). A tenant with one receives its bundle encrypted to it, so only the holder "
+        "of the matching identity can open it; without one, in clear.",
+    )
     freeze: FreezeHook | HttpFreezeHook | None = Field(
         default=None,
         description="How the tenant is made read-only. Without one the platform keeps "

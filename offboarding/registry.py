@@ -110,6 +110,7 @@ class TenantRecord:
     contact_email: str | None
     frozen_at: datetime | None
     offboarding_case: str | None = None
+    age_recipient: str | None = None  # the client's public key: bundles are encrypted to it
 
     @property
     def contact_domain(self) -> str:
@@ -152,14 +153,16 @@ class TenantRegistry:
     def _select(self, where: sql.Composable) -> sql.Composed:
         m = self.mapping
         return sql.SQL(
-            "SELECT {id}, {name}, {region}, {contact}, coalesce(l.status, 'active') AS status, "
+            "SELECT {id}, {name}, {region}, {contact}, {recipient}, "
+            "coalesce(l.status, 'active') AS status, "
             "coalesce(l.legal_hold, false) AS legal_hold, l.legal_hold_reason, l.frozen_at, "
             "l.offboarding_case FROM {table} t LEFT JOIN {ledger} l ON l.tenant = t.{key}::text "
             "WHERE {where}"
         ).format(
             id=self._column(m.id, "id"), name=self._column(m.name, "name"),
             region=self._column(m.region, "region"),
-            contact=self._column(m.contact, "contact_email"), table=self.table, ledger=_LEDGER,
+            contact=self._column(m.contact, "contact_email"),
+            recipient=self._column(m.recipient, "age_recipient"), table=self.table, ledger=_LEDGER,
             key=sql.Identifier(m.id), where=where,
         )  # fmt: skip
 
@@ -185,6 +188,7 @@ class TenantRegistry:
             status=row["status"], legal_hold=row["legal_hold"],
             legal_hold_reason=row["legal_hold_reason"], contact_email=row["contact_email"],
             frozen_at=row["frozen_at"], offboarding_case=row["offboarding_case"],
+            age_recipient=(row["age_recipient"] or "").strip() or None,
         )  # fmt: skip
 
     def tenants(self, status: str | None = None) -> list[str]:

@@ -72,7 +72,9 @@ def create_app(settings: Settings, runs: Runs) -> Any:
         filename = key.rsplit("/", 1)[-1]
         return StreamingResponse(
             iter(lambda: handle.read(1024 * 1024), b""),
-            media_type="application/zip",
+            media_type="application/octet-stream"
+            if filename.endswith(".age")
+            else "application/zip",
             headers={"content-disposition": f'attachment; filename="{filename}"'},
         )
 

@@ -19,7 +19,11 @@ from offboarding.export import export as stages
 from offboarding.registry import TenantRegistry
 from tests.conftest import Platform
 
-PLATFORM_COLUMNS = {"id", "name", "region", "contact_email", "plan_id", "created_at", "read_only"}
+# The demo platform's own columns, the client's age recipient among them: none is ours.
+PLATFORM_COLUMNS = {
+    "id", "name", "region", "contact_email", "age_recipient", "plan_id", "created_at",
+    "read_only",
+}  # fmt: skip
 
 
 def _map(platform: Platform, tenants: str) -> None:

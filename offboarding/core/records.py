@@ -242,6 +242,10 @@ class BundlePart(Record):
     path: str
     size: int
     sha256: str
+    plaintext_sha256: str | None = Field(
+        default=None, description="For a part encrypted to the client: the ZIP's own digest."
+    )
+    plaintext_size: int | None = None
 
 
 class BundleRef(Record):
@@ -251,6 +255,14 @@ class BundleRef(Record):
 
     parts: list[BundlePart]
     store_url: str = ""
+    encrypted_to: str = Field(
+        default="", description="The client's age recipient the parts are encrypted to."
+    )
+    table_rows: dict[str, int] = Field(
+        default_factory=dict,
+        description="Rows per table as the manifest says: what an encrypted bundle, which the "
+        "operator cannot open, is reconciled with.",
+    )
     manifest_sha256: str
     entries: int
     rows: int
@@ -261,6 +273,9 @@ class DeliveredPart(Record):
     key: str
     sha256: str
     size: int
+    plaintext_sha256: str | None = Field(
+        default=None, description="Encrypted to the client: the decrypted ZIP's digest."
+    )
 
 
 class Delivery(Record):

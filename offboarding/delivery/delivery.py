@@ -79,7 +79,12 @@ def deliver(settings: Settings, case: CaseRef, bundle: BundleRef, flow_run_id: s
             if stored.sha256 != part.sha256:
                 raise IntegrityError(f"{store.url}/{key}: uploaded digest differs; retry delivery")
         crash_point("deliver:part-uploaded")
-        delivered.append(DeliveredPart(key=key, sha256=part.sha256, size=part.size))
+        delivered.append(
+            DeliveredPart(
+                key=key, sha256=part.sha256, size=part.size,
+                plaintext_sha256=part.plaintext_sha256,
+            )
+        )  # fmt: skip
     recorded = trail.record(
         events.Delivered(
             store_url=store.url, region=tenant.region, flow_run_id=flow_run_id, parts=delivered
@@ -245,7 +250,17 @@ def _body(
         lines += [
             f"Part {number} of {len(links)}: {link.filename} ({part.size:,} bytes)",
             f"  sha256: {part.sha256}",
+            *([f"  sha256 once decrypted ({link.filename.removesuffix('.age')}): "
+               f"{part.plaintext_sha256}"] if part.plaintext_sha256 else []),
             f"  {link.url}",
+            "",
+        ]  # fmt: skip
+    if any(part.plaintext_sha256 for part in status.parts):
+        lines += [
+            "The parts are encrypted to your organisation's age key (the recipient you gave",
+            "us): only the matching identity opens them, and we cannot. Decrypt each part with",
+            "the age tool (https://age-encryption.org), then check it as below:",
+            "  age -d -i <your identity file> -o <part>.zip <part>.zip.age",
             "",
         ]
     if index:

@@ -34,6 +34,7 @@ from offboarding.core.records import (
 from offboarding.core.signing import Signer
 from offboarding.datamap import load_datamap, system_entries
 from offboarding.evidence.incidents import check_export_isolation, record_incident
+from offboarding.keys.recipients import AGE_HEADER, Plaintext, encrypting, parse_recipient
 from offboarding.locations import get_location, platform_order, scratch_dir
 from offboarding.locations.base import (
     ExportProgress,
@@ -269,9 +270,12 @@ def package(
     step of a case) writes them into scratch."""
     open_source = part_opener(settings, case, inventory)
     directory = scratch_dir(settings, case) / "bundle"
+    recipient = None
     if record:
         tenant = TenantRegistry(settings).get(case.tenant)
         tenant.require_contact()  # nothing goes to the delivery store for nobody to receive
+        if tenant.age_recipient:
+            recipient = parse_recipient(tenant.age_recipient, case.tenant)
         store = open_store(settings.delivery_store_url(tenant.region))
         prefix = f"{bundle_prefix(case.tenant)}{case.case_id}/"
         staging = staging_prefix(case)
@@ -282,9 +286,14 @@ def package(
         shutil.rmtree(directory, ignore_errors=True)  # a retried packaging starts clean
         store, prefix = LocalStore(directory), ""
     written: dict[str, ObjectInfo] = {}
+    clear: dict[str, Plaintext] = {}
+    suffix = ".age" if recipient is not None else ""
 
     def write_part(name: str, fill: Callable[[Writable], None]) -> None:
-        written[name] = store.write_stream(prefix + name, fill)
+        if recipient is not None:  # only the client's identity opens it
+            clear[name] = Plaintext()
+            fill = encrypting(recipient, fill, clear[name])
+        written[name] = store.write_stream(prefix + name + suffix, fill)
         crash_point("bundle:part-written")
 
     manifest, names = package_bundle(
@@ -302,15 +311,17 @@ def package(
     bundle = BundleRef(
         parts=[
             BundlePart(
-                path=prefix + name
-                if record
-                else str(scratch_dir(settings, case) / "bundle" / name),
+                path=prefix + name + suffix if record else str(directory / name),
                 size=written[name].size,
                 sha256=written[name].sha256,
+                plaintext_sha256=clear[name].sha256 if name in clear else None,
+                plaintext_size=clear[name].size if name in clear else None,
             )
             for name in names
         ],
         store_url=store.url if record else "",
+        encrypted_to=str(recipient) if recipient is not None else "",
+        table_rows={t.name: t.rows for t in manifest.tables},
         manifest_sha256=hashlib.sha256(manifest_json(manifest)).hexdigest(),
         entries=len(manifest.entries),
         rows=sum(t.rows for t in manifest.tables),
@@ -341,6 +352,8 @@ def verify_package(
     the inventory before anyone sees a link: the snapshot must hold exactly what the
     inventory of the frozen tenant counted."""
     signer = Signer.load_or_create(settings.keys_dir)
+    if bundle.encrypted_to:
+        return _verify_sealed(settings, case, bundle, inventory, signer, record=record)
     try:
         with ExitStack() as opened:
             if bundle.store_url:
@@ -385,6 +398,59 @@ def verify_package(
         once="bundle-verified",
     )  # fmt: skip
     return report.rows
+
+
+def _verify_sealed(
+    settings: Settings,
+    case: CaseRef,
+    bundle: BundleRef,
+    inventory: Inventory,
+    signer: Signer,
+    *,
+    record: bool,
+) -> int:
+    """A bundle encrypted to the client cannot be opened here: each entry was checked against
+    the signed manifest's digest as it went into the ZIP. What is re-read from the store is
+    each part's ciphertext: its digest, and an age header with the one X25519 recipient
+    stanza (the client's). The manifest's row counts and files are reconciled with the
+    inventory as for any bundle."""
+    store = open_store(bundle.store_url)
+    for part in bundle.parts:
+        digest, size, head = hashlib.sha256(), 0, b""
+        with store.open_read(part.path) as handle:
+            while chunk := handle.read(1024 * 1024):
+                head = head or chunk[:4096]
+                digest.update(chunk)
+                size += len(chunk)
+        header = head.split(b"\n--- ", 1)[0]
+        # One X25519 stanza (the client's); rage may add a random "grease" stanza beside it.
+        stanzas = [line for line in header.split(b"\n") if line.startswith(b"-> X25519 ")]
+        if (digest.hexdigest(), size) != (part.sha256, part.size):
+            raise IntegrityError(
+                f"{store.url}/{part.path}: the stored ciphertext differs from what was written; "
+                "nothing was delivered: rerun the export"
+            )
+        if not head.startswith(AGE_HEADER) or len(stanzas) != 1:
+            raise IntegrityError(
+                f"{store.url}/{part.path}: not an age file for one X25519 recipient; nothing "
+                "was delivered: rerun the export"
+            )
+    expected = {t.qualified: t.rows for t in inventory.tables}
+    if bundle.table_rows != expected or bundle.files != len(inventory.files):
+        raise IntegrityError(
+            f"the encrypted bundle of tenant {case.tenant!r} does not reconcile with the "
+            "inventory (rows per table, or files): the tenant changed after the freeze. Check "
+            "that the platform honours the freeze, then rerun the case"
+        )
+    if record:
+        AuditTrail.open(settings, case).record(
+            events.BundleVerified(
+                entries=bundle.entries, rows=bundle.rows, key=signer.fingerprint,
+                parts=len(bundle.parts),
+            ),
+            once="bundle-verified",
+        )  # fmt: skip
+    return bundle.rows
 
 
 def inventory_rows(inventory: Inventory) -> list[dict[str, Any]]:

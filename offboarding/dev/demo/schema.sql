@@ -13,6 +13,8 @@ CREATE TABLE tenants (
     name text NOT NULL,
     region text NOT NULL,
     contact_email text,
+    -- The client's age public key (age1...), where it gave one: its export is encrypted to it.
+    age_recipient text,
     plan_id text REFERENCES plans (id),
     created_at timestamptz NOT NULL DEFAULT now(),
     -- The platform's own switch: a read-only tenant's rows refuse writes (the guard below).
