@@ -223,6 +223,8 @@ def finish_destruction(
 class DemoResult:
     tenant: str
     bundle: str | None = None
+    delivery: str = "in clear"
+    client_identity: str | None = None
     link: str | None = None
     certificate: str | None = None
     public_key: str | None = None
@@ -247,6 +249,8 @@ class DemoResult:
             "tenant": self.tenant,
             "case_id": self.case_id,
             "bundle": self.bundle,
+            "delivery": self.delivery,
+            "client_identity": self.client_identity,
             "link": self.link,
             "certificate": self.certificate,
             "public_key": self.public_key,
@@ -322,6 +326,11 @@ def _run_case(
     say(f"{result.backups_before} encrypted backup objects of {DEMO_TENANT} in "
         f"{len(result.backup_locations)} locations")  # fmt: skip
 
+    say(f"the client's age key: {DEMO_TENANT}'s identity stays with it, its recipient goes "
+        "in the tenants table, so only the client can open the bundle")  # fmt: skip
+    identity = _client_identity(env.home / "client", DEMO_TENANT, env.pg.dsn)
+    result.delivery = "encrypted to the client's age recipient (X25519)"
+    result.client_identity = str(identity)
     say(f"starting the offboarding case of {DEMO_TENANT!r}")
     run = adapter.start_deployment("offboard/offboard", {"tenant": DEMO_TENANT})
     result.offboard_run = str(run.id)
@@ -336,7 +345,9 @@ def _run_case(
     result.link = downloads[0]
     case = CaseRef(tenant=DEMO_TENANT, case_id=result.case_id)
     say(f"downloading the bundle as the client would ({len(downloads)} link(s) in the notice)")
-    bundle_paths = [_download(url, env.home / "downloads") for url in downloads]
+    sealed = [_download(url, env.home / "downloads") for url in downloads]
+    say(f"decrypting {len(sealed)} part(s) with the age tool and the client's identity")
+    bundle_paths = [_decrypt(path, identity) for path in sealed]
     result.bundle = str(bundle_paths[0])
     report = verify_bundle(bundle_paths, signer.public_pem)
     say(f"download verified: {report.entries_checked} entries, {report.rows} rows")
@@ -395,6 +406,36 @@ def _run_case(
     result.neighbours_unchanged = before == after
     if not result.neighbours_unchanged:
         result.errors.append("other tenants' data changed")
+
+
+def _client_identity(directory: Path, tenant: str, dsn: str) -> Path:
+    """The client's side of encrypted delivery: an identity made with the real age-keygen,
+    and its recipient written where the platform keeps it (the demo's `age_recipient`)."""
+    import subprocess
+
+    import psycopg
+
+    directory.mkdir(parents=True, exist_ok=True)
+    identity = directory / f"{tenant}.agekey"
+    identity.unlink(missing_ok=True)
+    subprocess.run(["age-keygen", "-o", str(identity)], check=True, capture_output=True)
+    recipient = subprocess.run(
+        ["age-keygen", "-y", str(identity)], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE tenants SET age_recipient = %s WHERE id = %s", (recipient, tenant))
+    return identity
+
+
+def _decrypt(sealed: Path, identity: Path) -> Path:
+    import subprocess
+
+    clear = sealed.with_name(sealed.name.removesuffix(".age"))
+    subprocess.run(
+        ["age", "-d", "-i", str(identity), "-o", str(clear), str(sealed)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return clear
 
 
 def _download(url: str, into: Path) -> Path:
