@@ -27,6 +27,7 @@ from offboarding.core.records import (
     StagedRecord,
 )
 from offboarding.delivery.delivery import deliver
+from offboarding.delivery.receipts import downloads
 from offboarding.export import export as stages
 from offboarding.locations.base import PartTask
 from offboarding.runs import AcknowledgementInput
@@ -169,6 +170,14 @@ def offboard(tenant: str, reason: str = "") -> dict[str, Any] | State:
     })  # fmt: skip
     ack = adapter.await_acknowledgement(case)
     progress.done("acknowledgement")
+    received = downloads(adapter.settings(), case)
+    if ack.deemed_delivered and not received:
+        # Deemed delivered by the contract, but nothing says the client has the data: support
+        # staff hear of it before the destruction is scheduled (the grace period is theirs).
+        adapter.logger().warning(
+            "case %s is deemed delivered but no part of its bundle was ever downloaded: "
+            "contact the client before the scheduled destruction", case.case_id,
+        )  # fmt: skip
     schedule = schedule_destruction(case, ack)
     progress.done("schedule")
     adapter.publish_case_summary(case, {
@@ -178,6 +187,11 @@ def offboard(tenant: str, reason: str = "") -> dict[str, Any] | State:
         "destruction scheduled for": schedule.scheduled_for if schedule else "-",
         "deadline": schedule.deadline if schedule else "-",
         "destruction run": schedule.flow_run_id if schedule else "-",
+        "downloads": len(received),
+        "first download": received[0].at if received else "never",
+        **({"attention": "deemed delivered, but the bundle was never downloaded: contact the "
+            "client before the destruction runs"} if ack.deemed_delivered and not received
+           else {}),
         "rows": inventory.counts.get("rows", 0), "files": inventory.counts.get("files", 0),
     })  # fmt: skip
     return {

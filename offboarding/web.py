@@ -1,7 +1,10 @@
 """The link endpoint: local downloads and the client's acknowledgement page (`offboard
 serve-links`), a small Starlette app on top of the library.
 
-    GET  /d/{token}     the bundle part's bytes; 403 bad signature; 410 expired or destroyed
+    GET  /d/{token}     the bundle part's bytes (a local store), or a redirect to a Cloud Storage
+                        URL signed for this request; each download leaves a signed receipt
+                        (offboarding.delivery.receipts); 403 bad signature; 410 expired or
+                        destroyed
     GET  /c/{token}     a page listing every part of a multi-part bundle, one link each
     GET  /ack/{token}   the acknowledgement form for the client's contact
     POST /ack/{token}   resumes the waiting case through the orchestrator's `Runs` (whose server
@@ -11,17 +14,20 @@ serve-links`), a small Starlette app on top of the library.
 from __future__ import annotations
 
 import html
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from pydantic import ValidationError
 
-from offboarding.core.config import Settings
-from offboarding.core.errors import AcknowledgementRejected, NotWaitingError
-from offboarding.delivery.links import LinkExpired, LinkInvalid, LinkSigner
+from offboarding.core.config import Settings, validate_tenant_id
+from offboarding.core.errors import AcknowledgementRejected, NotWaitingError, TenantError
+from offboarding.core.records import CaseRef
+from offboarding.delivery.links import LinkExpired, LinkInvalid, LinkSigner, fresh_url
+from offboarding.delivery.receipts import record_download
 from offboarding.runs import AcknowledgementInput, Runs
-from offboarding.stores import LocalStore, ObjectStore, backend, open_store
+from offboarding.stores import ObjectStore, open_store
 
 if TYPE_CHECKING:
     from starlette.responses import HTMLResponse
@@ -40,20 +46,35 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(_PAGE.format(title=html.escape(title), body=body), status_code=status)
 
 
+def _case_of(key: str) -> CaseRef | None:
+    """The case a delivered part belongs to: bundles/<tenant>/<case>/<part>."""
+    parts = key.split("/")
+    if len(parts) != 4 or parts[0] != "bundles":
+        return None
+    try:
+        return CaseRef(tenant=validate_tenant_id(parts[1]), case_id=parts[2])
+    except TenantError:
+        return None
+
+
 def create_app(settings: Settings, runs: Runs) -> Any:
     """The endpoint for local links and acknowledgements (run by `offboard serve-links`)."""
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
-    from starlette.responses import PlainTextResponse, Response, StreamingResponse
+    from starlette.responses import (
+        PlainTextResponse,
+        RedirectResponse,
+        Response,
+        StreamingResponse,
+    )
     from starlette.routing import Route
 
     signer = LinkSigner.from_settings(settings)
     allowed = set(settings.delivery_store_urls())
 
-    def local_store(url: str) -> ObjectStore | None:
-        store = open_store(url) if url in allowed else None
-        return store if store is not None and isinstance(backend(store), LocalStore) else None
+    def delivery_store(url: str) -> ObjectStore | None:
+        return open_store(url) if url in allowed else None
 
     async def download(request: Request) -> Response:
         try:
@@ -65,13 +86,37 @@ def create_app(settings: Settings, runs: Runs) -> Any:
                 "this link has expired; ask us for a new one by replying to our message\n",
                 status_code=410,
             )
-        store = local_store(store_url)
-        if store is None or not store.exists(key):
+        store = delivery_store(store_url)
+        case = _case_of(key)
+        if store is None or case is None or not store.exists(key):
             return PlainTextResponse("this export no longer exists\n", status_code=410)
-        handle = store.open_read(key)
         filename = key.rsplit("/", 1)[-1]
+        address = request.client.host if request.client else ""
+        size = next((o.size for o in store.list_objects(key.rsplit("/", 1)[0] + "/")
+                     if o.key == key), 0)  # fmt: skip
+        redirect = await run_in_threadpool(fresh_url, settings, store, key, datetime.now(UTC))
+        if redirect is not None:  # Cloud Storage: the client fetches it there, now
+            await run_in_threadpool(
+                record_download, settings, case, part=filename, sent=size, size=size,
+                via="redirect", address=address,
+            )  # fmt: skip
+            return RedirectResponse(redirect, status_code=307)
+
+        def stream() -> Iterator[bytes]:
+            sent = 0
+            try:
+                with store.open_read(key) as handle:
+                    while chunk := handle.read(1024 * 1024):
+                        sent += len(chunk)
+                        yield chunk
+            finally:  # also when the client goes away mid-part: a receipt of what was sent
+                record_download(
+                    settings, case, part=filename, sent=sent, size=size, via="stream",
+                    address=address,
+                )  # fmt: skip
+
         return StreamingResponse(
-            iter(lambda: handle.read(1024 * 1024), b""),
+            stream(),
             media_type="application/octet-stream"
             if filename.endswith(".age")
             else "application/zip",

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -172,17 +171,24 @@ def acme(env: DemoEnvironment) -> CertifiedCase:
     neighbours_before = demo_platform.tenant_fingerprint(env.pg.dsn, files, "acme-corp")
     run, case, duplicate = start_case_by_event(env, "acme")
     waiting = artifact_keys(case)
-    delivery = trail_of(env, case).state().delivery  # what the client downloads, while waiting
-    assert delivery is not None
-    root = Path(settings.store_url("delivery").removeprefix("file://"))
+    # The client downloads every part through the notice's links (the link endpoint records
+    # each download) and verifies the bundle.
+    notice = next((env.home / "outbox").glob(f"{case.case_id}-delivery-*.eml"))
+    links, ack_link = notice_links(notice)
+    page = TestClient(create_app(settings, PrefectRuns()))
+    received = env.home / "client-downloads" / case.case_id
+    received.mkdir(parents=True)
+    fetched = []
+    for number, link in enumerate(links):
+        answer = page.get(link.removeprefix(settings.delivery.link_base_url))
+        assert answer.status_code == 200
+        fetched.append(received / f"part-{number}.zip")
+        fetched[-1].write_bytes(answer.content)
     public_pem = Signer.load_or_create(settings.keys_dir).public_pem
-    delivered_rows = verify_bundle([root / p.key for p in delivery.parts], public_pem).rows
+    delivered_rows = verify_bundle(fetched, public_pem).rows
 
     # The client's contact acknowledges on the notice's page: POST /ack resumes the case
     # through the orchestrator's Runs, on the real server.
-    notice = next((env.home / "outbox").glob(f"{case.case_id}-delivery-*.eml"))
-    _, ack_link = notice_links(notice)
-    page = TestClient(create_app(settings, PrefectRuns()))
     answer = page.post(
         ack_link.removeprefix(settings.delivery.link_base_url),
         data={"name": "Acme DPO", "days": "0"},
@@ -271,6 +277,9 @@ def test_the_certificate_is_signed_and_chained_and_only_the_tenant_is_gone(
     assert trail.state().phase == "certified"
     document = json.loads(certificate)
     assert document["neighbours_unchanged"] is None  # the digests are the opt-in audit mode
+    # The client's downloads, from the endpoint's signed receipts (the bundle itself is gone).
+    assert document["bundle_downloads"] >= 1 and document["bundle_fully_downloaded"] is True
+    assert document["bundle_first_downloaded_at"] is not None
     postgres = next(loc for loc in document["locations"] if loc["location"] == "postgres")
     assert "no row outside the tenant's scope references them" in postgres["isolation"]
     # Every system of the data map: the helpdesk attested through the run's form (never
@@ -418,6 +427,7 @@ def test_a_case_nobody_acknowledges_continues_as_deemed_delivered(env: DemoEnvir
     deemed = trail.of(events.DeemedDelivered)
     assert len(deemed) == 1 and not trail.of(events.Acknowledged)
     assert deemed[0].notices_sent == 2  # the delivery and the re-issue
+    assert deemed[0].downloads == 0  # nobody downloaded it: support staff were told
     scheduled = trail.of(events.DestructionScheduled)[-1]
     assert scheduled.acknowledged_at == deemed[0].at  # the 90-day clock starts
     finish_destruction(scheduled.flow_run_id, timeout=150, runner=env.runner)

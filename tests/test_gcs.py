@@ -18,16 +18,21 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from google.cloud import storage
+from starlette.testclient import TestClient
 
 from exporters.bundle import verify_bundle
+from flows.adapter import PrefectRuns
 from offboarding.core.config import Settings
 from offboarding.core.errors import ConfigurationError
 from offboarding.core.signing import Signer
+from offboarding.delivery.links import REDIRECT_LIFETIME
 from offboarding.delivery.mail import read_outbox
+from offboarding.delivery.receipts import downloads
 from offboarding.dev.services import GcsEmulator
 from offboarding.locations.bundles import BundlesLocation
 from offboarding.stores import HashingWriter, backend, open_store
 from offboarding.stores.gcs import GcsLinkSigner, GcsStore
+from offboarding.web import create_app
 from tests.conftest import Platform
 from tests.helpers import destroy_everything, export_and_deliver
 
@@ -186,12 +191,23 @@ def test_a_bundle_is_delivered_to_the_tenants_region_with_links_that_verify(
     assert [b.name.rsplit("/", 1)[-1] for b in blobs] == [f"offboarding-{case.case_id}.zip"]
     assert blobs[0].metadata["sha256"] == delivery.parts[0].sha256
 
+    # The notice's link goes through the link endpoint, which records the download and
+    # redirects to a Cloud Storage URL signed for that request only.
     notice = read_outbox(next((settings.root / "outbox").glob(f"{case.case_id}-delivery-*.eml")))
     body = notice.get_content()
-    url = next(line.strip() for line in body.splitlines() if "X-Goog-Signature" in line)
+    link = next(line.strip() for line in body.splitlines() if "/d/" in line)
+    assert "X-Goog-Signature" not in body
+    endpoint = TestClient(create_app(settings, PrefectRuns()))
+    answer = endpoint.get(
+        link.removeprefix(settings.delivery.link_base_url), follow_redirects=False
+    )
+    assert answer.status_code == 307
+    url = answer.headers["location"]
     params = verify_v4_signature(url, public_key)
     assert params["X-Goog-Algorithm"] == "GOOG4-RSA-SHA256"
-    assert int(params["X-Goog-Expires"]) <= 7 * 24 * 3600
+    assert int(params["X-Goog-Expires"]) <= REDIRECT_LIFETIME.total_seconds()
+    [receipt] = downloads(settings, case)
+    assert (receipt.via, receipt.size) == ("redirect", delivery.parts[0].size)
     assert params["response-content-disposition"] == (
         f'attachment; filename="offboarding-{case.case_id}.zip"'
     )

@@ -12,7 +12,9 @@ from starlette.testclient import TestClient
 from flows.adapter import PrefectRuns
 from offboarding.core.config import Settings
 from offboarding.core.errors import AcknowledgementRejected, NotWaitingError
+from offboarding.core.records import CaseRef
 from offboarding.delivery.links import LinkSigner
+from offboarding.delivery.receipts import client_digest, downloads
 from offboarding.runs import AcknowledgementInput
 from offboarding.stores import open_store
 from offboarding.web import create_app
@@ -50,6 +52,33 @@ def test_a_link_serves_the_bundle_until_it_expires_or_the_bundle_is_gone(
 
     store.delete(KEY)
     assert client.get(path(valid)).status_code == 410
+
+
+def test_every_download_leaves_a_signed_receipt_without_the_address(
+    settings: Settings,
+) -> None:
+    store = open_store(settings.store_url("delivery"))
+    store.put_bytes(KEY, b"PK bundle bytes")
+    link = LinkSigner.from_settings(settings).create(
+        store.url, KEY, datetime.now(UTC) + timedelta(hours=1)
+    )
+    client = TestClient(create_app(settings, PrefectRuns()))
+    case = CaseRef(tenant="acme", case_id="case-1")
+    assert downloads(settings, case) == []
+    for _ in range(2):
+        response = client.get(link.removeprefix(settings.delivery.link_base_url))
+        assert response.content == b"PK bundle bytes"
+    receipts = downloads(settings, case)
+    assert [(r.part, r.bytes, r.size, r.complete, r.via) for r in receipts] == [
+        ("offboarding-case-1.zip", 15, 15, True, "stream")
+    ] * 2
+    assert receipts[0].client == receipts[1].client == client_digest(settings, "testclient")
+    archived = open_store(settings.store_url("archive"))
+    bodies = [o for o in archived.list_objects("downloads/acme/case-1/")]
+    assert len(bodies) == 4  # two receipts and their signatures
+    for info in bodies:
+        with archived.open_read(info.key) as handle:
+            assert b"testclient" not in handle.read()
 
 
 def test_a_link_signed_by_another_installation_is_refused(settings: Settings) -> None:

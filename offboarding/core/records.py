@@ -381,6 +381,15 @@ class Certificate(Record):
     inventory_bytes: int
     inventory_digest: str = Field(description="sha256 of the inventory event in the audit chain.")
     manifest_sha256: str | None = Field(description="Manifest of the bundle the client received.")
+    bundle_downloads: int = Field(
+        default=0,
+        description="Downloads of the bundle's parts through the link endpoint, each with a "
+        "signed receipt in the archive (downloads/<tenant>/<case>/).",
+    )
+    bundle_first_downloaded_at: datetime | None = None
+    bundle_fully_downloaded: bool = Field(
+        default=False, description="Every part was downloaded whole at least once."
+    )
     data_backed_up: bool
     backup_locations: list[str]
     locations: list[LocationEvidence]

@@ -1,16 +1,18 @@
 """Download links and acknowledgement links, signed.
 
-Cloud Storage deliveries get V4 signed URLs (`offboarding.stores.gcs`). Local deliveries get an
-HMAC-signed token (itsdangerous) naming the store, the object and the expiry, served by the
-link endpoint (`offboarding.web`, `offboard serve-links`). The links themselves are sent to the
-contact only; the case keeps their digests.
+Every download link is an HMAC-signed token (itsdangerous) naming the store, the object, the
+case and the expiry, served by the link endpoint (`offboarding.web`, `offboard serve-links`),
+which records each download (`receipts.py`). For a local store the endpoint streams the part;
+for Cloud Storage it redirects to a V4 signed URL made for that request and valid for
+`REDIRECT_LIFETIME` (`fresh_url`). The links themselves are sent to the contact only; the case
+keeps their digests.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -20,15 +22,20 @@ from offboarding.core.secrets import load_or_create_secret
 from offboarding.stores import ObjectStore, backend
 
 __all__ = [
+    "REDIRECT_LIFETIME",
     "LinkExpired",
     "LinkInvalid",
     "LinkSigner",
     "PartLink",
+    "fresh_url",
     "link_digest",
     "sign_part_links",
 ]
 
 _DOWNLOAD_SALT = "tenant-offboarding/bundle-link/2"
+# A Cloud Storage URL the endpoint redirects to: long enough to start a large download (an
+# ongoing transfer is not cut at expiry), short enough that a copied URL soon stops working.
+REDIRECT_LIFETIME = timedelta(minutes=15)
 _INDEX_SALT = "tenant-offboarding/bundle-index/1"
 _ACK_SALT = "tenant-offboarding/acknowledgement/1"
 
@@ -102,21 +109,22 @@ class LinkSigner:
 def sign_part_links(
     settings: Settings, store: ObjectStore, keys: list[str], expires_at: datetime
 ) -> list[PartLink]:
-    """One link per bundle part, valid until `expires_at`, of the kind the store serves."""
-    from offboarding.stores.gcs import GcsLinkSigner, GcsStore
-
-    names = [key.rsplit("/", 1)[-1] for key in keys]
-    gcs = backend(store)
-    if isinstance(gcs, GcsStore):
-        signer = GcsLinkSigner(
-            settings.stores.gcs_signing_key_file, settings.stores.gcs_signing_email
-        )
-        return [
-            PartLink(name, gcs.signed_url(key, filename=name, expires_at=expires_at, signer=signer))
-            for key, name in zip(keys, names, strict=True)
-        ]
+    """One link per bundle part, valid until `expires_at`, through the link endpoint (which
+    records every download), whatever the store."""
     local = LinkSigner.from_settings(settings)
     return [
-        PartLink(name, local.create(store.url, key, expires_at))
-        for key, name in zip(keys, names, strict=True)
+        PartLink(key.rsplit("/", 1)[-1], local.create(store.url, key, expires_at)) for key in keys
     ]
+
+
+def fresh_url(settings: Settings, store: ObjectStore, key: str, now: datetime) -> str | None:
+    """A Cloud Storage V4 signed URL for one download, valid `REDIRECT_LIFETIME`; None for a
+    store the endpoint serves itself."""
+    from offboarding.stores.gcs import GcsLinkSigner, GcsStore
+
+    gcs = backend(store)
+    if not isinstance(gcs, GcsStore):
+        return None
+    signer = GcsLinkSigner(settings.stores.gcs_signing_key_file, settings.stores.gcs_signing_email)
+    name = key.rsplit("/", 1)[-1]
+    return gcs.signed_url(key, filename=name, expires_at=now + REDIRECT_LIFETIME, signer=signer)

@@ -28,6 +28,7 @@ from offboarding.core.records import (
 )
 from offboarding.core.signing import Signer
 from offboarding.datamap import AttestedSystem, load_datamap
+from offboarding.delivery.receipts import downloads
 from offboarding.evidence.archive import render_certificate_html
 from offboarding.evidence.incidents import record_incident
 from offboarding.locations import (
@@ -345,6 +346,8 @@ def _certificate(
         ]
     )
     version_ = version("tenant-offboarding")
+    receipts = downloads(settings, case)
+    parts = [p.key.rsplit("/", 1)[-1] for p in (state.delivery.parts if state.delivery else [])]
     return Certificate(
         tenant=case.tenant,
         case_id=case.case_id,
@@ -372,6 +375,10 @@ def _certificate(
         inventory_bytes=inventory.total_bytes if inventory else 0,
         inventory_digest=state.inventory_digest or "",
         manifest_sha256=state.packaged.manifest_sha256 if state.packaged else None,
+        bundle_downloads=len(receipts),
+        bundle_first_downloaded_at=receipts[0].at if receipts else None,
+        bundle_fully_downloaded=bool(parts)
+        and all(any(r.part == part and r.complete for r in receipts) for part in parts),
         data_backed_up=removals["backups"].items_before > 0 if "backups" in removals else False,
         backup_locations=settings.backup_store_urls(),
         locations=locations,

@@ -286,7 +286,12 @@ class DaskCluster:
     def start(self, timeout: float = 60.0) -> DaskCluster:
         self.home.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
-        env = {**os.environ, **self.env, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
+        # A worker whose event loop stops answering is dropped after a minute (the default is
+        # five) and its parts are rescheduled on the others: seen once here, under load.
+        env = {
+            **os.environ, **self.env, "DASK_DISTRIBUTED__WORKER__DAEMON": "False",
+            "DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL": "60s",
+        }  # fmt: skip
         scheduler = ManagedProcess(
             "dask-scheduler",
             [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",

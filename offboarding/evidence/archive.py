@@ -98,6 +98,7 @@ class ArchiveReport:
     events: int = 0
     certificates: int = 0
     reports: int = 0
+    downloads: int = 0  # signed download receipts
     keys: list[str] = field(default_factory=list)
 
 
@@ -142,6 +143,9 @@ def verify_archive(store: ObjectStore, public_key: Ed25519PublicKey) -> ArchiveR
         tenant_case = key.removeprefix("certificates/").removesuffix(".json")
         if f"cases/{tenant_case}" not in chains:
             raise IntegrityError(f"{key}: no audit chain for this certificate")
+    for key in sorted(o for o in _listing(store, "downloads/") if o.endswith(".json")):
+        _signed(store, key, public_key)  # download receipts, beside the chains
+        report.downloads += 1
     report.keys = sorted(o for o in _listing(store, "keys/") if o.endswith(".pem"))
     return report
 

@@ -22,6 +22,7 @@ from offboarding.core.config import Settings, validate_tenant_id
 from offboarding.core.errors import DeadlineError, TenantError
 from offboarding.core.records import CaseRef, DestructionSchedule
 from offboarding.delivery.delivery import status_of
+from offboarding.delivery.receipts import downloads
 from offboarding.locations import lingering
 from offboarding.planning import destruction_schedule, latest_destruction_start, require_possible
 from offboarding.registry import TenantRegistry
@@ -87,6 +88,7 @@ def schedule_destruction(
                 at=datetime.now(UTC), delivered_at=status_of(state).delivered_at,
                 notices_sent=len(state.links),
                 acknowledgement_timeout_days=timeout / timedelta(days=1),
+                downloads=len(downloads(settings, case)),
             ),
             once="acknowledged",
         )  # fmt: skip

@@ -172,6 +172,11 @@ class DeemedDelivered(EventData):
     delivered_at: Instant
     notices_sent: int
     acknowledgement_timeout_days: float
+    downloads: int | None = Field(
+        default=None,
+        description="Downloads of the bundle on record by then (receipts); 0: the client may "
+        "never have received it. None: recorded before receipts existed.",
+    )
 
 
 class DestructionHeld(EventData):

@@ -1,0 +1,97 @@
+"""Download receipts: every download of a bundle part through the link endpoint, on the record.
+
+Each receipt is a small signed document in the audit archive, one per download, beside the
+case's chain rather than in it: the link endpoint writes receipts while the case's own steps
+write the chain, and a chain has one writer at a time.
+
+    downloads/<tenant>/<case>/<time>-<random>.json   (and .sig, Ed25519)
+
+A receipt holds the part's name, the bytes sent (or, for Cloud Storage, the size of the object
+the client was sent to), whether it completed, the time and a keyed digest of the client's
+address (HMAC-SHA256 under the installation's `download-hmac.key`: the same address gives the
+same digest, and nobody without the key can test a guess). Never the address itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from offboarding.core.canonical import compact_json
+from offboarding.core.config import Settings
+from offboarding.core.errors import IntegrityError
+from offboarding.core.records import CaseRef
+from offboarding.core.secrets import load_or_create_secret
+from offboarding.core.signing import Signer, load_public_key, verify_signature
+from offboarding.stores import open_store
+
+__all__ = ["DownloadReceipt", "client_digest", "downloads", "receipt_prefix", "record_download"]
+
+
+class DownloadReceipt(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tenant: str
+    case_id: str
+    part: str
+    bytes: int
+    size: int
+    complete: bool
+    via: Literal["stream", "redirect"]
+    at: datetime
+    client: str  # keyed digest of the client's address
+
+
+def receipt_prefix(case: CaseRef) -> str:
+    return f"downloads/{case.tenant}/{case.case_id}/"
+
+
+def client_digest(settings: Settings, address: str) -> str:
+    key = load_or_create_secret(settings.keys_dir / "download-hmac.key")
+    return hmac.new(key, address.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def record_download(
+    settings: Settings,
+    case: CaseRef,
+    *,
+    part: str,
+    sent: int,
+    size: int,
+    via: Literal["stream", "redirect"],
+    address: str,
+) -> DownloadReceipt:
+    """Sign and archive one download's receipt."""
+    receipt = DownloadReceipt(
+        tenant=case.tenant, case_id=case.case_id, part=part, bytes=sent, size=size,
+        complete=sent == size, via=via, at=datetime.now(UTC),
+        client=client_digest(settings, address or "unknown"),
+    )  # fmt: skip
+    body = compact_json(receipt.model_dump(mode="json"))
+    archive = open_store(settings.store_url("archive"), write_once=True)
+    key = f"{receipt_prefix(case)}{receipt.at:%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(4)}.json"
+    signer = Signer.load_or_create(settings.keys_dir)
+    archive.put_bytes(key + ".sig", signer.sign(body))
+    archive.put_bytes(key, body)
+    return receipt
+
+
+def downloads(settings: Settings, case: CaseRef) -> list[DownloadReceipt]:
+    """Every receipt of the case, oldest first, each signature checked."""
+    archive = open_store(settings.store_url("archive"), write_once=True)
+    public_key = load_public_key(Signer.load_or_create(settings.keys_dir).public_pem)
+    found: list[DownloadReceipt] = []
+    for info in archive.list_objects(receipt_prefix(case)):
+        if info.key.endswith(".sig"):
+            continue
+        with archive.open_read(info.key) as body, archive.open_read(info.key + ".sig") as sig:
+            data, signature = body.read(), sig.read()
+        if not verify_signature(public_key, data, signature):
+            raise IntegrityError(f"{info.key}: download receipt's signature does not match")
+        found.append(DownloadReceipt.model_validate_json(data))
+    return sorted(found, key=lambda r: r.at)
