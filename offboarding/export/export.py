@@ -388,16 +388,19 @@ def verify_package(
             f"bundle of tenant {case.tenant!r}: files differ from the inventory "
             f"({len(bundle_digests)} in the bundle, {len(file_digests)} inventoried)"
         )
-    if not record:
-        return report.rows
-    AuditTrail.open(settings, case).record(
-        events.BundleVerified(
-            entries=report.entries_checked, rows=report.rows, key=report.signature_key,
-            parts=len(bundle.parts),
-        ),
-        once="bundle-verified",
-    )  # fmt: skip
+    if record:
+        _record_verified(settings, case, report.entries_checked, report.rows,
+                         report.signature_key, len(bundle.parts))  # fmt: skip
     return report.rows
+
+
+def _record_verified(
+    settings: Settings, case: CaseRef, entries: int, rows: int, key: str, parts: int
+) -> None:
+    AuditTrail.open(settings, case).record(
+        events.BundleVerified(entries=entries, rows=rows, key=key, parts=parts),
+        once="bundle-verified",
+    )
 
 
 def _verify_sealed(
@@ -443,13 +446,8 @@ def _verify_sealed(
             "that the platform honours the freeze, then rerun the case"
         )
     if record:
-        AuditTrail.open(settings, case).record(
-            events.BundleVerified(
-                entries=bundle.entries, rows=bundle.rows, key=signer.fingerprint,
-                parts=len(bundle.parts),
-            ),
-            once="bundle-verified",
-        )  # fmt: skip
+        _record_verified(settings, case, bundle.entries, bundle.rows, signer.fingerprint,
+                         len(bundle.parts))  # fmt: skip
     return bundle.rows
 
 
