@@ -26,6 +26,7 @@ from offboarding.core.errors import AcknowledgementRejected, NotWaitingError, Te
 from offboarding.core.records import CaseRef
 from offboarding.delivery.links import LinkExpired, LinkInvalid, LinkSigner, fresh_url
 from offboarding.delivery.receipts import record_download
+from offboarding.locations.bundles import BUNDLES_ROOT
 from offboarding.runs import AcknowledgementInput, Runs
 from offboarding.stores import ObjectStore, open_store
 
@@ -49,7 +50,7 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
 def _case_of(key: str) -> CaseRef | None:
     """The case a delivered part belongs to: bundles/<tenant>/<case>/<part>."""
     parts = key.split("/")
-    if len(parts) != 4 or parts[0] != "bundles":
+    if len(parts) != 4 or f"{parts[0]}/" != BUNDLES_ROOT:
         return None
     try:
         return CaseRef(tenant=validate_tenant_id(parts[1]), case_id=parts[2])
