@@ -171,15 +171,17 @@ def await_attestation(case: CaseRef, due: AttestationDue) -> AttestationInput:
     return suspend_flow_run(wait_for_input=form, key=attestation_key(due.system), timeout=None)
 
 
-def waiting_attestation(run_id: str) -> str | None:
-    """The system a destroy run is suspended for, if it is waiting for an attestation."""
+def waiting_attestation(run_id: str) -> tuple[str, str] | None:
+    """(system, case id) a destroy run is suspended for, if it waits for an attestation."""
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(UUID(run_id))
     details = run.state.state_details if run.state else None
     if run.state is None or not run.state.is_paused() or details is None:
         return None
     key = details.pause_key or ""
-    return key.removeprefix("attestation-") if key.startswith("attestation-") else None
+    if not key.startswith("attestation-"):
+        return None
+    return key.removeprefix("attestation-"), str(run.parameters.get("case_id", ""))
 
 
 def resume_attestation(run_id: str, system: str, given: AttestationInput) -> None:
@@ -311,19 +313,20 @@ def exclusive(limit_name: str) -> Iterator[None]:
         yield
 
 
-def contract_terminated_event(tenant: str, reason: str) -> dict[str, Any]:
-    """The event a platform emits when a contract ends (its documented payload)."""
+def contract_terminated_event(tenant: str, reason_ref: str = "") -> dict[str, Any]:
+    """The event a platform emits when a contract ends (its documented payload): the reason
+    only as a statement reference, since Prefect keeps every event."""
     return {
         "event": CONTRACT_TERMINATED,
         "resource": {"prefect.resource.id": f"tenant.{tenant}", "tenant.id": tenant},
-        "payload": {"reason": reason},
+        "payload": {"reason_ref": reason_ref},
     }
 
 
-def emit_contract_terminated(tenant: str, reason: str) -> UUID:
+def emit_contract_terminated(tenant: str, reason_ref: str = "") -> UUID:
     """Emit the event through Prefect's API (waits until it is sent); return its id."""
     validate_tenant_id(tenant)
-    event = emit_event(**contract_terminated_event(tenant, reason))
+    event = emit_event(**contract_terminated_event(tenant, reason_ref))
     EventsWorker.drain_all()
     if event is None:
         raise ConfigurationError(

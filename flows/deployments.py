@@ -40,7 +40,7 @@ CONTRACT_TERMINATED_TRIGGER: dict[str, Any] = {
     "expect": [CONTRACT_TERMINATED],
     "parameters": {
         "tenant": "{{ event.resource['tenant.id'] }}",
-        "reason": "{{ event.payload.get('reason', '') }}",
+        "reason_ref": "{{ event.payload.get('reason_ref', '') }}",
     },
 }
 

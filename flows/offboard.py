@@ -30,13 +30,13 @@ from offboarding.delivery.delivery import deliver
 from offboarding.delivery.receipts import downloads
 from offboarding.export import export as stages
 from offboarding.locations.base import PartTask
-from offboarding.runs import AcknowledgementInput
+from offboarding.runs import AcknowledgementInput, OptionalStatementRef
 from offboarding.scheduling.scheduling import schedule_destruction as schedule_destruction_of
 
 
 @task(name="freeze", task_run_name="freeze-{case.tenant}")
-def freeze_tenant(case: CaseRef) -> datetime:
-    return stages.freeze(adapter.settings(), case)
+def freeze_tenant(case: CaseRef, reason_ref: str) -> datetime:
+    return stages.freeze(adapter.settings(), case, reason_ref)
 
 
 @task(name="inventory", task_run_name="inventory-{case.tenant}", retries=2, retry_delay_seconds=5)
@@ -130,17 +130,18 @@ STEPS = ("freeze", "inventory", "export", "package", "verify", "deliver", "ackno
 
 
 @flow(name="offboard", flow_run_name="offboard-{tenant}", persist_result=True)
-def offboard(tenant: str, reason: str = "") -> dict[str, Any] | State:
+def offboard(tenant: str, reason_ref: OptionalStatementRef = "") -> dict[str, Any] | State:
     """Export a tenant's data, deliver it, wait for acknowledgement, schedule destruction.
 
     Args:
         tenant: The tenant's id, exactly as in the tenants registry (e.g. acme-corp).
-        reason: Why the contract ended (optional, for the record).
+        reason_ref: Why the contract ended, as a statement reference (st-…, from `offboard
+            statement TENANT termination --reason …`); never the text, which Prefect keeps.
     """
     case = stages.new_case(tenant, adapter.current_run_id())
     progress = adapter.Progress(STEPS).start(case, "offboard")
     try:
-        freeze_tenant(case)
+        freeze_tenant(case, reason_ref)
     except DuplicateCaseError as duplicate:  # a second event for the same tenant
         adapter.logger().warning("%s", duplicate)
         return adapter.cancelled(

@@ -19,6 +19,7 @@ from prefect import flow
 from flows import adapter
 from offboarding.delivery.delivery import send_links
 from offboarding.destruction.destruction import reverify
+from offboarding.runs import StatementRef
 from offboarding.scheduling.scheduling import case_from_id, place_hold, release_hold
 from offboarding.scheduling.scheduling import postpone_destruction as postpone
 
@@ -36,43 +37,41 @@ def reissue_link(case_id: str) -> str:
 
 
 @flow(name="legal-hold", flow_run_name="legal-hold-{action}-{tenant}")
-def legal_hold(
-    tenant: str, action: Literal["place", "lift"], reason: str = "", requested_by: str = ""
-) -> list[str]:
+def legal_hold(tenant: str, action: Literal["place", "lift"], statement: StatementRef) -> list[str]:
     """Place a legal hold (scheduled destruction is cancelled) or lift it (destruction is
     scheduled again for its original date, within its deadline).
 
     Args:
         tenant: The tenant's id, exactly as in the tenants registry.
         action: place, or lift.
-        reason: Required to place: the order or request (recorded as a digest only).
-        requested_by: Who asked for it (recorded as a digest only).
+        statement: The hold statement's reference (st-…): who asks and, to place, the order
+            or request, kept outside Prefect by `offboard statement TENANT hold --name …
+            --reason …`.
     """
     settings = adapter.settings()
-    by = requested_by or "support staff"
     if action == "place":
-        result = place_hold(settings, adapter.PrefectRuns(), tenant, reason, by)
+        result = place_hold(settings, adapter.PrefectRuns(), tenant, statement)
         for note in result.notes:
             adapter.logger().warning("%s", note)
         return result.cancelled_runs
-    released = release_hold(settings, adapter.PrefectRuns(), tenant, by)
+    released = release_hold(settings, adapter.PrefectRuns(), tenant, statement)
     return [str(s.flow_run_id) for s in released.rescheduled]
 
 
 @flow(name="postpone-destruction", flow_run_name="postpone-destruction-{case_id}")
-def postpone_destruction(case_id: str, destroy_on: datetime, requested_by: str = "") -> str:
+def postpone_destruction(case_id: str, destroy_on: datetime, statement: StatementRef) -> str:
     """Move the case's scheduled destruction to a later time, within the 90-day limit.
 
     Args:
         case_id: The case, e.g. acme-0123456789ab.
         destroy_on: The new time (UTC); at most the deadline minus any lingering delay and a
             2-day margin.
-        requested_by: Who asked for it (recorded as a digest only).
+        statement: Who asked for it, as a postponement statement's reference (st-…, from
+            `offboard statement TENANT postponement --name …`).
     """
     schedule = postpone(
-        adapter.settings(), adapter.PrefectRuns(), case_from_id(case_id), destroy_on,
-        requested_by or "support staff",
-    )  # fmt: skip
+        adapter.settings(), adapter.PrefectRuns(), case_from_id(case_id), destroy_on, statement
+    )
     return str(schedule.flow_run_id)
 
 

@@ -97,25 +97,56 @@ def _waiting_run(case_or_run: str) -> str:
         return delivery_status(Settings(), case_from_id(case_or_run)).flow_run_id
 
 
+def _refused(what: str, invalid: Exception) -> int:
+    from pydantic import ValidationError
+
+    assert isinstance(invalid, ValidationError)
+    fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in invalid.errors())
+    print(f"error: the {what} is refused ({fields}); nothing was sent", file=sys.stderr)
+    return 2
+
+
 def _ack(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from flows.adapter import PrefectRuns
+    from offboarding.core.config import Settings
+    from offboarding.core.errors import NotWaitingError
+    from offboarding.people import keep_statement
     from offboarding.runs import AcknowledgementInput
 
-    try:
-        acknowledgement = AcknowledgementInput(
-            acknowledged_by=args.by, days_until_destruction=args.days, note=args.note or None
-        )
-    except ValidationError as invalid:
-        fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in invalid.errors())
+    if args.days is not None and not 0 <= args.days <= 90:
         print(
-            f"error: the acknowledgement is refused ({fields}); nothing was sent", file=sys.stderr
+            "error: the acknowledgement is refused (--days must be 0 to 90, clause 2.3.2); "
+            "nothing was sent",
+            file=sys.stderr,
         )
         return 2
     run_id = _waiting_run(args.case)
-    PrefectRuns().resume(run_id, acknowledgement)
-    print(f"acknowledged: case {args.case} resumes (flow run {run_id})")
+    runs = PrefectRuns()
+    tenant = dict(runs.waiting_cases()).get(run_id)
+    if tenant is None:
+        raise NotWaitingError(f"case {args.case} is not waiting for an acknowledgement")
+    # Who acknowledges and the note stay in the ledger: Prefect gets the reference only.
+    said = keep_statement(Settings(), tenant, "acknowledgement", name=args.by, note=args.note)
+    try:
+        acknowledgement = AcknowledgementInput(statement=said, days_until_destruction=args.days)
+    except ValidationError as invalid:
+        return _refused("acknowledgement", invalid)
+    runs.resume(run_id, acknowledgement)
+    print(f"acknowledged: case {args.case} resumes (flow run {run_id}; statement {said})")
+    return 0
+
+
+def _statement(args: argparse.Namespace) -> int:
+    from offboarding.core.config import Settings
+    from offboarding.people import keep_statement
+
+    fields = {"name": args.name, "note": args.note, "reason": args.reason}
+    kept = keep_statement(
+        Settings(), args.tenant, args.kind, **{k: v for k, v in fields.items() if v is not None}
+    )
+    print(kept)
     return 0
 
 
@@ -125,16 +156,17 @@ def _attest(args: argparse.Namespace) -> int:
     from flows.adapter import resume_attestation
     from offboarding.core.config import Settings
     from offboarding.core.errors import NotWaitingError
+    from offboarding.people import keep_statement
     from offboarding.runs import AttestationInput
     from offboarding.scheduling.scheduling import case_from_id, current_schedule
 
+    case = case_from_id(args.case)
+    said = keep_statement(Settings(), case.tenant, "attestation", name=args.by)
     try:
-        given = AttestationInput(attested_by=args.by, action=args.action, evidence=args.evidence)
+        given = AttestationInput(statement=said, action=args.action, evidence=args.evidence)
     except ValidationError as invalid:
-        fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in invalid.errors())
-        print(f"error: the attestation is refused ({fields}); nothing was sent", file=sys.stderr)
-        return 2
-    schedule = current_schedule(Settings(), case_from_id(args.case))
+        return _refused("attestation", invalid)
+    schedule = current_schedule(Settings(), case)
     if schedule is None or schedule.flow_run_id is None:
         raise NotWaitingError(f"case {args.case} has no destruction run (not scheduled yet)")
     resume_attestation(schedule.flow_run_id, args.system, given)
@@ -155,9 +187,12 @@ def _reissue(args: argparse.Namespace) -> int:
 def _hold(args: argparse.Namespace) -> int:
     from flows.adapter import PrefectRuns
     from offboarding.core.config import Settings
+    from offboarding.people import keep_statement
     from offboarding.scheduling.scheduling import place_hold
 
-    result = place_hold(Settings(), PrefectRuns(), args.tenant, args.reason, args.by)
+    settings = Settings()
+    said = keep_statement(settings, args.tenant, "hold", name=args.by, reason=args.reason)
+    result = place_hold(settings, PrefectRuns(), args.tenant, said)
     print(
         f"legal hold placed on {result.tenant}; destruction runs cancelled: "
         f"{', '.join(result.cancelled_runs) or 'none were scheduled'}"
@@ -170,9 +205,12 @@ def _hold(args: argparse.Namespace) -> int:
 def _release(args: argparse.Namespace) -> int:
     from flows.adapter import PrefectRuns
     from offboarding.core.config import Settings
+    from offboarding.people import keep_statement
     from offboarding.scheduling.scheduling import release_hold
 
-    result = release_hold(Settings(), PrefectRuns(), args.tenant, args.by, now=args.now)
+    settings = Settings()
+    said = keep_statement(settings, args.tenant, "hold", name=args.by)
+    result = release_hold(settings, PrefectRuns(), args.tenant, said, now=args.now)
     print(f"legal hold lifted on {result.tenant}")
     for schedule in result.rescheduled:
         print(
@@ -224,7 +262,12 @@ def _terminate(args: argparse.Namespace) -> int:
         from offboarding.registry import TenantRegistry
 
         TenantRegistry(settings).get(tenant)
-    event_id = emit_contract_terminated(tenant, args.reason)
+    reason_ref = ""
+    if args.reason:  # the reason may name people: Prefect's event gets a reference
+        from offboarding.people import keep_statement
+
+        reason_ref = keep_statement(settings, tenant, "termination", reason=args.reason)
+    event_id = emit_contract_terminated(tenant, reason_ref)
     print(f"emitted {CONTRACT_TERMINATED} for {tenant} (event {event_id}); the offboard "
           "deployment's trigger opens the case")  # fmt: skip
     return 0
@@ -490,12 +533,28 @@ def build_parser() -> argparse.ArgumentParser:
     ack.add_argument("--note", help="optional note")
     ack.set_defaults(run=_ack)
 
+    statement = commands.add_parser(
+        "statement",
+        help="keep what a person said (name, note, reason) in the ledger; prints the reference "
+        "that Prefect's forms and flow parameters take instead",
+    )
+    statement.add_argument("tenant")
+    statement.add_argument(
+        "kind", choices=["acknowledgement", "termination", "attestation", "hold", "postponement"]
+    )
+    statement.add_argument("--name", help="who makes the statement")
+    statement.add_argument("--note", help="acknowledgement: the optional note")
+    statement.add_argument("--reason", help="termination or hold: why")
+    statement.set_defaults(run=_statement)
+
     attest = commands.add_parser(
         "attest", help="confirm an attested system's destruction for a waiting destroy run"
     )
     attest.add_argument("case", help="the case id, e.g. acme-0123456789ab")
     attest.add_argument("system", help="the data map's name of the attested system")
-    attest.add_argument("--by", required=True, help="who did it (recorded as a digest)")
+    attest.add_argument(
+        "--by", required=True, help="who did it (kept in the ledger; the record has a pseudonym)"
+    )
     attest.add_argument("--action", required=True, help="what was done (no personal data)")
     attest.add_argument("--evidence", required=True, help="where the proof is kept")
     attest.set_defaults(run=_attest)

@@ -48,8 +48,26 @@ _LEDGER_DDL = sql.SQL(
     " frozen_at timestamptz,"
     " offboarding_case text,"
     " destroyed_at timestamptz,"
-    " contact_delete_after date)"
-).format(schema=sql.Identifier(LEDGER_SCHEMA), ledger=_LEDGER)
+    " contact_delete_after date);"
+    # What people said (names, notes, reasons), under an opaque reference that the orchestrator
+    # and the archive carry instead, and each case's pseudonym key (offboarding/people.py):
+    # both go with the contact details, three years after the end (clause 1.1.4).
+    "CREATE TABLE IF NOT EXISTS {statements} ("
+    " ref text PRIMARY KEY,"
+    " tenant text NOT NULL,"
+    " kind text NOT NULL,"
+    " fields jsonb NOT NULL,"
+    " recorded_at timestamptz NOT NULL DEFAULT now());"
+    "CREATE TABLE IF NOT EXISTS {case_keys} ("
+    " case_id text PRIMARY KEY,"
+    " tenant text NOT NULL,"
+    " key bytea NOT NULL,"
+    " created_at timestamptz NOT NULL DEFAULT now())"
+).format(
+    schema=sql.Identifier(LEDGER_SCHEMA), ledger=_LEDGER,
+    statements=sql.Identifier(LEDGER_SCHEMA, "statements"),
+    case_keys=sql.Identifier(LEDGER_SCHEMA, "case_keys"),
+)  # fmt: skip
 _ready: set[str] = set()  # databases whose ledger exists (per process)
 
 
@@ -134,7 +152,8 @@ class TenantRegistry:
         schema, _, name = registry_table(settings).partition(".")
         self.table = sql.Identifier(schema, name)
 
-    def _connect(self) -> psycopg.Connection[dict[str, Any]]:
+    def connect(self) -> psycopg.Connection[dict[str, Any]]:
+        """A connection to the database of the registry and the pipeline's ledger."""
         conn = psycopg.connect(self.settings.require_database(), row_factory=dict_row)
         dsn = self.settings.require_database()
         if dsn not in _ready:
@@ -170,7 +189,7 @@ class TenantRegistry:
         validate_tenant_id(tenant)
         where = sql.SQL("t.{}::text = %s").format(sql.Identifier(self.mapping.id))
         try:
-            with self._connect() as conn:
+            with self.connect() as conn:
                 row = conn.execute(self._select(where), (tenant,)).fetchone()
         except psycopg.errors.UndefinedColumn as error:
             raise ConfigurationError(
@@ -194,7 +213,7 @@ class TenantRegistry:
     def tenants(self, status: str | None = None) -> list[str]:
         """Tenant ids, optionally only those with `status` ('active', 'frozen', 'destroyed')."""
         where = sql.SQL("%s::text IS NULL OR coalesce(l.status, 'active') = %s")
-        with self._connect() as conn:
+        with self.connect() as conn:
             rows = conn.execute(
                 sql.SQL("SELECT id FROM ({}) s ORDER BY id").format(self._select(where)),
                 (status, status),
@@ -211,7 +230,7 @@ class TenantRegistry:
             raise TenantError(
                 f"tenant {tenant!r} was already offboarded and destroyed: nothing to export"
             )
-        with self._connect() as conn:
+        with self.connect() as conn:
             row = conn.execute(
                 sql.SQL(
                     "INSERT INTO {l} AS l (tenant, status, frozen_at, offboarding_case) "
@@ -239,7 +258,7 @@ class TenantRegistry:
         if isinstance(hook, HttpFreezeHook):
             _call_freeze_api(hook, tenant)
             return
-        with self._connect() as conn:
+        with self.connect() as conn:
             conn.execute(hook.sql.encode(), {"tenant": tenant})  # the operator's own statement
             conn.commit()
             row = conn.execute(hook.check.encode(), {"tenant": tenant}).fetchone()
@@ -263,7 +282,7 @@ class TenantRegistry:
 
     def set_hold(self, tenant: str, held: bool, reason: str | None = None) -> None:
         self.get(tenant)
-        with self._connect() as conn:
+        with self.connect() as conn:
             conn.execute(
                 sql.SQL(
                     "INSERT INTO {} AS l (tenant, legal_hold, legal_hold_reason) "
@@ -277,7 +296,7 @@ class TenantRegistry:
     def mark_destroyed(self, tenant: str, at: datetime) -> date:
         """Record the destruction; return the date the contact details must be erased by."""
         erase_contact_by = date(at.year + CONTACT_RETENTION_YEARS, at.month, min(at.day, 28))
-        with self._connect() as conn:
+        with self.connect() as conn:
             conn.execute(
                 sql.SQL(
                     "INSERT INTO {} AS l (tenant, status, destroyed_at, contact_delete_after) "

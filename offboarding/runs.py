@@ -8,7 +8,7 @@ one module that implements it with Prefect's API. Tests of the policy can hand i
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,10 +17,13 @@ from offboarding.core.records import CaseRef
 __all__ = [
     "CANCELLABLE",
     "DEEMED_BY",
+    "STATEMENT_PATTERN",
     "AcknowledgementInput",
     "AttestationInput",
+    "OptionalStatementRef",
     "RunState",
     "Runs",
+    "StatementRef",
 ]
 
 RunState = Literal[
@@ -33,18 +36,30 @@ CANCELLABLE: frozenset[str] = frozenset({"SCHEDULED", "PENDING"})
 DEEMED_BY = "case watch: no acknowledgement within the acknowledgement period"
 
 
+# A statement kept outside the orchestrator (offboarding/people.py): the forms carry only this.
+STATEMENT_PATTERN = r"^st-[0-9a-f]{32}$"
+_STATEMENT_HELP = (
+    "The reference (st-…) of what the person said, kept in the pipeline's ledger: "
+    "`offboard statement` or the acknowledgement page prints it. Prefect keeps every input, so "
+    "names and notes never go into this form."
+)
+
+# A flow parameter that names a statement: its schema refuses anything else, free text included.
+StatementRef = Annotated[str, Field(pattern=STATEMENT_PATTERN, description=_STATEMENT_HELP)]
+OptionalStatementRef = Annotated[
+    str, Field(pattern=r"^(st-[0-9a-f]{32})?$", description=_STATEMENT_HELP)
+]
+
+
 class AcknowledgementInput(BaseModel):
     """What a person (or the case watch) gives a waiting case. The orchestrator renders it as
     the Resume form and validates it against this schema on its server, so 91 days is refused
-    before the flow sees it; the CLI and the acknowledgement page build it the same way."""
+    before the flow sees it; the CLI and the acknowledgement page build it the same way. Who
+    acknowledged and their note are a statement, named here by its reference only."""
 
     model_config = ConfigDict(extra="forbid")
 
-    acknowledged_by: str = Field(
-        min_length=1,
-        max_length=200,
-        description="Who acknowledges receipt: the client's contact, or staff on their behalf.",
-    )
+    statement: str = Field(pattern=STATEMENT_PATTERN, description=_STATEMENT_HELP)
     days_until_destruction: int | None = Field(
         default=None,
         ge=0,
@@ -52,7 +67,6 @@ class AcknowledgementInput(BaseModel):
         description="Days after acknowledgement before destruction (0-90, clause 2.3.2). "
         "Empty: the configured grace period.",
     )
-    note: str | None = Field(default=None, max_length=1000, description="Optional note.")
     deemed_delivered: bool = Field(
         default=False,
         description="Set by the case watch when no acknowledgement came within the "
@@ -60,8 +74,9 @@ class AcknowledgementInput(BaseModel):
     )
 
     @classmethod
-    def deemed(cls) -> AcknowledgementInput:
-        return cls(acknowledged_by=DEEMED_BY, deemed_delivered=True)
+    def deemed(cls, statement: str) -> AcknowledgementInput:
+        """The case watch's, with the statement it kept (its own name, DEEMED_BY)."""
+        return cls(statement=statement, deemed_delivered=True)
 
     def as_run_input(self) -> dict[str, Any]:
         """The fields as the resume call sends them (unset ones left out)."""
@@ -75,16 +90,15 @@ class AttestationInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    attested_by: str = Field(
-        min_length=1,
-        max_length=200,
-        description="Who did it and confirms (recorded as a digest, never in clear).",
+    statement: str = Field(
+        pattern=STATEMENT_PATTERN,
+        description="Who did it and confirms: " + _STATEMENT_HELP,
     )
     action: str = Field(
         min_length=1,
         max_length=1000,
         description="What was done, e.g. 'deleted index t-acme; _cat/indices shows none'. "
-        "No personal data.",
+        "No personal data: it goes into the certificate.",
     )
     evidence: str = Field(
         min_length=1,

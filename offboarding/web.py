@@ -19,14 +19,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from pydantic import ValidationError
-
 from offboarding.core.config import Settings, validate_tenant_id
 from offboarding.core.errors import AcknowledgementRejected, NotWaitingError, TenantError
 from offboarding.core.records import CaseRef
 from offboarding.delivery.links import LinkExpired, LinkInvalid, LinkSigner, fresh_url
 from offboarding.delivery.receipts import record_download
 from offboarding.locations.bundles import BUNDLES_ROOT
+from offboarding.people import keep_statement
 from offboarding.runs import AcknowledgementInput, Runs
 from offboarding.stores import ObjectStore, open_store
 
@@ -152,22 +151,32 @@ def create_app(settings: Settings, runs: Runs) -> Any:
             return _page("Acknowledge receipt", _ACK_FORM.format(case=html.escape(case_id)))
         fields = parse_qs((await request.body()).decode("utf-8", "replace"))
         days = fields.get("days", [""])[0].strip()
-        if days and not days.isdigit():
-            return _page("Not recorded", "<p>Days must be a whole number, 0 to 90.</p>", 422)
-        try:
-            acknowledgement = AcknowledgementInput(
-                acknowledged_by=fields.get("name", [""])[0].strip(),
-                days_until_destruction=int(days) if days else None,
-                note=fields.get("note", [""])[0].strip() or None,
-            )
-        except ValidationError as invalid:
-            problems = "; ".join(str(e["msg"]) for e in invalid.errors())
+        name = fields.get("name", [""])[0].strip()
+        note = fields.get("note", [""])[0].strip()
+        problem = (
+            "Days must be a whole number, 0 to 90." if days and not (
+                days.isdigit() and int(days) <= 90)
+            else "Your name is needed (up to 200 characters)." if not 0 < len(name) <= 200
+            else "The note is too long (1000 characters at most)." if len(note) > 1000
+            else None
+        )  # fmt: skip
+        if problem:
             return _page(
                 "Not recorded",
-                f"<p>The acknowledgement was not accepted: {html.escape(problems)}. Check the "
-                "fields and retry.</p>",
+                f"<p>The acknowledgement was not accepted: {problem} Check the fields and "
+                "retry.</p>",
                 422,
             )
+        # The name and the note stay in the ledger: the orchestrator gets their reference.
+        kept = await run_in_threadpool(
+            lambda: keep_statement(
+                settings, case_id.rpartition("-")[0], "acknowledgement", name=name,
+                note=note or None,
+            )
+        )  # fmt: skip
+        acknowledgement = AcknowledgementInput(
+            statement=kept, days_until_destruction=int(days) if days else None
+        )
         try:
             await run_in_threadpool(runs.resume, run_id, acknowledgement)
         except AcknowledgementRejected as refused:

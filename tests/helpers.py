@@ -14,17 +14,24 @@ from offboarding.delivery.delivery import deliver
 from offboarding.destruction import attestation, destruction
 from offboarding.export import export as stages
 from offboarding.locations import destruction_order
+from offboarding.people import keep_statement
 from offboarding.runs import AttestationInput
 from offboarding.stores import open_store
 from offboarding.trail import AuditTrail, events
 from tests.conftest import Platform
 
 # What the demo's "support lead" confirms for the helpdesk (an attested system of its map).
-ATTESTATION = AttestationInput(
-    attested_by="Sam Support (test)",
-    action="erased the organisation in the helpdesk admin console",
-    evidence="HELPDESK-DEL-0001",
-)
+ATTESTER = "Sam Support (test)"
+ATTESTED_ACTION = "erased the organisation in the helpdesk admin console"
+
+
+def attestation_for(settings: Settings, tenant: str) -> AttestationInput:
+    """The support lead's confirmation: their name kept as a statement, the form its reference."""
+    return AttestationInput(
+        statement=keep_statement(settings, tenant, "attestation", name=ATTESTER),
+        action=ATTESTED_ACTION,
+        evidence="HELPDESK-DEL-0001",
+    )
 
 
 def bundle_files(bundle: BundleRef) -> list[Path]:
@@ -71,7 +78,9 @@ def destroy_everything(
     remaining = {n: destruction.verify_location(settings, case, n) for n in order}
     after = destruction.neighbours_digests(settings, case, excluded) if audit else None
     for due in attestation.request_attestations(settings, case, now, deadline):
-        attestation.attest(settings, case, due.system, ATTESTATION, datetime.now(UTC))
+        attestation.attest(
+            settings, case, due.system, attestation_for(settings, case.tenant), datetime.now(UTC)
+        )
     return destruction.certify(
         settings, case, destruction.DestructionEvidence(
             acknowledged_at=deadline - timedelta(days=90), deadline=deadline, started_at=now,

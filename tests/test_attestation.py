@@ -11,6 +11,7 @@ from email.policy import default
 
 import pytest
 
+from offboarding import people
 from offboarding.core.errors import ConfigurationError, DestructionIncompleteError, TenantError
 from offboarding.core.signing import Signer
 from offboarding.destruction import attestation, destruction
@@ -19,7 +20,13 @@ from offboarding.scheduling.deadlines import case_deadlines
 from offboarding.stores import open_store
 from offboarding.trail import AuditTrail, events
 from tests.conftest import Platform
-from tests.helpers import ATTESTATION, export_and_deliver, record_plan
+from tests.helpers import (
+    ATTESTED_ACTION,
+    ATTESTER,
+    attestation_for,
+    export_and_deliver,
+    record_plan,
+)
 
 START = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 
@@ -59,16 +66,24 @@ def test_no_certificate_until_the_role_attests_and_then_it_says_attested(
         destruction.certify(settings, case, evidence)
 
     with pytest.raises(TenantError, match="has not asked for the attestation of 'helpdesk'"):
-        attestation.attest(settings, case, "helpdesk", ATTESTATION, datetime.now(UTC))
+        attestation.attest(
+            settings, case, "helpdesk", attestation_for(settings, case.tenant), datetime.now(UTC)
+        )
     (due,) = attestation.request_attestations(
         settings, case, evidence.started_at, evidence.deadline
     )
     assert (due.system, due.role) == ("helpdesk", "support lead")
     assert "erase the organisation acme in the helpdesk" in due.procedure
     with pytest.raises(ConfigurationError, match="'cache' is not an attested system"):
-        attestation.attest(settings, case, "cache", ATTESTATION, datetime.now(UTC))
-    first = attestation.attest(settings, case, "helpdesk", ATTESTATION, datetime.now(UTC))
-    again = attestation.attest(settings, case, "helpdesk", ATTESTATION, datetime.now(UTC))
+        attestation.attest(
+            settings, case, "cache", attestation_for(settings, case.tenant), datetime.now(UTC)
+        )
+    first = attestation.attest(
+        settings, case, "helpdesk", attestation_for(settings, case.tenant), datetime.now(UTC)
+    )
+    again = attestation.attest(
+        settings, case, "helpdesk", attestation_for(settings, case.tenant), datetime.now(UTC)
+    )
     assert again == first  # recorded once
     assert attestation.request_attestations(settings, case, START, evidence.deadline) == []
 
@@ -83,8 +98,9 @@ def test_no_certificate_until_the_role_attests_and_then_it_says_attested(
     }  # fmt: skip
     helpdesk = systems["helpdesk"]
     assert helpdesk["evidence"] == "HELPDESK-DEL-0001" and helpdesk["role"] == "support lead"
-    assert helpdesk["action"] == ATTESTATION.action
-    assert ATTESTATION.attested_by.encode() not in raw  # a digest, never the name
+    assert helpdesk["action"] == ATTESTED_ACTION
+    assert ATTESTER.encode() not in raw  # a pseudonym, never the name
+    assert people.matches(settings, case, ATTESTER, helpdesk["attested_by"]) is True
     assert "helpdesk" not in {loc["location"] for loc in document["locations"]}
     assert "SCAN MATCH" in systems["cache"]["method"] and "fresh SCAN" in systems["cache"]["method"]
     gone_by = datetime.fromisoformat(document["all_copies_gone_by"])
@@ -146,7 +162,9 @@ def test_the_case_watch_reminds_the_role_and_says_when_it_is_overdue(platform: P
         ("operator.example", False), ("operator.example", True),
     ]  # fmt: skip
 
-    attestation.attest(settings, case, "helpdesk", ATTESTATION, datetime.now(UTC))
+    attestation.attest(
+        settings, case, "helpdesk", attestation_for(settings, case.tenant), datetime.now(UTC)
+    )
     assert remind(timedelta(days=60)) == 0  # confirmed: nothing more to remind
 
 
@@ -163,6 +181,8 @@ def test_the_deadline_watch_flags_an_attestation_past_its_due_date(platform: Pla
     )
     (late,) = case_deadlines(settings, now + timedelta(days=15))
     assert late.flagged and "(overdue)" in late.note
-    attestation.attest(settings, case, "helpdesk", ATTESTATION, now + timedelta(days=15))
+    attestation.attest(
+        settings, case, "helpdesk", attestation_for(settings, case.tenant), now + timedelta(days=15)
+    )
     (done,) = case_deadlines(settings, now + timedelta(days=15))
     assert not done.flagged and "attestation" not in done.note

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -40,6 +41,7 @@ from offboarding.dev.demo.run import (
     notice_links,
     wait_for_state,
 )
+from offboarding.people import keep_statement, matches, statement
 from offboarding.stores import open_store
 from offboarding.trail import AuditTrail, events, verify_chain
 from offboarding.web import create_app
@@ -89,7 +91,7 @@ def start_case_by_event(env: DemoEnvironment, tenant: str) -> tuple[FlowRun, Cas
     """The platform's way: the contract-terminated event, sent twice (at-least-once delivery
     and impatient people both happen): one case opens, the duplicate is cancelled."""
     for _ in range(2):
-        cli = offboard_cli(env, "terminate", tenant, "--reason", "contract ended")
+        cli = offboard_cli(env, "terminate", tenant, "--reason", TERMINATION_REASON)
         assert cli.returncode == 0, cli.stderr
     deadline = time.monotonic() + 60
     while len(offboard_runs(tenant)) < 2:
@@ -145,6 +147,12 @@ def trail_of(env: DemoEnvironment, case: CaseRef) -> AuditTrail:
     return AuditTrail(settings, case, Signer.load_or_create(settings.keys_dir))
 
 
+# Person-related words of the acme case: none may reach Prefect's database or its results.
+TERMINATION_REASON = "contract ended after the merger agreed with Quentin Zebedee"
+ACKNOWLEDGER = "Ottilie Acme-DPO Vandersloot"
+ACK_NOTE = "All three parts checked by Ottilie on her laptop"
+
+
 @dataclass(frozen=True)
 class CertifiedCase:
     """One whole case (acme, started by the platform's event), run once for the tests below,
@@ -191,13 +199,13 @@ def acme(env: DemoEnvironment) -> CertifiedCase:
     # through the orchestrator's Runs, on the real server.
     answer = page.post(
         ack_link.removeprefix(settings.delivery.link_base_url),
-        data={"name": "Acme DPO", "days": "0"},
+        data={"name": ACKNOWLEDGER, "days": "0", "note": ACK_NOTE},
     )
     assert answer.status_code == 200 and "recorded" in answer.text, answer.text
     wait_for_state(run.id, {"COMPLETED"}, timeout=90, runner=env.runner)
     scheduled = trail_of(env, case).of(events.DestructionScheduled)[-1]
     try:  # resumed twice: the server refuses, the case is not waiting any more
-        resume_flow_run(run.id, run_input={"acknowledged_by": "Acme DPO again"})
+        resume_flow_run(run.id, run_input={"statement": "st-" + "0" * 32})
         second: BaseException | None = None
     except NotPausedError as refused:
         second = refused
@@ -223,9 +231,11 @@ def artifact_keys(case: CaseRef) -> set[str]:
 
 
 def test_a_terminated_contract_opens_one_case_and_a_repeated_event_is_cancelled(
-    acme: CertifiedCase,
+    env: DemoEnvironment, acme: CertifiedCase
 ) -> None:
-    assert acme.run.parameters["reason"] == "contract ended"
+    reason_ref = acme.run.parameters["reason_ref"]  # the reason itself stays in the ledger
+    said = statement(settings_of(env), reason_ref, "acme", "termination")
+    assert said.field("reason") == TERMINATION_REASON
     assert "duplicate" in (acme.duplicate_state.state.message or "")
 
 
@@ -244,9 +254,56 @@ def test_the_acknowledgement_page_resumes_the_case_and_it_schedules_its_destruct
     env: DemoEnvironment, acme: CertifiedCase
 ) -> None:
     state = trail_of(env, acme.case).state()
-    assert isinstance(state.acknowledgement, events.Acknowledged)
-    assert state.acknowledgement.days_until_destruction == 0
+    ack = state.acknowledgement
+    assert isinstance(ack, events.Acknowledged)
+    assert ack.days_until_destruction == 0 and ack.note_given
+    # Who acknowledged: a pseudonym under the case's key, which a guess cannot test without it.
+    assert ack.by_pseudonym and ack.by_sha256 is None
+    assert matches(settings_of(env), acme.case, ACKNOWLEDGER.upper(), ack.by_pseudonym)
+    assert not matches(settings_of(env), acme.case, "Somebody Else", ack.by_pseudonym)
     assert state.schedule is not None and state.schedule.flow_run_id == acme.destroy_run
+
+
+def _person_words(env: DemoEnvironment) -> dict[str, bytes]:
+    (contact,) = _query(env, "SELECT contact_email FROM tenants WHERE id = 'acme'")
+    return {
+        "the contact's address": str(contact[0]).encode(),
+        "the acknowledger's name": ACKNOWLEDGER.encode(),
+        "the acknowledgement's note": ACK_NOTE.encode(),
+        "the termination's reason": TERMINATION_REASON.encode(),
+    }
+
+
+def test_prefect_keeps_no_person_related_words_of_a_whole_case(
+    env: DemoEnvironment, acme: CertifiedCase
+) -> None:
+    """Every table of Prefect's database and every file of its result storage, after the
+    acme case has run from the event to its certificate: references, never the words."""
+    assert env.server is not None
+    words = _person_words(env)
+    found: list[str] = []
+    with sqlite3.connect(f"file:{env.server.home / 'prefect.db'}?mode=ro", uri=True) as db:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        assert {"flow_run", "flow_run_input", "log", "artifact", "events"} <= set(tables)
+        scanned = 0
+        for table in tables:
+            for row in db.execute(f'SELECT * FROM "{table}"'):  # names from the DB
+                scanned += 1
+                cells = b"\x00".join(
+                    v if isinstance(v, bytes) else str(v).encode() for v in row if v is not None
+                )
+                found += [f"{what} in table {table}" for what, w in words.items() if w in cells]
+    results = [p for p in (env.server.home / "storage").rglob("*") if p.is_file()]
+    assert scanned > 1000 and results  # the scan saw a whole case
+    for path in results:
+        content = path.read_bytes()
+        found += [f"{what} in result {path.name}" for what, w in words.items() if w in content]
+    assert found == []
+    # The words are where they belong: the ledger, which forgets them with the contact.
+    kept = b" ".join(
+        str(r[0]).encode() for r in _query(env, "SELECT fields FROM offboarding.statements")
+    )
+    assert words["the acknowledger's name"] in kept and words["the termination's reason"] in kept
 
 
 def test_acknowledging_twice_or_retrying_the_step_makes_one_destruction_run(
@@ -330,10 +387,11 @@ def test_acknowledgement_input_is_validated_then_the_cli_resumes_and_a_hold_canc
     env: DemoEnvironment,
 ) -> None:
     run, case = start_case(env, "globex")
+    said = keep_statement(settings_of(env), "globex", "acknowledgement", name="Globex DPO")
     for refused in (
-        {"acknowledged_by": "Globex", "days_until_destruction": 91},  # clause 2.3.2: 90 at most
-        {"days_until_destruction": 5},  # no name
-        {"acknowledged_by": "", "days_until_destruction": 5},  # empty name
+        {"statement": said, "days_until_destruction": 91},  # clause 2.3.2: 90 at most
+        {"days_until_destruction": 5},  # no statement
+        {"statement": "Globex DPO", "days_until_destruction": 5},  # words, not a reference
     ):
         with pytest.raises(RuntimeError, match="Cannot resume"):
             resume_flow_run(run.id, run_input=refused)
@@ -370,7 +428,11 @@ def test_acknowledgement_input_is_validated_then_the_cli_resumes_and_a_hold_canc
 
     # Support staff postpone it from the UI's form: within the limit, then past it.
     later = scheduled.scheduled_for + timedelta(days=2)
-    run_action(env, "postpone-destruction", case_id=case.case_id, destroy_on=later.isoformat())
+    asked = keep_statement(settings_of(env), "globex", "postponement", name="Globex DPO")
+    run_action(
+        env, "postpone-destruction", case_id=case.case_id, destroy_on=later.isoformat(),
+        statement=asked,
+    )  # fmt: skip
     moved = trail.of(events.DestructionRescheduled)[-1]
     assert moved.postponed and moved.scheduled_for == later
     assert moved.deadline == scheduled.deadline
@@ -379,8 +441,9 @@ def test_acknowledgement_input_is_validated_then_the_cli_resumes_and_a_hold_canc
     too_late = scheduled.deadline - timedelta(days=1)
     with pytest.raises(OffboardingError, match="must start by"):
         run_action(
-            env, "postpone-destruction", case_id=case.case_id, destroy_on=too_late.isoformat()
-        )
+            env, "postpone-destruction", case_id=case.case_id, destroy_on=too_late.isoformat(),
+            statement=asked,
+        )  # fmt: skip
     with get_client(sync_client=True) as client:
         client.set_flow_run_state(
             UUID(moved.flow_run_id), Cancelled(message="test cleanup"), force=True
@@ -393,10 +456,12 @@ def test_a_hold_placed_while_waiting_keeps_destruction_unscheduled_until_release
     settings = settings_of(env)
     files = open_store(settings.store_url("files"))
     run, case = start_case(env, "initech")
-    run_action(env, "legal-hold", tenant="initech", action="place", reason="regulator's request")
+    hold = keep_statement(settings, "initech", "hold", name="legal", reason="regulator's request")
+    run_action(env, "legal-hold", tenant="initech", action="place", statement=hold)
     before = demo_platform.tenant_fingerprint(env.pg.dsn, files, "initech")
 
-    resume_flow_run(run.id, run_input={"acknowledged_by": "Initech", "days_until_destruction": 0})
+    said = keep_statement(settings, "initech", "acknowledgement", name="Initech")
+    resume_flow_run(run.id, run_input={"statement": said, "days_until_destruction": 0})
     wait_for_state(run.id, {"COMPLETED"}, timeout=90, runner=env.runner)
     trail = trail_of(env, case)
     assert trail.of(events.DestructionHeld) and not trail.of(events.DestructionScheduled)
@@ -404,7 +469,8 @@ def test_a_hold_placed_while_waiting_keeps_destruction_unscheduled_until_release
     assert destroy_runs(case) == []
     assert demo_platform.tenant_fingerprint(env.pg.dsn, files, "initech") == before
 
-    run_action(env, "legal-hold", tenant="initech", action="lift")
+    lift = keep_statement(settings, "initech", "hold", name="legal")
+    run_action(env, "legal-hold", tenant="initech", action="lift", statement=lift)
     destroy_run = trail.of(events.DestructionRescheduled)[-1].flow_run_id
     finish_destruction(destroy_run, timeout=150, runner=env.runner)
     left = demo_platform.tenant_fingerprint(env.pg.dsn, files, "initech")
@@ -458,7 +524,8 @@ def test_a_prefect_server_restart_while_a_case_waits_loses_nothing(env: DemoEnvi
     env.server.stop()
     env.server.start()
     assert wait_for_state(run.id, {"PAUSED"}, timeout=30).state.name == "Suspended"
-    resume_flow_run(run.id, run_input={"acknowledged_by": "Demo DPO", "days_until_destruction": 0})
+    said = keep_statement(settings_of(env), "demo-tenant", "acknowledgement", name="Demo DPO")
+    resume_flow_run(run.id, run_input={"statement": said, "days_until_destruction": 0})
     wait_for_state(run.id, {"COMPLETED"}, timeout=120, runner=env.runner)
     scheduled = trail_of(env, case).of(events.DestructionScheduled)[-1]
     finish_destruction(scheduled.flow_run_id, timeout=150, runner=env.runner)

@@ -4,7 +4,6 @@ the page listing a multi-part bundle; the acknowledgement page's form."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
@@ -14,18 +13,21 @@ from offboarding.core.config import Settings
 from offboarding.core.errors import AcknowledgementRejected, NotWaitingError
 from offboarding.core.records import CaseRef
 from offboarding.delivery.links import LinkSigner
-from offboarding.delivery.receipts import client_digest, downloads
+from offboarding.delivery.receipts import downloads
+from offboarding.people import pseudonym, statement
 from offboarding.runs import AcknowledgementInput
 from offboarding.stores import open_store
 from offboarding.web import create_app
+from tests.conftest import Platform
 
 KEY = "bundles/acme/case-1/offboarding-case-1.zip"
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Links need the stores and the link secret, not a database."""
-    return Settings(home=tmp_path / "home")
+def settings(platform: Platform) -> Settings:
+    """Links need the stores, the link secret and the ledger (receipts' pseudonyms, the
+    acknowledgement's statement)."""
+    return platform.settings
 
 
 def test_a_link_serves_the_bundle_until_it_expires_or_the_bundle_is_gone(
@@ -72,7 +74,7 @@ def test_every_download_leaves_a_signed_receipt_without_the_address(
     assert [(r.part, r.bytes, r.size, r.complete, r.via) for r in receipts] == [
         ("offboarding-case-1.zip", 15, 15, True, "stream")
     ] * 2
-    assert receipts[0].client == receipts[1].client == client_digest(settings, "testclient")
+    assert receipts[0].client == receipts[1].client == pseudonym(settings, case, "testclient")
     archived = open_store(settings.store_url("archive"))
     bodies = [o for o in archived.list_objects("downloads/acme/case-1/")]
     assert len(bodies) == 4  # two receipts and their signatures
@@ -160,14 +162,16 @@ def test_the_acknowledgement_page_resumes_the_case_with_the_fields_and_explains_
 
     done = client.post(path, data={"name": " Acme DPO ", "days": "5", "note": "all there"})
     assert done.status_code == 200 and "recorded" in done.text
-    assert runs.resumed == [
-        (run_id, AcknowledgementInput(acknowledged_by="Acme DPO", days_until_destruction=5,
-                                      note="all there"))
-    ]  # fmt: skip
+    ((resumed, given),) = runs.resumed
+    assert resumed == run_id and given.days_until_destruction == 5
+    # The orchestrator gets a reference; the name and the note stay in the ledger.
+    said = statement(settings, given.statement, "acme", "acknowledgement")
+    assert said.fields == {"name": "Acme DPO", "note": "all there"}
     for fields, says in (
-        ({"name": "Acme DPO", "days": "91"}, "less than or equal to 90"),  # clause 2.3.2
+        ({"name": "Acme DPO", "days": "91"}, "0 to 90"),  # clause 2.3.2
         ({"name": "Acme DPO", "days": "soon"}, "whole number"),
-        ({"name": "", "days": "5"}, "at least 1 character"),
+        ({"name": "", "days": "5"}, "name is needed"),
+        ({"name": "Acme DPO", "note": "x" * 1001}, "too long"),
     ):
         refused = client.post(path, data=fields)
         assert refused.status_code == 422 and says in refused.text, fields

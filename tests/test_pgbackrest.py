@@ -204,7 +204,7 @@ def test_a_retention_that_breaks_the_deadline_is_refused_at_acknowledgement(
     )
     platform = backed_up.platform("too-long", config=str(config))
     case = CaseRef(tenant="initech", case_id="initech-0123456789ab")
-    ack = AcknowledgementInput(acknowledged_by="Initech DPO")
+    ack = AcknowledgementInput(statement="st-" + "0" * 32)  # refused before it is read
     with pytest.raises(DeadlineError, match=r"repo1-retention-full=80 in .*pgbackrest.conf"):
         schedule_destruction(platform.settings, cast(Runs, _NoRuns()), case, ack)
 

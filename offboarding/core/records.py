@@ -338,8 +338,10 @@ class SystemStatus(Record):
         default=None, description="Lingering: when the last copy is gone."
     )
     role: str | None = Field(default=None, description="Attested: the role that confirmed.")
-    attested_by_sha256: str | None = Field(
-        default=None, description="Attested: sha256 of the name of who confirmed."
+    attested_by: str | None = Field(
+        default=None,
+        description="Attested: who confirmed, as the case's pseudonym (hmac-sha256:…), never "
+        "the name.",
     )
     attested_at: datetime | None = None
     action: str | None = Field(default=None, description="Attested: what was done.")

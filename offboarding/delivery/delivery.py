@@ -35,8 +35,9 @@ from offboarding.delivery.mail import compose, send
 from offboarding.export.export import new_case
 from offboarding.locations import scratch_dir
 from offboarding.locations.bundles import bundle_prefix, staging_prefix
+from offboarding.people import keep_statement
 from offboarding.registry import TenantRecord, TenantRegistry
-from offboarding.runs import AcknowledgementInput, Runs
+from offboarding.runs import DEEMED_BY, AcknowledgementInput, Runs
 from offboarding.stores import LocalStore, backend, delete_every_version, open_store
 from offboarding.trail import AuditTrail, CaseState, events
 
@@ -340,7 +341,8 @@ def watch_cases(
             at = now or datetime.now(UTC)
             follow_up = plan_follow_up(settings, delivery_status(settings, case), at)
             if follow_up.action == "deemed-delivered":
-                runs.resume(run_id, AcknowledgementInput.deemed())
+                kept = keep_statement(settings, tenant, "acknowledgement", name=DEEMED_BY)
+                runs.resume(run_id, AcknowledgementInput.deemed(kept))
             elif follow_up.action != "none":
                 carry_out(settings, case, follow_up, at)
         except OffboardingError as error:

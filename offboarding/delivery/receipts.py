@@ -7,15 +7,14 @@ write the chain, and a chain has one writer at a time.
     downloads/<tenant>/<case>/<time>-<random>.json   (and .sig, Ed25519)
 
 A receipt holds the part's name, the bytes sent (or, for Cloud Storage, the size of the object
-the client was sent to), whether it completed, the time and a keyed digest of the client's
-address (HMAC-SHA256 under the installation's `download-hmac.key`: the same address gives the
-same digest, and nobody without the key can test a guess). Never the address itself.
+the client was sent to), whether it completed, the time and the client's address as a pseudonym
+of the case (offboarding/people.py: an HMAC-SHA256 under the case's own key, which goes with the
+contact details; the same address gives the same pseudonym, and nobody without the key can test
+a guess). Never the address itself.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 from datetime import UTC, datetime
 from typing import Literal
@@ -26,11 +25,11 @@ from offboarding.core.canonical import compact_json
 from offboarding.core.config import Settings
 from offboarding.core.errors import IntegrityError
 from offboarding.core.records import CaseRef
-from offboarding.core.secrets import load_or_create_secret
 from offboarding.core.signing import Signer, load_public_key, verify_signature
+from offboarding.people import pseudonym
 from offboarding.stores import open_store
 
-__all__ = ["DownloadReceipt", "client_digest", "downloads", "receipt_prefix", "record_download"]
+__all__ = ["DownloadReceipt", "downloads", "receipt_prefix", "record_download"]
 
 
 class DownloadReceipt(BaseModel):
@@ -44,16 +43,11 @@ class DownloadReceipt(BaseModel):
     complete: bool
     via: Literal["stream", "redirect"]
     at: datetime
-    client: str  # keyed digest of the client's address
+    client: str  # the client's address as a pseudonym of the case
 
 
 def receipt_prefix(case: CaseRef) -> str:
     return f"downloads/{case.tenant}/{case.case_id}/"
-
-
-def client_digest(settings: Settings, address: str) -> str:
-    key = load_or_create_secret(settings.keys_dir / "download-hmac.key")
-    return hmac.new(key, address.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def record_download(
@@ -70,7 +64,7 @@ def record_download(
     receipt = DownloadReceipt(
         tenant=case.tenant, case_id=case.case_id, part=part, bytes=sent, size=size,
         complete=sent == size, via=via, at=datetime.now(UTC),
-        client=client_digest(settings, address or "unknown"),
+        client=pseudonym(settings, case, address or "unknown"),
     )  # fmt: skip
     body = compact_json(receipt.model_dump(mode="json"))
     archive = open_store(settings.store_url("archive"), write_once=True)

@@ -10,7 +10,6 @@ request (with its due date, fixed once), each reminder, the confirmation.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +19,7 @@ from offboarding.core.errors import ConfigurationError, TenantError
 from offboarding.core.records import CaseRef
 from offboarding.datamap import AttestedSystem, load_datamap
 from offboarding.delivery import mail
+from offboarding.people import pseudonym, statement
 from offboarding.runs import AttestationInput
 from offboarding.trail import AuditTrail, events
 
@@ -94,11 +94,13 @@ def attest(
             f"case {case.case_id} has not asked for the attestation of {name!r}: its "
             "destruction has not reached that step (attest once the destroy run waits for it)"
         )
+    said = statement(settings, given.statement, case.tenant, "attestation")
     trail.record(
         events.SystemAttested(
             system=name,
             role=system.attested.role,
-            by_sha256=hashlib.sha256(given.attested_by.encode()).hexdigest(),
+            by_pseudonym=pseudonym(settings, case, said.field("name")),
+            statement=said.ref,
             action=given.action,
             evidence=given.evidence,
             at=now,

@@ -285,8 +285,8 @@ def _systems(
                 SystemStatus(
                     name=name, description=system.description, status="attested",
                     method=system.attested.procedure.replace("{tenant}", state.case.tenant),
-                    role=given.role, attested_by_sha256=given.by_sha256, attested_at=given.at,
-                    action=given.action, evidence=given.evidence,
+                    role=given.role, attested_by=given.by_pseudonym or given.by_sha256,
+                    attested_at=given.at, action=given.action, evidence=given.evidence,
                 )
             )  # fmt: skip
         elif name in evidence.remaining:

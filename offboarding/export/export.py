@@ -45,6 +45,7 @@ from offboarding.locations.base import (
     write_case_report,
 )
 from offboarding.locations.bundles import bundle_prefix, staging_prefix
+from offboarding.people import statement
 from offboarding.registry import TenantRegistry
 from offboarding.stores import LocalStore, ObjectInfo, ObjectStore, open_store, sha256_file
 from offboarding.trail import AuditTrail, events
@@ -105,11 +106,17 @@ def new_case(tenant: str, run_id: str) -> CaseRef:
     return CaseRef(tenant=tenant, case_id=f"{tenant}-{run_id.replace('-', '')[:12]}")
 
 
-def freeze(settings: Settings, case: CaseRef) -> datetime:
+def freeze(settings: Settings, case: CaseRef, reason_ref: str = "") -> datetime:
+    """Freeze the tenant; `reason_ref` names the termination statement (its reason), if any."""
+    if reason_ref:  # refused before anything is frozen: the platform fixes its event
+        statement(settings, reason_ref, case.tenant, "termination")
     record = TenantRegistry(settings).freeze(case.tenant, case.case_id)
     assert record.frozen_at is not None
     AuditTrail.open(settings, case).record(
-        events.Frozen(frozen_at=record.frozen_at, region=record.region), once="frozen"
+        events.Frozen(
+            frozen_at=record.frozen_at, region=record.region, reason_statement=reason_ref or None
+        ),
+        once="frozen",
     )
     return record.frozen_at
 

@@ -14,7 +14,6 @@ when it starts, so a hold placed while a run is already being started still stop
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -24,6 +23,7 @@ from offboarding.core.records import CaseRef, DestructionSchedule
 from offboarding.delivery.delivery import status_of
 from offboarding.delivery.receipts import downloads
 from offboarding.locations import lingering
+from offboarding.people import StatementKind, pseudonym, statement
 from offboarding.planning import destruction_schedule, latest_destruction_start, require_possible
 from offboarding.registry import TenantRegistry
 from offboarding.runs import CANCELLABLE, AcknowledgementInput, Runs
@@ -42,8 +42,10 @@ __all__ = [
 ]
 
 
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+def _said_by(settings: Settings, case: CaseRef, ref: str, kind: StatementKind) -> tuple[str, str]:
+    """(pseudonym of who made the statement, its reference), for the case's trail."""
+    said = statement(settings, ref, case.tenant, kind)
+    return pseudonym(settings, case, said.field("name")), said.ref
 
 
 def case_from_id(case_id: str) -> CaseRef:
@@ -80,6 +82,7 @@ def schedule_destruction(
     # acknowledges again.
     lead_time, lead_reason = lingering(settings)
     require_possible(lead_time, lead_reason)
+    said = statement(settings, ack.statement, case.tenant, "acknowledgement")
     if ack.deemed_delivered:
         state = trail.state()
         timeout = settings.delivery.acknowledgement_timeout
@@ -93,12 +96,14 @@ def schedule_destruction(
             once="acknowledged",
         )  # fmt: skip
     else:
-        # The archive may be retention-locked: a person's name goes in only as a digest, which
-        # proves who acknowledged to anyone who knows the name, and can outlive the contact.
+        # The archive may be retention-locked: a person goes in only as the case's pseudonym,
+        # which proves who acknowledged while the case's key exists (three years after the end).
         trail.record(
             events.Acknowledged(
-                by_sha256=_sha256(ack.acknowledged_by), at=datetime.now(UTC),
-                days_until_destruction=ack.days_until_destruction, note_given=ack.note is not None,
+                by_pseudonym=pseudonym(settings, case, said.field("name")),
+                statement=said.ref, at=datetime.now(UTC),
+                days_until_destruction=ack.days_until_destruction,
+                note_given=bool(said.field("note")),
             ),
             once="acknowledged",
         )  # fmt: skip
@@ -150,7 +155,7 @@ def _reschedule(
     scheduled_for: datetime,
     *,
     reason: str,
-    by: str,
+    by: tuple[str, str],
     after_deadline: bool = False,
 ) -> DestructionSchedule:
     """A new destruction run for the same acknowledgement and deadline, recorded: the one rule
@@ -167,7 +172,7 @@ def _reschedule(
     trail.record(
         events.DestructionRescheduled(
             flow_run_id=run_id, scheduled_for=scheduled_for, deadline=schedule.deadline,
-            acknowledged_at=schedule.acknowledged_at, by_sha256=_sha256(by),
+            acknowledged_at=schedule.acknowledged_at, by_pseudonym=by[0], statement=by[1],
             after_deadline=after_deadline, postponed=reason == "moved",
         )
     )  # fmt: skip
@@ -180,9 +185,11 @@ def _reschedule(
 
 
 def postpone_destruction(
-    settings: Settings, runs: Runs, case: CaseRef, destroy_on: datetime, by: str
+    settings: Settings, runs: Runs, case: CaseRef, destroy_on: datetime, said: str
 ) -> DestructionSchedule:
-    """Move the case's scheduled destruction to a later time, within the 90-day limit."""
+    """Move the case's scheduled destruction to a later time, within the 90-day limit; `said`
+    is the postponement statement of who asked for it."""
+    by = _said_by(settings, case, said, "postponement")
     trail = AuditTrail.open(settings, case)
     schedule = trail.state().schedule
     if schedule is None or schedule.flow_run_id is None:
@@ -214,10 +221,16 @@ class HoldResult:
     notes: list[str]
 
 
-def place_hold(settings: Settings, runs: Runs, tenant: str, reason: str, by: str) -> HoldResult:
-    """Put the tenant on legal hold and cancel every destruction not yet started."""
-    if not reason.strip():
-        raise TenantError("a legal hold needs a reason (e.g. the court order's reference)")
+def place_hold(settings: Settings, runs: Runs, tenant: str, said: str) -> HoldResult:
+    """Put the tenant on legal hold and cancel every destruction not yet started; `said` is the
+    hold statement: who asked for it, and why."""
+    hold = statement(settings, said, tenant, "hold")
+    reason = hold.field("reason")
+    if not reason:
+        raise TenantError(
+            "a legal hold needs a reason (e.g. the court order's reference): record the hold "
+            "statement with its reason"
+        )
     registry = TenantRegistry(settings)
     registry.set_hold(tenant, True, reason)
     cancelled: list[str] = []
@@ -237,11 +250,12 @@ def place_hold(settings: Settings, runs: Runs, tenant: str, reason: str, by: str
                 "only when it starts, so check its outcome in the Prefect UI"
             )
         cancelled += cancelled_here
-        # The reason and the person may name people: the locked archive keeps digests.
+        # The reason and the person may name people: the locked archive keeps pseudonyms.
         trail.record(
             events.LegalHoldPlaced(
-                reason_sha256=_sha256(reason),
-                by_sha256=_sha256(by),
+                reason_pseudonym=pseudonym(settings, case, reason),
+                by_pseudonym=pseudonym(settings, case, hold.field("name")),
+                statement=hold.ref,
                 destruction_runs_cancelled=cancelled_here,
             )
         )
@@ -249,12 +263,14 @@ def place_hold(settings: Settings, runs: Runs, tenant: str, reason: str, by: str
 
 
 def release_hold(
-    settings: Settings, runs: Runs, tenant: str, by: str, *, now: bool = False
+    settings: Settings, runs: Runs, tenant: str, said: str, *, now: bool = False
 ) -> HoldResult:
     """Lift the hold and schedule each held case's destruction again, within its deadline.
 
     A deadline that passed while the hold was on is refused (the hold stays) unless `now`:
-    then destruction starts at once and the certificate shows the deadline was missed."""
+    then destruction starts at once and the certificate shows the deadline was missed. `said`
+    is the hold statement of who lifts it."""
+    lifted = statement(settings, said, tenant, "hold")
     registry = TenantRegistry(settings)
     record = registry.get(tenant)
     if not record.legal_hold:
@@ -288,11 +304,13 @@ def release_hold(
             schedule,
             at if now else max(schedule.scheduled_for, at),
             reason="release",
-            by=by,
+            by=(pseudonym(settings, trail.case, lifted.field("name")), lifted.ref),
             after_deadline=now and schedule.deadline <= at,
         )
         for trail, schedule in plans
     ]
     for case in cases_of(settings, tenant):
-        AuditTrail.open(settings, case).record(events.LegalHoldLifted(by_sha256=_sha256(by)))
+        AuditTrail.open(settings, case).record(
+            events.LegalHoldLifted(by_pseudonym=pseudonym(settings, case, lifted.field("name")))
+        )
     return HoldResult(tenant, [], rescheduled, [])

@@ -61,6 +61,22 @@ __all__ = [
 Instant = Annotated[datetime, PlainSerializer(lambda value: value.isoformat(), when_used="json")]
 
 
+# A person in the archive: an HMAC of their name under the case's own key (offboarding/people.py),
+# which goes with the contact details after three years. Records written before pseudonyms hold
+# a plain sha256 instead (`*_sha256`), kept readable.
+Pseudonym = Annotated[
+    str | None,
+    Field(description="hmac-sha256:<hex> of a name under the case's key."),
+]
+LegacyDigest = Annotated[
+    str | None, Field(description="Earlier records: the plain sha256 of a name.")
+]
+StatementRef = Annotated[
+    str | None,
+    Field(description="The statement behind it, kept outside the archive."),
+]
+
+
 class EventData(BaseModel):
     """The `data` of one kind of event; `kind` is the name the trail files it under."""
 
@@ -72,6 +88,7 @@ class Frozen(EventData):
     kind: ClassVar[str] = "frozen"
     frozen_at: Instant
     region: str
+    reason_statement: StatementRef = None  # the termination's reason, kept outside the archive
 
 
 class LocationCount(BaseModel):
@@ -160,7 +177,9 @@ class LinksIssued(EventData):
 
 class Acknowledged(EventData):
     kind: ClassVar[str] = "acknowledged"
-    by_sha256: str = Field(description="sha256 of the name of who acknowledged.")
+    by_pseudonym: Pseudonym = None
+    by_sha256: LegacyDigest = None
+    statement: StatementRef = None
     at: Instant
     days_until_destruction: int | None
     note_given: bool
@@ -204,21 +223,27 @@ class DestructionRescheduled(EventData):
     scheduled_for: Instant
     deadline: Instant
     acknowledged_at: Instant
-    by_sha256: str
+    by_pseudonym: Pseudonym = None
+    by_sha256: LegacyDigest = None
+    statement: StatementRef = None
     after_deadline: bool = False
     postponed: bool = False
 
 
 class LegalHoldPlaced(EventData):
     kind: ClassVar[str] = "legal-hold-placed"
-    reason_sha256: str
-    by_sha256: str
+    reason_pseudonym: Pseudonym = None
+    by_pseudonym: Pseudonym = None
+    reason_sha256: LegacyDigest = None
+    by_sha256: LegacyDigest = None
+    statement: StatementRef = None
     destruction_runs_cancelled: list[str]
 
 
 class LegalHoldLifted(EventData):
     kind: ClassVar[str] = "legal-hold-lifted"
-    by_sha256: str
+    by_pseudonym: Pseudonym = None
+    by_sha256: LegacyDigest = None
 
 
 class DestructionRefused(EventData):
@@ -258,7 +283,9 @@ class SystemAttested(EventData):
     kind: ClassVar[str] = "system-attested"
     system: str
     role: str
-    by_sha256: str = Field(description="sha256 of the name of who attested.")
+    by_pseudonym: Pseudonym = None
+    by_sha256: LegacyDigest = None
+    statement: StatementRef = None
     action: str
     evidence: str
     at: Instant

@@ -183,8 +183,8 @@ def wait_for_state(
 
 
 # What the demo's "support lead" confirms for the helpdesk, the attested system of its map.
+DEMO_ATTESTER = "Demo support lead"
 DEMO_ATTESTATION = {
-    "attested_by": "Demo support lead",
     "action": "erased the organisation in the helpdesk's admin console (demo)",
     "evidence": "demo receipt HELPDESK-DEL-0001",
 }
@@ -199,6 +199,8 @@ def finish_destruction(
     """Wait for a destroy run to complete, confirming each attested system it waits for the
     way support staff do in its Resume form (through the same API)."""
     from flows import adapter
+    from offboarding.core.config import Settings
+    from offboarding.people import keep_statement
     from offboarding.runs import AttestationInput
 
     deadline = time.monotonic() + timeout
@@ -208,13 +210,18 @@ def finish_destruction(
         )
         if run.state.type.value == "COMPLETED":
             return run
-        system = adapter.waiting_attestation(str(flow_run_id))
-        if system is None:
+        waiting = adapter.waiting_attestation(str(flow_run_id))
+        if waiting is None:
             raise ServiceError(f"destroy run {flow_run_id} is paused, but not for an attestation")
+        system, case_id = waiting
         if say:
             say(f"attesting the destruction in {system!r} as its role would (the run's form)")
+        # The role's name stays in the ledger; the form gets the statement's reference.
+        said = keep_statement(
+            Settings(), case_id.rpartition("-")[0], "attestation", name=DEMO_ATTESTER
+        )
         adapter.resume_attestation(
-            str(flow_run_id), system, AttestationInput.model_validate(DEMO_ATTESTATION)
+            str(flow_run_id), system, AttestationInput(statement=said, **DEMO_ATTESTATION)
         )
         time.sleep(0.5)
 

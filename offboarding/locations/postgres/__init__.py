@@ -241,12 +241,12 @@ class PostgresLocation:
             others = [
                 t for t, owner in classification.schema_tables.items() if owner not in skipped
             ]
-            ledger = f"{LEDGER_SCHEMA}.ledger"
             for table in [*classification.global_tables, *others]:
-                # The ledger's rows of the cases under way change with their steps.
+                # The ledger's rows of the cases under way change with their steps (and their
+                # statements and pseudonym keys are written as they go).
                 where = (
                     sql.SQL("tenant <> ALL({})").format(sql.Literal(sorted(skipped)))
-                    if table == ledger
+                    if table.startswith(f"{LEDGER_SCHEMA}.")
                     else sql.SQL("TRUE")
                 )
                 row = conn.execute(digest_query(table, where))
