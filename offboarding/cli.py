@@ -35,6 +35,9 @@ def _demo(args: argparse.Namespace) -> int:
             ("certificate", result.certificate),
             ("report", result.report),
             ("certificate verified", result.certificate_verified),
+            ("delivery", result.delivery),
+            ("timestamping", result.timestamping),
+            ("tokens verified", result.timestamp_tokens_verified),
             ("backup locations", ", ".join(result.backup_locations)),
             (
                 "neighbours' backups",
@@ -324,6 +327,7 @@ def _audit_verify(args: argparse.Namespace) -> int:
     from offboarding.core.config import Settings
     from offboarding.core.signing import load_public_key
     from offboarding.evidence.archive import verify_archive
+    from offboarding.evidence.timestamps import load_roots
     from offboarding.stores import open_store
 
     url = args.archive or Settings().store_url("archive")
@@ -344,8 +348,13 @@ def _audit_verify(args: argparse.Namespace) -> int:
             "not origin; pass --public-key with the operator's published key",
             file=sys.stderr,
         )
+    ca = args.tsa_ca or Settings().evidence.timestamp_ca
     try:
-        report = verify_archive(store, load_public_key(public_pem))
+        roots = load_roots(Path(ca)) if ca else None
+        report = verify_archive(
+            store, load_public_key(public_pem), tsa_roots=roots,
+            require_timestamps=args.require_timestamps,
+        )  # fmt: skip
     except IntegrityError as error:
         print(f"FAILED: {error}", file=sys.stderr)
         return 1
@@ -353,6 +362,26 @@ def _audit_verify(args: argparse.Namespace) -> int:
         f"OK: {report.cases} case chain(s), {report.events} events, {report.certificates} "
         f"certificate(s) and {report.reports} report(s) verify and agree with their chains"
     )
+    if report.anchors:
+        latest = max(a.at for a in report.anchors)
+        print(
+            f"OK: {len(report.anchors)} RFC 3161 timestamp token(s) verify against the "
+            f"authority's root and match the chains and certificates they cover (latest "
+            f"{latest:%Y-%m-%d %H:%M:%S} UTC): nothing they cover was rewritten since"
+        )
+    if report.tokens_unchecked:
+        print(
+            f"note: {report.tokens_unchecked} timestamp token(s) not checked: give --tsa-ca "
+            "with the timestamp authority's root certificate",
+            file=sys.stderr,
+        )
+    if report.unanchored:
+        print(
+            f"note: {len(report.unanchored)} certified case(s) have no timestamp (certified "
+            "before OFFBOARD_TIMESTAMP_URL was set?): their record rests on the operator's key "
+            "alone",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -613,6 +642,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit_verify.add_argument("archive", nargs="?", help="archive directory or store URL")
     audit_verify.add_argument("--public-key", help="the operator's published public key (PEM)")
+    audit_verify.add_argument(
+        "--tsa-ca",
+        help="the timestamp authority's root certificate(s), PEM (default: "
+        "OFFBOARD_TIMESTAMP_CA): every timestamp token is checked against it",
+    )
+    audit_verify.add_argument(
+        "--require-timestamps",
+        action="store_true",
+        help="fail when a certified case has no timestamp token",
+    )
     audit_verify.set_defaults(run=_audit_verify)
 
     deadlines = commands.add_parser("deadlines", help="every case against its 90-day deadline")

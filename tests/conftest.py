@@ -24,6 +24,7 @@ from offboarding.core.config import Settings
 from offboarding.core.records import CaseRef
 from offboarding.dev.demo import platform as demo_platform
 from offboarding.dev.services import MariaDBServer, PostgresCluster, RedisServer
+from offboarding.dev.tsa import TimestampAuthority
 from offboarding.stores import LocalStore
 
 TEMPLATE_DB = "platform_template"
@@ -71,6 +72,14 @@ def mariadb() -> Iterator[MariaDBServer]:
     server = MariaDBServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def timestamp_authority(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TimestampAuthority]:
+    """OpenSSL's RFC 3161 responder behind a loopback HTTP server, with its own root CA."""
+    authority = TimestampAuthority(tmp_path_factory.mktemp("tsa")).start()
+    yield authority
+    authority.stop()
 
 
 _REDIS_DATABASES = itertools.count(1)

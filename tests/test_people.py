@@ -74,7 +74,10 @@ def test_who_acknowledged_is_provable_until_the_contact_data_is_forgotten(
     export_and_deliver(platform, case)
     ref = keep_statement(settings, "acme", "acknowledgement", name=NAME, note="checked")
     schedule_destruction(
-        settings, _ScheduledRuns(), case, AcknowledgementInput(statement=ref)  # type: ignore[arg-type]
+        settings,
+        _ScheduledRuns(),
+        case,
+        AcknowledgementInput(statement=ref),  # type: ignore[arg-type]
     )
     trail = AuditTrail.open(settings, case)
     (acknowledged,) = trail.of(events.Acknowledged)

@@ -23,6 +23,7 @@ __all__ = [
     "FLAT_NAMES",
     "DeliverySettings",
     "DestructionSettings",
+    "EvidenceSettings",
     "ExportSettings",
     "KeyringSettings",
     "PlatformSettings",
@@ -308,6 +309,28 @@ class DestructionSettings(_Section):
         return grace
 
 
+class EvidenceSettings(_Section):
+    """Evidence that holds without trusting the operator: timestamps from an outside
+    authority (RFC 3161) on each certified case's chain head and certificate."""
+
+    model_config = _section_config("OFFBOARD_")
+
+    timestamp_url: str = Field(
+        default="",
+        description="The RFC 3161 timestamp authority's URL (HTTP POST of a timestamp query). "
+        "Empty: nothing is timestamped, and `offboard audit verify` says so.",
+    )
+    timestamp_ca: Path | None = Field(
+        default=None,
+        description="PEM file of the timestamp authority's root certificate(s), which every "
+        "token is checked against before it is archived.",
+    )
+    timestamp_timeout: timedelta = Field(
+        default=timedelta(seconds=30),
+        description="How long to wait for the timestamp authority's answer.",
+    )
+
+
 # The flat names of 0.1 (keyword arguments, `replace`): which section and field each is now.
 # The environment variables keep their names; this is for code that passed settings by name.
 FLAT_NAMES: dict[str, tuple[str, str]] = {
@@ -351,6 +374,9 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "delete_batch_rows": ("destruction", "delete_batch_rows"),
     "deadline_warning": ("destruction", "deadline_warning"),
     "neighbours_audit": ("destruction", "neighbours_audit"),
+    "timestamp_url": ("evidence", "timestamp_url"),
+    "timestamp_ca": ("evidence", "timestamp_ca"),
+    "timestamp_timeout": ("evidence", "timestamp_timeout"),
 }
 
 
@@ -387,6 +413,7 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
     destruction: DestructionSettings = Field(default_factory=DestructionSettings)
+    evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
 
     @model_validator(mode="before")
     @classmethod
@@ -411,7 +438,9 @@ class Settings(BaseSettings):
             name: getattr(self, name)
             for name in ("operator_name", "home", "orchestrator_results_path", "datamap")
         }
-        for section in ("platform", "stores", "keyring", "delivery", "export", "destruction"):
+        for section in (
+            "platform", "stores", "keyring", "delivery", "export", "destruction", "evidence",
+        ):  # fmt: skip
             current[section] = getattr(self, section).model_dump()
         for name, value in values.items():
             if name in FLAT_NAMES:

@@ -31,6 +31,7 @@ from offboarding.datamap import AttestedSystem, load_datamap
 from offboarding.delivery.receipts import downloads
 from offboarding.evidence.archive import render_certificate_html
 from offboarding.evidence.incidents import record_incident
+from offboarding.evidence.timestamps import anchor_certified
 from offboarding.locations import (
     LocationFacts,
     Remaining,
@@ -264,6 +265,12 @@ def certify(
         ),
         once="certified",
     )  # fmt: skip
+    # Anchored outside the operator: the chain's head (the `certified` event) and the
+    # certificate get an RFC 3161 timestamp from the configured authority.
+    certified = next(e for e in trail.recorded() if isinstance(e.data, events.Certified))
+    anchor_certified(
+        settings, archive, case, (certified.seq, trail.events()[certified.seq].body), body
+    )
     return ArchivedCertificate(
         key, hashlib.sha256(body).hexdigest(), public_key_key, report_key(case)
     )

@@ -7,6 +7,7 @@
 
 The archive holds, per case: `cases/<tenant>/<case>/events/NNNNN-<kind>.json` (+ `.sig`),
 `certificates/<tenant>/<case>.json` (+ `.sig`), `reports/<tenant>/<case>.html` (+ `.sig`),
+`timestamps/<tenant>/<case>/*.tsr` (RFC 3161 tokens, offboarding/evidence/timestamps.py),
 and `keys/<fingerprint>.pem`, the public keys that signed them.
 """
 
@@ -19,11 +20,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from offboarding.core.errors import IntegrityError
 from offboarding.core.records import CaseRef
 from offboarding.core.signing import verify_signature
+from offboarding.evidence.timestamps import Anchor, check_case, timestamp_prefix
 from offboarding.stores import ObjectStore
 from offboarding.trail import GENESIS, CaseState
 from offboarding.trail.events import (
@@ -100,6 +103,9 @@ class ArchiveReport:
     reports: int = 0
     downloads: int = 0  # signed download receipts
     keys: list[str] = field(default_factory=list)
+    anchors: list[Anchor] = field(default_factory=list)  # timestamp tokens checked
+    unanchored: list[str] = field(default_factory=list)  # certified cases with no token
+    tokens_unchecked: int = 0  # tokens present, no authority's root given to check them
 
 
 def _read(store: ObjectStore, key: str) -> bytes:
@@ -116,8 +122,16 @@ def _signed(store: ObjectStore, key: str, public_key: Ed25519PublicKey) -> bytes
     return body
 
 
-def verify_archive(store: ObjectStore, public_key: Ed25519PublicKey) -> ArchiveReport:
-    """Check the whole archive offline; raise IntegrityError naming the first problem."""
+def verify_archive(
+    store: ObjectStore,
+    public_key: Ed25519PublicKey,
+    *,
+    tsa_roots: list[x509.Certificate] | None = None,
+    require_timestamps: bool = False,
+) -> ArchiveReport:
+    """Check the whole archive offline; raise IntegrityError naming the first problem. With
+    the timestamp authority's roots, every timestamp token is checked against the chain and
+    certificate it covers; `require_timestamps` also fails a certified case without one."""
     report = ArchiveReport()
     keys = sorted(k for k in _listing(store, "cases/") if k.endswith(".json"))
     chains: dict[str, list[tuple[str, dict[str, Any], str]]] = {}
@@ -139,6 +153,12 @@ def verify_archive(store: ObjectStore, public_key: Ed25519PublicKey) -> ArchiveR
         report.events += len(events)
         typed = [_typed(key, document, digest) for key, document, digest in events]
         _check_certificate(store, public_key, case_prefix, typed, report)
+        _check_timestamps(store, case_prefix, [d for _, _, d in events], tsa_roots, report)
+    if require_timestamps and report.unanchored:
+        raise IntegrityError(
+            f"{report.unanchored[0]}: certified, but no timestamp token anchors it (with "
+            f"--require-timestamps, {len(report.unanchored)} case(s) fail so)"
+        )
     for key in sorted(o for o in _listing(store, "certificates/") if o.endswith(".json")):
         tenant_case = key.removeprefix("certificates/").removesuffix(".json")
         if f"cases/{tenant_case}" not in chains:
@@ -148,6 +168,31 @@ def verify_archive(store: ObjectStore, public_key: Ed25519PublicKey) -> ArchiveR
         report.downloads += 1
     report.keys = sorted(o for o in _listing(store, "keys/") if o.endswith(".pem"))
     return report
+
+
+def _check_timestamps(
+    store: ObjectStore,
+    case_prefix: str,
+    digests: list[str],
+    roots: list[x509.Certificate] | None,
+    report: ArchiveReport,
+) -> None:
+    tenant, _, case_id = case_prefix.removeprefix("cases/").partition("/")
+    case = CaseRef(tenant=tenant, case_id=case_id)
+    certificate_key = f"certificates/{tenant}/{case_id}.json"
+    certified = store.exists(certificate_key)
+    tokens = _listing(store, timestamp_prefix(case))
+    if certified and not tokens:
+        report.unanchored.append(case_prefix)
+    if not tokens:
+        return
+    if roots is None:
+        report.tokens_unchecked += len(tokens)
+        return
+    certificate_sha256 = (
+        hashlib.sha256(_read(store, certificate_key)).hexdigest() if certified else None
+    )
+    report.anchors += check_case(store, case, digests, certificate_sha256, roots)
 
 
 def _listing(store: ObjectStore, prefix: str) -> list[str]:

@@ -30,6 +30,7 @@ from offboarding.dev.services import (
     RedisServer,
     free_port,
 )
+from offboarding.dev.tsa import TimestampAuthority
 
 __all__ = ["DemoEnvironment", "DemoResult", "run_demo"]
 
@@ -50,6 +51,7 @@ class DemoEnvironment:
     links_port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
     extra_tenants: tuple[Any, ...] = ()  # more DemoTenant rows (benchmarks)
+    tsa: TimestampAuthority | None = None  # the local RFC 3161 authority, once started
 
     def offboard_env(self) -> dict[str, str]:
         return {
@@ -58,6 +60,14 @@ class DemoEnvironment:
             "OFFBOARD_DESTRUCTION_GRACE": f"PT{self.grace_seconds}S",
             "OFFBOARD_LINK_BASE_URL": f"http://127.0.0.1:{self.links_port}",
             "OFFBOARD_DATAMAP": str(self.home / "datamap.toml"),
+            **(
+                {
+                    "OFFBOARD_TIMESTAMP_URL": self.tsa.url,
+                    "OFFBOARD_TIMESTAMP_CA": str(self.tsa.ca_file),
+                }
+                if self.tsa
+                else {}
+            ),
             **self.extra_env,
         }
 
@@ -86,6 +96,9 @@ class DemoEnvironment:
             self.redis.url(),
             {"stanza": repo.stanza, "config": str(repo.config), "command": repo.command()},
         )
+        say("starting a local RFC 3161 timestamp authority (OpenSSL's responder, loopback)")
+        self.tsa = TimestampAuthority(self.home / "tsa").start()
+        stack.callback(self.tsa.stop)
         say("starting a Prefect server (SQLite, loopback)")
         self.server = PrefectServer(self.home / "prefect").start()
         stack.callback(self.server.stop)
@@ -231,6 +244,9 @@ class DemoResult:
     tenant: str
     bundle: str | None = None
     delivery: str = "in clear"
+    timestamping: str = "none"
+    timestamp_tokens_verified: int = 0
+    timestamp_authority_ca: str | None = None
     client_identity: str | None = None
     link: str | None = None
     certificate: str | None = None
@@ -263,6 +279,9 @@ class DemoResult:
             "public_key": self.public_key,
             "report": self.report,
             "certificate_verified": self.certificate_verified,
+            "timestamping": self.timestamping,
+            "timestamp_tokens_verified": self.timestamp_tokens_verified,
+            "timestamp_authority_ca": self.timestamp_authority_ca,
             "backup_locations": self.backup_locations,
             "backups_before": self.backups_before,
             "neighbours_backups_restore": self.neighbours_backups_restore,
@@ -303,6 +322,7 @@ def _run_case(
     from offboarding.destruction.destruction import certificate_key, report_key
     from offboarding.dev.demo import platform
     from offboarding.evidence.archive import verify_archive
+    from offboarding.evidence.timestamps import load_roots
     from offboarding.locations import destruction_order, get_location
     from offboarding.stores import open_store
     from offboarding.trail import AuditTrail, verify_chain
@@ -337,6 +357,12 @@ def _run_case(
         "in the tenants table, so only the client can open the bundle")  # fmt: skip
     identity = _client_identity(env.home / "client", DEMO_TENANT, env.pg.dsn)
     result.delivery = "encrypted to the client's age recipient (X25519)"
+    if env.tsa is not None:
+        result.timestamping = (
+            f"RFC 3161: the certified chain's head and the certificate are timestamped by the "
+            f"local OpenSSL timestamp authority at {env.tsa.url}"
+        )
+        result.timestamp_authority_ca = str(env.tsa.ca_file)
     result.client_identity = str(identity)
     say(f"starting the offboarding case of {DEMO_TENANT!r}")
     run = adapter.start_deployment("offboard/offboard", {"tenant": DEMO_TENANT})
@@ -382,9 +408,17 @@ def _run_case(
     verify_chain(trail.events(), public_key)
     result.certificate = str(Path(archive.url.removeprefix("file://")) / key)
     result.report = str(Path(archive.url.removeprefix("file://")) / report_key(case))
-    try:  # what an auditor runs: every signature, chain and certificate in the archive
-        verify_archive(archive, public_key)
+    try:  # what an auditor runs: every signature, chain, certificate and timestamp token
+        roots = (
+            load_roots(settings.evidence.timestamp_ca) if settings.evidence.timestamp_ca else None
+        )
+        audited = verify_archive(
+            archive, public_key, tsa_roots=roots, require_timestamps=roots is not None
+        )
         result.certificate_verified = True
+        result.timestamp_tokens_verified = len(audited.anchors)
+        say(f"audit verified, with {len(audited.anchors)} RFC 3161 token(s) from the timestamp "
+            "authority anchoring the chain's head and the certificate")  # fmt: skip
     except OffboardingError as error:
         result.certificate_verified = False
         result.errors.append(f"audit verification failed: {error}")
