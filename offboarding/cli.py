@@ -325,8 +325,8 @@ def _restore_check(args: argparse.Namespace) -> int:
 
 def _audit_verify(args: argparse.Namespace) -> int:
     from offboarding.core.config import Settings
-    from offboarding.core.signing import load_public_key
-    from offboarding.evidence.archive import verify_archive
+    from offboarding.core.signing import KeyList, load_public_key
+    from offboarding.evidence.archive import latest_key_list, verify_archive
     from offboarding.evidence.timestamps import load_roots
     from offboarding.stores import open_store
 
@@ -334,25 +334,37 @@ def _audit_verify(args: argparse.Namespace) -> int:
     if "://" not in url:
         url = Path(url).resolve().as_uri()
     store = open_store(url)
-    if args.public_key:
-        public_pem = Path(args.public_key).read_bytes()
+    keys: KeyList
+    if args.key_list:
+        keys = KeyList.from_json(Path(args.key_list).read_bytes(), args.key_list)
+    elif args.public_key:
+        keys = KeyList.of(load_public_key(Path(args.public_key).read_bytes()))
     else:
-        keys = sorted(o.key for o in store.list_objects("keys/") if o.key.endswith(".pem"))
-        if len(keys) != 1:
-            print("error: give --public-key (the operator's published key)", file=sys.stderr)
+        published = latest_key_list(store)
+        pems = sorted(o.key for o in store.list_objects("keys/") if o.key.endswith(".pem"))
+        if published is not None:
+            where, keys = published
+        elif len(pems) == 1:
+            where = pems[0]
+            with store.open_read(pems[0]) as handle:
+                keys = KeyList.of(load_public_key(handle.read()))
+        else:
+            print(
+                "error: give --key-list (the operator's published list of signing keys) or "
+                "--public-key",
+                file=sys.stderr,
+            )
             return 2
-        with store.open_read(keys[0]) as handle:
-            public_pem = handle.read()
         print(
-            "note: checked against the key stored in the archive, which proves integrity but "
-            "not origin; pass --public-key with the operator's published key",
+            f"note: checked against {where}, stored in the archive itself, which proves "
+            "integrity but not origin; pass --key-list with the operator's published list",
             file=sys.stderr,
         )
     ca = args.tsa_ca or Settings().evidence.timestamp_ca
     try:
         roots = load_roots(Path(ca)) if ca else None
         report = verify_archive(
-            store, load_public_key(public_pem), tsa_roots=roots,
+            store, keys, tsa_roots=roots,
             require_timestamps=args.require_timestamps,
         )  # fmt: skip
     except IntegrityError as error:
@@ -361,6 +373,10 @@ def _audit_verify(args: argparse.Namespace) -> int:
     print(
         f"OK: {report.cases} case chain(s), {report.events} events, {report.certificates} "
         f"certificate(s) and {report.reports} report(s) verify and agree with their chains"
+    )
+    print(
+        f"OK: signed by {len(report.signing_keys)} key(s) of the list, each within its "
+        f"validity: {', '.join(sorted(report.signing_keys)) or 'none'}"
     )
     if report.anchors:
         latest = max(a.at for a in report.anchors)
@@ -382,6 +398,28 @@ def _audit_verify(args: argparse.Namespace) -> int:
             "alone",
             file=sys.stderr,
         )
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from offboarding.core.config import Settings
+    from offboarding.core.signing import load_key_list, rotate_signing_key
+    from offboarding.evidence.archive import publish_key_list
+    from offboarding.stores import open_store
+
+    settings = Settings()
+    if args.keys_command == "rotate":
+        retired, new = rotate_signing_key(settings.keys_dir)
+        print(f"retired {retired.fingerprint} at {retired.valid_until}; its private key is in "
+              f"{settings.keys_dir / 'retired'}: take it offline or destroy it")  # fmt: skip
+        print(f"signing now with {new.fingerprint}, introduced by the retired key's signature")
+    keys = load_key_list(settings.keys_dir)
+    published = publish_key_list(open_store(settings.store_url("archive"), write_once=True), keys)
+    for key in keys.keys:
+        until = key.valid_until.isoformat() if key.valid_until else "current"
+        print(f"{key.fingerprint}  from {key.valid_from.isoformat()}  until {until}")
+    print(f"published in the archive as {published}; give auditors this list "
+          f"({settings.keys_dir / 'signing-keys.json'})")  # fmt: skip
     return 0
 
 
@@ -643,6 +681,11 @@ def build_parser() -> argparse.ArgumentParser:
     audit_verify.add_argument("archive", nargs="?", help="archive directory or store URL")
     audit_verify.add_argument("--public-key", help="the operator's published public key (PEM)")
     audit_verify.add_argument(
+        "--key-list",
+        help="the operator's published list of signing keys (signing-keys.json): every "
+        "signature must be by a listed key, within its validity period",
+    )
+    audit_verify.add_argument(
         "--tsa-ca",
         help="the timestamp authority's root certificate(s), PEM (default: "
         "OFFBOARD_TIMESTAMP_CA): every timestamp token is checked against it",
@@ -653,6 +696,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="fail when a certified case has no timestamp token",
     )
     audit_verify.set_defaults(run=_audit_verify)
+
+    keys = commands.add_parser("keys", help="the operator's signing keys")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    keys_commands.add_parser(
+        "list", help="the keys with their validity periods; publishes the list in the archive"
+    ).set_defaults(run=_keys)
+    keys_commands.add_parser(
+        "rotate", help="retire the signing key; the new one is introduced by the old"
+    ).set_defaults(run=_keys)
 
     deadlines = commands.add_parser("deadlines", help="every case against its 90-day deadline")
     deadlines.add_argument("--json", action="store_true")

@@ -23,9 +23,8 @@ from pydantic import BaseModel, ConfigDict
 
 from offboarding.core.canonical import compact_json
 from offboarding.core.config import Settings
-from offboarding.core.errors import IntegrityError
 from offboarding.core.records import CaseRef
-from offboarding.core.signing import Signer, load_public_key, verify_signature
+from offboarding.core.signing import Signer, load_key_list
 from offboarding.people import pseudonym
 from offboarding.stores import open_store
 
@@ -44,6 +43,7 @@ class DownloadReceipt(BaseModel):
     via: Literal["stream", "redirect"]
     at: datetime
     client: str  # the client's address as a pseudonym of the case
+    signing_key: str | None = None  # the key that signed it (None: receipts before rotation)
 
 
 def receipt_prefix(case: CaseRef) -> str:
@@ -65,6 +65,7 @@ def record_download(
         tenant=case.tenant, case_id=case.case_id, part=part, bytes=sent, size=size,
         complete=sent == size, via=via, at=datetime.now(UTC),
         client=pseudonym(settings, case, address or "unknown"),
+        signing_key=Signer.load_or_create(settings.keys_dir).fingerprint,
     )  # fmt: skip
     body = compact_json(receipt.model_dump(mode="json"))
     archive = open_store(settings.store_url("archive"), write_once=True)
@@ -78,14 +79,14 @@ def record_download(
 def downloads(settings: Settings, case: CaseRef) -> list[DownloadReceipt]:
     """Every receipt of the case, oldest first, each signature checked."""
     archive = open_store(settings.store_url("archive"), write_once=True)
-    public_key = load_public_key(Signer.load_or_create(settings.keys_dir).public_pem)
+    keys = load_key_list(settings.keys_dir)
     found: list[DownloadReceipt] = []
     for info in archive.list_objects(receipt_prefix(case)):
         if info.key.endswith(".sig"):
             continue
         with archive.open_read(info.key) as body, archive.open_read(info.key + ".sig") as sig:
             data, signature = body.read(), sig.read()
-        if not verify_signature(public_key, data, signature):
-            raise IntegrityError(f"{info.key}: download receipt's signature does not match")
-        found.append(DownloadReceipt.model_validate_json(data))
+        receipt = DownloadReceipt.model_validate_json(data)
+        keys.verify(data, signature, info.key, signing_key=receipt.signing_key, at=receipt.at)
+        found.append(receipt)
     return sorted(found, key=lambda r: r.at)

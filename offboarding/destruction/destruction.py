@@ -26,10 +26,10 @@ from offboarding.core.records import (
     LocationEvidence,
     SystemStatus,
 )
-from offboarding.core.signing import Signer
+from offboarding.core.signing import Signer, load_key_list
 from offboarding.datamap import AttestedSystem, load_datamap
 from offboarding.delivery.receipts import downloads
-from offboarding.evidence.archive import render_certificate_html
+from offboarding.evidence.archive import publish_key_list, render_certificate_html
 from offboarding.evidence.incidents import record_incident
 from offboarding.evidence.timestamps import anchor_certified
 from offboarding.locations import (
@@ -252,8 +252,7 @@ def certify(
         if not archive.exists(path):
             archive.put_bytes(path, content)
         crash_point(f"certify:{path.split('/')[0]}-written")
-    if not archive.exists(public_key_key):
-        archive.put_bytes(public_key_key, signer.public_pem)
+    publish_key_list(archive, load_key_list(settings.keys_dir))  # every key, with its period
     erase_contact_by = TenantRegistry(settings).mark_destroyed(
         case.tenant, datetime.fromisoformat(document["completed_at"])
     )

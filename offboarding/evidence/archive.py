@@ -8,7 +8,8 @@
 The archive holds, per case: `cases/<tenant>/<case>/events/NNNNN-<kind>.json` (+ `.sig`),
 `certificates/<tenant>/<case>.json` (+ `.sig`), `reports/<tenant>/<case>.html` (+ `.sig`),
 `timestamps/<tenant>/<case>/*.tsr` (RFC 3161 tokens, offboarding/evidence/timestamps.py),
-and `keys/<fingerprint>.pem`, the public keys that signed them.
+`keys/<fingerprint>.pem`, the public keys that signed them, and `keys/lists/signing-keys-NNNN.json`,
+every version of the operator's key list (each key's validity period; core/signing.py).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from offboarding.core.errors import IntegrityError
 from offboarding.core.records import CaseRef
-from offboarding.core.signing import verify_signature
+from offboarding.core.signing import KeyList
 from offboarding.evidence.timestamps import Anchor, check_case, timestamp_prefix
 from offboarding.stores import ObjectStore
 from offboarding.trail import GENESIS, CaseState
@@ -36,7 +37,15 @@ from offboarding.trail.events import (
     parse_event_data,
 )
 
-__all__ = ["ArchiveReport", "render_certificate_html", "verify_archive"]
+__all__ = [
+    "ArchiveReport",
+    "latest_key_list",
+    "publish_key_list",
+    "render_certificate_html",
+    "verify_archive",
+]
+
+_KEY_LISTS = "keys/lists/"  # signing-keys-NNNN.json, a new version per change
 
 
 def _cell(value: Any) -> str:
@@ -106,6 +115,7 @@ class ArchiveReport:
     anchors: list[Anchor] = field(default_factory=list)  # timestamp tokens checked
     unanchored: list[str] = field(default_factory=list)  # certified cases with no token
     tokens_unchecked: int = 0  # tokens present, no authority's root given to check them
+    signing_keys: set[str] = field(default_factory=set)  # the keys that signed what was read
 
 
 def _read(store: ObjectStore, key: str) -> bytes:
@@ -113,31 +123,47 @@ def _read(store: ObjectStore, key: str) -> bytes:
         return handle.read()
 
 
-def _signed(store: ObjectStore, key: str, public_key: Ed25519PublicKey) -> bytes:
+def _signed(
+    store: ObjectStore,
+    key: str,
+    keys: KeyList,
+    report: ArchiveReport,
+    *,
+    named: bool = False,
+    dated: str | None = None,
+) -> bytes:
+    """The body of a signed document. With `named`, the key it names (`signing_key`) must be
+    the one that signed it; with `dated`, that key must have been valid at the document's
+    date (its field `dated`): a retired key cannot sign later records."""
     body = _read(store, key)
     if not store.exists(key + ".sig"):
         raise IntegrityError(f"{key}: its signature ({key}.sig) is missing")
-    if not verify_signature(public_key, body, _read(store, key + ".sig")):
-        raise IntegrityError(f"{key}: the signature does not match its content")
+    document: dict[str, Any] = json.loads(body) if named or dated else {}
+    signing_key = document.get("signing_key") if named else None
+    at = datetime.fromisoformat(document[dated]) if dated and document.get(dated) else None
+    used = keys.verify(body, _read(store, key + ".sig"), key, signing_key=signing_key, at=at)
+    report.signing_keys.add(used.fingerprint)
     return body
 
 
 def verify_archive(
     store: ObjectStore,
-    public_key: Ed25519PublicKey,
+    public_key: Ed25519PublicKey | KeyList,
     *,
     tsa_roots: list[x509.Certificate] | None = None,
     require_timestamps: bool = False,
 ) -> ArchiveReport:
     """Check the whole archive offline; raise IntegrityError naming the first problem. With
     the timestamp authority's roots, every timestamp token is checked against the chain and
-    certificate it covers; `require_timestamps` also fails a certified case without one."""
+    certificate it covers; `require_timestamps` also fails a certified case without one.
+    `public_key` is the operator's key, or its list of keys over time (rotation)."""
+    keys = public_key if isinstance(public_key, KeyList) else KeyList.of(public_key)
     report = ArchiveReport()
-    keys = sorted(k for k in _listing(store, "cases/") if k.endswith(".json"))
+    event_keys = sorted(k for k in _listing(store, "cases/") if k.endswith(".json"))
     chains: dict[str, list[tuple[str, dict[str, Any], str]]] = {}
-    for key in keys:
+    for key in event_keys:
         case_prefix = key.rsplit("/events/", 1)[0]
-        body = _signed(store, key, public_key)
+        body = _signed(store, key, keys, report, named=True, dated="at")
         chains.setdefault(case_prefix, []).append(
             (key, json.loads(body), hashlib.sha256(body).hexdigest())
         )
@@ -152,7 +178,7 @@ def verify_archive(
         report.cases += 1
         report.events += len(events)
         typed = [_typed(key, document, digest) for key, document, digest in events]
-        _check_certificate(store, public_key, case_prefix, typed, report)
+        _check_certificate(store, keys, case_prefix, typed, report)
         _check_timestamps(store, case_prefix, [d for _, _, d in events], tsa_roots, report)
     if require_timestamps and report.unanchored:
         raise IntegrityError(
@@ -164,7 +190,7 @@ def verify_archive(
         if f"cases/{tenant_case}" not in chains:
             raise IntegrityError(f"{key}: no audit chain for this certificate")
     for key in sorted(o for o in _listing(store, "downloads/") if o.endswith(".json")):
-        _signed(store, key, public_key)  # download receipts, beside the chains
+        _signed(store, key, keys, report, named=True, dated="at")  # receipts, beside the chains
         report.downloads += 1
     report.keys = sorted(o for o in _listing(store, "keys/") if o.endswith(".pem"))
     return report
@@ -195,6 +221,30 @@ def _check_timestamps(
     report.anchors += check_case(store, case, digests, certificate_sha256, roots)
 
 
+def publish_key_list(archive: ObjectStore, keys: KeyList) -> str:
+    """Publish each key (`keys/<fingerprint>.pem`) and the list itself, a new numbered version
+    whenever it changed (the archive is write-once); the list's key."""
+    for key in keys.keys:
+        pem_key = f"keys/{key.fingerprint.replace(':', '-')}.pem"
+        if not archive.exists(pem_key):
+            archive.put_bytes(pem_key, key.public_pem)
+    published = sorted(o.key for o in archive.list_objects(_KEY_LISTS))
+    body = keys.to_json()
+    if published and _read(archive, published[-1]) == body:
+        return published[-1]
+    version = f"{_KEY_LISTS}signing-keys-{len(published) + 1:04d}.json"
+    archive.put_bytes(version, body)
+    return version
+
+
+def latest_key_list(store: ObjectStore) -> tuple[str, KeyList] | None:
+    """The newest key list published in the archive, if any."""
+    published = sorted(o.key for o in store.list_objects(_KEY_LISTS))
+    if not published:
+        return None
+    return published[-1], KeyList.from_json(_read(store, published[-1]), published[-1])
+
+
 def _listing(store: ObjectStore, prefix: str) -> list[str]:
     return [o.key for o in store.list_objects(prefix) if not o.key.endswith(".sig")]
 
@@ -217,7 +267,7 @@ def _typed(key: str, document: dict[str, Any], digest: str) -> RecordedEvent:
 
 def _check_certificate(
     store: ObjectStore,
-    public_key: Ed25519PublicKey,
+    keys: KeyList,
     case_prefix: str,
     events: list[RecordedEvent],
     report: ArchiveReport,
@@ -236,7 +286,7 @@ def _check_certificate(
     key = f"certificates/{tenant_case}.json"
     if not store.exists(key):
         raise IntegrityError(f"{case_prefix}: the chain records a certificate but {key} is missing")
-    body = _signed(store, key, public_key)
+    body = _signed(store, key, keys, report, named=True)
     if json.loads(body) != certificate:
         raise IntegrityError(f"{key}: differs from the certificate recorded in the audit chain")
     head_before = events[position - 1].sha256 if position else GENESIS
@@ -250,7 +300,7 @@ def _check_certificate(
     report.certificates += 1
     html_key = f"reports/{tenant_case}.html"
     if store.exists(html_key):
-        page = _signed(store, html_key, public_key)
+        page = _signed(store, html_key, keys, report)
         if page.decode() != render_certificate_html(certificate):
             raise IntegrityError(f"{html_key}: does not show the certificate's facts")
         report.reports += 1

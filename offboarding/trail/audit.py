@@ -24,7 +24,7 @@ from offboarding.core.config import Settings
 from offboarding.core.errors import IntegrityError
 from offboarding.core.faults import crash_point
 from offboarding.core.records import CaseRef
-from offboarding.core.signing import Signer, verify_signature
+from offboarding.core.signing import KeyList, Signer
 from offboarding.stores import ObjectStore, open_store
 from offboarding.trail.events import EventData, RecordedEvent, parse_event_data
 from offboarding.trail.state import GENESIS, CaseState
@@ -72,6 +72,7 @@ class AuditTrail:
     def __init__(self, settings: Settings, case: CaseRef, signer: Signer) -> None:
         self.case = case
         self.signer = signer
+        self.keys_dir = settings.keys_dir
         self.store: ObjectStore = open_store(settings.store_url("archive"), write_once=True)
         self.prefix = case_prefix(case) + "events/"
         self._events: list[AuditEvent] = []
@@ -121,6 +122,9 @@ class AuditTrail:
                 if event.once == once:
                     return event
         seq = len(recorded)
+        # The key is read again for each event: a long step must not sign with a key that was
+        # rotated (retired) while it ran.
+        self.signer = Signer.load_or_create(self.keys_dir)
         body = compact_json(
             {
                 "seq": seq,
@@ -152,13 +156,17 @@ class AuditTrail:
         return self._typed[-1]
 
 
-def verify_chain(events: list[AuditEvent], public_key: Ed25519PublicKey) -> str:
-    """Check every signature and link; return the head digest."""
+def verify_chain(events: list[AuditEvent], public_key: Ed25519PublicKey | KeyList) -> str:
+    """Check every signature (by the key each event names, within its period) and link;
+    return the head digest."""
+    keys = public_key if isinstance(public_key, KeyList) else KeyList.of(public_key)
     previous = GENESIS
     for seq, event in enumerate(events):
-        if not verify_signature(public_key, event.body, event.signature):
-            raise IntegrityError(f"audit event {event.key}: signature does not match")
         document = event.document
+        keys.verify(
+            event.body, event.signature, f"audit event {event.key}",
+            signing_key=document.get("signing_key"), at=datetime.fromisoformat(document["at"]),
+        )  # fmt: skip
         if document["seq"] != seq or document["prev"] != previous:
             raise IntegrityError(
                 f"audit event {event.key}: chain broken (expected seq {seq} after {previous[:12]})"
