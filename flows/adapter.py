@@ -62,7 +62,8 @@ from prefect.exceptions import (
 )
 from prefect.flow_runs import resume_flow_run, suspend_flow_run
 from prefect.futures import as_completed
-from prefect.input import RunInput
+from prefect.input import RunInput, read_flow_run_input
+from prefect.input.run_input import keyset_from_paused_state
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 from prefect.states import Cancelled
@@ -220,6 +221,24 @@ def _paused(flow_name: str) -> Iterator[FlowRun]:
             offset += 200
 
 
+def _form_fields(run_id: str) -> set[str]:
+    """The fields of the form a suspended run waits for (the schema stored when it paused)."""
+    with get_client(sync_client=True) as client:
+        try:
+            run = client.read_flow_run(UUID(run_id))
+        except ObjectNotFound:
+            return set()
+    if run.state is None or not run.state.is_paused():
+        return set()
+    try:
+        schema = read_flow_run_input(
+            keyset_from_paused_state(run.state)["schema"], flow_run_id=UUID(run_id)
+        )
+    except PrefectException:
+        return set()
+    return set(schema.get("properties", {})) if isinstance(schema, dict) else set()
+
+
 class PrefectRuns:
     """The library's `Runs`, on the Prefect server PREFECT_API_URL names."""
 
@@ -271,8 +290,11 @@ class PrefectRuns:
         return found
 
     def resume(self, run_id: str, acknowledgement: AcknowledgementInput) -> None:
+        legacy = "acknowledged_by" in _form_fields(run_id)  # suspended by release 0.1
         try:
-            resume_flow_run(UUID(run_id), run_input=acknowledgement.as_run_input())
+            resume_flow_run(
+                UUID(run_id), run_input=acknowledgement.as_run_input(legacy_form=legacy)
+            )
         except RuntimeError as refused:  # the server validates the input against the form
             raise AcknowledgementRejected(
                 f"the acknowledgement was not accepted: {refused}; check the fields and retry"

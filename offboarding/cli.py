@@ -401,6 +401,39 @@ def _audit_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_person(args: argparse.Namespace) -> int:
+    from offboarding.core.config import Settings
+    from offboarding.delivery.receipts import downloads
+    from offboarding.people import matches
+    from offboarding.scheduling.scheduling import case_from_id
+    from offboarding.trail import AuditTrail
+
+    settings = Settings()
+    case = case_from_id(args.case)
+    recorded = [
+        (f"event {e.seq:05d} ({e.kind}{', ' + name if name != 'by_pseudonym' else ''})", value)
+        for e in AuditTrail.open(settings, case).recorded()
+        for name in ("by_pseudonym", "reason_pseudonym")
+        if isinstance(value := getattr(e.data, name, None), str)
+    ] + [
+        (f"download of {r.part} at {r.at:%Y-%m-%d %H:%M}", r.client)
+        for r in downloads(settings, case)
+    ]
+    if not recorded:
+        print(f"case {case.case_id} records no person")
+        return 1
+    found = [where for where, value in recorded if matches(settings, case, args.name, value)]
+    if matches(settings, case, args.name, recorded[0][1]) is None:
+        print(f"case {case.case_id}: its pseudonym key is gone (contact data forgotten after "
+              "three years, clause 1.1.4): nobody can link a name to it any more")  # fmt: skip
+        return 3
+    for where in found:
+        print(f"matches: {where}")
+    if not found:
+        print(f"no record of case {case.case_id} is this person's ({len(recorded)} checked)")
+    return 0 if found else 1
+
+
 def _keys(args: argparse.Namespace) -> int:
     from offboarding.core.config import Settings
     from offboarding.core.signing import load_key_list, rotate_signing_key
@@ -696,6 +729,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="fail when a certified case has no timestamp token",
     )
     audit_verify.set_defaults(run=_audit_verify)
+    audit_person = audit_commands.add_parser(
+        "person",
+        help="whether a name (or address) is one a case's pseudonyms stand for (the operator "
+        "only, while the case's key exists)",
+    )
+    audit_person.add_argument("case", help="the case id, e.g. acme-0123456789ab")
+    audit_person.add_argument("name", help="the name or address to test")
+    audit_person.set_defaults(run=_audit_person)
 
     keys = commands.add_parser("keys", help="the operator's signing keys")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True)

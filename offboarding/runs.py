@@ -7,10 +7,12 @@ one module that implements it with Prefect's API. Tests of the policy can hand i
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from offboarding.core.records import CaseRef
 
@@ -57,9 +59,14 @@ class AcknowledgementInput(BaseModel):
     before the flow sees it; the CLI and the acknowledgement page build it the same way. Who
     acknowledged and their note are a statement, named here by its reference only."""
 
-    model_config = ConfigDict(extra="forbid")
+    # The form requires the statement; the schema is what Prefect's server validates against.
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra=lambda schema: schema.update(required=["statement"])
+    )
 
-    statement: str = Field(pattern=STATEMENT_PATTERN, description=_STATEMENT_HELP)
+    statement: str | SkipJsonSchema[None] = Field(
+        default=None, pattern=STATEMENT_PATTERN, description=_STATEMENT_HELP
+    )
     days_until_destruction: int | None = Field(
         default=None,
         ge=0,
@@ -73,14 +80,39 @@ class AcknowledgementInput(BaseModel):
         "acknowledgement period; staff acknowledging for the client leave it unticked.",
     )
 
+    # What the form of release 0.1 asked, still read from the cases it suspended (never in the
+    # form's schema, so a new form refuses them): a name typed there is moved to a statement
+    # when the case resumes; the new commands put the statement's reference in it.
+    acknowledged_by: SkipJsonSchema[str | None] = Field(default=None, max_length=200)
+    note: SkipJsonSchema[str | None] = Field(default=None, max_length=1000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reference_in_the_old_field(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("statement"):
+            named = data.get("acknowledged_by")
+            if isinstance(named, str) and re.fullmatch(STATEMENT_PATTERN, named):
+                data = {**data, "statement": named, "acknowledged_by": None}
+        return data
+
+    @model_validator(mode="after")
+    def _someone(self) -> AcknowledgementInput:
+        if self.statement is None and not (self.acknowledged_by or "").strip():
+            raise ValueError("statement: the reference of who acknowledges is required")
+        return self
+
     @classmethod
     def deemed(cls, statement: str) -> AcknowledgementInput:
         """The case watch's, with the statement it kept (its own name, DEEMED_BY)."""
         return cls(statement=statement, deemed_delivered=True)
 
-    def as_run_input(self) -> dict[str, Any]:
-        """The fields as the resume call sends them (unset ones left out)."""
-        return self.model_dump(exclude_defaults=True)
+    def as_run_input(self, *, legacy_form: bool = False) -> dict[str, Any]:
+        """The fields as the resume call sends them (unset ones left out). A case suspended by
+        release 0.1 has that release's form: the statement's reference goes in its name field."""
+        sent = self.model_dump(exclude_defaults=True)
+        if legacy_form and "statement" in sent:
+            sent["acknowledged_by"] = sent.pop("statement")
+        return sent
 
 
 class AttestationInput(BaseModel):

@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from offboarding.cli import main
 from offboarding.core.errors import TenantError
 from offboarding.core.records import CaseRef
 from offboarding.core.signing import Signer, load_public_key
@@ -68,7 +69,7 @@ def test_pseudonyms_are_keyed_per_case_and_tolerate_spacing_case_and_unicode_for
 
 
 def test_who_acknowledged_is_provable_until_the_contact_data_is_forgotten(
-    platform: Platform,
+    platform: Platform, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings, case = platform.settings, platform.case("acme")
     export_and_deliver(platform, case)
@@ -88,15 +89,27 @@ def test_who_acknowledged_is_provable_until_the_contact_data_is_forgotten(
     assert NAME.encode() not in raw and b"checked" not in raw
     assert hashlib.sha256(NAME.encode()).hexdigest().encode() not in raw
     assert matches(settings, case, NAME, acknowledged.by_pseudonym) is True
+    for name, value in (("HOME", settings.home), ("DATABASE_URL", platform.dsn),
+                        ("DATAMAP", settings.datamap)):  # fmt: skip
+        monkeypatch.setenv(f"OFFBOARD_{name}", str(value))
+    assert main(["audit", "person", case.case_id, NAME.lower()]) == 0
+    assert f"matches: event {acknowledged_seq(trail):05d} (acknowledged)" in capsys.readouterr().out
+    assert main(["audit", "person", case.case_id, "Somebody Else"]) == 1
 
     forgotten = forget_tenant(settings, "acme")
     assert (forgotten.statements, forgotten.case_keys) == (1, 1)
     assert matches(settings, case, NAME, acknowledged.by_pseudonym) is None  # nobody can tell
     with pytest.raises(TenantError, match="forgotten"):
         statement(settings, ref, "acme", "acknowledgement")
+    assert main(["audit", "person", case.case_id, NAME]) == 3
+    assert "nobody can link a name to it" in capsys.readouterr().out
     # The record itself is untouched and still verifies.
     public_key = load_public_key(Signer.load_or_create(settings.keys_dir).public_pem)
     assert verify_archive(archive, public_key).events == len(trail.events())
+
+
+def acknowledged_seq(trail: AuditTrail) -> int:
+    return next(e.seq for e in trail.recorded() if isinstance(e.data, events.Acknowledged))
 
 
 def test_a_record_from_before_pseudonyms_still_reads(platform: Platform) -> None:
@@ -107,3 +120,22 @@ def test_a_record_from_before_pseudonyms_still_reads(platform: Platform) -> None
     )
     parsed = events.parse_event_data("acknowledged", earlier, where="test")
     assert isinstance(parsed, events.Acknowledged) and parsed.by_pseudonym is None
+
+
+def test_a_case_suspended_by_release_0_1_resumes_with_its_old_form(platform: Platform) -> None:
+    """Its form asked for a name: typed there, the name is moved to a statement as the case
+    resumes; sent by the new commands, the old field carries the statement's reference."""
+    settings, case = platform.settings, platform.case("acme")
+    export_and_deliver(platform, case)
+    typed = AcknowledgementInput.model_validate({"acknowledged_by": NAME, "note": "ok"})
+    schedule_destruction(settings, _ScheduledRuns(), case, typed)  # type: ignore[arg-type]
+    (acknowledged,) = AuditTrail.open(settings, case).of(events.Acknowledged)
+    assert acknowledged.statement and acknowledged.note_given
+    assert matches(settings, case, NAME, acknowledged.by_pseudonym or "") is True
+
+    ref = keep_statement(settings, "acme", "acknowledgement", name=NAME)
+    sent = AcknowledgementInput(statement=ref).as_run_input(legacy_form=True)
+    assert sent == {"acknowledged_by": ref}
+    assert AcknowledgementInput.model_validate(sent).statement == ref
+    with pytest.raises(ValueError, match="statement"):
+        AcknowledgementInput.model_validate({"days_until_destruction": 3})

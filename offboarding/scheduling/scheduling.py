@@ -23,7 +23,7 @@ from offboarding.core.records import CaseRef, DestructionSchedule
 from offboarding.delivery.delivery import status_of
 from offboarding.delivery.receipts import downloads
 from offboarding.locations import lingering
-from offboarding.people import StatementKind, pseudonym, statement
+from offboarding.people import StatementKind, keep_statement, pseudonym, statement
 from offboarding.planning import destruction_schedule, latest_destruction_start, require_possible
 from offboarding.registry import TenantRegistry
 from offboarding.runs import CANCELLABLE, AcknowledgementInput, Runs
@@ -82,7 +82,10 @@ def schedule_destruction(
     # acknowledges again.
     lead_time, lead_reason = lingering(settings)
     require_possible(lead_time, lead_reason)
-    said = statement(settings, ack.statement, case.tenant, "acknowledgement")
+    ref = ack.statement or keep_statement(  # the name typed in release 0.1's form
+        settings, case.tenant, "acknowledgement", name=ack.acknowledged_by, note=ack.note
+    )
+    said = statement(settings, ref, case.tenant, "acknowledgement")
     if ack.deemed_delivered:
         state = trail.state()
         timeout = settings.delivery.acknowledgement_timeout
