@@ -15,8 +15,9 @@ import pytest
 
 from offboarding.cli import main
 from offboarding.core.canonical import canonical_json, compact_json
-from offboarding.core.errors import IntegrityError
+from offboarding.core.errors import IntegrityError, ServiceError
 from offboarding.core.signing import Signer, load_public_key
+from offboarding.dev.services import free_port
 from offboarding.dev.tsa import TimestampAuthority
 from offboarding.evidence.archive import render_certificate_html, verify_archive
 from offboarding.evidence.timestamps import load_roots, request_token
@@ -86,20 +87,25 @@ def rewrite_history(platform: Platform, seq: int, change: Callable[[dict[str, An
     _write(Path(f"{page}.sig"), signer.sign(html))
 
 
-def test_a_certified_case_is_anchored_and_openssl_verifies_the_tokens(
+def test_a_case_is_anchored_at_delivery_and_certification_and_openssl_verifies_the_tokens(
     anchored: Platform, timestamp_authority: TimestampAuthority
 ) -> None:
     root = _root(anchored)
-    tokens = sorted(root.glob("timestamps/acme/*/*.tsr"))
-    assert [t.name for t in tokens][-1] == "certificate.tsr" and len(tokens) == 2
+    *heads, certificate_token = sorted(root.glob("timestamps/acme/*/*.tsr"))
+    events = sorted(root.glob("cases/acme/*/events/*.json"))
+    covered_events = [next(e for e in events if e.name.startswith(t.stem)) for t in heads]
+    # The chain's head at delivery and at certification, and the certificate.
+    assert [json.loads(e.read_bytes())["kind"] for e in covered_events] == [
+        "delivered", "certified"
+    ]  # fmt: skip
+    assert certificate_token.name == "certificate.tsr"
     report = _verify(anchored, timestamp_authority.ca_file)
     assert sorted(a.covers for a in report.anchors)[0] == "certificate"
-    assert len(report.anchors) == 2 and report.unanchored == []
+    assert len(report.anchors) == 3 and report.unanchored == []
     # The auditors' guide: the same check with OpenSSL alone.
-    events = sorted(root.glob("cases/acme/*/events/*.json"))
     (certificate,) = root.glob("certificates/acme/*.json")
-    head = next(e for e in events if e.name.startswith(tokens[0].stem))
-    for token, covered in ((tokens[0], head), (tokens[1], certificate)):
+    pairs = [*zip(heads, covered_events, strict=True), (certificate_token, certificate)]
+    for token, covered in pairs:
         digest = hashlib.sha256(covered.read_bytes()).hexdigest()
         checked = subprocess.run(
             ["openssl", "ts", "-verify", "-digest", digest, "-in", str(token),
@@ -126,7 +132,7 @@ def test_a_token_of_another_authority_or_a_deleted_token_does_not_hide_a_rewrite
 ) -> None:
     root = _root(anchored)
     (certificate,) = root.glob("certificates/acme/*.json")
-    head, certificate_token = sorted(root.glob("timestamps/acme/*/*.tsr"))
+    *heads, certificate_token = sorted(root.glob("timestamps/acme/*/*.tsr"))
     original = certificate_token.read_bytes()
     other = TimestampAuthority(tmp_path / "other-tsa").start()
     try:
@@ -143,9 +149,10 @@ def test_a_token_of_another_authority_or_a_deleted_token_does_not_hide_a_rewrite
     def move_region(data: dict[str, Any]) -> None:
         data["region"] = "us-east1"
 
-    # The rewrite, with the chain's token removed: the certificate's token still tells.
+    # The rewrite, with the chain's tokens removed: the certificate's token still tells.
     rewrite_history(anchored, 0, move_region)
-    head.unlink()
+    for head in heads:
+        head.unlink()
     with pytest.raises(IntegrityError, match="certificate differs from the one the timestamp"):
         _verify(anchored, timestamp_authority.ca_file)
     # Both tokens removed: the case is reported as resting on the operator's key alone.
@@ -166,9 +173,9 @@ def test_audit_verify_reports_the_anchors_and_can_require_them(
     code = main(["audit", "verify", archive, "--public-key", public_key,
                  "--tsa-ca", str(timestamp_authority.ca_file), "--require-timestamps"])  # fmt: skip
     output = capsys.readouterr().out
-    assert code == 0 and "2 RFC 3161 timestamp token(s) verify" in output, output
+    assert code == 0 and "3 RFC 3161 timestamp token(s) verify" in output, output
     code = main(["audit", "verify", archive, "--public-key", public_key])
-    assert code == 0 and "2 timestamp token(s) not checked" in capsys.readouterr().err
+    assert code == 0 and "3 timestamp token(s) not checked" in capsys.readouterr().err
 
     # A case certified without an authority: it verifies, said to rest on the key alone,
     # and fails where timestamps are required.
@@ -183,3 +190,24 @@ def test_audit_verify_reports_the_anchors_and_can_require_them(
     assert "rests on the operator's key alone" in capsys.readouterr().err
     code = main(["audit", "verify", archive, "--public-key", public_key, "--require-timestamps"])
     assert code == 1 and "no timestamp token anchors it" in capsys.readouterr().err
+
+
+def test_an_authority_that_does_not_answer_delays_only_the_certificates_anchor(
+    platform: Platform, timestamp_authority: TimestampAuthority, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Delivery goes on (logged); certification fails, and its retry adds the tokens."""
+    down = platform.settings.replace(
+        evidence={"timestamp_url": f"http://127.0.0.1:{free_port()}/",
+                  "timestamp_ca": timestamp_authority.ca_file},
+    )  # fmt: skip
+    case = platform.case("acme")
+    export_and_deliver(platform, case, down)
+    assert "not timestamped" in caplog.text
+    with pytest.raises(ServiceError, match="did not answer"):
+        destroy_everything(platform, case, down)
+    assert not list(_root(platform).glob("timestamps/acme/*/*.tsr"))
+    up = down.replace(evidence={"timestamp_url": timestamp_authority.url})
+    destroy_everything(platform, case, up)  # the certify step, retried
+    tokens = sorted(p.name for p in _root(platform).glob("timestamps/acme/*/*.tsr"))
+    assert len(tokens) == 2 and tokens[-1] == "certificate.tsr"
+    assert _verify(platform, timestamp_authority.ca_file).certificates == 1

@@ -32,6 +32,7 @@ from offboarding.core.faults import crash_point
 from offboarding.core.records import BundleRef, CaseRef, DeliveredPart, Delivery
 from offboarding.delivery.links import LinkSigner, PartLink, link_digest, sign_part_links
 from offboarding.delivery.mail import compose, send
+from offboarding.evidence.timestamps import anchor_head
 from offboarding.export.export import new_case
 from offboarding.locations import scratch_dir
 from offboarding.locations.bundles import bundle_prefix, staging_prefix
@@ -93,6 +94,7 @@ def deliver(settings: Settings, case: CaseRef, bundle: BundleRef, flow_run_id: s
         once="delivered",
     )
     delivered_at = recorded.at
+    anchor_head(settings, trail.store, case, (recorded.seq, trail.events()[recorded.seq].body))
     # The expiry follows from the recorded delivery time, so a retried step (a crash after the
     # e-mail went, before it was recorded) sends the very same links again, not new ones.
     issued = send_links(

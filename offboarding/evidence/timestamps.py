@@ -2,11 +2,15 @@
 
 Whoever holds the operator's signing key can rewrite a case's chain and sign it again; every
 signature would still verify. A timestamp authority's token fixes a digest at a time, signed by
-a key the operator does not hold. When a case is certified, two digests are timestamped:
+a key the operator does not hold. The chain's head is timestamped at the case's milestones, and
+the certificate once it exists:
 
-    timestamps/<tenant>/<case>/<NNNNN>.tsr        the chain's head then: its imprint is the
-                                                  sha256 of event NNNNN's body (the `certified`
-                                                  event), which every earlier event is chained to
+    timestamps/<tenant>/<case>/<NNNNN>.tsr        the chain's head: its imprint is the sha256 of
+                                                  event NNNNN's body, which every earlier event
+                                                  is chained to. At delivery and at the
+                                                  acknowledgement (best effort: an authority
+                                                  that does not answer is logged, the case goes
+                                                  on), and at certification (required)
     timestamps/<tenant>/<case>/certificate.tsr    the certificate: the sha256 of
                                                   certificates/<tenant>/<case>.json
 
@@ -23,6 +27,7 @@ digest. A chain or a certificate rewritten after its timestamp fails there, whoe
 from __future__ import annotations
 
 import hashlib
+import logging
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -43,9 +48,12 @@ from offboarding.core.errors import ConfigurationError, IntegrityError, ServiceE
 from offboarding.core.records import CaseRef
 from offboarding.stores import ObjectStore
 
+_log = logging.getLogger("offboarding.timestamps")
+
 __all__ = [
     "Anchor",
     "anchor_certified",
+    "anchor_head",
     "check_case",
     "load_roots",
     "request_token",
@@ -118,6 +126,25 @@ def request_token(settings: Settings, data: bytes) -> bytes:
         raise IntegrityError(f"the timestamp authority at {evidence.timestamp_url} stamped "
                              "another digest than the one asked")  # fmt: skip
     return token
+
+
+def anchor_head(
+    settings: Settings, archive: ObjectStore, case: CaseRef, head: tuple[int, bytes]
+) -> str | None:
+    """Timestamp the chain's head (seq, body) at a milestone, best effort; the token's key, or
+    None (no authority configured, or it did not answer: logged, and certification retries)."""
+    if not settings.evidence.timestamp_url:
+        return None
+    seq, body = head
+    key = f"{timestamp_prefix(case)}{seq:05d}.tsr"
+    if archive.exists(key):
+        return key
+    try:
+        archive.put_bytes(key, request_token(settings, body))
+    except ServiceError as error:
+        _log.warning("case %s: event %05d not timestamped: %s", case.case_id, seq, error)
+        return None
+    return key
 
 
 def anchor_certified(

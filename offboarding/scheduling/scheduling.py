@@ -22,6 +22,7 @@ from offboarding.core.errors import DeadlineError, TenantError
 from offboarding.core.records import CaseRef, DestructionSchedule
 from offboarding.delivery.delivery import status_of
 from offboarding.delivery.receipts import downloads
+from offboarding.evidence.timestamps import anchor_head
 from offboarding.locations import lingering
 from offboarding.people import StatementKind, keep_statement, pseudonym, statement
 from offboarding.planning import destruction_schedule, latest_destruction_start, require_possible
@@ -112,6 +113,9 @@ def schedule_destruction(
         )  # fmt: skip
     acknowledged_at = trail.state().acknowledged_at
     assert acknowledged_at is not None  # recorded just above
+    # The 90 days count from here: the chain's head, timestamped outside the operator.
+    head = trail.events()[-1]
+    anchor_head(settings, trail.store, case, (int(head.document["seq"]), head.body))
     grace = (
         timedelta(days=ack.days_until_destruction)
         if ack.days_until_destruction is not None
