@@ -359,8 +359,9 @@ def _run_case(
     result.delivery = "encrypted to the client's age recipient (X25519)"
     if env.tsa is not None:
         result.timestamping = (
-            f"RFC 3161: the certified chain's head and the certificate are timestamped by the "
-            f"local OpenSSL timestamp authority at {env.tsa.url}"
+            f"RFC 3161: the chain's head at delivery, acknowledgement and certification, and "
+            f"the certificate, timestamped by the local OpenSSL timestamp authority at "
+            f"{env.tsa.url}"
         )
         result.timestamp_authority_ca = str(env.tsa.ca_file)
     result.client_identity = str(identity)
@@ -418,7 +419,7 @@ def _run_case(
         result.certificate_verified = True
         result.timestamp_tokens_verified = len(audited.anchors)
         say(f"audit verified, with {len(audited.anchors)} RFC 3161 token(s) from the timestamp "
-            "authority anchoring the chain's head and the certificate")  # fmt: skip
+            "authority anchoring the chain's heads and the certificate")  # fmt: skip
     except OffboardingError as error:
         result.certificate_verified = False
         result.errors.append(f"audit verification failed: {error}")
