@@ -44,6 +44,7 @@ __all__ = [
 _PRIVATE_NAME = "signing-ed25519.pem"
 _PUBLIC_NAME = "signing-ed25519.pub.pem"
 _LIST_NAME = "signing-keys.json"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 CLOCK_SKEW = timedelta(minutes=5)  # between the host that rotates and the hosts that sign
 
 
@@ -169,7 +170,7 @@ class KeyList:
     def of(cls, public_key: Ed25519PublicKey) -> KeyList:
         """One key, valid at any time (an auditor given a single published key)."""
         pem = public_pem(public_key)
-        return cls((PublishedKey(fingerprint(public_key), pem, datetime(1970, 1, 1, tzinfo=UTC)),))
+        return cls((PublishedKey(fingerprint(public_key), pem, _EPOCH),))
 
     @classmethod
     def from_json(cls, data: bytes, where: str = "the key list") -> KeyList:
@@ -268,8 +269,9 @@ def load_key_list(keys_dir: Path) -> KeyList:
                 "never by replacing the key file)"
             )
         return listed
-    created = datetime.fromtimestamp((keys_dir / _PRIVATE_NAME).stat().st_mtime, UTC)
-    listed = KeyList((PublishedKey(signer.fingerprint, signer.public_pem, created),))
+    # The first key's period has no known start (a key file's date is that of its last copy,
+    # later than records it signed elsewhere): it starts with the epoch.
+    listed = KeyList((PublishedKey(signer.fingerprint, signer.public_pem, _EPOCH),))
     write_private(path, listed.to_json())  # another process may have written the same first
     return KeyList.from_json(path.read_bytes(), str(path))
 
