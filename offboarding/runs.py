@@ -64,8 +64,8 @@ class AcknowledgementInput(BaseModel):
         extra="forbid", json_schema_extra=lambda schema: schema.update(required=["statement"])
     )
 
-    statement: str | SkipJsonSchema[None] = Field(
-        default=None, pattern=STATEMENT_PATTERN, description=_STATEMENT_HELP
+    statement: Annotated[str, Field(pattern=STATEMENT_PATTERN)] | SkipJsonSchema[None] = Field(
+        default=None, description=_STATEMENT_HELP
     )
     days_until_destruction: int | None = Field(
         default=None,

@@ -139,3 +139,33 @@ def test_a_case_suspended_by_release_0_1_resumes_with_its_old_form(platform: Pla
     assert AcknowledgementInput.model_validate(sent).statement == ref
     with pytest.raises(ValueError, match="statement"):
         AcknowledgementInput.model_validate({"days_until_destruction": 3})
+
+
+def test_the_forms_schemas_refuse_words_where_a_reference_belongs() -> None:
+    """What Prefect's server checks before a flow sees an input or a parameter."""
+    from prefect.utilities.schema_tools import ValidationError, validate
+
+    from flows.adapter import Acknowledgement, Attestation
+    from flows.offboard import offboard
+    from flows.support import legal_hold
+
+    ref = "st-" + "a" * 32
+    schemas = {
+        "acknowledgement": Acknowledgement.model_json_schema(by_alias=True),
+        "attestation": Attestation.model_json_schema(by_alias=True),
+        "offboard": offboard.parameters.model_dump(),
+        "legal-hold": legal_hold.parameters.model_dump(),
+    }
+    extra = {
+        "attestation": {"action": "done", "evidence": "T-1"},
+        "offboard": {"tenant": "acme"},
+        "legal-hold": {"tenant": "acme", "action": "place"},
+    }
+    field = {"offboard": "reason_ref"}
+    for name, schema in schemas.items():
+        given = {**extra.get(name, {})}
+        validate({**given, field.get(name, "statement"): ref}, schema, raise_on_error=True)
+        with pytest.raises(ValidationError):
+            validate({**given, field.get(name, "statement"): NAME}, schema, raise_on_error=True)
+    with pytest.raises(ValidationError):  # the acknowledgement names someone, always
+        validate({"days_until_destruction": 5}, schemas["acknowledgement"], raise_on_error=True)
