@@ -294,16 +294,24 @@ class TenantRegistry:
             )
 
     def mark_destroyed(self, tenant: str, at: datetime) -> date:
-        """Record the destruction; return the date the contact details must be erased by."""
-        erase_contact_by = date(at.year + CONTACT_RETENTION_YEARS, at.month, min(at.day, 28))
+        """Record the destruction; return the date the contact details must be erased by:
+        three years after the relationship ended (clause 1.1.4), which is the termination
+        (the freeze), not the destruction up to 90 days later."""
         with self.connect() as conn:
-            conn.execute(
+            row = conn.execute(
                 sql.SQL(
                     "INSERT INTO {} AS l (tenant, status, destroyed_at, contact_delete_after) "
-                    "VALUES (%s, 'destroyed', %s, %s) ON CONFLICT (tenant) DO UPDATE SET "
+                    "VALUES (%(tenant)s, 'destroyed', %(at)s, ((%(at)s AT TIME ZONE 'UTC')::date "
+                    "+ make_interval(years => %(years)s))::date) "
+                    "ON CONFLICT (tenant) DO UPDATE SET "
                     "status = 'destroyed', destroyed_at = excluded.destroyed_at, "
-                    "contact_delete_after = excluded.contact_delete_after"
+                    "contact_delete_after = ((coalesce(l.frozen_at, excluded.destroyed_at) "
+                    "AT TIME ZONE 'UTC')::date + make_interval(years => %(years)s))::date "
+                    "RETURNING contact_delete_after"
                 ).format(_LEDGER),
-                (tenant, at.astimezone(UTC), erase_contact_by),
-            )
+                {"tenant": tenant, "at": at.astimezone(UTC),
+                 "years": CONTACT_RETENTION_YEARS},
+            ).fetchone()  # fmt: skip
+        assert row is not None
+        erase_contact_by: date = row["contact_delete_after"]
         return erase_contact_by

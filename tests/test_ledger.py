@@ -10,6 +10,7 @@ import threading
 import urllib.parse
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, date, datetime
 from typing import ClassVar
 
 import pytest
@@ -61,6 +62,25 @@ def test_the_case_lives_in_the_ledger_and_the_platform_table_gets_no_column(
     postgres = next(loc for loc in inventory.locations if loc.location == "postgres")
     assert "offboarding.ledger" in postgres.global_tables
     assert "offboarding.ledger" not in {t.qualified for t in inventory.tables}
+
+
+def test_contact_details_are_due_three_years_after_the_termination_not_the_destruction(
+    platform: Platform,
+) -> None:
+    """Clause 1.1.4 counts from the end of the relationship: the freeze at termination, even
+    when destruction comes up to 90 days later; a 29 February ends on the 28th."""
+    registry = TenantRegistry(platform.settings)
+    registry.freeze("acme", "acme-0123456789ab")
+    platform.query(
+        "UPDATE offboarding.ledger SET frozen_at = '2028-02-29 23:30+00' WHERE tenant = 'acme'"
+    )
+    erase_by = registry.mark_destroyed("acme", datetime(2028, 5, 20, 8, 0, tzinfo=UTC))
+    assert erase_by == date(2031, 2, 28)
+    # A tenant the pipeline never froze (destroyed by an earlier release): from the destruction.
+    assert registry.mark_destroyed("globex", datetime(2027, 1, 10, tzinfo=UTC)) == date(2030, 1, 10)
+    assert platform.query(
+        "SELECT contact_delete_after FROM offboarding.ledger WHERE tenant = 'acme'"
+    ) == [(date(2031, 2, 28),)]
 
 
 def test_a_freeze_hook_whose_check_fails_stops_the_case(platform: Platform) -> None:
