@@ -422,11 +422,11 @@ def _audit_person(args: argparse.Namespace) -> int:
     if not recorded:
         print(f"case {case.case_id} records no person")
         return 1
-    found = [where for where, value in recorded if matches(settings, case, args.name, value)]
     if matches(settings, case, args.name, recorded[0][1]) is None:
         print(f"case {case.case_id}: its pseudonym key is gone (contact data forgotten after "
               "three years, clause 1.1.4): nobody can link a name to it any more")  # fmt: skip
         return 3
+    found = [where for where, value in recorded if matches(settings, case, args.name, value)]
     for where in found:
         print(f"matches: {where}")
     if not found:

@@ -62,7 +62,10 @@ _LEDGER_DDL = sql.SQL(
     " case_id text PRIMARY KEY,"
     " tenant text NOT NULL,"
     " key bytea NOT NULL,"
-    " created_at timestamptz NOT NULL DEFAULT now())"
+    " created_at timestamptz NOT NULL DEFAULT now());"
+    # Forgetting a tenant's people costs what the tenant has, not what the platform has.
+    "CREATE INDEX IF NOT EXISTS statements_tenant ON {statements} (tenant);"
+    "CREATE INDEX IF NOT EXISTS case_keys_tenant ON {case_keys} (tenant)"
 ).format(
     schema=sql.Identifier(LEDGER_SCHEMA), ledger=_LEDGER,
     statements=sql.Identifier(LEDGER_SCHEMA, "statements"),
