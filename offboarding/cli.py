@@ -473,10 +473,37 @@ def _deadlines(args: argparse.Namespace) -> int:
     return 1 if any(c.status == "overdue" for c in cases) else 0
 
 
+def _person_inventory(tenant: str, person: str, as_json: bool) -> int:
+    import dataclasses
+
+    from offboarding.core.config import Settings
+    from offboarding.persons import person_footprint
+
+    footprint = person_footprint(Settings(), tenant, person)
+    if as_json:
+        print(json.dumps(dataclasses.asdict(footprint), indent=2))
+        return 0
+    print(
+        f"person {footprint.person} of tenant {footprint.tenant}: what a request would touch "
+        "(nothing changed)"
+    )
+    print(f"  {'table':<32} {'by':<14} {'on erasure':<13} {'rows':>8} {'bytes':>10}")
+    for t in footprint.tables:
+        by = t.by or "(the person)"
+        print(f"  {t.table:<32} {by:<14} {t.erase:<13} {t.rows:>8} {t.bytes:>10}")
+    print(f"  files: {footprint.files} objects, {footprint.file_bytes} bytes")
+    for name, handling in footprint.systems.items():
+        print(f"  {name}: {handling}")
+    print(f"  total: {footprint.rows} rows, {footprint.files} files")
+    return 0
+
+
 def _inventory(args: argparse.Namespace) -> int:
     from offboarding.core.config import Settings
     from offboarding.export.export import dry_run_inventory
 
+    if args.person is not None:
+        return _person_inventory(args.tenant, args.person, args.json)
     inventory = dry_run_inventory(Settings(), args.tenant)
     unclassified = [t for loc in inventory.locations for t in loc.unclassified]
     if args.json:
@@ -612,6 +639,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inventory.add_argument("tenant")
     inventory.add_argument("--json", action="store_true", help="print the inventory as JSON")
+    inventory.add_argument(
+        "--person",
+        metavar="REF",
+        help="what a request about one person (their key in the data map's person table) "
+        "would touch, instead of the whole tenant",
+    )
     inventory.set_defaults(run=_inventory)
 
     export = commands.add_parser(

@@ -34,7 +34,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from offboarding.core.errors import ConfigurationError
 from offboarding.core.records import SystemEntry
@@ -49,6 +57,9 @@ __all__ = [
     "FreezeHook",
     "HttpFreezeHook",
     "MariaDBSystem",
+    "PersonScope",
+    "PersonSystem",
+    "PersonTable",
     "PgBackRestSystem",
     "PostgresSystem",
     "RedisSystem",
@@ -298,6 +309,135 @@ class TenantsTable(BaseModel):
     )
 
 
+_QUALIFIED = r"^[^.\s]+\.[^.\s]+$"
+_PERSON_PLACEHOLDER = "{person}"
+
+
+class PersonTable(BaseModel):
+    """How one table's rows point at a person, and what an erasure does with them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    by: str = Field(
+        min_length=1,
+        description="The column holding the person's key (e.g. author_id): the person's rows "
+        "of this table are those where it equals the person's key, within the tenant.",
+    )
+    erase: Literal["delete", "pseudonymise"] = Field(
+        description="'delete' removes the person's rows; 'pseudonymise' keeps them (where "
+        "deleting would break the client's shared content: a comment others answered, a post "
+        "others commented) and replaces their personal columns.",
+    )
+    personal: list[str] = Field(
+        default_factory=list,
+        description="Columns holding the person's own words or values, replaced when the row "
+        "is kept: text by the erasure's pseudonym, anything else by NULL.",
+    )
+    files: list[str] = Field(
+        default_factory=list,
+        description="Columns naming an object of the files store that the row's person "
+        "uploaded (e.g. object_key): exported with the rows, deleted with them.",
+    )
+
+    @model_validator(mode="after")
+    def _files_go_with_rows(self) -> PersonTable:
+        if self.files and self.erase != "delete":
+            raise ValueError(
+                "files columns are deleted with their rows: a pseudonymised row would keep "
+                'naming a deleted file; use erase = "delete" for this table, or drop files'
+            )
+        return self
+
+
+class PersonSystem(BaseModel):
+    """How a system other than the database and the files holds a person's data: copies that
+    expire by themselves (`lingers`), a role that erases and confirms (`attested`), or nothing
+    per person (`holds_nothing`, with why)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lingers: timedelta | None = Field(
+        default=None, description="Copies expire by themselves within this period (e.g. P1D)."
+    )
+    attested: Attestation | None = Field(
+        default=None, description="A role erases the person there and confirms."
+    )
+    holds_nothing: str | None = Field(
+        default=None, min_length=1, description="Why the system holds nothing of one person."
+    )
+    why: str = Field(default="", description="What the system holds of a person, in a line.")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> PersonSystem:
+        given = [n for n in ("lingers", "attested", "holds_nothing") if getattr(self, n)]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of lingers (a duration), attested (role and procedure) or "
+                f"holds_nothing (why); found {', '.join(given) or 'none'}"
+            )
+        return self
+
+
+class PersonScope(BaseModel):
+    """How a person of a tenant is found in every system, for the client's requests about one
+    person (clause 2.2.7): access, portability, erasure. Every foreign key that points at the
+    person table must be declared in `tables` (the catalogue is checked at each request), and
+    every other system of the data map in `systems`: nothing is assumed to hold nothing."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    table: str = Field(pattern=_QUALIFIED, description="schema.table of the platform's people.")
+    key: str = Field(default="id", min_length=1, description="The person table's key column.")
+    erase: Literal["delete", "pseudonymise"] = Field(
+        default="delete",
+        description="What erasure does with the person's own row: delete it (the pseudonymised "
+        "rows elsewhere then lose their reference), or keep it with its personal columns "
+        "replaced.",
+    )
+    personal: list[str] = Field(
+        default_factory=list,
+        description="The person row's personal columns, replaced when erase = 'pseudonymise'.",
+    )
+    files: list[str] = Field(
+        default_factory=list,
+        description="Object keys of the person's own files in the files store, with {tenant} "
+        "and {person}, e.g. 'tenants/{tenant}/avatars/{person}.bin'.",
+    )
+    tables: dict[Annotated[str, Field(pattern=_QUALIFIED)], PersonTable] = Field(
+        default_factory=dict, description="Every table whose rows point at a person."
+    )
+    systems: dict[str, PersonSystem] = Field(
+        default_factory=dict, description="Every other system of the data map, for one person."
+    )
+
+    @field_validator("files")
+    @classmethod
+    def _files_confined(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            if not pattern.startswith("tenants/{tenant}/"):
+                raise ValueError(
+                    f"file {pattern!r} must start with 'tenants/{{tenant}}/': a person's files "
+                    "are the tenant's, under its prefix"
+                )
+            if pattern.count(_PERSON_PLACEHOLDER) != 1 or pattern.count(_TENANT_PLACEHOLDER) != 1:
+                raise ValueError(
+                    f"file {pattern!r} must name {_TENANT_PLACEHOLDER} and {_PERSON_PLACEHOLDER} "
+                    "once each"
+                )
+            if any(ch in pattern for ch in "*?["):
+                raise ValueError(f"file {pattern!r} is a key, not a pattern: no * ? [")
+        return patterns
+
+    @model_validator(mode="after")
+    def _pseudonymised_row(self) -> PersonScope:
+        if self.erase == "delete" and self.personal:
+            raise ValueError(
+                "personal lists the person row's columns to replace when the row is kept: "
+                'with erase = "delete" the whole row goes; drop personal, or keep the row'
+            )
+        return self
+
+
 class DataMap(BaseModel):
     """Every system of the platform that holds tenant data (TOML, OFFBOARD_DATAMAP), each bound
     to a plug-in (verified destruction) or an attested step (a role confirms)."""
@@ -313,10 +453,40 @@ class DataMap(BaseModel):
         Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,39}$")],
         Annotated[System, Field(union_mode="left_to_right")],
     ] = Field(description="Every system holding tenant data, by name.")
+    person: PersonScope | None = Field(
+        default=None,
+        description="How one person of a tenant is found in every system (person requests).",
+    )
 
     @property
     def source(self) -> str:
         return self._source
+
+    def require_person_scope(self) -> PersonScope:
+        """The person scope, checked against the systems: every system beside the database and
+        the files declared for one person, and no other."""
+        if self.person is None:
+            raise ConfigurationError(
+                f"the data map {self._source} has no [person] table: a person request needs to "
+                "know how a person is found in every system (the person table and its key, "
+                "each table pointing at it, each other system); docs/operators.md shows one"
+            )
+        others = set(self.systems) - set(_SINGLETONS)
+        missing = sorted(others - set(self.person.systems))
+        unknown = sorted(set(self.person.systems) - others)
+        if missing:
+            raise ConfigurationError(
+                f"the data map {self._source} does not say how system(s) {', '.join(missing)} "
+                "hold a person's data: add [person.systems.<name>] with lingers, attested or "
+                "holds_nothing for each, so no copy goes unanswered"
+            )
+        if unknown:
+            raise ConfigurationError(
+                f"the data map {self._source}: [person.systems] names {', '.join(unknown)}, "
+                "which [systems] does not declare (the database and the files are covered by "
+                "[person.tables] and [person] files)"
+            )
+        return self.person
 
     def bound(self) -> dict[str, BoundSystem]:
         return {
@@ -440,12 +610,22 @@ def _system(name: str, raw: Any) -> System:
 
 
 def parse_datamap(document: dict[str, Any], source: str = "") -> DataMap:
-    unknown = set(document) - {"systems", "tenants"}
+    unknown = set(document) - {"systems", "tenants", "person"}
     if unknown:
         raise ConfigurationError(
             f"data map {source}: unknown top-level key(s) {sorted(unknown)}; the file holds "
-            "[tenants] and [systems.<name>] tables"
+            "[tenants], [systems.<name>] and [person] tables"
         )
+    person: PersonScope | None = None
+    if "person" in document:
+        try:
+            person = PersonScope.model_validate(_expand(document["person"], "person"))
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'person'}: {e['msg']}"
+                for e in error.errors()
+            )
+            raise ConfigurationError(f"data map {source}: [person]: {problems}") from None
     try:
         tenants = TenantsTable.model_validate(_expand(document.get("tenants", {}), "tenants"))
     except ValidationError as error:
@@ -466,7 +646,7 @@ def parse_datamap(document: dict[str, Any], source: str = "") -> DataMap:
         )
     systems = {name: _system(name, raw) for name, raw in systems_raw.items()}
     try:
-        return _named(DataMap(systems=systems, tenants=tenants), source)
+        return _named(DataMap(systems=systems, tenants=tenants, person=person), source)
     except ValidationError as error:
         raise ConfigurationError(
             f"data map {source}: system names are 1-40 lowercase letters, digits and dashes, "

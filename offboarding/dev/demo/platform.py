@@ -152,6 +152,32 @@ def seed(
             for tenant in tenants:
                 if round_ < tenant.users * scale:
                     _seed_user(conn, files, rng, ids, tenant, base, round_)
+        for tenant in tenants:
+            _seed_conversations(conn, ids, tenant, base)
+
+
+def _seed_conversations(
+    conn: psycopg.Connection[Any], ids: Any, tenant: DemoTenant, base: datetime
+) -> None:
+    """People answer each other: each author with posts comments on the next author's first
+    post (the last on the first's), so everyone's words sit in threads that are not theirs."""
+    authors = [
+        (author, post)
+        for author, post in conn.execute(
+            "SELECT DISTINCT ON (author_id) author_id, id FROM posts "
+            "WHERE tenant_id = %s AND author_id IS NOT NULL ORDER BY author_id, id",
+            (tenant.id,),
+        )
+    ]
+    for number, (author, _) in enumerate(authors):
+        _, post = authors[(number + 1) % len(authors)]
+        if post == authors[number][1]:
+            continue  # one author alone: nobody else's thread to answer
+        conn.execute(
+            "INSERT INTO comments VALUES (%s, %s, NULL, %s, %s, %s, 0)",
+            (next(ids), post, author, f"Réponse de {tenant.id} n°{number} 💬",
+             base + timedelta(days=400 + number)),
+        )  # fmt: skip
 
 
 def _seed_user(
@@ -229,11 +255,12 @@ def _seed_user(
         key = f"tenants/{tenant.id}/documents/{doc_id}/{filename}"
         files.put_bytes(key, content)
         conn.execute(
-            "INSERT INTO documents VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "INSERT INTO documents VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 doc_id, tenant.id, space_id, filename, key,
                 "text/plain" if d == 0 else "application/octet-stream",
                 len(content), hashlib.sha256(content).hexdigest(), base + timedelta(days=n),
+                user_id,
             ),
         )  # fmt: skip
     for m in range(10):
@@ -357,6 +384,10 @@ def write_datamap(path: Path, redis_url: str, pgbackrest: dict[str, Any] | None 
             "\n[systems.platform-backups]\n"
             'description = "Physical backups and WAL archive of the database (pgBackRest)"\n'
             + "".join(f"{k} = {json.dumps(v)}\n" for k, v in options.items())
+            # A person's rows stay in the backup sets until they expire: the plug-in dates it.
+            + "\n[person.systems.platform-backups]\n"
+            'why = "the person\'s rows in backup sets and WAL taken before the erasure"\n'
+            'lingers = "P1D"\n'
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

@@ -85,7 +85,8 @@ CREATE TABLE documents (
     content_type text,
     size_bytes bigint NOT NULL,
     sha256 text NOT NULL,
-    uploaded_at timestamptz NOT NULL
+    uploaded_at timestamptz NOT NULL,
+    uploaded_by bigint REFERENCES users (id)
 );
 
 CREATE TABLE chat_messages (

@@ -1,0 +1,264 @@
+"""A person's footprint in a tenant: every row and file of the person that a request would
+touch, found through the data map's [person] scope and checked against the catalogue.
+
+The person is the row of the person table (e.g. public.users) with the given key, within the
+tenant. Their rows elsewhere are those whose `by` column holds that key, within the tenant's
+own rows (the same conditions the export and the destruction use), so a person reference can
+never reach another tenant's rows. Every foreign key that points at the person table must be
+declared: a table the data map forgot would keep the person's rows through an erasure, so an
+undeclared one stops the request, as an unclassified table stops a case.
+
+Only counts, bytes and object keys' count leave this module: a footprint names no value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import psycopg
+from psycopg import sql
+
+from offboarding.core.config import Settings, validate_tenant_id
+from offboarding.core.errors import ConfigurationError, TenantError
+from offboarding.datamap import PersonScope, load_datamap
+from offboarding.locations.postgres.catalog import classify, ident
+from offboarding.locations.postgres.scope import Scope, measure
+from offboarding.planning import CatalogTable
+from offboarding.stores import ObjectStore, open_store
+
+__all__ = ["PersonFootprint", "PersonTableCount", "person_conditions", "person_footprint"]
+
+_TEXT_TYPES = frozenset({"text", "varchar", "bpchar", "citext", "name"})
+
+
+@dataclass(frozen=True)
+class PersonTableCount:
+    table: str
+    by: str  # the column pointing at the person ("" for the person table itself)
+    erase: Literal["delete", "pseudonymise"]
+    rows: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class PersonFootprint:
+    """What a request about one person would touch: rows per table, files, other systems."""
+
+    tenant: str
+    person: str
+    tables: list[PersonTableCount]
+    files: int
+    file_bytes: int
+    systems: dict[str, str] = field(default_factory=dict)  # name -> how it is handled
+
+    @property
+    def rows(self) -> int:
+        return sum(t.rows for t in self.tables)
+
+
+def _column_kinds(columns: dict[str, Any], table: str) -> dict[str, tuple[str, bool]]:
+    return {c.name: (c.type_name, c.not_null) for c in columns[table]}
+
+
+def _check_scope(
+    scope: PersonScope,
+    tables: list[CatalogTable],
+    columns: dict[str, Any],
+    owned: set[str],
+    where: str,
+) -> None:
+    """Fail closed: the person table and every declared column exist, every foreign key to
+    the person table is declared, and each kept row's personal columns can be replaced."""
+    if scope.table not in columns:
+        raise ConfigurationError(
+            f"{where}: [person] table {scope.table!r} is not a table of the platform database: "
+            "name the schema.table of the platform's people"
+        )
+    if scope.table not in owned:
+        raise ConfigurationError(
+            f"{where}: [person] table {scope.table} holds no tenant rows (no tenant column, no "
+            "foreign key to the tenant's rows): a person must belong to one tenant"
+        )
+    declared = {scope.table: scope.key, **{t: p.by for t, p in scope.tables.items()}}
+    for table, column in declared.items():
+        if table not in columns:
+            raise ConfigurationError(
+                f"{where}: [person.tables] names {table!r}, which is not a table of the "
+                "platform database: fix its schema.table name"
+            )
+        if table not in owned:
+            raise ConfigurationError(
+                f"{where}: [person.tables] names {table}, which holds no tenant rows"
+            )
+        kinds = _column_kinds(columns, table)
+        person_table = scope.tables.get(table)
+        named = [column, *(person_table.personal if person_table else scope.personal)]
+        named += person_table.files if person_table else []
+        for name in named:
+            if name not in kinds:
+                raise ConfigurationError(
+                    f"{where}: {table} has no column {name!r}: fix the [person] entry"
+                )
+    for catalog_table in tables:
+        referencing = catalog_table.qualified
+        for fk in catalog_table.foreign_keys:
+            if fk.references != scope.table or referencing == scope.table:
+                continue
+            entry = scope.tables.get(referencing)
+            if entry is None or (entry.by,) != fk.columns:
+                raise ConfigurationError(
+                    f"{where}: {referencing}.{', '.join(fk.columns)} points at "
+                    f"{scope.table} (foreign key {fk.name}) but [person.tables] does not "
+                    f'declare it: add [person.tables."{referencing}"] with by = '
+                    f'"{fk.columns[0]}" and erase = "delete" or "pseudonymise", so a '
+                    "person's rows there are not left behind"
+                )
+    kept = [(t, p.personal) for t, p in scope.tables.items() if p.erase == "pseudonymise"]
+    if scope.erase == "pseudonymise":
+        kept.append((scope.table, scope.personal))
+    for table, personal in kept:
+        kinds = _column_kinds(columns, table)
+        for name in personal:
+            type_name, not_null = kinds[name]
+            if not_null and type_name not in _TEXT_TYPES:
+                raise ConfigurationError(
+                    f"{where}: {table}.{name} is NOT NULL and not text, so a kept row's value "
+                    'cannot be replaced: erase the rows (erase = "delete"), or allow NULL'
+                )
+    if scope.erase == "delete":
+        for table, entry in scope.tables.items():
+            if entry.erase == "pseudonymise" and _not_null(columns, table, entry.by):
+                raise ConfigurationError(
+                    f"{where}: {table}.{entry.by} is NOT NULL, so a kept row cannot lose its "
+                    f"reference to the deleted person: keep the person's row (erase = "
+                    f'"pseudonymise" under [person]) or delete these rows'
+                )
+
+
+def _not_null(columns: dict[str, Any], table: str, column: str) -> bool:
+    return bool(_column_kinds(columns, table)[column][1])
+
+
+def person_conditions(
+    conn: psycopg.Connection[Any], settings: Settings, scope: PersonScope, tenant: str, person: str
+) -> tuple[dict[str, sql.Composable], dict[str, Any]]:
+    """For the person table and each declared table: the condition selecting the person's rows
+    within the tenant (columns qualified by the table's name); and the catalogue's columns."""
+    classification, tables, columns = classify(conn, settings)
+    where = load_datamap(settings.datamap).source
+    _check_scope(scope, tables, columns, set(classification.owned), where)
+    tenant_scope = Scope(classification, tenant, settings.platform.shared_rows)
+    key = sql.Literal(person)
+    conditions: dict[str, sql.Composable] = {}
+    for table, column in [(scope.table, scope.key), *((t, p.by) for t, p in scope.tables.items())]:
+        schema, _, name = table.partition(".")
+        conditions[table] = sql.SQL("({tenant} AND {col}::text = {key})").format(
+            tenant=tenant_scope.where(table), col=sql.Identifier(schema, name, column), key=key
+        )
+    return conditions, columns
+
+
+def person_files(
+    conn: psycopg.Connection[Any],
+    scope: PersonScope,
+    conditions: dict[str, sql.Composable],
+    files: ObjectStore,
+    tenant: str,
+    person: str,
+) -> list[str]:
+    """The person's objects in the files store: the keys their rows name, and their own files
+    (the [person] files keys), each under the tenant's prefix and present."""
+    keys: set[str] = set()
+    for table, entry in scope.tables.items():
+        for column in entry.files:
+            keys.update(
+                str(r[0])
+                for r in conn.execute(
+                    sql.SQL("SELECT DISTINCT {c} FROM {t} WHERE {w} AND {c} IS NOT NULL").format(
+                        c=sql.Identifier(column), t=ident(table), w=conditions[table]
+                    )
+                )
+            )
+    prefix = f"tenants/{tenant}/"
+    outside = sorted(k for k in keys if not k.startswith(prefix))
+    if outside:
+        raise TenantError(
+            f"{len(outside)} object(s) named by the person's rows are outside tenant "
+            f"{tenant!r}'s prefix {prefix}: a person request touches only the tenant's files; "
+            "correct the rows' references first"
+        )
+    missing = sorted(k for k in keys if not files.exists(k))
+    if missing:
+        raise TenantError(
+            f"{len(missing)} object(s) named by the person's rows are missing from the files "
+            "store: restore them or correct the rows, then retry (an answer without them "
+            "would be incomplete)"
+        )
+    own = {p.format(tenant=tenant, person=person) for p in scope.files}
+    keys.update(k for k in own if files.exists(k))
+    return sorted(keys)
+
+
+def _size(store: ObjectStore, key: str) -> int:
+    """One object's bytes, streamed (a listing of its folder would cost the folder's size)."""
+    size = 0
+    with store.open_read(key) as handle:
+        while chunk := handle.read(1 << 20):
+            size += len(chunk)
+    return size
+
+
+def _person_key(person: str) -> str:
+    if not person or len(person) > 200 or any(ch.isspace() for ch in person):
+        raise TenantError(
+            f"person reference {person!r} is not a key: give the person's key in the person "
+            "table (e.g. the user's id), not a name or an address"
+        )
+    return person
+
+
+def person_footprint(settings: Settings, tenant: str, person: str) -> PersonFootprint:
+    """Every row and file of `person` in `tenant`, counted; the other systems' handling. Stops
+    if the person is not a person of the tenant, or the data map leaves something uncovered."""
+    tenant = validate_tenant_id(tenant)
+    person = _person_key(person)
+    datamap = load_datamap(settings.datamap)
+    scope = datamap.require_person_scope()
+    files = open_store(settings.store_url("files"))
+    with psycopg.connect(settings.require_database()) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        with conn.transaction():
+            conditions, _ = person_conditions(conn, settings, scope, tenant, person)
+            found = measure(conn, scope.table, conditions[scope.table])
+            if found[0] != 1:
+                raise TenantError(
+                    f"tenant {tenant!r} has no person {person!r} in {scope.table} (its key "
+                    f"{scope.key}): check the reference with the client's administrator"
+                )
+            counts = [PersonTableCount(scope.table, "", scope.erase, *found)]
+            for table, entry in scope.tables.items():
+                counts.append(
+                    PersonTableCount(
+                        table, entry.by, entry.erase, *measure(conn, table, conditions[table])
+                    )
+                )
+            keys = person_files(conn, scope, conditions, files, tenant, person)
+    sizes = [_size(files, k) for k in keys]
+    systems = {}
+    for name, system in scope.systems.items():
+        if system.lingers is not None:
+            systems[name] = f"lingers: copies expire within {system.lingers}"
+        elif system.attested is not None:
+            systems[name] = f"attested by the {system.attested.role}"
+        else:
+            systems[name] = f"holds nothing of a person: {system.holds_nothing}"
+    return PersonFootprint(
+        tenant=tenant,
+        person=person,
+        tables=counts,
+        files=len(keys),
+        file_bytes=sum(sizes),
+        systems=systems,
+    )
