@@ -11,8 +11,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from offboarding.core.errors import IntegrityError, OffboardingError
+
+if TYPE_CHECKING:
+    from offboarding.persons import PersonRequest
 
 __all__ = ["main"]
 
@@ -498,6 +502,54 @@ def _person_inventory(tenant: str, person: str, as_json: bool) -> int:
     return 0
 
 
+def _show_request(request: PersonRequest) -> None:
+    person = request.person or "(the client identifies them)"
+    extended = " (extended)" if request.extended_by else ""
+    print(
+        f"{request.ref}  {request.tenant:<14} {request.kind:<13} {request.origin:<6} "
+        f"{request.status:<9} person {person:<10} due {request.due_on}{extended}"
+    )
+
+
+def _request(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from offboarding.core.config import Settings
+    from offboarding.persons import (
+        extend_request,
+        forward_direct_request,
+        list_requests,
+        open_request,
+    )
+
+    settings = Settings()
+    if args.action == "open":
+        request = open_request(settings, args.tenant, args.person, args.kind)
+        _show_request(request)
+        print(f"recorded; due by {request.due_on} (one month from receipt, clause 2.2.7)")
+    elif args.action == "direct":
+        request = forward_direct_request(
+            settings, args.tenant, args.kind, name=args.name, contact=args.contact,
+            text=args.text or "",
+        )  # fmt: skip
+        _show_request(request)
+        print("forwarded to the client's contact, not executed: the request is the client's")
+    elif args.action == "extend":
+        request = extend_request(settings, args.ref, name=args.by, reason=args.reason)
+        _show_request(request)
+        print(f"extended once, to {request.due_on}; the reason is kept in the ledger")
+    else:
+        today = datetime.now(UTC).date()
+        requests = list_requests(settings, args.tenant)
+        for request in requests:
+            print(("! " if request.overdue(today) else "  "), end="")
+            _show_request(request)
+        overdue = sum(r.overdue(today) for r in requests)
+        print(f"{len(requests)} request(s), {overdue} overdue")
+        return 1 if overdue else 0
+    return 0
+
+
 def _inventory(args: argparse.Namespace) -> int:
     from offboarding.core.config import Settings
     from offboarding.export.export import dry_run_inventory
@@ -691,6 +743,31 @@ def build_parser() -> argparse.ArgumentParser:
     attest.add_argument("--action", required=True, help="what was done (no personal data)")
     attest.add_argument("--evidence", required=True, help="where the proof is kept")
     attest.set_defaults(run=_attest)
+
+    request = commands.add_parser(
+        "request", help="a request about one person of a tenant (clause 2.2.7), and deadlines"
+    )
+    request_actions = request.add_subparsers(dest="action", required=True)
+    kinds = ["access", "portability", "erasure", "rectification", "restriction"]
+    opened = request_actions.add_parser("open", help="the client's request: record it")
+    opened.add_argument("tenant")
+    opened.add_argument("person", help="the person's key in the data map's person table")
+    opened.add_argument("--kind", required=True, choices=kinds)
+    direct = request_actions.add_parser(
+        "direct", help="a person wrote to us: record and forward it to the client, do nothing"
+    )
+    direct.add_argument("tenant")
+    direct.add_argument("--kind", required=True, choices=kinds)
+    direct.add_argument("--name", required=True, help="who wrote")
+    direct.add_argument("--contact", required=True, help="their address, for the client")
+    direct.add_argument("--text", help="what they asked, in their words")
+    extend = request_actions.add_parser("extend", help="extend the deadline once, by 2 months")
+    extend.add_argument("ref", help="the request's reference, pr-...")
+    extend.add_argument("--reason", required=True, help="why (complexity, number of requests)")
+    extend.add_argument("--by", default=getpass.getuser(), help="who extends it")
+    listed = request_actions.add_parser("list", help="requests and deadlines; exit 1 if overdue")
+    listed.add_argument("tenant", nargs="?")
+    request.set_defaults(run=_request)
 
     reissue = commands.add_parser("reissue", help="send the contact new download links")
     reissue.add_argument("case", help="the case id, e.g. acme-0123456789ab")

@@ -53,7 +53,9 @@ __all__ = [
 ]
 
 PSEUDONYM_PREFIX = "hmac-sha256:"
-StatementKind = Literal["acknowledgement", "termination", "attestation", "hold", "postponement"]
+StatementKind = Literal[
+    "acknowledgement", "termination", "attestation", "hold", "postponement", "request", "extension"
+]
 # The fields a kind of statement may hold; each is a person's free text.
 _FIELDS: dict[str, frozenset[str]] = {
     "acknowledgement": frozenset({"name", "note"}),
@@ -61,6 +63,9 @@ _FIELDS: dict[str, frozenset[str]] = {
     "attestation": frozenset({"name"}),
     "hold": frozenset({"name", "reason"}),
     "postponement": frozenset({"name"}),
+    # A person's request that reached the operator directly, and why an answer is extended.
+    "request": frozenset({"name", "contact", "text"}),
+    "extension": frozenset({"name", "reason"}),
 }
 
 

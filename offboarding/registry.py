@@ -65,11 +65,28 @@ _LEDGER_DDL = sql.SQL(
     " created_at timestamptz NOT NULL DEFAULT now());"
     # Forgetting a tenant's people costs what the tenant has, not what the platform has.
     "CREATE INDEX IF NOT EXISTS statements_tenant ON {statements} (tenant);"
-    "CREATE INDEX IF NOT EXISTS case_keys_tenant ON {case_keys} (tenant)"
+    "CREATE INDEX IF NOT EXISTS case_keys_tenant ON {case_keys} (tenant);"
+    # Requests about one person (clause 2.2.7), with their deadline (offboarding/persons).
+    "CREATE TABLE IF NOT EXISTS {person_requests} ("
+    " ref text PRIMARY KEY,"
+    " tenant text NOT NULL,"
+    " person text,"
+    " kind text NOT NULL CHECK (kind IN ('access', 'portability', 'erasure', 'rectification',"
+    "  'restriction')),"
+    " origin text NOT NULL CHECK (origin IN ('client', 'direct')),"
+    " statement text,"
+    " received_at timestamptz NOT NULL,"
+    " due_on date NOT NULL,"
+    " extended_by text,"
+    " status text NOT NULL CHECK (status IN ('open', 'forwarded', 'answered')),"
+    " forwarded_at timestamptz,"
+    " answered_at timestamptz);"
+    "CREATE INDEX IF NOT EXISTS person_requests_tenant ON {person_requests} (tenant, status)"
 ).format(
     schema=sql.Identifier(LEDGER_SCHEMA), ledger=_LEDGER,
     statements=sql.Identifier(LEDGER_SCHEMA, "statements"),
     case_keys=sql.Identifier(LEDGER_SCHEMA, "case_keys"),
+    person_requests=sql.Identifier(LEDGER_SCHEMA, "person_requests"),
 )  # fmt: skip
 _ready: set[str] = set()  # databases whose ledger exists (per process)
 

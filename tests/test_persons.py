@@ -7,13 +7,22 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 
 from offboarding.core.errors import ConfigurationError, TenantError
 from offboarding.datamap import load_datamap, parse_datamap
-from offboarding.persons import person_footprint
+from offboarding.delivery.mail import read_outbox
+from offboarding.people import statement
+from offboarding.persons import (
+    extend_request,
+    forward_direct_request,
+    list_requests,
+    open_request,
+    person_footprint,
+)
 from tests.conftest import Platform
 
 _BASE = {"systems": {"postgres": {"plugin": "postgres"}}}
@@ -151,3 +160,74 @@ def test_offboard_inventory_person_prints_counts_and_no_values(platform: Platfor
         env=env, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert json.loads(as_json)["person"] == person
+
+
+def test_a_client_request_is_due_a_month_after_receipt_and_extends_once(
+    platform: Platform,
+) -> None:
+    person = _first_person(platform, "acme")
+    received = datetime(2027, 1, 31, 23, 30, tzinfo=UTC)
+    request = open_request(platform.settings, "acme", person, "erasure", received_at=received)
+    assert (request.origin, request.status, request.person) == ("client", "open", person)
+    assert request.due_on == date(2027, 2, 28)  # a month, by the calendar
+    assert request.overdue(date(2027, 3, 1)) and not request.overdue(date(2027, 2, 28))
+    extended = extend_request(platform.settings, request.ref, name="DPO", reason="complex")
+    assert extended.due_on == date(2027, 4, 28) and extended.extended_by is not None
+    with pytest.raises(TenantError, match="already extended"):
+        extend_request(platform.settings, request.ref, name="DPO", reason="again")
+    with pytest.raises(TenantError, match="has no person"):
+        open_request(platform.settings, "acme", _first_person(platform, "globex"), "access")
+    with pytest.raises(TenantError, match="not one of"):
+        open_request(platform.settings, "acme", person, "deletion")
+    assert [r.ref for r in list_requests(platform.settings, "acme")] == [request.ref]
+    assert list_requests(platform.settings, "globex") == []
+
+
+def test_a_request_received_directly_is_forwarded_not_executed(platform: Platform) -> None:
+    person = _first_person(platform, "acme")
+    before = platform.fingerprint("acme")
+    request = forward_direct_request(
+        platform.settings, "acme", "erasure", name="Zoë Requester",
+        contact="zoe.requester@example.org", text="Effacez mes données, s'il vous plaît",
+    )  # fmt: skip
+    assert (request.origin, request.status, request.person) == ("direct", "forwarded", None)
+    assert request.forwarded_at is not None and request.statement is not None
+    message = read_outbox(platform.settings.root / "outbox" / f"request-{request.ref}.eml")
+    assert message["To"] == "dpo@acme.example"
+    body = message.get_content()
+    assert "Zoë Requester" in body and "zoe.requester@example.org" in body
+    assert "we have not acted on it" in body.replace("\n", " ") and request.ref in body
+    # Nothing of the tenant changed, and the request holds no word of the person's.
+    assert platform.fingerprint("acme") == before
+    assert person_footprint(platform.settings, "acme", person).rows > 0
+    row = platform.query("SELECT * FROM offboarding.person_requests WHERE ref = %s", request.ref)
+    assert "Zoë" not in repr(row) and "zoe.requester" not in repr(row)
+    words = statement(platform.settings, str(request.statement), "acme", "request")
+    assert words.field("contact") == "zoe.requester@example.org"
+
+
+def test_offboard_request_commands(platform: Platform) -> None:
+    env = {
+        **os.environ,
+        "OFFBOARD_HOME": str(platform.settings.home),
+        "OFFBOARD_DATABASE_URL": platform.dsn,
+        "OFFBOARD_DATAMAP": str(platform.settings.datamap),
+    }
+    offboard = [sys.executable, "-m", "offboarding.cli", "request"]
+    person = _first_person(platform, "acme")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*offboard, *args], env=env, capture_output=True, text=True)
+
+    opened = run("open", "acme", person, "--kind", "access")
+    assert opened.returncode == 0, opened.stderr
+    ref = opened.stdout.split()[0]
+    assert ref.startswith("pr-") and "one month from receipt" in opened.stdout
+    assert run("extend", ref, "--reason", "many requests").returncode == 0
+    again = run("extend", ref, "--reason", "more")
+    assert again.returncode != 0 and "already extended" in again.stderr
+    direct = run("direct", "acme", "--kind", "access", "--name", "Ann", "--contact", "a@x.org")
+    assert direct.returncode == 0 and "not executed" in direct.stdout
+    listed = run("list", "acme")
+    assert listed.returncode == 0 and "2 request(s), 0 overdue" in listed.stdout
+    assert "Ann" not in listed.stdout and "a@x.org" not in listed.stdout

@@ -1,0 +1,206 @@
+"""Requests about one person (clause 2.2.7), and the month the contract gives to answer them.
+
+The client's administrator opens a request for a person of its tenant (access, portability,
+erasure, rectification, restriction): it is recorded with its deadline, one month from receipt
+(PostgreSQL's calendar arithmetic: 31 January is due on 28 February). A request that reaches
+the operator directly, from the person, is the client's to decide: it is recorded, forwarded to
+the client's contact at once ("dès réception"), and never executed by the operator. The
+person's own words (name, address, text) are a statement in the ledger (offboarding.people);
+the request record holds its reference only.
+
+The deadline may be extended once, by two months, with a recorded reason.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, Literal
+
+from offboarding.core.config import Settings, validate_tenant_id
+from offboarding.core.errors import TenantError
+from offboarding.delivery.mail import compose, send
+from offboarding.people import keep_statement
+from offboarding.persons.scope import person_footprint
+from offboarding.registry import TenantRegistry
+
+__all__ = [
+    "REQUEST_KINDS",
+    "PersonRequest",
+    "extend_request",
+    "forward_direct_request",
+    "get_request",
+    "list_requests",
+    "open_request",
+]
+
+RequestKind = Literal["access", "portability", "erasure", "rectification", "restriction"]
+REQUEST_KINDS: tuple[RequestKind, ...] = (
+    "access", "portability", "erasure", "rectification", "restriction",
+)  # fmt: skip
+_COLUMNS = (
+    "ref, tenant, person, kind, origin, statement, received_at, due_on, extended_by, status, "
+    "forwarded_at, answered_at"
+)
+
+
+@dataclass(frozen=True)
+class PersonRequest:
+    ref: str
+    tenant: str
+    person: str | None  # the person's key; None for a direct request (the client finds them)
+    kind: str
+    origin: Literal["client", "direct"]
+    statement: str | None  # a direct request's words, in the ledger
+    received_at: datetime
+    due_on: date
+    extended_by: str | None  # the statement giving the extension's reason
+    status: Literal["open", "forwarded", "answered"]
+    forwarded_at: datetime | None
+    answered_at: datetime | None
+
+    def overdue(self, today: date) -> bool:
+        return self.status == "open" and today > self.due_on
+
+
+def _row(row: dict[str, Any]) -> PersonRequest:
+    return PersonRequest(**row)
+
+
+def _kind(kind: str) -> RequestKind:
+    if kind not in REQUEST_KINDS:
+        raise TenantError(f"request kind {kind!r} is not one of {', '.join(REQUEST_KINDS)}")
+    return kind
+
+
+def _insert(
+    settings: Settings,
+    *,
+    tenant: str,
+    person: str | None,
+    kind: RequestKind,
+    origin: str,
+    statement_ref: str | None,
+    received_at: datetime,
+    status: str,
+) -> PersonRequest:
+    ref = f"pr-{secrets.token_hex(12)}"
+    with TenantRegistry(settings).connect() as conn:
+        row = conn.execute(
+            f"INSERT INTO offboarding.person_requests (ref, tenant, person, kind, origin, "
+            "statement, received_at, due_on, status) VALUES (%s, %s, %s, %s, %s, %s, %s, "
+            "((%s AT TIME ZONE 'UTC') + interval '1 month')::date, %s) "
+            f"RETURNING {_COLUMNS}",
+            (ref, tenant, person, kind, origin, statement_ref, received_at, received_at, status),
+        ).fetchone()
+    assert row is not None
+    return _row(row)
+
+
+def open_request(
+    settings: Settings,
+    tenant: str,
+    person: str,
+    kind: str,
+    *,
+    received_at: datetime | None = None,
+) -> PersonRequest:
+    """Record the client's request about one of its people; due one month after receipt. The
+    person must be a person of the tenant, and the data map must cover every system."""
+    tenant = validate_tenant_id(tenant)
+    TenantRegistry(settings).get(tenant)
+    person_footprint(settings, tenant, person)  # the person exists; the scope is complete
+    return _insert(
+        settings, tenant=tenant, person=person, kind=_kind(kind), origin="client",
+        statement_ref=None, received_at=received_at or datetime.now(UTC), status="open",
+    )  # fmt: skip
+
+
+def forward_direct_request(
+    settings: Settings,
+    tenant: str,
+    kind: str,
+    *,
+    name: str,
+    contact: str,
+    text: str = "",
+    received_at: datetime | None = None,
+) -> PersonRequest:
+    """A person asked the operator directly: keep their words as a statement, record the
+    request, and forward it to the client's contact now. Nothing of the person's data is
+    touched: the client decides, then opens its own request if it wants one carried out."""
+    tenant = validate_tenant_id(tenant)
+    record = TenantRegistry(settings).get(tenant)
+    to = record.require_contact()
+    said = keep_statement(settings, tenant, "request", name=name, contact=contact, text=text)
+    received = received_at or datetime.now(UTC)
+    request = _insert(
+        settings, tenant=tenant, person=None, kind=_kind(kind), origin="direct",
+        statement_ref=said, received_at=received, status="forwarded",
+    )  # fmt: skip
+    body = (
+        f"A person has sent us, your processor, a request about their data in your space "
+        f"{record.name} ({tenant}). Clause 2.2.7 of our agreement makes the answer yours: we "
+        "have not acted on it and will not unless you ask us to.\n\n"
+        f"  kind of request:  {kind}\n"
+        f"  received:         {received:%Y-%m-%d %H:%M} UTC\n"
+        f"  from:             {name} <{contact}>\n"
+        f"  their words:      {text or '(none)'}\n"
+        f"  our reference:    {request.ref}\n\n"
+        f"The law gives one month from receipt to answer: by {request.due_on:%Y-%m-%d}. To have "
+        "us carry it out (a copy of the person's data, or its erasure), open the request from "
+        "your administration console, naming the person's account.\n"
+    )
+    message = compose(
+        settings, to=to, subject=f"A data protection request for {record.name}", body=body
+    )
+    send(settings, message, outbox_name=f"request-{request.ref}")
+    with TenantRegistry(settings).connect() as conn:
+        conn.execute(
+            "UPDATE offboarding.person_requests SET forwarded_at = now() WHERE ref = %s",
+            (request.ref,),
+        )
+    return get_request(settings, request.ref)
+
+
+def get_request(settings: Settings, ref: str) -> PersonRequest:
+    with TenantRegistry(settings).connect() as conn:
+        row = conn.execute(
+            f"SELECT {_COLUMNS} FROM offboarding.person_requests WHERE ref = %s", (ref,)
+        ).fetchone()
+    if row is None:
+        raise TenantError(f"no person request {ref!r}: `offboard request list` shows them")
+    return _row(row)
+
+
+def extend_request(settings: Settings, ref: str, *, name: str, reason: str) -> PersonRequest:
+    """Extend an open request's deadline once, by two months, for the reason given (its
+    complexity, or the number of requests): the reason is a statement in the ledger."""
+    request = get_request(settings, ref)
+    if request.extended_by is not None:
+        raise TenantError(
+            f"request {ref} was already extended (to {request.due_on}): the contract allows "
+            "one extension; answer it by then"
+        )
+    if request.status != "open":
+        raise TenantError(f"request {ref} is {request.status}: only an open one is extended")
+    said = keep_statement(settings, request.tenant, "extension", name=name, reason=reason)
+    with TenantRegistry(settings).connect() as conn:
+        conn.execute(
+            "UPDATE offboarding.person_requests SET due_on = (due_on + interval '2 months')::date, "
+            "extended_by = %s WHERE ref = %s AND extended_by IS NULL",
+            (said, ref),
+        )
+    return get_request(settings, ref)
+
+
+def list_requests(settings: Settings, tenant: str | None = None) -> list[PersonRequest]:
+    """Every request, or a tenant's, oldest deadline first."""
+    where, params = ("WHERE tenant = %s", (tenant,)) if tenant else ("", ())
+    with TenantRegistry(settings).connect() as conn:
+        rows = conn.execute(
+            f"SELECT {_COLUMNS} FROM offboarding.person_requests {where} ORDER BY due_on, ref",
+            params,
+        ).fetchall()
+    return [_row(r) for r in rows]
