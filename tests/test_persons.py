@@ -22,6 +22,7 @@ from offboarding.persons import (
     list_requests,
     open_request,
     person_footprint,
+    requests_due,
 )
 from tests.conftest import Platform
 
@@ -231,3 +232,14 @@ def test_offboard_request_commands(platform: Platform) -> None:
     listed = run("list", "acme")
     assert listed.returncode == 0 and "2 request(s), 0 overdue" in listed.stdout
     assert "Ann" not in listed.stdout and "a@x.org" not in listed.stdout
+
+
+def test_the_deadline_watch_sees_requests_due_and_overdue(platform: Platform) -> None:
+    person = _first_person(platform, "acme")
+    received = datetime(2027, 3, 10, 9, 0, tzinfo=UTC)
+    request = open_request(platform.settings, "acme", person, "access", received_at=received)
+    assert requests_due(platform.settings, date(2027, 3, 20)) == ([], [])
+    soon, late = requests_due(platform.settings, date(2027, 4, 5))
+    assert [r.ref for r in soon] == [request.ref] and late == []
+    soon, late = requests_due(platform.settings, date(2027, 4, 11))
+    assert soon == [] and [r.ref for r in late] == [request.ref]

@@ -10,6 +10,7 @@ from offboarding.persons.requests import (
     get_request,
     list_requests,
     open_request,
+    requests_due,
 )
 from offboarding.persons.scope import PersonFootprint, PersonTableCount, person_footprint
 
@@ -24,4 +25,5 @@ __all__ = [
     "list_requests",
     "open_request",
     "person_footprint",
+    "requests_due",
 ]

@@ -33,6 +33,7 @@ __all__ = [
     "get_request",
     "list_requests",
     "open_request",
+    "requests_due",
 ]
 
 RequestKind = Literal["access", "portability", "erasure", "rectification", "restriction"]
@@ -204,3 +205,18 @@ def list_requests(settings: Settings, tenant: str | None = None) -> list[PersonR
             params,
         ).fetchall()
     return [_row(r) for r in rows]
+
+
+def requests_due(
+    settings: Settings, today: date, *, within: int = 7
+) -> tuple[list[PersonRequest], list[PersonRequest]]:
+    """Open requests due within `within` days, and those past their deadline (the deadline
+    watch flags the first and fails on the second)."""
+    with TenantRegistry(settings).connect() as conn:
+        rows = conn.execute(
+            f"SELECT {_COLUMNS} FROM offboarding.person_requests WHERE status = 'open' "
+            "AND due_on <= %s::date + %s ORDER BY due_on, ref",
+            (today, within),
+        ).fetchall()
+    requests = [_row(r) for r in rows]
+    return [r for r in requests if not r.overdue(today)], [r for r in requests if r.overdue(today)]
