@@ -112,6 +112,8 @@ def test_a_person_of_another_tenant_is_nobody_here(platform: Platform) -> None:
         person_footprint(platform.settings, "acme", globex_person)
     with pytest.raises(TenantError, match="not a key"):
         person_footprint(platform.settings, "acme", "jane doe@acme.example")
+    with pytest.raises(TenantError, match=r"not a value of public\.users\.id"):
+        person_footprint(platform.settings, "acme", "jane.doe@acme.example")
 
 
 def test_a_foreign_key_to_people_the_data_map_forgot_stops_the_request(

@@ -153,8 +153,13 @@ def person_conditions(
     conditions: dict[str, sql.Composable] = {}
     for table, column in [(scope.table, scope.key), *((t, p.by) for t, p in scope.tables.items())]:
         schema, _, name = table.partition(".")
-        conditions[table] = sql.SQL("({tenant} AND {col}::text = {key})").format(
-            tenant=tenant_scope.where(table), col=sql.Identifier(schema, name, column), key=key
+        pg_type = next(c.pg_type for c in columns[table] if c.name == column)
+        # The key cast to the column's own type, so the column's index serves the condition.
+        conditions[table] = sql.SQL("({tenant} AND {col} = {key}::{type})").format(
+            tenant=tenant_scope.where(table),
+            col=sql.Identifier(schema, name, column),
+            key=key,
+            type=sql.SQL(pg_type),
         )
     return conditions, columns
 
@@ -231,7 +236,14 @@ def person_footprint(settings: Settings, tenant: str, person: str) -> PersonFoot
         conn.read_only = True
         with conn.transaction():
             conditions, _ = person_conditions(conn, settings, scope, tenant, person)
-            found = measure(conn, scope.table, conditions[scope.table])
+            try:
+                with conn.transaction():
+                    found = measure(conn, scope.table, conditions[scope.table])
+            except psycopg.DataError:
+                raise TenantError(
+                    f"person reference {person!r} is not a value of {scope.table}.{scope.key}: "
+                    "give the person's key as the platform stores it"
+                ) from None
             if found[0] != 1:
                 raise TenantError(
                     f"tenant {tenant!r} has no person {person!r} in {scope.table} (its key "
