@@ -61,6 +61,8 @@ SIGNATURE = "manifest.json.sig"
 PUBLIC_KEY = "signing-key.pem"
 CHECKSUMS = "SHA256SUMS"
 README = "README.txt"
+# What a bundle holds, in its README: a whole tenant's data, unless said otherwise (one person's).
+ALL_OF_IT = "all the data your organisation stored on the platform"
 SCHEMA = "metadata/schema.json"
 _UNLISTED = {MANIFEST, SIGNATURE, PUBLIC_KEY}
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
@@ -151,13 +153,15 @@ def _write_bytes(archive: zipfile.ZipFile, name: str, data: bytes) -> tuple[int,
     return len(data), hashlib.sha256(data).hexdigest()
 
 
-def _readme(tenant: str, case_id: str, tables: list[ManifestTable], files: int) -> bytes:
+def _readme(
+    tenant: str, case_id: str, tables: list[ManifestTable], files: int, about: str
+) -> bytes:
     listing = "\n".join(f"  tables/{t.name}/  ({t.rows} rows)" for t in tables)
     return f"""\
 Data export of tenant {tenant} (case {case_id})
 {"=" * 60}
 
-This archive holds all the data your organisation stored on the platform, in open formats.
+This archive holds {about}, in open formats.
 A large export comes in several parts (*.part-001-of-003.zip ...): each part holds some of
 the entries below and this same README and manifest; unzip all parts into one folder.
 
@@ -266,6 +270,7 @@ def package_bundle(
     signer: Signer,
     write_part: WritePart,
     part_bytes: int | None = None,
+    about: str = ALL_OF_IT,
 ) -> tuple[Manifest, list[str]]:
     """Write the bundle (one or more ZIP parts) through `write_part`; return the manifest and
     the parts' names.
@@ -298,7 +303,7 @@ def package_bundle(
             for t in manifest_tables
         }
     )  # fmt: skip
-    readme = _readme(tenant, case_id, manifest_tables, sum(p.kind == "file" for p in parts))
+    readme = _readme(tenant, case_id, manifest_tables, sum(p.kind == "file" for p in parts), about)
     assignment = plan_parts([len(schema_doc), *(p.size for p in parts)], part_bytes)
     count = assignment[-1]
     names = part_names(base_name, count)

@@ -111,6 +111,8 @@ class ArchiveReport:
     certificates: int = 0
     reports: int = 0
     downloads: int = 0  # signed download receipts
+    person_records: int = 0  # answers and certificates of requests about one person
+    retention_runs: int = 0  # signed records of the client's retention rules' runs
     keys: list[str] = field(default_factory=list)
     anchors: list[Anchor] = field(default_factory=list)  # timestamp tokens checked
     unanchored: list[str] = field(default_factory=list)  # certified cases with no token
@@ -192,6 +194,12 @@ def verify_archive(
     for key in sorted(o for o in _listing(store, "downloads/") if o.endswith(".json")):
         _signed(store, key, keys, report, named=True, dated="at")  # receipts, beside the chains
         report.downloads += 1
+    for key in sorted(o for o in _listing(store, "persons/") if o.endswith(".json")):
+        _signed(store, key, keys, report, named=True, dated="at")  # requests about one person
+        report.person_records += 1
+    for key in sorted(o for o in _listing(store, "retention/") if o.endswith(".json")):
+        _signed(store, key, keys, report, named=True, dated="at")  # the client's retention runs
+        report.retention_runs += 1
     report.keys = sorted(o for o in _listing(store, "keys/") if o.endswith(".pem"))
     return report
 

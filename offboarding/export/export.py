@@ -18,7 +18,7 @@ from typing import Any, BinaryIO, TypeVar
 
 from pydantic import BaseModel
 
-from exporters.bundle import Writable, manifest_json, package_bundle, verify_bundle
+from exporters.bundle import ALL_OF_IT, Writable, manifest_json, package_bundle, verify_bundle
 from offboarding.core.config import Settings, validate_tenant_id
 from offboarding.core.errors import ConfigurationError, IntegrityError, IsolationBreachError
 from offboarding.core.faults import crash_point
@@ -270,6 +270,7 @@ def package(
     exported: ExportResult,
     *,
     record: bool = True,
+    about: str = ALL_OF_IT,
 ) -> BundleRef:
     """Package the export into the signed ZIP bundle. A case's bundle parts are written
     straight into the delivery store of the tenant's region as they are produced (no local
@@ -314,6 +315,7 @@ def package(
         signer=Signer.load_or_create(settings.keys_dir),
         write_part=write_part,
         part_bytes=settings.export.bundle_part_bytes,
+        about=about,
     )
     bundle = BundleRef(
         parts=[

@@ -32,6 +32,7 @@ __all__ = [
     "forward_direct_request",
     "get_request",
     "list_requests",
+    "mark_answered",
     "open_request",
     "requests_due",
 ]
@@ -192,6 +193,17 @@ def extend_request(settings: Settings, ref: str, *, name: str, reason: str) -> P
             "UPDATE offboarding.person_requests SET due_on = (due_on + interval '2 months')::date, "
             "extended_by = %s WHERE ref = %s AND extended_by IS NULL",
             (said, ref),
+        )
+    return get_request(settings, ref)
+
+
+def mark_answered(settings: Settings, ref: str) -> PersonRequest:
+    """The request is answered now (its evidence is in the archive)."""
+    with TenantRegistry(settings).connect() as conn:
+        conn.execute(
+            "UPDATE offboarding.person_requests SET status = 'answered', answered_at = now() "
+            "WHERE ref = %s AND status = 'open'",
+            (ref,),
         )
     return get_request(settings, ref)
 

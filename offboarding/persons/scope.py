@@ -19,15 +19,25 @@ from typing import Any, Literal
 import psycopg
 from psycopg import sql
 
+from exporters.parquet import PgColumn
 from offboarding.core.config import Settings, validate_tenant_id
 from offboarding.core.errors import ConfigurationError, TenantError
 from offboarding.datamap import PersonScope, load_datamap
 from offboarding.locations.postgres.catalog import classify, ident
 from offboarding.locations.postgres.scope import Scope, measure
-from offboarding.planning import CatalogTable
+from offboarding.planning import CatalogTable, Classification
 from offboarding.stores import ObjectStore, open_store
 
-__all__ = ["PersonFootprint", "PersonTableCount", "person_conditions", "person_footprint"]
+__all__ = [
+    "PersonFootprint",
+    "PersonSelection",
+    "PersonTableCount",
+    "person_conditions",
+    "person_files",
+    "person_footprint",
+    "person_key",
+    "require_person",
+]
 
 _TEXT_TYPES = frozenset({"text", "varchar", "bpchar", "citext", "name"})
 
@@ -140,11 +150,25 @@ def _not_null(columns: dict[str, Any], table: str, column: str) -> bool:
     return bool(_column_kinds(columns, table)[column][1])
 
 
+@dataclass(frozen=True)
+class PersonSelection:
+    """Where one person's rows are, within the tenant: per table (the person table first,
+    then each declared one) the condition selecting them, with the catalogue it was checked
+    against. Columns in a condition are qualified by their table's name."""
+
+    conditions: dict[str, sql.Composable]
+    classification: Classification
+    tables: dict[str, CatalogTable]
+    columns: dict[str, list[PgColumn]]
+    tenant_scope: Scope
+    catalog: list[CatalogTable]  # every table of the database, for the references to them
+
+
 def person_conditions(
     conn: psycopg.Connection[Any], settings: Settings, scope: PersonScope, tenant: str, person: str
-) -> tuple[dict[str, sql.Composable], dict[str, Any]]:
-    """For the person table and each declared table: the condition selecting the person's rows
-    within the tenant (columns qualified by the table's name); and the catalogue's columns."""
+) -> PersonSelection:
+    """The person's rows in each table of the scope, after checking the scope against the
+    catalogue (fail closed: see `_check_scope`)."""
     classification, tables, columns = classify(conn, settings)
     where = load_datamap(settings.datamap).source
     _check_scope(scope, tables, columns, set(classification.owned), where)
@@ -161,7 +185,15 @@ def person_conditions(
             key=key,
             type=sql.SQL(pg_type),
         )
-    return conditions, columns
+    by_name = {t.qualified: t for t in tables}
+    return PersonSelection(
+        conditions=conditions,
+        classification=classification,
+        tables={name: by_name[name] for name in conditions},
+        columns={name: columns[name] for name in conditions},
+        tenant_scope=tenant_scope,
+        catalog=tables,
+    )
 
 
 def person_files(
@@ -171,9 +203,13 @@ def person_files(
     files: ObjectStore,
     tenant: str,
     person: str,
+    *,
+    missing_ok: bool = False,
 ) -> list[str]:
     """The person's objects in the files store: the keys their rows name, and their own files
-    (the [person] files keys), each under the tenant's prefix and present."""
+    (the [person] files keys), each under the tenant's prefix and present. A named object that
+    is missing stops an answer (it would be incomplete), unless `missing_ok` (an erasure: gone
+    is what it wants, e.g. after a failed commit that had deleted the files)."""
     keys: set[str] = set()
     for table, entry in scope.tables.items():
         for column in entry.files:
@@ -194,7 +230,9 @@ def person_files(
             "correct the rows' references first"
         )
     missing = sorted(k for k in keys if not files.exists(k))
-    if missing:
+    if missing and missing_ok:
+        keys.difference_update(missing)
+    elif missing:
         raise TenantError(
             f"{len(missing)} object(s) named by the person's rows are missing from the files "
             "store: restore them or correct the rows, then retry (an answer without them "
@@ -214,7 +252,7 @@ def _size(store: ObjectStore, key: str) -> int:
     return size
 
 
-def _person_key(person: str) -> str:
+def person_key(person: str) -> str:
     if not person or len(person) > 200 or any(ch.isspace() for ch in person):
         raise TenantError(
             f"person reference {person!r} is not a key: give the person's key in the person "
@@ -223,11 +261,36 @@ def _person_key(person: str) -> str:
     return person
 
 
+def require_person(
+    conn: psycopg.Connection[Any],
+    scope: PersonScope,
+    conditions: dict[str, sql.Composable],
+    tenant: str,
+    person: str,
+) -> tuple[int, int]:
+    """The person's row (1, its bytes), or a clear error: not a key of the person table's
+    type, or no person of this tenant (another tenant's person is none of this one's)."""
+    try:
+        with conn.transaction():
+            found = measure(conn, scope.table, conditions[scope.table])
+    except psycopg.DataError:
+        raise TenantError(
+            f"person reference {person!r} is not a value of {scope.table}.{scope.key}: "
+            "give the person's key as the platform stores it"
+        ) from None
+    if found[0] != 1:
+        raise TenantError(
+            f"tenant {tenant!r} has no person {person!r} in {scope.table} (its key "
+            f"{scope.key}): check the reference with the client's administrator"
+        )
+    return found
+
+
 def person_footprint(settings: Settings, tenant: str, person: str) -> PersonFootprint:
     """Every row and file of `person` in `tenant`, counted; the other systems' handling. Stops
     if the person is not a person of the tenant, or the data map leaves something uncovered."""
     tenant = validate_tenant_id(tenant)
-    person = _person_key(person)
+    person = person_key(person)
     datamap = load_datamap(settings.datamap)
     scope = datamap.require_person_scope()
     files = open_store(settings.store_url("files"))
@@ -235,20 +298,8 @@ def person_footprint(settings: Settings, tenant: str, person: str) -> PersonFoot
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         with conn.transaction():
-            conditions, _ = person_conditions(conn, settings, scope, tenant, person)
-            try:
-                with conn.transaction():
-                    found = measure(conn, scope.table, conditions[scope.table])
-            except psycopg.DataError:
-                raise TenantError(
-                    f"person reference {person!r} is not a value of {scope.table}.{scope.key}: "
-                    "give the person's key as the platform stores it"
-                ) from None
-            if found[0] != 1:
-                raise TenantError(
-                    f"tenant {tenant!r} has no person {person!r} in {scope.table} (its key "
-                    f"{scope.key}): check the reference with the client's administrator"
-                )
+            conditions = person_conditions(conn, settings, scope, tenant, person).conditions
+            found = require_person(conn, scope, conditions, tenant, person)
             counts = [PersonTableCount(scope.table, "", scope.erase, *found)]
             for table, entry in scope.tables.items():
                 counts.append(

@@ -37,6 +37,7 @@ __all__ = [
     "check_key",
     "check_prefix",
     "delete_every_version",
+    "delete_object_versions",
     "every_version",
     "keeps_generations",
     "open_store",
@@ -88,6 +89,23 @@ def delete_every_version(store: ObjectStore, prefix: str) -> tuple[int, int, int
     require_under(prefix, (o.key for o in objects))
     removed = sum(1 for o in objects if store.delete(o.key))
     return len(objects), sum(o.size for o in objects), removed
+
+
+def delete_object_versions(store: ObjectStore, key: str) -> tuple[int, int]:
+    """Delete one object, every generation where the store keeps them; return (generations
+    removed, bytes). An object already gone removes nothing."""
+    from offboarding.stores.gcs import GcsStore
+
+    inner = backend(store)
+    if isinstance(inner, GcsStore):
+        return inner.delete_key_generations(key)
+    if not store.exists(key):
+        return 0, 0
+    size = 0
+    with store.open_read(key) as handle:
+        while chunk := handle.read(1 << 20):
+            size += len(chunk)
+    return (1, size) if store.delete(key) else (0, 0)
 
 
 def every_version(store: ObjectStore, prefix: str) -> Iterator[ObjectInfo]:

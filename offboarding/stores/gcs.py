@@ -146,6 +146,23 @@ class GcsStore:
             size += int(blob.size or 0)
         return count, size
 
+    def delete_key_generations(self, key: str) -> tuple[int, int]:
+        """Delete the live and every noncurrent generation of exactly this key (not the keys it
+        is a prefix of); return (generations, bytes) deleted."""
+        from google.api_core.exceptions import NotFound
+
+        count = size = 0
+        name = self.prefix + check_key(key)
+        listed = self.bucket.client.list_blobs(self.bucket, prefix=name, versions=True)
+        for blob in [b for b in listed if b.name == name]:
+            try:
+                self.bucket.blob(blob.name, generation=blob.generation).delete()
+            except NotFound:
+                continue
+            count += 1
+            size += int(blob.size or 0)
+        return count, size
+
     def soft_deleted(self, prefix: str) -> list[datetime]:
         """When each soft-deleted copy under the prefix is deleted for good."""
         return [

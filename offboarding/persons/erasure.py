@@ -1,0 +1,471 @@
+"""Erasing one person of a tenant, for the client's erasure request (clause 2.2.7), with a
+signed certificate.
+
+Each table follows the data map's policy. Rows the person owns alone are deleted; rows others
+depend on (a post with comments, a comment with answers) are kept with their personal columns
+replaced, text by the request's pseudonym (`erased-` and random hex, linked to nothing) and
+anything else by NULL, and their reference to the person cleared where the person's own row
+goes. Everything happens in one REPEATABLE READ transaction that holds the person's row locked,
+so no row can start pointing at the person meanwhile (inserting one takes a key-share lock on
+it), and commits only when the construction checks out:
+
+- every statement's condition is the tenant's own rows AND the person's key (the same scope as
+  the export and the destruction), and each affected exactly the rows counted before it;
+- no row outside the doomed set references a row about to be deleted (so no cascade, set-null
+  or refused delete reaches someone else's row): otherwise nothing changes and the error names
+  the table and foreign key to declare;
+- afterwards no row of any table matches the person, the kept rows hold no personal value,
+  and the digest of the tenant's other rows in every touched table is what it was.
+
+The person's files go, every generation, before the commit (a rerun after a failed commit finds
+them gone and goes on). Backups: the tenant's backups made by this pipeline are encrypted with
+the tenant's key and hold every person, so they are re-based: a new backup, taken and checked
+after the erasure, then every older one deleted. Per-person keys (crypto-shredding) would need
+a backup format that encrypts each person's rows apart, which ours does not; re-basing gives
+the same result with no new format. Copies the pipeline cannot rewrite (the platform's
+pgBackRest repository, soft-deleted objects, the cache) are listed as lingering, dated by the
+same rules as a case; systems a role erases (the data map's `attested`) are listed as requested
+from that role, with the date they are due.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from graphlib import TopologicalSorter
+from importlib.metadata import version
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from offboarding.backup.backup import restore_check, take_backup
+from offboarding.core.config import Settings
+from offboarding.core.errors import DestructionIncompleteError, TenantError
+from offboarding.core.records import CaseRef
+from offboarding.datamap import PersonScope, load_datamap
+from offboarding.delivery.mail import compose, send
+from offboarding.locations import lingering
+from offboarding.locations.backups import backup_prefix
+from offboarding.locations.postgres.catalog import ident
+from offboarding.locations.postgres.scope import digest_query
+from offboarding.people import pseudonym
+from offboarding.persons.records import archive_signed
+from offboarding.persons.requests import PersonRequest, get_request, mark_answered
+from offboarding.persons.scope import (
+    PersonSelection,
+    person_conditions,
+    person_files,
+    require_person,
+)
+from offboarding.registry import TenantRegistry
+from offboarding.stores import delete_every_version, delete_object_versions, open_store
+
+__all__ = ["PersonErasure", "certificate_key", "erase_person"]
+
+_TEXT_TYPES = frozenset({"text", "varchar", "bpchar", "citext", "name"})
+
+
+@dataclass(frozen=True)
+class PersonErasure:
+    """What an erasure did (counts only) and where its certificate is."""
+
+    request: str
+    tenant: str
+    deleted: dict[str, int]
+    pseudonymised: dict[str, int]
+    files: int
+    file_bytes: int
+    backups_rebased: int
+    certificate_key: str
+
+
+def certificate_key(request: PersonRequest) -> str:
+    return f"persons/{request.tenant}/{request.ref}/certificate.json"
+
+
+def _replace(selection: PersonSelection, table: str, columns: list[str], text: str) -> sql.Composed:
+    types = {c.name: c.type_name for c in selection.columns[table]}
+    return sql.SQL(", ").join(
+        sql.SQL("{} = {}").format(
+            sql.Identifier(name),
+            sql.Literal(text) if types[name] in _TEXT_TYPES else sql.SQL("NULL"),
+        )
+        for name in columns
+    )
+
+
+def _not_replaced(
+    selection: PersonSelection, table: str, columns: list[str], text: str
+) -> sql.Composable:
+    """True for a kept row still holding a value of the person in one of `columns`."""
+    types = {c.name: c.type_name for c in selection.columns[table]}
+    schema, _, name = table.partition(".")
+    tests = [
+        sql.SQL("{c} IS DISTINCT FROM {v}").format(
+            c=sql.Identifier(schema, name, column),
+            v=sql.Literal(text) if types[column] in _TEXT_TYPES else sql.SQL("NULL"),
+        )
+        for column in columns
+    ]
+    return sql.SQL(" OR ").join(tests) if tests else sql.SQL("FALSE")
+
+
+def _doomed(scope: PersonScope) -> list[str]:
+    """The tables whose person's rows are deleted (the person table last, if it goes), each
+    after the doomed tables whose rows reference it."""
+    return [t for t, p in scope.tables.items() if p.erase == "delete"] + (
+        [scope.table] if scope.erase == "delete" else []
+    )
+
+
+def _delete_order(selection: PersonSelection, doomed: list[str]) -> list[str]:
+    """Referencing tables before the tables they reference, so no delete waits on a row that
+    goes later in the same transaction."""
+    graph: dict[str, set[str]] = {t: set() for t in doomed}
+    for table in doomed:
+        for fk in selection.tables[table].foreign_keys:
+            if fk.references in graph and fk.references != table:
+                graph[fk.references].add(table)  # the referencing table goes first
+    return list(TopologicalSorter(graph).static_order())
+
+
+def _outside_references(
+    conn: psycopg.Connection[Any],
+    selection: PersonSelection,
+    scope: PersonScope,
+    doomed: list[str],
+) -> list[str]:
+    """Rows that are not the person's, or are kept, and reference a row the erasure would
+    delete: a cascade would delete them, a set-null change them, a plain key refuse the
+    delete. Each is a table and foreign key with a count, no value."""
+    conditions = selection.conditions
+    cleared = {  # pseudonymised rows whose reference to the person goes with the person
+        (t, (p.by,))
+        for t, p in scope.tables.items()
+        if p.erase == "pseudonymise" and scope.erase == "delete"
+    }
+    found: list[str] = []
+    for referencing in selection.catalog:
+        for fk in referencing.foreign_keys:
+            if fk.references not in doomed:
+                continue
+            name = referencing.qualified
+            if (name, fk.columns) in cleared and fk.references == scope.table:
+                continue
+            own = conditions[name] if name in doomed else sql.SQL("FALSE")
+            count = conn.execute(
+                sql.SQL(
+                    "SELECT count(*) FROM {r} WHERE ({cols}) IN (SELECT {refcols} FROM {t} "
+                    "WHERE {cond}) AND NOT coalesce({own}, false)"
+                ).format(
+                    r=ident(name),
+                    cols=sql.SQL(", ").join(sql.Identifier(c) for c in fk.columns),
+                    refcols=sql.SQL(", ").join(sql.Identifier(c) for c in fk.referenced_columns),
+                    t=ident(fk.references),
+                    cond=conditions[fk.references],
+                    own=own,
+                )
+            ).fetchone()
+            if count and count[0]:
+                found.append(
+                    f"{count[0]} row(s) of {name} ({fk.name}: {', '.join(fk.columns)}) reference "
+                    f"the person's rows of {fk.references}"
+                )
+    return found
+
+
+def _mark(conn: psycopg.Connection[Any], selection: PersonSelection) -> dict[str, sql.Composable]:
+    """Note the primary key of each of the person's rows (temporary tables, gone at commit):
+    a kept row stays known as the person's after its reference to them is cleared. Returns,
+    per table, the condition matching the marked rows."""
+    marked: dict[str, sql.Composable] = {}
+    for number, (table, condition) in enumerate(selection.conditions.items()):
+        keys = selection.tables[table].primary_key
+        if not keys:
+            raise TenantError(
+                f"{table} has no primary key: a person's rows there cannot be told apart from "
+                "others' once changed. Give the table a primary key"
+            )
+        schema, _, name = table.partition(".")
+        temp = sql.Identifier(f"offboarding_person_rows_{number}")
+        columns = sql.SQL(", ").join(sql.Identifier(schema, name, k) for k in keys)
+        conn.execute(
+            sql.SQL("CREATE TEMP TABLE {temp} ON COMMIT DROP AS SELECT {cols} FROM {t} WHERE {w}")
+            .format(temp=temp, cols=columns, t=ident(table), w=condition)
+        )  # fmt: skip
+        marked[table] = sql.SQL("(({cols}) IN (SELECT * FROM {temp}))").format(
+            cols=columns, temp=temp
+        )
+    return marked
+
+
+def _others_digest(
+    conn: psycopg.Connection[Any],
+    selection: PersonSelection,
+    marked: dict[str, sql.Composable],
+) -> dict[str, str]:
+    """The digest of the tenant's rows that are not the person's, in each touched table."""
+    digests = {}
+    for table, person in marked.items():
+        others = sql.SQL("({tenant} AND NOT {person})").format(
+            tenant=selection.tenant_scope.where(table), person=person
+        )
+        row = conn.execute(digest_query(table, others)).fetchone()
+        digests[table] = str(row[0]) if row else ""
+    return digests
+
+
+def _count(conn: psycopg.Connection[Any], table: str, where: sql.Composable) -> int:
+    row = conn.execute(
+        sql.SQL("SELECT count(*) FROM {} WHERE {}").format(ident(table), where)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _affect(
+    conn: psycopg.Connection[Any], statement: sql.Composed, expected: int, what: str
+) -> int:
+    affected = int(conn.execute(statement).rowcount)
+    if affected != expected:
+        raise DestructionIncompleteError(
+            f"{what}: {affected} row(s) changed where {expected} were counted; nothing was "
+            "changed. Retry the erasure"
+        )
+    return affected
+
+
+def _erase_rows(
+    conn: psycopg.Connection[Any],
+    settings: Settings,
+    scope: PersonScope,
+    request: PersonRequest,
+    replacement: str,
+    files: Any,
+) -> tuple[dict[str, int], dict[str, int], list[str], int, int]:
+    """In one transaction: check, change, verify, delete the files, commit."""
+    person = str(request.person)
+    with conn.transaction():
+        conn.execute("SET LOCAL lock_timeout = '30s'")
+        selection = person_conditions(conn, settings, scope, request.tenant, person)
+        conditions = selection.conditions
+        require_person(conn, scope, conditions, request.tenant, person)
+        conn.execute(
+            sql.SQL("SELECT 1 FROM {} WHERE {} FOR UPDATE").format(
+                ident(scope.table), conditions[scope.table]
+            )
+        )
+        keys = person_files(conn, scope, conditions, files, request.tenant, person, missing_ok=True)
+        doomed = _doomed(scope)
+        blocked = _outside_references(conn, selection, scope, doomed)
+        if blocked:
+            raise TenantError(
+                f"erasure of request {request.ref} would reach rows that are not the person's: "
+                f"{'; '.join(blocked)}. Nothing was changed. Declare those rows' table under "
+                '[person.tables] (erase = "delete" if they are the person\'s too), or keep the '
+                'referenced rows with erase = "pseudonymise"'
+            )
+        marked = _mark(conn, selection)
+        before = _others_digest(conn, selection, marked)
+        counts = {t: _count(conn, t, marked[t]) for t in marked}
+        pseudonymised: dict[str, int] = {}
+        kept = [(t, p.personal, p.by) for t, p in scope.tables.items() if p.erase != "delete"]
+        for table, personal, by in kept:
+            changes = [_replace(selection, table, personal, replacement)] if personal else []
+            if scope.erase == "delete":
+                changes.append(sql.SQL("{} = NULL").format(sql.Identifier(by)))
+            if changes and counts[table]:
+                pseudonymised[table] = _affect(conn, sql.SQL("UPDATE {} SET {} WHERE {}").format(
+                    ident(table), sql.SQL(", ").join(changes), conditions[table]
+                ), counts[table], table)  # fmt: skip
+            elif counts[table]:
+                pseudonymised[table] = 0
+        if scope.erase == "pseudonymise" and scope.personal:
+            pseudonymised[scope.table] = _affect(conn, sql.SQL("UPDATE {} SET {} WHERE {}").format(
+                ident(scope.table), _replace(selection, scope.table, scope.personal, replacement),
+                conditions[scope.table],
+            ), 1, scope.table)  # fmt: skip
+        deleted: dict[str, int] = {}
+        for table in _delete_order(selection, doomed):
+            deleted[table] = _affect(
+                conn,
+                sql.SQL("DELETE FROM {} WHERE {}").format(ident(table), conditions[table]),
+                counts[table],
+                table,
+            )
+        _verify(conn, selection, scope, replacement, marked, before)
+        removed = [delete_object_versions(files, key) for key in keys]
+        still = [k for k in keys if files.exists(k)]
+        if still:
+            raise DestructionIncompleteError(
+                f"{len(still)} of the person's files are still in the files store after "
+                "deletion; nothing in the database was changed. Retry the erasure"
+            )
+    return (
+        deleted,
+        pseudonymised,
+        keys,
+        sum(n for n, _ in removed),
+        sum(b for _, b in removed),
+    )
+
+
+def _verify(
+    conn: psycopg.Connection[Any],
+    selection: PersonSelection,
+    scope: PersonScope,
+    replacement: str,
+    marked: dict[str, sql.Composable],
+    before: dict[str, str],
+) -> None:
+    """Inside the transaction, before it commits: nothing left, nothing else changed."""
+    conditions = selection.conditions
+    left: list[str] = []
+    for table in _doomed(scope):
+        if n := _count(conn, table, sql.SQL("{} OR {}").format(conditions[table], marked[table])):
+            left.append(f"{n} row(s) of {table}")
+    kept = {t: p.personal for t, p in scope.tables.items() if p.erase != "delete"}
+    if scope.erase == "pseudonymise":
+        kept[scope.table] = scope.personal
+    for table, personal in kept.items():
+        still = sql.SQL("{} AND ({})").format(
+            marked[table], _not_replaced(selection, table, personal, replacement)
+        )
+        if n := _count(conn, table, still):
+            left.append(f"{n} kept row(s) of {table} with a personal value")
+        if scope.erase == "delete" and (n := _count(conn, table, conditions[table])):
+            left.append(f"{n} kept row(s) of {table} still pointing at the person")
+    after = _others_digest(conn, selection, marked)
+    changed = sorted(t for t in before if before[t] != after[t])
+    if left or changed:
+        raise DestructionIncompleteError(
+            "the erasure did not check out; nothing was changed: "
+            + "; ".join(left + [f"other rows of {t} changed" for t in changed])
+        )
+
+
+def _rebase_backups(settings: Settings, tenant: str) -> int:
+    """A fresh backup of the tenant after the erasure, restored and checked, then every older
+    one deleted in every location. Returns how many older backups went (0: none existed)."""
+    stores = [open_store(url) for url in settings.backup_store_urls()]
+    prefix = backup_prefix(tenant)
+    older = {o.key[len(prefix) :].split("/", 1)[0] for s in stores for o in s.list_objects(prefix)}
+    if not older:
+        return 0
+    fresh = take_backup(settings, tenant)
+    checks = restore_check(settings, tenant)  # raises on a backup that does not restore
+    if not checks or any(c.backup_id != fresh.backup_id for c in checks):
+        raise DestructionIncompleteError(
+            f"the backup taken after the erasure ({fresh.backup_id}) did not restore in every "
+            "location: the older backups are kept. Check `offboard backup check` and retry"
+        )
+    for backup_id in sorted(older - {fresh.backup_id}):
+        for store in stores:
+            delete_every_version(store, f"{prefix}{backup_id}/")
+    return len(older - {fresh.backup_id})
+
+
+def erase_person(
+    settings: Settings, ref: str, *, say: Callable[[str], None] = lambda _: None
+) -> PersonErasure:
+    """Carry out an open erasure request; archive its signed certificate; mark it answered.
+    Refused before anything changes when the erasure would reach another person's rows."""
+    request = get_request(settings, ref)
+    if request.kind != "erasure":
+        raise TenantError(f"request {ref} is a {request.kind} request, not an erasure")
+    if request.status != "open" or request.person is None:
+        raise TenantError(
+            f"request {ref} is {request.status}: only an open request of the client, naming a "
+            "person, is carried out (a direct request goes to the client, who opens its own)"
+        )
+    tenant = TenantRegistry(settings).get(request.tenant)
+    datamap = load_datamap(settings.datamap)
+    scope = datamap.require_person_scope()
+    files = open_store(settings.store_url("files"))
+    replacement = f"erased-{secrets.token_hex(6)}"
+    started_at = datetime.now(UTC)
+    # The person's pseudonym for the archive, while their key still names a row.
+    named = pseudonym(settings, CaseRef(tenant=request.tenant, case_id=ref), request.person)
+    say(f"erasing person {request.person} of {request.tenant}")
+    with psycopg.connect(settings.require_database()) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        deleted, kept, keys, generations, file_bytes = _erase_rows(
+            conn, settings, scope, request, replacement, files
+        )
+    rows_deleted, rows_kept = sum(deleted.values()), sum(kept.values())
+    say(f"database and files done: {rows_deleted} rows deleted, {rows_kept} kept with their "
+        f"personal columns replaced, {len(keys)} files")  # fmt: skip
+    rebased = _rebase_backups(settings, request.tenant)
+    completed_at = datetime.now(UTC)
+    delay, why = lingering(settings)
+    systems: list[dict[str, Any]] = []
+    for name, system in scope.systems.items():
+        if system.lingers is not None:
+            expires = f"copies expire by themselves within {system.lingers}"
+            systems.append({"name": name, "status": "lingering", "method": expires,
+                            "until": (completed_at + system.lingers).isoformat()})  # fmt: skip
+        elif system.attested is not None:
+            due = completed_at + system.attested.within
+            asked = f"erasure requested from the {system.attested.role}"
+            systems.append({"name": name, "status": "requested", "until": due.isoformat(),
+                            "method": asked})  # fmt: skip
+            _notify(settings, request, name, system.attested, due, tenant.name)
+        else:
+            systems.append({"name": name, "status": "holds nothing of a person",
+                            "method": system.holds_nothing})  # fmt: skip
+    certificate = archive_signed(settings, certificate_key(request), {
+        "record": "person-erasure-certificate", "request": ref, "tenant": request.tenant,
+        "person": named, "received_at": request.received_at.isoformat(),
+        "due_on": request.due_on.isoformat(), "started_at": started_at.isoformat(),
+        "completed_at": completed_at.isoformat(),
+        "deadline_met": completed_at.date() <= request.due_on,
+        "database": {"deleted": deleted, "pseudonymised": kept,
+                     "replacement": "text by the request's pseudonym, other values by NULL"},
+        "files": {"objects": len(keys), "generations_deleted": generations, "bytes": file_bytes},
+        "verification": "in the erasure's transaction, before it committed: no row of the "
+        "person left in any table, no personal value in a kept row, the digest of the tenant's "
+        "other rows in every touched table unchanged; each file absent afterwards",
+        "backups": {"rebased": rebased,
+                    "method": "a new backup after the erasure, restored and verified, then "
+                    "every older backup of the tenant deleted in every location"
+                    if rebased else "the tenant had no backup made by the pipeline"},
+        "lingering": {"until": (completed_at + delay).isoformat(), "because": why}
+        if delay else None,
+        "systems": systems,
+        "tool": "tenant-offboarding", "tool_version": version("tenant-offboarding"),
+        "performed_by": settings.operator_name,
+    })  # fmt: skip
+    mark_answered(settings, ref)
+    return PersonErasure(
+        request=ref,
+        tenant=request.tenant,
+        deleted=deleted,
+        pseudonymised=kept,
+        files=len(keys),
+        file_bytes=file_bytes,
+        backups_rebased=rebased,
+        certificate_key=str(certificate and certificate_key(request)),
+    )
+
+
+def _notify(
+    settings: Settings, request: PersonRequest, system: str, attested: Any, due: datetime,
+    tenant_name: str,
+) -> None:  # fmt: skip
+    """Ask the role that erases a person in `system` to do it (the person by their key)."""
+    procedure = attested.procedure.replace("{tenant}", request.tenant)
+    message = compose(
+        settings,
+        to=attested.notify,
+        subject=f"Erase a person of {tenant_name} in {system} by {due:%Y-%m-%d} ({request.ref})",
+        body=(
+            f"The client {tenant_name} ({request.tenant}) asked for the erasure of its person "
+            f"{request.person} (request {request.ref}). The database and files are done; "
+            f"{system} is yours, as the {attested.role}:\n\n  {procedure}\n\n"
+            f"Due by {due:%Y-%m-%d}. Then confirm with:\n"
+            f"  offboard request attest {request.ref} {system} --name <you>\n"
+        ),
+    )
+    send(settings, message, outbox_name=f"request-{request.ref}-{system}")

@@ -1,0 +1,231 @@
+"""Requests about one person carried out on the demo platform: an access request hands back
+exactly the person's data (read back with DuckDB and zipfile, counted with plain SQL), an
+erasure leaves no value of the person while everyone else's content survives, and both leave a
+signed record that the archive's verification checks."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from offboarding.backup.backup import take_backup
+from offboarding.core.errors import TenantError
+from offboarding.core.signing import load_key_list
+from offboarding.delivery.mail import read_outbox
+from offboarding.evidence.archive import verify_archive
+from offboarding.locations.backups import backup_prefix
+from offboarding.persons import get_request, open_request
+from offboarding.persons.access import answer_access
+from offboarding.persons.erasure import erase_person
+from offboarding.persons.records import read_signed
+from offboarding.stores import open_store
+from tests.conftest import Platform
+
+_ACME_REGION = "europe-west1"
+_PERSON_ROWS = {  # the person's rows of each table, by the demo schema (not the data map)
+    "public.users": "SELECT id FROM users WHERE tenant_id = 'acme' AND id = %s",
+    "public.posts": "SELECT id FROM posts WHERE tenant_id = 'acme' AND author_id = %s",
+    "public.comments": "SELECT c.id FROM comments c JOIN posts p ON p.id = c.post_id "
+    "WHERE p.tenant_id = 'acme' AND c.author_id = %s",
+    "public.spaces": "SELECT id FROM spaces WHERE tenant_id = 'acme' AND created_by = %s",
+    "public.chat_messages": "SELECT id FROM chat_messages WHERE author_id = %s",
+    "public.survey_answers": "SELECT id FROM survey_answers WHERE user_id = %s",
+    "public.documents": "SELECT id FROM documents WHERE uploaded_by = %s",
+}
+
+
+def _person(platform: Platform) -> int:
+    """Acme's first author: posts, comments in other people's threads, uploaded documents."""
+    row = platform.query(
+        "SELECT u.id FROM users u WHERE u.tenant_id = 'acme' AND EXISTS (SELECT 1 FROM posts p "
+        "WHERE p.author_id = u.id) AND EXISTS (SELECT 1 FROM documents d WHERE d.uploaded_by = "
+        "u.id) ORDER BY u.id LIMIT 1"
+    )
+    return int(str(row[0][0]))
+
+
+def _ids(platform: Platform, query: str, person: int) -> set[int]:
+    return {int(str(r[0])) for r in platform.query(query, person)}
+
+
+def _person_files(platform: Platform, person: int) -> dict[str, str]:
+    keys = [str(r[0]) for r in platform.query(
+        "SELECT object_key FROM documents WHERE uploaded_by = %s", person)]  # fmt: skip
+    keys.append(f"tenants/acme/avatars/{person}.bin")
+    digests = {}
+    for key in keys:
+        if platform.files.exists(key):
+            with platform.files.open_read(key) as handle:
+                digests[key] = hashlib.sha256(handle.read()).hexdigest()
+    return digests
+
+
+def test_an_access_request_hands_back_exactly_the_person_data(
+    platform: Platform, tmp_path: Path
+) -> None:
+    settings = platform.settings
+    person = _person(platform)
+    request = open_request(settings, "acme", str(person), "access")
+    answer = answer_access(settings, request.ref)
+    assert get_request(settings, request.ref).status == "answered"
+    # The links went to the client's contact, who passes the copy on.
+    message = read_outbox(settings.root / "outbox" / f"request-{request.ref}-answer.eml")
+    assert message["To"] == "dpo@acme.example" and "/d/" in message.get_content()
+    # Read back independently: the ZIP with zipfile, each table's Parquet with DuckDB.
+    store = open_store(settings.delivery_store_url(_ACME_REGION))
+    assert len(answer.parts) == 1 and answer.parts[0].startswith(f"bundles/acme/{request.ref}/")
+    with store.open_read(answer.parts[0]) as handle:
+        archive = zipfile.ZipFile(io.BytesIO(handle.read()))
+    archive.extractall(tmp_path)
+    assert "one person of your organisation" in archive.read("README.txt").decode()
+    for table, query in _PERSON_ROWS.items():
+        expected = _ids(platform, query, person)
+        folder = tmp_path / "tables" / table
+        found = {int(r[0]) for r in duckdb.sql(f"SELECT id FROM '{folder}/*.parquet'").fetchall()}
+        assert found == expected, table
+        assert answer.tables[table] == len(expected)
+    email = platform.query("SELECT email FROM users WHERE id = %s", person)[0][0]
+    users = duckdb.sql(f"SELECT email FROM '{tmp_path}/tables/public.users/*.parquet'")
+    assert users.fetchall() == [(email,)]
+    # Exactly the person's files, byte for byte; nobody else's.
+    expected_files = _person_files(platform, person)
+    entries = {
+        n: hashlib.sha256(archive.read(n)).hexdigest()
+        for n in archive.namelist()
+        if n.startswith("files/")
+    }
+    assert sorted(entries.values()) == sorted(expected_files.values()) and entries
+    assert answer.files == len(expected_files)
+    # The signed record names counts and digests, no value of the person; the archive verifies.
+    record = read_signed(settings, answer.record_key)
+    assert record["request"] == request.ref and record["person"].startswith("hmac-sha256:")
+    assert email not in str(record) and "users" not in record["person"]
+    report = verify_archive(
+        open_store(settings.store_url("archive")), load_key_list(settings.keys_dir)
+    )
+    assert report.person_records == 1
+    with pytest.raises(TenantError, match="is answered"):
+        answer_access(settings, request.ref)
+
+
+def _text_of_every_table(platform: Platform) -> str:
+    tables = platform.query(
+        "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables "
+        "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+    )
+    return "\n".join(
+        str(row[0])
+        for (table,) in tables
+        for row in platform.query(f"SELECT t::text FROM {table} t")
+    )
+
+
+def test_an_erasure_leaves_no_value_of_the_person_and_others_content_survives(
+    platform: Platform,
+) -> None:
+    settings = platform.settings
+    person = _person(platform)
+    # The person's name made distinctive (the demo reuses names), then every value of theirs
+    # that appears nowhere else in the database before the erasure.
+    platform.query("UPDATE users SET display_name = 'Ottilie Erasmus-Quist' WHERE id = %s", person)
+    values = platform.query("SELECT email, display_name, phone FROM users WHERE id = %s", person)
+    own = [str(v) for v in values[0] if v] + [
+        str(r[0]) for r in platform.query(
+            "SELECT body FROM comments WHERE author_id = %s UNION SELECT body FROM chat_messages "
+            "WHERE author_id = %s UNION SELECT title FROM posts WHERE author_id = %s",
+            person, person, person)
+    ]  # fmt: skip
+    before = _text_of_every_table(platform)
+    words = [w for w in own if before.count(w) == 1]
+    assert "Ottilie Erasmus-Quist" in words and len(words) > 3
+    files = _person_files(platform, person)
+    kept_posts = _ids(platform, _PERSON_ROWS["public.posts"], person)
+    kept_comments = _ids(platform, _PERSON_ROWS["public.comments"], person)
+    others = {
+        "comments": platform.query(
+            "SELECT * FROM comments WHERE author_id IS DISTINCT FROM %s ORDER BY id", person),
+        "posts": platform.query(
+            "SELECT * FROM posts WHERE author_id IS DISTINCT FROM %s ORDER BY id", person),
+        "users": platform.query("SELECT * FROM users WHERE id <> %s ORDER BY id", person),
+    }  # fmt: skip
+    answered = platform.query(  # others' comments in the person's threads
+        "SELECT count(*) FROM comments c JOIN posts p ON p.id = c.post_id "
+        "WHERE p.author_id = %s AND c.author_id <> %s", person, person)[0][0]  # fmt: skip
+    assert answered and kept_comments and files
+    globex = platform.fingerprint("globex")
+    old_backup = take_backup(settings, "acme").backup_id
+
+    request = open_request(settings, "acme", str(person), "erasure")
+    erased = erase_person(settings, request.ref)
+
+    dump = _text_of_every_table(platform)
+    assert [w for w in words if w in dump] == []
+    for table, query in _PERSON_ROWS.items():
+        assert _ids(platform, query, person) == set(), table
+    assert not any(platform.files.exists(key) for key in files)
+    # Kept rows: the threads stay, the person's words and reference go.
+    posts = platform.query("SELECT title, body, metadata, author_id FROM posts WHERE id = ANY(%s)",
+                           list(kept_posts))  # fmt: skip
+    assert posts and all(t.startswith("erased-") and b in (t, None) and m is None and a is None
+                         for t, b, m, a in posts)  # fmt: skip
+    comments = platform.query("SELECT body, author_id FROM comments WHERE id = ANY(%s)",
+                              list(kept_comments))  # fmt: skip
+    assert len(comments) == len(kept_comments)
+    assert all(b.startswith("erased-") and a is None for b, a in comments)  # type: ignore[union-attr]
+    still_answered = platform.query(
+        "SELECT count(*) FROM comments c JOIN posts p ON p.id = c.post_id "
+        "WHERE p.id = ANY(%s) AND c.author_id IS NOT NULL", list(kept_posts))  # fmt: skip
+    assert still_answered[0][0] == answered
+    assert others == {
+        "comments": platform.query(
+            "SELECT * FROM comments WHERE NOT (id = ANY(%s)) ORDER BY id", list(kept_comments)),
+        "posts": platform.query(
+            "SELECT * FROM posts WHERE NOT (id = ANY(%s)) ORDER BY id", list(kept_posts)),
+        "users": platform.query("SELECT * FROM users ORDER BY id"),
+    }  # fmt: skip
+    assert platform.fingerprint("globex") == globex
+    # Backups: re-based, so no older copy holds the person.
+    assert erased.backups_rebased == 1
+    for url in settings.backup_store_urls():
+        ids = {o.key.split("/")[2] for o in open_store(url).list_objects(backup_prefix("acme"))}
+        assert old_backup not in ids and len(ids) == 1
+    # The certificate: signed, counts only, verified with the archive.
+    certificate = read_signed(settings, erased.certificate_key)
+    assert certificate["database"]["deleted"]["public.users"] == 1
+    assert certificate["database"]["pseudonymised"]["public.comments"] == len(kept_comments)
+    assert certificate["files"]["objects"] == len(files)
+    assert {s["name"]: s["status"] for s in certificate["systems"]} == {
+        "cache": "lingering", "helpdesk": "requested", "search": "requested"}  # fmt: skip
+    assert not [w for w in words if w in str(certificate)]
+    report = verify_archive(
+        open_store(settings.store_url("archive")), load_key_list(settings.keys_dir)
+    )
+    assert report.person_records == 1
+    notice = read_outbox(settings.root / "outbox" / f"request-{request.ref}-helpdesk.eml")
+    assert notice["To"] == "support-lead@operator.example"
+    assert get_request(settings, request.ref).status == "answered"
+
+
+def test_an_erasure_that_would_reach_someone_elses_rows_changes_nothing(
+    platform: Platform,
+) -> None:
+    settings = platform.settings
+    person = _person(platform)
+    # Someone pinned one of the person's chat messages; deleting it would cascade to the pin.
+    platform.query(
+        "CREATE TABLE public.pins (id bigint PRIMARY KEY, tenant_id text NOT NULL REFERENCES "
+        "tenants (id), message_id bigint REFERENCES chat_messages (id) ON DELETE CASCADE)"
+    )
+    message = platform.query("SELECT min(id) FROM chat_messages WHERE author_id = %s", person)
+    platform.query("INSERT INTO pins VALUES (1, 'acme', %s)", message[0][0])
+    before = platform.fingerprint("acme")
+    request = open_request(settings, "acme", str(person), "erasure")
+    with pytest.raises(TenantError, match=r"1 row\(s\) of public\.pins .* reference the person's"):
+        erase_person(settings, request.ref)
+    assert platform.fingerprint("acme") == before
+    assert get_request(settings, request.ref).status == "open"
