@@ -24,6 +24,8 @@ __all__ = [
     "CONTRACT_TERMINATED",
     "CONTRACT_TERMINATED_TRIGGER",
     "DEPLOYMENTS",
+    "PERSON_REQUEST",
+    "PERSON_REQUEST_TRIGGER",
     "WORK_POOL",
     "Deployment",
     "prefect_yaml",
@@ -31,6 +33,7 @@ __all__ = [
 
 WORK_POOL = "offboarding"
 CONTRACT_TERMINATED = "tenant.contract.terminated"
+PERSON_REQUEST = "tenant.person.request"
 
 # One case per `tenant.contract.terminated` event, its tenant taken from the resource. The
 # `match` is scoped: its default would match every resource of the server.
@@ -41,6 +44,20 @@ CONTRACT_TERMINATED_TRIGGER: dict[str, Any] = {
     "parameters": {
         "tenant": "{{ event.resource['tenant.id'] }}",
         "reason_ref": "{{ event.payload.get('reason_ref', '') }}",
+    },
+}
+
+
+# The client's request about one person, from its administration console: the tenant from the
+# resource, the person's key and the kind from the payload (references only).
+PERSON_REQUEST_TRIGGER: dict[str, Any] = {
+    "name": "person-request",
+    "match": {"prefect.resource.id": "tenant.*"},
+    "expect": [PERSON_REQUEST],
+    "parameters": {
+        "tenant": "{{ event.resource['tenant.id'] }}",
+        "kind": "{{ event.payload.get('kind', '') }}",
+        "person": "{{ event.payload.get('person', '') }}",
     },
 }
 
@@ -114,6 +131,15 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
         "postpone-destruction",
         "flows/support.py:postpone_destruction",
         "Move a case's scheduled destruction later, never past the 90-day limit.",
+    ),
+    Deployment(
+        "person-request",
+        "flows/persons.py:person_request",
+        "A request about one person of a tenant (clause 2.2.7): access or portability answered "
+        "with the person's bundle, erasure with a signed certificate; a request sent to us "
+        "directly is forwarded to the client's contact, not carried out. Starts on the "
+        "tenant.person.request event, or by hand with this form.",
+        triggers=(PERSON_REQUEST_TRIGGER,),
     ),
     Deployment(
         "verify-destruction",

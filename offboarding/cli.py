@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import getpass
 import json
 import os
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 from offboarding.core.errors import IntegrityError, OffboardingError
 
 if TYPE_CHECKING:
+    from offboarding.core.config import Settings
     from offboarding.persons import PersonRequest
 
 __all__ = ["main"]
@@ -149,7 +151,8 @@ def _statement(args: argparse.Namespace) -> int:
     from offboarding.core.config import Settings
     from offboarding.people import keep_statement
 
-    fields = {"name": args.name, "note": args.note, "reason": args.reason}
+    fields = {"name": args.name, "note": args.note, "reason": args.reason,
+              "contact": args.contact, "text": args.text}  # fmt: skip
     kept = keep_statement(
         Settings(), args.tenant, args.kind, **{k: v for k, v in fields.items() if v is not None}
     )
@@ -516,6 +519,7 @@ def _request(args: argparse.Namespace) -> int:
 
     from offboarding.core.config import Settings
     from offboarding.persons import (
+        close_request,
         extend_request,
         forward_direct_request,
         list_requests,
@@ -534,6 +538,12 @@ def _request(args: argparse.Namespace) -> int:
         )  # fmt: skip
         _show_request(request)
         print("forwarded to the client's contact, not executed: the request is the client's")
+    elif args.action == "run":
+        return _carry_out(settings, args.ref)
+    elif args.action == "close":
+        request = close_request(settings, args.ref, name=args.by, note=args.note or "")
+        _show_request(request)
+        print("closed on the administrator's word; a signed record is in the archive")
     elif args.action == "extend":
         request = extend_request(settings, args.ref, name=args.by, reason=args.reason)
         _show_request(request)
@@ -547,6 +557,41 @@ def _request(args: argparse.Namespace) -> int:
         overdue = sum(r.overdue(today) for r in requests)
         print(f"{len(requests)} request(s), {overdue} overdue")
         return 1 if overdue else 0
+    return 0
+
+
+def _carry_out(settings: Settings, ref: str) -> int:
+    """An open request, carried out here (the person-request deployment does the same)."""
+    from offboarding.persons import get_request
+    from offboarding.persons.access import answer_access
+    from offboarding.persons.erasure import erase_person
+
+    request = get_request(settings, ref)
+    say = functools.partial(print, flush=True)
+    if request.kind not in ("access", "portability", "erasure"):
+        print(
+            f"request {ref} is a {request.kind} request: the client's administrator carries it "
+            "out in the application (the pipeline copies and erases a person's data; it does "
+            "not edit it). It stays on the deadline watch until answered",
+            file=sys.stderr,
+        )
+        return 2
+    if request.kind == "erasure":
+        erased = erase_person(settings, ref, say=say)
+        print(
+            f"erased: {sum(erased.deleted.values())} row(s) deleted, "
+            f"{sum(erased.pseudonymised.values())} kept with personal columns replaced, "
+            f"{erased.files} file(s), {erased.backups_rebased} older backup(s) replaced; "
+            f"certificate {erased.certificate_key} in the archive"
+        )
+    else:
+        answer = answer_access(settings, ref, say=say)
+        print(
+            f"answered: {answer.rows} row(s) in {len(answer.tables)} table(s) and "
+            f"{answer.files} file(s) ({answer.file_bytes:,} bytes), links to the client's "
+            f"contact until {answer.link_expires_at:%Y-%m-%d %H:%M} UTC; record "
+            f"{answer.record_key}"
+        )
     return 0
 
 
@@ -725,11 +770,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     statement.add_argument("tenant")
     statement.add_argument(
-        "kind", choices=["acknowledgement", "termination", "attestation", "hold", "postponement"]
-    )
+        "kind",
+        choices=["acknowledgement", "termination", "attestation", "hold", "postponement",
+                 "request", "extension"],
+    )  # fmt: skip
     statement.add_argument("--name", help="who makes the statement")
     statement.add_argument("--note", help="acknowledgement: the optional note")
-    statement.add_argument("--reason", help="termination or hold: why")
+    statement.add_argument("--reason", help="termination, hold or extension: why")
+    statement.add_argument("--contact", help="request (sent directly): how to reach the person")
+    statement.add_argument("--text", help="request (sent directly): what they asked")
     statement.set_defaults(run=_statement)
 
     attest = commands.add_parser(
@@ -761,6 +810,16 @@ def build_parser() -> argparse.ArgumentParser:
     direct.add_argument("--name", required=True, help="who wrote")
     direct.add_argument("--contact", required=True, help="their address, for the client")
     direct.add_argument("--text", help="what they asked, in their words")
+    run = request_actions.add_parser(
+        "run", help="carry out an open request: access/portability answer, or erasure"
+    )
+    run.add_argument("ref", help="the request's reference, pr-...")
+    close = request_actions.add_parser(
+        "close", help="a rectification or restriction the client carried out: close it"
+    )
+    close.add_argument("ref", help="the request's reference, pr-...")
+    close.add_argument("--by", required=True, help="the client's administrator who did it")
+    close.add_argument("--note", help="what was done (no personal data)")
     extend = request_actions.add_parser("extend", help="extend the deadline once, by 2 months")
     extend.add_argument("ref", help="the request's reference, pr-...")
     extend.add_argument("--reason", required=True, help="why (complexity, number of requests)")

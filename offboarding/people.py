@@ -54,8 +54,9 @@ __all__ = [
 
 PSEUDONYM_PREFIX = "hmac-sha256:"
 StatementKind = Literal[
-    "acknowledgement", "termination", "attestation", "hold", "postponement", "request", "extension"
-]
+    "acknowledgement", "termination", "attestation", "hold", "postponement", "request",
+    "extension", "answer",
+]  # fmt: skip
 # The fields a kind of statement may hold; each is a person's free text.
 _FIELDS: dict[str, frozenset[str]] = {
     "acknowledgement": frozenset({"name", "note"}),
@@ -66,6 +67,8 @@ _FIELDS: dict[str, frozenset[str]] = {
     # A person's request that reached the operator directly, and why an answer is extended.
     "request": frozenset({"name", "contact", "text"}),
     "extension": frozenset({"name", "reason"}),
+    # Who says a request the pipeline does not carry out (rectification, restriction) is done.
+    "answer": frozenset({"name", "note"}),
 }
 
 

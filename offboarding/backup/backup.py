@@ -134,25 +134,36 @@ class RestoreCheck:
     entries: int
 
 
-def _newest(store: ObjectStore, tenant: str) -> dict[str, object] | None:
-    keys = sorted(
+def _newest(
+    store: ObjectStore, tenant: str, backup_id: str | None = None
+) -> dict[str, object] | None:
+    """The record of the backup `backup_id`, or of the last one taken (by its time: two
+    backups of one second have ids that do not sort by time)."""
+    keys = [
         o.key for o in store.list_objects(backup_prefix(tenant)) if o.key.endswith("/backup.json")
-    )
-    if not keys:
-        return None
-    with store.open_read(keys[-1]) as handle:
-        metadata: dict[str, object] = json.load(handle)
-    return metadata
+    ]
+    if backup_id is not None:
+        keys = [k for k in keys if k == f"{backup_prefix(tenant)}{backup_id}/backup.json"]
+    records: list[dict[str, object]] = []
+    for key in keys:
+        with store.open_read(key) as handle:
+            records.append(json.load(handle))
+    return max(records, key=lambda r: (str(r["taken_at"]), str(r["backup_id"])), default=None)
 
 
-def restore_check(settings: Settings, tenant: str) -> list[RestoreCheck]:
-    """Decrypt the newest backup in every location and verify it as a signed bundle."""
+def restore_check(
+    settings: Settings, tenant: str, backup_id: str | None = None
+) -> list[RestoreCheck]:
+    """Decrypt the newest backup (or `backup_id`) in every location and verify it as a signed
+    bundle."""
     key_id, key = open_keyring(settings).data_key(tenant)
     public_key = Signer.load_or_create(settings.keys_dir).public_pem
     checks: list[RestoreCheck] = []
     for url in settings.backup_store_urls():
         store = open_store(url)
-        metadata = _newest(store, tenant)
+        metadata = _newest(store, tenant, backup_id)
+        if metadata is None and backup_id is not None:
+            raise MissingDataError(f"no backup {backup_id} of tenant {tenant!r} in {store.url}")
         if metadata is None:
             raise MissingDataError(
                 f"no backup of tenant {tenant!r} in {store.url}: run the backup flow "

@@ -355,7 +355,7 @@ def _rebase_backups(settings: Settings, tenant: str) -> int:
     if not older:
         return 0
     fresh = take_backup(settings, tenant)
-    checks = restore_check(settings, tenant)  # raises on a backup that does not restore
+    checks = restore_check(settings, tenant, fresh.backup_id)  # raises if it does not restore
     if not checks or any(c.backup_id != fresh.backup_id for c in checks):
         raise DestructionIncompleteError(
             f"the backup taken after the erasure ({fresh.backup_id}) did not restore in every "

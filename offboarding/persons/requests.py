@@ -20,16 +20,20 @@ from typing import Any, Literal
 
 from offboarding.core.config import Settings, validate_tenant_id
 from offboarding.core.errors import TenantError
+from offboarding.core.records import CaseRef
 from offboarding.delivery.mail import compose, send
-from offboarding.people import keep_statement
+from offboarding.people import keep_statement, pseudonym, statement
+from offboarding.persons.records import archive_signed
 from offboarding.persons.scope import person_footprint
 from offboarding.registry import TenantRegistry
 
 __all__ = [
     "REQUEST_KINDS",
     "PersonRequest",
+    "close_request",
     "extend_request",
     "forward_direct_request",
+    "forward_statement",
     "get_request",
     "list_requests",
     "mark_answered",
@@ -132,14 +136,38 @@ def forward_direct_request(
     """A person asked the operator directly: keep their words as a statement, record the
     request, and forward it to the client's contact now. Nothing of the person's data is
     touched: the client decides, then opens its own request if it wants one carried out."""
+    _kind(kind)  # refused before the person's words are kept
+    said = keep_statement(settings, validate_tenant_id(tenant), "request", name=name,
+                          contact=contact, text=text)  # fmt: skip
+    return forward_statement(settings, tenant, kind, said, received_at=received_at)
+
+
+def forward_statement(
+    settings: Settings,
+    tenant: str,
+    kind: str,
+    statement_ref: str,
+    *,
+    received_at: datetime | None = None,
+) -> PersonRequest:
+    """Record and forward a direct request whose words are already a statement (kept by
+    `offboard statement TENANT request`, so the Prefect form carries its reference only)."""
     tenant = validate_tenant_id(tenant)
     record = TenantRegistry(settings).get(tenant)
     to = record.require_contact()
-    said = keep_statement(settings, tenant, "request", name=name, contact=contact, text=text)
+    said = statement(settings, statement_ref, tenant, "request")
+    name, contact = said.field("name"), said.field("contact")
+    if not name or not contact:
+        raise TenantError(
+            f"statement {statement_ref} gives no name or no contact: a forwarded request must "
+            "say who asked and how to answer them (offboard statement TENANT request --name "
+            "... --contact ...)"
+        )
+    text = said.field("text")
     received = received_at or datetime.now(UTC)
     request = _insert(
         settings, tenant=tenant, person=None, kind=_kind(kind), origin="direct",
-        statement_ref=said, received_at=received, status="forwarded",
+        statement_ref=statement_ref, received_at=received, status="forwarded",
     )  # fmt: skip
     body = (
         f"A person has sent us, your processor, a request about their data in your space "
@@ -206,6 +234,28 @@ def mark_answered(settings: Settings, ref: str) -> PersonRequest:
             (ref,),
         )
     return get_request(settings, ref)
+
+
+def close_request(settings: Settings, ref: str, *, name: str, note: str = "") -> PersonRequest:
+    """An open request the client's administrator carried out in the application (a
+    rectification or a restriction: the pipeline copies and erases, it does not edit), closed
+    on their word: kept as a statement, a signed record archived, the deadline watch told."""
+    request = get_request(settings, ref)
+    if request.status != "open":
+        raise TenantError(f"request {ref} is {request.status}: only an open one is closed")
+    if request.kind in ("access", "portability", "erasure"):
+        raise TenantError(
+            f"request {ref} is an {request.kind} request: the pipeline carries it out, with its "
+            f"evidence (offboard request run {ref}, or the person-request deployment)"
+        )
+    said = keep_statement(settings, request.tenant, "answer", name=name, note=note)
+    archive_signed(settings, f"persons/{request.tenant}/{ref}/closed.json", {
+        "record": "person-request-closed", "request": ref, "tenant": request.tenant,
+        "kind": request.kind, "received_at": request.received_at.isoformat(),
+        "due_on": request.due_on.isoformat(), "statement": said,
+        "by": pseudonym(settings, CaseRef(tenant=request.tenant, case_id=ref), name),
+    })  # fmt: skip
+    return mark_answered(settings, ref)
 
 
 def list_requests(settings: Settings, tenant: str | None = None) -> list[PersonRequest]:
