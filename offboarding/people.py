@@ -55,7 +55,7 @@ __all__ = [
 PSEUDONYM_PREFIX = "hmac-sha256:"
 StatementKind = Literal[
     "acknowledgement", "termination", "attestation", "hold", "postponement", "request",
-    "extension", "answer",
+    "extension", "answer", "rule",
 ]  # fmt: skip
 # The fields a kind of statement may hold; each is a person's free text.
 _FIELDS: dict[str, frozenset[str]] = {
@@ -69,6 +69,8 @@ _FIELDS: dict[str, frozenset[str]] = {
     "extension": frozenset({"name", "reason"}),
     # Who says a request the pipeline does not carry out (rectification, restriction) is done.
     "answer": frozenset({"name", "note"}),
+    # Who, at the client, set or retired a retention rule.
+    "rule": frozenset({"name", "note"}),
 }
 
 

@@ -81,12 +81,27 @@ _LEDGER_DDL = sql.SQL(
     " status text NOT NULL CHECK (status IN ('open', 'forwarded', 'answered')),"
     " forwarded_at timestamptz,"
     " answered_at timestamptz);"
-    "CREATE INDEX IF NOT EXISTS person_requests_tenant ON {person_requests} (tenant, status)"
+    "CREATE INDEX IF NOT EXISTS person_requests_tenant ON {person_requests} (tenant, status);"
+    # The client's retention periods (clause 2.2.2), run daily (offboarding/persons/retention).
+    "CREATE TABLE IF NOT EXISTS {retention_rules} ("
+    " ref text PRIMARY KEY,"
+    " tenant text NOT NULL,"
+    " target text NOT NULL,"
+    " age_column text NOT NULL,"
+    " period interval NOT NULL CHECK (period > interval '0'),"
+    " files text,"
+    " statement text,"
+    " created_at timestamptz NOT NULL DEFAULT now(),"
+    " retired_at timestamptz,"
+    " last_run_at timestamptz,"
+    " last_deleted bigint);"
+    "CREATE INDEX IF NOT EXISTS retention_rules_tenant ON {retention_rules} (tenant)"
 ).format(
     schema=sql.Identifier(LEDGER_SCHEMA), ledger=_LEDGER,
     statements=sql.Identifier(LEDGER_SCHEMA, "statements"),
     case_keys=sql.Identifier(LEDGER_SCHEMA, "case_keys"),
     person_requests=sql.Identifier(LEDGER_SCHEMA, "person_requests"),
+    retention_rules=sql.Identifier(LEDGER_SCHEMA, "retention_rules"),
 )  # fmt: skip
 _ready: set[str] = set()  # databases whose ledger exists (per process)
 

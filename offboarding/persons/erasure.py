@@ -50,10 +50,10 @@ from offboarding.delivery.mail import compose, send
 from offboarding.locations import lingering
 from offboarding.locations.backups import backup_prefix
 from offboarding.locations.postgres.catalog import ident
-from offboarding.locations.postgres.scope import digest_query
 from offboarding.people import pseudonym
 from offboarding.persons.records import archive_signed
 from offboarding.persons.requests import PersonRequest, get_request, mark_answered
+from offboarding.persons.rows import affect, count_rows, digest_others, mark_rows, references_into
 from offboarding.persons.scope import (
     PersonSelection,
     person_conditions,
@@ -132,111 +132,6 @@ def _delete_order(selection: PersonSelection, doomed: list[str]) -> list[str]:
     return list(TopologicalSorter(graph).static_order())
 
 
-def _outside_references(
-    conn: psycopg.Connection[Any],
-    selection: PersonSelection,
-    scope: PersonScope,
-    doomed: list[str],
-) -> list[str]:
-    """Rows that are not the person's, or are kept, and reference a row the erasure would
-    delete: a cascade would delete them, a set-null change them, a plain key refuse the
-    delete. Each is a table and foreign key with a count, no value."""
-    conditions = selection.conditions
-    cleared = {  # pseudonymised rows whose reference to the person goes with the person
-        (t, (p.by,))
-        for t, p in scope.tables.items()
-        if p.erase == "pseudonymise" and scope.erase == "delete"
-    }
-    found: list[str] = []
-    for referencing in selection.catalog:
-        for fk in referencing.foreign_keys:
-            if fk.references not in doomed:
-                continue
-            name = referencing.qualified
-            if (name, fk.columns) in cleared and fk.references == scope.table:
-                continue
-            own = conditions[name] if name in doomed else sql.SQL("FALSE")
-            count = conn.execute(
-                sql.SQL(
-                    "SELECT count(*) FROM {r} WHERE ({cols}) IN (SELECT {refcols} FROM {t} "
-                    "WHERE {cond}) AND NOT coalesce({own}, false)"
-                ).format(
-                    r=ident(name),
-                    cols=sql.SQL(", ").join(sql.Identifier(c) for c in fk.columns),
-                    refcols=sql.SQL(", ").join(sql.Identifier(c) for c in fk.referenced_columns),
-                    t=ident(fk.references),
-                    cond=conditions[fk.references],
-                    own=own,
-                )
-            ).fetchone()
-            if count and count[0]:
-                found.append(
-                    f"{count[0]} row(s) of {name} ({fk.name}: {', '.join(fk.columns)}) reference "
-                    f"the person's rows of {fk.references}"
-                )
-    return found
-
-
-def _mark(conn: psycopg.Connection[Any], selection: PersonSelection) -> dict[str, sql.Composable]:
-    """Note the primary key of each of the person's rows (temporary tables, gone at commit):
-    a kept row stays known as the person's after its reference to them is cleared. Returns,
-    per table, the condition matching the marked rows."""
-    marked: dict[str, sql.Composable] = {}
-    for number, (table, condition) in enumerate(selection.conditions.items()):
-        keys = selection.tables[table].primary_key
-        if not keys:
-            raise TenantError(
-                f"{table} has no primary key: a person's rows there cannot be told apart from "
-                "others' once changed. Give the table a primary key"
-            )
-        schema, _, name = table.partition(".")
-        temp = sql.Identifier(f"offboarding_person_rows_{number}")
-        columns = sql.SQL(", ").join(sql.Identifier(schema, name, k) for k in keys)
-        conn.execute(
-            sql.SQL("CREATE TEMP TABLE {temp} ON COMMIT DROP AS SELECT {cols} FROM {t} WHERE {w}")
-            .format(temp=temp, cols=columns, t=ident(table), w=condition)
-        )  # fmt: skip
-        marked[table] = sql.SQL("(({cols}) IN (SELECT * FROM {temp}))").format(
-            cols=columns, temp=temp
-        )
-    return marked
-
-
-def _others_digest(
-    conn: psycopg.Connection[Any],
-    selection: PersonSelection,
-    marked: dict[str, sql.Composable],
-) -> dict[str, str]:
-    """The digest of the tenant's rows that are not the person's, in each touched table."""
-    digests = {}
-    for table, person in marked.items():
-        others = sql.SQL("({tenant} AND NOT {person})").format(
-            tenant=selection.tenant_scope.where(table), person=person
-        )
-        row = conn.execute(digest_query(table, others)).fetchone()
-        digests[table] = str(row[0]) if row else ""
-    return digests
-
-
-def _count(conn: psycopg.Connection[Any], table: str, where: sql.Composable) -> int:
-    row = conn.execute(
-        sql.SQL("SELECT count(*) FROM {} WHERE {}").format(ident(table), where)
-    ).fetchone()
-    return int(row[0]) if row else 0
-
-
-def _affect(
-    conn: psycopg.Connection[Any], statement: sql.Composed, expected: int, what: str
-) -> int:
-    affected = int(conn.execute(statement).rowcount)
-    if affected != expected:
-        raise DestructionIncompleteError(
-            f"{what}: {affected} row(s) changed where {expected} were counted; nothing was "
-            "changed. Retry the erasure"
-        )
-    return affected
-
-
 def _erase_rows(
     conn: psycopg.Connection[Any],
     settings: Settings,
@@ -259,7 +154,14 @@ def _erase_rows(
         )
         keys = person_files(conn, scope, conditions, files, request.tenant, person, missing_ok=True)
         doomed = _doomed(scope)
-        blocked = _outside_references(conn, selection, scope, doomed)
+        cleared = frozenset(  # kept rows whose reference to the person goes with the person
+            (t, (p.by,))
+            for t, p in scope.tables.items()
+            if p.erase == "pseudonymise" and scope.erase == "delete"
+        )
+        blocked = references_into(
+            conn, selection.catalog, {t: conditions[t] for t in doomed}, cleared
+        )
         if blocked:
             raise TenantError(
                 f"erasure of request {request.ref} would reach rows that are not the person's: "
@@ -267,9 +169,9 @@ def _erase_rows(
                 '[person.tables] (erase = "delete" if they are the person\'s too), or keep the '
                 'referenced rows with erase = "pseudonymise"'
             )
-        marked = _mark(conn, selection)
-        before = _others_digest(conn, selection, marked)
-        counts = {t: _count(conn, t, marked[t]) for t in marked}
+        marked = mark_rows(conn, selection.tables, conditions)
+        before = digest_others(conn, selection.tenant_scope, marked)
+        counts = {t: count_rows(conn, t, marked[t]) for t in marked}
         pseudonymised: dict[str, int] = {}
         kept = [(t, p.personal, p.by) for t, p in scope.tables.items() if p.erase != "delete"]
         for table, personal, by in kept:
@@ -277,19 +179,19 @@ def _erase_rows(
             if scope.erase == "delete":
                 changes.append(sql.SQL("{} = NULL").format(sql.Identifier(by)))
             if changes and counts[table]:
-                pseudonymised[table] = _affect(conn, sql.SQL("UPDATE {} SET {} WHERE {}").format(
+                pseudonymised[table] = affect(conn, sql.SQL("UPDATE {} SET {} WHERE {}").format(
                     ident(table), sql.SQL(", ").join(changes), conditions[table]
                 ), counts[table], table)  # fmt: skip
             elif counts[table]:
                 pseudonymised[table] = 0
         if scope.erase == "pseudonymise" and scope.personal:
-            pseudonymised[scope.table] = _affect(conn, sql.SQL("UPDATE {} SET {} WHERE {}").format(
+            pseudonymised[scope.table] = affect(conn, sql.SQL("UPDATE {} SET {} WHERE {}").format(
                 ident(scope.table), _replace(selection, scope.table, scope.personal, replacement),
                 conditions[scope.table],
             ), 1, scope.table)  # fmt: skip
         deleted: dict[str, int] = {}
         for table in _delete_order(selection, doomed):
-            deleted[table] = _affect(
+            deleted[table] = affect(
                 conn,
                 sql.SQL("DELETE FROM {} WHERE {}").format(ident(table), conditions[table]),
                 counts[table],
@@ -324,7 +226,9 @@ def _verify(
     conditions = selection.conditions
     left: list[str] = []
     for table in _doomed(scope):
-        if n := _count(conn, table, sql.SQL("{} OR {}").format(conditions[table], marked[table])):
+        if n := count_rows(
+            conn, table, sql.SQL("{} OR {}").format(conditions[table], marked[table])
+        ):
             left.append(f"{n} row(s) of {table}")
     kept = {t: p.personal for t, p in scope.tables.items() if p.erase != "delete"}
     if scope.erase == "pseudonymise":
@@ -333,11 +237,11 @@ def _verify(
         still = sql.SQL("{} AND ({})").format(
             marked[table], _not_replaced(selection, table, personal, replacement)
         )
-        if n := _count(conn, table, still):
+        if n := count_rows(conn, table, still):
             left.append(f"{n} kept row(s) of {table} with a personal value")
-        if scope.erase == "delete" and (n := _count(conn, table, conditions[table])):
+        if scope.erase == "delete" and (n := count_rows(conn, table, conditions[table])):
             left.append(f"{n} kept row(s) of {table} still pointing at the person")
-    after = _others_digest(conn, selection, marked)
+    after = digest_others(conn, selection.tenant_scope, marked)
     changed = sorted(t for t in before if before[t] != after[t])
     if left or changed:
         raise DestructionIncompleteError(

@@ -1,0 +1,364 @@
+"""The client's retention periods (clause 2.2.2: data is kept only for the period the client
+fixes), as rules run every day with a signed record of each run.
+
+A rule names one table of the tenant's, the column dating each row, and a period (PostgreSQL's
+interval, so "1 year" and "6 months" keep the calendar), and optionally a column naming an
+object of the files store that goes with its row. A run deletes the tenant's rows dated before
+now minus the period, nobody else's:
+
+- the rule is checked against the catalogue when it is set and again at every run: the table
+  must hold this tenant's rows (its column, a foreign key to them, or its own schema) and no
+  row of it may belong to two tenants at once; the tenants table, global tables and another
+  tenant's schema are refused;
+- the rows are marked (primary keys), and a row outside them that references one stops the
+  rule for this run (a cascade would delete it, a set-null change it): nothing is deleted and
+  the record says why;
+- the DELETE's condition is the tenant's rows AND the age condition; it must remove exactly
+  the marked rows, all of them gone afterwards, or the transaction is abandoned;
+- the objects the deleted rows named, under the tenant's prefix, go with them, every
+  generation, before the commit.
+
+Each run's record (`retention/<tenant>/<run>.json`, signed) names the rules, their cutoff and
+the counts. A rule set or retired is recorded too (`retention/<tenant>/rules/<ref>-<what>.json`).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from offboarding.core.config import Settings, validate_tenant_id
+from offboarding.core.errors import ConfigurationError, DestructionIncompleteError, TenantError
+from offboarding.core.records import CaseRef
+from offboarding.locations.objects import tenant_prefix
+from offboarding.locations.postgres.catalog import classify, ident
+from offboarding.locations.postgres.scope import Scope
+from offboarding.people import keep_statement, pseudonym
+from offboarding.persons.records import archive_signed
+from offboarding.persons.rows import affect, count_rows, mark_rows, references_into
+from offboarding.planning import CatalogTable
+from offboarding.registry import TenantRegistry
+from offboarding.stores import delete_object_versions, open_store
+
+__all__ = [
+    "RetentionRule",
+    "RuleResult",
+    "TenantRun",
+    "list_rules",
+    "retire_rule",
+    "run_rules",
+    "set_rule",
+]
+
+_DATED = frozenset({"date", "timestamp", "timestamptz"})
+_TEXT = frozenset({"text", "varchar", "bpchar"})
+_COLUMNS = (
+    "ref, tenant, target, age_column, period::text AS period, files, statement, created_at, "
+    "retired_at, last_run_at, last_deleted"
+)
+
+
+@dataclass(frozen=True)
+class RetentionRule:
+    ref: str
+    tenant: str
+    target: str  # schema.table
+    age_column: str
+    period: str  # PostgreSQL's text form of the interval, e.g. "1 year"
+    files: str | None
+    statement: str | None
+    created_at: datetime
+    retired_at: datetime | None
+    last_run_at: datetime | None
+    last_deleted: int | None
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    rule: str
+    target: str
+    cutoff: datetime
+    deleted: int
+    files: int
+    refused: str = ""  # why this run deleted nothing although rows were past the period
+
+
+@dataclass(frozen=True)
+class TenantRun:
+    tenant: str
+    run: str
+    results: list[RuleResult] = field(default_factory=list)
+    record_key: str = ""
+    skipped: str = ""  # why the tenant's rules did not run (e.g. it is being offboarded)
+
+
+def _check_rule(
+    conn: psycopg.Connection[Any],
+    settings: Settings,
+    tenant: str,
+    target: str,
+    age_column: str,
+    files: str | None,
+) -> tuple[sql.Composable, CatalogTable, list[CatalogTable]]:
+    """The condition selecting the tenant's own rows of `target` (refusing any table a rule
+    could reach another tenant through), the catalogue's table, and every table."""
+    classification, tables, columns = classify(conn, settings)
+    if target not in columns:
+        raise TenantError(
+            f"{target!r} is not a table of the platform database: name its schema.table"
+        )
+    if target == classification.registry:
+        raise TenantError(f"{target} is the platform's tenants table: no rule deletes a tenant")
+    owner = classification.schema_tables.get(target)
+    if owner is not None and owner != tenant:
+        raise TenantError(
+            f"{target} is in tenant {owner!r}'s own schema: a rule of {tenant!r} cannot touch it"
+        )
+    if owner is None and target not in classification.owned:
+        why = classification.global_tables.get(target) or classification.excluded.get(target)
+        raise TenantError(
+            f"{target} holds no rows of one tenant ({why or 'unclassified'}): a rule there "
+            "would touch every tenant's data"
+        )
+    scope = Scope(classification, tenant, settings.platform.shared_rows)
+    if scope.may_share(target):
+        raise TenantError(
+            f"a row of {target} can belong to two tenants at once (it reaches tenants through "
+            "several foreign keys): a rule there could delete another tenant's row"
+        )
+    kinds = {c.name: c.type_name for c in columns[target]}
+    if kinds.get(age_column) not in _DATED:
+        raise TenantError(
+            f"{target}.{age_column} is not a date or timestamp column "
+            f"({kinds.get(age_column, 'no such column')}): name the column that dates each row"
+        )
+    if files is not None and kinds.get(files) not in _TEXT:
+        raise TenantError(
+            f"{target}.{files} is not a text column naming an object of the files store"
+        )
+    table = next(t for t in tables if t.qualified == target)
+    own = sql.SQL("({} AND NOT {})").format(scope.where(target), scope.shared_rows(target))
+    return own, table, tables
+
+
+def _row(row: dict[str, Any]) -> RetentionRule:
+    return RetentionRule(**row)
+
+
+def set_rule(
+    settings: Settings,
+    tenant: str,
+    target: str,
+    age_column: str,
+    period: str,
+    *,
+    name: str,
+    files: str | None = None,
+    note: str = "",
+) -> RetentionRule:
+    """Record a rule the client set (who set it is a statement); refused when it could touch
+    another tenant's rows or its period is no positive interval."""
+    tenant = validate_tenant_id(tenant)
+    TenantRegistry(settings).get(tenant)
+    registry = TenantRegistry(settings)
+    with registry.connect() as conn:
+        try:
+            with conn.transaction():
+                row = conn.execute(
+                    "SELECT %s::interval > interval '0' AS positive, %s::interval::text AS text",
+                    (period, period),
+                ).fetchone()
+        except psycopg.DataError:
+            raise TenantError(
+                f"period {period!r} is not an interval: write e.g. '1 year', '6 months', '90 days'"
+            ) from None
+        if row is None or not row["positive"]:
+            raise TenantError(f"period {period!r} is not a positive interval")
+    with psycopg.connect(settings.require_database()) as conn:
+        _check_rule(conn, settings, tenant, target, age_column, files)
+    said = keep_statement(settings, tenant, "rule", name=name, note=note)
+    ref = f"rr-{secrets.token_hex(8)}"
+    with registry.connect() as conn:
+        rule = conn.execute(
+            "INSERT INTO offboarding.retention_rules (ref, tenant, target, age_column, period, "
+            f"files, statement) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
+            (ref, tenant, target, age_column, period, files, said),
+        ).fetchone()
+    assert rule is not None
+    _record_rule(settings, _row(rule), "set", name)
+    return _row(rule)
+
+
+def _record_rule(settings: Settings, rule: RetentionRule, what: str, name: str) -> None:
+    archive_signed(settings, f"retention/{rule.tenant}/rules/{rule.ref}-{what}.json", {
+        "record": f"retention-rule-{what}", "rule": rule.ref, "tenant": rule.tenant,
+        "table": rule.target, "age_column": rule.age_column, "period": rule.period,
+        "files": rule.files, "statement": rule.statement,
+        "by": pseudonym(settings, CaseRef(tenant=rule.tenant, case_id=rule.ref), name),
+    })  # fmt: skip
+
+
+def retire_rule(settings: Settings, ref: str, *, name: str) -> RetentionRule:
+    with TenantRegistry(settings).connect() as conn:
+        row = conn.execute(
+            "UPDATE offboarding.retention_rules SET retired_at = now() WHERE ref = %s AND "
+            f"retired_at IS NULL RETURNING {_COLUMNS}",
+            (ref,),
+        ).fetchone()
+    if row is None:
+        raise TenantError(f"no active retention rule {ref!r}: `offboard retention list`")
+    rule = _row(row)
+    _record_rule(settings, rule, "retired", name)
+    return rule
+
+
+def list_rules(
+    settings: Settings, tenant: str | None = None, *, active: bool = False
+) -> list[RetentionRule]:
+    where = ["TRUE"]
+    params: list[Any] = []
+    if tenant:
+        where.append("tenant = %s")
+        params.append(tenant)
+    if active:
+        where.append("retired_at IS NULL")
+    with TenantRegistry(settings).connect() as conn:
+        rows = conn.execute(
+            f"SELECT {_COLUMNS} FROM offboarding.retention_rules WHERE {' AND '.join(where)} "
+            "ORDER BY tenant, created_at, ref",
+            params,
+        ).fetchall()
+    return [_row(r) for r in rows]
+
+
+def _run_rule(settings: Settings, rule: RetentionRule, now: datetime) -> RuleResult:
+    files = open_store(settings.store_url("files"))
+    with psycopg.connect(settings.require_database()) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        with conn.transaction():
+            row = conn.execute(
+                "SELECT %s::timestamptz - %s::interval", (now, rule.period)
+            ).fetchone()
+            assert row is not None
+            cutoff: datetime = row[0]
+            own, table, catalog = _check_rule(
+                conn, settings, rule.tenant, rule.target, rule.age_column, rule.files
+            )
+            schema, _, name = rule.target.partition(".")
+            doomed = sql.SQL("({own} AND {age} < {cutoff})").format(
+                own=own,
+                age=sql.Identifier(schema, name, rule.age_column),
+                cutoff=sql.Literal(cutoff),
+            )
+            marked = mark_rows(conn, {rule.target: table}, {rule.target: doomed})[rule.target]
+            count = count_rows(conn, rule.target, marked)
+            if not count:
+                return RuleResult(rule.ref, rule.target, cutoff, 0, 0)
+            blocked = references_into(conn, catalog, {rule.target: doomed})
+            if blocked:
+                return RuleResult(
+                    rule.ref, rule.target, cutoff, 0, 0,
+                    refused=f"{'; '.join(blocked)}: nothing deleted. Add a rule for the "
+                    "referencing table (it goes first), or keep these rows",
+                )  # fmt: skip
+            keys = _named_files(conn, rule, marked, files)
+            affect(conn, sql.SQL("DELETE FROM {} WHERE {}").format(ident(rule.target), doomed),
+                   count, rule.target)  # fmt: skip
+            if count_rows(conn, rule.target, marked):
+                raise DestructionIncompleteError(
+                    f"rule {rule.ref}: marked rows of {rule.target} remain after the delete; "
+                    "nothing was deleted"
+                )
+            for key in keys:
+                delete_object_versions(files, key)
+            if any(files.exists(k) for k in keys):
+                raise DestructionIncompleteError(
+                    f"rule {rule.ref}: objects named by the rows remain; nothing was deleted"
+                )
+    return RuleResult(rule.ref, rule.target, cutoff, count, len(keys))
+
+
+def _named_files(
+    conn: psycopg.Connection[Any], rule: RetentionRule, marked: sql.Composable, files: Any
+) -> list[str]:
+    if rule.files is None:
+        return []
+    keys = sorted({
+        str(r[0])
+        for r in conn.execute(
+            sql.SQL("SELECT DISTINCT {c} FROM {t} WHERE {w} AND {c} IS NOT NULL").format(
+                c=sql.Identifier(rule.files), t=ident(rule.target), w=marked
+            )
+        )
+    })  # fmt: skip
+    prefix = tenant_prefix(rule.tenant)
+    outside = [k for k in keys if not k.startswith(prefix)]
+    if outside:
+        raise TenantError(
+            f"rule {rule.ref}: {len(outside)} object(s) named by the rows are outside tenant "
+            f"{rule.tenant!r}'s prefix {prefix}: nothing was deleted; correct the rows"
+        )
+    return [k for k in keys if files.exists(k)]
+
+
+def run_rules(
+    settings: Settings,
+    tenants: list[str] | None = None,
+    *,
+    now: datetime | None = None,
+    say: Callable[[str], None] = lambda _: None,
+) -> list[TenantRun]:
+    """Every active rule (of `tenants`, or of every tenant), each in its own transaction; one
+    signed record per tenant and run. A tenant being offboarded is skipped: its destruction
+    removes everything."""
+    now = now or datetime.now(UTC)
+    rules = [r for r in list_rules(settings, active=True) if not tenants or r.tenant in tenants]
+    by_tenant: dict[str, list[RetentionRule]] = {}
+    for rule in rules:
+        by_tenant.setdefault(rule.tenant, []).append(rule)
+    runs: list[TenantRun] = []
+    registry = TenantRegistry(settings)
+    for tenant, tenant_rules in by_tenant.items():
+        run = f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+        status = registry.get(tenant).status
+        if status != "active":
+            runs.append(TenantRun(tenant, run, skipped=f"the tenant is {status}"))
+            continue
+        results = []
+        for rule in tenant_rules:
+            try:
+                result = _run_rule(settings, rule, now)
+            except (TenantError, ConfigurationError) as error:  # the catalogue changed
+                result = RuleResult(rule.ref, rule.target, now, 0, 0, refused=str(error))
+            refused = f" (refused: {result.refused})" if result.refused else ""
+            say(f"{tenant} {rule.ref} {rule.target}: {result.deleted} row(s) past "
+                f"{rule.period} deleted{refused}")  # fmt: skip
+            results.append(result)
+        key = f"retention/{tenant}/{run}.json"
+        archive_signed(settings, key, {
+            "record": "retention-run", "tenant": tenant, "run": run, "now": now.isoformat(),
+            "rules": [{"rule": r.rule, "table": r.target, "cutoff": r.cutoff.isoformat(),
+                       "deleted": r.deleted, "files": r.files, "refused": r.refused or None,
+                       "period": next(x.period for x in tenant_rules if x.ref == r.rule),
+                       "age_column": next(x.age_column for x in tenant_rules if x.ref == r.rule)}
+                      for r in results],
+            "proof": "per rule, in one transaction: the rows past the cutoff marked by primary "
+            "key; no row outside them referencing one; the DELETE on the tenant's own rows "
+            "and the age condition removed exactly the marked rows, none left; the objects "
+            "they named deleted, every generation, before the commit",
+        })  # fmt: skip
+        with registry.connect() as conn:
+            for result in results:
+                conn.execute(
+                    "UPDATE offboarding.retention_rules SET last_run_at = %s, last_deleted = %s "
+                    "WHERE ref = %s",
+                    (now, result.deleted, result.rule),
+                )
+        runs.append(TenantRun(tenant, run, results, key))
+    return runs

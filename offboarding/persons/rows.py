@@ -1,0 +1,119 @@
+"""Deleting or changing some of a tenant's rows in place, provably: the person's rows of an
+erasure, the rows past a retention rule's period.
+
+The rows are marked first (their primary keys in a temporary table, gone at commit), so they
+stay known after a change; what references them from outside is counted before anything
+changes; every statement must affect exactly the rows counted; and the digest of the tenant's
+other rows in each touched table is compared before and after, inside the transaction that
+commits only if it is unchanged. Conditions qualify columns with the table's full name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from offboarding.core.errors import DestructionIncompleteError, TenantError
+from offboarding.locations.postgres.catalog import ident
+from offboarding.locations.postgres.scope import Scope, digest_query
+from offboarding.planning import CatalogTable
+
+__all__ = ["affect", "count_rows", "digest_others", "mark_rows", "references_into"]
+
+
+def references_into(
+    conn: psycopg.Connection[Any],
+    catalog: list[CatalogTable],
+    doomed: Mapping[str, sql.Composable],
+    exempt: frozenset[tuple[str, tuple[str, ...]]] = frozenset(),
+) -> list[str]:
+    """Rows outside `doomed` that reference a doomed row: deleting it would cascade to them,
+    change them (set null) or be refused. One line per foreign key, with a count (no value).
+    `exempt` names (table, columns) references cleared before the delete."""
+    found: list[str] = []
+    for referencing in catalog:
+        name = referencing.qualified
+        for fk in referencing.foreign_keys:
+            if fk.references not in doomed or (name, fk.columns) in exempt:
+                continue
+            row = conn.execute(
+                sql.SQL(
+                    "SELECT count(*) FROM {r} WHERE ({cols}) IN (SELECT {refcols} FROM {t} "
+                    "WHERE {cond}) AND NOT coalesce({own}, false)"
+                ).format(
+                    r=ident(name),
+                    cols=sql.SQL(", ").join(sql.Identifier(c) for c in fk.columns),
+                    refcols=sql.SQL(", ").join(sql.Identifier(c) for c in fk.referenced_columns),
+                    t=ident(fk.references),
+                    cond=doomed[fk.references],
+                    own=doomed.get(name, sql.SQL("FALSE")),
+                )
+            ).fetchone()
+            if row and row[0]:
+                found.append(
+                    f"{row[0]} row(s) of {name} ({fk.name}: {', '.join(fk.columns)}) reference "
+                    f"the rows of {fk.references} to be deleted"
+                )
+    return found
+
+
+def mark_rows(
+    conn: psycopg.Connection[Any],
+    tables: Mapping[str, CatalogTable],
+    conditions: Mapping[str, sql.Composable],
+) -> dict[str, sql.Composable]:
+    """Note the primary key of every row matching each table's condition; return, per table,
+    the condition matching the marked rows."""
+    marked: dict[str, sql.Composable] = {}
+    for number, (table, condition) in enumerate(conditions.items()):
+        keys = tables[table].primary_key
+        if not keys:
+            raise TenantError(
+                f"{table} has no primary key: its rows cannot be told apart once changed. Give "
+                "the table a primary key"
+            )
+        schema, _, name = table.partition(".")
+        temp = sql.Identifier(f"offboarding_marked_rows_{number}")
+        columns = sql.SQL(", ").join(sql.Identifier(schema, name, k) for k in keys)
+        conn.execute(
+            sql.SQL("CREATE TEMP TABLE {temp} ON COMMIT DROP AS SELECT {cols} FROM {t} WHERE {w}")
+            .format(temp=temp, cols=columns, t=ident(table), w=condition)
+        )  # fmt: skip
+        marked[table] = sql.SQL("(({cols}) IN (SELECT * FROM {temp}))").format(
+            cols=columns, temp=temp
+        )
+    return marked
+
+
+def digest_others(
+    conn: psycopg.Connection[Any], scope: Scope, marked: Mapping[str, sql.Composable]
+) -> dict[str, str]:
+    """The digest of the tenant's rows that are not marked, in each marked table."""
+    digests = {}
+    for table, rows in marked.items():
+        others = sql.SQL("({tenant} AND NOT {rows})").format(tenant=scope.where(table), rows=rows)
+        row = conn.execute(digest_query(table, others)).fetchone()
+        digests[table] = str(row[0]) if row else ""
+    return digests
+
+
+def count_rows(conn: psycopg.Connection[Any], table: str, where: sql.Composable) -> int:
+    row = conn.execute(
+        sql.SQL("SELECT count(*) FROM {} WHERE {}").format(ident(table), where)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def affect(conn: psycopg.Connection[Any], statement: sql.Composed, expected: int, what: str) -> int:
+    """Run an UPDATE or DELETE that must change exactly `expected` rows (else the transaction
+    is abandoned: nothing changes)."""
+    affected = int(conn.execute(statement).rowcount)
+    if affected != expected:
+        raise DestructionIncompleteError(
+            f"{what}: {affected} row(s) changed where {expected} were counted; nothing was "
+            "changed. Retry"
+        )
+    return affected
