@@ -142,6 +142,27 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
         triggers=(PERSON_REQUEST_TRIGGER,),
     ),
     Deployment(
+        "retention",
+        "flows/persons.py:retention",
+        "Run the retention rules the clients set: delete each tenant's rows past their period "
+        "(and the files they name), with a signed record per tenant and run.",
+        cron="0 3 * * *",
+    ),
+    Deployment(
+        "retention-rule",
+        "flows/persons.py:retention_rule",
+        "Set a retention rule a client asked for (table, dating column, period), or retire one; "
+        "refused when it could touch another tenant's rows.",
+    ),
+    Deployment(
+        "forget-contacts",
+        "flows/persons.py:forget_contacts_due",
+        "Remove former clients' contacts three years after their contract ended: statements, "
+        "pseudonym keys, requests, notices, the registry's contact columns; ask the roles of "
+        "the operator's other systems; record it, signed.",
+        cron="30 6 * * *",
+    ),
+    Deployment(
         "verify-destruction",
         "flows/support.py:verify_destruction",
         "Re-scan every location of a destroyed case and record the result.",

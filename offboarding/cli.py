@@ -560,6 +560,56 @@ def _request(args: argparse.Namespace) -> int:
     return 0
 
 
+def _retention(args: argparse.Namespace) -> int:
+    from offboarding.core.config import Settings
+    from offboarding.persons.retention import list_rules, retire_rule, run_rules, set_rule
+
+    settings = Settings()
+    if args.action == "set":
+        made = set_rule(settings, args.tenant, args.table, args.age_column, args.period,
+                        name=args.by, files=args.files)  # fmt: skip
+        print(f"{made.ref}: {made.target} rows older than {made.period} by {made.age_column} "
+              "are deleted at each daily run")  # fmt: skip
+    elif args.action == "retire":
+        retired = retire_rule(settings, args.rule, name=args.by)
+        print(f"{retired.ref} retired; a signed record is in the archive")
+    elif args.action == "list":
+        listed = list_rules(settings, args.tenant)
+        for r in listed:
+            state = f"retired {r.retired_at:%Y-%m-%d}" if r.retired_at else "active"
+            last = (f"last run {r.last_run_at:%Y-%m-%d %H:%M}, {r.last_deleted} deleted"
+                    if r.last_run_at else "not run yet")  # fmt: skip
+            print(f"{r.ref}  {r.tenant:<14} {r.target:<28} {r.age_column:<14} {r.period:<10} "
+                  f"{state:<18} {last}")  # fmt: skip
+        print(f"{len(listed)} rule(s)")
+    else:
+        runs = run_rules(settings, args.tenants or None, say=print)
+        refused = sum(1 for run in runs for r in run.results if r.refused)
+        print(f"{len(runs)} tenant(s), "
+              f"{sum(r.deleted for run in runs for r in run.results)} row(s) deleted, "
+              f"{refused} rule(s) refused")  # fmt: skip
+        return 1 if refused else 0
+    return 0
+
+
+def _contacts(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from offboarding.core.config import Settings
+    from offboarding.persons.contacts import contacts_due, forget_contacts
+
+    settings = Settings()
+    if args.action == "due":
+        due = contacts_due(settings, datetime.now(UTC).date())
+        for tenant, on in due:
+            print(f"{tenant:<20} due {on}")
+        print(f"{len(due)} former client(s) due")
+        return 0
+    done = forget_contacts(settings, args.tenant, say=print)
+    print(f"record {done.record_key} in the archive")
+    return 0
+
+
 def _carry_out(settings: Settings, ref: str) -> int:
     """An open request, carried out here (the person-request deployment does the same)."""
     from offboarding.persons import get_request
@@ -827,6 +877,35 @@ def build_parser() -> argparse.ArgumentParser:
     listed = request_actions.add_parser("list", help="requests and deadlines; exit 1 if overdue")
     listed.add_argument("tenant", nargs="?")
     request.set_defaults(run=_request)
+
+    retention = commands.add_parser(
+        "retention", help="the clients' retention rules (clause 2.2.2): set, retire, list, run"
+    )
+    retention_actions = retention.add_subparsers(dest="action", required=True)
+    rule = retention_actions.add_parser("set", help="record a rule the client asked for")
+    rule.add_argument("tenant")
+    rule.add_argument("table", help="schema.table, e.g. public.chat_messages")
+    rule.add_argument("--age-column", required=True, help="the column dating each row")
+    rule.add_argument("--period", required=True, help="e.g. '1 year', '6 months', '90 days'")
+    rule.add_argument("--files", help="the column naming each row's object, deleted with it")
+    rule.add_argument("--by", required=True, help="who at the client asked")
+    retire = retention_actions.add_parser("retire", help="stop a rule")
+    retire.add_argument("rule", help="the rule's reference, rr-...")
+    retire.add_argument("--by", required=True, help="who at the client asked")
+    rules = retention_actions.add_parser("list", help="the rules, and when each last ran")
+    rules.add_argument("tenant", nargs="?")
+    run_rules = retention_actions.add_parser("run", help="run the rules now (as the flow does)")
+    run_rules.add_argument("tenants", nargs="*")
+    retention.set_defaults(run=_retention)
+
+    contacts = commands.add_parser(
+        "contacts", help="former clients' contacts, three years on (clause 1.1.4)"
+    )
+    contacts_actions = contacts.add_subparsers(dest="action", required=True)
+    contacts_actions.add_parser("due", help="former clients whose contacts are due to go")
+    forget = contacts_actions.add_parser("forget", help="remove them now (only once due)")
+    forget.add_argument("tenant")
+    contacts.set_defaults(run=_contacts)
 
     reissue = commands.add_parser("reissue", help="send the contact new download links")
     reissue.add_argument("case", help="the case id, e.g. acme-0123456789ab")

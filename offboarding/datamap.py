@@ -52,6 +52,8 @@ __all__ = [
     "Attestation",
     "AttestedSystem",
     "BoundSystem",
+    "ContactSystem",
+    "ContactsScope",
     "DataMap",
     "FilesSystem",
     "FreezeHook",
@@ -438,6 +440,27 @@ class PersonScope(BaseModel):
         return self
 
 
+class ContactSystem(BaseModel):
+    """One of the operator's own systems that holds the client's contacts (a CRM, billing, the
+    support desk): a role erases them there, three years after the contract's end, and confirms."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    why: str = Field(default="", description="What the system holds of the client's contacts.")
+    attested: Attestation
+
+
+class ContactsScope(BaseModel):
+    """Where the operator keeps the client's contacts beyond the pipeline's own ledger (clause
+    1.1.4: no longer than three years after the relationship ends)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    systems: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,39}$")], ContactSystem] = Field(
+        default_factory=dict, description="Each system holding contacts, by name."
+    )
+
+
 class DataMap(BaseModel):
     """Every system of the platform that holds tenant data (TOML, OFFBOARD_DATAMAP), each bound
     to a plug-in (verified destruction) or an attested step (a role confirms)."""
@@ -456,6 +479,11 @@ class DataMap(BaseModel):
     person: PersonScope | None = Field(
         default=None,
         description="How one person of a tenant is found in every system (person requests).",
+    )
+    contacts: ContactsScope = Field(
+        default_factory=ContactsScope,
+        description="The operator's other systems holding the client's contacts, erased three "
+        "years after the contract's end by the role each names.",
     )
 
     @property
@@ -610,12 +638,20 @@ def _system(name: str, raw: Any) -> System:
 
 
 def parse_datamap(document: dict[str, Any], source: str = "") -> DataMap:
-    unknown = set(document) - {"systems", "tenants", "person"}
+    unknown = set(document) - {"systems", "tenants", "person", "contacts"}
     if unknown:
         raise ConfigurationError(
             f"data map {source}: unknown top-level key(s) {sorted(unknown)}; the file holds "
-            "[tenants], [systems.<name>] and [person] tables"
+            "[tenants], [systems.<name>], [person] and [contacts] tables"
         )
+    try:
+        contacts = ContactsScope.model_validate(_expand(document.get("contacts", {}), "contacts"))
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'contacts'}: {e['msg']}"
+            for e in error.errors()
+        )
+        raise ConfigurationError(f"data map {source}: [contacts]: {problems}") from None
     person: PersonScope | None = None
     if "person" in document:
         try:
@@ -646,7 +682,9 @@ def parse_datamap(document: dict[str, Any], source: str = "") -> DataMap:
         )
     systems = {name: _system(name, raw) for name, raw in systems_raw.items()}
     try:
-        return _named(DataMap(systems=systems, tenants=tenants, person=person), source)
+        return _named(
+            DataMap(systems=systems, tenants=tenants, person=person, contacts=contacts), source
+        )
     except ValidationError as error:
         raise ConfigurationError(
             f"data map {source}: system names are 1-40 lowercase letters, digits and dashes, "

@@ -49,6 +49,8 @@ _LEDGER_DDL = sql.SQL(
     " offboarding_case text,"
     " destroyed_at timestamptz,"
     " contact_delete_after date);"
+    # When the contacts went (added in 0.3: an older ledger gains the column).
+    "ALTER TABLE {ledger} ADD COLUMN IF NOT EXISTS contacts_forgotten_at timestamptz;"
     # What people said (names, notes, reasons), under an opaque reference that the orchestrator
     # and the archive carry instead, and each case's pseudonym key (offboarding/people.py):
     # both go with the contact details, three years after the end (clause 1.1.4).

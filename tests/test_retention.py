@@ -4,6 +4,9 @@ newer rows stay; a rule that could touch another tenant is refused; each run is 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import datetime
 
 import pytest
@@ -121,3 +124,30 @@ def test_rows_others_reference_stop_the_rule_for_the_run(platform: Platform) -> 
     assert "1 row(s) of public.pins" in run.results[0].refused
     assert platform.fingerprint("acme") == before
     assert read_signed(settings, run.record_key)["rules"][0]["refused"]
+
+
+def test_offboard_retention_sets_lists_and_runs_rules(platform: Platform) -> None:
+    env = {
+        **os.environ,
+        "OFFBOARD_HOME": str(platform.settings.home),
+        "OFFBOARD_DATABASE_URL": platform.dsn,
+        "OFFBOARD_DATAMAP": str(platform.settings.datamap),
+    }
+
+    def offboard(*args: str, code: int = 0) -> str:
+        done = subprocess.run([sys.executable, "-m", "offboarding.cli", *args], env=env,
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        assert done.returncode == code, done.stderr
+        return done.stdout + done.stderr
+
+    made = offboard("retention", "set", "acme", "public.survey_answers", "--age-column",
+                    "submitted_on", "--period", "10 years", "--by", "DPO")  # fmt: skip
+    ref = made.split(":")[0]
+    assert ref.startswith("rr-") and "10 years" in made
+    assert "not run yet" in offboard("retention", "list", "acme")
+    assert "0 row(s) deleted, 0 rule(s) refused" in offboard("retention", "run", "acme")
+    assert "last run" in offboard("retention", "list")
+    assert "tenants table" in offboard("retention", "set", "acme", "public.tenants",
+                                       "--age-column", "created_at", "--period", "1 year",
+                                       "--by", "DPO", code=2)  # fmt: skip
+    assert "retired" in offboard("retention", "retire", ref, "--by", "DPO")

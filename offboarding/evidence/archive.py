@@ -113,6 +113,7 @@ class ArchiveReport:
     downloads: int = 0  # signed download receipts
     person_records: int = 0  # answers and certificates of requests about one person
     retention_runs: int = 0  # signed records of the client's retention rules' runs
+    contact_records: int = 0  # a former client's contacts removed, three years on
     keys: list[str] = field(default_factory=list)
     anchors: list[Anchor] = field(default_factory=list)  # timestamp tokens checked
     unanchored: list[str] = field(default_factory=list)  # certified cases with no token
@@ -200,6 +201,9 @@ def verify_archive(
     for key in sorted(o for o in _listing(store, "retention/") if o.endswith(".json")):
         _signed(store, key, keys, report, named=True, dated="at")  # the client's retention runs
         report.retention_runs += 1
+    for key in sorted(o for o in _listing(store, "contacts/") if o.endswith(".json")):
+        _signed(store, key, keys, report, named=True, dated="at")  # contacts forgotten
+        report.contact_records += 1
     report.keys = sorted(o for o in _listing(store, "keys/") if o.endswith(".pem"))
     return report
 
