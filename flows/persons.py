@@ -141,7 +141,7 @@ def retention(tenants: list[str] | None = None) -> dict[str, int]:
             logger.info("%s: rules not run (%s)", run.tenant, run.skipped)
             continue
         adapter.publish_table(
-            CaseRef(tenant=run.tenant, case_id=run.run), "retention",
+            CaseRef(tenant=run.tenant, case_id=f"{run.tenant}-{run.run}"), "retention",
             [{"rule": r.rule, "table": r.target, "cutoff": r.cutoff, "deleted": r.deleted,
               "files": r.files, "refused": r.refused} for r in run.results],
             f"Retention run {run.run} of {run.tenant}: record {run.record_key}",

@@ -822,7 +822,7 @@ def build_parser() -> argparse.ArgumentParser:
     statement.add_argument(
         "kind",
         choices=["acknowledgement", "termination", "attestation", "hold", "postponement",
-                 "request", "extension"],
+                 "request", "extension", "answer", "rule"],
     )  # fmt: skip
     statement.add_argument("--name", help="who makes the statement")
     statement.add_argument("--note", help="acknowledgement: the optional note")

@@ -15,9 +15,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from prefect import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from offboarding.dev.demo.run import wait_for_state
@@ -110,7 +113,8 @@ def test_a_terminated_contract_opens_a_case_support_staff_can_see_in_the_ui(
     assert limits == {"offboarding-exports": 2, "offboarding-destructions": 2}
     assert deployments == sorted(
         ["offboard", "destroy", "case-watch", "backup", "deadline-watch", "reissue-link",
-         "legal-hold", "postpone-destruction", "verify-destruction"]
+         "legal-hold", "postpone-destruction", "verify-destruction", "person-request",
+         "retention", "retention-rule", "forget-contacts"]
     )  # fmt: skip
     assert stack.worker is not None
     waiting = wait_for_state(run.id, {"PAUSED"}, timeout=240, runner=stack.worker)
@@ -131,3 +135,80 @@ def test_a_terminated_contract_opens_a_case_support_staff_can_see_in_the_ui(
         ["waiting for the client's acknowledgement", "links valid until"],
     )
     screenshot(browser, tmp_path, "ui-case-summary")
+
+
+def _completed(stack: LocalStack, deployment: str, parameters: dict[str, Any]) -> FlowRun:
+    run = run_deployment(deployment, parameters=parameters, timeout=0, as_subflow=False)
+    assert isinstance(run, FlowRun)
+    done = wait_for_state(run.id, {"COMPLETED"}, timeout=240, runner=stack.worker)
+    assert isinstance(done, FlowRun)
+    return done
+
+
+def _artifact(prefix: str) -> Any:
+    with get_client(sync_client=True) as client:
+        return next(a for a in client.read_artifacts() if (a.key or "").startswith(prefix))
+
+
+def _statement(stack: LocalStack, *args: str) -> str:
+    kept = subprocess.run(
+        [sys.executable, "-m", "offboarding.cli", "statement", *args],
+        env=stack.env(), capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    return kept.stdout.strip()
+
+
+def test_person_requests_and_retention_rules_in_the_ui(
+    stack: LocalStack, browser: Any, tmp_path: Path
+) -> None:
+    """What the support guide shows: a person request's form and its answer, an erasure, a
+    direct request forwarded, a retention rule set and its daily run."""
+    assert stack.server is not None
+    ui = stack.server.ui_url
+    with psycopg.connect(stack.pg.dsn) as conn:
+        people = [
+            str(r[0])
+            for r in conn.execute(
+                "SELECT u.id FROM users u WHERE u.tenant_id = 'acme' AND EXISTS (SELECT 1 FROM "
+                "comments c WHERE c.author_id = u.id) AND EXISTS (SELECT 1 FROM documents d "
+                "WHERE d.uploaded_by = u.id) ORDER BY u.id LIMIT 2"
+            )
+        ]
+    with get_client(sync_client=True) as client:
+        deployment = next(d for d in client.read_deployments() if d.name == "person-request")
+    page_shows(browser, f"{ui}/deployments/deployment/{deployment.id}/run",
+               ["person", "kind", "statement"])  # fmt: skip
+    screenshot(browser, tmp_path, "ui-person-request-form")
+
+    access = _completed(stack, "person-request/person-request",
+                        {"tenant": "acme", "kind": "access", "person": people[0]})  # fmt: skip
+    answer = _artifact("answer-pr-")
+    page_shows(browser, f"{ui}/artifacts/artifact/{answer.id}",
+               ["public.users", "links sent to the client's contact"])  # fmt: skip
+    screenshot(browser, tmp_path, "ui-person-access")
+    assert access.parameters["person"] == people[0]
+
+    _completed(stack, "person-request/person-request",
+               {"tenant": "acme", "kind": "erasure", "person": people[1]})  # fmt: skip
+    erasure = _artifact("erasure-pr-")
+    page_shows(browser, f"{ui}/artifacts/artifact/{erasure.id}",
+               ["public.comments", "certificate persons/acme/"])  # fmt: skip
+    screenshot(browser, tmp_path, "ui-person-erasure")
+
+    said = _statement(stack, "acme", "request", "--name", "Zoë Requester", "--contact",
+                      "zoe@example.org", "--text", "Please erase my account")  # fmt: skip
+    direct = _completed(stack, "person-request/person-request",
+                        {"tenant": "acme", "kind": "erasure", "statement": said})  # fmt: skip
+    page_shows(browser, f"{ui}/runs/flow-run/{direct.id}", ["forwarded to the client's contact"])
+    screenshot(browser, tmp_path, "ui-person-direct")
+
+    asked = _statement(stack, "acme", "rule", "--name", "Acme's DPO")
+    _completed(stack, "retention-rule/retention-rule", {
+        "tenant": "acme", "action": "set", "statement": asked, "table": "public.chat_messages",
+        "age_column": "sent_at", "period": "1 year"})  # fmt: skip
+    run = _completed(stack, "retention/retention", {"tenants": ["acme"]})
+    assert run.state is not None and run.state.is_completed()
+    retention = _artifact("retention-")
+    page_shows(browser, f"{ui}/artifacts/artifact/{retention.id}",
+               ["public.chat_messages", "Retention run"])  # fmt: skip
+    screenshot(browser, tmp_path, "ui-retention-run")
