@@ -540,6 +540,12 @@ def _request(args: argparse.Namespace) -> int:
         print("forwarded to the client's contact, not executed: the request is the client's")
     elif args.action == "run":
         return _carry_out(settings, args.ref)
+    elif args.action == "attest":
+        from offboarding.persons.erasure import attest_person_system
+
+        key = attest_person_system(settings, args.ref, args.system, name=args.by,
+                                   action=args.action_done, evidence=args.evidence)  # fmt: skip
+        print(f"recorded: {key} in the archive")
     elif args.action == "close":
         request = close_request(settings, args.ref, name=args.by, note=args.note or "")
         _show_request(request)
@@ -596,7 +602,7 @@ def _contacts(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from offboarding.core.config import Settings
-    from offboarding.persons.contacts import contacts_due, forget_contacts
+    from offboarding.persons.contacts import attest_contacts_system, contacts_due, forget_contacts
 
     settings = Settings()
     if args.action == "due":
@@ -604,6 +610,11 @@ def _contacts(args: argparse.Namespace) -> int:
         for tenant, on in due:
             print(f"{tenant:<20} due {on}")
         print(f"{len(due)} former client(s) due")
+        return 0
+    if args.action == "attest":
+        key = attest_contacts_system(settings, args.tenant, args.system, action=args.action_done,
+                                     evidence=args.evidence)  # fmt: skip
+        print(f"recorded: {key} in the archive")
         return 0
     done = forget_contacts(settings, args.tenant, say=print)
     print(f"record {done.record_key} in the archive")
@@ -864,6 +875,15 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="carry out an open request: access/portability answer, or erasure"
     )
     run.add_argument("ref", help="the request's reference, pr-...")
+    attest_person = request_actions.add_parser(
+        "attest", help="a role confirms an erasure in an attested system (helpdesk, search)"
+    )
+    attest_person.add_argument("ref", help="the erasure request's reference, pr-...")
+    attest_person.add_argument("system", help="the data map's [person.systems] name")
+    attest_person.add_argument("--by", required=True, help="who did it (kept as a pseudonym)")
+    attest_person.add_argument("--action", dest="action_done", required=True,
+                               help="what was done (no personal data)")  # fmt: skip
+    attest_person.add_argument("--evidence", required=True, help="where the evidence is")
     close = request_actions.add_parser(
         "close", help="a rectification or restriction the client carried out: close it"
     )
@@ -905,6 +925,13 @@ def build_parser() -> argparse.ArgumentParser:
     contacts_actions.add_parser("due", help="former clients whose contacts are due to go")
     forget = contacts_actions.add_parser("forget", help="remove them now (only once due)")
     forget.add_argument("tenant")
+    confirm = contacts_actions.add_parser(
+        "attest", help="a role confirms it erased the contacts in one of the operator's systems"
+    )
+    confirm.add_argument("tenant")
+    confirm.add_argument("system", help="the data map's [contacts.systems] name")
+    confirm.add_argument("--action", dest="action_done", required=True, help="what was done")
+    confirm.add_argument("--evidence", required=True, help="where the evidence is (a ticket)")
     contacts.set_defaults(run=_contacts)
 
     reissue = commands.add_parser("reissue", help="send the contact new download links")

@@ -15,7 +15,7 @@ from offboarding.delivery.mail import read_outbox
 from offboarding.evidence.archive import verify_archive
 from offboarding.people import keep_statement, pseudonym
 from offboarding.persons import forward_direct_request
-from offboarding.persons.contacts import contacts_due, forget_contacts
+from offboarding.persons.contacts import attest_contacts_system, contacts_due, forget_contacts
 from offboarding.persons.records import read_signed
 from offboarding.registry import TenantRegistry
 from offboarding.stores import open_store
@@ -77,3 +77,6 @@ def test_contacts_go_three_years_after_the_termination_and_not_before(
     )
     assert report.contact_records == 1
     assert contacts_due(settings, date(2031, 1, 1)) == []
+    confirmed = attest_contacts_system(settings, "acme", "crm", action="contacts deleted",
+                                       evidence="CRM-881")  # fmt: skip
+    assert read_signed(settings, confirmed)["role"] == "account manager"

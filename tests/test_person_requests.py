@@ -21,7 +21,7 @@ from offboarding.evidence.archive import verify_archive
 from offboarding.locations.backups import backup_prefix
 from offboarding.persons import get_request, open_request
 from offboarding.persons.access import answer_access
-from offboarding.persons.erasure import erase_person
+from offboarding.persons.erasure import attest_person_system, erase_person
 from offboarding.persons.records import read_signed
 from offboarding.stores import open_store
 from tests.conftest import Platform
@@ -209,6 +209,14 @@ def test_an_erasure_leaves_no_value_of_the_person_and_others_content_survives(
     notice = read_outbox(settings.root / "outbox" / f"request-{request.ref}-helpdesk.eml")
     assert notice["To"] == "support-lead@operator.example"
     assert get_request(settings, request.ref).status == "answered"
+    assert f"offboard request attest {request.ref} helpdesk" in notice.get_content()
+    confirmed = attest_person_system(
+        settings, request.ref, "helpdesk", name="Sam Lead", action="tickets erased",
+        evidence="HD-4411",
+    )  # fmt: skip
+    assert read_signed(settings, confirmed)["by"].startswith("hmac-sha256:")
+    with pytest.raises(TenantError, match="no attested system"):
+        attest_person_system(settings, request.ref, "cache", name="x", action="a", evidence="e")
 
 
 def test_an_erasure_that_would_reach_someone_elses_rows_changes_nothing(

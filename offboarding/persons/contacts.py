@@ -33,7 +33,13 @@ from offboarding.people import forget_tenant
 from offboarding.persons.records import archive_signed
 from offboarding.registry import TenantRegistry, registry_table
 
-__all__ = ["ContactsForgotten", "contacts_due", "forget_contacts", "record_key"]
+__all__ = [
+    "ContactsForgotten",
+    "attest_contacts_system",
+    "contacts_due",
+    "forget_contacts",
+    "record_key",
+]
 
 
 @dataclass(frozen=True)
@@ -182,3 +188,34 @@ def forget_contacts(
         case_keys=forgotten.case_keys, requests=requests, rules=rules, registry_rows=cleared,
         notices=notices, asked=[a["system"] for a in asked], record_key=key,
     )  # fmt: skip
+
+
+def attest_contacts_system(
+    settings: Settings, tenant: str, system: str, *, action: str, evidence: str
+) -> str:
+    """The role of one of the operator's contact systems confirms it erased the former
+    client's contacts there: a signed record beside the tenant's, naming the role (the
+    operator's staff answer for it; no name is kept, the tenant's pseudonym keys being gone)."""
+    tenant = validate_tenant_id(tenant)
+    systems = load_datamap(settings.datamap).contacts.systems
+    if system not in systems:
+        raise TenantError(
+            f"{system!r} is not in the data map's [contacts.systems] "
+            f"({', '.join(systems) or 'none'})"
+        )
+    with TenantRegistry(settings).connect() as conn:
+        row = conn.execute(
+            "SELECT contacts_forgotten_at FROM offboarding.ledger WHERE tenant = %s", (tenant,)
+        ).fetchone()
+    if row is None or row["contacts_forgotten_at"] is None:
+        raise TenantError(
+            f"tenant {tenant!r}'s contacts were not removed yet: the forget-contacts run asks "
+            "the roles, then they confirm"
+        )
+    key = f"contacts/{tenant}/{system}.json"
+    archive_signed(settings, key, {
+        "record": "contacts-system-attested", "tenant": tenant, "system": system,
+        "role": systems[system].attested.role,
+        "action": action, "evidence": evidence,
+    })  # fmt: skip
+    return key

@@ -50,7 +50,7 @@ from offboarding.delivery.mail import compose, send
 from offboarding.locations import lingering
 from offboarding.locations.backups import backup_prefix
 from offboarding.locations.postgres.catalog import ident
-from offboarding.people import pseudonym
+from offboarding.people import keep_statement, pseudonym
 from offboarding.persons.records import archive_signed
 from offboarding.persons.requests import PersonRequest, get_request, mark_answered
 from offboarding.persons.rows import affect, count_rows, digest_others, mark_rows, references_into
@@ -63,7 +63,7 @@ from offboarding.persons.scope import (
 from offboarding.registry import TenantRegistry
 from offboarding.stores import delete_every_version, delete_object_versions, open_store
 
-__all__ = ["PersonErasure", "certificate_key", "erase_person"]
+__all__ = ["PersonErasure", "attest_person_system", "certificate_key", "erase_person"]
 
 _TEXT_TYPES = frozenset({"text", "varchar", "bpchar", "citext", "name"})
 
@@ -369,7 +369,37 @@ def _notify(
             f"{request.person} (request {request.ref}). The database and files are done; "
             f"{system} is yours, as the {attested.role}:\n\n  {procedure}\n\n"
             f"Due by {due:%Y-%m-%d}. Then confirm with:\n"
-            f"  offboard request attest {request.ref} {system} --name <you>\n"
+            f"  offboard request attest {request.ref} {system} --by <you> --action <what was "
+            "done> --evidence <ticket>\n"
         ),
     )
     send(settings, message, outbox_name=f"request-{request.ref}-{system}")
+
+
+def attest_person_system(
+    settings: Settings, ref: str, system: str, *, name: str, action: str, evidence: str
+) -> str:
+    """The role of an attested system confirms it erased the person there: a signed record
+    beside the certificate (who, as a pseudonym; what was done; where the evidence is)."""
+    request = get_request(settings, ref)
+    scope = load_datamap(settings.datamap).require_person_scope()
+    attested = scope.systems.get(system)
+    if request.kind != "erasure" or request.status != "answered":
+        raise TenantError(
+            f"request {ref} is not a carried-out erasure ({request.kind}, {request.status}): "
+            "attest a system once the erasure's certificate is issued"
+        )
+    if attested is None or attested.attested is None:
+        named = ", ".join(n for n, s in scope.systems.items() if s.attested) or "none"
+        raise TenantError(
+            f"{system!r} is no attested system of the data map's [person.systems] ({named})"
+        )
+    said = keep_statement(settings, request.tenant, "attestation", name=name)
+    key = f"persons/{request.tenant}/{ref}/attested-{system}.json"
+    archive_signed(settings, key, {
+        "record": "person-system-attested", "request": ref, "tenant": request.tenant,
+        "system": system, "role": attested.attested.role, "statement": said,
+        "by": pseudonym(settings, CaseRef(tenant=request.tenant, case_id=ref), name),
+        "action": action, "evidence": evidence,
+    })  # fmt: skip
+    return key
