@@ -1,5 +1,5 @@
 # Two commands matter: `make demo` and `make test`. Both set up what they need.
-.PHONY: audit bench-concurrent bench-destroy bench-mariadb bench-scale demo serve test lint typecheck pytest setup system-deps browser-deps schemas clean bench
+.PHONY: audit bench-concurrent bench-destroy bench-persons bench-mariadb bench-scale demo serve test lint typecheck pytest setup system-deps browser-deps schemas clean bench
 
 PYTHON ?= python3
 UV_VERSION := 0.13.8
@@ -93,6 +93,10 @@ bench-mariadb: setup benchmarks/.venv-peers/.synced
 # Destruction on a live platform against plain SQL, and on twice the neighbours (benchmarks/destroy.py)
 bench-destroy: setup
 	$(VENV)/bin/python -m benchmarks.destroy $(BENCH_ARGS)
+
+# One person's access and erasure on a platform that grows around them (benchmarks/persons.py)
+bench-persons: setup
+	$(VENV)/bin/python -m benchmarks.persons $(BENCH_ARGS)
 
 # A tenant ten times the benchmark size: memory flat, time linear? (replaces its section of RESULTS.md)
 # and the export on a Dask cluster of 1, 2 and 4 worker processes (benchmarks/distributed.py)

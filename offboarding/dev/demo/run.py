@@ -258,6 +258,7 @@ class DemoResult:
     neighbours_backups_restore: bool | None = None
     remaining: dict[str, int] = field(default_factory=dict)
     systems: dict[str, str] = field(default_factory=dict)  # the data map's, as certified
+    person_requests: dict[str, str] = field(default_factory=dict)  # kind -> archive record
     neighbours_unchanged: bool | None = None
     case_id: str | None = None
     offboard_run: str | None = None
@@ -280,6 +281,7 @@ class DemoResult:
             "report": self.report,
             "certificate_verified": self.certificate_verified,
             "timestamping": self.timestamping,
+            "person_requests": self.person_requests,
             "timestamp_tokens_verified": self.timestamp_tokens_verified,
             "timestamp_authority_ca": self.timestamp_authority_ca,
             "backup_locations": self.backup_locations,
@@ -352,6 +354,8 @@ def _run_case(
     )
     say(f"{result.backups_before} encrypted backup objects of {DEMO_TENANT} in "
         f"{len(result.backup_locations)} locations")  # fmt: skip
+
+    _person_requests(env, result, say)
 
     say(f"the client's age key: {DEMO_TENANT}'s identity stays with it, its recipient goes "
         "in the tenants table, so only the client can open the bundle")  # fmt: skip
@@ -448,6 +452,40 @@ def _run_case(
     result.neighbours_unchanged = before == after
     if not result.neighbours_unchanged:
         result.errors.append("other tenants' data changed")
+
+
+def _person_requests(env: DemoEnvironment, result: DemoResult, say: Callable[[str], None]) -> None:
+    """During the contract: the client asks for a copy of one person's data, then for its
+    erasure (the person-request deployment, as its administration console would)."""
+    import psycopg
+
+    from flows import adapter
+    from offboarding.core.config import Settings
+    from offboarding.persons import list_requests
+    from offboarding.persons.access import answer_key
+    from offboarding.persons.erasure import certificate_key
+
+    with psycopg.connect(env.pg.dsn) as conn:
+        row = conn.execute(
+            "SELECT u.id FROM users u WHERE u.tenant_id = %s AND EXISTS (SELECT 1 FROM comments "
+            "c WHERE c.author_id = u.id) ORDER BY u.id LIMIT 1",
+            (DEMO_TENANT,),
+        ).fetchone()
+    if row is None:
+        raise OffboardingError(f"the demo platform has no person with comments in {DEMO_TENANT}")
+    person = str(row[0])
+    for kind in ("access", "erasure"):
+        say(f"a request about one person during the contract: {kind} of person {person} of "
+            f"{DEMO_TENANT} (the person-request deployment)")  # fmt: skip
+        run = adapter.start_deployment(
+            "person-request/person-request", {"tenant": DEMO_TENANT, "kind": kind, "person": person}
+        )
+        wait_for_state(run.id, {"COMPLETED"}, timeout=150, runner=env.runner)
+    settings = Settings()
+    for request in list_requests(settings, DEMO_TENANT):
+        key = certificate_key(request) if request.kind == "erasure" else answer_key(request)
+        result.person_requests[request.kind] = f"{request.ref} ({request.status}): {key}"
+    say(f"both answered, with signed records in the archive: {result.person_requests}")
 
 
 def _client_identity(directory: Path, tenant: str, dsn: str) -> Path:
