@@ -23,6 +23,7 @@ from offboarding.persons import get_request, open_request
 from offboarding.persons.access import answer_access
 from offboarding.persons.erasure import attest_person_system, erase_person
 from offboarding.persons.records import read_signed
+from offboarding.registry import TenantRegistry
 from offboarding.stores import open_store
 from tests.conftest import Platform
 
@@ -237,6 +238,20 @@ def test_an_erasure_that_would_reach_someone_elses_rows_changes_nothing(
         TenantError,
         match=r"1 row\(s\) of public\.pins .* reference the rows of public\.chat_messages",
     ):
+        erase_person(settings, request.ref)
+    assert platform.fingerprint("acme") == before
+    assert get_request(settings, request.ref).status == "open"
+
+
+def test_an_erasure_is_refused_once_the_tenant_is_frozen(platform: Platform) -> None:
+    """A tenant being offboarded is read-only and goes whole: the erasure says so, changes
+    nothing, and stays open for its deadline."""
+    settings = platform.settings
+    person = _person(platform)
+    request = open_request(settings, "acme", str(person), "erasure")
+    TenantRegistry(settings).freeze("acme", "acme-0123456789ab")
+    before = platform.fingerprint("acme")
+    with pytest.raises(TenantError, match=r"is frozen .* goes whole at the case's destruction"):
         erase_person(settings, request.ref)
     assert platform.fingerprint("acme") == before
     assert get_request(settings, request.ref).status == "open"

@@ -285,6 +285,12 @@ def erase_person(
             "person, is carried out (a direct request goes to the client, who opens its own)"
         )
     tenant = TenantRegistry(settings).get(request.tenant)
+    if tenant.status != "active":
+        raise TenantError(
+            f"tenant {request.tenant!r} is {tenant.status} (case {tenant.offboarding_case}): its "
+            "data is frozen for the hand-over and goes whole at the case's destruction. Tell "
+            "the client: the person's erasure comes with it, on the certificate's date"
+        )
     datamap = load_datamap(settings.datamap)
     scope = datamap.require_person_scope()
     files = open_store(settings.store_url("files"))
