@@ -24,12 +24,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
-
 from exporters.bundle import safe_entry_paths
 from exporters.parquet import plan_column, select_query
 from offboarding.core.config import Settings
-from offboarding.core.errors import IntegrityError, TenantError
+from offboarding.core.errors import IntegrityError
 from offboarding.core.records import (
     CaseRef,
     ExportedPart,
@@ -54,12 +52,17 @@ from offboarding.locations.postgres.snapshot import (
     ExportJob,
     SnapshotReaders,
     array_dimensions,
+    leader_snapshot,
     run_job,
     source_dsn,
 )
 from offboarding.people import pseudonym
 from offboarding.persons.records import archive_signed
-from offboarding.persons.requests import PersonRequest, get_request, mark_answered
+from offboarding.persons.requests import (
+    PersonRequest,
+    mark_answered,
+    to_carry_out,
+)
 from offboarding.persons.scope import person_conditions, person_files, require_person
 from offboarding.registry import TenantRegistry
 from offboarding.stores import ObjectStore, open_store
@@ -104,45 +107,39 @@ def _snapshot_person(
     scratch = scratch_dir(settings, work) / "export"
     shutil.rmtree(scratch, ignore_errors=True)
     sink = ScratchSink(scratch)
-    with psycopg.connect(source_dsn(settings)) as leader:
-        leader.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        leader.read_only = True
-        with leader.transaction():
-            row = leader.execute("SELECT pg_export_snapshot(), clock_timestamp()").fetchone()
-            assert row is not None
-            snapshot_id, snapshot_time = row
-            selection = person_conditions(leader, settings, scope, work.tenant, person)
-            conditions = selection.conditions
-            require_person(leader, scope, conditions, work.tenant, person)
-            items: list[TableItem] = []
-            jobs: list[ExportJob] = []
-            for name, condition in conditions.items():
-                table, pg_columns = selection.tables[name], selection.columns[name]
-                rows, size = measure(leader, name, condition)
-                dimensions = array_dimensions(leader, ident(name), pg_columns, condition)
-                plans = [plan_column(c, dimensions=dimensions.get(c.name, 1)) for c in pg_columns]
-                items.append(TableItem(
-                    schema_name=table.schema, table=table.name,
-                    scope=scope_kind(selection.classification, name), rows=rows,
-                    bytes_estimate=size, columns=[column_schema(p) for p in plans],
-                    primary_key=list(table.primary_key), foreign_keys=foreign_key_schemas(table),
-                ))  # fmt: skip
-                jobs.append(ExportJob(
-                    table=name, relative=f"tables/{name}/part-00000.parquet", plans=plans,
-                    query=select_query(
-                        ident(name), plans, condition, list(table.primary_key)
-                    ).as_string(),
-                ))  # fmt: skip
-            keys = person_files(leader, scope, conditions, files, work.tenant, person)
-            readers = SnapshotReaders(source_dsn(settings), snapshot_id)
-            try:
-                parts = [
-                    run_job(settings, readers, PartTask("postgres", snapshot_id, job.relative, job),
-                            sink)
-                    for job in jobs
-                ]  # fmt: skip
-            finally:
-                readers.close()
+    with leader_snapshot(settings) as (leader, snapshot_id, snapshot_time):
+        selection = person_conditions(leader, settings, scope, work.tenant, person)
+        conditions = selection.conditions
+        require_person(leader, scope, conditions, work.tenant, person)
+        items: list[TableItem] = []
+        jobs: list[ExportJob] = []
+        for name, condition in conditions.items():
+            table, pg_columns = selection.tables[name], selection.columns[name]
+            rows, size = measure(leader, name, condition)
+            dimensions = array_dimensions(leader, ident(name), pg_columns, condition)
+            plans = [plan_column(c, dimensions=dimensions.get(c.name, 1)) for c in pg_columns]
+            items.append(TableItem(
+                schema_name=table.schema, table=table.name,
+                scope=scope_kind(selection.classification, name), rows=rows,
+                bytes_estimate=size, columns=[column_schema(p) for p in plans],
+                primary_key=list(table.primary_key), foreign_keys=foreign_key_schemas(table),
+            ))  # fmt: skip
+            jobs.append(ExportJob(
+                table=name, relative=f"tables/{name}/part-00000.parquet", plans=plans,
+                query=select_query(
+                    ident(name), plans, condition, list(table.primary_key)
+                ).as_string(),
+            ))  # fmt: skip
+        keys = person_files(leader, scope, conditions, files, work.tenant, person)
+        readers = SnapshotReaders(source_dsn(settings), snapshot_id)
+        try:
+            parts = [
+                run_job(settings, readers, PartTask("postgres", snapshot_id, job.relative, job),
+                        sink)
+                for job in jobs
+            ]  # fmt: skip
+        finally:
+            readers.close()
     prefix = tenant_prefix(work.tenant)
     file_items = [FileItem(key=k, referenced=True, **_sized(files, k)) for k in keys]
     paths = safe_entry_paths("files/", [k.removeprefix(prefix) for k in keys])
@@ -193,22 +190,15 @@ def answer_access(
     """Answer an open access or portability request: the person's bundle, verified, in the
     delivery store, its links mailed to the client's contact, a signed record archived, the
     request marked answered. Scratch is wiped either way."""
-    request = get_request(settings, ref)
-    if request.kind not in ("access", "portability"):
-        raise TenantError(f"request {ref} is a {request.kind} request, not access or portability")
-    if request.status != "open" or request.person is None:
-        raise TenantError(
-            f"request {ref} is {request.status}: only an open request of the client, naming a "
-            "person, is carried out (a direct request goes to the client, who opens its own)"
-        )
+    request, person = to_carry_out(settings, ref, ("access", "portability"))
     tenant = TenantRegistry(settings).get(request.tenant)
     address = tenant.require_contact()
     scope = load_datamap(settings.datamap).require_person_scope()
     files = open_store(settings.store_url("files"))
     work = CaseRef(tenant=request.tenant, case_id=request.ref)
     try:
-        say(f"snapshot of person {request.person} of {request.tenant}")
-        inventory, exported = _snapshot_person(settings, scope, work, request.person, files)
+        say(f"snapshot of person {person} of {request.tenant}")
+        inventory, exported = _snapshot_person(settings, scope, work, person, files)
         say(f"packaging {inventory.total_rows} rows and {len(inventory.files)} files")
         bundle = package(
             settings, work, inventory, exported, record=False,
@@ -239,7 +229,7 @@ def answer_access(
         record = answer_key(request)
         archive_signed(settings, record, {
             "record": "person-request-answered", "request": ref, "tenant": request.tenant,
-            "kind": request.kind, "person": pseudonym(settings, work, request.person),
+            "kind": request.kind, "person": pseudonym(settings, work, person),
             "received_at": request.received_at.isoformat(), "due_on": request.due_on.isoformat(),
             "snapshot_time": exported.snapshot_time.isoformat(),
             "tables": {t.qualified: t.rows for t in inventory.tables},

@@ -52,7 +52,12 @@ from offboarding.locations.backups import backup_prefix
 from offboarding.locations.postgres.catalog import ident
 from offboarding.people import keep_statement, pseudonym
 from offboarding.persons.records import archive_signed
-from offboarding.persons.requests import PersonRequest, get_request, mark_answered
+from offboarding.persons.requests import (
+    PersonRequest,
+    get_request,
+    mark_answered,
+    to_carry_out,
+)
 from offboarding.persons.rows import affect, count_rows, digest_others, mark_rows, references_into
 from offboarding.persons.scope import (
     PersonSelection,
@@ -276,14 +281,7 @@ def erase_person(
 ) -> PersonErasure:
     """Carry out an open erasure request; archive its signed certificate; mark it answered.
     Refused before anything changes when the erasure would reach another person's rows."""
-    request = get_request(settings, ref)
-    if request.kind != "erasure":
-        raise TenantError(f"request {ref} is a {request.kind} request, not an erasure")
-    if request.status != "open" or request.person is None:
-        raise TenantError(
-            f"request {ref} is {request.status}: only an open request of the client, naming a "
-            "person, is carried out (a direct request goes to the client, who opens its own)"
-        )
+    request, person = to_carry_out(settings, ref, ("erasure",))
     tenant = TenantRegistry(settings).get(request.tenant)
     if tenant.status != "active":
         raise TenantError(
@@ -297,8 +295,8 @@ def erase_person(
     replacement = f"erased-{secrets.token_hex(6)}"
     started_at = datetime.now(UTC)
     # The person's pseudonym for the archive, while their key still names a row.
-    named = pseudonym(settings, CaseRef(tenant=request.tenant, case_id=ref), request.person)
-    say(f"erasing person {request.person} of {request.tenant}")
+    named = pseudonym(settings, CaseRef(tenant=request.tenant, case_id=ref), person)
+    say(f"erasing person {person} of {request.tenant}")
     with psycopg.connect(settings.require_database()) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         deleted, kept, keys, generations, file_bytes = _erase_rows(

@@ -39,6 +39,7 @@ __all__ = [
     "mark_answered",
     "open_request",
     "requests_due",
+    "to_carry_out",
 ]
 
 RequestKind = Literal["access", "portability", "erasure", "rectification", "restriction"]
@@ -223,6 +224,20 @@ def extend_request(settings: Settings, ref: str, *, name: str, reason: str) -> P
             (said, ref),
         )
     return get_request(settings, ref)
+
+
+def to_carry_out(settings: Settings, ref: str, kinds: tuple[str, ...]) -> tuple[PersonRequest, str]:
+    """The request `ref` and its person, if it is an open request of the client, naming a
+    person, of one of `kinds`: what the pipeline carries out."""
+    request = get_request(settings, ref)
+    if request.kind not in kinds:
+        raise TenantError(f"request {ref} is a {request.kind} request, not {' or '.join(kinds)}")
+    if request.status != "open" or request.person is None:
+        raise TenantError(
+            f"request {ref} is {request.status}: only an open request of the client, naming a "
+            "person, is carried out (a direct request goes to the client, who opens its own)"
+        )
+    return request, request.person
 
 
 def mark_answered(settings: Settings, ref: str) -> PersonRequest:

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ __all__ = [
     "SnapshotReaders",
     "export_part",
     "export_tenant",
+    "leader_snapshot",
     "plan_export",
     "plan_jobs",
     "run_job",
@@ -214,12 +215,12 @@ def source_dsn(settings: Settings) -> str:
 
 
 @contextmanager
-def plan_export(
-    settings: Settings, case: CaseRef, inventory: LocationInventory
-) -> Iterator[ExportPlan]:
-    """Take the snapshot (on the replica once it has replayed past the primary, if one is
-    configured), export it (pg_export_snapshot) and plan the parts in it. The transaction
-    stays open, so the snapshot stays importable, until the context exits."""
+def leader_snapshot(
+    settings: Settings,
+) -> Iterator[tuple[psycopg.Connection[Any], str, datetime]]:
+    """A read-only REPEATABLE READ transaction on the export's source (the replica once it
+    has replayed past the primary, if one is configured), its snapshot exported for other
+    connections to import, and the snapshot's time. Open until the context exits."""
     source = source_dsn(settings)
     if settings.export.replica_url:
         wait_for_replay(settings.require_database(), source, settings.export.replica_wait)
@@ -229,22 +230,32 @@ def plan_export(
         with leader.transaction():
             row = leader.execute("SELECT pg_export_snapshot(), clock_timestamp()").fetchone()
             assert row is not None
-            snapshot_id, snapshot_time = row
-            classification, _, columns = classify(leader, settings)
-            scope = Scope(classification, case.tenant, settings.platform.shared_rows)
-            tasks: list[PartTask] = []
-            for item in inventory.tables:
-                if item.qualified not in columns:
-                    raise IntegrityError(
-                        f"table {item.qualified} of the inventory disappeared before the "
-                        f"export of tenant {case.tenant!r}: take the inventory again"
-                    )
-                tasks.extend(
-                    PartTask(location="postgres", snapshot=snapshot_id, relative=job.relative,
-                             job=job)
-                    for job in plan_jobs(settings, leader, item, columns[item.qualified], scope)
-                )  # fmt: skip
-            yield ExportPlan(snapshot=snapshot_id, snapshot_time=snapshot_time, tasks=tasks)
+            yield leader, str(row[0]), row[1]
+
+
+@contextmanager
+def plan_export(
+    settings: Settings, case: CaseRef, inventory: LocationInventory
+) -> Iterator[ExportPlan]:
+    """Take the snapshot (on the replica once it has replayed past the primary, if one is
+    configured), export it (pg_export_snapshot) and plan the parts in it. The transaction
+    stays open, so the snapshot stays importable, until the context exits."""
+    with leader_snapshot(settings) as (leader, snapshot_id, snapshot_time):
+        classification, _, columns = classify(leader, settings)
+        scope = Scope(classification, case.tenant, settings.platform.shared_rows)
+        tasks: list[PartTask] = []
+        for item in inventory.tables:
+            if item.qualified not in columns:
+                raise IntegrityError(
+                    f"table {item.qualified} of the inventory disappeared before the "
+                    f"export of tenant {case.tenant!r}: take the inventory again"
+                )
+            tasks.extend(
+                PartTask(location="postgres", snapshot=snapshot_id, relative=job.relative,
+                         job=job)
+                for job in plan_jobs(settings, leader, item, columns[item.qualified], scope)
+            )  # fmt: skip
+        yield ExportPlan(snapshot=snapshot_id, snapshot_time=snapshot_time, tasks=tasks)
 
 
 def wait_for_replay(
