@@ -68,7 +68,7 @@ from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 from prefect.states import Cancelled
 
-from flows.deployments import CONTRACT_TERMINATED, WORK_POOL
+from flows.deployments import CONTRACT_TERMINATED, PERSON_REQUEST, WORK_POOL
 from offboarding.core.config import Settings, validate_tenant_id
 from offboarding.core.errors import (
     AcknowledgementRejected,
@@ -88,6 +88,7 @@ __all__ = [
     "DESTROY_DEPLOYMENT",
     "DESTRUCTION_LIMIT_NAME",
     "EXPORT_LIMIT_NAME",
+    "PERSON_REQUEST",
     "WORK_POOL",
     "Acknowledgement",
     "Attestation",
@@ -101,9 +102,11 @@ __all__ = [
     "current_run_id",
     "deployments_registered",
     "emit_contract_terminated",
+    "emit_person_request",
     "exclusive",
     "link_to_certificate",
     "logger",
+    "person_request_event",
     "publish_case_summary",
     "publish_table",
     "resume_attestation",
@@ -349,6 +352,28 @@ def emit_contract_terminated(tenant: str, reason_ref: str = "") -> UUID:
     """Emit the event through Prefect's API (waits until it is sent); return its id."""
     validate_tenant_id(tenant)
     event = emit_event(**contract_terminated_event(tenant, reason_ref))
+    EventsWorker.drain_all()
+    if event is None:
+        raise ConfigurationError(
+            "the event could not be sent: set PREFECT_API_URL to the Prefect server's API"
+        )
+    return event.id
+
+
+def person_request_event(tenant: str, person: str, kind: str) -> dict[str, Any]:
+    """The event a client's administration console emits for a request about one person: the
+    person by their key only (Prefect keeps every event)."""
+    return {
+        "event": PERSON_REQUEST,
+        "resource": {"prefect.resource.id": f"tenant.{tenant}", "tenant.id": tenant},
+        "payload": {"person": person, "kind": kind},
+    }
+
+
+def emit_person_request(tenant: str, person: str, kind: str) -> UUID:
+    """Emit the person-request event through Prefect's API; return its id."""
+    validate_tenant_id(tenant)
+    event = emit_event(**person_request_event(tenant, person, kind))
     EventsWorker.drain_all()
     if event is None:
         raise ConfigurationError(

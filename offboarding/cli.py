@@ -540,6 +540,12 @@ def _request(args: argparse.Namespace) -> int:
         print("forwarded to the client's contact, not executed: the request is the client's")
     elif args.action == "run":
         return _carry_out(settings, args.ref)
+    elif args.action == "emit":
+        from flows.adapter import PERSON_REQUEST, emit_person_request
+
+        event_id = emit_person_request(args.tenant, args.person, args.kind)
+        print(f"{PERSON_REQUEST} event {event_id} sent: the person-request deployment records "
+              "and carries out the request")  # fmt: skip
     elif args.action == "attest":
         from offboarding.persons.erasure import attest_person_system
 
@@ -875,6 +881,12 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="carry out an open request: access/portability answer, or erasure"
     )
     run.add_argument("ref", help="the request's reference, pr-...")
+    emitted = request_actions.add_parser(
+        "emit", help="send the tenant.person.request event, as the client's console does"
+    )
+    emitted.add_argument("tenant")
+    emitted.add_argument("person", help="the person's key in the data map's person table")
+    emitted.add_argument("--kind", required=True, choices=["access", "portability", "erasure"])
     attest_person = request_actions.add_parser(
         "attest", help="a role confirms an erasure in an attested system (helpdesk, search)"
     )

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import hashlib
 import io
+import subprocess
 import zipfile
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from exporters.bundle import verify_bundle
 from offboarding.backup.backup import take_backup
 from offboarding.core.errors import TenantError
-from offboarding.core.signing import load_key_list
+from offboarding.core.signing import Signer, load_key_list
 from offboarding.delivery.mail import read_outbox
 from offboarding.evidence.archive import verify_archive
 from offboarding.locations.backups import backup_prefix
@@ -255,3 +257,27 @@ def test_an_erasure_is_refused_once_the_tenant_is_frozen(platform: Platform) -> 
         erase_person(settings, request.ref)
     assert platform.fingerprint("acme") == before
     assert get_request(settings, request.ref).status == "open"
+
+
+def test_an_access_answer_is_sealed_to_the_clients_age_key(
+    platform: Platform, tmp_path: Path
+) -> None:
+    """A client that gave an age recipient gets its person's bundle encrypted to it, like its
+    full export: the age tool with the client's identity opens it, and it verifies."""
+    settings = platform.settings
+    identity = tmp_path / "client.agekey"
+    subprocess.run(["age-keygen", "-o", str(identity)], check=True, capture_output=True)
+    recipient = subprocess.run(["age-keygen", "-y", str(identity)], check=True,
+                               capture_output=True, text=True).stdout.strip()  # fmt: skip
+    platform.query("UPDATE tenants SET age_recipient = %s WHERE id = 'acme'", recipient)
+    request = open_request(settings, "acme", str(_person(platform)), "portability")
+    answer = answer_access(settings, request.ref)
+    (part,) = answer.parts
+    assert part.endswith(".zip.age")
+    sealed = tmp_path / "part.zip.age"
+    with open_store(settings.delivery_store_url(_ACME_REGION)).open_read(part) as handle:
+        sealed.write_bytes(handle.read())
+    clear = tmp_path / "part.zip"
+    subprocess.run(["age", "-d", "-i", str(identity), "-o", str(clear), str(sealed)], check=True)
+    report = verify_bundle([clear], Signer.load_or_create(settings.keys_dir).public_pem)
+    assert report.rows == answer.rows and read_signed(settings, answer.record_key)["encrypted"]

@@ -188,6 +188,26 @@ def test_person_requests_and_retention_rules_in_the_ui(
     screenshot(browser, tmp_path, "ui-person-access")
     assert access.parameters["person"] == people[0]
 
+    # The client's console sends the event; the deployment's trigger records and answers it.
+    sent = subprocess.run(
+        [sys.executable, "-m", "offboarding.cli", "request", "emit", "acme", people[0],
+         "--kind", "portability"],
+        env=stack.env(), capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert sent.returncode == 0, sent.stderr
+    deadline = time.monotonic() + 120
+    triggered = None
+    while triggered is None:
+        assert time.monotonic() < deadline, "the person-request event started no run"
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=["person-request"]))
+            )
+        triggered = next((r for r in runs if r.parameters.get("kind") == "portability"), None)
+        time.sleep(1)
+    wait_for_state(triggered.id, {"COMPLETED"}, timeout=240, runner=stack.worker)
+    assert triggered.parameters == {"tenant": "acme", "kind": "portability", "person": people[0]}
+
     _completed(stack, "person-request/person-request",
                {"tenant": "acme", "kind": "erasure", "person": people[1]})  # fmt: skip
     erasure = _artifact("erasure-pr-")
