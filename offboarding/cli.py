@@ -34,6 +34,7 @@ def _demo(args: argparse.Namespace) -> int:
         print(json.dumps(result.as_json(), indent=2))
     else:
         for label, value in (
+            ("person requests", "; ".join(f"{k}: {v}" for k, v in result.person_requests.items())),
             ("case", result.case_id),
             ("client's download", result.bundle),
             ("link", result.link),
