@@ -7,8 +7,8 @@ and with neighbours (other tenants' people, posts, comments and chat) added, the
   messages, answers, documents and user row; no checks, one transaction.
 - plain SQL (access): `COPY (SELECT ...) TO STDOUT` of the person's rows of each table.
 - the project: `answer_access` (snapshot, Parquet, bundle, verification, links, signed record)
-  and `erase_person` (catalogue check, references, marks, digests of the tenant's other rows,
-  policy, verification, files, certificate).
+  and `erase_person` (catalogue check, references, marks, policy with exact counts,
+  verification, files, certificate).
 
 Target: cost grows with the person and their tenant, not with the platform: the project's time
 with twice the neighbours within 1.2x of its time with the neighbours.
@@ -233,7 +233,7 @@ def report(
         f"(each with posts, comments and chat); medians of {args.repeat}, each on a fresh copy. "
         "The project's times include everything it does (catalogue check, snapshot, Parquet, "
         "bundle and verification, links and signed record; for erasure the reference check, "
-        "marks, digests of the tenant's other rows, verification, files and certificate).",
+        "marks, exact counts, verification, files, backups and certificate).",
         "",
         "| platform | rows | access: plain SQL (s) | access: project (s) | erasure: plain SQL (s) "
         "| erasure: project (s) |",
