@@ -8,10 +8,13 @@ from __future__ import annotations
 import hashlib
 import io
 import subprocess
+import threading
+import time
 import zipfile
 from pathlib import Path
 
 import duckdb
+import psycopg
 import pytest
 
 from exporters.bundle import verify_bundle
@@ -281,3 +284,30 @@ def test_an_access_answer_is_sealed_to_the_clients_age_key(
     subprocess.run(["age", "-d", "-i", str(identity), "-o", str(clear), str(sealed)], check=True)
     report = verify_bundle([clear], Signer.load_or_create(settings.keys_dir).public_pem)
     assert report.rows == answer.rows and read_signed(settings, answer.record_key)["encrypted"]
+
+
+def test_a_comment_written_while_the_erasure_starts_is_erased_too(platform: Platform) -> None:
+    """The erasure's snapshot is taken before it can lock the person: a comment the person
+    was posting at that moment commits after the snapshot. The erasure sees the committed
+    rows differ from its snapshot's, starts again, and the comment goes with the rest."""
+    settings = platform.settings
+    person = _person(platform)
+    request = open_request(settings, "acme", str(person), "erasure")
+    post = platform.query("SELECT min(id) FROM posts WHERE tenant_id = 'acme'")[0][0]
+    writer = psycopg.connect(platform.dsn)  # the person, posting: holds a key-share lock
+    writer.execute(
+        "INSERT INTO comments VALUES (99999001, %s, NULL, %s, 'posted just now', now(), 0)",
+        (post, person),
+    )
+    said: list[str] = []
+    erasing = threading.Thread(target=lambda: erase_person(settings, request.ref, say=said.append))
+    erasing.start()
+    time.sleep(1.5)  # the erasure has its snapshot and waits for the person's row
+    writer.commit()
+    writer.close()
+    erasing.join(timeout=60)
+    assert not erasing.is_alive()
+    assert any("changed during attempt 1" in line for line in said)
+    ((body, author),) = platform.query("SELECT body, author_id FROM comments WHERE id = 99999001")
+    assert str(body).startswith("erased-") and author is None
+    assert get_request(settings, request.ref).status == "answered"

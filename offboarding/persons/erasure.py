@@ -81,6 +81,7 @@ from offboarding.stores import delete_every_version, delete_object_versions, ope
 __all__ = ["PersonErasure", "attest_person_system", "certificate_key", "erase_person"]
 
 _TEXT_TYPES = frozenset({"text", "varchar", "bpchar", "citext", "name"})
+_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,25 @@ def _delete_order(selection: PersonSelection, doomed: list[str]) -> list[str]:
     return list(TopologicalSorter(graph).static_order())
 
 
+class _SnapshotBehind(Exception):
+    """Rows of the person were committed between the transaction's snapshot and its lock."""
+
+
+def _snapshot_current(
+    settings: Settings, conditions: dict[str, sql.Composable], counts: dict[str, int]
+) -> None:
+    """The snapshot is taken at the transaction's first statement, the person's row locked a
+    little later: a row pointing at the person that was being written in between committed
+    after the snapshot, and the erasure cannot see it. Now that the lock holds new ones off,
+    count the person's rows as committed (another connection) against what the snapshot
+    marked; any difference and the erasure starts again on a fresh snapshot."""
+    with psycopg.connect(settings.require_database(), autocommit=True) as fresh:
+        behind = [t for t, condition in conditions.items()
+                  if count_rows(fresh, t, condition) != counts[t]]  # fmt: skip
+    if behind:
+        raise _SnapshotBehind(", ".join(behind))
+
+
 @dataclass(frozen=True)
 class _Erased:
     deleted: dict[str, int]  # table -> rows deleted
@@ -196,6 +216,7 @@ def _erase_rows(
             )
         marked = mark_rows(conn, selection.tables, conditions)
         counts = {t: count_rows(conn, t, marked[t]) for t in marked}
+        _snapshot_current(settings, conditions, counts)
         pseudonymised: dict[str, int] = {}
         kept = [(t, p.personal, p.by) for t, p in scope.tables.items() if p.erase != "delete"]
         for table, personal, by in kept:
@@ -327,9 +348,20 @@ def erase_person(
     # The person's pseudonym for the archive, while their key still names a row.
     named = pseudonym(settings, CaseRef(tenant=request.tenant, case_id=ref), person)
     say(f"erasing person {person} of {request.tenant}")
-    with psycopg.connect(settings.require_database()) as conn:
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        erased = _erase_rows(conn, settings, scope, request, replacement, files)
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            with psycopg.connect(settings.require_database()) as conn:
+                conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+                erased = _erase_rows(conn, settings, scope, request, replacement, files)
+            break
+        except (_SnapshotBehind, psycopg.errors.SerializationFailure) as moved:
+            say(f"the person's rows changed during attempt {attempt} ({moved}): again")
+            if attempt == _ATTEMPTS:
+                raise TenantError(
+                    f"request {ref}: the person's rows kept changing during {_ATTEMPTS} "
+                    "attempts (nothing was changed): the person is still writing. Ask the "
+                    "client to disable their account, then retry"
+                ) from None
     deleted, kept, keys = erased.deleted, erased.pseudonymised, erased.keys
     rows_deleted, rows_kept = sum(deleted.values()), sum(kept.values())
     say(f"database and files done: {rows_deleted} rows deleted, {rows_kept} kept with their "
