@@ -68,7 +68,7 @@ from offboarding.persons.requests import (
     mark_answered,
     to_carry_out,
 )
-from offboarding.persons.rows import affect, count_rows, mark_rows, references_into
+from offboarding.persons.rows import affect, count_rows, lock_rows, mark_rows, references_now
 from offboarding.persons.scope import (
     PersonSelection,
     person_conditions,
@@ -198,15 +198,21 @@ def _erase_rows(
             )
         )
         keys = person_files(conn, scope, conditions, files, request.tenant, person, missing_ok=True)
+        marked = mark_rows(conn, selection.tables, conditions)
+        counts = {t: count_rows(conn, t, marked[t]) for t in marked}
+        _snapshot_current(settings, conditions, counts)
         doomed = _doomed(scope)
         cleared = frozenset(  # kept rows whose reference to the person goes with the person
             (t, (p.by,))
             for t, p in scope.tables.items()
             if p.erase == "pseudonymise" and scope.erase == "delete"
         )
-        blocked = references_into(
-            conn, selection.catalog, {t: conditions[t] for t in doomed}, cleared
-        )
+        for table in doomed:
+            lock_rows(conn, table, marked[table])
+        blocked = references_now(
+            settings.require_database(), selection.catalog,
+            {t: conditions[t] for t in doomed}, cleared,
+        )  # fmt: skip
         if blocked:
             raise TenantError(
                 f"erasure of request {request.ref} would reach rows that are not the person's: "
@@ -214,9 +220,6 @@ def _erase_rows(
                 '[person.tables] (erase = "delete" if they are the person\'s too), or keep the '
                 'referenced rows with erase = "pseudonymise"'
             )
-        marked = mark_rows(conn, selection.tables, conditions)
-        counts = {t: count_rows(conn, t, marked[t]) for t in marked}
-        _snapshot_current(settings, conditions, counts)
         pseudonymised: dict[str, int] = {}
         kept = [(t, p.personal, p.by) for t, p in scope.tables.items() if p.erase != "delete"]
         for table, personal, by in kept:

@@ -10,9 +10,9 @@ now minus the period, nobody else's:
   must hold this tenant's rows (its column, a foreign key to them, or its own schema) and no
   row of it may belong to two tenants at once; the tenants table, global tables and another
   tenant's schema are refused;
-- the rows are marked (primary keys), and a row outside them that references one stops the
-  rule for this run (a cascade would delete it, a set-null change it): nothing is deleted and
-  the record says why;
+- the rows are marked (primary keys) and locked, and a row outside them that references one,
+  as committed once the lock holds new ones off, stops the rule for this run (a cascade would
+  delete it, a set-null change it): nothing is deleted and the record says why;
 - the DELETE's condition is the tenant's rows AND the age condition; it must remove exactly
   the marked rows, all of them gone afterwards, or the transaction is abandoned;
 - the objects the deleted rows named, under the tenant's prefix, go with them, every
@@ -41,7 +41,13 @@ from offboarding.locations.postgres.catalog import classify, ident
 from offboarding.locations.postgres.scope import Scope
 from offboarding.people import keep_statement, pseudonym
 from offboarding.persons.records import archive_signed
-from offboarding.persons.rows import affect, count_rows, mark_rows, references_into
+from offboarding.persons.rows import (
+    affect,
+    count_rows,
+    lock_rows,
+    mark_rows,
+    references_now,
+)
 from offboarding.planning import CatalogTable
 from offboarding.registry import TenantRegistry
 from offboarding.stores import delete_object_versions, open_store
@@ -260,7 +266,8 @@ def _run_rule(settings: Settings, rule: RetentionRule, now: datetime) -> RuleRes
             count = count_rows(conn, rule.target, marked)
             if not count:
                 return RuleResult(rule.ref, rule.target, cutoff, 0, 0)
-            blocked = references_into(conn, catalog, {rule.target: doomed})
+            lock_rows(conn, rule.target, marked)  # no new reference to them meanwhile
+            blocked = references_now(settings.require_database(), catalog, {rule.target: doomed})
             if blocked:
                 return RuleResult(
                     rule.ref, rule.target, cutoff, 0, 0,

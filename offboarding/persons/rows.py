@@ -19,7 +19,14 @@ from offboarding.core.errors import DestructionIncompleteError, TenantError
 from offboarding.locations.postgres.catalog import ident
 from offboarding.planning import CatalogTable
 
-__all__ = ["affect", "count_rows", "mark_rows", "references_into"]
+__all__ = [
+    "affect",
+    "count_rows",
+    "lock_rows",
+    "mark_rows",
+    "references_into",
+    "references_now",
+]
 
 
 def references_into(
@@ -56,6 +63,26 @@ def references_into(
                     f"the rows of {fk.references} to be deleted"
                 )
     return found
+
+
+def references_now(
+    dsn: str,
+    catalog: list[CatalogTable],
+    doomed: Mapping[str, sql.Composable],
+    exempt: frozenset[tuple[str, tuple[str, ...]]] = frozenset(),
+) -> list[str]:
+    """`references_into` as committed now, on a connection of its own: call it once the doomed
+    rows are locked (`lock_rows`), so no new reference can appear, and one written since the
+    deleting transaction's snapshot is seen (a cascade would reach it, though the snapshot
+    does not show it)."""
+    with psycopg.connect(dsn, autocommit=True) as fresh:
+        return references_into(fresh, catalog, doomed, exempt)
+
+
+def lock_rows(conn: psycopg.Connection[Any], table: str, where: sql.Composable) -> None:
+    """Lock the rows about to be deleted: a row that would reference one (a foreign key takes
+    a key-share lock on it) waits until the transaction ends."""
+    conn.execute(sql.SQL("SELECT 1 FROM {} WHERE {} FOR UPDATE").format(ident(table), where))
 
 
 def mark_rows(
