@@ -311,3 +311,36 @@ def test_a_comment_written_while_the_erasure_starts_is_erased_too(platform: Plat
     ((body, author),) = platform.query("SELECT body, author_id FROM comments WHERE id = 99999001")
     assert str(body).startswith("erased-") and author is None
     assert get_request(settings, request.ref).status == "answered"
+
+
+def test_a_reference_written_while_the_erasure_runs_stops_it(platform: Platform) -> None:
+    """A colleague pins the person's message while the erasure is under way (after its
+    snapshot): the erasure waits for the pin, sees it as committed, and changes nothing
+    rather than letting the cascade take the colleague's pin."""
+    settings = platform.settings
+    person = _person(platform)
+    platform.query(
+        "CREATE TABLE public.pins (id bigint PRIMARY KEY, tenant_id text NOT NULL REFERENCES "
+        "tenants (id), message_id bigint REFERENCES chat_messages (id) ON DELETE CASCADE)"
+    )
+    message = platform.query("SELECT min(id) FROM chat_messages WHERE author_id = %s", person)
+    request = open_request(settings, "acme", str(person), "erasure")
+    colleague = psycopg.connect(platform.dsn)
+    colleague.execute("INSERT INTO pins VALUES (7, 'acme', %s)", (message[0][0],))
+    failed: list[BaseException] = []
+
+    def erase() -> None:
+        try:
+            erase_person(settings, request.ref)
+        except TenantError as error:
+            failed.append(error)
+
+    erasing = threading.Thread(target=erase)
+    erasing.start()
+    time.sleep(1.5)  # the erasure waits to lock the person's message
+    colleague.commit()
+    colleague.close()
+    erasing.join(timeout=60)
+    assert failed and "1 row(s) of public.pins" in str(failed[0])
+    assert platform.query("SELECT count(*) FROM pins") == [(1,)]
+    assert platform.query("SELECT count(*) FROM users WHERE id = %s", person) == [(1,)]

@@ -72,9 +72,9 @@ def references_now(
     exempt: frozenset[tuple[str, tuple[str, ...]]] = frozenset(),
 ) -> list[str]:
     """`references_into` as committed now, on a connection of its own: call it once the doomed
-    rows are locked (`lock_rows`), so no new reference can appear, and one written since the
-    deleting transaction's snapshot is seen (a cascade would reach it, though the snapshot
-    does not show it)."""
+    rows are locked (`lock_rows`), so no new reference can appear. A reference written since
+    the deleting transaction's snapshot is then refused with its table and foreign key, as any
+    other, instead of surfacing as PostgreSQL's serialization failure at the delete."""
     with psycopg.connect(dsn, autocommit=True) as fresh:
         return references_into(fresh, catalog, doomed, exempt)
 
