@@ -343,6 +343,10 @@ def run_rules(
                 result = _run_rule(settings, rule, now)
             except (TenantError, ConfigurationError) as error:  # the catalogue changed
                 result = RuleResult(rule.ref, rule.target, now, 0, 0, refused=str(error))
+            except psycopg.errors.SerializationFailure:  # its rows changed under the run
+                result = RuleResult(rule.ref, rule.target, now, 0, 0, refused="the rows "
+                                    "changed while the rule ran: nothing deleted; the next "
+                                    "run tries again")  # fmt: skip
             refused = f" (refused: {result.refused})" if result.refused else ""
             say(f"{tenant} {rule.ref} {rule.target}: {result.deleted} row(s) past "
                 f"{rule.period} deleted{refused}")  # fmt: skip
