@@ -27,6 +27,9 @@ from offboarding.dev.demo import platform as demo_platform
 from offboarding.dev.services import MariaDBServer, PgBackRestRepo, PostgresCluster, RedisServer
 from offboarding.locations import get_location
 from offboarding.locations.pgbackrest import BackupSet, Retention, expiry_of
+from offboarding.persons import open_request
+from offboarding.persons.erasure import erase_person
+from offboarding.persons.records import read_signed
 from offboarding.runs import AcknowledgementInput, Runs
 from offboarding.scheduling.scheduling import schedule_destruction
 from offboarding.stores import LocalStore, open_store
@@ -274,3 +277,24 @@ def test_a_tenant_in_every_system_is_exported_and_destroyed(
         assert systems["helpdesk"]["evidence"] == "HELPDESK-DEL-0001"
     finally:
         wiki_db.drop(mariadb, database)
+
+
+def test_a_persons_erasure_dates_the_platform_backups_by_their_retention(
+    backed_up: BackedUp,
+) -> None:
+    """The platform's pgBackRest sets keep an erased person's rows until they expire: the
+    person's certificate dates it by the repository's retention, as a case's does, not by the
+    data map's declared floor."""
+    platform = backed_up.platform("person")
+    settings = platform.settings
+    row = platform.query(
+        "SELECT min(u.id) FROM users u WHERE u.tenant_id = 'initech' AND EXISTS (SELECT 1 FROM "
+        "comments c WHERE c.author_id = u.id)"
+    )
+    request = open_request(settings, "initech", str(row[0][0]), "erasure")
+    erased = erase_person(settings, request.ref)
+    certificate = read_signed(settings, erased.certificate_key)
+    system = next(s for s in certificate["systems"] if s["name"] == "platform-backups")
+    assert system["status"] == "lingering" and "repo1-retention-full" in system["method"]
+    completed = datetime.fromisoformat(certificate["completed_at"])
+    assert datetime.fromisoformat(system["until"]) - completed == timedelta(days=7 + 14 + 1)

@@ -43,7 +43,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from graphlib import TopologicalSorter
 from importlib.metadata import version
 from typing import Any
@@ -55,10 +55,11 @@ from offboarding.backup.backup import restore_check, take_backup
 from offboarding.core.config import Settings
 from offboarding.core.errors import DestructionIncompleteError, TenantError
 from offboarding.core.records import CaseRef
-from offboarding.datamap import PersonScope, load_datamap
+from offboarding.datamap import PersonScope, PgBackRestSystem, load_datamap
 from offboarding.delivery.mail import compose, send
 from offboarding.locations import lingering
 from offboarding.locations.backups import backup_prefix
+from offboarding.locations.pgbackrest import PgBackRestLocation
 from offboarding.locations.postgres.catalog import ident
 from offboarding.people import keep_statement, pseudonym
 from offboarding.persons.records import archive_signed
@@ -309,6 +310,23 @@ def _triggers(conn: psycopg.Connection[Any], tables: list[str]) -> dict[str, lis
     return found
 
 
+def _days(delay: timedelta) -> str:
+    days = delay.total_seconds() / 86400
+    return f"{days:g} day(s)" if days >= 1 else f"{delay.total_seconds() / 3600:g} hour(s)"
+
+
+def _lingers(
+    settings: Settings, bound: object, name: str, declared: timedelta
+) -> tuple[timedelta, str]:
+    """How long a system's copies of the person live on: as declared, or, for a pgBackRest
+    repository, as its plug-in dates its backup sets (whichever is later)."""
+    if isinstance(bound, PgBackRestSystem):
+        delay, why = PgBackRestLocation(settings, name, bound).lingering_delay()
+        if delay > declared:
+            return delay, f"in backup sets until they expire ({why})"
+    return declared, f"copies expire by themselves within {_days(declared)}"
+
+
 def _rebase_backups(settings: Settings, tenant: str) -> int:
     """A fresh backup of the tenant after the erasure, restored and checked, then every older
     one deleted in every location. Returns how many older backups went (0: none existed)."""
@@ -375,9 +393,9 @@ def erase_person(
     systems: list[dict[str, Any]] = []
     for name, system in scope.systems.items():
         if system.lingers is not None:
-            expires = f"copies expire by themselves within {system.lingers}"
+            delay, expires = _lingers(settings, datamap.systems.get(name), name, system.lingers)
             systems.append({"name": name, "status": "lingering", "method": expires,
-                            "until": (completed_at + system.lingers).isoformat()})  # fmt: skip
+                            "until": (completed_at + delay).isoformat()})  # fmt: skip
         elif system.attested is not None:
             due = completed_at + system.attested.within
             asked = f"erasure requested from the {system.attested.role}"
