@@ -71,6 +71,17 @@ def _person_files(platform: Platform, person: int) -> dict[str, str]:
     return digests
 
 
+def _pins(platform: Platform, person: int) -> int:
+    """A table of colleagues' pins on chat messages (deleting a message cascades to its pins);
+    returns one of the person's messages."""
+    platform.query(
+        "CREATE TABLE public.pins (id bigint PRIMARY KEY, tenant_id text NOT NULL REFERENCES "
+        "tenants (id), message_id bigint REFERENCES chat_messages (id) ON DELETE CASCADE)"
+    )
+    message = platform.query("SELECT min(id) FROM chat_messages WHERE author_id = %s", person)
+    return int(str(message[0][0]))
+
+
 def test_an_access_request_hands_back_exactly_the_person_data(
     platform: Platform, tmp_path: Path
 ) -> None:
@@ -231,12 +242,8 @@ def test_an_erasure_that_would_reach_someone_elses_rows_changes_nothing(
     settings = platform.settings
     person = _person(platform)
     # Someone pinned one of the person's chat messages; deleting it would cascade to the pin.
-    platform.query(
-        "CREATE TABLE public.pins (id bigint PRIMARY KEY, tenant_id text NOT NULL REFERENCES "
-        "tenants (id), message_id bigint REFERENCES chat_messages (id) ON DELETE CASCADE)"
-    )
-    message = platform.query("SELECT min(id) FROM chat_messages WHERE author_id = %s", person)
-    platform.query("INSERT INTO pins VALUES (1, 'acme', %s)", message[0][0])
+    message = _pins(platform, person)
+    platform.query("INSERT INTO pins VALUES (1, 'acme', %s)", message)
     before = platform.fingerprint("acme")
     request = open_request(settings, "acme", str(person), "erasure")
     with pytest.raises(
@@ -315,18 +322,14 @@ def test_a_comment_written_while_the_erasure_starts_is_erased_too(platform: Plat
 
 def test_a_reference_written_while_the_erasure_runs_stops_it(platform: Platform) -> None:
     """A colleague pins the person's message while the erasure is under way (after its
-    snapshot): the erasure waits for the pin, sees it as committed, and changes nothing
-    rather than letting the cascade take the colleague's pin."""
+    snapshot): the erasure waits for the pin, sees it as committed, and changes nothing,
+    naming the pin's table; the pin survives."""
     settings = platform.settings
     person = _person(platform)
-    platform.query(
-        "CREATE TABLE public.pins (id bigint PRIMARY KEY, tenant_id text NOT NULL REFERENCES "
-        "tenants (id), message_id bigint REFERENCES chat_messages (id) ON DELETE CASCADE)"
-    )
-    message = platform.query("SELECT min(id) FROM chat_messages WHERE author_id = %s", person)
+    message = _pins(platform, person)
     request = open_request(settings, "acme", str(person), "erasure")
     colleague = psycopg.connect(platform.dsn)
-    colleague.execute("INSERT INTO pins VALUES (7, 'acme', %s)", (message[0][0],))
+    colleague.execute("INSERT INTO pins VALUES (7, 'acme', %s)", (message,))
     failed: list[BaseException] = []
 
     def erase() -> None:
