@@ -30,7 +30,7 @@ from offboarding.locations.postgres import PostgresLocation
 from offboarding.locations.prefixed import count_prefix, delete_prefix, digest_outside_prefix
 from offboarding.stores import ObjectStore, keeps_generations, open_store
 
-__all__ = ["FilesLocation", "tenant_prefix"]
+__all__ = ["FilesLocation", "digest_object", "tenant_prefix"]
 
 TENANTS_ROOT = "tenants/"
 
@@ -40,7 +40,8 @@ def tenant_prefix(tenant: str) -> str:
     return f"{TENANTS_ROOT}{tenant}/"
 
 
-def _digest_object(store: ObjectStore, key: str) -> tuple[int, str]:
+def digest_object(store: ObjectStore, key: str) -> tuple[int, str]:
+    """One object's size and sha256, streamed."""
     digest = hashlib.sha256()
     size = 0
     with store.open_read(key) as handle:
@@ -132,7 +133,7 @@ class FilesLocation:
                 if not self.store.exists(key):
                     missing.append(key)
                     continue
-                size, digest = _digest_object(self.store, key)
+                size, digest = digest_object(self.store, key)
                 items.append(FileItem(key=key, size=size, sha256=digest, referenced=True))
             else:
                 items.append(
@@ -187,7 +188,7 @@ class FilesLocation:
             for k in self._outside(case, PostgresLocation(self.settings).referenced_objects(case))
             if self.store.exists(k)
         )
-        size = sum(_digest_object(self.store, k)[0] for k in outside)
+        size = sum(digest_object(self.store, k)[0] for k in outside)
         removed = sum(self.store.delete(k) for k in outside)
         left = sum(self.store.exists(k) for k in outside)
         if left:

@@ -17,7 +17,6 @@ digest: never a value of the person's.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,7 +44,7 @@ from offboarding.keys.recipients import Plaintext, encrypting, parse_recipient
 from offboarding.locations import scratch_dir
 from offboarding.locations.base import PartTask, ScratchSink, foreign_key_schemas
 from offboarding.locations.bundles import bundle_prefix
-from offboarding.locations.objects import tenant_prefix
+from offboarding.locations.objects import digest_object, tenant_prefix
 from offboarding.locations.postgres.catalog import column_schema, ident
 from offboarding.locations.postgres.scope import measure, scope_kind
 from offboarding.locations.postgres.snapshot import (
@@ -88,15 +87,6 @@ class PersonAnswer:
 
 def answer_key(request: PersonRequest) -> str:
     return f"persons/{request.tenant}/{request.ref}/answer.json"
-
-
-def _digest(store: ObjectStore, key: str) -> tuple[int, str]:
-    digest, size = hashlib.sha256(), 0
-    with store.open_read(key) as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
 
 
 def _snapshot_person(
@@ -162,7 +152,7 @@ def _snapshot_person(
 
 
 def _sized(store: ObjectStore, key: str) -> dict[str, Any]:
-    size, sha256 = _digest(store, key)
+    size, sha256 = digest_object(store, key)
     return {"size": size, "sha256": sha256}
 
 

@@ -23,6 +23,7 @@ from exporters.parquet import PgColumn
 from offboarding.core.config import Settings, validate_tenant_id
 from offboarding.core.errors import ConfigurationError, TenantError
 from offboarding.datamap import PersonScope, load_datamap
+from offboarding.locations.objects import digest_object
 from offboarding.locations.postgres.catalog import classify, ident
 from offboarding.locations.postgres.scope import Scope, measure
 from offboarding.planning import CatalogTable, Classification
@@ -243,15 +244,6 @@ def person_files(
     return sorted(keys)
 
 
-def _size(store: ObjectStore, key: str) -> int:
-    """One object's bytes, streamed (a listing of its folder would cost the folder's size)."""
-    size = 0
-    with store.open_read(key) as handle:
-        while chunk := handle.read(1 << 20):
-            size += len(chunk)
-    return size
-
-
 def person_key(person: str) -> str:
     if not person or len(person) > 200 or any(ch.isspace() for ch in person):
         raise TenantError(
@@ -308,7 +300,7 @@ def person_footprint(settings: Settings, tenant: str, person: str) -> PersonFoot
                     )
                 )
             keys = person_files(conn, scope, conditions, files, tenant, person)
-    sizes = [_size(files, k) for k in keys]
+    sizes = [digest_object(files, k)[0] for k in keys]
     systems = {}
     for name, system in scope.systems.items():
         if system.lingers is not None:
