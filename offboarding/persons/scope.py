@@ -161,7 +161,6 @@ class PersonSelection:
     classification: Classification
     tables: dict[str, CatalogTable]
     columns: dict[str, list[PgColumn]]
-    tenant_scope: Scope
     catalog: list[CatalogTable]  # every table of the database, for the references to them
 
 
@@ -192,7 +191,6 @@ def person_conditions(
         classification=classification,
         tables={name: by_name[name] for name in conditions},
         columns={name: columns[name] for name in conditions},
-        tenant_scope=tenant_scope,
         catalog=tables,
     )
 
