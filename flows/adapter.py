@@ -77,7 +77,7 @@ from offboarding.core.errors import (
     OffboardingError,
     ServiceError,
 )
-from offboarding.core.records import CaseRef, ExportedPart
+from offboarding.core.records import CaseRef, ExportedPart, case_from_id
 from offboarding.destruction.attestation import AttestationDue
 from offboarding.export.export import FanOut
 from offboarding.locations.base import ExportProgress, PartTask
@@ -246,24 +246,13 @@ class PrefectRuns:
     """The library's `Runs`, on the Prefect server PREFECT_API_URL names."""
 
     def schedule_destruction(
-        self,
-        case: CaseRef,
-        *,
-        acknowledged_at: datetime,
-        scheduled_for: datetime,
-        deadline: datetime,
-        idempotency_key: str,
+        self, case: CaseRef, *, scheduled_for: datetime, idempotency_key: str
     ) -> str:
         run = run_deployment(
             DESTROY_DEPLOYMENT,
-            parameters={
-                "tenant": case.tenant,
-                "case_id": case.case_id,
-                "acknowledged_at": acknowledged_at.isoformat(),
-                "deadline": deadline.isoformat(),
-            },
+            parameters={"case_id": case.case_id},
             scheduled_time=scheduled_for,
-            flow_run_name=f"destroy-{case.tenant}",
+            flow_run_name=f"destroy-{case.case_id}",
             timeout=0,
             as_subflow=False,
             idempotency_key=idempotency_key,
@@ -287,9 +276,9 @@ class PrefectRuns:
         """Cases whose destroy run is suspended, waiting for an attested system."""
         found: list[CaseRef] = []
         for run in _paused(DESTROY_FLOW):
-            tenant, case_id = run.parameters.get("tenant"), run.parameters.get("case_id")
-            if tenant and case_id:
-                found.append(CaseRef(tenant=str(tenant), case_id=str(case_id)))
+            case_id = run.parameters.get("case_id")
+            if case_id:
+                found.append(case_from_id(str(case_id)))
         return found
 
     def resume(self, run_id: str, acknowledgement: AcknowledgementInput) -> None:

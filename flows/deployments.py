@@ -91,9 +91,11 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
     Deployment(
         "destroy",
         "flows/destroy.py:destroy",
-        "Destroy every copy of a tenant's data, proving no other tenant's row is touched; "
+        "Destroy every copy of a case's data, proving no other tenant's row is touched; "
         "verify each location and archive a signed certificate. Scheduled by the offboard "
-        "flow; not for manual runs.",
+        "flow at acknowledgement. Takes the case id alone and refuses, touching nothing, "
+        "unless the case's signed trail shows it delivered, acknowledged, planned for now "
+        "and not on hold.",
     ),
     Deployment(
         "case-watch",

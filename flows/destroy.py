@@ -1,6 +1,7 @@
 """Destruction of every copy of a tenant's data, verified and certified.
 
-check legal hold -> check isolation (the tenant's rows listed; no other row references
+check the warrant (the case's signed trail: delivered, acknowledged, planned for now, no
+hold; its dates) -> check isolation (the tenant's rows listed; no other row references
 them) -> destroy each location (each deleted row or object checked to be the tenant's) ->
 verify each -> certify and archive. With OFFBOARD_NEIGHBOURS_AUDIT, digests of every other
 tenant's data are taken before and after as well (quiet platforms only: see its setting).
@@ -14,18 +15,19 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows import adapter
-from offboarding.core.config import validate_tenant_id
-from offboarding.core.records import CaseRef
+from offboarding.core.records import CaseRef, case_from_id
 from offboarding.datamap import load_datamap
 from offboarding.destruction import attestation
 from offboarding.destruction import destruction as stages
+from offboarding.destruction.warrant import Warrant
 from offboarding.locations import Remaining, Removal, destruction_order
 from offboarding.runs import AttestationInput
 
 
-@task(name="check-legal-hold", task_run_name="check-legal-hold-{case.tenant}")
-def check_legal_hold(case: CaseRef) -> None:
-    stages.check_legal_hold(adapter.settings(), case)
+@task(name="check-warrant", task_run_name="check-warrant-{case.case_id}", cache_policy=NO_CACHE)
+def check_warrant(case: CaseRef) -> Warrant:
+    """Asked at every start (a resumed run too); the stages below ask again themselves."""
+    return stages.check_warrant(adapter.settings(), case)
 
 
 @task(name="fingerprint-neighbours", task_run_name="fingerprint-neighbours-{moment}-{case.tenant}")
@@ -91,19 +93,31 @@ def certify(case: CaseRef, evidence: stages.DestructionEvidence) -> str:
     return archived.key
 
 
-@flow(name="destroy", flow_run_name="destroy-{tenant}", persist_result=True)
-def destroy(tenant: str, case_id: str, acknowledged_at: datetime, deadline: datetime) -> str:
-    """Destroy every copy of the tenant's data, prove it, and archive a signed certificate.
+@flow(name="destroy", flow_run_name="destroy-{case_id}", persist_result=True)
+def destroy(
+    case_id: str,
+    tenant: str | None = None,
+    acknowledged_at: datetime | None = None,
+    deadline: datetime | None = None,
+) -> str:
+    """Destroy every copy of a case's data, prove it, and archive a signed certificate.
 
-    Scheduled by the offboard flow; never start it by hand for a case not acknowledged.
+    Only for a case whose signed trail shows it delivered, acknowledged (or deemed delivered)
+    and planned for destruction by now, with no legal hold: anything else is refused with
+    nothing touched. Scheduled by the offboard flow at acknowledgement; its dates come from the
+    trail, never from these parameters.
 
     Args:
-        tenant: The tenant's id.
         case_id: The case, e.g. acme-0123456789ab.
-        acknowledged_at: When the client acknowledged (or the export was deemed delivered).
-        deadline: When destruction must be complete (acknowledgement + 90 days).
+        tenant: Only in runs scheduled by earlier releases: must agree with the case id.
+        acknowledged_at: Only in runs scheduled by earlier releases: must agree with the trail.
+        deadline: Only in runs scheduled by earlier releases: must agree with the trail.
     """
-    case = CaseRef(tenant=validate_tenant_id(tenant), case_id=case_id)
+    warrant = check_warrant(case_from_id(case_id))
+    case = warrant.case
+    stages.require_agreement(
+        warrant, tenant=tenant, acknowledged_at=acknowledged_at, deadline=deadline
+    )
     settings = adapter.settings()
     audit = settings.destruction.neighbours_audit
     started_at = destruction_started(case)
@@ -112,7 +126,6 @@ def destroy(tenant: str, case_id: str, acknowledged_at: datetime, deadline: date
     steps = [f"destroy {n}" for n in order] + [f"verify {n}" for n in order]
     steps += [f"attested {n}" for n in attested]
     progress = adapter.Progress(["check isolation", *steps, "certify"]).start(case, "destroy")
-    check_legal_hold(case)
     # A global limit caps destructions running at once (OFFBOARD_DESTRUCTION_CONCURRENCY).
     with adapter.exclusive(adapter.DESTRUCTION_LIMIT_NAME):
         shared = check_isolation(case)
@@ -137,9 +150,9 @@ def destroy(tenant: str, case_id: str, acknowledged_at: datetime, deadline: date
         f"Per-location destruction evidence of case {case.case_id}",
     )  # fmt: skip
     # Systems only their role can reach: each waits, holding no worker, for its confirmation.
-    for due in request_attestations(case, started_at, deadline):
+    for due in request_attestations(case, started_at, warrant.deadline):
         adapter.publish_case_summary(case, {
-            "tenant": tenant, "state": f"waiting for the attestation of {due.system}",
+            "tenant": case.tenant, "state": f"waiting for the attestation of {due.system}",
             "role": due.role, "procedure": due.procedure, "due": due.due,
             "how": "Resume this run and fill in the form (who, what was done, evidence)",
         }, title="Destruction of case")  # fmt: skip
@@ -150,8 +163,6 @@ def destroy(tenant: str, case_id: str, acknowledged_at: datetime, deadline: date
     key = certify(
         case,
         stages.DestructionEvidence(
-            acknowledged_at=acknowledged_at,
-            deadline=deadline,
             started_at=started_at,
             removals=removals,
             remaining=remaining,
@@ -163,8 +174,9 @@ def destroy(tenant: str, case_id: str, acknowledged_at: datetime, deadline: date
     )
     progress.done("certify")
     adapter.publish_case_summary(case, {
-        "tenant": tenant, "state": "destroyed and certified", "acknowledged at": acknowledged_at,
-        "deadline": deadline, "completed at": datetime.now(UTC), "certificate": key,
+        "tenant": case.tenant, "state": "destroyed and certified",
+        "acknowledged at": warrant.acknowledged_at, "deadline": warrant.deadline,
+        "completed at": datetime.now(UTC), "certificate": key,
         "isolation": "no other row referenced the tenant's; every deleted row checked",
         "systems": stages.systems_summary(adapter.settings(), case),
         **({"neighbours unchanged (audit)": before == after} if audit else {}),

@@ -146,15 +146,10 @@ class Runs(Protocol):
     """The orchestrator's runs, as the library needs them."""
 
     def schedule_destruction(
-        self,
-        case: CaseRef,
-        *,
-        acknowledged_at: datetime,
-        scheduled_for: datetime,
-        deadline: datetime,
-        idempotency_key: str,
+        self, case: CaseRef, *, scheduled_for: datetime, idempotency_key: str
     ) -> str:
-        """Create (or find, by key) the case's destruction run for `scheduled_for`; its id."""
+        """Create (or find, by key) the case's destruction run for `scheduled_for`; its id.
+        The run is given the case id alone: it reads its dates from the case's trail."""
         ...
 
     def state(self, run_id: str) -> str:

@@ -8,14 +8,15 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from offboarding.core.config import Settings
-from offboarding.core.records import BundleRef, CaseRef, Delivery, Inventory
+from offboarding.core.records import BundleRef, CaseRef, Delivery, DestructionSchedule, Inventory
 from offboarding.core.signing import Signer
 from offboarding.delivery.delivery import deliver
 from offboarding.destruction import attestation, destruction
 from offboarding.export import export as stages
 from offboarding.locations import destruction_order
 from offboarding.people import keep_statement
-from offboarding.runs import AttestationInput
+from offboarding.runs import AcknowledgementInput, AttestationInput
+from offboarding.scheduling.scheduling import schedule_destruction
 from offboarding.stores import open_store
 from offboarding.trail import AuditTrail, events
 from tests.conftest import Platform
@@ -58,17 +59,44 @@ def export_and_deliver(
     return inventory, delivery, store_root / delivery.parts[0].key
 
 
+class ScheduledRuns:
+    """The orchestrator's one call at acknowledgement, answered with a new run id (the
+    destroy flow itself is run through a real Prefect server in test_end_to_end)."""
+
+    def __init__(self) -> None:
+        self.scheduled: list[tuple[CaseRef, datetime, str]] = []
+
+    def schedule_destruction(
+        self, case: CaseRef, *, scheduled_for: datetime, idempotency_key: str
+    ) -> str:
+        self.scheduled.append((case, scheduled_for, idempotency_key))
+        return str(uuid.uuid4())
+
+
+def acknowledge(
+    settings: Settings, case: CaseRef, *, grace: timedelta = timedelta(0)
+) -> DestructionSchedule | None:
+    """The client's acknowledgement of a delivered case, through the real scheduling rule:
+    destruction planned `grace` after it (at once by default), as the trail then shows."""
+    state = AuditTrail.open(settings, case).state()
+    if state.schedule is not None or state.destruction_held:
+        return None  # acknowledged and planned already (a rerun after a crash gets here)
+    quick = settings.model_copy(
+        update={"destruction": settings.destruction.model_copy(update={"grace": grace})}
+    )
+    said = keep_statement(settings, case.tenant, "acknowledgement", name="Client DPO (test)")
+    return schedule_destruction(quick, ScheduledRuns(), case, AcknowledgementInput(statement=said))
+
+
 def destroy_everything(
-    platform: Platform,
-    case: CaseRef,
-    settings: Settings | None = None,
-    deadline_in: timedelta = timedelta(days=90),
+    platform: Platform, case: CaseRef, settings: Settings | None = None
 ) -> destruction.ArchivedCertificate:
-    """The destroy flow's steps, in its order, without the orchestrator."""
+    """The destroy flow's steps, in its order, without the orchestrator; a delivered case is
+    acknowledged first (destruction planned at once), as its trail must show."""
     settings = settings or platform.settings
+    acknowledge(settings, case)
+    warrant = destruction.check_warrant(settings, case)
     now = datetime.now(UTC)
-    deadline = now + deadline_in
-    destruction.check_legal_hold(settings, case)
     shared = destruction.check_isolation(settings, case)
     audit = settings.destruction.neighbours_audit
     excluded = destruction.tenants_in_offboarding(settings, case) if audit else []
@@ -77,15 +105,14 @@ def destroy_everything(
     removals = {n: destruction.destroy_location(settings, case, n) for n in order}
     remaining = {n: destruction.verify_location(settings, case, n) for n in order}
     after = destruction.neighbours_digests(settings, case, excluded) if audit else None
-    for due in attestation.request_attestations(settings, case, now, deadline):
+    for due in attestation.request_attestations(settings, case, now, warrant.deadline):
         attestation.attest(
             settings, case, due.system, attestation_for(settings, case.tenant), datetime.now(UTC)
         )
     return destruction.certify(
         settings, case, destruction.DestructionEvidence(
-            acknowledged_at=deadline - timedelta(days=90), deadline=deadline, started_at=now,
-            removals=removals, remaining=remaining, shared_rows=shared, neighbours_before=before,
-            neighbours_after=after, neighbours_excluded=excluded,
+            started_at=now, removals=removals, remaining=remaining, shared_rows=shared,
+            neighbours_before=before, neighbours_after=after, neighbours_excluded=excluded,
         ),
     )  # fmt: skip
 

@@ -13,6 +13,7 @@ import pytest
 
 from offboarding import people
 from offboarding.core.errors import ConfigurationError, DestructionIncompleteError, TenantError
+from offboarding.core.records import CaseRef
 from offboarding.core.signing import Signer
 from offboarding.destruction import attestation, destruction
 from offboarding.locations import destruction_order
@@ -23,6 +24,7 @@ from tests.conftest import Platform
 from tests.helpers import (
     ATTESTED_ACTION,
     ATTESTER,
+    acknowledge,
     attestation_for,
     export_and_deliver,
     record_plan,
@@ -43,16 +45,15 @@ def platform(make_platform: Callable[[], Platform]) -> Platform:
     return made
 
 
-def _destroyed(platform: Platform, case: object) -> destruction.DestructionEvidence:
+def _destroyed(platform: Platform, case: CaseRef) -> destruction.DestructionEvidence:
     settings = platform.settings
+    acknowledge(settings, case)
     order = destruction_order(settings)
-    removals = {n: destruction.destroy_location(settings, case, n) for n in order}  # type: ignore[arg-type]
-    remaining = {n: destruction.verify_location(settings, case, n) for n in order}  # type: ignore[arg-type]
-    now = datetime.now(UTC)
+    removals = {n: destruction.destroy_location(settings, case, n) for n in order}
+    remaining = {n: destruction.verify_location(settings, case, n) for n in order}
     return destruction.DestructionEvidence(
-        acknowledged_at=now - timedelta(days=1), deadline=now + timedelta(days=89),
-        started_at=now, removals=removals, remaining=remaining,
-    )  # fmt: skip
+        started_at=datetime.now(UTC), removals=removals, remaining=remaining
+    )
 
 
 def test_no_certificate_until_the_role_attests_and_then_it_says_attested(
@@ -69,9 +70,8 @@ def test_no_certificate_until_the_role_attests_and_then_it_says_attested(
         attestation.attest(
             settings, case, "helpdesk", attestation_for(settings, case.tenant), datetime.now(UTC)
         )
-    (due,) = attestation.request_attestations(
-        settings, case, evidence.started_at, evidence.deadline
-    )
+    deadline = destruction.check_warrant(settings, case).deadline
+    (due,) = attestation.request_attestations(settings, case, evidence.started_at, deadline)
     assert (due.system, due.role) == ("helpdesk", "support lead")
     assert "erase the organisation acme in the helpdesk" in due.procedure
     with pytest.raises(ConfigurationError, match="'cache' is not an attested system"):
@@ -85,7 +85,7 @@ def test_no_certificate_until_the_role_attests_and_then_it_says_attested(
         settings, case, "helpdesk", attestation_for(settings, case.tenant), datetime.now(UTC)
     )
     assert again == first  # recorded once
-    assert attestation.request_attestations(settings, case, START, evidence.deadline) == []
+    assert attestation.request_attestations(settings, case, START, deadline) == []
 
     archived = destruction.certify(settings, case, evidence)
     archive = open_store(settings.store_url("archive"))

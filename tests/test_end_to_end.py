@@ -212,11 +212,7 @@ def acme(env: DemoEnvironment) -> CertifiedCase:
     except NotPausedError as refused:
         second = refused
     again = PrefectRuns().schedule_destruction(  # the step retried: the same run comes back
-        case,
-        acknowledged_at=scheduled.acknowledged_at,
-        scheduled_for=scheduled.scheduled_for,
-        deadline=scheduled.deadline,
-        idempotency_key=f"destroy-{case.case_id}",
+        case, scheduled_for=scheduled.scheduled_for, idempotency_key=f"destroy-{case.case_id}"
     )
     finish_destruction(scheduled.flow_run_id, timeout=150, runner=env.runner)
     destroyed = artifact_keys(case)
@@ -393,6 +389,26 @@ def test_prefect_holds_no_copy_of_the_tenants_data(
         content = path.read_bytes()
         for needle in [*acme.emails, "dpo@acme.example", "Compte rendu", "documents/"]:
             assert needle.encode() not in content, (path, needle)
+
+
+def test_a_destroy_run_made_through_the_api_for_an_active_tenant_touches_nothing(
+    env: DemoEnvironment,
+) -> None:
+    """The review's attack, through Prefect's API as anyone reaching the server could: it
+    used to delete every row of the active tenant globex. Now the run fails on its warrant."""
+    files = open_store(settings_of(env).store_url("files"))
+    before = demo_platform.tenant_fingerprint(env.pg.dsn, files, "globex")
+    for parameters in (
+        {"case_id": "globex-000000000000"},
+        {  # the parameters runs of earlier releases carried, made up
+            "case_id": "globex-000000000000", "tenant": "globex",
+            "acknowledged_at": "2026-01-01T00:00:00+00:00",
+            "deadline": "2026-04-01T00:00:00+00:00",
+        },
+    ):  # fmt: skip
+        failed = run_action(env, "destroy", wanted="FAILED", **parameters)
+        assert "no audit trail for this case" in (failed.state.message or ""), failed.state
+    assert demo_platform.tenant_fingerprint(env.pg.dsn, files, "globex") == before
 
 
 def test_acknowledgement_input_is_validated_then_the_cli_resumes_and_a_hold_cancels(

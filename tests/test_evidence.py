@@ -26,7 +26,7 @@ from offboarding.scheduling.deadlines import case_deadlines
 from offboarding.stores import open_store
 from offboarding.trail import AuditTrail, events
 from tests.conftest import Platform
-from tests.helpers import destroy_everything, export_and_deliver, record_plan
+from tests.helpers import acknowledge, destroy_everything, export_and_deliver, record_plan
 
 CRASH_POINTS = [
     *(f"destroy:{name}" for name in DEFAULT_ORDER),
@@ -58,6 +58,7 @@ def test_a_crash_at_any_destruction_step_then_a_rerun_gives_one_certificate(
     take_backup(platform.settings, "acme")
     case = platform.case("acme")
     export_and_deliver(platform, case)
+    acknowledge(platform.settings, case)
     neighbours = platform.fingerprint("globex")
 
     monkeypatch.setenv("OFFBOARD_FAULT", point)

@@ -21,7 +21,7 @@ from offboarding.destruction import destruction
 from offboarding.export import export as stages
 from offboarding.stores import open_store
 from tests.conftest import Platform
-from tests.helpers import destroy_everything, export_and_deliver
+from tests.helpers import acknowledge, destroy_everything, export_and_deliver
 
 # A neighbour's post mentioning one of acme's: the row reaches both tenants through posts.
 MENTIONS = """
@@ -113,6 +113,7 @@ def test_shared_rows_left_in_place_under_a_key_that_forbids_it_stop_before_delet
     settings = platform.settings.replace(shared_rows={"public.mentions": "leave"})
     case = platform.case("acme")
     export_and_deliver(platform, case, settings)
+    acknowledge(settings, case)
     rows = platform.query("SELECT count(*) FROM posts WHERE tenant_id = 'acme'")
     with pytest.raises(IsolationBreachError, match="mentions_to_post_fkey"):
         destruction.check_isolation(settings, case)
@@ -151,6 +152,7 @@ def test_rows_added_to_a_frozen_tenant_after_its_export_stop_the_destruction(
 ) -> None:
     case = platform.case("acme")
     export_and_deliver(platform, case)
+    acknowledge(platform.settings, case)
     # Comments reach acme through posts: the platform's write guard does not cover them.
     platform.query(
         "INSERT INTO comments (id, post_id, body, created_at) SELECT 999999, id, 'late', now() "
@@ -277,6 +279,7 @@ def test_with_every_index_in_place_destruction_plans_from_the_tenants_rows(
         assert reached_through_indexes(classification, tables, read_indexes(conn))
     case = platform.case("acme")
     export_and_deliver(platform, case)
+    acknowledge(platform.settings, case)
     neighbours = {t: platform.fingerprint(t) for t in ("globex", "acme-corp")}
     settings = platform.settings.replace(delete_batch_rows=7)
     proof = PostgresLocation(settings).prove_isolation(case)
@@ -303,6 +306,7 @@ def test_a_cascading_reference_written_after_the_check_is_caught_under_the_batch
     )
     case = platform.case("acme")
     export_and_deliver(platform, case)
+    acknowledge(platform.settings, case)
     proved = deletion._prove
 
     def then_a_neighbour_writes(*args: object, **kwargs: object) -> object:

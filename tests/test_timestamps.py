@@ -94,14 +94,14 @@ def test_a_case_is_anchored_at_delivery_and_certification_and_openssl_verifies_t
     *heads, certificate_token = sorted(root.glob("timestamps/acme/*/*.tsr"))
     events = sorted(root.glob("cases/acme/*/events/*.json"))
     covered_events = [next(e for e in events if e.name.startswith(t.stem)) for t in heads]
-    # The chain's head at delivery and at certification, and the certificate.
+    # The chain's head at delivery, at acknowledgement and at certification; the certificate.
     assert [json.loads(e.read_bytes())["kind"] for e in covered_events] == [
-        "delivered", "certified"
+        "delivered", "acknowledged", "certified"
     ]  # fmt: skip
     assert certificate_token.name == "certificate.tsr"
     report = _verify(anchored, timestamp_authority.ca_file)
     assert sorted(a.covers for a in report.anchors)[0] == "certificate"
-    assert len(report.anchors) == 3 and report.unanchored == []
+    assert len(report.anchors) == 4 and report.unanchored == []
     # The auditors' guide: the same check with OpenSSL alone.
     (certificate,) = root.glob("certificates/acme/*.json")
     pairs = [*zip(heads, covered_events, strict=True), (certificate_token, certificate)]
@@ -173,9 +173,9 @@ def test_audit_verify_reports_the_anchors_and_can_require_them(
     code = main(["audit", "verify", archive, "--public-key", public_key,
                  "--tsa-ca", str(timestamp_authority.ca_file), "--require-timestamps"])  # fmt: skip
     output = capsys.readouterr().out
-    assert code == 0 and "3 RFC 3161 timestamp token(s) verify" in output, output
+    assert code == 0 and "4 RFC 3161 timestamp token(s) verify" in output, output
     code = main(["audit", "verify", archive, "--public-key", public_key])
-    assert code == 0 and "3 timestamp token(s) not checked" in capsys.readouterr().err
+    assert code == 0 and "4 timestamp token(s) not checked" in capsys.readouterr().err
 
     # A case certified without an authority: it verifies, said to rest on the key alone,
     # and fails where timestamps are required.

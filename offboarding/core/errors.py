@@ -5,6 +5,7 @@
     ├── TenantError                  the tenant id is invalid, unknown, or in the wrong state
     │   ├── DuplicateCaseError       the tenant already has a case: no second one opens
     │   ├── LegalHoldError           the tenant is on legal hold: destruction refused
+    │   ├── UnauthorisedDestructionError  the case's signed trail does not allow destruction
     │   ├── NotWaitingError          the case is not waiting for an acknowledgement
     │   └── AcknowledgementRejected  the orchestrator refused the acknowledgement's fields
     ├── UnclassifiedDataError        a table or object nobody classified (fail closed)
@@ -43,6 +44,7 @@ __all__ = [
     "StoreUnavailableError",
     "TenantError",
     "TransientStoreError",
+    "UnauthorisedDestructionError",
     "UnclassifiedDataError",
 ]
 
@@ -69,6 +71,11 @@ class DuplicateCaseError(TenantError):
 
 class LegalHoldError(TenantError):
     """The tenant is on legal hold, so its data must not be destroyed."""
+
+
+class UnauthorisedDestructionError(TenantError):
+    """The case's signed trail does not show it delivered, acknowledged and planned for
+    destruction now (offboarding/destruction/warrant.py): nothing was touched."""
 
 
 class NotWaitingError(TenantError):

@@ -11,6 +11,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from offboarding.core.config import validate_tenant_id
+from offboarding.core.errors import TenantError
+
 __all__ = [
     "BundlePart",
     "BundleRef",
@@ -34,6 +37,7 @@ __all__ = [
     "SystemEntry",
     "SystemStatus",
     "TableItem",
+    "case_from_id",
 ]
 
 
@@ -56,6 +60,17 @@ class CaseRef(Record):
 
     tenant: str
     case_id: str
+
+
+def case_from_id(case_id: str) -> CaseRef:
+    """The case a case id names: `<tenant>-<12 hex digits of the offboard run>`."""
+    tenant, _, suffix = case_id.rpartition("-")
+    if len(suffix) != 12 or any(c not in "0123456789abcdef" for c in suffix):
+        raise TenantError(
+            f"{case_id!r} is not a case id: it looks like 'acme-0123456789ab' (the tenant, a "
+            "dash, and 12 hex digits), as in the client's notice and the case's audit trail"
+        )
+    return CaseRef(tenant=validate_tenant_id(tenant), case_id=case_id)
 
 
 class ColumnSchema(Record):

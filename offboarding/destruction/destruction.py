@@ -1,5 +1,7 @@
-"""The stages of destruction, as plain functions `flows/destroy.py` wraps in tasks: refuse on
-legal hold, destroy every location, verify each independently, certify, archive."""
+"""The stages of destruction, as plain functions `flows/destroy.py` wraps in tasks: the trail's
+warrant (offboarding/destruction/warrant.py), destroy every location, verify each
+independently, certify, archive. Every stage that changes or certifies anything asks for the
+warrant itself, so no caller can skip it; the dates come from the trail, never the caller."""
 
 from __future__ import annotations
 
@@ -13,11 +15,7 @@ from importlib.metadata import version
 
 from offboarding.core.canonical import canonical_json, compact_json
 from offboarding.core.config import Settings
-from offboarding.core.errors import (
-    DestructionIncompleteError,
-    IsolationBreachError,
-    LegalHoldError,
-)
+from offboarding.core.errors import DestructionIncompleteError, IsolationBreachError
 from offboarding.core.faults import crash_point
 from offboarding.core.records import (
     CaseRef,
@@ -29,6 +27,7 @@ from offboarding.core.records import (
 from offboarding.core.signing import Signer, load_key_list
 from offboarding.datamap import AttestedSystem, load_datamap
 from offboarding.delivery.receipts import downloads
+from offboarding.destruction.warrant import Warrant, require_agreement, require_warrant
 from offboarding.evidence.archive import publish_key_list, render_certificate_html
 from offboarding.evidence.incidents import record_incident
 from offboarding.evidence.timestamps import anchor_certified
@@ -50,10 +49,11 @@ __all__ = [
     "certificate_key",
     "certify",
     "check_isolation",
-    "check_legal_hold",
+    "check_warrant",
     "destroy_location",
     "neighbours_digests",
     "report_key",
+    "require_agreement",
     "reverify",
     "systems_summary",
     "tenants_in_offboarding",
@@ -61,13 +61,10 @@ __all__ = [
 ]
 
 
-def check_legal_hold(settings: Settings, case: CaseRef) -> None:
-    """Refuse, on the record, to destroy a tenant on legal hold."""
-    try:
-        TenantRegistry(settings).require_no_hold(case.tenant)
-    except LegalHoldError as refusal:
-        AuditTrail.open(settings, case).record(events.DestructionRefused(reason="legal hold"))
-        raise refusal
+def check_warrant(settings: Settings, case: CaseRef) -> Warrant:
+    """The case's permission to destroy, from its signed trail (a hold refused on the
+    record); raises, having touched nothing, when the trail does not allow it."""
+    return require_warrant(settings, case)
 
 
 def tenants_in_offboarding(settings: Settings, case: CaseRef) -> list[str]:
@@ -106,6 +103,7 @@ def check_isolation(settings: Settings, case: CaseRef) -> dict[str, str]:
     them references them, rows shared with other tenants are settled by the settings. Stops
     the case with every copy still in place otherwise (an incident if it crosses tenants).
     Returns the shared rows and their handling, for the certificate."""
+    require_warrant(settings, case)
     with _incident_on_breach(settings, case):
         proof = PostgresLocation(settings).prove_isolation(case, _inventoried(settings, case))
     policies = settings.platform.shared_rows
@@ -113,6 +111,7 @@ def check_isolation(settings: Settings, case: CaseRef) -> dict[str, str]:
 
 
 def destroy_location(settings: Settings, case: CaseRef, name: str) -> Removal:
+    require_warrant(settings, case)
     with _incident_on_breach(settings, case):
         removal = get_location(name, settings).destroy(case, _inventoried(settings, case))
     crash_point(f"destroy:{name}")
@@ -177,13 +176,11 @@ def _digest(digests: dict[str, str] | None) -> str:
 
 @dataclass(frozen=True)
 class DestructionEvidence:
-    """What a destruction run gathered, for its certificate: when, what each location held and
-    removed (and how it was confined to the tenant), what re-scanning each found, the rows
-    shared with other tenants and their handling; in the optional audit mode, the neighbours'
-    digests around it."""
+    """What a destruction run gathered, for its certificate: when it started, what each location
+    held and removed (and how it was confined to the tenant), what re-scanning each found, the
+    rows shared with other tenants and their handling; in the optional audit mode, the
+    neighbours' digests around it. The acknowledgement and the deadline are the trail's."""
 
-    acknowledged_at: datetime
-    deadline: datetime
     started_at: datetime
     removals: dict[str, Removal]
     remaining: dict[str, Remaining]
@@ -200,6 +197,7 @@ def certify(
     unchanged); then record the
     certificate in the audit chain, archive it signed with a human-readable report, and close
     the registry entry. A rerun after a crash at any point writes the same bytes."""
+    warrant = require_warrant(settings, case)
     left = {name: r.items for name, r in evidence.remaining.items() if r.items}
     if left:
         raise DestructionIncompleteError(
@@ -233,7 +231,7 @@ def certify(
         trail.record(
             events.CertificateRecorded(
                 certificate=_certificate(
-                    settings, case, state, signer, evidence, performed_by
+                    settings, warrant, state, signer, evidence, performed_by
                 ).model_dump(mode="json")
             ),
             once="certificate",
@@ -312,12 +310,13 @@ def _systems(
 
 def _certificate(
     settings: Settings,
-    case: CaseRef,
+    warrant: Warrant,
     state: CaseState,
     signer: Signer,
     evidence: DestructionEvidence,
     performed_by: str,
 ) -> Certificate:
+    case = warrant.case
     removals, remaining = evidence.removals, evidence.remaining
     audited = evidence.neighbours_before is not None
     inventory = state.inventory
@@ -367,13 +366,13 @@ def _certificate(
         f"signed with Ed25519 key {signer.fingerprint}",
         tool="tenant-offboarding",
         tool_version=version_,
-        acknowledgement="deemed-delivered" if state.deemed_delivered else "acknowledged",
-        acknowledged_at=evidence.acknowledged_at,
-        deadline=evidence.deadline,
+        acknowledgement="deemed-delivered" if warrant.deemed_delivered else "acknowledged",
+        acknowledged_at=warrant.acknowledged_at,
+        deadline=warrant.deadline,
         started_at=evidence.started_at,
         completed_at=verified_at,
         all_copies_gone_by=gone_by,
-        deadline_met=gone_by <= evidence.deadline,
+        deadline_met=gone_by <= warrant.deadline,
         inventory_rows=inventory.rows if inventory else 0,
         inventory_files=inventory.locations["files"].items
         if inventory and "files" in inventory.locations

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from offboarding.core.config import Settings, validate_tenant_id
 from offboarding.core.errors import DeadlineError, TenantError
-from offboarding.core.records import CaseRef, DestructionSchedule
+from offboarding.core.records import CaseRef, DestructionSchedule, case_from_id
 from offboarding.delivery.delivery import status_of
 from offboarding.delivery.receipts import downloads
 from offboarding.evidence.timestamps import anchor_head
@@ -47,17 +47,6 @@ def _said_by(settings: Settings, case: CaseRef, ref: str, kind: StatementKind) -
     """(pseudonym of who made the statement, its reference), for the case's trail."""
     said = statement(settings, ref, case.tenant, kind)
     return pseudonym(settings, case, said.field("name")), said.ref
-
-
-def case_from_id(case_id: str) -> CaseRef:
-    """A case id is `<tenant>-<12 hex digits of the offboard run>`."""
-    tenant, _, suffix = case_id.rpartition("-")
-    if len(suffix) != 12 or any(c not in "0123456789abcdef" for c in suffix):
-        raise TenantError(
-            f"{case_id!r} is not a case id: it looks like 'acme-0123456789ab' (the tenant, a "
-            "dash, and 12 hex digits), as in the client's notice and the case's audit trail"
-        )
-    return CaseRef(tenant=validate_tenant_id(tenant), case_id=case_id)
 
 
 def cases_of(settings: Settings, tenant: str) -> list[CaseRef]:
@@ -134,11 +123,7 @@ def schedule_destruction(
         )  # fmt: skip
         return None
     run_id = runs.schedule_destruction(
-        case,
-        acknowledged_at=acknowledged_at,
-        scheduled_for=plan.scheduled_for,
-        deadline=plan.deadline,
-        idempotency_key=f"destroy-{case.case_id}",
+        case, scheduled_for=plan.scheduled_for, idempotency_key=f"destroy-{case.case_id}"
     )
     trail.record(
         events.DestructionScheduled(
@@ -171,9 +156,7 @@ def _reschedule(
     number = trail.state().reschedules + 1
     run_id = runs.schedule_destruction(
         case,
-        acknowledged_at=schedule.acknowledged_at,
         scheduled_for=scheduled_for,
-        deadline=schedule.deadline,
         idempotency_key=f"destroy-{case.case_id}-{reason}-{number}",
     )
     trail.record(

@@ -503,14 +503,18 @@ def _prove(
             for n, name in enumerate(classification.owned)
         }
         counts = {name: d.rows for name, d in doomed.items()}
-    else:
+    elif inventoried is not None:
         with _from_indexes(conn, indexed, joins=True):
-            # Only what the comparison with the frozen inventory reads: counts, no sizes.
+            # What the comparison with the frozen inventory reads: counts, no sizes, of every
+            # table (one the inventory does not know must hold nothing of the tenant).
             counts = {
-                name: _count(conn, name, scope.destroyed(name))
-                for name in classification.owned
-                if inventoried and name in inventoried
+                name: _count(conn, name, scope.destroyed(name)) for name in classification.owned
             }
+    else:
+        counts = {}
+    # The tenant's own schema is dropped whole: its tables are compared with the inventory too.
+    for name in classification.schema_tables_of(case.tenant):
+        counts[name] = _count(conn, name, sql.SQL("TRUE"))
     conn.commit()
     earlier = _against_inventory(case, counts, shared, policies, inventoried)
     checked, references = _find_references(
@@ -545,13 +549,24 @@ def _against_inventory(
     policies: Mapping[str, str],
     inventoried: Mapping[str, int] | None,
 ) -> dict[str, int]:
-    """Refuse rows added since the export; return, per table, the rows an earlier,
-    interrupted attempt already removed."""
+    """Refuse rows added since the export, and any table of the tenant's the frozen inventory
+    does not know (created after the export: never delivered); return, per table, the rows an
+    earlier, interrupted attempt already removed."""
+    if inventoried is None:
+        return {}
+    unknown = sorted(name for name, found in counts.items() if found and name not in inventoried)
+    if unknown:
+        raise IntegrityError(
+            f"table(s) {', '.join(unknown)} hold rows of tenant {case.tenant!r} but are not in "
+            "the case's frozen inventory (created or classified after the export), so the "
+            "client never received them. Nothing was deleted; export the tenant again (a new "
+            "case), or find what created them on a frozen tenant"
+        )
     earlier: dict[str, int] = {}
     for name, found in counts.items():
-        expected = (inventoried or {}).get(name)
+        expected = inventoried.get(name)
         if expected is None:
-            continue
+            continue  # holds nothing of the tenant (checked above)
         # Shared rows deleted with the tenant were never inventoried as its rows.
         own = found - (shared.get(name, 0) if policies.get(name) == "delete" else 0)
         exported = expected - (shared.get(name, 0) if policies.get(name) == "export" else 0)
