@@ -19,7 +19,6 @@ all parts together prove the export complete.
 from __future__ import annotations
 
 import hashlib
-import unicodedata
 import zipfile
 import zlib
 from collections.abc import Callable, Sequence
@@ -35,6 +34,7 @@ import pyarrow.parquet as pq
 from offboarding.core.canonical import canonical_json
 from offboarding.core.errors import IntegrityError
 from offboarding.core.faults import crash_point
+from offboarding.core.names import safe_segment, table_folder
 from offboarding.core.records import (
     ExportedPart,
     Manifest,
@@ -69,38 +69,13 @@ _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 _CHUNK = 1024 * 1024
 
 
-# Most file systems cap a name at 255 bytes; leave room for a '~N' suffix.
-_MAX_SEGMENT_BYTES = 200
-
-
-def _clean_segment(segment: str) -> str:
-    segment = unicodedata.normalize("NFC", segment)
-    segment = "".join(ch for ch in segment if unicodedata.category(ch)[0] != "C")
-    segment = segment.replace("\\", "_").replace(":", "_").strip(" .")
-    return _shorten(segment or "_")
-
-
-def _shorten(segment: str) -> str:
-    """Cut a too-long name to fit any file system, keeping its extension and a digest of the
-    whole name (the original key stays in the manifest)."""
-    if len(segment.encode()) <= _MAX_SEGMENT_BYTES:
-        return segment
-    stem, dot, suffix = segment.rpartition(".")
-    if not dot or len(suffix.encode()) > 16:
-        stem, dot, suffix = segment, "", ""
-    tag = "~" + hashlib.sha256(segment.encode()).hexdigest()[:12]
-    room = _MAX_SEGMENT_BYTES - len(tag.encode()) - len(dot + suffix)
-    cut = stem.encode()[:room].decode("utf-8", "ignore")
-    return f"{cut}{tag}{dot}{suffix}"
-
-
 def safe_entry_paths(folder: str, names: Sequence[str]) -> list[str]:
     """Make object keys safe entry names: no '..', no absolute paths, no control characters,
     and no two entries that collide once normalised (the later ones get '~N' added)."""
     taken: set[str] = set()
     result: list[str] = []
     for name in names:
-        segments = [_clean_segment(s) for s in name.split("/") if s not in ("", ".", "..")]
+        segments = [safe_segment(s) for s in name.split("/") if s not in ("", ".", "..")]
         candidate = folder + "/".join(segments or ["_"])
         stem, dot, suffix = candidate.rpartition(".")
         if not dot or "/" in suffix:
@@ -156,7 +131,12 @@ def _write_bytes(archive: zipfile.ZipFile, name: str, data: bytes) -> tuple[int,
 def _readme(
     tenant: str, case_id: str, tables: list[ManifestTable], files: int, about: str
 ) -> bytes:
-    listing = "\n".join(f"  tables/{t.name}/  ({t.rows} rows)" for t in tables)
+    listing = "\n".join(
+        f"  {table_folder(t.name)}  ({t.rows} rows"
+        + ("" if table_folder(t.name) == f"tables/{t.name}/" else f" of table {t.name}")
+        + ")"
+        for t in tables
+    )
     return f"""\
 Data export of tenant {tenant} (case {case_id})
 {"=" * 60}

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from offboarding.core.config import CONTRACT_DESTRUCTION_LIMIT
 from offboarding.core.errors import ConfigurationError, DeadlineError, UnclassifiedDataError
+from offboarding.core.names import qualified
 
 __all__ = [
     "CatalogTable",
@@ -31,7 +32,7 @@ __all__ = [
 @dataclass(frozen=True)
 class ForeignKey:
     columns: tuple[str, ...]
-    references: str  # schema.table
+    references: str  # the referenced table's qualified name (offboarding.core.names)
     referenced_columns: tuple[str, ...]
     name: str = ""
     # What deleting a referenced row does to the referencing one (pg_constraint.confdeltype):
@@ -49,7 +50,8 @@ class CatalogTable:
 
     @property
     def qualified(self) -> str:
-        return f"{self.schema}.{self.name}"
+        """The one text form of the name (offboarding.core.names): never split at a dot."""
+        return qualified(self.schema, self.name)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from offboarding.core.errors import (
     ServiceError,
     TenantError,
 )
+from offboarding.core.names import split_qualified
 from offboarding.datamap import HttpFreezeHook, TenantsTable, load_datamap
 
 __all__ = ["LEDGER_SCHEMA", "TenantRecord", "TenantRegistry", "registry_table"]
@@ -186,7 +187,7 @@ class TenantRegistry:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.mapping: TenantsTable = load_datamap(settings.datamap).tenants
-        schema, _, name = registry_table(settings).partition(".")
+        schema, name = split_qualified(registry_table(settings))
         self.table = sql.Identifier(schema, name)
 
     def connect(self) -> psycopg.Connection[dict[str, Any]]:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from offboarding.core.config import validate_tenant_id
 from offboarding.core.errors import TenantError
+from offboarding.core.names import qualified
 
 __all__ = [
     "BundlePart",
@@ -109,7 +110,7 @@ class TableItem(Record):
 
     @property
     def qualified(self) -> str:
-        return f"{self.schema_name}.{self.table}"
+        return qualified(self.schema_name, self.table)
 
 
 class FileItem(Record):

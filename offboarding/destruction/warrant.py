@@ -162,14 +162,13 @@ def require_warrant(settings: Settings, case: CaseRef, *, now: datetime | None =
             "Destruction is planned when the case is acknowledged, or when its hold is "
             "released (`offboard release`)",
         )
-    if not started:
-        if now < schedule.scheduled_for - EARLY_START_TOLERANCE:
-            raise _refuse(
-                case,
-                f"it is planned for {schedule.scheduled_for:%Y-%m-%d %H:%M} UTC, not before",
-                "The scheduled run starts then; destroying earlier than planned needs a new "
-                "acknowledgement with fewer days, approved by a second person",
-            )
+    if not started and now < schedule.scheduled_for - EARLY_START_TOLERANCE:
+        raise _refuse(
+            case,
+            f"it is planned for {schedule.scheduled_for:%Y-%m-%d %H:%M} UTC, not before",
+            "The scheduled run starts then; destroying earlier than planned needs a new "
+            "acknowledgement with fewer days, approved by a second person",
+        )
     return Warrant(
         case=case,
         acknowledged_at=state.acknowledged_at,

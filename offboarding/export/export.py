@@ -22,6 +22,7 @@ from exporters.bundle import ALL_OF_IT, Writable, manifest_json, package_bundle,
 from offboarding.core.config import Settings, validate_tenant_id
 from offboarding.core.errors import ConfigurationError, IntegrityError, IsolationBreachError
 from offboarding.core.faults import crash_point
+from offboarding.core.names import inside
 from offboarding.core.records import (
     BundlePart,
     BundleRef,
@@ -249,7 +250,7 @@ def part_opener(
         nonlocal staging
         kind, _, ref = source.partition(":")
         if kind == "scratch":
-            return (scratch / ref).open("rb")
+            return inside(scratch, ref).open("rb")
         if kind == "staged":
             staging = staging or staging_area(settings, case)
             store, prefix = staging

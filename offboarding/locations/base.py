@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from offboarding.core.config import Settings
 from offboarding.core.errors import IntegrityError
+from offboarding.core.names import inside
 from offboarding.core.records import CaseRef, ExportedPart, ForeignKeySchema, LocationInventory
 from offboarding.planning import CatalogTable
 from offboarding.stores import ObjectStore, sha256_file
@@ -87,12 +88,12 @@ class ScratchSink:
         self.root = root
 
     def target(self, relative: str) -> Path:
-        path = self.root / relative
+        path = inside(self.root, relative)
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
     def commit(self, relative: str) -> tuple[str, int, str]:
-        path = self.root / relative
+        path = inside(self.root, relative)
         return f"scratch:{relative}", path.stat().st_size, sha256_file(path)
 
 
@@ -106,12 +107,12 @@ class StagingSink:
         self.store, self.prefix, self.scratch = store, prefix, scratch
 
     def target(self, relative: str) -> Path:
-        path = self.scratch / relative
+        path = inside(self.scratch, relative)
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
     def commit(self, relative: str) -> tuple[str, int, str]:
-        path = self.scratch / relative
+        path = inside(self.scratch, relative)
         size, digest = path.stat().st_size, sha256_file(path)
         stored = self.store.put_file(self.prefix + relative, path)
         if stored.sha256 != digest:

@@ -53,6 +53,7 @@ from offboarding.core.errors import (
     SharedRowsError,
     UnclassifiedDataError,
 )
+from offboarding.core.names import inside, qualified, split_qualified, table_folder
 from offboarding.core.records import (
     CaseRef,
     ColumnSchema,
@@ -221,7 +222,7 @@ class MariaDBLocation:
             conn.close()
 
     def _qualified(self, table: str) -> str:
-        return f"{self.name}.{table}"
+        return qualified(self.name, table)
 
     def _catalogue(self, conn: _Connection) -> Catalogue:
         with conn.cursor() as cur:
@@ -354,7 +355,7 @@ class MariaDBLocation:
         conditions, any_set = [], []
         for n, fk in enumerate(links):
             parent = f"p{depth}_{n}"
-            parent_table = fk.references.split(".", 1)[1]
+            parent_table = split_qualified(fk.references)[1]
             joined = " AND ".join(
                 f"{parent}.{_quote(r)} = {alias}.{_quote(c)}"
                 for c, r in zip(fk.columns, fk.referenced_columns, strict=True)
@@ -381,7 +382,7 @@ class MariaDBLocation:
             )
             inner = self._where(classification, fk.references, parent, 1)
             reached.append(
-                f"EXISTS (SELECT 1 FROM {_quote(fk.references.split('.', 1)[1])} {parent} "
+                f"EXISTS (SELECT 1 FROM {_quote(split_qualified(fk.references)[1])} {parent} "
                 f"WHERE {joined} AND {inner})"
             )
         return " OR ".join(reached) or "FALSE"
@@ -492,12 +493,12 @@ class MariaDBLocation:
 
             def export_one(item: TableItem) -> ExportedPart:
                 table = by_name[item.qualified]
-                relative = f"tables/{item.qualified}/part-00000.parquet"
+                relative = f"{table_folder(item.qualified)}part-00000.parquet"
                 reader = free.get()
                 try:
                     rows, columns = self._write_table(
                         reader, classification, table, catalogue.columns[table.name], case,
-                        scratch / relative,
+                        inside(scratch, relative),
                     )  # fmt: skip
                 finally:
                     free.put(reader)
@@ -509,7 +510,7 @@ class MariaDBLocation:
                 return ExportedPart(
                     path=relative, source=f"scratch:{relative}", kind="table",
                     table=item.qualified, rows=rows, columns=columns,
-                    size=(scratch / relative).stat().st_size,
+                    size=inside(scratch, relative).stat().st_size,
                 )  # fmt: skip
 
             with ThreadPoolExecutor(len(snapshot.readers)) as pool:
@@ -853,7 +854,7 @@ class MariaDBLocation:
             with conn.cursor() as cur:
                 for name in classification.owned:
                     where = self._where(classification, name, "t")
-                    found = _count(cur, name.split(".", 1)[1], where, case.tenant)
+                    found = _count(cur, split_qualified(name)[1], where, case.tenant)
                     if found:
                         left[name] = found
         return Remaining(

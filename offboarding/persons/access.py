@@ -27,6 +27,7 @@ from exporters.bundle import safe_entry_paths
 from exporters.parquet import plan_column, select_query
 from offboarding.core.config import Settings
 from offboarding.core.errors import IntegrityError
+from offboarding.core.names import table_folder
 from offboarding.core.records import (
     CaseRef,
     ExportedPart,
@@ -115,7 +116,7 @@ def _snapshot_person(
                 primary_key=list(table.primary_key), foreign_keys=foreign_key_schemas(table),
             ))  # fmt: skip
             jobs.append(ExportJob(
-                table=name, relative=f"tables/{name}/part-00000.parquet", plans=plans,
+                table=name, relative=f"{table_folder(name)}part-00000.parquet", plans=plans,
                 query=select_query(
                     ident(name), plans, condition, list(table.primary_key)
                 ).as_string(),

@@ -27,6 +27,7 @@ from psycopg import sql
 
 from offboarding.core.config import Settings, validate_tenant_id
 from offboarding.core.errors import TenantError
+from offboarding.core.names import split_qualified
 from offboarding.datamap import load_datamap
 from offboarding.delivery.mail import compose, send
 from offboarding.people import forget_tenant
@@ -93,7 +94,7 @@ def _clear_registry_contact(settings: Settings, conn: Any, tenant: str) -> int:
     columns = [c for c in (mapping.contact, mapping.recipient) if c]
     if not columns:
         return 0
-    schema, _, name = registry_table(settings).partition(".")
+    schema, name = split_qualified(registry_table(settings))
     return int(
         conn.execute(
             sql.SQL("UPDATE {t} SET {sets} WHERE {id}::text = %s").format(

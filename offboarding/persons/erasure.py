@@ -54,6 +54,7 @@ from psycopg import sql
 from offboarding.backup.backup import restore_check, take_backup
 from offboarding.core.config import Settings
 from offboarding.core.errors import DestructionIncompleteError, TenantError
+from offboarding.core.names import split_qualified
 from offboarding.core.records import CaseRef
 from offboarding.datamap import PersonScope, PgBackRestSystem, load_datamap
 from offboarding.delivery.mail import compose, send
@@ -119,7 +120,7 @@ def _not_replaced(
 ) -> sql.Composable:
     """True for a kept row still holding a value of the person in one of `columns`."""
     types = {c.name: c.type_name for c in selection.columns[table]}
-    schema, _, name = table.partition(".")
+    schema, name = split_qualified(table)
     tests = [
         sql.SQL("{c} IS DISTINCT FROM {v}").format(
             c=sql.Identifier(schema, name, column),

@@ -35,6 +35,7 @@ from psycopg import sql
 
 from offboarding.core.config import Settings, validate_tenant_id
 from offboarding.core.errors import ConfigurationError, DestructionIncompleteError, TenantError
+from offboarding.core.names import split_qualified
 from offboarding.core.records import CaseRef
 from offboarding.locations.objects import tenant_prefix
 from offboarding.locations.postgres.catalog import classify, ident
@@ -256,7 +257,7 @@ def _run_rule(settings: Settings, rule: RetentionRule, now: datetime) -> RuleRes
             own, table, catalog = _check_rule(
                 conn, settings, rule.tenant, rule.target, rule.age_column, rule.files
             )
-            schema, _, name = rule.target.partition(".")
+            schema, name = split_qualified(rule.target)
             doomed = sql.SQL("({own} AND {age} < {cutoff})").format(
                 own=own,
                 age=sql.Identifier(schema, name, rule.age_column),

@@ -16,6 +16,7 @@ import psycopg
 from psycopg import sql
 
 from offboarding.core.errors import DestructionIncompleteError, TenantError
+from offboarding.core.names import split_qualified
 from offboarding.locations.postgres.catalog import ident
 from offboarding.planning import CatalogTable
 
@@ -100,7 +101,7 @@ def mark_rows(
                 f"{table} has no primary key: its rows cannot be told apart once changed. Give "
                 "the table a primary key"
             )
-        schema, _, name = table.partition(".")
+        schema, name = split_qualified(table)
         temp = sql.Identifier(f"offboarding_marked_rows_{number}")
         columns = sql.SQL(", ").join(sql.Identifier(schema, name, k) for k in keys)
         conn.execute(

@@ -22,6 +22,7 @@ from psycopg import sql
 from exporters.parquet import PgColumn
 from offboarding.core.config import Settings, validate_tenant_id
 from offboarding.core.errors import ConfigurationError, TenantError
+from offboarding.core.names import split_qualified
 from offboarding.datamap import PersonScope, load_datamap
 from offboarding.locations.objects import digest_object
 from offboarding.locations.postgres.catalog import classify, ident
@@ -176,7 +177,7 @@ def person_conditions(
     key = sql.Literal(person)
     conditions: dict[str, sql.Composable] = {}
     for table, column in [(scope.table, scope.key), *((t, p.by) for t, p in scope.tables.items())]:
-        schema, _, name = table.partition(".")
+        schema, name = split_qualified(table)
         pg_type = next(c.pg_type for c in columns[table] if c.name == column)
         # The key cast to the column's own type, so the column's index serves the condition.
         conditions[table] = sql.SQL("({tenant} AND {col} = {key}::{type})").format(

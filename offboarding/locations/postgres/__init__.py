@@ -27,6 +27,7 @@ from exporters.parquet import plan_column
 from offboarding.core.canonical import compact_json
 from offboarding.core.config import Settings
 from offboarding.core.errors import ConfigurationError
+from offboarding.core.names import qualified, split_qualified
 from offboarding.core.records import CaseRef, ExportedPart, LocationInventory, TableItem
 from offboarding.locations.base import (
     ExportPlan,
@@ -260,7 +261,8 @@ class PostgresLocation:
         _, columns = read_catalog(conn)
         found = []
         for reference in self.settings.platform.file_reference_columns:
-            table, _, column = reference.rpartition(".")
+            schema, name, column = split_qualified(reference, 3)
+            table = qualified(schema, name)
             if table not in classification.owned or column not in {
                 c.name for c in columns.get(table, [])
             }:

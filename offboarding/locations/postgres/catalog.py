@@ -12,6 +12,7 @@ from psycopg import sql
 from exporters.parquet import ColumnPlan, PgColumn
 from offboarding.core.config import Settings
 from offboarding.core.errors import UnclassifiedDataError
+from offboarding.core.names import qualified, split_qualified
 from offboarding.core.records import ColumnSchema
 from offboarding.planning import CatalogTable, Classification, ForeignKey, classify_tables
 from offboarding.registry import LEDGER_SCHEMA, registry_table
@@ -41,11 +42,13 @@ WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND a.attnum > 0 AND NOT 
 ORDER BY n.nspname, c.relname, a.attnum
 """
 
+# Schema and table names come as separate columns: a name holds any character, dots included,
+# so the pair is joined once, by offboarding.core.names.qualified, never split at a dot.
 _CATALOG_CONSTRAINTS = """
-SELECT n.nspname || '.' || c.relname, con.contype,
+SELECT n.nspname, c.relname, con.contype,
        ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(num, i)
              JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.num ORDER BY k.i),
-       rn.nspname || '.' || rc.relname,
+       rn.nspname, rc.relname,
        ARRAY(SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY k(num, i)
              JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.num ORDER BY k.i),
        con.conname, con.confdeltype
@@ -55,12 +58,12 @@ JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_class rc ON rc.oid = con.confrelid
 LEFT JOIN pg_namespace rn ON rn.oid = rc.relnamespace
 WHERE con.contype IN ('p', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-ORDER BY 1, con.conname
+ORDER BY 1, 2, con.conname
 """
 
 
 _CATALOG_INDEXES = """
-SELECT n.nspname || '.' || c.relname,
+SELECT n.nspname, c.relname,
        ARRAY(SELECT a.attname FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(num, ord)
              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.num ORDER BY k.ord)
 FROM pg_index i
@@ -77,12 +80,12 @@ WHERE i.indisvalid AND i.indpred IS NULL
 # Any relation kind this version does not know stops the case too (views, sequences, indexes,
 # composite and TOAST relations hold no rows of their own; tables are read by the catalog).
 _OTHER_RELATIONS = """
-SELECT n.nspname || '.' || c.relname, c.relkind
+SELECT n.nspname, c.relname, c.relkind
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind NOT IN ('r', 'p', 'v', 'S', 'i', 'I', 'c', 't')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
-ORDER BY 1
+ORDER BY 1, 2
 """
 
 # Tables the catalog reads but whose rows the pipeline would get wrong by key: with classic
@@ -91,20 +94,19 @@ ORDER BY 1
 # object, whose content lives in pg_largeobject, outside every table. (Partitions are read
 # and deleted through their partitioned table, which the catalog lists instead.)
 _TABLE_HAZARDS = """
-SELECT n.nspname || '.' || c.relname,
-       'inheritance child of ' || pn.nspname || '.' || p.relname
+SELECT n.nspname, c.relname, 'inheritance child of ' || format('%I.%I', pn.nspname, p.relname)
 FROM pg_inherits i
 JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace
 WHERE NOT c.relispartition
 UNION ALL
-SELECT pn.nspname || '.' || p.relname, 'inheritance parent of ' || n.nspname || '.' || c.relname
+SELECT pn.nspname, p.relname, 'inheritance parent of ' || format('%I.%I', n.nspname, c.relname)
 FROM pg_inherits i
 JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace
 WHERE NOT c.relispartition
 UNION ALL
-SELECT n.nspname || '.' || c.relname, 'large objects in column ' || a.attname
+SELECT n.nspname, c.relname, 'large objects in column ' || format('%I', a.attname)
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -112,7 +114,7 @@ JOIN pg_type t ON t.oid = a.atttypid
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND a.attnum > 0 AND NOT a.attisdropped
   AND (t.oid = 'oid'::regtype OR t.typbasetype = 'oid'::regtype)
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
-ORDER BY 1, 2
+ORDER BY 1, 2, 3
 """
 RELATION_KINDS = {"m": "materialized view", "f": "foreign table"}
 
@@ -122,8 +124,8 @@ def read_other_relations(conn: psycopg.Connection[Any]) -> dict[str, str]:
     with their kind: relations that hold (copies of) rows but that the export and the
     destruction cannot handle as tables."""
     return {
-        name: RELATION_KINDS.get(str(kind), f"relation of unknown kind {kind!r}")
-        for name, kind in conn.execute(_OTHER_RELATIONS)
+        qualified(schema, name): RELATION_KINDS.get(str(kind), f"relation of unknown kind {kind!r}")
+        for schema, name, kind in conn.execute(_OTHER_RELATIONS)
     }
 
 
@@ -131,7 +133,8 @@ def read_table_hazards(conn: psycopg.Connection[Any]) -> dict[str, str]:
     """Tables whose rows the pipeline cannot export or destroy by key (inheritance, large
     objects), with why."""
     found: dict[str, str] = {}
-    for name, why in conn.execute(_TABLE_HAZARDS):
+    for schema, table, why in conn.execute(_TABLE_HAZARDS):
+        name = qualified(schema, table)
         found[name] = f"{found[name]}; {why}" if name in found else str(why)
     return found
 
@@ -139,8 +142,8 @@ def read_table_hazards(conn: psycopg.Connection[Any]) -> dict[str, str]:
 def read_indexes(conn: psycopg.Connection[Any]) -> dict[str, list[tuple[str, ...]]]:
     """The leading columns of every valid, non-partial index, by table."""
     found: dict[str, list[tuple[str, ...]]] = {}
-    for table, columns in conn.execute(_CATALOG_INDEXES):
-        found.setdefault(table, []).append(tuple(columns))
+    for schema, table, columns in conn.execute(_CATALOG_INDEXES):
+        found.setdefault(qualified(schema, table), []).append(tuple(columns))
     return found
 
 
@@ -158,39 +161,44 @@ def read_catalog(
     conn: psycopg.Connection[Any],
 ) -> tuple[list[CatalogTable], dict[str, list[PgColumn]]]:
     columns: dict[str, list[PgColumn]] = {}
+    pairs: dict[str, tuple[str, str]] = {}
     for schema, table, name, pg_type, not_null, type_name, element, typmod in conn.execute(
         _CATALOG_COLUMNS
     ):
-        columns.setdefault(f"{schema}.{table}", []).append(
+        key = qualified(schema, table)
+        pairs[key] = (schema, table)
+        columns.setdefault(key, []).append(
             PgColumn(name, pg_type, type_name, element, typmod, not_null)
         )
     primary: dict[str, tuple[str, ...]] = {}
     foreign: dict[str, list[ForeignKey]] = {}
-    for table, kind, cols, referenced, ref_cols, name, on_delete in conn.execute(
+    for schema, table, kind, cols, ref_schema, ref_table, ref_cols, name, on_delete in conn.execute(
         _CATALOG_CONSTRAINTS
     ):
+        key = qualified(schema, table)
         if kind == "p":
-            primary[table] = tuple(cols)
+            primary[key] = tuple(cols)
         else:
-            foreign.setdefault(table, []).append(
+            referenced = qualified(ref_schema, ref_table)
+            foreign.setdefault(key, []).append(
                 ForeignKey(tuple(cols), referenced, tuple(ref_cols), name, str(on_delete))
             )
     tables = [
         CatalogTable(
-            schema=name.split(".", 1)[0],
-            name=name.split(".", 1)[1],
+            schema=pairs[key][0],
+            name=pairs[key][1],
             columns=tuple(c.name for c in cols),
-            primary_key=primary.get(name, ()),
-            foreign_keys=tuple(foreign.get(name, ())),
+            primary_key=primary.get(key, ()),
+            foreign_keys=tuple(foreign.get(key, ())),
         )
-        for name, cols in columns.items()
+        for key, cols in columns.items()
     ]
     return tables, columns
 
 
-def ident(qualified: str) -> sql.Identifier:
-    schema, _, table = qualified.partition(".")
-    return sql.Identifier(schema, table)
+def ident(name: str) -> sql.Identifier:
+    """The quoted identifier of a table's qualified name (offboarding.core.names)."""
+    return sql.Identifier(*split_qualified(name))
 
 
 def column_list(cols: tuple[str, ...], alias: str | None = None) -> sql.Composable:

@@ -22,6 +22,7 @@ import psycopg
 from psycopg import sql
 
 from offboarding.core.errors import ConfigurationError
+from offboarding.core.names import split_qualified
 from offboarding.locations.postgres.catalog import ident
 from offboarding.planning import Classification, ForeignKey
 
@@ -57,7 +58,7 @@ class Scope:
     def _column(self, table: str, alias: str | None, column: str) -> sql.Identifier:
         if alias:
             return sql.Identifier(alias, column)
-        schema, _, name = table.partition(".")
+        schema, name = split_qualified(table)
         return sql.Identifier(schema, name, column)
 
     def _columns(self, table: str, alias: str | None, columns: tuple[str, ...]) -> sql.Composed:

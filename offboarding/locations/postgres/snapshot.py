@@ -28,6 +28,7 @@ from exporters.parquet import ColumnPlan, PgColumn, plan_column, select_query, w
 from offboarding.core.config import Settings
 from offboarding.core.errors import ConfigurationError, IntegrityError
 from offboarding.core.faults import crash_point
+from offboarding.core.names import table_folder
 from offboarding.core.records import CaseRef, ExportedPart, LocationInventory, TableItem
 from offboarding.locations.base import (
     ExportPlan,
@@ -372,7 +373,7 @@ def plan_jobs(
     return [
         ExportJob(
             table=item.qualified,
-            relative=f"tables/{item.qualified}/part-{n:05d}.parquet",
+            relative=f"{table_folder(item.qualified)}part-{n:05d}.parquet",
             plans=plans,
             query=select_query(
                 table,
