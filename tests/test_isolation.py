@@ -9,15 +9,26 @@ from __future__ import annotations
 import json
 import threading
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from offboarding.core.config import Settings
 from offboarding.core.errors import IntegrityError, IsolationBreachError, SharedRowsError
+from offboarding.core.records import (
+    ExportedPart,
+    ExportResult,
+    Inventory,
+    LocationInventory,
+    TableItem,
+)
 from offboarding.destruction import destruction
+from offboarding.evidence.incidents import check_export_isolation
 from offboarding.export import export as stages
 from offboarding.stores import open_store
 from tests.conftest import Platform
@@ -323,3 +334,30 @@ def test_a_cascading_reference_written_after_the_check_is_caught_under_the_batch
         destruction.destroy_location(platform.settings, case, "postgres")
     assert platform.query("SELECT tenant_id FROM bookmarks") == [("globex",)]
     assert platform.query("SELECT count(*) FROM posts WHERE tenant_id = 'acme'") == posts
+
+
+def test_the_read_back_reads_each_systems_own_tenant_column(
+    platform: Platform, tmp_path: Path
+) -> None:
+    """A MariaDB system names its owner column itself: the read-back used the platform's
+    `tenant_id` for every table, found no such column, and let another tenant's row pass."""
+    part = tmp_path / "part.parquet"
+    pq.write_table(pa.table({"id": [1, 2], "org": ["acme", "globex"]}), part)
+    table = TableItem(
+        schema_name="wiki", table="pages", scope="tenant", tenant_column="org", rows=2,
+        bytes_estimate=0, columns=[], primary_key=["id"],
+    )  # fmt: skip
+    inventory = Inventory(
+        tenant="acme", case_id="acme-0123456789ab", taken_at=datetime.now(UTC),
+        locations=[LocationInventory(location="wiki", items=2, bytes=0, tables=[table])],
+    )  # fmt: skip
+    exported = ExportResult(
+        parts=[ExportedPart(path="tables/wiki.pages/part-00000.parquet", source="scratch:x",
+                            kind="table", table="wiki.pages", rows=2, size=0)],
+        snapshot_time=datetime.now(UTC),
+    )  # fmt: skip
+    with pytest.raises(IsolationBreachError, match=r"1 row\(s\) of 1 other tenant"):
+        check_export_isolation(
+            platform.settings, platform.case("acme"), inventory, exported,
+            lambda _: part.open("rb"),
+        )  # fmt: skip

@@ -102,6 +102,40 @@ def test_the_wiki_is_classified_exported_with_its_types_and_destroyed(
     assert {s["name"]: s["status"] for s in certificate["systems"]}["wiki"] == "verified"
 
 
+def test_a_case_twin_tenant_is_another_tenant_under_the_default_collation(
+    wiki: tuple[Platform, str], mariadb: MariaDBServer
+) -> None:
+    """MariaDB's default utf8mb4_general_ci compares `acme` equal to `ACME`: the inventory
+    counted ACME's rows as acme's and the export held them."""
+    platform, database = wiki
+    conn = MySQLdb.connect(host="127.0.0.1", port=mariadb.port, user="offboard", database=database)
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@collation_database")
+        assert cur.fetchone() == ("utf8mb4_general_ci",)  # what operators get by default
+    wiki_db.run(
+        conn,
+        "INSERT INTO spaces VALUES (900001, 'ACME', 'Their space');"
+        "INSERT INTO pages (id, tenant_id, space_id, title, body, created) "
+        "VALUES (900002, 'ACME', 900001, 'Their page', 'theirs', NOW());"
+        "INSERT INTO revisions (id, page_id, n) VALUES (900003, 900002, 1)",
+    )
+    conn.close()
+    twin = wiki_db.fingerprint(mariadb, database, "ACME")
+    case = platform.case("acme")
+    inventory, _, bundle = export_and_deliver(platform, case)
+    rows = {t.qualified: t.rows for t in inventory.tables if t.schema_name == "wiki"}
+    assert (rows["wiki.spaces"], rows["wiki.pages"], rows["wiki.revisions"]) == (2, 6, 12)
+    with zipfile.ZipFile(bundle) as archive:
+        archive.extractall(bundle.parent / "twin")
+    reader = duckdb.connect()
+    for table in ("spaces", "pages"):
+        parts = bundle.parent / "twin" / "tables" / f"wiki.{table}" / "*.parquet"
+        owners = reader.execute(f"SELECT DISTINCT tenant_id FROM '{parts}'").fetchall()
+        assert owners == [("acme",)]
+    destroy_everything(platform, case)
+    assert wiki_db.fingerprint(mariadb, database, "ACME") == twin
+
+
 def test_another_tenants_row_referencing_the_tenant_stops_before_anything_is_deleted(
     wiki: tuple[Platform, str], mariadb: MariaDBServer
 ) -> None:

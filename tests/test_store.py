@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from offboarding.core.errors import ConfigurationError, IntegrityError
 from offboarding.stores import LocalStore, open_store
+from offboarding.stores.base import check_key
+from tests.conftest import Platform
+from tests.helpers import destroy_everything, export_and_deliver
 
 
 def test_prefixes_must_end_with_a_slash(tmp_path: Path) -> None:
@@ -72,3 +76,24 @@ def test_writers_racing_on_one_write_once_key_agree_or_the_second_is_refused(
     )
     with pytest.raises(IntegrityError, match="already exists"):
         store.put_bytes("keys/k0.pem", b"other")
+
+
+def test_a_tenants_file_named_like_a_partial_write_is_listed_exported_and_destroyed(
+    platform: Platform,
+) -> None:
+    """The local store used to hide every name ending in `.partial`: a tenant's
+    `minutes.partial` was neither exported nor destroyed, and verification said 0 left."""
+    key = "tenants/acme/documents/9/minutes.partial"
+    platform.files.put_bytes(key, b"the minutes, still being typed")
+    assert key in {o.key for o in platform.files.list_objects("tenants/acme/")}
+    case = platform.case("acme")
+    _, _, bundle = export_and_deliver(platform, case)
+    with zipfile.ZipFile(bundle) as archive:
+        assert (
+            archive.read("files/documents/9/minutes.partial") == b"the minutes, still being typed"
+        )
+    destroy_everything(platform, case)
+    assert not platform.files.exists(key)
+    assert not list(platform.files.root.rglob("*.partial"))
+    with pytest.raises(ConfigurationError, match="a write under way"):
+        check_key("tenants/acme/.offboarding-0123456789abcdef.partial")

@@ -92,13 +92,14 @@ def seed(conn: MySQLdb.connections.Connection) -> None:
 
 
 def fingerprint(mariadb: MariaDBServer, database: str, tenant: str) -> dict[str, str]:
-    """Each table's rows of `tenant`, digested by the server itself (plain SQL)."""
+    """Each table's rows of `tenant`, digested by the server itself (plain SQL, exact: the
+    server's collation is case-insensitive, MariaDB's default)."""
     conn = MySQLdb.connect(host="127.0.0.1", port=mariadb.port, user="offboard", database=database)
     mine = {
-        "spaces": "tenant_id = %(t)s", "pages": "tenant_id = %(t)s", "links": "tenant_id = %(t)s",
-        "samples": "tenant_id = %(t)s",
-        "revisions": "page_id IN (SELECT id FROM pages WHERE tenant_id = %(t)s)",
-        "comments": "page_id IN (SELECT id FROM pages WHERE tenant_id = %(t)s)",
+        "spaces": "BINARY tenant_id = %(t)s", "pages": "BINARY tenant_id = %(t)s",
+        "links": "BINARY tenant_id = %(t)s", "samples": "BINARY tenant_id = %(t)s",
+        "revisions": "page_id IN (SELECT id FROM pages WHERE BINARY tenant_id = %(t)s)",
+        "comments": "page_id IN (SELECT id FROM pages WHERE BINARY tenant_id = %(t)s)",
     }  # fmt: skip
     found = {}
     with conn.cursor() as cur:

@@ -99,6 +99,11 @@ class TableItem(Record):
     schema_name: str
     table: str
     scope: Literal["tenant", "derived", "registry", "schema"]
+    tenant_column: str | None = Field(
+        default=None,
+        description="For a tenant-scoped table: the column naming each row's tenant (its "
+        "system's own), read back from the exported rows before packaging.",
+    )
     rows: int
     bytes_estimate: int = Field(description="Share of the table's size for these rows (approx).")
     columns: list[ColumnSchema]

@@ -618,7 +618,7 @@ class MariaDBServer:
              "--bind-address=127.0.0.1", f"--socket={self.home / 'mysqld.sock'}",
              f"--pid-file={self.home / 'mysqld.pid'}", "--skip-name-resolve",
              "--innodb-buffer-pool-size=128M", "--innodb-flush-log-at-trx-commit=0",
-             "--character-set-server=utf8mb4", "--collation-server=utf8mb4_bin",
+             "--character-set-server=utf8mb4", "--collation-server=utf8mb4_general_ci",
              f"--log-error={self.home / 'error.log'}"],
             dict(os.environ),
             self.home / "mariadb.log",

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from offboarding.core.canonical import canonical_json
 from offboarding.core.config import Settings
-from offboarding.core.errors import IsolationBreachError
+from offboarding.core.errors import IntegrityError, IsolationBreachError
 from offboarding.core.records import CaseRef, ExportResult, Inventory
 from offboarding.core.signing import Signer
 from offboarding.stores import open_store
@@ -87,18 +87,27 @@ def check_export_isolation(
     from the query that wrote it (`open_part` opens a part's source, wherever it is): a
     single other tenant's row stops the case."""
 
-    scoped = {t.qualified for t in inventory.tables if t.scope == "tenant"}
-    column = settings.platform.tenant_column
+    # Each table's own tenant column: a MariaDB system names its owner column itself.
+    scoped = {
+        t.qualified: t.tenant_column or settings.platform.tenant_column
+        for t in inventory.tables
+        if t.scope == "tenant"
+    }
     foreign_rows = 0
     owners: set[str] = set()
     tables: set[str] = set()
     for part in exported.parts:
         if part.kind != "table" or part.table not in scoped:
             continue
+        column = scoped[part.table]
         with open_part(part.source) as handle:
             parquet = pq.ParquetFile(handle)
             if column not in parquet.schema_arrow.names:
-                continue
+                raise IntegrityError(
+                    f"the export of tenant {case.tenant!r}: table {part.table} has no column "
+                    f"{column!r} to read its rows' tenant back from; nothing was packaged. "
+                    "Check the tenant column the data map names for its system"
+                )
             for batch in parquet.iter_batches(columns=[column]):
                 values = pc.cast(batch.column(0), pa.string())
                 # A NULL owner is not this tenant's either.

@@ -348,7 +348,10 @@ class MariaDBLocation:
         """The tenant's rows of `table` (as `alias`), with %(tenant)s: the tenant column, or
         every foreign key the row sets reaching the tenant's rows (and at least one set)."""
         if table in classification.tenant_scoped:
-            return f"{alias}.{_quote(self.system.tenant_column)} = %(tenant)s"
+            # Exact: under the default case-insensitive collations `acme` = `ACME`. The plain
+            # comparison lets the column's index find the rows; BINARY keeps only exact ones.
+            column = f"{alias}.{_quote(self.system.tenant_column)}"
+            return f"({column} = %(tenant)s AND BINARY {column} = %(tenant)s)"
         links = classification.derived.get(table, ())
         if not links or depth > 20:
             return "FALSE"
@@ -453,6 +456,9 @@ class MariaDBLocation:
             schema_name=self.name,
             table=table.name,
             scope="tenant" if table.qualified in classification.tenant_scoped else "derived",
+            tenant_column=self.system.tenant_column
+            if table.qualified in classification.tenant_scoped
+            else None,
             rows=rows,
             bytes_estimate=size,
             columns=[_schema(c) for c in catalogue.columns.get(table.name, [])],
@@ -685,8 +691,11 @@ class MariaDBLocation:
                         else ""
                     )
                     tenant_column = self.system.tenant_column
-                    owner = (
-                        f"c.{_quote(tenant_column)}" if tenant_column in table.columns else "NULL"
+                    owner = (  # as bytes: DISTINCT under a case-insensitive collation
+                        # would fold another tenant's `ACME` into this one's `acme`
+                        f"BINARY c.{_quote(tenant_column)}"
+                        if tenant_column in table.columns
+                        else "NULL"
                     )
                     cur.execute(
                         f"SELECT COUNT(*), GROUP_CONCAT(DISTINCT {owner}) FROM "
@@ -697,7 +706,9 @@ class MariaDBLocation:
                     )
                     row = cur.fetchone()
                     if row and row[0]:
-                        owners = {o for o in str(row[1] or "").split(",") if o} - {case.tenant}
+                        listed_owners = row[1].decode() if isinstance(row[1], bytes) else row[1]
+                        owners = {o for o in str(listed_owners or "").split(",") if o}
+                        owners -= {case.tenant}
                         other_tenants |= owners
                         tables.add(table.qualified)
                         problems.append(

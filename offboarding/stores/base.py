@@ -12,6 +12,7 @@ from __future__ import annotations
 import filecmp
 import hashlib
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Callable, Iterable, Iterator
@@ -103,12 +104,22 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+# The local store's own temporary name for a write under way: hidden from listings, and no
+# object may take it (a tenant's `minutes.partial` is an object like any other).
+_WRITE_UNDER_WAY = re.compile(r"\.offboarding-[0-9a-f]{16}\.partial")
+
+
 def check_key(key: str) -> str:
     parts = key.split("/")
     if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
         raise ConfigurationError(
             f"object key {key!r} is not a clean relative key: no leading '/', empty, '.' or '..' "
             "segments"
+        )
+    if _WRITE_UNDER_WAY.fullmatch(parts[-1]):
+        raise ConfigurationError(
+            f"object key {key!r} takes the name the local store gives a write under way; "
+            "rename the object"
         )
     return key
 
@@ -158,8 +169,8 @@ class LocalStore:
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames.sort()
             for filename in sorted(filenames):
-                if filename.endswith(".partial"):
-                    continue  # a write under way (see _write)
+                if _WRITE_UNDER_WAY.fullmatch(filename):
+                    continue  # a write under way (see _write); only the writer's own names
                 path = Path(dirpath) / filename
                 key = path.relative_to(self.root).as_posix()
                 yield ObjectInfo(key=key, size=path.stat().st_size, sha256=sha256_file(path))
@@ -186,7 +197,7 @@ class LocalStore:
         the same key at once), then move it in place. A write-once key is linked, never
         replaced: a second writer of the same bytes succeeds, of other bytes fails."""
         target = self._prepare(key)
-        partial = target.with_name(f".{secrets.token_hex(8)}.partial")
+        partial = target.with_name(f".offboarding-{secrets.token_hex(8)}.partial")
         try:
             fill(partial)
             if not self.write_once:

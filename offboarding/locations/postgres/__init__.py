@@ -149,6 +149,9 @@ class PostgresLocation:
                         schema_name=table.schema,
                         table=table.name,
                         scope=scope_kind(classification, name),
+                        tenant_column=classification.tenant_column
+                        if name in classification.tenant_scoped
+                        else None,
                         rows=rows,
                         bytes_estimate=size,
                         columns=[column_schema(plan_column(c)) for c in columns[name]],
