@@ -109,8 +109,20 @@ _LEDGER_DDL = sql.SQL(
 _ready: set[str] = set()  # databases whose ledger exists (per process)
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is answered as the error it is here: following it would send the hook's
+    headers (its credentials) to whatever host the answer names."""
+
+    def redirect_request(self, *_: Any, **__: Any) -> None:
+        return None
+
+
+_FREEZE_OPENER = urllib.request.build_opener(_NoRedirects())
+
+
 def _call_freeze_api(hook: HttpFreezeHook, tenant: str) -> None:
-    """The platform's freeze call, then its check: the answer's field must be true."""
+    """The platform's freeze call, then its check: the answer's field must be true. Redirects
+    are not followed."""
     encoded = urllib.parse.quote(tenant, safe="")
 
     def call(method: str, template: str) -> bytes:
@@ -121,13 +133,19 @@ def _call_freeze_api(hook: HttpFreezeHook, tenant: str) -> None:
         if method != "GET":
             request.data = b""
         try:
-            with urllib.request.urlopen(request, timeout=hook.timeout) as response:  # noqa: S310
+            with _FREEZE_OPENER.open(request, timeout=hook.timeout) as response:
                 return bytes(response.read())
         except urllib.error.HTTPError as error:
+            moved = (
+                " (a redirect: it is not followed, so the hook's headers never reach another "
+                "host; put the final address in the data map)"
+                if 300 <= error.code < 400
+                else ""
+            )
             raise TenantError(
                 f"the freeze hook's {method} to {where.scheme}://{where.netloc}{where.path} "
-                f"answered {error.code} {error.reason}: tenant {tenant!r} is not frozen. Check "
-                "[tenants.freeze] in the data map (url, headers) and the platform's API"
+                f"answered {error.code} {error.reason}{moved}: tenant {tenant!r} is not frozen. "
+                "Check [tenants.freeze] in the data map (url, headers) and the platform's API"
             ) from None
         except (urllib.error.URLError, TimeoutError) as error:
             reason = getattr(error, "reason", error)

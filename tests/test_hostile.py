@@ -220,6 +220,7 @@ def test_an_unknown_an_offboarded_and_a_second_case_are_clear_errors(platform: P
     [
         ({"destruction_grace": timedelta(days=91)}, "between 0 and 90 days"),
         ({"link_lifetime": timedelta(0)}, "positive duration"),
+        ({"link_lifetime": timedelta(days=7, seconds=1)}, "at most 7 days"),  # threat model
         ({"export_workers": 0}, "greater than or equal to 1"),
     ],
 )

@@ -204,3 +204,47 @@ def test_a_freeze_hook_through_the_platforms_api_is_called_and_checked(
     )
     with pytest.raises(TenantError, match="its check answered locked=None, not true"):
         stages.freeze(platform.settings, platform.case("initech"))
+
+
+class _Redirecting(http.server.BaseHTTPRequestHandler):
+    """A platform API that freezes, then answers its check with a redirect to another host
+    (`target`)."""
+
+    target: ClassVar[str] = ""
+
+    def do_POST(self) -> None:
+        self.send_response(204)
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        self.send_response(302)
+        self.send_header("Location", f"{self.target}{self.path}")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_the_freeze_hook_follows_no_redirect_so_its_credentials_stay_with_the_platform(
+    platform: Platform, platform_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """urllib followed the redirect and sent the hook's Authorization header to the host the
+    answer named."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Redirecting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Redirecting.target = platform_api  # the "other host": it records what reaches it
+    redirecting = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setenv("PLATFORM_TOKEN", "s3cret")
+    _map(
+        platform,
+        '[tenants]\ntable = "public.tenants"\n'
+        f'freeze = {{ url = "{redirecting}/tenants/{{tenant}}/freeze", '
+        f'check_url = "{redirecting}/tenants/{{tenant}}", '
+        'headers = { Authorization = "Bearer ${PLATFORM_TOKEN}" } }\n',
+    )
+    try:
+        with pytest.raises(TenantError, match=r"answered 302 .*a redirect: it is not followed"):
+            stages.freeze(platform.settings, platform.case("acme"))
+    finally:
+        server.shutdown()
+    assert _PlatformApi.calls == []  # nothing, credentials least of all, reached the other host

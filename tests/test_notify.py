@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 
 from flows.adapter import PrefectRuns
 from offboarding.core.config import Settings
-from offboarding.core.errors import IntegrityError, TenantError
+from offboarding.core.errors import ConfigurationError, IntegrityError, TenantError
 from offboarding.core.signing import Signer
 from offboarding.delivery.delivery import (
     DeliveryStatus,
@@ -67,7 +67,7 @@ def mail_settings(platform: Platform, smtp_url: str, **extra: Any) -> Settings:
         smtp_url=smtp_url,
         mail_from="exports@saas.example",
         reply_to="support@saas.example",
-        **extra,
+        **{"smtp_plaintext_hosts": ["127.0.0.1"], **extra},  # the test server has no TLS
     )
 
 
@@ -210,3 +210,18 @@ def test_an_unreachable_mail_server_is_a_clear_retryable_error(platform: Platfor
     with pytest.raises(DeliveryFailed, match="did not accept the notice") as raised:
         send(settings, message, outbox_name="x")
     assert "dpo@acme.example" not in str(raised.value)
+
+
+def test_a_mail_server_without_starttls_is_refused_unless_named_and_nothing_is_sent(
+    platform: Platform, smtp: tuple[str, Inbox]
+) -> None:
+    """smtp:// used to fall back to plain text whenever the server offered no STARTTLS: the
+    links (and the login) crossed the network in clear."""
+    smtp_url, inbox = smtp
+    settings = mail_settings(platform, smtp_url, smtp_plaintext_hosts=[])
+    message = compose(settings, to="dpo@acme.example", subject="s", body="b")
+    with pytest.raises(ConfigurationError, match=r"offers no STARTTLS.*SMTP_PLAINTEXT_HOSTS"):
+        send(settings, message, outbox_name="x")
+    assert inbox.messages == []
+    send(mail_settings(platform, smtp_url), message, outbox_name="x")  # named: a local relay
+    assert len(inbox.messages) == 1

@@ -21,6 +21,7 @@ from offboarding.core.errors import ConfigurationError, TenantError
 __all__ = [
     "CONTRACT_DESTRUCTION_LIMIT",
     "FLAT_NAMES",
+    "MAX_LINK_LIFETIME",
     "DeliverySettings",
     "DestructionSettings",
     "EvidenceSettings",
@@ -34,6 +35,8 @@ __all__ = [
 
 # Clause 2.3.2: copies are destroyed within 90 days of restitution.
 CONTRACT_DESTRUCTION_LIMIT = timedelta(days=90)
+# The longest a download link may stay valid (docs/security.md; Cloud Storage's V4 limit too).
+MAX_LINK_LIFETIME = timedelta(days=7)
 
 # The platform's own ids: slugs (acme-corp), upper case (ACME), underscores (acme_eu), dots,
 # UUIDs in either case. ASCII letters and digits at both ends, no slash, no space, nothing a
@@ -177,7 +180,7 @@ class DeliverySettings(_Section):
     )
     link_lifetime: timedelta = Field(
         default=timedelta(days=7),
-        description="How long a download link stays valid (Cloud Storage: at most 7 days).",
+        description="How long a download link stays valid: at most 7 days.",
     )
     reminders_before_expiry: list[timedelta] = Field(
         default=[timedelta(days=3), timedelta(days=1)],
@@ -194,8 +197,14 @@ class DeliverySettings(_Section):
     )
     smtp_url: str = Field(
         default="",
-        description="Mail server: smtp://[user:password@]host[:port] (STARTTLS when offered), "
+        description="Mail server: smtp://[user:password@]host[:port] (STARTTLS required), "
         "smtps://... for implicit TLS. Empty: messages are written to <home>/outbox/ instead.",
+    )
+    smtp_plaintext_hosts: list[str] = Field(
+        default_factory=list,
+        description="Mail servers (host names, as in OFFBOARD_SMTP_URL) reached over smtp:// "
+        "without STARTTLS, e.g. a relay on the same machine. Any other smtp:// server that "
+        "offers no STARTTLS is refused: notices carry download links.",
     )
     mail_from: str = Field(
         default="offboarding@localhost", description="Sender address of notices to clients."
@@ -209,6 +218,17 @@ class DeliverySettings(_Section):
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
             raise ValueError("must be a positive duration")
+        return value
+
+    @field_validator("link_lifetime")
+    @classmethod
+    def _at_most_a_week(cls, value: timedelta) -> timedelta:
+        # The threat model's promise (docs/security.md), and Cloud Storage's own V4 limit.
+        if value > MAX_LINK_LIFETIME:
+            raise ValueError(
+                f"must be at most {MAX_LINK_LIFETIME.days} days (a leaked link must not stay "
+                "valid longer); the case watch re-issues expired links"
+            )
         return value
 
 
@@ -358,6 +378,7 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "acknowledgement_timeout": ("delivery", "acknowledgement_timeout"),
     "case_watch_interval": ("delivery", "case_watch_interval"),
     "smtp_url": ("delivery", "smtp_url"),
+    "smtp_plaintext_hosts": ("delivery", "smtp_plaintext_hosts"),
     "mail_from": ("delivery", "mail_from"),
     "reply_to": ("delivery", "reply_to"),
     "export_workers": ("export", "workers"),

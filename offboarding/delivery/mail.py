@@ -64,6 +64,7 @@ def send(settings: Settings, message: EmailMessage, *, outbox_name: str) -> Sent
             "OFFBOARD_SMTP_URL must look like smtp://user:password@host:587 or smtps://host:465"
         )
     port = server.port or (465 if server.scheme == "smtps" else 25)
+    plaintext_allowed = set(settings.delivery.smtp_plaintext_hosts)
     context = ssl.create_default_context()
     try:
         client = (
@@ -76,6 +77,13 @@ def send(settings: Settings, message: EmailMessage, *, outbox_name: str) -> Sent
             if server.scheme == "smtp" and client.has_extn("starttls"):
                 client.starttls(context=context)
                 client.ehlo()
+            elif server.scheme == "smtp" and server.hostname not in plaintext_allowed:
+                raise ConfigurationError(
+                    f"mail server {server.hostname}:{port} offers no STARTTLS: the notice (its "
+                    "download links, the login) would cross the network in clear, so nothing "
+                    "was sent. Use a server with STARTTLS or smtps://; for a relay on the same "
+                    f'machine, name it in OFFBOARD_SMTP_PLAINTEXT_HOSTS (["{server.hostname}"])'
+                )
             if server.username:
                 client.login(unquote(server.username), unquote(server.password or ""))
             client.send_message(message)
