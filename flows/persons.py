@@ -139,6 +139,7 @@ def retention(tenants: list[str] | None = None) -> dict[str, int]:
     for run in runs:
         if run.skipped:
             logger.info("%s: rules not run (%s)", run.tenant, run.skipped)
+            refused += [f"{run.tenant} (every rule)"] if run.failed else []
             continue
         adapter.publish_table(
             CaseRef(tenant=run.tenant, case_id=f"{run.tenant}-{run.run}"), "retention",
@@ -183,7 +184,7 @@ def retention_rule(
     settings = adapter.settings()
     said = people_statement(settings, statement, tenant, "rule")
     if action == "retire":
-        retired = retire_rule(settings, rule, name=said.field("name"))
+        retired = retire_rule(settings, tenant, rule, name=said.field("name"))
         return retired.ref
     made = set_rule(
         settings, tenant, table, age_column, period, name=said.field("name"),

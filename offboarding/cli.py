@@ -584,7 +584,7 @@ def _retention(args: argparse.Namespace) -> int:
         print(f"{made.ref}: {made.target} rows older than {made.period} by {made.age_column} "
               "are deleted at each daily run")  # fmt: skip
     elif args.action == "retire":
-        retired = retire_rule(settings, args.rule, name=args.by)
+        retired = retire_rule(settings, args.tenant, args.rule, name=args.by)
         print(f"{retired.ref} retired; a signed record is in the archive")
     elif args.action == "list":
         listed = list_rules(settings, args.tenant)
@@ -594,10 +594,16 @@ def _retention(args: argparse.Namespace) -> int:
                     if r.last_run_at else "not run yet")  # fmt: skip
             print(f"{r.ref}  {r.tenant:<14} {r.target:<28} {r.age_column:<14} {r.period:<10} "
                   f"{state:<18} {last}")  # fmt: skip
+            if r.last_refusal:
+                print(f"    last run refused: {r.last_refusal}")
         print(f"{len(listed)} rule(s)")
     else:
         runs = run_rules(settings, args.tenants or None, say=print)
         refused = sum(1 for run in runs for r in run.results if r.refused)
+        for run in runs:
+            if run.skipped:
+                print(f"{run.tenant}: rules not run ({run.skipped})")
+        refused += sum(1 for run in runs if run.failed)
         print(f"{len(runs)} tenant(s), "
               f"{sum(r.deleted for run in runs for r in run.results)} row(s) deleted, "
               f"{refused} rule(s) refused")  # fmt: skip
@@ -923,6 +929,7 @@ def build_parser() -> argparse.ArgumentParser:
     rule.add_argument("--files", help="the column naming each row's object, deleted with it")
     rule.add_argument("--by", required=True, help="who at the client asked")
     retire = retention_actions.add_parser("retire", help="stop a rule")
+    retire.add_argument("tenant")
     retire.add_argument("rule", help="the rule's reference, rr-...")
     retire.add_argument("--by", required=True, help="who at the client asked")
     rules = retention_actions.add_parser("list", help="the rules, and when each last ran")

@@ -68,7 +68,7 @@ def test_a_retention_rule_deletes_exactly_the_rows_past_its_period(platform: Pla
         open_store(settings.store_url("archive")), load_key_list(settings.keys_dir)
     )
     assert report.retention_runs == 3  # two runs and the rule's setting
-    retire_rule(settings, rule.ref, name="DPO")
+    retire_rule(settings, "acme", rule.ref, name="DPO")
     assert run_rules(settings, now=now) == []
 
 
@@ -150,4 +150,56 @@ def test_offboard_retention_sets_lists_and_runs_rules(platform: Platform) -> Non
     assert "tenants table" in offboard("retention", "set", "acme", "public.tenants",
                                        "--age-column", "created_at", "--period", "1 year",
                                        "--by", "DPO", code=2)  # fmt: skip
-    assert "retired" in offboard("retention", "retire", ref, "--by", "DPO")
+    assert "retired" in offboard("retention", "retire", "acme", ref, "--by", "DPO")
+
+
+def test_a_tenant_retires_only_its_own_rules(platform: Platform) -> None:
+    """retire_rule took any rule's reference: globex's person (its statement, its form) could
+    retire acme's rule."""
+    settings = platform.settings
+    rule = set_rule(settings, "acme", "public.chat_messages", "sent_at", "1 year", name="DPO")
+    with pytest.raises(TenantError, match="tenant 'globex' has no active retention rule"):
+        retire_rule(settings, "globex", rule.ref, name="Globex admin")
+    (still,) = list_rules(settings, "acme", active=True)
+    assert still.ref == rule.ref
+
+
+def test_a_tenant_the_platform_deleted_does_not_stop_the_others_rules(platform: Platform) -> None:
+    """registry.get raised for the first tenant gone from the tenants table, and every tenant
+    after it in the daily run kept its expired rows."""
+    settings = platform.settings
+    now = _middle(platform, "chat_messages", "sent_at")
+    platform.query(
+        "INSERT INTO tenants (id, name, region, contact_email) "
+        "VALUES ('aaa', 'Gone Soon', 'europe-west1', 'dpo@aaa.example')"
+    )
+    set_rule(settings, "aaa", "public.chat_messages", "sent_at", "1 day", name="DPO")
+    set_rule(settings, "acme", "public.chat_messages", "sent_at", "1 day", name="DPO")
+    platform.query("DELETE FROM tenants WHERE id = 'aaa'")
+    gone, acme = run_rules(settings, now=now)
+    assert gone.tenant == "aaa" and gone.failed and "not in the platform's tenants" in gone.skipped
+    assert acme.tenant == "acme" and acme.results[0].deleted > 0
+
+
+def test_a_refusal_that_quotes_an_object_key_keeps_it_in_the_ledger_only(
+    platform: Platform,
+) -> None:
+    """The exception's text went into the signed record (write-once), Prefect's log and its
+    artifact: here it quoted a file name."""
+    settings = platform.settings
+    now = _middle(platform, "documents", "uploaded_at")
+    key = "tenants/acme/../minutes-of-jane-doe.pdf"
+    platform.query(
+        "UPDATE documents SET object_key = %s WHERE id = (SELECT min(id) FROM documents "
+        "WHERE tenant_id = 'acme')", key,
+    )  # fmt: skip
+    set_rule(settings, "acme", "public.documents", "uploaded_at", "1 day", files="object_key",
+             name="DPO")  # fmt: skip
+    said: list[str] = []
+    (run,) = run_rules(settings, now=now, say=said.append)
+    (result,) = run.results
+    assert result.deleted == 0 and "offboard retention list acme" in result.refused
+    record = read_signed(settings, run.record_key)
+    assert "jane" not in repr(record) and "jane" not in repr(said)
+    (rule,) = list_rules(settings, "acme")
+    assert rule.last_refusal is not None and "minutes-of-jane-doe.pdf" in rule.last_refusal

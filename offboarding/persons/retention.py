@@ -67,7 +67,7 @@ _DATED = frozenset({"date", "timestamp", "timestamptz"})
 _TEXT = frozenset({"text", "varchar", "bpchar"})
 _COLUMNS = (
     "ref, tenant, target, age_column, period::text AS period, files, statement, created_at, "
-    "retired_at, last_run_at, last_deleted"
+    "retired_at, last_run_at, last_deleted, last_refusal"
 )
 
 
@@ -84,6 +84,7 @@ class RetentionRule:
     retired_at: datetime | None
     last_run_at: datetime | None
     last_deleted: int | None
+    last_refusal: str | None = None  # the ledger's full reason; never in records or logs
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class RuleResult:
     deleted: int
     files: int
     refused: str = ""  # why this run deleted nothing although rows were past the period
+    details: str = ""  # the full reason, kept in the ledger only (it may quote object keys)
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ class TenantRun:
     results: list[RuleResult] = field(default_factory=list)
     record_key: str = ""
     skipped: str = ""  # why the tenant's rules did not run (e.g. it is being offboarded)
+    failed: bool = False  # skipped for a reason someone must settle
 
 
 def _check_rule(
@@ -211,15 +214,20 @@ def _record_rule(settings: Settings, rule: RetentionRule, what: str, name: str) 
     })  # fmt: skip
 
 
-def retire_rule(settings: Settings, ref: str, *, name: str) -> RetentionRule:
+def retire_rule(settings: Settings, tenant: str, ref: str, *, name: str) -> RetentionRule:
+    """Retire one of `tenant`'s rules (who asked is that tenant's person): another tenant's
+    rule is not found."""
     with TenantRegistry(settings).connect() as conn:
         row = conn.execute(
             "UPDATE offboarding.retention_rules SET retired_at = now() WHERE ref = %s AND "
-            f"retired_at IS NULL RETURNING {_COLUMNS}",
-            (ref,),
+            f"tenant = %s AND retired_at IS NULL RETURNING {_COLUMNS}",
+            (ref, validate_tenant_id(tenant)),
         ).fetchone()
     if row is None:
-        raise TenantError(f"no active retention rule {ref!r}: `offboard retention list`")
+        raise TenantError(
+            f"tenant {tenant!r} has no active retention rule {ref!r}: `offboard retention list "
+            f"{tenant}` lists its rules"
+        )
     rule = _row(row)
     _record_rule(settings, rule, "retired", name)
     return rule
@@ -334,7 +342,15 @@ def run_rules(
     registry = TenantRegistry(settings)
     for tenant, tenant_rules in by_tenant.items():
         run = f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
-        status = registry.get(tenant).status
+        try:
+            status = registry.get(tenant).status
+        except TenantError:  # the platform deleted the tenant: the others' rules still run
+            runs.append(TenantRun(tenant, run, failed=True, skipped=(
+                "the tenant is not in the platform's tenants table any more, so its rules did "
+                f"not run: retire them (`offboard retention retire {tenant} rr-…`) or restore "
+                "the tenant"
+            )))  # fmt: skip
+            continue
         if status != "active":
             runs.append(TenantRun(tenant, run, skipped=f"the tenant is {status}"))
             continue
@@ -342,8 +358,14 @@ def run_rules(
         for rule in tenant_rules:
             try:
                 result = _run_rule(settings, rule, now)
-            except (TenantError, ConfigurationError) as error:  # the catalogue changed
-                result = RuleResult(rule.ref, rule.target, now, 0, 0, refused=str(error))
+            except (TenantError, ConfigurationError) as error:  # the catalogue or rows changed
+                # Its text may quote the platform's object keys (file names): the ledger keeps
+                # it; the signed record, the log and the artifact only point there.
+                result = RuleResult(
+                    rule.ref, rule.target, now, 0, 0, details=str(error),
+                    refused=f"the rule could not run ({type(error).__name__}); why is in the "
+                    f"ledger: `offboard retention list {tenant}`",
+                )  # fmt: skip
             except psycopg.errors.SerializationFailure:  # its rows changed under the run
                 result = RuleResult(rule.ref, rule.target, now, 0, 0, refused="the rows "
                                     "changed while the rule ran: nothing deleted; the next "
@@ -368,9 +390,9 @@ def run_rules(
         with registry.connect() as conn:
             for result in results:
                 conn.execute(
-                    "UPDATE offboarding.retention_rules SET last_run_at = %s, last_deleted = %s "
-                    "WHERE ref = %s",
-                    (now, result.deleted, result.rule),
+                    "UPDATE offboarding.retention_rules SET last_run_at = %s, last_deleted = %s, "
+                    "last_refusal = %s WHERE ref = %s",
+                    (now, result.deleted, result.details or result.refused or None, result.rule),
                 )
         runs.append(TenantRun(tenant, run, results, key))
     return runs
