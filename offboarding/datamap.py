@@ -74,8 +74,9 @@ __all__ = [
 ]
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-# A pattern may only match the tenant's own keys: after {tenant} comes a separator that no
-# tenant id contains, or the end of the pattern.
+# A pattern may only match the tenant's own keys: on each side of {tenant} comes a separator
+# that no tenant id contains, or an end of the pattern ('page:*{tenant}:*' would match
+# globex's 'page:x.acme:home' for acme).
 _TENANT_PLACEHOLDER = "{tenant}"
 _KEY_SEPARATORS = frozenset(":/|#")
 
@@ -110,7 +111,7 @@ class RedisSystem(_System):
     patterns: list[str] = Field(
         min_length=1,
         description="Key patterns of a tenant's keys (Redis glob syntax), each with {tenant} "
-        "followed by a separator (: / | #) or at the end, e.g. 't:{tenant}:*'.",
+        "between separators (: / | #) or at an end, e.g. 't:{tenant}:*'.",
     )
 
     @field_validator("patterns")
@@ -121,12 +122,15 @@ class RedisSystem(_System):
                 raise ValueError(
                     f"pattern {pattern!r} must contain {_TENANT_PLACEHOLDER} exactly once"
                 )
-            after = pattern.split(_TENANT_PLACEHOLDER, 1)[1]
-            if after and after[0] not in _KEY_SEPARATORS:
+            before, after = pattern.split(_TENANT_PLACEHOLDER, 1)
+            if (after and after[0] not in _KEY_SEPARATORS) or (
+                before and before[-1] not in _KEY_SEPARATORS
+            ):
                 raise ValueError(
                     f"pattern {pattern!r} could match another tenant's keys ('acme' would match "
-                    f"'acme-corp'): follow {_TENANT_PLACEHOLDER} with one of "
-                    f"{' '.join(sorted(_KEY_SEPARATORS))}, e.g. 't:{{tenant}}:*'"
+                    f"'acme-corp' and 'x.acme'): put one of {' '.join(sorted(_KEY_SEPARATORS))} "
+                    f"right before and right after {_TENANT_PLACEHOLDER} (or start or end the "
+                    "pattern with it), e.g. 't:{tenant}:*'"
                 )
         return patterns
 

@@ -36,6 +36,9 @@ def test_contacts_go_three_years_after_the_termination_and_not_before(
     outbox = settings.root / "outbox"
     (outbox / "acme-0123456789ab-delivery-1.eml").write_text("To: dpo@acme.example\n")
     (outbox / "acme-corp-0123456789ab-delivery-1.eml").write_text("To: it@acme-corp.example\n")
+    # Tenant `acme-0123456789ab` (a valid id) has cases that begin with acme's case id.
+    neighbour = outbox / "acme-0123456789ab-fedcba987654-delivery-1.eml"
+    neighbour.write_text("To: dpo@acme-numbered.example\n")
     registry.freeze("acme", case.case_id)
     platform.query(
         "UPDATE offboarding.ledger SET frozen_at = '2027-03-15 10:00+00' WHERE tenant = 'acme'"
@@ -67,6 +70,7 @@ def test_contacts_go_three_years_after_the_termination_and_not_before(
     assert not (outbox / "acme-0123456789ab-delivery-1.eml").exists()
     assert not list(outbox.glob(f"request-{request.ref}*"))
     assert (outbox / "acme-corp-0123456789ab-delivery-1.eml").exists()
+    assert neighbour.exists()  # forgetting acme used to delete this other tenant's notice
     asked = read_outbox(outbox / "contacts-acme-crm.eml")
     assert asked["To"] == "accounts@operator.example" and "acme" in asked.get_content()
     # Recorded, signed, counted; and done once.

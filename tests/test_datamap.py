@@ -44,6 +44,7 @@ REDIS = {"plugin": "redis", "url": "redis://h"}
         ({"s": {"plugin": "solr"}}, "plugin 'solr', which does not exist"),
         ({"s": {"plugin": "redis", "attested": {"role": "r"}}}, "bound twice"),
         ({"c": {**REDIS, "patterns": ["t:{tenant}*"]}}, "could match another tenant's keys"),
+        ({"c": {**REDIS, "patterns": ["page:*{tenant}:*"]}}, "could match another tenant's"),
         ({"c": {**REDIS, "patterns": ["t:*"]}}, "must contain {tenant} exactly once"),
         ({"c": {"plugin": "redis", "patterns": ["t:{tenant}"]}}, "url: Field required"),
         ({"s": {"attested": {"role": "dpo"}}}, "procedure: Field required"),

@@ -33,6 +33,7 @@ from offboarding.delivery.mail import compose, send
 from offboarding.people import forget_tenant
 from offboarding.persons.records import archive_signed
 from offboarding.registry import TenantRegistry, registry_table
+from offboarding.scheduling.scheduling import cases_of
 
 __all__ = [
     "ContactsForgotten",
@@ -73,16 +74,38 @@ def contacts_due(settings: Settings, today: date) -> list[tuple[str, date]]:
     return [(str(r["tenant"]), r["contact_delete_after"]) for r in rows]
 
 
+# What follows a case id in a notice's name is its purpose (delivery, reminder, attest…),
+# never 12 hex digits: those would make it another tenant's case (tenant `acme-0123456789ab`,
+# whose cases start with acme's case id `acme-0123456789ab`).
+_ANOTHER_CASE = re.compile(r"[0-9a-f]{12}-")
+
+
 def _outbox_notices(settings: Settings, tenant: str, refs: list[str]) -> int:
-    """Delete the notices sent for the tenant's cases (<case>-*.eml, the case id being the
-    tenant and 12 hex digits) and requests (request-<ref>*.eml)."""
+    """Delete the notices sent for the tenant's own cases (`<case id>-<purpose>-….eml`, the
+    case ids read from its audit trails, never matched by pattern) and requests
+    (`request-<ref>.eml`, `request-<ref>-….eml`). The case ids are its audit trails' and the
+    ledger's."""
     outbox = settings.root / "outbox"
     if not outbox.is_dir():
         return 0
-    case = re.compile(rf"^{re.escape(tenant)}-[0-9a-f]{{12}}-")
+    with TenantRegistry(settings).connect() as conn:
+        row = conn.execute(
+            "SELECT offboarding_case FROM offboarding.ledger WHERE tenant = %s", (tenant,)
+        ).fetchone()
+    known = {case.case_id for case in cases_of(settings, tenant)}
+    known |= {row["offboarding_case"]} if row and row["offboarding_case"] else set()
+    cases = [f"{case_id}-" for case_id in sorted(known)]
+    requests = [f"request-{ref}" for ref in refs]
+
+    def ours(name: str) -> bool:
+        stem = name.removesuffix(".eml")
+        if any(stem == r or stem.startswith(f"{r}-") for r in requests):
+            return True
+        return any(stem.startswith(c) and not _ANOTHER_CASE.match(stem[len(c) :]) for c in cases)
+
     removed = 0
     for path in outbox.glob("*.eml"):
-        if case.match(path.name) or any(path.name.startswith(f"request-{r}") for r in refs):
+        if ours(path.name):
             path.unlink()
             removed += 1
     return removed
