@@ -45,6 +45,7 @@ __all__ = [
     "Forgotten",
     "Statement",
     "StatementKind",
+    "discard_statement",
     "forget_tenant",
     "keep_statement",
     "matches",
@@ -107,6 +108,13 @@ def keep_statement(
             (ref, tenant, kind, Jsonb(kept)),
         )
     return ref
+
+
+def discard_statement(settings: Settings, ref: str) -> None:
+    """Remove a statement nothing came to refer to (an acknowledgement the orchestrator
+    refused): a person's words are not kept for nothing."""
+    with TenantRegistry(settings).connect() as conn:
+        conn.execute("DELETE FROM offboarding.statements WHERE ref = %s", (ref,))
 
 
 def statement(settings: Settings, ref: str, tenant: str, kind: StatementKind) -> Statement:

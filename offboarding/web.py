@@ -6,9 +6,13 @@ serve-links`), a small Starlette app on top of the library.
                         (offboarding.delivery.receipts); 403 bad signature; 410 expired or
                         destroyed
     GET  /c/{token}     a page listing every part of a multi-part bundle, one link each
-    GET  /ack/{token}   the acknowledgement form for the client's contact
+    GET  /ack/{token}   the acknowledgement form for the client's contact (410 once expired: the
+                        token lasts until the case would be deemed delivered)
     POST /ack/{token}   resumes the waiting case through the orchestrator's `Runs` (whose server
-                        validates the fields again)
+                        validates the fields again); nothing is kept unless the case waits;
+                        fewer days than the grace only once every part was downloaded in
+                        full, and after a second, explicit confirmation; bodies over 16 KiB
+                        refused
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ from urllib.parse import parse_qs
 
 from offboarding.core.config import Settings, validate_tenant_id
 from offboarding.core.errors import AcknowledgementRejected, NotWaitingError, TenantError
-from offboarding.core.records import CaseRef
+from offboarding.core.records import CaseRef, case_from_id
+from offboarding.delivery.delivery import acknowledgement_terms, awaiting_acknowledgement
 from offboarding.delivery.links import LinkExpired, LinkInvalid, LinkSigner, fresh_url
 from offboarding.delivery.receipts import record_download
 from offboarding.locations.bundles import BUNDLES_ROOT
-from offboarding.people import keep_statement
+from offboarding.people import discard_statement, keep_statement
 from offboarding.runs import AcknowledgementInput, Runs
 from offboarding.stores import ObjectStore, open_store
 
@@ -145,14 +150,26 @@ def create_app(settings: Settings, runs: Runs) -> Any:
     async def acknowledge(request: Request) -> Response:
         try:
             run_id, case_id = signer.resolve_ack(request.path_params["token"])
-        except LinkInvalid:
+            case = case_from_id(case_id)
+        except (LinkInvalid, TenantError):
             return PlainTextResponse("invalid link\n", status_code=403)
+        except LinkExpired:
+            return _page(
+                "Link expired",
+                "<p>This acknowledgement link has expired. The link in our latest message is "
+                "valid; or reply to it and we will record your acknowledgement.</p>",
+                410,
+            )
         if request.method == "GET":
-            return _page("Acknowledge receipt", _ACK_FORM.format(case=html.escape(case_id)))
-        fields = parse_qs((await request.body()).decode("utf-8", "replace"))
+            return _page("Acknowledge receipt", _ack_form(case_id))
+        body = await _bounded_body(request)
+        if body is None:
+            return _page("Not recorded", "<p>The form is too large.</p>", 413)
+        fields = parse_qs(body.decode("utf-8", "replace"))
         days = fields.get("days", [""])[0].strip()
         name = fields.get("name", [""])[0].strip()
         note = fields.get("note", [""])[0].strip()
+        confirmed = fields.get("confirm_early", [""])[0] == "yes"
         problem = (
             "Days must be a whole number, 0 to 90." if days and not (
                 days.isdigit() and int(days) <= 90)
@@ -167,25 +184,36 @@ def create_app(settings: Settings, runs: Runs) -> Any:
                 "retry.</p>",
                 422,
             )
+        # Nothing a person writes is kept for a case that does not wait for it (resumed
+        # already, destroyed, its contacts forgotten).
+        waiting = await run_in_threadpool(awaiting_acknowledgement, settings, case, run_id, runs)
+        if not waiting:
+            return _page("Not recorded", _NOT_WAITING, 422)
+        terms = await run_in_threadpool(
+            lambda: acknowledgement_terms(
+                settings, case, int(days) if days else None, confirmed=confirmed
+            )
+        )  # fmt: skip
+        if terms.needs_confirmation:
+            return _page(
+                "Confirm a shorter time", _confirm_form(case_id, name, note, days, settings)
+            )
         # The name and the note stay in the ledger: the orchestrator gets their reference.
         kept = await run_in_threadpool(
             lambda: keep_statement(
-                settings, case_id.rpartition("-")[0], "acknowledgement", name=name,
-                note=note or None,
+                settings, case.tenant, "acknowledgement", name=name, note=note or None
             )
         )  # fmt: skip
-        acknowledgement = AcknowledgementInput(
-            statement=kept, days_until_destruction=int(days) if days else None
-        )
+        acknowledgement = AcknowledgementInput(statement=kept, days_until_destruction=terms.days)
         try:
             await run_in_threadpool(runs.resume, run_id, acknowledgement)
-        except AcknowledgementRejected as refused:
+        except (AcknowledgementRejected, NotWaitingError) as refused:
+            await run_in_threadpool(discard_statement, settings, kept)
+            if isinstance(refused, NotWaitingError):
+                return _page("Not recorded", _NOT_WAITING, 422)
             return _page("Not recorded", f"<p>{html.escape(str(refused))}</p>", 422)
-        except NotWaitingError:
-            return _page(
-                "Not recorded", "<p>This case is no longer waiting for an acknowledgement.</p>", 422
-            )
-        return _page("Thank you", "<p>Your acknowledgement is recorded.</p>")
+        explained = f"<p>{html.escape(terms.explanation)}</p>" if terms.explanation else ""
+        return _page("Thank you", f"<p>Your acknowledgement is recorded.</p>{explained}")
 
     return Starlette(
         routes=[
@@ -196,10 +224,46 @@ def create_app(settings: Settings, runs: Runs) -> Any:
     )
 
 
-_ACK_FORM = """<p>Case {case}. By acknowledging, you confirm you received the export and can open
-it. Your data will then be destroyed on our side, by default after our grace period and at the
-latest 90 days from today.</p><form method="post">
+# A form is a few hundred bytes: anything much larger is refused before it is read whole.
+MAX_FORM_BYTES = 16 * 1024
+
+_NOT_WAITING = "<p>This case is no longer waiting for an acknowledgement.</p>"
+
+
+async def _bounded_body(request: Any) -> bytes | None:
+    """The request's body, or None once it passes MAX_FORM_BYTES (declared or sent)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+        return None
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            return None
+    return body
+
+
+def _ack_form(case_id: str) -> str:
+    return f"""<p>Case {html.escape(case_id)}. By acknowledging, you confirm you received the
+export and can open it. Your data will then be destroyed on our side, by default after our
+grace period and at the latest 90 days from today. A shorter time is possible once every part
+of the export has been downloaded in full.</p><form method="post">
 <label>Your name <input name="name" required maxlength="200"></label>
 <label>Days before destruction (0-90, optional) <input name="days" type="number" min="0"
 max="90"></label><label>Note (optional) <textarea name="note" maxlength="1000"></textarea></label>
 <p><button type="submit">Acknowledge receipt</button></p></form>"""
+
+
+def _confirm_form(case_id: str, name: str, note: str, days: str, settings: Settings) -> str:
+    grace = settings.destruction.grace.days
+    hidden = "".join(
+        f'<input type="hidden" name="{field}" value="{html.escape(value)}">'
+        for field, value in (("name", name), ("note", note), ("days", days))
+    )
+    return f"""<p>Case {html.escape(case_id)}: you asked for your data to be destroyed
+{html.escape(days)} day(s) after this acknowledgement, sooner than our standard {grace} days.
+Once destroyed, nothing can be recovered. Confirm only if your organisation has checked the
+export.</p><form method="post">{hidden}
+<label><input type="checkbox" name="confirm_early" value="yes" required> Yes, destroy our data
+{html.escape(days)} day(s) after this acknowledgement</label>
+<p><button type="submit">Confirm</button></p></form>"""

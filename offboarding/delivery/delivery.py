@@ -32,6 +32,7 @@ from offboarding.core.faults import crash_point
 from offboarding.core.records import BundleRef, CaseRef, DeliveredPart, Delivery
 from offboarding.delivery.links import LinkSigner, PartLink, link_digest, sign_part_links
 from offboarding.delivery.mail import compose, send
+from offboarding.delivery.receipts import downloads, fully_downloaded
 from offboarding.evidence.timestamps import anchor_head
 from offboarding.export.export import new_case
 from offboarding.locations import scratch_dir
@@ -43,8 +44,11 @@ from offboarding.stores import LocalStore, backend, delete_every_version, open_s
 from offboarding.trail import AuditTrail, CaseState, events
 
 __all__ = [
+    "AcknowledgementTerms",
     "DeliveryStatus",
     "FollowUp",
+    "acknowledgement_terms",
+    "awaiting_acknowledgement",
     "deliver",
     "delivery_status",
     "plan_follow_up",
@@ -153,6 +157,50 @@ def status_of(state: CaseState) -> DeliveryStatus:
     )
 
 
+def awaiting_acknowledgement(settings: Settings, case: CaseRef, run_id: str, runs: Runs) -> bool:
+    """The case's trail shows it delivered by run `run_id` and not acknowledged, and the
+    orchestrator holds that run suspended: only then is anything a person says kept."""
+    state = AuditTrail.open(settings, case).state()
+    if state.delivery is None or state.acknowledgement is not None:
+        return False
+    return state.delivery.flow_run_id == run_id and runs.state(run_id) == "PAUSED"
+
+
+@dataclass(frozen=True)
+class AcknowledgementTerms:
+    """What an acknowledgement given through the client's page schedules."""
+
+    days: int | None  # days until destruction; None: the configured grace
+    needs_confirmation: bool = False  # fewer days than the grace: asked to confirm first
+    explanation: str = ""
+
+
+def acknowledgement_terms(
+    settings: Settings, case: CaseRef, days: int | None, *, confirmed: bool
+) -> AcknowledgementTerms:
+    """Fewer days than the standard grace only once every part was downloaded in full (a
+    forwarded notice must not shorten the time the client has to get its data) and after a
+    second, explicit confirmation; otherwise the standard grace applies."""
+    grace = settings.destruction.grace
+    if days is None or timedelta(days=days) >= grace:
+        return AcknowledgementTerms(days)
+    state = AuditTrail.open(settings, case).state()
+    parts = [p.key.rsplit("/", 1)[-1] for p in (state.delivery.parts if state.delivery else [])]
+    if not fully_downloaded(parts, downloads(settings, case)):
+        return AcknowledgementTerms(
+            None,
+            explanation=f"The standard {_days(grace)} apply: not every part of the export has "
+            "been downloaded in full yet, and a shorter time is possible only once it has.",
+        )
+    if not confirmed:
+        return AcknowledgementTerms(days, needs_confirmation=True)
+    return AcknowledgementTerms(days)
+
+
+def _days(period: timedelta) -> str:
+    return f"{period.days} days" if period >= timedelta(days=1) else f"{period} (h:mm:ss)"
+
+
 def _reminder_key(expires_at: datetime, before: timedelta) -> str:
     return f"reminder-{int(expires_at.timestamp())}-{int(before.total_seconds())}"
 
@@ -193,7 +241,11 @@ def send_links(
         index = LinkSigner.from_settings(settings).create_index(
             store.url, [p.key for p in status.parts], expires_at
         )
-    ack_link = LinkSigner.from_settings(settings).create_ack(status.flow_run_id, case.case_id)
+    ack_link = LinkSigner.from_settings(settings).create_ack(
+        status.flow_run_id,
+        case.case_id,
+        status.delivered_at + settings.delivery.acknowledgement_timeout,
+    )
     message = compose(
         settings,
         to=address,

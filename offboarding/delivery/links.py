@@ -80,8 +80,10 @@ class LinkSigner:
         payload = {"s": store_url, "keys": keys, "exp": int(expires_at.timestamp())}
         return f"{self.base_url}/c/{self._serializer(_INDEX_SALT).dumps(payload)}"
 
-    def create_ack(self, flow_run_id: str, case_id: str) -> str:
-        payload = {"run": flow_run_id, "case": case_id}
+    def create_ack(self, flow_run_id: str, case_id: str, expires_at: datetime) -> str:
+        """The acknowledgement page's link: valid until the case would be deemed delivered
+        anyway (after that nothing waits for it)."""
+        payload = {"run": flow_run_id, "case": case_id, "exp": int(expires_at.timestamp())}
         return f"{self.base_url}/ack/{self._serializer(_ACK_SALT).dumps(payload)}"
 
     def _load(self, salt: str, token: str, now: datetime | None) -> dict[str, Any]:
@@ -101,8 +103,12 @@ class LinkSigner:
     def resolve_index(self, token: str, now: datetime | None = None) -> dict[str, Any]:
         return self._load(_INDEX_SALT, token, now)
 
-    def resolve_ack(self, token: str) -> tuple[str, str]:
-        payload = self._load(_ACK_SALT, token, None)
+    def resolve_ack(self, token: str, now: datetime | None = None) -> tuple[str, str]:
+        """(run id, case id) an acknowledgement token names; a token without an expiry
+        (sent by releases before 0.4) counts as expired."""
+        payload = self._load(_ACK_SALT, token, now)
+        if "exp" not in payload:
+            raise LinkExpired("acknowledgement link without an expiry")
         return str(payload["run"]), str(payload["case"])
 
 

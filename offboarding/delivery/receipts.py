@@ -28,7 +28,13 @@ from offboarding.core.signing import Signer, load_key_list
 from offboarding.people import pseudonym
 from offboarding.stores import open_store
 
-__all__ = ["DownloadReceipt", "downloads", "receipt_prefix", "record_download"]
+__all__ = [
+    "DownloadReceipt",
+    "downloads",
+    "fully_downloaded",
+    "receipt_prefix",
+    "record_download",
+]
 
 
 class DownloadReceipt(BaseModel):
@@ -90,3 +96,9 @@ def downloads(settings: Settings, case: CaseRef) -> list[DownloadReceipt]:
         keys.verify(data, signature, info.key, signing_key=receipt.signing_key, at=receipt.at)
         found.append(receipt)
     return sorted(found, key=lambda r: r.at)
+
+
+def fully_downloaded(parts: list[str], receipts: list[DownloadReceipt]) -> bool:
+    """Every part (by name) has at least one complete download on record."""
+    done = {r.part for r in receipts if r.complete}
+    return bool(parts) and all(part in done for part in parts)

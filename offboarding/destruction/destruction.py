@@ -26,7 +26,7 @@ from offboarding.core.records import (
 )
 from offboarding.core.signing import Signer, load_key_list
 from offboarding.datamap import AttestedSystem, load_datamap
-from offboarding.delivery.receipts import downloads
+from offboarding.delivery.receipts import downloads, fully_downloaded
 from offboarding.destruction.warrant import Warrant, require_agreement, require_warrant
 from offboarding.evidence.archive import publish_key_list, render_certificate_html
 from offboarding.evidence.incidents import record_incident
@@ -382,8 +382,7 @@ def _certificate(
         manifest_sha256=state.packaged.manifest_sha256 if state.packaged else None,
         bundle_downloads=len(receipts),
         bundle_first_downloaded_at=receipts[0].at if receipts else None,
-        bundle_fully_downloaded=bool(parts)
-        and all(any(r.part == part and r.complete for r in receipts) for part in parts),
+        bundle_fully_downloaded=fully_downloaded(parts, receipts),
         data_backed_up=removals["backups"].items_before > 0 if "backups" in removals else False,
         backup_locations=settings.backup_store_urls(),
         locations=locations,
