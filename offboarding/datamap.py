@@ -436,6 +436,14 @@ class PersonScope(BaseModel):
 
     @model_validator(mode="after")
     def _pseudonymised_row(self) -> PersonScope:
+        if self.table in self.tables:
+            raise ValueError(
+                f"[person.tables] names the person table {self.table} itself: its rows are "
+                f"selected by the key {self.key!r} alone, and nothing may select others there "
+                "(by = 'manager_id' would select the person's reports, not the person). Remove "
+                f"it. Other people's rows that point at the person stay theirs: keep the "
+                'person\'s row with erase = "pseudonymise" under [person] so they can'
+            )
         if self.erase == "delete" and self.personal:
             raise ValueError(
                 "personal lists the person row's columns to replace when the row is kept: "

@@ -11,16 +11,21 @@ import subprocess
 import threading
 import time
 import zipfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import psycopg
 import pytest
+from psycopg import sql
+from starlette.testclient import TestClient
 
 from exporters.bundle import verify_bundle
+from flows.adapter import PrefectRuns
 from offboarding.backup.backup import take_backup
-from offboarding.core.errors import TenantError
+from offboarding.core.errors import ConfigurationError, IsolationBreachError, TenantError
 from offboarding.core.signing import Signer, load_key_list
+from offboarding.delivery.links import LinkSigner
 from offboarding.delivery.mail import read_outbox
 from offboarding.evidence.archive import verify_archive
 from offboarding.locations.backups import backup_prefix
@@ -30,6 +35,7 @@ from offboarding.persons.erasure import attest_person_system, erase_person
 from offboarding.persons.records import read_signed
 from offboarding.registry import TenantRegistry
 from offboarding.stores import open_store
+from offboarding.web import create_app
 from tests.conftest import Platform
 
 _ACME_REGION = "europe-west1"
@@ -347,3 +353,105 @@ def test_a_reference_written_while_the_erasure_runs_stops_it(platform: Platform)
     assert failed and "1 row(s) of public.pins" in str(failed[0])
     assert platform.query("SELECT count(*) FROM pins") == [(1,)]
     assert platform.query("SELECT count(*) FROM users WHERE id = %s", person) == [(1,)]
+
+
+def _manager_of_a_colleague(platform: Platform) -> tuple[int, int]:
+    """An HR-style self-reference: users.manager_id. Returns (the person, their report)."""
+    person = _person(platform)
+    others = "SELECT min(id) FROM users WHERE tenant_id = 'acme' AND id <> %s"
+    report = int(str(platform.query(others, person)[0][0]))
+    platform.query(
+        "ALTER TABLE users ADD COLUMN manager_id bigint REFERENCES users (id);"
+        "CREATE INDEX ON users (manager_id)"
+    )
+    platform.query("UPDATE users SET manager_id = %s WHERE id = %s", person, report)
+    return person, report
+
+
+def _rewrite_map(platform: Platform, old: str, new: str) -> None:
+    path = Path(str(platform.settings.datamap))
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def test_a_managers_erasure_ends_in_a_clear_refusal_or_a_correct_erasure(
+    platform: Platform,
+) -> None:
+    """The review's HR case: the refusal advised declaring the person table under
+    [person.tables]; `by = "manager_id"` then passed, replaced the person's own key condition,
+    deleted the person's report (a colleague), kept the person, and certified it."""
+    settings = platform.settings
+    person, report = _manager_of_a_colleague(platform)
+    colleague = platform.query("SELECT * FROM users WHERE id = %s", report)
+    request = open_request(settings, "acme", str(person), "erasure")
+    with pytest.raises(TenantError, match="other people's rows point at the person") as refused:
+        erase_person(settings, request.ref)
+    advice = str(refused.value)
+    assert 'erase = "pseudonymise" under [person]' in advice
+    assert "[person.tables]" not in advice.split("other people's rows")[1].split(".")[0]
+
+    # The old advice, followed: refused by the data map, nothing erased.
+    _rewrite_map(platform, '[person.tables."public.posts"]',
+                 '[person.tables."public.users"]\nby = "manager_id"\nerase = "delete"\n\n'
+                 '[person.tables."public.posts"]')  # fmt: skip
+    with pytest.raises(ConfigurationError, match=r"names the person table public\.users itself"):
+        erase_person(settings, request.ref)
+    assert platform.query("SELECT * FROM users WHERE id = %s", report) == colleague
+
+    # The new advice, followed: the person's row kept with its personal columns replaced.
+    declared = '[person.tables."public.users"]\nby = "manager_id"\nerase = "delete"\n\n'
+    _rewrite_map(platform, declared, "")
+    _rewrite_map(platform, 'erase = "delete"\nfiles = ["tenants/{tenant}/avatars/{person}.bin"]',
+                 'erase = "pseudonymise"\npersonal = ["display_name", "email", "phone", "avatar"]\n'
+                 'files = ["tenants/{tenant}/avatars/{person}.bin"]')  # fmt: skip
+    erased = erase_person(settings, request.ref)
+    assert erased.pseudonymised.get("public.users") == 1
+    assert platform.query("SELECT * FROM users WHERE id = %s", report) == colleague
+    kept = platform.query("SELECT email, display_name FROM users WHERE id = %s", person)
+    assert kept and all(str(v).startswith("erased-") for v in kept[0])
+
+
+def test_the_person_tables_own_rows_are_proved_to_be_the_person_inside_the_erasure(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever selects them, the erasure commits only if the person table's changed rows are
+    exactly the person's own row."""
+    from offboarding.persons import erasure, scope
+
+    settings = platform.settings
+    person, report = _manager_of_a_colleague(platform)
+    before = platform.fingerprint("acme")
+    selected = scope.person_conditions
+
+    def selecting_the_report(*args: object, **kwargs: object) -> object:
+        selection = selected(*args, **kwargs)  # type: ignore[arg-type]
+        selection.conditions["public.users"] = sql.SQL("users.id = {}").format(report)
+        return selection
+
+    monkeypatch.setattr(erasure, "person_conditions", selecting_the_report)
+    request = open_request(settings, "acme", str(person), "erasure")
+    with pytest.raises(IsolationBreachError, match="not the person's own"):
+        erase_person(settings, request.ref)
+    assert platform.fingerprint("acme") == before
+
+
+def test_an_erasure_withdraws_the_earlier_answers_about_the_person(platform: Platform) -> None:
+    """The earlier access answer was still served by its link (HTTP 200, the person's values
+    and files inside) after the erasure."""
+    settings = platform.settings
+    person = _person(platform)
+    access = open_request(settings, "acme", str(person), "access")
+    answer = answer_access(settings, access.ref)
+    store = open_store(settings.delivery_store_url(_ACME_REGION))
+    signer = LinkSigner.from_settings(settings)
+    link = signer.create(store.url, answer.parts[0], datetime.now(UTC) + timedelta(days=1))
+    client = TestClient(create_app(settings, PrefectRuns()))
+    path = link.removeprefix(settings.delivery.link_base_url)
+    assert client.get(path).status_code == 200
+    erasure = open_request(settings, "acme", str(person), "erasure")
+    erased = erase_person(settings, erasure.ref)
+    assert client.get(path).status_code == 410
+    assert not list(store.list_objects(f"bundles/acme/{access.ref}/"))
+    certificate = read_signed(settings, erased.certificate_key)
+    assert certificate["earlier_answers"]["requests"] == {access.ref: len(answer.parts)}

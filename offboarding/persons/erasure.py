@@ -53,13 +53,14 @@ from psycopg import sql
 
 from offboarding.backup.backup import restore_check, take_backup
 from offboarding.core.config import Settings
-from offboarding.core.errors import DestructionIncompleteError, TenantError
-from offboarding.core.names import split_qualified
+from offboarding.core.errors import DestructionIncompleteError, IsolationBreachError, TenantError
+from offboarding.core.names import qualified, split_qualified
 from offboarding.core.records import CaseRef
 from offboarding.datamap import PersonScope, PgBackRestSystem, load_datamap
 from offboarding.delivery.mail import compose, send
 from offboarding.locations import lingering
 from offboarding.locations.backups import backup_prefix
+from offboarding.locations.bundles import bundle_prefix
 from offboarding.locations.pgbackrest import PgBackRestLocation
 from offboarding.locations.postgres.catalog import ident
 from offboarding.people import keep_statement, pseudonym
@@ -70,7 +71,14 @@ from offboarding.persons.requests import (
     mark_answered,
     to_carry_out,
 )
-from offboarding.persons.rows import affect, count_rows, lock_rows, mark_rows, references_now
+from offboarding.persons.rows import (
+    Reference,
+    affect,
+    count_rows,
+    lock_rows,
+    mark_rows,
+    references_now,
+)
 from offboarding.persons.scope import (
     PersonSelection,
     person_conditions,
@@ -201,6 +209,7 @@ def _erase_rows(
         )
         keys = person_files(conn, scope, conditions, files, request.tenant, person, missing_ok=True)
         marked = mark_rows(conn, selection.tables, conditions)
+        _require_only_the_person(conn, scope, selection, marked, person)
         counts = {t: count_rows(conn, t, marked[t]) for t in marked}
         _snapshot_current(settings, conditions, counts)
         doomed = _doomed(scope)
@@ -217,10 +226,8 @@ def _erase_rows(
         )  # fmt: skip
         if blocked:
             raise TenantError(
-                f"erasure of request {request.ref} would reach rows that are not the person's: "
-                f"{'; '.join(blocked)}. Nothing was changed. Declare those rows' table under "
-                '[person.tables] (erase = "delete" if they are the person\'s too), or keep the '
-                'referenced rows with erase = "pseudonymise"'
+                f"erasure of request {request.ref} would reach rows that are not the person's, "
+                f"so nothing was changed: {' '.join(_advice(scope, r) for r in blocked)}"
             )
         pseudonymised: dict[str, int] = {}
         kept = [(t, p.personal, p.by) for t, p in scope.tables.items() if p.erase != "delete"]
@@ -266,6 +273,71 @@ def _erase_rows(
     )
 
 
+def _advice(scope: PersonScope, reference: Reference) -> str:
+    """What the operator can actually do about one blocking reference."""
+    keep = (
+        'erase = "pseudonymise" under [person]'
+        if reference.references == scope.table
+        else f'erase = "pseudonymise" under [person.tables."{reference.references}"]'
+    )
+    if reference.table == scope.table == reference.references:
+        return (
+            f"{reference}: other people's rows point at the person ({reference.constraint}, "
+            f"e.g. their manager). They are not the person's and are never selected by "
+            f"[person]: keep the person's row with {keep} (its personal columns are "
+            "replaced, their reference stays valid), or have the client's application clear "
+            "those references first."
+        )
+    if reference.table == scope.table or reference.table in scope.tables:
+        return (
+            f"{reference}: rows the erasure keeps reference rows it deletes: delete them too "
+            f'(erase = "delete" for {reference.table}), or keep the referenced rows with {keep}.'
+        )
+    return (
+        f"{reference}: keep the referenced rows with {keep}; declare {reference.table} under "
+        "[person.tables] only if those rows are the person's own (a column holding the "
+        "person's key)."
+    )
+
+
+def _require_only_the_person(
+    conn: psycopg.Connection[Any],
+    scope: PersonScope,
+    selection: PersonSelection,
+    marked: dict[str, sql.Composable],
+    person: str,
+) -> None:
+    """Proof, inside the transaction, that the person table's rows about to change are
+    exactly one: the row whose key is the person's (whatever the data map declares)."""
+    schema, name = split_qualified(scope.table)
+    pg_type = next(c.pg_type for c in selection.columns[scope.table] if c.name == scope.key)
+    row = conn.execute(
+        sql.SQL(
+            "SELECT count(*), count(*) FILTER (WHERE {key} IS DISTINCT FROM {person}::{type}) "
+            "FROM {table} WHERE {marked}"
+        ).format(
+            key=sql.Identifier(schema, name, scope.key),
+            person=sql.Literal(person),
+            type=sql.SQL(pg_type),
+            table=ident(scope.table),
+            marked=marked[scope.table],
+        )
+    ).fetchone()
+    rows, others = (int(row[0]), int(row[1])) if row else (0, 0)
+    if (rows, others) != (1, 0):
+        raise IsolationBreachError(
+            f"the erasure selected {rows} row(s) of {scope.table}, {others} of them not the "
+            f"person's own (key {scope.key}): nothing was changed. Check [person] in the data "
+            "map: the person table's rows are selected by its key alone",
+            facts={
+                "nature": "an erasure selected rows of the person table other than the person's "
+                "(refused before any change)",
+                "affected_tenants": [], "categories": [f"rows of {scope.table}"],
+                "approximate_records": others, "approximate_people": others,
+            },
+        )  # fmt: skip
+
+
 def _verify(
     conn: psycopg.Connection[Any],
     selection: PersonSelection,
@@ -299,15 +371,17 @@ def _verify(
 
 def _triggers(conn: psycopg.Connection[Any], tables: list[str]) -> dict[str, list[str]]:
     """The platform's own triggers on the touched tables (they ran with the erasure)."""
+    pairs = [split_qualified(t) for t in tables]
     rows = conn.execute(
-        "SELECT n.nspname || '.' || c.relname, t.tgname FROM pg_trigger t "
+        "SELECT n.nspname, c.relname, t.tgname FROM pg_trigger t "
         "JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE NOT t.tgisinternal AND n.nspname || '.' || c.relname = ANY(%s) ORDER BY 1, 2",
-        (tables,),
+        "WHERE NOT t.tgisinternal AND (n.nspname, c.relname) IN "
+        "(SELECT * FROM unnest(%s::text[], %s::text[])) ORDER BY 1, 2, 3",
+        ([schema for schema, _ in pairs], [name for _, name in pairs]),
     ).fetchall()
     found: dict[str, list[str]] = {}
-    for table, name in rows:
-        found.setdefault(str(table), []).append(str(name))
+    for schema, table, name in rows:
+        found.setdefault(qualified(str(schema), str(table)), []).append(str(name))
     return found
 
 
@@ -349,6 +423,31 @@ def _rebase_backups(settings: Settings, tenant: str) -> int:
     return len(older - {fresh.backup_id})
 
 
+def _withdraw_answers(settings: Settings, request: PersonRequest) -> dict[str, int]:
+    """Every earlier access or portability answer about the person, in every delivery store:
+    deleted (every generation), so its links answer "gone". Per request, the objects removed."""
+    with TenantRegistry(settings).connect() as conn:
+        rows = conn.execute(
+            "SELECT ref FROM offboarding.person_requests WHERE tenant = %s AND person = %s "
+            "AND kind IN ('access', 'portability') AND ref <> %s ORDER BY ref",
+            (request.tenant, request.person, request.ref),
+        ).fetchall()
+    withdrawn: dict[str, int] = {}
+    for row in rows:
+        prefix = f"{bundle_prefix(request.tenant)}{row['ref']}/"
+        removed = [delete_every_version(open_store(url), prefix)[2]
+                   for url in settings.delivery_store_urls()]  # fmt: skip
+        left = [url for url in settings.delivery_store_urls()
+                if any(True for _ in open_store(url).list_objects(prefix))]  # fmt: skip
+        if left:
+            raise DestructionIncompleteError(
+                f"request {request.ref}: the earlier answer {row['ref']} is still in "
+                f"{', '.join(left)} after its deletion; the database erasure is done. Retry"
+            )
+        withdrawn[str(row["ref"])] = sum(removed)
+    return withdrawn
+
+
 def erase_person(
     settings: Settings, ref: str, *, say: Callable[[str], None] = lambda _: None
 ) -> PersonErasure:
@@ -388,6 +487,8 @@ def erase_person(
     rows_deleted, rows_kept = sum(deleted.values()), sum(kept.values())
     say(f"database and files done: {rows_deleted} rows deleted, {rows_kept} kept with their "
         f"personal columns replaced, {len(keys)} files")  # fmt: skip
+    withdrawn = _withdraw_answers(settings, request)
+    say(f"earlier answers about the person withdrawn: {len(withdrawn)}")
     rebased = _rebase_backups(settings, request.tenant)
     completed_at = datetime.now(UTC)
     delay, why = lingering(settings)
@@ -416,6 +517,10 @@ def erase_person(
                      "replacement": "text by the request's pseudonym, other values by NULL"},
         "files": {"objects": len(keys), "generations_deleted": erased.generations,
                   "bytes": erased.file_bytes},
+        "earlier_answers": {"requests": withdrawn,
+                            "method": "every object of each earlier access or portability "
+                            "answer about the person deleted in every delivery store, every "
+                            "generation; their links answer gone"},
         "verification": "in the erasure's REPEATABLE READ transaction, before it committed: "
         "the person's rows marked by key; no other row referencing one to be deleted; each "
         "statement changed exactly the marked rows; no row of the person left in any table, "

@@ -280,7 +280,7 @@ def _run_rule(settings: Settings, rule: RetentionRule, now: datetime) -> RuleRes
             if blocked:
                 return RuleResult(
                     rule.ref, rule.target, cutoff, 0, 0,
-                    refused=f"{'; '.join(blocked)}: nothing deleted. Add a rule for the "
+                    refused=f"{'; '.join(map(str, blocked))}: nothing deleted. Add a rule for the "
                     "referencing table (it goes first), or keep these rows",
                 )  # fmt: skip
             keys = _named_files(conn, rule, marked, files)

@@ -10,6 +10,7 @@ abandoned. Conditions qualify columns with the table's full name.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -21,6 +22,7 @@ from offboarding.locations.postgres.catalog import ident
 from offboarding.planning import CatalogTable
 
 __all__ = [
+    "Reference",
     "affect",
     "count_rows",
     "lock_rows",
@@ -30,16 +32,33 @@ __all__ = [
 ]
 
 
+@dataclass(frozen=True)
+class Reference:
+    """Rows outside the doomed ones that reference doomed rows, through one foreign key."""
+
+    table: str  # the referencing table
+    columns: tuple[str, ...]
+    constraint: str
+    references: str  # the doomed rows' table
+    rows: int
+
+    def __str__(self) -> str:
+        return (
+            f"{self.rows} row(s) of {self.table} ({self.constraint}: {', '.join(self.columns)}) "
+            f"reference the rows of {self.references} to be deleted"
+        )
+
+
 def references_into(
     conn: psycopg.Connection[Any],
     catalog: list[CatalogTable],
     doomed: Mapping[str, sql.Composable],
     exempt: frozenset[tuple[str, tuple[str, ...]]] = frozenset(),
-) -> list[str]:
+) -> list[Reference]:
     """Rows outside `doomed` that reference a doomed row: deleting it would cascade to them,
-    change them (set null) or be refused. One line per foreign key, with a count (no value).
+    change them (set null) or be refused. One per foreign key, with a count (no value).
     `exempt` names (table, columns) references cleared before the delete."""
-    found: list[str] = []
+    found: list[Reference] = []
     for referencing in catalog:
         name = referencing.qualified
         for fk in referencing.foreign_keys:
@@ -59,10 +78,7 @@ def references_into(
                 )
             ).fetchone()
             if row and row[0]:
-                found.append(
-                    f"{row[0]} row(s) of {name} ({fk.name}: {', '.join(fk.columns)}) reference "
-                    f"the rows of {fk.references} to be deleted"
-                )
+                found.append(Reference(name, fk.columns, fk.name, fk.references, int(row[0])))
     return found
 
 
@@ -71,7 +87,7 @@ def references_now(
     catalog: list[CatalogTable],
     doomed: Mapping[str, sql.Composable],
     exempt: frozenset[tuple[str, tuple[str, ...]]] = frozenset(),
-) -> list[str]:
+) -> list[Reference]:
     """`references_into` as committed now, on a connection of its own: call it once the doomed
     rows are locked (`lock_rows`), so no new reference can appear. A reference written since
     the deleting transaction's snapshot is then refused with its table and foreign key, as any

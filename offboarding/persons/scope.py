@@ -92,6 +92,11 @@ def _check_scope(
             f"{where}: [person] table {scope.table} holds no tenant rows (no tenant column, no "
             "foreign key to the tenant's rows): a person must belong to one tenant"
         )
+    if scope.table in scope.tables:  # the data map refuses it too; never trusted here
+        raise ConfigurationError(
+            f"{where}: [person.tables] names the person table {scope.table} itself: its rows "
+            f"are selected by its key {scope.key!r} alone. Remove that entry"
+        )
     declared = {scope.table: scope.key, **{t: p.by for t, p in scope.tables.items()}}
     for table, column in declared.items():
         if table not in columns:
