@@ -126,8 +126,17 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
     Deployment(
         "legal-hold",
         "flows/support.py:legal_hold",
-        "Place a legal hold on a tenant (scheduled destruction is cancelled) or lift it "
-        "(destruction is scheduled again for its original date, within its deadline).",
+        "Place a legal hold on a tenant (scheduled destruction is cancelled), or ask to lift "
+        "it: a second person approves with the approve form (or the staff page), then "
+        "destruction is scheduled again for its original date, within its deadline.",
+    ),
+    Deployment(
+        "approve",
+        "flows/support.py:approve_request",
+        "A second person approves a request that shortens or lifts a protection (destruction "
+        "earlier than the grace, lifting a legal hold, postponing to the limit); it is then "
+        "carried out. Who asked cannot approve. Statements: the staff page, /staff/ on the "
+        "link endpoint.",
     ),
     Deployment(
         "postpone-destruction",

@@ -1,8 +1,9 @@
 """Support staff's actions, each a deployment with a form in the Prefect UI.
 
     reissue-link           send the client's contact new download links
-    legal-hold             place or lift a legal hold (cancels / reschedules destruction)
+    legal-hold             place a legal hold (cancels destruction), or ask to lift it
     postpone-destruction   move a scheduled destruction later, never past the contract's limit
+    approve                a second person approves what shortens or lifts a protection
     verify-destruction     re-scan every location of a destroyed case, on the record
 
 Starting a case by hand is the `offboard` deployment's own form; acknowledging for the client is
@@ -20,7 +21,8 @@ from flows import adapter
 from offboarding.delivery.delivery import send_links
 from offboarding.destruction.destruction import reverify
 from offboarding.runs import StatementRef
-from offboarding.scheduling.scheduling import case_from_id, place_hold, release_hold
+from offboarding.scheduling.approvals import Approval
+from offboarding.scheduling.scheduling import approve, case_from_id, place_hold, release_hold
 from offboarding.scheduling.scheduling import postpone_destruction as postpone
 
 
@@ -54,8 +56,12 @@ def legal_hold(tenant: str, action: Literal["place", "lift"], statement: Stateme
         for note in result.notes:
             adapter.logger().warning("%s", note)
         return result.cancelled_runs
-    released = release_hold(settings, adapter.PrefectRuns(), tenant, statement)
-    return [str(s.flow_run_id) for s in released.rescheduled]
+    asked = release_hold(settings, adapter.PrefectRuns(), tenant, statement)
+    adapter.logger().info(
+        "lifting the hold on %s waits for a second person: approval request %s (the approve "
+        "form, the staff page or `offboard approve`)", tenant, asked.ref,
+    )  # fmt: skip
+    return [asked.ref]
 
 
 @flow(name="postpone-destruction", flow_run_name="postpone-destruction-{case_id}")
@@ -69,10 +75,31 @@ def postpone_destruction(case_id: str, destroy_on: datetime, statement: Statemen
         statement: Who asked for it, as a postponement statement's reference (st-…, from
             `offboard statement TENANT postponement --name …`).
     """
-    schedule = postpone(
+    done = postpone(
         adapter.settings(), adapter.PrefectRuns(), case_from_id(case_id), destroy_on, statement
     )
-    return str(schedule.flow_run_id)
+    if isinstance(done, Approval):
+        adapter.logger().info(
+            "postponing %s so close to its limit waits for a second person: approval request "
+            "%s", case_id, done.ref,
+        )  # fmt: skip
+        return done.ref
+    return str(done.flow_run_id)
+
+
+@flow(name="approve", flow_run_name="approve-{request}")
+def approve_request(request: str, statement: StatementRef) -> list[str]:
+    """Approve, as a second person, a request that shortens or lifts a protection (an earlier
+    destruction, lifting a legal hold, a postponement to the limit); it is then carried out.
+    The person who asked cannot approve it.
+
+    Args:
+        request: The request's reference (ap-…), from `offboard approvals` or the staff page.
+        statement: Your approval statement's reference (st-…, from the staff page or
+            `offboard statement TENANT approval --name …`).
+    """
+    outcome = approve(adapter.settings(), adapter.PrefectRuns(), request, statement)
+    return [str(s.flow_run_id) for s in outcome.rescheduled]
 
 
 @flow(name="verify-destruction", flow_run_name="verify-destruction-{case_id}")

@@ -221,17 +221,46 @@ def _release(args: argparse.Namespace) -> int:
 
     settings = Settings()
     said = keep_statement(settings, args.tenant, "hold", name=args.by)
-    result = release_hold(settings, PrefectRuns(), args.tenant, said, now=args.now)
-    print(f"legal hold lifted on {result.tenant}")
-    for schedule in result.rescheduled:
+    asked = release_hold(settings, PrefectRuns(), args.tenant, said, now=args.now)
+    print(
+        f"lifting the legal hold on {args.tenant}{' and destroying now' if args.now else ''} "
+        f"waits for a second person: request {asked.ref}. The hold stays until they approve:\n"
+        f"  offboard approve {asked.ref} --by NAME   (or the staff page, or the approve form)"
+    )
+    return 0
+
+
+def _approve(args: argparse.Namespace) -> int:
+    from flows.adapter import PrefectRuns
+    from offboarding.core.config import Settings
+    from offboarding.people import keep_statement
+    from offboarding.scheduling.approvals import get_approval
+    from offboarding.scheduling.scheduling import approve
+
+    settings = Settings()
+    asked = get_approval(settings, args.request)
+    said = keep_statement(settings, asked.tenant, "approval", name=args.by, note=args.note)
+    outcome = approve(settings, PrefectRuns(), args.request, said)
+    print(f"{outcome.approval.action} of {asked.case_id or asked.tenant} approved and done")
+    for schedule in outcome.rescheduled:
         print(
             f"  destruction run {schedule.flow_run_id} scheduled for "
             f"{schedule.scheduled_for:%Y-%m-%d %H:%M} UTC (deadline "
             f"{schedule.deadline:%Y-%m-%d %H:%M} UTC)"
         )
-    if not result.rescheduled:
-        print("  no destruction was waiting on the hold (cases still awaiting acknowledgement "
-              "schedule theirs when acknowledged)")  # fmt: skip
+    return 0
+
+
+def _approvals(args: argparse.Namespace) -> int:
+    from offboarding.core.config import Settings
+    from offboarding.scheduling.approvals import pending_approvals
+
+    waiting = pending_approvals(Settings(), args.tenant)
+    for approval in waiting:
+        detail = ", ".join(f"{k} {v}" for k, v in approval.params.items() if k != "requested_kind")
+        print(f"{approval.ref}  {approval.action:<18} {approval.case_id or approval.tenant:<32} "
+              f"asked {approval.requested_at:%Y-%m-%d %H:%M}  {detail}")  # fmt: skip
+    print(f"{len(waiting)} request(s) waiting for a second person")
     return 0
 
 
@@ -846,7 +875,7 @@ def build_parser() -> argparse.ArgumentParser:
     statement.add_argument(
         "kind",
         choices=["acknowledgement", "termination", "attestation", "hold", "postponement",
-                 "request", "extension", "answer", "rule"],
+                 "request", "extension", "answer", "rule", "approval"],
     )  # fmt: skip
     statement.add_argument("--name", help="who makes the statement")
     statement.add_argument("--note", help="acknowledgement: the optional note")
@@ -964,13 +993,27 @@ def build_parser() -> argparse.ArgumentParser:
     hold.add_argument("--by", default=getpass.getuser(), help="who places the hold")
     hold.set_defaults(run=_hold)
 
-    release = commands.add_parser("release", help="lift a legal hold: schedule destruction")
+    release = commands.add_parser(
+        "release", help="ask to lift a legal hold (a second person approves: offboard approve)"
+    )
     release.add_argument("tenant")
-    release.add_argument("--by", default=getpass.getuser(), help="who lifts the hold")
+    release.add_argument("--by", default=getpass.getuser(), help="who asks to lift the hold")
     release.add_argument(
         "--now", action="store_true", help="destroy at once, even past the deadline"
     )
     release.set_defaults(run=_release)
+
+    approval = commands.add_parser(
+        "approve", help="approve, as a second person, a request that shortens a protection"
+    )
+    approval.add_argument("request", help="the request's reference, ap-...")
+    approval.add_argument("--by", default=getpass.getuser(), help="who approves (not who asked)")
+    approval.add_argument("--note", help="why, for the record (kept in the ledger)")
+    approval.set_defaults(run=_approve)
+
+    approvals = commands.add_parser("approvals", help="requests waiting for a second person")
+    approvals.add_argument("tenant", nargs="?")
+    approvals.set_defaults(run=_approvals)
 
     serve_links = commands.add_parser(
         "serve-links", help="serve local download links and the acknowledgement page"

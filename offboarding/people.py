@@ -50,13 +50,14 @@ __all__ = [
     "keep_statement",
     "matches",
     "pseudonym",
+    "same_person",
     "statement",
 ]
 
 PSEUDONYM_PREFIX = "hmac-sha256:"
 StatementKind = Literal[
     "acknowledgement", "termination", "attestation", "hold", "postponement", "request",
-    "extension", "answer", "rule",
+    "extension", "answer", "rule", "approval",
 ]  # fmt: skip
 # The fields a kind of statement may hold; each is a person's free text.
 _FIELDS: dict[str, frozenset[str]] = {
@@ -72,6 +73,8 @@ _FIELDS: dict[str, frozenset[str]] = {
     "answer": frozenset({"name", "note"}),
     # Who, at the client, set or retired a retention rule.
     "rule": frozenset({"name", "note"}),
+    # The second person who approves an action that shortens or lifts a protection.
+    "approval": frozenset({"name", "note"}),
 }
 
 
@@ -136,6 +139,11 @@ def statement(settings: Settings, ref: str, tenant: str, kind: StatementKind) ->
             f"`offboard statement {tenant} {kind} ...`"
         )
     return Statement(ref, row["tenant"], row["kind"], dict(row["fields"]), row["recorded_at"])
+
+
+def same_person(one: str, other: str) -> bool:
+    """Two names for one person, whatever the spacing, the case or the Unicode form."""
+    return _normalised(one) == _normalised(other)
 
 
 def _normalised(text: str) -> bytes:

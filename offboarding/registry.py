@@ -101,6 +101,22 @@ _LEDGER_DDL = sql.SQL(
     # Why the last run could not apply a rule, in full: it may quote the platform's object
     # keys, so it stays here; records, logs and artifacts say only that it is here (0.4).
     "ALTER TABLE {retention_rules} ADD COLUMN IF NOT EXISTS last_refusal text;"
+    # Four eyes (offboarding/scheduling/approvals.py): an action that shortens or lifts a
+    # protection waits here for a second person.
+    "CREATE TABLE IF NOT EXISTS {approvals} ("
+    " ref text PRIMARY KEY,"
+    " tenant text NOT NULL,"
+    " case_id text,"
+    " action text NOT NULL CHECK (action IN ('early-destruction', 'lift-hold', 'lift-hold-now',"
+    "  'postpone-to-limit')),"
+    " params jsonb NOT NULL DEFAULT '{{}}',"
+    " requested_statement text NOT NULL,"
+    " requested_at timestamptz NOT NULL DEFAULT now(),"
+    " approved_statement text,"
+    " approved_at timestamptz,"
+    " status text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'approved', "
+    "  'withdrawn')));"
+    "CREATE INDEX IF NOT EXISTS approvals_pending ON {approvals} (tenant) WHERE status = 'pending';"
     "CREATE INDEX IF NOT EXISTS retention_rules_tenant ON {retention_rules} (tenant)"
 ).format(
     schema=sql.Identifier(LEDGER_SCHEMA), ledger=_LEDGER,
@@ -108,6 +124,7 @@ _LEDGER_DDL = sql.SQL(
     case_keys=sql.Identifier(LEDGER_SCHEMA, "case_keys"),
     person_requests=sql.Identifier(LEDGER_SCHEMA, "person_requests"),
     retention_rules=sql.Identifier(LEDGER_SCHEMA, "retention_rules"),
+    approvals=sql.Identifier(LEDGER_SCHEMA, "approvals"),
 )  # fmt: skip
 _ready: set[str] = set()  # databases whose ledger exists (per process)
 

@@ -60,17 +60,29 @@ def export_and_deliver(
 
 
 class ScheduledRuns:
-    """The orchestrator's one call at acknowledgement, answered with a new run id (the
-    destroy flow itself is run through a real Prefect server in test_end_to_end)."""
+    """The orchestrator's destruction runs as scheduling sees them: created (one per
+    idempotency key), their state, cancelled (the destroy flow itself is run through a real
+    Prefect server in test_end_to_end)."""
 
     def __init__(self) -> None:
         self.scheduled: list[tuple[CaseRef, datetime, str]] = []
+        self.states: dict[str, str] = {}
+        self._by_key: dict[str, str] = {}
 
     def schedule_destruction(
         self, case: CaseRef, *, scheduled_for: datetime, idempotency_key: str
     ) -> str:
-        self.scheduled.append((case, scheduled_for, idempotency_key))
-        return str(uuid.uuid4())
+        if idempotency_key not in self._by_key:
+            self._by_key[idempotency_key] = str(uuid.uuid4())
+            self.scheduled.append((case, scheduled_for, idempotency_key))
+            self.states[self._by_key[idempotency_key]] = "SCHEDULED"
+        return self._by_key[idempotency_key]
+
+    def state(self, run_id: str) -> str:
+        return self.states.get(run_id, "UNKNOWN")
+
+    def cancel(self, run_id: str, message: str) -> None:
+        self.states[run_id] = "CANCELLED"
 
 
 def acknowledge(

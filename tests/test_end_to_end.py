@@ -44,6 +44,7 @@ from offboarding.dev.demo.run import (
 from offboarding.evidence.archive import verify_archive
 from offboarding.evidence.timestamps import load_roots
 from offboarding.people import keep_statement, matches, statement
+from offboarding.scheduling.approvals import pending_approvals
 from offboarding.stores import open_store
 from offboarding.trail import AuditTrail, events, verify_chain
 from offboarding.web import create_app
@@ -444,7 +445,14 @@ def test_acknowledgement_input_is_validated_then_the_cli_resumes_and_a_hold_canc
         scheduled.flow_run_id
     ]
 
+    # Lifting the hold waits for a second person: the hold stays until they approve.
     cli = offboard_cli(env, "release", "globex", "--by", "legal")
+    assert cli.returncode == 0 and "waits for a second person" in cli.stdout, cli.stderr
+    request = cli.stdout.split("request ", 1)[1].split(".", 1)[0]
+    assert not trail.of(events.DestructionRescheduled)
+    cli = offboard_cli(env, "approve", request, "--by", "Legal")  # the same person
+    assert cli.returncode == 2 and "cannot approve it" in cli.stderr
+    cli = offboard_cli(env, "approve", request, "--by", "General Counsel")
     assert cli.returncode == 0, cli.stderr
     again = trail.of(events.DestructionRescheduled)[-1]
     assert again.flow_run_id != scheduled.flow_run_id
@@ -500,6 +508,10 @@ def test_a_hold_placed_while_waiting_keeps_destruction_unscheduled_until_release
 
     lift = keep_statement(settings, "initech", "hold", name="legal")
     run_action(env, "legal-hold", tenant="initech", action="lift", statement=lift)
+    assert trail.state().phase == "held"  # until a second person approves, from the form
+    (asked,) = [a for a in pending_approvals(settings, "initech") if a.action == "lift-hold"]
+    second = keep_statement(settings, "initech", "approval", name="General Counsel")
+    run_action(env, "approve", request=asked.ref, statement=second)
     destroy_run = trail.of(events.DestructionRescheduled)[-1].flow_run_id
     finish_destruction(destroy_run, timeout=150, runner=env.runner)
     left = demo_platform.tenant_fingerprint(env.pg.dsn, files, "initech")

@@ -113,7 +113,7 @@ def test_a_terminated_contract_opens_a_case_support_staff_can_see_in_the_ui(
     assert limits == {"offboarding-exports": 2, "offboarding-destructions": 2}
     assert deployments == sorted(
         ["offboard", "destroy", "case-watch", "backup", "deadline-watch", "reissue-link",
-         "legal-hold", "postpone-destruction", "verify-destruction", "person-request",
+         "legal-hold", "approve", "postpone-destruction", "verify-destruction", "person-request",
          "retention", "retention-rule", "forget-contacts"]
     )  # fmt: skip
     assert stack.worker is not None

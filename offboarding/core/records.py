@@ -16,6 +16,7 @@ from offboarding.core.errors import TenantError
 from offboarding.core.names import qualified
 
 __all__ = [
+    "ApprovalEvidence",
     "BundlePart",
     "BundleRef",
     "CaseRef",
@@ -374,6 +375,23 @@ class HoldEvent(Record):
     at: datetime
 
 
+class ApprovalEvidence(Record):
+    """An action that shortened or lifted a protection, and the two people behind it."""
+
+    request: str
+    action: str = Field(
+        description="early-destruction, lift-hold, lift-hold-now or postpone-to-limit."
+    )
+    requested_by: str | None = Field(description="Who asked: a pseudonym of the case.")
+    requested_at: datetime
+    approved_by: str | None = Field(
+        default=None,
+        description="The second person: a pseudonym of the case; None: not "
+        "approved (the action was not carried out).",
+    )
+    approved_at: datetime | None = None
+
+
 class Certificate(Record):
     """Certificate of destruction: the fields of a NIST SP 800-88 Rev. 2 sanitization record
     (what, where, method, tool and version, verification method and result, who, when),
@@ -423,6 +441,11 @@ class Certificate(Record):
     )
     legal_holds: list[HoldEvent]
     legal_hold_seen: bool
+    approvals: list[ApprovalEvidence] = Field(
+        default_factory=list,
+        description="Four eyes: every request to shorten or lift a protection of the case, "
+        "who asked and who approved (pseudonyms).",
+    )
     shared_rows: dict[str, str] = Field(
         default_factory=dict,
         description="Tables whose rows referenced this tenant's and another tenant's rows at "

@@ -18,6 +18,7 @@ from offboarding.core.config import Settings
 from offboarding.core.errors import DestructionIncompleteError, IsolationBreachError
 from offboarding.core.faults import crash_point
 from offboarding.core.records import (
+    ApprovalEvidence,
     CaseRef,
     Certificate,
     HoldEvent,
@@ -389,6 +390,19 @@ def _certificate(
         systems=systems,
         legal_holds=[HoldEvent(kind=hold.kind, at=hold.at) for hold in state.holds],
         legal_hold_seen=bool(state.holds),
+        approvals=[
+            ApprovalEvidence(
+                request=ref,
+                action=asked.action,
+                requested_by=asked.by_pseudonym,
+                requested_at=asked_at,
+                approved_by=state.approvals_given[ref][0].by_pseudonym
+                if ref in state.approvals_given
+                else None,
+                approved_at=state.approvals_given[ref][1] if ref in state.approvals_given else None,
+            )
+            for ref, (asked, asked_at) in state.approvals_requested.items()
+        ],
         shared_rows=evidence.shared_rows,
         neighbours_digest_before=_digest(evidence.neighbours_before) if audited else None,
         neighbours_digest_after=_digest(evidence.neighbours_after) if audited else None,

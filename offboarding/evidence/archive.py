@@ -61,7 +61,9 @@ def _cell(value: Any) -> str:
 def render_certificate_html(certificate: dict[str, Any]) -> str:
     """A page a person can read and print, generated from (and signed beside) the JSON."""
     scalars = {
-        k: v for k, v in certificate.items() if k not in ("locations", "legal_holds", "systems")
+        k: v
+        for k, v in certificate.items()
+        if k not in ("locations", "legal_holds", "systems", "approvals")
     }
     rows = "".join(
         f"<tr><th>{html.escape(k.replace('_', ' '))}</th><td>{_cell(v)}</td></tr>"
@@ -86,6 +88,17 @@ def render_certificate_html(certificate: dict[str, Any]) -> str:
         f"<li>{html.escape(h['kind'])} at {html.escape(h['at'])}</li>"
         for h in certificate["legal_holds"]
     )
+    approvals = "".join(
+        f"<li>{html.escape(a['action'])} ({html.escape(a['request'])}): asked by "
+        f"{_cell(a.get('requested_by'))} at {_cell(a.get('requested_at'))}; "
+        + (
+            f"approved by {_cell(a.get('approved_by'))} at {_cell(a.get('approved_at'))}"
+            if a.get("approved_by")
+            else "not approved (not carried out)"
+        )
+        + "</li>"
+        for a in certificate.get("approvals", [])
+    )
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         f"<title>Certificate of destruction {html.escape(certificate['case_id'])}</title>"
@@ -100,7 +113,9 @@ def render_certificate_html(certificate: dict[str, Any]) -> str:
         "the pipeline. Attested: destroyed by the named role, who confirmed it (never "
         "verified by the pipeline). Lingering: copies the pipeline knows of, gone by the "
         f"date.</p><table><tr>{system_head}</tr>{systems}</table>"
-        f"<h2>Legal holds</h2><ul>{holds or '<li>none</li>'}</ul></body></html>\n"
+        f"<h2>Legal holds</h2><ul>{holds or '<li>none</li>'}</ul>"
+        "<h2>Protections shortened or lifted (four eyes)</h2>"
+        f"<ul>{approvals or '<li>none</li>'}</ul></body></html>\n"
     )
 
 

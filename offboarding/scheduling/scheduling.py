@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from offboarding.core.config import Settings, validate_tenant_id
-from offboarding.core.errors import DeadlineError, TenantError
+from offboarding.core.errors import DeadlineError, LegalHoldError, TenantError
 from offboarding.core.records import CaseRef, DestructionSchedule, case_from_id
 from offboarding.delivery.delivery import status_of
 from offboarding.delivery.receipts import downloads
@@ -28,11 +28,23 @@ from offboarding.people import StatementKind, keep_statement, pseudonym, stateme
 from offboarding.planning import destruction_schedule, latest_destruction_start, require_possible
 from offboarding.registry import TenantRegistry
 from offboarding.runs import CANCELLABLE, AcknowledgementInput, Runs
+from offboarding.scheduling.approvals import (
+    FOUR_EYES_WINDOW,
+    Approval,
+    claim_approval,
+    get_approval,
+    record_given,
+    request_approval,
+    require_second_person,
+    unclaim_approval,
+)
 from offboarding.stores import open_store
 from offboarding.trail import AuditTrail, events
 
 __all__ = [
+    "ApprovalOutcome",
     "HoldResult",
+    "approve",
     "case_from_id",
     "cases_of",
     "current_schedule",
@@ -105,14 +117,22 @@ def schedule_destruction(
     # The 90 days count from here: the chain's head, timestamped outside the operator.
     head = trail.events()[-1]
     anchor_head(settings, trail.store, case, (int(head.document["seq"]), head.body))
-    grace = (
-        timedelta(days=ack.days_until_destruction)
-        if ack.days_until_destruction is not None
-        else settings.destruction.grace
-    )
+    standard = settings.destruction.grace
+    asked = None if ack.deemed_delivered else ack.days_until_destruction
+    # Fewer days than the standard grace shorten the client's protection: the grace holds
+    # until a second person approves (approvals.py).
+    early = asked is not None and timedelta(days=asked) < standard
+    grace = standard if early or asked is None else timedelta(days=asked)
     plan = destruction_schedule(
         acknowledged_at, grace, lead_time=lead_time, lead_reason=lead_reason
     )
+    if early and not any(
+        r.action == "early-destruction" for r, _ in trail.state().approvals_requested.values()
+    ):
+        request_approval(
+            settings, case.tenant, [case], "early-destruction", said.ref, "acknowledgement",
+            case=case, days=asked,
+        )  # fmt: skip
     if TenantRegistry(settings).get(case.tenant).legal_hold:
         trail.record(
             events.DestructionHeld(
@@ -176,10 +196,26 @@ def _reschedule(
 
 def postpone_destruction(
     settings: Settings, runs: Runs, case: CaseRef, destroy_on: datetime, said: str
-) -> DestructionSchedule:
+) -> DestructionSchedule | Approval:
     """Move the case's scheduled destruction to a later time, within the 90-day limit; `said`
-    is the postponement statement of who asked for it."""
-    by = _said_by(settings, case, said, "postponement")
+    is the postponement statement of who asked for it. Into the last FOUR_EYES_WINDOW before
+    the latest possible start, it waits for a second person: the approval request is
+    returned, the schedule unchanged."""
+    when = _checked_postponement(settings, runs, case, destroy_on)
+    schedule = AuditTrail.open(settings, case).state().schedule
+    assert schedule is not None  # checked above
+    latest = latest_destruction_start(schedule.deadline, lingering(settings)[0])
+    if when > latest - FOUR_EYES_WINDOW:
+        return request_approval(
+            settings, case.tenant, [case], "postpone-to-limit", said, "postponement",
+            case=case, destroy_on=when,
+        )  # fmt: skip
+    return _postpone(settings, runs, case, when, said)
+
+
+def _checked_postponement(
+    settings: Settings, runs: Runs, case: CaseRef, destroy_on: datetime
+) -> datetime:
     trail = AuditTrail.open(settings, case)
     schedule = trail.state().schedule
     if schedule is None or schedule.flow_run_id is None:
@@ -199,6 +235,17 @@ def postpone_destruction(
             f"case {case.case_id}: its destruction run is no longer waiting (running or done), "
             "so it cannot be postponed"
         )
+    return when
+
+
+def _postpone(
+    settings: Settings, runs: Runs, case: CaseRef, when: datetime, said: str
+) -> DestructionSchedule:
+    when = _checked_postponement(settings, runs, case, when)
+    by = _said_by(settings, case, said, "postponement")
+    trail = AuditTrail.open(settings, case)
+    schedule = trail.state().schedule
+    assert schedule is not None and schedule.flow_run_id is not None  # checked above
     runs.cancel(schedule.flow_run_id, "postponed")
     return _reschedule(runs, trail, schedule, when, reason="moved", by=by)
 
@@ -254,15 +301,23 @@ def place_hold(settings: Settings, runs: Runs, tenant: str, said: str) -> HoldRe
 
 def release_hold(
     settings: Settings, runs: Runs, tenant: str, said: str, *, now: bool = False
-) -> HoldResult:
-    """Lift the hold and schedule each held case's destruction again, within its deadline.
+) -> Approval:
+    """Ask for the hold to be lifted (`said`: the hold statement of who asks): it stays until a
+    second person approves (`approve`), which lifts it and schedules each held case's
+    destruction again, within its deadline. A deadline that passed while the hold was on is
+    refused now, unless `now` (destroy at once; the certificate shows the deadline missed)."""
+    _release_plans(settings, runs, tenant, now=now)  # refused now rather than at approval
+    return request_approval(
+        settings, tenant, cases_of(settings, tenant), "lift-hold-now" if now else "lift-hold",
+        said, "hold",
+    )  # fmt: skip
 
-    A deadline that passed while the hold was on is refused (the hold stays) unless `now`:
-    then destruction starts at once and the certificate shows the deadline was missed. `said`
-    is the hold statement of who lifts it."""
-    lifted = statement(settings, said, tenant, "hold")
-    registry = TenantRegistry(settings)
-    record = registry.get(tenant)
+
+def _release_plans(
+    settings: Settings, runs: Runs, tenant: str, *, now: bool
+) -> list[tuple[AuditTrail, DestructionSchedule]]:
+    """Each held case's destruction to schedule again once the hold is lifted."""
+    record = TenantRegistry(settings).get(tenant)
     if not record.legal_hold:
         raise TenantError(f"tenant {tenant!r} is not on legal hold: nothing to release")
     at = datetime.now(UTC)
@@ -286,7 +341,15 @@ def release_hold(
                 "tell the client's DPO"
             )
         plans.append((trail, schedule))
-    registry.set_hold(tenant, False)
+    return plans
+
+
+def _lift_hold(settings: Settings, runs: Runs, tenant: str, said: str, *, now: bool) -> HoldResult:
+    """Lift the hold (approved) and schedule each held case's destruction again."""
+    lifted = statement(settings, said, tenant, "hold")
+    plans = _release_plans(settings, runs, tenant, now=now)
+    at = datetime.now(UTC)
+    TenantRegistry(settings).set_hold(tenant, False)
     rescheduled = [
         _reschedule(
             runs,
@@ -304,3 +367,70 @@ def release_hold(
             events.LegalHoldLifted(by_pseudonym=pseudonym(settings, case, lifted.field("name")))
         )
     return HoldResult(tenant, [], rescheduled, [])
+
+
+@dataclass(frozen=True)
+class ApprovalOutcome:
+    approval: Approval
+    rescheduled: list[DestructionSchedule]
+
+
+def approve(settings: Settings, runs: Runs, ref: str, said: str) -> ApprovalOutcome:
+    """A second person approves a request (`said`: their approval statement) and it is
+    carried out: the destruction moved earlier, the hold lifted, or the postponement made.
+    The person who asked cannot approve it; both are recorded in the case's trail."""
+    approval = get_approval(settings, ref)
+    name = require_second_person(settings, approval, said)
+    claim_approval(settings, approval, said)
+    try:
+        rescheduled = _carry_out(settings, runs, approval)
+    except Exception:
+        unclaim_approval(settings, approval)
+        raise
+    cases = [approval.case] if approval.case else cases_of(settings, approval.tenant)
+    record_given(settings, approval, said, name, cases)
+    return ApprovalOutcome(approval, rescheduled)
+
+
+def _carry_out(settings: Settings, runs: Runs, approval: Approval) -> list[DestructionSchedule]:
+    if approval.action in ("lift-hold", "lift-hold-now"):
+        result = _lift_hold(
+            settings, runs, approval.tenant, approval.requested_statement,
+            now=approval.action == "lift-hold-now",
+        )  # fmt: skip
+        return result.rescheduled
+    case = approval.case
+    assert case is not None  # the other actions are a case's
+    if approval.action == "postpone-to-limit":
+        when = datetime.fromisoformat(approval.params["destroy_on"])
+        return [_postpone(settings, runs, case, when, approval.requested_statement)]
+    return [_destroy_earlier(settings, runs, case, approval)]
+
+
+def _destroy_earlier(
+    settings: Settings, runs: Runs, case: CaseRef, approval: Approval
+) -> DestructionSchedule:
+    """The acknowledgement's own days, approved: the scheduled run moves earlier (never
+    before now, never past the contract's limit)."""
+    if TenantRegistry(settings).get(case.tenant).legal_hold:
+        raise LegalHoldError(
+            f"tenant {case.tenant!r} is on legal hold: approve the earlier destruction once the "
+            "hold is lifted"
+        )
+    trail = AuditTrail.open(settings, case)
+    schedule = trail.state().schedule
+    if schedule is None or schedule.flow_run_id is None:
+        raise TenantError(f"case {case.case_id} has no scheduled destruction to move")
+    if runs.state(schedule.flow_run_id) not in CANCELLABLE:
+        raise TenantError(
+            f"case {case.case_id}: its destruction run is no longer waiting (running or done)"
+        )
+    lead_time, lead_reason = lingering(settings)
+    days = timedelta(days=int(approval.params["days_until_destruction"]))
+    plan = destruction_schedule(
+        schedule.acknowledged_at, days, lead_time=lead_time, lead_reason=lead_reason
+    )
+    when = max(plan.scheduled_for, datetime.now(UTC))
+    by = _said_by(settings, case, approval.requested_statement, "acknowledgement")
+    runs.cancel(schedule.flow_run_id, "moved earlier (approved)")
+    return _reschedule(runs, trail, schedule, when, reason="earlier", by=by)

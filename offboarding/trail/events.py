@@ -29,6 +29,9 @@ from offboarding.core.records import DeliveredPart
 __all__ = [
     "EVENT_TYPES",
     "Acknowledged",
+    "ApprovalAction",
+    "ApprovalGiven",
+    "ApprovalRequested",
     "AttestationReminded",
     "AttestationRequested",
     "BundleVerified",
@@ -246,6 +249,32 @@ class LegalHoldLifted(EventData):
     by_sha256: LegacyDigest = None
 
 
+ApprovalAction = Literal["early-destruction", "lift-hold", "lift-hold-now", "postpone-to-limit"]
+
+
+class ApprovalRequested(EventData):
+    """Someone asked for an action that shortens or lifts a protection of the tenant's data:
+    it waits for a second person (offboarding/scheduling/approvals.py)."""
+
+    kind: ClassVar[str] = "approval-requested"
+    request: str  # ap-…, the approval's reference in the ledger
+    action: ApprovalAction
+    by_pseudonym: Pseudonym = None
+    statement: StatementRef = None
+    days_until_destruction: int | None = None  # early destruction: what was asked
+    destroy_on: Instant | None = None  # postponement to the limit: when
+
+
+class ApprovalGiven(EventData):
+    """A second person approved the request, and it was carried out."""
+
+    kind: ClassVar[str] = "approval-given"
+    request: str
+    action: ApprovalAction
+    by_pseudonym: Pseudonym = None
+    statement: StatementRef = None
+
+
 class DestructionRefused(EventData):
     kind: ClassVar[str] = "destruction-refused"
     reason: str
@@ -341,7 +370,8 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         Acknowledged, DeemedDelivered, DestructionHeld, DestructionScheduled,
         DestructionRescheduled, LegalHoldPlaced, LegalHoldLifted, DestructionRefused,
         LocationDestroyed, CertificateRecorded, Certified, Reverified, IncidentRecorded,
-        AttestationRequested, AttestationReminded, SystemAttested,
+        AttestationRequested, AttestationReminded, SystemAttested, ApprovalRequested,
+        ApprovalGiven,
     )
 }  # fmt: skip
 

@@ -22,6 +22,8 @@ from offboarding.core.config import CONTRACT_DESTRUCTION_LIMIT
 from offboarding.core.records import CaseRef, DestructionSchedule
 from offboarding.trail.events import (
     Acknowledged,
+    ApprovalGiven,
+    ApprovalRequested,
     AttestationReminded,
     AttestationRequested,
     BundleVerified,
@@ -111,6 +113,8 @@ class CaseState:
     certified: Certified | None = None
     reverified: Reverified | None = None
     incidents: tuple[IncidentRecorded, ...] = ()
+    approvals_requested: dict[str, tuple[ApprovalRequested, datetime]] = field(default_factory=dict)
+    approvals_given: dict[str, tuple[ApprovalGiven, datetime]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, case: CaseRef, events: Sequence[RecordedEvent]) -> CaseState:
@@ -118,6 +122,7 @@ class CaseState:
         values: dict[str, Any] = {
             "case": case, "events": len(events), "destroyed": {}, "attestations_requested": {},
             "attestations": {}, "attestation_reminders": {}, "attestations_requested_at": {},
+            "approvals_requested": {}, "approvals_given": {},
         }  # fmt: skip
         links: list[IssuedLinks] = []
         plans: list[_Plan] = []
@@ -168,6 +173,10 @@ class CaseState:
                     values["reverified"] = data
                 case IncidentRecorded():
                     incidents.append(data)
+                case ApprovalRequested():
+                    values["approvals_requested"].setdefault(data.request, (data, event.at))
+                case ApprovalGiven():
+                    values["approvals_given"].setdefault(data.request, (data, event.at))
         return cls(
             **values,
             links=tuple(links),
