@@ -52,6 +52,7 @@ __all__ = [
     "pseudonym",
     "same_person",
     "statement",
+    "statement_fields",
 ]
 
 PSEUDONYM_PREFIX = "hmac-sha256:"
@@ -139,6 +140,11 @@ def statement(settings: Settings, ref: str, tenant: str, kind: StatementKind) ->
             f"`offboard statement {tenant} {kind} ...`"
         )
     return Statement(ref, row["tenant"], row["kind"], dict(row["fields"]), row["recorded_at"])
+
+
+def statement_fields(kind: StatementKind) -> frozenset[str]:
+    """The fields a kind of statement holds (what a form asks for)."""
+    return _FIELDS[kind]
 
 
 def same_person(one: str, other: str) -> bool:

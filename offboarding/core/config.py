@@ -209,6 +209,18 @@ class DeliverySettings(_Section):
     mail_from: str = Field(
         default="offboarding@localhost", description="Sender address of notices to clients."
     )
+    staff_auth: str = Field(
+        default="",
+        description="user:password that support staff's page of the link endpoint (/staff/: "
+        "statements, approvals) requires, e.g. the Prefect server's PREFECT_SERVER_API_AUTH_"
+        "STRING. Empty: the staff page is off (the client's pages are not affected).",
+    )
+    staff_user_header: str = Field(
+        default="",
+        description="Behind an SSO proxy (oauth2-proxy, IAP): the request header carrying the "
+        "signed-in person's identity (e.g. X-Forwarded-Email). The staff page then takes who "
+        "acts from it, not from the form, and refuses requests without it.",
+    )
     reply_to: str = Field(
         default="", description="Where the client's replies go (support staff's mailbox)."
     )
@@ -380,6 +392,8 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "smtp_url": ("delivery", "smtp_url"),
     "smtp_plaintext_hosts": ("delivery", "smtp_plaintext_hosts"),
     "mail_from": ("delivery", "mail_from"),
+    "staff_auth": ("delivery", "staff_auth"),
+    "staff_user_header": ("delivery", "staff_user_header"),
     "reply_to": ("delivery", "reply_to"),
     "export_workers": ("export", "workers"),
     "export_split_rows": ("export", "split_rows"),

@@ -24,12 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from offboarding.core.errors import ServiceError
+from offboarding.core.secrets import write_private
 from offboarding.dev.services import (
     ManagedProcess,
     PostgresCluster,
     PrefectServer,
     RedisServer,
     free_port,
+    new_auth_string,
 )
 
 __all__ = ["LocalStack"]
@@ -46,6 +48,8 @@ class LocalStack:
     redis: RedisServer | None = None
     server: PrefectServer | None = None
     worker: ManagedProcess | None = None
+    # Prefect's API and UI, and the staff page, refuse calls without it.
+    auth: str = field(default_factory=new_auth_string)
 
     def env(self) -> dict[str, str]:
         assert self.server is not None
@@ -55,6 +59,7 @@ class LocalStack:
             "OFFBOARD_DATABASE_URL": self.pg.dsn,
             "OFFBOARD_LINK_BASE_URL": f"http://127.0.0.1:{self.links_port}",
             "OFFBOARD_DATAMAP": str(self.home / "datamap.toml"),
+            "OFFBOARD_STAFF_AUTH": self.auth,
             "PREFECT_WORKER_QUERY_SECONDS": "3",
         }
 
@@ -74,7 +79,9 @@ class LocalStack:
         platform.seed_cache(self.redis.url())
         platform.write_datamap(self.home / "datamap.toml", self.redis.url())
         say("starting the Prefect server with its UI")
-        self.server = PrefectServer(self.home / "prefect", port=self.port or free_port(), ui=True)
+        self.server = PrefectServer(
+            self.home / "prefect", port=self.port or free_port(), ui=True, auth=self.auth
+        )
         self.server.start()
         stack.callback(self.server.stop)
         env = self.env()
@@ -97,12 +104,14 @@ class LocalStack:
         )
         links.start()
         stack.callback(links.stop)
-        (self.home / "env.sh").write_text(
+        # It holds the API's credentials: readable by its owner only.
+        write_private(
+            self.home / "env.sh",
             "".join(
                 f"export {k}={shlex.quote(v)}\n"
                 for k, v in env.items()
                 if k.startswith(("OFFBOARD_", "PREFECT_"))
-            )
+            ).encode(),
         )
 
     def _bin(self, name: str) -> str:
@@ -138,7 +147,11 @@ def serve_local(home: Path, port: int, say: Callable[[str], None] = print) -> in
         local = LocalStack(home=home.resolve(), port=port)
         local.start(stack, say)
         assert local.server is not None
-        say(f"Prefect UI: {local.server.ui_url}  (all deployments, work pool 'offboarding')")
+        say(f"Prefect UI: {local.server.ui_url}  (all deployments, work pool 'offboarding'); "
+            f"it asks for a password: {local.auth}")  # fmt: skip
+        user, password = local.auth.split(":", 1)
+        say(f"staff page (statements, approvals): http://127.0.0.1:{local.links_port}/staff/ "
+            f"(user {user}, password {password})")  # fmt: skip
         say(f"in another shell: source {local.home / 'env.sh'} && "
             ".venv/bin/offboard terminate demo-tenant --reason 'contract ended'")  # fmt: skip
         say("Ctrl-C stops everything")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -32,6 +33,7 @@ __all__ = [
     "PrefectServer",
     "RedisServer",
     "free_port",
+    "new_auth_string",
     "prefect_env",
 ]
 
@@ -249,6 +251,11 @@ class PostgresCluster:
             shutil.rmtree(self.data.parent, ignore_errors=True)
 
 
+def new_auth_string(user: str = "offboard") -> str:
+    """A fresh `user:password` for a private Prefect server and the staff page."""
+    return f"{user}:{secrets.token_urlsafe(24)}"
+
+
 def prefect_env(home: Path, api_url: str | None = None) -> dict[str, str]:
     """Environment for any process that talks to (or is) our private Prefect server."""
     env = {
@@ -333,11 +340,14 @@ class DaskCluster:
 
 @dataclass
 class PrefectServer:
-    """`prefect server start` with its own SQLite database, on a free loopback port."""
+    """`prefect server start` with its own SQLite database, on a free loopback port. With
+    `auth` ('user:password'), every API call must carry it (Prefect's own basic
+    authentication): the clients this object's `env()` starts send it."""
 
     home: Path
     port: int = 0
     ui: bool = False
+    auth: str | None = None
     _process: ManagedProcess | None = field(default=None, init=False)
 
     @property
@@ -350,6 +360,8 @@ class PrefectServer:
 
     def env(self) -> dict[str, str]:
         env = {**os.environ, **prefect_env(self.home, self.api_url)}
+        if self.auth:
+            env |= {"PREFECT_API_AUTH_STRING": self.auth}
         if self.ui:
             env |= {"PREFECT_SERVER_UI_ENABLED": "true", "PREFECT_UI_ENABLED": "true",
                     "PREFECT_UI_API_URL": self.api_url}  # fmt: skip
@@ -359,10 +371,13 @@ class PrefectServer:
         self.home.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
         prefect = str(Path(sys.executable).with_name("prefect"))
+        server_env = self.env()
+        if self.auth:
+            server_env["PREFECT_SERVER_API_AUTH_STRING"] = self.auth
         self._process = ManagedProcess(
             "prefect-server",
             [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-            self.env(),
+            server_env,
             self.home / "server.log",
         )
         self._process.start()

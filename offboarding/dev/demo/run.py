@@ -29,6 +29,7 @@ from offboarding.dev.services import (
     PrefectServer,
     RedisServer,
     free_port,
+    new_auth_string,
 )
 from offboarding.dev.tsa import TimestampAuthority
 
@@ -52,6 +53,8 @@ class DemoEnvironment:
     extra_env: dict[str, str] = field(default_factory=dict)
     extra_tenants: tuple[Any, ...] = ()  # more DemoTenant rows (benchmarks)
     tsa: TimestampAuthority | None = None  # the local RFC 3161 authority, once started
+    # Prefect's API and the staff page refuse calls without it (basic authentication).
+    auth: str = field(default_factory=new_auth_string)
 
     def offboard_env(self) -> dict[str, str]:
         return {
@@ -60,6 +63,7 @@ class DemoEnvironment:
             "OFFBOARD_DESTRUCTION_GRACE": f"PT{self.grace_seconds}S",
             "OFFBOARD_LINK_BASE_URL": f"http://127.0.0.1:{self.links_port}",
             "OFFBOARD_DATAMAP": str(self.home / "datamap.toml"),
+            "OFFBOARD_STAFF_AUTH": self.auth,
             **(
                 {
                     "OFFBOARD_TIMESTAMP_URL": self.tsa.url,
@@ -100,7 +104,7 @@ class DemoEnvironment:
         self.tsa = TimestampAuthority(self.home / "tsa").start()
         stack.callback(self.tsa.stop)
         say("starting a Prefect server (SQLite, loopback)")
-        self.server = PrefectServer(self.home / "prefect").start()
+        self.server = PrefectServer(self.home / "prefect", auth=self.auth).start()
         stack.callback(self.server.stop)
         env = {**self.server.env(), **self.offboard_env()}
         os.environ.update(env)  # this process talks to the same server, with the same settings

@@ -8,6 +8,7 @@ serve-links`), a small Starlette app on top of the library.
     GET  /c/{token}     a page listing every part of a multi-part bundle, one link each
     GET  /ack/{token}   the acknowledgement form for the client's contact (410 once expired: the
                         token lasts until the case would be deemed delivered)
+    /staff/             support staff's page (offboarding/web/staff.py), behind credentials
     POST /ack/{token}   resumes the waiting case through the orchestrator's `Runs` (whose server
                         validates the fields again); nothing is kept unless the case waits;
                         fewer days than the grace only once every part was downloaded in
@@ -20,7 +21,7 @@ from __future__ import annotations
 import html
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs
 
 from offboarding.core.config import Settings, validate_tenant_id
@@ -33,22 +34,10 @@ from offboarding.locations.bundles import BUNDLES_ROOT
 from offboarding.people import discard_statement, keep_statement
 from offboarding.runs import AcknowledgementInput, Runs
 from offboarding.stores import ObjectStore, open_store
-
-if TYPE_CHECKING:
-    from starlette.responses import HTMLResponse
+from offboarding.web.pages import bounded_body, page
+from offboarding.web.staff import staff_routes
 
 __all__ = ["create_app"]
-
-
-_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
-<title>{title}</title><style>body{{font-family:sans-serif;max-width:40em;margin:2em auto}}
-label{{display:block;margin-top:1em}}</style></head><body><h1>{title}</h1>{body}</body></html>"""
-
-
-def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    from starlette.responses import HTMLResponse
-
-    return HTMLResponse(_PAGE.format(title=html.escape(title), body=body), status_code=status)
 
 
 def _case_of(key: str) -> CaseRef | None:
@@ -141,7 +130,7 @@ def create_app(settings: Settings, runs: Runs) -> Any:
             f"{html.escape(key.rsplit('/', 1)[-1])}</a></li>"
             for key in payload["keys"]
         )
-        return _page(
+        return page(
             "Your data export",
             f"<p>Download every part (valid until {expires_at:%Y-%m-%d %H:%M} UTC), then check "
             f"them together as README.txt inside explains.</p><ol>{items}</ol>",
@@ -154,17 +143,17 @@ def create_app(settings: Settings, runs: Runs) -> Any:
         except (LinkInvalid, TenantError):
             return PlainTextResponse("invalid link\n", status_code=403)
         except LinkExpired:
-            return _page(
+            return page(
                 "Link expired",
                 "<p>This acknowledgement link has expired. The link in our latest message is "
                 "valid; or reply to it and we will record your acknowledgement.</p>",
                 410,
             )
         if request.method == "GET":
-            return _page("Acknowledge receipt", _ack_form(case_id))
-        body = await _bounded_body(request)
+            return page("Acknowledge receipt", _ack_form(case_id))
+        body = await bounded_body(request)
         if body is None:
-            return _page("Not recorded", "<p>The form is too large.</p>", 413)
+            return page("Not recorded", "<p>The form is too large.</p>", 413)
         fields = parse_qs(body.decode("utf-8", "replace"))
         days = fields.get("days", [""])[0].strip()
         name = fields.get("name", [""])[0].strip()
@@ -178,7 +167,7 @@ def create_app(settings: Settings, runs: Runs) -> Any:
             else None
         )  # fmt: skip
         if problem:
-            return _page(
+            return page(
                 "Not recorded",
                 f"<p>The acknowledgement was not accepted: {problem} Check the fields and "
                 "retry.</p>",
@@ -188,14 +177,14 @@ def create_app(settings: Settings, runs: Runs) -> Any:
         # already, destroyed, its contacts forgotten).
         waiting = await run_in_threadpool(awaiting_acknowledgement, settings, case, run_id, runs)
         if not waiting:
-            return _page("Not recorded", _NOT_WAITING, 422)
+            return page("Not recorded", _NOT_WAITING, 422)
         terms = await run_in_threadpool(
             lambda: acknowledgement_terms(
                 settings, case, int(days) if days else None, confirmed=confirmed
             )
         )  # fmt: skip
         if terms.needs_confirmation:
-            return _page(
+            return page(
                 "Confirm a shorter time", _confirm_form(case_id, name, note, days, settings)
             )
         # The name and the note stay in the ledger: the orchestrator gets their reference.
@@ -210,37 +199,22 @@ def create_app(settings: Settings, runs: Runs) -> Any:
         except (AcknowledgementRejected, NotWaitingError) as refused:
             await run_in_threadpool(discard_statement, settings, kept)
             if isinstance(refused, NotWaitingError):
-                return _page("Not recorded", _NOT_WAITING, 422)
-            return _page("Not recorded", f"<p>{html.escape(str(refused))}</p>", 422)
+                return page("Not recorded", _NOT_WAITING, 422)
+            return page("Not recorded", f"<p>{html.escape(str(refused))}</p>", 422)
         explained = f"<p>{html.escape(terms.explanation)}</p>" if terms.explanation else ""
-        return _page("Thank you", f"<p>Your acknowledgement is recorded.</p>{explained}")
+        return page("Thank you", f"<p>Your acknowledgement is recorded.</p>{explained}")
 
     return Starlette(
         routes=[
             Route("/d/{token}", download),
             Route("/c/{token}", index),
             Route("/ack/{token}", acknowledge, methods=["GET", "POST"]),
+            *staff_routes(settings, runs),
         ]
     )
 
 
-# A form is a few hundred bytes: anything much larger is refused before it is read whole.
-MAX_FORM_BYTES = 16 * 1024
-
 _NOT_WAITING = "<p>This case is no longer waiting for an acknowledgement.</p>"
-
-
-async def _bounded_body(request: Any) -> bytes | None:
-    """The request's body, or None once it passes MAX_FORM_BYTES (declared or sent)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
-        return None
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            return None
-    return body
 
 
 def _ack_form(case_id: str) -> str:
