@@ -3,12 +3,15 @@ use (run the deployment, suspend, resume through the API, scheduled destruction)
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -391,6 +394,28 @@ def test_prefect_holds_no_copy_of_the_tenants_data(
         content = path.read_bytes()
         for needle in [*acme.emails, "dpo@acme.example", "Compte rendu", "documents/"]:
             assert needle.encode() not in content, (path, needle)
+
+
+def test_the_prefect_api_and_the_staff_page_refuse_calls_without_the_credentials(
+    env: DemoEnvironment,
+) -> None:
+    """Prefect's open-source server has no accounts: its own basic authentication is on, and
+    every client of the pipeline (runner, CLI, link endpoint) sends it."""
+    assert env.server is not None
+    call = urllib.request.Request(  # noqa: S310 - our own server on loopback
+        f"{env.server.api_url}/flow_runs/filter", data=b"{}",
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(call)  # noqa: S310
+    assert refused.value.code == 401
+    token = base64.b64encode(env.auth.encode()).decode()
+    call.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(call) as answer:  # noqa: S310
+        assert answer.status == 200
+    with pytest.raises(urllib.error.HTTPError) as staff:
+        urllib.request.urlopen(f"http://127.0.0.1:{env.links_port}/staff/")
+    assert staff.value.code == 401
 
 
 def test_a_destroy_run_made_through_the_api_for_an_active_tenant_touches_nothing(

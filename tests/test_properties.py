@@ -7,9 +7,12 @@ tenant stays byte-identical. `OFFBOARD_PROPERTY_EXAMPLES` sets the number of exa
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 import shutil
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,9 +25,11 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from offboarding.core.config import Settings
+from offboarding.core.names import qualified, table_folder
 from offboarding.core.records import CaseRef
 from offboarding.dev.services import PostgresCluster
 from offboarding.locations.postgres import PostgresLocation
+from tests.helpers import destroy_everything, export_and_deliver
 
 EXAMPLES = int(os.environ.get("OFFBOARD_PROPERTY_EXAMPLES", "200"))
 # Prefix neighbours on purpose: acme must never reach acme-corp or acme-c.
@@ -173,3 +178,110 @@ def test_export_holds_exactly_the_tenants_rows_and_destruction_spares_the_others
     assert location.verify(case).items == 0
     assert rows_of(database, target) == {table: set() for table in expected}
     assert {t: fingerprint(database, t) for t in others} == others
+
+
+# Identifiers at their edges (issue 26): names PostgreSQL accepts (any character but NUL, at
+# most 63 bytes), with the ones that break paths and parsers made likely, and tenant ids at the
+# edges of the allowed pattern.
+_HOSTILE_PIECES = [".", "..", "/", "../", '"', " ", "\\", "é", "表", "A", "a", "1", "_", "-", ":"]
+identifier = (
+    st.lists(
+        st.one_of(st.sampled_from(_HOSTILE_PIECES), st.text(min_size=1, max_size=4).filter(
+            lambda t: "\x00" not in t and not any(0xD800 <= ord(c) <= 0xDFFF for c in t))),
+        min_size=1, max_size=6,
+    )
+    .map("".join)
+    .filter(lambda name: 0 < len(name.encode()) <= 63 and name.strip() == name)
+)  # fmt: skip
+_DEMO_TENANTS = {"acme", "acme-corp", "globex", "initech", "demo-tenant"}
+tenant_id = st.one_of(
+    st.sampled_from(["A", "9", "a.b", "a..b", "A-_.9", "x" * 128, "acme.eu", "ACME", "acme-c0"]),
+    st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,126}[A-Za-z0-9])?", fullmatch=True),
+).filter(lambda t: t not in _DEMO_TENANTS)
+_RESERVED_SCHEMAS = ("tenant_", "pg_", "public", "offboarding", "information_schema")
+identifiers = st.fixed_dictionaries(
+    {
+        "tenant": tenant_id,
+        "schema": identifier.filter(lambda s: not s.startswith(_RESERVED_SCHEMAS)),
+        "tables": st.lists(identifier, min_size=1, max_size=3, unique=True),
+        "twin": st.booleans(),  # add the first table's case twin
+    }
+)
+
+
+@settings(
+    max_examples=int(os.environ.get("OFFBOARD_IDENTIFIER_EXAMPLES", "25")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(names=identifiers)
+def test_hostile_identifiers_stay_inside_the_bundle_and_touch_no_neighbour(
+    make_platform: Any, names: dict[str, Any]
+) -> None:
+    """Schemas and tables named with dots, slashes, `..`, quotes, spaces, unicode and case
+    twins, and tenant ids at the edges of their pattern, through inventory, export and
+    destroy: every bundle entry stays inside it and distinct, the tenant's rows are all there,
+    and a neighbour's rows and files are never touched."""
+    platform = make_platform()
+    tenant, schema = names["tenant"], names["schema"]
+    tables = list(names["tables"])
+    if names["twin"] and tables[0].swapcase() not in tables and tables[0].swapcase() != tables[0]:
+        tables.append(tables[0].swapcase())
+    own_schema = f"tenant_{tenant}"
+    per_tenant = len(own_schema.encode()) <= 63  # else PostgreSQL could not name it
+    ident = sql.Identifier
+    with psycopg.connect(platform.dsn) as conn:
+        conn.execute(
+            "INSERT INTO tenants (id, name, region, contact_email) VALUES (%s, %s, "
+            "'europe-west1', 'dpo@edge.example')", (tenant, f"Tenant {tenant}"),
+        )  # fmt: skip
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(ident(schema)))
+        for name in tables:
+            conn.execute(
+                sql.SQL(
+                    "CREATE TABLE {t} (id int PRIMARY KEY, tenant_id text NOT NULL REFERENCES "
+                    "public.tenants (id), body text); CREATE INDEX ON {t} (tenant_id)"
+                ).format(t=ident(schema, name))
+            )
+            conn.execute(sql.SQL(
+                "INSERT INTO {t} VALUES (1, %s, 'ours'), (2, %s, 'ours too'), "
+                "(3, 'globex', 'theirs')"
+            ).format(t=ident(schema, name)), (tenant, tenant))  # fmt: skip
+        if per_tenant:
+            conn.execute(sql.SQL(
+                "CREATE SCHEMA {s}; CREATE TABLE {t} (id int PRIMARY KEY, body text); "
+                "INSERT INTO {t} VALUES (1, 'in our own schema')"
+            ).format(s=ident(own_schema), t=ident(own_schema, tables[0])))  # fmt: skip
+    neighbour = platform.fingerprint("globex")
+    case = CaseRef(tenant=tenant, case_id=f"{tenant}-{uuid.uuid4().hex[:12]}")
+    _, _, bundle = export_and_deliver(platform, case)
+
+    with zipfile.ZipFile(bundle) as archive:
+        entries = archive.namelist()
+        for entry in entries:
+            segments = entry.split("/")
+            assert not entry.startswith("/") and "\\" not in entry, entry
+            assert all(s not in ("", ".", "..") for s in segments), entry
+        assert len({e.casefold() for e in entries}) == len(entries)
+        manifest = json.loads(archive.read("manifest.json"))
+        parts = {t["name"]: t["parts"] for t in manifest["tables"]}
+        expected = {qualified(schema, name): [1, 2] for name in tables}
+        if per_tenant:
+            expected[qualified(own_schema, tables[0])] = [1]
+        for table, ids in expected.items():
+            assert all(p.startswith(table_folder(table)) for p in parts[table]), table
+            found = sorted(
+                i for p in parts[table]
+                for i in pq.read_table(io.BytesIO(archive.read(p))).column("id").to_pylist()
+            )  # fmt: skip
+            assert found == ids, table
+    destroy_everything(platform, case)
+    with psycopg.connect(platform.dsn) as conn:
+        for name in tables:
+            left = conn.execute(
+                sql.SQL("SELECT id, tenant_id, body FROM {}").format(ident(schema, name))
+            ).fetchall()
+            assert left == [(3, "globex", "theirs")]
+        gone = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (own_schema,))
+        assert gone.fetchone() == (0,)
+    assert platform.fingerprint("globex") == neighbour

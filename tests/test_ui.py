@@ -5,11 +5,14 @@ Prefect UI in headless Chromium: the suspended case and its summary artifact, wi
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -21,7 +24,7 @@ from prefect import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
 from offboarding.dev.demo.run import wait_for_state
 from offboarding.dev.local import LocalStack
@@ -39,7 +42,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     with ExitStack() as exits:
         local.start(exits, say=lambda _: None)
         assert local.server is not None
-        with temporary_settings(updates={PREFECT_API_URL: local.server.api_url}):
+        with temporary_settings(
+            updates={PREFECT_API_URL: local.server.api_url, PREFECT_API_AUTH_STRING: local.auth}
+        ):
             yield local
 
 
@@ -123,7 +128,20 @@ def test_a_terminated_contract_opens_a_case_support_staff_can_see_in_the_ui(
     )[0]
 
     ui = stack.server.ui_url
-    page_shows(browser, f"{ui}/deployments", ["offboard", "legal-hold", "reissue-link"])
+    # Prefect's API refuses a call without the credentials; the UI asks for them first.
+    call = urllib.request.Request(  # noqa: S310 - our own server on loopback
+        f"{stack.server.api_url}/deployments/filter", data=b"{}",
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(call)  # noqa: S310 - our own server on loopback
+    assert refused.value.code == 401
+    page_shows(browser, f"{ui}/dashboard", ["Login"])
+    screenshot(browser, tmp_path, "ui-login")
+    browser.execute_script(
+        "localStorage.setItem('prefect-password', btoa(arguments[0]))", stack.auth
+    )  # what the login form keeps once the password is typed
+    page_shows(browser, f"{ui}/deployments", ["offboard", "legal-hold", "approve"])
     screenshot(browser, tmp_path, "ui-deployments")
     page_shows(browser, f"{ui}/runs/flow-run/{waiting.id}", ["offboard-demo-tenant", "Suspended"])
     screenshot(browser, tmp_path, "ui-suspended-case")
@@ -232,3 +250,37 @@ def test_person_requests_and_retention_rules_in_the_ui(
     page_shows(browser, f"{ui}/artifacts/artifact/{retention.id}",
                ["public.chat_messages", "Retention run"])  # fmt: skip
     screenshot(browser, tmp_path, "ui-retention-run")
+
+
+def test_support_staff_approve_a_lifted_hold_on_their_page_without_a_shell(
+    stack: LocalStack, browser: Any, tmp_path: Path
+) -> None:
+    """The statement and approval page of the link endpoint, behind the same credentials."""
+    page = f"http://127.0.0.1:{stack.links_port}/staff/"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(page)
+    assert refused.value.code == 401
+    for argv in (["hold", "demo-tenant", "--reason", "regulator's letter", "--by", "Dana Legal"],
+                 ["release", "demo-tenant", "--by", "Dana Legal"]):  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "offboarding.cli", *argv],
+            env=stack.env(), capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    request = done.stdout.split("request ", 1)[1].split(".", 1)[0]
+    token = base64.b64encode(stack.auth.encode()).decode()
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd(
+        "Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {token}"}}
+    )
+    page_shows(browser, page, ["Record what someone said", request, "lift-hold"])
+    screenshot(browser, tmp_path, "staff-page")
+    row = browser.find_element("xpath", f"//tr[td/code[text()='{request}']]")
+    row.find_element("name", "name").send_keys("Sam Support")
+    row.find_element("tag name", "button").click()
+    deadline = time.monotonic() + 60
+    while "approved and carried out" not in browser.find_element("tag name", "body").text:
+        assert time.monotonic() < deadline, browser.find_element("tag name", "body").text
+        time.sleep(0.5)
+    screenshot(browser, tmp_path, "staff-approved")
+    browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
