@@ -135,8 +135,9 @@ def offboard(tenant: str, reason_ref: OptionalStatementRef = "") -> dict[str, An
 
     Args:
         tenant: The tenant's id, exactly as in the tenants registry (e.g. acme-corp).
-        reason_ref: Why the contract ended, as a statement reference (st-…, from `offboard
-            statement TENANT termination --reason …`); never the text, which Prefect keeps.
+        reason_ref: Why the contract ended, as a statement reference (st-…, from the staff
+            page, /staff/, or `offboard statement TENANT termination --reason …`); never the
+            text, which Prefect keeps.
     """
     case = stages.new_case(tenant, adapter.current_run_id())
     progress = adapter.Progress(STEPS).start(case, "offboard")

@@ -57,8 +57,9 @@ def person_request(
         person: For the client's request: the person's key in the person table (e.g. the
             user's id), never a name or an address.
         statement: For a request sent to us directly by the person: the reference (st-…) of
-            their words, kept by `offboard statement TENANT request --name … --contact …
-            --text …`. It is forwarded to the client's contact and not carried out.
+            their words, kept by the staff page (/staff/) or `offboard statement TENANT
+            request --name … --contact … --text …`. It is forwarded to the client's contact
+            and not carried out.
         request: An already recorded request to carry out (pr-…, from `offboard request
             open`), instead of recording a new one.
     """
@@ -173,7 +174,7 @@ def retention_rule(
         tenant: The tenant's id, exactly as in the tenants registry.
         action: set, or retire.
         statement: Who at the client asked, as a rule statement's reference (st-…, from
-            `offboard statement TENANT rule --name …`).
+            the staff page, /staff/, or `offboard statement TENANT rule --name …`).
         table: To set: the schema.table, e.g. public.chat_messages.
         age_column: To set: the column dating each row, e.g. sent_at.
         period: To set: how long rows are kept, e.g. "1 year", "6 months", "90 days".

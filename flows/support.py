@@ -47,8 +47,8 @@ def legal_hold(tenant: str, action: Literal["place", "lift"], statement: Stateme
         tenant: The tenant's id, exactly as in the tenants registry.
         action: place, or lift.
         statement: The hold statement's reference (st-…): who asks and, to place, the order
-            or request, kept outside Prefect by `offboard statement TENANT hold --name …
-            --reason …`.
+            or request, kept outside Prefect by the staff page (/staff/) or `offboard
+            statement TENANT hold --name … --reason …`.
     """
     settings = adapter.settings()
     if action == "place":
@@ -73,7 +73,7 @@ def postpone_destruction(case_id: str, destroy_on: datetime, statement: Statemen
         destroy_on: The new time (UTC); at most the deadline minus any lingering delay and a
             2-day margin.
         statement: Who asked for it, as a postponement statement's reference (st-…, from
-            `offboard statement TENANT postponement --name …`).
+            the staff page, /staff/, or `offboard statement TENANT postponement --name …`).
     """
     done = postpone(
         adapter.settings(), adapter.PrefectRuns(), case_from_id(case_id), destroy_on, statement

@@ -41,7 +41,8 @@ DEEMED_BY = "case watch: no acknowledgement within the acknowledgement period"
 # A statement kept outside the orchestrator (offboarding/people.py): the forms carry only this.
 STATEMENT_PATTERN = r"^st-[0-9a-f]{32}$"
 _STATEMENT_HELP = (
-    "The reference (st-…) of what the person said, kept in the pipeline's ledger: "
+    "The reference (st-…) of what the person said, kept in the pipeline's ledger: support "
+    "staff's page (/staff/ on the link endpoint, which can also resume a waiting case), "
     "`offboard statement` or the acknowledgement page prints it. Prefect keeps every input, so "
     "names and notes never go into this form."
 )
