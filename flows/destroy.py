@@ -10,11 +10,13 @@ tenant's data are taken before and after as well (quiet platforms only: see its 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows import adapter
+from offboarding.core.errors import UnauthorisedDestructionError
 from offboarding.core.records import CaseRef, case_from_id
 from offboarding.datamap import load_datamap
 from offboarding.destruction import attestation
@@ -24,7 +26,20 @@ from offboarding.locations import Remaining, Removal, destruction_order
 from offboarding.runs import AttestationInput
 
 
-@task(name="check-warrant", task_run_name="check-warrant-{case.case_id}", cache_policy=NO_CACHE)
+def _plan_being_recorded(task: Any, run: Any, state: Any) -> bool:
+    """Ask the trail again only when its plan may not be recorded yet: a run created to start
+    at once can begin before the scheduling step has written the plan that names it."""
+    try:
+        state.result()
+    except UnauthorisedDestructionError as refused:
+        return refused.may_pass_later
+    except Exception:  # any other failure is final
+        return False
+    return False
+
+
+@task(name="check-warrant", task_run_name="check-warrant-{case.case_id}", cache_policy=NO_CACHE,
+      retries=3, retry_delay_seconds=5, retry_condition_fn=_plan_being_recorded)  # fmt: skip
 def check_warrant(case: CaseRef) -> Warrant:
     """Asked at every start (a resumed run too); the stages below ask again themselves."""
     return stages.check_warrant(adapter.settings(), case)

@@ -48,6 +48,9 @@ def test_an_active_tenant_with_a_made_up_case_id_is_refused_and_nothing_is_touch
     assert platform.fingerprint("globex") == before
     archive = open_store(platform.settings.store_url("archive"))
     assert not list(archive.list_objects("cases/globex/"))  # no trail made up either
+    with pytest.raises(UnauthorisedDestructionError) as unknown:
+        require_warrant(platform.settings, case)
+    assert not unknown.value.may_pass_later  # refused for good, at once
     with pytest.raises(UnauthorisedDestructionError, match="names another tenant"):
         require_warrant(platform.settings, CaseRef(tenant="acme", case_id="globex-000000000000"))
 
@@ -73,6 +76,10 @@ def test_destruction_waits_for_the_time_the_trail_planned_and_takes_the_trails_d
     before = platform.fingerprint("acme")
     _every_destructive_stage_refuses(platform, case, "planned for .* not before")
     assert platform.fingerprint("acme") == before
+    # An earlier plan being recorded as the run starts: the destroy flow asks again (only then).
+    with pytest.raises(UnauthorisedDestructionError) as early:
+        require_warrant(settings, case)
+    assert early.value.may_pass_later
 
     later = require_warrant(settings, case, now=planned.scheduled_for)
     assert (later.acknowledged_at, later.deadline) == (planned.acknowledged_at, planned.deadline)

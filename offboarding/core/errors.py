@@ -75,7 +75,13 @@ class LegalHoldError(TenantError):
 
 class UnauthorisedDestructionError(TenantError):
     """The case's signed trail does not show it delivered, acknowledged and planned for
-    destruction now (offboarding/destruction/warrant.py): nothing was touched."""
+    destruction now (offboarding/destruction/warrant.py): nothing was touched. With
+    `may_pass_later`, the trail may not name the run's plan yet (it is recorded right after the
+    orchestrator creates the run): asking again a few seconds later can pass."""
+
+    def __init__(self, message: str, *, may_pass_later: bool = False) -> None:
+        super().__init__(message)
+        self.may_pass_later = may_pass_later
 
 
 class NotWaitingError(TenantError):

@@ -53,10 +53,13 @@ class Warrant:
     started: bool  # a location was already destroyed: a rerun or a resumed run
 
 
-def _refuse(case: CaseRef, why: str, fix: str) -> UnauthorisedDestructionError:
+def _refuse(
+    case: CaseRef, why: str, fix: str, *, may_pass_later: bool = False
+) -> UnauthorisedDestructionError:
     return UnauthorisedDestructionError(
         f"destruction of case {case.case_id} (tenant {case.tenant!r}) refused, nothing was "
-        f"touched: {why}. {fix}"
+        f"touched: {why}. {fix}",
+        may_pass_later=may_pass_later,
     )
 
 
@@ -161,6 +164,7 @@ def require_warrant(settings: Settings, case: CaseRef, *, now: datetime | None =
             + (" (acknowledged during a legal hold)" if state.destruction_held else ""),
             "Destruction is planned when the case is acknowledged, or when its hold is "
             "released (`offboard release`)",
+            may_pass_later=True,  # a run started as it is created, its plan being recorded
         )
     if not started and now < schedule.scheduled_for - EARLY_START_TOLERANCE:
         raise _refuse(
@@ -168,6 +172,7 @@ def require_warrant(settings: Settings, case: CaseRef, *, now: datetime | None =
             f"it is planned for {schedule.scheduled_for:%Y-%m-%d %H:%M} UTC, not before",
             "The scheduled run starts then; destroying earlier than planned needs a new "
             "acknowledgement with fewer days, approved by a second person",
+            may_pass_later=True,  # an earlier plan approved now, being recorded
         )
     return Warrant(
         case=case,
