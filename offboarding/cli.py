@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -145,6 +146,11 @@ def _ack(args: argparse.Namespace) -> int:
         return _refused("acknowledgement", invalid)
     runs.resume(run_id, acknowledgement)
     print(f"acknowledged: case {args.case} resumes (flow run {run_id}; statement {said})")
+    grace = Settings().destruction.grace
+    if args.days is not None and timedelta(days=args.days) < grace:
+        print(f"  {args.days} day(s) is sooner than the standard grace ({grace}): "
+              "destruction stays at the grace until a second person approves "
+              "(`offboard approvals`)")  # fmt: skip
     return 0
 
 
