@@ -162,12 +162,15 @@ def test_tables_the_pipeline_cannot_read_by_key_stop_the_case_until_declared(
         conn,
         "CREATE TABLE search_cache (id INT PRIMARY KEY, tenant_id VARCHAR(128)) ENGINE=MyISAM;"
         "CREATE TABLE history (id INT PRIMARY KEY, tenant_id VARCHAR(128)) WITH SYSTEM VERSIONING;"
-        "CREATE TABLE stray (id INT PRIMARY KEY, note TEXT)",
+        "CREATE TABLE stray (id INT PRIMARY KEY, note TEXT);"
+        "CREATE TABLE `rates_%` (id INT PRIMARY KEY, tenant_id VARCHAR(128) NOT NULL)",
     )
     conn.close()
     dry = stages.dry_run_inventory(platform.settings, "acme")
     listed = next(loc for loc in dry.locations if loc.location == "wiki").unclassified
     assert "wiki.stray" in listed
+    # mysqlclient would read its % as a placeholder: stopped, named, never half-handled.
+    assert "wiki.rates_% (a % in its own or a column's name: no statement can name it)" in listed
     assert "wiki.search_cache (engine MyISAM: no transactions, no consistent snapshot)" in listed
     assert "wiki.history (system-versioned: deleted rows stay in its history)" in listed
     with pytest.raises(UnclassifiedDataError, match="search_cache"):

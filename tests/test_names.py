@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from offboarding.core.errors import ConfigurationError, IntegrityError
+from offboarding.core.errors import ConfigurationError, IntegrityError, UnclassifiedDataError
 from offboarding.core.names import inside, qualified, safe_segment, split_qualified, table_folder
 from offboarding.locations.postgres import PostgresLocation
 from tests.conftest import Platform
@@ -125,3 +125,20 @@ def test_a_dotted_tenant_id_keeps_its_own_schema_and_its_neighbour_keeps_its_own
         (0,)
     ]
     assert platform.fingerprint("acme") == acme_before
+
+
+def test_a_table_whose_name_holds_a_percent_sign_stops_the_case_until_declared(
+    platform: Platform,
+) -> None:
+    """psycopg reads every % beside a parameter as a placeholder, in a quoted identifier too
+    (psycopg/psycopg2#825): no statement naming such a table can be run with a parameter."""
+    platform.query(
+        'CREATE TABLE public."rates_50%" (id int PRIMARY KEY, tenant_id text NOT NULL '
+        "REFERENCES tenants (id))"
+    )
+    with pytest.raises(UnclassifiedDataError, match=r"public\.rates_50% \(a % in its"):
+        PostgresLocation(platform.settings).inventory(platform.case("acme"))
+    declared = platform.settings.replace(
+        excluded_tables={"public.rates_50%": "exchange rates, the platform's, no tenant data"}
+    )
+    PostgresLocation(declared).inventory(platform.case("acme"))  # settled

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from offboarding.core.config import Settings
+from offboarding.core.errors import UnclassifiedDataError
 from offboarding.core.names import qualified, table_folder
 from offboarding.core.records import CaseRef
 from offboarding.dev.services import PostgresCluster
@@ -183,7 +184,9 @@ def test_export_holds_exactly_the_tenants_rows_and_destruction_spares_the_others
 # Identifiers at their edges (issue 26): names PostgreSQL accepts (any character but NUL, at
 # most 63 bytes), with the ones that break paths and parsers made likely, and tenant ids at the
 # edges of the allowed pattern.
-_HOSTILE_PIECES = [".", "..", "/", "../", '"', " ", "\\", "é", "表", "A", "a", "1", "_", "-", ":"]
+_HOSTILE_PIECES = [
+    ".", "..", "/", "../", '"', " ", "\\", "%", "é", "表", "A", "a", "1", "_", "-", ":",
+]  # fmt: skip
 identifier = (
     st.lists(
         st.one_of(st.sampled_from(_HOSTILE_PIECES), st.text(min_size=1, max_size=4).filter(
@@ -243,10 +246,10 @@ def test_hostile_identifiers_stay_inside_the_bundle_and_touch_no_neighbour(
                     "public.tenants (id), body text); CREATE INDEX ON {t} (tenant_id)"
                 ).format(t=ident(schema, name))
             )
-            conn.execute(sql.SQL(
-                "INSERT INTO {t} VALUES (1, %s, 'ours'), (2, %s, 'ours too'), "
+            conn.execute(sql.SQL(  # no parameters: a % in a name would read as one
+                "INSERT INTO {t} VALUES (1, {v}, 'ours'), (2, {v}, 'ours too'), "
                 "(3, 'globex', 'theirs')"
-            ).format(t=ident(schema, name)), (tenant, tenant))  # fmt: skip
+            ).format(t=ident(schema, name), v=sql.Literal(tenant)))  # fmt: skip
         if per_tenant:
             conn.execute(sql.SQL(
                 "CREATE SCHEMA {s}; CREATE TABLE {t} (id int PRIMARY KEY, body text); "
@@ -254,6 +257,13 @@ def test_hostile_identifiers_stay_inside_the_bundle_and_touch_no_neighbour(
             ).format(s=ident(own_schema), t=ident(own_schema, tables[0])))  # fmt: skip
     neighbour = platform.fingerprint("globex")
     case = CaseRef(tenant=tenant, case_id=f"{tenant}-{uuid.uuid4().hex[:12]}")
+    if "%" in schema or any("%" in name for name in tables):
+        # The driver reads a % beside parameters as a placeholder: such a table stops the case,
+        # named, before anything is copied or touched, until it is declared or renamed.
+        with pytest.raises(UnclassifiedDataError, match="a % in its"):
+            export_and_deliver(platform, case)
+        assert platform.fingerprint("globex") == neighbour
+        return
     _, _, bundle = export_and_deliver(platform, case)
 
     with zipfile.ZipFile(bundle) as archive:

@@ -294,6 +294,9 @@ class MariaDBLocation:
                 hazards[table] = f"engine {engine}: no transactions, no consistent snapshot"
             if table not in primary and table not in hazards:
                 hazards[table] = "no primary key: its rows cannot be listed by key"
+            if "%" in table or any("%" in c.name for c in columns.get(table, [])):
+                # mysqlclient reads every % of a statement with parameters as a placeholder
+                hazards[table] = "a % in its own or a column's name: no statement can name it"
             tables.append(
                 CatalogTable(
                     schema=self.name,
@@ -318,8 +321,11 @@ class MariaDBLocation:
             for t, why in sorted(catalogue.hazards.items())
             if self._qualified(t) not in declared
         ]
+        unreadable = {
+            t for t in catalogue.hazards if self._qualified(t) not in declared
+        }  # classified as nothing: a dry run lists them, no statement names them
         classification = classify_tables(
-            catalogue.tables,
+            [t for t in catalogue.tables if t.name not in unreadable],
             tenant_column=self.system.tenant_column,
             registry="",
             global_tables={self._qualified(t): w for t, w in self.system.global_tables.items()},

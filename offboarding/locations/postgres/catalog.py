@@ -114,6 +114,15 @@ JOIN pg_type t ON t.oid = a.atttypid
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND a.attnum > 0 AND NOT a.attisdropped
   AND (t.oid = 'oid'::regtype OR t.typbasetype = 'oid'::regtype)
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+UNION ALL
+SELECT n.nspname, c.relname, 'a % in its schema''s, its own or a column''s name (psycopg reads '
+       || 'every % beside a parameter as a placeholder: no statement naming it can be run)'
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+  AND (strpos(n.nspname, '%') > 0 OR strpos(c.relname, '%') > 0 OR EXISTS (
+       SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0
+       AND NOT a.attisdropped AND strpos(a.attname, '%') > 0))
 ORDER BY 1, 2, 3
 """
 RELATION_KINDS = {"m": "materialized view", "f": "foreign table"}
@@ -227,8 +236,11 @@ def classify(
         if t.schema == LEDGER_SCHEMA
     }
     global_tables = {**ledger, **platform.global_tables}
+    # A table nobody may read as it is (undeclared hazard) is classified as nothing: a dry run
+    # lists it, and no statement ever names it.
+    unreadable = {name for name in hazards if name not in declared}
     classification = classify_tables(
-        tables,
+        [t for t in tables if t.qualified not in unreadable],
         tenant_column=platform.tenant_column,
         registry=registry_table(settings),
         global_tables={k: v for k, v in global_tables.items() if k not in others},
