@@ -201,21 +201,28 @@ def postpone_destruction(
     is the postponement statement of who asked for it. Into the last FOUR_EYES_WINDOW before
     the latest possible start, it waits for a second person: the approval request is
     returned, the schedule unchanged."""
-    when = _checked_postponement(settings, runs, case, destroy_on)
-    schedule = AuditTrail.open(settings, case).state().schedule
-    assert schedule is not None  # checked above
-    latest = latest_destruction_start(schedule.deadline, lingering(settings)[0])
-    if when > latest - FOUR_EYES_WINDOW:
+    checked = _checked_postponement(settings, runs, case, destroy_on)
+    if checked.when > checked.latest - FOUR_EYES_WINDOW:
         return request_approval(
             settings, case.tenant, [case], "postpone-to-limit", said, "postponement",
-            case=case, destroy_on=when,
+            case=case, destroy_on=checked.when,
         )  # fmt: skip
-    return _postpone(settings, runs, case, when, said)
+    return _move_later(settings, runs, checked, said)
+
+
+@dataclass(frozen=True)
+class _Postponement:
+    """A postponement checked against the trail and the orchestrator, with what was read."""
+
+    when: datetime
+    latest: datetime
+    trail: AuditTrail
+    schedule: DestructionSchedule
 
 
 def _checked_postponement(
     settings: Settings, runs: Runs, case: CaseRef, destroy_on: datetime
-) -> datetime:
+) -> _Postponement:
     trail = AuditTrail.open(settings, case)
     schedule = trail.state().schedule
     if schedule is None or schedule.flow_run_id is None:
@@ -235,19 +242,18 @@ def _checked_postponement(
             f"case {case.case_id}: its destruction run is no longer waiting (running or done), "
             "so it cannot be postponed"
         )
-    return when
+    return _Postponement(when, latest, trail, schedule)
 
 
-def _postpone(
-    settings: Settings, runs: Runs, case: CaseRef, when: datetime, said: str
+def _move_later(
+    settings: Settings, runs: Runs, checked: _Postponement, said: str
 ) -> DestructionSchedule:
-    when = _checked_postponement(settings, runs, case, when)
+    """Carry out a checked postponement: the waiting run cancelled, a new one scheduled."""
+    case = checked.trail.case
     by = _said_by(settings, case, said, "postponement")
-    trail = AuditTrail.open(settings, case)
-    schedule = trail.state().schedule
-    assert schedule is not None and schedule.flow_run_id is not None  # checked above
-    runs.cancel(schedule.flow_run_id, "postponed")
-    return _reschedule(runs, trail, schedule, when, reason="moved", by=by)
+    assert checked.schedule.flow_run_id is not None  # checked
+    runs.cancel(checked.schedule.flow_run_id, "postponed")
+    return _reschedule(runs, checked.trail, checked.schedule, checked.when, reason="moved", by=by)
 
 
 @dataclass(frozen=True)
@@ -403,7 +409,8 @@ def _carry_out(settings: Settings, runs: Runs, approval: Approval) -> list[Destr
     assert case is not None  # the other actions are a case's
     if approval.action == "postpone-to-limit":
         when = datetime.fromisoformat(approval.params["destroy_on"])
-        return [_postpone(settings, runs, case, when, approval.requested_statement)]
+        checked = _checked_postponement(settings, runs, case, when)  # again: time has passed
+        return [_move_later(settings, runs, checked, approval.requested_statement)]
     return [_destroy_earlier(settings, runs, case, approval)]
 
 
