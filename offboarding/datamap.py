@@ -32,7 +32,7 @@ import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -49,6 +49,7 @@ from offboarding.core.records import SystemEntry
 
 __all__ = [
     "DEFAULT_DATAMAP",
+    "PLUGIN_SYSTEMS",
     "Attestation",
     "AttestedSystem",
     "BoundSystem",
@@ -63,6 +64,7 @@ __all__ = [
     "PersonSystem",
     "PersonTable",
     "PgBackRestSystem",
+    "PluginSystem",
     "PostgresSystem",
     "RedisSystem",
     "System",
@@ -89,20 +91,32 @@ class _System(BaseModel):
     )
 
 
-class PostgresSystem(_System):
+class PluginSystem(_System):
+    """A system bound to a plug-in: `plugin` names its kind (offboarding/locations registers
+    each kind with what it can do)."""
+
+    # The platform's own system of this kind (the settings' URL): one, named as the kind.
+    singleton: ClassVar[bool] = False
+
+    plugin: str
+
+
+class PostgresSystem(PluginSystem):
     """The platform's PostgreSQL database (OFFBOARD_DATABASE_URL): exported, destroyed with
     the proof by construction, verified."""
 
+    singleton: ClassVar[bool] = True
     plugin: Literal["postgres"]
 
 
-class FilesSystem(_System):
+class FilesSystem(PluginSystem):
     """The platform's object store of uploaded files (OFFBOARD_FILES_URL)."""
 
+    singleton: ClassVar[bool] = True
     plugin: Literal["files"]
 
 
-class RedisSystem(_System):
+class RedisSystem(PluginSystem):
     """A Redis cache: the tenant's keys, found by pattern, removed with SCAN and UNLINK,
     verified by a fresh scan. A cache holds copies: nothing of it goes into the bundle."""
 
@@ -135,7 +149,7 @@ class RedisSystem(_System):
         return patterns
 
 
-class PgBackRestSystem(_System):
+class PgBackRestSystem(PluginSystem):
     """The platform database's physical backups and WAL archive, made with pgBackRest. The
     rows are gone from the live database; every backup set taken while they existed (and the
     WAL archived before destruction) expires under the repository's retention, read from
@@ -169,7 +183,7 @@ class PgBackRestSystem(_System):
     )
 
 
-class MariaDBSystem(_System):
+class MariaDBSystem(PluginSystem):
     """A MariaDB or MySQL database of the platform: classified from its own catalogue like the
     PostgreSQL one (a tenant column, or foreign keys to tenant rows), exported from one
     consistent snapshot into Parquet, destroyed with the same proof by construction."""
@@ -227,16 +241,23 @@ System = (
     | AttestedSystem
     | UnboundSystem
 )
-BoundSystem = PostgresSystem | FilesSystem | RedisSystem | PgBackRestSystem | MariaDBSystem
-_PLUGINS: dict[str, type[_System]] = {
-    "postgres": PostgresSystem,
-    "files": FilesSystem,
-    "redis": RedisSystem,
-    "pgbackrest": PgBackRestSystem,
-    "mariadb": MariaDBSystem,
-}
+BoundSystem = PluginSystem
+# The models of the plug-ins' [systems.<name>] tables, each naming its kind in `plugin`; the
+# plug-ins' registrations (offboarding/locations) name these models, and a test keeps the two
+# in step.
+PLUGIN_SYSTEMS: tuple[type[PluginSystem], ...] = (
+    PostgresSystem, FilesSystem, RedisSystem, PgBackRestSystem, MariaDBSystem,
+)  # fmt: skip
+
+
+def _kind(model: type[PluginSystem]) -> str:
+    (kind,) = get_args(model.model_fields["plugin"].annotation)
+    return str(kind)
+
+
+_PLUGINS: dict[str, type[PluginSystem]] = {_kind(model): model for model in PLUGIN_SYSTEMS}
 # The platform's database and files store are the settings' own: one of each, under its name.
-_SINGLETONS = ("postgres", "files")
+_SINGLETONS = tuple(kind for kind, model in _PLUGINS.items() if model.singleton)
 
 
 class FreezeHook(BaseModel):
@@ -529,14 +550,7 @@ class DataMap(BaseModel):
         return self.person
 
     def bound(self) -> dict[str, BoundSystem]:
-        return {
-            name: system
-            for name, system in self.systems.items()
-            if isinstance(
-                system,
-                (PostgresSystem, FilesSystem, RedisSystem, PgBackRestSystem, MariaDBSystem),
-            )
-        }
+        return {n: s for n, s in self.systems.items() if isinstance(s, PluginSystem)}
 
     def attested(self) -> dict[str, AttestedSystem]:
         return {n: s for n, s in self.systems.items() if isinstance(s, AttestedSystem)}

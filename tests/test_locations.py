@@ -86,3 +86,31 @@ def test_an_unknown_location_names_the_known_ones_and_how_to_add_one(platform: P
     with pytest.raises(ConfigurationError, match="this platform's are bundles, files") as error:
         get_location("search", platform.settings)
     assert "data map (OFFBOARD_DATAMAP)" in str(error.value)
+
+
+def test_each_plug_in_is_registered_once_with_the_data_maps_model_of_its_kind() -> None:
+    from offboarding.datamap import PLUGIN_SYSTEMS
+    from offboarding.locations import PLUGINS
+
+    assert [p.config for p in PLUGINS] == sorted(
+        PLUGIN_SYSTEMS, key=[p.config for p in PLUGINS].index
+    )
+    assert {p.config for p in PLUGINS} == set(PLUGIN_SYSTEMS)
+    assert len({p.kind for p in PLUGINS}) == len(PLUGINS)
+
+
+def test_a_registration_declares_exactly_what_its_class_can_do() -> None:
+    from offboarding.datamap import RedisSystem
+    from offboarding.locations import Capability, Plugin, Stage
+    from offboarding.locations.cache import RedisLocation
+    from offboarding.locations.mariadb import MariaDBLocation
+
+    with pytest.raises(TypeError, match="declares 'isolation check', but RedisLocation has no"):
+        Plugin(kind="redis", config=RedisSystem, location=RedisLocation, summary="",
+               capabilities=frozenset({Capability.ISOLATION}), stage=Stage.COPIES)  # fmt: skip
+    with pytest.raises(TypeError, match="implements isolation check without declaring it"):
+        Plugin(kind="redis", config=RedisSystem, location=MariaDBLocation, summary="",
+               capabilities=frozenset(), stage=Stage.ROWS)  # fmt: skip
+    with pytest.raises(TypeError, match='must have plugin: Literal\\["search"\\]'):
+        Plugin(kind="search", config=RedisSystem, location=RedisLocation, summary="",
+               capabilities=frozenset(), stage=Stage.COPIES)  # fmt: skip

@@ -25,6 +25,7 @@ from offboarding.export import export as stages
 from offboarding.locations import get_location
 from offboarding.locations.mariadb import MariaDBLocation, _Snapshot
 from offboarding.stores import open_store
+from offboarding.trail import AuditTrail
 from tests import wiki as wiki_db
 from tests.conftest import Platform
 from tests.helpers import destroy_everything, export_and_deliver
@@ -151,6 +152,32 @@ def test_another_tenants_row_referencing_the_tenant_stops_before_anything_is_del
     with pytest.raises(IsolationBreachError, match=r"wiki.links through links_page .*'globex'"):
         location.destroy(platform.case("acme"))
     assert wiki_db.fingerprint(mariadb, database, "acme") == before
+
+
+def test_a_breach_in_mariadb_stops_the_case_before_any_system_is_touched(
+    wiki: tuple[Platform, str], mariadb: MariaDBServer
+) -> None:
+    """The isolation check runs in every system that has one before the first destroy: a
+    neighbour's row in the wiki referencing the tenant's page stops the case while the
+    PostgreSQL rows, the files, the cache and the delivered bundle are all still there."""
+    platform, database = wiki
+    case = platform.case("acme")
+    _, _, bundle = export_and_deliver(platform, case)
+    conn = MySQLdb.connect(host="127.0.0.1", port=mariadb.port, user="offboard", database=database)
+    wiki_db.run(
+        conn,
+        "INSERT INTO links SELECT 999999, 'globex', MIN(id) FROM pages WHERE tenant_id = 'acme'",
+    )
+    conn.close()
+    before = platform.fingerprint("acme")
+    wiki_before = wiki_db.fingerprint(mariadb, database, "acme")
+    with pytest.raises(IsolationBreachError, match=r"wiki.links through links_page .*'globex'"):
+        destroy_everything(platform, case)
+    assert platform.fingerprint("acme") == before
+    assert wiki_db.fingerprint(mariadb, database, "acme") == wiki_before
+    assert bundle.exists()
+    state = AuditTrail.open(platform.settings, case).state()
+    assert not state.destroyed and state.incidents
 
 
 def test_tables_the_pipeline_cannot_read_by_key_stop_the_case_until_declared(

@@ -33,13 +33,15 @@ from offboarding.evidence.archive import publish_key_list, render_certificate_ht
 from offboarding.evidence.incidents import record_incident
 from offboarding.evidence.timestamps import anchor_certified
 from offboarding.locations import (
+    Capability,
     LocationFacts,
     Remaining,
     Removal,
+    capable,
     destruction_order,
     get_location,
+    isolation_check,
 )
-from offboarding.locations.postgres import PostgresLocation
 from offboarding.registry import TenantRegistry
 from offboarding.stores import open_store
 from offboarding.trail import AuditTrail, CaseState, events
@@ -100,15 +102,18 @@ def _incident_on_breach(settings: Settings, case: CaseRef) -> Iterator[None]:
 
 
 def check_isolation(settings: Settings, case: CaseRef) -> dict[str, str]:
-    """Before any location is destroyed: the tenant's rows are listed by key, no row outside
-    them references them, rows shared with other tenants are settled by the settings. Stops
+    """Before any location is destroyed, in every system whose plug-in can check it: the
+    tenant's rows are listed by key, no row outside them references them, rows shared with
+    other tenants are settled by the settings. Stops
     the case with every copy still in place otherwise (an incident if it crosses tenants).
     Returns the shared rows and their handling, for the certificate."""
     require_warrant(settings, case)
-    with _incident_on_breach(settings, case):
-        proof = PostgresLocation(settings).prove_isolation(case, _inventoried(settings, case))
-    policies = settings.platform.shared_rows
-    return {table: f"{n} rows: {policies[table]}" for table, n in proof.shared.items()}
+    inventoried = _inventoried(settings, case)
+    shared: dict[str, str] = {}
+    for name in capable(settings, Capability.ISOLATION):  # every one before any is touched
+        with _incident_on_breach(settings, case):
+            shared |= isolation_check(settings, name).check_isolation(case, inventoried)
+    return shared
 
 
 def destroy_location(settings: Settings, case: CaseRef, name: str) -> Removal:

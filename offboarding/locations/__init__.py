@@ -1,11 +1,12 @@
 """Where tenant data lives: one module per kind of place, all behind `DataLocation`.
 
 The pipeline's own places (bundles, backups, keys, scratch, the orchestrator) are always
-there; the platform's systems come from the data map (offboarding/datamap.py). To add a kind
-of system: write a module with a class that implements `DataLocation` (base.py: it describes
-itself and has inventory, export, destroy, verify, neighbours_digest), give it a model in the
-data map, and place it in `registered` below. docs/architecture.md walks through the Redis
-cache.
+there; the platform's systems come from the data map (offboarding/datamap.py), each bound to
+a plug-in. A plug-in is one module with a class implementing `DataLocation` (base.py) and its
+registration, `PLUGIN = Plugin(...)`: its data map model, what it can do (`Capability`), its
+stage in the destruction order and, for a source of the bundle, its export rank. `PLUGINS`
+below lists the registrations; the orders, the stages that ask for a capability and the
+docs' capability table are read from them. docs/architecture.md walks through adding one.
 """
 
 from __future__ import annotations
@@ -16,50 +17,60 @@ from datetime import timedelta
 
 from offboarding.core.config import Settings
 from offboarding.core.errors import ConfigurationError
-from offboarding.datamap import (
-    DEFAULT_DATAMAP,
-    DataMap,
-    MariaDBSystem,
-    PgBackRestSystem,
-    RedisSystem,
-    load_datamap,
-)
+from offboarding.datamap import DEFAULT_DATAMAP, DataMap, load_datamap
+from offboarding.locations import cache, mariadb, objects, pgbackrest, postgres
 from offboarding.locations.backups import BackupsLocation
 from offboarding.locations.base import (
+    Capability,
     DataLocation,
+    IsolationCheck,
+    Lingering,
     LocationExport,
     LocationFacts,
+    Plugin,
     Remaining,
     Removal,
+    Stage,
     scratch_dir,
 )
 from offboarding.locations.bundles import BundlesLocation
-from offboarding.locations.cache import RedisLocation
 from offboarding.locations.keys import KeysLocation
-from offboarding.locations.mariadb import MariaDBLocation
-from offboarding.locations.objects import FilesLocation
 from offboarding.locations.orchestrator import OrchestratorLocation
-from offboarding.locations.pgbackrest import PgBackRestLocation
-from offboarding.locations.postgres import PostgresLocation
 from offboarding.locations.scratch import ScratchLocation
 
 __all__ = [
     "DEFAULT_ORDER",
     "PIPELINE_LOCATIONS",
+    "PLUGINS",
+    "Capability",
     "DataLocation",
     "LocationExport",
     "LocationFacts",
+    "Plugin",
     "Registered",
     "Remaining",
     "Removal",
+    "capable",
     "destruction_order",
     "export_order",
     "get_location",
+    "isolation_check",
     "lingering",
     "platform_order",
+    "plugin_of",
     "registered",
     "scratch_dir",
 ]
+
+# Every plug-in, by registration; within a stage of the destruction order, in this order.
+PLUGINS: tuple[Plugin, ...] = (
+    objects.PLUGIN,
+    postgres.PLUGIN,
+    mariadb.PLUGIN,
+    cache.PLUGIN,
+    pgbackrest.PLUGIN,
+)
+_BY_KIND = {plugin.kind: plugin for plugin in PLUGINS}
 
 
 @dataclass(frozen=True)
@@ -67,35 +78,35 @@ class Registered:
     name: str
     make: Callable[[Settings], DataLocation]
     export_rank: int | None = None  # the client's data comes from here, in this order
+    plugin: Plugin | None = None  # None for the pipeline's own places
 
 
 # The pipeline's own places, around the platform's systems of the data map. In destruction
-# order: bundles first; then the platform's systems, files before rows (rows are the index of
-# the files, so a crash never orphans a file) and caches after the rows they copy; then
+# order: bundles first; then the platform's systems by stage (files, rows, caches); then
 # backups, deleted everywhere before the key that seals them is destroyed (crypto-shredding
-# covers any copy deletion could not reach). The orchestrator is checked, never written:
-# Prefect holds no tenant data. Export: the database first (its snapshot time is the
-# bundle's), then the files its rows reference.
+# covers any copy deletion could not reach), with the platform's physical backups right after
+# them; the orchestrator is checked, never written: Prefect holds no tenant data.
 _BEFORE = (Registered("bundles", BundlesLocation),)
 _AFTER = (
-    Registered("backups", BackupsLocation),
     Registered("keys", KeysLocation),
     Registered("scratch", ScratchLocation),
     Registered("orchestrator", OrchestratorLocation),
 )
-PIPELINE_LOCATIONS = frozenset(entry.name for entry in (*_BEFORE, *_AFTER))
+_PIPELINE_BACKUPS = Registered("backups", BackupsLocation)
+PIPELINE_LOCATIONS = frozenset(e.name for e in (*_BEFORE, _PIPELINE_BACKUPS, *_AFTER))
 
 
-def _cache(name: str, system: RedisSystem) -> Callable[[Settings], DataLocation]:
-    return lambda settings: RedisLocation(settings, name, system)
+def plugin_of(kind: str) -> Plugin:
+    try:
+        return _BY_KIND[kind]
+    except KeyError:
+        raise ConfigurationError(
+            f"no plug-in {kind!r}: the plug-ins are {', '.join(_BY_KIND)}"
+        ) from None
 
 
-def _pgbackrest(name: str, system: PgBackRestSystem) -> Callable[[Settings], DataLocation]:
-    return lambda settings: PgBackRestLocation(settings, name, system)
-
-
-def _mariadb(name: str, system: MariaDBSystem) -> Callable[[Settings], DataLocation]:
-    return lambda settings: MariaDBLocation(settings, name, system)
+def _maker(plugin: Plugin, name: str, system: object) -> Callable[[Settings], DataLocation]:
+    return lambda settings: plugin.location(settings, name, system)
 
 
 def registered(datamap: DataMap) -> tuple[Registered, ...]:
@@ -107,30 +118,17 @@ def registered(datamap: DataMap) -> tuple[Registered, ...]:
             f"data map {datamap.source}: {', '.join(collisions)} name(s) the pipeline's own "
             "locations: rename the system(s)"
         )
-    platform: list[Registered] = []
-    if "files" in bound:
-        platform.append(Registered("files", FilesLocation, export_rank=2))
-    if "postgres" in bound:
-        platform.append(Registered("postgres", PostgresLocation, export_rank=1))
-    platform += [
-        Registered(name, _mariadb(name, system), export_rank=3)
+    platform = [
+        Registered(name, _maker(plugin, name, system), plugin.export_rank, plugin)
+        for stage in Stage
+        for plugin in PLUGINS
+        if plugin.stage == stage
         for name, system in bound.items()
-        if isinstance(system, MariaDBSystem)
+        if system.plugin == plugin.kind
     ]
-    platform += [
-        Registered(name, _cache(name, system))
-        for name, system in bound.items()
-        if isinstance(system, RedisSystem)
-    ]
-    # The platform's physical backups come after the pipeline's own: their early expiry (if
-    # the operator's policy allows it) needs the rows gone from the live database first.
-    physical = [
-        Registered(name, _pgbackrest(name, system))
-        for name, system in bound.items()
-        if isinstance(system, PgBackRestSystem)
-    ]
-    backups, *rest = _AFTER
-    return (*_BEFORE, *platform, backups, *physical, *rest)
+    rows = [e for e in platform if e.plugin and e.plugin.stage < Stage.BACKUPS]
+    physical = [e for e in platform if e.plugin and e.plugin.stage == Stage.BACKUPS]
+    return (*_BEFORE, *rows, _PIPELINE_BACKUPS, *physical, *_AFTER)
 
 
 def _registered(settings: Settings) -> tuple[Registered, ...]:
@@ -158,6 +156,15 @@ def platform_order(settings: Settings) -> tuple[str, ...]:
     return (*exported, *others)
 
 
+def capable(settings: Settings, capability: Capability) -> tuple[str, ...]:
+    """The platform's systems whose plug-in declares `capability`, in destruction order."""
+    return tuple(
+        e.name
+        for e in _registered(settings)
+        if e.plugin is not None and capability in e.plugin.capabilities
+    )
+
+
 # The locations of a platform described by the default data map (the settings' database and
 # files store): what the first release knew.
 DEFAULT_ORDER: tuple[str, ...] = tuple(entry.name for entry in registered(DEFAULT_DATAMAP))
@@ -170,10 +177,20 @@ def lingering(settings: Settings) -> tuple[timedelta, str]:
         (settings.keyring.destroy_delay, "OFFBOARD_KEY_DESTROY_DELAY"),
         (settings.stores.soft_delete_retention, "OFFBOARD_SOFT_DELETE_RETENTION"),
     ]
-    for name, system in load_datamap(settings.datamap).bound().items():
-        if isinstance(system, PgBackRestSystem):  # only these say when their copies go
-            candidates.append(PgBackRestLocation(settings, name, system).lingering_delay())
+    for name in capable(settings, Capability.LINGERING):
+        location = get_location(name, settings)
+        if not isinstance(location, Lingering):  # pragma: no cover - checked at registration
+            raise TypeError(f"{name}: its plug-in declares lingering copies it cannot date")
+        candidates.append(location.lingering_delay())
     return max(candidates, key=lambda candidate: candidate[0])
+
+
+def isolation_check(settings: Settings, name: str) -> IsolationCheck:
+    """The system `name`, whose plug-in declares the isolation check."""
+    location = get_location(name, settings)
+    if not isinstance(location, IsolationCheck):  # pragma: no cover - checked at registration
+        raise TypeError(f"{name}: its plug-in declares an isolation check it lacks")
+    return location
 
 
 def get_location(name: str, settings: Settings) -> DataLocation:
@@ -184,7 +201,7 @@ def get_location(name: str, settings: Settings) -> DataLocation:
             f"unknown data location {name!r}: this platform's are "
             f"{', '.join(e.name for e in entries)}. A system of the platform is added in the "
             "data map (OFFBOARD_DATAMAP); a new kind of system is a plug-in: implement "
-            "DataLocation (offboarding/locations/base.py) in a module of its own and bind it in "
-            "offboarding/locations/__init__.py and offboarding/datamap.py"
+            "DataLocation (offboarding/locations/base.py) in a module of its own, register it "
+            "there (PLUGIN) and list it in PLUGINS (offboarding/locations/__init__.py)"
         )
     return entry.make(settings)

@@ -1,15 +1,23 @@
 """The one interface every place tenant data lives implements: it describes itself, and has
 the four verbs inventory, export, destroy, verify; plus a digest of the neighbours' data there,
-for the opt-in audit mode that compares it before and after destruction."""
+for the opt-in audit mode that compares it before and after destruction.
+
+A plug-in (a kind of platform system the data map binds: PostgreSQL, MariaDB, Redis...) says
+what more it can do in its one registration, `Plugin`: each `Capability` it declares is a
+protocol below that its class implements, and the pipeline asks only plug-ins that declare it
+(offboarding/locations/__init__.py reads the registrations)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from enum import IntEnum, StrEnum
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
+
+from pydantic import BaseModel
 
 from offboarding.core.config import Settings
 from offboarding.core.errors import IntegrityError
@@ -19,18 +27,24 @@ from offboarding.planning import CatalogTable
 from offboarding.stores import ObjectStore, sha256_file
 
 __all__ = [
+    "Capability",
     "CopiesOnly",
     "DataLocation",
     "ExportPlan",
     "ExportProgress",
     "FannedOut",
+    "IsolationCheck",
+    "Lingering",
     "LocationExport",
     "LocationFacts",
     "PartSink",
     "PartTask",
+    "Plugin",
+    "Reachable",
     "Remaining",
     "Removal",
     "ScratchSink",
+    "Stage",
     "StagingSink",
     "foreign_key_schemas",
     "scratch_dir",
@@ -212,6 +226,123 @@ class DataLocation(Protocol):
         """A digest of every other tenant's data here, equal before and after destruction.
         `excluded` tenants have open cases of their own, whose steps change their data."""
         ...
+
+
+@runtime_checkable
+class Reachable(Protocol):
+    def reach(self) -> str:
+        """Answer with what was reached (kind, version, address: never tenant data), or raise
+        an error that says what to check (`offboard datamap check`)."""
+        ...
+
+
+@runtime_checkable
+class IsolationCheck(Protocol):
+    def check_isolation(
+        self, case: CaseRef, inventoried: Mapping[str, int] | None = None
+    ) -> dict[str, str]:
+        """Before any system is destroyed: list the tenant's items and prove that removing
+        them touches nothing of anyone else, changing nothing. Raises (an isolation breach
+        when another tenant's data is involved) otherwise. Returns the rows shared with other
+        tenants, per table, and how they are handled, for the certificate."""
+        ...
+
+
+@runtime_checkable
+class Lingering(Protocol):
+    def lingering_delay(self) -> tuple[timedelta, str]:
+        """How long after destruction the system's last copy of the tenant may live, and the
+        setting that makes it so: planning starts destruction this much earlier."""
+        ...
+
+
+class Capability(StrEnum):
+    """What a plug-in can do, each a method (or protocol) its class implements."""
+
+    EXPORT = "export"  # the client's data comes from here (`export`, a source of the bundle)
+    DESTROY = "destroy"  # `destroy`: removes every copy of the tenant's data here
+    VERIFY = "verify"  # `verify`: an independent re-scan that counts what is left
+    ISOLATION = "isolation check"  # `IsolationCheck`, asked before any system is destroyed
+    LINGERING = "lingering copies"  # `Lingering`: copies that outlive destruction, dated
+    PERSON_ACCESS = "person access"  # finds and exports one person's items
+    PERSON_ERASURE = "person erasure"  # erases one person's items, a colleague's intact
+
+
+# The method (or protocol) each capability stands for: a registration that declares one its
+# class lacks is refused when the package is imported.
+_IMPLEMENTED_BY: dict[Capability, str] = {
+    Capability.EXPORT: "export",
+    Capability.DESTROY: "destroy",
+    Capability.VERIFY: "verify",
+    Capability.ISOLATION: "check_isolation",
+    Capability.LINGERING: "lingering_delay",
+    Capability.PERSON_ACCESS: "find_person",
+    Capability.PERSON_ERASURE: "erase_person",
+}
+
+
+class Stage(IntEnum):
+    """Where a plug-in's systems come in the destruction order. Files before rows: rows are the
+    index of the files, so a crash never orphans a file. Caches after the rows they copy. The
+    database's physical backups after the pipeline's own backups: their early expiry needs
+    the rows gone from the live database first."""
+
+    FILES = 1
+    ROWS = 2
+    COPIES = 3
+    BACKUPS = 4
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """One kind of platform system, declared once: the data map's `plugin = kind` binds a system
+    to it, `config` is the model of its `[systems.<name>]` table, `location` the class built for
+    each such system (`location(settings, name, config)`), and what it can do. The data map's
+    kinds, the destruction and export orders, the stages that ask for a capability and the
+    capability table of docs/architecture.md all come from the registrations."""
+
+    kind: str
+    config: type[BaseModel]
+    location: type[Any]
+    capabilities: frozenset[Capability]
+    stage: Stage
+    summary: str  # one line for the docs: what the plug-in reaches and how it destroys
+    export_rank: int | None = None  # a source of the bundle: read in this order, lowest first
+    singleton: bool = False  # the platform's own (settings' URL): one system, named as the kind
+
+    def __post_init__(self) -> None:
+        declared_plugin = self.config.model_fields.get("plugin")
+        if declared_plugin is None or get_args(declared_plugin.annotation) != (self.kind,):
+            raise TypeError(
+                f"plug-in {self.kind!r}: its config model {self.config.__name__} must have "
+                f'plugin: Literal["{self.kind}"]'
+            )
+        if not hasattr(self.location, "reach"):
+            raise TypeError(f"plug-in {self.kind!r}: {self.location.__name__} has no reach()")
+        for capability in self.capabilities:
+            if not hasattr(self.location, _IMPLEMENTED_BY[capability]):
+                raise TypeError(
+                    f"plug-in {self.kind!r} declares {capability.value!r}, but "
+                    f"{self.location.__name__} has no {_IMPLEMENTED_BY[capability]}()"
+                )
+        hidden = [
+            capability.value
+            for capability in (Capability.ISOLATION, Capability.LINGERING,
+                               Capability.PERSON_ACCESS, Capability.PERSON_ERASURE)
+            if capability not in self.capabilities
+            and hasattr(self.location, _IMPLEMENTED_BY[capability])
+        ]  # fmt: skip
+        if hidden:
+            raise TypeError(
+                f"plug-in {self.kind!r}: {self.location.__name__} implements "
+                f"{', '.join(hidden)} without declaring it: declare it, or the pipeline never "
+                "asks for it"
+            )
+        if (self.export_rank is not None) != (Capability.EXPORT in self.capabilities):
+            raise TypeError(
+                f"plug-in {self.kind!r}: a source of the bundle declares 'export' and an "
+                "export_rank, and only a source does"
+            )
 
 
 class CopiesOnly:

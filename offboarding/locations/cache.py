@@ -24,9 +24,17 @@ from offboarding.core.config import Settings
 from offboarding.core.errors import IsolationBreachError, ServiceError
 from offboarding.core.records import CaseRef, LocationInventory
 from offboarding.datamap import RedisSystem
-from offboarding.locations.base import CopiesOnly, LocationFacts, Remaining, Removal
+from offboarding.locations.base import (
+    Capability,
+    CopiesOnly,
+    LocationFacts,
+    Plugin,
+    Remaining,
+    Removal,
+    Stage,
+)
 
-__all__ = ["RedisLocation", "glob_escape"]
+__all__ = ["PLUGIN", "RedisLocation", "glob_escape"]
 
 _BATCH = 500
 _GLOB_SPECIALS = frozenset("*?[]\\")
@@ -181,3 +189,14 @@ def _memory(client: redis.Redis, keys: list[bytes]) -> int:
     for key in keys:
         pipe.memory_usage(key)
     return sum(int(n or 0) for n in pipe.execute())
+
+
+PLUGIN = Plugin(
+    kind="redis",
+    config=RedisSystem,
+    location=RedisLocation,
+    capabilities=frozenset({Capability.DESTROY, Capability.VERIFY}),
+    stage=Stage.COPIES,
+    summary="a Redis cache: the tenant's keys by pattern, removed with SCAN and UNLINK; copies "
+    "only, nothing of it in the bundle",
+)

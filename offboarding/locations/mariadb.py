@@ -63,11 +63,14 @@ from offboarding.core.records import (
 )
 from offboarding.datamap import MariaDBSystem
 from offboarding.locations.base import (
+    Capability,
     ExportProgress,
     LocationExport,
     LocationFacts,
+    Plugin,
     Remaining,
     Removal,
+    Stage,
     foreign_key_schemas,
 )
 from offboarding.planning import (
@@ -78,7 +81,7 @@ from offboarding.planning import (
     deletion_order,
 )
 
-__all__ = ["MariaDBLocation", "arrow_type"]
+__all__ = ["PLUGIN", "MariaDBLocation", "arrow_type"]
 
 _ROWS_PER_BATCH = 10_000
 _DELETE_RULES = {"CASCADE": "c", "SET NULL": "n", "RESTRICT": "r", "NO ACTION": "a",
@@ -583,25 +586,51 @@ class MariaDBLocation:
 
     # -- destruction ----------------------------------------------------------------------------
 
+    def check_isolation(
+        self, case: CaseRef, inventoried: Mapping[str, int] | None = None
+    ) -> dict[str, str]:
+        """The destroy's own checks, before any system is touched, deleting nothing: the
+        tenant's rows listed, no more than inventoried, none referenced from outside the
+        lists. (The destroy repeats them on its own lists, right before deleting.)"""
+        with self._connect() as conn:
+            catalogue = self._catalogue(conn)
+            classification, _ = self._classify(catalogue)
+            self._listed_and_isolated(conn, catalogue, classification, case, inventoried)
+            conn.rollback()
+        return {}
+
+    def _listed_and_isolated(
+        self,
+        conn: _Connection,
+        catalogue: Catalogue,
+        classification: Classification,
+        case: CaseRef,
+        inventoried: Mapping[str, int] | None,
+    ) -> dict[str, _Listed]:
+        by_name = {t.qualified: t for t in catalogue.tables}
+        owned = list(classification.owned)
+        listed = self._list(conn, classification, by_name, owned, case)
+        conn.commit()
+        if inventoried is not None:
+            for name in owned:
+                allowed = inventoried.get(name, 0)
+                if listed[name].count > allowed:
+                    raise IntegrityError(
+                        f"system {self.name!r}: {name} holds {listed[name].count} rows of "
+                        f"tenant {case.tenant!r}, more than the {allowed} inventoried: rows "
+                        "were added after the export and were not handed over. Nothing is "
+                        "deleted; export again"
+                    )
+        self._refuse_outside_references(conn, catalogue, listed, case)
+        return listed
+
     def destroy(self, case: CaseRef, inventoried: Mapping[str, int] | None = None) -> Removal:
         with self._connect() as conn:
             catalogue = self._catalogue(conn)
             classification, _ = self._classify(catalogue)
             by_name = {t.qualified: t for t in catalogue.tables}
             owned = list(classification.owned)
-            listed = self._list(conn, classification, by_name, owned, case)
-            conn.commit()
-            if inventoried is not None:
-                for name in owned:
-                    allowed = inventoried.get(name, 0)
-                    if listed[name].count > allowed:
-                        raise IntegrityError(
-                            f"system {self.name!r}: {name} holds {listed[name].count} rows of "
-                            f"tenant {case.tenant!r}, more than the {allowed} inventoried: rows "
-                            "were added after the export and were not handed over. Nothing is "
-                            "deleted; export again"
-                        )
-            self._refuse_outside_references(conn, catalogue, listed, case)
+            listed = self._listed_and_isolated(conn, catalogue, classification, case, inventoried)
             parents = {  # every key between the tenant's tables orders the deletion
                 name: {
                     fk.references for fk in by_name[name].foreign_keys if fk.references in listed
@@ -1015,3 +1044,17 @@ def _schema(column: Column) -> ColumnSchema:
         nullable=column.nullable,
         as_text=as_text,
     )
+
+
+PLUGIN = Plugin(
+    kind="mariadb",
+    config=MariaDBSystem,
+    location=MariaDBLocation,
+    capabilities=frozenset(
+        {Capability.EXPORT, Capability.DESTROY, Capability.VERIFY, Capability.ISOLATION}
+    ),
+    stage=Stage.ROWS,
+    export_rank=3,
+    summary="a MariaDB or MySQL database: classified from its catalogue, exported from one "
+    "consistent snapshot, rows listed by key, isolation proved, deleted in batches",
+)

@@ -18,19 +18,23 @@ from offboarding.core.errors import (
     SharedRowsError,
 )
 from offboarding.core.records import CaseRef, ExportedPart, FileItem, LocationInventory
+from offboarding.datamap import FilesSystem
 from offboarding.locations.base import (
+    Capability,
     ExportProgress,
     LocationExport,
     LocationFacts,
+    Plugin,
     Remaining,
     Removal,
+    Stage,
     write_case_report,
 )
 from offboarding.locations.postgres import PostgresLocation
 from offboarding.locations.prefixed import count_prefix, delete_prefix, digest_outside_prefix
 from offboarding.stores import ObjectStore, keeps_generations, open_store
 
-__all__ = ["FilesLocation", "digest_object", "tenant_prefix"]
+__all__ = ["PLUGIN", "FilesLocation", "digest_object", "tenant_prefix"]
 
 TENANTS_ROOT = "tenants/"
 
@@ -54,7 +58,9 @@ def digest_object(store: ObjectStore, key: str) -> tuple[int, str]:
 class FilesLocation:
     name = "files"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, name: str = "files", system: FilesSystem | None = None
+    ) -> None:
         self.settings = settings
         self.store: ObjectStore = open_store(settings.store_url("files"))
 
@@ -216,3 +222,16 @@ class FilesLocation:
 
     def neighbours_digest(self, case: CaseRef, excluded: frozenset[str] = frozenset()) -> str:
         return digest_outside_prefix(self.store, TENANTS_ROOT, tenant_prefix(case.tenant), excluded)
+
+
+PLUGIN = Plugin(
+    kind="files",
+    config=FilesSystem,
+    location=FilesLocation,
+    capabilities=frozenset({Capability.EXPORT, Capability.DESTROY, Capability.VERIFY}),
+    stage=Stage.FILES,
+    export_rank=2,
+    singleton=True,
+    summary="the platform's files store (OFFBOARD_FILES_URL): the tenant's prefix, every "
+    "generation deleted; the objects its rows name are exported",
+)

@@ -35,10 +35,18 @@ from offboarding.core.config import Settings
 from offboarding.core.errors import ConfigurationError, ServiceError
 from offboarding.core.records import CaseRef, LocationInventory
 from offboarding.datamap import PgBackRestSystem
-from offboarding.locations.base import CopiesOnly, LocationFacts, Remaining, Removal
+from offboarding.locations.base import (
+    Capability,
+    CopiesOnly,
+    LocationFacts,
+    Plugin,
+    Remaining,
+    Removal,
+    Stage,
+)
 from offboarding.trail import AuditTrail, events
 
-__all__ = ["BackupSet", "PgBackRestLocation", "Retention", "expiry_of"]
+__all__ = ["PLUGIN", "BackupSet", "PgBackRestLocation", "Retention", "expiry_of"]
 
 _TIMEOUT = 3600  # a full backup of a large database takes a while
 
@@ -314,3 +322,14 @@ class PgBackRestLocation(CopiesOnly):
         data, unchanged unless early expiry removed them (which the removal records)."""
         sets, _ = self._sets()
         return ",".join(s.label for s in sets)
+
+
+PLUGIN = Plugin(
+    kind="pgbackrest",
+    config=PgBackRestSystem,
+    location=PgBackRestLocation,
+    capabilities=frozenset({Capability.DESTROY, Capability.VERIFY, Capability.LINGERING}),
+    stage=Stage.BACKUPS,
+    summary="the platform database's pgBackRest backups and WAL archive: dated by the "
+    "repository's retention, or expired at once (early_expiry)",
+)

@@ -4,22 +4,15 @@ system answers. Read-only: it touches no tenant's data."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal
 
 from offboarding.core.config import Settings
 from offboarding.core.errors import OffboardingError
 from offboarding.datamap import AttestedSystem, DataMap, UnboundSystem, load_datamap
 from offboarding.locations import get_location
+from offboarding.locations.base import Reachable
 
 __all__ = ["Reachable", "SystemCheck", "check_datamap"]
-
-
-@runtime_checkable
-class Reachable(Protocol):
-    def reach(self) -> str:
-        """Answer with what was reached (kind, version, address: never tenant data), or raise
-        an error that says what to check."""
-        ...
 
 
 @dataclass(frozen=True)

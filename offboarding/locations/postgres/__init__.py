@@ -29,15 +29,19 @@ from offboarding.core.config import Settings
 from offboarding.core.errors import ConfigurationError
 from offboarding.core.names import qualified, split_qualified
 from offboarding.core.records import CaseRef, ExportedPart, LocationInventory, TableItem
+from offboarding.datamap import PostgresSystem
 from offboarding.locations.base import (
+    Capability,
     ExportPlan,
     ExportProgress,
     LocationExport,
     LocationFacts,
     PartSink,
     PartTask,
+    Plugin,
     Remaining,
     Removal,
+    Stage,
     foreign_key_schemas,
 )
 from offboarding.locations.postgres.catalog import (
@@ -60,13 +64,15 @@ from offboarding.locations.postgres.snapshot import export_part, export_tenant, 
 from offboarding.planning import Classification, MissingIndex, missing_indexes
 from offboarding.registry import LEDGER_SCHEMA, registry_table
 
-__all__ = ["PostgresLocation", "column_schema", "read_catalog"]
+__all__ = ["PLUGIN", "PostgresLocation", "column_schema", "read_catalog"]
 
 
 class PostgresLocation:
     name = "postgres"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, name: str = "postgres", system: PostgresSystem | None = None
+    ) -> None:
         self.settings = settings
 
     def _connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
@@ -200,6 +206,13 @@ class PostgresLocation:
         referencing them (deletion.py). Raises, deleting nothing, if that does not hold."""
         return prove_isolation(self.settings, case, inventoried)
 
+    def check_isolation(
+        self, case: CaseRef, inventoried: Mapping[str, int] | None = None
+    ) -> dict[str, str]:
+        proof = self.prove_isolation(case, inventoried)
+        policies = self.settings.platform.shared_rows
+        return {table: f"{n} rows: {policies[table]}" for table, n in proof.shared.items()}
+
     def destroy(self, case: CaseRef, inventoried: Mapping[str, int] | None = None) -> Removal:
         """Prove isolation, then delete children first by key ranges, each statement's rows
         checked to be the tenant's; VACUUM; drop the tenant's own schema (deletion.py)."""
@@ -315,3 +328,18 @@ def _index_warning(conn: psycopg.Connection[Any], missing: MissingIndex) -> str:
         f"{size / 1024**2:,.1f} MB) each time, so the case costs what the platform costs. "
         f"Fix: CREATE INDEX CONCURRENTLY ON {missing.table} ({columns})"
     )
+
+
+PLUGIN = Plugin(
+    kind="postgres",
+    config=PostgresSystem,
+    location=PostgresLocation,
+    capabilities=frozenset(
+        {Capability.EXPORT, Capability.DESTROY, Capability.VERIFY, Capability.ISOLATION}
+    ),
+    stage=Stage.ROWS,
+    export_rank=1,
+    singleton=True,
+    summary="the platform's PostgreSQL database (OFFBOARD_DATABASE_URL): one snapshot "
+    "exported in parallel parts; rows listed by key, isolation proved, deleted in batches",
+)
