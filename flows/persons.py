@@ -31,9 +31,9 @@ from offboarding.core.errors import TenantError
 from offboarding.core.records import CaseRef
 from offboarding.people import statement as people_statement
 from offboarding.persons import forward_statement, get_request, open_request
-from offboarding.persons.access import answer_access
+from offboarding.persons.carry import carry_out
 from offboarding.persons.contacts import contacts_due, forget_contacts
-from offboarding.persons.erasure import erase_person
+from offboarding.persons.requests import RequestKind
 from offboarding.persons.retention import retire_rule, run_rules, set_rule
 from offboarding.runs import OptionalStatementRef, StatementRef
 
@@ -43,7 +43,7 @@ __all__ = ["forget_contacts_due", "person_request", "retention", "retention_rule
 @flow(name="person-request", flow_run_name="person-request-{kind}-{tenant}")
 def person_request(
     tenant: str,
-    kind: Literal["access", "portability", "erasure"],
+    kind: RequestKind,
     person: str = "",
     statement: OptionalStatementRef = "",
     request: str = "",
@@ -53,7 +53,8 @@ def person_request(
     Args:
         tenant: The tenant's id, exactly as in the tenants registry.
         kind: access or portability (a copy of the person's data, delivered to the client's
-            contact), or erasure (with a signed certificate).
+            contact), or erasure (with a signed certificate); rectification and restriction
+            only as a direct request, forwarded (the client edits in the application).
         person: For the client's request: the person's key in the person table (e.g. the
             user's id), never a name or an address.
         statement: For a request sent to us directly by the person: the reference (st-…) of
@@ -78,6 +79,11 @@ def person_request(
             kind, forwarded.ref, tenant, forwarded.due_on,
         )  # fmt: skip
         return {"request": forwarded.ref, "status": forwarded.status}
+    if not kind.by_the_pipeline:
+        raise TenantError(
+            f"a {kind} request is carried out by the client's administrator in the application: "
+            "record it with `offboard request open` and close it when done"
+        )
     if request:
         opened = get_request(settings, request)
         if (opened.tenant, opened.kind) != (tenant, kind) or (person and opened.person != person):
@@ -93,35 +99,13 @@ def person_request(
             "give the person's key (the client's request) or the statement of a request sent "
             "to us directly"
         )
-    say = logger.info
-    where = CaseRef(tenant=tenant, case_id=opened.ref)
-    if kind == "erasure":
-        erased = erase_person(settings, opened.ref, say=say)
-        rows = [
-            {"table": t, "deleted": n, "kept, personal columns replaced": 0}
-            for t, n in erased.deleted.items()
-        ] + [
-            {"table": t, "deleted": 0, "kept, personal columns replaced": n}
-            for t, n in erased.pseudonymised.items()
-        ]
-        rows.append({"table": "files", "deleted": erased.files,
-                     "kept, personal columns replaced": 0})  # fmt: skip
-        adapter.publish_table(
-            where, "erasure", rows,
-            f"Erasure {opened.ref}: certificate {erased.certificate_key}; "
-            f"{erased.backups_rebased} older backup(s) replaced",
-        )  # fmt: skip
-        return {"request": opened.ref, "status": "answered",
-                "certificate": erased.certificate_key}  # fmt: skip
-    answer = answer_access(settings, opened.ref, say=say)
-    rows = [{"table": t, "rows": n} for t, n in answer.tables.items()]
-    rows.append({"table": "files", "rows": answer.files})
+    outcome = carry_out(settings, opened.ref, say=logger.info)
     adapter.publish_table(
-        where, "answer", rows,
-        f"{kind.capitalize()} {opened.ref}: links sent to the client's contact, valid until "
-        f"{answer.link_expires_at:%Y-%m-%d %H:%M} UTC; record {answer.record_key}",
+        CaseRef(tenant=tenant, case_id=opened.ref), outcome.title, outcome.rows,
+        f"{kind.capitalize()} {opened.ref}: {outcome.summary}",
     )  # fmt: skip
-    return {"request": opened.ref, "status": "answered", "record": answer.record_key}
+    key = "certificate" if outcome.title == "erasure" else "record"
+    return {"request": opened.ref, "status": "answered", key: outcome.record_key}
 
 
 @flow(name="retention", flow_run_name="retention")

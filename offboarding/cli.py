@@ -415,8 +415,22 @@ def _audit_verify(args: argparse.Namespace) -> int:
         return 1
     print(
         f"OK: {report.cases} case chain(s), {report.events} events, {report.certificates} "
-        f"certificate(s) and {report.reports} report(s) verify and agree with their chains"
+        f"case certificate(s) and {report.reports} report(s) verify and agree with their chains"
     )
+    if report.downloads:
+        print(f"OK: {report.downloads} signed download receipt(s)")
+    if report.records:
+        kinds = ", ".join(f"{n} {kind}" for kind, n in report.records.items())
+        print(
+            f"OK: {sum(report.records.values())} tenant record(s) ({kinds}) verify; "
+            f"{report.record_chains} tenant chain(s) of {report.record_entries} entries name "
+            "each one, none missing or moved"
+            + (
+                f"; {report.unchained_records} written before chaining began"
+                if report.unchained_records
+                else ""
+            )
+        )
     print(
         f"OK: signed by {len(report.signing_keys)} key(s) of the list, each within its "
         f"validity: {', '.join(sorted(report.signing_keys)) or 'none'}"
@@ -670,14 +684,12 @@ def _contacts(args: argparse.Namespace) -> int:
 
 
 def _carry_out(settings: Settings, ref: str) -> int:
-    """An open request, carried out here (the person-request deployment does the same)."""
+    """An open request, carried out here by its kind's handler (as the deployment does)."""
     from offboarding.persons import get_request
-    from offboarding.persons.access import answer_access
-    from offboarding.persons.erasure import erase_person
+    from offboarding.persons.carry import carry_out
 
     request = get_request(settings, ref)
-    say = functools.partial(print, flush=True)
-    if request.kind not in ("access", "portability", "erasure"):
+    if not request.kind.by_the_pipeline:
         print(
             f"request {ref} is a {request.kind} request: the client's administrator carries it "
             "out in the application (the pipeline copies and erases a person's data; it does "
@@ -685,22 +697,7 @@ def _carry_out(settings: Settings, ref: str) -> int:
             file=sys.stderr,
         )
         return 2
-    if request.kind == "erasure":
-        erased = erase_person(settings, ref, say=say)
-        print(
-            f"erased: {sum(erased.deleted.values())} row(s) deleted, "
-            f"{sum(erased.pseudonymised.values())} kept with personal columns replaced, "
-            f"{erased.files} file(s), {erased.backups_rebased} older backup(s) replaced; "
-            f"certificate {erased.certificate_key} in the archive"
-        )
-    else:
-        answer = answer_access(settings, ref, say=say)
-        print(
-            f"answered: {answer.rows} row(s) in {len(answer.tables)} table(s) and "
-            f"{answer.files} file(s) ({answer.file_bytes:,} bytes), links to the client's "
-            f"contact until {answer.link_expires_at:%Y-%m-%d %H:%M} UTC; record "
-            f"{answer.record_key}"
-        )
+    print(carry_out(settings, ref, say=functools.partial(print, flush=True)).summary)
     return 0
 
 
@@ -906,7 +903,9 @@ def build_parser() -> argparse.ArgumentParser:
         "request", help="a request about one person of a tenant (clause 2.2.7), and deadlines"
     )
     request_actions = request.add_subparsers(dest="action", required=True)
-    kinds = ["access", "portability", "erasure", "rectification", "restriction"]
+    from offboarding.persons.requests import CARRIED_OUT_KINDS, REQUEST_KINDS
+
+    kinds = [str(kind) for kind in REQUEST_KINDS]
     opened = request_actions.add_parser("open", help="the client's request: record it")
     opened.add_argument("tenant")
     opened.add_argument("person", help="the person's key in the data map's person table")
@@ -928,7 +927,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     emitted.add_argument("tenant")
     emitted.add_argument("person", help="the person's key in the data map's person table")
-    emitted.add_argument("--kind", required=True, choices=["access", "portability", "erasure"])
+    emitted.add_argument("--kind", required=True, choices=[str(k) for k in CARRIED_OUT_KINDS])
     attest_person = request_actions.add_parser(
         "attest", help="a role confirms an erasure in an attested system (helpdesk, search)"
     )

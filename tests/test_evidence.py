@@ -105,7 +105,7 @@ def test_an_intact_archive_verifies(
 ) -> None:
     code, output = audit_verify(destroyed, capsys)
     assert code == 0, output
-    assert "1 certificate(s) and 1 report(s)" in output
+    assert "1 case certificate(s) and 1 report(s)" in output
 
 
 @pytest.mark.parametrize(

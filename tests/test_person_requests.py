@@ -455,3 +455,12 @@ def test_an_erasure_withdraws_the_earlier_answers_about_the_person(platform: Pla
     assert not list(store.list_objects(f"bundles/acme/{access.ref}/"))
     certificate = read_signed(settings, erased.certificate_key)
     assert certificate["earlier_answers"]["requests"] == {access.ref: len(answer.parts)}
+
+
+def test_each_kind_the_pipeline_carries_out_has_one_handler_and_no_other_has() -> None:
+    from offboarding.persons.carry import HANDLERS
+    from offboarding.persons.requests import CARRIED_OUT_KINDS, REQUEST_KINDS, RequestKind
+
+    assert set(HANDLERS) == set(CARRIED_OUT_KINDS)
+    assert set(REQUEST_KINDS) == set(RequestKind) and len(REQUEST_KINDS) == 5
+    assert not RequestKind.RECTIFICATION.by_the_pipeline and RequestKind.ERASURE.by_the_pipeline

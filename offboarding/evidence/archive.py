@@ -36,6 +36,7 @@ from offboarding.trail.events import (
     RecordedEvent,
     parse_event_data,
 )
+from offboarding.trail.records import verify_tenant_chains
 
 __all__ = [
     "ArchiveReport",
@@ -129,6 +130,10 @@ class ArchiveReport:
     person_records: int = 0  # answers and certificates of requests about one person
     retention_runs: int = 0  # signed records of the client's retention rules' runs
     contact_records: int = 0  # a former client's contacts removed, three years on
+    records: dict[str, int] = field(default_factory=dict)  # tenant records checked, per kind
+    record_chains: int = 0  # tenants whose records are chained
+    record_entries: int = 0  # entries of those chains, each naming a record
+    unchained_records: int = 0  # records written before their tenant's chain began
     keys: list[str] = field(default_factory=list)
     anchors: list[Anchor] = field(default_factory=list)  # timestamp tokens checked
     unanchored: list[str] = field(default_factory=list)  # certified cases with no token
@@ -210,15 +215,18 @@ def verify_archive(
     for key in sorted(o for o in _listing(store, "downloads/") if o.endswith(".json")):
         _signed(store, key, keys, report, named=True, dated="at")  # receipts, beside the chains
         report.downloads += 1
-    for key in sorted(o for o in _listing(store, "persons/") if o.endswith(".json")):
-        _signed(store, key, keys, report, named=True, dated="at")  # requests about one person
-        report.person_records += 1
-    for key in sorted(o for o in _listing(store, "retention/") if o.endswith(".json")):
-        _signed(store, key, keys, report, named=True, dated="at")  # the client's retention runs
-        report.retention_runs += 1
-    for key in sorted(o for o in _listing(store, "contacts/") if o.endswith(".json")):
-        _signed(store, key, keys, report, named=True, dated="at")  # contacts forgotten
-        report.contact_records += 1
+    chained = verify_tenant_chains(store, keys)  # person, retention and contacts records
+    report.signing_keys |= chained.signing_keys
+    report.records = dict(sorted(chained.by_kind.items()))
+    report.record_chains, report.record_entries = chained.chains, chained.entries
+    report.unchained_records = chained.unchained
+    for kind, count in chained.by_kind.items():
+        if kind.startswith("person-"):
+            report.person_records += count
+        elif kind.startswith("retention-"):
+            report.retention_runs += count
+        else:
+            report.contact_records += count
     report.keys = sorted(o for o in _listing(store, "keys/") if o.endswith(".pem"))
     return report
 

@@ -60,12 +60,14 @@ from offboarding.people import pseudonym
 from offboarding.persons.records import archive_signed
 from offboarding.persons.requests import (
     PersonRequest,
+    RequestKind,
     mark_answered,
     to_carry_out,
 )
 from offboarding.persons.scope import person_conditions, person_files, require_person
 from offboarding.registry import TenantRegistry
 from offboarding.stores import ObjectStore, open_store
+from offboarding.trail.records import PersonRequestAnswered
 
 __all__ = ["PersonAnswer", "answer_access", "answer_key"]
 
@@ -181,7 +183,7 @@ def answer_access(
     """Answer an open access or portability request: the person's bundle, verified, in the
     delivery store, its links mailed to the client's contact, a signed record archived, the
     request marked answered. Scratch is wiped either way."""
-    request, person = to_carry_out(settings, ref, ("access", "portability"))
+    request, person = to_carry_out(settings, ref, (RequestKind.ACCESS, RequestKind.PORTABILITY))
     tenant = TenantRegistry(settings).get(request.tenant)
     address = tenant.require_contact()
     scope = load_datamap(settings.datamap).require_person_scope()
@@ -218,19 +220,19 @@ def answer_access(
         )  # fmt: skip
         sent = send(settings, message, outbox_name=f"request-{ref}-answer")
         record = answer_key(request)
-        archive_signed(settings, record, {
-            "record": "person-request-answered", "request": ref, "tenant": request.tenant,
-            "kind": request.kind, "person": pseudonym(settings, work, person),
-            "received_at": request.received_at.isoformat(), "due_on": request.due_on.isoformat(),
-            "snapshot_time": exported.snapshot_time.isoformat(),
-            "tables": {t.qualified: t.rows for t in inventory.tables},
-            "files": len(inventory.files), "file_bytes": inventory.total_file_bytes,
-            "manifest_sha256": bundle.manifest_sha256,
-            "parts": [{"sha256": s, "size": n} for _, n, s in uploaded],
-            "encrypted": recipient is not None, "link_expires_at": expires_at.isoformat(),
-            "link_sha256": [link_digest(link.url) for link in links],
-            "recipient_domain": tenant.contact_domain, "message_id": sent.message_id,
-        })  # fmt: skip
+        archive_signed(settings, record, PersonRequestAnswered(
+            request=ref, tenant=request.tenant,
+            kind=request.kind, person=pseudonym(settings, work, person),
+            received_at=request.received_at, due_on=request.due_on.isoformat(),
+            snapshot_time=exported.snapshot_time,
+            tables={t.qualified: t.rows for t in inventory.tables},
+            files=len(inventory.files), file_bytes=inventory.total_file_bytes,
+            manifest_sha256=bundle.manifest_sha256,
+            parts=[{"sha256": s, "size": n} for _, n, s in uploaded],
+            encrypted=recipient is not None, link_expires_at=expires_at,
+            link_sha256=[link_digest(link.url) for link in links],
+            recipient_domain=tenant.contact_domain, message_id=sent.message_id,
+        ))  # fmt: skip
         mark_answered(settings, ref)
     finally:
         shutil.rmtree(scratch_dir(settings, work), ignore_errors=True)

@@ -34,6 +34,7 @@ from offboarding.people import forget_tenant
 from offboarding.persons.records import archive_signed
 from offboarding.registry import TenantRegistry, registry_table
 from offboarding.scheduling.scheduling import cases_of
+from offboarding.trail.records import ContactsForgottenRecord, ContactsSystemAttested, RoleAsked
 
 __all__ = [
     "ContactsForgotten",
@@ -178,7 +179,7 @@ def forget_contacts(
         cleared = _clear_registry_contact(settings, conn, tenant)
     notices = _outbox_notices(settings, tenant, refs)
     now = datetime.now(UTC)
-    asked = []
+    asked: list[RoleAsked] = []
     for name, system in load_datamap(settings.datamap).contacts.systems.items():
         attested = system.attested
         by = now + attested.within
@@ -190,14 +191,14 @@ def forget_contacts(
                 body=f"Three years have passed since the contract with {tenant} ended (clause "
                 f"1.1.4). As the {attested.role}:\n\n  {procedure}\n\nby {by:%Y-%m-%d}.\n",
             ), outbox_name=f"contacts-{tenant}-{name}")  # fmt: skip
-        asked.append({"system": name, "role": attested.role, "due": by.isoformat()})
+        asked.append(RoleAsked(system=name, role=attested.role, due=by.isoformat()))
     key = record_key(tenant)
-    archive_signed(settings, key, {
-        "record": "contacts-forgotten", "tenant": tenant, "due_on": due.isoformat(),
-        "statements": forgotten.statements, "case_keys": forgotten.case_keys,
-        "person_requests": requests, "retention_rules": rules, "registry_rows": cleared,
-        "notices": notices, "asked": asked,
-    })  # fmt: skip
+    archive_signed(settings, key, ContactsForgottenRecord(
+        tenant=tenant, due_on=due.isoformat(),
+        statements=forgotten.statements, case_keys=forgotten.case_keys,
+        person_requests=requests, retention_rules=rules, registry_rows=cleared,
+        notices=notices, asked=asked,
+    ))  # fmt: skip
     with registry.connect() as conn:
         conn.execute(
             "UPDATE offboarding.ledger SET contacts_forgotten_at = now() WHERE tenant = %s",
@@ -210,7 +211,7 @@ def forget_contacts(
     return ContactsForgotten(
         tenant=tenant, due_on=due, statements=forgotten.statements,
         case_keys=forgotten.case_keys, requests=requests, rules=rules, registry_rows=cleared,
-        notices=notices, asked=[a["system"] for a in asked], record_key=key,
+        notices=notices, asked=[a.system for a in asked], record_key=key,
     )  # fmt: skip
 
 
@@ -237,9 +238,8 @@ def attest_contacts_system(
             "the roles, then they confirm"
         )
     key = f"contacts/{tenant}/{system}.json"
-    archive_signed(settings, key, {
-        "record": "contacts-system-attested", "tenant": tenant, "system": system,
-        "role": systems[system].attested.role,
-        "action": action, "evidence": evidence,
-    })  # fmt: skip
+    archive_signed(settings, key, ContactsSystemAttested(
+        tenant=tenant, system=system, role=systems[system].attested.role,
+        action=action, evidence=evidence,
+    ))  # fmt: skip
     return key

@@ -67,6 +67,7 @@ from offboarding.people import keep_statement, pseudonym
 from offboarding.persons.records import archive_signed
 from offboarding.persons.requests import (
     PersonRequest,
+    RequestKind,
     get_request,
     mark_answered,
     to_carry_out,
@@ -87,6 +88,7 @@ from offboarding.persons.scope import (
 )
 from offboarding.registry import TenantRegistry
 from offboarding.stores import delete_every_version, delete_object_versions, open_store
+from offboarding.trail.records import PersonErasureCertificate, PersonSystemAttested
 
 __all__ = ["PersonErasure", "attest_person_system", "certificate_key", "erase_person"]
 
@@ -453,7 +455,7 @@ def erase_person(
 ) -> PersonErasure:
     """Carry out an open erasure request; archive its signed certificate; mark it answered.
     Refused before anything changes when the erasure would reach another person's rows."""
-    request, person = to_carry_out(settings, ref, ("erasure",))
+    request, person = to_carry_out(settings, ref, (RequestKind.ERASURE,))
     tenant = TenantRegistry(settings).get(request.tenant)
     if tenant.status != "active":
         raise TenantError(
@@ -507,35 +509,35 @@ def erase_person(
         else:
             systems.append({"name": name, "status": "holds nothing of a person",
                             "method": system.holds_nothing})  # fmt: skip
-    certificate = archive_signed(settings, certificate_key(request), {
-        "record": "person-erasure-certificate", "request": ref, "tenant": request.tenant,
-        "person": named, "received_at": request.received_at.isoformat(),
-        "due_on": request.due_on.isoformat(), "started_at": started_at.isoformat(),
-        "completed_at": completed_at.isoformat(),
-        "deadline_met": completed_at.date() <= request.due_on,
-        "database": {"deleted": deleted, "pseudonymised": kept,
+    certificate = archive_signed(settings, certificate_key(request), PersonErasureCertificate(
+        request=ref, tenant=request.tenant,
+        person=named, received_at=request.received_at,
+        due_on=request.due_on.isoformat(), started_at=started_at,
+        completed_at=completed_at,
+        deadline_met=completed_at.date() <= request.due_on,
+        database={"deleted": deleted, "pseudonymised": kept,
                      "replacement": "text by the request's pseudonym, other values by NULL"},
-        "files": {"objects": len(keys), "generations_deleted": erased.generations,
-                  "bytes": erased.file_bytes},
-        "earlier_answers": {"requests": withdrawn,
+        files={"objects": len(keys), "generations_deleted": erased.generations,
+               "bytes": erased.file_bytes},
+        earlier_answers={"requests": withdrawn,
                             "method": "every object of each earlier access or portability "
                             "answer about the person deleted in every delivery store, every "
                             "generation; their links answer gone"},
-        "verification": "in the erasure's REPEATABLE READ transaction, before it committed: "
+        verification="in the erasure's REPEATABLE READ transaction, before it committed: "
         "the person's rows marked by key; no other row referencing one to be deleted; each "
         "statement changed exactly the marked rows; no row of the person left in any table, "
         "no personal value in a kept row; each file absent afterwards",
-        "triggers": erased.triggers,
-        "backups": {"rebased": rebased,
+        triggers=erased.triggers,
+        backups={"rebased": rebased,
                     "method": "a new backup after the erasure, restored and verified, then "
                     "every older backup of the tenant deleted in every location"
                     if rebased else "the tenant had no backup made by the pipeline"},
-        "lingering": {"until": (completed_at + delay).isoformat(), "because": why}
+        lingering={"until": (completed_at + delay).isoformat(), "because": why}
         if delay else None,
-        "systems": systems,
-        "tool": "tenant-offboarding", "tool_version": version("tenant-offboarding"),
-        "performed_by": settings.operator_name,
-    })  # fmt: skip
+        systems=systems,
+        tool="tenant-offboarding", tool_version=version("tenant-offboarding"),
+        performed_by=settings.operator_name,
+    ))  # fmt: skip
     mark_answered(settings, ref)
     return PersonErasure(
         request=ref,
@@ -579,7 +581,7 @@ def attest_person_system(
     request = get_request(settings, ref)
     scope = load_datamap(settings.datamap).require_person_scope()
     attested = scope.systems.get(system)
-    if request.kind != "erasure" or request.status != "answered":
+    if request.kind != RequestKind.ERASURE or request.status != "answered":
         raise TenantError(
             f"request {ref} is not a carried-out erasure ({request.kind}, {request.status}): "
             "attest a system once the erasure's certificate is issued"
@@ -591,10 +593,10 @@ def attest_person_system(
         )
     said = keep_statement(settings, request.tenant, "attestation", name=name)
     key = f"persons/{request.tenant}/{ref}/attested-{system}.json"
-    archive_signed(settings, key, {
-        "record": "person-system-attested", "request": ref, "tenant": request.tenant,
-        "system": system, "role": attested.attested.role, "statement": said,
-        "by": pseudonym(settings, CaseRef(tenant=request.tenant, case_id=ref), name),
-        "action": action, "evidence": evidence,
-    })  # fmt: skip
+    archive_signed(settings, key, PersonSystemAttested(
+        request=ref, tenant=request.tenant,
+        system=system, role=attested.attested.role, statement=said,
+        by=pseudonym(settings, CaseRef(tenant=request.tenant, case_id=ref), name),
+        action=action, evidence=evidence,
+    ))  # fmt: skip
     return key

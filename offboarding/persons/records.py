@@ -1,57 +1,39 @@
-"""Signed records of what was done about one person or one retention rule, in the audit archive.
+"""Signed records of what was done about one person, one retention rule or a former client's
+contacts, in the audit archive, chained per tenant (offboarding/trail/records.py).
 
-Each is a canonical JSON document beside its Ed25519 signature, written once (the archive may
-be retention-locked): `persons/<tenant>/<request>/<name>.json` for a request's answer or
-certificate, `retention/<tenant>/<run>.json` for a retention run. Like the cases' events they
-name their signing key and carry their date (`at`), so `offboard audit verify` checks each
-with the key valid at that date. They hold references, counts and digests: the person appears
-only as a keyed pseudonym (`hmac-sha256:` under a key kept in the ledger, forgotten with the
-tenant's other keys).
+Keys: `persons/<tenant>/<request>/<name>.json` for a request's answer, closing, attestation or
+certificate; `retention/<tenant>/<run>.json` and `retention/<tenant>/rules/...` for the client's
+retention rules; `contacts/<tenant>/...` for contacts forgotten. Each is a typed model, signed
+and dated like the cases' events, so `offboard audit verify` checks each with the key valid at
+that date and walks each tenant's chain. They hold references, counts and digests: the person
+appears only as a keyed pseudonym (`hmac-sha256:` under a key kept in the ledger, forgotten
+with the tenant's other keys).
 """
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
 from typing import Any
 
-from offboarding.core.canonical import canonical_json
 from offboarding.core.config import Settings
-from offboarding.core.signing import Signer, load_key_list
+from offboarding.core.signing import load_key_list
 from offboarding.evidence.archive import publish_key_list
 from offboarding.stores import open_store
+from offboarding.trail.records import TenantRecordModel, archive_record, read_record
 
 __all__ = ["archive_signed", "read_signed"]
 
 
-def archive_signed(settings: Settings, key: str, document: dict[str, Any]) -> dict[str, Any]:
-    """Sign `document` (adding `at` and `signing_key`) and write it at `key`, once. A rerun
-    finds the record already there and returns it unchanged, so evidence is never rewritten."""
-    archive = open_store(settings.store_url("archive"), write_once=True)
-    if archive.exists(key):
-        return read_signed(settings, key)
-    signer = Signer.load_or_create(settings.keys_dir)
-    document = {
-        **document,
-        "at": datetime.now(UTC).isoformat(),
-        "signing_key": signer.fingerprint,
-    }
-    body = canonical_json(document)
-    if not archive.exists(key + ".sig"):
-        archive.put_bytes(key + ".sig", signer.sign(body))
-    archive.put_bytes(key, body)
-    publish_key_list(archive, load_key_list(settings.keys_dir))
+def archive_signed(settings: Settings, key: str, record: TenantRecordModel) -> dict[str, Any]:
+    """Sign `record` and write it at `key`, once, named in its tenant's chain; publish the key
+    list it is checked against. A rerun finds the record already there and returns it."""
+    document = archive_record(settings, key, record)
+    publish_key_list(
+        open_store(settings.store_url("archive"), write_once=True),
+        load_key_list(settings.keys_dir),
+    )
     return document
 
 
 def read_signed(settings: Settings, key: str) -> dict[str, Any]:
     """A record of the archive, its signature checked with the operator's keys."""
-    archive = open_store(settings.store_url("archive"))
-    with archive.open_read(key) as handle:
-        body = handle.read()
-    with archive.open_read(key + ".sig") as handle:
-        signature = handle.read()
-    document: dict[str, Any] = json.loads(body)
-    keys = load_key_list(settings.keys_dir)
-    keys.verify(body, signature, key, signing_key=document.get("signing_key"))
-    return document
+    return read_record(settings, key)

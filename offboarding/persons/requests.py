@@ -16,6 +16,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 from offboarding.core.config import Settings, validate_tenant_id
@@ -26,10 +27,13 @@ from offboarding.people import keep_statement, pseudonym, statement
 from offboarding.persons.records import archive_signed
 from offboarding.persons.scope import person_footprint
 from offboarding.registry import TenantRegistry
+from offboarding.trail.records import PersonRequestClosed
 
 __all__ = [
+    "CARRIED_OUT_KINDS",
     "REQUEST_KINDS",
     "PersonRequest",
+    "RequestKind",
     "close_request",
     "extend_request",
     "forward_direct_request",
@@ -42,10 +46,27 @@ __all__ = [
     "to_carry_out",
 ]
 
-RequestKind = Literal["access", "portability", "erasure", "rectification", "restriction"]
-REQUEST_KINDS: tuple[RequestKind, ...] = (
-    "access", "portability", "erasure", "rectification", "restriction",
-)  # fmt: skip
+
+class RequestKind(StrEnum):
+    """What a person asks of their data (GDPR articles 15-18 and 20), and who carries it out:
+    the pipeline copies (access, portability) and erases; the client's administrator edits
+    and restricts in the application, and the request is closed on their word. Each kind's
+    handler is `offboarding.persons.carry.HANDLERS`."""
+
+    ACCESS = "access"
+    PORTABILITY = "portability"
+    ERASURE = "erasure"
+    RECTIFICATION = "rectification"
+    RESTRICTION = "restriction"
+
+    @property
+    def by_the_pipeline(self) -> bool:
+        return self in _CARRIED_OUT
+
+
+_CARRIED_OUT = frozenset({RequestKind.ACCESS, RequestKind.PORTABILITY, RequestKind.ERASURE})
+REQUEST_KINDS: tuple[RequestKind, ...] = tuple(RequestKind)
+CARRIED_OUT_KINDS: tuple[RequestKind, ...] = tuple(k for k in RequestKind if k.by_the_pipeline)
 _COLUMNS = (
     "ref, tenant, person, kind, origin, statement, received_at, due_on, extended_by, status, "
     "forwarded_at, answered_at"
@@ -57,7 +78,7 @@ class PersonRequest:
     ref: str
     tenant: str
     person: str | None  # the person's key; None for a direct request (the client finds them)
-    kind: str
+    kind: RequestKind
     origin: Literal["client", "direct"]
     statement: str | None  # a direct request's words, in the ledger
     received_at: datetime
@@ -72,13 +93,16 @@ class PersonRequest:
 
 
 def _row(row: dict[str, Any]) -> PersonRequest:
-    return PersonRequest(**row)
+    return PersonRequest(**{**row, "kind": RequestKind(row["kind"])})
 
 
 def _kind(kind: str) -> RequestKind:
-    if kind not in REQUEST_KINDS:
-        raise TenantError(f"request kind {kind!r} is not one of {', '.join(REQUEST_KINDS)}")
-    return kind
+    try:
+        return RequestKind(kind)
+    except ValueError:
+        raise TenantError(
+            f"request kind {kind!r} is not one of {', '.join(REQUEST_KINDS)}"
+        ) from None
 
 
 def _insert(
@@ -226,7 +250,9 @@ def extend_request(settings: Settings, ref: str, *, name: str, reason: str) -> P
     return get_request(settings, ref)
 
 
-def to_carry_out(settings: Settings, ref: str, kinds: tuple[str, ...]) -> tuple[PersonRequest, str]:
+def to_carry_out(
+    settings: Settings, ref: str, kinds: tuple[RequestKind, ...]
+) -> tuple[PersonRequest, str]:
     """The request `ref` and its person, if it is an open request of the client, naming a
     person, of one of `kinds`: what the pipeline carries out."""
     request = get_request(settings, ref)
@@ -258,18 +284,18 @@ def close_request(settings: Settings, ref: str, *, name: str, note: str = "") ->
     request = get_request(settings, ref)
     if request.status != "open":
         raise TenantError(f"request {ref} is {request.status}: only an open one is closed")
-    if request.kind in ("access", "portability", "erasure"):
+    if request.kind.by_the_pipeline:
         raise TenantError(
             f"request {ref} is an {request.kind} request: the pipeline carries it out, with its "
             f"evidence (offboard request run {ref}, or the person-request deployment)"
         )
     said = keep_statement(settings, request.tenant, "answer", name=name, note=note)
-    archive_signed(settings, f"persons/{request.tenant}/{ref}/closed.json", {
-        "record": "person-request-closed", "request": ref, "tenant": request.tenant,
-        "kind": request.kind, "received_at": request.received_at.isoformat(),
-        "due_on": request.due_on.isoformat(), "statement": said,
-        "by": pseudonym(settings, CaseRef(tenant=request.tenant, case_id=ref), name),
-    })  # fmt: skip
+    archive_signed(settings, f"persons/{request.tenant}/{ref}/closed.json", PersonRequestClosed(
+        request=ref, tenant=request.tenant,
+        kind=request.kind, received_at=request.received_at,
+        due_on=request.due_on.isoformat(), statement=said,
+        by=pseudonym(settings, CaseRef(tenant=request.tenant, case_id=ref), name),
+    ))  # fmt: skip
     return mark_answered(settings, ref)
 
 

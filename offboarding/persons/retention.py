@@ -52,6 +52,7 @@ from offboarding.persons.rows import (
 from offboarding.planning import CatalogTable
 from offboarding.registry import TenantRegistry
 from offboarding.stores import delete_object_versions, open_store
+from offboarding.trail.records import RetentionRuleRecorded, RetentionRunRecorded, RuleRun
 
 __all__ = [
     "RetentionRule",
@@ -206,12 +207,14 @@ def set_rule(
 
 
 def _record_rule(settings: Settings, rule: RetentionRule, what: str, name: str) -> None:
-    archive_signed(settings, f"retention/{rule.tenant}/rules/{rule.ref}-{what}.json", {
-        "record": f"retention-rule-{what}", "rule": rule.ref, "tenant": rule.tenant,
-        "table": rule.target, "age_column": rule.age_column, "period": rule.period,
-        "files": rule.files, "statement": rule.statement,
-        "by": pseudonym(settings, CaseRef(tenant=rule.tenant, case_id=rule.ref), name),
-    })  # fmt: skip
+    archive_signed(settings, f"retention/{rule.tenant}/rules/{rule.ref}-{what}.json",
+        RetentionRuleRecorded(
+            record=f"retention-rule-{what}", rule=rule.ref, tenant=rule.tenant,
+            table=rule.target, age_column=rule.age_column, period=rule.period,
+            files=rule.files, statement=rule.statement,
+            by=pseudonym(settings, CaseRef(tenant=rule.tenant, case_id=rule.ref), name),
+        ),
+    )  # fmt: skip
 
 
 def retire_rule(settings: Settings, tenant: str, ref: str, *, name: str) -> RetentionRule:
@@ -375,18 +378,19 @@ def run_rules(
                 f"{rule.period} deleted{refused}")  # fmt: skip
             results.append(result)
         key = f"retention/{tenant}/{run}.json"
-        archive_signed(settings, key, {
-            "record": "retention-run", "tenant": tenant, "run": run, "now": now.isoformat(),
-            "rules": [{"rule": r.rule, "table": r.target, "cutoff": r.cutoff.isoformat(),
-                       "deleted": r.deleted, "files": r.files, "refused": r.refused or None,
-                       "period": next(x.period for x in tenant_rules if x.ref == r.rule),
-                       "age_column": next(x.age_column for x in tenant_rules if x.ref == r.rule)}
-                      for r in results],
-            "proof": "per rule, in one transaction: the rows past the cutoff marked by primary "
+        archive_signed(settings, key, RetentionRunRecorded(
+            tenant=tenant, run=run, now=now,
+            rules=[RuleRun(rule=r.rule, table=r.target, cutoff=r.cutoff, deleted=r.deleted,
+                           files=r.files, refused=r.refused or None,
+                           period=next(x.period for x in tenant_rules if x.ref == r.rule),
+                           age_column=next(x.age_column for x in tenant_rules
+                                           if x.ref == r.rule))
+                   for r in results],
+            proof="per rule, in one transaction: the rows past the cutoff marked by primary "
             "key; no row outside them referencing one; the DELETE on the tenant's own rows "
             "and the age condition removed exactly the marked rows, none left; the objects "
             "they named deleted, every generation, before the commit",
-        })  # fmt: skip
+        ))  # fmt: skip
         with registry.connect() as conn:
             for result in results:
                 conn.execute(
