@@ -102,7 +102,7 @@ def person_request(
     outcome = carry_out(settings, opened.ref, say=logger.info)
     adapter.publish_table(
         CaseRef(tenant=tenant, case_id=opened.ref), outcome.title, outcome.rows,
-        f"{kind.capitalize()} {opened.ref}: {outcome.summary}",
+        f"{kind.capitalize()} {opened.ref}: {outcome.details}",
     )  # fmt: skip
     key = "certificate" if outcome.title == "erasure" else "record"
     return {"request": opened.ref, "status": "answered", key: outcome.record_key}

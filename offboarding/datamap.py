@@ -132,21 +132,24 @@ class RedisSystem(PluginSystem):
     @classmethod
     def _confined(cls, patterns: list[str]) -> list[str]:
         for pattern in patterns:
-            if pattern.count(_TENANT_PLACEHOLDER) != 1:
-                raise ValueError(
-                    f"pattern {pattern!r} must contain {_TENANT_PLACEHOLDER} exactly once"
-                )
-            before, after = pattern.split(_TENANT_PLACEHOLDER, 1)
-            if (after and after[0] not in _KEY_SEPARATORS) or (
-                before and before[-1] not in _KEY_SEPARATORS
-            ):
-                raise ValueError(
-                    f"pattern {pattern!r} could match another tenant's keys ('acme' would match "
-                    f"'acme-corp' and 'x.acme'): put one of {' '.join(sorted(_KEY_SEPARATORS))} "
-                    f"right before and right after {_TENANT_PLACEHOLDER} (or start or end the "
-                    "pattern with it), e.g. 't:{tenant}:*'"
-                )
+            _confine(pattern, _TENANT_PLACEHOLDER, "tenant", "'acme' would match 'acme-corp'")
         return patterns
+
+
+def _confine(pattern: str, placeholder: str, whose: str, example: str) -> None:
+    """A key pattern holds `placeholder` once, between separators no id contains (or at an
+    end), so it can only match the keys of that one tenant (or person)."""
+    if pattern.count(placeholder) != 1:
+        raise ValueError(f"pattern {pattern!r} must contain {placeholder} exactly once")
+    before, after = pattern.split(placeholder, 1)
+    if (after and after[0] not in _KEY_SEPARATORS) or (
+        before and before[-1] not in _KEY_SEPARATORS
+    ):
+        raise ValueError(
+            f"pattern {pattern!r} could match another {whose}'s keys ({example}): put one of "
+            f"{' '.join(sorted(_KEY_SEPARATORS))} right before and right after {placeholder} "
+            "(or start or end the pattern with it), e.g. 't:{tenant}:u:{person}:*'"
+        )
 
 
 class PgBackRestSystem(PluginSystem):
@@ -377,7 +380,8 @@ class PersonTable(BaseModel):
 
 
 class PersonSystem(BaseModel):
-    """How a system other than the database and the files holds a person's data: copies that
+    """How a system other than the database and the files holds a person's data: found and
+    erased by its plug-in (`tables` for a database, `patterns` for a cache), copies that
     expire by themselves (`lingers`), a role that erases and confirms (`attested`), or nothing
     per person (`holds_nothing`, with why)."""
 
@@ -392,17 +396,44 @@ class PersonSystem(BaseModel):
     holds_nothing: str | None = Field(
         default=None, min_length=1, description="Why the system holds nothing of one person."
     )
+    tables: dict[Annotated[str, Field(pattern=_QUALIFIED)], PersonTable] = Field(
+        default_factory=dict,
+        description="For a database whose plug-in finds and erases a person (mariadb): every "
+        "table whose rows point at the person, as [person.tables] does for the platform's "
+        "database. Each foreign key to those rows is checked at each request.",
+    )
+    patterns: list[str] = Field(
+        default_factory=list,
+        description="For a cache whose plug-in finds and erases a person (redis): key patterns "
+        "of one person's keys, each with {tenant} and {person} between separators, e.g. "
+        "'session:{tenant}:{person}:*'.",
+    )
     why: str = Field(default="", description="What the system holds of a person, in a line.")
+
+    @field_validator("patterns")
+    @classmethod
+    def _one_persons_keys(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            _confine(pattern, _TENANT_PLACEHOLDER, "tenant", "'acme' would match 'acme-corp'")
+            _confine(pattern, _PERSON_PLACEHOLDER, "person", "person 7 would match 71")
+        return patterns
 
     @model_validator(mode="after")
     def _one_way(self) -> PersonSystem:
-        given = [n for n in ("lingers", "attested", "holds_nothing") if getattr(self, n)]
+        ways = ("tables", "patterns", "lingers", "attested", "holds_nothing")
+        given = [n for n in ways if getattr(self, n)]
         if len(given) != 1:
             raise ValueError(
-                "give exactly one of lingers (a duration), attested (role and procedure) or "
-                f"holds_nothing (why); found {', '.join(given) or 'none'}"
+                "give exactly one of tables (a database plug-in finds the person), patterns (a "
+                "cache plug-in finds the person's keys), lingers (a duration), attested (role "
+                f"and procedure) or holds_nothing (why); found {', '.join(given) or 'none'}"
             )
         return self
+
+    @property
+    def by_plugin(self) -> bool:
+        """The system's plug-in finds and erases the person itself."""
+        return bool(self.tables or self.patterns)
 
 
 class PersonScope(BaseModel):

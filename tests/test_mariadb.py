@@ -29,6 +29,7 @@ from offboarding.trail import AuditTrail
 from tests import wiki as wiki_db
 from tests.conftest import Platform
 from tests.helpers import destroy_everything, export_and_deliver
+from tests.test_locations import conforms
 
 
 @pytest.fixture
@@ -300,3 +301,10 @@ def test_a_row_written_after_the_check_that_would_cascade_stops_its_batch(
         cur.execute("SELECT COUNT(*) FROM pages WHERE tenant_id = 'acme'")
         assert cur.fetchone() == (6,)
     conn.close()
+
+
+def test_the_wiki_passes_the_location_conformance_suite(wiki: tuple[Platform, str]) -> None:
+    platform, _ = wiki
+    case = platform.case("acme")
+    export_and_deliver(platform, case)
+    conforms(get_location("wiki", platform.settings), case, holds_data=True, estimated=True)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import MySQLdb
 import psycopg
 import pytest
 from psycopg import sql
@@ -27,6 +28,7 @@ from offboarding.core.errors import ConfigurationError, IsolationBreachError, Te
 from offboarding.core.signing import Signer, load_key_list
 from offboarding.delivery.links import LinkSigner
 from offboarding.delivery.mail import read_outbox
+from offboarding.dev.services import MariaDBServer
 from offboarding.evidence.archive import verify_archive
 from offboarding.locations.backups import backup_prefix
 from offboarding.persons import get_request, open_request
@@ -464,3 +466,70 @@ def test_each_kind_the_pipeline_carries_out_has_one_handler_and_no_other_has() -
     assert set(HANDLERS) == set(CARRIED_OUT_KINDS)
     assert set(REQUEST_KINDS) == set(RequestKind) and len(REQUEST_KINDS) == 5
     assert not RequestKind.RECTIFICATION.by_the_pipeline and RequestKind.ERASURE.by_the_pipeline
+
+
+def test_the_wiki_and_the_cache_answer_and_erase_a_person_through_their_plug_ins(
+    platform: Platform, mariadb: MariaDBServer, tmp_path: Path
+) -> None:
+    """MariaDB and Redis declare the person capabilities: an access answer holds the person's
+    wiki rows, and an erasure removes their wiki comments and cache keys and replaces their
+    pages' words, while a colleague keeps everything, in both systems."""
+    import redis
+
+    from tests import wiki as wiki_db
+
+    settings = platform.settings
+    person = _person(platform)
+    others = "SELECT min(id) FROM users WHERE tenant_id = 'acme' AND id <> %s"
+    colleague = int(str(platform.query(others, person)[0][0]))
+    database = wiki_db.create(mariadb)
+    path = settings.datamap
+    assert path is not None
+    lingering = '[person.systems.cache]\nwhy = "pages rendered with the person\'s name and content, and their sessions"\nlingers = "P1D"\n'  # noqa: E501
+    text = path.read_text()
+    assert lingering in text
+    text = text.replace(
+        lingering, '[person.systems.cache]\npatterns = ["session:{tenant}:{person}:*"]\n'
+    )
+    path.write_text(wiki_db.declare_person(wiki_db.declare(text, mariadb, database)))
+    wiki_db.set_authors(mariadb, database, "acme", person, colleague)
+    cache = redis.Redis.from_url(platform.redis_url)
+    for who in (person, colleague):
+        cache.set(f"session:acme:{who}:web", f"session of {who}")
+    colleague_wiki = wiki_db.fingerprint(mariadb, database, "globex")
+    try:
+        answer = answer_access(settings, open_request(settings, "acme", str(person), "access").ref)
+        assert answer.tables["wiki.pages"] == 4 and answer.tables["wiki.comments"] == 12
+
+        erased = erase_person(settings, open_request(settings, "acme", str(person), "erasure").ref)
+        certificate = read_signed(settings, erased.certificate_key)
+        systems = {s["name"]: s for s in certificate["systems"]}
+        assert systems["wiki"]["status"] == systems["cache"]["status"] == "erased"
+        assert systems["wiki"]["deleted"] == {"wiki.comments": 12}
+        assert systems["wiki"]["pseudonymised"] == {"wiki.pages": 4}
+        assert systems["cache"]["deleted"] == {"session:{tenant}:{person}:*": 1}
+        assert cache.get(f"session:acme:{person}:web") is None
+        assert cache.get(f"session:acme:{colleague}:web") == f"session of {colleague}".encode()
+        conn = MySQLdb.connect(host="127.0.0.1", port=mariadb.port, user="offboard",
+                               database=database)  # fmt: skip
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pages WHERE author_id = %s", (person,))
+            assert cur.fetchone() == (0,)  # the person's row went: the references with it
+            cur.execute("SELECT count(*) FROM pages WHERE title LIKE 'erased-%%'")
+            assert cur.fetchone() == (4,)
+            cur.execute(
+                "SELECT count(*) FROM pages WHERE author_id = %s AND title NOT LIKE 'erased-%%'",
+                (colleague,),
+            )
+            assert cur.fetchone() == (2,)
+            cur.execute("SELECT count(*) FROM comments WHERE author_id = %s", (colleague,))
+            assert cur.fetchone() == (6,)
+        conn.close()
+        assert wiki_db.fingerprint(mariadb, database, "globex") == colleague_wiki
+        report = verify_archive(
+            open_store(settings.store_url("archive")), load_key_list(settings.keys_dir)
+        )
+        assert report.records == {"person-erasure-certificate": 1, "person-request-answered": 1}
+    finally:
+        cache.close()
+        wiki_db.drop(mariadb, database)

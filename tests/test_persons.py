@@ -55,7 +55,7 @@ def test_the_person_scope_refuses_what_it_cannot_keep() -> None:
         parse_datamap(_person(files=["avatars/{person}.bin"]))
     with pytest.raises(ConfigurationError, match="is a key, not a pattern"):
         parse_datamap(_person(files=["tenants/{tenant}/avatars/{person}*"]))
-    with pytest.raises(ConfigurationError, match="exactly one of lingers"):
+    with pytest.raises(ConfigurationError, match=r"exactly one of tables .*, patterns .*, lingers"):
         parse_datamap(
             {"systems": {"postgres": {"plugin": "postgres"}, "cache": {"attested": {
                 "role": "r", "procedure": "p"}}},

@@ -36,6 +36,7 @@ from offboarding.stores import LocalStore, open_store
 from tests import wiki as wiki_db
 from tests.conftest import Platform
 from tests.helpers import destroy_everything, export_and_deliver
+from tests.test_locations import conforms
 
 pytestmark = pytest.mark.slow  # a cluster of its own, archiving WAL, and real backups
 
@@ -298,3 +299,13 @@ def test_a_persons_erasure_dates_the_platform_backups_by_their_retention(
     assert system["status"] == "lingering" and "repo1-retention-full" in system["method"]
     completed = datetime.fromisoformat(certificate["completed_at"])
     assert datetime.fromisoformat(system["until"]) - completed == timedelta(days=7 + 14 + 1)
+
+
+def test_the_platform_backups_pass_the_location_conformance_suite(backed_up: BackedUp) -> None:
+    """Every set holds every tenant: what is left is dated, not removed, and no neighbour
+    comparison applies (early expiry, which removes sets, is the test above)."""
+    platform = backed_up.platform("conformance")
+    case = platform.case("initech")
+    export_and_deliver(platform, case)
+    location = get_location("platform-backups", platform.settings)
+    conforms(location, case, holds_data=True, shared_copies=True, neighbour_tenant="globex")

@@ -20,12 +20,12 @@ CREATE TABLE spaces (id BIGINT PRIMARY KEY, tenant_id VARCHAR(128) NOT NULL,
   name VARCHAR(200) NOT NULL, KEY (tenant_id));
 CREATE TABLE pages (id BIGINT PRIMARY KEY, tenant_id VARCHAR(128) NOT NULL,
   space_id BIGINT NOT NULL, title VARCHAR(300) NOT NULL, body MEDIUMTEXT,
-  created DATETIME(6) NOT NULL, updated TIMESTAMP(3) NULL, KEY (tenant_id),
-  FOREIGN KEY (space_id) REFERENCES spaces (id));
+  created DATETIME(6) NOT NULL, updated TIMESTAMP(3) NULL, author_id BIGINT NULL,
+  KEY (tenant_id), KEY (author_id), FOREIGN KEY (space_id) REFERENCES spaces (id));
 CREATE TABLE revisions (id BIGINT PRIMARY KEY, page_id BIGINT NOT NULL, n INT UNSIGNED NOT NULL,
   diff LONGBLOB, author JSON, FOREIGN KEY (page_id) REFERENCES pages (id) ON DELETE CASCADE);
 CREATE TABLE comments (id BIGINT PRIMARY KEY, page_id BIGINT NOT NULL, parent_id BIGINT NULL,
-  body TEXT, FOREIGN KEY (page_id) REFERENCES pages (id),
+  body TEXT, author_id BIGINT NULL, KEY (author_id), FOREIGN KEY (page_id) REFERENCES pages (id),
   FOREIGN KEY (parent_id) REFERENCES comments (id));
 CREATE TABLE links (id BIGINT PRIMARY KEY, tenant_id VARCHAR(128) NOT NULL,
   page_id BIGINT NOT NULL, KEY (tenant_id), CONSTRAINT links_page FOREIGN KEY (page_id)
@@ -58,7 +58,7 @@ def seed(conn: MySQLdb.connections.Connection) -> None:
             for p in range(3):
                 page = next(ident)
                 rows.append((
-                    "INSERT INTO pages VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    "INSERT INTO pages VALUES (%s, %s, %s, %s, %s, %s, %s, NULL)",
                     (page, tenant, space, f"Page {p} – Zoë", "Ελληνικά " * 20,
                      "2024-05-01 12:00:00.123456", "2024-05-02 08:30:00.250"),
                 ))  # fmt: skip
@@ -71,7 +71,7 @@ def seed(conn: MySQLdb.connections.Connection) -> None:
                 for _ in range(3):  # a thread: each comment answers the one before
                     comment = next(ident)
                     rows.append((
-                        "INSERT INTO comments VALUES (%s, %s, %s, %s)",
+                        "INSERT INTO comments VALUES (%s, %s, %s, %s, NULL)",
                         (comment, page, parent, "réponse"),
                     ))  # fmt: skip
                     parent = comment
@@ -133,3 +133,34 @@ def declare(datamap_text: str, mariadb: MariaDBServer, database: str) -> str:
         datamap_text + f'\n[systems.wiki]\ndescription = "The wiki (MariaDB)"\nplugin = "mariadb"\n'
         f'url = "{mariadb.url(database)}"\nglobal_tables = {{ currencies = "ISO 4217 codes" }}\n'
     )
+
+
+def declare_person(datamap_text: str) -> str:
+    """The data map with the wiki's person tables: a person's pages kept with their words
+    replaced (others comment on them), their comments deleted."""
+    return datamap_text + (
+        '\n[person.systems.wiki]\nwhy = "pages and comments the person wrote"\n'
+        '[person.systems.wiki.tables."wiki.pages"]\nby = "author_id"\nerase = "pseudonymise"\n'
+        'personal = ["title", "body"]\n'
+        '[person.systems.wiki.tables."wiki.comments"]\nby = "author_id"\nerase = "delete"\n'
+    )
+
+
+def set_authors(
+    mariadb: MariaDBServer, database: str, tenant: str, person: int, other: int
+) -> None:
+    """`person` writes every other page of `tenant` and the last two comments of each thread;
+    `other`, the rest (so no one else's comment answers one of the person's)."""
+    conn = MySQLdb.connect(host="127.0.0.1", port=mariadb.port, user="offboard", database=database)
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE pages SET author_id = IF(MOD(id, 2) = 0, %s, %s) WHERE BINARY tenant_id = %s",
+            (person, other, tenant),
+        )
+        cur.execute(
+            "UPDATE comments c JOIN pages p ON p.id = c.page_id SET c.author_id = "
+            "IF(c.parent_id IS NULL, %s, %s) WHERE BINARY p.tenant_id = %s",
+            (other, person, tenant),
+        )
+    conn.commit()
+    conn.close()

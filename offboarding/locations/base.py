@@ -22,7 +22,14 @@ from pydantic import BaseModel
 from offboarding.core.config import Settings
 from offboarding.core.errors import IntegrityError
 from offboarding.core.names import inside
-from offboarding.core.records import CaseRef, ExportedPart, ForeignKeySchema, LocationInventory
+from offboarding.core.records import (
+    CaseRef,
+    ExportedPart,
+    ForeignKeySchema,
+    LocationInventory,
+    TableItem,
+)
+from offboarding.datamap import PersonSystem
 from offboarding.planning import CatalogTable
 from offboarding.stores import ObjectStore, sha256_file
 
@@ -39,6 +46,11 @@ __all__ = [
     "LocationFacts",
     "PartSink",
     "PartTask",
+    "PersonAccess",
+    "PersonErased",
+    "PersonErasure",
+    "PersonExport",
+    "PersonItems",
     "Plugin",
     "Reachable",
     "Remaining",
@@ -256,6 +268,71 @@ class Lingering(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class PersonItems:
+    """One person's items in a system, counted, never their values: per table (or key
+    pattern) the rows (or keys), and their bytes."""
+
+    counts: dict[str, int]
+    sizes: dict[str, int]  # bytes per table or pattern (estimated for rows)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
+class PersonExport:
+    """One person's rows of a system, written as bundle parts, with the tables they come from
+    (the inventory the person's bundle reconciles with)."""
+
+    tables: list[TableItem]
+    parts: list[ExportedPart]
+
+
+@dataclass(frozen=True)
+class PersonErased:
+    """What erasing one person did in a system, and how it was checked (for the certificate)."""
+
+    deleted: dict[str, int]
+    pseudonymised: dict[str, int]
+    verification: str
+
+
+@runtime_checkable
+class PersonAccess(Protocol):
+    def find_person(self, tenant: str, person: str, declared: PersonSystem) -> PersonItems:
+        """Count the person's items here, within the tenant, as the data map declares them."""
+        ...
+
+    def export_person(
+        self, tenant: str, person: str, declared: PersonSystem, scratch: Path
+    ) -> PersonExport:
+        """Write the person's items as bundle parts under `scratch` (an access answer)."""
+        ...
+
+
+@runtime_checkable
+class PersonErasure(Protocol):
+    def find_person(self, tenant: str, person: str, declared: PersonSystem) -> PersonItems: ...
+
+    def erase_person(
+        self,
+        tenant: str,
+        person: str,
+        declared: PersonSystem,
+        replacement: str,
+        *,
+        person_kept: bool = False,
+    ) -> PersonErased:
+        """Erase the person's items here, as the data map declares (deleted, or kept with
+        their personal values replaced by `replacement` or NULL, and their reference to the
+        person cleared unless `person_kept`: the person's own row stays pseudonymised),
+        touching nothing of anyone else's, checked before it is final; raise, changing
+        nothing, when it cannot be. Run again, it finds nothing and changes nothing."""
+        ...
+
+
 class Capability(StrEnum):
     """What a plug-in can do, each a method (or protocol) its class implements."""
 
@@ -270,14 +347,14 @@ class Capability(StrEnum):
 
 # The method (or protocol) each capability stands for: a registration that declares one its
 # class lacks is refused when the package is imported.
-_IMPLEMENTED_BY: dict[Capability, str] = {
-    Capability.EXPORT: "export",
-    Capability.DESTROY: "destroy",
-    Capability.VERIFY: "verify",
-    Capability.ISOLATION: "check_isolation",
-    Capability.LINGERING: "lingering_delay",
-    Capability.PERSON_ACCESS: "find_person",
-    Capability.PERSON_ERASURE: "erase_person",
+_IMPLEMENTED_BY: dict[Capability, tuple[str, ...]] = {
+    Capability.EXPORT: ("export",),
+    Capability.DESTROY: ("destroy",),
+    Capability.VERIFY: ("verify",),
+    Capability.ISOLATION: ("check_isolation",),
+    Capability.LINGERING: ("lingering_delay",),
+    Capability.PERSON_ACCESS: ("find_person", "export_person"),
+    Capability.PERSON_ERASURE: ("find_person", "erase_person"),
 }
 
 
@@ -308,7 +385,9 @@ class Plugin:
     stage: Stage
     summary: str  # one line for the docs: what the plug-in reaches and how it destroys
     export_rank: int | None = None  # a source of the bundle: read in this order, lowest first
-    singleton: bool = False  # the platform's own (settings' URL): one system, named as the kind
+    # How the data map's [person.systems.<name>] tells the plug-in where a person is: tables
+    # (a database) or key patterns (a cache); for a plug-in that erases a person.
+    person_by: Literal["tables", "patterns"] | None = None
 
     def __post_init__(self) -> None:
         declared_plugin = self.config.model_fields.get("plugin")
@@ -320,23 +399,29 @@ class Plugin:
         if not hasattr(self.location, "reach"):
             raise TypeError(f"plug-in {self.kind!r}: {self.location.__name__} has no reach()")
         for capability in self.capabilities:
-            if not hasattr(self.location, _IMPLEMENTED_BY[capability]):
-                raise TypeError(
-                    f"plug-in {self.kind!r} declares {capability.value!r}, but "
-                    f"{self.location.__name__} has no {_IMPLEMENTED_BY[capability]}()"
-                )
+            for method in _IMPLEMENTED_BY[capability]:
+                if not hasattr(self.location, method):
+                    raise TypeError(
+                        f"plug-in {self.kind!r} declares {capability.value!r}, but "
+                        f"{self.location.__name__} has no {method}()"
+                    )
         hidden = [
             capability.value
             for capability in (Capability.ISOLATION, Capability.LINGERING,
                                Capability.PERSON_ACCESS, Capability.PERSON_ERASURE)
             if capability not in self.capabilities
-            and hasattr(self.location, _IMPLEMENTED_BY[capability])
+            and hasattr(self.location, _IMPLEMENTED_BY[capability][-1])
         ]  # fmt: skip
         if hidden:
             raise TypeError(
                 f"plug-in {self.kind!r}: {self.location.__name__} implements "
                 f"{', '.join(hidden)} without declaring it: declare it, or the pipeline never "
                 "asks for it"
+            )
+        if (self.person_by is not None) != (Capability.PERSON_ERASURE in self.capabilities):
+            raise TypeError(
+                f"plug-in {self.kind!r}: a plug-in that erases a person says how the data map "
+                "declares one (person_by), and only such a plug-in does"
             )
         if (self.export_rank is not None) != (Capability.EXPORT in self.capabilities):
             raise TypeError(

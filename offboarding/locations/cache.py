@@ -21,13 +21,20 @@ from urllib.parse import urlsplit
 import redis
 
 from offboarding.core.config import Settings
-from offboarding.core.errors import IsolationBreachError, ServiceError
+from offboarding.core.errors import (
+    DestructionIncompleteError,
+    IsolationBreachError,
+    ServiceError,
+    TenantError,
+)
 from offboarding.core.records import CaseRef, LocationInventory
-from offboarding.datamap import RedisSystem
+from offboarding.datamap import PersonSystem, RedisSystem
 from offboarding.locations.base import (
     Capability,
     CopiesOnly,
     LocationFacts,
+    PersonErased,
+    PersonItems,
     Plugin,
     Remaining,
     Removal,
@@ -38,6 +45,7 @@ __all__ = ["PLUGIN", "RedisLocation", "glob_escape"]
 
 _BATCH = 500
 _GLOB_SPECIALS = frozenset("*?[]\\")
+_SEPARATORS = frozenset(":/|#")
 
 
 def glob_escape(text: str) -> str:
@@ -165,6 +173,73 @@ class RedisLocation(CopiesOnly):
             verification=f"fresh scan of {len(self.system.patterns)} pattern(s): {left} key(s)",
         )
 
+    # -- one person (the data map's [person.systems.<name>] patterns) ----------------------------
+
+    def _person_patterns(self, tenant: str, person: str, declared: PersonSystem) -> list[str]:
+        if any(c in _SEPARATORS or c in _GLOB_SPECIALS for c in person):
+            raise TenantError(
+                f"system {self.name!r}: person key {person!r} holds a key separator or a glob "
+                "character, so a pattern could not tell this person's keys from another's; "
+                "the data map's patterns for this system need keys without them"
+            )
+        return [
+            p.replace("{tenant}", glob_escape(tenant)).replace("{person}", glob_escape(person))
+            for p in declared.patterns
+        ]
+
+    def _person_keys(
+        self, client: redis.Redis, tenant: str, person: str, declared: PersonSystem
+    ) -> dict[str, list[bytes]]:
+        found: dict[str, list[bytes]] = {}
+        seen: set[bytes] = set()
+        for pattern, literal in zip(
+            declared.patterns, self._person_patterns(tenant, person, declared), strict=True
+        ):
+            keys = [k for k in client.scan_iter(match=literal, count=1000) if k not in seen]
+            seen.update(keys)
+            found[pattern] = keys
+        return found
+
+    def find_person(self, tenant: str, person: str, declared: PersonSystem) -> PersonItems:
+        """The person's keys, by the declared patterns, counted with their memory."""
+        with self._client() as client:
+            found = self._person_keys(client, tenant, person, declared)
+            sizes = {pattern: _memory(client, keys) for pattern, keys in found.items()}
+        return PersonItems(counts={p: len(k) for p, k in found.items()}, sizes=sizes)
+
+    def erase_person(
+        self,
+        tenant: str,
+        person: str,
+        declared: PersonSystem,
+        replacement: str,
+        *,
+        person_kept: bool = False,
+    ) -> PersonErased:
+        """UNLINK the person's keys, then a fresh scan must find none (keys are copies: none
+        is kept and rewritten)."""
+        deleted: dict[str, int] = {}
+        with self._client() as client:
+            for pattern, keys in self._person_keys(client, tenant, person, declared).items():
+                removed = 0
+                for start in range(0, len(keys), self.batch):
+                    removed += int(client.unlink(*keys[start : start + self.batch]))
+                deleted[pattern] = removed
+        with self._client() as client:
+            left = sum(len(k) for k in self._person_keys(client, tenant, person, declared).values())
+        if left:
+            raise DestructionIncompleteError(
+                f"system {self.name!r}: {left} key(s) of the person were written again while "
+                "they were unlinked (the person is still signed in?): retry once their "
+                "sessions are closed"
+            )
+        return PersonErased(
+            deleted=deleted,
+            pseudonymised={},
+            verification=f"UNLINK of every key matching {len(declared.patterns)} pattern(s) "
+            "with the tenant's and the person's ids as literals; a fresh SCAN found none",
+        )
+
     def neighbours_digest(self, case: CaseRef, excluded: frozenset[str] = frozenset()) -> str:
         """Every other key with its value (DUMP), sorted: equal before and after."""
         digest = hashlib.sha256()
@@ -195,8 +270,9 @@ PLUGIN = Plugin(
     kind="redis",
     config=RedisSystem,
     location=RedisLocation,
-    capabilities=frozenset({Capability.DESTROY, Capability.VERIFY}),
+    capabilities=frozenset({Capability.DESTROY, Capability.VERIFY, Capability.PERSON_ERASURE}),
     stage=Stage.COPIES,
+    person_by="patterns",
     summary="a Redis cache: the tenant's keys by pattern, removed with SCAN and UNLINK; copies "
     "only, nothing of it in the bundle",
 )

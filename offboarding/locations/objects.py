@@ -231,7 +231,6 @@ PLUGIN = Plugin(
     capabilities=frozenset({Capability.EXPORT, Capability.DESTROY, Capability.VERIFY}),
     stage=Stage.FILES,
     export_rank=2,
-    singleton=True,
     summary="the platform's files store (OFFBOARD_FILES_URL): the tenant's prefix, every "
     "generation deleted; the objects its rows name are exported",
 )

@@ -65,6 +65,7 @@ from offboarding.persons.requests import (
     to_carry_out,
 )
 from offboarding.persons.scope import person_conditions, person_files, require_person
+from offboarding.persons.systems import accessible
 from offboarding.registry import TenantRegistry
 from offboarding.stores import ObjectStore, open_store
 from offboarding.trail.records import PersonRequestAnswered
@@ -140,17 +141,28 @@ def _snapshot_person(
         ExportedPart(path=path, source=f"store:{f.key}", kind="file", size=f.size, sha256=f.sha256)
         for f, path in zip(file_items, paths, strict=True)
     ]
+    locations = [
+        LocationInventory(location="postgres", items=sum(t.rows for t in items),
+                          bytes=sum(t.bytes_estimate for t in items), tables=items),
+        LocationInventory(location="files", items=len(file_items),
+                          bytes=sum(f.size for f in file_items), files=file_items),
+    ]  # fmt: skip
+    # The other systems whose plug-in exports a person (each from its own consistent read).
+    datamap = load_datamap(settings.datamap)
+    for name, declared, location in accessible(settings, datamap, scope):
+        found = location.export_person(work.tenant, person, declared, scratch)
+        parts += found.parts
+        locations.append(
+            LocationInventory(
+                location=name,
+                items=sum(t.rows for t in found.tables),
+                bytes=sum(t.bytes_estimate for t in found.tables),
+                tables=found.tables,
+            )
+        )
     inventory = Inventory(
-        tenant=work.tenant,
-        case_id=work.case_id,
-        taken_at=snapshot_time,
-        locations=[
-            LocationInventory(location="postgres", items=sum(t.rows for t in items),
-                              bytes=sum(t.bytes_estimate for t in items), tables=items),
-            LocationInventory(location="files", items=len(file_items),
-                              bytes=sum(f.size for f in file_items), files=file_items),
-        ],
-    )  # fmt: skip
+        tenant=work.tenant, case_id=work.case_id, taken_at=snapshot_time, locations=locations
+    )
     return inventory, ExportResult(parts=parts, snapshot_time=snapshot_time)
 
 

@@ -23,6 +23,7 @@ class Outcome:
 
     request: str
     summary: str
+    details: str  # the UI table's description, after the request's kind and reference
     title: str  # the table's name in the Prefect UI: "answer" or "erasure"
     rows: list[dict[str, Any]]
     record_key: str
@@ -37,6 +38,8 @@ def _answer(settings: Settings, ref: str, say: Callable[[str], None]) -> Outcome
         summary=f"answered: {answer.rows} row(s) in {len(answer.tables)} table(s) and "
         f"{answer.files} file(s) ({answer.file_bytes:,} bytes), links to the client's contact "
         f"until {answer.link_expires_at:%Y-%m-%d %H:%M} UTC; record {answer.record_key}",
+        details=f"links sent to the client's contact, valid until "
+        f"{answer.link_expires_at:%Y-%m-%d %H:%M} UTC; record {answer.record_key}",
         title="answer",
         rows=rows,
         record_key=answer.record_key,
@@ -56,6 +59,8 @@ def _erase(settings: Settings, ref: str, say: Callable[[str], None]) -> Outcome:
         f"{sum(erased.pseudonymised.values())} kept with personal columns replaced, "
         f"{erased.files} file(s), {erased.backups_rebased} older backup(s) replaced; "
         f"certificate {erased.certificate_key} in the archive",
+        details=f"certificate {erased.certificate_key}; {erased.backups_rebased} older "
+        "backup(s) replaced",
         title="erasure",
         rows=rows,
         record_key=erased.certificate_key,

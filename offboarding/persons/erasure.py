@@ -60,6 +60,7 @@ from offboarding.datamap import PersonScope, PgBackRestSystem, load_datamap
 from offboarding.delivery.mail import compose, send
 from offboarding.locations import lingering
 from offboarding.locations.backups import backup_prefix
+from offboarding.locations.base import PersonErased
 from offboarding.locations.bundles import bundle_prefix
 from offboarding.locations.pgbackrest import PgBackRestLocation
 from offboarding.locations.postgres.catalog import ident
@@ -84,8 +85,10 @@ from offboarding.persons.scope import (
     PersonSelection,
     person_conditions,
     person_files,
+    person_footprint,
     require_person,
 )
+from offboarding.persons.systems import erasable
 from offboarding.registry import TenantRegistry
 from offboarding.stores import delete_every_version, delete_object_versions, open_store
 from offboarding.trail.records import PersonErasureCertificate, PersonSystemAttested
@@ -471,6 +474,18 @@ def erase_person(
     # The person's pseudonym for the archive, while their key still names a row.
     named = pseudonym(settings, CaseRef(tenant=request.tenant, case_id=ref), person)
     say(f"erasing person {person} of {request.tenant}")
+    person_footprint(settings, request.tenant, person)  # a person of the tenant, fully mapped
+    # The systems whose plug-in erases the person go first, each final on its own; the
+    # platform database last, so a refusal there leaves the request open, and a rerun finds
+    # the systems before it already empty.
+    by_plugin: dict[str, PersonErased] = {}
+    for name, declared, location in erasable(settings, datamap, scope):
+        there = location.erase_person(
+            request.tenant, person, declared, replacement, person_kept=scope.erase != "delete"
+        )
+        by_plugin[name] = there
+        say(f"{name}: {sum(there.deleted.values())} item(s) deleted, "
+            f"{sum(there.pseudonymised.values())} kept with personal values replaced")  # fmt: skip
     for attempt in range(1, _ATTEMPTS + 1):
         try:
             with psycopg.connect(settings.require_database()) as conn:
@@ -494,8 +509,14 @@ def erase_person(
     rebased = _rebase_backups(settings, request.tenant)
     completed_at = datetime.now(UTC)
     delay, why = lingering(settings)
-    systems: list[dict[str, Any]] = []
+    systems: list[dict[str, Any]] = [
+        {"name": name, "status": "erased", "method": erased_there.verification,
+         "deleted": erased_there.deleted, "pseudonymised": erased_there.pseudonymised}
+        for name, erased_there in by_plugin.items()
+    ]  # fmt: skip
     for name, system in scope.systems.items():
+        if system.by_plugin:
+            continue
         if system.lingers is not None:
             delay, expires = _lingers(settings, datamap.systems.get(name), name, system.lingers)
             systems.append({"name": name, "status": "lingering", "method": expires,

@@ -27,6 +27,7 @@ from offboarding.datamap import PersonScope, load_datamap
 from offboarding.locations.objects import digest_object
 from offboarding.locations.postgres.catalog import classify, ident
 from offboarding.locations.postgres.scope import Scope, measure
+from offboarding.persons.systems import erasable
 from offboarding.planning import CatalogTable, Classification
 from offboarding.stores import ObjectStore, open_store
 
@@ -306,7 +307,23 @@ def person_footprint(settings: Settings, tenant: str, person: str) -> PersonFoot
             keys = person_files(conn, scope, conditions, files, tenant, person)
     sizes = [digest_object(files, k)[0] for k in keys]
     systems = {}
+    for name, declared, location in erasable(settings, datamap, scope):
+        items = location.find_person(tenant, person, declared)
+        for item, rows in items.counts.items():
+            declared_table = declared.tables.get(item)
+            counts.append(
+                PersonTableCount(
+                    item if declared_table else f"{name}: {item}",
+                    declared_table.by if declared_table else "",
+                    declared_table.erase if declared_table else "delete",
+                    rows,
+                    items.sizes.get(item, 0),
+                )
+            )
+        systems[name] = f"found and erased by its plug-in: {items.total} item(s)"
     for name, system in scope.systems.items():
+        if system.by_plugin:
+            continue
         if system.lingers is not None:
             systems[name] = f"lingers: copies expire within {system.lingers}"
         elif system.attested is not None:

@@ -339,7 +339,6 @@ PLUGIN = Plugin(
     ),
     stage=Stage.ROWS,
     export_rank=1,
-    singleton=True,
     summary="the platform's PostgreSQL database (OFFBOARD_DATABASE_URL): one snapshot "
     "exported in parallel parts; rows listed by key, isolation proved, deleted in batches",
 )

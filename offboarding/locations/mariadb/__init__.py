@@ -61,12 +61,15 @@ from offboarding.core.records import (
     LocationInventory,
     TableItem,
 )
-from offboarding.datamap import MariaDBSystem
+from offboarding.datamap import MariaDBSystem, PersonSystem
 from offboarding.locations.base import (
     Capability,
     ExportProgress,
     LocationExport,
     LocationFacts,
+    PersonErased,
+    PersonExport,
+    PersonItems,
     Plugin,
     Remaining,
     Removal,
@@ -82,6 +85,9 @@ from offboarding.planning import (
 )
 
 __all__ = ["PLUGIN", "MariaDBLocation", "arrow_type"]
+
+# Imported here, after the names persons.py reads from this module (for types only).
+from offboarding.locations.mariadb import persons
 
 _ROWS_PER_BATCH = 10_000
 _DELETE_RULES = {"CASCADE": "c", "SET NULL": "n", "RESTRICT": "r", "NO ACTION": "a",
@@ -512,8 +518,9 @@ class MariaDBLocation:
                 reader = free.get()
                 try:
                     rows, columns = self._write_table(
-                        reader, classification, table, catalogue.columns[table.name], case,
-                        inside(scratch, relative),
+                        reader, table, catalogue.columns[table.name],
+                        self._where(classification, table.qualified, "t"),
+                        {"tenant": case.tenant}, inside(scratch, relative),
                     )  # fmt: skip
                 finally:
                     free.put(reader)
@@ -535,12 +542,13 @@ class MariaDBLocation:
     def _write_table(
         self,
         conn: _Connection,
-        classification: Classification,
         table: CatalogTable,
         columns: list[Column],
-        case: CaseRef,
+        where: str,
+        params: dict[str, Any],
         target: Path,
     ) -> tuple[int, list[ColumnSchema]]:
+        """The rows of `table` (as `t`) matching `where`, in key order, into Parquet."""
         types = [arrow_type(c) for c in columns]
         schema = pa.schema(
             [
@@ -550,13 +558,12 @@ class MariaDBLocation:
         )
         select = ", ".join(f"t.{_quote(c.name)}" for c in columns)
         order = ", ".join(f"t.{_quote(c)}" for c in table.primary_key)
-        where = self._where(classification, table.qualified, "t")
         target.parent.mkdir(parents=True, exist_ok=True)
         rows = 0
         with pq.ParquetWriter(target, schema, compression="zstd") as writer, conn.cursor() as cur:
             cur.execute(
                 f"SELECT {select} FROM {_quote(table.name)} t WHERE {where} ORDER BY {order}",
-                {"tenant": case.tenant},
+                params,
             )
             # Only text-kept and binary columns need a conversion; the others go to Arrow as
             # the driver returns them.
@@ -583,6 +590,24 @@ class MariaDBLocation:
                 writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
                 rows += len(batch)
         return rows, [_schema(c) for c in columns]
+
+    # -- one person (the data map's [person.systems.<name>] tables: persons.py) ---------------
+
+    def find_person(self, tenant: str, person: str, declared: PersonSystem) -> PersonItems:
+        return persons.find_person(self, tenant, person, declared)
+
+    def export_person(
+        self, tenant: str, person: str, declared: PersonSystem, scratch: Path
+    ) -> PersonExport:
+        return persons.export_person(self, tenant, person, declared, scratch)
+
+    def erase_person(
+        self, tenant: str, person: str, declared: PersonSystem, replacement: str,
+        *, person_kept: bool = False,
+    ) -> PersonErased:  # fmt: skip
+        return persons.erase_person(
+            self, tenant, person, declared, replacement, person_kept=person_kept
+        )
 
     # -- destruction ----------------------------------------------------------------------------
 
@@ -1051,10 +1076,18 @@ PLUGIN = Plugin(
     config=MariaDBSystem,
     location=MariaDBLocation,
     capabilities=frozenset(
-        {Capability.EXPORT, Capability.DESTROY, Capability.VERIFY, Capability.ISOLATION}
+        {
+            Capability.EXPORT,
+            Capability.DESTROY,
+            Capability.VERIFY,
+            Capability.ISOLATION,
+            Capability.PERSON_ACCESS,
+            Capability.PERSON_ERASURE,
+        }
     ),
     stage=Stage.ROWS,
     export_rank=3,
+    person_by="tables",
     summary="a MariaDB or MySQL database: classified from its catalogue, exported from one "
     "consistent snapshot, rows listed by key, isolation proved, deleted in batches",
 )
