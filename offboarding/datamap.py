@@ -60,6 +60,7 @@ __all__ = [
     "FreezeHook",
     "HttpFreezeHook",
     "MariaDBSystem",
+    "PersonDeclaration",
     "PersonScope",
     "PersonSystem",
     "PersonTable",
@@ -502,6 +503,11 @@ class PersonScope(BaseModel):
                 'with erase = "delete" the whole row goes; drop personal, or keep the row'
             )
         return self
+
+
+# What a plug-in is told of one person: the [person] scope for the system holding the person
+# table (its tables, files and the person's own row), a [person.systems.<name>] elsewhere.
+PersonDeclaration = PersonSystem | PersonScope
 
 
 class ContactSystem(BaseModel):

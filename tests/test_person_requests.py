@@ -419,19 +419,19 @@ def test_the_person_tables_own_rows_are_proved_to_be_the_person_inside_the_erasu
 ) -> None:
     """Whatever selects them, the erasure commits only if the person table's changed rows are
     exactly the person's own row."""
-    from offboarding.persons import erasure, scope
+    from offboarding.locations.postgres import person_erasure, person_scope
 
     settings = platform.settings
     person, report = _manager_of_a_colleague(platform)
     before = platform.fingerprint("acme")
-    selected = scope.person_conditions
+    selected = person_scope.person_conditions
 
     def selecting_the_report(*args: object, **kwargs: object) -> object:
         selection = selected(*args, **kwargs)  # type: ignore[arg-type]
         selection.conditions["public.users"] = sql.SQL("users.id = {}").format(report)
         return selection
 
-    monkeypatch.setattr(erasure, "person_conditions", selecting_the_report)
+    monkeypatch.setattr(person_erasure, "person_conditions", selecting_the_report)
     request = open_request(settings, "acme", str(person), "erasure")
     with pytest.raises(IsolationBreachError, match="not the person's own"):
         erase_person(settings, request.ref)

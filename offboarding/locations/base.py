@@ -25,11 +25,12 @@ from offboarding.core.names import inside
 from offboarding.core.records import (
     CaseRef,
     ExportedPart,
+    FileItem,
     ForeignKeySchema,
     LocationInventory,
     TableItem,
 )
-from offboarding.datamap import PersonSystem
+from offboarding.datamap import PersonDeclaration, PersonScope, PersonSystem
 from offboarding.planning import CatalogTable
 from offboarding.stores import ObjectStore, sha256_file
 
@@ -55,13 +56,22 @@ __all__ = [
     "Reachable",
     "Remaining",
     "Removal",
+    "RetentionRules",
+    "RuleOutcome",
     "ScratchSink",
     "Stage",
     "StagingSink",
     "foreign_key_schemas",
+    "quiet",
+    "require_system_declaration",
+    "require_whole_scope",
     "scratch_dir",
     "write_case_report",
 ]
+
+
+def quiet(_: str) -> None:
+    """Tells no one (the default for `say`)."""
 
 
 # Called as parts are written: (parts done, parts in all, rows written so far).
@@ -275,6 +285,8 @@ class PersonItems:
 
     counts: dict[str, int]
     sizes: dict[str, int]  # bytes per table or pattern (estimated for rows)
+    objects: int = 0  # objects of the files store its rows name, going with them
+    object_bytes: int = 0
 
     @property
     def total(self) -> int:
@@ -288,6 +300,8 @@ class PersonExport:
 
     tables: list[TableItem]
     parts: list[ExportedPart]
+    files: list[FileItem] = field(default_factory=list)  # objects the rows name, in the bundle
+    snapshot_time: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -297,16 +311,20 @@ class PersonErased:
     deleted: dict[str, int]
     pseudonymised: dict[str, int]
     verification: str
+    objects: int = 0  # objects of the files store its rows named, deleted with them
+    generations: int = 0
+    object_bytes: int = 0
+    triggers: dict[str, list[str]] = field(default_factory=dict)  # the platform's, that ran
 
 
 @runtime_checkable
 class PersonAccess(Protocol):
-    def find_person(self, tenant: str, person: str, declared: PersonSystem) -> PersonItems:
+    def find_person(self, tenant: str, person: str, declared: PersonDeclaration) -> PersonItems:
         """Count the person's items here, within the tenant, as the data map declares them."""
         ...
 
     def export_person(
-        self, tenant: str, person: str, declared: PersonSystem, scratch: Path
+        self, tenant: str, person: str, declared: PersonDeclaration, scratch: Path
     ) -> PersonExport:
         """Write the person's items as bundle parts under `scratch` (an access answer)."""
         ...
@@ -314,23 +332,71 @@ class PersonAccess(Protocol):
 
 @runtime_checkable
 class PersonErasure(Protocol):
-    def find_person(self, tenant: str, person: str, declared: PersonSystem) -> PersonItems: ...
+    def find_person(self, tenant: str, person: str, declared: PersonDeclaration) -> PersonItems: ...
 
     def erase_person(
         self,
         tenant: str,
         person: str,
-        declared: PersonSystem,
+        declared: PersonDeclaration,
         replacement: str,
         *,
         person_kept: bool = False,
+        say: Callable[[str], None] = quiet,
     ) -> PersonErased:
         """Erase the person's items here, as the data map declares (deleted, or kept with
         their personal values replaced by `replacement` or NULL, and their reference to the
         person cleared unless `person_kept`: the person's own row stays pseudonymised),
         touching nothing of anyone else's, checked before it is final; raise, changing
-        nothing, when it cannot be. Run again, it finds nothing and changes nothing."""
+        nothing, when it cannot be. Run again, it finds nothing and changes nothing. `say`
+        tells people what happens (an attempt started again); never a value of the person."""
         ...
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    """One run of one retention rule: its cutoff, the rows and objects deleted, or why none."""
+
+    cutoff: datetime
+    deleted: int
+    files: int
+    refused: str = ""
+
+
+@runtime_checkable
+class RetentionRules(Protocol):
+    def check_retention_rule(
+        self, tenant: str, target: str, age_column: str, files: str | None
+    ) -> None:
+        """Refuse a rule that could reach another tenant's rows or names the wrong columns."""
+        ...
+
+    def run_retention_rule(
+        self,
+        tenant: str,
+        ref: str,
+        target: str,
+        age_column: str,
+        period: str,
+        files: str | None,
+        now: datetime,
+    ) -> RuleOutcome:
+        """Delete the tenant's rows of `target` older than `period`, provably."""
+        ...
+
+
+def require_system_declaration(declared: PersonDeclaration, name: str) -> PersonSystem:
+    """A plug-in that finds a person by [person.systems.<name>] is given that declaration."""
+    if not isinstance(declared, PersonSystem):
+        raise TypeError(f"{name}: given the whole [person] scope, not [person.systems.{name}]")
+    return declared
+
+
+def require_whole_scope(declared: PersonDeclaration, name: str) -> PersonScope:
+    """The system holding the person table is given the whole [person] scope."""
+    if not isinstance(declared, PersonScope):
+        raise TypeError(f"{name}: given [person.systems.{name}], not the whole [person] scope")
+    return declared
 
 
 class Capability(StrEnum):
@@ -343,6 +409,7 @@ class Capability(StrEnum):
     LINGERING = "lingering copies"  # `Lingering`: copies that outlive destruction, dated
     PERSON_ACCESS = "person access"  # finds and exports one person's items
     PERSON_ERASURE = "person erasure"  # erases one person's items, a colleague's intact
+    RETENTION = "retention rules"  # `RetentionRules`: the client's periods, run daily
 
 
 # The method (or protocol) each capability stands for: a registration that declares one its
@@ -355,6 +422,7 @@ _IMPLEMENTED_BY: dict[Capability, tuple[str, ...]] = {
     Capability.LINGERING: ("lingering_delay",),
     Capability.PERSON_ACCESS: ("find_person", "export_person"),
     Capability.PERSON_ERASURE: ("find_person", "erase_person"),
+    Capability.RETENTION: ("check_retention_rule", "run_retention_rule"),
 }
 
 
@@ -385,9 +453,10 @@ class Plugin:
     stage: Stage
     summary: str  # one line for the docs: what the plug-in reaches and how it destroys
     export_rank: int | None = None  # a source of the bundle: read in this order, lowest first
-    # How the data map's [person.systems.<name>] tells the plug-in where a person is: tables
-    # (a database) or key patterns (a cache); for a plug-in that erases a person.
-    person_by: Literal["tables", "patterns"] | None = None
+    # How the data map tells the plug-in where a person is: [person.systems.<name>] tables (a
+    # database) or key patterns (a cache), or the whole [person] scope (the system holding the
+    # person table); for a plug-in that erases a person.
+    person_by: Literal["tables", "patterns", "scope"] | None = None
 
     def __post_init__(self) -> None:
         declared_plugin = self.config.model_fields.get("plugin")
@@ -408,7 +477,8 @@ class Plugin:
         hidden = [
             capability.value
             for capability in (Capability.ISOLATION, Capability.LINGERING,
-                               Capability.PERSON_ACCESS, Capability.PERSON_ERASURE)
+                               Capability.PERSON_ACCESS, Capability.PERSON_ERASURE,
+                               Capability.RETENTION)
             if capability not in self.capabilities
             and hasattr(self.location, _IMPLEMENTED_BY[capability][-1])
         ]  # fmt: skip

@@ -14,7 +14,7 @@ database or cluster avoids that; the destruction benchmark's notes give the rate
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
@@ -28,7 +28,7 @@ from offboarding.core.errors import (
     TenantError,
 )
 from offboarding.core.records import CaseRef, LocationInventory
-from offboarding.datamap import PersonSystem, RedisSystem
+from offboarding.datamap import PersonDeclaration, PersonSystem, RedisSystem
 from offboarding.locations.base import (
     Capability,
     CopiesOnly,
@@ -39,6 +39,8 @@ from offboarding.locations.base import (
     Remaining,
     Removal,
     Stage,
+    quiet,
+    require_system_declaration,
 )
 
 __all__ = ["PLUGIN", "RedisLocation", "glob_escape"]
@@ -200,8 +202,9 @@ class RedisLocation(CopiesOnly):
             found[pattern] = keys
         return found
 
-    def find_person(self, tenant: str, person: str, declared: PersonSystem) -> PersonItems:
+    def find_person(self, tenant: str, person: str, declared: PersonDeclaration) -> PersonItems:
         """The person's keys, by the declared patterns, counted with their memory."""
+        declared = require_system_declaration(declared, self.name)
         with self._client() as client:
             found = self._person_keys(client, tenant, person, declared)
             sizes = {pattern: _memory(client, keys) for pattern, keys in found.items()}
@@ -211,13 +214,15 @@ class RedisLocation(CopiesOnly):
         self,
         tenant: str,
         person: str,
-        declared: PersonSystem,
+        declared: PersonDeclaration,
         replacement: str,
         *,
         person_kept: bool = False,
+        say: Callable[[str], None] = quiet,
     ) -> PersonErased:
         """UNLINK the person's keys, then a fresh scan must find none (keys are copies: none
         is kept and rewritten)."""
+        declared = require_system_declaration(declared, self.name)
         deleted: dict[str, int] = {}
         with self._client() as client:
             for pattern, keys in self._person_keys(client, tenant, person, declared).items():

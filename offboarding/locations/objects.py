@@ -3,7 +3,6 @@ a tenant row references. Files go into the bundle as their original bytes."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -31,28 +30,17 @@ from offboarding.locations.base import (
     write_case_report,
 )
 from offboarding.locations.postgres import PostgresLocation
-from offboarding.locations.prefixed import count_prefix, delete_prefix, digest_outside_prefix
+from offboarding.locations.prefixed import (
+    TENANTS_ROOT,
+    count_prefix,
+    delete_prefix,
+    digest_object,
+    digest_outside_prefix,
+    tenant_prefix,
+)
 from offboarding.stores import ObjectStore, keeps_generations, open_store
 
 __all__ = ["PLUGIN", "FilesLocation", "digest_object", "tenant_prefix"]
-
-TENANTS_ROOT = "tenants/"
-
-
-def tenant_prefix(tenant: str) -> str:
-    """Always ends with '/': `tenants/acme/` never matches `tenants/acme-corp/`."""
-    return f"{TENANTS_ROOT}{tenant}/"
-
-
-def digest_object(store: ObjectStore, key: str) -> tuple[int, str]:
-    """One object's size and sha256, streamed."""
-    digest = hashlib.sha256()
-    size = 0
-    with store.open_read(key) as handle:
-        while chunk := handle.read(1024 * 1024):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
 
 
 class FilesLocation:

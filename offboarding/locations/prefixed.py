@@ -15,13 +15,34 @@ from offboarding.stores import (
 )
 
 __all__ = [
+    "TENANTS_ROOT",
     "count_in_stores",
     "count_prefix",
     "delete_in_stores",
     "delete_prefix",
+    "digest_object",
     "digest_outside_in_stores",
     "digest_outside_prefix",
+    "tenant_prefix",
 ]
+
+TENANTS_ROOT = "tenants/"
+
+
+def tenant_prefix(tenant: str) -> str:
+    """Always ends with '/': `tenants/acme/` never matches `tenants/acme-corp/`."""
+    return f"{TENANTS_ROOT}{tenant}/"
+
+
+def digest_object(store: ObjectStore, key: str) -> tuple[int, str]:
+    """One object's size and sha256, streamed."""
+    digest = hashlib.sha256()
+    size = 0
+    with store.open_read(key) as handle:
+        while chunk := handle.read(1024 * 1024):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
 
 
 def delete_prefix(store: ObjectStore, prefix: str, technique: str) -> Removal:

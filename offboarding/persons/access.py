@@ -23,19 +23,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from exporters.bundle import safe_entry_paths
-from exporters.parquet import plan_column, select_query
 from offboarding.core.config import Settings
 from offboarding.core.errors import IntegrityError
-from offboarding.core.names import table_folder
 from offboarding.core.records import (
     CaseRef,
-    ExportedPart,
     ExportResult,
-    FileItem,
     Inventory,
     LocationInventory,
-    TableItem,
 )
 from offboarding.datamap import PersonScope, load_datamap
 from offboarding.delivery.links import link_digest, sign_part_links
@@ -43,19 +37,7 @@ from offboarding.delivery.mail import compose, send
 from offboarding.export.export import package, verify_package
 from offboarding.keys.recipients import Plaintext, encrypting, parse_recipient
 from offboarding.locations import scratch_dir
-from offboarding.locations.base import PartTask, ScratchSink, foreign_key_schemas
 from offboarding.locations.bundles import bundle_prefix
-from offboarding.locations.objects import digest_object, tenant_prefix
-from offboarding.locations.postgres.catalog import column_schema, ident
-from offboarding.locations.postgres.scope import measure, scope_kind
-from offboarding.locations.postgres.snapshot import (
-    ExportJob,
-    SnapshotReaders,
-    array_dimensions,
-    leader_snapshot,
-    run_job,
-    source_dsn,
-)
 from offboarding.people import pseudonym
 from offboarding.persons.records import archive_signed
 from offboarding.persons.requests import (
@@ -64,8 +46,7 @@ from offboarding.persons.requests import (
     mark_answered,
     to_carry_out,
 )
-from offboarding.persons.scope import person_conditions, person_files, require_person
-from offboarding.persons.systems import accessible
+from offboarding.persons.systems import accessible, home
 from offboarding.registry import TenantRegistry
 from offboarding.stores import ObjectStore, open_store
 from offboarding.trail.records import PersonRequestAnswered
@@ -94,81 +75,38 @@ def answer_key(request: PersonRequest) -> str:
 
 
 def _snapshot_person(
-    settings: Settings, scope: PersonScope, work: CaseRef, person: str, files: ObjectStore
+    settings: Settings, scope: PersonScope, work: CaseRef, person: str
 ) -> tuple[Inventory, ExportResult]:
-    """The person's rows (Parquet, in scratch) and files (named, read at packaging), from one
-    snapshot, with the inventory the bundle must reconcile with."""
+    """The person's items from every system that exports them, each from its own snapshot,
+    with the inventory the bundle must reconcile with."""
     scratch = scratch_dir(settings, work) / "export"
     shutil.rmtree(scratch, ignore_errors=True)
-    sink = ScratchSink(scratch)
-    with leader_snapshot(settings) as (leader, snapshot_id, snapshot_time):
-        selection = person_conditions(leader, settings, scope, work.tenant, person)
-        conditions = selection.conditions
-        require_person(leader, scope, conditions, work.tenant, person)
-        items: list[TableItem] = []
-        jobs: list[ExportJob] = []
-        for name, condition in conditions.items():
-            table, pg_columns = selection.tables[name], selection.columns[name]
-            rows, size = measure(leader, name, condition)
-            dimensions = array_dimensions(leader, ident(name), pg_columns, condition)
-            plans = [plan_column(c, dimensions=dimensions.get(c.name, 1)) for c in pg_columns]
-            items.append(TableItem(
-                schema_name=table.schema, table=table.name,
-                scope=scope_kind(selection.classification, name), rows=rows,
-                bytes_estimate=size, columns=[column_schema(p) for p in plans],
-                primary_key=list(table.primary_key), foreign_keys=foreign_key_schemas(table),
-            ))  # fmt: skip
-            jobs.append(ExportJob(
-                table=name, relative=f"{table_folder(name)}part-00000.parquet", plans=plans,
-                query=select_query(
-                    ident(name), plans, condition, list(table.primary_key)
-                ).as_string(),
-            ))  # fmt: skip
-        keys = person_files(leader, scope, conditions, files, work.tenant, person)
-        readers = SnapshotReaders(source_dsn(settings), snapshot_id)
-        try:
-            parts = [
-                run_job(settings, readers, PartTask("postgres", snapshot_id, job.relative, job),
-                        sink)
-                for job in jobs
-            ]  # fmt: skip
-        finally:
-            readers.close()
-    prefix = tenant_prefix(work.tenant)
-    file_items = [FileItem(key=k, referenced=True, **_sized(files, k)) for k in keys]
-    paths = safe_entry_paths("files/", [k.removeprefix(prefix) for k in keys])
-    parts += [
-        ExportedPart(path=path, source=f"store:{f.key}", kind="file", size=f.size, sha256=f.sha256)
-        for f, path in zip(file_items, paths, strict=True)
-    ]
+    datamap = load_datamap(settings.datamap)
+    found = home(settings, datamap).export_person(work.tenant, person, scope, scratch)
+    parts = list(found.parts)
     locations = [
-        LocationInventory(location="postgres", items=sum(t.rows for t in items),
-                          bytes=sum(t.bytes_estimate for t in items), tables=items),
-        LocationInventory(location="files", items=len(file_items),
-                          bytes=sum(f.size for f in file_items), files=file_items),
+        LocationInventory(location="postgres", items=sum(t.rows for t in found.tables),
+                          bytes=sum(t.bytes_estimate for t in found.tables), tables=found.tables),
+        LocationInventory(location="files", items=len(found.files),
+                          bytes=sum(f.size for f in found.files), files=found.files),
     ]  # fmt: skip
     # The other systems whose plug-in exports a person (each from its own consistent read).
-    datamap = load_datamap(settings.datamap)
     for name, declared, location in accessible(settings, datamap, scope):
-        found = location.export_person(work.tenant, person, declared, scratch)
-        parts += found.parts
+        there = location.export_person(work.tenant, person, declared, scratch)
+        parts += there.parts
         locations.append(
             LocationInventory(
                 location=name,
-                items=sum(t.rows for t in found.tables),
-                bytes=sum(t.bytes_estimate for t in found.tables),
-                tables=found.tables,
+                items=sum(t.rows for t in there.tables),
+                bytes=sum(t.bytes_estimate for t in there.tables),
+                tables=there.tables,
             )
         )
+    taken_at = found.snapshot_time or datetime.now(UTC)
     inventory = Inventory(
-        tenant=work.tenant, case_id=work.case_id, taken_at=snapshot_time, locations=locations
+        tenant=work.tenant, case_id=work.case_id, taken_at=taken_at, locations=locations
     )
-    return inventory, ExportResult(parts=parts, snapshot_time=snapshot_time)
-
-
-def _sized(store: ObjectStore, key: str) -> dict[str, Any]:
-    size, sha256 = digest_object(store, key)
-    return {"size": size, "sha256": sha256}
+    return inventory, ExportResult(parts=parts, snapshot_time=taken_at)
 
 
 def _upload(
@@ -199,11 +137,10 @@ def answer_access(
     tenant = TenantRegistry(settings).get(request.tenant)
     address = tenant.require_contact()
     scope = load_datamap(settings.datamap).require_person_scope()
-    files = open_store(settings.store_url("files"))
     work = CaseRef(tenant=request.tenant, case_id=request.ref)
     try:
         say(f"snapshot of person {person} of {request.tenant}")
-        inventory, exported = _snapshot_person(settings, scope, work, person, files)
+        inventory, exported = _snapshot_person(settings, scope, work, person)
         say(f"packaging {inventory.total_rows} rows and {len(inventory.files)} files")
         bundle = package(
             settings, work, inventory, exported, record=False,

@@ -44,26 +44,19 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from graphlib import TopologicalSorter
 from importlib.metadata import version
 from typing import Any
 
-import psycopg
-from psycopg import sql
-
 from offboarding.backup.backup import restore_check, take_backup
 from offboarding.core.config import Settings
-from offboarding.core.errors import DestructionIncompleteError, IsolationBreachError, TenantError
-from offboarding.core.names import qualified, split_qualified
+from offboarding.core.errors import DestructionIncompleteError, TenantError
 from offboarding.core.records import CaseRef
-from offboarding.datamap import PersonScope, PgBackRestSystem, load_datamap
+from offboarding.datamap import PluginSystem, load_datamap
 from offboarding.delivery.mail import compose, send
-from offboarding.locations import lingering
+from offboarding.locations import Capability, get_location, lingering, plugin_of
 from offboarding.locations.backups import backup_prefix
-from offboarding.locations.base import PersonErased
+from offboarding.locations.base import Lingering, PersonErased
 from offboarding.locations.bundles import bundle_prefix
-from offboarding.locations.pgbackrest import PgBackRestLocation
-from offboarding.locations.postgres.catalog import ident
 from offboarding.people import keep_statement, pseudonym
 from offboarding.persons.records import archive_signed
 from offboarding.persons.requests import (
@@ -73,24 +66,10 @@ from offboarding.persons.requests import (
     mark_answered,
     to_carry_out,
 )
-from offboarding.persons.rows import (
-    Reference,
-    affect,
-    count_rows,
-    lock_rows,
-    mark_rows,
-    references_now,
-)
-from offboarding.persons.scope import (
-    PersonSelection,
-    person_conditions,
-    person_files,
-    person_footprint,
-    require_person,
-)
-from offboarding.persons.systems import erasable
+from offboarding.persons.scope import person_footprint
+from offboarding.persons.systems import erasable, home
 from offboarding.registry import TenantRegistry
-from offboarding.stores import delete_every_version, delete_object_versions, open_store
+from offboarding.stores import delete_every_version, open_store
 from offboarding.trail.records import PersonErasureCertificate, PersonSystemAttested
 
 __all__ = ["PersonErasure", "attest_person_system", "certificate_key", "erase_person"]
@@ -117,279 +96,6 @@ def certificate_key(request: PersonRequest) -> str:
     return f"persons/{request.tenant}/{request.ref}/certificate.json"
 
 
-def _replace(selection: PersonSelection, table: str, columns: list[str], text: str) -> sql.Composed:
-    types = {c.name: c.type_name for c in selection.columns[table]}
-    return sql.SQL(", ").join(
-        sql.SQL("{} = {}").format(
-            sql.Identifier(name),
-            sql.Literal(text) if types[name] in _TEXT_TYPES else sql.SQL("NULL"),
-        )
-        for name in columns
-    )
-
-
-def _not_replaced(
-    selection: PersonSelection, table: str, columns: list[str], text: str
-) -> sql.Composable:
-    """True for a kept row still holding a value of the person in one of `columns`."""
-    types = {c.name: c.type_name for c in selection.columns[table]}
-    schema, name = split_qualified(table)
-    tests = [
-        sql.SQL("{c} IS DISTINCT FROM {v}").format(
-            c=sql.Identifier(schema, name, column),
-            v=sql.Literal(text) if types[column] in _TEXT_TYPES else sql.SQL("NULL"),
-        )
-        for column in columns
-    ]
-    return sql.SQL(" OR ").join(tests) if tests else sql.SQL("FALSE")
-
-
-def _doomed(scope: PersonScope) -> list[str]:
-    """The tables whose person's rows are deleted (the person table last, if it goes), each
-    after the doomed tables whose rows reference it."""
-    return [t for t, p in scope.tables.items() if p.erase == "delete"] + (
-        [scope.table] if scope.erase == "delete" else []
-    )
-
-
-def _delete_order(selection: PersonSelection, doomed: list[str]) -> list[str]:
-    """Referencing tables before the tables they reference, so no delete waits on a row that
-    goes later in the same transaction."""
-    graph: dict[str, set[str]] = {t: set() for t in doomed}
-    for table in doomed:
-        for fk in selection.tables[table].foreign_keys:
-            if fk.references in graph and fk.references != table:
-                graph[fk.references].add(table)  # the referencing table goes first
-    return list(TopologicalSorter(graph).static_order())
-
-
-class _SnapshotBehind(Exception):
-    """Rows of the person were committed between the transaction's snapshot and its lock."""
-
-
-def _snapshot_current(
-    settings: Settings, conditions: dict[str, sql.Composable], counts: dict[str, int]
-) -> None:
-    """The snapshot is taken at the transaction's first statement, the person's row locked a
-    little later: a row pointing at the person that was being written in between committed
-    after the snapshot, and the erasure cannot see it. Now that the lock holds new ones off,
-    count the person's rows as committed (another connection) against what the snapshot
-    marked; any difference and the erasure starts again on a fresh snapshot."""
-    with psycopg.connect(settings.require_database(), autocommit=True) as fresh:
-        behind = [t for t, condition in conditions.items()
-                  if count_rows(fresh, t, condition) != counts[t]]  # fmt: skip
-    if behind:
-        raise _SnapshotBehind(", ".join(behind))
-
-
-@dataclass(frozen=True)
-class _Erased:
-    deleted: dict[str, int]  # table -> rows deleted
-    pseudonymised: dict[str, int]  # table -> rows kept, personal columns replaced
-    keys: list[str]  # the person's objects, deleted
-    generations: int
-    file_bytes: int
-    triggers: dict[str, list[str]]  # the platform's triggers on the touched tables
-
-
-def _erase_rows(
-    conn: psycopg.Connection[Any],
-    settings: Settings,
-    scope: PersonScope,
-    request: PersonRequest,
-    replacement: str,
-    files: Any,
-) -> _Erased:
-    """In one transaction: check, change, verify, delete the files, commit."""
-    person = str(request.person)
-    with conn.transaction():
-        conn.execute("SET LOCAL lock_timeout = '30s'")
-        selection = person_conditions(conn, settings, scope, request.tenant, person)
-        conditions = selection.conditions
-        require_person(conn, scope, conditions, request.tenant, person)
-        conn.execute(
-            sql.SQL("SELECT 1 FROM {} WHERE {} FOR UPDATE").format(
-                ident(scope.table), conditions[scope.table]
-            )
-        )
-        keys = person_files(conn, scope, conditions, files, request.tenant, person, missing_ok=True)
-        marked = mark_rows(conn, selection.tables, conditions)
-        _require_only_the_person(conn, scope, selection, marked, person)
-        counts = {t: count_rows(conn, t, marked[t]) for t in marked}
-        _snapshot_current(settings, conditions, counts)
-        doomed = _doomed(scope)
-        cleared = frozenset(  # kept rows whose reference to the person goes with the person
-            (t, (p.by,))
-            for t, p in scope.tables.items()
-            if p.erase == "pseudonymise" and scope.erase == "delete"
-        )
-        for table in doomed:
-            lock_rows(conn, table, marked[table])
-        blocked = references_now(
-            settings.require_database(), selection.catalog,
-            {t: conditions[t] for t in doomed}, cleared,
-        )  # fmt: skip
-        if blocked:
-            raise TenantError(
-                f"erasure of request {request.ref} would reach rows that are not the person's, "
-                f"so nothing was changed: {' '.join(_advice(scope, r) for r in blocked)}"
-            )
-        pseudonymised: dict[str, int] = {}
-        kept = [(t, p.personal, p.by) for t, p in scope.tables.items() if p.erase != "delete"]
-        for table, personal, by in kept:
-            changes = [_replace(selection, table, personal, replacement)] if personal else []
-            if scope.erase == "delete":
-                changes.append(sql.SQL("{} = NULL").format(sql.Identifier(by)))
-            if changes and counts[table]:
-                pseudonymised[table] = affect(conn, sql.SQL("UPDATE {} SET {} WHERE {}").format(
-                    ident(table), sql.SQL(", ").join(changes), conditions[table]
-                ), counts[table], table)  # fmt: skip
-            elif counts[table]:
-                pseudonymised[table] = 0
-        if scope.erase == "pseudonymise" and scope.personal:
-            pseudonymised[scope.table] = affect(conn, sql.SQL("UPDATE {} SET {} WHERE {}").format(
-                ident(scope.table), _replace(selection, scope.table, scope.personal, replacement),
-                conditions[scope.table],
-            ), 1, scope.table)  # fmt: skip
-        deleted: dict[str, int] = {}
-        for table in _delete_order(selection, doomed):
-            deleted[table] = affect(
-                conn,
-                sql.SQL("DELETE FROM {} WHERE {}").format(ident(table), conditions[table]),
-                counts[table],
-                table,
-            )
-        _verify(conn, selection, scope, replacement, marked)
-        triggers = _triggers(conn, list(conditions))
-        removed = [delete_object_versions(files, key) for key in keys]
-        still = [k for k in keys if files.exists(k)]
-        if still:
-            raise DestructionIncompleteError(
-                f"{len(still)} of the person's files are still in the files store after "
-                "deletion; nothing in the database was changed. Retry the erasure"
-            )
-    return _Erased(
-        deleted=deleted,
-        pseudonymised=pseudonymised,
-        keys=keys,
-        generations=sum(n for n, _ in removed),
-        file_bytes=sum(b for _, b in removed),
-        triggers=triggers,
-    )
-
-
-def _advice(scope: PersonScope, reference: Reference) -> str:
-    """What the operator can actually do about one blocking reference."""
-    keep = (
-        'erase = "pseudonymise" under [person]'
-        if reference.references == scope.table
-        else f'erase = "pseudonymise" under [person.tables."{reference.references}"]'
-    )
-    if reference.table == scope.table == reference.references:
-        return (
-            f"{reference}: other people's rows point at the person ({reference.constraint}, "
-            f"e.g. their manager). They are not the person's and are never selected by "
-            f"[person]: keep the person's row with {keep} (its personal columns are "
-            "replaced, their reference stays valid), or have the client's application clear "
-            "those references first."
-        )
-    if reference.table == scope.table or reference.table in scope.tables:
-        return (
-            f"{reference}: rows the erasure keeps reference rows it deletes: delete them too "
-            f'(erase = "delete" for {reference.table}), or keep the referenced rows with {keep}.'
-        )
-    return (
-        f"{reference}: keep the referenced rows with {keep}; declare {reference.table} under "
-        "[person.tables] only if those rows are the person's own (a column holding the "
-        "person's key)."
-    )
-
-
-def _require_only_the_person(
-    conn: psycopg.Connection[Any],
-    scope: PersonScope,
-    selection: PersonSelection,
-    marked: dict[str, sql.Composable],
-    person: str,
-) -> None:
-    """Proof, inside the transaction, that the person table's rows about to change are
-    exactly one: the row whose key is the person's (whatever the data map declares)."""
-    schema, name = split_qualified(scope.table)
-    pg_type = next(c.pg_type for c in selection.columns[scope.table] if c.name == scope.key)
-    row = conn.execute(
-        sql.SQL(
-            "SELECT count(*), count(*) FILTER (WHERE {key} IS DISTINCT FROM {person}::{type}) "
-            "FROM {table} WHERE {marked}"
-        ).format(
-            key=sql.Identifier(schema, name, scope.key),
-            person=sql.Literal(person),
-            type=sql.SQL(pg_type),
-            table=ident(scope.table),
-            marked=marked[scope.table],
-        )
-    ).fetchone()
-    rows, others = (int(row[0]), int(row[1])) if row else (0, 0)
-    if (rows, others) != (1, 0):
-        raise IsolationBreachError(
-            f"the erasure selected {rows} row(s) of {scope.table}, {others} of them not the "
-            f"person's own (key {scope.key}): nothing was changed. Check [person] in the data "
-            "map: the person table's rows are selected by its key alone",
-            facts={
-                "nature": "an erasure selected rows of the person table other than the person's "
-                "(refused before any change)",
-                "affected_tenants": [], "categories": [f"rows of {scope.table}"],
-                "approximate_records": others, "approximate_people": others,
-            },
-        )  # fmt: skip
-
-
-def _verify(
-    conn: psycopg.Connection[Any],
-    selection: PersonSelection,
-    scope: PersonScope,
-    replacement: str,
-    marked: dict[str, sql.Composable],
-) -> None:
-    """Inside the transaction, before it commits: nothing of the person left."""
-    conditions = selection.conditions
-    left: list[str] = []
-    for table in _doomed(scope):
-        # Two counts, each served by an index (an OR of the two would read the whole table).
-        if n := count_rows(conn, table, conditions[table]) + count_rows(conn, table, marked[table]):
-            left.append(f"{n} row(s) of {table}")
-    kept = {t: p.personal for t, p in scope.tables.items() if p.erase != "delete"}
-    if scope.erase == "pseudonymise":
-        kept[scope.table] = scope.personal
-    for table, personal in kept.items():
-        still = sql.SQL("{} AND ({})").format(
-            marked[table], _not_replaced(selection, table, personal, replacement)
-        )
-        if n := count_rows(conn, table, still):
-            left.append(f"{n} kept row(s) of {table} with a personal value")
-        if scope.erase == "delete" and (n := count_rows(conn, table, conditions[table])):
-            left.append(f"{n} kept row(s) of {table} still pointing at the person")
-    if left:
-        raise DestructionIncompleteError(
-            "the erasure did not check out; nothing was changed: " + "; ".join(left)
-        )
-
-
-def _triggers(conn: psycopg.Connection[Any], tables: list[str]) -> dict[str, list[str]]:
-    """The platform's own triggers on the touched tables (they ran with the erasure)."""
-    pairs = [split_qualified(t) for t in tables]
-    rows = conn.execute(
-        "SELECT n.nspname, c.relname, t.tgname FROM pg_trigger t "
-        "JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE NOT t.tgisinternal AND (n.nspname, c.relname) IN "
-        "(SELECT * FROM unnest(%s::text[], %s::text[])) ORDER BY 1, 2, 3",
-        ([schema for schema, _ in pairs], [name for _, name in pairs]),
-    ).fetchall()
-    found: dict[str, list[str]] = {}
-    for schema, table, name in rows:
-        found.setdefault(qualified(str(schema), str(table)), []).append(str(name))
-    return found
-
-
 def _days(delay: timedelta) -> str:
     days = delay.total_seconds() / 86400
     return f"{days:g} day(s)" if days >= 1 else f"{delay.total_seconds() / 3600:g} hour(s)"
@@ -400,11 +106,17 @@ def _lingers(
 ) -> tuple[timedelta, str]:
     """How long a system's copies of the person live on: as declared, or, for a pgBackRest
     repository, as its plug-in dates its backup sets (whichever is later)."""
-    if isinstance(bound, PgBackRestSystem):
-        delay, why = PgBackRestLocation(settings, name, bound).lingering_delay()
-        if delay > declared:
-            return delay, f"in backup sets until they expire ({why})"
+    if isinstance(bound, PluginSystem) and Capability.LINGERING in _capabilities(bound):
+        location = get_location(name, settings)
+        if isinstance(location, Lingering):  # its plug-in dates its copies: the later date
+            delay, why = location.lingering_delay()
+            if delay > declared:
+                return delay, f"in backup sets until they expire ({why})"
     return declared, f"copies expire by themselves within {_days(declared)}"
+
+
+def _capabilities(system: PluginSystem) -> frozenset[Capability]:
+    return plugin_of(system.plugin).capabilities
 
 
 def _rebase_backups(settings: Settings, tenant: str) -> int:
@@ -468,7 +180,6 @@ def erase_person(
         )
     datamap = load_datamap(settings.datamap)
     scope = datamap.require_person_scope()
-    files = open_store(settings.store_url("files"))
     replacement = f"erased-{secrets.token_hex(6)}"
     started_at = datetime.now(UTC)
     # The person's pseudonym for the archive, while their key still names a row.
@@ -481,29 +192,20 @@ def erase_person(
     by_plugin: dict[str, PersonErased] = {}
     for name, declared, location in erasable(settings, datamap, scope):
         there = location.erase_person(
-            request.tenant, person, declared, replacement, person_kept=scope.erase != "delete"
-        )
+            request.tenant, person, declared, replacement,
+            person_kept=scope.erase != "delete", say=say,
+        )  # fmt: skip
         by_plugin[name] = there
         say(f"{name}: {sum(there.deleted.values())} item(s) deleted, "
             f"{sum(there.pseudonymised.values())} kept with personal values replaced")  # fmt: skip
-    for attempt in range(1, _ATTEMPTS + 1):
-        try:
-            with psycopg.connect(settings.require_database()) as conn:
-                conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-                erased = _erase_rows(conn, settings, scope, request, replacement, files)
-            break
-        except (_SnapshotBehind, psycopg.errors.SerializationFailure) as moved:
-            say(f"the person's rows changed during attempt {attempt} ({moved}): again")
-            if attempt == _ATTEMPTS:
-                raise TenantError(
-                    f"request {ref}: the person's rows kept changing during {_ATTEMPTS} "
-                    "attempts (nothing was changed): the person is still writing. Ask the "
-                    "client to disable their account, then retry"
-                ) from None
-    deleted, kept, keys = erased.deleted, erased.pseudonymised, erased.keys
+    # The person table's own system: its rows and the objects they name, in one transaction.
+    erased = home(settings, datamap).erase_person(
+        request.tenant, person, scope, replacement, say=say
+    )
+    deleted, kept = erased.deleted, erased.pseudonymised
     rows_deleted, rows_kept = sum(deleted.values()), sum(kept.values())
     say(f"database and files done: {rows_deleted} rows deleted, {rows_kept} kept with their "
-        f"personal columns replaced, {len(keys)} files")  # fmt: skip
+        f"personal columns replaced, {erased.objects} files")  # fmt: skip
     withdrawn = _withdraw_answers(settings, request)
     say(f"earlier answers about the person withdrawn: {len(withdrawn)}")
     rebased = _rebase_backups(settings, request.tenant)
@@ -538,16 +240,13 @@ def erase_person(
         deadline_met=completed_at.date() <= request.due_on,
         database={"deleted": deleted, "pseudonymised": kept,
                      "replacement": "text by the request's pseudonym, other values by NULL"},
-        files={"objects": len(keys), "generations_deleted": erased.generations,
-               "bytes": erased.file_bytes},
+        files={"objects": erased.objects, "generations_deleted": erased.generations,
+               "bytes": erased.object_bytes},
         earlier_answers={"requests": withdrawn,
                             "method": "every object of each earlier access or portability "
                             "answer about the person deleted in every delivery store, every "
                             "generation; their links answer gone"},
-        verification="in the erasure's REPEATABLE READ transaction, before it committed: "
-        "the person's rows marked by key; no other row referencing one to be deleted; each "
-        "statement changed exactly the marked rows; no row of the person left in any table, "
-        "no personal value in a kept row; each file absent afterwards",
+        verification=erased.verification,
         triggers=erased.triggers,
         backups={"rebased": rebased,
                     "method": "a new backup after the erasure, restored and verified, then "
@@ -565,8 +264,8 @@ def erase_person(
         tenant=request.tenant,
         deleted=deleted,
         pseudonymised=kept,
-        files=len(keys),
-        file_bytes=erased.file_bytes,
+        files=erased.objects,
+        file_bytes=erased.object_bytes,
         backups_rebased=rebased,
         certificate_key=str(certificate and certificate_key(request)),
     )

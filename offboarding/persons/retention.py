@@ -31,27 +31,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from offboarding.core.config import Settings, validate_tenant_id
-from offboarding.core.errors import ConfigurationError, DestructionIncompleteError, TenantError
-from offboarding.core.names import split_qualified
+from offboarding.core.errors import ConfigurationError, TenantError
 from offboarding.core.records import CaseRef
-from offboarding.locations.objects import tenant_prefix
-from offboarding.locations.postgres.catalog import classify, ident
-from offboarding.locations.postgres.scope import Scope
 from offboarding.people import keep_statement, pseudonym
 from offboarding.persons.records import archive_signed
-from offboarding.persons.rows import (
-    affect,
-    count_rows,
-    lock_rows,
-    mark_rows,
-    references_now,
-)
-from offboarding.planning import CatalogTable
+from offboarding.persons.systems import rules_home
 from offboarding.registry import TenantRegistry
-from offboarding.stores import delete_object_versions, open_store
 from offboarding.trail.records import RetentionRuleRecorded, RetentionRunRecorded, RuleRun
 
 __all__ = [
@@ -64,8 +51,6 @@ __all__ = [
     "set_rule",
 ]
 
-_DATED = frozenset({"date", "timestamp", "timestamptz"})
-_TEXT = frozenset({"text", "varchar", "bpchar"})
 _COLUMNS = (
     "ref, tenant, target, age_column, period::text AS period, files, statement, created_at, "
     "retired_at, last_run_at, last_deleted, last_refusal"
@@ -109,55 +94,6 @@ class TenantRun:
     failed: bool = False  # skipped for a reason someone must settle
 
 
-def _check_rule(
-    conn: psycopg.Connection[Any],
-    settings: Settings,
-    tenant: str,
-    target: str,
-    age_column: str,
-    files: str | None,
-) -> tuple[sql.Composable, CatalogTable, list[CatalogTable]]:
-    """The condition selecting the tenant's own rows of `target` (refusing any table a rule
-    could reach another tenant through), the catalogue's table, and every table."""
-    classification, tables, columns = classify(conn, settings)
-    if target not in columns:
-        raise TenantError(
-            f"{target!r} is not a table of the platform database: name its schema.table"
-        )
-    if target == classification.registry:
-        raise TenantError(f"{target} is the platform's tenants table: no rule deletes a tenant")
-    owner = classification.schema_tables.get(target)
-    if owner is not None and owner != tenant:
-        raise TenantError(
-            f"{target} is in tenant {owner!r}'s own schema: a rule of {tenant!r} cannot touch it"
-        )
-    if owner is None and target not in classification.owned:
-        why = classification.global_tables.get(target) or classification.excluded.get(target)
-        raise TenantError(
-            f"{target} holds no rows of one tenant ({why or 'unclassified'}): a rule there "
-            "would touch every tenant's data"
-        )
-    scope = Scope(classification, tenant, settings.platform.shared_rows)
-    if scope.may_share(target):
-        raise TenantError(
-            f"a row of {target} can belong to two tenants at once (it reaches tenants through "
-            "several foreign keys): a rule there could delete another tenant's row"
-        )
-    kinds = {c.name: c.type_name for c in columns[target]}
-    if kinds.get(age_column) not in _DATED:
-        raise TenantError(
-            f"{target}.{age_column} is not a date or timestamp column "
-            f"({kinds.get(age_column, 'no such column')}): name the column that dates each row"
-        )
-    if files is not None and kinds.get(files) not in _TEXT:
-        raise TenantError(
-            f"{target}.{files} is not a text column naming an object of the files store"
-        )
-    table = next(t for t in tables if t.qualified == target)
-    own = sql.SQL("({} AND NOT {})").format(scope.where(target), scope.shared_rows(target))
-    return own, table, tables
-
-
 def _row(row: dict[str, Any]) -> RetentionRule:
     return RetentionRule(**row)
 
@@ -191,8 +127,7 @@ def set_rule(
             ) from None
         if row is None or not row["positive"]:
             raise TenantError(f"period {period!r} is not a positive interval")
-    with psycopg.connect(settings.require_database()) as conn:
-        _check_rule(conn, settings, tenant, target, age_column, files)
+    rules_home(settings).check_retention_rule(tenant, target, age_column, files)
     said = keep_statement(settings, tenant, "rule", name=name, note=note)
     ref = f"rr-{secrets.token_hex(8)}"
     with registry.connect() as conn:
@@ -255,77 +190,6 @@ def list_rules(
     return [_row(r) for r in rows]
 
 
-def _run_rule(settings: Settings, rule: RetentionRule, now: datetime) -> RuleResult:
-    files = open_store(settings.store_url("files"))
-    with psycopg.connect(settings.require_database()) as conn:
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        with conn.transaction():
-            row = conn.execute(
-                "SELECT %s::timestamptz - %s::interval", (now, rule.period)
-            ).fetchone()
-            assert row is not None
-            cutoff: datetime = row[0]
-            own, table, catalog = _check_rule(
-                conn, settings, rule.tenant, rule.target, rule.age_column, rule.files
-            )
-            schema, name = split_qualified(rule.target)
-            doomed = sql.SQL("({own} AND {age} < {cutoff})").format(
-                own=own,
-                age=sql.Identifier(schema, name, rule.age_column),
-                cutoff=sql.Literal(cutoff),
-            )
-            marked = mark_rows(conn, {rule.target: table}, {rule.target: doomed})[rule.target]
-            count = count_rows(conn, rule.target, marked)
-            if not count:
-                return RuleResult(rule.ref, rule.target, cutoff, 0, 0)
-            lock_rows(conn, rule.target, marked)  # no new reference to them meanwhile
-            blocked = references_now(settings.require_database(), catalog, {rule.target: doomed})
-            if blocked:
-                return RuleResult(
-                    rule.ref, rule.target, cutoff, 0, 0,
-                    refused=f"{'; '.join(map(str, blocked))}: nothing deleted. Add a rule for the "
-                    "referencing table (it goes first), or keep these rows",
-                )  # fmt: skip
-            keys = _named_files(conn, rule, marked, files)
-            affect(conn, sql.SQL("DELETE FROM {} WHERE {}").format(ident(rule.target), doomed),
-                   count, rule.target)  # fmt: skip
-            if count_rows(conn, rule.target, marked):
-                raise DestructionIncompleteError(
-                    f"rule {rule.ref}: marked rows of {rule.target} remain after the delete; "
-                    "nothing was deleted"
-                )
-            for key in keys:
-                delete_object_versions(files, key)
-            if any(files.exists(k) for k in keys):
-                raise DestructionIncompleteError(
-                    f"rule {rule.ref}: objects named by the rows remain; nothing was deleted"
-                )
-    return RuleResult(rule.ref, rule.target, cutoff, count, len(keys))
-
-
-def _named_files(
-    conn: psycopg.Connection[Any], rule: RetentionRule, marked: sql.Composable, files: Any
-) -> list[str]:
-    if rule.files is None:
-        return []
-    keys = sorted({
-        str(r[0])
-        for r in conn.execute(
-            sql.SQL("SELECT DISTINCT {c} FROM {t} WHERE {w} AND {c} IS NOT NULL").format(
-                c=sql.Identifier(rule.files), t=ident(rule.target), w=marked
-            )
-        )
-    })  # fmt: skip
-    prefix = tenant_prefix(rule.tenant)
-    outside = [k for k in keys if not k.startswith(prefix)]
-    if outside:
-        raise TenantError(
-            f"rule {rule.ref}: {len(outside)} object(s) named by the rows are outside tenant "
-            f"{rule.tenant!r}'s prefix {prefix}: nothing was deleted; correct the rows"
-        )
-    return [k for k in keys if files.exists(k)]
-
-
 def run_rules(
     settings: Settings,
     tenants: list[str] | None = None,
@@ -360,7 +224,13 @@ def run_rules(
         results = []
         for rule in tenant_rules:
             try:
-                result = _run_rule(settings, rule, now)
+                outcome = rules_home(settings).run_retention_rule(
+                    tenant, rule.ref, rule.target, rule.age_column, rule.period, rule.files, now
+                )
+                result = RuleResult(
+                    rule.ref, rule.target, outcome.cutoff, outcome.deleted, outcome.files,
+                    refused=outcome.refused,
+                )  # fmt: skip
             except (TenantError, ConfigurationError) as error:  # the catalogue or rows changed
                 # Its text may quote the platform's object keys (file names): the ledger keeps
                 # it; the signed record, the log and the artifact only point there.
@@ -369,10 +239,6 @@ def run_rules(
                     refused=f"the rule could not run ({type(error).__name__}); why is in the "
                     f"ledger: `offboard retention list {tenant}`",
                 )  # fmt: skip
-            except psycopg.errors.SerializationFailure:  # its rows changed under the run
-                result = RuleResult(rule.ref, rule.target, now, 0, 0, refused="the rows "
-                                    "changed while the rule ran: nothing deleted; the next "
-                                    "run tries again")  # fmt: skip
             refused = f" (refused: {result.refused})" if result.refused else ""
             say(f"{tenant} {rule.ref} {rule.target}: {result.deleted} row(s) past "
                 f"{rule.period} deleted{refused}")  # fmt: skip

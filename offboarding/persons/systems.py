@@ -5,14 +5,15 @@ persons/ orchestrates, the plug-ins know their systems."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Protocol
 
 from offboarding.core.config import Settings
 from offboarding.core.errors import ConfigurationError
 from offboarding.datamap import DataMap, PersonScope, PersonSystem
 from offboarding.locations import Capability, get_location, plugin_of
-from offboarding.locations.base import PersonAccess, PersonErasure
+from offboarding.locations.base import PersonAccess, PersonErasure, RetentionRules
 
-__all__ = ["accessible", "erasable"]
+__all__ = ["accessible", "erasable", "home", "rules_home"]
 
 
 def _by_plugin(
@@ -21,7 +22,7 @@ def _by_plugin(
     bound = datamap.bound()
     for name, declared in scope.systems.items():
         if not declared.by_plugin:
-            continue
+            continue  # lingers, attested, holds nothing: the data map answers for it
         system = bound.get(name)
         if system is None:
             raise ConfigurationError(
@@ -69,3 +70,28 @@ def erasable(
             raise TypeError(f"{name}: its plug-in declares person erasure it lacks")
         found.append((name, declared, location))
     return found
+
+
+class PersonHome(PersonAccess, PersonErasure, Protocol):
+    """The system holding the person table: it finds the person, and answers for them."""
+
+
+def home(settings: Settings, datamap: DataMap) -> PersonHome:
+    """The platform database's plug-in, where the data map's [person] table is: it finds,
+    exports and erases the person by the whole [person] scope (its tables and files)."""
+    location = get_location("postgres", settings)
+    plugin = plugin_of(datamap.systems["postgres"].plugin)  # type: ignore[union-attr]
+    capable = isinstance(location, PersonAccess) and isinstance(location, PersonErasure)
+    if plugin.person_by != "scope" or not capable:
+        raise ConfigurationError(  # pragma: no cover - the postgres plug-in registers so
+            f"the {plugin.kind} plug-in holds the person table but cannot answer for a person"
+        )
+    return location  # type: ignore[return-value]
+
+
+def rules_home(settings: Settings) -> RetentionRules:
+    """The platform database's plug-in, which runs the client's retention rules."""
+    location = get_location("postgres", settings)
+    if not isinstance(location, RetentionRules):  # pragma: no cover - postgres registers it
+        raise ConfigurationError("the platform database's plug-in cannot run retention rules")
+    return location

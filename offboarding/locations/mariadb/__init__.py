@@ -30,7 +30,7 @@ import datetime as dt
 import hashlib
 import queue
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -61,7 +61,7 @@ from offboarding.core.records import (
     LocationInventory,
     TableItem,
 )
-from offboarding.datamap import MariaDBSystem, PersonSystem
+from offboarding.datamap import MariaDBSystem, PersonDeclaration
 from offboarding.locations.base import (
     Capability,
     ExportProgress,
@@ -75,6 +75,8 @@ from offboarding.locations.base import (
     Removal,
     Stage,
     foreign_key_schemas,
+    quiet,
+    require_system_declaration,
 )
 from offboarding.planning import (
     CatalogTable,
@@ -593,21 +595,26 @@ class MariaDBLocation:
 
     # -- one person (the data map's [person.systems.<name>] tables: persons.py) ---------------
 
-    def find_person(self, tenant: str, person: str, declared: PersonSystem) -> PersonItems:
-        return persons.find_person(self, tenant, person, declared)
+    def find_person(self, tenant: str, person: str, declared: PersonDeclaration) -> PersonItems:
+        return persons.find_person(
+            self, tenant, person, require_system_declaration(declared, self.name)
+        )
 
     def export_person(
-        self, tenant: str, person: str, declared: PersonSystem, scratch: Path
+        self, tenant: str, person: str, declared: PersonDeclaration, scratch: Path
     ) -> PersonExport:
-        return persons.export_person(self, tenant, person, declared, scratch)
+        return persons.export_person(
+            self, tenant, person, require_system_declaration(declared, self.name), scratch
+        )
 
     def erase_person(
-        self, tenant: str, person: str, declared: PersonSystem, replacement: str,
-        *, person_kept: bool = False,
+        self, tenant: str, person: str, declared: PersonDeclaration, replacement: str,
+        *, person_kept: bool = False, say: Callable[[str], None] = quiet,
     ) -> PersonErased:  # fmt: skip
         return persons.erase_person(
-            self, tenant, person, declared, replacement, person_kept=person_kept
-        )
+            self, tenant, person, require_system_declaration(declared, self.name), replacement,
+            person_kept=person_kept,
+        )  # fmt: skip
 
     # -- destruction ----------------------------------------------------------------------------
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from offboarding.core.config import Settings
 from offboarding.core.errors import ConfigurationError
 from offboarding.core.names import qualified, split_qualified
 from offboarding.core.records import CaseRef, ExportedPart, LocationInventory, TableItem
-from offboarding.datamap import PostgresSystem
+from offboarding.datamap import PersonDeclaration, PostgresSystem
 from offboarding.locations.base import (
     Capability,
     ExportPlan,
@@ -38,12 +39,19 @@ from offboarding.locations.base import (
     LocationFacts,
     PartSink,
     PartTask,
+    PersonErased,
+    PersonExport,
+    PersonItems,
     Plugin,
     Remaining,
     Removal,
+    RuleOutcome,
     Stage,
     foreign_key_schemas,
+    quiet,
+    require_whole_scope,
 )
+from offboarding.locations.postgres import person_erasure, person_export, retention
 from offboarding.locations.postgres.catalog import (
     classify,
     column_schema,
@@ -59,6 +67,7 @@ from offboarding.locations.postgres.deletion import (
     require_shared_policies,
     shared_counts,
 )
+from offboarding.locations.postgres.person_scope import count_person
 from offboarding.locations.postgres.scope import Scope, digest_query, measure, scope_kind
 from offboarding.locations.postgres.snapshot import export_part, export_tenant, plan_export
 from offboarding.planning import Classification, MissingIndex, missing_indexes
@@ -213,6 +222,53 @@ class PostgresLocation:
         policies = self.settings.platform.shared_rows
         return {table: f"{n} rows: {policies[table]}" for table, n in proof.shared.items()}
 
+    # -- one person: the data map's [person] scope (person_scope.py, person_export.py,
+    # person_erasure.py) --------------------------------------------------------------------
+
+    def find_person(self, tenant: str, person: str, declared: PersonDeclaration) -> PersonItems:
+        return count_person(self.settings, require_whole_scope(declared, self.name), tenant, person)
+
+    def export_person(
+        self, tenant: str, person: str, declared: PersonDeclaration, scratch: Path
+    ) -> PersonExport:
+        scope = require_whole_scope(declared, self.name)
+        return person_export.export_person(self.settings, scope, tenant, person, scratch)
+
+    def erase_person(
+        self,
+        tenant: str,
+        person: str,
+        declared: PersonDeclaration,
+        replacement: str,
+        *,
+        person_kept: bool = False,
+        say: Callable[[str], None] = quiet,
+    ) -> PersonErased:
+        """`person_kept` is the scope's own (its erase for the person's row)."""
+        scope = require_whole_scope(declared, self.name)
+        return person_erasure.erase_person(self.settings, scope, tenant, person, replacement, say)
+
+    # -- the client's retention rules (retention.py) -------------------------------------------
+
+    def check_retention_rule(
+        self, tenant: str, target: str, age_column: str, files: str | None
+    ) -> None:
+        retention.check_rule(self.settings, tenant, target, age_column, files)
+
+    def run_retention_rule(
+        self,
+        tenant: str,
+        ref: str,
+        target: str,
+        age_column: str,
+        period: str,
+        files: str | None,
+        now: datetime,
+    ) -> RuleOutcome:
+        return retention.run_rule(
+            self.settings, tenant, ref, target, age_column, period, files, now
+        )
+
     def destroy(self, case: CaseRef, inventoried: Mapping[str, int] | None = None) -> Removal:
         """Prove isolation, then delete children first by key ranges, each statement's rows
         checked to be the tenant's; VACUUM; drop the tenant's own schema (deletion.py)."""
@@ -335,10 +391,19 @@ PLUGIN = Plugin(
     config=PostgresSystem,
     location=PostgresLocation,
     capabilities=frozenset(
-        {Capability.EXPORT, Capability.DESTROY, Capability.VERIFY, Capability.ISOLATION}
+        {
+            Capability.EXPORT,
+            Capability.DESTROY,
+            Capability.VERIFY,
+            Capability.ISOLATION,
+            Capability.PERSON_ACCESS,
+            Capability.PERSON_ERASURE,
+            Capability.RETENTION,
+        }
     ),
     stage=Stage.ROWS,
     export_rank=1,
+    person_by="scope",
     summary="the platform's PostgreSQL database (OFFBOARD_DATABASE_URL): one snapshot "
     "exported in parallel parts; rows listed by key, isolation proved, deleted in batches",
 )

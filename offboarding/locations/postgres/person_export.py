@@ -1,0 +1,90 @@
+"""One person's rows in the platform's PostgreSQL database, from one snapshot, through the
+export's own Parquet writer, and the objects of the files store they name (read at
+packaging): an access or portability answer's part of the bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from exporters.bundle import safe_entry_paths
+from exporters.parquet import plan_column, select_query
+from offboarding.core.config import Settings
+from offboarding.core.names import table_folder
+from offboarding.core.records import ExportedPart, FileItem, TableItem
+from offboarding.datamap import PersonScope
+from offboarding.locations.base import PartTask, PersonExport, ScratchSink, foreign_key_schemas
+from offboarding.locations.postgres.catalog import column_schema, ident
+from offboarding.locations.postgres.person_scope import (
+    person_conditions,
+    person_files,
+    require_person,
+)
+from offboarding.locations.postgres.scope import measure, scope_kind
+from offboarding.locations.postgres.snapshot import (
+    ExportJob,
+    SnapshotReaders,
+    array_dimensions,
+    leader_snapshot,
+    run_job,
+    source_dsn,
+)
+from offboarding.locations.prefixed import digest_object, tenant_prefix
+from offboarding.stores import ObjectStore, open_store
+
+__all__ = ["export_person"]
+
+
+def export_person(
+    settings: Settings, scope: PersonScope, tenant: str, person: str, scratch: Path
+) -> PersonExport:
+    """The person's rows (Parquet, under `scratch`) and files (named, read at packaging),
+    from one snapshot, with the tables and files the bundle must reconcile with."""
+    files = open_store(settings.store_url("files"))
+    sink = ScratchSink(scratch)
+    with leader_snapshot(settings) as (leader, snapshot_id, snapshot_time):
+        selection = person_conditions(leader, settings, scope, tenant, person)
+        conditions = selection.conditions
+        require_person(leader, scope, conditions, tenant, person)
+        items: list[TableItem] = []
+        jobs: list[ExportJob] = []
+        for name, condition in conditions.items():
+            table, pg_columns = selection.tables[name], selection.columns[name]
+            rows, size = measure(leader, name, condition)
+            dimensions = array_dimensions(leader, ident(name), pg_columns, condition)
+            plans = [plan_column(c, dimensions=dimensions.get(c.name, 1)) for c in pg_columns]
+            items.append(TableItem(
+                schema_name=table.schema, table=table.name,
+                scope=scope_kind(selection.classification, name), rows=rows,
+                bytes_estimate=size, columns=[column_schema(p) for p in plans],
+                primary_key=list(table.primary_key), foreign_keys=foreign_key_schemas(table),
+            ))  # fmt: skip
+            jobs.append(ExportJob(
+                table=name, relative=f"{table_folder(name)}part-00000.parquet", plans=plans,
+                query=select_query(
+                    ident(name), plans, condition, list(table.primary_key)
+                ).as_string(),
+            ))  # fmt: skip
+        keys = person_files(leader, scope, conditions, files, tenant, person)
+        readers = SnapshotReaders(source_dsn(settings), snapshot_id)
+        try:
+            parts = [
+                run_job(settings, readers, PartTask("postgres", snapshot_id, job.relative, job),
+                        sink)
+                for job in jobs
+            ]  # fmt: skip
+        finally:
+            readers.close()
+    prefix = tenant_prefix(tenant)
+    file_items = [FileItem(key=k, referenced=True, **_sized(files, k)) for k in keys]
+    paths = safe_entry_paths("files/", [k.removeprefix(prefix) for k in keys])
+    parts += [
+        ExportedPart(path=path, source=f"store:{f.key}", kind="file", size=f.size, sha256=f.sha256)
+        for f, path in zip(file_items, paths, strict=True)
+    ]
+    return PersonExport(tables=items, parts=parts, files=file_items, snapshot_time=snapshot_time)
+
+
+def _sized(store: ObjectStore, key: str) -> dict[str, Any]:
+    size, sha256 = digest_object(store, key)
+    return {"size": size, "sha256": sha256}
