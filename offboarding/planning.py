@@ -85,8 +85,9 @@ class Classification:
                 f"table(s) {', '.join(self.unclassified)} hold(s) no '{self.tenant_column}' "
                 "column, no foreign key to tenant data, are in no tenant schema, and are not "
                 "listed as global or excluded. Nothing is exported until every table is "
-                "classified: add a tenant column, or declare it, e.g. "
-                f'OFFBOARD_GLOBAL_TABLES=\'{{"{first}": "<why it holds no tenant data>"}}\''
+                "classified: add a tenant column, or declare it in the data map, e.g. "
+                f'[systems.postgres] global_tables = {{ "{first}" = "<why it holds no tenant '
+                'data>" } (formerly OFFBOARD_GLOBAL_TABLES)'
             )
         return self
 

@@ -20,6 +20,7 @@ from offboarding.core.config import Settings
 from offboarding.core.errors import IntegrityError, IsolationBreachError
 from offboarding.core.records import CaseRef, ExportResult, Inventory
 from offboarding.core.signing import Signer
+from offboarding.datamap import platform_shape
 from offboarding.stores import open_store
 from offboarding.trail import AuditTrail, events
 
@@ -89,7 +90,7 @@ def check_export_isolation(
 
     # Each table's own tenant column: a MariaDB system names its owner column itself.
     scoped = {
-        t.qualified: t.tenant_column or settings.platform.tenant_column
+        t.qualified: t.tenant_column or platform_shape(settings).tenant_column
         for t in inventory.tables
         if t.scope == "tenant"
     }

@@ -30,7 +30,7 @@ from offboarding.core.config import Settings
 from offboarding.core.errors import ConfigurationError
 from offboarding.core.names import qualified, split_qualified
 from offboarding.core.records import CaseRef, ExportedPart, LocationInventory, TableItem
-from offboarding.datamap import PersonDeclaration, PostgresSystem
+from offboarding.datamap import PersonDeclaration, PostgresSystem, platform_shape
 from offboarding.locations.base import (
     Capability,
     ExportPlan,
@@ -105,7 +105,7 @@ class PostgresLocation:
         )
 
     def tenant_schema(self, tenant: str) -> str:
-        return self.settings.platform.tenant_schema_pattern.format(tenant=tenant)
+        return platform_shape(self.settings).tenant_schema_pattern.format(tenant=tenant)
 
     def _tenant_tables(self, classification: Classification, tenant: str) -> list[str]:
         """Registry first, then shared tables, then the tenant's own schema."""
@@ -154,7 +154,7 @@ class PostgresLocation:
             by_name = {t.qualified: t for t in tables}
             shared = shared_counts(conn, scope, classification)
             if not dry_run:
-                require_shared_policies(case, shared, self.settings.platform.shared_rows)
+                require_shared_policies(case, shared, platform_shape(self.settings).shared_rows)
             items: list[TableItem] = []
             for name in self._tenant_tables(classification, case.tenant):
                 table = by_name[name]
@@ -181,15 +181,15 @@ class PostgresLocation:
                 _index_warning(conn, missing)
                 for missing in missing_indexes(classification, tables, read_indexes(conn))
             ]
-            policies = self.settings.platform.shared_rows
+            policies = platform_shape(self.settings).shared_rows
             warnings += [
                 f"{table}: {count} row(s) reference both this tenant's rows and another "
                 "tenant's; "
                 + (
                     f"configured to {policies[table]} them"
                     if table in policies
-                    else "the case stops until OFFBOARD_SHARED_ROWS says whether to leave, "
-                    "delete or export them"
+                    else "the case stops until the data map's [systems.postgres] shared_rows "
+                    "(formerly OFFBOARD_SHARED_ROWS) says whether to leave, delete or export them"
                 )
                 for table, count in shared.items()
             ]
@@ -206,7 +206,7 @@ class PostgresLocation:
         )
 
     def _scope(self, classification: Classification, case: CaseRef) -> Scope:
-        return Scope(classification, case.tenant, self.settings.platform.shared_rows)
+        return Scope(classification, case.tenant, platform_shape(self.settings).shared_rows)
 
     def prove_isolation(
         self, case: CaseRef, inventoried: Mapping[str, int] | None = None
@@ -219,7 +219,7 @@ class PostgresLocation:
         self, case: CaseRef, inventoried: Mapping[str, int] | None = None
     ) -> dict[str, str]:
         proof = self.prove_isolation(case, inventoried)
-        policies = self.settings.platform.shared_rows
+        policies = platform_shape(self.settings).shared_rows
         return {table: f"{n} rows: {policies[table]}" for table, n in proof.shared.items()}
 
     # -- one person: the data map's [person] scope (person_scope.py, person_export.py,
@@ -300,7 +300,7 @@ class PostgresLocation:
         skipped = {case.tenant, *excluded}
         with self._connect() as conn:
             classification, _, _ = classify(conn, self.settings)
-            policies = self.settings.platform.shared_rows
+            policies = platform_shape(self.settings).shared_rows
             scopes = [Scope(classification, tenant, policies) for tenant in sorted(skipped)]
             for table in (classification.registry, *classification.owned):
                 # The tenant's own rows (its registry row changes status) and those of tenants
@@ -332,7 +332,7 @@ class PostgresLocation:
         """(table, column) of every column holding object keys (OFFBOARD_FILE_REFERENCE_COLUMNS)."""
         _, columns = read_catalog(conn)
         found = []
-        for reference in self.settings.platform.file_reference_columns:
+        for reference in platform_shape(self.settings).file_columns:
             schema, name, column = split_qualified(reference, 3)
             table = qualified(schema, name)
             if table not in classification.owned or column not in {

@@ -14,6 +14,7 @@ from offboarding.core.config import Settings
 from offboarding.core.errors import UnclassifiedDataError
 from offboarding.core.names import qualified, split_qualified
 from offboarding.core.records import ColumnSchema
+from offboarding.datamap import platform_shape
 from offboarding.planning import CatalogTable, Classification, ForeignKey, classify_tables
 from offboarding.registry import LEDGER_SCHEMA, registry_table
 
@@ -220,7 +221,7 @@ def classify(
     conn: psycopg.Connection[Any], settings: Settings, *, strict: bool = True
 ) -> tuple[Classification, list[CatalogTable], dict[str, list[PgColumn]]]:
     tables, columns = read_catalog(conn)
-    platform = settings.platform
+    platform = platform_shape(settings)
     others = read_other_relations(conn)
     # Declared ones (global, or excluded with the reason) are settled; any other stops the
     # case, as an unclassified table does: its copy of tenant rows would survive destruction.
@@ -262,9 +263,10 @@ def classify(
             "table's rows live in another system; an inheritance parent's rows include its "
             "children's; a large object's content lives in pg_largeobject, outside the table: "
             "store it as bytea or in the files store). Nothing is exported until each is declared: "
-            "in OFFBOARD_EXCLUDED_TABLES with how its copy of the tenant's rows goes (e.g. "
-            "'refreshed by the platform after destruction'), or in OFFBOARD_GLOBAL_TABLES if it "
-            "holds no tenant data"
+            "in the data map's [systems.postgres] excluded_tables (formerly "
+            "OFFBOARD_EXCLUDED_TABLES) with how its copy of the tenant's rows goes (e.g. "
+            "'refreshed by the platform after destruction'), or in its global_tables (formerly "
+            "OFFBOARD_GLOBAL_TABLES) if it holds no tenant data"
         )
     if strict:
         classification.require_complete()

@@ -40,6 +40,7 @@ from offboarding.core.errors import (
 )
 from offboarding.core.faults import crash_point
 from offboarding.core.records import CaseRef
+from offboarding.datamap import platform_shape
 from offboarding.locations.base import Removal
 from offboarding.locations.postgres.catalog import classify, column_list, ident, read_indexes
 from offboarding.locations.postgres.scope import Scope, measure
@@ -429,7 +430,8 @@ def _refuse(case: CaseRef, blocked: list[Reference]) -> None:
     lines = [r.describe() for r in blocked]
     fix = (
         "Nothing was deleted. Remove or re-point those references (or declare the table's "
-        "shared rows in OFFBOARD_SHARED_ROWS with a key ON DELETE SET NULL), then rerun"
+        "shared rows in the data map's [systems.postgres] shared_rows, formerly "
+        "OFFBOARD_SHARED_ROWS, with a key ON DELETE SET NULL), then rerun"
     )
     crossing = [r for r in blocked if r.crosses_tenants]
     if crossing:
@@ -473,9 +475,9 @@ def require_shared_policies(
         raise SharedRowsError(
             f"rows of {tables} reference both tenant {case.tenant!r}'s rows and other "
             "tenants' rows: they are not the tenant's alone to export or destroy. The case "
-            "stops until the settings say how each table's shared rows are handled, e.g. "
-            f'OFFBOARD_SHARED_ROWS=\'{{"{first}": "leave"}}\' (or "delete" with the tenant, '
-            'or "export" without destroying)'
+            "stops until the data map says how each table's shared rows are handled, e.g. "
+            f'[systems.postgres] shared_rows = {{ "{first}" = "leave" }} (or "delete" with the '
+            'tenant, or "export" without destroying; formerly OFFBOARD_SHARED_ROWS)'
         )
 
 
@@ -490,7 +492,7 @@ def _prove(
     the lists). Without `listed`, the same checks from the scope's conditions, no lists: the
     check before any location is destroyed. Raises, having deleted nothing, if either fails."""
     classification, tables, _ = classify(conn, settings)
-    policies = settings.platform.shared_rows
+    policies = platform_shape(settings).shared_rows
     scope = Scope(classification, case.tenant, policies)
     by_name = {t.qualified: t for t in tables}
     shared = shared_counts(conn, scope, classification)
@@ -628,7 +630,9 @@ def destroy_tenant(
                 (classification, tables) if table in hazards else None,
             )  # fmt: skip
         drop_schema(
-            conn, settings.platform.tenant_schema_pattern.format(tenant=case.tenant), own_schema
+            conn,
+            platform_shape(settings).tenant_schema_pattern.format(tenant=case.tenant),
+            own_schema,
         )
     with psycopg.connect(settings.require_database(), autocommit=True) as conn:
         for table, listed in proof.doomed.items():
@@ -639,7 +643,7 @@ def destroy_tenant(
         bytes_before=sum(d.bytes for d in proof.doomed.values()) + sum(b for _, b in in_schema),
         items_removed=sum(proof.deleted.values()) + sum(r for r, _ in in_schema),
         technique=technique,
-        isolation=proof.summary(settings.platform.shared_rows),
+        isolation=proof.summary(platform_shape(settings).shared_rows),
         details={f"deleted {t}": str(n) for t, n in proof.deleted.items() if n},
     )
     return removal, proof

@@ -21,7 +21,7 @@ from exporters.parquet import PgColumn
 from offboarding.core.config import Settings
 from offboarding.core.errors import ConfigurationError, TenantError
 from offboarding.core.names import split_qualified
-from offboarding.datamap import PersonScope, load_datamap
+from offboarding.datamap import PersonScope, load_datamap, platform_shape
 from offboarding.locations.base import PersonItems
 from offboarding.locations.postgres.catalog import classify, ident
 from offboarding.locations.postgres.scope import Scope, measure
@@ -149,7 +149,7 @@ def person_conditions(
     classification, tables, columns = classify(conn, settings)
     where = load_datamap(settings.datamap).source
     _check_scope(scope, tables, columns, set(classification.owned), where)
-    tenant_scope = Scope(classification, tenant, settings.platform.shared_rows)
+    tenant_scope = Scope(classification, tenant, platform_shape(settings).shared_rows)
     key = sql.Literal(person)
     conditions: dict[str, sql.Composable] = {}
     for table, column in [(scope.table, scope.key), *((t, p.by) for t, p in scope.tables.items())]:

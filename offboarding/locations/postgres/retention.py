@@ -18,6 +18,7 @@ from psycopg import sql
 from offboarding.core.config import Settings
 from offboarding.core.errors import DestructionIncompleteError, TenantError
 from offboarding.core.names import split_qualified
+from offboarding.datamap import platform_shape
 from offboarding.locations.base import RuleOutcome
 from offboarding.locations.postgres.catalog import classify, ident
 from offboarding.locations.postgres.rows import (
@@ -74,7 +75,7 @@ def _check_rule(
             f"{target} holds no rows of one tenant ({why or 'unclassified'}): a rule there "
             "would touch every tenant's data"
         )
-    scope = Scope(classification, tenant, settings.platform.shared_rows)
+    scope = Scope(classification, tenant, platform_shape(settings).shared_rows)
     if scope.may_share(target):
         raise TenantError(
             f"a row of {target} can belong to two tenants at once (it reaches tenants through "

@@ -50,9 +50,9 @@ class Scope:
         for table in self.shared:
             if len(classification.derived.get(table, ())) < 2:
                 raise ConfigurationError(
-                    f"OFFBOARD_SHARED_ROWS names {table!r}, which is not a table whose rows "
-                    "reach tenants through two or more foreign keys (only such rows can be "
-                    "shared): remove it, or fix its schema.table name"
+                    f"shared_rows (formerly OFFBOARD_SHARED_ROWS) names {table!r}, which is not a "
+                    "table whose rows reach tenants through two or more foreign keys (only such "
+                    "rows can be shared): remove it, or fix its schema.table name"
                 )
 
     def _column(self, table: str, alias: str | None, column: str) -> sql.Identifier:

@@ -30,6 +30,7 @@ from offboarding.core.errors import ConfigurationError, IntegrityError
 from offboarding.core.faults import crash_point
 from offboarding.core.names import table_folder
 from offboarding.core.records import CaseRef, ExportedPart, LocationInventory, TableItem
+from offboarding.datamap import platform_shape
 from offboarding.locations.base import (
     ExportPlan,
     ExportProgress,
@@ -243,7 +244,7 @@ def plan_export(
     stays open, so the snapshot stays importable, until the context exits."""
     with leader_snapshot(settings) as (leader, snapshot_id, snapshot_time):
         classification, _, columns = classify(leader, settings)
-        scope = Scope(classification, case.tenant, settings.platform.shared_rows)
+        scope = Scope(classification, case.tenant, platform_shape(settings).shared_rows)
         tasks: list[PartTask] = []
         for item in inventory.tables:
             if item.qualified not in columns:

@@ -1,0 +1,249 @@
+"""The data map's systems: each bound to a plug-in (its model here, named by `plugin`), to an
+attested step, or to nothing yet."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, ClassVar, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "PLUGIN_SYSTEMS",
+    "Attestation",
+    "AttestedSystem",
+    "BoundSystem",
+    "FilesSystem",
+    "MariaDBSystem",
+    "PgBackRestSystem",
+    "PluginSystem",
+    "PostgresSystem",
+    "RedisSystem",
+    "System",
+    "UnboundSystem",
+]
+
+# that no tenant id contains, or an end of the pattern ('page:*{tenant}:*' would match
+# globex's 'page:x.acme:home' for acme).
+_TENANT_PLACEHOLDER = "{tenant}"
+_KEY_SEPARATORS = frozenset(":/|#")
+
+
+class _System(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str = Field(
+        default="", description="What the system is and what it holds of a tenant."
+    )
+
+
+class PluginSystem(_System):
+    """A system bound to a plug-in: `plugin` names its kind (offboarding/locations registers
+    each kind with what it can do)."""
+
+    # The platform's own system of this kind (the settings' URL): one, named as the kind.
+    singleton: ClassVar[bool] = False
+
+    plugin: str
+
+
+class PostgresSystem(PluginSystem):
+    """The platform's PostgreSQL database (OFFBOARD_DATABASE_URL): exported, destroyed with
+    the proof by construction, verified. Its shape (owner column, global and excluded tables,
+    file columns, shared rows) is declared here; a field left out is read from its old
+    OFFBOARD_* variable if one is set (deprecated), else its default."""
+
+    singleton: ClassVar[bool] = True
+    plugin: Literal["postgres"]
+    tenant_column: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The column naming each row's tenant in shared tables (default tenant_id).",
+    )
+    tenant_schema_pattern: str | None = Field(
+        default=None,
+        description="The name of a schema that belongs wholly to one tenant (schema-per-tenant), "
+        "with {tenant} (default 'tenant_{tenant}').",
+    )
+    global_tables: dict[Annotated[str, Field(pattern=r"^[^.\s]+\.[^.\s]+$")], str] | None = Field(
+        default=None, description="schema.table of tables holding no tenant data, each with why."
+    )
+    excluded_tables: dict[Annotated[str, Field(pattern=r"^[^.\s]+\.[^.\s]+$")], str] | None = Field(
+        default=None,
+        description="schema.table of tables deliberately left out of export and "
+        "destruction, each with why (the bundle and the certificate name them).",
+    )
+    file_columns: list[Annotated[str, Field(pattern=r"^[^.\s]+\.[^.\s]+\.[^.\s]+$")]] | None = (
+        Field(
+            default=None,
+            description="schema.table.column values that are keys of objects in the files store.",
+        )
+    )
+    shared_rows: dict[str, Literal["leave", "delete", "export"]] | None = Field(
+        default=None,
+        description="Per table, what happens to rows that reference both the tenant's rows and "
+        "another tenant's: 'leave' them, 'delete' them with the tenant, or 'export' them "
+        "without destroying them.",
+    )
+
+    @field_validator("tenant_schema_pattern")
+    @classmethod
+    def _one_tenant(cls, pattern: str | None) -> str | None:
+        if pattern is not None and pattern.count(_TENANT_PLACEHOLDER) != 1:
+            raise ValueError(f"tenant_schema_pattern {pattern!r} must hold {{tenant}} once")
+        return pattern
+
+
+class FilesSystem(PluginSystem):
+    """The platform's object store of uploaded files (OFFBOARD_FILES_URL)."""
+
+    singleton: ClassVar[bool] = True
+    plugin: Literal["files"]
+
+
+class RedisSystem(PluginSystem):
+    """A Redis cache: the tenant's keys, found by pattern, removed with SCAN and UNLINK,
+    verified by a fresh scan. A cache holds copies: nothing of it goes into the bundle."""
+
+    plugin: Literal["redis"]
+    url: str = Field(description="redis://[user:password@]host:port/db (or ${VAR}).")
+    patterns: list[str] = Field(
+        min_length=1,
+        description="Key patterns of a tenant's keys (Redis glob syntax), each with {tenant} "
+        "between separators (: / | #) or at an end, e.g. 't:{tenant}:*'.",
+    )
+
+    @field_validator("patterns")
+    @classmethod
+    def _confined(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            _confine(pattern, _TENANT_PLACEHOLDER, "tenant", "'acme' would match 'acme-corp'")
+        return patterns
+
+
+def _confine(pattern: str, placeholder: str, whose: str, example: str) -> None:
+    """A key pattern holds `placeholder` once, between separators no id contains (or at an
+    end), so it can only match the keys of that one tenant (or person)."""
+    if pattern.count(placeholder) != 1:
+        raise ValueError(f"pattern {pattern!r} must contain {placeholder} exactly once")
+    before, after = pattern.split(placeholder, 1)
+    if (after and after[0] not in _KEY_SEPARATORS) or (
+        before and before[-1] not in _KEY_SEPARATORS
+    ):
+        raise ValueError(
+            f"pattern {pattern!r} could match another {whose}'s keys ({example}): put one of "
+            f"{' '.join(sorted(_KEY_SEPARATORS))} right before and right after {placeholder} "
+            "(or start or end the pattern with it), e.g. 't:{tenant}:u:{person}:*'"
+        )
+
+
+class PgBackRestSystem(PluginSystem):
+    """The platform database's physical backups and WAL archive, made with pgBackRest. The
+    rows are gone from the live database; every backup set taken while they existed (and the
+    WAL archived before destruction) expires under the repository's retention, read from
+    pgBackRest's own configuration. Planning starts destruction early enough that the last
+    of them is gone by the deadline; `early_expiry` (operator policy) removes them at once."""
+
+    plugin: Literal["pgbackrest"]
+    stanza: str = Field(min_length=1, description="The stanza of the platform database.")
+    config: Path = Field(
+        default=Path("/etc/pgbackrest/pgbackrest.conf"),
+        description="pgBackRest's configuration file, where the retention is read.",
+    )
+    repo: int = Field(default=1, ge=1, le=256, description="The repository (repoN-...).")
+    command: list[str] = Field(
+        default=["pgbackrest"],
+        min_length=1,
+        description="How to run pgBackRest as the repository's owner, e.g. "
+        "['sudo', '-u', 'postgres', 'pgbackrest'] or an ssh to the repository host.",
+    )
+    full_every: timedelta = Field(
+        description="How often a full backup runs (the operator's schedule, e.g. 'P7D')."
+    )
+    backup_every: timedelta = Field(
+        default=timedelta(days=1),
+        description="How often any backup runs: expiry happens when one does (e.g. 'P1D').",
+    )
+    early_expiry: bool = Field(
+        default=False,
+        description="Operator policy: after destruction, take a full backup and expire every "
+        "older set and the WAL before it at once (recorded), instead of waiting for retention.",
+    )
+
+
+class MariaDBSystem(PluginSystem):
+    """A MariaDB or MySQL database of the platform: classified from its own catalogue like the
+    PostgreSQL one (a tenant column, or foreign keys to tenant rows), exported from one
+    consistent snapshot into Parquet, destroyed with the same proof by construction."""
+
+    plugin: Literal["mariadb"]
+    url: str = Field(description="mysql://user:password@host:port/database (or ${VAR}).")
+    tenant_column: str = Field(default="tenant_id", description="The owner column.")
+    global_tables: dict[str, str] = Field(
+        default_factory=dict, description="Tables holding no tenant data, each with why."
+    )
+    excluded_tables: dict[str, str] = Field(
+        default_factory=dict, description="Tables deliberately left out, each with why."
+    )
+
+
+class Attestation(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: str = Field(min_length=1, description="Who confirms, e.g. 'search administrator'.")
+    procedure: str = Field(
+        min_length=1, description="What they do, e.g. 'delete the index t-{tenant}'."
+    )
+    within: timedelta = Field(
+        default=timedelta(days=30),
+        description="Time allowed once destruction starts (ISO 8601 duration, e.g. 'P30D'); "
+        "never later than the case's destruction deadline.",
+    )
+    reminder_every: timedelta = Field(
+        default=timedelta(days=7), description="How often the role is reminded until it confirms."
+    )
+    notify: str | None = Field(
+        default=None,
+        pattern=r"^[^@\s]+@[^@\s]+$",
+        description="The role's address for reminders (the case watch sends them).",
+    )
+
+
+class AttestedSystem(_System):
+    """A system the pipeline cannot reach: a named role performs the destruction and confirms
+    it, with an evidence reference. The certificate lists it as attested, never as verified."""
+
+    attested: Attestation
+
+
+class UnboundSystem(_System):
+    """Declared, but bound to nothing yet: a case stops at its inventory until it is bound."""
+
+
+System = (
+    PostgresSystem
+    | FilesSystem
+    | RedisSystem
+    | PgBackRestSystem
+    | MariaDBSystem
+    | AttestedSystem
+    | UnboundSystem
+)
+BoundSystem = PluginSystem
+# The models of the plug-ins' [systems.<name>] tables, each naming its kind in `plugin`; the
+# plug-ins' registrations (offboarding/locations) name these models, and a test keeps the two
+# in step.
+PLUGIN_SYSTEMS: tuple[type[PluginSystem], ...] = (
+    PostgresSystem, FilesSystem, RedisSystem, PgBackRestSystem, MariaDBSystem,
+)  # fmt: skip
+
+
+def _kind(model: type[PluginSystem]) -> str:
+    (kind,) = get_args(model.model_fields["plugin"].annotation)
+    return str(kind)
+
+
+_PLUGINS: dict[str, type[PluginSystem]] = {_kind(model): model for model in PLUGIN_SYSTEMS}
+# The platform's database and files store are the settings' own: one of each, under its name.
+_SINGLETONS = tuple(kind for kind, model in _PLUGINS.items() if model.singleton)
