@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from graphlib import TopologicalSorter
 from typing import Any
 
 import psycopg
@@ -40,6 +39,7 @@ from offboarding.locations.postgres.rows import (
     mark_rows,
     references_now,
 )
+from offboarding.planning import deletion_order
 from offboarding.stores import delete_object_versions, open_store
 
 __all__ = ["erase_person"]
@@ -84,14 +84,11 @@ def _doomed(scope: PersonScope) -> list[str]:
 
 
 def _delete_order(selection: PersonSelection, doomed: list[str]) -> list[str]:
-    """Referencing tables before the tables they reference, so no delete waits on a row that
-    goes later in the same transaction."""
-    graph: dict[str, set[str]] = {t: set() for t in doomed}
-    for table in doomed:
-        for fk in selection.tables[table].foreign_keys:
-            if fk.references in graph and fk.references != table:
-                graph[fk.references].add(table)  # the referencing table goes first
-    return list(TopologicalSorter(graph).static_order())
+    """Referencing tables before the tables they reference (the one order of deletion, as
+    the destruction computes it), so no delete waits on a row that goes later."""
+    return deletion_order(
+        {table: {fk.references for fk in selection.tables[table].foreign_keys} for table in doomed}
+    )
 
 
 class _SnapshotBehind(Exception):
