@@ -108,6 +108,21 @@ def certify(case: CaseRef, evidence: stages.DestructionEvidence) -> str:
     return archived.key
 
 
+def _publish_evidence(
+    case: CaseRef, order: tuple[str, ...], removals: dict[str, Removal],
+    remaining: dict[str, Remaining],
+) -> None:  # fmt: skip
+    """Each location's evidence, as a table in the UI: counts and methods, never data."""
+    adapter.publish_table(
+        case, "destruction",
+        [{"location": n, "method": removals[n].method, "items before": removals[n].items_before,
+          "bytes before": removals[n].bytes_before, "removed": removals[n].items_removed,
+          "left": remaining[n].items, "lingering until": remaining[n].pending_until or "-",
+          "verification": remaining[n].verification} for n in order],
+        f"Per-location destruction evidence of case {case.case_id}",
+    )  # fmt: skip
+
+
 @flow(name="destroy", flow_run_name="destroy-{case_id}", persist_result=True)
 def destroy(
     case_id: str,
@@ -156,14 +171,7 @@ def destroy(
             remaining[name] = verify_location(case, name)
             progress.done(f"verify {name}")
         after = fingerprint_neighbours(case, "after", excluded) if audit else None
-    adapter.publish_table(
-        case, "destruction",
-        [{"location": n, "method": removals[n].method, "items before": removals[n].items_before,
-          "bytes before": removals[n].bytes_before, "removed": removals[n].items_removed,
-          "left": remaining[n].items, "lingering until": remaining[n].pending_until or "-",
-          "verification": remaining[n].verification} for n in order],
-        f"Per-location destruction evidence of case {case.case_id}",
-    )  # fmt: skip
+    _publish_evidence(case, order, removals, remaining)
     # Systems only their role can reach: each waits, holding no worker, for its confirmation.
     for due in request_attestations(case, started_at, warrant.deadline):
         adapter.publish_case_summary(case, {
@@ -188,12 +196,17 @@ def destroy(
         ),
     )
     progress.done("certify")
+    _publish_done(
+        case, warrant, key, {"neighbours unchanged (audit)": before == after} if audit else {}
+    )
+    return key
+
+
+def _publish_done(case: CaseRef, warrant: Warrant, key: str, audit: dict[str, Any]) -> None:
     adapter.publish_case_summary(case, {
         "tenant": case.tenant, "state": "destroyed and certified",
         "acknowledged at": warrant.acknowledged_at, "deadline": warrant.deadline,
         "completed at": datetime.now(UTC), "certificate": key,
         "isolation": "no other row referenced the tenant's; every deleted row checked",
-        "systems": stages.systems_summary(adapter.settings(), case),
-        **({"neighbours unchanged (audit)": before == after} if audit else {}),
+        "systems": stages.systems_summary(adapter.settings(), case), **audit,
     }, title="Destruction of case")  # fmt: skip
-    return key

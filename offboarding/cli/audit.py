@@ -11,15 +11,46 @@ from typing import TYPE_CHECKING
 from offboarding.core.errors import IntegrityError
 
 if TYPE_CHECKING:
+    from offboarding.core.signing import KeyList
+    from offboarding.evidence.archive import ArchiveReport
+    from offboarding.stores import ObjectStore
+
     pass
 
 __all__ = ["register"]
 
 
+def _keys_to_check(args: argparse.Namespace, store: ObjectStore) -> KeyList | None:
+    """The keys given, else the list the archive publishes (said so: it proves integrity, not
+    origin); None when neither says which."""
+    from offboarding.core.signing import KeyList, load_public_key
+    from offboarding.evidence.archive import latest_key_list
+
+    if args.key_list:
+        return KeyList.from_json(Path(args.key_list).read_bytes(), args.key_list)
+    if args.public_key:
+        return KeyList.of(load_public_key(Path(args.public_key).read_bytes()))
+    published = latest_key_list(store)
+    pems = sorted(o.key for o in store.list_objects("keys/") if o.key.endswith(".pem"))
+    if published is not None:
+        where, keys = published
+    elif len(pems) == 1:
+        where = pems[0]
+        with store.open_read(pems[0]) as handle:
+            keys = KeyList.of(load_public_key(handle.read()))
+    else:
+        return None
+    print(
+        f"note: checked against {where}, stored in the archive itself, which proves "
+        "integrity but not origin; pass --key-list with the operator's published list",
+        file=sys.stderr,
+    )
+    return keys
+
+
 def _audit_verify(args: argparse.Namespace) -> int:
     from offboarding.core.config import Settings
-    from offboarding.core.signing import KeyList, load_public_key
-    from offboarding.evidence.archive import latest_key_list, verify_archive
+    from offboarding.evidence.archive import verify_archive
     from offboarding.evidence.timestamps import load_roots
     from offboarding.stores import open_store
 
@@ -27,32 +58,14 @@ def _audit_verify(args: argparse.Namespace) -> int:
     if "://" not in url:
         url = Path(url).resolve().as_uri()
     store = open_store(url)
-    keys: KeyList
-    if args.key_list:
-        keys = KeyList.from_json(Path(args.key_list).read_bytes(), args.key_list)
-    elif args.public_key:
-        keys = KeyList.of(load_public_key(Path(args.public_key).read_bytes()))
-    else:
-        published = latest_key_list(store)
-        pems = sorted(o.key for o in store.list_objects("keys/") if o.key.endswith(".pem"))
-        if published is not None:
-            where, keys = published
-        elif len(pems) == 1:
-            where = pems[0]
-            with store.open_read(pems[0]) as handle:
-                keys = KeyList.of(load_public_key(handle.read()))
-        else:
-            print(
-                "error: give --key-list (the operator's published list of signing keys) or "
-                "--public-key",
-                file=sys.stderr,
-            )
-            return 2
+    keys = _keys_to_check(args, store)
+    if keys is None:
         print(
-            f"note: checked against {where}, stored in the archive itself, which proves "
-            "integrity but not origin; pass --key-list with the operator's published list",
+            "error: give --key-list (the operator's published list of signing keys) or "
+            "--public-key",
             file=sys.stderr,
         )
+        return 2
     ca = args.tsa_ca or Settings().evidence.timestamp_ca
     try:
         roots = load_roots(Path(ca)) if ca else None
@@ -63,6 +76,11 @@ def _audit_verify(args: argparse.Namespace) -> int:
     except IntegrityError as error:
         print(f"FAILED: {error}", file=sys.stderr)
         return 1
+    _print_report(report)
+    return 0
+
+
+def _print_report(report: ArchiveReport) -> None:
     print(
         f"OK: {report.cases} case chain(s), {report.events} events, {report.certificates} "
         f"case certificate(s) and {report.reports} report(s) verify and agree with their chains"
@@ -105,7 +123,6 @@ def _audit_verify(args: argparse.Namespace) -> int:
             "alone",
             file=sys.stderr,
         )
-    return 0
 
 
 def _audit_person(args: argparse.Namespace) -> int:

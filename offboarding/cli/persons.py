@@ -190,6 +190,12 @@ def _carry_out(settings: Settings, ref: str) -> int:
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this module's commands to the `offboard` parser."""
+    _register_request(commands)
+    _register_retention(commands)
+    _register_contacts(commands)
+
+
+def _register_request(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     request = commands.add_parser(
         "request", help="a request about one person of a tenant (clause 2.2.7), and deadlines"
     )
@@ -242,6 +248,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     listed.add_argument("tenant", nargs="?")
     request.set_defaults(run=_request)
 
+
+def _register_retention(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     retention = commands.add_parser(
         "retention", help="the clients' retention rules (clause 2.2.2): set, retire, list, run"
     )
@@ -263,6 +271,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run_rules.add_argument("tenants", nargs="*")
     retention.set_defaults(run=_retention)
 
+
+def _register_contacts(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     contacts = commands.add_parser(
         "contacts", help="former clients' contacts, three years on (clause 1.1.4)"
     )
