@@ -18,7 +18,6 @@ from prefect.cache_policies import NO_CACHE
 from flows import adapter
 from offboarding.core.errors import UnauthorisedDestructionError
 from offboarding.core.records import CaseRef, case_from_id
-from offboarding.datamap import load_datamap
 from offboarding.destruction import attestation
 from offboarding.destruction import destruction as stages
 from offboarding.destruction.warrant import Warrant
@@ -152,7 +151,7 @@ def destroy(
     audit = settings.destruction.neighbours_audit
     started_at = destruction_started(case)
     order = destruction_order(settings)
-    attested = list(load_datamap(settings.datamap).attested())
+    attested = list(attestation.attested_systems(settings))
     steps = [f"destroy {n}" for n in order] + [f"verify {n}" for n in order]
     steps += [f"attested {n}" for n in attested]
     progress = adapter.Progress(["check isolation", *steps, "certify"]).start(case, "destroy")

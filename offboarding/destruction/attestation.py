@@ -23,7 +23,13 @@ from offboarding.people import pseudonym, statement
 from offboarding.runs import AttestationInput
 from offboarding.trail import AuditTrail, events
 
-__all__ = ["AttestationDue", "attest", "remind_attestations", "request_attestations"]
+__all__ = [
+    "AttestationDue",
+    "attest",
+    "attested_systems",
+    "remind_attestations",
+    "request_attestations",
+]
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,7 @@ class AttestationDue:
     due: datetime
 
 
-def _attested_systems(settings: Settings) -> dict[str, AttestedSystem]:
+def attested_systems(settings: Settings) -> dict[str, AttestedSystem]:
     return load_datamap(settings.datamap).attested()
 
 
@@ -49,7 +55,7 @@ def request_attestations(
     trail = AuditTrail.open(settings, case)
     state = trail.state()
     pending = []
-    for name, system in _attested_systems(settings).items():
+    for name, system in attested_systems(settings).items():
         if name in state.attestations:
             continue
         requested = state.attestations_requested.get(name)
@@ -77,7 +83,7 @@ def attest(
     settings: Settings, case: CaseRef, name: str, given: AttestationInput, now: datetime
 ) -> events.SystemAttested:
     """Record the role's confirmation for one system (once: a second one changes nothing)."""
-    systems = _attested_systems(settings)
+    systems = attested_systems(settings)
     system = systems.get(name)
     if system is None:
         raise ConfigurationError(
@@ -120,7 +126,7 @@ def remind_attestations(
     """For each case's attestations still open: remind the role (the data map's `notify`
     address) once per `reminder_every`, and say so when one is past its due date. Returns
     the number of reminders sent."""
-    systems = _attested_systems(settings)
+    systems = attested_systems(settings)
     sent = 0
     for case in cases:
         trail = AuditTrail.open(settings, case)
