@@ -78,6 +78,8 @@ from offboarding.locations.base import (
     quiet,
     require_system_declaration,
 )
+from offboarding.locations.mariadb.dialect import MariaDBDialect, quote
+from offboarding.locations.relational import RelationalScope
 from offboarding.planning import (
     CatalogTable,
     Classification,
@@ -175,13 +177,9 @@ class Catalogue:
     rows_estimate: dict[str, tuple[int, int]] = field(default_factory=dict)  # rows, avg length
 
 
-def _quote(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
-
-
 def _count(cur: Any, table: str, where: str, tenant: str) -> int:
     """Rows of `table` (as `t`) matching `where`, with %(tenant)s bound."""
-    cur.execute(f"SELECT COUNT(*) FROM {_quote(table)} t WHERE {where}", {"tenant": tenant})
+    cur.execute(f"SELECT COUNT(*) FROM {quote(table)} t WHERE {where}", {"tenant": tenant})
     row = cur.fetchone()
     return int(row[0]) if row else 0
 
@@ -361,51 +359,14 @@ class MariaDBLocation:
 
     # -- which rows are the tenant's -------------------------------------------------------------
 
-    def _where(self, classification: Classification, table: str, alias: str, depth: int = 0) -> str:
-        """The tenant's rows of `table` (as `alias`), with %(tenant)s: the tenant column, or
-        every foreign key the row sets reaching the tenant's rows (and at least one set)."""
-        if table in classification.tenant_scoped:
-            # Exact: under the default case-insensitive collations `acme` = `ACME`. The plain
-            # comparison lets the column's index find the rows; BINARY keeps only exact ones.
-            column = f"{alias}.{_quote(self.system.tenant_column)}"
-            return f"({column} = %(tenant)s AND BINARY {column} = %(tenant)s)"
-        links = classification.derived.get(table, ())
-        if not links or depth > 20:
-            return "FALSE"
-        conditions, any_set = [], []
-        for n, fk in enumerate(links):
-            parent = f"p{depth}_{n}"
-            parent_table = split_qualified(fk.references)[1]
-            joined = " AND ".join(
-                f"{parent}.{_quote(r)} = {alias}.{_quote(c)}"
-                for c, r in zip(fk.columns, fk.referenced_columns, strict=True)
-            )
-            inner = self._where(classification, fk.references, parent, depth + 1)
-            unset = " OR ".join(f"{alias}.{_quote(c)} IS NULL" for c in fk.columns)
-            conditions.append(
-                f"(({unset}) OR EXISTS (SELECT 1 FROM {_quote(parent_table)} {parent} "
-                f"WHERE {joined} AND {inner}))"
-            )
-            any_set.append(" AND ".join(f"{alias}.{_quote(c)} IS NOT NULL" for c in fk.columns))
-        return "(" + " AND ".join(conditions) + " AND (" + " OR ".join(any_set) + "))"
+    def _where(self, classification: Classification, table: str, alias: str) -> str:
+        """The tenant's rows of `table` (as `alias`), with %(tenant)s: the relational core's
+        scope, written in MariaDB's dialect."""
+        return RelationalScope(classification, MariaDBDialect()).where(table, alias)
 
-    def _reaches(self, classification: Classification, table: str, alias: str) -> str:
-        """Rows of a derived table with at least one key reaching the tenant (shared rows
-        are those that reach it without being the tenant's)."""
-        links = classification.derived.get(table, ())
-        reached = []
-        for n, fk in enumerate(links):
-            parent = f"r_{n}"
-            joined = " AND ".join(
-                f"{parent}.{_quote(r)} = {alias}.{_quote(c)}"
-                for c, r in zip(fk.columns, fk.referenced_columns, strict=True)
-            )
-            inner = self._where(classification, fk.references, parent, 1)
-            reached.append(
-                f"EXISTS (SELECT 1 FROM {_quote(split_qualified(fk.references)[1])} {parent} "
-                f"WHERE {joined} AND {inner})"
-            )
-        return " OR ".join(reached) or "FALSE"
+    def _shared(self, classification: Classification, table: str, alias: str) -> str:
+        """Rows of a derived table reaching the tenant's rows and another tenant's at once."""
+        return RelationalScope(classification, MariaDBDialect()).shared_rows(table, alias)
 
     # -- the four verbs --------------------------------------------------------------------------
 
@@ -438,8 +399,9 @@ class MariaDBLocation:
                     where = self._where(classification, name, "t")
                     rows = _count(cur, table.name, where, case.tenant)
                     if name in classification.derived:
-                        reaching = self._reaches(classification, name, "t")
-                        both = _count(cur, table.name, f"({reaching}) AND NOT {where}", case.tenant)
+                        both = _count(
+                            cur, table.name, self._shared(classification, name, "t"), case.tenant
+                        )
                         if both:
                             shared[name] = both
                     average = catalogue.rows_estimate.get(table.name, (0, 0))[1]
@@ -558,13 +520,13 @@ class MariaDBLocation:
                 for c, (t, _) in zip(columns, types, strict=True)
             ]
         )
-        select = ", ".join(f"t.{_quote(c.name)}" for c in columns)
-        order = ", ".join(f"t.{_quote(c)}" for c in table.primary_key)
+        select = ", ".join(f"t.{quote(c.name)}" for c in columns)
+        order = ", ".join(f"t.{quote(c)}" for c in table.primary_key)
         target.parent.mkdir(parents=True, exist_ok=True)
         rows = 0
         with pq.ParquetWriter(target, schema, compression="zstd") as writer, conn.cursor() as cur:
             cur.execute(
-                f"SELECT {select} FROM {_quote(table.name)} t WHERE {where} ORDER BY {order}",
+                f"SELECT {select} FROM {quote(table.name)} t WHERE {where} ORDER BY {order}",
                 params,
             )
             # Only text-kept and binary columns need a conversion; the others go to Arrow as
@@ -719,10 +681,10 @@ class MariaDBLocation:
                 cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {doomed}")
                 cur.execute(
                     f"CREATE TEMPORARY TABLE {doomed} (ord BIGINT AUTO_INCREMENT PRIMARY KEY) "
-                    f"SELECT {', '.join(f't.{_quote(k)}' for k in keys)} "
-                    f"FROM {_quote(table.name)} t "
+                    f"SELECT {', '.join(f't.{quote(k)}' for k in keys)} "
+                    f"FROM {quote(table.name)} t "
                     f"WHERE {self._where(classification, name, 't')} "
-                    f"ORDER BY {', '.join(f't.{_quote(k)}' for k in table.primary_key)}",
+                    f"ORDER BY {', '.join(f't.{quote(k)}' for k in table.primary_key)}",
                     {"tenant": case.tenant},
                 )
                 cur.execute(f"SELECT COUNT(*) FROM {doomed}")
@@ -751,8 +713,8 @@ class MariaDBLocation:
                     own = listed.get(table.qualified)
                     outside = (  # the child's own listed rows go with it (copied: MariaDB
                         # cannot open a temporary table twice in one statement)
-                        f"AND ({', '.join(f'c.{_quote(k)}' for k in table.primary_key)}) NOT IN "
-                        f"(SELECT {', '.join(_quote(k) for k in table.primary_key)} "
+                        f"AND ({', '.join(f'c.{quote(k)}' for k in table.primary_key)}) NOT IN "
+                        f"(SELECT {', '.join(quote(k) for k in table.primary_key)} "
                         f"FROM {own.copy(cur)})"
                         if own is not None
                         else ""
@@ -760,15 +722,15 @@ class MariaDBLocation:
                     tenant_column = self.system.tenant_column
                     owner = (  # as bytes: DISTINCT under a case-insensitive collation
                         # would fold another tenant's `ACME` into this one's `acme`
-                        f"BINARY c.{_quote(tenant_column)}"
+                        f"BINARY c.{quote(tenant_column)}"
                         if tenant_column in table.columns
                         else "NULL"
                     )
                     cur.execute(
                         f"SELECT COUNT(*), GROUP_CONCAT(DISTINCT {owner}) FROM "
-                        f"{_quote(table.name)} c WHERE "
-                        f"({', '.join(f'c.{_quote(col)}' for col in fk.columns)}) IN "
-                        f"(SELECT {', '.join(_quote(r) for r in fk.referenced_columns)} "
+                        f"{quote(table.name)} c WHERE "
+                        f"({', '.join(f'c.{quote(col)}' for col in fk.columns)}) IN "
+                        f"(SELECT {', '.join(quote(r) for r in fk.referenced_columns)} "
                         f"FROM {parent.table}) {outside}"
                     )
                     row = cur.fetchone()
@@ -826,14 +788,14 @@ class MariaDBLocation:
             fk.name: listed[fk.references].keys_of(conn, fk.referenced_columns) for fk in links
         }
         self_refs = [fk for fk in table.foreign_keys if fk.references == table.qualified]
-        key = ", ".join(_quote(k) for k in table.primary_key)
+        key = ", ".join(quote(k) for k in table.primary_key)
         removed = 0
         batch = max(1, self.settings.destruction.delete_batch_rows)
         with conn.cursor() as cur:
             for fk in self_refs:  # a thread within the table: unlink it first
-                assignments = ", ".join(f"{_quote(c)} = NULL" for c in fk.columns)
+                assignments = ", ".join(f"{quote(c)} = NULL" for c in fk.columns)
                 cur.execute(
-                    f"UPDATE {_quote(table.name)} SET {assignments} WHERE ({key}) IN "
+                    f"UPDATE {quote(table.name)} SET {assignments} WHERE ({key}) IN "
                     f"(SELECT {key} FROM {own.table})"
                 )
             conn.commit()
@@ -841,14 +803,14 @@ class MariaDBLocation:
                 window = (start, start + batch - 1)
                 batch_keys = f"SELECT {{}} FROM {own.table} WHERE ord BETWEEN %s AND %s"
                 cur.execute(
-                    f"SELECT 1 FROM {_quote(table.name)} WHERE ({key}) IN "
+                    f"SELECT 1 FROM {quote(table.name)} WHERE ({key}) IN "
                     f"({batch_keys.format(key)}) FOR UPDATE",
                     window,
                 )
                 cur.fetchall()
                 for child, fk in hazards:
-                    referenced = ", ".join(_quote(r) for r in fk.referenced_columns)
-                    referencing = ", ".join(f"t.{_quote(c)}" for c in fk.columns)
+                    referenced = ", ".join(quote(r) for r in fk.referenced_columns)
+                    referencing = ", ".join(f"t.{quote(c)}" for c in fk.columns)
                     late = _count(
                         cur, child.name,
                         f"({referencing}) IN ({batch_keys.format(referenced)})"
@@ -865,9 +827,9 @@ class MariaDBLocation:
                         )
                 try:
                     cur.execute(
-                        f"DELETE FROM {_quote(table.name)} WHERE ({key}) IN "
+                        f"DELETE FROM {quote(table.name)} WHERE ({key}) IN "
                         f"({batch_keys.format(key)}) RETURNING "
-                        f"{', '.join(_quote(c) for c in owner_columns)}",
+                        f"{', '.join(quote(c) for c in owner_columns)}",
                         window,
                     )
                 except MySQLdb.IntegrityError as error:
@@ -960,10 +922,10 @@ class MariaDBLocation:
                         )
                         for n in range(len(skip))
                     )
-                order = ", ".join(f"t.{_quote(k)}" for k in table.primary_key)
+                order = ", ".join(f"t.{quote(k)}" for k in table.primary_key)
                 with conn.cursor() as cur:
                     cur.execute(
-                        f"SELECT * FROM {_quote(table.name)} t WHERE {where} ORDER BY {order}",
+                        f"SELECT * FROM {quote(table.name)} t WHERE {where} ORDER BY {order}",
                         {f"t{n}": tenant for n, tenant in enumerate(skip)},
                     )
                     digest.update(table.qualified.encode())
@@ -1063,7 +1025,7 @@ class _Listed:
     def keys_of(self, conn: _Connection, columns: tuple[str, ...]) -> set[tuple[Any, ...]]:
         """The listed values of `columns` (the tenant's rows' keys, for the owner check)."""
         with conn.cursor() as cur:
-            cur.execute(f"SELECT {', '.join(_quote(c) for c in columns)} FROM {self.table}")
+            cur.execute(f"SELECT {', '.join(quote(c) for c in columns)} FROM {self.table}")
             return {tuple(row) for row in cur.fetchall()}
 
 

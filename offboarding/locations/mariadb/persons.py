@@ -24,6 +24,7 @@ from offboarding.core.names import inside, split_qualified, table_folder
 from offboarding.core.records import ExportedPart, TableItem
 from offboarding.datamap import PersonSystem, PersonTable
 from offboarding.locations.base import PersonErased, PersonExport, PersonItems
+from offboarding.locations.mariadb.dialect import quote
 from offboarding.planning import CatalogTable, Classification, deletion_order
 
 if TYPE_CHECKING:
@@ -34,10 +35,6 @@ __all__ = ["erase_person", "export_person", "find_person"]
 _TEXT = frozenset({"char", "varchar", "tinytext", "text", "mediumtext", "longtext"})
 # Marked keys are bound as parameters per statement, this many rows at a time.
 _CHUNK = 500
-
-
-def _quote(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
 
 
 class _Declared:
@@ -91,7 +88,7 @@ class _Declared:
         """The person's rows of the table (as `t`), with %(tenant)s and %(person)s."""
         _, entry = self.tables[qualified]
         tenant = self.location._where(self.classification, qualified, "t")
-        return f"({tenant} AND t.{_quote(entry.by)} = %(person)s)"
+        return f"({tenant} AND t.{quote(entry.by)} = %(person)s)"
 
 
 def _load(location: MariaDBLocation, conn: _Connection, declared: PersonSystem) -> _Declared:
@@ -118,7 +115,7 @@ def find_person(
         for qualified, (table, _) in found.tables.items():
             counts[qualified] = _scalar(
                 conn,
-                f"SELECT COUNT(*) FROM {_quote(table.name)} t WHERE {found.condition(qualified)}",
+                f"SELECT COUNT(*) FROM {quote(table.name)} t WHERE {found.condition(qualified)}",
                 params,
             )
             average = found.catalogue.rows_estimate.get(table.name, (0, 0))[1]
@@ -165,7 +162,7 @@ def _in_keys(
     alias: str, keys: tuple[str, ...], marked: list[tuple[Any, ...]]
 ) -> tuple[str, list[Any]]:
     """`(alias.k1, ...) IN ((%s, ...), ...)` for the marked keys, and their values."""
-    columns = ", ".join(f"{alias}.{_quote(k)}" for k in keys)
+    columns = ", ".join(f"{alias}.{quote(k)}" for k in keys)
     row = "(" + ", ".join(["%s"] * len(keys)) + ")"
     values = [v for key in marked for v in key]
     return f"({columns}) IN ({', '.join([row] * len(marked))})", values
@@ -178,9 +175,9 @@ def _mark(
     marked: dict[str, list[tuple[Any, ...]]] = {}
     with conn.cursor() as cur:
         for qualified, (table, _) in found.tables.items():
-            keys = ", ".join(f"t.{_quote(k)}" for k in table.primary_key)
+            keys = ", ".join(f"t.{quote(k)}" for k in table.primary_key)
             cur.execute(
-                f"SELECT {keys} FROM {_quote(table.name)} t WHERE {found.condition(qualified)} "
+                f"SELECT {keys} FROM {quote(table.name)} t WHERE {found.condition(qualified)} "
                 "FOR UPDATE",
                 params,
             )
@@ -205,7 +202,7 @@ def _refuse_outside_references(
                 chunk = parent_rows[start : start + _CHUNK]
                 match, values = _in_keys("p", parent.primary_key, chunk)
                 joined = " AND ".join(
-                    f"p.{_quote(r)} = c.{_quote(c)}"
+                    f"p.{quote(r)} = c.{quote(c)}"
                     for c, r in zip(fk.columns, fk.referenced_columns, strict=True)
                 )
                 own = doomed.get(child.qualified, [])
@@ -215,7 +212,7 @@ def _refuse_outside_references(
                     outside, values = f" AND NOT {own_match}", values + own_values
                 count = _scalar(
                     conn,
-                    f"SELECT COUNT(*) FROM {_quote(child.name)} c JOIN {_quote(parent.name)} p "
+                    f"SELECT COUNT(*) FROM {quote(child.name)} c JOIN {quote(parent.name)} p "
                     f"ON {joined} WHERE {match}{outside}",
                     values,
                 )
@@ -304,8 +301,8 @@ def _levels(
         match, values = _in_keys("t", table.primary_key, keys[start : start + _CHUNK])
         with conn.cursor() as cur:
             cur.execute(
-                f"SELECT {', '.join(f't.{_quote(c)}' for c in columns)} FROM "
-                f"{_quote(table.name)} t WHERE {match}",
+                f"SELECT {', '.join(f't.{quote(c)}' for c in columns)} FROM "
+                f"{quote(table.name)} t WHERE {match}",
                 values,
             )
             rows = cur.fetchall()
@@ -336,7 +333,7 @@ def _apply(
     for level in _levels(conn, table, keys):
         for start in range(0, len(level), _CHUNK):
             match, values = _in_keys("t", table.primary_key, level[start : start + _CHUNK])
-            statement = f"DELETE t FROM {_quote(table.name)} t WHERE {match}"
+            statement = f"DELETE t FROM {quote(table.name)} t WHERE {match}"
             changed += _changed(conn, statement, values)
     if changed != len(keys):
         raise DestructionIncompleteError(
@@ -360,10 +357,10 @@ def _pseudonymise(
     values: list[Any] = []
     for name in entry.personal:
         if types[name].data_type.lower() in _TEXT:
-            assignments.append(f"t.{_quote(name)} = %s")
+            assignments.append(f"t.{quote(name)} = %s")
             values.append(replacement)
         else:
-            assignments.append(f"t.{_quote(name)} = NULL")
+            assignments.append(f"t.{quote(name)} = NULL")
     if not person_kept:  # the person's own row goes: the kept rows' reference with it
         if not types[entry.by].nullable:
             raise ConfigurationError(
@@ -371,7 +368,7 @@ def _pseudonymise(
                 'to the deleted person: keep the person\'s row (erase = "pseudonymise" under '
                 "[person]) or delete these rows"
             )
-        assignments.append(f"t.{_quote(entry.by)} = NULL")
+        assignments.append(f"t.{quote(entry.by)} = NULL")
     changed = 0
     for start in range(0, len(keys), _CHUNK):
         if not assignments:
@@ -379,11 +376,11 @@ def _pseudonymise(
         match, key_values = _in_keys("t", table.primary_key, keys[start : start + _CHUNK])
         # A row already pseudonymised (a rerun) is matched but not changed: count matches.
         changed += _scalar(
-            conn, f"SELECT COUNT(*) FROM {_quote(table.name)} t WHERE {match}", key_values
+            conn, f"SELECT COUNT(*) FROM {quote(table.name)} t WHERE {match}", key_values
         )
         _changed(
             conn,
-            f"UPDATE {_quote(table.name)} t SET {', '.join(assignments)} WHERE {match}",
+            f"UPDATE {quote(table.name)} t SET {', '.join(assignments)} WHERE {match}",
             values + key_values,
         )
     if assignments and changed != len(keys):
@@ -403,7 +400,7 @@ def _verify(
     for qualified, (table, entry) in found.tables.items():
         condition = found.condition(qualified)
         left = _scalar(
-            conn, f"SELECT COUNT(*) FROM {_quote(table.name)} t WHERE {condition}", params
+            conn, f"SELECT COUNT(*) FROM {quote(table.name)} t WHERE {condition}", params
         )
         if entry.erase == "delete" or not person_kept:
             if left:
@@ -414,14 +411,14 @@ def _verify(
             continue
         types = {c.name: c for c in found.catalogue.columns[table.name]}
         personal = [
-            f"(t.{_quote(n)} IS NOT NULL AND BINARY t.{_quote(n)} <> %(replacement)s)"
+            f"(t.{quote(n)} IS NOT NULL AND BINARY t.{quote(n)} <> %(replacement)s)"
             if types[n].data_type.lower() in _TEXT
-            else f"t.{_quote(n)} IS NOT NULL"
+            else f"t.{quote(n)} IS NOT NULL"
             for n in entry.personal
         ]
         if personal and _scalar(
             conn,
-            f"SELECT COUNT(*) FROM {_quote(table.name)} t WHERE {condition} AND "
+            f"SELECT COUNT(*) FROM {quote(table.name)} t WHERE {condition} AND "
             f"({' OR '.join(personal)})",
             {**params, "replacement": replacement},
         ):
