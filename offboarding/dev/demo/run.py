@@ -468,6 +468,7 @@ def _person_requests(env: DemoEnvironment, result: DemoResult, say: Callable[[st
     from offboarding.persons import list_requests
     from offboarding.persons.access import answer_key
     from offboarding.persons.erasure import certificate_key
+    from offboarding.persons.requests import RequestKind
 
     with psycopg.connect(env.pg.dsn) as conn:
         row = conn.execute(
@@ -478,17 +479,19 @@ def _person_requests(env: DemoEnvironment, result: DemoResult, say: Callable[[st
     if row is None:
         raise OffboardingError(f"the demo platform has no person with comments in {DEMO_TENANT}")
     person = str(row[0])
-    for kind in ("access", "erasure"):
+    for kind in (RequestKind.ACCESS, RequestKind.ERASURE):
         say(f"a request about one person during the contract: {kind} of person {person} of "
             f"{DEMO_TENANT} (the person-request deployment)")  # fmt: skip
         run = adapter.start_deployment(
-            "person-request/person-request", {"tenant": DEMO_TENANT, "kind": kind, "person": person}
+            "person-request/person-request",
+            {"tenant": DEMO_TENANT, "kind": str(kind), "person": person},
         )
         wait_for_state(run.id, {"COMPLETED"}, timeout=150, runner=env.runner)
     settings = Settings()
     for request in list_requests(settings, DEMO_TENANT):
-        key = certificate_key(request) if request.kind == "erasure" else answer_key(request)
-        result.person_requests[request.kind] = f"{request.ref} ({request.status}): {key}"
+        erased = request.kind == RequestKind.ERASURE
+        key = certificate_key(request) if erased else answer_key(request)
+        result.person_requests[str(request.kind)] = f"{request.ref} ({request.status}): {key}"
     say(f"both answered, with signed records in the archive: {result.person_requests}")
 
 
