@@ -106,7 +106,7 @@ def test_the_import_contracts_fail_when_a_module_breaks_them(
 # it had: the list only shrinks. Tests and offboarding/dev/ are outside the limits.
 _MODULE_LIMIT, _FUNCTION_LIMIT = 450, 80
 _OVER_MODULE_LIMIT = {
-    "offboarding/locations/mariadb/__init__.py": 1100,
+    "offboarding/locations/mariadb/__init__.py": 1062,
     "offboarding/locations/postgres/deletion.py": 780,
     "offboarding/export/export.py": 572,
     "flows/adapter.py": 555,
@@ -120,7 +120,7 @@ _OVER_FUNCTION_LIMIT = {
     "offboarding/web/staff.py:staff_routes": 119,
     "exporters/bundle.py:package_bundle": 118,
     "offboarding/locations/postgres/deletion.py:_find_references": 112,
-    "offboarding/persons/erasure.py:erase_person": 104,
+    "offboarding/persons/erasure.py:erase_person": 87,
     "offboarding/destruction/destruction.py:_certificate": 102,
     "offboarding/locations/mariadb/__init__.py:_delete": 99,
     "offboarding/locations/postgres/deletion.py:_delete_listed": 97,

@@ -51,7 +51,7 @@ from offboarding.backup.backup import restore_check, take_backup
 from offboarding.core.config import Settings
 from offboarding.core.errors import DestructionIncompleteError, TenantError
 from offboarding.core.records import CaseRef
-from offboarding.datamap import PluginSystem, load_datamap
+from offboarding.datamap import DataMap, PluginSystem, load_datamap
 from offboarding.delivery.mail import compose, send
 from offboarding.locations import Capability, get_location, lingering, plugin_of
 from offboarding.locations.backups import backup_prefix
@@ -165,6 +165,42 @@ def _withdraw_answers(settings: Settings, request: PersonRequest) -> dict[str, i
     return withdrawn
 
 
+def _systems(
+    settings: Settings,
+    datamap: DataMap,
+    request: PersonRequest,
+    tenant_name: str,
+    completed_at: datetime,
+    by_plugin: dict[str, PersonErased],
+) -> list[dict[str, Any]]:
+    """Every other system of the data map, as the certificate lists it for one person: erased
+    by its plug-in, lingering until a date, requested from its role (who is told), or holding
+    nothing of a person."""
+    scope = datamap.require_person_scope()
+    systems: list[dict[str, Any]] = [
+        {"name": name, "status": "erased", "method": erased_there.verification,
+         "deleted": erased_there.deleted, "pseudonymised": erased_there.pseudonymised}
+        for name, erased_there in by_plugin.items()
+    ]  # fmt: skip
+    for name, system in scope.systems.items():
+        if system.by_plugin:
+            continue
+        if system.lingers is not None:
+            delay, expires = _lingers(settings, datamap.systems.get(name), name, system.lingers)
+            systems.append({"name": name, "status": "lingering", "method": expires,
+                            "until": (completed_at + delay).isoformat()})  # fmt: skip
+        elif system.attested is not None:
+            due = completed_at + system.attested.within
+            asked = f"erasure requested from the {system.attested.role}"
+            systems.append({"name": name, "status": "requested", "until": due.isoformat(),
+                            "method": asked})  # fmt: skip
+            _notify(settings, request, name, system.attested, due, tenant_name)
+        else:
+            systems.append({"name": name, "status": "holds nothing of a person",
+                            "method": system.holds_nothing})  # fmt: skip
+    return systems
+
+
 def erase_person(
     settings: Settings, ref: str, *, say: Callable[[str], None] = lambda _: None
 ) -> PersonErasure:
@@ -185,12 +221,15 @@ def erase_person(
     # The person's pseudonym for the archive, while their key still names a row.
     named = pseudonym(settings, CaseRef(tenant=request.tenant, case_id=ref), person)
     say(f"erasing person {person} of {request.tenant}")
-    person_footprint(settings, request.tenant, person)  # a person of the tenant, fully mapped
     # The systems whose plug-in erases the person go first, each final on its own; the
     # platform database last, so a refusal there leaves the request open, and a rerun finds
-    # the systems before it already empty.
+    # the systems before it already empty. First, the person must be the tenant's, and the
+    # data map complete for them, as the platform database's plug-in checks.
+    others = erasable(settings, datamap, scope)
+    if others:
+        person_footprint(settings, request.tenant, person)
     by_plugin: dict[str, PersonErased] = {}
-    for name, declared, location in erasable(settings, datamap, scope):
+    for name, declared, location in others:
         there = location.erase_person(
             request.tenant, person, declared, replacement,
             person_kept=scope.erase != "delete", say=say,
@@ -211,27 +250,7 @@ def erase_person(
     rebased = _rebase_backups(settings, request.tenant)
     completed_at = datetime.now(UTC)
     delay, why = lingering(settings)
-    systems: list[dict[str, Any]] = [
-        {"name": name, "status": "erased", "method": erased_there.verification,
-         "deleted": erased_there.deleted, "pseudonymised": erased_there.pseudonymised}
-        for name, erased_there in by_plugin.items()
-    ]  # fmt: skip
-    for name, system in scope.systems.items():
-        if system.by_plugin:
-            continue
-        if system.lingers is not None:
-            delay, expires = _lingers(settings, datamap.systems.get(name), name, system.lingers)
-            systems.append({"name": name, "status": "lingering", "method": expires,
-                            "until": (completed_at + delay).isoformat()})  # fmt: skip
-        elif system.attested is not None:
-            due = completed_at + system.attested.within
-            asked = f"erasure requested from the {system.attested.role}"
-            systems.append({"name": name, "status": "requested", "until": due.isoformat(),
-                            "method": asked})  # fmt: skip
-            _notify(settings, request, name, system.attested, due, tenant.name)
-        else:
-            systems.append({"name": name, "status": "holds nothing of a person",
-                            "method": system.holds_nothing})  # fmt: skip
+    systems = _systems(settings, datamap, request, tenant.name, completed_at, by_plugin)
     certificate = archive_signed(settings, certificate_key(request), PersonErasureCertificate(
         request=ref, tenant=request.tenant,
         person=named, received_at=request.received_at,
