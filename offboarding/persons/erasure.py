@@ -74,8 +74,8 @@ from offboarding.trail.records import PersonErasureCertificate, PersonSystemAtte
 
 __all__ = ["PersonErasure", "attest_person_system", "certificate_key", "erase_person"]
 
-_TEXT_TYPES = frozenset({"text", "varchar", "bpchar", "citext", "name"})
-_ATTEMPTS = 3
+# The kinds answered with a copy of the person's data, withdrawn when the person is erased.
+_ANSWERED_WITH_A_COPY = (RequestKind.ACCESS, RequestKind.PORTABILITY)
 
 
 @dataclass(frozen=True)
@@ -146,8 +146,13 @@ def _withdraw_answers(settings: Settings, request: PersonRequest) -> dict[str, i
     with TenantRegistry(settings).connect() as conn:
         rows = conn.execute(
             "SELECT ref FROM offboarding.person_requests WHERE tenant = %s AND person = %s "
-            "AND kind IN ('access', 'portability') AND ref <> %s ORDER BY ref",
-            (request.tenant, request.person, request.ref),
+            "AND kind = ANY(%s) AND ref <> %s ORDER BY ref",
+            (
+                request.tenant,
+                request.person,
+                [str(k) for k in _ANSWERED_WITH_A_COPY],
+                request.ref,
+            ),
         ).fetchall()
     withdrawn: dict[str, int] = {}
     for row in rows:
