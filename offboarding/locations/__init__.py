@@ -1,7 +1,7 @@
 """Where tenant data lives: one module per kind of place, all behind `DataLocation`.
 
 The pipeline's own places (bundles, backups, keys, scratch, the orchestrator) are always
-there; the platform's systems come from the data map (offboarding/datamap.py), each bound to
+there; the platform's systems come from the data map (offboarding/datamap/), each bound to
 a plug-in. A plug-in is one module with a class implementing `DataLocation` (base.py) and its
 registration, `PLUGIN = Plugin(...)`: its data map model, what it can do (`Capability`), its
 stage in the destruction order and, for a source of the bundle, its export rank. `PLUGINS`
