@@ -54,6 +54,22 @@ def _case_of(key: str) -> CaseRef | None:
 def create_app(settings: Settings, runs: Runs) -> Any:
     """The endpoint for local links and acknowledgements (run by `offboard serve-links`)."""
     from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    signer = LinkSigner.from_settings(settings)
+    return Starlette(
+        routes=[
+            Route("/d/{token}", _download(settings, signer)),
+            Route("/c/{token}", _index(signer)),
+            Route("/ack/{token}", _acknowledge(settings, runs, signer), methods=["GET", "POST"]),
+            *staff_routes(settings, runs),
+        ]
+    )
+
+
+def _download(settings: Settings, signer: LinkSigner) -> Any:
+    """GET /d/{token}: a part's bytes, or a redirect to a URL signed for this request; a
+    signed receipt of each download."""
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
     from starlette.responses import (
@@ -62,9 +78,7 @@ def create_app(settings: Settings, runs: Runs) -> Any:
         Response,
         StreamingResponse,
     )
-    from starlette.routing import Route
 
-    signer = LinkSigner.from_settings(settings)
     allowed = set(settings.delivery_store_urls())
 
     def delivery_store(url: str) -> ObjectStore | None:
@@ -117,6 +131,14 @@ def create_app(settings: Settings, runs: Runs) -> Any:
             headers={"content-disposition": f'attachment; filename="{filename}"'},
         )
 
+    return download
+
+
+def _index(signer: LinkSigner) -> Any:
+    """GET /c/{token}: every part of a multi-part bundle, one link each."""
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse, Response
+
     async def index(request: Request) -> Response:
         try:
             payload = signer.resolve_index(request.path_params["token"])
@@ -135,6 +157,15 @@ def create_app(settings: Settings, runs: Runs) -> Any:
             f"<p>Download every part (valid until {expires_at:%Y-%m-%d %H:%M} UTC), then check "
             f"them together as README.txt inside explains.</p><ol>{items}</ol>",
         )
+
+    return index
+
+
+def _acknowledge(settings: Settings, runs: Runs, signer: LinkSigner) -> Any:
+    """GET and POST /ack/{token}: the client's acknowledgement, resuming the waiting case."""
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse, Response
 
     async def acknowledge(request: Request) -> Response:
         try:
@@ -159,13 +190,7 @@ def create_app(settings: Settings, runs: Runs) -> Any:
         name = fields.get("name", [""])[0].strip()
         note = fields.get("note", [""])[0].strip()
         confirmed = fields.get("confirm_early", [""])[0] == "yes"
-        problem = (
-            "Days must be a whole number, 0 to 90." if days and not (
-                days.isdigit() and int(days) <= 90)
-            else "Your name is needed (up to 200 characters)." if not 0 < len(name) <= 200
-            else "The note is too long (1000 characters at most)." if len(note) > 1000
-            else None
-        )  # fmt: skip
+        problem = _problem(days, name, note)
         if problem:
             return page(
                 "Not recorded",
@@ -204,14 +229,18 @@ def create_app(settings: Settings, runs: Runs) -> Any:
         explained = f"<p>{html.escape(terms.explanation)}</p>" if terms.explanation else ""
         return page("Thank you", f"<p>Your acknowledgement is recorded.</p>{explained}")
 
-    return Starlette(
-        routes=[
-            Route("/d/{token}", download),
-            Route("/c/{token}", index),
-            Route("/ack/{token}", acknowledge, methods=["GET", "POST"]),
-            *staff_routes(settings, runs),
-        ]
-    )
+    return acknowledge
+
+
+def _problem(days: str, name: str, note: str) -> str | None:
+    """What is wrong with an acknowledgement's fields, for the person to fix; None if nothing."""
+    if days and not (days.isdigit() and int(days) <= 90):
+        return "Days must be a whole number, 0 to 90."
+    if not 0 < len(name) <= 200:
+        return "Your name is needed (up to 200 characters)."
+    if len(note) > 1000:
+        return "The note is too long (1000 characters at most)."
+    return None
 
 
 _NOT_WAITING = "<p>This case is no longer waiting for an acknowledgement.</p>"

@@ -20,6 +20,11 @@ import html
 from typing import Any, get_args
 from urllib.parse import parse_qs, urlsplit
 
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
 from offboarding.core.config import Settings
 from offboarding.core.errors import OffboardingError
 from offboarding.core.records import case_from_id
@@ -42,17 +47,26 @@ _REALM = 'Basic realm="tenant-offboarding staff", charset="UTF-8"'
 
 
 def staff_routes(settings: Settings, runs: Runs) -> list[Any]:
-    from starlette.concurrency import run_in_threadpool
-    from starlette.requests import Request
-    from starlette.responses import PlainTextResponse, Response
-    from starlette.routing import Route
+    staff = _StaffPage(settings, runs)
+    return [
+        Route("/staff/", staff.index),
+        Route("/staff/statement", staff.record, methods=["POST"]),
+        Route("/staff/approve", staff.approval, methods=["POST"]),
+    ]
 
-    expected = settings.delivery.staff_auth
-    header = settings.delivery.staff_user_header
 
-    def refused(request: Request) -> Response | None:
+class _StaffPage:
+    """The page's handlers, each refusing a request without the credentials (or, for a POST,
+    from another page) before anything else."""
+
+    def __init__(self, settings: Settings, runs: Runs) -> None:
+        self.settings, self.runs = settings, runs
+        self.expected = settings.delivery.staff_auth
+        self.header = settings.delivery.staff_user_header
+
+    def refused(self, request: Request) -> Response | None:
         """None when the request may act; else the answer that refuses it."""
-        if not expected:
+        if not self.expected:
             return PlainTextResponse(
                 "the staff page is off: set OFFBOARD_STAFF_AUTH (user:password)\n", 404
             )
@@ -62,36 +76,36 @@ def staff_routes(settings: Settings, runs: Runs) -> list[Any]:
             decoded = base64.b64decode(token, validate=True).decode()
         except ValueError:
             decoded = ""
-        if scheme.lower() != "basic" or not hmac.compare_digest(decoded, expected):
+        if scheme.lower() != "basic" or not hmac.compare_digest(decoded, self.expected):
             return PlainTextResponse("sign in\n", 401, headers={"WWW-Authenticate": _REALM})
-        if header and not request.headers.get(header):
-            return PlainTextResponse(f"no {header} from the sign-in proxy\n", 403)
+        if self.header and not request.headers.get(self.header):
+            return PlainTextResponse(f"no {self.header} from the sign-in proxy\n", 403)
         if request.method == "POST":
             origin = request.headers.get("origin") or request.headers.get("referer") or ""
             if urlsplit(origin).netloc != request.headers.get("host", ""):
                 return PlainTextResponse("a form of this page only\n", 403)
         return None
 
-    def who(request: Request, fields: dict[str, str]) -> str:
-        return request.headers.get(header, "") if header else fields.get("name", "")
+    def who(self, request: Request, fields: dict[str, str]) -> str:
+        return request.headers.get(self.header, "") if self.header else fields.get("name", "")
 
-    async def form(request: Request) -> dict[str, str] | None:
+    async def form(self, request: Request) -> dict[str, str] | None:
         body = await bounded_body(request)
         if body is None:
             return None
         parsed = parse_qs(body.decode("utf-8", "replace"))
         return {k: v[0].strip() for k, v in parsed.items() if v}
 
-    async def index(request: Request) -> Response:
-        if (answer := refused(request)) is not None:
+    async def index(self, request: Request) -> Response:
+        if (answer := self.refused(request)) is not None:
             return answer
-        waiting = await run_in_threadpool(pending_approvals, settings)
-        return page("Support staff", _index(waiting, signed_in=bool(header)))
+        waiting = await run_in_threadpool(pending_approvals, self.settings)
+        return page("Support staff", _index(waiting, signed_in=bool(self.header)))
 
-    async def record(request: Request) -> Response:
-        if (answer := refused(request)) is not None:
+    async def record(self, request: Request) -> Response:
+        if (answer := self.refused(request)) is not None:
             return answer
-        fields = await form(request)
+        fields = await self.form(request)
         if fields is None:
             return page("Not recorded", "<p>The form is too large.</p>", 413)
         kind = fields.get("kind", "")
@@ -99,10 +113,10 @@ def staff_routes(settings: Settings, runs: Runs) -> list[Any]:
             return page("Not recorded", f"<p>Choose a kind: {', '.join(_KINDS)}.</p>", 422)
         said = {name: fields.get(name) for name in statement_fields(kind)}
         if "name" in said:
-            said["name"] = who(request, fields)
+            said["name"] = self.who(request, fields)
         try:
             ref = await run_in_threadpool(
-                lambda: keep_statement(settings, fields.get("tenant", ""), kind, **said)
+                lambda: keep_statement(self.settings, fields.get("tenant", ""), kind, **said)
             )
         except OffboardingError as error:
             return page("Not recorded", f"<p>{html.escape(str(error))}</p>", 422)
@@ -110,11 +124,11 @@ def staff_routes(settings: Settings, runs: Runs) -> list[Any]:
         if kind == "acknowledgement" and fields.get("case"):
             try:
                 resumed = await run_in_threadpool(
-                    _resume, settings, runs, fields["case"], fields.get("tenant", ""), ref,
-                    fields.get("days", ""),
+                    _resume, self.settings, self.runs, fields["case"],
+                    fields.get("tenant", ""), ref, fields.get("days", ""),
                 )  # fmt: skip
             except (OffboardingError, ValueError) as error:
-                await run_in_threadpool(discard_statement, settings, ref)
+                await run_in_threadpool(discard_statement, self.settings, ref)
                 return page("Not recorded", f"<p>{html.escape(str(error))}</p>", 422)
         return page(
             "Statement kept",
@@ -123,26 +137,26 @@ def staff_routes(settings: Settings, runs: Runs) -> list[Any]:
             '<p><a href="/staff/">Back</a></p>',
         )
 
-    async def approval(request: Request) -> Response:
-        if (answer := refused(request)) is not None:
+    async def approval(self, request: Request) -> Response:
+        if (answer := self.refused(request)) is not None:
             return answer
-        fields = await form(request)
+        fields = await self.form(request)
         if fields is None:
             return page("Not approved", "<p>The form is too large.</p>", 413)
         try:
-            asked = await run_in_threadpool(get_approval, settings, fields.get("request", ""))
+            asked = await run_in_threadpool(get_approval, self.settings, fields.get("request", ""))
             said = await run_in_threadpool(
                 lambda: keep_statement(
-                    settings, asked.tenant, "approval", name=who(request, fields),
+                    self.settings, asked.tenant, "approval", name=self.who(request, fields),
                     note=fields.get("note"),
                 )
             )  # fmt: skip
         except OffboardingError as error:
             return page("Not approved", f"<p>{html.escape(str(error))}</p>", 422)
         try:
-            outcome = await run_in_threadpool(approve, settings, runs, asked.ref, said)
+            outcome = await run_in_threadpool(approve, self.settings, self.runs, asked.ref, said)
         except OffboardingError as error:
-            await run_in_threadpool(discard_statement, settings, said)
+            await run_in_threadpool(discard_statement, self.settings, said)
             return page("Not approved", f"<p>{html.escape(str(error))}</p>", 422)
         moved = "".join(
             f"<li>destruction run {html.escape(str(s.flow_run_id))} at "
@@ -154,12 +168,6 @@ def staff_routes(settings: Settings, runs: Runs) -> list[Any]:
             f"<p>{html.escape(asked.action)} of {html.escape(asked.case_id or asked.tenant)} "
             f'approved and carried out.</p><ul>{moved}</ul><p><a href="/staff/">Back</a></p>',
         )
-
-    return [
-        Route("/staff/", index),
-        Route("/staff/statement", record, methods=["POST"]),
-        Route("/staff/approve", approval, methods=["POST"]),
-    ]
 
 
 def _resume(settings: Settings, runs: Runs, case_id: str, tenant: str, ref: str, days: str) -> str:
