@@ -13,7 +13,7 @@ import duckdb
 import pytest
 import redis
 
-from offboarding.core.errors import TenantError
+from offboarding.core.errors import ConfigurationError, TenantError
 from offboarding.datamap import PersonDeclaration, PersonSystem, RedisSystem, load_datamap
 from offboarding.dev.services import MariaDBServer
 from offboarding.locations import PLUGINS, Capability, get_location
@@ -191,3 +191,18 @@ def _left(location: PersonErasure, case: PersonCase) -> int:
 
 def test_every_plugin_that_erases_a_person_is_in_this_suite() -> None:
     assert PERSON_PLUGINS == ["mariadb", "postgres", "redis"]
+
+
+def test_a_person_pattern_outside_the_tenant_patterns_is_refused_touching_nothing(
+    platform: Platform,
+) -> None:
+    """A key only a person pattern matches would outlive the tenant's destruction."""
+    client = redis.Redis.from_url(platform.redis_url)
+    client.set("s:acme:7:web", "a session")
+    system = RedisSystem(plugin="redis", url=platform.redis_url, patterns=["u:{tenant}:*"])
+    location = RedisLocation(platform.settings, "cache", system)
+    declared = PersonSystem(patterns=["s:{tenant}:{person}:*"])
+    with pytest.raises(ConfigurationError, match="matches keys no tenant pattern"):
+        location.erase_person("acme", "7", declared, "erased-0123abcd")
+    assert client.get("s:acme:7:web") == b"a session"
+    client.close()

@@ -13,7 +13,9 @@ database or cluster avoids that; the destruction benchmark's notes give the rate
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
+import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from urllib.parse import urlsplit
@@ -22,6 +24,7 @@ import redis
 
 from offboarding.core.config import Settings
 from offboarding.core.errors import (
+    ConfigurationError,
     DestructionIncompleteError,
     IsolationBreachError,
     ServiceError,
@@ -178,6 +181,7 @@ class RedisLocation(CopiesOnly):
     # -- one person (the data map's [person.systems.<name>] patterns) ----------------------------
 
     def _person_patterns(self, tenant: str, person: str, declared: PersonSystem) -> list[str]:
+        self._within_tenant_patterns(declared)
         if any(c in _SEPARATORS or c in _GLOB_SPECIALS for c in person):
             raise TenantError(
                 f"system {self.name!r}: person key {person!r} holds a key separator or a glob "
@@ -188,6 +192,22 @@ class RedisLocation(CopiesOnly):
             p.replace("{tenant}", glob_escape(tenant)).replace("{person}", glob_escape(person))
             for p in declared.patterns
         ]
+
+    def _within_tenant_patterns(self, declared: PersonSystem) -> None:
+        """Every person pattern's keys are keys of a tenant pattern: else a person's key
+        that only the person pattern matches would outlive the tenant's destruction. Checked
+        on a sample key of each person pattern (its wildcards as plain characters)."""
+        for pattern in declared.patterns:
+            sample = pattern.replace("{tenant}", "t").replace("{person}", "p")
+            sample = re.sub(r"\[[^\]]*\]", "x", sample).replace("*", "x").replace("?", "x")
+            tenant_patterns = [p.replace("{tenant}", "t") for p in self.system.patterns]
+            if not any(fnmatch.fnmatchcase(sample, p) for p in tenant_patterns):
+                raise ConfigurationError(
+                    f"system {self.name!r}: the person pattern {pattern!r} matches keys no "
+                    f"tenant pattern ({', '.join(self.system.patterns)}) matches, so they "
+                    "would outlive the tenant's destruction: add a tenant pattern covering "
+                    "them under [systems.<name>] patterns, or fix the person pattern"
+                )
 
     def _person_keys(
         self, client: redis.Redis, tenant: str, person: str, declared: PersonSystem
