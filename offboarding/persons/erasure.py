@@ -51,9 +51,9 @@ from offboarding.backup.backup import restore_check, take_backup
 from offboarding.core.config import Settings
 from offboarding.core.errors import DestructionIncompleteError, TenantError
 from offboarding.core.records import CaseRef
-from offboarding.datamap import DataMap, PluginSystem, load_datamap
+from offboarding.datamap import DataMap, load_datamap
 from offboarding.delivery.mail import compose, send
-from offboarding.locations import Capability, get_location, lingering, plugin_of
+from offboarding.locations import Capability, capable, get_location, lingering
 from offboarding.locations.backups import backup_prefix
 from offboarding.locations.base import Lingering, PersonErased
 from offboarding.locations.bundles import bundle_prefix
@@ -101,22 +101,16 @@ def _days(delay: timedelta) -> str:
     return f"{days:g} day(s)" if days >= 1 else f"{delay.total_seconds() / 3600:g} hour(s)"
 
 
-def _lingers(
-    settings: Settings, bound: object, name: str, declared: timedelta
-) -> tuple[timedelta, str]:
-    """How long a system's copies of the person live on: as declared, or, for a pgBackRest
-    repository, as its plug-in dates its backup sets (whichever is later)."""
-    if isinstance(bound, PluginSystem) and Capability.LINGERING in _capabilities(bound):
+def _lingers(settings: Settings, name: str, declared: timedelta) -> tuple[timedelta, str]:
+    """How long a system's copies of the person live on: as declared, or, for a system whose
+    plug-in dates its copies (pgBackRest's backup sets), that date (whichever is later)."""
+    if name in capable(settings, Capability.LINGERING):
         location = get_location(name, settings)
         if isinstance(location, Lingering):  # its plug-in dates its copies: the later date
             delay, why = location.lingering_delay()
             if delay > declared:
                 return delay, f"in backup sets until they expire ({why})"
     return declared, f"copies expire by themselves within {_days(declared)}"
-
-
-def _capabilities(system: PluginSystem) -> frozenset[Capability]:
-    return plugin_of(system.plugin).capabilities
 
 
 def _rebase_backups(settings: Settings, tenant: str) -> int:
@@ -191,7 +185,7 @@ def _systems(
         if system.by_plugin:
             continue
         if system.lingers is not None:
-            delay, expires = _lingers(settings, datamap.systems.get(name), name, system.lingers)
+            delay, expires = _lingers(settings, name, system.lingers)
             systems.append({"name": name, "status": "lingering", "method": expires,
                             "until": (completed_at + delay).isoformat()})  # fmt: skip
         elif system.attested is not None:
