@@ -4,6 +4,7 @@ the tenant id bound as the named parameter %(tenant)s, compared exactly."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from offboarding.core.names import split_qualified
 
@@ -40,3 +41,18 @@ class MariaDBDialect:
         # Exact: under the default case-insensitive collations `acme` = `ACME`. The plain
         # comparison lets the column's index find the rows; BINARY keeps only exact ones.
         return f"({column} = %(tenant)s AND BINARY {column} = %(tenant)s)"
+
+    def number(self, value: int) -> str:
+        return str(int(value))
+
+    def distinct(self, left: str, right: str) -> str:
+        return f"NOT ({left} <=> {right})"
+
+    def owners(self, column: str | None) -> str:
+        # As bytes: DISTINCT under a case-insensitive collation would fold another tenant's
+        # `ACME` into this one's `acme`.
+        return f"GROUP_CONCAT(DISTINCT BINARY {column})" if column else "NULL"
+
+    def owner_values(self, value: Any) -> tuple[str, ...]:
+        text = value.decode() if isinstance(value, bytes) else str(value or "")
+        return tuple(sorted({o for o in text.split(",") if o}))

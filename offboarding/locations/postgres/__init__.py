@@ -62,14 +62,14 @@ from offboarding.locations.postgres.catalog import (
 )
 from offboarding.locations.postgres.deletion import (
     IsolationProof,
+    PostgresEngine,
     destroy_tenant,
     prove_isolation,
-    require_shared_policies,
-    shared_counts,
 )
 from offboarding.locations.postgres.person_scope import count_person
 from offboarding.locations.postgres.scope import Scope, digest_query, measure, scope_kind
 from offboarding.locations.postgres.snapshot import export_part, export_tenant, plan_export
+from offboarding.locations.relational.proof import require_shared_policies, shared_counts
 from offboarding.planning import Classification, MissingIndex, missing_indexes
 from offboarding.registry import LEDGER_SCHEMA, registry_table
 
@@ -152,9 +152,10 @@ class PostgresLocation:
             classification, tables, columns = classify(conn, self.settings, strict=not dry_run)
             scope = self._scope(classification, case)
             by_name = {t.qualified: t for t in tables}
-            shared = shared_counts(conn, scope, classification)
+            engine = PostgresEngine(conn, classification, tables, scope)
+            shared = shared_counts(engine)
             if not dry_run:
-                require_shared_policies(case, shared, platform_shape(self.settings).shared_rows)
+                require_shared_policies(engine, case, shared)
             items: list[TableItem] = []
             for name in self._tenant_tables(classification, case.tenant):
                 table = by_name[name]

@@ -49,6 +49,20 @@ class PostgresDialect:
     def is_tenant(self, column: sql.Composable) -> sql.Composable:
         return sql.SQL("{} = {}").format(column, self.tenant)
 
+    def number(self, value: int) -> sql.Composable:
+        return sql.Literal(int(value))
+
+    def distinct(self, left: sql.Composable, right: sql.Composable) -> sql.Composable:
+        return sql.SQL("{} IS DISTINCT FROM {}").format(left, right)
+
+    def owners(self, column: sql.Composable | None) -> sql.Composable:
+        if column is None:
+            return sql.SQL("'{}'::text[]")
+        return sql.SQL("array_agg(DISTINCT {})").format(column)
+
+    def owner_values(self, value: Any) -> tuple[str, ...]:
+        return tuple(sorted({str(t) for t in value or () if t}))
+
 
 class Scope(RelationalScope[sql.Composable]):
     """The relational core's scope (offboarding/locations/relational/scope.py) in PostgreSQL."""
@@ -59,7 +73,8 @@ class Scope(RelationalScope[sql.Composable]):
         tenant: str,
         shared: Mapping[str, SharedRows] | None = None,
     ) -> None:
-        super().__init__(classification, PostgresDialect(tenant), shared)
+        self.postgres = PostgresDialect(tenant)
+        super().__init__(classification, self.postgres, shared)
 
 
 def scope_kind(

@@ -1,0 +1,138 @@
+"""Step 3 of a relational destruction, for any SQL database: the listed rows deleted, children
+first, in bounded batches.
+
+Tables go in the one deletion order (planning.deletion_order: a table before every table it
+references). Each table's list is cut into `ord` windows of `batch_rows`; the rows of
+reference cycles go last and together. A batch is one transaction:
+- where some key of the database would cascade into, or null, a row referencing the table
+  (ON DELETE CASCADE / SET NULL / SET DEFAULT), the window's rows are locked and the proof's
+  reference check is run again for them, so a row written since the proof stops the batch
+  instead of being changed silently;
+- the delete returns the deleted rows' owner columns, and a row that is not the tenant's
+  rolls the batch back and stops the case as an incident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from offboarding.core.errors import DestructionIncompleteError, IsolationBreachError
+from offboarding.core.faults import crash_point
+from offboarding.core.records import CaseRef
+from offboarding.locations.relational.engine import (
+    CHANGES_REFERENCING,
+    Engine,
+    IsolationProof,
+    Listed,
+    Reference,
+    Window,
+)
+from offboarding.locations.relational.proof import find_references
+from offboarding.planning import deletion_order
+
+__all__ = ["delete_listed", "late_reference", "windows"]
+
+
+def windows(listed: Listed, batch_rows: int) -> list[Window]:
+    """The list's batches: `ord` ranges of `batch_rows`, the cycles' rows in one last batch."""
+    size = max(1, batch_rows)
+    ordered = listed.rows - listed.cyclic
+    batches = [
+        Window(listed.table, low, min(low + size, ordered)) for low in range(0, ordered, size)
+    ]
+    if listed.cyclic:
+        batches.append(Window(listed.table, ordered, listed.rows))
+    return batches
+
+
+def late_reference(engine: Engine[Any], case: CaseRef, blocked: list[Reference]) -> None:
+    """A row written since the proof references the batch's rows through a key that would
+    change it: the batch is rolled back (an incident where the row names another tenant)."""
+    lines = "; ".join(r.describe() for r in blocked)
+    message = (
+        f"system {engine.system!r}: rows written since the check reference tenant "
+        f"{case.tenant!r}'s rows: {lines}. That batch was rolled back, nothing of it deleted; "
+        "settle those rows, then rerun the destruction"
+    )
+    others = sorted({t for r in blocked for t in r.tenants if t != case.tenant})
+    if others:
+        raise IsolationBreachError(
+            message,
+            facts={
+                "nature": "rows of other tenants began referencing the offboarded tenant's rows "
+                "during its destruction; deleting would have changed them (rolled back)",
+                "affected_tenants": others,
+                "categories": sorted({r.table for r in blocked}),
+                "approximate_records": sum(r.rows for r in blocked),
+                "approximate_people": None,
+            },
+        )
+    raise DestructionIncompleteError(message)
+
+
+def _stray(engine: Engine[Any], case: CaseRef, table: str, stray: int) -> None:
+    raise IsolationBreachError(
+        f"system {engine.system!r}: a delete of {table} returned {stray} row(s) that are not "
+        f"tenant {case.tenant!r}'s; the statement was rolled back and destruction stopped. "
+        "Find what re-used the tenant's keys since the freeze",
+        facts={
+            "nature": "a row listed for deletion no longer belonged to the offboarded tenant "
+            "when it was deleted (rolled back)",
+            "affected_tenants": [],
+            "categories": [table],
+            "approximate_records": stray,
+            "approximate_people": None,
+        },
+    )
+
+
+def _delete_table(
+    engine: Engine[Any],
+    case: CaseRef,
+    proof: IsolationProof,
+    listed: Listed,
+    batch_rows: int,
+    hazard: bool,
+) -> int:
+    engine.before_deleting(listed)
+    deleted = 0
+    for window in windows(listed, batch_rows):
+        with engine.batch():
+            if hazard:
+                engine.lock(listed, window)
+                _, references = find_references(engine, proof.doomed, window)
+                blocked = [r for r in references if not r.allowed]
+                if blocked:
+                    late_reference(engine, case, blocked)
+            count, stray = engine.delete(listed, window, proof)
+            if stray:
+                _stray(engine, case, listed.table, stray)
+        crash_point(f"{engine.kind}:batch-deleted")
+        deleted += count
+    return deleted
+
+
+def delete_listed(
+    engine: Engine[Any], case: CaseRef, proof: IsolationProof, batch_rows: int
+) -> dict[str, int]:
+    """Every listed table, children first, in batches; rows deleted per table (also recorded
+    in `proof.deleted`)."""
+    by_name = {t.qualified: t for t in engine.tables}
+    # Keys through which the database would change a referencing row: re-checked per batch,
+    # under the batch's row locks, against rows written since the proof.
+    hazards = {
+        fk.references
+        for t in engine.tables
+        for fk in t.foreign_keys
+        if fk.on_delete in CHANGES_REFERENCING and fk.references in proof.doomed
+    }
+    parents: Mapping[str, set[str]] = {
+        name: {fk.references for fk in by_name[name].foreign_keys if fk.references in proof.doomed}
+        for name in proof.doomed
+    }
+    for table in deletion_order(dict(parents)):
+        proof.deleted[table] = _delete_table(
+            engine, case, proof, proof.doomed[table], batch_rows, table in hazards
+        )
+    return proof.deleted

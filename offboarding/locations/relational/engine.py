@@ -1,0 +1,251 @@
+"""What the relational core works with: the lists, the batches, the references found, the
+proof, and the two things a database supplies, its dialect (the pieces of a statement) and its
+engine (a session that runs them and does what only that database can)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, Protocol, TypeVar
+
+from offboarding.locations.relational.scope import RelationalScope
+from offboarding.planning import CatalogTable
+
+__all__ = [
+    "CHANGES_REFERENCING",
+    "Engine",
+    "IsolationProof",
+    "Listed",
+    "Plan",
+    "Queries",
+    "Reference",
+    "RelationalDialect",
+    "Window",
+]
+
+Q = TypeVar("Q")
+Plan = Literal["own", "indexes", "joins"]
+RULES = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+# Keys whose referencing rows the database itself changes when the referenced row goes.
+CHANGES_REFERENCING = frozenset("cnd")
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One table's doomed rows, listed by key in the session's temporary table `temp`
+    (columns k0.. for the key, ord from 1 in the order they can be deleted)."""
+
+    table: str
+    temp: str
+    keys: tuple[str, ...]  # the table's primary key (or PostgreSQL's row address, ctid)
+    rows: int
+    bytes: int
+    cyclic: int = 0  # rows in reference cycles: deleted together in the last statement
+    again: str = ""  # a second copy of the list, where a statement may not open one twice
+
+    @property
+    def second(self) -> str:
+        return self.again or self.temp
+
+
+@dataclass(frozen=True)
+class Window:
+    """Listed rows of `table` with `low < ord <= high`: one batch of its deletion."""
+
+    table: str
+    low: int
+    high: int
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Rows outside the tenant's scope that reference the tenant's rows through one key."""
+
+    constraint: str
+    table: str
+    references: str
+    on_delete: str
+    rows: int
+    tenants: tuple[str, ...] = ()  # owners of the referencing rows, where a column names them
+    crosses_tenants: bool = True
+    allowed: bool = False  # shared rows the data map leaves in place, detached by SET NULL
+
+    def describe(self) -> str:
+        owners = f" of tenant(s) {', '.join(self.tenants)}" if self.tenants else ""
+        return (
+            f"{self.rows} row(s) of {self.table}{owners} reference the tenant's rows in "
+            f"{self.references} through {self.constraint} (ON DELETE "
+            f"{RULES.get(self.on_delete, self.on_delete)})"
+        )
+
+
+@dataclass
+class IsolationProof:
+    """What was established before deleting, and what each statement confirmed while
+    deleting: the certificate's evidence that nothing else was touched."""
+
+    doomed: dict[str, Listed]
+    references_checked: int
+    detached: list[Reference] = field(default_factory=list)
+    shared: dict[str, int] = field(default_factory=dict)
+    deleted: dict[str, int] = field(default_factory=dict)
+    earlier: dict[str, int] = field(default_factory=dict)  # removed by an interrupted attempt
+    indexed: bool = False  # every statement could start from the tenant's rows (see planning)
+
+    def summary(self, policies: Mapping[str, str]) -> str:
+        parts = [
+            f"before deleting, {sum(d.rows for d in self.doomed.values()):,} rows of the tenant "
+            f"in {len(self.doomed)} shared tables listed by key; {self.references_checked} "
+            "foreign keys checked: no row outside the tenant's scope references them"
+        ]
+        if self.detached:
+            parts.append(
+                "shared rows left in place, detached by their keys' ON DELETE SET NULL: "
+                + "; ".join(r.describe() for r in self.detached)
+            )
+        if self.shared:
+            parts.append(
+                "rows shared with other tenants, as configured: "
+                + ", ".join(f"{t} {n} ({policies.get(t, '?')})" for t, n in self.shared.items())
+            )
+        if self.deleted:
+            earlier = "; removed by an earlier interrupted attempt: " + ", ".join(
+                f"{t} {n}" for t, n in self.earlier.items()
+            )
+            parts.append(
+                "each delete statement returned its rows' owner columns, all of them the "
+                "tenant's; rows deleted per table equal rows listed "
+                f"({sum(self.deleted.values()):,})" + (earlier if self.earlier else "")
+            )
+        return "; ".join(parts)
+
+
+class RelationalDialect(Protocol[Q]):
+    """What the proof's queries need of a dialect beyond the scope's pieces."""
+
+    def text(self, sql: str) -> Q: ...
+    def fill(self, template: str, **parts: Q) -> Q: ...
+    def join(self, parts: Sequence[Q], separator: str) -> Q: ...
+    def table(self, qualified: str) -> Q: ...
+    def column(self, table: str, alias: str | None, column: str) -> Q: ...
+    def alias(self, name: str) -> Q: ...
+
+    def number(self, value: int) -> Q:
+        """An integer written into the statement."""
+        ...
+
+    def distinct(self, left: Q, right: Q) -> Q:
+        """`left` and `right` differ, NULL counting as a value."""
+        ...
+
+    def owners(self, column: Q | None) -> Q:
+        """The distinct values of `column` over the selected rows, exactly (no collation
+        folding); without a column, the database's empty list of them."""
+        ...
+
+    def owner_values(self, value: Any) -> tuple[str, ...]:
+        """What `owners` returned, as the set of tenants (sorted, without empties)."""
+        ...
+
+
+class Engine(Protocol[Q]):
+    """One database's session for the proof and the deletion: it runs the statements the
+    core writes (the dialect's pieces) and does, its own way, what only it can."""
+
+    @property
+    def kind(self) -> str:
+        """The plug-in's kind, e.g. "postgres": names its fault points."""
+        ...
+
+    @property
+    def system(self) -> str:
+        """The data map's name of the system, for messages."""
+        ...
+
+    @property
+    def setting(self) -> str:
+        """Where its shape is declared, e.g. "[systems.postgres]"."""
+        ...
+
+    @property
+    def formerly(self) -> str:
+        """The setting shared_rows replaced, for its users' sake ("" if none)."""
+        ...
+
+    @property
+    def scope(self) -> RelationalScope[Q]: ...
+
+    @property
+    def tables(self) -> Sequence[CatalogTable]: ...
+
+    @property
+    def policies(self) -> Mapping[str, str]:
+        """Table -> its shared-rows policy."""
+        ...
+
+    @property
+    def indexed(self) -> bool:
+        """Every statement can start from the tenant's rows (see planning)."""
+        ...
+
+    @property
+    def dialect(self) -> RelationalDialect[Q]: ...
+
+    def fetch(self, query: Q, plan: Plan = "indexes") -> tuple[Any, ...]:
+        """The first row of a read. `plan`: "indexes" to start from the tenant's rows where
+        the indexes allow, "joins" for a statement joining platform tables only (no list),
+        "own" to leave the plan to the database."""
+        ...
+
+    def commit(self) -> None: ...
+
+    def list_rows(self, table: CatalogTable, number: int) -> Listed:
+        """Step 1 for one table: its `scope.destroyed` rows into temporary table number
+        `number`, in an order they can be deleted in."""
+        ...
+
+    def batch(self) -> AbstractContextManager[None]:
+        """One transaction: committed at the end, rolled back on an exception."""
+        ...
+
+    def lock(self, listed: Listed, window: Window) -> None:
+        """Lock the window's rows until the batch ends (a row written meanwhile that
+        references them waits, then meets the proof's check again)."""
+        ...
+
+    def delete(self, listed: Listed, window: Window, proof: IsolationProof) -> tuple[int, int]:
+        """Delete the window's rows, returning their owner columns, each checked to be the
+        tenant's: (rows deleted, rows that were not the tenant's)."""
+        ...
+
+    def before_deleting(self, listed: Listed) -> None:
+        """Whatever the database needs before a table's first batch (nothing, mostly)."""
+        ...
+
+
+class Queries(Generic[Q]):
+    """The proof's statements, written once from a dialect's pieces."""
+
+    def __init__(self, dialect: RelationalDialect[Q]) -> None:
+        self.d = dialect
+
+    def columns(self, alias: str, names: Sequence[str]) -> Q:
+        d = self.d
+        return d.fill("({c})", c=d.join([d.column("", alias, n) for n in names], ", "))
+
+    def listed_keys(self, alias: str, width: int) -> Q:
+        return self.columns(alias, [f"k{n}" for n in range(width)])
+
+    def count(self, table: str, where: Q) -> Q:
+        return self.d.fill("SELECT count(*) FROM {t} WHERE {w}", t=self.d.table(table), w=where)
+
+    def is_listed(self, listed: Listed, alias: str, *, second: bool = False) -> Q:
+        """The row `alias` of listed.table is one of the listed rows."""
+        d = self.d
+        return d.fill(
+            "EXISTS (SELECT 1 FROM {t} dd WHERE {dk} = {xk})",
+            t=d.alias(listed.second if second else listed.temp),
+            dk=self.listed_keys("dd", len(listed.keys)),
+            xk=self.columns(alias, listed.keys),
+        )
