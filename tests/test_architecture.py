@@ -106,7 +106,7 @@ def test_the_import_contracts_fail_when_a_module_breaks_them(
 # it had: the list only shrinks. Tests and offboarding/dev/ are outside the limits.
 _MODULE_LIMIT, _FUNCTION_LIMIT = 450, 80
 _OVER_MODULE_LIMIT = {
-    "offboarding/locations/mariadb/__init__.py": 1062,
+    "offboarding/locations/mariadb/__init__.py": 466,
     "offboarding/export/export.py": 572,
     "flows/adapter.py": 555,
     "offboarding/core/config.py": 546,
@@ -118,10 +118,8 @@ _OVER_FUNCTION_LIMIT = {
     "exporters/bundle.py:package_bundle": 118,
     "offboarding/persons/erasure.py:erase_person": 87,
     "offboarding/destruction/destruction.py:_certificate": 102,
-    "offboarding/locations/mariadb/__init__.py:_delete": 99,
     "offboarding/scheduling/scheduling.py:schedule_destruction": 84,
     "offboarding/locations/postgres/person_erasure.py:_erase_rows": 84,
-    "offboarding/locations/mariadb/__init__.py:_catalogue": 84,
     "offboarding/export/export.py:package": 84,
     "offboarding/persons/contacts.py:forget_contacts": 81,
     "offboarding/destruction/destruction.py:certify": 81,

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import MySQLdb
@@ -23,7 +24,8 @@ from offboarding.core.errors import (
 from offboarding.dev.services import MariaDBServer
 from offboarding.export import export as stages
 from offboarding.locations import get_location
-from offboarding.locations.mariadb import MariaDBLocation, _Snapshot
+from offboarding.locations.mariadb import _Snapshot
+from offboarding.locations.relational import proof
 from offboarding.stores import open_store
 from offboarding.trail import AuditTrail
 from tests import wiki as wiki_db
@@ -275,10 +277,10 @@ def test_a_row_written_after_the_check_that_would_cascade_stops_its_batch(
     checked would go silently with its page. Each batch locks its rows, checks again, and
     stops instead; the page stays."""
     platform, database = wiki
-    check = MariaDBLocation._refuse_outside_references
+    proved = proof.prove
 
-    def check_then_write(self: MariaDBLocation, *args: object) -> None:
-        check(self, *args)  # type: ignore[arg-type]
+    def check_then_write(*args: Any, **kwargs: Any) -> proof.IsolationProof:
+        result = proved(*args, **kwargs)
         conn = MySQLdb.connect(
             host="127.0.0.1", port=mariadb.port, user="offboard", database=database
         )
@@ -288,8 +290,9 @@ def test_a_row_written_after_the_check_that_would_cascade_stops_its_batch(
             "WHERE tenant_id = 'acme'",
         )
         conn.close()
+        return result
 
-    monkeypatch.setattr(MariaDBLocation, "_refuse_outside_references", check_then_write)
+    monkeypatch.setattr(proof, "prove", check_then_write)
     location = get_location("wiki", platform.settings)
     late = r"written since the check .* revisions_ibfk_1 \(ON DELETE CASCADE\)"
     with pytest.raises(DestructionIncompleteError, match=late):

@@ -186,6 +186,12 @@ class MariaDBSystem(PluginSystem):
     excluded_tables: dict[str, str] = Field(
         default_factory=dict, description="Tables deliberately left out, each with why."
     )
+    shared_rows: dict[str, Literal["leave", "delete", "export"]] = Field(
+        default_factory=dict,
+        description="Per table, what happens to rows that reference both the tenant's rows and "
+        "another tenant's: 'leave' them, 'delete' them with the tenant, or 'export' them "
+        "without destroying them.",
+    )
 
 
 class Attestation(BaseModel):

@@ -28,7 +28,9 @@ from offboarding.locations.mariadb.dialect import quote
 from offboarding.planning import CatalogTable, Classification, deletion_order
 
 if TYPE_CHECKING:
-    from offboarding.locations.mariadb import Catalogue, MariaDBLocation, _Connection
+    from offboarding.locations.mariadb import MariaDBLocation
+    from offboarding.locations.mariadb.catalogue import Catalogue
+    from offboarding.locations.mariadb.catalogue import Connection as _Connection
 
 __all__ = ["erase_person", "export_person", "find_person"]
 

@@ -72,11 +72,11 @@ class Reference:
     allowed: bool = False  # shared rows the data map leaves in place, detached by SET NULL
 
     def describe(self) -> str:
-        owners = f" of tenant(s) {', '.join(self.tenants)}" if self.tenants else ""
+        owners = f", of tenant(s) {', '.join(map(repr, self.tenants))}" if self.tenants else ""
         return (
-            f"{self.rows} row(s) of {self.table}{owners} reference the tenant's rows in "
-            f"{self.references} through {self.constraint} (ON DELETE "
-            f"{RULES.get(self.on_delete, self.on_delete)})"
+            f"{self.rows} row(s) of {self.table} through {self.constraint} (ON DELETE "
+            f"{RULES.get(self.on_delete, self.on_delete)}) reference the tenant's rows in "
+            f"{self.references}{owners}"
         )
 
 
@@ -110,14 +110,26 @@ class IsolationProof:
                 + ", ".join(f"{t} {n} ({policies.get(t, '?')})" for t, n in self.shared.items())
             )
         if self.deleted:
-            earlier = "; removed by an earlier interrupted attempt: " + ", ".join(
-                f"{t} {n}" for t, n in self.earlier.items()
-            )
+            listed = {t: d.rows for t, d in self.doomed.items()}
+            short = {
+                t: (n, listed.get(t, 0)) for t, n in self.deleted.items() if n != listed.get(t)
+            }
             parts.append(
-                "each delete statement returned its rows' owner columns, all of them the "
-                "tenant's; rows deleted per table equal rows listed "
-                f"({sum(self.deleted.values()):,})" + (earlier if self.earlier else "")
+                "each delete statement returned its rows' owner columns: each deleted row's "
+                "owner was returned and checked, all of them the tenant's; "
+                + (
+                    f"rows deleted per table equal rows listed ({sum(self.deleted.values()):,})"
+                    if not short
+                    else "rows deleted per table differ from rows listed where rows went "
+                    "before their batch: "
+                    + ", ".join(f"{t} {n} of {m}" for t, (n, m) in short.items())
+                )
             )
+            if self.earlier:
+                parts.append(
+                    "removed by an earlier interrupted attempt: "
+                    + ", ".join(f"{t} {n}" for t, n in self.earlier.items())
+                )
         return "; ".join(parts)
 
 

@@ -1,0 +1,150 @@
+"""A MariaDB database read for an export: connections that share one consistent snapshot, and
+a table's rows streamed in key order into Parquet with the Arrow types of their declared ones."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
+from pathlib import Path
+from typing import Any
+
+import MySQLdb
+import MySQLdb.cursors
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from offboarding.core.errors import IntegrityError
+from offboarding.core.records import ColumnSchema
+from offboarding.locations.mariadb.catalogue import (
+    Column,
+    Connection,
+    arrow_type,
+    column_schema,
+    convert,
+)
+from offboarding.locations.mariadb.dialect import quote
+from offboarding.planning import CatalogTable
+
+__all__ = ["Snapshot", "write_table"]
+
+_ROWS_PER_BATCH = 10_000
+
+
+class Snapshot:
+    """Connections that all read one consistent snapshot. MariaDB cannot hand a snapshot to
+    another connection (PostgreSQL's pg_export_snapshot), so the way mydumper does it: block
+    commits for a moment (MariaDB's BACKUP STAGE BLOCK_COMMIT; FLUSH TABLES WITH READ LOCK on
+    MySQL), start a consistent-snapshot transaction on every reader, release. No commit can
+    fall between two readers' snapshots, so they see the same database. Without the RELOAD
+    privilege that blocking needs, one connection reads everything (same guarantee, no
+    parallelism)."""
+
+    def __init__(
+        self, connect: Callable[..., AbstractContextManager[Connection]], readers: int
+    ) -> None:
+        self.connect = connect
+        self.wanted = readers
+        self.readers: list[Connection] = []
+        self.taken_at: dt.datetime | None = None
+        self._stack = ExitStack()
+        self._mariadb = True
+
+    def __enter__(self) -> Snapshot:
+        connect = self.connect
+        try:
+            leader = self._stack.enter_context(connect())
+            blocked = self.wanted > 1 and self._block(leader)
+            count = self.wanted if blocked else 1
+            for _ in range(count):
+                reader = self._stack.enter_context(connect(cursorclass=MySQLdb.cursors.SSCursor))
+                with reader.cursor() as cur:
+                    cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+                self.readers.append(reader)
+            with self.readers[0].cursor() as cur:
+                cur.execute("SELECT UTC_TIMESTAMP(6)")
+                stamp = cur.fetchone()
+            self.taken_at = stamp[0].replace(tzinfo=dt.UTC) if stamp else None
+            if blocked:
+                self._release(leader)
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def _block(self, leader: Connection) -> bool:
+        with leader.cursor() as cur:
+            cur.execute("SELECT VERSION()")
+            row = cur.fetchone()
+            self._mariadb = bool(row and "MariaDB" in str(row[0]))
+            try:
+                if self._mariadb:
+                    cur.execute("BACKUP STAGE START")
+                    cur.execute("BACKUP STAGE BLOCK_COMMIT")
+                else:
+                    cur.execute("FLUSH TABLES WITH READ LOCK")
+            except MySQLdb.OperationalError as error:
+                if error.args and error.args[0] == 1227:  # access denied: no RELOAD privilege
+                    return False
+                raise
+        return True
+
+    def _release(self, leader: Connection) -> None:
+        with leader.cursor() as cur:
+            cur.execute("BACKUP STAGE END" if self._mariadb else "UNLOCK TABLES")
+
+    def __exit__(self, *exc: object) -> None:
+        for reader in self.readers:
+            with contextlib.suppress(MySQLdb.Error):
+                reader.rollback()
+        self._stack.close()
+
+
+def write_table(
+    system: str,
+    conn: Connection,
+    table: CatalogTable,
+    columns: list[Column],
+    where: str,
+    params: dict[str, Any],
+    target: Path,
+) -> tuple[int, list[ColumnSchema]]:
+    """The rows of `table` (as `t`) matching `where`, in key order, into Parquet."""
+    types = [arrow_type(c) for c in columns]
+    schema = pa.schema(
+        [pa.field(c.name, t, nullable=c.nullable) for c, (t, _) in zip(columns, types, strict=True)]
+    )
+    select = ", ".join(f"t.{quote(c.name)}" for c in columns)
+    order = ", ".join(f"t.{quote(c)}" for c in table.primary_key)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    rows = 0
+    with pq.ParquetWriter(target, schema, compression="zstd") as writer, conn.cursor() as cur:
+        cur.execute(
+            f"SELECT {select} FROM {quote(table.name)} t WHERE {where} ORDER BY {order}",
+            params,
+        )
+        # Only text-kept and binary columns need a conversion; the others go to Arrow as
+        # the driver returns them.
+        converted = [as_text or pa.types.is_binary(target_type) for target_type, as_text in types]
+        while batch := cur.fetchmany(_ROWS_PER_BATCH):
+            arrays = []
+            for i, (column, typed) in enumerate(zip(columns, types, strict=True)):
+                target_type, as_text = typed
+                values = (
+                    [convert(row[i], target_type, as_text) for row in batch]
+                    if converted[i]
+                    else [row[i] for row in batch]
+                )
+                try:
+                    arrays.append(pa.array(values, type=target_type))
+                except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as error:
+                    raise IntegrityError(
+                        f"system {system!r}: column {table.name}.{column.name} "
+                        f"({column.column_type}) holds a value Parquet cannot keep as "
+                        f"{target_type}: {str(error).splitlines()[0]}"
+                    ) from None
+            writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
+            rows += len(batch)
+    return rows, [column_schema(c) for c in columns]
