@@ -126,6 +126,24 @@ def test_a_tampered_certificate_report_or_chain_entry_is_named(
     assert expected in output and path.name in output
 
 
+@pytest.mark.parametrize("target", ["certificates/acme/*.json", "cases/acme/*/events/00003-*.json"])
+def test_a_tampered_document_that_no_longer_parses_is_a_signature_mismatch_not_an_error(
+    destroyed: Platform, capsys: pytest.CaptureFixture[str], target: str
+) -> None:
+    """A changed byte can break the JSON (a quote turned into a control character) or the date
+    the key's validity is read from: still a document whose signature does not match."""
+    path = next(archive_root(destroyed).glob(target))
+    body = path.read_bytes()
+    tamper(path, body.replace(b'"', b"\x02", 1))
+    code, output = audit_verify(destroyed, capsys)
+    assert code == 1 and "signature does not match" in output and path.name in output
+    if target.startswith("cases/"):  # an event: its date says which key was valid
+        at = body.index(b'"at"')
+        tamper(path, body[: at + 6] + b"X" + body[at + 7 :])  # the date no longer parses
+        code, output = audit_verify(destroyed, capsys)
+        assert code == 1 and "signature does not match" in output and path.name in output
+
+
 def test_a_removed_chain_entry_or_a_forged_certificate_signed_elsewhere_is_caught(
     destroyed: Platform, capsys: pytest.CaptureFixture[str]
 ) -> None:

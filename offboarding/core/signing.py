@@ -22,6 +22,7 @@ import os
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -38,6 +39,8 @@ __all__ = [
     "load_key_list",
     "load_public_key",
     "rotate_signing_key",
+    "signed_date",
+    "signed_fields",
     "verify_signature",
 ]
 
@@ -320,3 +323,25 @@ def rotate_signing_key(
     staged.write_bytes(rotated.to_json())
     os.replace(staged, keys_dir / _LIST_NAME)
     return retired, new
+
+
+def signed_fields(body: bytes) -> dict[str, Any]:
+    """The fields of a signed JSON document that say how to check it (its signing key, its
+    date), read before its signature is. A body that is not a JSON object (a byte changed in
+    it, or damage) gives none: every key is then tried, none matches, and the document is
+    reported as one whose signature does not match its content, never as an error."""
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def signed_date(fields: dict[str, Any], name: str) -> datetime | None:
+    """The document's date `name` (ISO 8601), None where it has none or none that parses
+    (then the key's validity cannot narrow the check, and a changed date fails the signature)."""
+    value = fields.get(name)
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None

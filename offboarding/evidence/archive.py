@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from offboarding.core.errors import IntegrityError
 from offboarding.core.records import CaseRef
-from offboarding.core.signing import KeyList
+from offboarding.core.signing import KeyList, signed_date, signed_fields
 from offboarding.evidence.timestamps import Anchor, check_case, timestamp_prefix
 from offboarding.stores import ObjectStore
 from offboarding.trail import GENESIS, CaseState
@@ -161,9 +161,9 @@ def _signed(
     body = _read(store, key)
     if not store.exists(key + ".sig"):
         raise IntegrityError(f"{key}: its signature ({key}.sig) is missing")
-    document: dict[str, Any] = json.loads(body) if named or dated else {}
+    document = signed_fields(body) if named or dated else {}
     signing_key = document.get("signing_key") if named else None
-    at = datetime.fromisoformat(document[dated]) if dated and document.get(dated) else None
+    at = signed_date(document, dated) if dated else None
     used = keys.verify(body, _read(store, key + ".sig"), key, signing_key=signing_key, at=at)
     report.signing_keys.add(used.fingerprint)
     return body

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from offboarding.core.canonical import canonical_json, compact_json
 from offboarding.core.config import Settings
 from offboarding.core.errors import IntegrityError
-from offboarding.core.signing import KeyList, Signer, load_key_list
+from offboarding.core.signing import KeyList, Signer, load_key_list, signed_date, signed_fields
 from offboarding.stores import ObjectStore, open_store
 from offboarding.trail.state import GENESIS
 
@@ -308,9 +308,9 @@ def read_record(settings: Settings, key: str) -> dict[str, Any]:
     archive = open_store(settings.store_url("archive"))
     body = _read(archive, key)
     signature = _read(archive, key + ".sig")
-    document: dict[str, Any] = json.loads(body)
     keys = load_key_list(settings.keys_dir)
-    keys.verify(body, signature, key, signing_key=document.get("signing_key"))
+    keys.verify(body, signature, key, signing_key=signed_fields(body).get("signing_key"))
+    document: dict[str, Any] = json.loads(body)
     return document
 
 
@@ -329,8 +329,8 @@ def _verified(store: ObjectStore, key: str, keys: KeyList, report: ChainReport) 
     body = _read(store, key)
     if not store.exists(key + ".sig"):
         raise IntegrityError(f"{key}: its signature ({key}.sig) is missing")
-    document = json.loads(body)
-    at = datetime.fromisoformat(document["at"]) if document.get("at") else None
+    document = signed_fields(body)
+    at = signed_date(document, "at")
     used = keys.verify(
         body, _read(store, key + ".sig"), key, signing_key=document.get("signing_key"), at=at
     )
