@@ -38,7 +38,6 @@ from offboarding.core.errors import (
     ConfigurationError,
     IntegrityError,
     ServiceError,
-    UnclassifiedDataError,
 )
 from offboarding.core.names import inside, qualified, split_qualified, table_folder
 from offboarding.core.records import (
@@ -70,6 +69,7 @@ from offboarding.locations.mariadb.catalogue import (
     Column,
     Connection,
     arrow_type,
+    classify,
     column_schema,
     count,
     read_catalogue,
@@ -78,7 +78,7 @@ from offboarding.locations.mariadb.dialect import MariaDBDialect, quote
 from offboarding.locations.mariadb.engine import MariaDBEngine
 from offboarding.locations.mariadb.snapshot import Snapshot, write_table
 from offboarding.locations.relational import RelationalScope, deletion, proof
-from offboarding.planning import CatalogTable, Classification, classify_tables
+from offboarding.planning import CatalogTable, Classification
 
 __all__ = ["PLUGIN", "MariaDBLocation", "Snapshot", "arrow_type"]
 
@@ -144,41 +144,7 @@ class MariaDBLocation:
     def _classify(
         self, catalogue: Catalogue, *, strict: bool = True
     ) -> tuple[Classification, list[str]]:
-        declared = {
-            self._qualified(t): why
-            for t, why in {**self.system.global_tables, **self.system.excluded_tables}.items()
-        }
-        undeclared = [
-            f"{self._qualified(t)} ({why})"
-            for t, why in sorted(catalogue.hazards.items())
-            if self._qualified(t) not in declared
-        ]
-        unreadable = {
-            t for t in catalogue.hazards if self._qualified(t) not in declared
-        }  # classified as nothing: a dry run lists them, no statement names them
-        classification = classify_tables(
-            [t for t in catalogue.tables if t.name not in unreadable],
-            tenant_column=self.system.tenant_column,
-            registry="",
-            global_tables={self._qualified(t): w for t, w in self.system.global_tables.items()},
-            excluded={self._qualified(t): w for t, w in self.system.excluded_tables.items()},
-            tenant_schema_pattern=None,
-        )
-        unclassified = [*classification.unclassified, *undeclared]
-        if strict and undeclared:
-            raise UnclassifiedDataError(
-                f"system {self.name!r}: {', '.join(undeclared)}: the pipeline cannot export or "
-                "destroy these tables by key. Declare each in the data map (global_tables, or "
-                "excluded_tables with how the tenant's rows there go), or fix the table"
-            )
-        if strict and classification.unclassified:
-            raise UnclassifiedDataError(
-                f"system {self.name!r}: tables nobody classified: "
-                f"{', '.join(classification.unclassified)}. Give each the tenant column "
-                f"({self.system.tenant_column}) or a foreign key to a tenant table, or declare it "
-                "in the data map's global_tables or excluded_tables with the reason"
-            )
-        return classification, unclassified
+        return classify(catalogue, self.name, self.system, strict=strict)
 
     # -- which rows are the tenant's: the relational core's scope ---------------------------------
 

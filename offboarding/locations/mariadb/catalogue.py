@@ -8,16 +8,19 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
+from offboarding.core.errors import UnclassifiedDataError
 from offboarding.core.names import qualified
 from offboarding.core.records import ColumnSchema
+from offboarding.datamap import MariaDBSystem
 from offboarding.locations.mariadb.dialect import quote
-from offboarding.planning import CatalogTable, ForeignKey
+from offboarding.planning import CatalogTable, Classification, ForeignKey, classify_tables
 
 __all__ = [
     "Catalogue",
     "Column",
     "Connection",
     "arrow_type",
+    "classify",
     "column_schema",
     "convert",
     "count",
@@ -218,3 +221,46 @@ def read_catalogue(conn: Connection, system: str, database: str) -> Catalogue:
         )
     estimates = {t: (rows, length) for t, (_, _, rows, length) in kinds.items()}
     return Catalogue(tables, columns, hazards, estimates)
+
+
+def classify(
+    catalogue: Catalogue, name: str, system: MariaDBSystem, *, strict: bool = True
+) -> tuple[Classification, list[str]]:
+    """Planning's classification of the catalogue under the data map's declarations, and the
+    tables left unclassified (a table the pipeline cannot read by key among them). Strict: any
+    such table stops the case until declared."""
+    declared = {
+        qualified(name, t): why
+        for t, why in {**system.global_tables, **system.excluded_tables}.items()
+    }
+    undeclared = [
+        f"{qualified(name, t)} ({why})"
+        for t, why in sorted(catalogue.hazards.items())
+        if qualified(name, t) not in declared
+    ]
+    unreadable = {
+        t for t in catalogue.hazards if qualified(name, t) not in declared
+    }  # classified as nothing: a dry run lists them, no statement names them
+    classification = classify_tables(
+        [t for t in catalogue.tables if t.name not in unreadable],
+        tenant_column=system.tenant_column,
+        registry="",
+        global_tables={qualified(name, t): w for t, w in system.global_tables.items()},
+        excluded={qualified(name, t): w for t, w in system.excluded_tables.items()},
+        tenant_schema_pattern=None,
+    )
+    unclassified = [*classification.unclassified, *undeclared]
+    if strict and undeclared:
+        raise UnclassifiedDataError(
+            f"system {name!r}: {', '.join(undeclared)}: the pipeline cannot export or "
+            "destroy these tables by key. Declare each in the data map (global_tables, or "
+            "excluded_tables with how the tenant's rows there go), or fix the table"
+        )
+    if strict and classification.unclassified:
+        raise UnclassifiedDataError(
+            f"system {name!r}: tables nobody classified: "
+            f"{', '.join(classification.unclassified)}. Give each the tenant column "
+            f"({system.tenant_column}) or a foreign key to a tenant table, or declare it "
+            "in the data map's global_tables or excluded_tables with the reason"
+        )
+    return classification, unclassified
