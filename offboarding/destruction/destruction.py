@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,7 +43,7 @@ from offboarding.locations import (
     isolation_check,
 )
 from offboarding.registry import TenantRegistry
-from offboarding.stores import open_store
+from offboarding.stores import ObjectStore, open_store
 from offboarding.trail import AuditTrail, CaseState, events
 
 __all__ = [
@@ -196,14 +196,8 @@ class DestructionEvidence:
     neighbours_excluded: list[str] = field(default_factory=list)
 
 
-def certify(
-    settings: Settings, case: CaseRef, evidence: DestructionEvidence, *, performed_by: str = ""
-) -> ArchivedCertificate:
-    """Refuse unless every location is empty (and, in audit mode, the neighbours' digests
-    unchanged); then record the
-    certificate in the audit chain, archive it signed with a human-readable report, and close
-    the registry entry. A rerun after a crash at any point writes the same bytes."""
-    warrant = require_warrant(settings, case)
+def _require_clean(case: CaseRef, evidence: DestructionEvidence) -> None:
+    """No certificate while data remains, or while the neighbours' digests changed."""
     left = {name: r.items for name, r in evidence.remaining.items() if r.items}
     if left:
         raise DestructionIncompleteError(
@@ -217,6 +211,31 @@ def certify(
             f"tenant {case.tenant!r}: other tenants' data changed in {changed} during destruction; "
             "no certificate is issued. Investigate as a possible incident (clause 2.2.4)"
         )
+
+
+def _archive_signed(
+    archive: ObjectStore, signer: Signer, documents: tuple[tuple[str, bytes], ...]
+) -> None:
+    """Each document and its signature into the write-once archive, the signature first, each
+    skipped where a crashed run already wrote it (the same bytes)."""
+    for path, content in documents:
+        if not archive.exists(path + ".sig"):
+            archive.put_bytes(path + ".sig", signer.sign(content))
+        crash_point(f"certify:{path.split('/')[0]}-signed")
+        if not archive.exists(path):
+            archive.put_bytes(path, content)
+        crash_point(f"certify:{path.split('/')[0]}-written")
+
+
+def certify(
+    settings: Settings, case: CaseRef, evidence: DestructionEvidence, *, performed_by: str = ""
+) -> ArchivedCertificate:
+    """Refuse unless every location is empty (and, in audit mode, the neighbours' digests
+    unchanged); then record the
+    certificate in the audit chain, archive it signed with a human-readable report, and close
+    the registry entry. A rerun after a crash at any point writes the same bytes."""
+    warrant = require_warrant(settings, case)
+    _require_clean(case, evidence)
     signer = Signer.load_or_create(settings.keys_dir)
     archive = open_store(settings.store_url("archive"), write_once=True)
     trail = AuditTrail.open(settings, case)
@@ -249,13 +268,7 @@ def certify(
     key = certificate_key(case)
     html = render_certificate_html(document).encode()
     public_key_key = f"keys/{signer.fingerprint.replace(':', '-')}.pem"
-    for path, content in ((key, body), (report_key(case), html)):
-        if not archive.exists(path + ".sig"):
-            archive.put_bytes(path + ".sig", signer.sign(content))
-        crash_point(f"certify:{path.split('/')[0]}-signed")
-        if not archive.exists(path):
-            archive.put_bytes(path, content)
-        crash_point(f"certify:{path.split('/')[0]}-written")
+    _archive_signed(archive, signer, ((key, body), (report_key(case), html)))
     publish_key_list(archive, load_key_list(settings.keys_dir))  # every key, with its period
     erase_contact_by = TenantRegistry(settings).mark_destroyed(
         case.tenant, datetime.fromisoformat(document["completed_at"])
@@ -314,21 +327,15 @@ def _systems(
     return listed
 
 
-def _certificate(
+def _location_evidence(
     settings: Settings,
-    warrant: Warrant,
-    state: CaseState,
-    signer: Signer,
     evidence: DestructionEvidence,
-    performed_by: str,
-) -> Certificate:
-    case = warrant.case
+    facts: Mapping[str, LocationFacts],
+    verified_at: datetime,
+) -> list[LocationEvidence]:
+    """Each location's removal and re-scan, in the order they were destroyed."""
     removals, remaining = evidence.removals, evidence.remaining
-    audited = evidence.neighbours_before is not None
-    inventory = state.inventory
-    verified_at = datetime.now(UTC)
-    facts = {name: get_location(name, settings).describe() for name in destruction_order(settings)}
-    locations = [
+    return [
         LocationEvidence(
             location=name,
             media=facts[name].media,
@@ -348,6 +355,39 @@ def _certificate(
         )
         for name in destruction_order(settings)
     ]
+
+
+def _approvals(state: CaseState) -> list[ApprovalEvidence]:
+    """Every approval the case asked for, with who gave it and when (if it was given)."""
+    given = state.approvals_given
+    return [
+        ApprovalEvidence(
+            request=ref,
+            action=asked.action,
+            requested_by=asked.by_pseudonym,
+            requested_at=asked_at,
+            approved_by=given[ref][0].by_pseudonym if ref in given else None,
+            approved_at=given[ref][1] if ref in given else None,
+        )
+        for ref, (asked, asked_at) in state.approvals_requested.items()
+    ]
+
+
+def _certificate(
+    settings: Settings,
+    warrant: Warrant,
+    state: CaseState,
+    signer: Signer,
+    evidence: DestructionEvidence,
+    performed_by: str,
+) -> Certificate:
+    case = warrant.case
+    removals = evidence.removals
+    audited = evidence.neighbours_before is not None
+    inventory = state.inventory
+    verified_at = datetime.now(UTC)
+    facts = {name: get_location(name, settings).describe() for name in destruction_order(settings)}
+    locations = _location_evidence(settings, evidence, facts, verified_at)
     systems = _systems(settings, state, evidence, facts, verified_at)
     gone_by = max(
         [
@@ -395,19 +435,7 @@ def _certificate(
         systems=systems,
         legal_holds=[HoldEvent(kind=hold.kind, at=hold.at) for hold in state.holds],
         legal_hold_seen=bool(state.holds),
-        approvals=[
-            ApprovalEvidence(
-                request=ref,
-                action=asked.action,
-                requested_by=asked.by_pseudonym,
-                requested_at=asked_at,
-                approved_by=state.approvals_given[ref][0].by_pseudonym
-                if ref in state.approvals_given
-                else None,
-                approved_at=state.approvals_given[ref][1] if ref in state.approvals_given else None,
-            )
-            for ref, (asked, asked_at) in state.approvals_requested.items()
-        ],
+        approvals=_approvals(state),
         shared_rows=evidence.shared_rows,
         neighbours_digest_before=_digest(evidence.neighbours_before) if audited else None,
         neighbours_digest_after=_digest(evidence.neighbours_after) if audited else None,
