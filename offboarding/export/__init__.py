@@ -1,2 +1,2 @@
-"""Stage: a case up to a verified bundle: freeze, inventory, export one consistent snapshot,
-package the signed ZIP, verify it against the inventory (`export.py`)."""
+"""Stage: a case up to a verified bundle: freeze, inventory, export one consistent snapshot
+(`export.py`), package the signed ZIP and verify it against the inventory (`packaging.py`)."""
