@@ -132,6 +132,26 @@ def _clear_registry_contact(settings: Settings, conn: Any, tenant: str) -> int:
     )  # fmt: skip
 
 
+def _ask_roles(settings: Settings, tenant: str) -> list[RoleAsked]:
+    """Each role of the data map's [contacts] systems asked to erase the tenant's contacts in
+    its system by the date its `within` gives (a mail where it names an address)."""
+    now = datetime.now(UTC)
+    asked: list[RoleAsked] = []
+    for name, system in load_datamap(settings.datamap).contacts.systems.items():
+        attested = system.attested
+        by = now + attested.within
+        procedure = attested.procedure.replace("{tenant}", tenant)
+        if attested.notify:
+            send(settings, compose(
+                settings, to=attested.notify,
+                subject=f"Erase the contacts of former client {tenant} in {name} by {by:%Y-%m-%d}",
+                body=f"Three years have passed since the contract with {tenant} ended (clause "
+                f"1.1.4). As the {attested.role}:\n\n  {procedure}\n\nby {by:%Y-%m-%d}.\n",
+            ), outbox_name=f"contacts-{tenant}-{name}")  # fmt: skip
+        asked.append(RoleAsked(system=name, role=attested.role, due=by.isoformat()))
+    return asked
+
+
 def forget_contacts(
     settings: Settings,
     tenant: str,
@@ -178,20 +198,7 @@ def forget_contacts(
         ).rowcount
         cleared = _clear_registry_contact(settings, conn, tenant)
     notices = _outbox_notices(settings, tenant, refs)
-    now = datetime.now(UTC)
-    asked: list[RoleAsked] = []
-    for name, system in load_datamap(settings.datamap).contacts.systems.items():
-        attested = system.attested
-        by = now + attested.within
-        procedure = attested.procedure.replace("{tenant}", tenant)
-        if attested.notify:
-            send(settings, compose(
-                settings, to=attested.notify,
-                subject=f"Erase the contacts of former client {tenant} in {name} by {by:%Y-%m-%d}",
-                body=f"Three years have passed since the contract with {tenant} ended (clause "
-                f"1.1.4). As the {attested.role}:\n\n  {procedure}\n\nby {by:%Y-%m-%d}.\n",
-            ), outbox_name=f"contacts-{tenant}-{name}")  # fmt: skip
-        asked.append(RoleAsked(system=name, role=attested.role, due=by.isoformat()))
+    asked = _ask_roles(settings, tenant)
     key = record_key(tenant)
     archive_signed(settings, key, ContactsForgottenRecord(
         tenant=tenant, due_on=due.isoformat(),

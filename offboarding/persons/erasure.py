@@ -200,6 +200,32 @@ def _systems(
     return systems
 
 
+def _erase_elsewhere(
+    settings: Settings,
+    datamap: DataMap,
+    tenant: str,
+    person: str,
+    replacement: str,
+    say: Callable[[str], None],
+) -> dict[str, PersonErased]:
+    """The person erased in every system whose plug-in can, but the person table's own. First,
+    the person must be the tenant's, and the data map complete for them, as the platform
+    database's plug-in checks."""
+    scope = datamap.require_person_scope()
+    others = erasable(settings, datamap, scope)
+    if others:
+        person_footprint(settings, tenant, person)
+    by_plugin: dict[str, PersonErased] = {}
+    for name, declared, location in others:
+        there = location.erase_person(
+            tenant, person, declared, replacement, person_kept=scope.erase != "delete", say=say
+        )
+        by_plugin[name] = there
+        say(f"{name}: {sum(there.deleted.values())} item(s) deleted, "
+            f"{sum(there.pseudonymised.values())} kept with personal values replaced")  # fmt: skip
+    return by_plugin
+
+
 def erase_person(
     settings: Settings, ref: str, *, say: Callable[[str], None] = lambda _: None
 ) -> PersonErasure:
@@ -222,20 +248,8 @@ def erase_person(
     say(f"erasing person {person} of {request.tenant}")
     # The systems whose plug-in erases the person go first, each final on its own; the
     # platform database last, so a refusal there leaves the request open, and a rerun finds
-    # the systems before it already empty. First, the person must be the tenant's, and the
-    # data map complete for them, as the platform database's plug-in checks.
-    others = erasable(settings, datamap, scope)
-    if others:
-        person_footprint(settings, request.tenant, person)
-    by_plugin: dict[str, PersonErased] = {}
-    for name, declared, location in others:
-        there = location.erase_person(
-            request.tenant, person, declared, replacement,
-            person_kept=scope.erase != "delete", say=say,
-        )  # fmt: skip
-        by_plugin[name] = there
-        say(f"{name}: {sum(there.deleted.values())} item(s) deleted, "
-            f"{sum(there.pseudonymised.values())} kept with personal values replaced")  # fmt: skip
+    # the systems before it already empty.
+    by_plugin = _erase_elsewhere(settings, datamap, request.tenant, person, replacement, say)
     # The person table's own system: its rows and the objects they name, in one transaction.
     erased = home(settings, datamap).erase_person(
         request.tenant, person, scope, replacement, say=say

@@ -120,6 +120,37 @@ class _Erased:
     triggers: dict[str, list[str]]  # the platform's triggers on the touched tables
 
 
+def _pseudonymise(
+    conn: psycopg.Connection[Any],
+    scope: PersonScope,
+    selection: PersonSelection,
+    counts: dict[str, int],
+    replacement: str,
+) -> dict[str, int]:
+    """The person's kept rows with their personal columns replaced (and their reference to
+    the person cleared, where the person's row goes): rows changed per table, each statement
+    changing exactly the marked rows."""
+    conditions = selection.conditions
+    pseudonymised: dict[str, int] = {}
+    kept = [(t, p.personal, p.by) for t, p in scope.tables.items() if p.erase != "delete"]
+    for table, personal, by in kept:
+        changes = [_replace(selection, table, personal, replacement)] if personal else []
+        if scope.erase == "delete":
+            changes.append(sql.SQL("{} = NULL").format(sql.Identifier(by)))
+        if changes and counts[table]:
+            pseudonymised[table] = affect(conn, sql.SQL("UPDATE {} SET {} WHERE {}").format(
+                ident(table), sql.SQL(", ").join(changes), conditions[table]
+            ), counts[table], table)  # fmt: skip
+        elif counts[table]:
+            pseudonymised[table] = 0
+    if scope.erase == "pseudonymise" and scope.personal:
+        pseudonymised[scope.table] = affect(conn, sql.SQL("UPDATE {} SET {} WHERE {}").format(
+            ident(scope.table), _replace(selection, scope.table, scope.personal, replacement),
+            conditions[scope.table],
+        ), 1, scope.table)  # fmt: skip
+    return pseudonymised
+
+
 def _erase_rows(
     conn: psycopg.Connection[Any],
     settings: Settings,
@@ -162,23 +193,7 @@ def _erase_rows(
                 "the erasure would reach rows that are not the person's, so nothing was "
                 f"changed: {' '.join(_advice(scope, r) for r in blocked)}"
             )
-        pseudonymised: dict[str, int] = {}
-        kept = [(t, p.personal, p.by) for t, p in scope.tables.items() if p.erase != "delete"]
-        for table, personal, by in kept:
-            changes = [_replace(selection, table, personal, replacement)] if personal else []
-            if scope.erase == "delete":
-                changes.append(sql.SQL("{} = NULL").format(sql.Identifier(by)))
-            if changes and counts[table]:
-                pseudonymised[table] = affect(conn, sql.SQL("UPDATE {} SET {} WHERE {}").format(
-                    ident(table), sql.SQL(", ").join(changes), conditions[table]
-                ), counts[table], table)  # fmt: skip
-            elif counts[table]:
-                pseudonymised[table] = 0
-        if scope.erase == "pseudonymise" and scope.personal:
-            pseudonymised[scope.table] = affect(conn, sql.SQL("UPDATE {} SET {} WHERE {}").format(
-                ident(scope.table), _replace(selection, scope.table, scope.personal, replacement),
-                conditions[scope.table],
-            ), 1, scope.table)  # fmt: skip
+        pseudonymised = _pseudonymise(conn, scope, selection, counts, replacement)
         deleted: dict[str, int] = {}
         for table in _delete_order(selection, doomed):
             deleted[table] = affect(
