@@ -1,7 +1,7 @@
 """What the library asks of the orchestrator, as one small Protocol, and the acknowledgement a
 waiting case is given.
 
-The library never imports Prefect: the flows hand it a `Runs`, and `flows/adapter.py` is the
+The library never imports Prefect: the flows hand it a `Runs`, and `flows/adapter/` is the
 one module that implements it with Prefect's API. Tests of the policy can hand it any `Runs`.
 """
 

@@ -60,9 +60,7 @@ def test_every_package_of_the_library_has_a_place_in_the_layers() -> None:
 
 
 def test_the_flows_take_only_decorators_from_prefect_and_the_rest_from_the_adapter() -> None:
-    for path in sorted((ROOT / "flows").glob("*.py")):
-        if path.name == "adapter.py":
-            continue
+    for path in sorted((ROOT / "flows").glob("*.py")):  # the adapter/ package is apart
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
@@ -72,7 +70,7 @@ def test_the_flows_take_only_decorators_from_prefect_and_the_rest_from_the_adapt
                 used = {alias.name for alias in node.names}
                 assert used <= allowed, (
                     f"{path.name} imports {sorted(used - allowed)} from {node.module}: call it "
-                    "through flows/adapter.py"
+                    "through flows/adapter/"
                 )
 
 
@@ -105,17 +103,11 @@ def test_the_import_contracts_fail_when_a_module_breaks_them(
 # it had: the list only shrinks. Tests and offboarding/dev/ are outside the limits.
 _MODULE_LIMIT, _FUNCTION_LIMIT = 450, 80
 _OVER_MODULE_LIMIT = {
-    "flows/adapter.py": 555,
     "offboarding/core/config.py": 546,
     "offboarding/locations/postgres/snapshot.py": 488,
     "offboarding/core/records.py": 471,
 }
-_OVER_FUNCTION_LIMIT = {
-    "offboarding/persons/erasure.py:erase_person": 87,
-    "offboarding/scheduling/scheduling.py:schedule_destruction": 84,
-    "offboarding/locations/postgres/person_erasure.py:_erase_rows": 84,
-    "offboarding/persons/contacts.py:forget_contacts": 81,
-}
+_OVER_FUNCTION_LIMIT: dict[str, int] = {}
 
 
 def _sources() -> list[Path]:

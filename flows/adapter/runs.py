@@ -1,46 +1,17 @@
-"""The one place that calls Prefect's API beyond the @flow and @task decorators.
-
-    PrefectRuns                    the library's `Runs` (offboarding/runs.py): destruction runs,
-                                   their states, cancelling, waiting cases, resuming them
-    Acknowledgement, await_acknowledgement
-                                   the Resume form of a waiting case, and the suspend that
-                                   frees the worker until it is filled in
-    set_up_prefect, emit_contract_terminated, exclusive
-                                   work pool and global concurrency limits, the platform's
-                                   event, and taking a slot of a limit
-    Progress, publish_case_summary, publish_table, link_to_certificate
-                                   the artifacts support staff read in the UI
-    settings, logger               the library's settings with Prefect's facts filled in, and
-                                   the run's logger (a plain one outside a run)
-    using_server, deployments_registered, start_deployment, wait_for_run
-                                   driving a server from outside a run (the demo, the tests)
-
-The library (`offboarding`) never imports Prefect; the import contracts in pyproject.toml fail
-the lint step if it does. Artifacts carry ids, counts, sizes, dates and digests only: table
-names are schema, not data; file names and addresses never appear (principle 1).
-"""
+"""Prefect's runs as the library's `Runs`, the forms a waiting run is resumed with, the
+library's settings and logger inside a run, limits and the platform's events."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from prefect import Task, get_client, get_run_logger
-from prefect.artifacts import (
-    create_link_artifact,
-    create_markdown_artifact,
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
-)
-from prefect.cache_policies import NONE
+from prefect import get_client, get_run_logger
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.filters import (
     FlowFilter,
@@ -61,11 +32,10 @@ from prefect.exceptions import (
     PrefectException,
 )
 from prefect.flow_runs import resume_flow_run, suspend_flow_run
-from prefect.futures import as_completed
 from prefect.input import RunInput, read_flow_run_input
 from prefect.input.run_input import keyset_from_paused_state
 from prefect.runtime import flow_run
-from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+from prefect.settings import get_current_settings
 from prefect.states import Cancelled
 
 from flows.deployments import CONTRACT_TERMINATED, PERSON_REQUEST, WORK_POOL
@@ -74,49 +44,10 @@ from offboarding.core.errors import (
     AcknowledgementRejected,
     ConfigurationError,
     NotWaitingError,
-    OffboardingError,
-    ServiceError,
 )
-from offboarding.core.records import CaseRef, ExportedPart, case_from_id
+from offboarding.core.records import CaseRef, case_from_id
 from offboarding.destruction.attestation import AttestationDue
-from offboarding.export.export import FanOut
-from offboarding.locations.base import ExportProgress, PartTask
 from offboarding.runs import AcknowledgementInput, AttestationInput
-
-__all__ = [
-    "CONTRACT_TERMINATED",
-    "DESTROY_DEPLOYMENT",
-    "DESTRUCTION_LIMIT_NAME",
-    "EXPORT_LIMIT_NAME",
-    "PERSON_REQUEST",
-    "WORK_POOL",
-    "Acknowledgement",
-    "Attestation",
-    "PartsProgress",
-    "PrefectRuns",
-    "Progress",
-    "await_acknowledgement",
-    "await_attestation",
-    "cancelled",
-    "contract_terminated_event",
-    "current_run_id",
-    "deployments_registered",
-    "emit_contract_terminated",
-    "emit_person_request",
-    "exclusive",
-    "link_to_certificate",
-    "logger",
-    "person_request_event",
-    "publish_case_summary",
-    "publish_table",
-    "resume_attestation",
-    "set_up_prefect",
-    "settings",
-    "start_deployment",
-    "using_server",
-    "wait_for_run",
-    "waiting_attestation",
-]
 
 EXPORT_LIMIT_NAME = "offboarding-exports"
 DESTRUCTION_LIMIT_NAME = "offboarding-destructions"
@@ -369,187 +300,3 @@ def emit_person_request(tenant: str, person: str, kind: str) -> UUID:
             "the event could not be sent: set PREFECT_API_URL to the Prefect server's API"
         )
     return event.id
-
-
-def _artifact_key(*parts: str) -> str:
-    """Artifact keys: lowercase letters, digits and dashes only."""
-    text = "-".join(parts).lower()
-    return "".join(c if c.isalnum() or c == "-" else "-" for c in text)
-
-
-def publish_case_summary(case: CaseRef, facts: dict[str, Any], title: str = "Case") -> None:
-    lines = [f"# {title} {case.case_id}", "", "| | |", "|---|---|"]
-    lines += [f"| {name} | {_text(value)} |" for name, value in facts.items()]
-    create_markdown_artifact(
-        "\n".join(lines),
-        key=_artifact_key("case", case.case_id),
-        description=f"{title} {case.case_id}: ids, counts and dates only",
-    )
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, datetime):
-        return f"{value:%Y-%m-%d %H:%M} UTC"
-    return str(value).replace("|", "/")
-
-
-def publish_table(case: CaseRef, name: str, rows: list[dict[str, Any]], description: str) -> None:
-    create_table_artifact(
-        [{k: _text(v) if isinstance(v, datetime) else v for k, v in row.items()} for row in rows],
-        key=_artifact_key(name, case.case_id),
-        description=description,
-    )
-
-
-@dataclass
-class Progress:
-    """A progress artifact for one run, moved through named steps."""
-
-    steps: Sequence[str]
-    artifact: UUID | None = None
-
-    def start(self, case: CaseRef, what: str) -> Progress:
-        artifact = create_progress_artifact(
-            0.0, key=_artifact_key("progress", what, case.case_id), description=f"{what} progress"
-        )
-        assert isinstance(artifact, UUID)  # called from sync flows only
-        self.artifact = artifact
-        return self
-
-    def done(self, step: str) -> None:
-        if self.artifact is not None:
-            position = list(self.steps).index(step) + 1
-            update_progress_artifact(
-                self.artifact,
-                100.0 * position / len(self.steps),
-                description=f"{step} done ({position} of {len(self.steps)})",
-            )
-
-
-# Part tasks are cheap to redo and hold nothing worth caching: no cache, no persisted result.
-NO_CACHE = NONE
-
-
-def fan_out_on_cluster(address: str, part_task: Task[..., ExportedPart], case: CaseRef) -> FanOut:
-    """Run a location's part tasks on the Dask cluster at `address` through Prefect's Dask
-    task runner: each is a task run of its own in the UI, retried by Prefect when it fails,
-    and rescheduled by Dask on another worker when its worker process dies. Parts come back
-    in the order of the tasks; `progress` hears of each as it finishes."""
-
-    def run(tasks: list[PartTask], progress: ExportProgress | None) -> list[ExportedPart]:
-        from prefect_dask.task_runners import DaskTaskRunner
-
-        if not tasks:
-            return []
-        done: dict[int, ExportedPart] = {}
-        rows = 0
-        if progress is not None:
-            progress(0, len(tasks), 0)
-        with DaskTaskRunner(address=address) as runner:
-            futures = {
-                runner.submit(part_task, parameters={"case": case, "part": task}): index
-                for index, task in enumerate(tasks)
-            }
-            for future in as_completed(list(futures)):
-                part = future.result()
-                done[futures[future]] = part
-                rows += part.rows or 0
-                if progress is not None:
-                    progress(len(done), len(tasks), rows)
-        return [done[index] for index in range(len(tasks))]
-
-    return run
-
-
-class PartsProgress:
-    """A progress artifact of the export's parts, updated as workers finish them (every 2% at
-    most). A failed update is logged, never fatal: the UI is not worth an export."""
-
-    def __init__(self, case: CaseRef) -> None:
-        self.case = case
-        self.artifact: UUID | None = None
-        self.shown = -1.0
-
-    def __call__(self, done: int, total: int, rows: int) -> None:
-        percent = 100.0 * done / total if total else 100.0
-        if self.artifact is not None and percent < 100.0 and percent - self.shown < 2.0:
-            return
-        description = f"{done} of {total} table parts exported, {rows:,} rows"
-        try:
-            if self.artifact is None:
-                artifact = create_progress_artifact(
-                    percent,
-                    key=_artifact_key("progress", "export", self.case.case_id),
-                    description=description,
-                )
-                assert isinstance(artifact, UUID)
-                self.artifact = artifact
-            else:
-                update_progress_artifact(self.artifact, percent, description=description)
-            self.shown = percent
-        except Exception as error:
-            logger().warning("export progress not shown: %s", error)
-
-
-def link_to_certificate(case: CaseRef, url: str) -> None:
-    create_link_artifact(
-        url,
-        link_text=f"Certificate of destruction {case.case_id}",
-        key=_artifact_key("certificate", case.case_id),
-        description="The signed certificate in the write-once archive",
-    )
-
-
-# Driving a server from outside a run: the demo, `offboard serve-local`'s checks and the tests.
-
-
-@contextlib.contextmanager
-def using_server(api_url: str) -> Iterator[None]:
-    """Point this process's Prefect client at a server, whatever was imported before."""
-    with temporary_settings(updates={PREFECT_API_URL: api_url}):
-        yield
-
-
-def deployments_registered(names: Sequence[str]) -> bool:
-    """True once every named deployment ("flow/deployment") exists on the server."""
-    with get_client(sync_client=True) as client:
-        try:
-            for name in names:
-                client.read_deployment_by_name(name)
-        except ObjectNotFound:
-            return False
-    return True
-
-
-def start_deployment(name: str, parameters: dict[str, Any] | None = None) -> FlowRun:
-    """Create a run of a deployment now and return it without waiting."""
-    run = run_deployment(name, parameters=parameters or {}, timeout=0, as_subflow=False)
-    assert isinstance(run, FlowRun)
-    return run
-
-
-def wait_for_run(
-    run_id: UUID | str,
-    wanted: set[str],
-    timeout: float,
-    describe_failure: Callable[[], str] = lambda: "",
-) -> FlowRun:
-    """Poll a flow run until its state type is one of `wanted`; fail on any other final state,
-    or after `timeout` seconds (the message ends with `describe_failure()`)."""
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while True:
-            run = client.read_flow_run(UUID(str(run_id)))
-            state = run.state
-            if state is not None and state.type.value in wanted:
-                return run
-            if state is not None and state.is_final():
-                raise OffboardingError(
-                    f"flow run {run.name} ended {state.name}: {state.message or ''}"
-                )
-            if time.monotonic() > deadline:
-                raise ServiceError(
-                    f"flow run {run.name} still {state.name if state else '?'} after {timeout:.0f}s"
-                    f"\n{describe_failure()}"
-                )
-            time.sleep(0.5)
