@@ -4,7 +4,7 @@ never a hand list.
 
     catalog    the catalog and the classification of every table under the settings
     scope      which rows of a table are the tenant's, and what they count and weigh
-    snapshot   the export: one snapshot, parallel Parquet parts
+    snapshot   the export: one snapshot, parallel Parquet parts (planned in parts.py)
     deletion   destruction proved by construction: the tenant's rows listed, no outside row
                referencing them, then deleted children first in bounded batches, each row's
                owner checked; VACUUM; the tenant's schema dropped
