@@ -192,6 +192,18 @@ class MariaDBSystem(PluginSystem):
         "another tenant's: 'leave' them, 'delete' them with the tenant, or 'export' them "
         "without destroying them.",
     )
+    tenant_database_pattern: str | None = Field(
+        default=None,
+        description="A database on the same server that belongs wholly to one tenant, e.g. "
+        "'wiki_{tenant}': every table in it is exported whole, and it is dropped whole.",
+    )
+
+    @field_validator("tenant_database_pattern")
+    @classmethod
+    def _one_tenant(cls, pattern: str | None) -> str | None:
+        if pattern is not None and pattern.count(_TENANT_PLACEHOLDER) != 1:
+            raise ValueError(f"tenant_database_pattern {pattern!r} must hold {{tenant}} once")
+        return pattern
 
 
 class Attestation(BaseModel):

@@ -7,6 +7,7 @@
                chose)
     engine     the relational core's engine: lists in temporary tables, DELETE ... RETURNING
                with each owner checked
+    own        the tenant's own database (tenant_database_pattern): exported and dropped whole
     persons    one person: found, exported and erased in one transaction
 
 Classification is planning's, the same as for PostgreSQL: the tenant column, or foreign keys
@@ -21,10 +22,7 @@ delete are the relational core's (offboarding/locations/relational/), in MariaDB
 from __future__ import annotations
 
 import hashlib
-import queue
-import threading
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -36,14 +34,11 @@ import MySQLdb.cursors
 from offboarding.core.config import Settings
 from offboarding.core.errors import (
     ConfigurationError,
-    IntegrityError,
     ServiceError,
 )
-from offboarding.core.names import inside, qualified, split_qualified, table_folder
+from offboarding.core.names import qualified, split_qualified
 from offboarding.core.records import (
     CaseRef,
-    ColumnSchema,
-    ExportedPart,
     LocationInventory,
     TableItem,
 )
@@ -66,7 +61,6 @@ from offboarding.locations.base import (
 )
 from offboarding.locations.mariadb.catalogue import (
     Catalogue,
-    Column,
     Connection,
     arrow_type,
     classify,
@@ -76,7 +70,8 @@ from offboarding.locations.mariadb.catalogue import (
 )
 from offboarding.locations.mariadb.dialect import MariaDBDialect, quote
 from offboarding.locations.mariadb.engine import MariaDBEngine
-from offboarding.locations.mariadb.snapshot import Snapshot, write_table
+from offboarding.locations.mariadb.own import OwnDatabase
+from offboarding.locations.mariadb.snapshot import Snapshot, Source, export_tables
 from offboarding.locations.relational import RelationalScope, deletion, proof
 from offboarding.planning import CatalogTable, Classification
 
@@ -161,6 +156,11 @@ class MariaDBLocation:
         classification, _ = self._classify(catalogue, strict=strict)
         return MariaDBEngine(conn, self.name, catalogue, self._scope(classification), case.tenant)
 
+    def _own(self, case: CaseRef) -> OwnDatabase | None:
+        """The tenant's own database, where the data map's tenant_database_pattern gives one."""
+        pattern = self.system.tenant_database_pattern
+        return OwnDatabase(self.name, pattern, case.tenant) if pattern else None
+
     # -- the four verbs --------------------------------------------------------------------------
 
     def reach(self) -> str:
@@ -174,7 +174,8 @@ class MariaDBLocation:
             media=f"MariaDB database {self.name} at {self._address}",
             method="clear",
             technique="list the tenant's rows by key and prove no other row references them; "
-            "delete children first in batches, each deleted row's owner checked",
+            "delete children first in batches, each deleted row's owner checked"
+            + ("; drop the tenant's own database" if self.system.tenant_database_pattern else ""),
             verification_method="count of the tenant's rows in every tenant table, on a new "
             "connection",
         )
@@ -196,6 +197,11 @@ class MariaDBLocation:
                     rows = count(cur, table.name, scope.where(name, "t"), case.tenant)
                     average = catalogue.rows_estimate.get(table.name, (0, 0))[1]
                     items.append(self._item(classification, table, catalogue, rows, rows * average))
+            own = self._own(case)
+            if own is not None:
+                own_catalogue, unreadable = own.catalogue(conn, strict=not dry_run)
+                items += own.items(conn, own_catalogue)
+                unclassified += unreadable
         policies = scope.shared
         warnings = [
             f"{table}: {n} row(s) reference both this tenant's rows and another tenant's; "
@@ -253,63 +259,35 @@ class MariaDBLocation:
     ) -> LocationExport:
         """Every table of the inventory from one consistent snapshot, in key order, read by
         up to OFFBOARD_EXPORT_WORKERS connections that share it (`Snapshot`)."""
-        wanted = max(1, min(self.settings.export.workers, len(inventory.tables)))
-        with Snapshot(self._connect, wanted) as snapshot:
-            catalogue = self._catalogue(snapshot.readers[0])
-            classification, _ = self._classify(catalogue)
-            by_name = {t.qualified: t for t in catalogue.tables}
-            for item in inventory.tables:
-                if item.qualified not in by_name:
-                    raise IntegrityError(
-                        f"table {item.qualified} of the inventory disappeared before the export "
-                        f"of tenant {case.tenant!r}: take the inventory again"
-                    )
-            if progress:
-                progress(0, len(inventory.tables), 0)
-            lock = threading.Lock()
-            tally = {"tables": 0, "rows": 0}
-            free = queue.SimpleQueue[Connection]()
-            for reader in snapshot.readers:
-                free.put(reader)
+        workers = self.settings.export.workers
+        return export_tables(
+            self.name, self._connect, lambda conn: self._sources(conn, case), case.tenant,
+            inventory, scratch, progress, workers,
+        )  # fmt: skip
 
-            def export_one(item: TableItem) -> ExportedPart:
-                table = by_name[item.qualified]
-                relative = f"{table_folder(item.qualified)}part-00000.parquet"
-                reader = free.get()
-                try:
-                    rows, columns = self._write_table(
-                        reader, table, catalogue.columns[table.name],
-                        self._where(classification, table.qualified, "t"),
-                        {"tenant": case.tenant}, inside(scratch, relative),
-                    )  # fmt: skip
-                finally:
-                    free.put(reader)
-                with lock:
-                    tally["tables"] += 1
-                    tally["rows"] += rows
-                    if progress:
-                        progress(tally["tables"], len(inventory.tables), tally["rows"])
-                return ExportedPart(
-                    path=relative, source=f"scratch:{relative}", kind="table",
-                    table=item.qualified, rows=rows, columns=columns,
-                    size=inside(scratch, relative).stat().st_size,
-                )  # fmt: skip
+    def _sources(self, conn: Connection, case: CaseRef) -> dict[str, Source]:
+        """Per table the export may read: the table, its columns, which of its rows (`t`,
+        with %(tenant)s) and, for the tenant's own database, that database."""
+        catalogue = self._catalogue(conn)
+        classification, _ = self._classify(catalogue)
+        sources: dict[str, Source] = {
+            t.qualified: (
+                t,
+                catalogue.columns.get(t.name, []),
+                self._where(classification, t.qualified, "t"),
+                None,
+            )
+            for t in catalogue.tables
+            if t.qualified in classification.owned
+        }
+        own = self._own(case)
+        if own is not None:
+            mine, _ = own.catalogue(conn)
+            for t in mine.tables:
+                sources[t.qualified] = (t, mine.columns.get(t.name, []), "TRUE", own.name)
+        return sources
 
-            with ThreadPoolExecutor(len(snapshot.readers)) as pool:
-                parts = list(pool.map(export_one, inventory.tables))
-        return LocationExport(parts=parts, snapshot_time=snapshot.taken_at)
-
-    def _write_table(
-        self,
-        conn: Connection,
-        table: CatalogTable,
-        columns: list[Column],
-        where: str,
-        params: dict[str, Any],
-        target: Path,
-    ) -> tuple[int, list[ColumnSchema]]:
-        """The rows of `table` (as `t`) matching `where`, in key order, into Parquet."""
-        return write_table(self.name, conn, table, columns, where, params, target)
+    # -- one person (the data map's [person.systems.<name>] tables: persons.py) ---------------
 
     def find_person(self, tenant: str, person: str, declared: PersonDeclaration) -> PersonItems:
         return persons.find_person(
@@ -343,6 +321,10 @@ class MariaDBLocation:
         with self._connect() as conn:
             engine = self._engine(conn, case)
             proved = proof.prove(engine, case, inventoried, listed=False)
+            own = self._own(case)
+            if own is not None:  # rows added to it since the export stop the case here too
+                counts = own.counts(conn, own.catalogue(conn)[0])
+                proof.against_inventory(case, counts, {}, {}, inventoried)
             conn.rollback()
         return {table: f"{n} rows: {engine.policies[table]}" for table, n in proved.shared.items()}
 
@@ -350,16 +332,33 @@ class MariaDBLocation:
         with self._connect() as conn:
             engine = self._engine(conn, case)
             proved = proof.prove(engine, case, inventoried)
+            dropped = self._drop_own(conn, case, inventoried)
             batch = self.settings.destruction.delete_batch_rows
             deletion.delete_listed(engine, case, proved, batch)
+        details = {f"deleted {t}": str(n) for t, n in proved.deleted.items() if n}
+        details.update({f"dropped {t}": str(n) for t, n in dropped.items()})
         return Removal(
-            items_before=sum(d.rows for d in proved.doomed.values()),
+            items_before=sum(d.rows for d in proved.doomed.values()) + sum(dropped.values()),
             bytes_before=sum(d.bytes for d in proved.doomed.values()),
-            items_removed=sum(proved.deleted.values()),
+            items_removed=sum(proved.deleted.values()) + sum(dropped.values()),
             technique=self.describe().technique,
             isolation=proved.summary(engine.policies),
-            details={f"deleted {t}": str(n) for t, n in proved.deleted.items() if n},
+            details=details,
         )
+
+    def _drop_own(
+        self, conn: Connection, case: CaseRef, inventoried: Mapping[str, int] | None
+    ) -> dict[str, int]:
+        """The tenant's own database, compared with the frozen inventory, dropped whole (first:
+        nothing of it can then block the deletion in the shared database). Rows per table."""
+        own = self._own(case)
+        if own is None:
+            return {}
+        catalogue, _ = own.catalogue(conn)
+        counts = own.counts(conn, catalogue)
+        proof.against_inventory(case, counts, {}, {}, inventoried)
+        own.drop(conn)
+        return counts
 
     def verify(self, case: CaseRef) -> Remaining:
         with self._connect() as conn:
@@ -373,9 +372,16 @@ class MariaDBLocation:
                     found = count(cur, split_qualified(name)[1], where, case.tenant)
                     if found:
                         left[name] = found
+            own = self._own(case)
+            if own is not None and own.exists(conn):
+                left[own.name] = 1 + sum(
+                    own.counts(conn, own.catalogue(conn, strict=False)[0]).values()
+                )
         return Remaining(
             items=sum(left.values()),
-            verification=f"count of the tenant's rows in {len(classification.owned)} table(s): "
+            verification=f"count of the tenant's rows in {len(classification.owned)} table(s)"
+            + (f", and database {own.name}'s absence" if own is not None else "")
+            + ": "
             + (", ".join(f"{t} {n}" for t, n in sorted(left.items())) or "none"),
         )
 

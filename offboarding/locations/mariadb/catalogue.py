@@ -108,6 +108,7 @@ class Catalogue:
     columns: dict[str, list[Column]]
     hazards: dict[str, str]  # table -> why the pipeline cannot read it by key
     rows_estimate: dict[str, tuple[int, int]] = field(default_factory=dict)  # rows, avg length
+    engines: dict[str, str] = field(default_factory=dict)  # table -> its storage engine
 
 
 def count(cur: Any, table: str, where: str, tenant: str) -> int:
@@ -128,20 +129,24 @@ def column_schema(column: Column) -> ColumnSchema:
     )
 
 
-def _read(conn: Connection) -> tuple[dict[str, Any], dict[str, list[Column]], dict[Any, Any]]:
-    """The server's information_schema on the connection's database: each table's kind,
+def _read(
+    conn: Connection, database: str
+) -> tuple[dict[str, Any], dict[str, list[Column]], dict[Any, Any]]:
+    """The server's information_schema on `database`: each table's kind,
     engine and estimates, its columns, and its key constraints' columns."""
     with conn.cursor() as cur:
         cur.execute(
             "SELECT TABLE_NAME, TABLE_TYPE, ENGINE, TABLE_ROWS, AVG_ROW_LENGTH "
-            "FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
+            "FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",
+            (database,),
         )
         kinds = {str(r[0]): (str(r[1]), r[2], int(r[3] or 0), int(r[4] or 0)) for r in cur}
         cur.execute(
             "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, "
             "NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION "
-            "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
-            "ORDER BY TABLE_NAME, ORDINAL_POSITION"
+            "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
+            "ORDER BY TABLE_NAME, ORDINAL_POSITION",
+            (database,),
         )
         columns: dict[str, list[Column]] = {}
         for table, name, kind, declared, nullable, precision, scale, fraction in cur:
@@ -163,8 +168,9 @@ def _read(conn: Connection) -> tuple[dict[str, Any], dict[str, list[Column]], di
             "LEFT JOIN information_schema.REFERENTIAL_CONSTRAINTS r "
             "ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA "
             "AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME AND r.TABLE_NAME = k.TABLE_NAME "
-            "WHERE k.TABLE_SCHEMA = DATABASE() "
-            "ORDER BY k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION"
+            "WHERE k.TABLE_SCHEMA = %s "
+            "ORDER BY k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION",
+            (database,),
         )
         keys: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
         for row in cur:
@@ -172,10 +178,13 @@ def _read(conn: Connection) -> tuple[dict[str, Any], dict[str, list[Column]], di
     return kinds, columns, keys
 
 
-def read_catalogue(conn: Connection, system: str, database: str) -> Catalogue:
-    """Every table, column, primary and foreign key (with its ON DELETE rule) of the
-    connection's database, and why the pipeline cannot read a table by key, where it cannot."""
-    kinds, columns, keys = _read(conn)
+def read_catalogue(
+    conn: Connection, system: str, database: str, *, schema: str | None = None
+) -> Catalogue:
+    """Every table, column, primary and foreign key (with its ON DELETE rule) of `database`,
+    and why the pipeline cannot read a table by key, where it cannot. Its tables are named
+    `<schema>.<table>`, the schema being the system's name unless given."""
+    kinds, columns, keys = _read(conn, database)
     hazards: dict[str, str] = {}
     primary: dict[str, tuple[str, ...]] = {}
     foreign: dict[str, list[ForeignKey]] = {}
@@ -212,7 +221,7 @@ def read_catalogue(conn: Connection, system: str, database: str) -> Catalogue:
             hazards[table] = "a % in its own or a column's name: no statement can name it"
         tables.append(
             CatalogTable(
-                schema=system,
+                schema=schema or system,
                 name=table,
                 columns=tuple(c.name for c in columns.get(table, [])),
                 primary_key=primary.get(table, ()),
@@ -220,7 +229,8 @@ def read_catalogue(conn: Connection, system: str, database: str) -> Catalogue:
             )
         )
     estimates = {t: (rows, length) for t, (_, _, rows, length) in kinds.items()}
-    return Catalogue(tables, columns, hazards, estimates)
+    engines = {t: str(engine or kind) for t, (kind, engine, _, _) in kinds.items()}
+    return Catalogue(tables, columns, hazards, estimates, engines)
 
 
 def classify(

@@ -25,6 +25,7 @@ from offboarding.core.records import ExportedPart, TableItem
 from offboarding.datamap import PersonSystem, PersonTable
 from offboarding.locations.base import PersonErased, PersonExport, PersonItems
 from offboarding.locations.mariadb.dialect import quote
+from offboarding.locations.mariadb.snapshot import write_table
 from offboarding.planning import CatalogTable, Classification, deletion_order
 
 if TYPE_CHECKING:
@@ -139,9 +140,9 @@ def export_person(
         found = _load(location, conn, declared)
         for qualified, (table, _) in found.tables.items():
             relative = f"{table_folder(qualified)}part-00000.parquet"
-            rows, columns = location._write_table(
-                conn, table, found.catalogue.columns[table.name], found.condition(qualified),
-                params, inside(scratch, relative),
+            rows, columns = write_table(
+                location.name, conn, table, found.catalogue.columns[table.name],
+                found.condition(qualified), params, inside(scratch, relative),
             )  # fmt: skip
             size = inside(scratch, relative).stat().st_size
             parts.append(

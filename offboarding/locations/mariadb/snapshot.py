@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import queue
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from offboarding.core.errors import IntegrityError
-from offboarding.core.records import ColumnSchema
+from offboarding.core.names import inside, table_folder
+from offboarding.core.records import ColumnSchema, ExportedPart, LocationInventory, TableItem
+from offboarding.locations.base import ExportProgress, LocationExport
 from offboarding.locations.mariadb.catalogue import (
     Column,
     Connection,
@@ -27,7 +32,7 @@ from offboarding.locations.mariadb.catalogue import (
 from offboarding.locations.mariadb.dialect import quote
 from offboarding.planning import CatalogTable
 
-__all__ = ["Snapshot", "write_table"]
+__all__ = ["Snapshot", "Source", "export_tables", "write_table"]
 
 _ROWS_PER_BATCH = 10_000
 
@@ -110,19 +115,24 @@ def write_table(
     where: str,
     params: dict[str, Any],
     target: Path,
+    *,
+    database: str | None = None,
 ) -> tuple[int, list[ColumnSchema]]:
-    """The rows of `table` (as `t`) matching `where`, in key order, into Parquet."""
+    """The rows of `table` (as `t`) matching `where`, in key order (where it has a key), into
+    Parquet. `database`: the table is in that database, not the connection's."""
     types = [arrow_type(c) for c in columns]
     schema = pa.schema(
         [pa.field(c.name, t, nullable=c.nullable) for c, (t, _) in zip(columns, types, strict=True)]
     )
     select = ", ".join(f"t.{quote(c.name)}" for c in columns)
     order = ", ".join(f"t.{quote(c)}" for c in table.primary_key)
+    source = f"{quote(database)}.{quote(table.name)}" if database else quote(table.name)
     target.parent.mkdir(parents=True, exist_ok=True)
     rows = 0
     with pq.ParquetWriter(target, schema, compression="zstd") as writer, conn.cursor() as cur:
         cur.execute(
-            f"SELECT {select} FROM {quote(table.name)} t WHERE {where} ORDER BY {order}",
+            f"SELECT {select} FROM {source} t WHERE {where}"
+            + (f" ORDER BY {order}" if order else ""),
             params,
         )
         # Only text-kept and binary columns need a conversion; the others go to Arrow as
@@ -148,3 +158,64 @@ def write_table(
             writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
             rows += len(batch)
     return rows, [column_schema(c) for c in columns]
+
+
+Source = tuple[CatalogTable, list[Column], str, "str | None"]
+
+
+def export_tables(
+    system: str,
+    connect: Callable[..., AbstractContextManager[Connection]],
+    sources_of: Callable[[Connection], dict[str, Source]],
+    tenant: str,
+    inventory: LocationInventory,
+    scratch: Path,
+    progress: ExportProgress | None,
+    workers: int,
+) -> LocationExport:
+    """Every table of the inventory from one consistent snapshot, in key order, read by up to
+    `workers` connections that share it (`Snapshot`). `sources_of` says, in the snapshot, per
+    table: the table, its columns, which of its rows (`t`, with %(tenant)s), and the database
+    it is in if not the connection's."""
+    wanted = max(1, min(workers, len(inventory.tables)))
+    with Snapshot(connect, wanted) as snapshot:
+        sources = sources_of(snapshot.readers[0])
+        for item in inventory.tables:
+            if item.qualified not in sources:
+                raise IntegrityError(
+                    f"table {item.qualified} of the inventory disappeared before the export "
+                    f"of tenant {tenant!r}: take the inventory again"
+                )
+        if progress:
+            progress(0, len(inventory.tables), 0)
+        lock = threading.Lock()
+        tally = {"tables": 0, "rows": 0}
+        free = queue.SimpleQueue[Connection]()
+        for reader in snapshot.readers:
+            free.put(reader)
+
+        def export_one(item: TableItem) -> ExportedPart:
+            table, columns, where, database = sources[item.qualified]
+            relative = f"{table_folder(item.qualified)}part-00000.parquet"
+            reader = free.get()
+            try:
+                rows, schemas = write_table(
+                    system, reader, table, columns, where, {"tenant": tenant},
+                    inside(scratch, relative), database=database,
+                )  # fmt: skip
+            finally:
+                free.put(reader)
+            with lock:
+                tally["tables"] += 1
+                tally["rows"] += rows
+                if progress:
+                    progress(tally["tables"], len(inventory.tables), tally["rows"])
+            return ExportedPart(
+                path=relative, source=f"scratch:{relative}", kind="table",
+                table=item.qualified, rows=rows, columns=schemas,
+                size=inside(scratch, relative).stat().st_size,
+            )  # fmt: skip
+
+        with ThreadPoolExecutor(len(snapshot.readers)) as pool:
+            parts = list(pool.map(export_one, inventory.tables))
+    return LocationExport(parts=parts, snapshot_time=snapshot.taken_at)
