@@ -32,7 +32,7 @@ from offboarding.core.errors import (
     TenantError,
 )
 from offboarding.core.names import split_qualified
-from offboarding.datamap import HttpFreezeHook, TenantsTable, load_datamap
+from offboarding.datamap import HttpFreezeHook, TenantsTable, datamap_of
 
 __all__ = ["LEDGER_SCHEMA", "TenantRecord", "TenantRegistry", "registry_table"]
 
@@ -190,7 +190,7 @@ def _call_freeze_api(hook: HttpFreezeHook, tenant: str) -> None:
 
 def registry_table(settings: Settings) -> str:
     """schema.table of the platform's tenants: the data map's, else OFFBOARD_REGISTRY_TABLE."""
-    return load_datamap(settings.datamap).tenants.table or settings.platform.registry_table
+    return datamap_of(settings).tenants.table or settings.platform.registry_table
 
 
 @dataclass(frozen=True)
@@ -224,7 +224,7 @@ class TenantRecord:
 class TenantRegistry:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.mapping: TenantsTable = load_datamap(settings.datamap).tenants
+        self.mapping: TenantsTable = datamap_of(settings).tenants
         schema, name = split_qualified(registry_table(settings))
         self.table = sql.Identifier(schema, name)
 

@@ -133,3 +133,16 @@ def test_no_module_over_450_lines_and_no_function_over_80_except_the_shrinking_l
         f"over {_MODULE_LIMIT} lines a module, {_FUNCTION_LIMIT} a function (or grown past "
         f"its listed size): {grown}. Split it by what it does"
     )
+
+
+def test_the_library_reads_the_data_map_through_one_typed_accessor() -> None:
+    """`datamap_of(settings)` is the one way to the data map (parsed once per process while its
+    file stays the same); a module parsing a path of its own would read another one."""
+    readers = [
+        str(path.relative_to(ROOT))
+        for path in _sources()
+        if "load_datamap(" in path.read_text()
+        and path.relative_to(ROOT).parts[:2] != ("offboarding", "datamap")
+        and path.relative_to(ROOT).parts[:2] != ("offboarding", "dev")
+    ]
+    assert not readers, f"call datamap_of(settings) instead of load_datamap in {readers}"

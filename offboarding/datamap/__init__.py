@@ -25,7 +25,7 @@ Values may name environment variables as ${VAR}, so connection strings with pass
 out of the file.
 """
 
-from offboarding.datamap.loading import load_datamap, parse_datamap
+from offboarding.datamap.loading import datamap_of, load_datamap, parse_datamap
 from offboarding.datamap.model import DEFAULT_DATAMAP, DataMap, system_entries
 from offboarding.datamap.people import (
     ContactsScope,
@@ -78,6 +78,7 @@ __all__ = [
     "System",
     "TenantsTable",
     "UnboundSystem",
+    "datamap_of",
     "load_datamap",
     "parse_datamap",
     "platform_shape",

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from offboarding.core.config import Settings
 from offboarding.core.errors import ConfigurationError
 from offboarding.datamap.model import DEFAULT_DATAMAP, DataMap, named
 from offboarding.datamap.people import ContactsScope, PersonScope
@@ -23,7 +24,7 @@ from offboarding.datamap.systems import (
 )
 from offboarding.datamap.tenants import TenantsTable
 
-__all__ = ["load_datamap", "parse_datamap"]
+__all__ = ["datamap_of", "load_datamap", "parse_datamap"]
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -140,6 +141,12 @@ def parse_datamap(document: dict[str, Any], source: str = "") -> DataMap:
 # unchanged data map once, however many stages ask for it.
 _PARSED: dict[tuple[str, str, tuple[tuple[str, str | None], ...]], DataMap] = {}
 _KEEP = 16
+
+
+def datamap_of(settings: Settings) -> DataMap:
+    """The data map the settings name (OFFBOARD_DATAMAP), typed: the one way the library reads
+    it. Parsed once per process while its file, and the ${VAR}s it names, stay the same."""
+    return load_datamap(settings.datamap)
 
 
 def load_datamap(path: Path | None) -> DataMap:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from offboarding.core.config import PlatformSettings, Settings
 from offboarding.core.errors import ConfigurationError
-from offboarding.datamap.loading import load_datamap
+from offboarding.datamap.loading import datamap_of
 from offboarding.datamap.systems import PostgresSystem
 
 __all__ = ["PlatformShape", "ShapeVariableDeprecated", "platform_shape"]
@@ -64,7 +64,7 @@ def platform_shape(settings: Settings) -> PlatformShape:
     """The shape the data map declares; what it leaves out from an old variable still set
     (warned once per process), else the default (the first release's, for a data map that
     declares no shape at all)."""
-    datamap = load_datamap(settings.datamap)
+    datamap = datamap_of(settings)
     system = datamap.systems.get("postgres")
     declared = {
         name: getattr(system, name)

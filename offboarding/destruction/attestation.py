@@ -17,7 +17,7 @@ from datetime import datetime
 from offboarding.core.config import Settings
 from offboarding.core.errors import ConfigurationError, TenantError
 from offboarding.core.records import CaseRef
-from offboarding.datamap import AttestedSystem, load_datamap
+from offboarding.datamap import AttestedSystem, datamap_of
 from offboarding.delivery import mail
 from offboarding.people import pseudonym, statement
 from offboarding.runs import AttestationInput
@@ -44,7 +44,7 @@ class AttestationDue:
 
 
 def attested_systems(settings: Settings) -> dict[str, AttestedSystem]:
-    return load_datamap(settings.datamap).attested()
+    return datamap_of(settings).attested()
 
 
 def request_attestations(

@@ -26,7 +26,7 @@ from offboarding.core.records import (
     SystemStatus,
 )
 from offboarding.core.signing import Signer, load_key_list
-from offboarding.datamap import AttestedSystem, load_datamap
+from offboarding.datamap import AttestedSystem, datamap_of
 from offboarding.delivery.receipts import downloads, fully_downloaded
 from offboarding.destruction.warrant import Warrant, require_agreement, require_warrant
 from offboarding.evidence.archive import publish_key_list, render_certificate_html
@@ -244,7 +244,7 @@ def certify(
     if state.certificate is None:
         awaiting = {
             name: system.attested.role
-            for name, system in load_datamap(settings.datamap).attested().items()
+            for name, system in datamap_of(settings).attested().items()
             if name not in state.attestations
         }
         if awaiting:
@@ -301,7 +301,7 @@ def _systems(
 ) -> list[SystemStatus]:
     """The data map's systems as the certificate lists them."""
     listed = []
-    for name, system in load_datamap(settings.datamap).systems.items():
+    for name, system in datamap_of(settings).systems.items():
         if isinstance(system, AttestedSystem):
             given = state.attestations[name]
             listed.append(

@@ -27,7 +27,7 @@ from offboarding.core.records import (
     Inventory,
     StagedRecord,
 )
-from offboarding.datamap import load_datamap, system_entries
+from offboarding.datamap import datamap_of, system_entries
 from offboarding.evidence.incidents import check_export_isolation, record_incident
 from offboarding.export.packaging import package, part_opener, staging_area, verify_package
 from offboarding.locations import get_location, platform_order, scratch_dir
@@ -126,7 +126,7 @@ def inventory_of(settings: Settings, case: CaseRef, *, dry_run: bool = False) ->
     """What the tenant holds in every system of the platform's data map. A system bound to
     nothing stops the case here, and so does one that cannot be reached: no copy goes
     uncounted."""
-    datamap = load_datamap(settings.datamap)
+    datamap = datamap_of(settings)
     datamap.require_bound()
     locations = [
         get_location(name, settings).inventory(case, dry_run=dry_run)

@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from offboarding.core.config import Settings
 from offboarding.core.errors import ConfigurationError
-from offboarding.datamap import DEFAULT_DATAMAP, DataMap, load_datamap
+from offboarding.datamap import DEFAULT_DATAMAP, DataMap, datamap_of
 from offboarding.locations import cache, mariadb, objects, pgbackrest, postgres
 from offboarding.locations.backups import BackupsLocation
 from offboarding.locations.base import (
@@ -132,7 +132,7 @@ def registered(datamap: DataMap) -> tuple[Registered, ...]:
 
 
 def _registered(settings: Settings) -> tuple[Registered, ...]:
-    return registered(load_datamap(settings.datamap))
+    return registered(datamap_of(settings))
 
 
 def destruction_order(settings: Settings) -> tuple[str, ...]:

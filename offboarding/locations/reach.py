@@ -8,7 +8,7 @@ from typing import Literal
 
 from offboarding.core.config import Settings
 from offboarding.core.errors import OffboardingError
-from offboarding.datamap import AttestedSystem, DataMap, UnboundSystem, load_datamap
+from offboarding.datamap import AttestedSystem, DataMap, UnboundSystem, datamap_of
 from offboarding.locations import get_location
 from offboarding.locations.base import Reachable
 
@@ -30,7 +30,7 @@ class SystemCheck:
 
 def check_datamap(settings: Settings) -> tuple[DataMap, list[SystemCheck]]:
     """Load the data map (a malformed one raises, saying what to fix) and check each system."""
-    datamap = load_datamap(settings.datamap)
+    datamap = datamap_of(settings)
     checks = []
     for name, system in datamap.systems.items():
         if isinstance(system, UnboundSystem):

@@ -31,7 +31,7 @@ from offboarding.core.records import (
     Inventory,
     LocationInventory,
 )
-from offboarding.datamap import PersonScope, load_datamap
+from offboarding.datamap import PersonScope, datamap_of
 from offboarding.delivery.links import link_digest, sign_part_links
 from offboarding.delivery.mail import compose, send
 from offboarding.export.export import package, verify_package
@@ -81,7 +81,7 @@ def _snapshot_person(
     with the inventory the bundle must reconcile with."""
     scratch = scratch_dir(settings, work) / "export"
     shutil.rmtree(scratch, ignore_errors=True)
-    datamap = load_datamap(settings.datamap)
+    datamap = datamap_of(settings)
     found = home(settings, datamap).export_person(work.tenant, person, scope, scratch)
     parts = list(found.parts)
     locations = [
@@ -136,7 +136,7 @@ def answer_access(
     request, person = to_carry_out(settings, ref, (RequestKind.ACCESS, RequestKind.PORTABILITY))
     tenant = TenantRegistry(settings).get(request.tenant)
     address = tenant.require_contact()
-    scope = load_datamap(settings.datamap).require_person_scope()
+    scope = datamap_of(settings).require_person_scope()
     work = CaseRef(tenant=request.tenant, case_id=request.ref)
     try:
         say(f"snapshot of person {person} of {request.tenant}")

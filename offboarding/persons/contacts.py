@@ -28,7 +28,7 @@ from psycopg import sql
 from offboarding.core.config import Settings, validate_tenant_id
 from offboarding.core.errors import TenantError
 from offboarding.core.names import split_qualified
-from offboarding.datamap import load_datamap
+from offboarding.datamap import datamap_of
 from offboarding.delivery.mail import compose, send
 from offboarding.people import forget_tenant
 from offboarding.persons.records import archive_signed
@@ -114,7 +114,7 @@ def _outbox_notices(settings: Settings, tenant: str, refs: list[str]) -> int:
 
 def _clear_registry_contact(settings: Settings, conn: Any, tenant: str) -> int:
     """The contact columns of the tenant's row, where the platform kept the row."""
-    mapping = load_datamap(settings.datamap).tenants
+    mapping = datamap_of(settings).tenants
     columns = [c for c in (mapping.contact, mapping.recipient) if c]
     if not columns:
         return 0
@@ -137,7 +137,7 @@ def _ask_roles(settings: Settings, tenant: str) -> list[RoleAsked]:
     its system by the date its `within` gives (a mail where it names an address)."""
     now = datetime.now(UTC)
     asked: list[RoleAsked] = []
-    for name, system in load_datamap(settings.datamap).contacts.systems.items():
+    for name, system in datamap_of(settings).contacts.systems.items():
         attested = system.attested
         by = now + attested.within
         procedure = attested.procedure.replace("{tenant}", tenant)
@@ -229,7 +229,7 @@ def attest_contacts_system(
     client's contacts there: a signed record beside the tenant's, naming the role (the
     operator's staff answer for it; no name is kept, the tenant's pseudonym keys being gone)."""
     tenant = validate_tenant_id(tenant)
-    systems = load_datamap(settings.datamap).contacts.systems
+    systems = datamap_of(settings).contacts.systems
     if system not in systems:
         raise TenantError(
             f"{system!r} is not in the data map's [contacts.systems] "

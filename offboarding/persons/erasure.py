@@ -51,7 +51,7 @@ from offboarding.backup.backup import restore_check, take_backup
 from offboarding.core.config import Settings
 from offboarding.core.errors import DestructionIncompleteError, TenantError
 from offboarding.core.records import CaseRef
-from offboarding.datamap import DataMap, load_datamap
+from offboarding.datamap import DataMap, datamap_of
 from offboarding.delivery.mail import compose, send
 from offboarding.locations import Capability, capable, get_location, lingering
 from offboarding.locations.backups import backup_prefix
@@ -239,7 +239,7 @@ def erase_person(
             "data is frozen for the hand-over and goes whole at the case's destruction. Tell "
             "the client: the person's erasure comes with it, on the certificate's date"
         )
-    datamap = load_datamap(settings.datamap)
+    datamap = datamap_of(settings)
     scope = datamap.require_person_scope()
     replacement = f"erased-{secrets.token_hex(6)}"
     started_at = datetime.now(UTC)
@@ -331,7 +331,7 @@ def attest_person_system(
     """The role of an attested system confirms it erased the person there: a signed record
     beside the certificate (who, as a pseudonym; what was done; where the evidence is)."""
     request = get_request(settings, ref)
-    scope = load_datamap(settings.datamap).require_person_scope()
+    scope = datamap_of(settings).require_person_scope()
     attested = scope.systems.get(system)
     if request.kind != RequestKind.ERASURE or request.status != "answered":
         raise TenantError(

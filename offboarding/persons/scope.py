@@ -13,7 +13,7 @@ from typing import Literal
 
 from offboarding.core.config import Settings, validate_tenant_id
 from offboarding.core.errors import TenantError
-from offboarding.datamap import load_datamap
+from offboarding.datamap import datamap_of
 from offboarding.persons.systems import erasable, home
 
 __all__ = ["PersonFootprint", "PersonTableCount", "person_footprint", "person_key"]
@@ -58,7 +58,7 @@ def person_footprint(settings: Settings, tenant: str, person: str) -> PersonFoot
     if the person is not a person of the tenant, or the data map leaves something uncovered."""
     tenant = validate_tenant_id(tenant)
     person = person_key(person)
-    datamap = load_datamap(settings.datamap)
+    datamap = datamap_of(settings)
     scope = datamap.require_person_scope()
     found = home(settings, datamap).find_person(tenant, person, scope)
     entries = {scope.table: ("", scope.erase)}

@@ -21,7 +21,7 @@ from exporters.parquet import PgColumn
 from offboarding.core.config import Settings
 from offboarding.core.errors import ConfigurationError, TenantError
 from offboarding.core.names import split_qualified
-from offboarding.datamap import PersonScope, load_datamap, platform_shape
+from offboarding.datamap import PersonScope, datamap_of, platform_shape
 from offboarding.locations.base import PersonItems
 from offboarding.locations.postgres.catalog import classify, ident
 from offboarding.locations.postgres.scope import Scope, measure
@@ -147,7 +147,7 @@ def person_conditions(
     """The person's rows in each table of the scope, after checking the scope against the
     catalogue (fail closed: see `_check_scope`)."""
     classification, tables, columns = classify(conn, settings)
-    where = load_datamap(settings.datamap).source
+    where = datamap_of(settings).source
     _check_scope(scope, tables, columns, set(classification.owned), where)
     tenant_scope = Scope(classification, tenant, platform_shape(settings).shared_rows)
     key = sql.Literal(person)
