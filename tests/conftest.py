@@ -23,7 +23,13 @@ from psycopg import sql
 from offboarding.core.config import Settings
 from offboarding.core.records import CaseRef
 from offboarding.dev.demo import platform as demo_platform
-from offboarding.dev.services import MariaDBServer, PostgresCluster, RedisServer
+from offboarding.dev.services import (
+    MariaDBServer,
+    PostgresCluster,
+    PrefectServer,
+    RedisServer,
+    new_auth_string,
+)
 from offboarding.dev.tsa import TimestampAuthority
 from offboarding.stores import LocalStore
 
@@ -70,6 +76,16 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 def mariadb() -> Iterator[MariaDBServer]:
     """Debian's MariaDB server, for the tests of the MariaDB location (tests/wiki.py)."""
     server = MariaDBServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """One Prefect server (SQLite, loopback, basic authentication on) for every module that
+    drives flows: started once, on first use. A module's runner serves only its deployments,
+    and the modules run one after the other, so none picks up another's runs."""
+    server = PrefectServer(tmp_path_factory.mktemp("prefect"), auth=new_auth_string()).start()
     yield server
     server.stop()
 

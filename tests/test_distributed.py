@@ -27,13 +27,10 @@ pytestmark = pytest.mark.slow  # a Prefect server and a Dask cluster
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
-    started = PrefectServer(tmp_path_factory.mktemp("prefect")).start()
-    try:
-        with adapter.using_server(started.api_url):
-            yield started
-    finally:
-        started.stop()
+def server(prefect_server: PrefectServer) -> Iterator[PrefectServer]:
+    """The session's shared Prefect server, this process's client pointed at it."""
+    with adapter.using_server(prefect_server.api_url, prefect_server.auth):
+        yield prefect_server
 
 
 def _environment(platform: Platform, server: PrefectServer) -> dict[str, str]:

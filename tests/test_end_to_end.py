@@ -44,6 +44,7 @@ from offboarding.dev.demo.run import (
     notice_links,
     wait_for_state,
 )
+from offboarding.dev.services import PrefectServer
 from offboarding.evidence.archive import verify_archive
 from offboarding.evidence.timestamps import load_roots
 from offboarding.people import keep_statement, matches, statement
@@ -56,9 +57,13 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoEnvironment]:
+def env(
+    tmp_path_factory: pytest.TempPathFactory, prefect_server: PrefectServer
+) -> Iterator[DemoEnvironment]:
     saved = dict(os.environ)
-    environment = DemoEnvironment(home=tmp_path_factory.mktemp("e2e"), grace_seconds=3)
+    environment = DemoEnvironment(
+        home=tmp_path_factory.mktemp("e2e"), grace_seconds=3, server=prefect_server
+    )
     with ExitStack() as stack:
         environment.start(stack, say=lambda _: None)
         yield environment

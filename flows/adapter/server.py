@@ -14,7 +14,7 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import (
     ObjectNotFound,
 )
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
 from offboarding.core.errors import (
     OffboardingError,
@@ -23,9 +23,13 @@ from offboarding.core.errors import (
 
 
 @contextlib.contextmanager
-def using_server(api_url: str) -> Iterator[None]:
-    """Point this process's Prefect client at a server, whatever was imported before."""
-    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+def using_server(api_url: str, auth: str | None = None) -> Iterator[None]:
+    """Point this process's Prefect client at a server, whatever was imported before (with
+    `auth`, 'user:password', where the server asks for its basic authentication)."""
+    updates: dict[Any, Any] = {PREFECT_API_URL: api_url}
+    if auth:
+        updates[PREFECT_API_AUTH_STRING] = auth
+    with temporary_settings(updates=updates):
         yield
 
 

@@ -46,7 +46,7 @@ class DemoEnvironment:
     grace_seconds: int = 5
     pg: PostgresCluster = field(default_factory=PostgresCluster)
     redis: RedisServer | None = None
-    server: PrefectServer | None = None
+    server: PrefectServer | None = None  # given: used as it is (its auth too), not stopped
     runner: ManagedProcess | None = None
     links: ManagedProcess | None = None
     links_port: int = field(default_factory=free_port)
@@ -103,9 +103,13 @@ class DemoEnvironment:
         say("starting a local RFC 3161 timestamp authority (OpenSSL's responder, loopback)")
         self.tsa = TimestampAuthority(self.home / "tsa").start()
         stack.callback(self.tsa.stop)
-        say("starting a Prefect server (SQLite, loopback)")
-        self.server = PrefectServer(self.home / "prefect", auth=self.auth).start()
-        stack.callback(self.server.stop)
+        if self.server is None:
+            say("starting a Prefect server (SQLite, loopback)")
+            self.server = PrefectServer(self.home / "prefect", auth=self.auth).start()
+            stack.callback(self.server.stop)
+        else:  # one already started (the tests share one across their modules)
+            say(f"using the Prefect server at {self.server.api_url}")
+            self.auth = self.server.auth or self.auth
         env = {**self.server.env(), **self.offboard_env()}
         os.environ.update(env)  # this process talks to the same server, with the same settings
         self.runner = ManagedProcess(
@@ -139,7 +143,7 @@ class DemoEnvironment:
         from flows import adapter
 
         assert self.server is not None
-        with adapter.using_server(self.server.api_url):
+        with adapter.using_server(self.server.api_url, self.server.auth):
             yield
 
     def _wait_for_deployments(self, timeout: float = 90.0) -> None:
