@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "PLUGIN_SYSTEMS",
@@ -27,6 +27,16 @@ __all__ = [
 # that no tenant id contains, or an end of the pattern ('page:*{tenant}:*' would match
 # globex's 'page:x.acme:home' for acme).
 _TENANT_PLACEHOLDER = "{tenant}"
+
+
+def _holds_tenant_once(pattern: str | None) -> str | None:
+    if pattern is not None and pattern.count(_TENANT_PLACEHOLDER) != 1:
+        raise ValueError(f"{pattern!r} must hold {{tenant}} once")
+    return pattern
+
+
+# A schema's or a database's name that belongs wholly to one tenant: {tenant} in it once.
+TenantPattern = Annotated[str | None, AfterValidator(_holds_tenant_once)]
 _KEY_SEPARATORS = frozenset(":/|#")
 
 
@@ -61,7 +71,7 @@ class PostgresSystem(PluginSystem):
         min_length=1,
         description="The column naming each row's tenant in shared tables (default tenant_id).",
     )
-    tenant_schema_pattern: str | None = Field(
+    tenant_schema_pattern: TenantPattern = Field(
         default=None,
         description="The name of a schema that belongs wholly to one tenant (schema-per-tenant), "
         "with {tenant} (default 'tenant_{tenant}').",
@@ -86,13 +96,6 @@ class PostgresSystem(PluginSystem):
         "another tenant's: 'leave' them, 'delete' them with the tenant, or 'export' them "
         "without destroying them.",
     )
-
-    @field_validator("tenant_schema_pattern")
-    @classmethod
-    def _one_tenant(cls, pattern: str | None) -> str | None:
-        if pattern is not None and pattern.count(_TENANT_PLACEHOLDER) != 1:
-            raise ValueError(f"tenant_schema_pattern {pattern!r} must hold {{tenant}} once")
-        return pattern
 
 
 class FilesSystem(PluginSystem):
@@ -192,18 +195,11 @@ class MariaDBSystem(PluginSystem):
         "another tenant's: 'leave' them, 'delete' them with the tenant, or 'export' them "
         "without destroying them.",
     )
-    tenant_database_pattern: str | None = Field(
+    tenant_database_pattern: TenantPattern = Field(
         default=None,
         description="A database on the same server that belongs wholly to one tenant, e.g. "
         "'wiki_{tenant}': every table in it is exported whole, and it is dropped whole.",
     )
-
-    @field_validator("tenant_database_pattern")
-    @classmethod
-    def _one_tenant(cls, pattern: str | None) -> str | None:
-        if pattern is not None and pattern.count(_TENANT_PLACEHOLDER) != 1:
-            raise ValueError(f"tenant_database_pattern {pattern!r} must hold {{tenant}} once")
-        return pattern
 
 
 class Attestation(BaseModel):
