@@ -81,7 +81,6 @@ __all__ = ["PLUGIN", "MariaDBLocation", "Snapshot", "arrow_type"]
 from offboarding.locations.mariadb import persons
 
 _Snapshot = Snapshot  # the name the tests knew it by
-_Connection = Connection
 
 
 class MariaDBLocation:
