@@ -7,19 +7,22 @@ exported and what is destroyed can be tested exhaustively without a database.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from offboarding.core.config import CONTRACT_DESTRUCTION_LIMIT
 from offboarding.core.errors import ConfigurationError, DeadlineError, UnclassifiedDataError
 from offboarding.core.names import qualified
+from offboarding.datamap.references import Declaration
 
 __all__ = [
     "CatalogTable",
     "Classification",
+    "Declaration",
     "ForeignKey",
     "MissingIndex",
     "classify_tables",
+    "declare",
     "deletion_order",
     "destruction_schedule",
     "index_serves",
@@ -36,8 +39,29 @@ class ForeignKey:
     referenced_columns: tuple[str, ...]
     name: str = ""
     # What deleting a referenced row does to the referencing one (pg_constraint.confdeltype):
-    # a = no action, r = restrict (the delete fails), c = cascade, n = set null, d = set default.
+    # a = no action, r = restrict (the delete fails), c = cascade, n = set null, d = set default;
+    # x = declared in the data map, unknown to the database (a deletion leaves its rows as
+    # they are, so the proof must find every one).
     on_delete: str = "a"
+    # Values that mean "no reference" in these columns besides NULL, e.g. '' or 0.
+    none: tuple[str | int, ...] = ()
+    # A polymorphic reference: the key is this table's only where these columns hold these
+    # values, e.g. (("target_type", "Post"),).
+    when: tuple[tuple[str, str | int], ...] = ()
+
+    @property
+    def declared(self) -> bool:
+        return self.on_delete == "x"
+
+    @property
+    def conditional(self) -> bool:
+        """Whether a row's key columns being set is not enough for it to point at a row."""
+        return bool(self.none or self.when)
+
+    @property
+    def involved(self) -> tuple[str, ...]:
+        """Every column that decides where the key points: its own and the `when` columns."""
+        return tuple(dict.fromkeys((*self.columns, *(c for c, _ in self.when))))
 
 
 @dataclass(frozen=True)
@@ -54,6 +78,68 @@ class CatalogTable:
         return qualified(self.schema, self.name)
 
 
+def declare(tables: list[CatalogTable], declarations: list[Declaration]) -> list[CatalogTable]:
+    """The catalog with the declared references added as foreign keys (on_delete 'x'), each
+    checked against it: its tables and columns exist, as many columns on each side, the
+    parent's columns its primary key or unique by the declaration's word. A reference the
+    database already has is refused as redundant, so the database stays the one source."""
+    by_name = {t.qualified: t for t in tables}
+    added: dict[str, list[ForeignKey]] = {}
+    for declared in declarations:
+        where = f"the data map's reference {declared.describe()}"
+        child, parent = by_name.get(declared.table), by_name.get(declared.references)
+        for name, found in ((declared.table, child), (declared.references, parent)):
+            if found is None:
+                raise ConfigurationError(
+                    f"{where}: table {name!r} does not exist in the database; fix its name "
+                    "(schema.table, as the catalogue spells it)"
+                )
+        assert child is not None and parent is not None
+        referenced = declared.referenced_columns or parent.primary_key
+        if not referenced:
+            raise ConfigurationError(
+                f"{where}: {parent.qualified} has no primary key, so name the referenced "
+                'columns, e.g. to = "schema.table(id)"'
+            )
+        for table, wanted in (
+            (child, (*declared.columns, *(c for c, _ in declared.when))),
+            (parent, referenced),
+        ):
+            missing = [c for c in wanted if c not in table.columns]
+            if missing:
+                raise ConfigurationError(
+                    f"{where}: {table.qualified} has no column {', '.join(map(repr, missing))}"
+                    f" (it has {', '.join(table.columns)})"
+                )
+        if len(referenced) != len(declared.columns):
+            raise ConfigurationError(
+                f"{where}: {len(declared.columns)} column(s) cannot hold the "
+                f"{len(referenced)}-column key {parent.qualified}({', '.join(referenced)})"
+            )
+        if any(fk.columns == declared.columns and fk.references == parent.qualified
+               and not fk.declared for fk in child.foreign_keys):  # fmt: skip
+            raise ConfigurationError(
+                f"{where}: the database already has this foreign key; remove the declaration"
+            )
+        added.setdefault(child.qualified, []).append(
+            ForeignKey(
+                columns=declared.columns,
+                references=parent.qualified,
+                referenced_columns=tuple(referenced),
+                name=f"declared {declared.describe()}",
+                on_delete="x",
+                none=declared.none,
+                when=declared.when,
+            )
+        )
+    return [
+        replace(t, foreign_keys=t.foreign_keys + tuple(added[t.qualified]))
+        if t.qualified in added
+        else t
+        for t in tables
+    ]
+
+
 @dataclass(frozen=True)
 class Classification:
     """Every table of the database, sorted into exactly one class."""
@@ -68,6 +154,13 @@ class Classification:
     schema_tables: dict[str, str] = field(default_factory=dict)
     unclassified: tuple[str, ...] = ()
     tenant_column: str = "tenant_id"
+    # tenant-scoped tables whose owner column is not `tenant_column`
+    owner_columns: dict[str, str] = field(default_factory=dict)
+    registry_id: str = "id"  # the registry's column of the tenant's id
+
+    def owner_column(self, table: str) -> str:
+        """The column naming each row's tenant in a tenant-scoped table."""
+        return self.owner_columns.get(table, self.tenant_column)
 
     @property
     def owned(self) -> tuple[str, ...]:
@@ -85,9 +178,12 @@ class Classification:
                 f"table(s) {', '.join(self.unclassified)} hold(s) no '{self.tenant_column}' "
                 "column, no foreign key to tenant data, are in no tenant schema, and are not "
                 "listed as global or excluded. Nothing is exported until every table is "
-                "classified: add a tenant column, or declare it in the data map, e.g. "
-                f'[systems.postgres] global_tables = {{ "{first}" = "<why it holds no tenant '
-                'data>" } (formerly OFFBOARD_GLOBAL_TABLES)'
+                "classified. In the data map's [systems.postgres]: name the column that holds "
+                f'its tenant, owner_columns = {{ "{first}" = "<column>" }}; or declare the '
+                "reference the database does not, [[systems.postgres.references]] from = "
+                f'"{first}(<column>)", to = "<schema.table>(<key>)"; or, if it holds no tenant '
+                f'data, global_tables = {{ "{first}" = "<why>" }} (formerly '
+                "OFFBOARD_GLOBAL_TABLES)"
             )
         return self
 
@@ -110,6 +206,8 @@ def classify_tables(
     global_tables: dict[str, str],
     excluded: dict[str, str],
     tenant_schema_pattern: str | None = "tenant_{tenant}",
+    owner_columns: dict[str, str] | None = None,
+    registry_id: str = "id",
 ) -> Classification:
     """Sort every table into scoped, derived, tenant schema, registry, global, excluded, or
     unclassified (which `require_complete` refuses).
@@ -119,14 +217,23 @@ def classify_tables(
     foreign keys points at one of the tenant's rows. Self-references are not routes.
     """
     by_name = {t.qualified: t for t in tables}
+    owner_columns = dict(owner_columns or {})
     for listed, kind in [
         *((n, "global") for n in global_tables),
         *((n, "excluded") for n in excluded),
+        *((n, "owner_columns") for n in owner_columns),
     ]:
         if listed not in by_name:
             raise UnclassifiedDataError(
-                f"{kind} table {listed!r} from the settings does not exist in the database: "
-                f"remove it from OFFBOARD_{kind.upper()}_TABLES or fix its schema.table name"
+                f"{kind} table {listed!r} from the data map does not exist in the database: "
+                f"remove it from {kind if kind == 'owner_columns' else kind + '_tables'} or "
+                "fix its schema.table name"
+            )
+    for owned_table, column in owner_columns.items():
+        if column not in by_name[owned_table].columns:
+            raise UnclassifiedDataError(
+                f"owner_columns names {column!r} for {owned_table}, which has no such column "
+                f"(it has {', '.join(by_name[owned_table].columns)}): fix the column's name"
             )
     if registry and registry not in by_name:  # "" for a database without the registry
         raise UnclassifiedDataError(
@@ -143,7 +250,9 @@ def classify_tables(
     }
     settled = {*([registry] if registry else []), *global_tables, *excluded, *schema_tables}
     scoped = sorted(
-        t.qualified for t in tables if t.qualified not in settled and tenant_column in t.columns
+        t.qualified
+        for t in tables
+        if t.qualified not in settled and owner_columns.get(t.qualified, tenant_column) in t.columns
     )
     owned = set(scoped)
     derived: dict[str, tuple[ForeignKey, ...]] = {}
@@ -172,6 +281,8 @@ def classify_tables(
             sorted(t.qualified for t in tables if t.qualified not in owned | settled)
         ),
         tenant_column=tenant_column,
+        owner_columns={t: c for t, c in owner_columns.items() if t in owned and c != tenant_column},
+        registry_id=registry_id,
     )
 
 
@@ -201,7 +312,7 @@ def missing_indexes(
     by_name = {t.qualified: t for t in tables}
     found: list[MissingIndex] = []
     for table in classification.tenant_scoped:
-        column = (classification.tenant_column,)
+        column = (classification.owner_column(table),)
         if not served(table, column):
             found.append(MissingIndex(table, column, "the tenant column"))
     for table in classification.owned:
@@ -212,8 +323,9 @@ def missing_indexes(
             if fk.references == table and fk not in links  # reply threads, deleted leaves first
         ]
         for fk in links:
-            if not served(table, fk.columns):
-                found.append(MissingIndex(table, fk.columns, f"the foreign key to {fk.references}"))
+            if not served(table, fk.columns) and not served(table, fk.involved):
+                kind = "declared reference" if fk.declared else "foreign key"
+                found.append(MissingIndex(table, fk.columns, f"the {kind} to {fk.references}"))
     return found
 
 

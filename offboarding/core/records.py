@@ -96,6 +96,18 @@ class ForeignKeySchema(Record):
     columns: list[str]
     references: str = Field(description="schema.table referenced.")
     referenced_columns: list[str]
+    declared: bool = Field(
+        default=False,
+        description="Declared in the operator's data map, not by the database: the platform "
+        "keeps it by convention, and rows may break it.",
+    )
+    none: list[str | int] = Field(
+        default_factory=list, description="Values besides NULL meaning 'no reference'."
+    )
+    when: dict[str, str | int] = Field(
+        default_factory=dict,
+        description="A polymorphic reference: it holds only where these columns have these values.",
+    )
 
 
 class TableItem(Record):

@@ -106,10 +106,12 @@ def named(datamap: DataMap, source: str) -> DataMap:
 
 DEFAULT_DATAMAP = named(
     DataMap(
+        # The demo platform's tenants table, as the first release read it.
+        tenants=TenantsTable(name="name", region="region", contact="contact_email"),
         systems={
             "postgres": PostgresSystem(plugin="postgres", description="The platform's database"),
             "files": FilesSystem(plugin="files", description="The platform's uploaded files"),
-        }
+        },
     ),
     "(default: the settings' database and files store)",
 )

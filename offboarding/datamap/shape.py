@@ -17,6 +17,7 @@ from typing import Any, Literal
 from offboarding.core.config import PlatformSettings, Settings
 from offboarding.core.errors import ConfigurationError
 from offboarding.datamap.loading import datamap_of
+from offboarding.datamap.references import Declaration
 from offboarding.datamap.systems import PostgresSystem
 
 __all__ = ["PlatformShape", "ShapeVariableDeprecated", "platform_shape"]
@@ -36,6 +37,8 @@ class PlatformShape:
     excluded_tables: dict[str, str] = field(default_factory=dict)
     file_columns: list[str] = field(default_factory=list)
     shared_rows: dict[str, Literal["leave", "delete", "export"]] = field(default_factory=dict)
+    owner_columns: dict[str, str] = field(default_factory=dict)
+    references: tuple[Declaration, ...] = ()
 
 
 # Each field of the shape: its old setting, and that setting's variable.
@@ -71,6 +74,11 @@ def platform_shape(settings: Settings) -> PlatformShape:
         for name in _OLD
         if isinstance(system, PostgresSystem) and getattr(system, name) is not None
     }
+    # A data map declaring references or owner columns declares the shape of a platform of
+    # its own: nothing of the demo's applies to it either.
+    own_shape = bool(declared) or (
+        isinstance(system, PostgresSystem) and bool(system.references or system.owner_columns)
+    )
     values: dict[str, Any] = {}
     for name, (setting, variable) in _OLD.items():
         old = getattr(settings.platform, setting)
@@ -94,5 +102,8 @@ def platform_shape(settings: Settings) -> PlatformShape:
                 )
             values[name] = old
         else:
-            values[name] = _NEUTRAL[name] if declared else _default(setting)
+            values[name] = _NEUTRAL[name] if own_shape else _default(setting)
+    if isinstance(system, PostgresSystem):
+        values["owner_columns"] = dict(system.owner_columns)
+        values["references"] = tuple(r.declaration() for r in system.references)
     return PlatformShape(**values)

@@ -9,11 +9,14 @@ from typing import Annotated, ClassVar, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from offboarding.datamap.references import DeclaredReference
+
 __all__ = [
     "PLUGIN_SYSTEMS",
     "Attestation",
     "AttestedSystem",
     "BoundSystem",
+    "DeclaredReference",
     "FilesSystem",
     "MariaDBSystem",
     "PgBackRestSystem",
@@ -95,6 +98,16 @@ class PostgresSystem(PluginSystem):
         description="Per table, what happens to rows that reference both the tenant's rows and "
         "another tenant's: 'leave' them, 'delete' them with the tenant, or 'export' them "
         "without destroying them.",
+    )
+    owner_columns: dict[Annotated[str, Field(pattern=r"^[^.\s]+\.[^.\s]+$")], str] = Field(
+        default_factory=dict,
+        description="schema.table of tables naming their tenant in another column than "
+        'tenant_column, each with that column, e.g. { "public.channels" = "teamid" }.',
+    )
+    references: list[DeclaredReference] = Field(
+        default_factory=list,
+        description="References the database has no foreign key for, each used exactly like "
+        "one ([[systems.postgres.references]] with from, to, none, when).",
     )
 
 
@@ -199,6 +212,16 @@ class MariaDBSystem(PluginSystem):
         default=None,
         description="A database on the same server that belongs wholly to one tenant, e.g. "
         "'wiki_{tenant}': every table in it is exported whole, and it is dropped whole.",
+    )
+    owner_columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Tables naming their tenant in another column than tenant_column, each "
+        "with that column.",
+    )
+    references: list[DeclaredReference] = Field(
+        default_factory=list,
+        description="References the database has no foreign key for, each used exactly like "
+        "one: from = 'posts(channel_id)', to = 'channels(id)' (tables without the database).",
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["FreezeHook", "HttpFreezeHook", "TenantsTable"]
 
@@ -66,12 +66,19 @@ class TenantsTable(BaseModel):
     id: str = Field(
         default="id", description="The column of the tenant's id, as the platform has it."
     )
-    name: str | None = Field(default="name", description="The tenant's display name, if any.")
+    name: str | None = Field(
+        default=None,
+        description="The tenant's display name, if the table has one (left out, or false: none).",
+    )
     region: str | None = Field(
-        default="region", description="Where the tenant's data must stay (delivery regions)."
+        default=None,
+        description="Where the tenant's data must stay (delivery regions), if the table says "
+        "(left out, or false: none).",
     )
     contact: str | None = Field(
-        default="contact_email", description="The address the delivery notice goes to."
+        default=None,
+        description="The address the delivery notice goes to (left out, or false: none; a "
+        "delivery then stops until one is given).",
     )
     recipient: str | None = Field(
         default=None,
@@ -79,6 +86,17 @@ class TenantsTable(BaseModel):
         "age1...). A tenant with one receives its bundle encrypted to it, so only the holder "
         "of the matching identity can open it; without one, in clear.",
     )
+
+    @field_validator("name", "region", "contact", "recipient", mode="before")
+    @classmethod
+    def _left_out(cls, value: object) -> object:
+        # TOML has no null: `false` says the table has no such column.
+        if value is False:
+            return None
+        if value is True:
+            raise ValueError("name the column (a string), or false if the table has none")
+        return value
+
     freeze: FreezeHook | HttpFreezeHook | None = Field(
         default=None,
         description="How the tenant is made read-only. Without one the platform keeps "

@@ -280,6 +280,9 @@ def foreign_key_schemas(table: CatalogTable) -> list[ForeignKeySchema]:
             columns=list(fk.columns),
             references=fk.references,
             referenced_columns=list(fk.referenced_columns),
+            declared=fk.declared,
+            none=list(fk.none),
+            when=dict(fk.when),
         )
         for fk in table.foreign_keys
     ]

@@ -67,6 +67,7 @@ from offboarding.locations.mariadb.catalogue import (
     column_schema,
     count,
     read_catalogue,
+    with_references,
 )
 from offboarding.locations.mariadb.dialect import MariaDBDialect, quote
 from offboarding.locations.mariadb.engine import MariaDBEngine
@@ -133,7 +134,9 @@ class MariaDBLocation:
         return qualified(self.name, table)
 
     def _catalogue(self, conn: Connection) -> Catalogue:
-        return read_catalogue(conn, self.name, self.database)
+        return with_references(
+            read_catalogue(conn, self.name, self.database), self.name, self.system
+        )
 
     def _classify(
         self, catalogue: Catalogue, *, strict: bool = True
@@ -236,7 +239,7 @@ class MariaDBLocation:
             schema_name=self.name,
             table=table.name,
             scope="tenant" if table.qualified in classification.tenant_scoped else "derived",
-            tenant_column=self.system.tenant_column
+            tenant_column=classification.owner_column(table.qualified)
             if table.qualified in classification.tenant_scoped
             else None,
             rows=rows,

@@ -3,7 +3,7 @@ Arrow type of each declared column type."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -13,7 +13,13 @@ from offboarding.core.names import qualified
 from offboarding.core.records import ColumnSchema
 from offboarding.datamap import MariaDBSystem
 from offboarding.locations.mariadb.dialect import quote
-from offboarding.planning import CatalogTable, Classification, ForeignKey, classify_tables
+from offboarding.planning import (
+    CatalogTable,
+    Classification,
+    ForeignKey,
+    classify_tables,
+    declare,
+)
 
 __all__ = [
     "Catalogue",
@@ -25,6 +31,7 @@ __all__ = [
     "convert",
     "count",
     "read_catalogue",
+    "with_references",
 ]
 
 _DELETE_RULES = {"CASCADE": "c", "SET NULL": "n", "RESTRICT": "r", "NO ACTION": "a",
@@ -233,6 +240,14 @@ def read_catalogue(
     return Catalogue(tables, columns, hazards, estimates, engines)
 
 
+def with_references(catalogue: Catalogue, name: str, system: MariaDBSystem) -> Catalogue:
+    """The catalogue with the data map's declared references as foreign keys (planning)."""
+    if not system.references:
+        return catalogue
+    declared = declare(catalogue.tables, [r.declaration(name) for r in system.references])
+    return replace(catalogue, tables=declared)
+
+
 def classify(
     catalogue: Catalogue, name: str, system: MariaDBSystem, *, strict: bool = True
 ) -> tuple[Classification, list[str]]:
@@ -258,6 +273,7 @@ def classify(
         global_tables={qualified(name, t): w for t, w in system.global_tables.items()},
         excluded={qualified(name, t): w for t, w in system.excluded_tables.items()},
         tenant_schema_pattern=None,
+        owner_columns={qualified(name, t): c for t, c in system.owner_columns.items()},
     )
     unclassified = [*classification.unclassified, *undeclared]
     if strict and undeclared:

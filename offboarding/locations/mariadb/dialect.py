@@ -3,12 +3,15 @@ the tenant id bound as the named parameter %(tenant)s, compared exactly."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
 from offboarding.core.names import split_qualified
 
 __all__ = ["MariaDBDialect", "quote"]
+
+_PLAIN = re.compile(r"[A-Za-z0-9_ .:-]*")
 
 
 def quote(name: str) -> str:
@@ -36,6 +39,15 @@ class MariaDBDialect:
 
     def alias(self, name: str) -> str:
         return name
+
+    def value(self, value: str | int) -> str:
+        if isinstance(value, int):
+            return str(int(value))
+        if _PLAIN.fullmatch(value):
+            return f"'{value}'"
+        # Anything else as bytes in hexadecimal: no quote, backslash or % (mysqlclient's
+        # placeholders) can reach the statement, whatever the server's sql_mode.
+        return f"_utf8mb4 X'{value.encode().hex()}'"
 
     def is_tenant(self, column: str) -> str:
         # Exact: under the default case-insensitive collations `acme` = `ACME`. The plain

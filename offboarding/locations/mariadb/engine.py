@@ -122,7 +122,8 @@ class MariaDBEngine:
         names = ", ".join(f"k{n}" for n in range(len(listed.keys)))
         with self.conn.cursor() as cur:
             for fk in table.foreign_keys:
-                if fk.references == table.qualified:
+                # (a declared reference binds nothing in the database: nothing to unlink)
+                if fk.references == table.qualified and not fk.declared:
                     assignments = ", ".join(f"{quote(c)} = NULL" for c in fk.columns)
                     cur.execute(
                         f"UPDATE {quote(table.name)} SET {assignments} "
@@ -144,9 +145,9 @@ class MariaDBEngine:
         tenant_scoped = table.qualified in classification.tenant_scoped
         links = classification.derived.get(table.qualified, ())
         owners = (
-            [classification.tenant_column]
+            [classification.owner_column(table.qualified)]
             if tenant_scoped
-            else list(dict.fromkeys(c for fk in links for c in fk.columns))
+            else list(dict.fromkeys(c for fk in links for c in fk.involved))
         )
         with self.conn.cursor() as cur:
             try:
@@ -182,11 +183,11 @@ class MariaDBEngine:
         or every key it sets is a listed parent's, and one is (one is enough for a shared row
         the data map's shared_rows deletes with the tenant)."""
         if tenant_scoped:
-            return bool(values[self.scope.classification.tenant_column] == self.tenant)
+            return bool(values[self.scope.classification.owner_column(table)] == self.tenant)
         reached = elsewhere = False
         for fk in links:
             key = tuple(values[c] for c in fk.columns)
-            if any(v is None for v in key):
+            if not _points(fk, values):
                 continue
             if key in self._listed_values(fk, proof):
                 reached = True
@@ -213,3 +214,22 @@ class MariaDBEngine:
             values = {tuple(row) for row in cur.fetchall()}
         self._parent_keys[(fk.references, fk.name)] = values
         return values
+
+
+def _points(fk: ForeignKey, values: dict[str, Any]) -> bool:
+    """The row's key `fk` is set (the scope's `is_set`, on values read back)."""
+
+    def same(found: Any, value: str | int) -> bool:
+        # As the listing's SQL compared them: under the column's (by default case-insensitive)
+        # collation, and an integer with the text of a number.
+        text = found.decode() if isinstance(found, bytes) else found
+        if isinstance(text, str):
+            return text.casefold() == str(value).casefold()
+        return bool(text == value)
+
+    key = [values[c] for c in fk.columns]
+    return (
+        all(v is not None for v in key)
+        and not any(same(v, none) for v in key for none in fk.none)
+        and all(same(values[c], value) for c, value in fk.when)
+    )

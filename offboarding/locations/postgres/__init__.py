@@ -165,7 +165,7 @@ class PostgresLocation:
                         schema_name=table.schema,
                         table=table.name,
                         scope=scope_kind(classification, name),
-                        tenant_column=classification.tenant_column
+                        tenant_column=classification.owner_column(name)
                         if name in classification.tenant_scoped
                         else None,
                         rows=rows,

@@ -14,8 +14,14 @@ from offboarding.core.config import Settings
 from offboarding.core.errors import UnclassifiedDataError
 from offboarding.core.names import qualified, split_qualified
 from offboarding.core.records import ColumnSchema
-from offboarding.datamap import platform_shape
-from offboarding.planning import CatalogTable, Classification, ForeignKey, classify_tables
+from offboarding.datamap import datamap_of, platform_shape
+from offboarding.planning import (
+    CatalogTable,
+    Classification,
+    ForeignKey,
+    classify_tables,
+    declare,
+)
 from offboarding.registry import LEDGER_SCHEMA, registry_table
 
 __all__ = [
@@ -222,6 +228,7 @@ def classify(
 ) -> tuple[Classification, list[CatalogTable], dict[str, list[PgColumn]]]:
     tables, columns = read_catalog(conn)
     platform = platform_shape(settings)
+    tables = declare(tables, list(platform.references))
     others = read_other_relations(conn)
     # Declared ones (global, or excluded with the reason) are settled; any other stops the
     # case, as an unclassified table does: its copy of tenant rows would survive destruction.
@@ -247,6 +254,8 @@ def classify(
         global_tables={k: v for k, v in global_tables.items() if k not in others},
         excluded={k: v for k, v in platform.excluded_tables.items() if k not in others},
         tenant_schema_pattern=platform.tenant_schema_pattern,
+        owner_columns=platform.owner_columns,
+        registry_id=datamap_of(settings).tenants.id,
     )
     classification = replace(
         classification,

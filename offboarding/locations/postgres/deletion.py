@@ -245,9 +245,9 @@ class PostgresEngine:
         """The window's rows deleted, counting those returned and those not the tenant's."""
         name, classification = listed.table, self.classification
         owner_columns = sorted(
-            {classification.tenant_column}
+            {classification.owner_column(name)}
             if name in classification.tenant_scoped
-            else {c for fk in classification.derived.get(name, ()) for c in fk.columns}
+            else {c for fk in classification.derived.get(name, ()) for c in fk.involved}
         )
         # One key column: `= ANY(array)`, which PostgreSQL serves from the key's index (or the
         # row's address), where a join to the list may be planned as a scan of the whole table.
@@ -275,7 +275,7 @@ class PostgresEngine:
         are the tenant's rows as proved before deleting); else the scope's own condition."""
         route = self.scope.classification.derived.get(table, ())
         parent = doomed.get(route[0].references) if len(route) == 1 else None
-        if parent is None or route[0].referenced_columns != parent.keys:
+        if parent is None or route[0].referenced_columns != parent.keys or route[0].conditional:
             return self.scope.destroyed(table, "gone")
         return sql.SQL("EXISTS (SELECT 1 FROM {p} pl WHERE {keys} = {cols})").format(
             p=sql.Identifier(parent.temp),

@@ -46,6 +46,11 @@ class PostgresDialect:
     def alias(self, name: str) -> sql.Composable:
         return sql.Identifier(name)
 
+    def value(self, value: str | int) -> sql.Composable:
+        # As an untyped literal, which PostgreSQL reads as the column's type ('0' for an
+        # integer column, '' for a text one).
+        return sql.Literal(str(value))
+
     def is_tenant(self, column: sql.Composable) -> sql.Composable:
         return sql.SQL("{} = {}").format(column, self.tenant)
 

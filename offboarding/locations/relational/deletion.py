@@ -17,7 +17,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from offboarding.core.errors import DestructionIncompleteError, IsolationBreachError
+from offboarding.core.errors import (
+    DestructionIncompleteError,
+    IsolationBreachError,
+    UnclassifiedDataError,
+)
 from offboarding.core.faults import crash_point
 from offboarding.core.records import CaseRef
 from offboarding.locations.relational.engine import (
@@ -29,7 +33,7 @@ from offboarding.locations.relational.engine import (
     Window,
 )
 from offboarding.locations.relational.proof import find_references
-from offboarding.planning import deletion_order
+from offboarding.planning import CatalogTable, deletion_order
 
 __all__ = ["delete_listed", "late_reference", "windows"]
 
@@ -113,6 +117,26 @@ def _delete_table(
     return deleted
 
 
+def _order(by_name: Mapping[str, CatalogTable], proof: IsolationProof) -> list[str]:
+    """Children before parents; where declared references close a cycle (the database binds
+    none of them), by its foreign keys alone."""
+
+    def parents(declared: bool) -> dict[str, set[str]]:
+        return {
+            name: {
+                fk.references
+                for fk in by_name[name].foreign_keys
+                if fk.references in proof.doomed and (declared or not fk.declared)
+            }
+            for name in proof.doomed
+        }
+
+    try:
+        return deletion_order(parents(declared=True))
+    except UnclassifiedDataError:
+        return deletion_order(parents(declared=False))
+
+
 def delete_listed(
     engine: Engine[Any], case: CaseRef, proof: IsolationProof, batch_rows: int
 ) -> dict[str, int]:
@@ -127,11 +151,7 @@ def delete_listed(
         for fk in t.foreign_keys
         if fk.on_delete in CHANGES_REFERENCING and fk.references in proof.doomed
     }
-    parents: Mapping[str, set[str]] = {
-        name: {fk.references for fk in by_name[name].foreign_keys if fk.references in proof.doomed}
-        for name in proof.doomed
-    }
-    for table in deletion_order(dict(parents)):
+    for table in _order(by_name, proof):
         proof.deleted[table] = _delete_table(
             engine, case, proof, proof.doomed[table], batch_rows, table in hazards
         )

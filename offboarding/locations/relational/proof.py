@@ -117,16 +117,17 @@ def _referencing(
                 pk=queries.columns("p", parent_list.keys),
                 dk=queries.listed_keys("d", width),
             )
-    column = scope.classification.tenant_column
+    column = scope.classification.owner_column(child.qualified)
     owners = d.owners(
         d.column("", "c", column) if child.qualified in scope.classification.tenant_scoped else None
     )
     joined = d.fill(
-        "FROM {parents} JOIN {ct} c ON {cc} = {pr} WHERE {chosen} AND {outside}",
+        "FROM {parents} JOIN {ct} c ON {cc} = {pr}{set} WHERE {chosen} AND {outside}",
         parents=parents,
         ct=d.table(child.qualified),
         cc=queries.columns("c", fk.columns),
         pr=referenced,
+        set=scope.pointing(child.qualified, "c", fk),
         chosen=chosen,
         outside=_outside(queries, scope, child, fk, doomed),
     )

@@ -53,6 +53,10 @@ class Dialect(Protocol[Q]):
 
     def alias(self, name: str) -> Q: ...
 
+    def value(self, value: str | int) -> Q:
+        """A constant of the data map (a reference's none or type value), quoted."""
+        ...
+
     def is_tenant(self, column: Q) -> Q:
         """The column holds exactly the tenant's id (the id bound by the dialect)."""
         ...
@@ -85,25 +89,48 @@ class RelationalScope(Generic[Q]):
         d = self.dialect
         return d.fill("({c})", c=d.join((d.column(table, alias, c) for c in columns), ", "))
 
+    def is_set(self, table: str, alias: str | None, fk: ForeignKey) -> Q:
+        """The row's key `fk` points somewhere: no column NULL or one of the reference's none
+        values, and the type columns of a polymorphic one hold its type."""
+        d = self.dialect
+        parts = [d.fill("{c} IS NOT NULL", c=d.column(table, alias, c)) for c in fk.columns]
+        if fk.none:
+            values = d.join((d.value(v) for v in fk.none), ", ")
+            parts += [
+                d.fill("{c} NOT IN ({v})", c=d.column(table, alias, c), v=values)
+                for c in fk.columns
+            ]
+        parts += [
+            d.fill("{c} = {v}", c=d.column(table, alias, c), v=d.value(v)) for c, v in fk.when
+        ]
+        return d.join(parts, " AND ")
+
+    def pointing(self, table: str, alias: str | None, fk: ForeignKey) -> Q:
+        """`AND` the key is set, where NULL alone does not say so (none or type values); else
+        nothing (the key's equality already needs it set)."""
+        if not fk.conditional:
+            return self.dialect.text("")
+        return self.dialect.fill(" AND {s}", s=self.is_set(table, alias, fk))
+
     def _reaches(self, table: str, alias: str | None, fk: ForeignKey, depth: int) -> Q:
         """The row's key `fk` points at a row the tenant's destruction removes."""
         parent = f"p{depth}"
         return self.dialect.fill(
-            "EXISTS (SELECT 1 FROM {t} {p} WHERE {ref} = {cols} AND {cond})",
+            "EXISTS (SELECT 1 FROM {t} {p} WHERE {ref} = {cols}{set} AND {cond})",
             t=self.dialect.table(fk.references),
             p=self.dialect.alias(parent),
             ref=self._columns(fk.references, parent, fk.referenced_columns),
             cols=self._columns(table, alias, fk.columns),
+            set=self.pointing(table, alias, fk),
             cond=self._destroyed(fk.references, parent, depth + 1),
         )
 
     def _elsewhere(self, table: str, alias: str | None, fk: ForeignKey, depth: int) -> Q:
         """The row's key `fk` is set and points at a row that is not the tenant's."""
-        d = self.dialect
-        is_set = d.join(
-            (d.fill("{c} IS NOT NULL", c=d.column(table, alias, c)) for c in fk.columns), " AND "
+        is_set = self.is_set(table, alias, fk)
+        return self.dialect.fill(
+            "({s} AND NOT {r})", s=is_set, r=self._reaches(table, alias, fk, depth)
         )
-        return d.fill("({s} AND NOT {r})", s=is_set, r=self._reaches(table, alias, fk, depth))
 
     def _derived(
         self, table: str, alias: str | None, depth: int, kind: Literal["own", "shared"]
@@ -127,11 +154,11 @@ class RelationalScope(Generic[Q]):
                 "tables: declare the table global or excluded, or give it the tenant column"
             )
         if c.registry and table == c.registry:
-            return d.is_tenant(d.column(table, alias, "id"))
+            return d.is_tenant(d.column(table, alias, c.registry_id))
         if table in c.schema_tables:
             return d.text("TRUE")  # the whole table is in the tenant's own schema
         if table in c.tenant_scoped:
-            return d.is_tenant(d.column(table, alias, c.tenant_column))
+            return d.is_tenant(d.column(table, alias, c.owner_column(table)))
         if table not in c.derived:
             return d.text("FALSE")  # no route to a tenant: none of its rows is the tenant's
         own = self._derived(table, alias, depth, "own")

@@ -1,0 +1,184 @@
+"""A platform without a single foreign key (offboarding/dev/demo/chat.py), offboarded through
+the references its data map declares: the export holds exactly what the product's own joins
+select (read back with DuckDB), the destruction leaves nothing of the team by those joins,
+and the other teams' rows are unchanged. Each declaration kind has its refusal too: a
+reference the data contradicts, a none value, a polymorphic type."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import psycopg
+import pytest
+from psycopg import sql
+
+from offboarding.core.config import Settings
+from offboarding.core.errors import ConfigurationError, IsolationBreachError, SharedRowsError
+from offboarding.core.records import CaseRef
+from offboarding.dev.demo import chat
+from offboarding.dev.services import PostgresCluster
+from offboarding.export import export as stages
+from tests.conftest import Platform, _dsn
+from tests.helpers import destroy_everything, export_and_deliver
+
+
+class Chat(Platform):
+    def write_datamap(self, extra: str = "") -> None:
+        assert self.settings.datamap is not None
+        chat.write_datamap(self.settings.datamap, extra)
+
+
+@pytest.fixture
+def chat_platform(pg_cluster: PostgresCluster, tmp_path: Path) -> Iterator[Chat]:
+    dbname = f"chat_{tmp_path.name[-12:].replace('-', '_')}".lower()
+    with psycopg.connect(pg_cluster.dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    dsn = _dsn(pg_cluster, dbname)
+    chat.set_up(dsn)
+    home = tmp_path / "home"
+    datamap = chat.write_datamap(home / "datamap.toml")
+    settings = Settings(home=home, database_url=dsn, datamap=datamap)
+    yield Chat(dsn=dsn, settings=settings, files=None, redis_url="")  # type: ignore[arg-type]
+    with psycopg.connect(pg_cluster.dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
+
+
+def _bundle_rows(bundle: Path, tmp_path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table of the bundle, read back by DuckDB, columns in the table's order."""
+    root = tmp_path / "bundle"
+    with zipfile.ZipFile(bundle) as archive:
+        archive.extractall(root)
+    found = {}
+    for folder in sorted((root / "tables").iterdir()):
+        rows = duckdb.connect().execute(f"SELECT * FROM '{folder}/*.parquet'").fetchall()
+        found[folder.name] = sorted(rows, key=repr)
+    return found
+
+
+def test_a_platform_without_foreign_keys_is_classified_through_its_declarations(
+    chat_platform: Chat,
+) -> None:
+    dry = stages.dry_run_inventory(chat_platform.settings, "acme")
+    postgres = next(loc for loc in dry.locations if loc.location == "postgres")
+    assert postgres.unclassified == []
+    expected = chat.tenant_rows(chat_platform.dsn, "acme")
+    counted = {t.qualified: t.rows for t in dry.tables}
+    assert counted == {t: len(rows) for t, rows in expected.items() if rows}
+    assert set(postgres.global_tables) >= {"chat.roles", "chat.systems"}
+
+
+def test_export_and_destruction_follow_the_declared_references(
+    chat_platform: Chat, tmp_path: Path
+) -> None:
+    platform, case = chat_platform, CaseRef(tenant="acme", case_id="acme-0123456789ab")
+    neighbours = {t: chat.team_fingerprint(platform.dsn, t) for t in ("acme-corp", "globex")}
+    _, _, bundle = export_and_deliver(platform, case)
+    expected = chat.tenant_rows(platform.dsn, "acme")  # (frozen: read-only since the export)
+    exported = _bundle_rows(bundle, tmp_path)
+    # The bundle holds exactly the team's rows, as the product's own joins select them.
+    assert exported == {table: rows for table, rows in expected.items() if rows}
+    destroy_everything(platform, case)
+    left = {t: rows for t, rows in chat.tenant_rows(platform.dsn, "acme").items() if rows}
+    # Only the team's entry in the tenants table stays, the platform's record that it was.
+    assert list(left) == ["chat.teams"]
+    assert neighbours == {t: chat.team_fingerprint(platform.dsn, t) for t in neighbours}
+    # The rows no team owns (configuration) are untouched.
+    assert platform.query("SELECT count(*) FROM chat.roles") == [(2,)]
+
+
+def test_a_link_from_another_team_is_a_shared_row_under_the_existing_policies(
+    chat_platform: Chat,
+) -> None:
+    platform = chat_platform
+    platform.query(
+        "INSERT INTO chat.post_links SELECT 'crossing', g.channelid, g.id, a.channelid, a.id "
+        "FROM chat.posts g, chat.posts a, chat.channels gc, chat.channels ac "
+        "WHERE gc.id = g.channelid AND gc.teamid = 'globex' AND ac.id = a.channelid "
+        "AND ac.teamid = 'acme' LIMIT 1"
+    )
+    dry = stages.dry_run_inventory(platform.settings, "acme")
+    postgres = next(loc for loc in dry.locations if loc.location == "postgres")
+    assert postgres.shared_rows == {"chat.post_links": 1}
+    case = platform.case("acme")
+    stages.freeze(platform.settings, case)
+    with pytest.raises(SharedRowsError, match=r"chat\.post_links"):
+        stages.take_inventory(platform.settings, case)
+
+
+def test_a_none_value_is_no_reference(chat_platform: Chat) -> None:
+    """acme has a post whose id is '' (the product allowed it once): without none = [''],
+    every other team's first posts (rootid '') would be replies to it."""
+    platform = chat_platform
+    platform.query(
+        "INSERT INTO chat.posts SELECT '', c.id, '', 'u', 'odd', 0 FROM chat.channels c "
+        "WHERE c.teamid = 'acme' LIMIT 1"
+    )
+    case = platform.case("acme")
+    export_and_deliver(platform, case)
+    globex = chat.team_fingerprint(platform.dsn, "globex")
+    destroy_everything(platform, case)
+    assert chat.team_fingerprint(platform.dsn, "globex") == globex
+    assert platform.query("SELECT count(*) FROM chat.posts WHERE id = ''") == [(0,)]
+
+    # The same data map without the none value: the destruction of globex would change the
+    # other teams' first posts, so it stops before deleting anything.
+    platform.query(
+        "INSERT INTO chat.posts SELECT '', c.id, '', 'u', 'odd', 0 FROM chat.channels c "
+        "WHERE c.teamid = 'globex' LIMIT 1"
+    )
+    text = (platform.settings.datamap or Path()).read_text()
+    (platform.settings.datamap or Path()).write_text(
+        text.replace('from = "chat.posts(rootid)"\nto = "chat.posts(id)"\nnone = [""]',
+                     'from = "chat.posts(rootid)"\nto = "chat.posts(id)"')
+    )  # fmt: skip
+    case = platform.case("globex")
+    stages.freeze(platform.settings, case)
+    again = chat.tenant_rows(platform.dsn, "globex")
+    with pytest.raises(IsolationBreachError, match=r"chat\.posts through declared"):
+        export_and_deliver(platform, case)
+        destroy_everything(platform, case)
+    assert chat.tenant_rows(platform.dsn, "globex") == again
+
+
+def test_a_polymorphic_reference_reaches_only_rows_of_its_type(chat_platform: Chat) -> None:
+    """globex's file has the id of one of acme's posts: a reaction to that file is globex's."""
+    platform = chat_platform
+    (post,) = platform.query(
+        "SELECT p.id FROM chat.posts p JOIN chat.channels c ON c.id = p.channelid "
+        "WHERE c.teamid = 'acme' ORDER BY p.id LIMIT 1"
+    )[0]
+    platform.query(
+        "INSERT INTO chat.fileinfo SELECT %s, c.id, '', 'x/y', '', 1 FROM chat.channels c "
+        "WHERE c.teamid = 'globex' LIMIT 1",
+        post,
+    )
+    platform.query("INSERT INTO chat.reactions VALUES ('r-file', 'file', %s, 'u', 'eyes')", post)
+    dry = stages.dry_run_inventory(platform.settings, "acme")
+    acme = {t.qualified: t.rows for t in dry.tables}
+    assert acme["chat.reactions"] == len(chat.tenant_rows(platform.dsn, "acme")["chat.reactions"])
+    case = platform.case("acme")
+    export_and_deliver(platform, case)
+    destroy_everything(platform, case)
+    assert platform.query("SELECT target_type FROM chat.reactions WHERE id = 'r-file'") == [
+        ("file",)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("declaration", "message"),
+    [
+        ('from = "chat.posts(channel)"\nto = "chat.channels(id)"', "has no column 'channel'"),
+        ('from = "chat.post(channelid)"\nto = "chat.channels(id)"', "'chat.post' does not exist"),
+        ('from = "chat.post_links(from_post)"\nto = "chat.posts(channelid, id)"', "1 column"),
+    ],
+)
+def test_a_declaration_the_catalogue_contradicts_is_refused_with_the_fix(
+    chat_platform: Chat, declaration: str, message: str
+) -> None:
+    chat_platform.write_datamap(f"\n[[systems.postgres.references]]\n{declaration}\n")
+    with pytest.raises(ConfigurationError, match=message):
+        stages.dry_run_inventory(chat_platform.settings, "acme")
