@@ -198,26 +198,15 @@ def tenant_schema_regex(pattern: str) -> re.Pattern[str]:
     return re.compile(f"^{before}(?P<tenant>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?){after}$")
 
 
-def classify_tables(
+def _require_named(
     tables: list[CatalogTable],
-    *,
-    tenant_column: str,
-    registry: str,
     global_tables: dict[str, str],
     excluded: dict[str, str],
-    tenant_schema_pattern: str | None = "tenant_{tenant}",
-    owner_columns: dict[str, str] | None = None,
-    registry_id: str = "id",
-) -> Classification:
-    """Sort every table into scoped, derived, tenant schema, registry, global, excluded, or
-    unclassified (which `require_complete` refuses).
-
-    A table is derived when it has no tenant column but a foreign key to a tenant-owned
-    table, at any depth. A row of a derived table belongs to the tenant if any of those
-    foreign keys points at one of the tenant's rows. Self-references are not routes.
-    """
+    owner_columns: dict[str, str],
+    registry: str,
+) -> None:
+    """Every table and column the data map names exists in the catalogue."""
     by_name = {t.qualified: t for t in tables}
-    owner_columns = dict(owner_columns or {})
     for listed, kind in [
         *((n, "global") for n in global_tables),
         *((n, "excluded") for n in excluded),
@@ -240,6 +229,28 @@ def classify_tables(
             f"tenants registry {registry!r} not found: set OFFBOARD_REGISTRY_TABLE to its "
             "schema.table"
         )
+
+
+def classify_tables(
+    tables: list[CatalogTable],
+    *,
+    tenant_column: str,
+    registry: str,
+    global_tables: dict[str, str],
+    excluded: dict[str, str],
+    tenant_schema_pattern: str | None = "tenant_{tenant}",
+    owner_columns: dict[str, str] | None = None,
+    registry_id: str = "id",
+) -> Classification:
+    """Sort every table into scoped, derived, tenant schema, registry, global, excluded, or
+    unclassified (which `require_complete` refuses).
+
+    A table is derived when it has no tenant column but a foreign key to a tenant-owned
+    table, at any depth. A row of a derived table belongs to the tenant if any of those
+    foreign keys points at one of the tenant's rows. Self-references are not routes.
+    """
+    owner_columns = dict(owner_columns or {})
+    _require_named(tables, global_tables, excluded, owner_columns, registry)
     schema_regex = tenant_schema_regex(tenant_schema_pattern) if tenant_schema_pattern else None
     schema_tables = {
         t.qualified: match["tenant"]

@@ -221,6 +221,13 @@ class TenantRecord:
         return self.contact_email
 
 
+def _ledger_exists(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute(
+        "SELECT to_regclass(%s) IS NOT NULL AS found", (f"{LEDGER_SCHEMA}.ledger",)
+    ).fetchone()
+    return bool(row and (row["found"] if isinstance(row, dict) else row[0]))
+
+
 class TenantRegistry:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -228,11 +235,12 @@ class TenantRegistry:
         schema, name = split_qualified(registry_table(settings))
         self.table = sql.Identifier(schema, name)
 
-    def connect(self) -> psycopg.Connection[dict[str, Any]]:
-        """A connection to the database of the registry and the pipeline's ledger."""
+    def connect(self, *, create: bool = True) -> psycopg.Connection[dict[str, Any]]:
+        """A connection to the database of the registry and the pipeline's ledger, which is
+        created there first unless `create` is false (reading writes nothing)."""
         conn = psycopg.connect(self.settings.require_database(), row_factory=dict_row)
         dsn = self.settings.require_database()
-        if dsn not in _ready:
+        if create and dsn not in _ready:
             with conn.transaction():  # one creator at a time, whatever runs at once
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext('offboarding.ledger'))")
                 conn.execute(_LEDGER_DDL)
@@ -245,28 +253,39 @@ class TenantRegistry:
         )
         return sql.SQL("{} AS {}").format(value, sql.Identifier(alias))
 
-    def _select(self, where: sql.Composable) -> sql.Composed:
+    def _select(self, where: sql.Composable, ledger: bool = True) -> sql.Composed:
         m = self.mapping
+        # Without the ledger (nothing created yet, a dry run): every tenant is as the platform
+        # has it, active, with no case.
+        joined = (
+            sql.SQL("LEFT JOIN {} l ON l.tenant = t.{}::text").format(_LEDGER, sql.Identifier(m.id))
+            if ledger
+            else sql.SQL(
+                "LEFT JOIN (SELECT NULL::text AS status, NULL::boolean AS legal_hold, NULL::text "
+                "AS legal_hold_reason, NULL::timestamptz AS frozen_at, NULL::text AS "
+                "offboarding_case) l ON false"
+            )
+        )
         return sql.SQL(
             "SELECT {id}, {name}, {region}, {contact}, {recipient}, "
             "coalesce(l.status, 'active') AS status, "
             "coalesce(l.legal_hold, false) AS legal_hold, l.legal_hold_reason, l.frozen_at, "
-            "l.offboarding_case FROM {table} t LEFT JOIN {ledger} l ON l.tenant = t.{key}::text "
-            "WHERE {where}"
+            "l.offboarding_case FROM {table} t {joined} WHERE {where}"
         ).format(
             id=self._column(m.id, "id"), name=self._column(m.name, "name"),
             region=self._column(m.region, "region"),
             contact=self._column(m.contact, "contact_email"),
-            recipient=self._column(m.recipient, "age_recipient"), table=self.table, ledger=_LEDGER,
-            key=sql.Identifier(m.id), where=where,
+            recipient=self._column(m.recipient, "age_recipient"), table=self.table,
+            joined=joined, where=where,
         )  # fmt: skip
 
     def get(self, tenant: str) -> TenantRecord:
         validate_tenant_id(tenant)
         where = sql.SQL("t.{}::text = %s").format(sql.Identifier(self.mapping.id))
         try:
-            with self.connect() as conn:
-                row = conn.execute(self._select(where), (tenant,)).fetchone()
+            with self.connect(create=False) as conn:
+                ledger = _ledger_exists(conn)
+                row = conn.execute(self._select(where, ledger), (tenant,)).fetchone()
         except psycopg.errors.UndefinedColumn as error:
             raise ConfigurationError(
                 f"the tenants table {registry_table(self.settings)} has no column the data map's "
@@ -289,9 +308,10 @@ class TenantRegistry:
     def tenants(self, status: str | None = None) -> list[str]:
         """Tenant ids, optionally only those with `status` ('active', 'frozen', 'destroyed')."""
         where = sql.SQL("%s::text IS NULL OR coalesce(l.status, 'active') = %s")
-        with self.connect() as conn:
+        with self.connect(create=False) as conn:
+            ledger = _ledger_exists(conn)
             rows = conn.execute(
-                sql.SQL("SELECT id FROM ({}) s ORDER BY id").format(self._select(where)),
+                sql.SQL("SELECT id FROM ({}) s ORDER BY id").format(self._select(where, ledger)),
                 (status, status),
             ).fetchall()
         return [str(row["id"]) for row in rows]

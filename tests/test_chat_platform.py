@@ -22,6 +22,7 @@ from offboarding.core.records import CaseRef
 from offboarding.dev.demo import chat
 from offboarding.dev.services import PostgresCluster
 from offboarding.export import export as stages
+from offboarding.locations.reach import check_datamap
 from tests.conftest import Platform, _dsn
 from tests.helpers import destroy_everything, export_and_deliver
 
@@ -69,6 +70,8 @@ def test_a_platform_without_foreign_keys_is_classified_through_its_declarations(
     counted = {t.qualified: t.rows for t in dry.tables}
     assert counted == {t: len(rows) for t, rows in expected.items() if rows}
     assert set(postgres.global_tables) >= {"chat.roles", "chat.systems"}
+    # A dry run writes nothing to the platform: not even the pipeline's ledger.
+    assert chat_platform.query("SELECT to_regnamespace('offboarding')") == [(None,)]
 
 
 def test_export_and_destruction_follow_the_declared_references(
@@ -182,3 +185,64 @@ def test_a_declaration_the_catalogue_contradicts_is_refused_with_the_fix(
     chat_platform.write_datamap(f"\n[[systems.postgres.references]]\n{declaration}\n")
     with pytest.raises(ConfigurationError, match=message):
         stages.dry_run_inventory(chat_platform.settings, "acme")
+
+
+def test_the_data_map_check_counts_orphans_and_rows_reaching_two_teams(
+    chat_platform: Chat,
+) -> None:
+    platform = chat_platform
+    # A reply whose thread is gone (orphan), and an acme reply to a globex thread (two teams).
+    platform.query(
+        "INSERT INTO chat.posts SELECT 'orphan', c.id, 'gone', 'u', 'x', 0 FROM chat.channels c "
+        "WHERE c.teamid = 'acme' LIMIT 1"
+    )
+    platform.query(
+        "INSERT INTO chat.posts SELECT 'across', c.id, g.id, 'u', 'x', 0 "
+        "FROM chat.channels c, chat.posts g JOIN chat.channels gc ON gc.id = g.channelid "
+        "WHERE c.teamid = 'acme' AND gc.teamid = 'globex' AND g.rootid = '' LIMIT 1"
+    )
+    (postgres,) = [c for c in check_datamap(platform.settings)[1] if c.name == "postgres"]
+    assert postgres.ok, postgres.detail
+    (threads,) = [
+        line for line in postgres.detail.split("; ") if "chat.posts(rootid) -> chat.posts" in line
+    ]
+    assert "1 orphan(s)" in threads and "1 reaching two tenants" in threads
+    (members,) = [line for line in postgres.detail.split("; ") if "chat.post_links(to_ch" in line]
+    assert "0 orphan(s)" in members and "0 reaching two tenants" in members
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        # a text column cannot hold an integer key's none value
+        (
+            '\n[[systems.postgres.references]]\nfrom = "chat.fileinfo(size)"\n'
+            'to = "chat.posts(id)"\n',
+            "cannot compare",
+        ),
+        # '' is no integer: the none value of an integer key is written 0
+        (
+            '\n[[systems.postgres.references]]\nfrom = "chat.fileinfo(size)"\n'
+            'to = "chat.teams(createat)"\nnone = [""]\n',
+            "none values",
+        ),
+    ],
+)
+def test_the_data_map_check_refuses_what_the_inventory_could_not_use(
+    chat_platform: Chat, extra: str, message: str
+) -> None:
+    chat_platform.write_datamap(extra)
+    (postgres,) = [c for c in check_datamap(chat_platform.settings)[1] if c.name == "postgres"]
+    assert not postgres.ok
+    assert message in postgres.detail and "chat.fileinfo(size)" in postgres.detail
+
+
+def test_the_data_map_check_names_a_tenants_column_the_table_lacks(
+    chat_platform: Chat,
+) -> None:
+    path = chat_platform.settings.datamap
+    assert path is not None
+    path.write_text(path.read_text().replace("region = false", 'region = "region"'))
+    (postgres,) = [c for c in check_datamap(chat_platform.settings)[1] if c.name == "postgres"]
+    assert not postgres.ok
+    assert "region = 'region'" in postgres.detail and "write `false`" in postgres.detail

@@ -60,6 +60,7 @@ from offboarding.locations.postgres.catalog import (
     read_indexes,
     table_size,
 )
+from offboarding.locations.postgres.check import check_platform
 from offboarding.locations.postgres.deletion import (
     IsolationProof,
     PostgresEngine,
@@ -94,14 +95,18 @@ class PostgresLocation:
             version = conn.execute("SHOW server_version").fetchone()
             found = conn.execute("SELECT to_regclass(%s)", (registry,)).fetchone()
             address = conninfo_to_dict(conn.info.dsn)
-        if not found or found[0] is None:
-            raise ConfigurationError(
-                f"the platform database has no tenants table {registry}: set "
-                "OFFBOARD_REGISTRY_TABLE to the schema-qualified name of the platform's"
-            )
-        return (
-            f"PostgreSQL {version[0] if version else '?'} at {address.get('host')}:"
-            f"{address.get('port')}/{address.get('dbname')}, tenants table {registry}"
+            if not found or found[0] is None:
+                raise ConfigurationError(
+                    f"the platform database has no tenants table {registry}: name it in the "
+                    "data map's [tenants] table (schema.table)"
+                )
+            checked = check_platform(conn, self.settings)
+        return "; ".join(
+            [
+                f"PostgreSQL {version[0] if version else '?'} at {address.get('host')}:"
+                f"{address.get('port')}/{address.get('dbname')}, tenants table {registry}",
+                *checked,
+            ]
         )
 
     def tenant_schema(self, tenant: str) -> str:
