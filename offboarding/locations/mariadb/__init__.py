@@ -74,6 +74,7 @@ from offboarding.locations.mariadb.engine import MariaDBEngine
 from offboarding.locations.mariadb.own import OwnDatabase
 from offboarding.locations.mariadb.snapshot import Snapshot, Source, export_tables
 from offboarding.locations.relational import RelationalScope, deletion, proof
+from offboarding.locations.relational.declared import check_declared
 from offboarding.planning import CatalogTable, Classification
 
 __all__ = ["PLUGIN", "MariaDBLocation", "Snapshot", "arrow_type"]
@@ -166,10 +167,32 @@ class MariaDBLocation:
     # -- the four verbs --------------------------------------------------------------------------
 
     def reach(self) -> str:
-        with self._connect() as conn, conn.cursor() as cur:
-            cur.execute("SELECT VERSION()")
-            row = cur.fetchone()
-        return f"MariaDB {row[0] if row else '?'} at {self._address}"
+        """The server's version, and what the inventory will need (the tables and columns the
+        data map names, each declared reference with its orphans and rows reaching two
+        tenants: offboarding/locations/relational/declared.py)."""
+        with self._connect() as conn:
+            with conn.cursor() as cur:
+                cur.execute("SELECT VERSION()")
+                row = cur.fetchone()
+            catalogue = self._catalogue(conn)
+            classification, _ = self._classify(catalogue)
+            self._scope(classification)  # its shared_rows tables checked
+
+            def fetch(query: str) -> tuple[object, ...]:
+                with conn.cursor() as cur:
+                    cur.execute(query)
+                    found = cur.fetchone()
+                assert found is not None
+                return tuple(found)
+
+            checks = check_declared(self._scope(classification), catalogue.tables, fetch)
+        return "; ".join(
+            [
+                f"MariaDB {row[0] if row else '?'} at {self._address}",
+                f"{len(classification.owned)} tables of tenants' rows",
+                *(f"reference {c.describe()}" for c in checks),
+            ]
+        )
 
     def describe(self) -> LocationFacts:
         return LocationFacts(
