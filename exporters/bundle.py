@@ -45,6 +45,7 @@ from offboarding.core.errors import IntegrityError
 from offboarding.core.names import safe_segment
 from offboarding.core.records import (
     ExportedPart,
+    LeftOut,
     Manifest,
     ManifestEntry,
     ManifestTable,
@@ -251,6 +252,7 @@ def package_bundle(
     write_part: WritePart,
     part_bytes: int | None = None,
     about: str = ALL_OF_IT,
+    left_out: list[LeftOut] | None = None,
 ) -> tuple[Manifest, list[str]]:
     """Write the bundle (one or more ZIP parts) through `write_part`; return the manifest and
     the parts' names.
@@ -272,7 +274,7 @@ def package_bundle(
         }
     )  # fmt: skip
     readme = readme_text(
-        tenant, case_id, manifest_tables, sum(p.kind == "file" for p in parts), about
+        tenant, case_id, manifest_tables, sum(p.kind == "file" for p in parts), about, left_out
     )
     assignment = plan_parts([len(schema_doc), *(p.size for p in parts)], part_bytes)
     count = assignment[-1]
@@ -295,6 +297,7 @@ def package_bundle(
         entries=entries,
         parts=names,
         signing_key=signer.fingerprint,
+        left_out=list(left_out or []),
     )
     manifest_bytes = manifest_json(manifest)
     closing = (manifest_bytes, signer.sign(manifest_bytes), signer.public_pem)

@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import hashlib
+import textwrap
 import zipfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
 from offboarding.core.faults import crash_point
 from offboarding.core.names import table_folder
-from offboarding.core.records import ManifestTable
+from offboarding.core.records import LeftOut, ManifestTable
 
 __all__ = [
     "ALL_OF_IT",
@@ -22,6 +23,7 @@ __all__ = [
     "SCHEMA",
     "SIGNATURE",
     "UNLISTED",
+    "holds_less",
     "readme_text",
     "write_bytes",
     "write_stream",
@@ -80,8 +82,33 @@ def write_bytes(archive: zipfile.ZipFile, name: str, data: bytes) -> tuple[int, 
     return len(data), hashlib.sha256(data).hexdigest()
 
 
+def _left_out(left_out: list[LeftOut]) -> str:
+    if not left_out:
+        return "  Nothing: the inventory covered every table and system of the platform's data map."
+    lines = [f"  - {entry.describe()}" for entry in left_out]
+    return "\n".join(_wrap_lines(lines))
+
+
+def _wrap_lines(lines: list[str], width: int = 92) -> list[str]:
+    wrapped = []
+    for line in lines:
+        wrapped += textwrap.wrap(line, width, subsequent_indent="      ") or [line]
+    return wrapped
+
+
+def holds_less(left_out: list[LeftOut]) -> bool:
+    """Some of the tenant's data is elsewhere: an excluded table holding its rows, a system a
+    role destroys."""
+    return any(e.tenant_rows or e.kind in ("attested system", "unbound system") for e in left_out)
+
+
 def readme_text(
-    tenant: str, case_id: str, tables: list[ManifestTable], files: int, about: str
+    tenant: str,
+    case_id: str,
+    tables: list[ManifestTable],
+    files: int,
+    about: str,
+    left_out: list[LeftOut] | None = None,
 ) -> bytes:
     listing = "\n".join(
         f"  {table_folder(t.name)}  ({t.rows} rows"
@@ -89,6 +116,9 @@ def readme_text(
         + ")"
         for t in tables
     )
+    left_out = left_out or []
+    if about == ALL_OF_IT and holds_less(left_out):
+        about += ' that the inventory covered: "What this archive does not hold" lists the rest'
     return f"""\
 Data export of tenant {tenant} (case {case_id})
 {"=" * 60}
@@ -106,6 +136,11 @@ What is inside
   manifest.json.sig                        Ed25519 signature of manifest.json
   signing-key.pem                          the operator's public signing key
   SHA256SUMS (SHA256SUMS.part-NNN)         checksums for the sha256sum tool
+
+What this archive does not hold
+  Each table or system of the platform's data map left out, with the reason the operator
+  declared (manifest.json lists them too, under "left_out"):
+{_left_out(left_out)}
 
 Opening the tables (Apache Parquet)
   DuckDB:  duckdb -c "SELECT * FROM 'tables/public.posts/*.parquet'"

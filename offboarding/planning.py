@@ -157,6 +157,24 @@ class Classification:
     # tenant-scoped tables whose owner column is not `tenant_column`
     owner_columns: dict[str, str] = field(default_factory=dict)
     registry_id: str = "id"  # the registry's column of the tenant's id
+    # Excluded tables that hold tenants' rows (by their owner column: no links; or through
+    # these keys to tenant rows): left out of export and destruction, so accounted for.
+    excluded_holding: dict[str, tuple[ForeignKey, ...]] = field(default_factory=dict)
+    # excluded table -> the data map's system covering the tenant's copy of its rows
+    handled_by: dict[str, str] = field(default_factory=dict)
+
+    def counting_excluded(self) -> Classification:
+        """This classification with the excluded tables that hold tenants' rows counted as
+        tenant tables: for counting what is left out, never for export or destruction."""
+        holding = self.excluded_holding
+        return replace(
+            self,
+            tenant_scoped=self.tenant_scoped
+            + tuple(t for t, links in holding.items() if not links),
+            derived={**self.derived, **{t: links for t, links in holding.items() if links}},
+            excluded={t: why for t, why in self.excluded.items() if t not in holding},
+            excluded_holding={},
+        )
 
     def owner_column(self, table: str) -> str:
         """The column naming each row's tenant in a tenant-scoped table."""
@@ -292,9 +310,39 @@ def classify_tables(
             sorted(t.qualified for t in tables if t.qualified not in owned | settled)
         ),
         tenant_column=tenant_column,
-        owner_columns={t: c for t, c in owner_columns.items() if t in owned and c != tenant_column},
+        owner_columns={
+            t: c
+            for t, c in owner_columns.items()
+            if (t in owned or t in excluded) and c != tenant_column
+        },
         registry_id=registry_id,
+        excluded_holding=_holding(tables, excluded, owned, owner_columns, tenant_column),
     )
+
+
+def _holding(
+    tables: list[CatalogTable],
+    excluded: dict[str, str],
+    owned: set[str],
+    owner_columns: dict[str, str],
+    tenant_column: str,
+) -> dict[str, tuple[ForeignKey, ...]]:
+    """The excluded tables that would hold tenants' rows if they were not excluded."""
+    by_name = {t.qualified: t for t in tables}
+    holding: dict[str, tuple[ForeignKey, ...]] = {}
+    for name in excluded:
+        table = by_name.get(name)
+        if table is None:
+            continue
+        if owner_columns.get(name, tenant_column) in table.columns:
+            holding[name] = ()
+            continue
+        links = tuple(
+            fk for fk in table.foreign_keys if fk.references in owned and fk.references != name
+        )
+        if links:
+            holding[name] = links
+    return holding
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ reference the data contradicts, a none value, a polymorphic type."""
 
 from __future__ import annotations
 
+import json
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,12 +18,18 @@ import pytest
 from psycopg import sql
 
 from offboarding.core.config import Settings
-from offboarding.core.errors import ConfigurationError, IsolationBreachError, SharedRowsError
+from offboarding.core.errors import (
+    ConfigurationError,
+    IsolationBreachError,
+    SharedRowsError,
+    UnclassifiedDataError,
+)
 from offboarding.core.records import CaseRef
 from offboarding.dev.demo import chat
 from offboarding.dev.services import PostgresCluster
 from offboarding.export import export as stages
 from offboarding.locations.reach import check_datamap
+from offboarding.stores import open_store
 from tests.conftest import Platform, _dsn
 from tests.helpers import destroy_everything, export_and_deliver
 
@@ -246,3 +253,83 @@ def test_the_data_map_check_names_a_tenants_column_the_table_lacks(
     (postgres,) = [c for c in check_datamap(chat_platform.settings)[1] if c.name == "postgres"]
     assert not postgres.ok
     assert "region = 'region'" in postgres.detail and "write `false`" in postgres.detail
+
+
+_SEARCH = (
+    '\n[systems.search]\ndescription = "Full-text search of messages"\n'
+    'attested = { role = "search administrator", '
+    'procedure = "delete the index of team {tenant}" }\n'
+)
+
+
+def _exclude_reactions(platform: Chat, handled: bool) -> None:
+    """Reactions left out of the database's export, covered (or not) by the search system."""
+    path = platform.settings.datamap
+    assert path is not None
+    text = path.read_text()
+    value = (
+        '{ why = "indexed with the messages", handled_by = "search" }'
+        if handled
+        else '"indexed with the messages"'
+    )
+    text = text.replace(
+        "global_tables = {",
+        f'excluded_tables = {{ "chat.reactions" = {value} }}\nglobal_tables = {{',
+    )
+    path.write_text(text + _SEARCH)
+
+
+def test_an_excluded_table_holding_the_tenants_rows_stops_the_case_until_its_copy_is_covered(
+    chat_platform: Chat,
+) -> None:
+    platform = chat_platform
+    _exclude_reactions(platform, handled=False)
+    expected = len(chat.tenant_rows(platform.dsn, "acme")["chat.reactions"])
+    dry = stages.dry_run_inventory(platform.settings, "acme")
+    (reactions,) = [e for e in dry.left_out if e.name == "chat.reactions"]
+    assert (reactions.kind, reactions.tenant_rows, reactions.handled_by) == (
+        "excluded table", expected, None,
+    )  # fmt: skip
+    assert any("chat.reactions: excluded, but holds" in w for w in dry.locations[0].warnings)
+    case = platform.case("acme")
+    stages.freeze(platform.settings, case)
+    with pytest.raises(UnclassifiedDataError, match=r"handled_by = \"<system>\""):
+        stages.take_inventory(platform.settings, case)
+
+
+def test_what_a_bundle_does_not_hold_is_said_in_its_readme_manifest_and_certificate(
+    chat_platform: Chat, tmp_path: Path
+) -> None:
+    platform = chat_platform
+    _exclude_reactions(platform, handled=True)
+    expected = len(chat.tenant_rows(platform.dsn, "acme")["chat.reactions"])
+    case = platform.case("acme")
+    _, _, bundle = export_and_deliver(platform, case)
+    with zipfile.ZipFile(bundle) as archive:
+        readme = archive.read("README.txt").decode()
+        manifest = json.loads(archive.read("manifest.json"))
+    assert "that the inventory covered" in readme
+    assert (
+        f"excluded table chat.reactions (postgres, {expected} row(s) of the tenant): indexed "
+        "with the messages; its copy is handled by system search"
+    ) in " ".join(readme.split())
+    assert "global table chat.roles" in readme and "attested system search" in readme
+    left = {e["name"]: e for e in manifest["left_out"]}
+    assert left["chat.reactions"]["tenant_rows"] == expected
+    assert left["search"]["kind"] == "attested system"
+    reactions = platform.query("SELECT count(*) FROM chat.reactions")
+    certificate = destroy_everything(platform, case)
+    with open_store(platform.settings.store_url("archive")).open_read(certificate.key) as body:
+        document = json.loads(body.read())
+    assert {e["name"] for e in document["left_out"]} == set(left)
+    # The excluded copy is the search system's to destroy: the database keeps the rows.
+    assert platform.query("SELECT count(*) FROM chat.reactions") == reactions
+
+
+def test_a_bundle_that_left_nothing_out_says_so(chat_platform: Chat, tmp_path: Path) -> None:
+    platform = chat_platform
+    _, _, bundle = export_and_deliver(platform, platform.case("globex"))
+    with zipfile.ZipFile(bundle) as archive:
+        readme = archive.read("README.txt").decode()
+    assert "This archive holds all the data your organisation stored on the platform, in" in readme
+    assert "global table chat.systems (postgres): the product's configuration" in readme

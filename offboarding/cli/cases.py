@@ -171,9 +171,8 @@ def _inventory(args: argparse.Namespace) -> int:
         f"  files: {len(inventory.files)} objects, {inventory.total_file_bytes} bytes "
         f"({referenced} referenced by rows)"
     )
-    for loc in inventory.locations:
-        for name, reason in {**loc.global_tables, **loc.excluded_tables}.items():
-            print(f"  not exported: {name} ({reason})")
+    for entry in inventory.left_out:
+        print(f"  not exported: {entry.describe()}")
     for name in unclassified:
         print(f"  UNCLASSIFIED: {name} (a case would stop here; classify it in the settings)")
     for warning in (w for loc in inventory.locations for w in loc.warnings):

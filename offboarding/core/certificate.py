@@ -10,7 +10,14 @@ from pydantic import Field
 
 from offboarding.core.model import Record
 
-__all__ = ["ApprovalEvidence", "Certificate", "HoldEvent", "LocationEvidence", "SystemStatus"]
+__all__ = [
+    "ApprovalEvidence",
+    "Certificate",
+    "HoldEvent",
+    "LeftOut",
+    "LocationEvidence",
+    "SystemStatus",
+]
 
 
 class LocationEvidence(Record):
@@ -89,6 +96,29 @@ class ApprovalEvidence(Record):
     approved_at: datetime | None = None
 
 
+class LeftOut(Record):
+    """A table or a system whose data the bundle does not hold, with the data map's reason: the
+    bundle's README, its manifest, the inventory and the certificate each list every one."""
+
+    name: str = Field(description="The table (schema.table) or the system.")
+    kind: Literal["excluded table", "global table", "attested system", "unbound system"]
+    system: str = Field(description="The data map's system it belongs to.")
+    why: str = Field(description="The reason the data map declares.")
+    tenant_rows: int | None = Field(
+        default=None, description="The tenant's rows there, where they could be counted."
+    )
+    handled_by: str | None = Field(
+        default=None,
+        description="The data map's system whose export and destruction cover the tenant's "
+        "copy there (a plug-in, or an attested step).",
+    )
+
+    def describe(self) -> str:
+        rows = f", {self.tenant_rows} row(s) of the tenant" if self.tenant_rows else ""
+        handled = f"; its copy is handled by system {self.handled_by}" if self.handled_by else ""
+        return f"{self.kind} {self.name} ({self.system}{rows}): {self.why}{handled}"
+
+
 class Certificate(Record):
     """Certificate of destruction: the fields of a NIST SP 800-88 Rev. 2 sanitization record
     (what, where, method, tool and version, verification method and result, who, when),
@@ -135,6 +165,12 @@ class Certificate(Record):
         default_factory=list,
         description="Every system of the platform's data map: verified, attested (never "
         "counted as verified), or lingering until a date.",
+    )
+    left_out: list[LeftOut] = Field(
+        default_factory=list,
+        description="Every table and system of the data map the case did not export and "
+        "destroy itself, with the declared reason (and, for a table holding the tenant's rows, "
+        "the system that covers its copy).",
     )
     legal_holds: list[HoldEvent]
     legal_hold_seen: bool

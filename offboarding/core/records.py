@@ -15,6 +15,7 @@ from offboarding.core.certificate import (
     ApprovalEvidence,
     Certificate,
     HoldEvent,
+    LeftOut,
     LocationEvidence,
     SystemStatus,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "ForeignKeySchema",
     "HoldEvent",
     "Inventory",
+    "LeftOut",
     "LocationEvidence",
     "LocationInventory",
     "Manifest",
@@ -163,6 +165,10 @@ class LocationInventory(Record):
     unclassified: list[str] = Field(
         default_factory=list, description="Tables nobody classified: the case cannot proceed."
     )
+    left_out: list[LeftOut] = Field(
+        default_factory=list,
+        description="Its tables left out of the bundle (excluded, global), each with why.",
+    )
     warnings: list[str] = Field(
         default_factory=list,
         description="What makes the case cost more than the tenant's size (e.g. a tenant or "
@@ -197,6 +203,24 @@ class Inventory(Record):
     @property
     def tables(self) -> list[TableItem]:
         return [t for loc in self.locations for t in loc.tables]
+
+    @property
+    def left_out(self) -> list[LeftOut]:
+        """Every table and system whose data the bundle does not hold, with why: the
+        locations' excluded and global tables, and the systems a role destroys (attested)."""
+        tables = [t for loc in self.locations for t in loc.left_out]
+        systems = [
+            LeftOut(
+                name=s.name,
+                kind="attested system",
+                system=s.name,
+                why=f"{s.description or 'a system the pipeline cannot reach'}: not exported; "
+                f"destroyed by {s.method}",
+            )
+            for s in self.systems
+            if s.handling == "attested"
+        ]
+        return tables + systems
 
     @property
     def files(self) -> list[FileItem]:
@@ -274,6 +298,11 @@ class Manifest(Record):
     entries: list[ManifestEntry]
     parts: list[str] = Field(description="File names of the bundle's ZIP parts, in order.")
     signing_key: str = Field(description="Fingerprint of the Ed25519 key that signed this file.")
+    left_out: list[LeftOut] = Field(
+        default_factory=list,
+        description="Every table and system of the data map whose data this bundle does not "
+        "hold, with the declared reason.",
+    )
 
 
 class BundlePart(Record):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from offboarding.core.errors import ConfigurationError
 from offboarding.core.records import SystemEntry
@@ -18,6 +18,7 @@ from offboarding.datamap.systems import (
     PostgresSystem,
     System,
     UnboundSystem,
+    handlers,
 )
 from offboarding.datamap.tenants import TenantsTable
 
@@ -48,6 +49,20 @@ class DataMap(BaseModel):
         description="The operator's other systems holding the client's contacts, erased three "
         "years after the contract's end by the role each names.",
     )
+
+    @model_validator(mode="after")
+    def _handlers_are_systems(self) -> DataMap:
+        for name, system in self.systems.items():
+            excluded = getattr(system, "excluded_tables", None) or {}
+            for table, handled in handlers(excluded).items():
+                if handled not in self.systems or handled == name:
+                    others = ", ".join(n for n in self.systems if n != name)
+                    raise ValueError(
+                        f"[systems.{name}] excluded_tables {table!r}: handled_by = {handled!r} "
+                        f"must name another system of this data map ({others}), e.g. an "
+                        "attested step a role performs"
+                    )
+        return self
 
     @property
     def source(self) -> str:

@@ -18,7 +18,7 @@ from offboarding.core.config import PlatformSettings, Settings
 from offboarding.core.errors import ConfigurationError
 from offboarding.datamap.loading import datamap_of
 from offboarding.datamap.references import Declaration
-from offboarding.datamap.systems import PostgresSystem
+from offboarding.datamap.systems import PostgresSystem, handlers, reasons
 
 __all__ = ["PlatformShape", "ShapeVariableDeprecated", "platform_shape"]
 
@@ -39,6 +39,8 @@ class PlatformShape:
     shared_rows: dict[str, Literal["leave", "delete", "export"]] = field(default_factory=dict)
     owner_columns: dict[str, str] = field(default_factory=dict)
     references: tuple[Declaration, ...] = ()
+    # excluded table -> the data map's system covering the tenant's copy of its rows
+    handled_by: dict[str, str] = field(default_factory=dict)
 
 
 # Each field of the shape: its old setting, and that setting's variable.
@@ -74,6 +76,8 @@ def platform_shape(settings: Settings) -> PlatformShape:
         for name in _OLD
         if isinstance(system, PostgresSystem) and getattr(system, name) is not None
     }
+    if "excluded_tables" in declared:
+        declared["excluded_tables"] = reasons(declared["excluded_tables"])
     # A data map declaring references or owner columns declares the shape of a platform of
     # its own: nothing of the demo's applies to it either.
     own_shape = bool(declared) or (
@@ -104,6 +108,7 @@ def platform_shape(settings: Settings) -> PlatformShape:
         else:
             values[name] = _NEUTRAL[name] if own_shape else _default(setting)
     if isinstance(system, PostgresSystem):
+        values["handled_by"] = handlers(system.excluded_tables)
         values["owner_columns"] = dict(system.owner_columns)
         values["references"] = tuple(r.declaration() for r in system.references)
     return PlatformShape(**values)

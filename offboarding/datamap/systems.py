@@ -17,6 +17,7 @@ __all__ = [
     "AttestedSystem",
     "BoundSystem",
     "DeclaredReference",
+    "ExcludedTable",
     "FilesSystem",
     "MariaDBSystem",
     "PgBackRestSystem",
@@ -41,6 +42,42 @@ def _holds_tenant_once(pattern: str | None) -> str | None:
 # A schema's or a database's name that belongs wholly to one tenant: {tenant} in it once.
 TenantPattern = Annotated[str | None, AfterValidator(_holds_tenant_once)]
 _KEY_SEPARATORS = frozenset(":/|#")
+
+
+class ExcludedTable(BaseModel):
+    """A table left out of this system's export and destruction, with why, and, where it holds
+    a tenant's rows, the system of the data map whose export and destruction cover its copy
+    (a plug-in, or an attested step a role performs)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    why: str = Field(min_length=1, description="Why it is left out, for the client and auditor.")
+    handled_by: str | None = Field(
+        default=None,
+        description="The data map's system that exports and destroys the tenant's copy of "
+        "these rows (e.g. 'search', an attested step). Required when the table holds the "
+        "tenant's rows: otherwise the case stops.",
+    )
+
+
+def reasons(excluded: dict[str, str | ExcludedTable] | None) -> dict[str, str]:
+    return {t: e if isinstance(e, str) else e.why for t, e in (excluded or {}).items()}
+
+
+def handlers(excluded: dict[str, str | ExcludedTable] | None) -> dict[str, str]:
+    return {
+        t: e.handled_by
+        for t, e in (excluded or {}).items()
+        if isinstance(e, ExcludedTable) and e.handled_by
+    }
+
+
+_EXCLUDED = (
+    "tables deliberately left out of export and destruction, each with why: a string, or "
+    "{ why = '...', handled_by = '<system>' } naming the data map's system that covers the "
+    "tenant's copy (required for a table that holds the tenant's rows). The bundle, the "
+    "inventory and the certificate list them."
+)
 
 
 class _System(BaseModel):
@@ -82,11 +119,9 @@ class PostgresSystem(PluginSystem):
     global_tables: dict[Annotated[str, Field(pattern=r"^[^.\s]+\.[^.\s]+$")], str] | None = Field(
         default=None, description="schema.table of tables holding no tenant data, each with why."
     )
-    excluded_tables: dict[Annotated[str, Field(pattern=r"^[^.\s]+\.[^.\s]+$")], str] | None = Field(
-        default=None,
-        description="schema.table of tables deliberately left out of export and "
-        "destruction, each with why (the bundle and the certificate name them).",
-    )
+    excluded_tables: (
+        dict[Annotated[str, Field(pattern=r"^[^.\s]+\.[^.\s]+$")], str | ExcludedTable] | None
+    ) = Field(default=None, description=f"schema.table of {_EXCLUDED}")
     file_columns: list[Annotated[str, Field(pattern=r"^[^.\s]+\.[^.\s]+\.[^.\s]+$")]] | None = (
         Field(
             default=None,
@@ -199,8 +234,8 @@ class MariaDBSystem(PluginSystem):
     global_tables: dict[str, str] = Field(
         default_factory=dict, description="Tables holding no tenant data, each with why."
     )
-    excluded_tables: dict[str, str] = Field(
-        default_factory=dict, description="Tables deliberately left out, each with why."
+    excluded_tables: dict[str, str | ExcludedTable] = Field(
+        default_factory=dict, description=f"Names of {_EXCLUDED}"
     )
     shared_rows: dict[str, Literal["leave", "delete", "export"]] = Field(
         default_factory=dict,

@@ -433,6 +433,7 @@ def _certificate(
         backup_locations=settings.backup_store_urls(),
         locations=locations,
         systems=systems,
+        left_out=inventory.left_out if inventory else [],
         legal_holds=[HoldEvent(kind=hold.kind, at=hold.at) for hold in state.holds],
         legal_hold_seen=bool(state.holds),
         approvals=_approvals(state),

@@ -154,6 +154,7 @@ def take_inventory(settings: Settings, case: CaseRef) -> Inventory:
                 for loc in inventory.locations
             },
             tables={t.qualified: t.rows for t in inventory.tables},
+            left_out=inventory.left_out,
         ),
         once="inventory",
     )

@@ -134,6 +134,7 @@ def package(
         write_part=write_part,
         part_bytes=settings.export.bundle_part_bytes,
         about=about,
+        left_out=inventory.left_out,
     )
     bundle = BundleRef(
         parts=[

@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from offboarding.core.errors import IntegrityError
-from offboarding.core.records import DeliveredPart
+from offboarding.core.records import DeliveredPart, LeftOut
 
 __all__ = [
     "EVENT_TYPES",
@@ -107,6 +107,9 @@ class InventoryRecorded(EventData):
     kind: ClassVar[str] = "inventory"
     locations: dict[str, LocationCount]
     tables: dict[str, int]
+    # What the bundle does not hold, with why (a system's name never holds '_', so the key
+    # cannot be a location's); written only when there is something.
+    left_out: list[LeftOut] = []
 
     @model_validator(mode="before")
     @classmethod
@@ -115,7 +118,8 @@ class InventoryRecorded(EventData):
             tables = value.get("tables", {})
             return {
                 "tables": tables,
-                "locations": {k: v for k, v in value.items() if k != "tables"},
+                "left_out": value.get("left_out", []),
+                "locations": {k: v for k, v in value.items() if k not in ("tables", "left_out")},
             }
         return value
 
@@ -125,6 +129,8 @@ class InventoryRecorded(EventData):
             name: {"items": count.items, "bytes": count.bytes}
             for name, count in self.locations.items()
         }
+        if self.left_out:
+            flat["left_out"] = [entry.model_dump(mode="json") for entry in self.left_out]
         return flat | {"tables": dict(self.tables)}
 
     @property

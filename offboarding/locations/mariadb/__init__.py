@@ -43,6 +43,7 @@ from offboarding.core.records import (
     TableItem,
 )
 from offboarding.datamap import MariaDBSystem, PersonDeclaration
+from offboarding.datamap.systems import handlers
 from offboarding.locations.base import (
     Capability,
     ExportProgress,
@@ -55,7 +56,6 @@ from offboarding.locations.base import (
     Remaining,
     Removal,
     Stage,
-    foreign_key_schemas,
     quiet,
     require_system_declaration,
 )
@@ -64,17 +64,17 @@ from offboarding.locations.mariadb.catalogue import (
     Connection,
     arrow_type,
     classify,
-    column_schema,
     count,
+    declared_report,
     read_catalogue,
+    table_item,
     with_references,
 )
 from offboarding.locations.mariadb.dialect import MariaDBDialect, quote
 from offboarding.locations.mariadb.engine import MariaDBEngine
 from offboarding.locations.mariadb.own import OwnDatabase
 from offboarding.locations.mariadb.snapshot import Snapshot, Source, export_tables
-from offboarding.locations.relational import RelationalScope, deletion, proof
-from offboarding.locations.relational.declared import check_declared
+from offboarding.locations.relational import RelationalScope, coverage, deletion, proof
 from offboarding.planning import CatalogTable, Classification
 
 __all__ = ["PLUGIN", "MariaDBLocation", "Snapshot", "arrow_type"]
@@ -176,23 +176,8 @@ class MariaDBLocation:
                 row = cur.fetchone()
             catalogue = self._catalogue(conn)
             classification, _ = self._classify(catalogue)
-            self._scope(classification)  # its shared_rows tables checked
-
-            def fetch(query: str) -> tuple[object, ...]:
-                with conn.cursor() as cur:
-                    cur.execute(query)
-                    found = cur.fetchone()
-                assert found is not None
-                return tuple(found)
-
-            checks = check_declared(self._scope(classification), catalogue.tables, fetch)
-        return "; ".join(
-            [
-                f"MariaDB {row[0] if row else '?'} at {self._address}",
-                f"{len(classification.owned)} tables of tenants' rows",
-                *(f"reference {c.describe()}" for c in checks),
-            ]
-        )
+            checks = declared_report(conn, self._scope(classification), catalogue)
+        return "; ".join([f"MariaDB {row[0] if row else '?'} at {self._address}", *checks])
 
     def describe(self) -> LocationFacts:
         return LocationFacts(
@@ -222,6 +207,18 @@ class MariaDBLocation:
                     rows = count(cur, table.name, scope.where(name, "t"), case.tenant)
                     average = catalogue.rows_estimate.get(table.name, (0, 0))[1]
                     items.append(self._item(classification, table, catalogue, rows, rows * average))
+                counting = RelationalScope(classification.counting_excluded(), MariaDBDialect())
+                omitted = coverage.left_out(
+                    self.name,
+                    classification,
+                    lambda t: count(cur, by_name[t].name, counting.where(t, "t"), case.tenant),
+                    {
+                        self._qualified(t): s
+                        for t, s in handlers(self.system.excluded_tables).items()
+                    },
+                )
+            if not dry_run:
+                coverage.require_handled(case, f"[systems.{self.name}]", omitted)
             own = self._own(case)
             if own is not None:
                 own_catalogue, unreadable = own.catalogue(conn, strict=not dry_run)
@@ -247,7 +244,8 @@ class MariaDBLocation:
             excluded_tables=dict(classification.excluded),
             shared_rows=shared,
             unclassified=unclassified,
-            warnings=warnings,
+            warnings=warnings + coverage.warnings(omitted),
+            left_out=omitted,
         )
 
     def _item(
@@ -258,22 +256,7 @@ class MariaDBLocation:
         rows: int,
         size: int,
     ) -> TableItem:
-        return TableItem(
-            schema_name=self.name,
-            table=table.name,
-            scope="tenant" if table.qualified in classification.tenant_scoped else "derived",
-            tenant_column=classification.owner_column(table.qualified)
-            if table.qualified in classification.tenant_scoped
-            else None,
-            rows=rows,
-            bytes_estimate=size,
-            columns=[column_schema(c) for c in catalogue.columns.get(table.name, [])],
-            primary_key=list(table.primary_key),
-            parents=sorted(
-                {fk.references for fk in classification.derived.get(table.qualified, ())}
-            ),
-            foreign_keys=foreign_key_schemas(table),
-        )
+        return table_item(self.name, classification, table, catalogue, (rows, size))
 
     def export(
         self,

@@ -10,9 +10,13 @@ import pyarrow as pa
 
 from offboarding.core.errors import UnclassifiedDataError
 from offboarding.core.names import qualified
-from offboarding.core.records import ColumnSchema
+from offboarding.core.records import ColumnSchema, TableItem
 from offboarding.datamap import MariaDBSystem
+from offboarding.datamap.systems import handlers, reasons
+from offboarding.locations.base import foreign_key_schemas
 from offboarding.locations.mariadb.dialect import quote
+from offboarding.locations.relational.declared import check_declared
+from offboarding.locations.relational.scope import RelationalScope
 from offboarding.planning import (
     CatalogTable,
     Classification,
@@ -30,7 +34,9 @@ __all__ = [
     "column_schema",
     "convert",
     "count",
+    "declared_report",
     "read_catalogue",
+    "table_item",
     "with_references",
 ]
 
@@ -256,7 +262,7 @@ def classify(
     such table stops the case until declared."""
     declared = {
         qualified(name, t): why
-        for t, why in {**system.global_tables, **system.excluded_tables}.items()
+        for t, why in {**system.global_tables, **reasons(system.excluded_tables)}.items()
     }
     undeclared = [
         f"{qualified(name, t)} ({why})"
@@ -271,9 +277,13 @@ def classify(
         tenant_column=system.tenant_column,
         registry="",
         global_tables={qualified(name, t): w for t, w in system.global_tables.items()},
-        excluded={qualified(name, t): w for t, w in system.excluded_tables.items()},
+        excluded={qualified(name, t): w for t, w in reasons(system.excluded_tables).items()},
         tenant_schema_pattern=None,
         owner_columns={qualified(name, t): c for t, c in system.owner_columns.items()},
+    )
+    classification = replace(
+        classification,
+        handled_by={qualified(name, t): s for t, s in handlers(system.excluded_tables).items()},
     )
     unclassified = [*classification.unclassified, *undeclared]
     if strict and undeclared:
@@ -290,3 +300,48 @@ def classify(
             "in the data map's global_tables or excluded_tables with the reason"
         )
     return classification, unclassified
+
+
+def table_item(
+    system: str,
+    classification: Classification,
+    table: CatalogTable,
+    catalogue: Catalogue,
+    measured: tuple[int, int],
+) -> TableItem:
+    """The inventory's entry of one table: its `measured` (rows, bytes) of the tenant."""
+    name = table.qualified
+    return TableItem(
+        schema_name=system,
+        table=table.name,
+        scope="tenant" if name in classification.tenant_scoped else "derived",
+        tenant_column=classification.owner_column(name)
+        if name in classification.tenant_scoped
+        else None,
+        rows=measured[0],
+        bytes_estimate=measured[1],
+        columns=[column_schema(c) for c in catalogue.columns.get(table.name, [])],
+        primary_key=list(table.primary_key),
+        parents=sorted({fk.references for fk in classification.derived.get(name, ())}),
+        foreign_keys=foreign_key_schemas(table),
+    )
+
+
+def declared_report(
+    conn: Connection, scope: RelationalScope[str], catalogue: Catalogue
+) -> list[str]:
+    """`offboard datamap check`'s lines: the tables of tenants' rows, and each declared
+    reference with its orphans and rows reaching two tenants (relational/declared.py)."""
+
+    def fetch(query: str) -> tuple[object, ...]:
+        with conn.cursor() as cur:
+            cur.execute(query)
+            found = cur.fetchone()
+        assert found is not None
+        return tuple(found)
+
+    checks = check_declared(scope, catalogue.tables, fetch)
+    return [
+        f"{len(scope.classification.owned)} tables of tenants' rows",
+        *(f"reference {c.describe()}" for c in checks),
+    ]

@@ -70,6 +70,7 @@ from offboarding.locations.postgres.deletion import (
 from offboarding.locations.postgres.person_scope import count_person
 from offboarding.locations.postgres.scope import Scope, digest_query, measure, scope_kind
 from offboarding.locations.postgres.snapshot import export_part, export_tenant, plan_export
+from offboarding.locations.relational import coverage
 from offboarding.locations.relational.proof import require_shared_policies, shared_counts
 from offboarding.planning import Classification, MissingIndex, missing_indexes
 from offboarding.registry import LEDGER_SCHEMA, registry_table
@@ -187,6 +188,16 @@ class PostgresLocation:
                 _index_warning(conn, missing)
                 for missing in missing_indexes(classification, tables, read_indexes(conn))
             ]
+            counting = Scope(classification.counting_excluded(), case.tenant)
+            omitted = coverage.left_out(
+                self.name,
+                classification,
+                lambda t: measure(conn, t, counting.where(t))[0],
+                platform_shape(self.settings).handled_by,
+            )
+            if not dry_run:
+                coverage.require_handled(case, "[systems.postgres]", omitted)
+            warnings += coverage.warnings(omitted)
             policies = platform_shape(self.settings).shared_rows
             warnings += [
                 f"{table}: {count} row(s) reference both this tenant's rows and another "
@@ -209,6 +220,7 @@ class PostgresLocation:
             unclassified=list(classification.unclassified),
             warnings=warnings,
             shared_rows=shared,
+            left_out=omitted,
         )
 
     def _scope(self, classification: Classification, case: CaseRef) -> Scope:

@@ -264,6 +264,7 @@ def classify(
         excluded={**classification.excluded,
                   **{k: v for k, v in platform.excluded_tables.items() if k in others}},
         unclassified=classification.unclassified + undeclared,
+        handled_by=platform.handled_by,
     )  # fmt: skip
     if strict and undeclared:
         raise UnclassifiedDataError(

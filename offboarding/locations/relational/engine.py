@@ -26,7 +26,10 @@ __all__ = [
 
 Q = TypeVar("Q")
 Plan = Literal["own", "indexes", "joins"]
-RULES = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+RULES = {
+    "a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT",
+    "x": "nothing: declared in the data map, unknown to the database",
+}  # fmt: skip
 # Keys whose referencing rows the database itself changes when the referenced row goes.
 CHANGES_REFERENCING = frozenset("cnd")
 
@@ -70,6 +73,8 @@ class Reference:
     tenants: tuple[str, ...] = ()  # owners of the referencing rows, where a column names them
     crosses_tenants: bool = True
     allowed: bool = False  # shared rows the data map leaves in place, detached by SET NULL
+    # rows of an excluded table whose copy another system covers (the data map's handled_by)
+    left_for: str = ""
 
     def describe(self) -> str:
         owners = f", of tenant(s) {', '.join(map(repr, self.tenants))}" if self.tenants else ""
@@ -99,10 +104,17 @@ class IsolationProof:
             f"in {len(self.doomed)} shared tables listed by key; {self.references_checked} "
             "foreign keys checked: no row outside the tenant's scope references them"
         ]
-        if self.detached:
+        detached = [r for r in self.detached if not r.left_for]
+        if detached:
             parts.append(
                 "shared rows left in place, detached by their keys' ON DELETE SET NULL: "
-                + "; ".join(r.describe() for r in self.detached)
+                + "; ".join(r.describe() for r in detached)
+            )
+        left = [r for r in self.detached if r.left_for]
+        if left:
+            parts.append(
+                "rows of excluded tables left for the systems the data map names to cover them: "
+                + "; ".join(f"{r.describe()} (system {r.left_for})" for r in left)
             )
         if self.shared:
             parts.append(

@@ -164,6 +164,10 @@ def find_references(
             rows = int(row[0] or 0)
             if not rows:
                 continue
+            # Rows of an excluded table another system covers, under a key the database lets
+            # go (declared, or one that cascades or detaches): left for that system.
+            handler = classification.handled_by.get(child.qualified, "")
+            left_for = handler if handler and (fk.declared or fk.on_delete in "cnd") else ""
             # Shared rows the data map keeps, whose key the database sets to NULL: detached.
             kept = engine.policies.get(child.qualified) in ("leave", "export")
             if kept and fk.on_delete in "nd":
@@ -185,7 +189,8 @@ def find_references(
                     tenants=d.owner_values(row[1]),
                     crosses_tenants=child.qualified
                     not in {*classification.global_tables, *classification.excluded},
-                    allowed=kept and fk.on_delete in "nd",
+                    allowed=(kept and fk.on_delete in "nd") or bool(left_for),
+                    left_for=left_for,
                 )
             )
     return checked, found
