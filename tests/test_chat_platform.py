@@ -25,11 +25,13 @@ from offboarding.core.errors import (
     UnclassifiedDataError,
 )
 from offboarding.core.records import CaseRef
+from offboarding.datamap import FilesSystem
 from offboarding.dev.demo import chat
 from offboarding.dev.services import PostgresCluster
 from offboarding.export import export as stages
+from offboarding.locations.objects import FilesLocation
 from offboarding.locations.reach import check_datamap
-from offboarding.stores import open_store
+from offboarding.stores import LocalStore, open_store
 from tests.conftest import Platform, _dsn
 from tests.helpers import destroy_everything, export_and_deliver
 
@@ -46,11 +48,12 @@ def chat_platform(pg_cluster: PostgresCluster, tmp_path: Path) -> Iterator[Chat]
     with psycopg.connect(pg_cluster.dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
     dsn = _dsn(pg_cluster, dbname)
-    chat.set_up(dsn)
     home = tmp_path / "home"
+    files = LocalStore(home / "stores" / "files")
+    chat.set_up(dsn, files)
     datamap = chat.write_datamap(home / "datamap.toml")
     settings = Settings(home=home, database_url=dsn, datamap=datamap)
-    yield Chat(dsn=dsn, settings=settings, files=None, redis_url="")  # type: ignore[arg-type]
+    yield Chat(dsn=dsn, settings=settings, files=files, redis_url="")
     with psycopg.connect(pg_cluster.dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
 
@@ -65,6 +68,16 @@ def _bundle_rows(bundle: Path, tmp_path: Path) -> dict[str, list[tuple[Any, ...]
         rows = duckdb.connect().execute(f"SELECT * FROM '{folder}/*.parquet'").fetchall()
         found[folder.name] = sorted(rows, key=repr)
     return found
+
+
+def _file_keys(platform: Chat, team: str) -> set[str]:
+    """The team's objects, by the product's own join: files and thumbnails."""
+    rows = platform.query(
+        "SELECT f.path, f.thumbnailpath FROM chat.fileinfo f JOIN chat.channels c "
+        "ON c.id = f.channelid WHERE c.teamid = %s",
+        team,
+    )
+    return {str(key) for row in rows for key in row if key}
 
 
 def test_a_platform_without_foreign_keys_is_classified_through_its_declarations(
@@ -86,18 +99,27 @@ def test_export_and_destruction_follow_the_declared_references(
 ) -> None:
     platform, case = chat_platform, CaseRef(tenant="acme", case_id="acme-0123456789ab")
     neighbours = {t: chat.team_fingerprint(platform.dsn, t) for t in ("acme-corp", "globex")}
+    keys = {t: _file_keys(platform, t) for t in chat.CHAT_TEAMS}
+    assert any(k.endswith("/thumb.jpg") for k in keys["acme"])
     _, _, bundle = export_and_deliver(platform, case)
     expected = chat.tenant_rows(platform.dsn, "acme")  # (frozen: read-only since the export)
     exported = _bundle_rows(bundle, tmp_path)
-    # The bundle holds exactly the team's rows, as the product's own joins select them.
+    # The bundle holds exactly the team's rows, as the product's own joins select them, and
+    # every file and thumbnail its file records name, in the product's own layout.
     assert exported == {table: rows for table, rows in expected.items() if rows}
+    with zipfile.ZipFile(bundle) as archive:
+        files = {n.removeprefix("files/_referenced/") for n in archive.namelist()
+                 if n.startswith("files/")}  # fmt: skip
+    assert files == keys["acme"]
     destroy_everything(platform, case)
     left = {t: rows for t, rows in chat.tenant_rows(platform.dsn, "acme").items() if rows}
     # Only the team's entry in the tenants table stays, the platform's record that it was.
     assert list(left) == ["chat.teams"]
     assert neighbours == {t: chat.team_fingerprint(platform.dsn, t) for t in neighbours}
-    # The rows no team owns (configuration) are untouched.
+    # The rows no team owns (configuration) are untouched; so are the other teams' files.
     assert platform.query("SELECT count(*) FROM chat.roles") == [(2,)]
+    assert not any(platform.files.exists(k) for k in keys["acme"])
+    assert all(platform.files.exists(k) for t in ("acme-corp", "globex") for k in keys[t])
 
 
 def test_a_link_from_another_team_is_a_shared_row_under_the_existing_policies(
@@ -333,3 +355,31 @@ def test_a_bundle_that_left_nothing_out_says_so(chat_platform: Chat, tmp_path: P
         readme = archive.read("README.txt").decode()
     assert "This archive holds all the data your organisation stored on the platform, in" in readme
     assert "global table chat.systems (postgres): the product's configuration" in readme
+
+
+@pytest.mark.parametrize(
+    ("key", "owner"),
+    [
+        ("media/org-acme-files/a.txt", "acme"),
+        ("media/org-acme-corp-files/a.txt", "acme-corp"),
+        ("media/org-acme-files-files/x", "acme-files"),
+        ("media/org-acme/a.txt", None),  # not the template's folder
+        ("other/org-acme-files/a.txt", None),
+        ("media/org--files/a.txt", None),  # no id
+    ],
+)
+def test_a_folder_template_names_the_tenant_anywhere_in_it(
+    tmp_path: Path, key: str, owner: str | None
+) -> None:
+    settings = Settings(home=tmp_path, database_url="postgresql://unused/x")
+    system = FilesSystem(plugin="files", prefix="media/org-{tenant}-files/")
+    location = FilesLocation(settings, "files", system)
+    assert location._owner(key) == owner
+    if owner:
+        assert location._prefix(owner) is not None and key.startswith(str(location._prefix(owner)))
+
+
+@pytest.mark.parametrize("prefix", ["tenants/{tenant}", "*/teams/{tenant}/", "tenants/"])
+def test_a_folder_template_that_cannot_be_listed_as_it_is_is_refused(prefix: str) -> None:
+    with pytest.raises(ValueError, match=r"must hold \{tenant\} once and end with '/'"):
+        FilesSystem(plugin="files", prefix=prefix)

@@ -146,11 +146,32 @@ class PostgresSystem(PluginSystem):
     )
 
 
+def _folder_template(prefix: str | Literal[False]) -> str | Literal[False]:
+    if prefix is False:
+        return prefix
+    if prefix.count(_TENANT_PLACEHOLDER) != 1 or not prefix.endswith("/") or "*" in prefix:
+        raise ValueError(
+            f"prefix {prefix!r} must hold {{tenant}} once and end with '/', with no wildcard, "
+            "e.g. 'tenants/{tenant}/' or 'media/org-{tenant}/': a folder listed as it is (a "
+            "layout with a varying part before the tenant, such as '<date>/teams/<team>/', is "
+            "found through the rows that name its keys instead: prefix = false and file_columns)"
+        )
+    return prefix
+
+
 class FilesSystem(PluginSystem):
-    """The platform's object store of uploaded files (OFFBOARD_FILES_URL)."""
+    """The platform's object store of uploaded files (OFFBOARD_FILES_URL): the tenant's folder
+    (its `prefix`), and every object the tenant's rows name (the postgres system's
+    file_columns)."""
 
     singleton: ClassVar[bool] = True
     plugin: Literal["files"]
+    prefix: Annotated[str | Literal[False], AfterValidator(_folder_template)] = Field(
+        default="tenants/{tenant}/",
+        description="The folder holding each tenant's objects, with {tenant}, ending with '/' "
+        "(e.g. 'media/org-{tenant}/'); false where the product keeps no folder per tenant, so "
+        "its objects are those the tenant's rows name (file_columns), thumbnails included.",
+    )
 
 
 class RedisSystem(PluginSystem):

@@ -51,6 +51,31 @@ class FilesLocation:
     ) -> None:
         self.settings = settings
         self.store: ObjectStore = open_store(settings.store_url("files"))
+        template = (system or FilesSystem(plugin="files")).prefix
+        self.template: str | None = template or None
+
+    def _prefix(self, tenant: str) -> str | None:
+        """The tenant's folder (None where the product keeps none: its rows name its objects)."""
+        return self.template.format(tenant=tenant) if self.template else None
+
+    @property
+    def _root(self) -> str:
+        """What every tenant's folder starts with."""
+        return self.template.split("{tenant}", 1)[0] if self.template else ""
+
+    def _owner(self, key: str) -> str | None:
+        """The tenant whose folder holds `key`, if any."""
+        if not self.template:
+            return None
+        before, after = self.template.split("{tenant}", 1)
+        if not key.startswith(before):
+            return None
+        # Ids hold no '/': the id is the first segment after `before`, less the template's
+        # text between {tenant} and its next '/'.
+        head = after.split("/", 1)[0]
+        segment = key[len(before) :].split("/", 1)[0]
+        tenant = segment[: len(segment) - len(head)] if segment.endswith(head) else ""
+        return tenant if tenant and key.startswith(before + tenant + after) else None
 
     def describe(self) -> LocationFacts:
         retention = self.settings.stores.soft_delete_retention
@@ -83,7 +108,7 @@ class FilesLocation:
         legacy paths): the tenant's to export and destroy, unless other rows reference them
         too, which stops the case (their keys go to a report on the worker: file names can
         name people)."""
-        outside = {k for k in referenced if not k.startswith(TENANTS_ROOT)}
+        outside = {k for k in referenced if self._owner(k) is None}
         shared = PostgresLocation(self.settings).referenced_by_others(case, outside)
         if shared:
             report = write_case_report(self.settings, case, "shared-objects.txt", sorted(shared))
@@ -97,15 +122,14 @@ class FilesLocation:
         return outside
 
     def inventory(self, case: CaseRef, *, dry_run: bool = False) -> LocationInventory:
-        prefix = tenant_prefix(case.tenant)
-        listed = {o.key: o for o in self.store.list_objects(prefix)}
+        prefix = self._prefix(case.tenant)
+        listed = {o.key: o for o in self.store.list_objects(prefix)} if prefix else {}
         referenced = PostgresLocation(self.settings).referenced_objects(case)
         self._outside(case, referenced)
-        foreign = sorted(
-            k for k in referenced if k.startswith(TENANTS_ROOT) and not k.startswith(prefix)
-        )
+        owners_of = {k: self._owner(k) for k in referenced}
+        foreign = sorted(k for k, owner in owners_of.items() if owner not in (None, case.tenant))
         if foreign:
-            owners = sorted({key.split("/")[1] for key in foreign})
+            owners = sorted({str(owners_of[key]) for key in foreign})
             raise IsolationBreachError(
                 f"rows of tenant {case.tenant!r} reference {len(foreign)} object(s) under another "
                 f"tenant's prefix (first: {owners[0]!r}'s): the case stops and an incident is "
@@ -159,9 +183,9 @@ class FilesLocation:
         progress: ExportProgress | None = None,
     ) -> LocationExport:
         """Name each object as a bundle entry; its bytes stream from the store at packaging."""
-        prefix = tenant_prefix(case.tenant)
+        prefix = self._prefix(case.tenant)
         relative = [
-            f.key[len(prefix) :] if f.key.startswith(prefix) else f"_referenced/{f.key}"
+            f.key[len(prefix) :] if prefix and f.key.startswith(prefix) else f"_referenced/{f.key}"
             for f in inventory.files
         ]
         paths = safe_entry_paths("files/", relative)
@@ -190,7 +214,17 @@ class FilesLocation:
                 f"{left} object(s) outside tenant {case.tenant!r}'s prefix are still in "
                 f"{self.store.url} after deletion; retry the destruction"
             )
-        inside = delete_prefix(self.store, tenant_prefix(case.tenant), self.describe().technique)
+        prefix = self._prefix(case.tenant)
+        if prefix is None:
+            return Removal(
+                items_before=len(outside),
+                bytes_before=size,
+                items_removed=removed,
+                technique="delete each object the tenant's rows name (no folder per tenant)",
+                isolation="only objects no other tenant's row names, checked before the first "
+                "delete; each checked absent after",
+            )
+        inside = delete_prefix(self.store, prefix, self.describe().technique)
         if not outside:
             return inside
         return replace(
@@ -206,10 +240,19 @@ class FilesLocation:
         )
 
     def verify(self, case: CaseRef) -> Remaining:
-        return count_prefix(self.store, tenant_prefix(case.tenant))
+        prefix = self._prefix(case.tenant)
+        if prefix is None:
+            return Remaining(
+                items=0,
+                verification="no folder per tenant: each object the tenant's rows named was "
+                "checked absent when it was deleted",
+            )
+        return count_prefix(self.store, prefix)
 
     def neighbours_digest(self, case: CaseRef, excluded: frozenset[str] = frozenset()) -> str:
-        return digest_outside_prefix(self.store, TENANTS_ROOT, tenant_prefix(case.tenant), excluded)
+        own = self._prefix(case.tenant) or "\0"  # (no key starts with NUL)
+        others = frozenset(p for t in excluded if (p := self._prefix(t)))
+        return digest_outside_prefix(self.store, self._root, own, others)
 
 
 PLUGIN = Plugin(

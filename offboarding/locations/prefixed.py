@@ -85,8 +85,8 @@ def digest_outside_prefix(
     store: ObjectStore, root: str, own: str, excluded: frozenset[str] = frozenset()
 ) -> str:
     """Digest of every object under `root` except the tenant's own prefix and the prefixes
-    (`<root><tenant>/`) of `excluded` tenants."""
-    skip = (own, *(f"{root}{tenant}/" for tenant in sorted(excluded)))
+    of `excluded` tenants (each `<root><tenant>/`, or a full prefix ending with '/')."""
+    skip = (own, *(t if t.endswith("/") else f"{root}{t}/" for t in sorted(excluded)))
     listing = [(o.key, o.sha256) for o in store.list_objects(root) if not o.key.startswith(skip)]
     return hashlib.sha256(compact_json(listing)).hexdigest()
 

@@ -17,12 +17,15 @@ from typing import Any
 
 import psycopg
 
+from offboarding.stores import ObjectStore
+
 __all__ = [
     "CHAT_TABLES",
     "CHAT_TEAMS",
     "install_schema",
     "seed",
     "set_up",
+    "store_files",
     "team_fingerprint",
     "tenant_rows",
     "write_datamap",
@@ -95,8 +98,14 @@ def seed(dsn: str, teams: tuple[str, ...] = CHAT_TEAMS, posts_per_channel: int =
             for f in range(3):
                 attached = posts[-1 - f][1] if f else ""  # one file never attached
                 file = _id("file", team, c, f)
-                path = f"20261201/teams/{team}/channels/{channel}/{file}/notes-{f}.txt"
-                rows["chat.fileinfo"].append((file, channel, attached, path, "", 100 + f))
+                folder = f"20261201/teams/{team}/channels/{channel}/{file}"
+                # the second of each channel is an image, with a thumbnail
+                name, thumbnail = (
+                    (f"photo-{f}.jpg", f"{folder}/thumb.jpg") if f == 1 else (f"notes-{f}.txt", "")
+                )
+                rows["chat.fileinfo"].append(
+                    (file, channel, attached, f"{folder}/{name}", thumbnail, 100 + f)
+                )
                 rows["chat.reactions"].append(
                     (_id("reaction", file), "file", file, rng.choice(users), "eyes")
                 )
@@ -114,9 +123,22 @@ def _insert(dsn: str, rows: dict[str, list[tuple[Any, ...]]]) -> None:
                 cur.executemany(f"INSERT INTO {table} VALUES ({marks})", values)
 
 
-def set_up(dsn: str) -> None:
+def store_files(dsn: str, files: ObjectStore) -> None:
+    """Every object the file records name (the file and its thumbnail), with some bytes."""
+    with psycopg.connect(dsn) as conn:
+        keys = conn.execute(
+            "SELECT path FROM chat.fileinfo UNION SELECT thumbnailpath FROM chat.fileinfo "
+            "WHERE thumbnailpath <> ''"
+        ).fetchall()
+    for (key,) in keys:
+        files.put_bytes(key, f"contents of {key}\n".encode())
+
+
+def set_up(dsn: str, files: ObjectStore | None = None) -> None:
     install_schema(dsn)
     seed(dsn)
+    if files is not None:
+        store_files(dsn, files)
 
 
 def tenant_rows(dsn: str, team: str) -> dict[str, list[tuple[Any, ...]]]:

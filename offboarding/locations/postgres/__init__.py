@@ -370,8 +370,9 @@ class PostgresLocation:
             classification, _, _ = classify(conn, self.settings, strict=False)
             scope = self._scope(classification, case)
             for table, column in self._references(conn, classification):
+                # (an empty key names no object: products write '' for "none")
                 query = sql.SQL(
-                    "SELECT DISTINCT {c} FROM {t} WHERE {w} AND {c} IS NOT NULL"
+                    "SELECT DISTINCT {c} FROM {t} WHERE {w} AND {c} IS NOT NULL AND {c} <> ''"
                 ).format(c=sql.Identifier(column), t=ident(table), w=scope.where(table))
                 keys.update(str(r[0]) for r in conn.execute(query))
         return keys
