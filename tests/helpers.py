@@ -129,6 +129,19 @@ def destroy_everything(
     )  # fmt: skip
 
 
+def declare_shape(platform: Platform, **fields: str) -> None:
+    """Declare fields of [systems.postgres] in the platform's data map (TOML values, written as
+    they are), replacing a field it declares already."""
+    path = platform.settings.datamap
+    assert path is not None
+    lines = path.read_text().splitlines()
+    start = lines.index("[systems.postgres]")
+    end = next((n for n in range(start + 1, len(lines)) if lines[n].startswith("[")), len(lines))
+    section = [line for line in lines[start + 1 : end] if line.split(" = ", 1)[0] not in fields]
+    section += [f"{name} = {value}" for name, value in fields.items()]
+    path.write_text("\n".join([*lines[: start + 1], *section, *lines[end:]]) + "\n")
+
+
 def with_small_parts(settings: Settings, split_rows: int, **export: int) -> Settings:
     """Parts far smaller than an operator may configure (at least 1,000 rows), so the demo's
     small tables take the large-table paths: model_copy skips validation on purpose."""

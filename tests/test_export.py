@@ -18,7 +18,7 @@ from offboarding.core.errors import MissingDataError, UnclassifiedDataError
 from offboarding.export import export as stages
 from offboarding.registry import TenantRegistry
 from tests.conftest import Platform
-from tests.helpers import bundle_files, export_and_deliver, with_small_parts
+from tests.helpers import bundle_files, declare_shape, export_and_deliver, with_small_parts
 
 # Written independently of the pipeline's discovery: what the demo schema says is acme's.
 SOURCE_FILTERS = {
@@ -512,14 +512,13 @@ def test_a_materialized_view_or_foreign_table_stops_the_case_until_declared(
     with pytest.raises(UnclassifiedDataError, match="materialized view") as stopped:
         stages.take_inventory(platform.settings, case)
     assert "public.post_titles (materialized view)" in str(stopped.value)
-    declared = platform.settings.replace(
-        excluded_tables={"public.post_titles": "refreshed by the platform every night"},
-        global_tables={
-            **platform.settings.platform.global_tables,
-            "public.remote_notes": "release notes from the vendor's system; no tenant data",
-        },
+    declare_shape(
+        platform,
+        excluded_tables='{ "public.post_titles" = "refreshed by the platform every night" }',
+        global_tables='{ "public.plans" = "plan catalogue", "public.remote_notes" = "release '
+        "notes from the vendor's system; no tenant data\" }",
     )
-    inventory = stages.take_inventory(declared, case)
+    inventory = stages.take_inventory(platform.settings, case)
     postgres = next(loc for loc in inventory.locations if loc.location == "postgres")
     assert postgres.excluded_tables["public.post_titles"].startswith("refreshed")
     assert "public.remote_notes" in postgres.global_tables
@@ -550,17 +549,27 @@ def test_inheritance_and_large_objects_stop_the_case_until_declared(platform: Pl
     stages.freeze(platform.settings, case)
     with pytest.raises(UnclassifiedDataError, match="large object's content lives in"):
         stages.take_inventory(platform.settings, case)
-    declared = platform.settings.replace(
-        excluded_tables={
-            "public.audit_log": "inheritance: rotated by the platform, purged after 30 days",
-            "public.audit_log_2024": "inheritance: rotated by the platform, purged after 30 days",
-            "public.scans": "large objects: the platform erases the tenant's scans itself",
-        }
+    rotated = '"inheritance: rotated by the platform, purged after 30 days"'
+    scans = '"large objects: the platform erases the tenant\'s scans itself"'
+    declare_shape(
+        platform,
+        excluded_tables=f'{{ "public.audit_log" = {rotated}, "public.audit_log_2024" = {rotated}, '
+        f'"public.scans" = {scans} }}',
     )
-    inventory = stages.take_inventory(declared, case)
+    # scans holds acme's rows: left out, it needs the system that covers its copy.
+    with pytest.raises(UnclassifiedDataError, match=r"public\.scans \(1 rows\) hold rows"):
+        stages.take_inventory(platform.settings, case)
+    declare_shape(
+        platform,
+        excluded_tables=f'{{ "public.audit_log" = {rotated}, "public.audit_log_2024" = {rotated}, '
+        f'"public.scans" = {{ why = {scans}, handled_by = "helpdesk" }} }}',
+    )
+    inventory = stages.take_inventory(platform.settings, case)
     rows = {t.qualified: t.rows for t in inventory.tables}
     assert rows["public.events"] == 1 and "public.events_2024" not in rows
     assert "public.scans" not in rows
+    (scans_left,) = [e for e in inventory.left_out if e.name == "public.scans"]
+    assert (scans_left.tenant_rows, scans_left.handled_by) == (1, "helpdesk")
 
 
 def test_a_table_of_wide_rows_is_split_by_its_weight_not_only_its_rows(

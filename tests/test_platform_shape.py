@@ -58,11 +58,18 @@ def test_a_variable_contradicting_the_data_map_stops_naming_both(
         platform_shape(settings)
 
 
-def test_without_a_declared_shape_the_first_releases_defaults_hold(tmp_path: Path) -> None:
+def test_without_a_data_map_the_first_releases_defaults_hold(tmp_path: Path) -> None:
     shape = platform_shape(Settings(home=tmp_path))
     assert shape.tenant_column == "tenant_id"
     assert "public.plans" in shape.global_tables
     assert shape.file_columns == ["public.documents.object_key"]
+
+
+def test_a_data_map_declaring_no_shape_gets_none_of_the_demos(tmp_path: Path) -> None:
+    """The demo's plans table and documents' keys never apply to another platform, even when
+    its data map declares nothing of its shape (and an old variable names its owner column)."""
+    shape = platform_shape(_settings(tmp_path, tenant_column="team_id"))
+    assert shape.global_tables == {} and shape.file_columns == []
 
 
 def test_a_bad_shape_is_refused_saying_what_to_fix(tmp_path: Path) -> None:

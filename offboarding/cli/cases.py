@@ -22,12 +22,19 @@ __all__ = ["register"]
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from offboarding.dev.demo.chat_run import run_chat_case
     from offboarding.dev.demo.run import run_demo
 
     def say(message: str) -> None:
         print(f"[demo] {message}", file=sys.stderr if args.json else sys.stdout, flush=True)
 
-    result = run_demo(Path(args.home), destroy=not args.no_destroy, say=say)
+    result = run_demo(
+        Path(args.home),
+        destroy=not args.no_destroy,
+        say=say,
+        platform=args.platform,
+        run_case=run_chat_case if args.platform == "chat" else None,
+    )
     if args.json:
         print(json.dumps(result.as_json(), indent=2))
     else:
@@ -252,6 +259,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--no-destroy", action="store_true", help="stop once delivered, waiting for the ack"
     )
     demo.add_argument("--home", default=".offboard/demo", help="working directory of the demo")
+    demo.add_argument(
+        "--platform",
+        choices=("demo", "chat"),
+        default="demo",
+        help="demo: the collaboration suite (cache, backups, helpdesk); chat: a product "
+        "without foreign keys, offboarded through its data map's declared references",
+    )
     demo.set_defaults(run=_demo)
 
     verify = commands.add_parser("verify", help="check a bundle's signature and checksums")

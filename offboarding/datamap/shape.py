@@ -17,6 +17,7 @@ from typing import Any, Literal
 from offboarding.core.config import PlatformSettings, Settings
 from offboarding.core.errors import ConfigurationError
 from offboarding.datamap.loading import datamap_of
+from offboarding.datamap.model import DEFAULT_DATAMAP
 from offboarding.datamap.references import Declaration
 from offboarding.datamap.systems import PostgresSystem, handlers, reasons
 
@@ -67,8 +68,8 @@ def _default(setting: str) -> Any:
 
 def platform_shape(settings: Settings) -> PlatformShape:
     """The shape the data map declares; what it leaves out from an old variable still set
-    (warned once per process), else the default (the first release's, for a data map that
-    declares no shape at all)."""
+    (warned once per process), else a neutral default (no global table, no file column). The
+    first release's defaults (the demo's plans and documents) hold only without a data map."""
     datamap = datamap_of(settings)
     system = datamap.systems.get("postgres")
     declared = {
@@ -78,11 +79,9 @@ def platform_shape(settings: Settings) -> PlatformShape:
     }
     if "excluded_tables" in declared:
         declared["excluded_tables"] = reasons(declared["excluded_tables"])
-    # A data map declaring references or owner columns declares the shape of a platform of
-    # its own: nothing of the demo's applies to it either.
-    own_shape = bool(declared) or (
-        isinstance(system, PostgresSystem) and bool(system.references or system.owner_columns)
-    )
+    # A data map of the operator's own (a file) declares its platform's shape: nothing of the
+    # demo's applies to it. Only without one do the first release's defaults hold.
+    own_shape = datamap is not DEFAULT_DATAMAP
     values: dict[str, Any] = {}
     for name, (setting, variable) in _OLD.items():
         old = getattr(settings.platform, setting)

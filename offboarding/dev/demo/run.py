@@ -55,6 +55,9 @@ class DemoEnvironment:
     tsa: TimestampAuthority | None = None  # the local RFC 3161 authority, once started
     # Prefect's API and the staff page refuse calls without it (basic authentication).
     auth: str = field(default_factory=new_auth_string)
+    # "demo": the collaboration suite, with its cache, backups and helpdesk; "chat": the
+    # product without foreign keys (offboarding/dev/demo/chat.py), its database and files.
+    platform: str = "demo"
 
     def offboard_env(self) -> dict[str, str]:
         return {
@@ -76,6 +79,23 @@ class DemoEnvironment:
         }
 
     def start(self, stack: ExitStack, say: Callable[[str], None]) -> None:
+        if self.platform == "chat":
+            self._start_chat(stack, say)
+        else:
+            self._start_demo(stack, say)
+        self._start_services(stack, say)
+
+    def _start_chat(self, stack: ExitStack, say: Callable[[str], None]) -> None:
+        from offboarding.dev.demo import chat
+        from offboarding.stores import LocalStore
+
+        say("starting a private PostgreSQL cluster with the chat platform (no foreign keys)")
+        self.pg.start()
+        stack.callback(self.pg.stop)
+        chat.set_up(self.pg.dsn, LocalStore(self.home / "stores" / "files"))
+        chat.write_datamap(self.home / "datamap.toml")
+
+    def _start_demo(self, stack: ExitStack, say: Callable[[str], None]) -> None:
         from offboarding.dev.demo import platform
         from offboarding.stores import LocalStore
 
@@ -100,6 +120,8 @@ class DemoEnvironment:
             self.redis.url(),
             {"stanza": repo.stanza, "config": str(repo.config), "command": repo.command()},
         )
+
+    def _start_services(self, stack: ExitStack, say: Callable[[str], None]) -> None:
         say("starting a local RFC 3161 timestamp authority (OpenSSL's responder, loopback)")
         self.tsa = TimestampAuthority(self.home / "tsa").start()
         stack.callback(self.tsa.stop)
@@ -303,15 +325,29 @@ class DemoResult:
         }
 
 
-def run_demo(home: Path, *, destroy: bool = True, say: Callable[[str], None] = print) -> DemoResult:
+PLATFORMS = ("demo", "chat")
+
+
+def run_demo(
+    home: Path,
+    *,
+    destroy: bool = True,
+    say: Callable[[str], None] = print,
+    platform: str = "demo",
+    run_case: Callable[..., None] | None = None,
+) -> DemoResult:
+    """One whole case on `platform`, run by `run_case(env, result, destroy=, say=)` (the
+    chat platform's comes from chat_run.py, which builds on this module)."""
+    if platform not in PLATFORMS:
+        raise OffboardingError(f"no demo platform {platform!r}: choose {' or '.join(PLATFORMS)}")
     shutil.rmtree(home, ignore_errors=True)  # the demo starts from nothing every time
     home.mkdir(parents=True)
     result = DemoResult(tenant=DEMO_TENANT)
     with ExitStack() as stack:
-        env = DemoEnvironment(home=home.resolve())
+        env = DemoEnvironment(home=home.resolve(), platform=platform)
         try:
             env.start(stack, say)
-            _run_case(env, result, destroy=destroy, say=say)
+            (run_case or _run_case)(env, result, destroy=destroy, say=say)
         except OffboardingError as error:
             result.errors.append(str(error))
         except Exception as error:  # the demo reports every failure in its result, then cleans up

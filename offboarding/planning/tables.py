@@ -1,34 +1,22 @@
-"""Pure planning: which tables belong to a tenant, in what order to delete, when to destroy.
-
-No I/O here: everything takes plain data read elsewhere, so the rules that decide what is
-exported and what is destroyed can be tested exhaustively without a database.
-"""
+"""Which tables hold a tenant's rows: the catalogue (with the data map's declared
+references) sorted into classes. Pure: plain data in, plain data out."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
 
-from offboarding.core.config import CONTRACT_DESTRUCTION_LIMIT
-from offboarding.core.errors import ConfigurationError, DeadlineError, UnclassifiedDataError
+from offboarding.core.errors import ConfigurationError, UnclassifiedDataError
 from offboarding.core.names import qualified
 from offboarding.datamap.references import Declaration
 
 __all__ = [
     "CatalogTable",
     "Classification",
-    "Declaration",
     "ForeignKey",
-    "MissingIndex",
     "classify_tables",
     "declare",
-    "deletion_order",
-    "destruction_schedule",
-    "index_serves",
-    "latest_destruction_start",
-    "missing_indexes",
-    "reached_through_indexes",
+    "tenant_schema_regex",
 ]
 
 
@@ -343,153 +331,3 @@ def _holding(
         if links:
             holding[name] = links
     return holding
-
-
-@dataclass(frozen=True)
-class MissingIndex:
-    """Columns that select a tenant's rows but lead no index: every statement that selects
-    them reads the whole table, so its cost grows with the platform, not with the tenant."""
-
-    table: str
-    columns: tuple[str, ...]
-    reason: str
-
-
-def missing_indexes(
-    classification: Classification,
-    tables: list[CatalogTable],
-    indexes: dict[str, list[tuple[str, ...]]],
-) -> list[MissingIndex]:
-    """The tenant column of every tenant-scoped table, and the foreign keys through which
-    derived rows (and reply threads) are found, that no valid index leads with (pure).
-
-    An index serves the columns when its first columns are exactly those, in any order."""
-
-    def served(table: str, columns: tuple[str, ...]) -> bool:
-        return index_serves(indexes, table, columns)
-
-    by_name = {t.qualified: t for t in tables}
-    found: list[MissingIndex] = []
-    for table in classification.tenant_scoped:
-        column = (classification.owner_column(table),)
-        if not served(table, column):
-            found.append(MissingIndex(table, column, "the tenant column"))
-    for table in classification.owned:
-        links = list(classification.derived.get(table, ()))
-        links += [
-            fk
-            for fk in by_name[table].foreign_keys
-            if fk.references == table and fk not in links  # reply threads, deleted leaves first
-        ]
-        for fk in links:
-            if not served(table, fk.columns) and not served(table, fk.involved):
-                kind = "declared reference" if fk.declared else "foreign key"
-                found.append(MissingIndex(table, fk.columns, f"the {kind} to {fk.references}"))
-    return found
-
-
-def index_serves(
-    indexes: dict[str, list[tuple[str, ...]]], table: str, columns: tuple[str, ...]
-) -> bool:
-    """Some index of `table` leads with exactly `columns` (in any order)."""
-    wanted = set(columns)
-    return any(set(index[: len(columns)]) == wanted for index in indexes.get(table, []))
-
-
-def reached_through_indexes(
-    classification: Classification,
-    tables: list[CatalogTable],
-    indexes: dict[str, list[tuple[str, ...]]],
-) -> bool:
-    """Every column that selects a tenant's rows leads an index (`missing_indexes` finds none),
-    and so does every foreign key into a tenant-owned table: then every statement of the
-    destruction, PostgreSQL's own referential checks included, can start from the tenant's
-    rows and never needs to read the whole of a table."""
-    owned = set(classification.owned)
-    return not missing_indexes(classification, tables, indexes) and all(
-        index_serves(indexes, t.qualified, fk.columns)
-        for t in tables
-        for fk in t.foreign_keys
-        if fk.references in owned
-    )
-
-
-def deletion_order(tables: dict[str, set[str]]) -> list[str]:
-    """Children before parents. `tables` maps each table to the tables it references.
-
-    Self-references are ignored (rows of one table are removed in one statement per batch);
-    a cycle between different tables has no safe order and is refused.
-    """
-    remaining = {name: {p for p in parents if p in tables and p != name}
-                 for name, parents in tables.items()}  # fmt: skip
-    order: list[str] = []
-    while remaining:
-        referenced = {p for parents in remaining.values() for p in parents}
-        leaves = sorted(name for name in remaining if name not in referenced)
-        if not leaves:
-            raise UnclassifiedDataError(
-                f"foreign keys form a cycle between {sorted(remaining)}: there is no order in "
-                "which their rows can be deleted; make one of the keys DEFERRABLE"
-            )
-        order.extend(leaves)
-        for leaf in leaves:
-            del remaining[leaf]
-    return order
-
-
-@dataclass(frozen=True)
-class Schedule:
-    scheduled_for: datetime
-    deadline: datetime
-
-
-# Time kept between the latest start of destruction and the deadline, for a run that fires
-# late or fails once and is retried.
-DESTRUCTION_MARGIN = timedelta(days=2)
-
-
-def destruction_schedule(
-    acknowledged_at: datetime,
-    grace: timedelta,
-    limit: timedelta = CONTRACT_DESTRUCTION_LIMIT,
-    lead_time: timedelta = timedelta(0),
-    lead_reason: str = "soft delete, key destruction delay",
-) -> Schedule:
-    """When destruction runs and when it must be done: never later than ack + 90 days.
-
-    `lead_time` is how long after destruction some copies linger (soft-deleted objects, a key
-    whose destruction is scheduled): destruction starts early enough that they too are gone by
-    the deadline, with a margin for a late or retried run."""
-    if acknowledged_at.tzinfo is None:
-        raise DeadlineError("acknowledgement time must carry a time zone")
-    if grace < timedelta(0):
-        raise DeadlineError(f"a grace period cannot be negative (got {grace})")
-    if grace > limit:
-        raise DeadlineError(
-            f"destruction {grace.days} days after acknowledgement would break the contract's "
-            f"{limit.days}-day limit (clause 2.3.2): choose at most {limit.days} days"
-        )
-    deadline = acknowledged_at + limit
-    require_possible(lead_time, lead_reason, limit)
-    latest_start = latest_destruction_start(deadline, lead_time)
-    return Schedule(scheduled_for=min(acknowledged_at + grace, latest_start), deadline=deadline)
-
-
-def require_possible(
-    lead_time: timedelta, lead_reason: str, limit: timedelta = CONTRACT_DESTRUCTION_LIMIT
-) -> None:
-    """Refuse a configuration under which copies outlive the contract's limit whatever the
-    schedule, naming the settings to change."""
-    if lead_time + DESTRUCTION_MARGIN >= limit:
-        raise DeadlineError(
-            f"copies linger up to {lead_time.days} days after destruction ({lead_reason}): "
-            f"with a {DESTRUCTION_MARGIN.days}-day margin that leaves no time within the "
-            f"{limit.days}-day limit (clause 2.3.2). Shorten that retention or delay so that it "
-            f"stays under {(limit - DESTRUCTION_MARGIN).days} days"
-        )
-
-
-def latest_destruction_start(deadline: datetime, lead_time: timedelta) -> datetime:
-    """The last moment destruction may start and still have every copy gone by `deadline`,
-    with a margin for a run that fires late or is retried once."""
-    return deadline - lead_time - DESTRUCTION_MARGIN
