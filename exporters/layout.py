@@ -99,7 +99,11 @@ def _wrap_lines(lines: list[str], width: int = 92) -> list[str]:
 def holds_less(left_out: list[LeftOut]) -> bool:
     """Some of the tenant's data is elsewhere: an excluded table holding its rows, a system a
     role destroys."""
-    return any(e.tenant_rows or e.kind in ("attested system", "unbound system") for e in left_out)
+    return any(
+        (e.kind == "excluded table" and e.tenant_rows)
+        or e.kind in ("attested system", "unbound system")
+        for e in left_out
+    )
 
 
 def readme_text(

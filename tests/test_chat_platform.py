@@ -111,7 +111,7 @@ def test_export_and_destruction_follow_the_declared_references(
         files = {n.removeprefix("files/_referenced/") for n in archive.namelist()
                  if n.startswith("files/")}  # fmt: skip
     assert files == keys["acme"]
-    destroy_everything(platform, case)
+    certificate = destroy_everything(platform, case)
     left = {t: rows for t, rows in chat.tenant_rows(platform.dsn, "acme").items() if rows}
     # Only the team's entry in the tenants table stays, the platform's record that it was.
     assert list(left) == ["chat.teams"]
@@ -120,6 +120,14 @@ def test_export_and_destruction_follow_the_declared_references(
     assert platform.query("SELECT count(*) FROM chat.roles") == [(2,)]
     assert not any(platform.files.exists(k) for k in keys["acme"])
     assert all(platform.files.exists(k) for t in ("acme-corp", "globex") for k in keys[t])
+    # The team's users went with it, but the one the other teams have too: kept, and named.
+    assert platform.query("SELECT username FROM chat.users WHERE username LIKE 'acme-user-%'") == [
+        ("acme-user-0",)
+    ]
+    with open_store(platform.settings.store_url("archive")).open_read(certificate.key) as body:
+        kept = {e["name"]: e for e in json.loads(body.read())["left_out"]}["chat.users"]
+    assert kept["kind"] == "shared entity" and kept["tenant_rows"] == 1
+    assert "linked by others too" in kept["why"]
 
 
 def test_a_link_from_another_team_is_a_shared_row_under_the_existing_policies(

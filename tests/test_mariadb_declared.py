@@ -32,9 +32,23 @@ INSERT INTO notes SELECT 1000 + id, id, 0, 'first' FROM pages;
 INSERT INTO notes SELECT 2000 + id, id, 1000 + id, 'reply' FROM pages;
 INSERT INTO notes VALUES (3000, 0, 0, 'on no page');
 INSERT INTO reactions SELECT 4000 + id, 'page', id, '+1' FROM pages;
-INSERT INTO reactions SELECT 5000 + id, 'comment', id, 'eyes' FROM comments
+INSERT INTO reactions SELECT 5000 + id, 'comment', id, 'eyes' FROM comments;
+CREATE TABLE people (id BIGINT PRIMARY KEY, name VARCHAR(40) NOT NULL);
+CREATE TABLE space_members (space_id BIGINT NOT NULL, person_id BIGINT NOT NULL,
+  PRIMARY KEY (space_id, person_id), KEY (person_id));
+INSERT INTO people VALUES (1, 'in acme and globex'), (2, 'in acme only'), (3, 'in globex only');
+INSERT INTO space_members SELECT id, 1 FROM spaces WHERE BINARY tenant_id IN ('acme', 'globex');
+INSERT INTO space_members SELECT id, 2 FROM spaces WHERE BINARY tenant_id = 'acme';
+INSERT INTO space_members SELECT id, 3 FROM spaces WHERE BINARY tenant_id = 'globex'
 """
 _DECLARED = """owner_columns = { watchers = "team" }
+[systems.wiki.shared_entities.people]
+through = "space_members(person_id)"
+policy = "erase-unshared"
+why = "a person can work in several tenants' spaces"
+[[systems.wiki.references]]
+from = "space_members(space_id)"
+to = "spaces(id)"
 [[systems.wiki.references]]
 from = "notes(page)"
 to = "pages(id)"
@@ -55,6 +69,8 @@ when = { target_type = "comment" }
 # A tenant's rows of the new tables, by the application's own joins.
 _MINE = {
     "watchers": "SELECT * FROM watchers WHERE BINARY team = %(t)s",
+    "people": "SELECT DISTINCT p.* FROM people p JOIN space_members m ON m.person_id = p.id "
+    "JOIN spaces s ON s.id = m.space_id WHERE BINARY s.tenant_id = %(t)s",
     "notes": "SELECT n.* FROM notes n JOIN pages p ON p.id = n.page "
     "WHERE BINARY p.tenant_id = %(t)s",
     "reactions": "SELECT r.* FROM reactions r LEFT JOIN pages p ON r.target_type = 'page' AND "
@@ -129,6 +145,8 @@ def test_declared_references_export_and_destroy_exactly_the_tenants_rows(
         assert cur.fetchall() == ((3000,),)
         cur.execute("SELECT id FROM reactions WHERE id = 6000")
         assert cur.fetchall() == ((6000,),)
+        cur.execute("SELECT id FROM people ORDER BY id")  # 2 was acme's alone
+        assert cur.fetchall() == ((1,), (3,))
     conn.close()
 
 

@@ -101,7 +101,9 @@ class LeftOut(Record):
     bundle's README, its manifest, the inventory and the certificate each list every one."""
 
     name: str = Field(description="The table (schema.table) or the system.")
-    kind: Literal["excluded table", "global table", "attested system", "unbound system"]
+    kind: Literal[
+        "excluded table", "global table", "shared entity", "attested system", "unbound system"
+    ]
     system: str = Field(description="The data map's system it belongs to.")
     why: str = Field(description="The reason the data map declares.")
     tenant_rows: int | None = Field(

@@ -117,7 +117,7 @@ class TableItem(Record):
 
     schema_name: str
     table: str
-    scope: Literal["tenant", "derived", "registry", "schema"]
+    scope: Literal["tenant", "derived", "registry", "schema", "entity"]
     tenant_column: str | None = Field(
         default=None,
         description="For a tenant-scoped table: the column naming each row's tenant (its "
@@ -277,7 +277,7 @@ class ManifestEntry(Record):
 
 class ManifestTable(Record):
     name: str
-    scope: Literal["tenant", "derived", "registry", "schema"]
+    scope: Literal["tenant", "derived", "registry", "schema", "entity"]
     rows: int
     columns: list[ColumnSchema]
     primary_key: list[str]

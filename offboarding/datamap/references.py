@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from offboarding.core.names import qualified, split_qualified
 
-__all__ = ["Declaration", "DeclaredReference"]
+__all__ = ["Declaration", "DeclaredReference", "Membership", "SharedEntity"]
 
 
 @dataclass(frozen=True)
@@ -106,4 +107,66 @@ class DeclaredReference(BaseModel):
             referenced_columns=referenced,
             none=tuple(self.none),
             when=tuple(self.when.items()),
+        )
+
+
+@dataclass(frozen=True)
+class Membership:
+    """Rows of `table` (user profiles...) that belong to tenants through a membership table:
+    each row of `through` whose `columns` hold an entity's `key` links it to that row's tenant."""
+
+    table: str
+    through: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...] = ()  # the entity's columns the membership holds (its primary key)
+    policy: str = "keep"  # "keep" or "erase-unshared"
+    why: str = ""
+
+    @property
+    def erased(self) -> bool:
+        return self.policy != "keep"
+
+
+class SharedEntity(BaseModel):
+    """Rows such as user profiles, linked to tenants through a membership table rather than
+    owned by one: exported as the tenant's view (every one its memberships link), and then
+    kept, or erased once no other tenant links them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    through: str = Field(
+        description="The membership table and its columns holding the entity's key, e.g. "
+        "'chat.team_members(user_id)' (a tenant table: its rows are the tenant's)."
+    )
+    key: list[str] = Field(
+        default_factory=list,
+        description="The entity's columns the membership holds (default: its primary key).",
+    )
+    policy: Literal["keep", "erase-unshared"] = Field(
+        description="'keep': exported, never destroyed (the certificate names them and why); "
+        "'erase-unshared': destroyed with the tenant where no other tenant's membership links "
+        "them, the rest kept and named."
+    )
+    why: str = Field(min_length=1, description="Why they are shared, for the certificate.")
+
+    @field_validator("through")
+    @classmethod
+    def _through(cls, text: str) -> str:
+        _table_columns(text, "through", True)
+        return text
+
+    def membership(self, table: str, schema: str | None = None) -> Membership:
+        def name(text: str) -> str:
+            return (
+                qualified(schema, text) if schema is not None else qualified(*split_qualified(text))
+            )
+
+        through, columns = _table_columns(self.through, "through", True)
+        return Membership(
+            table=name(table),
+            through=name(through),
+            columns=columns,
+            key=tuple(self.key),
+            policy=self.policy,
+            why=self.why,
         )

@@ -18,7 +18,7 @@ from offboarding.core.config import PlatformSettings, Settings
 from offboarding.core.errors import ConfigurationError
 from offboarding.datamap.loading import datamap_of
 from offboarding.datamap.model import DEFAULT_DATAMAP
-from offboarding.datamap.references import Declaration
+from offboarding.datamap.references import Declaration, Membership
 from offboarding.datamap.systems import PostgresSystem, handlers, reasons
 
 __all__ = ["PlatformShape", "ShapeVariableDeprecated", "platform_shape"]
@@ -42,6 +42,7 @@ class PlatformShape:
     references: tuple[Declaration, ...] = ()
     # excluded table -> the data map's system covering the tenant's copy of its rows
     handled_by: dict[str, str] = field(default_factory=dict)
+    entities: tuple[Membership, ...] = ()
 
 
 # Each field of the shape: its old setting, and that setting's variable.
@@ -110,4 +111,5 @@ def platform_shape(settings: Settings) -> PlatformShape:
         values["handled_by"] = handlers(system.excluded_tables)
         values["owner_columns"] = dict(system.owner_columns)
         values["references"] = tuple(r.declaration() for r in system.references)
+        values["entities"] = tuple(e.membership(t) for t, e in system.shared_entities.items())
     return PlatformShape(**values)

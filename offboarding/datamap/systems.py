@@ -9,7 +9,7 @@ from typing import Annotated, ClassVar, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from offboarding.datamap.references import DeclaredReference
+from offboarding.datamap.references import DeclaredReference, SharedEntity
 
 __all__ = [
     "PLUGIN_SYSTEMS",
@@ -143,6 +143,13 @@ class PostgresSystem(PluginSystem):
         default_factory=list,
         description="References the database has no foreign key for, each used exactly like "
         "one ([[systems.postgres.references]] with from, to, none, when).",
+    )
+    shared_entities: dict[Annotated[str, Field(pattern=r"^[^.\s]+\.[^.\s]+$")], SharedEntity] = (
+        Field(
+            default_factory=dict,
+            description="schema.table of rows linked to tenants through a membership table "
+            "(user profiles...), each with its membership and policy.",
+        )
     )
 
 
@@ -278,6 +285,11 @@ class MariaDBSystem(PluginSystem):
         default_factory=list,
         description="References the database has no foreign key for, each used exactly like "
         "one: from = 'posts(channel_id)', to = 'channels(id)' (tables without the database).",
+    )
+    shared_entities: dict[str, SharedEntity] = Field(
+        default_factory=dict,
+        description="Tables of rows linked to tenants through a membership table (user "
+        "profiles...), each with its membership ('members(user_id)') and policy.",
     )
 
 

@@ -27,6 +27,7 @@ from offboarding.planning.tables import (
     ForeignKey,
     classify_tables,
     declare,
+    memberships,
     tenant_schema_regex,
 )
 
@@ -44,6 +45,7 @@ __all__ = [
     "destruction_schedule",
     "index_serves",
     "latest_destruction_start",
+    "memberships",
     "missing_indexes",
     "reached_through_indexes",
     "require_possible",

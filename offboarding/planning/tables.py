@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 
 from offboarding.core.errors import ConfigurationError, UnclassifiedDataError
 from offboarding.core.names import qualified
-from offboarding.datamap.references import Declaration
+from offboarding.datamap.references import Declaration, Membership
 
 __all__ = [
     "CatalogTable",
@@ -64,6 +64,24 @@ class CatalogTable:
     def qualified(self) -> str:
         """The one text form of the name (offboarding.core.names): never split at a dot."""
         return qualified(self.schema, self.name)
+
+
+def memberships(
+    tables: list[CatalogTable], entities: list[Membership] | tuple[Membership, ...]
+) -> list[Declaration]:
+    """Each shared entity's membership as a reference (membership -> entity), unless the
+    catalogue already has it (a foreign key, or a declared reference)."""
+    by_name = {t.qualified: t for t in tables}
+    found = []
+    for entity in entities:
+        through = by_name.get(entity.through)
+        if through is not None and any(
+            fk.columns == entity.columns and fk.references == entity.table
+            for fk in through.foreign_keys
+        ):
+            continue
+        found.append(Declaration(entity.through, entity.columns, entity.table, entity.key))
+    return found
 
 
 def declare(tables: list[CatalogTable], declarations: list[Declaration]) -> list[CatalogTable]:
@@ -150,6 +168,8 @@ class Classification:
     excluded_holding: dict[str, tuple[ForeignKey, ...]] = field(default_factory=dict)
     # excluded table -> the data map's system covering the tenant's copy of its rows
     handled_by: dict[str, str] = field(default_factory=dict)
+    # shared entity table -> how tenants link to its rows, and what a destruction does to them
+    entities: dict[str, Membership] = field(default_factory=dict)
 
     def counting_excluded(self) -> Classification:
         """This classification with the excluded tables that hold tenants' rows counted as
@@ -170,8 +190,17 @@ class Classification:
 
     @property
     def owned(self) -> tuple[str, ...]:
-        """Shared tables holding tenant rows, in a stable order (scoped, then derived)."""
-        return self.tenant_scoped + tuple(sorted(self.derived))
+        """Shared tables holding tenant rows a destruction removes, in a stable order (scoped,
+        derived, then the shared entities erased where no other tenant links them)."""
+        erased = tuple(sorted(t for t, e in self.entities.items() if e.erased))
+        return self.tenant_scoped + tuple(sorted(self.derived)) + erased
+
+    @property
+    def exported(self) -> tuple[str, ...]:
+        """Shared tables whose rows the tenant's bundle holds: the owned ones, and the kept
+        shared entities (the tenant's view of them)."""
+        kept = tuple(sorted(t for t, e in self.entities.items() if not e.erased))
+        return self.owned + kept
 
     def schema_tables_of(self, tenant: str) -> tuple[str, ...]:
         return tuple(sorted(t for t, owner in self.schema_tables.items() if owner == tenant))
@@ -247,6 +276,7 @@ def classify_tables(
     tenant_schema_pattern: str | None = "tenant_{tenant}",
     owner_columns: dict[str, str] | None = None,
     registry_id: str = "id",
+    entities: list[Membership] | tuple[Membership, ...] = (),
 ) -> Classification:
     """Sort every table into scoped, derived, tenant schema, registry, global, excluded, or
     unclassified (which `require_complete` refuses).
@@ -265,7 +295,15 @@ def classify_tables(
         and (match := schema_regex.match(t.schema))
         and t.qualified not in (registry, *excluded)
     }
-    settled = {*([registry] if registry else []), *global_tables, *excluded, *schema_tables}
+    keys = {t.qualified: t.primary_key for t in tables}
+    shared = {e.table: replace(e, key=e.key or keys.get(e.table, ())) for e in entities}
+    settled = {
+        *([registry] if registry else []),
+        *global_tables,
+        *excluded,
+        *schema_tables,
+        *shared,
+    }
     scoped = sorted(
         t.qualified
         for t in tables
@@ -287,9 +325,11 @@ def classify_tables(
                 derived[name] = links
                 owned.add(name)
                 changed = True
+    _require_memberships(shared, owned, {t.qualified for t in tables}, settled - set(shared))
     return Classification(
         tenant_scoped=tuple(scoped),
         derived=derived,
+        entities=shared,
         registry=registry,
         global_tables=dict(global_tables),
         excluded=dict(excluded),
@@ -306,6 +346,31 @@ def classify_tables(
         registry_id=registry_id,
         excluded_holding=_holding(tables, excluded, owned, owner_columns, tenant_column),
     )
+
+
+def _require_memberships(
+    shared: dict[str, Membership], owned: set[str], tables: set[str], settled: set[str]
+) -> None:
+    for entity in shared.values():
+        where = f"shared_entities {entity.table!r}"
+        if entity.table not in tables:
+            raise ConfigurationError(f"{where}: no such table in the database; fix its name")
+        if not entity.key:
+            raise ConfigurationError(
+                f"{where}: the table has no primary key: name the columns its membership "
+                "holds, key = [...]"
+            )
+        if entity.table in settled:
+            raise ConfigurationError(
+                f"{where}: the table is also declared global, excluded or the tenants table; "
+                "declare it once"
+            )
+        if entity.through not in owned:
+            raise ConfigurationError(
+                f"{where}: its membership table {entity.through} holds no tenant's rows (no "
+                "owner column, no reference to a tenant table): a membership names the tenant "
+                "that links each entity"
+            )
 
 
 def _holding(

@@ -39,6 +39,8 @@ _WORDS = ["ça", "marche", "déploiement", "lundi", "réunion", "東京", "rappo
 _TEAM_ROWS = {
     "chat.teams": "SELECT t.* FROM chat.teams t WHERE t.id = %(team)s",
     "chat.team_members": "SELECT m.* FROM chat.team_members m WHERE m.team_id = %(team)s",
+    "chat.users": "SELECT u.* FROM chat.users u WHERE EXISTS (SELECT 1 FROM chat.team_members m "
+    "WHERE m.user_id = u.id AND m.team_id = %(team)s)",
     "chat.channels": "SELECT c.* FROM chat.channels c WHERE c.teamid = %(team)s",
     "chat.posts": "SELECT p.* FROM chat.posts p JOIN chat.channels c ON c.id = p.channelid "
     "WHERE c.teamid = %(team)s",
@@ -76,6 +78,11 @@ def seed(dsn: str, teams: tuple[str, ...] = CHAT_TEAMS, posts_per_channel: int =
     for n, team in enumerate(teams):
         rows["chat.teams"].append((team, team.title(), f"dpo@{team}.example", False, n))
         users = [_id("user", team, u) for u in range(4)]
+        rows["chat.users"] += [
+            (u, f"{team}-user-{k}", f"user{k}@{team}.example", "") for k, u in enumerate(users)
+        ]
+        # The first team's first user also works in every other team (a shared profile).
+        users += [_id("user", teams[0], 0)] if n else []
         rows["chat.team_members"] += [(team, u, "team_user") for u in users]
         posts: list[tuple[str, str]] = []
         for c in range(3):

@@ -12,12 +12,21 @@ CREATE TABLE chat.teams (
     createat bigint NOT NULL
 );
 
+-- A user can belong to several teams: the profile is nobody's alone.
+CREATE TABLE chat.users (
+    id text PRIMARY KEY,
+    username text NOT NULL UNIQUE,
+    email text NOT NULL,
+    nickname text NOT NULL DEFAULT ''
+);
+
 CREATE TABLE chat.team_members (
     team_id text NOT NULL,
     user_id text NOT NULL,
     roles text NOT NULL DEFAULT '',
     PRIMARY KEY (team_id, user_id)
 );
+CREATE INDEX ON chat.team_members (user_id);
 
 -- The team column is `teamid` here, `team_id` elsewhere.
 CREATE TABLE chat.channels (
@@ -39,6 +48,7 @@ CREATE TABLE chat.posts (
 );
 CREATE INDEX ON chat.posts (channelid);
 CREATE INDEX ON chat.posts (rootid);
+CREATE INDEX ON chat.posts (userid);
 -- (channelid, id) is how links name a post
 CREATE UNIQUE INDEX ON chat.posts (channelid, id);
 

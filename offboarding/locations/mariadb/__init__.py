@@ -202,7 +202,7 @@ class MariaDBLocation:
             by_name = {t.qualified: t for t in catalogue.tables}
             items: list[TableItem] = []
             with conn.cursor() as cur:
-                for name in classification.owned:
+                for name in classification.exported:
                     table = by_name[name]
                     rows = count(cur, table.name, scope.where(name, "t"), case.tenant)
                     average = catalogue.rows_estimate.get(table.name, (0, 0))[1]
@@ -216,6 +216,10 @@ class MariaDBLocation:
                         self._qualified(t): s
                         for t, s in handlers(self.system.excluded_tables).items()
                     },
+                    lambda t: (
+                        count(cur, by_name[t].name, scope.where(t, "t"), case.tenant)
+                        - count(cur, by_name[t].name, scope.destroyed(t, "t"), case.tenant)
+                    ),
                 )
             if not dry_run:
                 coverage.require_handled(case, f"[systems.{self.name}]", omitted)
@@ -286,7 +290,7 @@ class MariaDBLocation:
                 None,
             )
             for t in catalogue.tables
-            if t.qualified in classification.owned
+            if t.qualified in classification.exported
         }
         own = self._own(case)
         if own is not None:
@@ -406,11 +410,13 @@ class MariaDBLocation:
                 skip = [case.tenant, *sorted(excluded)]
                 where = "TRUE"
                 if table.qualified in classification.owned:
+                    mine = (
+                        self._scope(classification).destroyed(table.qualified, "t")
+                        if table.qualified in classification.entities  # (its view changes)
+                        else self._where(classification, table.qualified, "t")
+                    )
                     where = " AND ".join(
-                        f"NOT ({self._where(classification, table.qualified, 't')})".replace(
-                            "%(tenant)s", f"%(t{n})s"
-                        )
-                        for n in range(len(skip))
+                        f"NOT ({mine})".replace("%(tenant)s", f"%(t{n})s") for n in range(len(skip))
                     )
                 order = ", ".join(f"t.{quote(k)}" for k in table.primary_key)
                 with conn.cursor() as cur:

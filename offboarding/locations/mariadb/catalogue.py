@@ -23,6 +23,7 @@ from offboarding.planning import (
     ForeignKey,
     classify_tables,
     declare,
+    memberships,
 )
 
 __all__ = [
@@ -248,9 +249,16 @@ def read_catalogue(
 
 def with_references(catalogue: Catalogue, name: str, system: MariaDBSystem) -> Catalogue:
     """The catalogue with the data map's declared references as foreign keys (planning)."""
-    if not system.references:
+    if not system.references and not system.shared_entities:
         return catalogue
-    declared = declare(catalogue.tables, [r.declaration(name) for r in system.references])
+    entities = [e.membership(t, name) for t, e in system.shared_entities.items()]
+    declared = declare(
+        catalogue.tables,
+        [
+            *(r.declaration(name) for r in system.references),
+            *memberships(catalogue.tables, entities),
+        ],
+    )
     return replace(catalogue, tables=declared)
 
 
@@ -280,6 +288,7 @@ def classify(
         excluded={qualified(name, t): w for t, w in reasons(system.excluded_tables).items()},
         tenant_schema_pattern=None,
         owner_columns={qualified(name, t): c for t, c in system.owner_columns.items()},
+        entities=[e.membership(t, name) for t, e in system.shared_entities.items()],
     )
     classification = replace(
         classification,
@@ -314,7 +323,11 @@ def table_item(
     return TableItem(
         schema_name=system,
         table=table.name,
-        scope="tenant" if name in classification.tenant_scoped else "derived",
+        scope="tenant"
+        if name in classification.tenant_scoped
+        else "entity"
+        if name in classification.entities
+        else "derived",
         tenant_column=classification.owner_column(name)
         if name in classification.tenant_scoped
         else None,

@@ -144,12 +144,24 @@ class MariaDBEngine:
         classification = self.scope.classification
         tenant_scoped = table.qualified in classification.tenant_scoped
         links = classification.derived.get(table.qualified, ())
+        entity = classification.entities.get(table.qualified)
         owners = (
             [classification.owner_column(table.qualified)]
             if tenant_scoped
+            else list(entity.key)
+            if entity
             else list(dict.fromkeys(c for fk in links for c in fk.involved))
         )
         with self.conn.cursor() as cur:
+            linked = 0
+            if entity:  # its memberships went before it: one still linking it is another's
+                cur.execute(
+                    f"SELECT COUNT(*) FROM {quote(table.name)} "
+                    f"WHERE {self._window(listed, window)} AND NOT "
+                    f"{self.scope.entity_free(table.qualified, quote(table.name))}"
+                )
+                found = cur.fetchone()
+                linked = int(found[0]) if found else 0
             try:
                 cur.execute(
                     f"DELETE FROM {quote(table.name)} WHERE {self._window(listed, window)} "
@@ -162,6 +174,8 @@ class MariaDBEngine:
                     f"{error.args[-1]}). That batch was rolled back; settle the row, then rerun"
                 ) from None
             returned = cur.fetchall()
+        if entity:
+            return len(returned), linked
         stray = sum(
             1
             for row in returned

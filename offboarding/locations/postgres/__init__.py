@@ -117,7 +117,7 @@ class PostgresLocation:
         """Registry first, then shared tables, then the tenant's own schema."""
         return [
             classification.registry,
-            *classification.owned,
+            *classification.exported,
             *classification.schema_tables_of(tenant),
         ]
 
@@ -194,6 +194,9 @@ class PostgresLocation:
                 classification,
                 lambda t: measure(conn, t, counting.where(t))[0],
                 platform_shape(self.settings).handled_by,
+                lambda t: (
+                    measure(conn, t, scope.where(t))[0] - measure(conn, t, scope.destroyed(t))[0]
+                ),
             )
             if not dry_run:
                 coverage.require_handled(case, "[systems.postgres]", omitted)

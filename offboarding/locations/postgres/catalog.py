@@ -21,6 +21,7 @@ from offboarding.planning import (
     ForeignKey,
     classify_tables,
     declare,
+    memberships,
 )
 from offboarding.registry import LEDGER_SCHEMA, registry_table
 
@@ -228,7 +229,7 @@ def classify(
 ) -> tuple[Classification, list[CatalogTable], dict[str, list[PgColumn]]]:
     tables, columns = read_catalog(conn)
     platform = platform_shape(settings)
-    tables = declare(tables, list(platform.references))
+    tables = declare(tables, [*platform.references, *memberships(tables, platform.entities)])
     others = read_other_relations(conn)
     # Declared ones (global, or excluded with the reason) are settled; any other stops the
     # case, as an unclassified table does: its copy of tenant rows would survive destruction.
@@ -256,6 +257,7 @@ def classify(
         tenant_schema_pattern=platform.tenant_schema_pattern,
         owner_columns=platform.owner_columns,
         registry_id=datamap_of(settings).tenants.id,
+        entities=platform.entities,
     )
     classification = replace(
         classification,

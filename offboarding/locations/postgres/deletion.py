@@ -247,6 +247,8 @@ class PostgresEngine:
         owner_columns = sorted(
             {classification.owner_column(name)}
             if name in classification.tenant_scoped
+            else set(classification.entities[name].key)
+            if name in classification.entities
             else {c for fk in classification.derived.get(name, ()) for c in fk.involved}
         )
         # One key column: `= ANY(array)`, which PostgreSQL serves from the key's index (or the
@@ -273,6 +275,9 @@ class PostgresEngine:
         """The deleted row `gone` is the tenant's: its tenant column, or, for a row whose only
         route is one key to a listed parent, that key among the parent's listed keys (the lists
         are the tenant's rows as proved before deleting); else the scope's own condition."""
+        if table in self.scope.classification.entities:
+            # Its memberships went before it: one still linking it is another tenant's.
+            return self.scope.entity_free(table, "gone")
         route = self.scope.classification.derived.get(table, ())
         parent = doomed.get(route[0].references) if len(route) == 1 else None
         if parent is None or route[0].referenced_columns != parent.keys or route[0].conditional:

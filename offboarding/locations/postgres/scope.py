@@ -84,9 +84,11 @@ class Scope(RelationalScope[sql.Composable]):
 
 def scope_kind(
     classification: Classification, table: str
-) -> Literal["tenant", "derived", "registry", "schema"]:
+) -> Literal["tenant", "derived", "registry", "schema", "entity"]:
     if table == classification.registry:
         return "registry"
+    if table in classification.entities:
+        return "entity"
     if table in classification.schema_tables:
         return "schema"
     return "tenant" if table in classification.tenant_scoped else "derived"

@@ -23,9 +23,12 @@ def left_out(
     classification: Classification,
     count: Callable[[str], int],
     handled_by: Mapping[str, str],
+    kept: Callable[[str], int] | None = None,
 ) -> list[LeftOut]:
-    """Every excluded and global table of the system; `count(table)` gives the tenant's rows of
-    an excluded table that holds tenants' rows (counted as if it were not excluded)."""
+    """Every excluded and global table of the system, and its shared entities' rows a
+    destruction keeps; `count(table)` gives the tenant's rows of an excluded table that holds
+    tenants' rows (counted as if it were not excluded), `kept(table)` the rows of the tenant's
+    view of a shared entity that stay (all of them, or those another tenant links too)."""
     found = [
         LeftOut(
             name=name,
@@ -38,6 +41,21 @@ def left_out(
         for name, why in sorted(classification.excluded.items())
     ]
     found += [
+        LeftOut(
+            name=name,
+            kind="shared entity",
+            system=system,
+            why=(
+                "exported as the tenant's view; never destroyed"
+                if not entity.erased
+                else "destroyed where no other tenant links them; these are linked by others too"
+            )
+            + f" (through {entity.through}): {entity.why}",
+            tenant_rows=kept(name) if kept else None,
+        )
+        for name, entity in sorted(classification.entities.items())
+    ]
+    found += [
         LeftOut(name=name, kind="global table", system=system, why=why)
         for name, why in sorted(classification.global_tables.items())
     ]
@@ -46,7 +64,9 @@ def left_out(
 
 def require_handled(case: CaseRef, setting: str, tables: list[LeftOut]) -> None:
     """Stop where an excluded table holds the tenant's rows and no system covers them."""
-    unhandled = [t for t in tables if t.tenant_rows and not t.handled_by]
+    unhandled = [
+        t for t in tables if t.kind == "excluded table" and t.tenant_rows and not t.handled_by
+    ]
     if unhandled:
         first = unhandled[0]
         listed = ", ".join(f"{t.name} ({t.tenant_rows} rows)" for t in unhandled)
@@ -68,5 +88,5 @@ def warnings(tables: list[LeftOut]) -> list[str]:
         f"{t.name}: excluded, but holds {t.tenant_rows} row(s) of the tenant that nothing "
         "exports or destroys; a case stops until excluded_tables names its handled_by system"
         for t in tables
-        if t.tenant_rows and not t.handled_by
+        if t.kind == "excluded table" and t.tenant_rows and not t.handled_by
     ]

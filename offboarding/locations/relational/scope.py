@@ -146,8 +146,44 @@ class RelationalScope(Generic[Q]):
         template = "({t} AND NOT ({o}))" if kind == "own" else "({t} AND ({o}))"
         return d.fill(template, t=touches, o=other)
 
+    def _linked(self, table: str, alias: str | None, depth: int, kind: str) -> Q:
+        """A shared entity's row is linked by a membership: of the tenant ('mine'), of anyone
+        else ('others'), or of anyone ('any')."""
+        d, entity = self.dialect, self.classification.entities[table]
+        member = f"m{depth}"
+        condition = {
+            "mine": lambda: d.fill(
+                " AND {c}", c=self._destroyed(entity.through, member, depth + 1)
+            ),
+            "others": lambda: d.fill(
+                " AND ({c}) IS NOT TRUE", c=self._destroyed(entity.through, member, depth + 1)
+            ),
+            "any": lambda: d.text(""),
+        }[kind]()
+        return d.fill(
+            "EXISTS (SELECT 1 FROM {t} {m} WHERE {cols} = {key}{c})",
+            t=d.table(entity.through),
+            m=d.alias(member),
+            cols=self._columns(entity.through, member, entity.columns),
+            key=self._columns(table, alias, entity.key),
+            c=condition,
+        )
+
+    def entity_free(self, table: str, alias: str | None = None) -> Q:
+        """No membership links the entity's row any more (its tenant's gone before it, any
+        other tenant's would have kept it)."""
+        return self.dialect.fill("NOT {l}", l=self._linked(table, alias, 0, "any"))
+
     def _destroyed(self, table: str, alias: str | None, depth: int) -> Q:
         c, d = self.classification, self.dialect
+        if table in c.entities:
+            if not c.entities[table].erased:
+                return d.text("FALSE")  # kept: exported as the tenant's view, never destroyed
+            return d.fill(
+                "({m} AND NOT {o})",
+                m=self._linked(table, alias, depth, "mine"),
+                o=self._linked(table, alias, depth, "others"),
+            )
         if depth > _MAX_DEPTH:
             raise ConfigurationError(
                 f"{table}: foreign keys reach the tenant only through more than {_MAX_DEPTH} "
@@ -167,8 +203,10 @@ class RelationalScope(Generic[Q]):
         return d.fill("({o} OR {s})", o=own, s=self._derived(table, alias, depth, "shared"))
 
     def where(self, table: str, alias: str | None = None) -> Q:
-        """The rows exported as the tenant's: its own, and shared rows where the table's
-        policy is 'export'."""
+        """The rows exported as the tenant's: its own, shared rows where the table's policy is
+        'export', and the shared entities its memberships link (its view of them)."""
+        if table in self.classification.entities:
+            return self._linked(table, alias, 0, "mine")
         if self.shared.get(table) == "export":
             return self.dialect.fill(
                 "({o} OR {s})",
