@@ -26,6 +26,7 @@ from offboarding.core.errors import (
 )
 from offboarding.core.records import CaseRef
 from offboarding.datamap import FilesSystem
+from offboarding.datamap.references import SharedEntity
 from offboarding.dev.demo import chat
 from offboarding.dev.services import PostgresCluster
 from offboarding.export import export as stages
@@ -391,3 +392,39 @@ def test_a_folder_template_names_the_tenant_anywhere_in_it(
 def test_a_folder_template_that_cannot_be_listed_as_it_is_is_refused(prefix: str) -> None:
     with pytest.raises(ValueError, match=r"must hold \{tenant\} once and end with '/'"):
         FilesSystem(plugin="files", prefix=prefix)
+
+
+def test_shared_profiles_no_other_team_has_can_be_kept_pseudonymised(
+    chat_platform: Chat,
+) -> None:
+    platform = chat_platform
+    path = platform.settings.datamap
+    assert path is not None
+    path.write_text(
+        path.read_text().replace(
+            'policy = "erase-unshared"',
+            'policy = "pseudonymise-unshared"\npersonal = ["username", "email"]',
+        )
+    )
+    before = dict(platform.query("SELECT id, username FROM chat.users"))
+    case = platform.case("acme")
+    export_and_deliver(platform, case)
+    certificate = destroy_everything(platform, case)
+    after = dict(platform.query("SELECT id, username FROM chat.users"))
+    assert set(after) == set(before)  # every profile kept
+    changed = {before[k] for k in after if after[k] != before[k]}
+    assert changed == {"acme-user-1", "acme-user-2", "acme-user-3"}  # acme's alone
+    assert all(after[k].startswith("erased-") for k in after if after[k] != before[k])
+    assert not platform.query("SELECT 1 FROM chat.users WHERE email LIKE '%@acme.example' "
+                              "AND username <> 'acme-user-0'")  # fmt: skip
+    with open_store(platform.settings.store_url("archive")).open_read(certificate.key) as body:
+        document = json.loads(body.read())
+    (postgres,) = [loc for loc in document["locations"] if loc["location"] == "postgres"]
+    assert "chat.users 3" in postgres["isolation"]
+    kept = {e["name"]: e for e in document["left_out"]}["chat.users"]
+    assert "personal columns (username, email) replaced" in kept["why"]
+
+
+def test_a_pseudonymising_policy_names_its_personal_columns() -> None:
+    with pytest.raises(ValueError, match="personal lists the columns"):
+        SharedEntity(through="chat.team_members(user_id)", policy="pseudonymise-unshared", why="x")

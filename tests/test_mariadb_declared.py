@@ -161,3 +161,26 @@ def test_the_data_map_check_counts_orphans_of_a_declared_reference(
     assert found.ok, found.detail
     (notes,) = [line for line in found.detail.split("; ") if "wiki.notes(page)" in line]
     assert "1 orphan(s)" in notes and "0 reaching two tenants" in notes
+
+
+def test_shared_people_no_other_tenant_has_are_kept_pseudonymised(
+    wiki: tuple[Platform, str], mariadb: MariaDBServer
+) -> None:
+    platform, database = wiki
+    path = platform.settings.datamap
+    assert path is not None
+    path.write_text(
+        path.read_text().replace(
+            'policy = "erase-unshared"', 'policy = "pseudonymise-unshared"\npersonal = ["name"]'
+        )
+    )
+    case = platform.case("acme")
+    export_and_deliver(platform, case)
+    destroy_everything(platform, case)
+    conn = _connect(mariadb, database)
+    with conn.cursor() as cur:
+        cur.execute("SELECT id, name FROM people ORDER BY id")
+        people = dict(cur.fetchall())
+    conn.close()
+    assert people[1] == "in acme and globex" and people[3] == "in globex only"
+    assert str(people[2]).startswith("erased-")  # acme's alone: kept, its name replaced

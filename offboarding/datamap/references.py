@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from offboarding.core.names import qualified, split_qualified
 
@@ -119,12 +119,17 @@ class Membership:
     through: str
     columns: tuple[str, ...]
     key: tuple[str, ...] = ()  # the entity's columns the membership holds (its primary key)
-    policy: str = "keep"  # "keep" or "erase-unshared"
+    policy: str = "keep"  # "keep", "erase-unshared" or "pseudonymise-unshared"
     why: str = ""
+    personal: tuple[str, ...] = ()  # replaced where no other tenant links the row
 
     @property
     def erased(self) -> bool:
-        return self.policy != "keep"
+        return self.policy == "erase-unshared"
+
+    @property
+    def pseudonymised(self) -> bool:
+        return self.policy == "pseudonymise-unshared"
 
 
 class SharedEntity(BaseModel):
@@ -142,12 +147,27 @@ class SharedEntity(BaseModel):
         default_factory=list,
         description="The entity's columns the membership holds (default: its primary key).",
     )
-    policy: Literal["keep", "erase-unshared"] = Field(
+    policy: Literal["keep", "erase-unshared", "pseudonymise-unshared"] = Field(
         description="'keep': exported, never destroyed (the certificate names them and why); "
         "'erase-unshared': destroyed with the tenant where no other tenant's membership links "
-        "them, the rest kept and named."
+        "them, the rest kept and named; 'pseudonymise-unshared': those kept, their `personal` "
+        "columns replaced (rows other data still names, e.g. authors of kept messages)."
     )
     why: str = Field(min_length=1, description="Why they are shared, for the certificate.")
+    personal: list[str] = Field(
+        default_factory=list,
+        description="For 'pseudonymise-unshared': the columns replaced (text columns get "
+        "'erased-' and a digest of the row's key, unique per row; others NULL).",
+    )
+
+    @model_validator(mode="after")
+    def _personal(self) -> SharedEntity:
+        if (self.policy == "pseudonymise-unshared") != bool(self.personal):
+            raise ValueError(
+                "personal lists the columns a 'pseudonymise-unshared' policy replaces, and only "
+                "that policy's: give both, or neither"
+            )
+        return self
 
     @field_validator("through")
     @classmethod
@@ -169,4 +189,5 @@ class SharedEntity(BaseModel):
             key=tuple(self.key),
             policy=self.policy,
             why=self.why,
+            personal=tuple(self.personal),
         )

@@ -202,6 +202,12 @@ class Classification:
         kept = tuple(sorted(t for t, e in self.entities.items() if not e.erased))
         return self.owned + kept
 
+    @property
+    def pseudonymised(self) -> tuple[str, ...]:
+        """Shared entities whose rows no other tenant links are kept, their personal columns
+        replaced."""
+        return tuple(sorted(t for t, e in self.entities.items() if e.pseudonymised))
+
     def schema_tables_of(self, tenant: str) -> tuple[str, ...]:
         return tuple(sorted(t for t, owner in self.schema_tables.items() if owner == tenant))
 

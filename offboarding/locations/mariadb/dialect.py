@@ -38,7 +38,7 @@ class MariaDBDialect:
         return f"{alias or self.table(table)}.{quote(column)}"
 
     def alias(self, name: str) -> str:
-        return name
+        return quote(name)
 
     def value(self, value: str | int) -> str:
         if isinstance(value, int):
@@ -48,6 +48,9 @@ class MariaDBDialect:
         # Anything else as bytes in hexadecimal: no quote, backslash or % (mysqlclient's
         # placeholders) can reach the statement, whatever the server's sql_mode.
         return f"_utf8mb4 X'{value.encode().hex()}'"
+
+    def pseudonym(self, key: str) -> str:
+        return f"CONCAT('erased-', MD5(CONCAT_WS(',', {key.strip('()')})))"
 
     def is_tenant(self, column: str) -> str:
         # Exact: under the default case-insensitive collations `acme` = `ACME`. The plain

@@ -73,6 +73,13 @@ class MariaDBEngine:
     def commit(self) -> None:
         self.conn.commit()
 
+    def execute(self, statement: str) -> int:
+        with self.conn.cursor() as cur:
+            cur.execute(statement, {"tenant": self.tenant})
+            changed = int(cur.rowcount)
+        self.conn.commit()
+        return changed
+
     @contextmanager
     def batch(self) -> Iterator[None]:
         try:

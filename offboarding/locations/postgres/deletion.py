@@ -142,6 +142,11 @@ class PostgresEngine:
     def commit(self) -> None:
         self.conn.commit()
 
+    def execute(self, statement: sql.Composable) -> int:
+        changed = self.conn.execute(sql.Composed([statement])).rowcount
+        self.conn.commit()
+        return int(changed)
+
     def batch(self) -> AbstractContextManager[Any]:
         return self.conn.transaction()
 

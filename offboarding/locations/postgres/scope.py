@@ -51,6 +51,9 @@ class PostgresDialect:
         # integer column, '' for a text one).
         return sql.Literal(str(value))
 
+    def pseudonym(self, key: sql.Composable) -> sql.Composable:
+        return sql.SQL("'erased-' || md5(ROW{}::text)").format(key)
+
     def is_tenant(self, column: sql.Composable) -> sql.Composable:
         return sql.SQL("{} = {}").format(column, self.tenant)
 

@@ -46,9 +46,12 @@ def left_out(
             kind="shared entity",
             system=system,
             why=(
-                "exported as the tenant's view; never destroyed"
-                if not entity.erased
-                else "destroyed where no other tenant links them; these are linked by others too"
+                "destroyed where no other tenant links them; these are linked by others too"
+                if entity.erased
+                else "kept; those no other tenant links with their personal columns "
+                f"({', '.join(entity.personal)}) replaced"
+                if entity.pseudonymised
+                else "exported as the tenant's view; never destroyed"
             )
             + f" (through {entity.through}): {entity.why}",
             tenant_rows=kept(name) if kept else None,

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from offboarding.core.errors import (
+    ConfigurationError,
     DestructionIncompleteError,
     IsolationBreachError,
     UnclassifiedDataError,
@@ -137,6 +138,34 @@ def _order(by_name: Mapping[str, CatalogTable], proof: IsolationProof) -> list[s
         return deletion_order(parents(declared=False))
 
 
+def pseudonymise(engine: Engine[Any], table: str) -> int:
+    """A shared entity's rows that no other tenant links, kept with their personal columns
+    replaced, while the tenant's memberships still say which they are (before any delete; the
+    same pseudonyms at every attempt)."""
+    scope, d = engine.scope, engine.dialect
+    entity = scope.classification.entities[table]
+    key = d.fill("({k})", k=d.join([d.column(table, None, k) for k in entity.key], ", "))
+    assignments = d.join(
+        [
+            d.fill("{c} = {v}", c=d.alias(c), v=scope.dialect.pseudonym(key))
+            for c in entity.personal
+        ],
+        ", ",
+    )
+    statement = d.fill(
+        "UPDATE {t} SET {a} WHERE {w}", t=d.table(table), a=assignments, w=scope.unshared(table)
+    )
+    try:
+        return engine.execute(statement)
+    except Exception as error:  # the database's own refusal, said with the fix
+        raise ConfigurationError(
+            f"system {engine.system!r}: the personal columns of shared entity {table} "
+            f"({', '.join(entity.personal)}) could not be replaced: "
+            f"{str(error).strip().splitlines()[0]}. They must be text columns (a pseudonym is "
+            "'erased-' and a digest of the row's key)"
+        ) from None
+
+
 def delete_listed(
     engine: Engine[Any], case: CaseRef, proof: IsolationProof, batch_rows: int
 ) -> dict[str, int]:
@@ -151,6 +180,8 @@ def delete_listed(
         for fk in t.foreign_keys
         if fk.on_delete in CHANGES_REFERENCING and fk.references in proof.doomed
     }
+    for entity in engine.scope.classification.pseudonymised:
+        proof.pseudonymised[entity] = pseudonymise(engine, entity)
     for table in _order(by_name, proof):
         proof.deleted[table] = _delete_table(
             engine, case, proof, proof.doomed[table], batch_rows, table in hazards

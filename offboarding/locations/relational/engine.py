@@ -96,6 +96,7 @@ class IsolationProof:
     shared: dict[str, int] = field(default_factory=dict)
     deleted: dict[str, int] = field(default_factory=dict)
     earlier: dict[str, int] = field(default_factory=dict)  # removed by an interrupted attempt
+    pseudonymised: dict[str, int] = field(default_factory=dict)  # shared entities' rows kept
     indexed: bool = False  # every statement could start from the tenant's rows (see planning)
 
     def summary(self, policies: Mapping[str, str]) -> str:
@@ -137,6 +138,12 @@ class IsolationProof:
                     + ", ".join(f"{t} {n} of {m}" for t, (n, m) in short.items())
                 )
             )
+            if self.pseudonymised:
+                parts.append(
+                    "shared entities' rows no other tenant linked, kept with their personal "
+                    "columns replaced: "
+                    + ", ".join(f"{t} {n}" for t, n in self.pseudonymised.items())
+                )
             if self.earlier:
                 parts.append(
                     "removed by an earlier interrupted attempt: "
@@ -223,6 +230,10 @@ class Engine(Protocol[Q]):
         ...
 
     def commit(self) -> None: ...
+
+    def execute(self, statement: Q) -> int:
+        """A write in its own transaction (committed); the rows it changed."""
+        ...
 
     def list_rows(self, table: CatalogTable, number: int) -> Listed:
         """Step 1 for one table: its `scope.destroyed` rows into temporary table number

@@ -57,6 +57,11 @@ class Dialect(Protocol[Q]):
         """A constant of the data map (a reference's none or type value), quoted."""
         ...
 
+    def pseudonym(self, key: Q) -> Q:
+        """A text that replaces a personal value: 'erased-' and a digest of the row's `key`
+        (unique per row, the same at every attempt)."""
+        ...
+
     def is_tenant(self, column: Q) -> Q:
         """The column holds exactly the tenant's id (the id bound by the dialect)."""
         ...
@@ -169,6 +174,17 @@ class RelationalScope(Generic[Q]):
             c=condition,
         )
 
+    def _unshared(self, table: str, alias: str | None, depth: int) -> Q:
+        return self.dialect.fill(
+            "({m} AND NOT {o})",
+            m=self._linked(table, alias, depth, "mine"),
+            o=self._linked(table, alias, depth, "others"),
+        )
+
+    def unshared(self, table: str, alias: str | None = None) -> Q:
+        """A shared entity's rows the tenant's memberships link and no other's."""
+        return self._unshared(table, alias, 0)
+
     def entity_free(self, table: str, alias: str | None = None) -> Q:
         """No membership links the entity's row any more (its tenant's gone before it, any
         other tenant's would have kept it)."""
@@ -179,11 +195,7 @@ class RelationalScope(Generic[Q]):
         if table in c.entities:
             if not c.entities[table].erased:
                 return d.text("FALSE")  # kept: exported as the tenant's view, never destroyed
-            return d.fill(
-                "({m} AND NOT {o})",
-                m=self._linked(table, alias, depth, "mine"),
-                o=self._linked(table, alias, depth, "others"),
-            )
+            return self._unshared(table, alias, depth)
         if depth > _MAX_DEPTH:
             raise ConfigurationError(
                 f"{table}: foreign keys reach the tenant only through more than {_MAX_DEPTH} "
