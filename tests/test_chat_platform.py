@@ -428,3 +428,51 @@ def test_shared_profiles_no_other_team_has_can_be_kept_pseudonymised(
 def test_a_pseudonymising_policy_names_its_personal_columns() -> None:
     with pytest.raises(ValueError, match="personal lists the columns"):
         SharedEntity(through="chat.team_members(user_id)", policy="pseudonymise-unshared", why="x")
+
+
+def test_objects_named_after_the_team_stop_the_case_until_declared_then_are_dropped(
+    chat_platform: Chat,
+) -> None:
+    """A trigger's per-team invoice sequence, a read-only role and a publication: named after
+    the team, so the case stops until the data map says what becomes of them; then they go
+    with the team. acme-corp's and globex's stay (acme is not acme-corp)."""
+    platform = chat_platform
+    role = f"chat_acme_ro_{platform.dsn[-8:]}".replace("=", "_")  # cluster-wide: made unique
+    platform.query(
+        'CREATE SEQUENCE chat.invoice_no_acme; CREATE SEQUENCE "chat"."invoice_no_acme-corp"; '
+        "CREATE SEQUENCE chat.invoice_no_globex; CREATE PUBLICATION pub_acme_changes"
+    )
+    platform.query(f"CREATE ROLE {role} NOLOGIN")
+    try:
+        dry = stages.dry_run_inventory(platform.settings, "acme")
+        warned = " ".join(w for loc in dry.locations for w in loc.warnings)
+        assert "sequence chat.invoice_no_acme:" in warned and f"role {role}:" in warned
+        assert "publication pub_acme_changes:" in warned and "acme-corp" not in warned
+        case = platform.case("acme")
+        stages.freeze(platform.settings, case)
+        with pytest.raises(UnclassifiedDataError, match=r"tenant_objects\]\] kind = "):
+            stages.take_inventory(platform.settings, case)
+        chat_platform.write_datamap(
+            '\n[[systems.postgres.tenant_objects]]\nkind = "sequence"\n'
+            'name = "chat.invoice_no_{tenant}"\n'
+            '[[systems.postgres.tenant_objects]]\nkind = "role"\n'
+            f'name = "{role.replace("acme", "{tenant}")}"\n'
+            '[[systems.postgres.tenant_objects]]\nkind = "publication"\n'
+            'name = "pub_{tenant}_changes"\naction = "keep"\n'
+            'why = "the replication to the data warehouse, whose own data map entry covers it"\n'
+        )
+        export_and_deliver(platform, case)
+        certificate = destroy_everything(platform, case)
+        sequences = platform.query(
+            "SELECT relname FROM pg_class WHERE relkind = 'S' AND relname LIKE 'invoice_no_%' "
+            "ORDER BY 1"
+        )
+        assert sequences == [("invoice_no_acme-corp",), ("invoice_no_globex",)]
+        assert platform.query("SELECT 1 FROM pg_roles WHERE rolname = %s", role) == []
+        with open_store(platform.settings.store_url("archive")).open_read(certificate.key) as body:
+            document = json.loads(body.read())
+        kept = {e["name"]: e for e in document["left_out"]}["pub_acme_changes"]
+        assert kept["kind"] == "tenant object" and "data warehouse" in kept["why"]
+    finally:
+        platform.query(f"DROP ROLE IF EXISTS {role}")
+        platform.query("DROP PUBLICATION IF EXISTS pub_acme_changes")

@@ -102,7 +102,12 @@ class LeftOut(Record):
 
     name: str = Field(description="The table (schema.table) or the system.")
     kind: Literal[
-        "excluded table", "global table", "shared entity", "attested system", "unbound system"
+        "excluded table",
+        "global table",
+        "shared entity",
+        "tenant object",
+        "attested system",
+        "unbound system",
     ]
     system: str = Field(description="The data map's system it belongs to.")
     why: str = Field(description="The reason the data map declares.")

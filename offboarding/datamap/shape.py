@@ -19,7 +19,7 @@ from offboarding.core.errors import ConfigurationError
 from offboarding.datamap.loading import datamap_of
 from offboarding.datamap.model import DEFAULT_DATAMAP
 from offboarding.datamap.references import Declaration, Membership
-from offboarding.datamap.systems import PostgresSystem, handlers, reasons
+from offboarding.datamap.systems import PostgresSystem, TenantObject, handlers, reasons
 
 __all__ = ["PlatformShape", "ShapeVariableDeprecated", "platform_shape"]
 
@@ -43,6 +43,7 @@ class PlatformShape:
     # excluded table -> the data map's system covering the tenant's copy of its rows
     handled_by: dict[str, str] = field(default_factory=dict)
     entities: tuple[Membership, ...] = ()
+    tenant_objects: tuple[TenantObject, ...] = ()
 
 
 # Each field of the shape: its old setting, and that setting's variable.
@@ -112,4 +113,5 @@ def platform_shape(settings: Settings) -> PlatformShape:
         values["owner_columns"] = dict(system.owner_columns)
         values["references"] = tuple(r.declaration() for r in system.references)
         values["entities"] = tuple(e.membership(t) for t, e in system.shared_entities.items())
+        values["tenant_objects"] = tuple(system.tenant_objects)
     return PlatformShape(**values)

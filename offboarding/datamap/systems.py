@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from offboarding.datamap.references import DeclaredReference, SharedEntity
 
@@ -25,6 +25,7 @@ __all__ = [
     "PostgresSystem",
     "RedisSystem",
     "System",
+    "TenantObject",
     "UnboundSystem",
 ]
 
@@ -78,6 +79,35 @@ _EXCLUDED = (
     "tenant's copy (required for a table that holds the tenant's rows). The bundle, the "
     "inventory and the certificate list them."
 )
+
+
+class TenantObject(BaseModel):
+    """A database object the platform makes per tenant (a sequence a trigger creates for its
+    numbering, a role, a publication), by its name with {tenant}: dropped with the tenant, or
+    kept with the reason (the certificate names it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["sequence", "role", "publication"]
+    name: str = Field(
+        description="Its name with {tenant}, a sequence's with its schema: "
+        "'public.invoice_no_{tenant}', 'app_{tenant}_ro'."
+    )
+    action: Literal["drop", "keep"] = "drop"
+    why: str = Field(default="", description="Why it is kept (required with action = 'keep').")
+
+    @field_validator("name")
+    @classmethod
+    def _once(cls, name: str) -> str:
+        if name.count(_TENANT_PLACEHOLDER) != 1:
+            raise ValueError(f"{name!r} must hold {{tenant}} once")
+        return name
+
+    @model_validator(mode="after")
+    def _kept_with_why(self) -> TenantObject:
+        if self.action == "keep" and not self.why:
+            raise ValueError(f"{self.kind} {self.name}: action = 'keep' needs why = '...'")
+        return self
 
 
 class _System(BaseModel):
@@ -143,6 +173,12 @@ class PostgresSystem(PluginSystem):
         default_factory=list,
         description="References the database has no foreign key for, each used exactly like "
         "one ([[systems.postgres.references]] with from, to, none, when).",
+    )
+    tenant_objects: list[TenantObject] = Field(
+        default_factory=list,
+        description="Objects the platform names after each tenant (sequences, roles, "
+        "publications): dropped with it, or kept with why. One found and not declared stops "
+        "the case.",
     )
     shared_entities: dict[Annotated[str, Field(pattern=r"^[^.\s]+\.[^.\s]+$")], SharedEntity] = (
         Field(

@@ -16,6 +16,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,6 @@ from exporters.parquet import plan_column
 from offboarding.core.canonical import compact_json
 from offboarding.core.config import Settings
 from offboarding.core.errors import ConfigurationError
-from offboarding.core.names import qualified, split_qualified
 from offboarding.core.records import CaseRef, ExportedPart, LocationInventory, TableItem
 from offboarding.datamap import PersonDeclaration, PostgresSystem, platform_shape
 from offboarding.locations.base import (
@@ -51,11 +51,10 @@ from offboarding.locations.base import (
     quiet,
     require_whole_scope,
 )
-from offboarding.locations.postgres import person_erasure, person_export, retention
+from offboarding.locations.postgres import named, person_erasure, person_export, retention
 from offboarding.locations.postgres.catalog import (
     classify,
     column_schema,
-    ident,
     read_catalog,
     read_indexes,
     table_size,
@@ -67,6 +66,7 @@ from offboarding.locations.postgres.deletion import (
     destroy_tenant,
     prove_isolation,
 )
+from offboarding.locations.postgres.files import objects_of
 from offboarding.locations.postgres.person_scope import count_person
 from offboarding.locations.postgres.scope import Scope, digest_query, measure, scope_kind
 from offboarding.locations.postgres.snapshot import export_part, export_tenant, plan_export
@@ -198,9 +198,12 @@ class PostgresLocation:
                     measure(conn, t, scope.where(t))[0] - measure(conn, t, scope.destroyed(t))[0]
                 ),
             )
+            objects = self._named(conn, case)
             if not dry_run:
                 coverage.require_handled(case, "[systems.postgres]", omitted)
-            warnings += coverage.warnings(omitted)
+                named.require_declared(case, objects)
+            warnings += coverage.warnings(omitted) + named.warnings(objects)
+            omitted += named.named_left_out(objects)
             policies = platform_shape(self.settings).shared_rows
             warnings += [
                 f"{table}: {count} row(s) reference both this tenant's rows and another "
@@ -224,6 +227,15 @@ class PostgresLocation:
             warnings=warnings,
             shared_rows=shared,
             left_out=omitted,
+        )
+
+    def _named(self, conn: psycopg.Connection[Any], case: CaseRef) -> list[named.NamedObject]:
+        """Sequences, roles and publications named after the tenant (named.py)."""
+        return named.find_named(
+            conn,
+            case.tenant,
+            list(platform_shape(self.settings).tenant_objects),
+            self.tenant_schema(case.tenant),
         )
 
     def _scope(self, classification: Classification, case: CaseRef) -> Scope:
@@ -293,7 +305,17 @@ class PostgresLocation:
     def destroy(self, case: CaseRef, inventoried: Mapping[str, int] | None = None) -> Removal:
         """Prove isolation, then delete children first by key ranges, each statement's rows
         checked to be the tenant's; VACUUM; drop the tenant's own schema (deletion.py)."""
-        return destroy_tenant(self.settings, case, self.describe().technique, inventoried)[0]
+        removal = destroy_tenant(self.settings, case, self.describe().technique, inventoried)[0]
+        with self._connect() as conn:
+            dropped = named.drop_named(conn, self._named(conn, case))
+        if not dropped:
+            return removal
+        return replace(
+            removal,
+            items_before=removal.items_before + len(dropped),
+            items_removed=removal.items_removed + len(dropped),
+            details={**removal.details, "dropped, named after the tenant": ", ".join(dropped)},
+        )
 
     def verify(self, case: CaseRef) -> Remaining:
         schema = self.tenant_schema(case.tenant)
@@ -306,13 +328,19 @@ class PostgresLocation:
                 "SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,)
             ).fetchone()
             schema_left = int(row[0]) if row else 0
+            objects = [
+                o.describe()
+                for o in self._named(conn, case)
+                if o.declared is not None and o.declared.action == "drop"
+            ]
         nonzero = {t: n for t, n in left.items() if n}
         return Remaining(
-            items=sum(left.values()) + schema_left,
+            items=sum(left.values()) + schema_left + len(objects),
             verification=(
                 f"count(*) of the tenant's rows in {len(owned)} shared tables: "
                 + (json.dumps(nonzero) if nonzero else "all zero")
                 + f"; schema {schema} {'present' if schema_left else 'absent'}"
+                + (f"; still present: {', '.join(objects)}" if objects else "")
             ),
         )
 
@@ -347,54 +375,20 @@ class PostgresLocation:
                 digests[table] = str((row.fetchone() or ("",))[0])
         return hashlib.sha256(compact_json(digests)).hexdigest()
 
-    def _references(
-        self, conn: psycopg.Connection[Any], classification: Classification
-    ) -> list[tuple[str, str]]:
-        """(table, column) of every column holding object keys (OFFBOARD_FILE_REFERENCE_COLUMNS)."""
-        _, columns = read_catalog(conn)
-        found = []
-        for reference in platform_shape(self.settings).file_columns:
-            schema, name, column = split_qualified(reference, 3)
-            table = qualified(schema, name)
-            if table not in classification.owned or column not in {
-                c.name for c in columns.get(table, [])
-            }:
-                raise ConfigurationError(
-                    f"OFFBOARD_FILE_REFERENCE_COLUMNS names {reference!r}, which is not a "
-                    "column of a tenant-owned table: fix it to schema.table.column"
-                )
-            found.append((table, column))
-        return found
-
     def referenced_objects(self, case: CaseRef) -> set[str]:
         """Object keys that the tenant's rows reference (e.g. documents.object_key)."""
-        keys: set[str] = set()
         with self._connect() as conn:
             classification, _, _ = classify(conn, self.settings, strict=False)
-            scope = self._scope(classification, case)
-            for table, column in self._references(conn, classification):
-                # (an empty key names no object: products write '' for "none")
-                query = sql.SQL(
-                    "SELECT DISTINCT {c} FROM {t} WHERE {w} AND {c} IS NOT NULL AND {c} <> ''"
-                ).format(c=sql.Identifier(column), t=ident(table), w=scope.where(table))
-                keys.update(str(r[0]) for r in conn.execute(query))
-        return keys
+            return objects_of(conn, self.settings, self._scope(classification, case))
 
     def referenced_by_others(self, case: CaseRef, keys: set[str]) -> set[str]:
         """Which of `keys` rows outside the tenant's scope reference too (any other tenant's,
         or a shared row): such an object is not the tenant's alone to destroy."""
-        shared: set[str] = set()
         if not keys:
-            return shared
+            return set()
         with self._connect() as conn:
             classification, _, _ = classify(conn, self.settings, strict=False)
-            scope = self._scope(classification, case)
-            for table, column in self._references(conn, classification):
-                query = sql.SQL(
-                    "SELECT DISTINCT {c} FROM {t} WHERE {c} = ANY(%s) AND ({w}) IS NOT TRUE"
-                ).format(c=sql.Identifier(column), t=ident(table), w=scope.where(table))
-                shared.update(str(r[0]) for r in conn.execute(query, (sorted(keys),)))
-        return shared
+            return objects_of(conn, self.settings, self._scope(classification, case), keys)
 
 
 def _index_warning(conn: psycopg.Connection[Any], missing: MissingIndex) -> str:
