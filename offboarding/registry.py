@@ -236,10 +236,11 @@ class TenantRegistry:
         self.table = sql.Identifier(schema, name)
 
     def connect(self, *, create: bool = True) -> psycopg.Connection[dict[str, Any]]:
-        """A connection to the database of the registry and the pipeline's ledger, which is
-        created there first unless `create` is false (reading writes nothing)."""
-        conn = psycopg.connect(self.settings.require_database(), row_factory=dict_row)
-        dsn = self.settings.require_database()
+        """A connection to the pipeline's ledger database (OFFBOARD_LEDGER_URL, by default the
+        platform's), its ledger created there first unless `create` is false (reading writes
+        nothing)."""
+        dsn = self.settings.require_ledger()
+        conn = psycopg.connect(dsn, row_factory=dict_row)
         if create and dsn not in _ready:
             with conn.transaction():  # one creator at a time, whatever runs at once
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext('offboarding.ledger'))")
@@ -247,74 +248,84 @@ class TenantRegistry:
             _ready.add(dsn)
         return conn
 
+    def _platform(self) -> psycopg.Connection[dict[str, Any]]:
+        """A connection to the platform's database, where its tenants table is."""
+        return psycopg.connect(self.settings.require_database(), row_factory=dict_row)
+
     def _column(self, name: str | None, alias: str) -> sql.Composable:
         value = (
             sql.SQL("t.{}::text").format(sql.Identifier(name)) if name else sql.SQL("NULL::text")
         )
         return sql.SQL("{} AS {}").format(value, sql.Identifier(alias))
 
-    def _select(self, where: sql.Composable, ledger: bool = True) -> sql.Composed:
+    def _rows(self, tenant: str | None) -> list[dict[str, Any]]:
+        """The tenants table's rows (one tenant's, or all), through the data map's columns."""
         m = self.mapping
-        # Without the ledger (nothing created yet, a dry run): every tenant is as the platform
-        # has it, active, with no case.
-        joined = (
-            sql.SQL("LEFT JOIN {} l ON l.tenant = t.{}::text").format(_LEDGER, sql.Identifier(m.id))
-            if ledger
-            else sql.SQL(
-                "LEFT JOIN (SELECT NULL::text AS status, NULL::boolean AS legal_hold, NULL::text "
-                "AS legal_hold_reason, NULL::timestamptz AS frozen_at, NULL::text AS "
-                "offboarding_case) l ON false"
-            )
+        where = (
+            sql.SQL("t.{}::text = %s").format(sql.Identifier(m.id))
+            if tenant is not None
+            else sql.SQL("TRUE")
         )
-        return sql.SQL(
-            "SELECT {id}, {name}, {region}, {contact}, {recipient}, "
-            "coalesce(l.status, 'active') AS status, "
-            "coalesce(l.legal_hold, false) AS legal_hold, l.legal_hold_reason, l.frozen_at, "
-            "l.offboarding_case FROM {table} t {joined} WHERE {where}"
+        query = sql.SQL(
+            "SELECT {id}, {name}, {region}, {contact}, {recipient} FROM {table} t WHERE {where}"
         ).format(
             id=self._column(m.id, "id"), name=self._column(m.name, "name"),
             region=self._column(m.region, "region"),
             contact=self._column(m.contact, "contact_email"),
-            recipient=self._column(m.recipient, "age_recipient"), table=self.table,
-            joined=joined, where=where,
+            recipient=self._column(m.recipient, "age_recipient"), table=self.table, where=where,
         )  # fmt: skip
-
-    def get(self, tenant: str) -> TenantRecord:
-        validate_tenant_id(tenant)
-        where = sql.SQL("t.{}::text = %s").format(sql.Identifier(self.mapping.id))
         try:
-            with self.connect(create=False) as conn:
-                ledger = _ledger_exists(conn)
-                row = conn.execute(self._select(where, ledger), (tenant,)).fetchone()
+            with self._platform() as conn:
+                return conn.execute(query, (tenant,) if tenant is not None else None).fetchall()
         except psycopg.errors.UndefinedColumn as error:
             raise ConfigurationError(
                 f"the tenants table {registry_table(self.settings)} has no column the data map's "
                 f"[tenants] names ({str(error).splitlines()[0]}): fix the column names there"
             ) from None
-        if row is None:
+
+    def _ledger(self, tenant: str | None) -> dict[str, dict[str, Any]]:
+        """The ledger's entries (one tenant's, or all), by tenant; none before the first case
+        (the ledger is not created by reading)."""
+        with self.connect(create=False) as conn:
+            if not _ledger_exists(conn):
+                return {}
+            rows = conn.execute(
+                sql.SQL(
+                    "SELECT tenant, status, legal_hold, legal_hold_reason, frozen_at, "
+                    "offboarding_case FROM {} WHERE %(t)s::text IS NULL OR tenant = %(t)s"
+                ).format(_LEDGER),
+                {"t": tenant},
+            ).fetchall()
+        return {str(r["tenant"]): r for r in rows}
+
+    def get(self, tenant: str) -> TenantRecord:
+        validate_tenant_id(tenant)
+        rows = self._rows(tenant)
+        if not rows:
             raise TenantError(
                 f"tenant {tenant!r} is not in the platform's tenants table "
                 f"{registry_table(self.settings)}: check the id (ids are exact, 'acme' is not "
                 "'acme-corp' nor 'ACME')"
             )
+        row, entry = rows[0], self._ledger(tenant).get(tenant, {})
         return TenantRecord(
             id=row["id"], name=row["name"] or row["id"], region=row["region"] or "",
-            status=row["status"], legal_hold=row["legal_hold"],
-            legal_hold_reason=row["legal_hold_reason"], contact_email=row["contact_email"],
-            frozen_at=row["frozen_at"], offboarding_case=row["offboarding_case"],
+            status=entry.get("status") or "active", legal_hold=bool(entry.get("legal_hold")),
+            legal_hold_reason=entry.get("legal_hold_reason"),
+            contact_email=row["contact_email"], frozen_at=entry.get("frozen_at"),
+            offboarding_case=entry.get("offboarding_case"),
             age_recipient=(row["age_recipient"] or "").strip() or None,
         )  # fmt: skip
 
     def tenants(self, status: str | None = None) -> list[str]:
         """Tenant ids, optionally only those with `status` ('active', 'frozen', 'destroyed')."""
-        where = sql.SQL("%s::text IS NULL OR coalesce(l.status, 'active') = %s")
-        with self.connect(create=False) as conn:
-            ledger = _ledger_exists(conn)
-            rows = conn.execute(
-                sql.SQL("SELECT id FROM ({}) s ORDER BY id").format(self._select(where, ledger)),
-                (status, status),
-            ).fetchall()
-        return [str(row["id"]) for row in rows]
+        ledger = self._ledger(None)
+        ids = sorted(str(row["id"]) for row in self._rows(None))
+        return [
+            t
+            for t in ids
+            if status is None or (ledger.get(t, {}).get("status") or "active") == status
+        ]
 
     def freeze(self, tenant: str, case_id: str) -> TenantRecord:
         """Open the tenant's case in the ledger and make it read-only through the data map's
@@ -354,7 +365,7 @@ class TenantRegistry:
         if isinstance(hook, HttpFreezeHook):
             _call_freeze_api(hook, tenant)
             return
-        with self.connect() as conn:
+        with self._platform() as conn:
             conn.execute(hook.sql.encode(), {"tenant": tenant})  # the operator's own statement
             conn.commit()
             row = conn.execute(hook.check.encode(), {"tenant": tenant}).fetchone()

@@ -7,6 +7,7 @@ reference the data contradicts, a none value, a polymorphic type."""
 from __future__ import annotations
 
 import json
+import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,7 @@ from offboarding.dev.services import PostgresCluster
 from offboarding.export import export as stages
 from offboarding.locations.objects import FilesLocation
 from offboarding.locations.reach import check_datamap
+from offboarding.registry import TenantRegistry
 from offboarding.stores import LocalStore, open_store
 from tests.conftest import Platform, _dsn
 from tests.helpers import destroy_everything, export_and_deliver
@@ -476,3 +478,30 @@ def test_objects_named_after_the_team_stop_the_case_until_declared_then_are_drop
     finally:
         platform.query(f"DROP ROLE IF EXISTS {role}")
         platform.query("DROP PUBLICATION IF EXISTS pub_acme_changes")
+
+
+def test_the_ledger_can_live_in_a_database_of_its_own(
+    chat_platform: Chat, pg_cluster: PostgresCluster
+) -> None:
+    """A whole case writes nothing of the pipeline's into the platform's database."""
+    platform = chat_platform
+    name = f"ledger_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_cluster.dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    ledger = _dsn(pg_cluster, name)
+    try:
+        settings = platform.settings.replace(ledger_url=ledger)
+        case = platform.case("acme")
+        export_and_deliver(platform, case, settings)
+        destroy_everything(platform, case, settings)
+        assert platform.query("SELECT to_regnamespace('offboarding')") == [(None,)]
+        with psycopg.connect(ledger) as conn:
+            row = conn.execute(
+                "SELECT status FROM offboarding.ledger WHERE tenant = 'acme'"
+            ).fetchone()
+        assert row == ("destroyed",)
+        assert TenantRegistry(settings).get("acme").status == "destroyed"
+        assert TenantRegistry(settings).tenants(status="active") == ["acme-corp", "globex"]
+    finally:
+        with psycopg.connect(pg_cluster.dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -183,6 +183,10 @@ class Settings(BaseSettings):
         """Every store that may hold a bundle (destruction empties the tenant's part of each)."""
         return sorted(set(self.stores.delivery_regions.values())) or [self.store_url("delivery")]
 
+    def require_ledger(self) -> str:
+        """The ledger's database: OFFBOARD_LEDGER_URL, else the platform's."""
+        return self.platform.ledger_url or self.require_database()
+
     def require_database(self) -> str:
         if not self.platform.database_url:
             raise ConfigurationError(

@@ -48,6 +48,12 @@ class PlatformSettings(_Section):
         default="",
         description="libpq connection string of the platform's PostgreSQL database.",
     )
+    ledger_url: str = Field(
+        default="",
+        description="libpq connection string of the database holding the pipeline's own ledger "
+        "(schema offboarding: cases, statements, keys, requests); default the platform's "
+        "database. A database of its own keeps the pipeline's tables out of the platform's.",
+    )
     tenant_column: str = Field(
         default="tenant_id", description="Column that names the owning tenant in shared tables."
     )
@@ -341,6 +347,7 @@ class EvidenceSettings(_Section):
 # The environment variables keep their names; this is for code that passed settings by name.
 FLAT_NAMES: dict[str, tuple[str, str]] = {
     "database_url": ("platform", "database_url"),
+    "ledger_url": ("platform", "ledger_url"),
     "tenant_column": ("platform", "tenant_column"),
     "tenant_schema_pattern": ("platform", "tenant_schema_pattern"),
     "registry_table": ("platform", "registry_table"),
