@@ -50,6 +50,11 @@ def _table_columns(text: str, side: str, need_columns: bool) -> tuple[str, tuple
     return match["table"], columns
 
 
+def _name(table: str, schema: str | None) -> str:
+    """A table's qualified name: `schema` qualifies a bare name (MariaDB's tables)."""
+    return qualified(schema, table) if schema is not None else qualified(*split_qualified(table))
+
+
 class DeclaredReference(BaseModel):
     """A reference the database does not declare: each `from` row's columns hold the key of a
     `to` row. It works exactly like a foreign key for classification, export, the isolation
@@ -94,9 +99,7 @@ class DeclaredReference(BaseModel):
         """The planning's declaration; `schema` qualifies bare table names (MariaDB's)."""
 
         def name(table: str) -> str:
-            if schema is not None:
-                return qualified(schema, table)
-            return qualified(*split_qualified(table))
+            return _name(table, schema)
 
         table, columns = _table_columns(self.from_, "from", True)
         references, referenced = _table_columns(self.to, "to", False)
@@ -177,9 +180,7 @@ class SharedEntity(BaseModel):
 
     def membership(self, table: str, schema: str | None = None) -> Membership:
         def name(text: str) -> str:
-            return (
-                qualified(schema, text) if schema is not None else qualified(*split_qualified(text))
-            )
+            return _name(text, schema)
 
         through, columns = _table_columns(self.through, "through", True)
         return Membership(

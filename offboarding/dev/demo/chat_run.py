@@ -16,11 +16,10 @@ from offboarding.dev.demo.run import (
     DEMO_TENANT,
     DemoEnvironment,
     DemoResult,
-    _acknowledge,
     _download,
-    finish_destruction,
-    notice_links,
-    wait_for_state,
+    acknowledge_and_destroy,
+    read_certificate,
+    start_case,
 )
 
 __all__ = ["run_chat_case"]
@@ -50,11 +49,8 @@ def run_chat_case(
     env: DemoEnvironment, result: DemoResult, *, destroy: bool, say: Callable[[str], None]
 ) -> None:
     from exporters.bundle import verify_bundle
-    from flows import adapter
     from offboarding.core.config import Settings
-    from offboarding.core.records import CaseRef
-    from offboarding.core.signing import Signer, load_public_key, verify_signature
-    from offboarding.destruction.destruction import certificate_key, report_key
+    from offboarding.core.signing import load_public_key
     from offboarding.evidence.archive import verify_archive
     from offboarding.stores import open_store
 
@@ -69,18 +65,8 @@ def run_chat_case(
     before = {t: fingerprint(t) for t in neighbours}
     keys = _file_keys(dsn, DEMO_TENANT)
     say(f"starting the offboarding case of team {DEMO_TENANT!r} (references declared, no key)")
-    run = adapter.start_deployment("offboard/offboard", {"tenant": DEMO_TENANT})
-    result.offboard_run = str(run.id)
-    wait_for_state(run.id, {"PAUSED"}, timeout=150, runner=env.runner)
-    signer = Signer.load_or_create(settings.keys_dir)
-    result.public_key = str(settings.keys_dir / "signing-ed25519.pub.pem")
-    outbox = sorted((settings.root / "outbox").glob(f"{DEMO_TENANT}-*-delivery-*.eml"))
-    if not outbox:
-        raise OffboardingError("the case is waiting but no delivery notice was sent")
-    result.case_id = outbox[-1].name.split("-delivery-")[0]
-    downloads, ack_link = notice_links(outbox[-1])
-    result.link = downloads[0]
-    case = CaseRef(tenant=DEMO_TENANT, case_id=result.case_id)
+    delivered = start_case(env, result, settings)
+    case, downloads, signer = delivered.case, delivered.downloads, delivered.signer
     bundle_paths = [_download(url, env.home / "downloads") for url in downloads]
     result.bundle = str(bundle_paths[0])
     report = verify_bundle(bundle_paths, signer.public_pem)
@@ -97,27 +83,10 @@ def run_chat_case(
         say("the case is waiting for acknowledgement (--no-destroy)")
         return
 
-    say("acknowledging receipt as the client would (the notice's acknowledgement page)")
-    _acknowledge(ack_link, name="Acme DPO (chat demo)")
-    wait_for_state(run.id, {"COMPLETED"}, timeout=90, runner=env.runner)
-    from offboarding.trail import AuditTrail
-
-    scheduled = AuditTrail(settings, case, signer).state().schedule
-    assert scheduled is not None and scheduled.flow_run_id is not None
-    say(f"destruction scheduled for {scheduled.scheduled_for.isoformat()}; waiting for it to run")
-    finish_destruction(scheduled.flow_run_id, timeout=150, runner=env.runner, say=say)
-
+    acknowledge_and_destroy(env, delivered, "Acme DPO (chat demo)", say)
+    document = read_certificate(settings, case, signer, result)
     archive = open_store(settings.store_url("archive"))
-    key = certificate_key(case)
-    with archive.open_read(key) as body, archive.open_read(key + ".sig") as sig:
-        certificate, signature = body.read(), sig.read()
     public_key = load_public_key(signer.public_pem)
-    document = json.loads(certificate)
-    result.systems = {s["name"]: s["status"] for s in document.get("systems", [])}
-    if not verify_signature(public_key, certificate, signature):
-        result.errors.append("the certificate's signature does not verify")
-    result.certificate = str(Path(archive.url.removeprefix("file://")) / key)
-    result.report = str(Path(archive.url.removeprefix("file://")) / report_key(case))
     try:
         verify_archive(archive, public_key)
         result.certificate_verified = True

@@ -364,8 +364,7 @@ def _run_case(
     from offboarding.backup.backup import restore_check
     from offboarding.core.config import Settings
     from offboarding.core.records import CaseRef
-    from offboarding.core.signing import Signer, load_public_key, verify_signature
-    from offboarding.destruction.destruction import certificate_key, report_key
+    from offboarding.core.signing import load_public_key
     from offboarding.dev.demo import platform
     from offboarding.evidence.archive import verify_archive
     from offboarding.evidence.timestamps import load_roots
@@ -414,18 +413,8 @@ def _run_case(
         result.timestamp_authority_ca = str(env.tsa.ca_file)
     result.client_identity = str(identity)
     say(f"starting the offboarding case of {DEMO_TENANT!r}")
-    run = adapter.start_deployment("offboard/offboard", {"tenant": DEMO_TENANT})
-    result.offboard_run = str(run.id)
-    wait_for_state(run.id, {"PAUSED"}, timeout=150, runner=env.runner)
-    signer = Signer.load_or_create(settings.keys_dir)
-    result.public_key = str(settings.keys_dir / "signing-ed25519.pub.pem")
-    outbox = sorted((settings.root / "outbox").glob(f"{DEMO_TENANT}-*-delivery-*.eml"))
-    if not outbox:
-        raise OffboardingError("the case is waiting but no delivery notice was sent")
-    result.case_id = outbox[-1].name.split("-delivery-")[0]
-    downloads, ack_link = notice_links(outbox[-1])
-    result.link = downloads[0]
-    case = CaseRef(tenant=DEMO_TENANT, case_id=result.case_id)
+    delivered = start_case(env, result, settings)
+    case, downloads, signer = delivered.case, delivered.downloads, delivered.signer
     say(f"downloading the bundle as the client would ({len(downloads)} link(s) in the notice)")
     sealed = [_download(url, env.home / "downloads") for url in downloads]
     say(f"decrypting {len(sealed)} part(s) with the age tool and the client's identity")
@@ -437,26 +426,11 @@ def _run_case(
         say("the case is waiting for acknowledgement (--no-destroy)")
         return
 
-    say("acknowledging receipt as the client would (the notice's acknowledgement page)")
-    _acknowledge(ack_link, name="Acme DPO (demo)")
-    wait_for_state(run.id, {"COMPLETED"}, timeout=90, runner=env.runner)
-    trail = AuditTrail(settings, case, signer)
-    scheduled = trail.state().schedule
-    assert scheduled is not None and scheduled.flow_run_id is not None
-    say(f"destruction scheduled for {scheduled.scheduled_for.isoformat()}; waiting for it to run")
-    finish_destruction(scheduled.flow_run_id, timeout=150, runner=env.runner, say=say)
-
+    acknowledge_and_destroy(env, delivered, "Acme DPO (demo)", say)
     archive = open_store(settings.store_url("archive"))
-    key = certificate_key(case)
-    with archive.open_read(key) as body, archive.open_read(key + ".sig") as sig:
-        certificate, signature = body.read(), sig.read()
     public_key = load_public_key(signer.public_pem)
-    result.systems = {s["name"]: s["status"] for s in json.loads(certificate).get("systems", [])}
-    if not verify_signature(public_key, certificate, signature):
-        result.errors.append("the certificate's signature does not verify")
-    verify_chain(trail.events(), public_key)
-    result.certificate = str(Path(archive.url.removeprefix("file://")) / key)
-    result.report = str(Path(archive.url.removeprefix("file://")) / report_key(case))
+    read_certificate(settings, case, signer, result)
+    verify_chain(AuditTrail(settings, case, signer).events(), public_key)
     try:  # what an auditor runs: every signature, chain, certificate and timestamp token
         roots = (
             load_roots(settings.evidence.timestamp_ca) if settings.evidence.timestamp_ca else None
@@ -496,6 +470,76 @@ def _run_case(
     result.neighbours_unchanged = before == after
     if not result.neighbours_unchanged:
         result.errors.append("other tenants' data changed")
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """A case started through Prefect and waiting for its acknowledgement."""
+
+    case: Any  # CaseRef
+    run: Any  # the offboard flow run
+    downloads: list[str]
+    ack_link: str
+    signer: Any  # Signer
+
+
+def start_case(env: DemoEnvironment, result: DemoResult, settings: Any) -> Delivered:
+    """Start the demo tenant's case through the offboard deployment, as the platform's event
+    would, and wait until it is delivered: its notice's links, as the client receives them."""
+    from flows import adapter
+    from offboarding.core.records import CaseRef
+    from offboarding.core.signing import Signer
+
+    run = adapter.start_deployment("offboard/offboard", {"tenant": DEMO_TENANT})
+    result.offboard_run = str(run.id)
+    wait_for_state(run.id, {"PAUSED"}, timeout=150, runner=env.runner)
+    signer = Signer.load_or_create(settings.keys_dir)
+    result.public_key = str(settings.keys_dir / "signing-ed25519.pub.pem")
+    outbox = sorted((settings.root / "outbox").glob(f"{DEMO_TENANT}-*-delivery-*.eml"))
+    if not outbox:
+        raise OffboardingError("the case is waiting but no delivery notice was sent")
+    result.case_id = outbox[-1].name.split("-delivery-")[0]
+    downloads, ack_link = notice_links(outbox[-1])
+    result.link = downloads[0]
+    case = CaseRef(tenant=DEMO_TENANT, case_id=result.case_id)
+    return Delivered(case, run, downloads, ack_link, signer)
+
+
+def acknowledge_and_destroy(
+    env: DemoEnvironment, delivered: Delivered, name: str, say: Callable[[str], None]
+) -> None:
+    """Acknowledge as the client would (the notice's page), then wait for the destruction the
+    acknowledgement schedules, confirming attested systems as their roles would."""
+    from offboarding.core.config import Settings
+    from offboarding.trail import AuditTrail
+
+    say("acknowledging receipt as the client would (the notice's acknowledgement page)")
+    _acknowledge(delivered.ack_link, name=name)
+    wait_for_state(delivered.run.id, {"COMPLETED"}, timeout=90, runner=env.runner)
+    scheduled = AuditTrail(Settings(), delivered.case, delivered.signer).state().schedule
+    assert scheduled is not None and scheduled.flow_run_id is not None
+    say(f"destruction scheduled for {scheduled.scheduled_for.isoformat()}; waiting for it to run")
+    finish_destruction(scheduled.flow_run_id, timeout=150, runner=env.runner, say=say)
+
+
+def read_certificate(settings: Any, case: Any, signer: Any, result: DemoResult) -> dict[str, Any]:
+    """The case's certificate from the archive, its signature checked; its paths and systems
+    into `result`."""
+    from offboarding.core.signing import load_public_key, verify_signature
+    from offboarding.destruction.destruction import certificate_key, report_key
+    from offboarding.stores import open_store
+
+    archive = open_store(settings.store_url("archive"))
+    key = certificate_key(case)
+    with archive.open_read(key) as body, archive.open_read(key + ".sig") as sig:
+        certificate, signature = body.read(), sig.read()
+    document: dict[str, Any] = json.loads(certificate)
+    result.systems = {s["name"]: s["status"] for s in document.get("systems", [])}
+    if not verify_signature(load_public_key(signer.public_pem), certificate, signature):
+        result.errors.append("the certificate's signature does not verify")
+    result.certificate = str(Path(archive.url.removeprefix("file://")) / key)
+    result.report = str(Path(archive.url.removeprefix("file://")) / report_key(case))
+    return document
 
 
 def _person_requests(env: DemoEnvironment, result: DemoResult, say: Callable[[str], None]) -> None:
