@@ -505,3 +505,15 @@ def test_the_ledger_can_live_in_a_database_of_its_own(
     finally:
         with psycopg.connect(pg_cluster.dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_a_declared_reference_without_an_index_is_warned_of_like_a_foreign_key(
+    chat_platform: Chat,
+) -> None:
+    platform = chat_platform
+    platform.query("DROP INDEX chat.posts_rootid_idx")
+    dry = stages.dry_run_inventory(platform.settings, "acme")
+    warned = [w for loc in dry.locations for w in loc.warnings if "no index leads" in w]
+    assert len(warned) == 1
+    assert warned[0].startswith("chat.posts: no index leads with (rootid), the declared reference")
+    assert "CREATE INDEX CONCURRENTLY ON chat.posts (rootid)" in warned[0]
