@@ -21,7 +21,6 @@ delete are the relational core's (offboarding/locations/relational/), in MariaDB
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,7 +69,8 @@ from offboarding.locations.mariadb.catalogue import (
     table_item,
     with_references,
 )
-from offboarding.locations.mariadb.dialect import MariaDBDialect, quote
+from offboarding.locations.mariadb.dialect import MariaDBDialect
+from offboarding.locations.mariadb.digest import neighbours_digest
 from offboarding.locations.mariadb.engine import MariaDBEngine
 from offboarding.locations.mariadb.own import OwnDatabase
 from offboarding.locations.mariadb.snapshot import Snapshot, Source, export_tables
@@ -399,35 +399,13 @@ class MariaDBLocation:
 
     def neighbours_digest(self, case: CaseRef, excluded: frozenset[str] = frozenset()) -> str:
         """Every row not the tenant's (nor an excluded tenant's), table by table in key
-        order: equal before and after destruction."""
-        digest = hashlib.sha256()
+        order: equal before and after destruction (digest.py)."""
         with self._connect(cursorclass=MySQLdb.cursors.SSCursor) as conn:
             catalogue = self._catalogue(conn)
             classification, _ = self._classify(catalogue, strict=False)
-            for table in catalogue.tables:
-                if not table.primary_key or table.name in catalogue.hazards:
-                    continue
-                skip = [case.tenant, *sorted(excluded)]
-                where = "TRUE"
-                if table.qualified in classification.owned:
-                    mine = (
-                        self._scope(classification).destroyed(table.qualified, "t")
-                        if table.qualified in classification.entities  # (its view changes)
-                        else self._where(classification, table.qualified, "t")
-                    )
-                    where = " AND ".join(
-                        f"NOT ({mine})".replace("%(tenant)s", f"%(t{n})s") for n in range(len(skip))
-                    )
-                order = ", ".join(f"t.{quote(k)}" for k in table.primary_key)
-                with conn.cursor() as cur:
-                    cur.execute(
-                        f"SELECT * FROM {quote(table.name)} t WHERE {where} ORDER BY {order}",
-                        {f"t{n}": tenant for n, tenant in enumerate(skip)},
-                    )
-                    digest.update(table.qualified.encode())
-                    for row in cur:
-                        digest.update(repr(row).encode())
-        return digest.hexdigest()
+            return neighbours_digest(
+                conn, catalogue, self._scope(classification), [case.tenant, *sorted(excluded)]
+            )
 
 
 PLUGIN = Plugin(
