@@ -517,3 +517,23 @@ def test_a_declared_reference_without_an_index_is_warned_of_like_a_foreign_key(
     assert len(warned) == 1
     assert warned[0].startswith("chat.posts: no index leads with (rootid), the declared reference")
     assert "CREATE INDEX CONCURRENTLY ON chat.posts (rootid)" in warned[0]
+
+
+def test_a_reference_to_the_tenants_table_names_each_rows_tenant(chat_platform: Chat) -> None:
+    """channels' team, declared as a reference to the teams table instead of an owner column:
+    the same classification, the same rows."""
+    platform = chat_platform
+    path = platform.settings.datamap
+    assert path is not None
+    expected = {
+        t.qualified: t.rows for t in stages.dry_run_inventory(platform.settings, "acme").tables
+    }
+    path.write_text(
+        path.read_text().replace('owner_columns = { "chat.channels" = "teamid" }\n', "")
+        + '\n[[systems.postgres.references]]\nfrom = "chat.channels(teamid)"\n'
+        'to = "chat.teams(id)"\n'
+    )
+    dry = stages.dry_run_inventory(platform.settings, "acme")
+    assert {t.qualified: t.rows for t in dry.tables} == expected
+    (channels,) = [t for t in dry.tables if t.qualified == "chat.channels"]
+    assert (channels.scope, channels.tenant_column) == ("tenant", "teamid")

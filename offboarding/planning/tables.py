@@ -310,6 +310,10 @@ def classify_tables(
         *schema_tables,
         *shared,
     }
+    owner_columns = {
+        **_registry_references(tables, registry, registry_id, settled),
+        **owner_columns,
+    }
     scoped = sorted(
         t.qualified
         for t in tables
@@ -352,6 +356,31 @@ def classify_tables(
         registry_id=registry_id,
         excluded_holding=_holding(tables, excluded, owned, owner_columns, tenant_column),
     )
+
+
+def _columns_of(tables: list[CatalogTable], name: str) -> tuple[str, ...]:
+    return next((t.columns for t in tables if t.qualified == name), ())
+
+
+def _registry_references(
+    tables: list[CatalogTable], registry: str, registry_id: str, settled: set[str]
+) -> dict[str, str]:
+    """Tables whose key to the tenants table (a foreign key, or a declared reference) names
+    each row's tenant: that column is their owner column."""
+    found: dict[str, str] = {}
+    for table in tables:
+        if not registry or table.qualified in settled:
+            continue
+        for fk in table.foreign_keys:
+            if (
+                fk.references == registry
+                and fk.referenced_columns == (registry_id,)
+                and len(fk.columns) == 1
+                and not fk.conditional
+            ):
+                found[table.qualified] = fk.columns[0]
+                break
+    return found
 
 
 def _require_memberships(
