@@ -537,3 +537,19 @@ def test_a_reference_to_the_tenants_table_names_each_rows_tenant(chat_platform: 
     assert {t.qualified: t.rows for t in dry.tables} == expected
     (channels,) = [t for t in dry.tables if t.qualified == "chat.channels"]
     assert (channels.scope, channels.tenant_column) == ("tenant", "teamid")
+
+
+def test_a_declared_reference_the_database_also_has_is_the_databases(chat_platform: Chat) -> None:
+    platform = chat_platform
+    expected = {
+        t.qualified: t.rows for t in stages.dry_run_inventory(platform.settings, "acme").tables
+    }
+    platform.query(
+        "ALTER TABLE chat.posts ADD CONSTRAINT posts_channel FOREIGN KEY (channelid) "
+        "REFERENCES chat.channels (id) ON DELETE CASCADE"
+    )
+    dry = stages.dry_run_inventory(platform.settings, "acme")
+    assert {t.qualified: t.rows for t in dry.tables} == expected
+    (posts,) = [t for t in dry.tables if t.qualified == "chat.posts"]
+    keys = [(fk.columns, fk.declared) for fk in posts.foreign_keys if fk.columns == ["channelid"]]
+    assert keys == [(["channelid"], False)]  # one key: the database's

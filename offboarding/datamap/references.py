@@ -27,6 +27,10 @@ class Declaration:
     none: tuple[str | int, ...] = ()
     when: tuple[tuple[str, str | int], ...] = ()
 
+    @property
+    def conditional(self) -> bool:
+        return bool(self.none or self.when)
+
     def describe(self) -> str:
         when = "".join(f" when {c} = {v!r}" for c, v in self.when)
         to = f"({', '.join(self.referenced_columns)})" if self.referenced_columns else ""

@@ -88,7 +88,7 @@ def declare(tables: list[CatalogTable], declarations: list[Declaration]) -> list
     """The catalog with the declared references added as foreign keys (on_delete 'x'), each
     checked against it: its tables and columns exist, as many columns on each side, the
     parent's columns its primary key or unique by the declaration's word. A reference the
-    database already has is refused as redundant, so the database stays the one source."""
+    database has as a foreign key already is the database's (with its ON DELETE rule)."""
     by_name = {t.qualified: t for t in tables}
     added: dict[str, list[ForeignKey]] = {}
     for declared in declarations:
@@ -123,10 +123,9 @@ def declare(tables: list[CatalogTable], declarations: list[Declaration]) -> list
                 f"{len(referenced)}-column key {parent.qualified}({', '.join(referenced)})"
             )
         if any(fk.columns == declared.columns and fk.references == parent.qualified
-               and not fk.declared for fk in child.foreign_keys):  # fmt: skip
-            raise ConfigurationError(
-                f"{where}: the database already has this foreign key; remove the declaration"
-            )
+               and not fk.declared and not declared.conditional
+               for fk in child.foreign_keys):  # fmt: skip
+            continue  # the database's own key says it already (and its ON DELETE rule)
         added.setdefault(child.qualified, []).append(
             ForeignKey(
                 columns=declared.columns,
