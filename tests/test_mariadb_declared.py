@@ -14,7 +14,9 @@ import duckdb
 import MySQLdb
 import pytest
 
+from offboarding.core.errors import UnclassifiedDataError
 from offboarding.dev.services import MariaDBServer
+from offboarding.export import export as stages
 from offboarding.locations.reach import check_datamap
 from tests import wiki as wiki_db
 from tests.conftest import Platform
@@ -184,3 +186,39 @@ def test_shared_people_no_other_tenant_has_are_kept_pseudonymised(
     conn.close()
     assert people[1] == "in acme and globex" and people[3] == "in globex only"
     assert str(people[2]).startswith("erased-")  # acme's alone: kept, its name replaced
+
+
+def test_a_sequence_named_after_the_tenant_stops_the_case_until_declared_then_goes(
+    wiki: tuple[Platform, str], mariadb: MariaDBServer
+) -> None:
+    platform, database = wiki
+    conn = _connect(mariadb, database)
+    wiki_db.run(conn, "CREATE SEQUENCE invoice_no_acme; CREATE SEQUENCE invoice_no_globex")
+    conn.close()
+    dry = stages.dry_run_inventory(platform.settings, "acme")
+    warned = [w for loc in dry.locations for w in loc.warnings if "invoice_no" in w]
+    assert len(warned) == 1 and warned[0].startswith("sequence invoice_no_acme:")
+    case = platform.case("acme")
+    stages.freeze(platform.settings, case)
+    with pytest.raises(UnclassifiedDataError, match=r"systems\.wiki\.tenant_objects"):
+        stages.take_inventory(platform.settings, case)
+    path = platform.settings.datamap
+    assert path is not None
+    path.write_text(
+        path.read_text().replace(
+            "[systems.wiki.shared_entities.people]",
+            'tenant_objects = [{ kind = "sequence", name = "invoice_no_{tenant}" }]\n'
+            "[systems.wiki.shared_entities.people]",
+        )
+    )
+    export_and_deliver(platform, case)
+    destroy_everything(platform, case)
+    conn = _connect(mariadb, database)
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+            "AND TABLE_TYPE = 'SEQUENCE'",
+            (database,),
+        )
+        assert cur.fetchall() == (("invoice_no_globex",),)
+    conn.close()

@@ -317,6 +317,24 @@ class MariaDBSystem(PluginSystem):
         description="Tables naming their tenant in another column than tenant_column, each "
         "with that column.",
     )
+    tenant_objects: list[TenantObject] = Field(
+        default_factory=list,
+        description="Sequences the platform names after each tenant (kind = 'sequence', name "
+        "without the database): dropped with it, or kept with why. One found and not declared "
+        "stops the case.",
+    )
+
+    @field_validator("tenant_objects")
+    @classmethod
+    def _sequences_only(cls, objects: list[TenantObject]) -> list[TenantObject]:
+        for obj in objects:
+            if obj.kind != "sequence":
+                raise ValueError(
+                    f"{obj.kind} {obj.name}: a MariaDB system declares its sequences; users and "
+                    "roles are the server's (declare them as an attested step)"
+                )
+        return objects
+
     references: list[DeclaredReference] = Field(
         default_factory=list,
         description="References the database has no foreign key for, each used exactly like "

@@ -72,9 +72,11 @@ from offboarding.locations.mariadb.catalogue import (
 from offboarding.locations.mariadb.dialect import MariaDBDialect
 from offboarding.locations.mariadb.digest import neighbours_digest
 from offboarding.locations.mariadb.engine import MariaDBEngine
+from offboarding.locations.mariadb.named import drop_sequences, named_sequences, sequences_left
 from offboarding.locations.mariadb.own import OwnDatabase
 from offboarding.locations.mariadb.snapshot import Snapshot, Source, export_tables
 from offboarding.locations.relational import RelationalScope, coverage, deletion, proof
+from offboarding.locations.relational import named as tenant_named
 from offboarding.planning import CatalogTable, Classification
 
 __all__ = ["PLUGIN", "MariaDBLocation", "Snapshot", "arrow_type"]
@@ -221,8 +223,11 @@ class MariaDBLocation:
                         - count(cur, by_name[t].name, scope.destroyed(t, "t"), case.tenant)
                     ),
                 )
+            objects = named_sequences(catalogue, case.tenant, self.system)
+            omitted += tenant_named.left_out(self.name, objects)
             if not dry_run:
                 coverage.require_handled(case, f"[systems.{self.name}]", omitted)
+                tenant_named.require_declared(case, f"systems.{self.name}", objects)
             own = self._own(case)
             if own is not None:
                 own_catalogue, unreadable = own.catalogue(conn, strict=not dry_run)
@@ -248,7 +253,7 @@ class MariaDBLocation:
             excluded_tables=dict(classification.excluded),
             shared_rows=shared,
             unclassified=unclassified,
-            warnings=warnings + coverage.warnings(omitted),
+            warnings=warnings + coverage.warnings(omitted) + tenant_named.warnings(objects),
             left_out=omitted,
         )
 
@@ -347,12 +352,17 @@ class MariaDBLocation:
             dropped = self._drop_own(conn, case, inventoried)
             batch = self.settings.destruction.delete_batch_rows
             deletion.delete_listed(engine, case, proved, batch)
+            sequences = drop_sequences(
+                conn, named_sequences(self._catalogue(conn), case.tenant, self.system)
+            )
         details = {f"deleted {t}": str(n) for t, n in proved.deleted.items() if n}
+        if sequences:
+            details["dropped, named after the tenant"] = ", ".join(sequences)
         details.update({f"dropped {t}": str(n) for t, n in dropped.items()})
         return Removal(
             items_before=sum(d.rows for d in proved.doomed.values()) + sum(dropped.values()),
             bytes_before=sum(d.bytes for d in proved.doomed.values()),
-            items_removed=sum(proved.deleted.values()) + sum(dropped.values()),
+            items_removed=sum(proved.deleted.values()) + sum(dropped.values()) + len(sequences),
             technique=self.describe().technique,
             isolation=proved.summary(engine.policies),
             details=details,
@@ -389,6 +399,7 @@ class MariaDBLocation:
                 left[own.name] = 1 + sum(
                     own.counts(conn, own.catalogue(conn, strict=False)[0]).values()
                 )
+            left.update(dict.fromkeys(sequences_left(catalogue, case.tenant, self.system), 1))
         return Remaining(
             items=sum(left.values()),
             verification=f"count of the tenant's rows in {len(classification.owned)} table(s)"

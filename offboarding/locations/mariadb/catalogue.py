@@ -123,6 +123,7 @@ class Catalogue:
     hazards: dict[str, str]  # table -> why the pipeline cannot read it by key
     rows_estimate: dict[str, tuple[int, int]] = field(default_factory=dict)  # rows, avg length
     engines: dict[str, str] = field(default_factory=dict)  # table -> its storage engine
+    sequences: tuple[str, ...] = ()  # the database's SEQUENCE objects, by name
 
 
 def count(cur: Any, table: str, where: str, tenant: str) -> int:
@@ -244,7 +245,8 @@ def read_catalogue(
         )
     estimates = {t: (rows, length) for t, (_, _, rows, length) in kinds.items()}
     engines = {t: str(engine or kind) for t, (kind, engine, _, _) in kinds.items()}
-    return Catalogue(tables, columns, hazards, estimates, engines)
+    sequences = tuple(sorted(t for t, (kind, _, _, _) in kinds.items() if kind == "SEQUENCE"))
+    return Catalogue(tables, columns, hazards, estimates, engines, sequences)
 
 
 def with_references(catalogue: Catalogue, name: str, system: MariaDBSystem) -> Catalogue:

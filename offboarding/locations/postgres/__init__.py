@@ -71,6 +71,7 @@ from offboarding.locations.postgres.person_scope import count_person
 from offboarding.locations.postgres.scope import Scope, digest_query, measure, scope_kind
 from offboarding.locations.postgres.snapshot import export_part, export_tenant, plan_export
 from offboarding.locations.relational import coverage
+from offboarding.locations.relational import named as tenant_named
 from offboarding.locations.relational.proof import require_shared_policies, shared_counts
 from offboarding.planning import Classification, MissingIndex, missing_indexes
 from offboarding.registry import LEDGER_SCHEMA, registry_table
@@ -201,9 +202,9 @@ class PostgresLocation:
             objects = self._named(conn, case)
             if not dry_run:
                 coverage.require_handled(case, "[systems.postgres]", omitted)
-                named.require_declared(case, objects)
-            warnings += coverage.warnings(omitted) + named.warnings(objects)
-            omitted += named.named_left_out(objects)
+                tenant_named.require_declared(case, "systems.postgres", objects)
+            warnings += coverage.warnings(omitted) + tenant_named.warnings(objects)
+            omitted += tenant_named.left_out(self.name, objects)
             policies = platform_shape(self.settings).shared_rows
             warnings += [
                 f"{table}: {count} row(s) reference both this tenant's rows and another "
@@ -229,7 +230,9 @@ class PostgresLocation:
             left_out=omitted,
         )
 
-    def _named(self, conn: psycopg.Connection[Any], case: CaseRef) -> list[named.NamedObject]:
+    def _named(
+        self, conn: psycopg.Connection[Any], case: CaseRef
+    ) -> list[tenant_named.NamedObject]:
         """Sequences, roles and publications named after the tenant (named.py)."""
         return named.find_named(
             conn,
@@ -328,11 +331,7 @@ class PostgresLocation:
                 "SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,)
             ).fetchone()
             schema_left = int(row[0]) if row else 0
-            objects = [
-                o.describe()
-                for o in self._named(conn, case)
-                if o.declared is not None and o.declared.action == "drop"
-            ]
+            objects = [o.describe() for o in tenant_named.to_drop(self._named(conn, case))]
         nonzero = {t: n for t, n in left.items() if n}
         return Remaining(
             items=sum(left.values()) + schema_left + len(objects),
