@@ -186,3 +186,17 @@ def test_columns_that_select_tenant_rows_without_an_index_are_named() -> None:
     assert reached_through_indexes(
         with_audit, everything, {**indexed, "public.audit": [("post_id",)]}
     )
+
+
+def test_a_key_to_the_tenants_table_names_the_owner_column_unless_the_tenant_column_does() -> None:
+    tables = [
+        table("tenants", ("id",)),
+        table("channels", ("id", "team"), ("team", "tenants")),
+        table("transfers", ("id", "tenant_id", "to_tenant"), ("to_tenant", "tenants")),
+    ]
+    result = classify_tables(
+        tables, tenant_column="tenant_id", registry="public.tenants", global_tables={}, excluded={}
+    )
+    assert result.tenant_scoped == ("public.channels", "public.transfers")
+    assert result.owner_column("public.channels") == "team"
+    assert result.owner_column("public.transfers") == "tenant_id"  # its own column wins

@@ -302,15 +302,10 @@ def classify_tables(
     }
     keys = {t.qualified: t.primary_key for t in tables}
     shared = {e.table: replace(e, key=e.key or keys.get(e.table, ())) for e in entities}
-    settled = {
-        *([registry] if registry else []),
-        *global_tables,
-        *excluded,
-        *schema_tables,
-        *shared,
-    }
+    settled = {*([registry] if registry else []), *global_tables, *excluded}
+    settled |= {*schema_tables, *shared}
     owner_columns = {
-        **_registry_references(tables, registry, registry_id, settled),
+        **_registry_references(tables, registry, registry_id, settled, tenant_column),
         **owner_columns,
     }
     scoped = sorted(
@@ -357,18 +352,18 @@ def classify_tables(
     )
 
 
-def _columns_of(tables: list[CatalogTable], name: str) -> tuple[str, ...]:
-    return next((t.columns for t in tables if t.qualified == name), ())
-
-
 def _registry_references(
-    tables: list[CatalogTable], registry: str, registry_id: str, settled: set[str]
+    tables: list[CatalogTable],
+    registry: str,
+    registry_id: str,
+    settled: set[str],
+    tenant_column: str,
 ) -> dict[str, str]:
-    """Tables whose key to the tenants table (a foreign key, or a declared reference) names
-    each row's tenant: that column is their owner column."""
+    """Tables without the tenant column whose key to the tenants table (a foreign key, or a
+    declared reference) names each row's tenant: that column is their owner column."""
     found: dict[str, str] = {}
     for table in tables:
-        if not registry or table.qualified in settled:
+        if not registry or table.qualified in settled or tenant_column in table.columns:
             continue
         for fk in table.foreign_keys:
             if (
