@@ -21,6 +21,7 @@ from psycopg import sql
 from offboarding.core.config import Settings
 from offboarding.core.errors import (
     ConfigurationError,
+    DestructionIncompleteError,
     IsolationBreachError,
     SharedRowsError,
     UnclassifiedDataError,
@@ -28,6 +29,7 @@ from offboarding.core.errors import (
 from offboarding.core.records import CaseRef
 from offboarding.datamap import FilesSystem
 from offboarding.datamap.references import SharedEntity
+from offboarding.destruction import destruction
 from offboarding.dev.demo import chat
 from offboarding.dev.services import PostgresCluster
 from offboarding.export import export as stages
@@ -36,7 +38,7 @@ from offboarding.locations.reach import check_datamap
 from offboarding.registry import TenantRegistry
 from offboarding.stores import LocalStore, open_store
 from tests.conftest import Platform, _dsn
-from tests.helpers import destroy_everything, export_and_deliver
+from tests.helpers import acknowledge, destroy_everything, export_and_deliver
 
 
 class Chat(Platform):
@@ -553,3 +555,33 @@ def test_a_declared_reference_the_database_also_has_is_the_databases(chat_platfo
     (posts,) = [t for t in dry.tables if t.qualified == "chat.posts"]
     keys = [(fk.columns, fk.declared) for fk in posts.foreign_keys if fk.columns == ["channelid"]]
     assert keys == [(["channelid"], False)]  # one key: the database's
+
+
+def test_a_declared_reference_written_after_the_check_stops_its_batch(
+    chat_platform: Chat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """globex links one of acme's posts between the check and the delete, through a reference
+    the database knows nothing of (it would keep a dangling link): the batch's check runs
+    again for declared references and rolls the batch back."""
+    from offboarding.locations.postgres import deletion
+
+    platform = chat_platform
+    case = platform.case("acme")
+    export_and_deliver(platform, case)
+    acknowledge(platform.settings, case)
+    proved = deletion._prove
+
+    def then_globex_links(*args: object, **kwargs: object) -> object:
+        result = proved(*args, **kwargs)  # type: ignore[arg-type]
+        platform.query(
+            "INSERT INTO chat.post_links SELECT 'late', g.channelid, g.id, a.channelid, a.id "
+            "FROM chat.posts g JOIN chat.channels gc ON gc.id = g.channelid, chat.posts a "
+            "JOIN chat.channels ac ON ac.id = a.channelid "
+            "WHERE gc.teamid = 'globex' AND ac.teamid = 'acme' ORDER BY a.id LIMIT 1"
+        )
+        return result
+
+    monkeypatch.setattr(deletion, "_prove", then_globex_links)
+    with pytest.raises(DestructionIncompleteError, match=r"chat\.post_links through declared"):
+        destruction.destroy_location(platform.settings, case, "postgres")
+    assert platform.query("SELECT count(*) FROM chat.post_links WHERE id = 'late'") == [(1,)]

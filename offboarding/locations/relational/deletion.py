@@ -8,6 +8,11 @@ reference cycles go last and together. A batch is one transaction:
   (ON DELETE CASCADE / SET NULL / SET DEFAULT), the window's rows are locked and the proof's
   reference check is run again for them, so a row written since the proof stops the batch
   instead of being changed silently;
+- where a reference the data map declares points into the table (the database does nothing
+  for it: a row written since the proof would be orphaned silently), the same check runs for
+  the window. A declared reference takes no lock in the database, so a writer can still slip
+  a row in between that check and the batch's commit: the tenant's freeze, and other tenants
+  having no business naming its rows, are what close that gap;
 - the delete returns the deleted rows' owner columns, and a row that is not the tenant's
   rolls the batch back and stops the case as an incident.
 """
@@ -172,13 +177,14 @@ def delete_listed(
     """Every listed table, children first, in batches; rows deleted per table (also recorded
     in `proof.deleted`)."""
     by_name = {t.qualified: t for t in engine.tables}
-    # Keys through which the database would change a referencing row: re-checked per batch,
-    # under the batch's row locks, against rows written since the proof.
+    # Keys through which the database would change a referencing row, and references it knows
+    # nothing of: re-checked per batch, under the batch's row locks, against rows written
+    # since the proof.
     hazards = {
         fk.references
         for t in engine.tables
         for fk in t.foreign_keys
-        if fk.on_delete in CHANGES_REFERENCING and fk.references in proof.doomed
+        if (fk.on_delete in CHANGES_REFERENCING or fk.declared) and fk.references in proof.doomed
     }
     for entity in engine.scope.classification.pseudonymised:
         proof.pseudonymised[entity] = pseudonymise(engine, entity)
