@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from offboarding.core.errors import ConfigurationError
 from offboarding.locations.relational.scope import RelationalScope
 from offboarding.planning import CatalogTable, ForeignKey
 
@@ -87,7 +88,9 @@ def check_declared(
     tables: Iterable[CatalogTable],
     fetch: Callable[[Q], tuple[object, ...]],
 ) -> list[DeclaredCheck]:
-    """Each declared reference's rows, orphans and rows reaching two tenants (module doc)."""
+    """Each declared reference's rows, orphans and rows reaching two tenants (module doc).
+    `fetch` raises ConfigurationError where the database refuses a reference's statement
+    (types it cannot compare, a none value the column cannot hold): named with the reference."""
     d = scope.dialect
     found = []
     for table in tables:
@@ -110,19 +113,22 @@ def check_declared(
                 if mine is not None and theirs is not None
                 else d.text("FALSE")
             )
-            row = fetch(
-                d.fill(
-                    "SELECT count(*), coalesce(sum(CASE WHEN NOT {p} THEN 1 ELSE 0 END), 0), "
-                    "coalesce(sum(CASE WHEN {x} THEN 1 ELSE 0 END), 0) FROM {t} c WHERE {s}",
-                    p=parent,
-                    x=crossing,
-                    t=d.table(name),
-                    s=scope.is_set(name, "c", fk),
-                )
+            query = d.fill(
+                "SELECT count(*), coalesce(sum(CASE WHEN NOT {p} THEN 1 ELSE 0 END), 0), "
+                "coalesce(sum(CASE WHEN {x} THEN 1 ELSE 0 END), 0) FROM {t} c WHERE {s}",
+                p=parent,
+                x=crossing,
+                t=d.table(name),
+                s=scope.is_set(name, "c", fk),
             )
+            reference = fk.name.removeprefix("declared ")
+            try:
+                row = fetch(query)
+            except ConfigurationError as error:  # the database's refusal, with the reference
+                raise ConfigurationError(f"the data map's reference {reference}: {error}") from None
             found.append(
                 DeclaredCheck(
-                    reference=fk.name.removeprefix("declared "),
+                    reference=reference,
                     rows=int(str(row[0] or 0)),
                     orphans=int(str(row[1] or 0)),
                     two_tenants=int(str(row[2] or 0)),
