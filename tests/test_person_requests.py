@@ -377,41 +377,47 @@ def _rewrite_map(platform: Platform, old: str, new: str) -> None:
     path.write_text(text.replace(old, new))
 
 
-def test_a_managers_erasure_ends_in_a_clear_refusal_or_a_correct_erasure(
+_MANAGER_LINK = 'key = "id"\nlinks = { manager_id = "clear" }\n'
+
+
+def test_a_managers_erasure_clears_their_reports_link_as_the_data_map_declares(
     platform: Platform,
 ) -> None:
-    """The review's HR case: the refusal advised declaring the person table under
-    [person.tables]; `by = "manager_id"` then passed, replaced the person's own key condition,
-    deleted the person's report (a colleague), kept the person, and certified it."""
+    """The HR case: other people's rows point at the person through the person table's own
+    column (manager_id). Undeclared, it stops the request at once; declared under [person]
+    by (the old advice) it is refused; kept while the person's row goes it is refused by the
+    database's key; declared as a link to clear, the report stays, without a manager."""
     settings = platform.settings
     person, report = _manager_of_a_colleague(platform)
     colleague = platform.query("SELECT * FROM users WHERE id = %s", report)
-    request = open_request(settings, "acme", str(person), "erasure")
-    with pytest.raises(TenantError, match="other people's rows point at the person") as refused:
-        erase_person(settings, request.ref)
-    advice = str(refused.value)
-    assert 'erase = "pseudonymise" under [person]' in advice
-    assert "[person.tables]" not in advice.split("other people's rows")[1].split(".")[0]
+    undeclared = r"users\.manager_id points at public\.users \(foreign key users_manager_id_fkey"
+    with pytest.raises(ConfigurationError, match=undeclared + r"\) .* under \[person\] links"):
+        open_request(settings, "acme", str(person), "erasure")
 
-    # The old advice, followed: refused by the data map, nothing erased.
-    _rewrite_map(platform, '[person.tables."public.posts"]',
-                 '[person.tables."public.users"]\nby = "manager_id"\nerase = "delete"\n\n'
-                 '[person.tables."public.posts"]')  # fmt: skip
-    with pytest.raises(ConfigurationError, match=r"names the person table public\.users itself"):
-        erase_person(settings, request.ref)
-    assert platform.query("SELECT * FROM users WHERE id = %s", report) == colleague
-
-    # The new advice, followed: the person's row kept with its personal columns replaced.
     declared = '[person.tables."public.users"]\nby = "manager_id"\nerase = "delete"\n\n'
+    _rewrite_map(
+        platform, '[person.tables."public.posts"]', declared + '[person.tables."public.posts"]'
+    )
+    with pytest.raises(ConfigurationError, match=r"names the person table public\.users itself"):
+        open_request(settings, "acme", str(person), "erasure")
     _rewrite_map(platform, declared, "")
-    _rewrite_map(platform, 'erase = "delete"\nfiles = ["tenants/{tenant}/avatars/{person}.bin"]',
-                 'erase = "pseudonymise"\npersonal = ["display_name", "email", "phone", "avatar"]\n'
-                 'files = ["tenants/{tenant}/avatars/{person}.bin"]')  # fmt: skip
+
+    kept = 'key = "id"\nlinks = { manager_id = { rule = "keep", why = "the org chart" } }\n'
+    _rewrite_map(platform, 'key = "id"\n', kept)
+    with pytest.raises(ConfigurationError, match="manager_id is kept pointing at the person, "
+                       "whose row is deleted, and the database's foreign key"):  # fmt: skip
+        open_request(settings, "acme", str(person), "erasure")
+
+    _rewrite_map(platform, kept, _MANAGER_LINK)
+    request = open_request(settings, "acme", str(person), "erasure")
     erased = erase_person(settings, request.ref)
-    assert erased.pseudonymised.get("public.users") == 1
-    assert platform.query("SELECT * FROM users WHERE id = %s", report) == colleague
-    kept = platform.query("SELECT email, display_name FROM users WHERE id = %s", person)
-    assert kept and all(str(v).startswith("erased-") for v in kept[0])
+    after = platform.query("SELECT * FROM users WHERE id = %s", report)
+    assert platform.query("SELECT manager_id FROM users WHERE id = %s", report) == [(None,)]
+    assert [None if v == person else v for v in colleague[0]] == list(after[0])
+    assert platform.query("SELECT count(*) FROM users WHERE id = %s", person) == [(0,)]
+    links = read_signed(settings, erased.certificate_key)["database"]["links"]
+    assert {"table": "public.users", "column": "manager_id", "rule": "clear", "rows": 1,
+            "why": ""} in links  # fmt: skip
 
 
 def test_the_person_tables_own_rows_are_proved_to_be_the_person_inside_the_erasure(
@@ -423,12 +429,13 @@ def test_the_person_tables_own_rows_are_proved_to_be_the_person_inside_the_erasu
 
     settings = platform.settings
     person, report = _manager_of_a_colleague(platform)
+    _rewrite_map(platform, 'key = "id"\n', _MANAGER_LINK)
     before = platform.fingerprint("acme")
     selected = person_scope.person_conditions
 
     def selecting_the_report(*args: object, **kwargs: object) -> object:
         selection = selected(*args, **kwargs)  # type: ignore[arg-type]
-        selection.conditions["public.users"] = sql.SQL("users.id = {}").format(report)
+        selection.own["public.users"] = sql.SQL("users.id = {}").format(report)
         return selection
 
     monkeypatch.setattr(person_erasure, "person_conditions", selecting_the_report)

@@ -31,14 +31,24 @@ def person_inventory(tenant: str, person: str, as_json: bool) -> int:
         f"person {footprint.person} of tenant {footprint.tenant}: what a request would touch "
         "(nothing changed)"
     )
-    print(f"  {'table':<32} {'by':<14} {'on erasure':<13} {'rows':>8} {'bytes':>10}")
+    print(f"  {'table':<32} {'column':<14} {'on erasure':<13} {'rows':>8} {'bytes':>10}")
     for t in footprint.tables:
         by = t.by or "(the person)"
-        print(f"  {t.table:<32} {by:<14} {t.erase:<13} {t.rows:>8} {t.bytes:>10}")
+        kind = t.erase if t.own else f"link: {t.erase}"
+        size = t.bytes if t.own else ""
+        print(f"  {t.table:<32} {by:<14} {kind:<13} {t.rows:>8} {size:>10}")
     print(f"  files: {footprint.files} objects, {footprint.file_bytes} bytes")
     for name, handling in footprint.systems.items():
         print(f"  {name}: {handling}")
-    print(f"  total: {footprint.rows} rows, {footprint.files} files")
+    print(f"  total: {footprint.rows} rows of the person, {footprint.linked} rows of others "
+          f"linking to them, {footprint.files} files")  # fmt: skip
+    if footprint.refusals:
+        print(f"  an erasure would be refused ({len(footprint.refusals)}), before anything "
+              "changes:")  # fmt: skip
+        for refusal in footprint.refusals:
+            print(f"    - {refusal}")
+    else:
+        print("  an erasure would meet no refusal")
     return 0
 
 

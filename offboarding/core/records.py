@@ -131,6 +131,12 @@ class TableItem(Record):
         default_factory=list, description="For derived tables: tables reached through FKs."
     )
     foreign_keys: list[ForeignKeySchema] = Field(default_factory=list)
+    withheld: list[str] = Field(
+        default_factory=list,
+        description="In an answer about one person: columns given only on the person's own "
+        "rows, NULL on other people's rows that merely point at the person (their words are "
+        "theirs, GDPR Art. 15(4)); their keys and references are given.",
+    )
 
     @property
     def qualified(self) -> str:

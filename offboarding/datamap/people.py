@@ -18,29 +18,87 @@ __all__ = [
     "ContactSystem",
     "ContactsScope",
     "PersonDeclaration",
+    "PersonLink",
     "PersonScope",
     "PersonSystem",
     "PersonTable",
+    "Tombstone",
 ]
 
 _QUALIFIED = r"^[^.\s]+\.[^.\s]+$"
 _PERSON_PLACEHOLDER = "{person}"
 
 
-class PersonTable(BaseModel):
-    """How one table's rows point at a person, and what an erasure does with them."""
+LinkRule = Literal["clear", "tombstone", "keep"]
+
+
+class PersonLink(BaseModel):
+    """A column of other people's rows that points at the person (a ticket's assignee, a
+    message's recipient, a colleague's manager): the row is not the person's, the link is.
+    An erasure clears the column (it must allow NULL), reassigns it to the tombstone person
+    ([person] tombstone), or keeps it, with why (named in the certificate as a link that
+    remains)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    by: str = Field(
+    rule: LinkRule = Field(
+        description="'clear' sets the column to NULL; 'tombstone' points it at [person] "
+        "tombstone; 'keep' leaves it (the certificate names it, with why)."
+    )
+    why: str = Field(default="", description="Why a kept link must stay (required for keep).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: object) -> object:
+        return {"rule": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _kept_with_why(self) -> PersonLink:
+        if self.rule == "keep" and not self.why.strip():
+            raise ValueError(
+                'a kept link needs why = "..." (the certificate names every link that '
+                'remains, with its reason); or clear it, or reassign it with "tombstone"'
+            )
+        return self
+
+
+class PersonTable(BaseModel):
+    """How one table's rows point at a person, and what an erasure does with them: the
+    person's own rows (`by`, e.g. the author), and other people's rows that point at them
+    (`links`, e.g. the assignee), each column with its own rule."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    by: str | None = Field(
+        default=None,
         min_length=1,
         description="The column holding the person's key (e.g. author_id): the person's rows "
         "of this table are those where it equals the person's key, within the tenant.",
     )
-    erase: Literal["delete", "pseudonymise"] = Field(
+    erase: Literal["delete", "pseudonymise"] | None = Field(
+        default=None,
         description="'delete' removes the person's rows; 'pseudonymise' keeps them (where "
         "deleting would break the client's shared content: a comment others answered, a post "
-        "others commented) and replaces their personal columns.",
+        "others commented) and replaces their personal columns. Required with `by`.",
+    )
+    reference: LinkRule | None = Field(
+        default=None,
+        description="For pseudonymised rows: what becomes of their `by` column. 'clear' "
+        "(NULL), 'tombstone' (reassigned to [person] tombstone, so the kept rows cannot be "
+        "linked together again) or 'keep'. Default: clear where the person's row is deleted, "
+        "keep where it is pseudonymised (the certificate names what remains linkable).",
+    )
+    links: dict[str, PersonLink] = Field(
+        default_factory=dict,
+        description="Other columns of the table pointing at the person, each with its rule: "
+        '{ assignee_id = "clear", reviewer_id = { rule = "keep", why = "..." } }. Their rows '
+        "are in the person's access answers, with the keys and references only (see disclose).",
+    )
+    disclose: list[str] = Field(
+        default_factory=list,
+        description="Columns of other people's rows given in an access answer beyond their "
+        "keys and references (a ticket's subject, a status). Everything else of those rows is "
+        "withheld (NULL in the answer): their words are theirs (GDPR Art. 15(4)).",
     )
     personal: list[str] = Field(
         default_factory=list,
@@ -55,6 +113,26 @@ class PersonTable(BaseModel):
 
     @model_validator(mode="after")
     def _files_go_with_rows(self) -> PersonTable:
+        if self.by is None:
+            if not self.links:
+                raise ValueError(
+                    "give by (the column of the person's own rows) or links (columns of "
+                    "other people's rows pointing at the person), or both"
+                )
+            if self.erase or self.personal or self.files or self.reference:
+                raise ValueError(
+                    "erase, personal, files and reference apply to the person's own rows: "
+                    "name their column with by, or drop them (links keep the rows)"
+                )
+            return self
+        if self.erase is None:
+            raise ValueError(f'by = "{self.by}" needs erase = "delete" or "pseudonymise"')
+        if self.by in self.links:
+            raise ValueError(f"{self.by} is both by and a link: the person's rows or others'")
+        if self.reference and self.erase != "pseudonymise":
+            raise ValueError(
+                'reference says what a kept row keeps: only with erase = "pseudonymise"'
+            )
         if self.files and self.erase != "delete":
             raise ValueError(
                 "files columns are deleted with their rows: a pseudonymised row would keep "
@@ -120,6 +198,21 @@ class PersonSystem(BaseModel):
         return bool(self.tables or self.patterns)
 
 
+class Tombstone(BaseModel):
+    """The person row that kept rows are reassigned to: by key (`value` alone, `{tenant}`
+    allowed) or as the tenant's one row whose `column` holds `value`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    value: str = Field(min_length=1)
+    column: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: object) -> object:
+        return {"value": str(value)} if isinstance(value, str | int) else value
+
+
 class PersonScope(BaseModel):
     """How a person of a tenant is found in every system, for the client's requests about one
     person (clause 2.2.7): access, portability, erasure. Every foreign key that points at the
@@ -144,6 +237,23 @@ class PersonScope(BaseModel):
         default_factory=list,
         description="Object keys of the person's own files in the files store, with {tenant} "
         "and {person}, e.g. 'tenants/{tenant}/avatars/{person}.bin'.",
+    )
+    links: dict[str, PersonLink] = Field(
+        default_factory=dict,
+        description="Columns of the person table pointing at another person (manager_id): "
+        "the colleagues whose column names the person, each column with its rule, as "
+        "[person.tables] links.",
+    )
+    disclose: list[str] = Field(
+        default_factory=list,
+        description="Columns of those colleagues' rows given in an access answer beyond "
+        "their keys and references; the rest is withheld (GDPR Art. 15(4)).",
+    )
+    tombstone: Tombstone | None = Field(
+        default=None,
+        description="The person row that kept rows are reassigned to (rule 'tombstone'), so "
+        "what stays cannot be linked back: its key ('0', or 'ghost-{tenant}'), or { column = "
+        '"login", value = "ghost" } for the tenant\'s row holding that value.',
     )
     tables: dict[Annotated[str, Field(pattern=_QUALIFIED)], PersonTable] = Field(
         default_factory=dict, description="Every table whose rows point at a person."
@@ -185,7 +295,36 @@ class PersonScope(BaseModel):
                 "personal lists the person row's columns to replace when the row is kept: "
                 'with erase = "delete" the whole row goes; drop personal, or keep the row'
             )
+        reassigned = [f"{t} {c}" for t, c, rule in self.link_rules() if rule == "tombstone"]
+        if reassigned and self.tombstone is None:
+            raise ValueError(
+                f"{', '.join(reassigned)} reassign to the tombstone person, but [person] names "
+                'none: add tombstone = "<key>" (or { column, value }), or clear or keep them'
+            )
         return self
+
+    def link_rules(self) -> list[tuple[str, str, LinkRule]]:
+        """Every column pointing at the person in rows the erasure keeps, with its rule:
+        the links of each table (the person table's own too), then the `by` column of each
+        pseudonymised table (its `reference`, or the default)."""
+        rules = [(table, column, link.rule) for table, column, link in self.every_link()]
+        for table, entry in self.tables.items():
+            if entry.by and entry.erase == "pseudonymise":
+                rules.append((table, entry.by, self.kept_reference(entry)))
+        return rules
+
+    def every_link(self) -> list[tuple[str, str, PersonLink]]:
+        """(table, column, link) of every column of others' rows pointing at the person: the
+        person table's links first."""
+        found = [(self.table, column, link) for column, link in self.links.items()]
+        for table, entry in self.tables.items():
+            found += [(table, column, link) for column, link in entry.links.items()]
+        return found
+
+    def kept_reference(self, entry: PersonTable) -> LinkRule:
+        """What becomes of a pseudonymised row's `by` column: as declared, else cleared
+        where the person's row goes and kept where it stays."""
+        return entry.reference or ("clear" if self.erase == "delete" else "keep")
 
 
 # What a plug-in is told of one person: the [person] scope for the system holding the person

@@ -28,6 +28,7 @@ from offboarding.core.records import (
 from offboarding.locations.plugin import (
     Capability,
     IsolationCheck,
+    KeptLink,
     Lingering,
     PersonAccess,
     PersonErased,
@@ -54,6 +55,7 @@ __all__ = [
     "ExportProgress",
     "FannedOut",
     "IsolationCheck",
+    "KeptLink",
     "Lingering",
     "LocationExport",
     "LocationFacts",

@@ -25,6 +25,7 @@ from offboarding.datamap import PersonDeclaration, PersonScope, PersonSystem
 __all__ = [
     "Capability",
     "IsolationCheck",
+    "KeptLink",
     "Lingering",
     "PersonAccess",
     "PersonErased",
@@ -83,6 +84,8 @@ class PersonItems:
     sizes: dict[str, int]  # bytes per table or pattern (estimated for rows)
     objects: int = 0  # objects of the files store its rows name, going with them
     object_bytes: int = 0
+    links: dict[str, int] = field(default_factory=dict)  # table.column -> others' rows
+    refusals: list[str] = field(default_factory=list)  # what an erasure would refuse, and why
 
     @property
     def total(self) -> int:
@@ -111,6 +114,19 @@ class PersonErased:
     generations: int = 0
     object_bytes: int = 0
     triggers: dict[str, list[str]] = field(default_factory=dict)  # the platform's, that ran
+    links: list[KeptLink] = field(default_factory=list)  # others' rows pointing at the person
+
+
+@dataclass(frozen=True)
+class KeptLink:
+    """A column of kept rows that pointed at the erased person, and what became of it: cleared,
+    reassigned to the tombstone person, or kept (still linkable, with why)."""
+
+    table: str
+    column: str
+    rule: str  # clear | tombstone | keep
+    rows: int
+    why: str = ""
 
 
 @runtime_checkable

@@ -40,22 +40,24 @@ from that role, with the date they are due.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from typing import Any
 
 from offboarding.backup.backup import restore_check, take_backup
+from offboarding.core.canonical import canonical_json
 from offboarding.core.config import Settings
 from offboarding.core.errors import DestructionIncompleteError, TenantError
 from offboarding.core.records import CaseRef
-from offboarding.datamap import DataMap, datamap_of
+from offboarding.datamap import DataMap, PersonScope, datamap_of
 from offboarding.delivery.mail import compose, send
 from offboarding.locations import Capability, capable, get_location, lingering
 from offboarding.locations.backups import backup_prefix
-from offboarding.locations.base import Lingering, PersonErased
+from offboarding.locations.base import KeptLink, Lingering, PersonErased
 from offboarding.locations.bundles import bundle_prefix
 from offboarding.people import keep_statement, pseudonym
 from offboarding.persons.records import archive_signed
@@ -208,13 +210,10 @@ def _erase_elsewhere(
     replacement: str,
     say: Callable[[str], None],
 ) -> dict[str, PersonErased]:
-    """The person erased in every system whose plug-in can, but the person table's own. First,
-    the person must be the tenant's, and the data map complete for them, as the platform
-    database's plug-in checks."""
+    """The person erased in every system whose plug-in can, but the person table's own (the
+    caller has found the person, the data map complete and nothing to refuse)."""
     scope = datamap.require_person_scope()
     others = erasable(settings, datamap, scope)
-    if others:
-        person_footprint(settings, tenant, person)
     by_plugin: dict[str, PersonErased] = {}
     for name, declared, location in others:
         there = location.erase_person(
@@ -241,6 +240,14 @@ def erase_person(
         )
     datamap = datamap_of(settings)
     scope = datamap.require_person_scope()
+    # Every refusal the erasure would meet, found before any system is erased or any role
+    # asked: one refusal at the platform database would otherwise come after the others.
+    refusals = person_footprint(settings, request.tenant, person).refusals
+    if refusals:
+        raise TenantError(
+            f"the erasure of request {ref} would be refused, so nothing was changed and no one "
+            f"was asked ({len(refusals)}): " + " ".join(refusals)
+        )
     replacement = f"erased-{secrets.token_hex(6)}"
     started_at = datetime.now(UTC)
     # The person's pseudonym for the archive, while their key still names a row.
@@ -271,7 +278,9 @@ def erase_person(
         completed_at=completed_at,
         deadline_met=completed_at.date() <= request.due_on,
         database={"deleted": deleted, "pseudonymised": kept,
-                     "replacement": "text by the request's pseudonym, other values by NULL"},
+                     "replacement": "text by the request's pseudonym, other values by NULL",
+                     "links": [asdict(link) for link in erased.links],
+                     "linkable": _linkable(scope, erased.links)},
         files={"objects": erased.objects, "generations_deleted": erased.generations,
                "bytes": erased.object_bytes},
         earlier_answers={"requests": withdrawn,
@@ -290,6 +299,7 @@ def erase_person(
         tool="tenant-offboarding", tool_version=version("tenant-offboarding"),
         performed_by=settings.operator_name,
     ))  # fmt: skip
+    _tell_client(settings, request, tenant.name, tenant.require_contact(), certificate, systems)
     mark_answered(settings, ref)
     return PersonErasure(
         request=ref,
@@ -301,6 +311,61 @@ def erase_person(
         backups_rebased=rebased,
         certificate_key=str(certificate and certificate_key(request)),
     )
+
+
+def _linkable(scope: PersonScope, links: list[KeptLink]) -> list[dict[str, Any]]:
+    """What stays linkable to the erased person, and why: each kept link with rows, and the
+    person's own row where it is kept (pseudonymised, still one row others point at)."""
+    found = [
+        {"table": link.table, "column": link.column, "rows": link.rows, "why": link.why}
+        for link in links
+        if link.rule == "keep" and link.rows
+    ]
+    if scope.erase == "pseudonymise":
+        found.append({
+            "table": scope.table, "column": scope.key, "rows": 1,
+            "why": "the person's row is kept, its personal columns replaced: the rows that "
+            "still point at it stay together, though no longer named",
+        })  # fmt: skip
+    return found
+
+
+def _tell_client(
+    settings: Settings,
+    request: PersonRequest,
+    tenant_name: str,
+    to: str,
+    certificate: dict[str, Any],
+    systems: list[dict[str, Any]],
+) -> None:
+    """Tell the client's contact that the erasure is done, with the certificate's reference
+    (its archive key, digest and signing key) and what other systems still owe: counts and
+    dates, no value of the person."""
+    digest = hashlib.sha256(canonical_json(certificate)).hexdigest()
+    database = certificate["database"]
+    pending = [f"  {s['name']}: {s['status']} until {s['until'][:10]} ({s['method']})"
+               for s in systems if s.get("until")]  # fmt: skip
+    body = (
+        f"The erasure you asked for in request {request.ref} ({tenant_name}, received "
+        f"{request.received_at:%Y-%m-%d}) is done, on {certificate['completed_at'][:10]}, "
+        f"within the month the law gives (due {request.due_on:%Y-%m-%d}).\n\n"
+        f"  rows deleted:             {sum(database['deleted'].values())}\n"
+        f"  rows kept, pseudonymised: {sum(database['pseudonymised'].values())}\n"
+        f"  links cleared or reassigned: "
+        f"{sum(k['rows'] for k in database['links'] if k['rule'] != 'keep')}\n"
+        f"  links that remain:        {sum(k['rows'] for k in database['linkable'])}\n"
+        f"  files deleted:            {certificate['files']['objects']}\n\n"
+        "Its signed certificate, for your records of processing:\n"
+        f"  reference:    {certificate_key(request)}\n"
+        f"  sha256:       {digest}\n"
+        f"  signed by:    {certificate['signing_key']}\n"
+        + ("\nStill to come, by the dates given:\n" + "\n".join(pending) + "\n" if pending else "")
+    )
+    message = compose(
+        settings, to=to, subject=f"Erasure done for request {request.ref} ({tenant_name})",
+        body=body,
+    )  # fmt: skip
+    send(settings, message, outbox_name=f"request-{request.ref}-erased")
 
 
 def _notify(

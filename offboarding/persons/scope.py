@@ -23,9 +23,12 @@ __all__ = ["PersonFootprint", "PersonTableCount", "person_footprint", "person_ke
 class PersonTableCount:
     table: str
     by: str  # the column pointing at the person ("" for the person table itself)
-    erase: Literal["delete", "pseudonymise"]
+    # What an erasure does: with the person's own rows, delete or pseudonymise them; with
+    # others' rows pointing at the person (a link), clear, reassign (tombstone) or keep it.
+    erase: Literal["delete", "pseudonymise", "clear", "tombstone", "keep"]
     rows: int
     bytes: int
+    own: bool = True  # the person's own rows; False: others' rows linking to the person
 
 
 @dataclass(frozen=True)
@@ -38,10 +41,19 @@ class PersonFootprint:
     files: int
     file_bytes: int
     systems: dict[str, str] = field(default_factory=dict)  # name -> how it is handled
+    # What an erasure of the person would refuse, found now: nothing is asked of anyone
+    # (no system erased, no role notified) while one remains.
+    refusals: list[str] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
-        return sum(t.rows for t in self.tables)
+        """The person's own rows."""
+        return sum(t.rows for t in self.tables if t.own)
+
+    @property
+    def linked(self) -> int:
+        """Others' rows pointing at the person (in an access answer by keys and links)."""
+        return sum(t.rows for t in self.tables if not t.own)
 
 
 def person_key(person: str) -> str:
@@ -61,12 +73,17 @@ def person_footprint(settings: Settings, tenant: str, person: str) -> PersonFoot
     datamap = datamap_of(settings)
     scope = datamap.require_person_scope()
     found = home(settings, datamap).find_person(tenant, person, scope)
-    entries = {scope.table: ("", scope.erase)}
-    entries |= {table: (entry.by, entry.erase) for table, entry in scope.tables.items()}
-    counts = [
-        PersonTableCount(table, *entries[table], rows, found.sizes.get(table, 0))
-        for table, rows in found.counts.items()
+    counts = [PersonTableCount(scope.table, "", scope.erase, found.counts[scope.table],
+                               found.sizes.get(scope.table, 0))]  # fmt: skip
+    for table, entry in scope.tables.items():
+        if entry.by and entry.erase:
+            counts.append(PersonTableCount(table, entry.by, entry.erase, found.counts[table],
+                                           found.sizes.get(table, 0)))  # fmt: skip
+    counts += [
+        PersonTableCount(table, column, link.rule, found.links[f"{table}.{column}"], 0, own=False)
+        for table, column, link in scope.every_link()
     ]
+    refusals = list(found.refusals)
     systems = {}
     for name, declared, location in erasable(settings, datamap, scope):
         items = location.find_person(tenant, person, declared)
@@ -75,12 +92,13 @@ def person_footprint(settings: Settings, tenant: str, person: str) -> PersonFoot
             counts.append(
                 PersonTableCount(
                     item if declared_table else f"{name}: {item}",
-                    declared_table.by if declared_table else "",
-                    declared_table.erase if declared_table else "delete",
+                    (declared_table and declared_table.by) or "",
+                    (declared_table and declared_table.erase) or "delete",
                     rows,
                     items.sizes.get(item, 0),
                 )
             )
+        refusals += [f"{name}: {refusal}" for refusal in items.refusals]
         systems[name] = f"found and erased by its plug-in: {items.total} item(s)"
     for name, system in scope.systems.items():
         if system.by_plugin:
@@ -98,4 +116,5 @@ def person_footprint(settings: Settings, tenant: str, person: str) -> PersonFoot
         files=found.objects,
         file_bytes=found.object_bytes,
         systems=systems,
+        refusals=refusals,
     )

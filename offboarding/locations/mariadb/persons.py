@@ -67,6 +67,12 @@ class _Declared:
                     f"{where}: {qualified} holds no tenant rows (not classified as the "
                     "tenant's): a person's rows are always within a tenant's"
                 )
+            if entry.by is None or entry.links or entry.reference:
+                raise ConfigurationError(
+                    f"{where}: {qualified} declares links or a reference rule; in a "
+                    "MariaDB system a person's rows are declared by `by` alone for now. "
+                    "Declare by (the column of the person's own rows) with erase"
+                )
             columns = {c.name: c for c in catalogue.columns[table.name]}
             for name in (entry.by, *entry.personal):
                 if name not in columns:
@@ -91,7 +97,12 @@ class _Declared:
         """The person's rows of the table (as `t`), with %(tenant)s and %(person)s."""
         _, entry = self.tables[qualified]
         tenant = self.location._where(self.classification, qualified, "t")
-        return f"({tenant} AND t.{quote(entry.by)} = %(person)s)"
+        return f"({tenant} AND t.{quote(_by(entry))} = %(person)s)"
+
+
+def _by(entry: PersonTable) -> str:
+    assert entry.by is not None  # checked by _Declared
+    return entry.by
 
 
 def _load(location: MariaDBLocation, conn: _Connection, declared: PersonSystem) -> _Declared:
@@ -365,13 +376,13 @@ def _pseudonymise(
         else:
             assignments.append(f"t.{quote(name)} = NULL")
     if not person_kept:  # the person's own row goes: the kept rows' reference with it
-        if not types[entry.by].nullable:
+        if not types[_by(entry)].nullable:
             raise ConfigurationError(
                 f"{qualified}.{entry.by} is NOT NULL, so a kept row cannot lose its reference "
                 'to the deleted person: keep the person\'s row (erase = "pseudonymise" under '
                 "[person]) or delete these rows"
             )
-        assignments.append(f"t.{quote(entry.by)} = NULL")
+        assignments.append(f"t.{quote(_by(entry))} = NULL")
     changed = 0
     for start in range(0, len(keys), _CHUNK):
         if not assignments:

@@ -67,7 +67,7 @@ from offboarding.locations.postgres.deletion import (
     prove_isolation,
 )
 from offboarding.locations.postgres.files import objects_of
-from offboarding.locations.postgres.person_scope import count_person
+from offboarding.locations.postgres.person_footprint import count_person
 from offboarding.locations.postgres.scope import Scope, digest_query, measure, scope_kind
 from offboarding.locations.postgres.snapshot import export_part, export_tenant, plan_export
 from offboarding.locations.relational import coverage

@@ -23,8 +23,9 @@ from offboarding.core.config import Settings
 from offboarding.core.errors import DestructionIncompleteError, IsolationBreachError, TenantError
 from offboarding.core.names import qualified, split_qualified
 from offboarding.datamap import PersonScope
-from offboarding.locations.base import PersonErased, quiet
+from offboarding.locations.base import KeptLink, PersonErased, quiet
 from offboarding.locations.postgres.catalog import ident
+from offboarding.locations.postgres.person_footprint import advice, doomed_tables, kept_links
 from offboarding.locations.postgres.person_scope import (
     PersonSelection,
     person_conditions,
@@ -32,7 +33,6 @@ from offboarding.locations.postgres.person_scope import (
     require_person,
 )
 from offboarding.locations.postgres.rows import (
-    Reference,
     affect,
     count_rows,
     lock_rows,
@@ -75,14 +75,6 @@ def _not_replaced(
     return sql.SQL(" OR ").join(tests) if tests else sql.SQL("FALSE")
 
 
-def _doomed(scope: PersonScope) -> list[str]:
-    """The tables whose person's rows are deleted (the person table last, if it goes), each
-    after the doomed tables whose rows reference it."""
-    return [t for t, p in scope.tables.items() if p.erase == "delete"] + (
-        [scope.table] if scope.erase == "delete" else []
-    )
-
-
 def _delete_order(selection: PersonSelection, doomed: list[str]) -> list[str]:
     """Referencing tables before the tables they reference (the one order of deletion, as
     the destruction computes it), so no delete waits on a row that goes later."""
@@ -95,17 +87,15 @@ class _SnapshotBehind(Exception):
     """Rows of the person were committed between the transaction's snapshot and its lock."""
 
 
-def _snapshot_current(
-    settings: Settings, conditions: dict[str, sql.Composable], counts: dict[str, int]
-) -> None:
+def _snapshot_current(settings: Settings, watched: list[tuple[str, sql.Composable, int]]) -> None:
     """The snapshot is taken at the transaction's first statement, the person's row locked a
     little later: a row pointing at the person that was being written in between committed
     after the snapshot, and the erasure cannot see it. Now that the lock holds new ones off,
-    count the person's rows as committed (another connection) against what the snapshot
-    marked; any difference and the erasure starts again on a fresh snapshot."""
+    count the person's rows (and others' rows pointing at them) as committed (another
+    connection) against what the snapshot counted, per (table, condition, count); any
+    difference and the erasure starts again on a fresh snapshot."""
     with psycopg.connect(settings.require_database(), autocommit=True) as fresh:
-        behind = [t for t, condition in conditions.items()
-                  if count_rows(fresh, t, condition) != counts[t]]  # fmt: skip
+        behind = [t for t, condition, n in watched if count_rows(fresh, t, condition) != n]
     if behind:
         raise _SnapshotBehind(", ".join(behind))
 
@@ -118,6 +108,17 @@ class _Erased:
     generations: int
     file_bytes: int
     triggers: dict[str, list[str]]  # the platform's triggers on the touched tables
+    links: list[KeptLink]  # what became of each column of kept rows pointing at the person
+
+
+def _reference_value(
+    selection: PersonSelection, table: str, column: str, rule: str
+) -> sql.Composable:
+    """What a column pointing at the person becomes by its rule: NULL, or the tombstone's key."""
+    if rule == "clear":
+        return sql.SQL("NULL")
+    assert selection.tombstone is not None  # the data map requires one for the rule
+    return selection.cast(table, column, selection.tombstone)
 
 
 def _pseudonymise(
@@ -126,29 +127,73 @@ def _pseudonymise(
     selection: PersonSelection,
     counts: dict[str, int],
     replacement: str,
-) -> dict[str, int]:
-    """The person's kept rows with their personal columns replaced (and their reference to
-    the person cleared, where the person's row goes): rows changed per table, each statement
-    changing exactly the marked rows."""
-    conditions = selection.conditions
+) -> tuple[dict[str, int], list[KeptLink]]:
+    """The person's kept rows with their personal columns replaced, and their reference to
+    the person cleared, reassigned or kept by its rule: rows changed per table (each
+    statement changing exactly the marked rows), and what became of each reference."""
+    own = selection.own
     pseudonymised: dict[str, int] = {}
-    kept = [(t, p.personal, p.by) for t, p in scope.tables.items() if p.erase != "delete"]
-    for table, personal, by in kept:
-        changes = [_replace(selection, table, personal, replacement)] if personal else []
-        if scope.erase == "delete":
-            changes.append(sql.SQL("{} = NULL").format(sql.Identifier(by)))
+    links: list[KeptLink] = []
+    for table, entry in scope.tables.items():
+        if entry.erase != "pseudonymise" or entry.by is None:
+            continue
+        rule = scope.kept_reference(entry)
+        changes = (
+            [_replace(selection, table, entry.personal, replacement)] if entry.personal else []
+        )
+        if rule != "keep":
+            value = _reference_value(selection, table, entry.by, rule)
+            changes.append(sql.SQL("{} = {}").format(sql.Identifier(entry.by), value))
+        why = "the person's own rows, kept pseudonymised"
+        if rule == "keep" and scope.erase == "delete":
+            why += ': they keep the erased person\'s key, as declared (reference = "keep")'
+        elif rule == "keep":
+            why += ": they stay together under the person's kept row"
+        links.append(KeptLink(table, entry.by, rule, counts[table], why))
         if changes and counts[table]:
             pseudonymised[table] = affect(conn, sql.SQL("UPDATE {} SET {} WHERE {}").format(
-                ident(table), sql.SQL(", ").join(changes), conditions[table]
+                ident(table), sql.SQL(", ").join(changes), own[table]
             ), counts[table], table)  # fmt: skip
         elif counts[table]:
             pseudonymised[table] = 0
     if scope.erase == "pseudonymise" and scope.personal:
         pseudonymised[scope.table] = affect(conn, sql.SQL("UPDATE {} SET {} WHERE {}").format(
             ident(scope.table), _replace(selection, scope.table, scope.personal, replacement),
-            conditions[scope.table],
+            own[scope.table],
         ), 1, scope.table)  # fmt: skip
-    return pseudonymised
+    return pseudonymised, links
+
+
+def _linked_rows(
+    selection: PersonSelection, table: str, column: str, doomed: list[str]
+) -> sql.Composable:
+    """Rows whose `column` names the person and that the erasure keeps."""
+    link = selection.links[(table, column)]
+    if table not in doomed:
+        return link
+    return sql.SQL("({} AND NOT coalesce({}, FALSE))").format(link, selection.own[table])
+
+
+def _relink(
+    conn: psycopg.Connection[Any],
+    scope: PersonScope,
+    selection: PersonSelection,
+    linked: dict[tuple[str, str], int],
+    doomed: list[str],
+) -> list[KeptLink]:
+    """Others' kept rows pointing at the person, by each column's rule: cleared, reassigned
+    to the tombstone person (each statement changing exactly the rows counted), or kept."""
+    done: list[KeptLink] = []
+    for table, column, link in scope.every_link():
+        rows = linked[(table, column)]
+        if link.rule != "keep" and rows:
+            affect(conn, sql.SQL("UPDATE {} SET {} = {} WHERE {}").format(
+                ident(table), sql.Identifier(column),
+                _reference_value(selection, table, column, link.rule),
+                _linked_rows(selection, table, column, doomed),
+            ), rows, f"{table}.{column}")  # fmt: skip
+        done.append(KeptLink(table, column, link.rule, rows, link.why))
+    return done
 
 
 def _erase_rows(
@@ -164,46 +209,47 @@ def _erase_rows(
     with conn.transaction():
         conn.execute("SET LOCAL lock_timeout = '30s'")
         selection = person_conditions(conn, settings, scope, tenant, person)
-        conditions = selection.conditions
-        require_person(conn, scope, conditions, tenant, person)
+        own = selection.own
+        require_person(conn, scope, own, tenant, person)
         conn.execute(
             sql.SQL("SELECT 1 FROM {} WHERE {} FOR UPDATE").format(
-                ident(scope.table), conditions[scope.table]
+                ident(scope.table), own[scope.table]
             )
         )
-        keys = person_files(conn, scope, conditions, files, tenant, person, missing_ok=True)
-        marked = mark_rows(conn, selection.tables, conditions)
+        keys = person_files(conn, scope, own, files, tenant, person, missing_ok=True)
+        marked = mark_rows(conn, selection.tables, own)
         _require_only_the_person(conn, scope, selection, marked, person)
         counts = {t: count_rows(conn, t, marked[t]) for t in marked}
-        _snapshot_current(settings, conditions, counts)
-        doomed = _doomed(scope)
-        cleared = frozenset(  # kept rows whose reference to the person goes with the person
-            (t, (p.by,))
-            for t, p in scope.tables.items()
-            if p.erase == "pseudonymise" and scope.erase == "delete"
-        )
+        doomed = doomed_tables(scope)
+        rows_of = {(t, c): _linked_rows(selection, t, c, doomed) for t, c in selection.links}
+        linked = {key: count_rows(conn, key[0], rows) for key, rows in rows_of.items()}
+        watched = [(t, own[t], counts[t]) for t in own]
+        watched += [(t, rows_of[t, c], n) for (t, c), n in linked.items()]
+        _snapshot_current(settings, watched)
         for table in doomed:
             lock_rows(conn, table, marked[table])
         blocked = references_now(
             settings.require_database(), selection.catalog,
-            {t: conditions[t] for t in doomed}, cleared,
+            {t: own[t] for t in doomed}, kept_links(scope),
         )  # fmt: skip
         if blocked:
             raise TenantError(
                 "the erasure would reach rows that are not the person's, so nothing was "
-                f"changed: {' '.join(_advice(scope, r) for r in blocked)}"
+                f"changed: {' '.join(advice(scope, r) for r in blocked)}"
             )
-        pseudonymised = _pseudonymise(conn, scope, selection, counts, replacement)
+        links = _relink(conn, scope, selection, linked, doomed)
+        pseudonymised, references = _pseudonymise(conn, scope, selection, counts, replacement)
+        links += references
         deleted: dict[str, int] = {}
         for table in _delete_order(selection, doomed):
             deleted[table] = affect(
                 conn,
-                sql.SQL("DELETE FROM {} WHERE {}").format(ident(table), conditions[table]),
+                sql.SQL("DELETE FROM {} WHERE {}").format(ident(table), own[table]),
                 counts[table],
                 table,
             )
-        _verify(conn, selection, scope, replacement, marked)
-        triggers = _triggers(conn, list(conditions))
+        _verify(conn, selection, scope, replacement, marked, links, rows_of)
+        triggers = _triggers(conn, list(selection.conditions))
         removed = [delete_object_versions(files, key) for key in keys]
         still = [k for k in keys if files.exists(k)]
         if still:
@@ -218,33 +264,7 @@ def _erase_rows(
         generations=sum(n for n, _ in removed),
         file_bytes=sum(b for _, b in removed),
         triggers=triggers,
-    )
-
-
-def _advice(scope: PersonScope, reference: Reference) -> str:
-    """What the operator can actually do about one blocking reference."""
-    keep = (
-        'erase = "pseudonymise" under [person]'
-        if reference.references == scope.table
-        else f'erase = "pseudonymise" under [person.tables."{reference.references}"]'
-    )
-    if reference.table == scope.table == reference.references:
-        return (
-            f"{reference}: other people's rows point at the person ({reference.constraint}, "
-            f"e.g. their manager). They are not the person's and are never selected by "
-            f"[person]: keep the person's row with {keep} (its personal columns are "
-            "replaced, their reference stays valid), or have the client's application clear "
-            "those references first."
-        )
-    if reference.table == scope.table or reference.table in scope.tables:
-        return (
-            f"{reference}: rows the erasure keeps reference rows it deletes: delete them too "
-            f'(erase = "delete" for {reference.table}), or keep the referenced rows with {keep}.'
-        )
-    return (
-        f"{reference}: keep the referenced rows with {keep}; declare {reference.table} under "
-        "[person.tables] only if those rows are the person's own (a column holding the "
-        "person's key)."
+        links=links,
     )
 
 
@@ -292,15 +312,18 @@ def _verify(
     scope: PersonScope,
     replacement: str,
     marked: dict[str, sql.Composable],
+    links: list[KeptLink],
+    rows_of: dict[tuple[str, str], sql.Composable],
 ) -> None:
-    """Inside the transaction, before it commits: nothing of the person left."""
-    conditions = selection.conditions
+    """Inside the transaction, before it commits: nothing of the person left but the links
+    kept by their rule."""
+    own = selection.own
     left: list[str] = []
-    for table in _doomed(scope):
+    for table in doomed_tables(scope):
         # Two counts, each served by an index (an OR of the two would read the whole table).
-        if n := count_rows(conn, table, conditions[table]) + count_rows(conn, table, marked[table]):
+        if n := count_rows(conn, table, own[table]) + count_rows(conn, table, marked[table]):
             left.append(f"{n} row(s) of {table}")
-    kept = {t: p.personal for t, p in scope.tables.items() if p.erase != "delete"}
+    kept = {t: p.personal for t, p in scope.tables.items() if p.erase == "pseudonymise"}
     if scope.erase == "pseudonymise":
         kept[scope.table] = scope.personal
     for table, personal in kept.items():
@@ -309,8 +332,15 @@ def _verify(
         )
         if n := count_rows(conn, table, still):
             left.append(f"{n} kept row(s) of {table} with a personal value")
-        if scope.erase == "delete" and (n := count_rows(conn, table, conditions[table])):
-            left.append(f"{n} kept row(s) of {table} still pointing at the person")
+    for link in links:
+        rows = rows_of.get((link.table, link.column), own.get(link.table))
+        assert rows is not None  # a link's rows, or a pseudonymised table's own
+        expected = link.rows if link.rule == "keep" else 0
+        if (n := count_rows(conn, link.table, rows)) != expected:
+            left.append(
+                f"{n} row(s) of {link.table} with {link.column} naming the person "
+                f"({expected} kept by rule {link.rule})"
+            )
     if left:
         raise DestructionIncompleteError(
             "the erasure did not check out; nothing was changed: " + "; ".join(left)
@@ -364,9 +394,11 @@ def erase_person(
         verification="in the erasure's REPEATABLE READ transaction, before it committed: the "
         "person's rows marked by key; no other row referencing one to be deleted; each "
         "statement changed exactly the marked rows; no row of the person left in any table, "
-        "no personal value in a kept row; each file absent afterwards",
+        "no personal value in a kept row, no column naming the person but the links kept by "
+        "their rule; each file absent afterwards",
         objects=len(erased.keys),
         generations=erased.generations,
         object_bytes=erased.file_bytes,
         triggers=erased.triggers,
+        links=erased.links,
     )

@@ -11,7 +11,7 @@ undeclared one stops the request, as an unclassified table stops a case.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
@@ -22,19 +22,18 @@ from offboarding.core.config import Settings
 from offboarding.core.errors import ConfigurationError, TenantError
 from offboarding.core.names import split_qualified
 from offboarding.datamap import PersonScope, datamap_of, platform_shape
-from offboarding.locations.base import PersonItems
+from offboarding.datamap.systems import _TENANT_PLACEHOLDER
 from offboarding.locations.postgres.catalog import classify, ident
 from offboarding.locations.postgres.scope import Scope, measure
-from offboarding.locations.prefixed import digest_object
 from offboarding.planning import CatalogTable, Classification
-from offboarding.stores import ObjectStore, open_store
+from offboarding.stores import ObjectStore
 
 __all__ = [
     "PersonSelection",
-    "count_person",
     "person_conditions",
     "person_files",
     "require_person",
+    "scope_problems",
 ]
 
 _TEXT_TYPES = frozenset({"text", "varchar", "bpchar", "citext", "name"})
@@ -44,6 +43,135 @@ def _column_kinds(columns: dict[str, Any], table: str) -> dict[str, tuple[str, b
     return {c.name: (c.type_name, c.not_null) for c in columns[table]}
 
 
+def _named_columns(scope: PersonScope) -> dict[str, list[str]]:
+    """Every column the scope names, per table (the person table first)."""
+    named = {
+        scope.table: [scope.key, *scope.personal, *scope.links, *scope.disclose]
+        + ([scope.tombstone.column] if scope.tombstone and scope.tombstone.column else [])
+    }
+    for table, entry in scope.tables.items():
+        own = [entry.by, *entry.personal, *entry.files] if entry.by else []
+        named[table] = [*own, *entry.links, *entry.disclose]
+    return named
+
+
+def _declared_columns(scope: PersonScope, table: str) -> set[str]:
+    """The columns of `table` the scope declares as pointing at the person."""
+    if table == scope.table:
+        return set(scope.links)
+    entry = scope.tables.get(table)
+    return {*([entry.by] if entry.by else []), *entry.links} if entry else set()
+
+
+def _undeclared(scope: PersonScope, tables: list[CatalogTable]) -> list[str]:
+    """Every foreign key (or declared reference) to the person table that [person] leaves
+    out: the person's rows there would be left behind, or block the erasure."""
+    found = []
+    for catalog_table in tables:
+        referencing = catalog_table.qualified
+        for fk in catalog_table.foreign_keys:
+            if fk.references != scope.table or (
+                len(fk.columns) == 1 and fk.columns[0] in _declared_columns(scope, referencing)
+            ):
+                continue
+            where = (
+                "[person] links"
+                if referencing == scope.table
+                else f'[person.tables."{referencing}"]'
+            )
+            found.append(
+                f"{referencing}.{', '.join(fk.columns)} points at {scope.table} (foreign key "
+                f"{fk.name or 'declared'}) but [person] does not declare it: add it under "
+                f"{where}, as by (the person's own rows) or as a link (clear, tombstone or "
+                "keep), so the person's rows there are not left behind"
+            )
+    return found
+
+
+def _link_problems(
+    scope: PersonScope, tables: list[CatalogTable], columns: dict[str, Any]
+) -> list[str]:
+    """What the erasure would refuse about the columns pointing at the person in kept rows:
+    a NULL a NOT NULL column cannot hold, a key kept pointing at a deleted row that the
+    database's own key protects."""
+    problems = []
+    keys = {
+        (t.qualified, fk.columns[0]): fk
+        for t in tables
+        for fk in t.foreign_keys
+        if fk.references == scope.table and len(fk.columns) == 1
+    }
+    for table, column, rule in scope.link_rules():
+        if rule == "clear" and _not_null(columns, table, column):
+            problems.append(
+                f"{table}.{column} is NOT NULL, so the erasure cannot clear it: reassign it to "
+                'a tombstone person (rule "tombstone", with [person] tombstone), keep it with '
+                "why, or delete those rows"
+            )
+        fk = keys.get((table, column))
+        if rule == "keep" and scope.erase == "delete" and fk is not None and not fk.declared:
+            problems.append(
+                f"{table}.{column} is kept pointing at the person, whose row is deleted, and "
+                f"the database's foreign key {fk.name} forbids (or cascades) that: clear it, "
+                'reassign it ("tombstone"), or keep the person\'s row (erase = "pseudonymise")'
+            )
+    return problems
+
+
+def scope_problems(
+    scope: PersonScope, tables: list[CatalogTable], columns: dict[str, Any], owned: set[str]
+) -> list[str]:
+    """Everything in [person] the catalogue contradicts, or that an erasure would refuse
+    whatever the data: each as a sentence saying what to fix. Empty when the scope holds."""
+    if scope.table not in columns:
+        return [
+            f"[person] table {scope.table!r} is not a table of the platform database: name "
+            "the schema.table of the platform's people"
+        ]
+    if scope.table not in owned:
+        return [
+            f"[person] table {scope.table} holds no tenant rows (no tenant column, no foreign "
+            "key to the tenant's rows): a person must belong to one tenant"
+        ]
+    if scope.table in scope.tables:  # the data map refuses it too; never trusted here
+        return [
+            f"[person.tables] names the person table {scope.table} itself: its rows are "
+            f"selected by its key {scope.key!r} alone; other people's columns pointing at "
+            "the person go under [person] links. Remove that entry"
+        ]
+    problems = []
+    for table, named in _named_columns(scope).items():
+        if table not in columns:
+            problems.append(
+                f"[person.tables] names {table!r}, which is not a table of the platform "
+                "database: fix its schema.table name"
+            )
+            continue
+        if table not in owned:
+            problems.append(f"[person.tables] names {table}, which holds no tenant rows")
+        kinds = _column_kinds(columns, table)
+        problems += [
+            f"{table} has no column {name!r}: fix the [person] entry"
+            for name in dict.fromkeys(named)
+            if name not in kinds
+        ]
+    if problems:
+        return problems
+    problems += _undeclared(scope, tables)
+    kept = [(t, p.personal) for t, p in scope.tables.items() if p.erase == "pseudonymise"]
+    if scope.erase == "pseudonymise":
+        kept.append((scope.table, scope.personal))
+    for table, personal in kept:
+        kinds = _column_kinds(columns, table)
+        problems += [
+            f"{table}.{name} is NOT NULL and not text, so a kept row's value cannot be "
+            'replaced: erase the rows (erase = "delete"), or allow NULL'
+            for name in personal
+            if kinds[name][1] and kinds[name][0] not in _TEXT_TYPES
+        ]
+    return problems + _link_problems(scope, tables, columns)
+
+
 def _check_scope(
     scope: PersonScope,
     tables: list[CatalogTable],
@@ -51,77 +179,10 @@ def _check_scope(
     owned: set[str],
     where: str,
 ) -> None:
-    """Fail closed: the person table and every declared column exist, every foreign key to
-    the person table is declared, and each kept row's personal columns can be replaced."""
-    if scope.table not in columns:
-        raise ConfigurationError(
-            f"{where}: [person] table {scope.table!r} is not a table of the platform database: "
-            "name the schema.table of the platform's people"
-        )
-    if scope.table not in owned:
-        raise ConfigurationError(
-            f"{where}: [person] table {scope.table} holds no tenant rows (no tenant column, no "
-            "foreign key to the tenant's rows): a person must belong to one tenant"
-        )
-    if scope.table in scope.tables:  # the data map refuses it too; never trusted here
-        raise ConfigurationError(
-            f"{where}: [person.tables] names the person table {scope.table} itself: its rows "
-            f"are selected by its key {scope.key!r} alone. Remove that entry"
-        )
-    declared = {scope.table: scope.key, **{t: p.by for t, p in scope.tables.items()}}
-    for table, column in declared.items():
-        if table not in columns:
-            raise ConfigurationError(
-                f"{where}: [person.tables] names {table!r}, which is not a table of the "
-                "platform database: fix its schema.table name"
-            )
-        if table not in owned:
-            raise ConfigurationError(
-                f"{where}: [person.tables] names {table}, which holds no tenant rows"
-            )
-        kinds = _column_kinds(columns, table)
-        person_table = scope.tables.get(table)
-        named = [column, *(person_table.personal if person_table else scope.personal)]
-        named += person_table.files if person_table else []
-        for name in named:
-            if name not in kinds:
-                raise ConfigurationError(
-                    f"{where}: {table} has no column {name!r}: fix the [person] entry"
-                )
-    for catalog_table in tables:
-        referencing = catalog_table.qualified
-        for fk in catalog_table.foreign_keys:
-            if fk.references != scope.table or referencing == scope.table:
-                continue
-            entry = scope.tables.get(referencing)
-            if entry is None or (entry.by,) != fk.columns:
-                raise ConfigurationError(
-                    f"{where}: {referencing}.{', '.join(fk.columns)} points at "
-                    f"{scope.table} (foreign key {fk.name}) but [person.tables] does not "
-                    f'declare it: add [person.tables."{referencing}"] with by = '
-                    f'"{fk.columns[0]}" and erase = "delete" or "pseudonymise", so a '
-                    "person's rows there are not left behind"
-                )
-    kept = [(t, p.personal) for t, p in scope.tables.items() if p.erase == "pseudonymise"]
-    if scope.erase == "pseudonymise":
-        kept.append((scope.table, scope.personal))
-    for table, personal in kept:
-        kinds = _column_kinds(columns, table)
-        for name in personal:
-            type_name, not_null = kinds[name]
-            if not_null and type_name not in _TEXT_TYPES:
-                raise ConfigurationError(
-                    f"{where}: {table}.{name} is NOT NULL and not text, so a kept row's value "
-                    'cannot be replaced: erase the rows (erase = "delete"), or allow NULL'
-                )
-    if scope.erase == "delete":
-        for table, entry in scope.tables.items():
-            if entry.erase == "pseudonymise" and _not_null(columns, table, entry.by):
-                raise ConfigurationError(
-                    f"{where}: {table}.{entry.by} is NOT NULL, so a kept row cannot lose its "
-                    f"reference to the deleted person: keep the person's row (erase = "
-                    f'"pseudonymise" under [person]) or delete these rows'
-                )
+    """Fail closed, naming every problem at once (see `scope_problems`)."""
+    problems = scope_problems(scope, tables, columns, owned)
+    if problems:
+        raise ConfigurationError(f"{where}: " + "; ".join(problems))
 
 
 def _not_null(columns: dict[str, Any], table: str, column: str) -> bool:
@@ -130,46 +191,138 @@ def _not_null(columns: dict[str, Any], table: str, column: str) -> bool:
 
 @dataclass(frozen=True)
 class PersonSelection:
-    """Where one person's rows are, within the tenant: per table (the person table first,
-    then each declared one) the condition selecting them, with the catalogue it was checked
-    against. Columns in a condition are qualified by their table's name."""
+    """Where one person's rows are, within the tenant. Per table: `own`, the person's own
+    rows (the person table's by its key, each declared table's by its `by` column); `links`,
+    per (table, column), the rows whose column names the person (others' rows, unless the
+    same row is also the person's); `conditions`, every row a request about the person
+    concerns (own or linked). Columns in a condition are qualified by their table's name."""
 
     conditions: dict[str, sql.Composable]
+    own: dict[str, sql.Composable]
+    links: dict[tuple[str, str], sql.Composable]
+    tombstone: str | None  # the tombstone person's key, as text
     classification: Classification
     tables: dict[str, CatalogTable]
     columns: dict[str, list[PgColumn]]
     catalog: list[CatalogTable]  # every table of the database, for the references to them
+
+    def others(self, table: str, column: str | None = None) -> sql.Composable:
+        """Rows of `table` that point at the person through `column` (or any linking column)
+        without being the person's own."""
+        linked = [c for (t, n), c in self.links.items() if t == table and column in (None, n)]
+        either = sql.SQL(" OR ").join(linked) if linked else sql.SQL("FALSE")
+        own = self.own.get(table)
+        if own is None:
+            return sql.SQL("({})").format(either)
+        return sql.SQL("(({}) AND NOT coalesce({}, FALSE))").format(either, own)
+
+    def cast(self, table: str, column: str, value: str) -> sql.Composable:
+        """`value` as a literal of the column's own type (so its index serves)."""
+        pg_type = next(c.pg_type for c in self.columns[table] if c.name == column)
+        return sql.SQL("{}::{}").format(sql.Literal(value), sql.SQL(pg_type))
+
+
+def _is_person(
+    table: str, column: str, columns: dict[str, list[PgColumn]], tenant: sql.Composable, key: str
+) -> sql.Composable:
+    schema, name = split_qualified(table)
+    pg_type = next(c.pg_type for c in columns[table] if c.name == column)
+    # The key cast to the column's own type, so the column's index serves the condition.
+    return sql.SQL("({tenant} AND {col} = {key}::{type})").format(
+        tenant=tenant, col=sql.Identifier(schema, name, column), key=sql.Literal(key),
+        type=sql.SQL(pg_type),
+    )  # fmt: skip
 
 
 def person_conditions(
     conn: psycopg.Connection[Any], settings: Settings, scope: PersonScope, tenant: str, person: str
 ) -> PersonSelection:
     """The person's rows in each table of the scope, after checking the scope against the
-    catalogue (fail closed: see `_check_scope`)."""
+    catalogue (fail closed: see `scope_problems`)."""
     classification, tables, columns = classify(conn, settings)
     where = datamap_of(settings).source
     _check_scope(scope, tables, columns, set(classification.owned), where)
     tenant_scope = Scope(classification, tenant, platform_shape(settings).shared_rows)
-    key = sql.Literal(person)
+    own = {
+        scope.table: _is_person(
+            scope.table, scope.key, columns, tenant_scope.where(scope.table), person
+        )
+    }
+    links: dict[tuple[str, str], sql.Composable] = {}
+    for table, column, _ in scope.every_link():
+        links[(table, column)] = _is_person(
+            table, column, columns, tenant_scope.where(table), person
+        )
+    for table, entry in scope.tables.items():
+        if entry.by:
+            own[table] = _is_person(table, entry.by, columns, tenant_scope.where(table), person)
     conditions: dict[str, sql.Composable] = {}
-    for table, column in [(scope.table, scope.key), *((t, p.by) for t, p in scope.tables.items())]:
-        schema, name = split_qualified(table)
-        pg_type = next(c.pg_type for c in columns[table] if c.name == column)
-        # The key cast to the column's own type, so the column's index serves the condition.
-        conditions[table] = sql.SQL("({tenant} AND {col} = {key}::{type})").format(
-            tenant=tenant_scope.where(table),
-            col=sql.Identifier(schema, name, column),
-            key=key,
-            type=sql.SQL(pg_type),
+    for table in [scope.table, *scope.tables]:
+        either = [
+            c
+            for c in [own.get(table), *(c for (t, _), c in links.items() if t == table)]
+            if c is not None
+        ]
+        conditions[table] = (
+            either[0] if len(either) == 1 else sql.SQL("({})").format(sql.SQL(" OR ").join(either))
         )
     by_name = {t.qualified: t for t in tables}
-    return PersonSelection(
+    selection = PersonSelection(
         conditions=conditions,
+        own=own,
+        links=links,
+        tombstone=None,
         classification=classification,
         tables={name: by_name[name] for name in conditions},
         columns={name: columns[name] for name in conditions},
         catalog=tables,
     )
+    if scope.tombstone is None:
+        return selection
+    return replace(
+        selection, tombstone=_tombstone(conn, scope, selection, tenant_scope, tenant, person)
+    )
+
+
+def _tombstone(
+    conn: psycopg.Connection[Any],
+    scope: PersonScope,
+    selection: PersonSelection,
+    tenant_scope: Scope,
+    tenant: str,
+    person: str,
+) -> str:
+    """The tombstone person's key: one row of the tenant's people (or a row of no tenant's),
+    never the person being erased."""
+    assert scope.tombstone is not None
+    column = scope.tombstone.column or scope.key
+    value = scope.tombstone.value.replace(_TENANT_PLACEHOLDER, tenant)
+    schema, name = split_qualified(scope.table)
+    try:
+        with conn.transaction():
+            rows = conn.execute(sql.SQL(
+                "SELECT {key}::text FROM {table} WHERE {col} = {value} AND {tenant} LIMIT 2"
+            ).format(
+                key=sql.Identifier(schema, name, scope.key), table=ident(scope.table),
+                col=sql.Identifier(schema, name, column),
+                value=selection.cast(scope.table, column, value),
+                tenant=tenant_scope.where(scope.table),
+            )).fetchall()  # fmt: skip
+    except psycopg.DataError:
+        rows = []
+    if len(rows) != 1:
+        raise ConfigurationError(
+            f"[person] tombstone: {len(rows)} row(s) of tenant {tenant!r} in {scope.table} "
+            f"where {column} = {value!r}; there must be exactly one (create the tombstone "
+            "person in the client's space, or fix the tombstone)"
+        )
+    key = str(rows[0][0])
+    if key == person:
+        raise TenantError(
+            f"person {person!r} is the tombstone that kept rows are reassigned to: it is not "
+            "a person to erase"
+        )
+    return key
 
 
 def person_files(
@@ -242,29 +395,3 @@ def require_person(
             f"{scope.key}): check the reference with the client's administrator"
         )
     return found
-
-
-def count_person(settings: Settings, scope: PersonScope, tenant: str, person: str) -> PersonItems:
-    """The person's rows per table (the person table first) and their objects, counted in one
-    read-only snapshot. Stops if the person is not a person of the tenant, or the data map
-    leaves a reference to the person table undeclared."""
-    files = open_store(settings.store_url("files"))
-    counts: dict[str, int] = {}
-    sizes: dict[str, int] = {}
-    with psycopg.connect(settings.require_database()) as conn:
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        conn.read_only = True
-        with conn.transaction():
-            conditions = person_conditions(conn, settings, scope, tenant, person).conditions
-            counts[scope.table], sizes[scope.table] = require_person(
-                conn, scope, conditions, tenant, person
-            )
-            for table in scope.tables:
-                counts[table], sizes[table] = measure(conn, table, conditions[table])
-            keys = person_files(conn, scope, conditions, files, tenant, person)
-    return PersonItems(
-        counts=counts,
-        sizes=sizes,
-        objects=len(keys),
-        object_bytes=sum(digest_object(files, k)[0] for k in keys),
-    )
