@@ -168,6 +168,7 @@ def _manifest_tables(tables: list[TableItem], parts: list[ExportedPart]) -> list
             primary_key=t.primary_key,
             foreign_keys=t.foreign_keys,
             parts=[p.path for p in parts if p.table == t.qualified],
+            withheld=t.withheld,
         )
         for t in tables
     ]

@@ -289,6 +289,11 @@ class ManifestTable(Record):
     primary_key: list[str]
     foreign_keys: list[ForeignKeySchema] = Field(default_factory=list)
     parts: list[str]
+    withheld: list[str] = Field(
+        default_factory=list,
+        description="In an answer about one person: columns NULL on other people's rows "
+        "that merely point at the person (GDPR Art. 15(4)); see TableItem.withheld.",
+    )
 
 
 class Manifest(Record):

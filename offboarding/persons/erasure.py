@@ -225,6 +225,17 @@ def _erase_elsewhere(
     return by_plugin
 
 
+def _require_no_refusal(settings: Settings, request: PersonRequest, person: str) -> None:
+    """Every refusal the erasure would meet, found before any system is erased or any role
+    asked: one refusal at the platform database would otherwise come after the others."""
+    refusals = person_footprint(settings, request.tenant, person).refusals
+    if refusals:
+        raise TenantError(
+            f"the erasure of request {request.ref} would be refused, so nothing was changed "
+            f"and no one was asked ({len(refusals)}): " + " ".join(refusals)
+        )
+
+
 def erase_person(
     settings: Settings, ref: str, *, say: Callable[[str], None] = lambda _: None
 ) -> PersonErasure:
@@ -240,14 +251,7 @@ def erase_person(
         )
     datamap = datamap_of(settings)
     scope = datamap.require_person_scope()
-    # Every refusal the erasure would meet, found before any system is erased or any role
-    # asked: one refusal at the platform database would otherwise come after the others.
-    refusals = person_footprint(settings, request.tenant, person).refusals
-    if refusals:
-        raise TenantError(
-            f"the erasure of request {ref} would be refused, so nothing was changed and no one "
-            f"was asked ({len(refusals)}): " + " ".join(refusals)
-        )
+    _require_no_refusal(settings, request, person)
     replacement = f"erased-{secrets.token_hex(6)}"
     started_at = datetime.now(UTC)
     # The person's pseudonym for the archive, while their key still names a row.

@@ -319,8 +319,8 @@ def _tombstone(
     key = str(rows[0][0])
     if key == person:
         raise TenantError(
-            f"person {person!r} is the tombstone that kept rows are reassigned to: it is not "
-            "a person to erase"
+            f"person {person!r} is the tombstone that kept rows of erased people are "
+            "reassigned to, not a person: no request is carried out for it"
         )
     return key
 
