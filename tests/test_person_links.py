@@ -13,16 +13,21 @@ import zipfile
 from pathlib import Path
 
 import duckdb
+import MySQLdb
 import pytest
 
 from offboarding.core.errors import ConfigurationError, TenantError
-from offboarding.datamap import parse_datamap
+from offboarding.datamap import PersonSystem, parse_datamap
 from offboarding.delivery.mail import read_outbox
+from offboarding.dev.services import MariaDBServer
+from offboarding.locations import get_location
+from offboarding.locations.base import PersonAccess, PersonErasure
 from offboarding.persons import get_request, open_request, person_footprint
 from offboarding.persons.access import answer_access
 from offboarding.persons.erasure import erase_person
 from offboarding.persons.records import read_signed
 from offboarding.stores import open_store
+from tests import wiki as wiki_db
 from tests.conftest import Platform
 
 _TICKETS = """
@@ -230,3 +235,64 @@ def test_the_data_map_refuses_links_it_cannot_carry_out() -> None:
                                                   "links": {"a": "clear"}}}))  # fmt: skip
     parsed = parse_datamap(person(tombstone=0, links={"manager_id": "tombstone"}))
     assert parsed.require_person_scope().tombstone.value == "0"  # type: ignore[union-attr]
+
+
+def test_a_mariadb_system_follows_the_same_rules_for_links(
+    mariadb: MariaDBServer, platform: Platform, tmp_path: Path
+) -> None:
+    """Parity: in the wiki (MariaDB), pages reviewed by the person lose the reviewer, pages
+    that mention them keep the mention with why, and an access answer gives those pages by
+    keys and references, their words withheld."""
+    database = wiki_db.create(mariadb)
+    path = Path(str(platform.settings.datamap))
+    path.write_text(wiki_db.declare(path.read_text(), mariadb, database))
+    conn = MySQLdb.connect(host="127.0.0.1", port=mariadb.port, user="offboard", database=database)
+    conn.autocommit(True)
+
+    def rows(where: str) -> list[tuple[object, ...]]:
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT id, author_id, reviewer_id, mentioned_id, body FROM pages "
+                        f"WHERE {where} ORDER BY id")  # fmt: skip
+            return list(cur.fetchall())
+
+    try:
+        with conn.cursor() as cur:
+            cur.execute("ALTER TABLE pages ADD reviewer_id BIGINT NULL, ADD mentioned_id BIGINT")
+            for tenant in ("acme", "acme-corp"):
+                cur.execute("UPDATE pages SET author_id = 8, reviewer_id = 7 WHERE tenant_id = "
+                            "%s ORDER BY id LIMIT 2", (tenant,))  # fmt: skip
+                mention = "UPDATE pages SET author_id = 8, mentioned_id = 7 WHERE tenant_id = %s "
+                cur.execute(mention + "AND reviewer_id IS NULL ORDER BY id LIMIT 1", (tenant,))
+        location = get_location("wiki", platform.settings)
+        assert isinstance(location, PersonErasure) and isinstance(location, PersonAccess)
+        declared = PersonSystem.model_validate({"tables": {"wiki.pages": {
+            "links": {"reviewer_id": "clear",
+                      "mentioned_id": {"rule": "keep", "why": "the page's history"}},
+            "disclose": ["title"],
+        }}})  # fmt: skip
+        reviewed = rows("tenant_id = 'acme' AND reviewer_id = 7")
+        mentioned = rows("tenant_id = 'acme' AND mentioned_id = 7")
+        neighbour = rows("tenant_id = 'acme-corp'")
+        assert len(reviewed) == 2 and len(mentioned) == 1
+        found = location.find_person("acme", "7", declared)
+        assert found.links == {"wiki.pages.reviewer_id": 2, "wiki.pages.mentioned_id": 1}
+        assert found.refusals == []
+
+        exported = location.export_person("acme", "7", declared, tmp_path)
+        part = next(p for p in exported.parts if p.table == "wiki.pages")
+        read = duckdb.execute(f"SELECT id, reviewer_id, mentioned_id, body FROM "
+                              f"'{tmp_path / part.path}' ORDER BY id").fetchall()  # fmt: skip
+        assert read == sorted((i, r, m, None) for i, _, r, m, _ in reviewed + mentioned)
+        assert "body" in exported.tables[0].withheld and "title" not in exported.tables[0].withheld
+
+        erased = location.erase_person("acme", "7", declared, "erased-0123abcd", person_kept=False)
+        assert rows("tenant_id = 'acme' AND reviewer_id = 7") == []
+        assert rows(f"id IN ({', '.join(str(r[0]) for r in reviewed)})") == [
+            (i, a, None, m, b) for i, a, _, m, b in reviewed]  # fmt: skip
+        assert rows("tenant_id = 'acme' AND mentioned_id = 7") == mentioned
+        assert rows("tenant_id = 'acme-corp'") == neighbour
+        assert {(k.column, k.rule, k.rows) for k in erased.links} == {
+            ("reviewer_id", "clear", 2), ("mentioned_id", "keep", 1)}  # fmt: skip
+    finally:
+        conn.close()
+        wiki_db.drop(mariadb, database)

@@ -180,7 +180,8 @@ def _systems(
     scope = datamap.require_person_scope()
     systems: list[dict[str, Any]] = [
         {"name": name, "status": "erased", "method": erased_there.verification,
-         "deleted": erased_there.deleted, "pseudonymised": erased_there.pseudonymised}
+         "deleted": erased_there.deleted, "pseudonymised": erased_there.pseudonymised,
+         "links": [asdict(link) for link in erased_there.links]}
         for name, erased_there in by_plugin.items()
     ]  # fmt: skip
     for name, system in scope.systems.items():
@@ -284,7 +285,8 @@ def erase_person(
         database={"deleted": deleted, "pseudonymised": kept,
                      "replacement": "text by the request's pseudonym, other values by NULL",
                      "links": [asdict(link) for link in erased.links],
-                     "linkable": _linkable(scope, erased.links)},
+                     "linkable": _linkable(scope, [
+                         *erased.links, *(k for e in by_plugin.values() for k in e.links)])},
         files={"objects": erased.objects, "generations_deleted": erased.generations,
                "bytes": erased.object_bytes},
         earlier_answers={"requests": withdrawn,

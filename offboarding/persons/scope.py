@@ -98,6 +98,10 @@ def person_footprint(settings: Settings, tenant: str, person: str) -> PersonFoot
                     items.sizes.get(item, 0),
                 )
             )
+        for key, rows in items.links.items():
+            table, column = key.rsplit(".", 1)
+            rule = declared.tables[table].links[column].rule
+            counts.append(PersonTableCount(table, column, rule, rows, 0, own=False))
         refusals += [f"{name}: {refusal}" for refusal in items.refusals]
         systems[name] = f"found and erased by its plug-in: {items.total} item(s)"
     for name, system in scope.systems.items():

@@ -20,122 +20,68 @@ from offboarding.core.errors import (
     DestructionIncompleteError,
     IsolationBreachError,
 )
-from offboarding.core.names import inside, split_qualified, table_folder
+from offboarding.core.names import inside, table_folder
 from offboarding.core.records import ExportedPart, TableItem
-from offboarding.datamap import PersonSystem, PersonTable
-from offboarding.locations.base import PersonErased, PersonExport, PersonItems
+from offboarding.datamap import PersonSystem
+from offboarding.locations.base import KeptLink, PersonErased, PersonExport, PersonItems
 from offboarding.locations.mariadb.dialect import quote
+from offboarding.locations.mariadb.person_scope import (
+    CHUNK,
+    TEXT,
+    PersonTables,
+    in_keys,
+    load,
+    mark,
+    refuse_outside,
+    scalar,
+)
 from offboarding.locations.mariadb.snapshot import write_table
-from offboarding.planning import CatalogTable, Classification, deletion_order
+from offboarding.planning import CatalogTable, deletion_order
 
 if TYPE_CHECKING:
     from offboarding.locations.mariadb import MariaDBLocation
-    from offboarding.locations.mariadb.catalogue import Catalogue
     from offboarding.locations.mariadb.catalogue import Connection as _Connection
 
 __all__ = ["erase_person", "export_person", "find_person"]
-
-_TEXT = frozenset({"char", "varchar", "tinytext", "text", "mediumtext", "longtext"})
-# Marked keys are bound as parameters per statement, this many rows at a time.
-_CHUNK = 500
-
-
-class _Declared:
-    """The declared tables, checked against the catalogue (fail closed)."""
-
-    def __init__(
-        self,
-        location: MariaDBLocation,
-        catalogue: Catalogue,
-        classification: Classification,
-        declared: PersonSystem,
-    ) -> None:
-        self.location, self.catalogue, self.classification = location, catalogue, classification
-        self.tables: dict[str, tuple[CatalogTable, PersonTable]] = {}
-        by_name = {t.qualified: t for t in catalogue.tables}
-        where = f"the data map's [person.systems.{location.name}]"
-        for qualified, entry in declared.tables.items():
-            system, _ = split_qualified(qualified)
-            table = by_name.get(qualified)
-            if system != location.name or table is None:
-                raise ConfigurationError(
-                    f"{where} names {qualified!r}, which is not a table of system "
-                    f"{location.name!r}: write it as {location.name}.<table>"
-                )
-            if qualified not in classification.owned:
-                raise ConfigurationError(
-                    f"{where}: {qualified} holds no tenant rows (not classified as the "
-                    "tenant's): a person's rows are always within a tenant's"
-                )
-            if entry.by is None or entry.links or entry.reference:
-                raise ConfigurationError(
-                    f"{where}: {qualified} declares links or a reference rule; in a "
-                    "MariaDB system a person's rows are declared by `by` alone for now. "
-                    "Declare by (the column of the person's own rows) with erase"
-                )
-            columns = {c.name: c for c in catalogue.columns[table.name]}
-            for name in (entry.by, *entry.personal):
-                if name not in columns:
-                    raise ConfigurationError(f"{where}: {qualified} has no column {name!r}")
-            if entry.files:
-                raise ConfigurationError(
-                    f"{where}: {qualified} names files columns; files of a person are declared "
-                    "on the platform database's tables, whose erasure deletes them"
-                )
-            if not table.primary_key:
-                raise ConfigurationError(f"{where}: {qualified} has no primary key to mark rows")
-            for name in entry.personal if entry.erase == "pseudonymise" else ():
-                column = columns[name]
-                if not column.nullable and column.data_type.lower() not in _TEXT:
-                    raise ConfigurationError(
-                        f"{where}: {qualified}.{name} is NOT NULL and not text, so a kept "
-                        'row\'s value cannot be replaced: erase = "delete", or allow NULL'
-                    )
-            self.tables[qualified] = (table, entry)
-
-    def condition(self, qualified: str) -> str:
-        """The person's rows of the table (as `t`), with %(tenant)s and %(person)s."""
-        _, entry = self.tables[qualified]
-        tenant = self.location._where(self.classification, qualified, "t")
-        return f"({tenant} AND t.{quote(_by(entry))} = %(person)s)"
-
-
-def _by(entry: PersonTable) -> str:
-    assert entry.by is not None  # checked by _Declared
-    return entry.by
-
-
-def _load(location: MariaDBLocation, conn: _Connection, declared: PersonSystem) -> _Declared:
-    catalogue = location._catalogue(conn)
-    classification, _ = location._classify(catalogue)
-    return _Declared(location, catalogue, classification, declared)
-
-
-def _scalar(conn: _Connection, statement: str, params: dict[str, Any] | list[Any]) -> int:
-    with conn.cursor() as cur:
-        cur.execute(statement, params)
-        row = cur.fetchone()
-    return int(row[0] or 0) if row else 0
 
 
 def find_person(
     location: MariaDBLocation, tenant: str, person: str, declared: PersonSystem
 ) -> PersonItems:
+    """The person's own rows per table, others' rows pointing at them per column, and what an
+    erasure would refuse, in one consistent read (nothing locked, nothing changed)."""
     params = {"tenant": tenant, "person": person}
     counts: dict[str, int] = {}
     sizes: dict[str, int] = {}
+    links: dict[str, int] = {}
+    refusals: list[str] = []
     with location._connect() as conn:
-        found = _load(location, conn, declared)
-        for qualified, (table, _) in found.tables.items():
-            counts[qualified] = _scalar(
-                conn,
-                f"SELECT COUNT(*) FROM {quote(table.name)} t WHERE {found.condition(qualified)}",
-                params,
-            )
-            average = found.catalogue.rows_estimate.get(table.name, (0, 0))[1]
-            sizes[qualified] = counts[qualified] * average
+        with conn.cursor() as cur:
+            cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        found = load(location, conn, declared)
+        for qualified, (table, entry) in found.tables.items():
+            source = f"SELECT COUNT(*) FROM {quote(table.name)} t WHERE "
+            for column in entry.links:
+                links[f"{qualified}.{column}"] = scalar(
+                    conn, source + found.others(qualified, column), params
+                )
+            if entry.by:
+                counts[qualified] = scalar(conn, source + found.condition(qualified), params)
+                average = found.catalogue.rows_estimate.get(table.name, (0, 0))[1]
+                sizes[qualified] = counts[qualified] * average
+        marked = mark(conn, found, params, lock=False)
+        try:
+            refuse_outside(conn, found, _doomed(found, marked))
+        except IsolationBreachError as refused:
+            refusals.append(str(refused))
         conn.rollback()
-    return PersonItems(counts=counts, sizes=sizes)
+    return PersonItems(counts=counts, sizes=sizes, links=links, refusals=refusals)
+
+
+def _doomed(
+    found: PersonTables, marked: dict[str, list[tuple[Any, ...]]]
+) -> dict[str, list[tuple[Any, ...]]]:
+    return {q: k for q, k in marked.items() if found.tables[q][1].erase == "delete"}
 
 
 def export_person(
@@ -148,12 +94,14 @@ def export_person(
     with location._connect() as conn:
         with conn.cursor() as cur:
             cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-        found = _load(location, conn, declared)
+        found = load(location, conn, declared)
         for qualified, (table, _) in found.tables.items():
             relative = f"{table_folder(qualified)}part-00000.parquet"
+            withheld = found.withheld(qualified)
             rows, columns = write_table(
                 location.name, conn, table, found.catalogue.columns[table.name],
-                found.condition(qualified), params, inside(scratch, relative),
+                found.everything(qualified), params, inside(scratch, relative),
+                withheld=(withheld, found.condition(qualified)),
             )  # fmt: skip
             size = inside(scratch, relative).stat().st_size
             parts.append(
@@ -167,87 +115,13 @@ def export_person(
                     size=size,
                 )
             )
-            tables.append(location._item(found.classification, table, found.catalogue, rows, size))
+            item = location._item(found.classification, table, found.catalogue, rows, size)
+            tables.append(item.model_copy(update={"withheld": sorted(withheld)}))
         conn.rollback()
     return PersonExport(tables=tables, parts=parts)
 
 
-def _in_keys(
-    alias: str, keys: tuple[str, ...], marked: list[tuple[Any, ...]]
-) -> tuple[str, list[Any]]:
-    """`(alias.k1, ...) IN ((%s, ...), ...)` for the marked keys, and their values."""
-    columns = ", ".join(f"{alias}.{quote(k)}" for k in keys)
-    row = "(" + ", ".join(["%s"] * len(keys)) + ")"
-    values = [v for key in marked for v in key]
-    return f"({columns}) IN ({', '.join([row] * len(marked))})", values
-
-
-def _mark(
-    conn: _Connection, found: _Declared, params: dict[str, Any]
-) -> dict[str, list[tuple[Any, ...]]]:
-    """Each declared table's rows of the person, locked, by primary key."""
-    marked: dict[str, list[tuple[Any, ...]]] = {}
-    with conn.cursor() as cur:
-        for qualified, (table, _) in found.tables.items():
-            keys = ", ".join(f"t.{quote(k)}" for k in table.primary_key)
-            cur.execute(
-                f"SELECT {keys} FROM {quote(table.name)} t WHERE {found.condition(qualified)} "
-                "FOR UPDATE",
-                params,
-            )
-            marked[qualified] = [tuple(row) for row in cur.fetchall()]
-    return marked
-
-
-def _refuse_outside_references(
-    conn: _Connection, found: _Declared, doomed: dict[str, list[tuple[Any, ...]]]
-) -> None:
-    """No row outside the doomed ones references a row to be deleted, through any key of the
-    database: else a delete would cascade into, null or be refused by someone else's row."""
-    by_name = {t.qualified: t for t in found.catalogue.tables}
-    problems: list[str] = []
-    for child in found.catalogue.tables:
-        for fk in child.foreign_keys:
-            parent_rows = doomed.get(fk.references)
-            if not parent_rows:
-                continue
-            parent = by_name[fk.references]
-            for start in range(0, len(parent_rows), _CHUNK):
-                chunk = parent_rows[start : start + _CHUNK]
-                match, values = _in_keys("p", parent.primary_key, chunk)
-                joined = " AND ".join(
-                    f"p.{quote(r)} = c.{quote(c)}"
-                    for c, r in zip(fk.columns, fk.referenced_columns, strict=True)
-                )
-                own = doomed.get(child.qualified, [])
-                outside = ""
-                if own:
-                    own_match, own_values = _in_keys("c", child.primary_key, own)
-                    outside, values = f" AND NOT {own_match}", values + own_values
-                count = _scalar(
-                    conn,
-                    f"SELECT COUNT(*) FROM {quote(child.name)} c JOIN {quote(parent.name)} p "
-                    f"ON {joined} WHERE {match}{outside}",
-                    values,
-                )
-                if count:
-                    problems.append(f"{count} row(s) of {child.qualified} through {fk.name}")
-    if problems:
-        raise IsolationBreachError(
-            f"rows outside the person's reference the rows their erasure would delete: "
-            f"{'; '.join(problems)}. Nothing was changed: keep those rows (erase = "
-            '"pseudonymise") or declare the referencing tables too',
-            facts={
-                "nature": "an erasure's delete would reach rows that are not the person's",
-                "affected_tenants": [],
-                "categories": sorted({p.split(" of ", 1)[1].split(" ")[0] for p in problems}),
-                "approximate_records": None,
-                "approximate_people": 1,
-            },
-        )
-
-
-def _changed(conn: _Connection, statement: str, values: list[Any]) -> int:
+def _changed(conn: _Connection, statement: str, values: list[Any] | dict[str, Any]) -> int:
     with conn.cursor() as cur:
         cur.execute(statement, values)
         return int(cur.rowcount)
@@ -270,10 +144,11 @@ def erase_person(
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             cur.execute("START TRANSACTION")
         try:
-            found = _load(location, conn, declared)
-            marked = _mark(conn, found, params)
-            doomed = {q: k for q, k in marked.items() if found.tables[q][1].erase == "delete"}
-            _refuse_outside_references(conn, found, doomed)
+            found = load(location, conn, declared)
+            marked = mark(conn, found, params)
+            doomed = _doomed(found, marked)
+            refuse_outside(conn, found, doomed)
+            links = _relink(conn, found, params)
             parents = {
                 q: {fk.references for fk in found.tables[q][0].foreign_keys} & set(doomed)
                 for q in doomed
@@ -281,11 +156,13 @@ def erase_person(
             for qualified in deletion_order(parents):
                 deleted[qualified] = _apply(conn, found, qualified, marked[qualified], "DELETE")
             for qualified, keys in marked.items():
-                if qualified not in doomed:
-                    kept[qualified] = _pseudonymise(
-                        conn, found, qualified, keys, replacement, person_kept
-                    )
-            _verify(conn, found, params, replacement, person_kept)
+                entry = found.tables[qualified][1]
+                if qualified not in doomed and entry.by:
+                    rule = entry.reference or ("keep" if person_kept else "clear")
+                    kept[qualified] = _pseudonymise(conn, found, qualified, keys, replacement, rule)
+                    links.append(KeptLink(qualified, entry.by, rule, len(keys),
+                                          "the person's own rows, kept pseudonymised"))  # fmt: skip
+            _verify(conn, found, params, replacement, links)
             conn.commit()
         except BaseException:
             conn.rollback()
@@ -296,8 +173,30 @@ def erase_person(
         verification="in one REPEATABLE READ transaction, before it committed: the person's "
         "rows locked and marked by key; no other row referencing one to be deleted; each "
         "statement changed exactly the marked rows; no row of the person left, no personal "
-        "value in a kept row",
+        "value in a kept row, no column naming the person but the links kept by their rule",
+        links=links,
     )
+
+
+def _relink(conn: _Connection, found: PersonTables, params: dict[str, Any]) -> list[KeptLink]:
+    """Others' rows pointing at the person, by each column's rule: cleared (each statement
+    changing exactly the rows counted, locked) or kept."""
+    done: list[KeptLink] = []
+    for qualified, (table, entry) in found.tables.items():
+        for column, link in entry.links.items():
+            others = found.others(qualified, column)
+            rows = scalar(conn, f"SELECT COUNT(*) FROM (SELECT 1 FROM {quote(table.name)} t "
+                          f"WHERE {others} FOR UPDATE) locked", params)  # fmt: skip
+            if link.rule == "clear" and rows:
+                changed = _changed(conn, f"UPDATE {quote(table.name)} t SET t.{quote(column)} = "
+                                   f"NULL WHERE {others}", params)  # fmt: skip
+                if changed != rows:
+                    raise DestructionIncompleteError(
+                        f"{qualified}.{column}: clearing changed {changed} row(s) of the {rows} "
+                        "counted: nothing is kept; retry"
+                    )
+            done.append(KeptLink(qualified, column, link.rule, rows, link.why))
+    return done
 
 
 def _levels(
@@ -311,8 +210,8 @@ def _levels(
         return [keys]
     columns = [*table.primary_key, *(c for fk in own for c in fk.columns)]
     referenced: dict[tuple[Any, ...], set[tuple[Any, ...]]] = {key: set() for key in keys}
-    for start in range(0, len(keys), _CHUNK):
-        match, values = _in_keys("t", table.primary_key, keys[start : start + _CHUNK])
+    for start in range(0, len(keys), CHUNK):
+        match, values = in_keys("t", table.primary_key, keys[start : start + CHUNK])
         with conn.cursor() as cur:
             cur.execute(
                 f"SELECT {', '.join(f't.{quote(c)}' for c in columns)} FROM "
@@ -340,13 +239,13 @@ def _levels(
 
 
 def _apply(
-    conn: _Connection, found: _Declared, qualified: str, keys: list[tuple[Any, ...]], verb: str
+    conn: _Connection, found: PersonTables, qualified: str, keys: list[tuple[Any, ...]], verb: str
 ) -> int:
     table, _ = found.tables[qualified]
     changed = 0
     for level in _levels(conn, table, keys):
-        for start in range(0, len(level), _CHUNK):
-            match, values = _in_keys("t", table.primary_key, level[start : start + _CHUNK])
+        for start in range(0, len(level), CHUNK):
+            match, values = in_keys("t", table.primary_key, level[start : start + CHUNK])
             statement = f"DELETE t FROM {quote(table.name)} t WHERE {match}"
             changed += _changed(conn, statement, values)
     if changed != len(keys):
@@ -359,37 +258,39 @@ def _apply(
 
 def _pseudonymise(
     conn: _Connection,
-    found: _Declared,
+    found: PersonTables,
     qualified: str,
     keys: list[tuple[Any, ...]],
     replacement: str,
-    person_kept: bool,
+    rule: str,
 ) -> int:
+    """The person's kept rows with their personal columns replaced, and their `by` column
+    cleared where the rule says (by default, where the person's own row goes)."""
     table, entry = found.tables[qualified]
     types = {c.name: c for c in found.catalogue.columns[table.name]}
     assignments: list[str] = []
     values: list[Any] = []
     for name in entry.personal:
-        if types[name].data_type.lower() in _TEXT:
+        if types[name].data_type.lower() in TEXT:
             assignments.append(f"t.{quote(name)} = %s")
             values.append(replacement)
         else:
             assignments.append(f"t.{quote(name)} = NULL")
-    if not person_kept:  # the person's own row goes: the kept rows' reference with it
-        if not types[_by(entry)].nullable:
+    if rule == "clear" and entry.by:
+        if not types[entry.by].nullable:
             raise ConfigurationError(
                 f"{qualified}.{entry.by} is NOT NULL, so a kept row cannot lose its reference "
                 'to the deleted person: keep the person\'s row (erase = "pseudonymise" under '
-                "[person]) or delete these rows"
+                '[person]), keep the reference (reference = "keep") or delete these rows'
             )
-        assignments.append(f"t.{quote(_by(entry))} = NULL")
+        assignments.append(f"t.{quote(entry.by)} = NULL")
     changed = 0
-    for start in range(0, len(keys), _CHUNK):
+    for start in range(0, len(keys), CHUNK):
         if not assignments:
             break
-        match, key_values = _in_keys("t", table.primary_key, keys[start : start + _CHUNK])
+        match, key_values = in_keys("t", table.primary_key, keys[start : start + CHUNK])
         # A row already pseudonymised (a rerun) is matched but not changed: count matches.
-        changed += _scalar(
+        changed += scalar(
             conn, f"SELECT COUNT(*) FROM {quote(table.name)} t WHERE {match}", key_values
         )
         _changed(
@@ -406,17 +307,28 @@ def _pseudonymise(
 
 def _verify(
     conn: _Connection,
-    found: _Declared,
+    found: PersonTables,
     params: dict[str, Any],
     replacement: str,
-    person_kept: bool,
+    links: list[KeptLink],
 ) -> None:
+    """Before the commit: no own row of the person left where deleted, no personal value in a
+    kept one, no column naming the person but the links kept by their rule."""
+    expected = {(k.table, k.column): k.rows if k.rule == "keep" else 0 for k in links}
     for qualified, (table, entry) in found.tables.items():
+        source = f"SELECT COUNT(*) FROM {quote(table.name)} t WHERE "
         condition = found.condition(qualified)
-        left = _scalar(
-            conn, f"SELECT COUNT(*) FROM {quote(table.name)} t WHERE {condition}", params
-        )
-        if entry.erase == "delete" or not person_kept:
+        for column in entry.links:
+            left = scalar(conn, source + found.others(qualified, column), params)
+            if left != expected[qualified, column]:
+                raise DestructionIncompleteError(
+                    f"{qualified}.{column}: {left} row(s) still name the person, "
+                    f"{expected[qualified, column]} kept by rule; nothing is kept (rolled back)"
+                )
+        if not entry.by:
+            continue
+        left = scalar(conn, source + condition, params)
+        if entry.erase == "delete" or expected.get((qualified, entry.by)) == 0:
             if left:
                 raise DestructionIncompleteError(
                     f"{qualified}: {left} row(s) of the person left after the erasure; nothing "
@@ -426,16 +338,14 @@ def _verify(
         types = {c.name: c for c in found.catalogue.columns[table.name]}
         personal = [
             f"(t.{quote(n)} IS NOT NULL AND BINARY t.{quote(n)} <> %(replacement)s)"
-            if types[n].data_type.lower() in _TEXT
+            if types[n].data_type.lower() in TEXT
             else f"t.{quote(n)} IS NOT NULL"
             for n in entry.personal
         ]
-        if personal and _scalar(
-            conn,
-            f"SELECT COUNT(*) FROM {quote(table.name)} t WHERE {condition} AND "
-            f"({' OR '.join(personal)})",
+        if personal and scalar(
+            conn, source + f"{condition} AND ({' OR '.join(personal)})",
             {**params, "replacement": replacement},
-        ):
+        ):  # fmt: skip
             raise DestructionIncompleteError(
                 f"{qualified}: a kept row of the person still holds a personal value; nothing "
                 "is kept (rolled back)"

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -117,14 +118,23 @@ def write_table(
     target: Path,
     *,
     database: str | None = None,
+    withheld: tuple[list[str], str] = ([], "FALSE"),
 ) -> tuple[int, list[ColumnSchema]]:
     """The rows of `table` (as `t`) matching `where`, in key order (where it has a key), into
-    Parquet. `database`: the table is in that database, not the connection's."""
+    Parquet. `database`: the table is in that database, not the connection's. `withheld`:
+    columns given only where a condition holds (a person's own rows), NULL elsewhere."""
+    hidden, shown_where = withheld
+    columns = [replace(c, nullable=True) if c.name in hidden else c for c in columns]
     types = [arrow_type(c) for c in columns]
     schema = pa.schema(
         [pa.field(c.name, t, nullable=c.nullable) for c, (t, _) in zip(columns, types, strict=True)]
     )
-    select = ", ".join(f"t.{quote(c.name)}" for c in columns)
+    select = ", ".join(
+        f"CASE WHEN COALESCE({shown_where}, FALSE) THEN t.{quote(c.name)} END"
+        if c.name in hidden
+        else f"t.{quote(c.name)}"
+        for c in columns
+    )
     order = ", ".join(f"t.{quote(c)}" for c in table.primary_key)
     source = f"{quote(database)}.{quote(table.name)}" if database else quote(table.name)
     target.parent.mkdir(parents=True, exist_ok=True)
