@@ -189,17 +189,13 @@ def test_every_refusal_is_predicted_before_anything_is_asked_of_anyone(
     settings = platform.settings
     people = _helpdesk(platform)
     person = str(people["person"])
-    # What the catalogue contradicts, named all at once: a NOT NULL column to clear, and a
-    # reference to the person that nothing declares.
+    # What the catalogue contradicts stops every request: a reference nothing declares.
     platform.query("ALTER TABLE tickets ADD COLUMN closer_id bigint REFERENCES users (id)")
-    _rewrite(platform, 'reviewer_id = "tombstone"', 'reviewer_id = "clear"')
-    with pytest.raises(ConfigurationError) as refused:
+    with pytest.raises(ConfigurationError, match=r"tickets\.closer_id points at public\.users"):
         person_footprint(settings, "acme", person)
-    assert "tickets.reviewer_id is NOT NULL, so the erasure cannot clear it" in str(refused.value)
-    assert "tickets.closer_id points at public.users" in str(refused.value)
-    _rewrite(platform, 'reviewer_id = "clear"', 'reviewer_id = "tombstone", closer_id = "clear"')
-
-    # What the data refuses: a colleague's pin on a message the erasure would delete.
+    # What only an erasure refuses, listed by the inventory, all at once: a NOT NULL column
+    # to clear, and a colleague's pin on a message the erasure would delete.
+    _rewrite(platform, 'reviewer_id = "tombstone"', 'reviewer_id = "clear", closer_id = "clear"')
     platform.query(
         "CREATE TABLE public.pins (id bigint PRIMARY KEY, tenant_id text NOT NULL REFERENCES "
         "tenants (id), message_id bigint REFERENCES chat_messages (id) ON DELETE CASCADE)"
@@ -207,7 +203,14 @@ def test_every_refusal_is_predicted_before_anything_is_asked_of_anyone(
     message = platform.query("SELECT min(id) FROM chat_messages WHERE author_id = %s", person)
     platform.query("INSERT INTO pins VALUES (1, 'acme', %s)", message[0][0])
     footprint = person_footprint(settings, "acme", person)
-    assert len(footprint.refusals) == 1 and "1 row(s) of public.pins" in footprint.refusals[0]
+    assert len(footprint.refusals) == 2
+    assert (
+        "tickets.reviewer_id is NOT NULL, so the erasure cannot clear it" in footprint.refusals[0]
+    )
+    assert "1 row(s) of public.pins" in footprint.refusals[1]
+    # An access answer is not concerned: the request opens, and is answered.
+    access = open_request(settings, "acme", person, "access")
+    assert answer_access(settings, access.ref).tables["public.tickets"] == 3
     before = platform.fingerprint("acme")
     request = open_request(settings, "acme", person, "erasure")
     with pytest.raises(TenantError, match="would be refused, so nothing was changed and no one"):
@@ -257,7 +260,8 @@ def test_a_mariadb_system_follows_the_same_rules_for_links(
 
     try:
         with conn.cursor() as cur:
-            cur.execute("ALTER TABLE pages ADD reviewer_id BIGINT NULL, ADD mentioned_id BIGINT")
+            cur.execute("ALTER TABLE pages ADD reviewer_id BIGINT NULL, ADD mentioned_id BIGINT, "
+                        "ADD editor_id BIGINT NOT NULL DEFAULT 0")  # fmt: skip
             for tenant in ("acme", "acme-corp"):
                 cur.execute("UPDATE pages SET author_id = 8, reviewer_id = 7 WHERE tenant_id = "
                             "%s ORDER BY id LIMIT 2", (tenant,))  # fmt: skip
@@ -277,6 +281,15 @@ def test_a_mariadb_system_follows_the_same_rules_for_links(
         found = location.find_person("acme", "7", declared)
         assert found.links == {"wiki.pages.reviewer_id": 2, "wiki.pages.mentioned_id": 1}
         assert found.refusals == []
+        # A NOT NULL column to clear: predicted by the count, refused by the erasure alone.
+        editor = PersonSystem.model_validate(
+            {"tables": {"wiki.pages": {"links": {"editor_id": "clear"}}}}
+        )
+        predicted = location.find_person("acme", "7", editor).refusals
+        assert predicted == ["wiki.pages.editor_id is NOT NULL, so the erasure cannot clear it: "
+                             "keep it with why, or allow NULL"]  # fmt: skip
+        with pytest.raises(ConfigurationError, match="editor_id is NOT NULL"):
+            location.erase_person("acme", "7", editor, "erased-0123abcd", person_kept=False)
 
         exported = location.export_person("acme", "7", declared, tmp_path)
         part = next(p for p in exported.parts if p.table == "wiki.pages")

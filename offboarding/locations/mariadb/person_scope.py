@@ -47,19 +47,24 @@ def _check_entry(
             f"{where}: {qualified} reassigns to the tombstone person, a row of the platform "
             "database's person table; in this system clear the column or keep it with why"
         )
-    for name, link in entry.links.items():
-        if link.rule == "clear" and not columns[name].nullable:
-            raise ConfigurationError(
-                f"{where}: {qualified}.{name} is NOT NULL, so the erasure cannot clear it: "
-                "keep it with why, or allow NULL"
-            )
-    for name in entry.personal if entry.erase == "pseudonymise" else ():
-        column = columns[name]
-        if not column.nullable and column.data_type.lower() not in TEXT:
-            raise ConfigurationError(
-                f"{where}: {qualified}.{name} is NOT NULL and not text, so a kept "
-                'row\'s value cannot be replaced: erase = "delete", or allow NULL'
-            )
+
+
+def _erasure_problems(qualified: str, entry: PersonTable, columns: dict[str, Column]) -> list[str]:
+    """What an erasure would refuse whatever the data (an access answer is not concerned)."""
+    problems = [
+        f"{qualified}.{name} is NOT NULL, so the erasure cannot clear it: keep it with why, "
+        "or allow NULL"
+        for name, link in entry.links.items()
+        if link.rule == "clear" and not columns[name].nullable
+    ]
+    personal = entry.personal if entry.erase == "pseudonymise" else []
+    problems += [
+        f"{qualified}.{name} is NOT NULL and not text, so a kept row's value cannot be "
+        'replaced: erase = "delete", or allow NULL'
+        for name in personal
+        if not columns[name].nullable and columns[name].data_type.lower() not in TEXT
+    ]
+    return problems
 
 
 class PersonTables:
@@ -74,6 +79,7 @@ class PersonTables:
     ) -> None:
         self.location, self.catalogue, self.classification = location, catalogue, classification
         self.tables: dict[str, tuple[CatalogTable, PersonTable]] = {}
+        self.refusals: list[str] = []  # what an erasure would refuse whatever the data
         by_name = {t.qualified: t for t in catalogue.tables}
         where = f"the data map's [person.systems.{location.name}]"
         for qualified, entry in declared.tables.items():
@@ -91,9 +97,9 @@ class PersonTables:
                 )
             if not table.primary_key:
                 raise ConfigurationError(f"{where}: {qualified} has no primary key to mark rows")
-            _check_entry(
-                where, qualified, entry, {c.name: c for c in catalogue.columns[table.name]}
-            )
+            columns = {c.name: c for c in catalogue.columns[table.name]}
+            _check_entry(where, qualified, entry, columns)
+            self.refusals += _erasure_problems(qualified, entry, columns)
             self.tables[qualified] = (table, entry)
 
     def _is_person(self, qualified: str, column: str) -> str:

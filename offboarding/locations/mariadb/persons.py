@@ -54,11 +54,11 @@ def find_person(
     counts: dict[str, int] = {}
     sizes: dict[str, int] = {}
     links: dict[str, int] = {}
-    refusals: list[str] = []
     with location._connect() as conn:
         with conn.cursor() as cur:
             cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
         found = load(location, conn, declared)
+        refusals = list(found.refusals)
         for qualified, (table, entry) in found.tables.items():
             source = f"SELECT COUNT(*) FROM {quote(table.name)} t WHERE "
             for column in entry.links:
@@ -145,6 +145,10 @@ def erase_person(
             cur.execute("START TRANSACTION")
         try:
             found = load(location, conn, declared)
+            if found.refusals:
+                raise ConfigurationError(
+                    f"the data map's [person.systems.{location.name}]: " + "; ".join(found.refusals)
+                )
             marked = mark(conn, found, params)
             doomed = _doomed(found, marked)
             refuse_outside(conn, found, doomed)

@@ -20,9 +20,14 @@ import psycopg
 from psycopg import sql
 
 from offboarding.core.config import Settings
-from offboarding.core.errors import DestructionIncompleteError, IsolationBreachError, TenantError
+from offboarding.core.errors import (
+    ConfigurationError,
+    DestructionIncompleteError,
+    IsolationBreachError,
+    TenantError,
+)
 from offboarding.core.names import qualified, split_qualified
-from offboarding.datamap import PersonScope
+from offboarding.datamap import PersonScope, datamap_of
 from offboarding.locations.base import KeptLink, PersonErased, quiet
 from offboarding.locations.postgres.catalog import ident
 from offboarding.locations.postgres.person_footprint import advice, doomed_tables, kept_links
@@ -209,6 +214,10 @@ def _erase_rows(
     with conn.transaction():
         conn.execute("SET LOCAL lock_timeout = '30s'")
         selection = person_conditions(conn, settings, scope, tenant, person)
+        if selection.refusals:
+            raise ConfigurationError(
+                f"{datamap_of(settings).source}: " + "; ".join(selection.refusals)
+            )
         own = selection.own
         require_person(conn, scope, own, tenant, person)
         conn.execute(

@@ -105,7 +105,7 @@ def count_person(settings: Settings, scope: PersonScope, tenant: str, person: st
                 for table, column in selection.links
             }
             keys = person_files(conn, scope, selection.own, files, tenant, person)
-            refused = refusals(conn, scope, selection)
+            refused = [*selection.refusals, *refusals(conn, scope, selection)]
     return PersonItems(
         counts=counts,
         sizes=sizes,

@@ -30,6 +30,7 @@ from offboarding.stores import ObjectStore
 
 __all__ = [
     "PersonSelection",
+    "erasure_problems",
     "person_conditions",
     "person_files",
     "require_person",
@@ -121,8 +122,8 @@ def _link_problems(
 def scope_problems(
     scope: PersonScope, tables: list[CatalogTable], columns: dict[str, Any], owned: set[str]
 ) -> list[str]:
-    """Everything in [person] the catalogue contradicts, or that an erasure would refuse
-    whatever the data: each as a sentence saying what to fix. Empty when the scope holds."""
+    """Everything in [person] the catalogue contradicts, which stops any request about a
+    person (an answer would be incomplete): each as a sentence saying what to fix."""
     if scope.table not in columns:
         return [
             f"[person] table {scope.table!r} is not a table of the platform database: name "
@@ -155,9 +156,15 @@ def scope_problems(
             for name in dict.fromkeys(named)
             if name not in kinds
         ]
-    if problems:
-        return problems
-    problems += _undeclared(scope, tables)
+    return problems or _undeclared(scope, tables)
+
+
+def erasure_problems(
+    scope: PersonScope, tables: list[CatalogTable], columns: dict[str, Any]
+) -> list[str]:
+    """What an erasure would refuse whatever the data (an access answer is not concerned):
+    a kept row's value or link that cannot be replaced, cleared or left."""
+    problems = []
     kept = [(t, p.personal) for t, p in scope.tables.items() if p.erase == "pseudonymise"]
     if scope.erase == "pseudonymise":
         kept.append((scope.table, scope.personal))
@@ -201,6 +208,7 @@ class PersonSelection:
     own: dict[str, sql.Composable]
     links: dict[tuple[str, str], sql.Composable]
     tombstone: str | None  # the tombstone person's key, as text
+    refusals: list[str]  # what an erasure would refuse whatever the data (erasure_problems)
     classification: Classification
     tables: dict[str, CatalogTable]
     columns: dict[str, list[PgColumn]]
@@ -272,6 +280,7 @@ def person_conditions(
         own=own,
         links=links,
         tombstone=None,
+        refusals=erasure_problems(scope, tables, columns),
         classification=classification,
         tables={name: by_name[name] for name in conditions},
         columns={name: columns[name] for name in conditions},
