@@ -117,9 +117,16 @@ def readme_text(
     listing = "\n".join(
         f"  {table_folder(t.name)}  ({t.rows} rows"
         + ("" if table_folder(t.name) == f"tables/{t.name}/" else f" of table {t.name}")
+        + (f"; withheld on others' rows: {', '.join(t.withheld)}" if t.withheld else "")
         + ")"
         for t in tables
     )
+    if any(t.withheld for t in tables):
+        listing += (
+            "\n  Some rows are other people's that point at this person (a ticket assigned to"
+            "\n  them, a colleague they manage): those rows hold their keys and references, and"
+            "\n  NULL in the withheld columns, which are those people's own (GDPR Art. 15(4))."
+        )
     left_out = left_out or []
     if about == ALL_OF_IT and holds_less(left_out):
         about += ' that the inventory covered: "What this archive does not hold" lists the rest'

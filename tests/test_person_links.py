@@ -129,6 +129,7 @@ def test_an_access_answer_gives_others_rows_by_their_keys_and_links_only(
     manifest = json.loads(archive.read("manifest.json"))
     item = next(t for t in manifest["tables"] if t["name"] == "public.tickets")
     assert item["withheld"] == ["body"]
+    assert "withheld on others' rows: body" in archive.read("README.txt").decode()
     part = next(n for n in archive.namelist() if "tickets" in n)
     assert b"Colleague's own words" not in archive.read(part)
 
