@@ -156,6 +156,7 @@ def test_offboard_inventory_person_prints_counts_and_no_values(platform: Platfor
         env=env, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert f"person {person} of tenant acme" in shown and "public.comments" in shown
+    assert "an erasure would meet no refusal" in shown
     email = platform.query("SELECT email, display_name FROM users WHERE id = %s", int(person))[0]
     assert str(email[0]) not in shown and str(email[1]) not in shown
     as_json = subprocess.run(
@@ -231,8 +232,10 @@ def test_offboard_request_commands(platform: Platform) -> None:
     assert again.returncode != 0 and "already extended" in again.stderr
     direct = run("direct", "acme", "--kind", "access", "--name", "Ann", "--contact", "a@x.org")
     assert direct.returncode == 0 and "not executed" in direct.stdout
+    erasure = run("open", "acme", person, "--kind", "erasure")
+    assert erasure.returncode == 0 and "the erasure would meet no refusal" in erasure.stdout
     listed = run("list", "acme")
-    assert listed.returncode == 0 and "2 request(s), 0 overdue" in listed.stdout
+    assert listed.returncode == 0 and "3 request(s), 0 overdue" in listed.stdout
     assert "Ann" not in listed.stdout and "a@x.org" not in listed.stdout
 
 

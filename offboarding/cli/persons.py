@@ -52,6 +52,21 @@ def person_inventory(tenant: str, person: str, as_json: bool) -> int:
     return 0
 
 
+def _predict(settings: Settings, request: PersonRequest) -> None:
+    """What the erasure would refuse, said when the request is opened, so it is settled
+    before the request is run (nothing is asked of anyone until then)."""
+    from offboarding.persons import person_footprint
+
+    assert request.person is not None
+    refusals = person_footprint(settings, request.tenant, request.person).refusals
+    if not refusals:
+        print("the erasure would meet no refusal: run it with offboard request run " + request.ref)
+        return
+    print(f"the erasure would be refused ({len(refusals)}); settle these, then run it:")
+    for refusal in refusals:
+        print(f"  - {refusal}")
+
+
 def _show_request(request: PersonRequest) -> None:
     person = request.person or "(the client identifies them)"
     extended = " (extended)" if request.extended_by else ""
@@ -78,6 +93,8 @@ def _request(args: argparse.Namespace) -> int:
         request = open_request(settings, args.tenant, args.person, args.kind)
         _show_request(request)
         print(f"recorded; due by {request.due_on} (one month from receipt, clause 2.2.7)")
+        if request.kind == "erasure":
+            _predict(settings, request)
     elif args.action == "direct":
         request = forward_direct_request(
             settings, args.tenant, args.kind, name=args.name, contact=args.contact,
