@@ -310,3 +310,33 @@ def test_a_mariadb_system_follows_the_same_rules_for_links(
     finally:
         conn.close()
         wiki_db.drop(mariadb, database)
+
+
+def test_a_composite_key_to_the_person_is_declared_by_its_person_column(
+    platform: Platform,
+) -> None:
+    """Multi-tenant schemas often key (tenant_id, approver_id) to users (tenant_id, id): the
+    person column names the key; the erasure clears it, the tenant column stays."""
+    settings = platform.settings
+    people = _helpdesk(platform)
+    person, first = people["person"], people["first"]
+    platform.query(
+        "ALTER TABLE users ADD UNIQUE (tenant_id, id);"
+        "CREATE TABLE public.approvals (id bigint PRIMARY KEY, tenant_id text NOT NULL, "
+        "approver_id bigint, FOREIGN KEY (tenant_id, approver_id) REFERENCES users "
+        "(tenant_id, id));"
+        "CREATE INDEX ON approvals (approver_id)"
+    )
+    platform.query("INSERT INTO approvals VALUES (1, 'acme', %s), (2, 'acme', %s)", person, first)
+    with pytest.raises(ConfigurationError, match=r"approvals\.tenant_id, approver_id points at"):
+        person_footprint(settings, "acme", str(person))
+    _rewrite(platform, '[person.tables."public.posts"]',
+             '[person.tables."public.approvals"]\nlinks = { approver_id = "clear" }\n\n'
+             '[person.tables."public.posts"]')  # fmt: skip
+    footprint = person_footprint(settings, "acme", str(person))
+    assert footprint.refusals == []
+    assert [t.rows for t in footprint.tables if t.table == "public.approvals"] == [1]
+    request = open_request(settings, "acme", str(person), "erasure")
+    erase_person(settings, request.ref)
+    assert platform.query("SELECT * FROM approvals ORDER BY id") == [
+        (1, "acme", None), (2, "acme", first)]  # fmt: skip

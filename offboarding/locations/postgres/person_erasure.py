@@ -30,11 +30,12 @@ from offboarding.core.names import qualified, split_qualified
 from offboarding.datamap import PersonScope, datamap_of
 from offboarding.locations.base import KeptLink, PersonErased, quiet
 from offboarding.locations.postgres.catalog import ident
-from offboarding.locations.postgres.person_footprint import advice, doomed_tables, kept_links
+from offboarding.locations.postgres.person_footprint import advice, doomed_tables
 from offboarding.locations.postgres.person_scope import (
     PersonSelection,
     person_conditions,
     person_files,
+    person_keys,
     require_person,
 )
 from offboarding.locations.postgres.rows import (
@@ -239,7 +240,7 @@ def _erase_rows(
             lock_rows(conn, table, marked[table])
         blocked = references_now(
             settings.require_database(), selection.catalog,
-            {t: own[t] for t in doomed}, kept_links(scope),
+            {t: own[t] for t in doomed}, person_keys(scope, selection.catalog),
         )  # fmt: skip
         if blocked:
             raise TenantError(

@@ -23,6 +23,7 @@ from offboarding.locations.postgres.person_scope import (
     PersonSelection,
     person_conditions,
     person_files,
+    person_keys,
     require_person,
 )
 from offboarding.locations.postgres.rows import Reference, references_into
@@ -30,7 +31,7 @@ from offboarding.locations.postgres.scope import measure
 from offboarding.locations.prefixed import digest_object
 from offboarding.stores import open_store
 
-__all__ = ["advice", "count_person", "doomed_tables", "kept_links", "refusals"]
+__all__ = ["advice", "count_person", "doomed_tables", "refusals"]
 
 
 def doomed_tables(scope: PersonScope) -> list[str]:
@@ -38,12 +39,6 @@ def doomed_tables(scope: PersonScope) -> list[str]:
     return [t for t, p in scope.tables.items() if p.erase == "delete"] + (
         [scope.table] if scope.erase == "delete" else []
     )
-
-
-def kept_links(scope: PersonScope) -> frozenset[tuple[str, tuple[str, ...]]]:
-    """The references to the person held by rows the erasure keeps: each is cleared,
-    reassigned or kept by its rule before any delete, so none blocks the person's row."""
-    return frozenset((table, (column,)) for table, column, _ in scope.link_rules())
 
 
 def advice(scope: PersonScope, reference: Reference) -> str:
@@ -78,7 +73,9 @@ def refusals(
     """Rows outside the erasure's that reference rows it would delete, as of `conn`'s
     snapshot: each refuses the erasure (nothing changes), with what to do about it."""
     doomed = {t: selection.own[t] for t in doomed_tables(scope)}
-    blocked = references_into(conn, selection.catalog, doomed, kept_links(scope))
+    blocked = references_into(
+        conn, selection.catalog, doomed, person_keys(scope, selection.catalog)
+    )
     return [advice(scope, r) for r in blocked]
 
 

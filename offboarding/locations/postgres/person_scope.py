@@ -25,7 +25,7 @@ from offboarding.datamap import PersonScope, datamap_of, platform_shape
 from offboarding.datamap.systems import _TENANT_PLACEHOLDER
 from offboarding.locations.postgres.catalog import classify, ident
 from offboarding.locations.postgres.scope import Scope, measure
-from offboarding.planning import CatalogTable, Classification
+from offboarding.planning import CatalogTable, Classification, ForeignKey
 from offboarding.stores import ObjectStore
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "erasure_problems",
     "person_conditions",
     "person_files",
+    "person_keys",
     "require_person",
     "scope_problems",
 ]
@@ -64,6 +65,18 @@ def _declared_columns(scope: PersonScope, table: str) -> set[str]:
     return {*([entry.by] if entry.by else []), *entry.links} if entry else set()
 
 
+def _person_column(scope: PersonScope, table: str, fk: ForeignKey) -> str | None:
+    """The column of a key to the person table that the scope declares as pointing at the
+    person: the one matching the person's key, the others being the tenant's (a composite
+    key such as (tenant_id, assignee_id)). None if the scope declares none of them."""
+    declared = _declared_columns(scope, table)
+    return next(
+        (c for c, r in zip(fk.columns, fk.referenced_columns, strict=True)
+         if c in declared and r == scope.key),
+        None,
+    )  # fmt: skip
+
+
 def _undeclared(scope: PersonScope, tables: list[CatalogTable]) -> list[str]:
     """Every foreign key (or declared reference) to the person table that [person] leaves
     out: the person's rows there would be left behind, or block the erasure."""
@@ -71,9 +84,7 @@ def _undeclared(scope: PersonScope, tables: list[CatalogTable]) -> list[str]:
     for catalog_table in tables:
         referencing = catalog_table.qualified
         for fk in catalog_table.foreign_keys:
-            if fk.references != scope.table or (
-                len(fk.columns) == 1 and fk.columns[0] in _declared_columns(scope, referencing)
-            ):
+            if fk.references != scope.table or _person_column(scope, referencing, fk):
                 continue
             where = (
                 "[person] links"
@@ -97,10 +108,10 @@ def _link_problems(
     database's own key protects."""
     problems = []
     keys = {
-        (t.qualified, fk.columns[0]): fk
+        (t.qualified, column): fk
         for t in tables
         for fk in t.foreign_keys
-        if fk.references == scope.table and len(fk.columns) == 1
+        if fk.references == scope.table and (column := _person_column(scope, t.qualified, fk))
     }
     for table, column, rule in scope.link_rules():
         if rule == "clear" and _not_null(columns, table, column):
@@ -404,3 +415,19 @@ def require_person(
             f"{scope.key}): check the reference with the client's administrator"
         )
     return found
+
+
+def person_keys(
+    scope: PersonScope, catalog: list[CatalogTable]
+) -> frozenset[tuple[str, tuple[str, ...]]]:
+    """The keys to the person table, as (table, columns), whose person column the erasure
+    clears, reassigns or keeps by its rule before any delete (see `PersonScope.link_rules`):
+    none of them blocks the person's row."""
+    ruled = {(table, column) for table, column, _ in scope.link_rules()}
+    return frozenset(
+        (t.qualified, fk.columns)
+        for t in catalog
+        for fk in t.foreign_keys
+        if fk.references == scope.table
+        and (t.qualified, _person_column(scope, t.qualified, fk)) in ruled
+    )
