@@ -585,3 +585,29 @@ def test_a_declared_reference_written_after_the_check_stops_its_batch(
     with pytest.raises(DestructionIncompleteError, match=r"chat\.post_links through declared"):
         destruction.destroy_location(platform.settings, case, "postgres")
     assert platform.query("SELECT count(*) FROM chat.post_links WHERE id = 'late'") == [(1,)]
+
+
+def test_a_file_columns_none_values_name_no_object(chat_platform: Chat) -> None:
+    """A product writing 'none' where it has no thumbnail: without the declaration the
+    inventory looks for an object called 'none' and stops; declared, it names nothing."""
+    platform = chat_platform
+    platform.query(
+        "UPDATE chat.fileinfo f SET thumbnailpath = 'none' FROM chat.channels c "
+        "WHERE c.id = f.channelid AND c.teamid = 'acme' AND f.thumbnailpath = ''"
+    )
+    with pytest.raises(Exception, match="missing") as stopped:
+        stages.dry_run_inventory(platform.settings, "acme")
+    assert "missing-objects.txt" in str(stopped.value)  # keys are listed apart, not said
+    path = platform.settings.datamap or Path()
+    columns = 'file_columns = ["chat.fileinfo.path", "chat.fileinfo.thumbnailpath"]'
+    text = path.read_text()
+    assert columns in text
+    none = '\nfile_none = { "chat.fileinfo.thumbnailpath" = ["none"] }'
+    path.write_text(text.replace(columns, columns + none))
+    dry = stages.dry_run_inventory(platform.settings, "acme")
+    assert {f.key for f in dry.files} == _file_keys(platform, "acme") - {"none"}
+    path.write_text(text.replace(
+        columns, columns + '\nfile_none = { "chat.fileinfo.path" = ["none"], '
+        '"chat.posts.message" = ["-"] }'))  # fmt: skip
+    with pytest.raises(ConfigurationError, match=r"file_none names chat\.posts\.message"):
+        stages.dry_run_inventory(platform.settings, "acme")

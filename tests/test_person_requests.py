@@ -138,6 +138,24 @@ def test_an_access_request_hands_back_exactly_the_person_data(
         answer_access(settings, request.ref)
 
 
+def test_an_access_answer_finds_the_persons_files_where_the_store_keeps_no_folder(
+    platform: Platform, tmp_path: Path
+) -> None:
+    """With [systems.files] prefix = false, the person's objects are those their rows name
+    and their own files, wherever they are; the answer holds them under their full keys."""
+    settings = platform.settings
+    person = _person(platform)
+    _rewrite_map(platform, 'plugin = "files"\n', 'plugin = "files"\nprefix = false\n')
+    request = open_request(settings, "acme", str(person), "access")
+    answer = answer_access(settings, request.ref)
+    store = open_store(settings.delivery_store_url(_ACME_REGION))
+    with store.open_read(answer.parts[0]) as handle:
+        archive = zipfile.ZipFile(io.BytesIO(handle.read()))
+    entries = {n.removeprefix("files/"): hashlib.sha256(archive.read(n)).hexdigest()
+               for n in archive.namelist() if n.startswith("files/")}  # fmt: skip
+    assert entries == _person_files(platform, person) and entries
+
+
 def _text_of_every_table(platform: Platform) -> str:
     tables = platform.query(
         "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables "

@@ -53,6 +53,15 @@ def test_the_person_scope_refuses_what_it_cannot_keep() -> None:
         )  # fmt: skip
     with pytest.raises(ConfigurationError, match=r"must start with 'tenants/\{tenant\}/'"):
         parse_datamap(_person(files=["avatars/{person}.bin"]))
+    # The files store's own folder, where the data map gives one; or none at all.
+    media = {"plugin": "files", "prefix": "media/org-{tenant}/"}
+    with pytest.raises(ConfigurationError, match=r"must start with 'media/org-\{tenant\}/'"):
+        parse_datamap({**_person(files=["tenants/{tenant}/avatars/{person}.bin"]),
+                       "systems": {**_BASE["systems"], "files": media}})  # fmt: skip
+    unfoldered = {"systems": {**_BASE["systems"], "files": {"plugin": "files", "prefix": False}}}
+    parse_datamap({**_person(files=["avatars/{tenant}-{person}.png"]), **unfoldered})
+    with pytest.raises(ConfigurationError, match=r"must name \{tenant\} and \{person\} once"):
+        parse_datamap({**_person(files=["avatars/{person}.png"]), **unfoldered})
     with pytest.raises(ConfigurationError, match="is a key, not a pattern"):
         parse_datamap(_person(files=["tenants/{tenant}/avatars/{person}*"]))
     with pytest.raises(ConfigurationError, match=r"exactly one of tables .*, patterns .*, lingers"):

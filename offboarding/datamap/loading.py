@@ -131,10 +131,15 @@ def parse_datamap(document: dict[str, Any], source: str = "") -> DataMap:
             DataMap(systems=systems, tenants=tenants, person=person, contacts=contacts), source
         )
     except ValidationError as error:
-        raise ConfigurationError(
-            f"data map {source}: system names are 1-40 lowercase letters, digits and dashes, "
-            f"starting with a letter ({error.error_count()} not)"
-        ) from None
+        named_badly = [e for e in error.errors() if e["loc"]]
+        faults = [str(e["msg"]).removeprefix("Value error, ") for e in error.errors()
+                    if not e["loc"]]  # fmt: skip
+        if named_badly:
+            faults.append(
+                "system names are 1-40 lowercase letters, digits and dashes, starting with a "
+                f"letter ({len(named_badly)} not)"
+            )
+        raise ConfigurationError(f"data map {source}: {'; '.join(faults)}") from None
 
 
 # Parsed maps by file, text and the environment values they name: a process parses an

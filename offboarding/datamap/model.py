@@ -64,6 +64,27 @@ class DataMap(BaseModel):
                     )
         return self
 
+    @model_validator(mode="after")
+    def _person_files_are_the_tenants(self) -> DataMap:
+        if self.person is not None:
+            self.person.confine_files(self.files_folder)
+        return self
+
+    @property
+    def files_folder(self) -> str | None:
+        """The files store's folder template of a tenant ('tenants/{tenant}/' unless the
+        data map says otherwise), None where the product keeps no folder per tenant."""
+        files = self.systems.get("files")
+        template = (
+            files.prefix if isinstance(files, FilesSystem) else FilesSystem(plugin="files").prefix
+        )
+        return template or None
+
+    def files_prefix(self, tenant: str) -> str | None:
+        """The tenant's folder in the files store, or None (see `files_folder`)."""
+        folder = self.files_folder
+        return folder.replace("{tenant}", tenant) if folder else None
+
     @property
     def source(self) -> str:
         return self._source

@@ -264,21 +264,27 @@ class PersonScope(BaseModel):
 
     @field_validator("files")
     @classmethod
-    def _files_confined(cls, patterns: list[str]) -> list[str]:
+    def _files_are_keys(cls, patterns: list[str]) -> list[str]:
         for pattern in patterns:
-            if not pattern.startswith("tenants/{tenant}/"):
-                raise ValueError(
-                    f"file {pattern!r} must start with 'tenants/{{tenant}}/': a person's files "
-                    "are the tenant's, under its prefix"
-                )
-            if pattern.count(_PERSON_PLACEHOLDER) != 1 or pattern.count(_TENANT_PLACEHOLDER) != 1:
-                raise ValueError(
-                    f"file {pattern!r} must name {_TENANT_PLACEHOLDER} and {_PERSON_PLACEHOLDER} "
-                    "once each"
-                )
             if any(ch in pattern for ch in "*?["):
                 raise ValueError(f"file {pattern!r} is a key, not a pattern: no * ? [")
         return patterns
+
+    def confine_files(self, folder: str | None) -> None:
+        """Each of the person's own files is the tenant's: under the files store's folder of
+        the tenant (`folder`, its template), or, where the product keeps no folder per
+        tenant, naming the tenant; and names the person once."""
+        for pattern in self.files:
+            if folder and not pattern.startswith(folder):
+                raise ValueError(
+                    f"[person] file {pattern!r} must start with {folder!r}: a person's files "
+                    "are the tenant's, under its folder ([systems.files] prefix)"
+                )
+            if pattern.count(_PERSON_PLACEHOLDER) != 1 or pattern.count(_TENANT_PLACEHOLDER) != 1:
+                raise ValueError(
+                    f"[person] file {pattern!r} must name {_TENANT_PLACEHOLDER} and "
+                    f"{_PERSON_PLACEHOLDER} once each"
+                )
 
     @model_validator(mode="after")
     def _pseudonymised_row(self) -> PersonScope:

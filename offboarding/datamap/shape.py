@@ -44,6 +44,12 @@ class PlatformShape:
     handled_by: dict[str, str] = field(default_factory=dict)
     entities: tuple[Membership, ...] = ()
     tenant_objects: tuple[TenantObject, ...] = ()
+    # file column -> values naming no object besides NULL and ''
+    file_none: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def no_object(self, column: str) -> list[str]:
+        """The values of a file column (schema.table.column) that name no object."""
+        return ["", *self.file_none.get(column, ())]
 
 
 # Each field of the shape: its old setting, and that setting's variable.
@@ -114,4 +120,5 @@ def platform_shape(settings: Settings) -> PlatformShape:
         values["references"] = tuple(r.declaration() for r in system.references)
         values["entities"] = tuple(e.membership(t) for t, e in system.shared_entities.items())
         values["tenant_objects"] = tuple(system.tenant_objects)
+        values["file_none"] = {c: tuple(v) for c, v in system.file_none.items()}
     return PlatformShape(**values)

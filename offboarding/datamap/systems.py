@@ -158,6 +158,13 @@ class PostgresSystem(PluginSystem):
             description="schema.table.column values that are keys of objects in the files store.",
         )
     )
+    file_none: dict[Annotated[str, Field(pattern=r"^[^.\s]+\.[^.\s]+\.[^.\s]+$")], list[str]] = (
+        Field(
+            default_factory=dict,
+            description="Per file column, the values that name no object besides NULL and '' "
+            '(e.g. { "public.posts.image" = ["none", "-"] }).',
+        )
+    )
     shared_rows: dict[str, Literal["leave", "delete", "export"]] | None = Field(
         default=None,
         description="Per table, what happens to rows that reference both the tenant's rows and "

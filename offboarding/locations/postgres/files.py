@@ -25,7 +25,14 @@ def file_columns(
     _, columns = read_catalog(conn)
     owned = set(scope.classification.exported)
     found = []
-    for reference in platform_shape(settings).file_columns:
+    shape = platform_shape(settings)
+    stray = sorted(set(shape.file_none) - set(shape.file_columns))
+    if stray:
+        raise ConfigurationError(
+            f"file_none names {', '.join(stray)}, which file_columns does not list: a none "
+            "value belongs to a file column; add the column to file_columns or drop it"
+        )
+    for reference in shape.file_columns:
         schema, name, column = split_qualified(reference, 3)
         table = qualified(schema, name)
         if table not in owned or column not in {c.name for c in columns.get(table, [])}:
@@ -44,15 +51,18 @@ def objects_of(
     others_of: set[str] | None = None,
 ) -> set[str]:
     """The keys the tenant's rows name; with `others_of`, which of those keys rows outside the
-    tenant's scope name too. An empty value names no object (products write '' for none)."""
+    tenant's scope name too. An empty value names no object (products write '' for none), nor
+    do the column's declared none values (`file_none`)."""
     keys: set[str] = set()
+    shape = platform_shape(settings)
     for table, column in file_columns(conn, settings, scope):
         c, t, w = sql.Identifier(column), ident(table), scope.where(table)
         if others_of is None:
             query = sql.SQL(
-                "SELECT DISTINCT {c} FROM {t} WHERE {w} AND {c} IS NOT NULL AND {c} <> ''"
+                "SELECT DISTINCT {c} FROM {t} WHERE {w} AND {c} IS NOT NULL AND {c} <> ALL(%s)"
             ).format(c=c, t=t, w=w)
-            keys.update(str(r[0]) for r in conn.execute(query))
+            none = shape.no_object(f"{table}.{column}")
+            keys.update(str(r[0]) for r in conn.execute(query, (none,)))
         else:
             query = sql.SQL(
                 "SELECT DISTINCT {c} FROM {t} WHERE {c} = ANY(%s) AND ({w}) IS NOT TRUE"

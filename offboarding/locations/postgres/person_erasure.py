@@ -226,7 +226,7 @@ def _erase_rows(
                 ident(scope.table), own[scope.table]
             )
         )
-        keys = person_files(conn, scope, own, files, tenant, person, missing_ok=True)
+        keys = person_files(conn, scope, selection, files, tenant, person, missing_ok=True)
         marked = mark_rows(conn, selection.tables, own)
         _require_only_the_person(conn, scope, selection, marked, person)
         counts = {t: count_rows(conn, t, marked[t]) for t in marked}

@@ -33,7 +33,7 @@ from offboarding.locations.postgres.snapshot import (
     run_job,
     source_dsn,
 )
-from offboarding.locations.prefixed import digest_object, tenant_prefix
+from offboarding.locations.prefixed import digest_object
 from offboarding.stores import ObjectStore, open_store
 
 __all__ = ["export_person"]
@@ -73,7 +73,7 @@ def export_person(
                     ident(name), plans, condition, list(table.primary_key)
                 ).as_string(),
             ))  # fmt: skip
-        keys = person_files(leader, scope, selection.own, files, tenant, person)
+        keys = person_files(leader, scope, selection, files, tenant, person)
         readers = SnapshotReaders(source_dsn(settings), snapshot_id)
         try:
             parts = [
@@ -83,7 +83,7 @@ def export_person(
             ]  # fmt: skip
         finally:
             readers.close()
-    prefix = tenant_prefix(tenant)
+    prefix = selection.files_prefix or ""
     file_items = [FileItem(key=k, referenced=True, **_sized(files, k)) for k in keys]
     paths = safe_entry_paths("files/", [k.removeprefix(prefix) for k in keys])
     parts += [

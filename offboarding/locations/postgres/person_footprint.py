@@ -101,7 +101,7 @@ def count_person(settings: Settings, scope: PersonScope, tenant: str, person: st
                 f"{table}.{column}": measure(conn, table, selection.others(table, column))[0]
                 for table, column in selection.links
             }
-            keys = person_files(conn, scope, selection.own, files, tenant, person)
+            keys = person_files(conn, scope, selection, files, tenant, person)
             refused = [*selection.refusals, *refusals(conn, scope, selection)]
     return PersonItems(
         counts=counts,

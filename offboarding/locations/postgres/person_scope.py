@@ -220,6 +220,8 @@ class PersonSelection:
     links: dict[tuple[str, str], sql.Composable]
     tombstone: str | None  # the tombstone person's key, as text
     refusals: list[str]  # what an erasure would refuse whatever the data (erasure_problems)
+    files_prefix: str | None  # the tenant's folder in the files store (None: no folder)
+    no_object: dict[str, list[str]]  # per person file column (table.column): values naming none
     classification: Classification
     tables: dict[str, CatalogTable]
     columns: dict[str, list[PgColumn]]
@@ -292,6 +294,12 @@ def person_conditions(
         links=links,
         tombstone=None,
         refusals=erasure_problems(scope, tables, columns),
+        files_prefix=datamap_of(settings).files_prefix(tenant),
+        no_object={
+            f"{t}.{c}": platform_shape(settings).no_object(f"{t}.{c}")
+            for t, entry in scope.tables.items()
+            for c in entry.files
+        },
         classification=classification,
         tables={name: by_name[name] for name in conditions},
         columns={name: columns[name] for name in conditions},
@@ -348,16 +356,17 @@ def _tombstone(
 def person_files(
     conn: psycopg.Connection[Any],
     scope: PersonScope,
-    conditions: dict[str, sql.Composable],
+    selection: PersonSelection,
     files: ObjectStore,
     tenant: str,
     person: str,
     *,
     missing_ok: bool = False,
 ) -> list[str]:
-    """The person's objects in the files store: the keys their rows name, and their own files
-    (the [person] files keys), each under the tenant's prefix and present. A named object that
-    is missing stops an answer (it would be incomplete), unless `missing_ok` (an erasure: gone
+    """The person's objects in the files store: the keys their rows name (but '' and the
+    column's declared none values), and their own files (the [person] files keys), each in
+    the tenant's folder where the store keeps one, and present. A named object that is
+    missing stops an answer (it would be incomplete), unless `missing_ok` (an erasure: gone
     is what it wants, e.g. after a failed commit that had deleted the files)."""
     keys: set[str] = set()
     for table, entry in scope.tables.items():
@@ -365,17 +374,19 @@ def person_files(
             keys.update(
                 str(r[0])
                 for r in conn.execute(
-                    sql.SQL("SELECT DISTINCT {c} FROM {t} WHERE {w} AND {c} IS NOT NULL").format(
-                        c=sql.Identifier(column), t=ident(table), w=conditions[table]
-                    )
+                    sql.SQL(
+                        "SELECT DISTINCT {c} FROM {t} WHERE {w} AND {c} IS NOT NULL "
+                        "AND {c} <> ALL(%s)"
+                    ).format(c=sql.Identifier(column), t=ident(table), w=selection.own[table]),
+                    (selection.no_object[f"{table}.{column}"],),
                 )
             )
-    prefix = f"tenants/{tenant}/"
-    outside = sorted(k for k in keys if not k.startswith(prefix))
+    prefix = selection.files_prefix
+    outside = sorted(k for k in keys if prefix and not k.startswith(prefix))
     if outside:
         raise TenantError(
             f"{len(outside)} object(s) named by the person's rows are outside tenant "
-            f"{tenant!r}'s prefix {prefix}: a person request touches only the tenant's files; "
+            f"{tenant!r}'s folder {prefix}: a person request touches only the tenant's files; "
             "correct the rows' references first"
         )
     missing = sorted(k for k in keys if not files.exists(k))
