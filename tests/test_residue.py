@@ -46,7 +46,7 @@ def test_a_destroyed_tenants_values_stay_on_disk_until_compaction_removes_them(
     platform: Platform,
 ) -> None:
     canaries, touched = _canaries(platform, "acme")
-    assert len(canaries) == 64 and all(len(c) >= 16 for c in canaries)
+    assert len(canaries) == 64 and all(len(c.value) >= 16 for c in canaries)
     case = platform.case("acme")
     export_and_deliver(platform, case)
     destroy_everything(platform, case)

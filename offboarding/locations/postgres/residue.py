@@ -28,8 +28,10 @@ from exporters.parquet import PgColumn
 from offboarding.locations.postgres.catalog import ident
 
 __all__ = [
+    "Canary",
     "Residue",
     "compact",
+    "live",
     "relation_files",
     "sample_canaries",
     "scan",
@@ -43,6 +45,22 @@ _CHUNK = 8 * 1024 * 1024
 _MIN_BYTES = 16
 
 
+@dataclass(frozen=True)
+class Canary:
+    """A value sampled from the tenant's rows, and the column it came from (so a copy a live
+    row still holds can be told from residue)."""
+
+    value: bytes
+    table: str
+    column: str
+    binary: bool  # a bytea column (else text, read as UTF-8)
+
+
+def _raw(column: str, binary: bool) -> sql.Composable:
+    name = sql.Identifier(column)
+    return name if binary else sql.SQL("convert_to({}::text, 'UTF8')").format(name)
+
+
 def sample_canaries(
     conn: psycopg.Connection[Any],
     conditions: dict[str, sql.Composable],
@@ -50,51 +68,53 @@ def sample_canaries(
     *,
     count: int = 64,
     min_bytes: int = _MIN_BYTES,
-) -> list[bytes]:
+) -> list[Canary]:
     """Up to `count` distinct values of at least `min_bytes` bytes from the tenant's text-like
     and bytea columns, spread over the tables and columns (`conditions`: the tenant's rows of
     each table). A value is taken as the server stores it (its text or bytes), so a scan of
     the files finds it where PostgreSQL kept it uncompressed; long values PostgreSQL
     compresses are sampled by their first `min_bytes * 4` bytes, which compression of a
-    short prefix rarely touches. A value another row of the table starts with is not taken
-    (that check reads the column of the whole table, once, at sampling)."""
-    candidates = [(t, c) for t, cols in columns.items() if t in conditions
-                  for c in cols if c.type_name in _TEXT]  # fmt: skip
-    if not candidates:
-        return []
-    per_column: list[list[bytes]] = []
-    for table, column in candidates:
-        name = sql.Identifier(column.name)
-        raw = (
-            name
-            if column.type_name == "bytea"
-            else sql.SQL("convert_to({}::text, 'UTF8')").format(name)
-        )
-        rows = conn.execute(
-            sql.SQL(
-                "SELECT DISTINCT substring({raw} FROM 1 FOR %s) FROM {t} WHERE {w} "
-                "AND octet_length({raw}) >= %s LIMIT %s"
-            ).format(raw=raw, t=ident(table), w=conditions[table]),
-            (min_bytes * 4, min_bytes, count),
-        ).fetchall()
-        sampled = [bytes(r[0]) for r in rows]
-        # A canary any other row of the table also holds would be found in the files for
-        # the right reason: only values no row outside the tenant's starts with are kept.
-        shared = {bytes(r[0]) for r in conn.execute(
-            sql.SQL(
-                "SELECT DISTINCT substring({raw} FROM 1 FOR %s) FROM {t} WHERE ({w}) IS NOT TRUE "
-                "AND substring({raw} FROM 1 FOR %s) = ANY(%s)"
-            ).format(raw=raw, t=ident(table), w=conditions[table]),
-            (min_bytes * 4, min_bytes * 4, sampled),
-        ).fetchall()} if sampled else set()  # fmt: skip
-        per_column.append([v for v in sampled if v not in shared])
+    short prefix rarely touches. Reads the tenant's rows only: whether another row holds the
+    same value is asked at the scan, of the canaries found (`live`)."""
+    per_column: list[list[Canary]] = []
+    for table, cols in columns.items():
+        for column in cols:
+            if table not in conditions or column.type_name not in _TEXT:
+                continue
+            binary = column.type_name == "bytea"
+            raw = _raw(column.name, binary)
+            rows = conn.execute(
+                sql.SQL(
+                    "SELECT DISTINCT substring({raw} FROM 1 FOR %s) FROM {t} WHERE {w} "
+                    "AND octet_length({raw}) >= %s LIMIT %s"
+                ).format(raw=raw, t=ident(table), w=conditions[table]),
+                (min_bytes * 4, min_bytes, count),
+            ).fetchall()
+            per_column.append([Canary(bytes(r[0]), table, column.name, binary) for r in rows])
     # Round-robin over the columns, so the sample spreads over every table and column.
-    found: dict[bytes, None] = {}
+    found: dict[bytes, Canary] = {}
     for rank in range(count):
-        for values in per_column:
-            if rank < len(values) and len(found) < count:
-                found.setdefault(values[rank], None)
-    return list(found)
+        for canaries in per_column:
+            if rank < len(canaries) and len(found) < count:
+                found.setdefault(canaries[rank].value, canaries[rank])
+    return list(found.values())
+
+
+def live(conn: psycopg.Connection[Any], canaries: list[Canary]) -> set[int]:
+    """Which canaries (by index) a row still in their table starts with: a neighbour's own
+    value, found in the files for the right reason. Asked of the found canaries only."""
+    held = set()
+    for number, canary in enumerate(canaries):
+        raw = _raw(canary.column, canary.binary)
+        row = conn.execute(
+            sql.SQL(
+                "SELECT EXISTS (SELECT 1 FROM {t} WHERE substring({raw} FROM 1 FOR %s) = %s)"
+            ).format(t=ident(canary.table), raw=raw),
+            (len(canary.value), canary.value),
+        ).fetchone()
+        if row and row[0]:
+            held.add(number)
+    return held
 
 
 def relation_files(conn: psycopg.Connection[Any], tables: Iterable[str]) -> list[str]:
@@ -136,6 +156,7 @@ class Residue:
     files: int = 0
     bytes: int = 0
     found: dict[int, list[str]] = field(default_factory=dict)
+    live: list[int] = field(default_factory=list)  # found, but a live row holds them too
 
     @property
     def holding(self) -> int:
@@ -148,7 +169,7 @@ class Residue:
         )
 
 
-def scan(conn: psycopg.Connection[Any], paths: list[str], canaries: list[bytes]) -> Residue:
+def scan(conn: psycopg.Connection[Any], paths: list[str], canaries: list[Canary]) -> Residue:
     """Every file in `paths` read through the server (pg_read_binary_file), after a CHECKPOINT
     wrote its buffers out, in overlapping chunks, each canary looked for; a file removed
     meanwhile (a recycled WAL segment) counts as read and empty."""
@@ -156,7 +177,8 @@ def scan(conn: psycopg.Connection[Any], paths: list[str], canaries: list[bytes])
     # an auditor would read, with every change made so far on it.
     conn.execute("CHECKPOINT")
     residue = Residue(canaries=len(canaries))
-    overlap = max((len(c) for c in canaries), default=1) - 1
+    values = [c.value for c in canaries]
+    overlap = max((len(v) for v in values), default=1) - 1
     for path in paths:
         offset, tail = 0, b""
         while True:
@@ -168,7 +190,7 @@ def scan(conn: psycopg.Connection[Any], paths: list[str], canaries: list[bytes])
                 row = None
             chunk = bytes(row[0]) if row and row[0] is not None else b""
             window = tail + chunk
-            for number, canary in enumerate(canaries):
+            for number, canary in enumerate(values):
                 if canary in window and path not in residue.found.get(number, []):
                     residue.found.setdefault(number, []).append(path)
             residue.bytes += len(chunk)
@@ -177,6 +199,10 @@ def scan(conn: psycopg.Connection[Any], paths: list[str], canaries: list[bytes])
             offset += len(chunk)
             tail = window[-overlap:] if overlap else b""
         residue.files += 1
+    held = live(conn, [canaries[n] for n in sorted(residue.found)])
+    for number in [n for i, n in enumerate(sorted(residue.found)) if i in held]:
+        residue.live.append(number)
+        del residue.found[number]
     return residue
 
 
