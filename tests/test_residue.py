@@ -5,12 +5,17 @@ server's own files, so it can fail: the test proves it does before the compactio
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import psycopg
 import pytest
 
+from offboarding.core.signing import load_key_list
 from offboarding.datamap import platform_shape
+from offboarding.destruction.compaction import addendum_key, compact_destroyed, pending_cases
+from offboarding.evidence.archive import verify_archive
+from offboarding.export.canaries import read_canaries, residue_keyring
 from offboarding.locations.postgres.catalog import classify
 from offboarding.locations.postgres.residue import (
     compact,
@@ -20,6 +25,9 @@ from offboarding.locations.postgres.residue import (
     wal_files,
 )
 from offboarding.locations.postgres.scope import Scope, measure
+from offboarding.stores import open_store
+from offboarding.trail import events
+from offboarding.trail.audit import AuditTrail
 from tests.conftest import Platform
 from tests.helpers import destroy_everything, export_and_deliver
 
@@ -59,6 +67,7 @@ def test_a_destroyed_tenants_values_stay_on_disk_until_compaction_removes_them(
         # Deleted and vacuumed, yet on the pages: the scan finds them, so it can fail.
         assert before.holding >= 8, before.summary()
         assert before.files == len(files) and before.bytes > 0
+        assert set(files.values()) == set(touched)
 
         assert compact(conn, touched) == sorted(touched)
         after = scan(conn, relation_files(conn, touched), canaries)
@@ -72,3 +81,47 @@ def test_a_destroyed_tenants_values_stay_on_disk_until_compaction_removes_them(
 
     assert _values(platform) == neighbours
     assert platform.fingerprint("globex") == globex
+
+
+@pytest.mark.slow
+def test_one_compaction_run_closes_every_destroyed_case_with_a_signed_addendum(
+    platform: Platform,
+) -> None:
+    """The pipeline's own path: canaries kept at inventory (sealed, counted in the trail), the
+    destruction certified, then one compaction run for both destroyed tenants: the shared
+    tables rewritten once, each case's canaries not found in the pages, an addendum signed
+    beside each certificate, the canaries destroyed with their key."""
+    settings = platform.settings
+    cases = [platform.case("acme"), platform.case("globex")]
+    for case in cases:
+        export_and_deliver(platform, case)
+        kept = [e.data for e in AuditTrail.open(settings, case).recorded()
+                if isinstance(e.data, events.CanariesKept)]  # fmt: skip
+        assert kept and kept[0].systems == {"postgres": 64}
+        assert len(read_canaries(settings, case)["postgres"]) == 64
+        destroy_everything(platform, case)
+    assert pending_cases(settings) == cases
+    initech = platform.fingerprint("initech")
+
+    run = compact_destroyed(settings)
+    assert sorted(run.closed) == sorted(c.case_id for c in cases) and run.residue == {}
+    touched = set(run.tables["postgres"])
+    assert "public.posts" in touched and len(run.tables["postgres"]) == len(touched)
+    for case in cases:
+        with open_store(settings.store_url("archive")).open_read(addendum_key(case)) as handle:
+            addendum = json.loads(handle.read())
+        pages = next(p for p in addendum["places"] if p["place"].startswith("heap"))
+        assert (pages["found"], pages["canaries"], pages["status"]) == (0, 64, "purged")
+        assert pages["files"] > 0 and pages["bytes"] > 0
+        recorded = [e.data for e in AuditTrail.open(settings, case).recorded()
+                    if isinstance(e.data, events.ResidueCompacted)]  # fmt: skip
+        assert recorded and recorded[0].addendum == addendum_key(case)
+        assert read_canaries(settings, case) == {}
+        assert residue_keyring(settings).state(case.tenant).state == "destroyed"
+    assert platform.fingerprint("initech") == initech
+    assert pending_cases(settings) == []
+    assert compact_destroyed(settings).closed == {}
+    report = verify_archive(
+        open_store(settings.store_url("archive")), load_key_list(settings.keys_dir)
+    )
+    assert report.certificates == 2 and report.addenda == 2

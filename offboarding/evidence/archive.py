@@ -34,6 +34,7 @@ from offboarding.trail.events import (
     CertificateRecorded,
     Certified,
     RecordedEvent,
+    ResidueCompacted,
     parse_event_data,
 )
 from offboarding.trail.records import verify_tenant_chains
@@ -125,6 +126,7 @@ class ArchiveReport:
     cases: int = 0
     events: int = 0
     certificates: int = 0
+    addenda: int = 0  # residue addenda, each completing its certificate
     reports: int = 0
     downloads: int = 0  # signed download receipts
     person_records: int = 0  # answers and certificates of requests about one person
@@ -210,6 +212,7 @@ def verify_archive(
         )
     for key in sorted(o for o in _listing(store, "certificates/") if o.endswith(".json")):
         tenant_case = key.removeprefix("certificates/").removesuffix(".json")
+        tenant_case = tenant_case.removesuffix(".residue")  # an addendum, beside its certificate
         if f"cases/{tenant_case}" not in chains:
             raise IntegrityError(f"{key}: no audit chain for this certificate")
     for key in sorted(o for o in _listing(store, "downloads/") if o.endswith(".json")):
@@ -300,6 +303,26 @@ def _typed(key: str, document: dict[str, Any], digest: str) -> RecordedEvent:
         raise IntegrityError(f"{key}: not an audit event of this format ({error})") from None
 
 
+def _check_addenda(
+    store: ObjectStore,
+    keys: KeyList,
+    events: list[RecordedEvent],
+    certificate_sha256: str,
+    report: ArchiveReport,
+) -> None:
+    """Each residue addendum the chain records: signed, the bytes the chain names, and
+    completing this certificate (its digest)."""
+    for recorded in (e.data for e in events if isinstance(e.data, ResidueCompacted)):
+        if not store.exists(recorded.addendum):
+            raise IntegrityError(f"the chain records an addendum, {recorded.addendum} is missing")
+        body = _signed(store, recorded.addendum, keys, report, named=True)
+        if hashlib.sha256(body).hexdigest() != recorded.addendum_sha256:
+            raise IntegrityError(f"{recorded.addendum}: differs from the one the chain records")
+        if json.loads(body).get("certificate_sha256") != certificate_sha256:
+            raise IntegrityError(f"{recorded.addendum}: completes another certificate")
+        report.addenda += 1
+
+
 def _check_certificate(
     store: ObjectStore,
     keys: KeyList,
@@ -333,6 +356,7 @@ def _check_certificate(
     before = CaseState.of(CaseRef(tenant=tenant, case_id=case_id), events[:position])
     _check_facts(key, certificate, before)
     report.certificates += 1
+    _check_addenda(store, keys, events, hashlib.sha256(body).hexdigest(), report)
     html_key = f"reports/{tenant_case}.html"
     if store.exists(html_key):
         page = _signed(store, html_key, keys, report)

@@ -29,6 +29,7 @@ from offboarding.core.records import (
 )
 from offboarding.datamap import datamap_of, system_entries
 from offboarding.evidence.incidents import check_export_isolation, record_incident
+from offboarding.export.canaries import keep_canaries
 from offboarding.export.packaging import package, part_opener, staging_area, verify_package
 from offboarding.locations import get_location, platform_order, scratch_dir
 from offboarding.locations.base import (
@@ -158,6 +159,8 @@ def take_inventory(settings: Settings, case: CaseRef) -> Inventory:
         ),
         once="inventory",
     )
+    # While the tenant is frozen and whole: what to look for in the files after destruction.
+    keep_canaries(settings, case)
     return inventory
 
 

@@ -26,6 +26,7 @@ from offboarding.core.records import (
     LocationInventory,
 )
 from offboarding.locations.plugin import (
+    Canary,
     Capability,
     IsolationCheck,
     KeptLink,
@@ -37,6 +38,8 @@ from offboarding.locations.plugin import (
     PersonItems,
     Plugin,
     Reachable,
+    Residual,
+    Residue,
     RetentionRules,
     RuleOutcome,
     Stage,
@@ -48,6 +51,7 @@ from offboarding.planning import CatalogTable
 from offboarding.stores import ObjectStore, sha256_file
 
 __all__ = [
+    "Canary",
     "Capability",
     "CopiesOnly",
     "DataLocation",
@@ -70,6 +74,8 @@ __all__ = [
     "Reachable",
     "Remaining",
     "Removal",
+    "Residual",
+    "Residue",
     "RetentionRules",
     "RuleOutcome",
     "ScratchSink",

@@ -23,6 +23,7 @@ from offboarding.core.records import CaseRef, ExportedPart, FileItem, TableItem
 from offboarding.datamap import PersonDeclaration, PersonScope, PersonSystem
 
 __all__ = [
+    "Canary",
     "Capability",
     "IsolationCheck",
     "KeptLink",
@@ -34,6 +35,8 @@ __all__ = [
     "PersonItems",
     "Plugin",
     "Reachable",
+    "Residual",
+    "Residue",
     "RetentionRules",
     "RuleOutcome",
     "Stage",
@@ -73,6 +76,38 @@ class Lingering(Protocol):
         """How long after destruction the system's last copy of the tenant may live, and the
         setting that makes it so: planning starts destruction this much earlier."""
         ...
+
+
+@dataclass(frozen=True)
+class Canary:
+    """A value sampled from the tenant's rows, and the column it came from (so a copy a live
+    row still holds can be told from residue)."""
+
+    value: bytes
+    table: str
+    column: str
+    binary: bool  # a bytea column (else text, read as UTF-8)
+
+
+@dataclass
+class Residue:
+    """What a scan found: per canary (by its index in the sample) the files holding it."""
+
+    canaries: int
+    files: int = 0
+    bytes: int = 0
+    found: dict[int, list[str]] = field(default_factory=dict)
+    live: list[int] = field(default_factory=list)  # found, but a live row holds them too
+
+    @property
+    def holding(self) -> int:
+        """How many canaries were found at least once."""
+        return len(self.found)
+
+    def summary(self) -> str:
+        return (
+            f"{self.holding} of {self.canaries} canaries in {self.files} files ({self.bytes} bytes)"
+        )
 
 
 @dataclass(frozen=True)
@@ -127,6 +162,24 @@ class KeptLink:
     rule: str  # clear | tombstone | keep
     rows: int
     why: str = ""
+
+
+@runtime_checkable
+class Residual(Protocol):
+    """A system whose deleted bytes outlive the deletion on its own disk (pages, logs,
+    snapshots) until a rewrite: what the tenant's canaries are, the rewrite, and the scan."""
+
+    def canaries(self, case: CaseRef) -> list[Canary]:
+        """Values sampled from the tenant's data, to look for in the files later."""
+        ...
+
+    def compact(self, places: list[str]) -> list[str]:
+        """Rewrite these places (tables) so deleted bytes leave the files; the ones done."""
+        ...
+
+    def scan_residue(self, places: list[str], canaries: list[Canary]) -> dict[str, Residue]:
+        """The canaries looked for in the files of each kind of physical place."""
+        ...
 
 
 @runtime_checkable
@@ -222,6 +275,7 @@ class Capability(StrEnum):
     PERSON_ACCESS = "person access"  # finds and exports one person's items
     PERSON_ERASURE = "person erasure"  # erases one person's items, a colleague's intact
     RETENTION = "retention rules"  # `RetentionRules`: the client's periods, run daily
+    RESIDUE = "physical residue"  # `Residual`: canaries, compaction, the scan of the files
 
 
 # The method (or protocol) each capability stands for: a registration that declares one its
@@ -235,6 +289,7 @@ _IMPLEMENTED_BY: dict[Capability, tuple[str, ...]] = {
     Capability.PERSON_ACCESS: ("find_person", "export_person"),
     Capability.PERSON_ERASURE: ("find_person", "erase_person"),
     Capability.RETENTION: ("check_retention_rule", "run_retention_rule"),
+    Capability.RESIDUE: ("canaries", "compact", "scan_residue"),
 }
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "AttestationReminded",
     "AttestationRequested",
     "BundleVerified",
+    "CanariesKept",
     "CertificateRecorded",
     "Certified",
     "DeemedDelivered",
@@ -55,6 +56,8 @@ __all__ = [
     "Packaged",
     "PackagedPart",
     "RecordedEvent",
+    "ResidueCompacted",
+    "ResiduePlace",
     "Reverified",
     "SystemAttested",
     "parse_event_data",
@@ -361,6 +364,43 @@ class Reverified(EventData):
         return dict(self.remaining)
 
 
+class CanariesKept(EventData):
+    """Values sampled from the tenant's data at inventory, sealed apart under a key of their
+    own (never in the trail), to look for in the files after compaction."""
+
+    kind: ClassVar[str] = "canaries-kept"
+    systems: dict[str, int] = Field(description="Canaries per system.")
+    sealed_with: str = Field(description="Id of the key that seals them (destroyed with them).")
+
+
+class ResiduePlace(BaseModel):
+    """One kind of physical place of one system, scanned for the tenant's canaries."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    system: str
+    place: str
+    files: int
+    bytes: int
+    canaries: int
+    found: int = Field(description="Canaries found in these files (a live row's own excepted).")
+    status: Literal["purged", "lingering"]
+    until: str = Field(default="", description="For lingering residue: what ends it, when.")
+
+
+class ResidueCompacted(EventData):
+    """The tenant's tables rewritten by a compaction run, the files scanned for its canaries,
+    the canaries then destroyed with their key: the certificate's addendum."""
+
+    kind: ClassVar[str] = "residue-compacted"
+    run: str
+    compacted_at: Instant
+    tables: dict[str, int] = Field(description="Tables rewritten per system.")
+    places: list[ResiduePlace]
+    addendum: str = Field(description="Archive key of the signed addendum.")
+    addendum_sha256: str
+    canaries_destroyed: bool
+
+
 class IncidentRecorded(EventData):
     kind: ClassVar[str] = "incident"
     record: str = Field(description="Archive key of the signed incident record.")
@@ -377,7 +417,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         DestructionRescheduled, LegalHoldPlaced, LegalHoldLifted, DestructionRefused,
         LocationDestroyed, CertificateRecorded, Certified, Reverified, IncidentRecorded,
         AttestationRequested, AttestationReminded, SystemAttested, ApprovalRequested,
-        ApprovalGiven,
+        ApprovalGiven, CanariesKept, ResidueCompacted,
     )
 }  # fmt: skip
 

@@ -32,6 +32,7 @@ from offboarding.core.errors import ConfigurationError
 from offboarding.core.records import CaseRef, ExportedPart, LocationInventory, TableItem
 from offboarding.datamap import PersonDeclaration, PostgresSystem, platform_shape
 from offboarding.locations.base import (
+    Canary,
     Capability,
     ExportPlan,
     ExportProgress,
@@ -45,13 +46,14 @@ from offboarding.locations.base import (
     Plugin,
     Remaining,
     Removal,
+    Residue,
     RuleOutcome,
     Stage,
     foreign_key_schemas,
     quiet,
     require_whole_scope,
 )
-from offboarding.locations.postgres import named, person_erasure, person_export, retention
+from offboarding.locations.postgres import named, person_erasure, person_export, residue, retention
 from offboarding.locations.postgres.catalog import (
     classify,
     column_schema,
@@ -343,6 +345,15 @@ class PostgresLocation:
             ),
         )
 
+    def canaries(self, case: CaseRef) -> list[Canary]:
+        return residue.canaries_of(self.settings, case.tenant)
+
+    def compact(self, places: list[str]) -> list[str]:
+        return residue.compact_tables(self.settings, places)
+
+    def scan_residue(self, places: list[str], canaries: list[Canary]) -> dict[str, Residue]:
+        return residue.scan_places(self.settings, places, canaries)
+
     def neighbours_digest(self, case: CaseRef, excluded: frozenset[str] = frozenset()) -> str:
         digests: dict[str, str] = {}
         skipped = {case.tenant, *excluded}
@@ -414,6 +425,7 @@ PLUGIN = Plugin(
             Capability.PERSON_ACCESS,
             Capability.PERSON_ERASURE,
             Capability.RETENTION,
+            Capability.RESIDUE,
         }
     ),
     stage=Stage.ROWS,

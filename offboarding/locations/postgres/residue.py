@@ -17,24 +17,28 @@ tables the tenant had rows in, never the whole database.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from exporters.parquet import PgColumn
-from offboarding.locations.postgres.catalog import ident
+from offboarding.core.config import Settings
+from offboarding.datamap import platform_shape
+from offboarding.locations.plugin import Canary, Residue
+from offboarding.locations.postgres.catalog import classify, ident
+from offboarding.locations.postgres.scope import Scope
 
 __all__ = [
-    "Canary",
-    "Residue",
+    "canaries_of",
     "compact",
+    "compact_tables",
     "live",
     "relation_files",
     "sample_canaries",
     "scan",
+    "scan_places",
     "wal_files",
 ]
 
@@ -43,17 +47,6 @@ _TEXT = frozenset({"text", "varchar", "bpchar", "citext", "bytea", "json", "json
 # canary, so a value across two reads is found.
 _CHUNK = 8 * 1024 * 1024
 _MIN_BYTES = 16
-
-
-@dataclass(frozen=True)
-class Canary:
-    """A value sampled from the tenant's rows, and the column it came from (so a copy a live
-    row still holds can be told from residue)."""
-
-    value: bytes
-    table: str
-    column: str
-    binary: bool  # a bytea column (else text, read as UTF-8)
 
 
 def _raw(column: str, binary: bool) -> sql.Composable:
@@ -84,11 +77,12 @@ def sample_canaries(
             binary = column.type_name == "bytea"
             raw = _raw(column.name, binary)
             rows = conn.execute(
+                # Bounded: a few times the sample's rows are read, however big the tenant.
                 sql.SQL(
-                    "SELECT DISTINCT substring({raw} FROM 1 FOR %s) FROM {t} WHERE {w} "
-                    "AND octet_length({raw}) >= %s LIMIT %s"
+                    "SELECT DISTINCT x FROM (SELECT substring({raw} FROM 1 FOR %s) AS x "
+                    "FROM {t} WHERE {w} AND octet_length({raw}) >= %s LIMIT %s) s LIMIT %s"
                 ).format(raw=raw, t=ident(table), w=conditions[table]),
-                (min_bytes * 4, min_bytes, count),
+                (min_bytes * 4, min_bytes, count * 4, count),
             ).fetchall()
             per_column.append([Canary(bytes(r[0]), table, column.name, binary) for r in rows])
     # Round-robin over the columns, so the sample spreads over every table and column.
@@ -100,41 +94,57 @@ def sample_canaries(
     return list(found.values())
 
 
-def live(conn: psycopg.Connection[Any], canaries: list[Canary]) -> set[int]:
-    """Which canaries (by index) a row still in their table starts with: a neighbour's own
-    value, found in the files for the right reason. Asked of the found canaries only."""
-    held = set()
-    for number, canary in enumerate(canaries):
-        raw = _raw(canary.column, canary.binary)
-        row = conn.execute(
-            sql.SQL(
-                "SELECT EXISTS (SELECT 1 FROM {t} WHERE substring({raw} FROM 1 FOR %s) = %s)"
-            ).format(t=ident(canary.table), raw=raw),
-            (len(canary.value), canary.value),
-        ).fetchone()
-        if row and row[0]:
-            held.add(number)
-    return held
+def _holds(conn: psycopg.Connection[Any], table: str, value: bytes) -> bool:
+    """Whether a live row of `table` holds `value` in any text-like or bytea column."""
+    columns = conn.execute(
+        "SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+        "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped",
+        (_regclass(table),),
+    ).fetchall()
+    tests = [
+        sql.SQL("position(%(v)s in {}) > 0").format(_raw(str(name), str(kind) == "bytea"))
+        for name, kind in columns
+        if str(kind) in _TEXT
+    ]
+    if not tests:
+        return False
+    row = conn.execute(
+        sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {})").format(
+            ident(table), sql.SQL(" OR ").join(tests)
+        ),
+        {"v": value},
+    ).fetchone()
+    return bool(row and row[0])
 
 
-def relation_files(conn: psycopg.Connection[Any], tables: Iterable[str]) -> list[str]:
+def live(conn: psycopg.Connection[Any], canary: Canary, tables: Iterable[str]) -> bool:
+    """Whether a row still in one of `tables` (the canary's own, and those whose files held
+    it) holds the canary's value: another tenant's own words, found for the right reason.
+    Asked of the found canaries only: each question reads the table."""
+    return any(_holds(conn, table, canary.value) for table in {canary.table, *tables})
+
+
+def relation_files(conn: psycopg.Connection[Any], tables: Iterable[str]) -> dict[str, str]:
     """The data files (paths relative to the data directory, every 1 GB segment) of each
-    table, its TOAST table and every index of both."""
+    table, its TOAST table and every index of both, each with the table it belongs to."""
     rows = conn.execute(
-        "WITH t AS (SELECT c.oid, c.reltoastrelid FROM pg_class c "
-        "  WHERE c.oid = ANY(SELECT to_regclass(x) FROM unnest(%s::text[]) x)), "
-        "rels AS (SELECT oid FROM t UNION SELECT reltoastrelid FROM t WHERE reltoastrelid <> 0 "
-        "  UNION SELECT i.indexrelid FROM pg_index i WHERE i.indrelid IN "
-        "  (SELECT oid FROM t UNION SELECT reltoastrelid FROM t)) "
-        "SELECT pg_relation_filepath(oid), pg_relation_size(oid) FROM rels "
+        "WITH t AS (SELECT x AS name, to_regclass(x) AS oid FROM unnest(%s::text[]) x "
+        "  WHERE to_regclass(x) IS NOT NULL), "
+        "own AS (SELECT t.name, c.oid, c.reltoastrelid FROM t JOIN pg_class c ON c.oid = t.oid), "
+        "rels AS (SELECT name, oid FROM own "
+        "  UNION SELECT name, reltoastrelid FROM own WHERE reltoastrelid <> 0 "
+        "  UNION SELECT own.name, i.indexrelid FROM own JOIN pg_index i "
+        "  ON i.indrelid IN (own.oid, own.reltoastrelid)) "
+        "SELECT pg_relation_filepath(oid), pg_relation_size(oid), name FROM rels "
         "WHERE pg_relation_filepath(oid) IS NOT NULL ORDER BY 1",
         ([_regclass(t) for t in tables],),
     ).fetchall()
+    by_name = {_regclass(t): t for t in tables}
     segment = 1024 * 1024 * 1024
-    files = []
-    for path, size in rows:
-        files.append(str(path))
-        files += [f"{path}.{n}" for n in range(1, int(size) // segment + 1)]
+    files: dict[str, str] = {}
+    for path, size, name in rows:
+        for suffix in ["", *(f".{n}" for n in range(1, int(size) // segment + 1))]:
+            files[f"{path}{suffix}"] = by_name[str(name)]
     return files
 
 
@@ -148,28 +158,9 @@ def wal_files(conn: psycopg.Connection[Any]) -> list[str]:
     return [f"pg_wal/{name}" for (name,) in rows if re.fullmatch(r"[0-9A-F]{24}", str(name))]
 
 
-@dataclass
-class Residue:
-    """What a scan found: per canary (by its index in the sample) the files holding it."""
-
-    canaries: int
-    files: int = 0
-    bytes: int = 0
-    found: dict[int, list[str]] = field(default_factory=dict)
-    live: list[int] = field(default_factory=list)  # found, but a live row holds them too
-
-    @property
-    def holding(self) -> int:
-        """How many canaries were found at least once."""
-        return len(self.found)
-
-    def summary(self) -> str:
-        return (
-            f"{self.holding} of {self.canaries} canaries in {self.files} files ({self.bytes} bytes)"
-        )
-
-
-def scan(conn: psycopg.Connection[Any], paths: list[str], canaries: list[Canary]) -> Residue:
+def scan(
+    conn: psycopg.Connection[Any], paths: Mapping[str, str] | list[str], canaries: list[Canary]
+) -> Residue:
     """Every file in `paths` read through the server (pg_read_binary_file), after a CHECKPOINT
     wrote its buffers out, in overlapping chunks, each canary looked for; a file removed
     meanwhile (a recycled WAL segment) counts as read and empty."""
@@ -199,10 +190,12 @@ def scan(conn: psycopg.Connection[Any], paths: list[str], canaries: list[Canary]
             offset += len(chunk)
             tail = window[-overlap:] if overlap else b""
         residue.files += 1
-    held = live(conn, [canaries[n] for n in sorted(residue.found)])
-    for number in [n for i, n in enumerate(sorted(residue.found)) if i in held]:
-        residue.live.append(number)
-        del residue.found[number]
+    owners = paths if isinstance(paths, Mapping) else {}
+    for number in sorted(residue.found):
+        tables = {owners[f] for f in residue.found[number] if f in owners}
+        if live(conn, canaries[number], tables):
+            residue.live.append(number)
+            del residue.found[number]
     return residue
 
 
@@ -220,3 +213,31 @@ def compact(conn: psycopg.Connection[Any], tables: Iterable[str]) -> list[str]:
     conn.execute("SELECT pg_switch_wal()")
     conn.execute("CHECKPOINT")
     return done
+
+
+def canaries_of(settings: Settings, tenant: str) -> list[Canary]:
+    """The tenant's canaries, from its rows as the inventory selects them."""
+    with psycopg.connect(settings.require_database()) as conn:
+        classification, _, columns = classify(conn, settings)
+        scope = Scope(classification, tenant, platform_shape(settings).shared_rows)
+        return sample_canaries(conn, {t: scope.where(t) for t in classification.owned}, columns)
+
+
+def compact_tables(settings: Settings, tables: list[str]) -> list[str]:
+    """`compact` of those of `tables` that are tables of this database (others are another
+    system's, named in the same inventory)."""
+    with psycopg.connect(settings.require_database(), autocommit=True) as conn:
+        known = "SELECT to_regclass(%s) IS NOT NULL"
+        present = [t for t in tables if conn.execute(known, (_regclass(t),)).fetchone() == (True,)]
+        return compact(conn, present)
+
+
+def scan_places(
+    settings: Settings, tables: list[str], canaries: list[Canary]
+) -> dict[str, Residue]:
+    """The canaries looked for in the tables' pages (heap, TOAST, indexes) and in the WAL."""
+    with psycopg.connect(settings.require_database(), autocommit=True) as conn:
+        return {
+            "heap, TOAST and index pages": scan(conn, relation_files(conn, tables), canaries),
+            "write-ahead log on disk": scan(conn, wal_files(conn), canaries),
+        }

@@ -1,0 +1,177 @@
+"""Compaction: the tenant's bytes out of the pages its deletion left them on, proven by its
+canaries, for every tenant destroyed since the last run at once (clause 2.3.2: every copy).
+
+A destruction deletes rows: the queries find nothing, and the certificate says so, dated T.
+The deleted values stay in the tables' files until the tables are rewritten. One run rewrites
+each table any pending case touched (its inventory's tables with rows), once, whatever the
+number of cases: the cost of rewriting a shared table is shared by every tenant destroyed
+since the last run. Then, per case, the canaries kept at its inventory are looked for in the
+rewritten tables' files and in the write-ahead log still on disk; the result is a signed
+addendum to the certificate (`certificates/<tenant>/<case>.residue.json`) and an event in the
+case's trail, and the canaries are destroyed with their key.
+
+A certificate issued at destruction is completed by the addendum, rather than held until the
+compaction: the destruction's date is the contract's, the compaction a scheduled window's,
+and an auditor reads both, each signed, with the date each became true.
+
+A case whose pages still hold one of its canaries after the rewrite is not closed: no addendum,
+its canaries kept, the run reports it, and the next run tries again. The log is residue dated
+otherwise: its segments go as checkpoints recycle them and the archive's retention ends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from offboarding.core.canonical import canonical_json
+from offboarding.core.config import Settings
+from offboarding.core.records import CaseRef
+from offboarding.core.signing import Signer
+from offboarding.destruction.destruction import _archive_signed, certificate_key
+from offboarding.export.canaries import read_canaries, shred_canaries
+from offboarding.locations import Capability, capable, get_location
+from offboarding.locations.base import Residual, Residue
+from offboarding.registry import TenantRegistry
+from offboarding.stores import open_store
+from offboarding.trail import events
+from offboarding.trail.audit import AuditTrail
+
+__all__ = ["CompactionRun", "addendum_key", "compact_destroyed", "pending_cases"]
+
+_LOG = "write-ahead log on disk"
+
+
+def addendum_key(case: CaseRef) -> str:
+    return f"certificates/{case.tenant}/{case.case_id}.residue.json"
+
+
+def pending_cases(settings: Settings) -> list[CaseRef]:
+    """Destroyed tenants' cases, certified, with canaries kept and no addendum yet."""
+    registry = TenantRegistry(settings)
+    found = []
+    for tenant in registry.tenants("destroyed"):
+        case_id = registry.get(tenant).offboarding_case
+        if not case_id:
+            continue
+        case = CaseRef(tenant=tenant, case_id=case_id)
+        recorded = [e.data for e in AuditTrail.open(settings, case).recorded()]
+        kinds = {type(data) for data in recorded}
+        if {
+            events.Certified,
+            events.CanariesKept,
+        } <= kinds and events.ResidueCompacted not in kinds:
+            found.append(case)
+    return found
+
+
+def _touched(settings: Settings, case: CaseRef) -> list[str]:
+    """The tables that held the tenant's rows, by its frozen inventory."""
+    inventory = AuditTrail.open(settings, case).state().inventory
+    return sorted(t for t, rows in (inventory.tables if inventory else {}).items() if rows)
+
+
+@dataclass
+class CompactionRun:
+    """What one run did: the cases it closed, those still holding residue, the tables."""
+
+    run: str
+    compacted_at: datetime
+    tables: dict[str, list[str]] = field(default_factory=dict)  # system -> tables rewritten
+    closed: dict[str, str] = field(default_factory=dict)  # case -> addendum key
+    residue: dict[str, str] = field(default_factory=dict)  # case -> what is still there
+
+    def summary(self) -> str:
+        tables = sum(len(t) for t in self.tables.values())
+        return (
+            f"compaction {self.run}: {tables} table(s) rewritten for "
+            f"{len(self.closed) + len(self.residue)} case(s); {len(self.closed)} closed with an "
+            f"addendum, {len(self.residue)} still holding residue"
+        )
+
+
+def _places(name: str, found: dict[str, Residue]) -> list[events.ResiduePlace]:
+    return [
+        events.ResiduePlace(
+            system=name, place=place, files=r.files, bytes=r.bytes, canaries=r.canaries,
+            found=r.holding, status="lingering" if r.holding else "purged",
+            until="until checkpoints recycle the segments and the WAL archive's retention "
+            "ends" if r.holding and place == _LOG else "",
+        )
+        for place, r in found.items()
+    ]  # fmt: skip
+
+
+def _close(
+    settings: Settings, case: CaseRef, run: CompactionRun, places: list[events.ResiduePlace]
+) -> str:
+    """The signed addendum, the trail's event, then the canaries destroyed with their key."""
+    archive = open_store(settings.store_url("archive"), write_once=True)
+    signer = Signer.load_or_create(settings.keys_dir)
+    with archive.open_read(certificate_key(case)) as handle:
+        certificate_sha256 = hashlib.sha256(handle.read()).hexdigest()
+    key = addendum_key(case)
+    document = {
+        "record": "residue-addendum", "tenant": case.tenant, "case_id": case.case_id,
+        "certificate": certificate_key(case), "certificate_sha256": certificate_sha256,
+        "run": run.run, "compacted_at": run.compacted_at.isoformat(),
+        "method": "each table that held the tenant's rows rewritten (VACUUM FULL: new files, "
+        "the old unlinked), CHECKPOINT and a WAL switch; then the tenant's canaries, sampled "
+        "at its inventory, looked for in every file of those tables (heap, TOAST, indexes) "
+        "and of the WAL on disk, read by the server (pg_read_binary_file)",
+        "places": [p.model_dump() for p in places],
+        "canaries": "destroyed with their key after this scan",
+        "signing_key": signer.fingerprint,
+    }  # fmt: skip
+    body = canonical_json(document)
+    _archive_signed(archive, signer, ((key, body),))
+    AuditTrail.open(settings, case).record(
+        events.ResidueCompacted(
+            run=run.run, compacted_at=run.compacted_at,
+            tables={name: len(t) for name, t in run.tables.items()}, places=places,
+            addendum=key, addendum_sha256=hashlib.sha256(body).hexdigest(),
+            canaries_destroyed=True,
+        ),
+        once="residue",
+    )  # fmt: skip
+    shred_canaries(settings, case)
+    return key
+
+
+def compact_destroyed(
+    settings: Settings, *, say: Callable[[str], None] = lambda _: None
+) -> CompactionRun:
+    """One run for every case pending (see `pending_cases`): rewrite the tables they touched,
+    each once, then scan and close each case."""
+    cases = pending_cases(settings)
+    run = CompactionRun(run=f"compaction-{secrets.token_hex(6)}", compacted_at=datetime.now(UTC))
+    touched = {case.case_id: _touched(settings, case) for case in cases}
+    systems = {name: get_location(name, settings) for name in capable(settings, Capability.RESIDUE)}
+    for name, location in systems.items():
+        assert isinstance(location, Residual)
+        tables = sorted({t for tables in touched.values() for t in tables})
+        say(f"{name}: rewriting {len(tables)} table(s) for {len(cases)} case(s)")
+        run.tables[name] = location.compact(tables) if tables else []
+    run.compacted_at = datetime.now(UTC)
+    for case in cases:
+        canaries = read_canaries(settings, case)
+        places: list[events.ResiduePlace] = []
+        for name, location in systems.items():
+            assert isinstance(location, Residual)
+            mine = [t for t in touched[case.case_id] if t in run.tables[name]]
+            places += _places(name, location.scan_residue(mine, canaries.get(name, [])))
+        kept = [p for p in places if p.found and p.place != _LOG]
+        if kept:
+            run.residue[case.case_id] = "; ".join(
+                f"{p.system} {p.place}: {p.found} of {p.canaries} canaries" for p in kept
+            )
+            say(f"{case.case_id}: residue still on disk ({run.residue[case.case_id]})")
+            continue
+        run.closed[case.case_id] = _close(settings, case, run, places)
+        say(f"{case.case_id}: " + "; ".join(
+            f"{p.place}: {p.found} of {p.canaries} canaries in {p.files} files ({p.bytes} bytes)"
+            for p in places))  # fmt: skip
+    return run
