@@ -174,6 +174,14 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
         cron="30 6 * * *",
     ),
     Deployment(
+        "compact",
+        "flows/compact.py:compact",
+        "Rewrite the tables the tenants destroyed since the last run had rows in, each once, "
+        "so their deleted bytes leave the files; prove it with each case's canaries and sign "
+        "an addendum to its certificate. Weekly, or by hand.",
+        cron="0 4 * * 0",
+    ),
+    Deployment(
         "verify-destruction",
         "flows/support.py:verify_destruction",
         "Re-scan every location of a destroyed case and record the result.",

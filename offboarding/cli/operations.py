@@ -26,6 +26,24 @@ def _serve_links(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compact(args: argparse.Namespace) -> int:
+    from offboarding.core.config import Settings
+    from offboarding.destruction.compaction import compact_destroyed, pending_cases
+
+    settings = Settings()
+    if args.pending:
+        for case in pending_cases(settings):
+            print(case.case_id)
+        return 0
+    run = compact_destroyed(settings, say=print)
+    print(run.summary())
+    for case_id, addendum in sorted(run.closed.items()):
+        print(f"  {case_id}: addendum {addendum}")
+    for case_id, residue in sorted(run.residue.items()):
+        print(f"  {case_id}: residue still on disk ({residue}); tried again at the next run")
+    return 1 if run.residue else 0
+
+
 def _serve_local(args: argparse.Namespace) -> int:
     from offboarding.dev.local import serve_local
 
@@ -141,6 +159,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     backup = commands.add_parser("backup", help="back up tenants now (default: every active one)")
     backup.add_argument("tenant", nargs="*")
     backup.set_defaults(run=_backup)
+
+    compact = commands.add_parser(
+        "compact",
+        help="rewrite the tables of the tenants destroyed since the last run and prove, by "
+        "their canaries, that their bytes left the files (a signed addendum per case)",
+    )
+    compact.add_argument("--pending", action="store_true", help="list the cases waiting")
+    compact.set_defaults(run=_compact)
 
     restore = commands.add_parser(
         "restore-check", help="decrypt and verify the newest backup in every location"

@@ -365,12 +365,11 @@ class Reverified(EventData):
 
 
 class CanariesKept(EventData):
-    """Values sampled from the tenant's data at inventory, sealed apart under a key of their
-    own (never in the trail), to look for in the files after compaction."""
+    """Canaries sampled at inventory, sealed apart (never here): offboarding/export/canaries."""
 
     kind: ClassVar[str] = "canaries-kept"
-    systems: dict[str, int] = Field(description="Canaries per system.")
-    sealed_with: str = Field(description="Id of the key that seals them (destroyed with them).")
+    systems: dict[str, int]  # canaries per system
+    sealed_with: str  # id of the key that seals them (destroyed with them)
 
 
 class ResiduePlace(BaseModel):
@@ -382,14 +381,13 @@ class ResiduePlace(BaseModel):
     files: int
     bytes: int
     canaries: int
-    found: int = Field(description="Canaries found in these files (a live row's own excepted).")
+    found: int  # canaries found in these files (a live row's own excepted)
     status: Literal["purged", "lingering"]
-    until: str = Field(default="", description="For lingering residue: what ends it, when.")
+    until: str = ""  # for lingering residue: what ends it
 
 
 class ResidueCompacted(EventData):
-    """The tenant's tables rewritten by a compaction run, the files scanned for its canaries,
-    the canaries then destroyed with their key: the certificate's addendum."""
+    """A compaction run closed the case: offboarding/destruction/compaction.py."""
 
     kind: ClassVar[str] = "residue-compacted"
     run: str
