@@ -58,6 +58,9 @@ def _demo(args: argparse.Namespace) -> int:
                 else result.neighbours_backups_restore,
             ),
             ("remaining", result.remaining),
+            ("residue addendum", result.addendum),
+            ("compacted at", result.physically_compacted_at),
+            ("residue", "; ".join(f"{place}: {said}" for place, said in result.residue.items())),
             ("systems", result.systems),
             ("neighbours unchanged", result.neighbours_unchanged),
         ):

@@ -287,6 +287,9 @@ class DemoResult:
     backups_before: int = 0
     neighbours_backups_restore: bool | None = None
     remaining: dict[str, int] = field(default_factory=dict)
+    addendum: str | None = None  # the certificate's residue addendum, after compaction
+    physically_compacted_at: str | None = None
+    residue: dict[str, str] = field(default_factory=dict)  # place -> canaries found
     systems: dict[str, str] = field(default_factory=dict)  # the data map's, as certified
     person_requests: dict[str, str] = field(default_factory=dict)  # kind -> archive record
     neighbours_unchanged: bool | None = None
@@ -318,6 +321,9 @@ class DemoResult:
             "backups_before": self.backups_before,
             "neighbours_backups_restore": self.neighbours_backups_restore,
             "remaining": self.remaining,
+            "addendum": self.addendum,
+            "physically_compacted_at": self.physically_compacted_at,
+            "residue": self.residue,
             "systems": self.systems,
             "neighbours_unchanged": self.neighbours_unchanged,
             "ok": self.ok,
@@ -430,6 +436,7 @@ def _run_case(
     archive = open_store(settings.store_url("archive"))
     public_key = load_public_key(signer.public_pem)
     read_certificate(settings, case, signer, result)
+    compact_now(env, settings, case, result, say)
     verify_chain(AuditTrail(settings, case, signer).events(), public_key)
     try:  # what an auditor runs: every signature, chain, certificate and timestamp token
         roots = (
@@ -520,6 +527,40 @@ def acknowledge_and_destroy(
     assert scheduled is not None and scheduled.flow_run_id is not None
     say(f"destruction scheduled for {scheduled.scheduled_for.isoformat()}; waiting for it to run")
     finish_destruction(scheduled.flow_run_id, timeout=150, runner=env.runner, say=say)
+
+
+def compact_now(
+    env: DemoEnvironment, settings: Any, case: Any, result: DemoResult, say: Callable[[str], None]
+) -> None:
+    """The weekly compaction, run now through its deployment: the tables the tenant had rows
+    in rewritten, its canaries looked for in their files and in the WAL, the signed addendum
+    read back into `result` (the certificate's second date)."""
+    from flows import adapter
+    from offboarding.destruction.compaction import addendum_key
+    from offboarding.stores import open_store
+
+    say("compacting now (the weekly compact flow): the tables rewritten, the canaries scanned")
+    run = adapter.start_deployment("compact/compact")
+    wait_for_state(run.id, {"COMPLETED"}, timeout=120, runner=env.runner)
+    archive = open_store(settings.store_url("archive"))
+    key = addendum_key(case)
+    if not archive.exists(key):
+        result.errors.append(f"no residue addendum for {case.case_id} after the compaction")
+        return
+    with archive.open_read(key) as handle:
+        addendum = json.loads(handle.read())
+    result.addendum = str(Path(archive.url.removeprefix("file://")) / key)
+    result.physically_compacted_at = addendum["compacted_at"]
+    for place in addendum["places"]:
+        result.residue[place["place"]] = (
+            f"{place['found']} of {place['canaries']} canaries in {place['files']} files "
+            f"({place['bytes']} bytes): {place['status']}"
+            + (f" {place['until']}" if place["until"] else "")
+        )
+        if place["status"] != "purged" and place["place"].startswith("heap"):
+            result.errors.append(f"residue left in the tables' files: {result.residue}")
+    for place, said in result.residue.items():
+        say(f"  {place}: {said}")
 
 
 def read_certificate(settings: Any, case: Any, signer: Any, result: DemoResult) -> dict[str, Any]:
