@@ -178,8 +178,9 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
         "flows/compact.py:compact",
         "Rewrite the tables the tenants destroyed since the last run had rows in, each once, "
         "so their deleted bytes leave the files; prove it with each case's canaries and sign "
-        "an addendum to its certificate. Weekly, or by hand.",
-        cron="0 4 * * 0",
+        "an addendum to its certificate. Every OFFBOARD_COMPACTION_INTERVAL (a week), or by "
+        "hand.",
+        every="destruction.compaction_interval",
     ),
     Deployment(
         "verify-destruction",

@@ -16,6 +16,7 @@ __all__ = [
     "HoldEvent",
     "LeftOut",
     "LocationEvidence",
+    "ResidueDue",
     "SystemStatus",
 ]
 
@@ -126,6 +127,16 @@ class LeftOut(Record):
         return f"{self.kind} {self.name} ({self.system}{rows}): {self.why}{handled}"
 
 
+class ResidueDue(Record):
+    """Where the tenant's deleted bytes stay on disk after the logical deletion, and what
+    ends it: the compact flow's addendum then reports the canary scan."""
+
+    system: str
+    place: str
+    until: datetime | None = Field(description="By when it ends; None when not datable.")
+    ends: str = Field(description="What ends it.")
+
+
 class Certificate(Record):
     """Certificate of destruction: the fields of a NIST SP 800-88 Rev. 2 sanitization record
     (what, where, method, tool and version, verification method and result, who, when),
@@ -151,6 +162,17 @@ class Certificate(Record):
         description="The later of completion and every location's pending_until."
     )
     deadline_met: bool
+    physical_residue: list[ResidueDue] = Field(
+        default_factory=list,
+        description="Logically deleted at completed_at, the rows' bytes stay in these places "
+        "until the dates given; the compact flow's signed addendum "
+        "(certificates/<tenant>/<case>.residue.json) reports the canary scan once they went.",
+    )
+    physically_purged_by: datetime | None = Field(
+        default=None,
+        description="When the next compaction has rewritten the tables' pages (the latest "
+        "dated physical_residue); planning keeps it within the deadline.",
+    )
     inventory_rows: int
     inventory_files: int
     inventory_bytes: int

@@ -17,6 +17,7 @@ from offboarding.core.certificate import (
     HoldEvent,
     LeftOut,
     LocationEvidence,
+    ResidueDue,
     SystemStatus,
 )
 from offboarding.core.config import validate_tenant_id
@@ -45,6 +46,7 @@ __all__ = [
     "LocationInventory",
     "Manifest",
     "ManifestEntry",
+    "ResidueDue",
     "StagedRecord",
     "SystemEntry",
     "SystemStatus",

@@ -307,6 +307,12 @@ class DestructionSettings(_Section):
         "destruction. For quiet platforms only: it reads the whole platform twice, and any "
         "neighbour's write during destruction refuses the certificate.",
     )
+    compaction_interval: timedelta = Field(
+        validation_alias="OFFBOARD_COMPACTION_INTERVAL",
+        default=timedelta(days=7),
+        description="Period of the compact flow, which rewrites the tables destroyed tenants "
+        "had rows in: their deleted bytes leave the files by then, and planning counts it.",
+    )
     deadline_warning: timedelta = Field(
         validation_alias="OFFBOARD_DEADLINE_WARNING",
         default=timedelta(days=14),
@@ -389,6 +395,7 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "destruction_concurrency": ("destruction", "concurrency"),
     "delete_batch_rows": ("destruction", "delete_batch_rows"),
     "deadline_warning": ("destruction", "deadline_warning"),
+    "compaction_interval": ("destruction", "compaction_interval"),
     "neighbours_audit": ("destruction", "neighbours_audit"),
     "timestamp_url": ("evidence", "timestamp_url"),
     "timestamp_ca": ("evidence", "timestamp_ca"),

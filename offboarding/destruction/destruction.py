@@ -41,6 +41,7 @@ from offboarding.locations import (
     destruction_order,
     get_location,
     isolation_check,
+    physical_residue,
 )
 from offboarding.registry import TenantRegistry
 from offboarding.stores import ObjectStore, open_store
@@ -419,6 +420,8 @@ def _certificate(
         completed_at=verified_at,
         all_copies_gone_by=gone_by,
         deadline_met=gone_by <= warrant.deadline,
+        physical_residue=(residue := physical_residue(settings, verified_at)),
+        physically_purged_by=max((r.until for r in residue if r.until), default=None),
         inventory_rows=inventory.rows if inventory else 0,
         inventory_files=inventory.locations["files"].items
         if inventory and "files" in inventory.locations

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from offboarding.core.config import Settings
 from offboarding.core.errors import ConfigurationError
+from offboarding.core.records import ResidueDue
 from offboarding.datamap import DEFAULT_DATAMAP, DataMap, datamap_of
 from offboarding.locations import cache, mariadb, objects, pgbackrest, postgres
 from offboarding.locations.backups import BackupsLocation
@@ -56,6 +57,7 @@ __all__ = [
     "get_location",
     "isolation_check",
     "lingering",
+    "physical_residue",
     "platform_order",
     "plugin_of",
     "registered",
@@ -177,12 +179,30 @@ def lingering(settings: Settings) -> tuple[timedelta, str]:
         (settings.keyring.destroy_delay, "OFFBOARD_KEY_DESTROY_DELAY"),
         (settings.stores.soft_delete_retention, "OFFBOARD_SOFT_DELETE_RETENTION"),
     ]
+    if capable(settings, Capability.RESIDUE):  # deleted bytes stay on pages until compaction
+        candidates.append((settings.destruction.compaction_interval,
+                           "OFFBOARD_COMPACTION_INTERVAL (the tables' pages)"))  # fmt: skip
     for name in capable(settings, Capability.LINGERING):
         location = get_location(name, settings)
         if not isinstance(location, Lingering):  # pragma: no cover - checked at registration
             raise TypeError(f"{name}: its plug-in declares lingering copies it cannot date")
         candidates.append(location.lingering_delay())
     return max(candidates, key=lambda candidate: candidate[0])
+
+
+def physical_residue(settings: Settings, at: datetime) -> list[ResidueDue]:
+    """Where each system that keeps deleted bytes until a rewrite keeps them, after a
+    logical deletion at `at`, and by when the compact flow's next run ends it."""
+    by = at + settings.destruction.compaction_interval
+    found = []
+    for name in capable(settings, Capability.RESIDUE):
+        found += [
+            ResidueDue(system=name, place="heap, TOAST and index pages", until=by,
+                       ends="the compact flow's next run rewrites the tables"),
+            ResidueDue(system=name, place="write-ahead log on disk", until=None,
+                       ends="checkpoints recycle its segments; the WAL archive's retention"),
+        ]  # fmt: skip
+    return found
 
 
 def isolation_check(settings: Settings, name: str) -> IsolationCheck:
