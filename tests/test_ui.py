@@ -129,7 +129,7 @@ def test_a_terminated_contract_opens_a_case_support_staff_can_see_in_the_ui(
     assert deployments == sorted(
         ["offboard", "destroy", "case-watch", "backup", "deadline-watch", "reissue-link",
          "legal-hold", "approve", "postpone-destruction", "verify-destruction", "person-request",
-         "retention", "retention-rule", "forget-contacts"]
+         "retention", "retention-rule", "forget-contacts", "compact"]
     )  # fmt: skip
     assert stack.worker is not None
     waiting = wait_for_state(run.id, {"PAUSED"}, timeout=240, runner=stack.worker)
