@@ -12,11 +12,13 @@ $(UV):
 
 # The servers the tests and the demo start on loopback, from Debian's packages: PostgreSQL
 # (the platform database), Redis (its cache), MariaDB (a second relational system), pgBackRest
-# (the platform's physical backups) and age (the client's side of encrypted delivery); and
+# (the platform's physical backups), pg_repack (online compaction) and age (the client's side
+# of encrypted delivery); and
 # libmariadb-dev with pkg-config, which the MariaDB driver (mysqlclient) is built against.
 # Only what is missing is installed.
 SYSTEM_PACKAGES := postgresql:initdb redis-server:redis-server mariadb-server:mariadbd \
-	pgbackrest:pgbackrest age:age libmariadb-dev:mariadb_config pkg-config:pkg-config
+	pgbackrest:pgbackrest age:age libmariadb-dev:mariadb_config pkg-config:pkg-config \
+	postgresql-15-repack:pg_repack
 system-deps:
 	@missing=""; for entry in $(SYSTEM_PACKAGES); do \
 	  package=$${entry%%:*}; binary=$${entry#*:}; \

@@ -6,6 +6,8 @@ server's own files, so it can fail: the test proves it does before the compactio
 from __future__ import annotations
 
 import json
+import threading
+import time
 from typing import Any
 
 import psycopg
@@ -17,6 +19,7 @@ from offboarding.destruction.compaction import addendum_key, compact_destroyed, 
 from offboarding.evidence.archive import verify_archive
 from offboarding.export.canaries import read_canaries, residue_keyring
 from offboarding.locations.postgres.catalog import classify
+from offboarding.locations.postgres.repack import repack
 from offboarding.locations.postgres.residue import (
     compact,
     relation_files,
@@ -125,3 +128,48 @@ def test_one_compaction_run_closes_every_destroyed_case_with_a_signed_addendum(
         open_store(settings.store_url("archive")), load_key_list(settings.keys_dir)
     )
     assert report.certificates == 2 and report.addenda == 2
+
+
+@pytest.mark.slow
+def test_pg_repack_rewrites_the_tables_online_while_a_neighbour_keeps_writing(
+    platform: Platform,
+) -> None:
+    """The online method: globex keeps posting chat messages during the rewrite; every one
+    of its writes is there after, the other neighbours' rows are unchanged, and acme's
+    canaries are gone from the files."""
+    canaries, touched = _canaries(platform, "acme")
+    case = platform.case("acme")
+    export_and_deliver(platform, case)
+    destroy_everything(platform, case)
+    initech = platform.fingerprint("initech")
+    space = platform.query("SELECT min(id) FROM spaces WHERE tenant_id = 'globex'")[0][0]
+    before = platform.query("SELECT count(*) FROM chat_messages WHERE tenant_id = 'globex'")
+    stop, written = threading.Event(), []
+
+    def neighbour_writes() -> None:
+        with psycopg.connect(platform.dsn, autocommit=True) as conn:
+            while not stop.is_set():
+                conn.execute(
+                    "INSERT INTO chat_messages (id, tenant_id, space_id, sent_at, body) "
+                    "SELECT max(id) + 1, 'globex', %s, now(), 'written during the rewrite' "
+                    "FROM chat_messages", (space,),
+                )  # fmt: skip
+                written.append(1)
+
+    writer = threading.Thread(target=neighbour_writes)
+    writer.start()
+    try:
+        while not written:
+            time.sleep(0.01)
+        assert repack(platform.dsn, touched) == sorted(touched)
+        during = len(written)
+    finally:
+        stop.set()
+        writer.join()
+    assert during > 0
+    after = platform.query("SELECT count(*) FROM chat_messages WHERE tenant_id = 'globex'")
+    assert int(str(after[0][0])) == int(str(before[0][0])) + len(written)
+    assert platform.fingerprint("initech") == initech
+    with psycopg.connect(platform.dsn, autocommit=True) as conn:
+        residue = scan(conn, relation_files(conn, touched), canaries)
+    assert residue.holding == 0, residue.summary()

@@ -313,6 +313,13 @@ class DestructionSettings(_Section):
         description="Period of the compact flow, which rewrites the tables destroyed tenants "
         "had rows in: their deleted bytes leave the files by then, and planning counts it.",
     )
+    compaction_method: Literal["vacuum-full", "pg_repack"] = Field(
+        validation_alias="OFFBOARD_COMPACTION_METHOD",
+        default="vacuum-full",
+        description="How the compact flow rewrites a table: vacuum-full (an exclusive lock per "
+        "table while it is rewritten: run it in a window) or pg_repack (online; needs the "
+        "extension and Debian's postgresql-15-repack).",
+    )
     deadline_warning: timedelta = Field(
         validation_alias="OFFBOARD_DEADLINE_WARNING",
         default=timedelta(days=14),
@@ -396,6 +403,7 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "delete_batch_rows": ("destruction", "delete_batch_rows"),
     "deadline_warning": ("destruction", "deadline_warning"),
     "compaction_interval": ("destruction", "compaction_interval"),
+    "compaction_method": ("destruction", "compaction_method"),
     "neighbours_audit": ("destruction", "neighbours_audit"),
     "timestamp_url": ("evidence", "timestamp_url"),
     "timestamp_ca": ("evidence", "timestamp_ca"),

@@ -28,6 +28,7 @@ from offboarding.core.config import Settings
 from offboarding.datamap import platform_shape
 from offboarding.locations.plugin import Canary, Residue
 from offboarding.locations.postgres.catalog import classify, ident
+from offboarding.locations.postgres.repack import repack
 from offboarding.locations.postgres.scope import Scope
 
 __all__ = [
@@ -224,12 +225,15 @@ def canaries_of(settings: Settings, tenant: str) -> list[Canary]:
 
 
 def compact_tables(settings: Settings, tables: list[str]) -> list[str]:
-    """`compact` of those of `tables` that are tables of this database (others are another
-    system's, named in the same inventory)."""
+    """Those of `tables` that are tables of this database (others are another system's,
+    named in the same inventory) rewritten by OFFBOARD_COMPACTION_METHOD: `compact` (VACUUM
+    FULL, in a window) or `repack` (online)."""
     with psycopg.connect(settings.require_database(), autocommit=True) as conn:
         known = "SELECT to_regclass(%s) IS NOT NULL"
         present = [t for t in tables if conn.execute(known, (_regclass(t),)).fetchone() == (True,)]
-        return compact(conn, present)
+        if settings.destruction.compaction_method == "vacuum-full":
+            return compact(conn, present)
+    return repack(settings.require_database(), present)
 
 
 def scan_places(
