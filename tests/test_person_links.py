@@ -19,6 +19,7 @@ import pytest
 from offboarding.core.errors import ConfigurationError, TenantError
 from offboarding.datamap import PersonSystem, parse_datamap
 from offboarding.delivery.mail import read_outbox
+from offboarding.destruction.compaction import compact_destroyed
 from offboarding.dev.services import MariaDBServer
 from offboarding.locations import get_location
 from offboarding.locations.base import PersonAccess, PersonErasure
@@ -170,6 +171,16 @@ def test_an_erasure_follows_each_references_rule_and_tells_the_client(
     assert "links that remain:        1" in body
     assert "Ottilie" not in body and "ghost@" not in body
     assert get_request(settings, request.ref).status == "answered"
+
+    # The erased values' bytes stay on the tables' pages until the next compaction, which
+    # the certificate dates and which rewrites the tables the erasure touched.
+    places = {r["place"]: r for r in certificate["physical_residue"]}
+    assert places["heap, TOAST and index pages"]["until"] and "write-ahead log on disk" in places
+    run = compact_destroyed(settings)
+    assert run.erasures == [request.ref] and "public.tickets" in run.tables["postgres"]
+    compacted = read_signed(settings, f"persons/acme/{request.ref}/compacted.json")
+    assert compacted["tables"] >= 3 and compacted["run"] == run.run
+    assert compact_destroyed(settings).erasures == []
 
 
 def test_the_tombstone_must_be_one_of_the_tenants_people_and_is_never_erased(

@@ -22,10 +22,13 @@ otherwise: its segments go as checkpoints recycle them and the archive's retenti
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from offboarding.core.canonical import canonical_json
 from offboarding.core.config import Settings
@@ -39,8 +42,15 @@ from offboarding.registry import TenantRegistry
 from offboarding.stores import open_store
 from offboarding.trail import events
 from offboarding.trail.audit import AuditTrail
+from offboarding.trail.records import PersonErasureCompacted, archive_record
 
-__all__ = ["CompactionRun", "addendum_key", "compact_destroyed", "pending_cases"]
+__all__ = [
+    "CompactionRun",
+    "addendum_key",
+    "compact_destroyed",
+    "pending_cases",
+    "queue_erasure",
+]
 
 _LOG = "write-ahead log on disk"
 
@@ -68,6 +78,42 @@ def pending_cases(settings: Settings) -> list[CaseRef]:
     return found
 
 
+def _erasures(settings: Settings) -> Path:
+    return settings.root / "residue" / "erasures"
+
+
+def queue_erasure(settings: Settings, tenant: str, request: str, tables: list[str]) -> None:
+    """A person's erasure touched these tables: the next run rewrites them too (their names,
+    never a value, wait in the pipeline's own home)."""
+    if tables:
+        _erasures(settings).mkdir(parents=True, exist_ok=True)
+        entry = {"tenant": tenant, "request": request, "tables": sorted(tables)}
+        (_erasures(settings) / f"{request}.json").write_text(json.dumps(entry))
+
+
+def _queued(settings: Settings) -> list[dict[str, Any]]:
+    folder = _erasures(settings)
+    return (
+        [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))]
+        if folder.exists()
+        else []
+    )
+
+
+def _close_erasures(settings: Settings, run: CompactionRun, queued: list[dict[str, Any]]) -> None:
+    """Each queued erasure's tables rewritten: a signed record in the person's request."""
+    for entry in queued:
+        archive_record(settings, f"persons/{entry['tenant']}/{entry['request']}/compacted.json",
+                       PersonErasureCompacted(
+            tenant=entry["tenant"], request=entry["request"], run=run.run,
+            compacted_at=run.compacted_at, tables=len(entry["tables"]),
+            method="the tables the erasure touched rewritten (new files, the old unlinked), "
+            "CHECKPOINT and a WAL switch",
+        ))  # fmt: skip
+        (_erasures(settings) / f"{entry['request']}.json").unlink(missing_ok=True)
+        run.erasures.append(entry["request"])
+
+
 def _touched(settings: Settings, case: CaseRef) -> list[str]:
     """The tables that held the tenant's rows, by its frozen inventory."""
     inventory = AuditTrail.open(settings, case).state().inventory
@@ -83,13 +129,15 @@ class CompactionRun:
     tables: dict[str, list[str]] = field(default_factory=dict)  # system -> tables rewritten
     closed: dict[str, str] = field(default_factory=dict)  # case -> addendum key
     residue: dict[str, str] = field(default_factory=dict)  # case -> what is still there
+    erasures: list[str] = field(default_factory=list)  # person erasures' requests compacted
 
     def summary(self) -> str:
         tables = sum(len(t) for t in self.tables.values())
         return (
             f"compaction {self.run}: {tables} table(s) rewritten for "
-            f"{len(self.closed) + len(self.residue)} case(s); {len(self.closed)} closed with an "
-            f"addendum, {len(self.residue)} still holding residue"
+            f"{len(self.closed) + len(self.residue)} case(s) and {len(self.erasures)} person "
+            f"erasure(s); {len(self.closed)} case(s) closed with an addendum, "
+            f"{len(self.residue)} still holding residue"
         )
 
 
@@ -147,15 +195,21 @@ def compact_destroyed(
     """One run for every case pending (see `pending_cases`): rewrite the tables they touched,
     each once, then scan and close each case."""
     cases = pending_cases(settings)
+    queued = _queued(settings)
     run = CompactionRun(run=f"compaction-{secrets.token_hex(6)}", compacted_at=datetime.now(UTC))
     touched = {case.case_id: _touched(settings, case) for case in cases}
+    touched |= {entry["request"]: list(entry["tables"]) for entry in queued}
     systems = {name: get_location(name, settings) for name in capable(settings, Capability.RESIDUE)}
     for name, location in systems.items():
         assert isinstance(location, Residual)
         tables = sorted({t for tables in touched.values() for t in tables})
-        say(f"{name}: rewriting {len(tables)} table(s) for {len(cases)} case(s)")
+        say(
+            f"{name}: rewriting {len(tables)} table(s) for {len(cases)} case(s) and "
+            f"{len(queued)} person erasure(s)"
+        )
         run.tables[name] = location.compact(tables) if tables else []
     run.compacted_at = datetime.now(UTC)
+    _close_erasures(settings, run, queued)
     for case in cases:
         canaries = read_canaries(settings, case)
         places: list[events.ResiduePlace] = []

@@ -55,7 +55,14 @@ from offboarding.core.errors import DestructionIncompleteError, TenantError
 from offboarding.core.records import CaseRef
 from offboarding.datamap import DataMap, PersonScope, datamap_of
 from offboarding.delivery.mail import compose, send
-from offboarding.locations import Capability, capable, get_location, lingering
+from offboarding.destruction.compaction import queue_erasure
+from offboarding.locations import (
+    Capability,
+    capable,
+    get_location,
+    lingering,
+    physical_residue,
+)
 from offboarding.locations.backups import backup_prefix
 from offboarding.locations.base import KeptLink, Lingering, PersonErased
 from offboarding.locations.bundles import bundle_prefix
@@ -70,7 +77,7 @@ from offboarding.persons.requests import (
 )
 from offboarding.persons.scope import person_footprint
 from offboarding.persons.systems import erasable, home
-from offboarding.registry import TenantRegistry
+from offboarding.registry import TenantRecord, TenantRegistry
 from offboarding.stores import delete_every_version, open_store
 from offboarding.trail.records import PersonErasureCertificate, PersonSystemAttested
 
@@ -226,15 +233,24 @@ def _erase_elsewhere(
     return by_plugin
 
 
-def _require_no_refusal(settings: Settings, request: PersonRequest, person: str) -> None:
-    """Every refusal the erasure would meet, found before any system is erased or any role
-    asked: one refusal at the platform database would otherwise come after the others."""
+def _require_erasable(settings: Settings, request: PersonRequest, person: str) -> TenantRecord:
+    """The tenant, active; and every refusal the erasure would meet, found before any system
+    is erased or any role asked: one refusal at the platform database would otherwise come
+    after the others."""
+    tenant = TenantRegistry(settings).get(request.tenant)
+    if tenant.status != "active":
+        raise TenantError(
+            f"tenant {request.tenant!r} is {tenant.status} (case {tenant.offboarding_case}): its "
+            "data is frozen for the hand-over and goes whole at the case's destruction. Tell "
+            "the client: the person's erasure comes with it, on the certificate's date"
+        )
     refusals = person_footprint(settings, request.tenant, person).refusals
     if refusals:
         raise TenantError(
             f"the erasure of request {request.ref} would be refused, so nothing was changed "
             f"and no one was asked ({len(refusals)}): " + " ".join(refusals)
         )
+    return tenant
 
 
 def erase_person(
@@ -243,16 +259,9 @@ def erase_person(
     """Carry out an open erasure request; archive its signed certificate; mark it answered.
     Refused before anything changes when the erasure would reach another person's rows."""
     request, person = to_carry_out(settings, ref, (RequestKind.ERASURE,))
-    tenant = TenantRegistry(settings).get(request.tenant)
-    if tenant.status != "active":
-        raise TenantError(
-            f"tenant {request.tenant!r} is {tenant.status} (case {tenant.offboarding_case}): its "
-            "data is frozen for the hand-over and goes whole at the case's destruction. Tell "
-            "the client: the person's erasure comes with it, on the certificate's date"
-        )
+    tenant = _require_erasable(settings, request, person)
     datamap = datamap_of(settings)
     scope = datamap.require_person_scope()
-    _require_no_refusal(settings, request, person)
     replacement = f"erased-{secrets.token_hex(6)}"
     started_at = datetime.now(UTC)
     # The person's pseudonym for the archive, while their key still names a row.
@@ -304,9 +313,11 @@ def erase_person(
         systems=systems,
         tool="tenant-offboarding", tool_version=version("tenant-offboarding"),
         performed_by=settings.operator_name,
+        physical_residue=_residue(settings, completed_at),
     ))  # fmt: skip
+    # The touched tables join the next compaction; the client is told; the request answered.
+    queue_erasure(settings, request.tenant, ref, [t for t, n in {**deleted, **kept}.items() if n])
     _tell_client(settings, request, tenant.name, tenant.require_contact(), certificate, systems)
-    mark_answered(settings, ref)
     return PersonErasure(
         request=ref,
         tenant=request.tenant,
@@ -317,6 +328,10 @@ def erase_person(
         backups_rebased=rebased,
         certificate_key=str(certificate and certificate_key(request)),
     )
+
+
+def _residue(settings: Settings, at: datetime) -> list[dict[str, Any]]:
+    return [r.model_dump(mode="json") for r in physical_residue(settings, at)]
 
 
 def _linkable(scope: PersonScope, links: list[KeptLink]) -> list[dict[str, Any]]:
@@ -346,7 +361,7 @@ def _tell_client(
 ) -> None:
     """Tell the client's contact that the erasure is done, with the certificate's reference
     (its archive key, digest and signing key) and what other systems still owe: counts and
-    dates, no value of the person."""
+    dates, no value of the person. Then the request is answered."""
     digest = hashlib.sha256(canonical_json(certificate)).hexdigest()
     database = certificate["database"]
     pending = [f"  {s['name']}: {s['status']} until {s['until'][:10]} ({s['method']})"
@@ -372,6 +387,7 @@ def _tell_client(
         body=body,
     )  # fmt: skip
     send(settings, message, outbox_name=f"request-{request.ref}-erased")
+    mark_answered(settings, request.ref)
 
 
 def _notify(

@@ -35,6 +35,7 @@ __all__ = [
     "ContactsForgottenRecord",
     "ContactsSystemAttested",
     "PersonErasureCertificate",
+    "PersonErasureCompacted",
     "PersonRequestAnswered",
     "PersonRequestClosed",
     "PersonSystemAttested",
@@ -142,6 +143,20 @@ class PersonErasureCertificate(_Record):
     tool: str
     tool_version: str
     performed_by: str
+    # Where the erased values' bytes stay on disk, and until when (the next compaction run
+    # rewrites the touched tables; its record, person-erasure-compacted, says it did).
+    physical_residue: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class PersonErasureCompacted(_Record):
+    """The tables an erasure touched, rewritten by a compaction run."""
+
+    record: Literal["person-erasure-compacted"] = "person-erasure-compacted"
+    request: str
+    run: str
+    compacted_at: datetime
+    tables: int
+    method: str
 
 
 class RetentionRuleRecorded(_Record):
@@ -221,6 +236,7 @@ TenantRecordModel = (
     | PersonRequestClosed
     | PersonSystemAttested
     | PersonErasureCertificate
+    | PersonErasureCompacted
     | RetentionRuleRecorded
     | RetentionRunRecorded
     | ContactsForgottenRecord
