@@ -402,8 +402,6 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "destruction_concurrency": ("destruction", "concurrency"),
     "delete_batch_rows": ("destruction", "delete_batch_rows"),
     "deadline_warning": ("destruction", "deadline_warning"),
-    "compaction_interval": ("destruction", "compaction_interval"),
-    "compaction_method": ("destruction", "compaction_method"),
     "neighbours_audit": ("destruction", "neighbours_audit"),
     "timestamp_url": ("evidence", "timestamp_url"),
     "timestamp_ca": ("evidence", "timestamp_ca"),
