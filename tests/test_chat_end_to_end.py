@@ -30,6 +30,9 @@ def test_the_chat_platform_is_offboarded_end_to_end(tmp_path: Path) -> None:
     assert result.remaining == {} and result.neighbours_unchanged is True
     assert result.certificate_verified is True
     assert result.systems == {"postgres": "verified", "files": "verified"}
+    # The compact deployment ran: the team's canaries are gone from the tables' pages.
+    pages = result.residue["heap, TOAST and index pages"]
+    assert pages.startswith("0 of ") and pages.endswith("purged"), result.residue
     assert result.certificate is not None
     certificate = json.loads(Path(result.certificate).read_text())
     left = {e["name"]: e["kind"] for e in certificate["left_out"]}

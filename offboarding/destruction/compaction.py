@@ -34,7 +34,7 @@ from offboarding.core.canonical import canonical_json
 from offboarding.core.config import Settings
 from offboarding.core.records import CaseRef
 from offboarding.core.signing import Signer
-from offboarding.destruction.destruction import _archive_signed, certificate_key
+from offboarding.destruction.destruction import archive_documents, certificate_key
 from offboarding.export.canaries import read_canaries, shred_canaries
 from offboarding.locations import Capability, capable, get_location
 from offboarding.locations.base import Residual, Residue
@@ -175,7 +175,7 @@ def _close(
         "signing_key": signer.fingerprint,
     }  # fmt: skip
     body = canonical_json(document)
-    _archive_signed(archive, signer, ((key, body),))
+    archive_documents(archive, signer, ((key, body),))
     AuditTrail.open(settings, case).record(
         events.ResidueCompacted(
             run=run.run, compacted_at=run.compacted_at,

@@ -50,6 +50,7 @@ from offboarding.trail import AuditTrail, CaseState, events
 __all__ = [
     "ArchivedCertificate",
     "DestructionEvidence",
+    "archive_documents",
     "certificate_key",
     "certify",
     "check_isolation",
@@ -214,11 +215,10 @@ def _require_clean(case: CaseRef, evidence: DestructionEvidence) -> None:
         )
 
 
-def _archive_signed(
+def archive_documents(
     archive: ObjectStore, signer: Signer, documents: tuple[tuple[str, bytes], ...]
 ) -> None:
-    """Each document and its signature into the write-once archive, the signature first, each
-    skipped where a crashed run already wrote it (the same bytes)."""
+    """Each document, its signature first, into the write-once archive (a rerun skips both)."""
     for path, content in documents:
         if not archive.exists(path + ".sig"):
             archive.put_bytes(path + ".sig", signer.sign(content))
@@ -269,7 +269,7 @@ def certify(
     key = certificate_key(case)
     html = render_certificate_html(document).encode()
     public_key_key = f"keys/{signer.fingerprint.replace(':', '-')}.pem"
-    _archive_signed(archive, signer, ((key, body), (report_key(case), html)))
+    archive_documents(archive, signer, ((key, body), (report_key(case), html)))
     publish_key_list(archive, load_key_list(settings.keys_dir))  # every key, with its period
     erase_contact_by = TenantRegistry(settings).mark_destroyed(
         case.tenant, datetime.fromisoformat(document["completed_at"])

@@ -18,6 +18,7 @@ from offboarding.dev.demo.run import (
     DemoResult,
     _download,
     acknowledge_and_destroy,
+    compact_now,
     read_certificate,
     start_case,
 )
@@ -85,6 +86,7 @@ def run_chat_case(
 
     acknowledge_and_destroy(env, delivered, "Acme DPO (chat demo)", say)
     document = read_certificate(settings, case, signer, result)
+    compact_now(env, settings, case, result, say)  # the team's bytes out of the pages too
     archive = open_store(settings.store_url("archive"))
     public_key = load_public_key(signer.public_pem)
     try:
