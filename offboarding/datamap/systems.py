@@ -324,6 +324,11 @@ class MariaDBSystem(PluginSystem):
         description="Tables naming their tenant in another column than tenant_column, each "
         "with that column.",
     )
+    data_dir: str | None = Field(
+        default=None,
+        description="The server's data directory as the pipeline's host reads it (a read-only "
+        "mount), for the residue scan; by default the server's own @@datadir, on this host.",
+    )
     tenant_objects: list[TenantObject] = Field(
         default_factory=list,
         description="Sequences the platform names after each tenant (kind = 'sequence', name "

@@ -37,11 +37,12 @@ from offboarding.core.signing import Signer
 from offboarding.destruction.destruction import archive_documents, certificate_key
 from offboarding.export.canaries import read_canaries, shred_canaries
 from offboarding.locations import Capability, capable, get_location
-from offboarding.locations.base import Residual, Residue
+from offboarding.locations.base import Residual, Residue, ResidueSite
 from offboarding.registry import TenantRegistry
 from offboarding.stores import open_store
 from offboarding.trail import events
 from offboarding.trail.audit import AuditTrail
+from offboarding.trail.events import ResiduePlace
 from offboarding.trail.records import PersonErasureCompacted, archive_record
 
 __all__ = [
@@ -51,8 +52,6 @@ __all__ = [
     "pending_cases",
     "queue_erasure",
 ]
-
-_LOG = "write-ahead log on disk"
 
 
 def addendum_key(case: CaseRef) -> str:
@@ -114,10 +113,23 @@ def _close_erasures(settings: Settings, run: CompactionRun, queued: list[dict[st
         run.erasures.append(entry["request"])
 
 
-def _touched(settings: Settings, case: CaseRef) -> list[str]:
-    """The tables that held the tenant's rows, by its frozen inventory."""
+@dataclass(frozen=True)
+class _Touched:
+    """What a case's frozen inventory says the tenant had: its tables with rows (of every
+    system, by qualified name) and the systems that held any of its items."""
+
+    tables: list[str]
+    systems: frozenset[str]
+
+
+def _touched(settings: Settings, case: CaseRef) -> _Touched:
     inventory = AuditTrail.open(settings, case).state().inventory
-    return sorted(t for t, rows in (inventory.tables if inventory else {}).items() if rows)
+    if inventory is None:
+        return _Touched([], frozenset())
+    return _Touched(
+        sorted(t for t, rows in inventory.tables.items() if rows),
+        frozenset(name for name, count in inventory.locations.items() if count.items),
+    )
 
 
 @dataclass
@@ -141,20 +153,27 @@ class CompactionRun:
         )
 
 
-def _places(name: str, found: dict[str, Residue]) -> list[events.ResiduePlace]:
-    return [
-        events.ResiduePlace(
+def _places(
+    name: str, sites: list[ResidueSite], found: dict[str, Residue]
+) -> tuple[list[ResiduePlace], list[ResiduePlace]]:
+    """The scan's places for the addendum, and those the run rewrote that still hold a
+    canary: the case is then not closed."""
+    by_place = {site.place: site for site in sites}
+    places, kept = [], []
+    for place, r in found.items():
+        site = by_place[place]
+        places.append(ResiduePlace(
             system=name, place=place, files=r.files, bytes=r.bytes, canaries=r.canaries,
             found=r.holding, status="lingering" if r.holding else "purged",
-            until="until checkpoints recycle the segments and the WAL archive's retention "
-            "ends" if r.holding and place == _LOG else "",
-        )
-        for place, r in found.items()
-    ]  # fmt: skip
+            until=site.ends if r.holding else "", method=site.method,
+        ))  # fmt: skip
+        if r.holding and site.rewritten:
+            kept.append(places[-1])
+    return places, kept
 
 
 def _close(
-    settings: Settings, case: CaseRef, run: CompactionRun, places: list[events.ResiduePlace]
+    settings: Settings, case: CaseRef, run: CompactionRun, places: list[ResiduePlace]
 ) -> str:
     """The signed addendum, the trail's event, then the canaries destroyed with their key."""
     archive = open_store(settings.store_url("archive"), write_once=True)
@@ -166,10 +185,9 @@ def _close(
         "record": "residue-addendum", "tenant": case.tenant, "case_id": case.case_id,
         "certificate": certificate_key(case), "certificate_sha256": certificate_sha256,
         "run": run.run, "compacted_at": run.compacted_at.isoformat(),
-        "method": "each table that held the tenant's rows rewritten (VACUUM FULL: new files, "
-        "the old unlinked), CHECKPOINT and a WAL switch; then the tenant's canaries, sampled "
-        "at its inventory, looked for in every file of those tables (heap, TOAST, indexes) "
-        "and of the WAL on disk, read by the server (pg_read_binary_file)",
+        "method": "each place a system keeps deleted bytes in, rewritten by the compaction or "
+        "dated by the system (each place's own method); then the tenant's canaries, sampled at "
+        "its inventory, looked for in every file of each place",
         "places": [p.model_dump() for p in places],
         "canaries": "destroyed with their key after this scan",
         "signing_key": signer.fingerprint,
@@ -198,26 +216,26 @@ def compact_destroyed(
     queued = _queued(settings)
     run = CompactionRun(run=f"compaction-{secrets.token_hex(6)}", compacted_at=datetime.now(UTC))
     touched = {case.case_id: _touched(settings, case) for case in cases}
-    touched |= {entry["request"]: list(entry["tables"]) for entry in queued}
-    systems = {name: get_location(name, settings) for name in capable(settings, Capability.RESIDUE)}
+    erased = sorted({t for entry in queued for t in entry["tables"]})
+    systems = {name: _residual(settings, name) for name in capable(settings, Capability.RESIDUE)}
     for name, location in systems.items():
-        assert isinstance(location, Residual)
-        tables = sorted({t for tables in touched.values() for t in tables})
-        say(
-            f"{name}: rewriting {len(tables)} table(s) for {len(cases)} case(s) and "
-            f"{len(queued)} person erasure(s)"
-        )
-        run.tables[name] = location.compact(tables) if tables else []
+        holding = [c for c in cases if name in touched[c.case_id].systems]
+        tables = sorted({t for c in holding for t in touched[c.case_id].tables} | set(erased))
+        say(f"{name}: rewriting for {len(holding)} case(s), {len(queued)} person erasure(s)")
+        run.tables[name] = location.compact(tables) if holding or erased else []
     run.compacted_at = datetime.now(UTC)
     _close_erasures(settings, run, queued)
     for case in cases:
         canaries = read_canaries(settings, case)
-        places: list[events.ResiduePlace] = []
+        places: list[ResiduePlace] = []
+        kept: list[ResiduePlace] = []
         for name, location in systems.items():
-            assert isinstance(location, Residual)
-            mine = [t for t in touched[case.case_id] if t in run.tables[name]]
-            places += _places(name, location.scan_residue(mine, canaries.get(name, [])))
-        kept = [p for p in places if p.found and p.place != _LOG]
+            if name not in touched[case.case_id].systems or not canaries.get(name):
+                continue
+            mine = [t for t in touched[case.case_id].tables if t in run.tables[name]]
+            found = location.scan_residue(mine, canaries[name])
+            scanned, held = _places(name, location.residue_sites(), found)
+            places, kept = places + scanned, kept + held
         if kept:
             run.residue[case.case_id] = "; ".join(
                 f"{p.system} {p.place}: {p.found} of {p.canaries} canaries" for p in kept
@@ -226,6 +244,13 @@ def compact_destroyed(
             continue
         run.closed[case.case_id] = _close(settings, case, run, places)
         say(f"{case.case_id}: " + "; ".join(
-            f"{p.place}: {p.found} of {p.canaries} canaries in {p.files} files ({p.bytes} bytes)"
-            for p in places))  # fmt: skip
+            f"{p.system} {p.place}: {p.found} of {p.canaries} canaries in {p.files} files "
+            f"({p.bytes} bytes)" for p in places))  # fmt: skip
     return run
+
+
+def _residual(settings: Settings, name: str) -> Residual:
+    location = get_location(name, settings)
+    if not isinstance(location, Residual):  # pragma: no cover - checked at registration
+        raise TypeError(f"{name}: its plug-in declares residue it cannot scan")
+    return location

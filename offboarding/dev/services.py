@@ -596,6 +596,7 @@ class MariaDBServer:
     home: Path | None = None
     port: int = 0
     user: str = "offboard"
+    options: list[str] = field(default_factory=list)  # more of mariadbd's, e.g. --log-bin
     _process: ManagedProcess | None = field(default=None, init=False)
     _temporary: bool = field(default=False, init=False)
 
@@ -634,7 +635,7 @@ class MariaDBServer:
              f"--pid-file={self.home / 'mysqld.pid'}", "--skip-name-resolve",
              "--innodb-buffer-pool-size=128M", "--innodb-flush-log-at-trx-commit=0",
              "--character-set-server=utf8mb4", "--collation-server=utf8mb4_general_ci",
-             f"--log-error={self.home / 'error.log'}"],
+             f"--log-error={self.home / 'error.log'}", *self.options],
             dict(os.environ),
             self.home / "mariadb.log",
         )  # fmt: skip

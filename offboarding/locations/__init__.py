@@ -31,6 +31,7 @@ from offboarding.locations.base import (
     Plugin,
     Remaining,
     Removal,
+    Residual,
     Stage,
     scratch_dir,
 )
@@ -179,9 +180,14 @@ def lingering(settings: Settings) -> tuple[timedelta, str]:
         (settings.keyring.destroy_delay, "OFFBOARD_KEY_DESTROY_DELAY"),
         (settings.stores.soft_delete_retention, "OFFBOARD_SOFT_DELETE_RETENTION"),
     ]
-    if capable(settings, Capability.RESIDUE):  # deleted bytes stay on pages until compaction
+    for name in capable(settings, Capability.RESIDUE):  # deleted bytes stay until a rewrite
         candidates.append((settings.destruction.compaction_interval,
                            "OFFBOARD_COMPACTION_INTERVAL (the tables' pages)"))  # fmt: skip
+        location = get_location(name, settings)
+        if not isinstance(location, Residual):  # pragma: no cover - checked at registration
+            raise TypeError(f"{name}: its plug-in declares residue it cannot date")
+        candidates += [(s.lingers, f"{name}: {s.ends}") for s in location.residue_sites()
+                       if not s.rewritten and s.lingers is not None]  # fmt: skip
     for name in capable(settings, Capability.LINGERING):
         location = get_location(name, settings)
         if not isinstance(location, Lingering):  # pragma: no cover - checked at registration
@@ -191,17 +197,19 @@ def lingering(settings: Settings) -> tuple[timedelta, str]:
 
 
 def physical_residue(settings: Settings, at: datetime) -> list[ResidueDue]:
-    """Where each system that keeps deleted bytes until a rewrite keeps them, after a
-    logical deletion at `at`, and by when the compact flow's next run ends it."""
+    """Where each system that keeps deleted bytes keeps them, after a logical deletion at
+    `at`, and by when: the compact flow's next run for the places it rewrites, the system's
+    own bound (a binary log's expiry) for the places that linger, or no date (a log that
+    wraps as the server writes)."""
     by = at + settings.destruction.compaction_interval
     found = []
     for name in capable(settings, Capability.RESIDUE):
-        found += [
-            ResidueDue(system=name, place="heap, TOAST and index pages", until=by,
-                       ends="the compact flow's next run rewrites the tables"),
-            ResidueDue(system=name, place="write-ahead log on disk", until=None,
-                       ends="checkpoints recycle its segments; the WAL archive's retention"),
-        ]  # fmt: skip
+        location = get_location(name, settings)
+        if not isinstance(location, Residual):  # pragma: no cover - checked at registration
+            raise TypeError(f"{name}: its plug-in declares residue it cannot date")
+        for site in location.residue_sites():
+            until = by if site.rewritten else (at + site.lingers if site.lingers else None)
+            found.append(ResidueDue(system=name, place=site.place, until=until, ends=site.ends))
     return found
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "Reachable",
     "Residual",
     "Residue",
+    "ResidueSite",
     "RetentionRules",
     "RuleOutcome",
     "Stage",
@@ -87,6 +88,19 @@ class Canary:
     table: str
     column: str
     binary: bool  # a bytea column (else text, read as UTF-8)
+
+
+@dataclass(frozen=True)
+class ResidueSite:
+    """One kind of physical place where a system keeps deleted bytes: what ends it, and whether
+    the compaction rewrites it (then its scan must find nothing) or it lingers (a log that
+    wraps or expires), for how long when the system says."""
+
+    place: str
+    ends: str
+    rewritten: bool
+    method: str  # how the compaction clears it and the scan reads it
+    lingers: timedelta | None = None  # for a place not rewritten: its bound, when known
 
 
 @dataclass
@@ -169,12 +183,17 @@ class Residual(Protocol):
     """A system whose deleted bytes outlive the deletion on its own disk (pages, logs,
     snapshots) until a rewrite: what the tenant's canaries are, the rewrite, and the scan."""
 
+    def residue_sites(self) -> list[ResidueSite]:
+        """The physical places that can keep deleted bytes, each with what ends it."""
+        ...
+
     def canaries(self, case: CaseRef) -> list[Canary]:
         """Values sampled from the tenant's data, to look for in the files later."""
         ...
 
     def compact(self, places: list[str]) -> list[str]:
-        """Rewrite these places (tables) so deleted bytes leave the files; the ones done."""
+        """Rewrite these places (every touched table the run knows, of every system: each
+        plug-in takes its own) so deleted bytes leave the files; the ones done."""
         ...
 
     def scan_residue(self, places: list[str], canaries: list[Canary]) -> dict[str, Residue]:
@@ -289,7 +308,7 @@ _IMPLEMENTED_BY: dict[Capability, tuple[str, ...]] = {
     Capability.PERSON_ACCESS: ("find_person", "export_person"),
     Capability.PERSON_ERASURE: ("find_person", "erase_person"),
     Capability.RETENTION: ("check_retention_rule", "run_retention_rule"),
-    Capability.RESIDUE: ("canaries", "compact", "scan_residue"),
+    Capability.RESIDUE: ("residue_sites", "canaries", "compact", "scan_residue"),
 }
 
 

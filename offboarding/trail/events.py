@@ -384,6 +384,7 @@ class ResiduePlace(BaseModel):
     found: int  # canaries found in these files (a live row's own excepted)
     status: Literal["purged", "lingering"]
     until: str = ""  # for lingering residue: what ends it
+    method: str = ""  # how the place was cleared and read
 
 
 class ResidueCompacted(EventData):

@@ -3,20 +3,17 @@
     catalogue  the server's own information_schema: every table, column, primary and foreign
                key (with its ON DELETE rule); the Arrow type of each declared type
     snapshot   the export: readers sharing one consistent snapshot, each table streamed in key
-               order into Parquet (mysqlclient's server-side cursor, as `make bench-mariadb`
-               chose)
+               order into Parquet (mysqlclient's server-side cursor: `make bench-mariadb`)
     engine     the relational core's engine: lists in temporary tables, DELETE ... RETURNING
-               with each owner checked
     own        the tenant's own database (tenant_database_pattern): exported and dropped whole
     persons    one person: found, exported and erased in one transaction
+    residue    the deleted rows' bytes in the files: canaries, the online rebuild, the scan
 
-Classification is planning's, the same as for PostgreSQL: the tenant column, or foreign keys
-reaching tenant rows at any depth. Fail closed: an unclassified table, a table the pipeline
-cannot read by key (not InnoDB, so no consistent snapshot and no transaction; system-versioned,
-so deleted rows stay in its history; a key into another database) or a table type it does not
-know stops the case until declared. Which rows are the tenant's, which are shared with another
-tenant (and the data map's shared_rows policy for them), the isolation proof and the batched
-delete are the relational core's (offboarding/locations/relational/), in MariaDB's dialect.
+Classification is planning's, as for PostgreSQL. Fail closed: an unclassified table, a table
+the pipeline cannot read by key (not InnoDB; system-versioned, so deleted rows stay in its
+history; a key into another database) or of an unknown type stops the case until declared.
+The tenant's rows, shared rows and their policy, the isolation proof and the batched delete
+are the relational core's (offboarding/locations/relational/), in MariaDB's dialect.
 """
 
 from __future__ import annotations
@@ -44,6 +41,7 @@ from offboarding.core.records import (
 from offboarding.datamap import MariaDBSystem, PersonDeclaration
 from offboarding.datamap.systems import handlers
 from offboarding.locations.base import (
+    Canary,
     Capability,
     ExportProgress,
     LocationExport,
@@ -54,10 +52,13 @@ from offboarding.locations.base import (
     Plugin,
     Remaining,
     Removal,
+    Residue,
+    ResidueSite,
     Stage,
     quiet,
     require_system_declaration,
 )
+from offboarding.locations.mariadb import residue
 from offboarding.locations.mariadb.catalogue import (
     Catalogue,
     Connection,
@@ -165,8 +166,6 @@ class MariaDBLocation:
         """The tenant's own database, where the data map's tenant_database_pattern gives one."""
         pattern = self.system.tenant_database_pattern
         return OwnDatabase(self.name, pattern, case.tenant) if pattern else None
-
-    # -- the four verbs --------------------------------------------------------------------------
 
     def reach(self) -> str:
         """The server's version, and what the inventory will need (the tables and columns the
@@ -349,7 +348,8 @@ class MariaDBLocation:
         with self._connect() as conn:
             engine = self._engine(conn, case)
             proved = proof.prove(engine, case, inventoried)
-            dropped = self._drop_own(conn, case, inventoried)
+            own = self._own(case)
+            dropped = own.drop_checked(conn, case, inventoried) if own else {}
             batch = self.settings.destruction.delete_batch_rows
             deletion.delete_listed(engine, case, proved, batch)
             sequences = drop_sequences(
@@ -367,20 +367,6 @@ class MariaDBLocation:
             isolation=proved.summary(engine.policies),
             details=details,
         )
-
-    def _drop_own(
-        self, conn: Connection, case: CaseRef, inventoried: Mapping[str, int] | None
-    ) -> dict[str, int]:
-        """The tenant's own database, compared with the frozen inventory, dropped whole (first:
-        nothing of it can then block the deletion in the shared database). Rows per table."""
-        own = self._own(case)
-        if own is None:
-            return {}
-        catalogue, _ = own.catalogue(conn)
-        counts = own.counts(conn, catalogue)
-        proof.against_inventory(case, counts, {}, {}, inventoried)
-        own.drop(conn)
-        return counts
 
     def verify(self, case: CaseRef) -> Remaining:
         with self._connect() as conn:
@@ -408,6 +394,27 @@ class MariaDBLocation:
             + (", ".join(f"{t} {n}" for t, n in sorted(left.items())) or "none"),
         )
 
+    def residue_sites(self) -> list[ResidueSite]:
+        with self._connect() as conn:
+            return residue.sites(conn, self.settings.destruction.compaction_interval)
+
+    def canaries(self, case: CaseRef) -> list[Canary]:
+        with self._connect() as conn:
+            catalogue = self._catalogue(conn)
+            classification, _ = self._classify(catalogue, strict=False)
+            scope, tables = self._scope(classification), classification.exported
+            return residue.sample_canaries(conn, catalogue, scope, tables, case.tenant)
+
+    def compact(self, places: list[str]) -> list[str]:
+        mine = [t for t in places if split_qualified(t)[0] == self.name]
+        with self._connect() as conn:
+            return residue.compact(conn, self._catalogue(conn), mine)
+
+    def scan_residue(self, places: list[str], canaries: list[Canary]) -> dict[str, Residue]:
+        with self._connect(autocommit=True) as conn:
+            catalogue, folder = self._catalogue(conn), self.system.data_dir
+            return residue.scan_all(conn, catalogue, self.database, folder, places, canaries)
+
     def neighbours_digest(self, case: CaseRef, excluded: frozenset[str] = frozenset()) -> str:
         """Every row not the tenant's (nor an excluded tenant's), table by table in key
         order: equal before and after destruction (digest.py)."""
@@ -431,6 +438,7 @@ PLUGIN = Plugin(
             Capability.ISOLATION,
             Capability.PERSON_ACCESS,
             Capability.PERSON_ERASURE,
+            Capability.RESIDUE,
         }
     ),
     stage=Stage.ROWS,

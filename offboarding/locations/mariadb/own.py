@@ -10,8 +10,10 @@ in the shared snapshot) and nameable in a statement (no %).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from offboarding.core.errors import ConfigurationError, UnclassifiedDataError
-from offboarding.core.records import TableItem
+from offboarding.core.records import CaseRef, TableItem
 from offboarding.locations.base import foreign_key_schemas
 from offboarding.locations.mariadb.catalogue import (
     Catalogue,
@@ -20,6 +22,7 @@ from offboarding.locations.mariadb.catalogue import (
     read_catalogue,
 )
 from offboarding.locations.mariadb.dialect import quote
+from offboarding.locations.relational import proof
 
 __all__ = ["OwnDatabase"]
 
@@ -109,3 +112,14 @@ class OwnDatabase:
         with conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {quote(self.name)}")
         conn.commit()
+
+    def drop_checked(
+        self, conn: Connection, case: CaseRef, inventoried: Mapping[str, int] | None
+    ) -> dict[str, int]:
+        """Compared with the frozen inventory, then dropped whole (first: nothing of it can
+        then block the deletion in the shared database). Rows per table."""
+        catalogue, _ = self.catalogue(conn)
+        counts = self.counts(conn, catalogue)
+        proof.against_inventory(case, counts, {}, {}, inventoried)
+        self.drop(conn)
+        return counts

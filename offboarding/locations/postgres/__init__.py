@@ -47,6 +47,7 @@ from offboarding.locations.base import (
     Remaining,
     Removal,
     Residue,
+    ResidueSite,
     RuleOutcome,
     Stage,
     foreign_key_schemas,
@@ -344,6 +345,9 @@ class PostgresLocation:
                 + (f"; still present: {', '.join(objects)}" if objects else "")
             ),
         )
+
+    def residue_sites(self) -> list[ResidueSite]:
+        return residue.SITES
 
     def canaries(self, case: CaseRef) -> list[Canary]:
         return residue.canaries_of(self.settings, case.tenant)

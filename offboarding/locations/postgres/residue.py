@@ -17,7 +17,7 @@ tables the tenant had rows in, never the whole database.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import psycopg
@@ -26,12 +26,16 @@ from psycopg import sql
 from exporters.parquet import PgColumn
 from offboarding.core.config import Settings
 from offboarding.datamap import platform_shape
-from offboarding.locations.plugin import Canary, Residue
+from offboarding.locations.plugin import Canary, Residue, ResidueSite
 from offboarding.locations.postgres.catalog import classify, ident
 from offboarding.locations.postgres.repack import repack
 from offboarding.locations.postgres.scope import Scope
+from offboarding.locations.residue import CHUNK, Finder
 
 __all__ = [
+    "PAGES",
+    "SITES",
+    "WAL",
     "canaries_of",
     "compact",
     "compact_tables",
@@ -43,10 +47,23 @@ __all__ = [
     "wal_files",
 ]
 
+PAGES = ResidueSite(
+    place="heap, TOAST and index pages",
+    ends="the compact flow's next run rewrites the tables",
+    rewritten=True,
+    method="each table rewritten (VACUUM FULL or pg_repack: new files, the old unlinked), then "
+    "every file of the table, its TOAST table and their indexes read by the server "
+    "(pg_read_binary_file) after a CHECKPOINT",
+)
+WAL = ResidueSite(
+    place="write-ahead log on disk",
+    ends="checkpoints recycle its segments; the WAL archive's retention",
+    rewritten=False,
+    method="a WAL switch and a CHECKPOINT, then every segment in pg_wal read by the server",
+)
+SITES = [PAGES, WAL]
+
 _TEXT = frozenset({"text", "varchar", "bpchar", "citext", "bytea", "json", "jsonb", "xml"})
-# The files are read this many bytes at a time; consecutive reads overlap by the longest
-# canary, so a value across two reads is found.
-_CHUNK = 8 * 1024 * 1024
 _MIN_BYTES = 16
 
 
@@ -163,41 +180,33 @@ def scan(
     conn: psycopg.Connection[Any], paths: Mapping[str, str] | list[str], canaries: list[Canary]
 ) -> Residue:
     """Every file in `paths` read through the server (pg_read_binary_file), after a CHECKPOINT
-    wrote its buffers out, in overlapping chunks, each canary looked for; a file removed
-    meanwhile (a recycled WAL segment) counts as read and empty."""
+    wrote its buffers out, each canary looked for; a file removed meanwhile (a recycled WAL
+    segment) counts as read and empty."""
     # What the server holds in its buffers reaches the files first: the scan reads the disk
     # an auditor would read, with every change made so far on it.
     conn.execute("CHECKPOINT")
-    residue = Residue(canaries=len(canaries))
-    values = [c.value for c in canaries]
-    overlap = max((len(v) for v in values), default=1) - 1
+    finder = Finder(canaries)
     for path in paths:
-        offset, tail = 0, b""
-        while True:
-            try:
-                row = conn.execute(
-                    "SELECT pg_read_binary_file(%s, %s, %s, true)", (path, offset, _CHUNK)
-                ).fetchone()
-            except psycopg.errors.UndefinedFile:
-                row = None
-            chunk = bytes(row[0]) if row and row[0] is not None else b""
-            window = tail + chunk
-            for number, canary in enumerate(values):
-                if canary in window and path not in residue.found.get(number, []):
-                    residue.found.setdefault(number, []).append(path)
-            residue.bytes += len(chunk)
-            if len(chunk) < _CHUNK:
-                break
-            offset += len(chunk)
-            tail = window[-overlap:] if overlap else b""
-        residue.files += 1
+        finder.read(path, _server_chunks(conn, path))
     owners = paths if isinstance(paths, Mapping) else {}
-    for number in sorted(residue.found):
-        tables = {owners[f] for f in residue.found[number] if f in owners}
-        if live(conn, canaries[number], tables):
-            residue.live.append(number)
-            del residue.found[number]
-    return residue
+    return finder.settle(owners, lambda canary, tables: live(conn, canary, tables))
+
+
+def _server_chunks(conn: psycopg.Connection[Any], path: str) -> Iterator[bytes]:
+    offset = 0
+    while True:
+        try:
+            row = conn.execute(
+                "SELECT pg_read_binary_file(%s, %s, %s, true)", (path, offset, CHUNK)
+            ).fetchone()
+        except psycopg.errors.UndefinedFile:
+            row = None
+        chunk = bytes(row[0]) if row and row[0] is not None else b""
+        if chunk:
+            yield chunk
+        if len(chunk) < CHUNK:
+            return
+        offset += len(chunk)
 
 
 def compact(conn: psycopg.Connection[Any], tables: Iterable[str]) -> list[str]:
@@ -242,6 +251,6 @@ def scan_places(
     """The canaries looked for in the tables' pages (heap, TOAST, indexes) and in the WAL."""
     with psycopg.connect(settings.require_database(), autocommit=True) as conn:
         return {
-            "heap, TOAST and index pages": scan(conn, relation_files(conn, tables), canaries),
-            "write-ahead log on disk": scan(conn, wal_files(conn), canaries),
+            PAGES.place: scan(conn, relation_files(conn, tables), canaries),
+            WAL.place: scan(conn, wal_files(conn), canaries),
         }
