@@ -132,10 +132,7 @@ def test_the_compaction_run_closes_the_case_with_the_binary_log_dated(
     dated = {(r["system"], r["place"]): r["until"] for r in certificate["physical_residue"]}
     assert dated[("wiki", "binary logs")] and dated[("wiki", "tablespace pages")]
     due = {(r.system, r.place): r.until for r in physical_residue(settings, datetime.now(UTC))}
-    assert (
-        due[("wiki", "binary logs")]
-        and due[("wiki", "redo log, undo log and system tablespace")] is None
-    )
+    assert due[("wiki", "binary logs")] and due[("wiki", residue.LOGS.place)] is None
     assert pending_cases(settings) == [case]
 
     run = compact_destroyed(settings)
