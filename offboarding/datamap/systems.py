@@ -235,6 +235,11 @@ class RedisSystem(PluginSystem):
         description="Key patterns of a tenant's keys (Redis glob syntax), each with {tenant} "
         "between separators (: / | #) or at an end, e.g. 't:{tenant}:*'.",
     )
+    data_dir: str | None = Field(
+        default=None,
+        description="The server's directory (its AOF and RDB files) as the pipeline's host "
+        "reads it (a read-only mount), for the residue scan; by default CONFIG GET dir.",
+    )
 
     @field_validator("patterns")
     @classmethod

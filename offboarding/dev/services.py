@@ -454,6 +454,7 @@ class RedisServer:
     home: Path
     port: int = 0
     databases: int = 1024
+    persistent: bool = False  # an append-only file and a snapshot, as production servers keep
     _process: ManagedProcess | None = field(default=None, init=False)
 
     def url(self, db: int = 0) -> str:
@@ -470,8 +471,10 @@ class RedisServer:
         self.port = self.port or free_port()
         self._process = ManagedProcess(
             "redis",
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--databases", str(self.databases),
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "3600 1" if self.persistent else "",
+             "--appendonly", "yes" if self.persistent else "no",
+             "--databases", str(self.databases),
              "--dir", str(self.home), "--daemonize", "no"],
             dict(os.environ),
             self.home / "redis.log",

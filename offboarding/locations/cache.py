@@ -32,7 +32,9 @@ from offboarding.core.errors import (
 )
 from offboarding.core.records import CaseRef, LocationInventory
 from offboarding.datamap import PersonDeclaration, PersonSystem, RedisSystem
+from offboarding.locations import cache_residue
 from offboarding.locations.base import (
+    Canary,
     Capability,
     CopiesOnly,
     LocationFacts,
@@ -41,6 +43,8 @@ from offboarding.locations.base import (
     Plugin,
     Remaining,
     Removal,
+    Residue,
+    ResidueSite,
     Stage,
     quiet,
     require_system_declaration,
@@ -178,6 +182,23 @@ class RedisLocation(CopiesOnly):
             verification=f"fresh scan of {len(self.system.patterns)} pattern(s): {left} key(s)",
         )
 
+    # -- residue: the unlinked keys in the server's files (cache_residue.py) ---------------------
+
+    def residue_sites(self) -> list[ResidueSite]:
+        return cache_residue.SITES
+
+    def canaries(self, case: CaseRef) -> list[Canary]:
+        with self._client() as client:
+            return cache_residue.sample_canaries(client, self._scan(client, case.tenant))
+
+    def compact(self, places: list[str]) -> list[str]:
+        with self._client() as client:
+            return cache_residue.compact(client, self.system.data_dir)
+
+    def scan_residue(self, places: list[str], canaries: list[Canary]) -> dict[str, Residue]:
+        with self._client() as client:
+            return cache_residue.scan(client, self.system.data_dir, canaries)
+
     # -- one person (the data map's [person.systems.<name>] patterns) ----------------------------
 
     def _person_patterns(self, tenant: str, person: str, declared: PersonSystem) -> list[str]:
@@ -295,7 +316,9 @@ PLUGIN = Plugin(
     kind="redis",
     config=RedisSystem,
     location=RedisLocation,
-    capabilities=frozenset({Capability.DESTROY, Capability.VERIFY, Capability.PERSON_ERASURE}),
+    capabilities=frozenset(
+        {Capability.DESTROY, Capability.VERIFY, Capability.PERSON_ERASURE, Capability.RESIDUE}
+    ),
     stage=Stage.COPIES,
     person_by="patterns",
     summary="a Redis cache: the tenant's keys by pattern, removed with SCAN and UNLINK; copies "

@@ -5,9 +5,8 @@ The trail stores each event as signed JSON: an envelope (`seq`, `kind`, `once`, 
 carries references, counts, dates and digests only; never a row, a file name, a person's name
 or an address (the archive may be retention-locked: what goes in stays).
 
-Reading an event whose kind this version does not know fails loudly (`IntegrityError`): a
-state computed while ignoring part of the record would be a guess.
-"""
+An event of a kind this version does not know fails loudly (`IntegrityError`): a state
+computed while ignoring part of the record would be a guess."""
 
 from __future__ import annotations
 
