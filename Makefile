@@ -1,5 +1,5 @@
 # Two commands matter: `make demo` and `make test`. Both set up what they need.
-.PHONY: audit bench-concurrent bench-destroy bench-persons bench-mariadb bench-scale demo serve test lint typecheck pytest setup system-deps browser-deps schemas clean bench
+.PHONY: audit bench-compact bench-concurrent bench-destroy bench-persons bench-mariadb bench-scale demo serve test lint typecheck pytest setup system-deps browser-deps schemas clean bench
 
 PYTHON ?= python3
 UV_VERSION := 0.13.8
@@ -95,6 +95,10 @@ bench-mariadb: setup benchmarks/.venv-peers/.synced
 # Destruction on a live platform against plain SQL, and on twice the neighbours (benchmarks/destroy.py)
 bench-destroy: setup
 	$(VENV)/bin/python -m benchmarks.destroy $(BENCH_ARGS)
+
+# The compaction's rewrite against the deletion, and its cost per tenant when one run serves many
+bench-compact: setup
+	$(VENV)/bin/python -m benchmarks.compact $(BENCH_ARGS)
 
 # One person's access and erasure on a platform that grows around them (benchmarks/persons.py)
 bench-persons: setup
