@@ -80,6 +80,53 @@ def _audit_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_certificate(args: argparse.Namespace) -> int:
+    """One case's certificate (and its residue addendum, once the compaction has run), its
+    signatures checked, written as the page a person reads and, with --pdf, as PDF."""
+    import json
+
+    from offboarding.core.config import Settings
+    from offboarding.core.records import case_from_id
+    from offboarding.evidence.readable import render_html, render_pdf
+    from offboarding.stores import open_store
+
+    case = case_from_id(args.case)
+    url = args.archive or Settings().store_url("archive")
+    store = open_store(url if "://" in url else Path(url).resolve().as_uri())
+    keys = _keys_to_check(args, store)
+    if keys is None:
+        print("error: give --key-list (the operator's published list of signing keys) or "
+              "--public-key", file=sys.stderr)  # fmt: skip
+        return 2
+    documents: dict[str, dict[str, object]] = {}
+    for kind in ("json", "residue.json"):
+        key = f"certificates/{case.tenant}/{case.case_id}.{kind}"
+        if not store.exists(key):
+            continue
+        with store.open_read(key) as body, store.open_read(key + ".sig") as signature:
+            data = body.read()
+            document = json.loads(data)
+            try:
+                keys.verify(data, signature.read(), key, signing_key=document.get("signing_key"))
+            except IntegrityError as error:
+                print(f"FAILED: {error}", file=sys.stderr)
+                return 1
+        documents[kind] = document
+        print(f"OK: {key} signed by {document.get('signing_key')}")
+    if "json" not in documents:
+        print(f"error: case {case.case_id} has no certificate in {url} (not destroyed yet, or "
+              "another archive)", file=sys.stderr)  # fmt: skip
+        return 2
+    page = render_html(documents["json"], documents.get("residue.json"))
+    for path, content in ((args.html, page.encode()), (args.pdf, None)):
+        if path:
+            Path(path).write_bytes(content if content is not None else render_pdf(page))
+            print(f"wrote {path} ({Path(path).stat().st_size:,} bytes)")
+    if not args.html and not args.pdf:
+        sys.stdout.write(page)
+    return 0
+
+
 def _print_report(report: ArchiveReport) -> None:
     print(
         f"OK: {report.cases} case chain(s), {report.events} events, {report.certificates} "
@@ -183,6 +230,18 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="fail when a certified case has no timestamp token",
     )
     audit_verify.set_defaults(run=_audit_verify)
+    audit_certificate = audit_commands.add_parser(
+        "certificate",
+        help="one case's certificate, its signatures checked, as the page a person reads "
+        "(HTML, or PDF with --pdf); with its residue addendum once the compaction has run",
+    )
+    audit_certificate.add_argument("case", help="the case id, e.g. acme-0123456789ab")
+    audit_certificate.add_argument("archive", nargs="?", help="archive directory or store URL")
+    audit_certificate.add_argument("--html", help="write the page here (default: stdout)")
+    audit_certificate.add_argument("--pdf", help="write the page as PDF here")
+    audit_certificate.add_argument("--public-key", help="the operator's public key (PEM)")
+    audit_certificate.add_argument("--key-list", help="the operator's signing-keys.json")
+    audit_certificate.set_defaults(run=_audit_certificate)
     audit_person = audit_commands.add_parser(
         "person",
         help="whether a name (or address) is one a case's pseudonyms stand for (the operator "

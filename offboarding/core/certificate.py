@@ -153,6 +153,12 @@ class Certificate(Record):
     validated_by: str = Field(description="Who verified: the independent re-scan and its key.")
     tool: str
     tool_version: str
+    terminated_at: datetime | None = Field(
+        default=None, description="When the case froze the tenant, on the contract's end."
+    )
+    delivered_at: datetime | None = Field(
+        default=None, description="When the bundle was delivered."
+    )
     acknowledgement: Literal["acknowledged", "deemed-delivered"]
     acknowledged_at: datetime
     deadline: datetime

@@ -35,6 +35,7 @@ from offboarding.core.config import Settings
 from offboarding.core.records import CaseRef
 from offboarding.core.signing import Signer
 from offboarding.destruction.destruction import archive_documents, certificate_key
+from offboarding.evidence.archive import compacted_page_key, render_certificate_html
 from offboarding.export.canaries import read_canaries, shred_canaries
 from offboarding.locations import Capability, capable, get_location
 from offboarding.locations.base import Residual, Residue, ResidueSite
@@ -179,7 +180,8 @@ def _close(
     archive = open_store(settings.store_url("archive"), write_once=True)
     signer = Signer.load_or_create(settings.keys_dir)
     with archive.open_read(certificate_key(case)) as handle:
-        certificate_sha256 = hashlib.sha256(handle.read()).hexdigest()
+        certificate = handle.read()
+    certificate_sha256 = hashlib.sha256(certificate).hexdigest()
     key = addendum_key(case)
     document = {
         "record": "residue-addendum", "tenant": case.tenant, "case_id": case.case_id,
@@ -193,7 +195,8 @@ def _close(
         "signing_key": signer.fingerprint,
     }  # fmt: skip
     body = canonical_json(document)
-    archive_documents(archive, signer, ((key, body),))
+    page = render_certificate_html(json.loads(certificate), json.loads(body)).encode()
+    archive_documents(archive, signer, ((key, body), (compacted_page_key(key), page)))
     AuditTrail.open(settings, case).record(
         events.ResidueCompacted(
             run=run.run, compacted_at=run.compacted_at,

@@ -390,13 +390,8 @@ def _certificate(
     facts = {name: get_location(name, settings).describe() for name in destruction_order(settings)}
     locations = _location_evidence(settings, evidence, facts, verified_at)
     systems = _systems(settings, state, evidence, facts, verified_at)
-    gone_by = max(
-        [
-            verified_at,
-            *(loc.pending_until for loc in locations if loc.pending_until),
-            *(s.attested_at for s in systems if s.attested_at),
-        ]
-    )
+    gone_by = max([verified_at, *(loc.pending_until for loc in locations if loc.pending_until),
+                   *(s.attested_at for s in systems if s.attested_at)])  # fmt: skip
     version_ = version("tenant-offboarding")
     receipts = downloads(settings, case)
     parts = [p.key.rsplit("/", 1)[-1] for p in (state.delivery.parts if state.delivery else [])]
@@ -413,6 +408,8 @@ def _certificate(
         f"signed with Ed25519 key {signer.fingerprint}",
         tool="tenant-offboarding",
         tool_version=version_,
+        terminated_at=state.frozen.frozen_at if state.frozen else None,
+        delivered_at=state.delivered_at,
         acknowledgement="deemed-delivered" if warrant.deemed_delivered else "acknowledged",
         acknowledged_at=warrant.acknowledged_at,
         deadline=warrant.deadline,

@@ -15,7 +15,6 @@ every version of the operator's key list (each key's validity period; core/signi
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +26,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from offboarding.core.errors import IntegrityError
 from offboarding.core.records import CaseRef
 from offboarding.core.signing import KeyList, signed_date, signed_fields
+from offboarding.evidence.readable import MARK, render_html
+from offboarding.evidence.report_v1 import render_v1
 from offboarding.evidence.timestamps import Anchor, check_case, timestamp_prefix
 from offboarding.stores import ObjectStore
 from offboarding.trail import GENESIS, CaseState
@@ -41,6 +42,7 @@ from offboarding.trail.records import verify_tenant_chains
 
 __all__ = [
     "ArchiveReport",
+    "compacted_page_key",
     "latest_key_list",
     "publish_key_list",
     "render_certificate_html",
@@ -50,75 +52,11 @@ __all__ = [
 _KEY_LISTS = "keys/lists/"  # signing-keys-NNNN.json, a new version per change
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, dict):
-        return "<br>".join(
-            f"{html.escape(str(k))}: {html.escape(str(v))}" for k, v in value.items()
-        )
-    if isinstance(value, list):
-        return "<br>".join(_cell(v) for v in value) or "none"
-    return html.escape("" if value is None else str(value))
-
-
-def render_certificate_html(certificate: dict[str, Any]) -> str:
-    """A page a person can read and print, generated from (and signed beside) the JSON."""
-    scalars = {
-        k: v
-        for k, v in certificate.items()
-        if k not in ("locations", "legal_holds", "systems", "approvals")
-    }
-    rows = "".join(
-        f"<tr><th>{html.escape(k.replace('_', ' '))}</th><td>{_cell(v)}</td></tr>"
-        for k, v in scalars.items()
-    )
-    columns = ["location", "media", "method", "technique", "items_before", "bytes_before",
-               "items_removed", "verification_method", "verification_result", "remaining",
-               "verification", "pending_until", "verified_at"]  # fmt: skip
-    head = "".join(f"<th>{c.replace('_', ' ')}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{_cell(loc.get(c))}</td>" for c in columns) + "</tr>"
-        for loc in certificate["locations"]
-    )
-    system_columns = ["name", "description", "status", "method", "until", "role", "attested_at",
-                      "action", "evidence"]  # fmt: skip
-    systems = "".join(
-        "<tr>" + "".join(f"<td>{_cell(s.get(c))}</td>" for c in system_columns) + "</tr>"
-        for s in certificate.get("systems", [])
-    )
-    system_head = "".join(f"<th>{c.replace('_', ' ')}</th>" for c in system_columns)
-    holds = "".join(
-        f"<li>{html.escape(h['kind'])} at {html.escape(h['at'])}</li>"
-        for h in certificate["legal_holds"]
-    )
-    approvals = "".join(
-        f"<li>{html.escape(a['action'])} ({html.escape(a['request'])}): asked by "
-        f"{_cell(a.get('requested_by'))} at {_cell(a.get('requested_at'))}; "
-        + (
-            f"approved by {_cell(a.get('approved_by'))} at {_cell(a.get('approved_at'))}"
-            if a.get("approved_by")
-            else "not approved (not carried out)"
-        )
-        + "</li>"
-        for a in certificate.get("approvals", [])
-    )
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>Certificate of destruction {html.escape(certificate['case_id'])}</title>"
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "th,td{border:1px solid #999;padding:4px 8px;text-align:left;vertical-align:top}"
-        "</style></head><body>"
-        f"<h1>Certificate of destruction</h1><p>Tenant <b>{html.escape(certificate['tenant'])}"
-        f"</b>, case {html.escape(certificate['case_id'])}. The signed JSON certificate beside "
-        "this page is authoritative; this page shows the same facts.</p>"
-        f"<table>{rows}</table><h2>Per location</h2><table><tr>{head}</tr>{body}</table>"
-        "<h2>Systems of the platform's data map</h2><p>Verified: destroyed and re-scanned by "
-        "the pipeline. Attested: destroyed by the named role, who confirmed it (never "
-        "verified by the pipeline). Lingering: copies the pipeline knows of, gone by the "
-        f"date.</p><table><tr>{system_head}</tr>{systems}</table>"
-        f"<h2>Legal holds</h2><ul>{holds or '<li>none</li>'}</ul>"
-        "<h2>Protections shortened or lifted (four eyes)</h2>"
-        f"<ul>{approvals or '<li>none</li>'}</ul></body></html>\n"
-    )
+def render_certificate_html(
+    certificate: dict[str, Any], addendum: dict[str, Any] | None = None
+) -> str:
+    """The page a person reads (offboarding/evidence/readable.py), signed beside the JSON."""
+    return render_html(certificate, addendum)
 
 
 @dataclass
@@ -303,23 +241,36 @@ def _typed(key: str, document: dict[str, Any], digest: str) -> RecordedEvent:
         raise IntegrityError(f"{key}: not an audit event of this format ({error})") from None
 
 
+def compacted_page_key(addendum_key: str) -> str:
+    """The page showing the certificate with its addendum, beside the first page."""
+    return "reports/" + addendum_key.removeprefix("certificates/").removesuffix(".json") + ".html"
+
+
 def _check_addenda(
     store: ObjectStore,
     keys: KeyList,
     events: list[RecordedEvent],
+    certificate: dict[str, Any],
     certificate_sha256: str,
     report: ArchiveReport,
 ) -> None:
     """Each residue addendum the chain records: signed, the bytes the chain names, and
-    completing this certificate (its digest)."""
+    completing this certificate (its digest); its page, if any, showing both."""
     for recorded in (e.data for e in events if isinstance(e.data, ResidueCompacted)):
         if not store.exists(recorded.addendum):
             raise IntegrityError(f"the chain records an addendum, {recorded.addendum} is missing")
         body = _signed(store, recorded.addendum, keys, report, named=True)
         if hashlib.sha256(body).hexdigest() != recorded.addendum_sha256:
             raise IntegrityError(f"{recorded.addendum}: differs from the one the chain records")
-        if json.loads(body).get("certificate_sha256") != certificate_sha256:
+        addendum = json.loads(body)
+        if addendum.get("certificate_sha256") != certificate_sha256:
             raise IntegrityError(f"{recorded.addendum}: completes another certificate")
+        page_key = compacted_page_key(recorded.addendum)
+        if store.exists(page_key):
+            page = _signed(store, page_key, keys, report).decode()
+            if page != render_html(certificate, addendum):
+                raise IntegrityError(f"{page_key}: does not show the certificate and addendum")
+            report.reports += 1
         report.addenda += 1
 
 
@@ -356,11 +307,12 @@ def _check_certificate(
     before = CaseState.of(CaseRef(tenant=tenant, case_id=case_id), events[:position])
     _check_facts(key, certificate, before)
     report.certificates += 1
-    _check_addenda(store, keys, events, hashlib.sha256(body).hexdigest(), report)
+    _check_addenda(store, keys, events, certificate, hashlib.sha256(body).hexdigest(), report)
     html_key = f"reports/{tenant_case}.html"
     if store.exists(html_key):
-        page = _signed(store, html_key, keys, report)
-        if page.decode() != render_certificate_html(certificate):
+        page = _signed(store, html_key, keys, report).decode()
+        # A page an earlier version wrote is compared with that version's rendering.
+        if page != (render_html(certificate) if MARK in page else render_v1(certificate)):
             raise IntegrityError(f"{html_key}: does not show the certificate's facts")
         report.reports += 1
 
