@@ -4,6 +4,7 @@ replayed past the primary's position before it takes its snapshot."""
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Iterator
@@ -15,9 +16,17 @@ import pytest
 
 from offboarding.core.errors import ConfigurationError, IntegrityError
 from offboarding.core.records import ExportResult
+from offboarding.destruction.compaction import addendum_key, compact_destroyed
 from offboarding.dev.services import PostgresCluster
 from offboarding.export import export as stages
+from offboarding.export.canaries import read_canaries
+from offboarding.locations import get_location
+from offboarding.locations.base import Residual
+from offboarding.locations.postgres.residue import REPLICA
+from offboarding.stores import open_store
+from offboarding.trail.audit import AuditTrail
 from tests.conftest import Platform
+from tests.helpers import destroy_everything, export_and_deliver
 
 NOTE = "written on the primary just before the freeze"
 
@@ -115,3 +124,32 @@ def test_a_replica_url_that_is_no_standby_is_refused(platform: Platform) -> None
     inventory = stages.take_inventory(settings, case)
     with pytest.raises(ConfigurationError, match=r"not a hot standby .*not in recovery"):
         stages.export_snapshot(settings, case, inventory)
+
+
+@pytest.mark.slow
+def test_the_compaction_clears_the_replicas_pages_too(
+    platform: Platform, replica: PostgresCluster
+) -> None:
+    """A hot standby holds the deleted rows on its own pages (it replayed the deletion); the
+    compaction's rewrite replays there too, and the scan reads the standby's own files."""
+    settings = platform.settings.replace(export_replica_url=_on(replica, platform.dsn))
+    case = platform.case("acme")
+    export_and_deliver(platform, case, settings)
+    destroy_everything(platform, case, settings)
+    inventory = AuditTrail.open(settings, case).state().inventory
+    assert inventory is not None
+    touched = [t for t, rows in inventory.tables.items() if rows]
+    location = get_location("postgres", settings)
+    assert isinstance(location, Residual)
+    assert REPLICA in location.residue_sites()
+    canaries = read_canaries(settings, case)["postgres"]
+    before = location.scan_residue(touched, canaries)
+    assert before[REPLICA.place].holding >= 8, before[REPLICA.place].summary()
+
+    run = compact_destroyed(settings)
+    assert run.closed == {case.case_id: addendum_key(case)}, run.residue
+    with open_store(settings.store_url("archive")).open_read(addendum_key(case)) as handle:
+        places = {p["place"]: p for p in json.loads(handle.read())["places"]}
+    on_replica = places[REPLICA.place]
+    assert (on_replica["found"], on_replica["status"]) == (0, "purged")
+    assert on_replica["files"] >= len(touched) and on_replica["bytes"] > 0

@@ -6,8 +6,8 @@
                               thing that does not
 
 The archive holds, per case: `cases/<tenant>/<case>/events/NNNNN-<kind>.json` (+ `.sig`),
-`certificates/<tenant>/<case>.json` (+ `.sig`), `reports/<tenant>/<case>.html` (+ `.sig`), and
-once compacted `certificates/<tenant>/<case>.residue.json` and `reports/<tenant>/<case>.residue.html`,
+`certificates/<tenant>/<case>.json` (+ `.sig`), `reports/<tenant>/<case>.html` (+ `.sig`),
+once compacted `certificates/<tenant>/<case>.residue.json` and `reports/.../<case>.residue.html`,
 `timestamps/<tenant>/<case>/*.tsr` (RFC 3161 tokens, offboarding/evidence/timestamps.py),
 `keys/<fingerprint>.pem`, the public keys that signed them, and `keys/lists/signing-keys-NNNN.json`,
 every version of the operator's key list (each key's validity period; core/signing.py).

@@ -347,7 +347,7 @@ class PostgresLocation:
         )
 
     def residue_sites(self) -> list[ResidueSite]:
-        return residue.SITES
+        return residue.sites(self.settings)
 
     def canaries(self, case: CaseRef) -> list[Canary]:
         return residue.canaries_of(self.settings, case.tenant)

@@ -30,10 +30,12 @@ from offboarding.locations.plugin import Canary, Residue, ResidueSite
 from offboarding.locations.postgres.catalog import classify, ident
 from offboarding.locations.postgres.repack import repack
 from offboarding.locations.postgres.scope import Scope
+from offboarding.locations.postgres.snapshot import wait_for_replay
 from offboarding.locations.residue import CHUNK, Finder
 
 __all__ = [
     "PAGES",
+    "REPLICA",
     "SITES",
     "WAL",
     "canaries_of",
@@ -44,6 +46,7 @@ __all__ = [
     "sample_canaries",
     "scan",
     "scan_places",
+    "sites",
     "wal_files",
 ]
 
@@ -61,7 +64,20 @@ WAL = ResidueSite(
     rewritten=False,
     method="a WAL switch and a CHECKPOINT, then every segment in pg_wal read by the server",
 )
+REPLICA = ResidueSite(
+    place="replica's heap, TOAST and index pages",
+    ends="the hot standby replays the compaction's rewrite",
+    rewritten=True,
+    method="the rewrite replayed by the hot standby (OFFBOARD_EXPORT_REPLICA_URL), waited for "
+    "past the primary's position, then every file of the tables read by the standby's server",
+)
 SITES = [PAGES, WAL]
+
+
+def sites(settings: Settings) -> list[ResidueSite]:
+    """The places, with the replica's pages when the export reads a hot standby."""
+    return [*SITES, REPLICA] if settings.export.replica_url else SITES
+
 
 _TEXT = frozenset({"text", "varchar", "bpchar", "citext", "bytea", "json", "jsonb", "xml"})
 _MIN_BYTES = 16
@@ -250,7 +266,13 @@ def scan_places(
 ) -> dict[str, Residue]:
     """The canaries looked for in the tables' pages (heap, TOAST, indexes) and in the WAL."""
     with psycopg.connect(settings.require_database(), autocommit=True) as conn:
-        return {
+        found = {
             PAGES.place: scan(conn, relation_files(conn, tables), canaries),
             WAL.place: scan(conn, wal_files(conn), canaries),
         }
+    if replica := settings.export.replica_url:
+        # The standby's files are its own: what it replayed of the rewrite, once it has.
+        wait_for_replay(settings.require_database(), replica, settings.export.replica_wait)
+        with psycopg.connect(replica, autocommit=True) as conn:
+            found[REPLICA.place] = scan(conn, relation_files(conn, tables), canaries)
+    return found
