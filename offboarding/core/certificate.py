@@ -27,8 +27,11 @@ class LocationEvidence(Record):
 
     location: str
     media: str = Field(description="Where: the kind of storage and its address (no tenant data).")
-    method: Literal["clear", "purge"] = Field(
-        description="NIST SP 800-88 method: clear = logical deletion; purge = cryptographic erase."
+    method: Literal["clear", "purge", "delete"] = Field(
+        description="NIST SP 800-88 method: clear = removed through the storage's own interface "
+        "(nothing of it readable there); purge = cryptographic erase; delete = a logical "
+        "deletion whose bytes stay in the files until rewritten (physical_residue), a clear "
+        "only once the residue addendum reports the places purged."
     )
     technique: str
     items_before: int

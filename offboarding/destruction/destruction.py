@@ -336,11 +336,12 @@ def _location_evidence(
 ) -> list[LocationEvidence]:
     """Each location's removal and re-scan, in the order they were destroyed."""
     removals, remaining = evidence.removals, evidence.remaining
+    residual = capable(settings, Capability.RESIDUE)  # NIST clear only once rewritten
     return [
         LocationEvidence(
             location=name,
             media=facts[name].media,
-            method=removals[name].method,
+            method="delete" if name in residual else removals[name].method,
             technique=removals[name].technique,
             items_before=removals[name].items_before,
             bytes_before=removals[name].bytes_before,

@@ -213,18 +213,26 @@ def _verdict(c: dict[str, Any], addendum: dict[str, Any] | None) -> str:
     )
 
 
+_NIST = {"clear": "NIST clear", "purge": "NIST purge",
+         "delete": "logical deletion (a NIST clear once its files are rewritten)"}  # fmt: skip
+
+
 def _systems(c: dict[str, Any]) -> str:
     rows = []
     named = {s["name"] for s in c.get("systems", [])}
+    nist = {loc["location"]: _NIST.get(loc["method"], "") for loc in c.get("locations", [])}
     for s in c.get("systems", []):
         when = s.get("attested_at") or s.get("until") or c["completed_at"]
         who = f" by {_e(s['role'])}" if s.get("role") else ""
-        rows.append((s["name"], s["status"], f"{_e(s.get('method'))}{who}", _day(when)))
+        how = (f"{nist[s['name']]}: " if nist.get(s["name"]) else "") + _e(s.get("method"))
+        rows.append((s["name"], s["status"], how + who, _day(when)))
     for loc in c.get("locations", []):
         if loc["location"] in named:
             continue
         status = "lingering" if loc.get("pending_until") else "verified"
-        how = f"NIST {loc['method']}: {_e(loc['technique'])}; {loc['remaining']} left"
+        how = f"{_NIST.get(loc['method'], _e(loc['method']))}: {_e(loc['technique'])}; " + (
+            f"{loc['remaining']} left"
+        )
         rows.append(
             (loc["location"], status, how, _day(loc.get("pending_until") or loc["verified_at"]))
         )
