@@ -18,6 +18,7 @@ from offboarding.datamap import platform_shape
 from offboarding.destruction.compaction import addendum_key, compact_destroyed, pending_cases
 from offboarding.evidence.archive import verify_archive
 from offboarding.export.canaries import read_canaries, residue_keyring
+from offboarding.locations.base import Canary
 from offboarding.locations.postgres.catalog import classify
 from offboarding.locations.postgres.repack import repack
 from offboarding.locations.postgres.residue import (
@@ -28,6 +29,7 @@ from offboarding.locations.postgres.residue import (
     wal_files,
 )
 from offboarding.locations.postgres.scope import Scope, measure
+from offboarding.locations.residue import Finder
 from offboarding.stores import open_store
 from offboarding.trail import events
 from offboarding.trail.audit import AuditTrail
@@ -173,3 +175,15 @@ def test_pg_repack_rewrites_the_tables_online_while_a_neighbour_keeps_writing(
     with psycopg.connect(platform.dsn, autocommit=True) as conn:
         residue = scan(conn, relation_files(conn, touched), canaries)
     assert residue.holding == 0, residue.summary()
+
+
+def test_a_canary_across_two_reads_is_found_once_per_file() -> None:
+    """The chunks overlap by the longest canary: a value cut by a read's end is found; a
+    file holding one twice counts once; the bytes and files are counted."""
+    canaries = [Canary(b"tenant-secret-0001", "t", "c", False),
+                Canary(b"another-value-0002", "t", "c", False)]  # fmt: skip
+    finder = Finder(canaries)
+    finder.read("a", [b"....tenant-sec", b"ret-0001....tenant-secret-0001"])
+    finder.read("b", [b"nothing here"])
+    residue = finder.settle({}, lambda canary, tables: False)
+    assert residue.found == {0: ["a"]} and residue.files == 2 and residue.bytes == 56

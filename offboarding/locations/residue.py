@@ -10,30 +10,38 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+from ahocorasick_rs import BytesAhoCorasick
+
 from offboarding.locations.plugin import Canary, Residue
 
-__all__ = ["CHUNK", "Finder", "read_local"]
+__all__ = ["CHUNK", "Finder", "read_local", "spread"]
 
 CHUNK = 8 * 1024 * 1024
 
 
 class Finder:
-    """The canaries found so far, file by file, fed one chunk at a time."""
+    """The canaries found so far, file by file, fed one chunk at a time. Every canary is
+    looked for in one pass over each chunk (an Aho-Corasick automaton), so the cost is the
+    bytes read, whatever the number of canaries."""
 
     def __init__(self, canaries: list[Canary]) -> None:
         self.canaries = canaries
         self.residue = Residue(canaries=len(canaries))
-        self._values = [c.value for c in canaries]
-        self._overlap = max((len(v) for v in self._values), default=1) - 1
+        values = [c.value for c in canaries]
+        self._automaton = BytesAhoCorasick(values) if values else None
+        self._overlap = max((len(v) for v in values), default=1) - 1
 
     def read(self, name: str, chunks: Iterable[bytes]) -> None:
         """One whole file, as consecutive chunks (none: a file gone meanwhile, read empty)."""
         tail = b""
         for chunk in chunks:
             window = tail + chunk
-            for number, value in enumerate(self._values):
-                if value in window and name not in self.residue.found.get(number, []):
-                    self.residue.found.setdefault(number, []).append(name)
+            if self._automaton is not None:
+                for number, _, _ in self._automaton.find_matches_as_indexes(
+                    window, overlapping=True
+                ):
+                    if name not in self.residue.found.get(number, []):
+                        self.residue.found.setdefault(number, []).append(name)
             self.residue.bytes += len(chunk)
             tail = window[-self._overlap :] if self._overlap else b""
         self.residue.files += 1
@@ -59,3 +67,14 @@ def read_local(path: Path) -> Iterable[bytes]:
                 yield chunk
     except FileNotFoundError:
         return
+
+
+def spread(per_column: list[list[Canary]], count: int) -> list[Canary]:
+    """Up to `count` distinct canaries taken round-robin over the columns' samples, so the
+    sample spreads over every table and column."""
+    found: dict[bytes, Canary] = {}
+    for rank in range(count):
+        for canaries in per_column:
+            if rank < len(canaries) and len(found) < count:
+                found.setdefault(canaries[rank].value, canaries[rank])
+    return list(found.values())

@@ -33,7 +33,7 @@ from offboarding.locations.mariadb.catalogue import Catalogue, Connection
 from offboarding.locations.mariadb.dialect import quote
 from offboarding.locations.plugin import Canary, Residue, ResidueSite
 from offboarding.locations.relational.scope import RelationalScope
-from offboarding.locations.residue import Finder, read_local
+from offboarding.locations.residue import Finder, read_local, spread
 
 __all__ = [
     "LOGS",
@@ -127,12 +127,7 @@ def sample_canaries(
                      "rows": count * 4, "count": count},
                 )  # fmt: skip
                 per_column.append([Canary(bytes(r[0]), table, column.name, True) for r in cur])
-    found: dict[bytes, Canary] = {}
-    for rank in range(count):
-        for canaries in per_column:
-            if rank < len(canaries) and len(found) < count:
-                found.setdefault(canaries[rank].value, canaries[rank])
-    return list(found.values())
+    return spread(per_column, count)
 
 
 def data_directory(conn: Connection, declared: str | None) -> Path:

@@ -31,7 +31,7 @@ from offboarding.locations.postgres.catalog import classify, ident
 from offboarding.locations.postgres.repack import repack
 from offboarding.locations.postgres.scope import Scope
 from offboarding.locations.postgres.snapshot import wait_for_replay
-from offboarding.locations.residue import CHUNK, Finder
+from offboarding.locations.residue import CHUNK, Finder, spread
 
 __all__ = [
     "PAGES",
@@ -119,13 +119,7 @@ def sample_canaries(
                 (min_bytes * 4, min_bytes, count * 4, count),
             ).fetchall()
             per_column.append([Canary(bytes(r[0]), table, column.name, binary) for r in rows])
-    # Round-robin over the columns, so the sample spreads over every table and column.
-    found: dict[bytes, Canary] = {}
-    for rank in range(count):
-        for canaries in per_column:
-            if rank < len(canaries) and len(found) < count:
-                found.setdefault(canaries[rank].value, canaries[rank])
-    return list(found.values())
+    return spread(per_column, count)
 
 
 def _holds(conn: psycopg.Connection[Any], table: str, value: bytes) -> bool:
