@@ -23,6 +23,7 @@ from offboarding.locations.postgres.catalog import classify
 from offboarding.locations.postgres.repack import repack
 from offboarding.locations.postgres.residue import (
     compact,
+    held,
     relation_files,
     sample_canaries,
     scan,
@@ -185,5 +186,21 @@ def test_a_canary_across_two_reads_is_found_once_per_file() -> None:
     finder = Finder(canaries)
     finder.read("a", [b"....tenant-sec", b"ret-0001....tenant-secret-0001"])
     finder.read("b", [b"nothing here"])
-    residue = finder.settle({}, lambda canary, tables: False)
+    residue = finder.settle({}, lambda asked: set())
     assert residue.found == {0: ["a"]} and residue.files == 2 and residue.bytes == 56
+
+
+def test_values_live_rows_still_hold_are_not_residue(platform: Platform) -> None:
+    """Before any deletion the tenant's canaries are in its tables' files, and every one is
+    set apart: its own live rows hold it (each table read once, every canary in one pass)."""
+    canaries, touched = _canaries(platform, "acme")
+    with psycopg.connect(platform.dsn, autocommit=True) as conn:
+        residue = scan(conn, relation_files(conn, touched), canaries)
+        assert residue.holding == 0 and len(residue.live) >= 32, residue.summary()
+        some = canaries[:3]
+        asked: dict[str, list[Canary]] = {}
+        for canary in some:
+            asked.setdefault(canary.table, []).append(canary)
+        assert held(conn, asked) == {c.value for c in some}
+        absent = Canary(b"no row holds these bytes", "", "", False)
+        assert held(conn, {some[0].table: [absent]}) == set()

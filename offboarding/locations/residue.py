@@ -7,14 +7,14 @@ across two reads is still found. The cost is the size of the files named, read o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from ahocorasick_rs import BytesAhoCorasick
 
 from offboarding.locations.plugin import Canary, Residue
 
-__all__ = ["CHUNK", "Finder", "read_local", "spread"]
+__all__ = ["CHUNK", "Finder", "blocks", "read_local", "spread"]
 
 CHUNK = 8 * 1024 * 1024
 
@@ -47,16 +47,40 @@ class Finder:
         self.residue.files += 1
 
     def settle(
-        self, owners: Mapping[str, str], live: Callable[[Canary, set[str]], bool]
+        self,
+        owners: Mapping[str, str],
+        held: Callable[[dict[str, list[Canary]]], set[bytes]],
     ) -> Residue:
         """Found canaries that a live row still holds (another tenant's own words, in the
-        canary's table or a table whose file held it) are not residue: `live` says."""
+        canary's table or a table whose file held it) are not residue. `held` is asked once,
+        with each table and the found canaries to look for in its live rows, and answers
+        the values it found."""
+        asked: dict[str, list[Canary]] = {}
         for number in sorted(self.residue.found):
-            tables = {owners[f] for f in self.residue.found[number] if f in owners}
-            if live(self.canaries[number], tables):
+            canary = self.canaries[number]
+            for table in {canary.table, *(owners[f] for f in self.residue.found[number]
+                                          if f in owners)} - {""}:  # fmt: skip
+                asked.setdefault(table, []).append(canary)
+        live = held(asked) if asked else set()
+        for number in sorted(self.residue.found):
+            if self.canaries[number].value in live:
                 self.residue.live.append(number)
                 del self.residue.found[number]
         return self.residue
+
+
+def blocks(pieces: Iterable[bytes], size: int = CHUNK) -> Iterator[bytes]:
+    """Small pieces (a COPY's rows) joined into blocks of about `size` bytes."""
+    buffer: list[bytes] = []
+    held = 0
+    for piece in pieces:
+        buffer.append(piece)
+        held += len(piece)
+        if held >= size:
+            yield b"".join(buffer)
+            buffer, held = [], 0
+    if buffer:
+        yield b"".join(buffer)
 
 
 def read_local(path: Path) -> Iterable[bytes]:

@@ -238,10 +238,11 @@ def scan(
         finder.read(path, read_local(Path(path)))
     owners = files if isinstance(files, dict) else {}
 
-    def live(canary: Canary, tables: set[str]) -> bool:
-        return any(_holds(conn, catalogue, t, canary.value) for t in {canary.table, *tables})
+    def held(asked: dict[str, list[Canary]]) -> set[bytes]:
+        return {c.value for t, canaries in asked.items() for c in canaries
+                if _holds(conn, catalogue, t, c.value)}  # fmt: skip
 
-    return finder.settle(owners, live)
+    return finder.settle(owners, held)
 
 
 def scan_all(
