@@ -8,8 +8,11 @@ Against Debian's mariadbd with its binary log on, as production servers run."""
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import MySQLdb
 import pytest
@@ -151,3 +154,57 @@ def test_the_compaction_run_closes_the_case_with_the_binary_log_dated(
         open_store(settings.store_url("archive")), load_key_list(settings.keys_dir)
     )
     assert report.addenda == 1
+
+
+@pytest.fixture(scope="module")
+def encrypted() -> Iterator[MariaDBServer]:
+    """A MariaDB server encrypting its tablespaces, redo log and binary log at rest (the
+    file_key_management plugin Debian ships, with a key of the test's own)."""
+    folder = Path(tempfile.mkdtemp(prefix="offboard-mariadb-keys-"))  # one mysql can traverse
+    folder.chmod(0o755)
+    keys = folder / "keys.txt"
+    keys.write_text("1;" + "a1" * 32 + "\n")
+    keys.chmod(0o644)
+    server = MariaDBServer(
+        options=["--plugin-load-add=file_key_management", f"--file-key-management-filename={keys}",
+                 "--innodb-encrypt-tables=ON", "--innodb-encrypt-log=ON", "--log-bin=binlog",
+                 "--binlog-format=ROW", "--server-id=1", "--encrypt-binlog=ON",
+                 "--binlog-expire-logs-seconds=604800"]
+    ).start()  # fmt: skip
+    yield server
+    server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_files_encrypted_at_rest_are_reported_unverified_never_purged(
+    platform: Platform, encrypted: MariaDBServer
+) -> None:
+    """On a server that encrypts its files, the deleted rows held back by a reader's snapshot
+    are on the pages, yet the scan reads ciphertext and finds none: the places say so."""
+    database = wiki_db.create(encrypted)
+    path = platform.settings.datamap
+    assert path is not None
+    path.write_text(wiki_db.declare(path.read_text(), encrypted, database))
+    settings = platform.settings
+    location = get_location("wiki", settings)
+    assert isinstance(location, Residual)
+    case = platform.case("acme")
+    export_and_deliver(platform, case)
+    canaries = read_canaries(settings, case)["wiki"]
+    report = _reader(encrypted, database)
+    destroy_everything(platform, case)
+    touched = ["wiki.pages", "wiki.spaces", "wiki.comments", "wiki.revisions", "wiki.links"]
+    found = location.scan_residue(touched, canaries)
+    report.rollback()
+    report.close()
+    for place in (residue.TABLESPACES.place, residue.LOGS.place, "binary logs"):
+        assert found[place].holding == 0 and found[place].bytes > 0, place
+        assert "encrypts these files at rest" in found[place].unreadable, place
+    run = compact_destroyed(settings)
+    assert run.closed == {case.case_id: addendum_key(case)}, run.residue
+    with open_store(settings.store_url("archive")).open_read(addendum_key(case)) as handle:
+        places = {(p["system"], p["place"]): p for p in json.loads(handle.read())["places"]}
+    pages = places[("wiki", residue.TABLESPACES.place)]
+    assert pages["status"] == "unverified" and "ciphertext" in pages["until"]
+    wiki_db.drop(encrypted, database)

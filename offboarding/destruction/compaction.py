@@ -165,8 +165,9 @@ def _places(
         site = by_place[place]
         places.append(ResiduePlace(
             system=name, place=place, files=r.files, bytes=r.bytes, canaries=r.canaries,
-            found=r.holding, status="lingering" if r.holding else "purged",
-            until=site.ends if r.holding else "", method=site.method,
+            found=r.holding,
+            status="lingering" if r.holding else "unverified" if r.unreadable else "purged",
+            until=site.ends if r.holding else r.unreadable, method=site.method,
         ))  # fmt: skip
         if r.holding and site.rewritten:
             kept.append(places[-1])

@@ -36,7 +36,7 @@ table { border-collapse: collapse; width: 100%; table-layout: fixed; margin: .3e
 th, td { border-bottom: 1px solid #ccc; padding: 4px 6px; text-align: left;
          vertical-align: top; overflow-wrap: anywhere; }
 th { background: #f3f3f3; font-weight: 600; }
-.status { font-weight: 600; } .verified, .purged { color: #2e7d32; }
+.status { font-weight: 600; } .verified, .purged { color: #2e7d32; } .unverified { color: #b71c1c; }
 .attested { color: #1565c0; } .lingering { color: #ad6800; }
 pre { background: #f6f6f6; padding: .6em; font-size: 8.5pt; white-space: pre-wrap;
       overflow-wrap: anywhere; }
@@ -196,6 +196,11 @@ def _verdict(c: dict[str, Any], addendum: dict[str, Any] | None) -> str:
                 if p["files"]
             )
             + "."
+            + "".join(
+                f" Not provable by canaries: {_e(p['system'])} {_e(p['place'])} ({_e(p['until'])})."
+                for p in addendum["places"]
+                if p["status"] == "unverified"
+            )
         )
     elif c.get("physical_residue"):
         physical = (

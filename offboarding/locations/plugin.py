@@ -112,6 +112,8 @@ class Residue:
     bytes: int = 0
     found: dict[int, list[str]] = field(default_factory=dict)
     live: list[int] = field(default_factory=list)  # found, but a live row holds them too
+    # Why the bytes read cannot show a canary (files encrypted at rest): nothing is proven.
+    unreadable: str = ""
 
     @property
     def holding(self) -> int:

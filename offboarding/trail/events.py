@@ -381,7 +381,7 @@ class ResiduePlace(BaseModel):
     bytes: int
     canaries: int
     found: int  # canaries found in these files (a live row's own excepted)
-    status: Literal["purged", "lingering"]
+    status: Literal["purged", "lingering", "unverified"]
     until: str = ""  # for lingering residue: what ends it
     method: str = ""  # how the place was cleared and read
 

@@ -266,7 +266,24 @@ def scan_all(
     found[LOGS.place] = scan(conn, catalogue, log_files(folder), canaries)
     if logs := binary_logs(conn, folder):
         found["binary logs"] = scan(conn, catalogue, logs, canaries)
+    for place, why in _encrypted(conn).items():
+        if place in found and not found[place].holding:
+            found[place].unreadable = why
     return found
+
+
+def _encrypted(conn: Connection) -> dict[str, str]:
+    """The places whose files the server encrypts at rest: a scan of ciphertext that finds
+    nothing proves nothing, so they are reported unverified, never purged."""
+    with conn.cursor() as cur:
+        cur.execute("SHOW GLOBAL VARIABLES WHERE Variable_name IN ('innodb_encrypt_tables', "
+                    "'innodb_encrypt_log', 'encrypt_binlog')")  # fmt: skip
+        on = {str(name) for name, value in cur.fetchall() if str(value).upper() not in ("OFF", "0")}
+    why = "the server encrypts these files at rest ({}): the scan reads ciphertext"
+    return {place: why.format(variable) for place, variable in (
+        (TABLESPACES.place, "innodb_encrypt_tables"), (LOGS.place, "innodb_encrypt_log"),
+        ("binary logs", "encrypt_binlog"),
+    ) if variable in on}  # fmt: skip
 
 
 def compact(conn: Connection, catalogue: Catalogue, tables: Iterable[str]) -> list[str]:
