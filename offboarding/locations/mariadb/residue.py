@@ -19,13 +19,15 @@ other tables of the platform.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import MySQLdb
+import MySQLdb.cursors
 
 from offboarding.core.errors import ConfigurationError
 from offboarding.core.names import split_qualified
@@ -33,7 +35,7 @@ from offboarding.locations.mariadb.catalogue import Catalogue, Connection
 from offboarding.locations.mariadb.dialect import quote
 from offboarding.locations.plugin import Canary, Residue, ResidueSite
 from offboarding.locations.relational.scope import RelationalScope
-from offboarding.locations.residue import Finder, read_local, spread
+from offboarding.locations.residue import Finder, blocks, read_local, spread
 
 __all__ = [
     "LOGS",
@@ -208,21 +210,30 @@ def _flushed(conn: Connection, tables: list[str]) -> Iterator[None]:
             cur.execute("UNLOCK TABLES")
 
 
-def _holds(conn: Connection, catalogue: Catalogue, table: str, value: bytes) -> bool:
-    """Whether a live row of `table` holds `value` in a text-like or binary column."""
-    name = split_qualified(table)[1]
-    tests = [
-        f"INSTR(CAST({quote(c.name)} AS BINARY), %(v)s) > 0"
-        for c in catalogue.columns.get(name, [])
-        if c.data_type.lower() in _TEXT
-    ]
-    if not tests:
-        return False
-    with conn.cursor() as cur:
-        cur.execute(
-            f"SELECT EXISTS (SELECT 1 FROM {quote(name)} WHERE {' OR '.join(tests)})", {"v": value}
-        )
-        return bool(cur.fetchone()[0])
+def _held(conn: Connection, catalogue: Catalogue, asked: dict[str, list[Canary]]) -> set[bytes]:
+    """Of the canaries asked per table, the values a live row of that table holds in a
+    text-like or binary column: each table read once (those columns, streamed), every canary
+    looked for in one pass. Values are joined by a random separator, so no canary can match
+    across two of them: a value split that way counts as residue (the scan errs towards
+    reporting)."""
+    found: set[bytes] = set()
+    separator = os.urandom(16)
+    for table, canaries in asked.items():
+        name = split_qualified(table)[1]
+        columns = [f"CAST({quote(c.name)} AS BINARY)" for c in catalogue.columns.get(name, [])
+                   if c.data_type.lower() in _TEXT]  # fmt: skip
+        if not columns:
+            continue
+        finder = Finder(canaries)
+        cur = cast(Any, conn).cursor(MySQLdb.cursors.SSCursor)  # streamed, not fetched whole
+        try:
+            cur.execute(f"SELECT {', '.join(columns)} FROM {quote(name)}")
+            values = (bytes(v) + separator for row in cur for v in row if v is not None)
+            finder.read(table, blocks(values))
+        finally:
+            cur.close()
+        found |= {canaries[number].value for number in finder.residue.found}
+    return found
 
 
 def scan(
@@ -238,11 +249,7 @@ def scan(
         finder.read(path, read_local(Path(path)))
     owners = files if isinstance(files, dict) else {}
 
-    def held(asked: dict[str, list[Canary]]) -> set[bytes]:
-        return {c.value for t, canaries in asked.items() for c in canaries
-                if _holds(conn, catalogue, t, c.value)}  # fmt: skip
-
-    return finder.settle(owners, held)
+    return finder.settle(owners, lambda asked: _held(conn, catalogue, asked))
 
 
 def scan_all(
