@@ -336,6 +336,52 @@ def test_a_cascading_reference_written_after_the_check_is_caught_under_the_batch
     assert platform.query("SELECT count(*) FROM posts WHERE tenant_id = 'acme'") == posts
 
 
+@pytest.mark.parametrize("deferred", [False, True], ids=["immediate", "deferred"])
+def test_a_refusing_reference_written_after_the_check_is_refused_by_the_database_and_named(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch, deferred: bool
+) -> None:
+    """A key ON DELETE NO ACTION is left to the database while deleting (the isolation check
+    proved it before any location): a neighbour's row that starts referencing the tenant's
+    row after that proof makes the database refuse the batch, at the delete or, for a
+    deferred key, at its commit. The batch is rolled back, the neighbour's row is named in an
+    incident, and the neighbour's row and the tenant's rows of that batch stay."""
+    from offboarding.locations.postgres import deletion
+
+    timing = " DEFERRABLE INITIALLY DEFERRED" if deferred else ""
+    platform.query(
+        "CREATE TABLE bookmarks (id bigint PRIMARY KEY, tenant_id text NOT NULL REFERENCES "
+        f"tenants (id), post_id bigint NOT NULL REFERENCES posts (id){timing});"
+        "CREATE INDEX ON bookmarks (tenant_id); CREATE INDEX ON bookmarks (post_id)"
+    )
+    case = platform.case("acme")
+    export_and_deliver(platform, case)
+    acknowledge(platform.settings, case)
+    destruction.check_isolation(platform.settings, case)  # the check before any location
+    proved = deletion._prove
+    proofs = []
+
+    def then_a_neighbour_writes(*args: object, **kwargs: object) -> object:
+        result = proved(*args, **kwargs)  # type: ignore[arg-type]
+        proofs.append(result[1])  # type: ignore[index]
+        platform.query(
+            "INSERT INTO bookmarks SELECT 1, 'globex', id FROM posts WHERE tenant_id = 'acme' "
+            "ORDER BY id LIMIT 1"
+        )
+        return result
+
+    monkeypatch.setattr(deletion, "_prove", then_a_neighbour_writes)
+    posts = platform.query("SELECT count(*) FROM posts WHERE tenant_id = 'acme'")
+    with pytest.raises(IsolationBreachError, match="globex") as refused:
+        destruction.destroy_location(platform.settings, case, "postgres")
+    assert "bookmarks_post_id_fkey" in str(refused.value)
+    assert "NO ACTION" in str(refused.value)
+    assert proofs[0].references_enforced > 0  # the key was left to the database
+    assert platform.query("SELECT tenant_id FROM bookmarks") == [("globex",)]
+    assert platform.query("SELECT count(*) FROM posts WHERE tenant_id = 'acme'") == posts
+    incidents = list(open_store(platform.settings.store_url("archive")).list_objects("incidents/"))
+    assert incidents, "an incident record is archived"
+
+
 def test_the_read_back_reads_each_systems_own_tenant_column(
     platform: Platform, tmp_path: Path
 ) -> None:

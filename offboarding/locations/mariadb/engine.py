@@ -13,17 +13,18 @@ What is MariaDB's own here:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import MySQLdb
 
-from offboarding.core.errors import DestructionIncompleteError
 from offboarding.locations.mariadb.catalogue import Catalogue, Connection
 from offboarding.locations.mariadb.dialect import MariaDBDialect, quote
 from offboarding.locations.relational.engine import (
     IsolationProof,
+    KeyRefusal,
     Listed,
     Plan,
     Window,
@@ -34,9 +35,18 @@ from offboarding.planning import CatalogTable, ForeignKey
 __all__ = ["MariaDBEngine"]
 
 
+# MariaDB's refusal names the referencing table and its key: "... a foreign key constraint
+# fails (`db`.`child`, CONSTRAINT `name` FOREIGN KEY ...".
+_CONSTRAINT = re.compile(r"\(`[^`]*`\.`([^`]*)`, CONSTRAINT `([^`]*)`")
+
+
 class MariaDBEngine:
     kind = "mariadb"
     formerly = ""
+    # A table's storage engine decides whether its keys are enforced at all (InnoDB's are,
+    # others' are not), and threads are unlinked before their delete: the proof before
+    # deleting checks every key here.
+    refuses = False
     indexed = False  # MariaDB plans its statements itself
 
     def __init__(
@@ -174,12 +184,14 @@ class MariaDBEngine:
                     f"DELETE FROM {quote(table.name)} WHERE {self._window(listed, window)} "
                     f"RETURNING {', '.join(quote(c) for c in owners)}"
                 )
-            except MySQLdb.IntegrityError as error:
-                raise DestructionIncompleteError(
-                    f"system {self.system!r}: deleting the tenant's rows of {table.qualified} "
-                    f"broke a foreign key (a row written since the check references them: "
-                    f"{error.args[-1]}). That batch was rolled back; settle the row, then rerun"
-                ) from None
+            except MySQLdb.IntegrityError as error:  # the batch rolls it back
+                detail = str(error.args[-1])
+                named = _CONSTRAINT.search(detail)
+                raise KeyRefusal(
+                    named.group(2) if named else "a foreign key",
+                    named.group(1) if named else "another table",
+                    detail,
+                ) from error
             returned = cur.fetchall()
         if entity:
             return len(returned), linked

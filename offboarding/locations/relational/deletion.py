@@ -10,9 +10,12 @@ reference cycles go last and together. A batch is one transaction:
   instead of being changed silently;
 - where a reference the data map declares points into the table (the database does nothing
   for it: a row written since the proof would be orphaned silently), the same check runs for
-  the window. A declared reference takes no lock in the database, so a writer can still slip
-  a row in between that check and the batch's commit: the tenant's freeze, and other tenants
-  having no business naming its rows, are what close that gap;
+  the window, without locking it. A declared reference takes no lock in the database, so a
+  writer can still slip a row in between that check and the batch's commit: the tenant's
+  freeze, and other tenants having no business naming its rows, are what close that gap;
+- through a key ON DELETE NO ACTION / RESTRICT, the database refuses the delete of a row still
+  referenced: the batch is rolled back, and the rows written since the proof that reference
+  it are found and named (an incident where they are another tenant's);
 - the delete returns the deleted rows' owner columns, and a row that is not the tenant's
   rolls the batch back and stops the case as an incident.
 """
@@ -20,7 +23,7 @@ reference cycles go last and together. A batch is one transaction:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from offboarding.core.errors import (
     ConfigurationError,
@@ -34,6 +37,7 @@ from offboarding.locations.relational.engine import (
     CHANGES_REFERENCING,
     Engine,
     IsolationProof,
+    KeyRefusal,
     Listed,
     Reference,
     Window,
@@ -42,6 +46,9 @@ from offboarding.locations.relational.proof import find_references
 from offboarding.planning import CatalogTable, deletion_order
 
 __all__ = ["delete_listed", "late_reference", "windows"]
+
+# How a table's batches are guarded (`_hazard`): "locked", "checked", or "" (the database).
+Hazard = Literal["locked", "checked", ""]
 
 
 def windows(listed: Listed, batch_rows: int) -> list[Window]:
@@ -97,27 +104,51 @@ def _stray(engine: Engine[Any], case: CaseRef, table: str, stray: int) -> None:
     )
 
 
+def _refused(
+    engine: Engine[Any], case: CaseRef, proof: IsolationProof, window: Window, refusal: KeyRefusal
+) -> None:
+    """The database refused the batch (rolled back): the rows written since the proof that
+    reference its rows, found and named (an incident where they are another tenant's)."""
+    with engine.batch():
+        _, references = find_references(engine, proof.doomed, window)
+    blocked = [r for r in references if not r.allowed]
+    if blocked:
+        late_reference(engine, case, blocked)
+    raise DestructionIncompleteError(
+        f"system {engine.system!r}: deleting tenant {case.tenant!r}'s rows of {window.table} "
+        f"was refused by {refusal.constraint} on {refusal.table} ({refusal.detail}): a row "
+        "outside the tenant's scope references them. That batch was rolled back; settle that "
+        "row, then rerun the destruction: its check names the rows"
+    ) from refusal
+
+
 def _delete_table(
     engine: Engine[Any],
     case: CaseRef,
     proof: IsolationProof,
     listed: Listed,
     batch_rows: int,
-    hazard: bool,
+    hazard: Hazard,
 ) -> int:
     engine.before_deleting(listed)
     deleted = 0
     for window in windows(listed, batch_rows):
-        with engine.batch():
-            if hazard:
-                engine.lock(listed, window)
-                _, references = find_references(engine, proof.doomed, window)
-                blocked = [r for r in references if not r.allowed]
-                if blocked:
-                    late_reference(engine, case, blocked)
-            count, stray = engine.delete(listed, window, proof)
-            if stray:
-                _stray(engine, case, listed.table, stray)
+        try:
+            with engine.batch():
+                if hazard:
+                    if hazard == "locked":
+                        engine.lock(listed, window)
+                    _, references = find_references(
+                        engine, proof.doomed, window, leave_refusals=True
+                    )
+                    blocked = [r for r in references if not r.allowed]
+                    if blocked:
+                        late_reference(engine, case, blocked)
+                count, stray = engine.delete(listed, window, proof)
+                if stray:
+                    _stray(engine, case, listed.table, stray)
+        except KeyRefusal as refusal:
+            _refused(engine, case, proof, window, refusal)
         crash_point(f"{engine.kind}:batch-deleted")
         deleted += count
     return deleted
@@ -177,19 +208,25 @@ def delete_listed(
     """Every listed table, children first, in batches; rows deleted per table (also recorded
     in `proof.deleted`)."""
     by_name = {t.qualified: t for t in engine.tables}
-    # Keys through which the database would change a referencing row, and references it knows
-    # nothing of: re-checked per batch, under the batch's row locks, against rows written
-    # since the proof.
-    hazards = {
-        fk.references
-        for t in engine.tables
-        for fk in t.foreign_keys
-        if (fk.on_delete in CHANGES_REFERENCING or fk.declared) and fk.references in proof.doomed
-    }
     for entity in engine.scope.classification.pseudonymised:
         proof.pseudonymised[entity] = pseudonymise(engine, entity)
     for table in _order(by_name, proof):
         proof.deleted[table] = _delete_table(
-            engine, case, proof, proof.doomed[table], batch_rows, table in hazards
+            engine, case, proof, proof.doomed[table], batch_rows, _hazard(engine, table)
         )
     return proof.deleted
+
+
+def _hazard(engine: Engine[Any], table: str) -> Hazard:
+    """How a batch of `table` is guarded against rows written since the proof that reference
+    its rows. Through a key the database would change them by (CASCADE, SET NULL, SET
+    DEFAULT): the window's rows locked first, so such a writer waits for the batch (its own
+    key check then finds them gone), and checked again. Through a reference the data map
+    declares: checked again, without a lock (the database takes none for it: the freeze is
+    what holds its writers). Otherwise the database refuses the delete itself (`_refused`)."""
+    keys = [fk for t in engine.tables for fk in t.foreign_keys if fk.references == table]
+    if any(fk.on_delete in CHANGES_REFERENCING and not fk.declared for fk in keys):
+        return "locked"
+    if any(fk.declared for fk in keys):
+        return "checked"
+    return ""

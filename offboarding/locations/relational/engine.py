@@ -14,8 +14,10 @@ from offboarding.planning import CatalogTable
 
 __all__ = [
     "CHANGES_REFERENCING",
+    "REFUSES_DELETE",
     "Engine",
     "IsolationProof",
+    "KeyRefusal",
     "Listed",
     "Plan",
     "Queries",
@@ -32,6 +34,18 @@ RULES = {
 }  # fmt: skip
 # Keys whose referencing rows the database itself changes when the referenced row goes.
 CHANGES_REFERENCING = frozenset("cnd")
+# Keys through which the database refuses the delete of a row still referenced.
+REFUSES_DELETE = frozenset("ar")
+
+
+class KeyRefusal(Exception):
+    """The database refused a batch's delete (or its commit): a row it does not list still
+    references one of the batch's rows through `constraint` on `table`. The batch is rolled
+    back; the core finds and names the rows."""
+
+    def __init__(self, constraint: str, table: str, detail: str) -> None:
+        super().__init__(detail)
+        self.constraint, self.table, self.detail = constraint, table, detail
 
 
 @dataclass(frozen=True)
@@ -92,6 +106,9 @@ class IsolationProof:
 
     doomed: dict[str, Listed]
     references_checked: int
+    # Keys the database enforces by refusing the delete, left to it while deleting: checked
+    # by the isolation check before any location, and by the database at every batch.
+    references_enforced: int = 0
     detached: list[Reference] = field(default_factory=list)
     shared: dict[str, int] = field(default_factory=dict)
     deleted: dict[str, int] = field(default_factory=dict)
@@ -104,6 +121,13 @@ class IsolationProof:
             f"before deleting, {sum(d.rows for d in self.doomed.values()):,} rows of the tenant "
             f"in {len(self.doomed)} shared tables listed by key; {self.references_checked} "
             "foreign keys checked: no row outside the tenant's scope references them"
+            + (
+                f" ({self.references_enforced} of them, keys the database refuses the delete "
+                "through, checked before any location was destroyed and enforced by the "
+                "database at every batch)"
+                if self.references_enforced
+                else ""
+            )
         ]
         detached = [r for r in self.detached if not r.left_for]
         if detached:
@@ -221,6 +245,13 @@ class Engine(Protocol[Q]):
         ...
 
     @property
+    def refuses(self) -> bool:
+        """The database refuses, by itself, a delete of a row still referenced through one of
+        its keys ON DELETE NO ACTION / RESTRICT, raising `KeyRefusal` from `delete` or from
+        the batch: the proof before deleting may then leave such keys to it."""
+        ...
+
+    @property
     def dialect(self) -> RelationalDialect[Q]: ...
 
     def fetch(self, query: Q, plan: Plan = "indexes") -> tuple[Any, ...]:
@@ -251,7 +282,8 @@ class Engine(Protocol[Q]):
 
     def delete(self, listed: Listed, window: Window, proof: IsolationProof) -> tuple[int, int]:
         """Delete the window's rows, returning their owner columns, each checked to be the
-        tenant's: (rows deleted, rows that were not the tenant's)."""
+        tenant's: (rows deleted, rows that were not the tenant's). A key's refusal raises
+        `KeyRefusal`."""
         ...
 
     def before_deleting(self, listed: Listed) -> None:
