@@ -7,6 +7,7 @@ reference the data contradicts, a none value, a polymorphic type."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -357,6 +358,11 @@ def test_what_a_bundle_does_not_hold_is_said_in_its_readme_manifest_and_certific
     with open_store(platform.settings.store_url("archive")).open_read(certificate.key) as body:
         document = json.loads(body.read())
     assert {e["name"] for e in document["left_out"]} == set(left)
+    (database,) = [loc for loc in document["locations"] if loc["location"] == "postgres"]
+    # Found batch by batch through the declared references, added up: every one of the
+    # tenant's reactions, said to be the search system's.
+    found = re.findall(r"(\d+) row\(s\) of chat.reactions through declared", database["isolation"])
+    assert sum(map(int, found)) == expected and "(system search)" in database["isolation"]
     # The excluded copy is the search system's to destroy: the database keeps the rows.
     assert platform.query("SELECT count(*) FROM chat.reactions") == reactions
 

@@ -375,7 +375,7 @@ def test_a_refusing_reference_written_after_the_check_is_refused_by_the_database
         destruction.destroy_location(platform.settings, case, "postgres")
     assert "bookmarks_post_id_fkey" in str(refused.value)
     assert "NO ACTION" in str(refused.value)
-    assert proofs[0].references_enforced > 0  # the key was left to the database
+    assert proofs[0].references_guarded > 0  # the key was left to the database
     assert platform.query("SELECT tenant_id FROM bookmarks") == [("globex",)]
     assert platform.query("SELECT count(*) FROM posts WHERE tenant_id = 'acme'") == posts
     incidents = list(open_store(platform.settings.store_url("archive")).list_objects("incidents/"))

@@ -23,6 +23,7 @@ reference cycles go last and together. A batch is one transaction:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Literal
 
 from offboarding.core.errors import (
@@ -122,6 +123,25 @@ def _refused(
     ) from refusal
 
 
+def _detached(proof: IsolationProof, references: list[Reference]) -> None:
+    """What a batch's check finds left in place, as the data map allows, through a declared
+    reference (rows of excluded tables another system covers): the proof before deleting left
+    those keys to the batches, so their rows are added up here, for the certificate."""
+    for found in references:
+        if not found.allowed or found.on_delete != "x":
+            continue
+        same = [n for n, r in enumerate(proof.detached) if r.constraint == found.constraint]
+        if not same:
+            proof.detached.append(found)
+            continue
+        known = proof.detached[same[0]]
+        proof.detached[same[0]] = replace(
+            known,
+            rows=known.rows + found.rows,
+            tenants=tuple(sorted({*known.tenants, *found.tenants})),
+        )
+
+
 def _delete_table(
     engine: Engine[Any],
     case: CaseRef,
@@ -138,12 +158,11 @@ def _delete_table(
                 if hazard:
                     if hazard == "locked":
                         engine.lock(listed, window)
-                    _, references = find_references(
-                        engine, proof.doomed, window, leave_refusals=True
-                    )
+                    _, references = find_references(engine, proof.doomed, window, leave="refused")
                     blocked = [r for r in references if not r.allowed]
                     if blocked:
                         late_reference(engine, case, blocked)
+                    _detached(proof, references)
                 count, stray = engine.delete(listed, window, proof)
                 if stray:
                     _stray(engine, case, listed.table, stray)

@@ -106,9 +106,9 @@ class IsolationProof:
 
     doomed: dict[str, Listed]
     references_checked: int
-    # Keys the database enforces by refusing the delete, left to it while deleting: checked
-    # by the isolation check before any location, and by the database at every batch.
-    references_enforced: int = 0
+    # Keys left to the batches while deleting (refused by the database, or declared and
+    # checked again for each batch's rows): proved by the isolation check before any location.
+    references_guarded: int = 0
     detached: list[Reference] = field(default_factory=list)
     shared: dict[str, int] = field(default_factory=dict)
     deleted: dict[str, int] = field(default_factory=dict)
@@ -122,10 +122,10 @@ class IsolationProof:
             f"in {len(self.doomed)} shared tables listed by key; {self.references_checked} "
             "foreign keys checked: no row outside the tenant's scope references them"
             + (
-                f" ({self.references_enforced} of them, keys the database refuses the delete "
-                "through, checked before any location was destroyed and enforced by the "
-                "database at every batch)"
-                if self.references_enforced
+                f" ({self.references_guarded} of them checked before any location was "
+                "destroyed, then batch by batch: refused by the database, or a declared "
+                "reference checked again for the batch's rows)"
+                if self.references_guarded
                 else ""
             )
         ]

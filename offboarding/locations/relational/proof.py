@@ -19,7 +19,7 @@ system is destroyed, cheaper, with nothing left in the session.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from offboarding.core.errors import (
     DestructionIncompleteError,
@@ -43,6 +43,7 @@ from offboarding.planning import CatalogTable, ForeignKey
 __all__ = [
     "against_inventory",
     "find_references",
+    "guarded_by_batches",
     "prove",
     "refuse",
     "refused_by_database",
@@ -142,12 +143,18 @@ def refused_by_database(engine: Engine[Any], fk: ForeignKey) -> bool:
     return engine.refuses and not fk.declared and fk.on_delete in REFUSES_DELETE
 
 
+def guarded_by_batches(engine: Engine[Any], fk: ForeignKey) -> bool:
+    """A key every batch of the deletion guards by itself: refused by the database, or a
+    reference the data map declares (checked again for each batch's rows, deletion.py)."""
+    return fk.declared or refused_by_database(engine, fk)
+
+
 def find_references(
     engine: Engine[Q],
     doomed: Mapping[str, Listed] | None = None,
     window: Window | None = None,
     *,
-    leave_refusals: bool = False,
+    leave: Literal["", "refused", "guarded"] = "",
 ) -> tuple[int, list[Reference]]:
     """Every foreign key of the database into an owned table: how many rows outside the
     tenant's scope reference one of its rows. With `doomed`, the scope is the lists (and
@@ -155,8 +162,9 @@ def find_references(
     the scope's own conditions. Before deleting, a key that is a derived table's only route to
     a tenant needs no query: a row reaching the tenant's rows through it is the tenant's by
     construction (while deleting, such a row outside the lists was written since: counted).
-    With `leave_refusals`, keys the database refuses the delete through are left to it (the
-    destroy's proof, after the isolation check: the delete itself cannot get past them).
+    `leave` leaves keys out: "refused", those the database refuses the delete through (a
+    batch's check: the delete cannot get past them); "guarded", those and the declared ones
+    (the destroy's proof, after the isolation check: every batch guards them).
     Returns (keys checked, the keys some outside row uses)."""
     d, classification = engine.dialect, engine.scope.classification
     owned = set(classification.owned)
@@ -168,7 +176,9 @@ def find_references(
             checked += 1
             if window is None and classification.derived.get(child.qualified) == (fk,):
                 continue  # (a batch's check counts rows written since the lists: not skipped)
-            if leave_refusals and refused_by_database(engine, fk):
+            if (leave == "refused" and refused_by_database(engine, fk)) or (
+                leave == "guarded" and guarded_by_batches(engine, fk)
+            ):
                 continue
             joined, owners = _referencing(engine, child, fk, doomed, window)
             # Nested loops from the tenant's rows (or the window's): a hash or merge join would
@@ -345,24 +355,27 @@ def prove(
     earlier = against_inventory(
         case, counts, shared, engine.policies, inventoried, views=classification.entities
     )
-    # Before deleting, keys the database refuses the delete through are left to it: the
-    # isolation check proved them before any location was touched, and a row referencing the
-    # tenant's since makes the database refuse its batch (deletion.py names it).
-    checked, references = find_references(engine, doomed if listed else None, leave_refusals=listed)
+    # Before deleting, keys every batch guards are left to the batches: the isolation check
+    # proved them before any location was touched, and a row referencing the tenant's since
+    # stops its batch (the database refuses it, or the batch's check finds it: deletion.py).
+    # Keys through which the database would change a row are checked here too.
+    checked, references = find_references(
+        engine, doomed if listed else None, leave="guarded" if listed else ""
+    )
     engine.commit()
     blocked = [r for r in references if not r.allowed]
     if blocked:
         refuse(engine, case, blocked)
-    enforced = sum(
+    guarded = sum(
         1
         for child in engine.tables
         for fk in child.foreign_keys
-        if listed and fk.references in classification.owned and refused_by_database(engine, fk)
+        if listed and fk.references in classification.owned and guarded_by_batches(engine, fk)
     )
     return IsolationProof(
         doomed=doomed,
         references_checked=checked,
-        references_enforced=enforced,
+        references_guarded=guarded,
         detached=[r for r in references if r.allowed],
         shared=shared,
         earlier=earlier,
