@@ -1,5 +1,5 @@
 # Two commands matter: `make demo` and `make test`. Both set up what they need.
-.PHONY: audit bench-compact bench-concurrent bench-destroy bench-persons bench-mariadb bench-scale demo serve test lint typecheck pytest setup system-deps browser-deps schemas clean bench
+.PHONY: audit bench-bundle bench-compact bench-concurrent bench-destroy bench-persons bench-mariadb bench-scale demo serve test lint typecheck pytest setup system-deps browser-deps schemas clean bench
 
 PYTHON ?= python3
 UV_VERSION := 0.13.8
@@ -99,6 +99,10 @@ bench-destroy: setup
 # The compaction's rewrite against the deletion, and its cost per tenant when one run serves many
 bench-compact: setup
 	$(VENV)/bin/python -m benchmarks.compact $(BENCH_ARGS)
+
+# A bundle's ZIP parts written at once against zip -0 (benchmarks/bundle_parts.py)
+bench-bundle: setup
+	$(VENV)/bin/python -m benchmarks.bundle_parts $(BENCH_ARGS)
 
 # One person's access and erasure on a platform that grows around them (benchmarks/persons.py)
 bench-persons: setup

@@ -1,14 +1,15 @@
 """The project's packaging of files into a bundle (streamed and hashed in one pass):
 
-python -m benchmarks.bundle_files SOURCE_DIR TARGET_DIR
+python -m benchmarks.bundle_files SOURCE_DIR TARGET_DIR [--part-bytes N] [--workers W]
 
 The pipeline knows each file's digest from the inventory; here the files come with none, so
 each is read once more to get it before the bundle is written (the measure includes it).
+With --part-bytes the bundle is split into parts of about that size, --workers written at once.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,11 +19,19 @@ from offboarding.core.signing import Signer
 
 
 def main() -> None:
-    source, target = Path(sys.argv[1]), Path(sys.argv[2])
-    files = sorted(p for p in source.rglob("*") if p.is_file())
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("source", type=Path)
+    parser.add_argument("target", type=Path)
+    parser.add_argument("--part-bytes", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    files = sorted(p for p in args.source.rglob("*") if p.is_file())
     parts = [
         ExportedPart(
-            path=f"files/{p.relative_to(source)}", source=str(p), kind="file", size=p.stat().st_size
+            path=f"files/{p.relative_to(args.source)}",
+            source=str(p),
+            kind="file",
+            size=p.stat().st_size,
         )
         for p in files
     ]
@@ -34,8 +43,10 @@ def main() -> None:
         tables=[],
         parts=parts,
         open_source=lambda s: Path(s).open("rb"),  # noqa: SIM115 (the caller closes it)
-        signer=Signer.load_or_create(target / "keys"),
-        write_part=directory_writer(target),
+        signer=Signer.load_or_create(args.target / "keys"),
+        write_part=directory_writer(args.target),
+        part_bytes=args.part_bytes,
+        workers=args.workers,
     )
 
 

@@ -23,6 +23,7 @@ import zipfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, BinaryIO, Protocol, cast
@@ -61,15 +62,20 @@ __all__ = [  # the layout's names too, as importers of this module knew them
     "README",
     "SCHEMA",
     "SIGNATURE",
+    "BundlePlan",
     "BundleReport",
+    "PartPlan",
     "Writable",
     "WritePart",
     "directory_writer",
     "package_bundle",
     "part_names",
+    "plan_bundle",
     "plan_parts",
     "safe_entry_paths",
     "verify_bundle",
+    "write_part",
+    "write_parts",
 ]
 
 # The reader: below the writer's names, which it does not need (no import cycle).
@@ -208,22 +214,49 @@ def _part_contents(
     return in_part
 
 
-def _fill_part(
+@dataclass(frozen=True)
+class PartPlan:
+    """Everything one ZIP part's writer needs, planned and signed on the coordinator: its
+    name, its entries in order (each with the digest the signed manifest gives it), the README
+    and the closing manifest, signature and key. Plain data: it travels to a cluster's worker."""
+
+    name: str
+    contents: list[_Content]
+    readme: bytes
+    closing: tuple[bytes, bytes, bytes]
+
+    @property
+    def sources(self) -> list[str]:
+        return [part.source for _, part, _ in self.contents if part is not None]
+
+
+@dataclass(frozen=True)
+class BundlePlan:
+    """The bundle planned: its signed manifest, and one plan per part (in order)."""
+
+    manifest: Manifest
+    parts: list[PartPlan]
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.parts]
+
+
+def write_part(
+    plan: PartPlan,
     target: Writable,
-    in_part: list[_Content],
-    readme: bytes,
-    closing: tuple[bytes, bytes, bytes],
     open_source: Callable[[str], AbstractContextManager[BinaryIO]],
 ) -> None:
     """One ZIP part: the README, its entries (each source's bytes hashed again as they are
-    copied in, and refused if they differ from the plan), then the signed manifest, its
-    signature and the public key (`closing`)."""
+    copied in, and refused if they differ from the signed plan), then the signed manifest, its
+    signature and the public key. Memory: a few chunks of each entry in flight, whatever the
+    part's size."""
     with (
         zipfile.ZipFile(cast(IO[bytes], target), "w", allowZip64=True) as archive,
         ThreadPoolExecutor(1, thread_name_prefix="bundle-sha256") as hasher,
     ):
-        write_bytes(archive, README, readme)
-        for entry, part, data in in_part:
+        write_bytes(archive, README, plan.readme)
+        for entry, part, data in plan.contents:
             if data is not None:
                 write_bytes(archive, entry.path, data)
                 continue
@@ -236,11 +269,11 @@ def _fill_part(
                     f"{digest}, {size} bytes; {entry.sha256}, {entry.size} expected): "
                     "export again"
                 )
-        for name, data in zip((MANIFEST, SIGNATURE, PUBLIC_KEY), closing, strict=True):
+        for name, data in zip((MANIFEST, SIGNATURE, PUBLIC_KEY), plan.closing, strict=True):
             write_bytes(archive, name, data)
 
 
-def package_bundle(
+def plan_bundle(
     base_name: str,
     *,
     tenant: str,
@@ -250,19 +283,14 @@ def package_bundle(
     parts: list[ExportedPart],
     open_source: Callable[[str], AbstractContextManager[BinaryIO]],
     signer: Signer,
-    write_part: WritePart,
     part_bytes: int | None = None,
     about: str = ALL_OF_IT,
     left_out: list[LeftOut] | None = None,
-) -> tuple[Manifest, list[str]]:
-    """Write the bundle (one or more ZIP parts) through `write_part`; return the manifest and
-    the parts' names.
-
-    The manifest is planned and signed first, from every entry's known digest and size, so
-    each part is written in one pass and closed by the same signed manifest: a part can go
-    straight to its store as it is produced, with no local copy. Each entry's bytes are
-    hashed again as they are copied in; bytes that differ from the digest planned (a source
-    changed since it was written) stop the part."""
+) -> BundlePlan:
+    """The manifest planned and signed first, from every entry's known digest and size, so
+    each part can then be written in one pass, on its own, and closed by the same signed
+    manifest: parts go straight to their store as they are produced, with no local copy, and
+    as many at once as there are writers."""
     parts = sorted(
         (_source_digest(p, open_source) for p in parts), key=lambda p: (p.kind != "table", p.path)
     )
@@ -302,13 +330,70 @@ def package_bundle(
     )
     manifest_bytes = manifest_json(manifest)
     closing = (manifest_bytes, signer.sign(manifest_bytes), signer.public_pem)
-    for name, in_part in zip(names, contents, strict=True):
+    return BundlePlan(
+        manifest=manifest,
+        parts=[
+            PartPlan(name=name, contents=in_part, readme=readme, closing=closing)
+            for name, in_part in zip(names, contents, strict=True)
+        ],
+    )
 
-        def fill(target: Writable, in_part: list[_Content] = in_part) -> None:
-            _fill_part(target, in_part, readme, closing, open_source)
 
-        write_part(name, fill)
-    return manifest, names
+def write_parts(
+    plan: BundlePlan,
+    open_source: Callable[[str], AbstractContextManager[BinaryIO]],
+    write: WritePart,
+    workers: int = 1,
+) -> None:
+    """Every part of the plan through `write`, `workers` of them at once (threads: hashing,
+    CRC and I/O release the interpreter). The first failure stops the parts not yet begun
+    and is raised once those running have ended; a retry writes every part again."""
+
+    def one(part: PartPlan) -> None:
+        write(part.name, lambda target: write_part(part, target, open_source))
+
+    if workers <= 1 or len(plan.parts) <= 1:
+        for part in plan.parts:
+            one(part)
+        return
+    with ThreadPoolExecutor(min(workers, len(plan.parts)), "bundle-part") as pool:
+        futures = [pool.submit(one, part) for part in plan.parts]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def package_bundle(
+    base_name: str,
+    *,
+    tenant: str,
+    case_id: str,
+    snapshot_time: datetime,
+    tables: list[TableItem],
+    parts: list[ExportedPart],
+    open_source: Callable[[str], AbstractContextManager[BinaryIO]],
+    signer: Signer,
+    write_part: WritePart,
+    part_bytes: int | None = None,
+    about: str = ALL_OF_IT,
+    left_out: list[LeftOut] | None = None,
+    workers: int = 1,
+) -> tuple[Manifest, list[str]]:
+    """Plan the bundle (`plan_bundle`) and write its parts through `write_part`, `workers` at
+    once; return the manifest and the parts' names. Each entry's bytes are hashed again as
+    they are copied in; bytes that differ from the digest planned (a source changed since it
+    was written) stop the part."""
+    plan = plan_bundle(
+        base_name, tenant=tenant, case_id=case_id, snapshot_time=snapshot_time, tables=tables,
+        parts=parts, open_source=open_source, signer=signer, part_bytes=part_bytes, about=about,
+        left_out=left_out,
+    )  # fmt: skip
+    write_parts(plan, open_source, write_part, workers)
+    return plan.manifest, plan.names
 
 
 def manifest_json(manifest: Manifest) -> bytes:

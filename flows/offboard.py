@@ -14,6 +14,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.client.schemas.objects import State
 
+from exporters.bundle import PartPlan
 from flows import adapter
 from offboarding.core.errors import DuplicateCaseError
 from offboarding.core.records import (
@@ -29,6 +30,7 @@ from offboarding.core.records import (
 from offboarding.delivery.delivery import deliver
 from offboarding.delivery.receipts import downloads
 from offboarding.export import export as stages
+from offboarding.export.packaging import PartWritten, write_bundle_part
 from offboarding.locations.base import PartTask
 from offboarding.runs import AcknowledgementInput, OptionalStatementRef
 from offboarding.scheduling.scheduling import schedule_destruction as schedule_destruction_of
@@ -86,13 +88,29 @@ def export_snapshot(case: CaseRef, inventory: StagedRecord) -> StagedRecord:
     return stages.stage(settings, case, "export", exported)
 
 
+@task(
+    name="package-part", task_run_name="package-{part.name}", retries=2,
+    retry_delay_seconds=5, cache_policy=adapter.NO_CACHE, persist_result=False,
+)  # fmt: skip
+def package_part(case: CaseRef, part: PartPlan, generations: dict[str, Any]) -> PartWritten:
+    """One ZIP part of a planned bundle, on a worker of the Dask cluster."""
+    return write_bundle_part(adapter.settings(), case, part, generations)
+
+
 @task(name="package", task_run_name="package-{case.tenant}")
 def package_bundle(case: CaseRef, inventory: StagedRecord, exported: StagedRecord) -> BundleRef:
+    """The bundle planned and signed here; its parts written by this process or, with
+    OFFBOARD_EXPORT_CLUSTER, by the cluster's workers."""
+    settings = adapter.settings()
+    frozen = stages.unstage(inventory, Inventory)
+    cluster = settings.export.cluster
+    elsewhere = (
+        adapter.write_parts_on_cluster(cluster, package_part, case, stages.generations_of(frozen))
+        if cluster
+        else None
+    )
     return stages.package(
-        adapter.settings(),
-        case,
-        stages.unstage(inventory, Inventory),
-        stages.unstage(exported, ExportResult),
+        settings, case, frozen, stages.unstage(exported, ExportResult), elsewhere=elsewhere
     )
 
 

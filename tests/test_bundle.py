@@ -18,6 +18,7 @@ from offboarding.cli import main
 from offboarding.core.errors import IntegrityError
 from offboarding.core.signing import public_pem
 from offboarding.export import export as stages
+from offboarding.locations import scratch_dir
 from tests.conftest import Platform
 from tests.helpers import bundle_files, export_and_deliver
 
@@ -157,6 +158,31 @@ def test_a_split_bundle_verifies_part_by_part_and_as_a_whole(
     )
     assert main(["verify", str(paths[0]), str(bundle_files(other)[1]), "--public-key", key]) == 1
     assert "different bundles" in capsys.readouterr().err
+
+
+def test_parts_written_at_once_are_the_parts_written_one_at_a_time(platform: Platform) -> None:
+    """The ZIP is deterministic and every part is planned and signed before any is written:
+    four writers at once give byte for byte the parts one writer gives. A source changed since
+    the export is refused by the writer that meets it, and the packaging stops."""
+    settings = platform.settings.replace(bundle_part_bytes=20_000)
+    case = platform.case("acme")
+    stages.freeze(settings, case)
+    inventory = stages.take_inventory(settings, case)
+    exported = stages.export_snapshot(settings, case, inventory)
+    alone = settings.replace(export={"bundle_workers": 1})
+    together = settings.replace(export={"bundle_workers": 4})
+    one = stages.package(alone, case, inventory, exported, record=False)
+    written_alone = [(p.size, p.sha256) for p in one.parts]
+    many = stages.package(together, case, inventory, exported, record=False)
+    assert len(many.parts) >= 4 and [(p.size, p.sha256) for p in many.parts] == written_alone
+    assert stages.verify_package(together, case, many, inventory, record=False) > 0
+    changed = max((p for p in exported.parts if p.kind == "table"), key=lambda p: p.path)
+    source = scratch_dir(settings, case) / "export" / changed.source.removeprefix("scratch:")
+    data = bytearray(source.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    source.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="its source changed since it was written"):
+        stages.package(together, case, inventory, exported, record=False)
 
 
 def test_the_pipeline_keeps_entry_names_out_of_its_errors(

@@ -9,6 +9,7 @@ import json
 import os
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,10 +18,12 @@ from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
 
 from flows import adapter
 from flows.offboard import export_snapshot as export_task
+from flows.offboard import package_bundle as package_task
 from offboarding.core.records import BundleRef, CaseRef, ExportResult, Inventory
 from offboarding.dev.services import DaskCluster, PrefectServer
 from offboarding.export import export as stages
 from offboarding.locations import scratch_dir
+from offboarding.stores import open_store
 from tests.conftest import Platform
 
 pytestmark = pytest.mark.slow  # a Prefect server and a Dask cluster
@@ -62,6 +65,35 @@ def _manifest(bundle: BundleRef) -> dict[str, object]:
     return manifest
 
 
+@contextmanager
+def _on_cluster(
+    platform: Platform,
+    server: PrefectServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    worker_env: dict[str, str],
+) -> Iterator[DaskCluster]:
+    """A Dask cluster of two worker processes, this process's settings pointing at it."""
+    environment = {**_environment(platform, server), **worker_env}
+    cluster = DaskCluster(tmp_path / "dask", workers=2, env=environment)
+    cluster.start()
+    try:
+        for name, value in {**environment, "OFFBOARD_EXPORT_CLUSTER": cluster.address}.items():
+            monkeypatch.setenv(name, value)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def _export(platform: Platform) -> tuple[ExportResult, Inventory, CaseRef]:
+    settings = adapter.settings()
+    case = platform.case("acme")
+    stages.freeze(settings, case)
+    inventory = stages.take_inventory(settings, case)
+    staged = export_task(case, stages.stage(settings, case, "inventory", inventory))
+    return stages.unstage(staged, ExportResult), inventory, case
+
+
 def _distributed_export(
     platform: Platform,
     server: PrefectServer,
@@ -69,20 +101,8 @@ def _distributed_export(
     monkeypatch: pytest.MonkeyPatch,
     worker_env: dict[str, str],
 ) -> tuple[ExportResult, Inventory, CaseRef, DaskCluster]:
-    environment = _environment(platform, server)
-    cluster = DaskCluster(tmp_path / "dask", workers=2, env={**environment, **worker_env})
-    cluster.start()
-    try:
-        for name, value in {**environment, "OFFBOARD_EXPORT_CLUSTER": cluster.address}.items():
-            monkeypatch.setenv(name, value)
-        settings = adapter.settings()
-        case = platform.case("acme")
-        stages.freeze(settings, case)
-        inventory = stages.take_inventory(settings, case)
-        staged = export_task(case, stages.stage(settings, case, "inventory", inventory))
-        return stages.unstage(staged, ExportResult), inventory, case, cluster
-    finally:
-        cluster.stop()
+    with _on_cluster(platform, server, tmp_path, monkeypatch, worker_env) as cluster:
+        return (*_export(platform), cluster)
 
 
 def test_a_distributed_export_gives_the_single_process_manifest(
@@ -133,3 +153,42 @@ def test_a_worker_killed_mid_part_is_replaced_and_the_bundle_verifies(
     rows = stages.verify_package(settings, case, bundle, inventory, record=False)
     assert rows == inventory.total_rows
     assert os.environ["OFFBOARD_EXPORT_CLUSTER"] == cluster.address
+
+
+def test_the_bundles_parts_are_written_by_the_clusters_workers_and_verify(
+    many_parts: Platform, server: PrefectServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parts of a few kilobytes: the manifest planned and signed here, each part a task run on
+    a worker, which checks every entry against the signed plan as it writes it; the parts in
+    the delivery store verify and carry the entries a single process writes."""
+    platform = many_parts
+    with _on_cluster(
+        platform, server, tmp_path, monkeypatch, {"OFFBOARD_BUNDLE_PART_BYTES": "40000"}
+    ):
+        monkeypatch.setenv("OFFBOARD_BUNDLE_PART_BYTES", "40000")
+        exported, inventory, case = _export(platform)
+        staged = {
+            name: stages.stage(adapter.settings(), case, name, record)
+            for name, record in (("inventory", inventory), ("export", exported))
+        }
+        bundle = package_task(case, staged["inventory"], staged["export"])
+    settings = adapter.settings()
+    assert len(bundle.parts) > 4 and bundle.store_url
+    assert stages.verify_package(settings, case, bundle, inventory) == inventory.total_rows
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="package-offboarding-"))
+        )
+    # Parts reading the coordinator's scratch (a location that wrote its parts there) are
+    # written by the coordinator; every other part by a worker, once.
+    away = {r.name.removeprefix("package-") for r in runs}
+    assert {r.state.type.value for r in runs if r.state} == {"COMPLETED"}
+    assert len(away) == len(runs) and 0 < len(away) <= len(bundle.parts)
+    assert away <= {Path(p.path).name for p in bundle.parts}
+    alone = stages.package(settings, case, inventory, exported, record=False)
+    with zipfile.ZipFile(alone.parts[0].path) as archive:
+        want = json.loads(archive.read("manifest.json"))
+    store = open_store(bundle.store_url)
+    with store.open_read(bundle.parts[0].path) as body, zipfile.ZipFile(body) as archive:
+        got = json.loads(archive.read("manifest.json"))
+    assert got["entries"] == want["entries"] and got["parts"] == want["parts"]

@@ -225,7 +225,11 @@ def test_another_tenants_rows_in_an_export_stop_the_case_with_an_incident_record
 
     with pytest.raises(IsolationBreachError, match="1 row") as breach:
         check_export_isolation(
-            settings, case, inventory, exported, stages.part_opener(settings, case, inventory)
+            settings,
+            case,
+            inventory,
+            exported,
+            stages.part_opener(settings, case, stages.generations_of(inventory)),
         )
     key = record_incident(settings, case, breach.value, stage="export")
     record = json.loads((archive_root(platform) / key).read_text())

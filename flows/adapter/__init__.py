@@ -30,6 +30,7 @@ from flows.adapter.artifacts import (
     link_to_certificate,
     publish_case_summary,
     publish_table,
+    write_parts_on_cluster,
 )
 from flows.adapter.runs import (
     DESTROY_DEPLOYMENT,
@@ -96,4 +97,5 @@ __all__ = [
     "using_server",
     "wait_for_run",
     "waiting_attestation",
+    "write_parts_on_cluster",
 ]

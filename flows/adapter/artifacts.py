@@ -20,9 +20,11 @@ from prefect.artifacts import (
 from prefect.cache_policies import NONE
 from prefect.futures import as_completed
 
+from exporters.bundle import PartPlan
 from flows.adapter.runs import logger
 from offboarding.core.records import CaseRef, ExportedPart
 from offboarding.export.export import FanOut
+from offboarding.export.packaging import PartWritten, WriteParts
 from offboarding.locations.base import ExportProgress, PartTask
 
 
@@ -112,6 +114,36 @@ def fan_out_on_cluster(address: str, part_task: Task[..., ExportedPart], case: C
                 if progress is not None:
                     progress(len(done), len(tasks), rows)
         return [done[index] for index in range(len(tasks))]
+
+    return run
+
+
+def write_parts_on_cluster(
+    address: str, part_task: Task[..., PartWritten], case: CaseRef, generations: dict[str, Any]
+) -> WriteParts:
+    """Write a planned bundle's parts on the Dask cluster at `address`, one task run per part
+    (retried by Prefect, rescheduled by Dask when its worker dies): each worker opens the
+    part's sources in the staging area or the files store (at the generations the inventory
+    saw) and checks every entry against the signed plan as it writes it."""
+
+    def run(parts: list[PartPlan]) -> list[PartWritten]:
+        from prefect_dask.task_runners import DaskTaskRunner
+
+        def sources(part: PartPlan) -> dict[str, Any]:
+            stored = (
+                ref for kind, _, ref in (s.partition(":") for s in part.sources) if kind == "store"
+            )
+            return {ref: generations.get(ref) for ref in stored}
+
+        with DaskTaskRunner(address=address) as runner:
+            futures = [
+                runner.submit(
+                    part_task,
+                    parameters={"case": case, "part": part, "generations": sources(part)},
+                )
+                for part in parts
+            ]
+            return [future.result() for future in futures]
 
     return run
 

@@ -280,6 +280,14 @@ class ExportSettings(_Section):
         ge=1024,
         description="Bundles larger than this are split into numbered ZIP parts.",
     )
+    bundle_workers: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="ZIP parts written at once by the flow's process (each a writer of bounded "
+        "memory: a few chunks in flight and, on Cloud Storage, one upload chunk). With "
+        "`cluster`, the cluster's workers write the parts instead.",
+    )
 
 
 class DestructionSettings(_Section):

@@ -30,7 +30,13 @@ from offboarding.core.records import (
 from offboarding.datamap import datamap_of, system_entries
 from offboarding.evidence.incidents import check_export_isolation, record_incident
 from offboarding.export.canaries import keep_canaries
-from offboarding.export.packaging import package, part_opener, staging_area, verify_package
+from offboarding.export.packaging import (
+    generations_of,
+    package,
+    part_opener,
+    staging_area,
+    verify_package,
+)
 from offboarding.locations import get_location, platform_order, scratch_dir
 from offboarding.locations.base import (
     ExportProgress,
@@ -52,6 +58,7 @@ __all__ = [
     "export_part",
     "export_snapshot",
     "freeze",
+    "generations_of",
     "inventory_of",
     "inventory_rows",
     "new_case",
@@ -206,7 +213,11 @@ def export_snapshot(
     exported = ExportResult(parts=parts, snapshot_time=snapshot_time)
     try:
         check_export_isolation(
-            settings, case, inventory, exported, part_opener(settings, case, inventory)
+            settings,
+            case,
+            inventory,
+            exported,
+            part_opener(settings, case, generations_of(inventory)),
         )
     except IsolationBreachError as breach:
         record_incident(settings, case, breach, stage="export", in_trail=record)

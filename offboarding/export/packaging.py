@@ -6,14 +6,24 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, ExitStack
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from pyrage import x25519
 
-from exporters.bundle import ALL_OF_IT, Writable, manifest_json, package_bundle, verify_bundle
+from exporters.bundle import (
+    ALL_OF_IT,
+    PartPlan,
+    Writable,
+    manifest_json,
+    plan_bundle,
+    verify_bundle,
+    write_part,
+    write_parts,
+)
 from offboarding.core.config import Settings
 from offboarding.core.errors import IntegrityError
 from offboarding.core.faults import crash_point
@@ -33,10 +43,19 @@ from offboarding.locations.base import (
 )
 from offboarding.locations.bundles import bundle_prefix, staging_prefix
 from offboarding.registry import TenantRegistry
-from offboarding.stores import LocalStore, ObjectInfo, ObjectStore, open_store
+from offboarding.stores import LocalStore, ObjectStore, open_store
 from offboarding.trail import AuditTrail, events
 
-__all__ = ["package", "part_opener", "staging_area", "verify_package"]
+__all__ = [
+    "PartWritten",
+    "WriteParts",
+    "generations_of",
+    "package",
+    "part_opener",
+    "staging_area",
+    "verify_package",
+    "write_bundle_part",
+]
 
 
 def staging_area(settings: Settings, case: CaseRef) -> tuple[ObjectStore, str]:
@@ -46,14 +65,13 @@ def staging_area(settings: Settings, case: CaseRef) -> tuple[ObjectStore, str]:
 
 
 def part_opener(
-    settings: Settings, case: CaseRef, inventory: Inventory
+    settings: Settings, case: CaseRef, generations: Mapping[str, int | None]
 ) -> Callable[[str], AbstractContextManager[BinaryIO]]:
     """Opens an exported part's bytes from wherever it is: this worker's scratch, the case's
-    staging area, or the files store (at the generation the inventory saw, where the store
-    keeps generations)."""
+    staging area, or the files store (at the generation the inventory saw, `generations`,
+    where the store keeps generations)."""
     scratch = scratch_dir(settings, case) / "export"
     files = open_store(settings.store_url("files"))
-    generations = {f.key: f.generation for f in inventory.files}
     staging: tuple[ObjectStore, str] | None = None
 
     def open_source(source: str) -> AbstractContextManager[BinaryIO]:
@@ -70,29 +88,99 @@ def part_opener(
     return open_source
 
 
+def generations_of(inventory: Inventory) -> dict[str, int | None]:
+    """The generation of each file the inventory saw (None where the store keeps none)."""
+    return {f.key: f.generation for f in inventory.files}
+
+
 def _bundle_base(case: CaseRef) -> str:
     return f"offboarding-{case.case_id}"
 
 
-def _bundle_target(
-    settings: Settings, case: CaseRef, directory: Path, record: bool
-) -> tuple[ObjectStore, str, x25519.Recipient | None]:
-    """Where the parts go, emptied of a retried packaging's: the delivery store of the
-    tenant's region (encrypted to the client's age recipient, if it gave one), or, for a
-    copy that is no step of a case, `directory` in scratch."""
+@dataclass(frozen=True)
+class PartWritten:
+    """What one part's writer wrote: its name and stored bytes (and, encrypted, what it
+    encrypted)."""
+
+    name: str
+    size: int
+    sha256: str
+    plaintext_sha256: str | None = None
+    plaintext_size: int | None = None
+
+
+# Writes the planned parts elsewhere (a Dask cluster's workers): what each wrote, in order.
+WriteParts = Callable[[list[PartPlan]], list[PartWritten]]
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where a case's parts go: the delivery store of the tenant's region (encrypted to the
+    client's age recipient, if it gave one), or, for a copy that is no step of a case, a
+    directory in scratch."""
+
+    store: ObjectStore
+    prefix: str
+    recipient: x25519.Recipient | None
+    directory: Path | None = None  # the copy's directory in scratch
+
+    def key(self, name: str) -> str:
+        return self.prefix + name + (".age" if self.recipient is not None else "")
+
+    def path(self, name: str) -> str:
+        """The part as the bundle's record names it: its key, or the copy's file."""
+        return str(self.directory / name) if self.directory else self.key(name)
+
+    def write(
+        self, part: PartPlan, open_source: Callable[[str], AbstractContextManager[BinaryIO]]
+    ) -> PartWritten:
+        def fill(target: Writable) -> None:
+            write_part(part, target, open_source)
+
+        clear = Plaintext() if self.recipient is not None else None
+        writer: Callable[[Any], None] = fill
+        if self.recipient is not None and clear is not None:  # only the client's identity opens it
+            writer = encrypting(self.recipient, fill, clear)
+        info = self.store.write_stream(self.key(part.name), writer)
+        crash_point("bundle:part-written")
+        return PartWritten(
+            name=part.name, size=info.size, sha256=info.sha256,
+            plaintext_sha256=clear.sha256 if clear else None,
+            plaintext_size=clear.size if clear else None,
+        )  # fmt: skip
+
+
+def _target(settings: Settings, case: CaseRef, record: bool) -> _Target:
     if not record:
-        shutil.rmtree(directory, ignore_errors=True)
-        return LocalStore(directory), "", None
+        directory = scratch_dir(settings, case) / "bundle"
+        return _Target(LocalStore(directory), "", None, directory)
     tenant = TenantRegistry(settings).get(case.tenant)
     tenant.require_contact()  # nothing goes to the delivery store for nobody to receive
     recipient = parse_recipient(tenant.age_recipient, case.tenant) if tenant.age_recipient else None
     store = open_store(settings.delivery_store_url(tenant.region))
-    prefix = f"{bundle_prefix(case.tenant)}{case.case_id}/"
+    return _Target(store, f"{bundle_prefix(case.tenant)}{case.case_id}/", recipient)
+
+
+def _emptied(settings: Settings, case: CaseRef, target: _Target, record: bool) -> None:
+    """A retried packaging's parts removed first (the staging area stays: it holds the
+    distributed export's parts)."""
+    if not record:
+        shutil.rmtree(scratch_dir(settings, case) / "bundle", ignore_errors=True)
+        return
     staging = staging_prefix(case)
-    for stale in list(store.list_objects(prefix)):
+    for stale in list(target.store.list_objects(target.prefix)):
         if not stale.key.startswith(staging):
-            store.delete(stale.key)
-    return store, prefix, recipient
+            target.store.delete(stale.key)
+
+
+def write_bundle_part(
+    settings: Settings, case: CaseRef, part: PartPlan, generations: Mapping[str, int | None]
+) -> PartWritten:
+    """One planned part written to the case's delivery store by this process (a worker of
+    the cluster): its sources opened here, each entry checked against the signed plan."""
+    return _target(settings, case, record=True).write(
+        part, part_opener(settings, case, generations)
+    )
 
 
 def package(
@@ -103,26 +191,19 @@ def package(
     *,
     record: bool = True,
     about: str = ALL_OF_IT,
+    elsewhere: WriteParts | None = None,
 ) -> BundleRef:
-    """Package the export into the signed ZIP bundle. A case's bundle parts are written
-    straight into the delivery store of the tenant's region as they are produced (no local
-    copy: a resumable upload on Cloud Storage); `record=False` (backups, copies, which are no
-    step of a case) writes them into scratch."""
-    open_source = part_opener(settings, case, inventory)
-    directory = scratch_dir(settings, case) / "bundle"
-    store, prefix, recipient = _bundle_target(settings, case, directory, record)
-    written: dict[str, ObjectInfo] = {}
-    clear: dict[str, Plaintext] = {}
-    suffix = ".age" if recipient is not None else ""
-
-    def write_part(name: str, fill: Callable[[Writable], None]) -> None:
-        if recipient is not None:  # only the client's identity opens it
-            clear[name] = Plaintext()
-            fill = encrypting(recipient, fill, clear[name])
-        written[name] = store.write_stream(prefix + name + suffix, fill)
-        crash_point("bundle:part-written")
-
-    manifest, names = package_bundle(
+    """Package the export into the signed ZIP bundle. The manifest is planned and signed here;
+    then the parts are written, `export.bundle_workers` at once by this process or, with
+    `elsewhere`, by a cluster's workers. A case's parts go straight into the delivery store
+    of the tenant's region as they are produced (no local copy: a resumable upload on Cloud
+    Storage); `record=False` (backups, copies, which are no step of a case) writes them into
+    scratch."""
+    generations = generations_of(inventory)
+    open_source = part_opener(settings, case, generations)
+    target = _target(settings, case, record)
+    _emptied(settings, case, target, record)
+    plan = plan_bundle(
         _bundle_base(case),
         tenant=case.tenant,
         case_id=case.case_id,
@@ -131,24 +212,44 @@ def package(
         parts=exported.parts,
         open_source=open_source,
         signer=Signer.load_or_create(settings.keys_dir),
-        write_part=write_part,
         part_bytes=settings.export.bundle_part_bytes,
         about=about,
         left_out=inventory.left_out,
     )
+    done: dict[str, PartWritten] = {}
+    here = plan.parts
+    if elsewhere is not None and record:
+        # A part reading this process's scratch (a location that wrote its parts here) is
+        # written here; every other part by the cluster's workers.
+        here = [p for p in plan.parts if any(s.startswith("scratch:") for s in p.sources)]
+        away = [p for p in plan.parts if p not in here]
+        done |= {w.name: w for w in (elsewhere(away) if away else [])}
+
+    def write(name: str, fill: Callable[[Writable], None]) -> None:
+        done[name] = target.write(by_name[name], open_source)
+
+    by_name = {p.name: p for p in here}
+    write_parts(replace(plan, parts=here), open_source, write, settings.export.bundle_workers)
+    written = [done[name] for name in plan.names if name in done]
+    if [w.name for w in written] != plan.names:
+        raise IntegrityError(
+            f"bundle of tenant {case.tenant!r}: the parts written ({len(written)}) are not the "
+            f"{len(plan.names)} planned; rerun the packaging"
+        )
+    manifest = plan.manifest
     bundle = BundleRef(
         parts=[
             BundlePart(
-                path=prefix + name + suffix if record else str(directory / name),
-                size=written[name].size,
-                sha256=written[name].sha256,
-                plaintext_sha256=clear[name].sha256 if name in clear else None,
-                plaintext_size=clear[name].size if name in clear else None,
+                path=target.path(w.name),
+                size=w.size,
+                sha256=w.sha256,
+                plaintext_sha256=w.plaintext_sha256,
+                plaintext_size=w.plaintext_size,
             )
-            for name in names
+            for w in written
         ],
-        store_url=store.url if record else "",
-        encrypted_to=str(recipient) if recipient is not None else "",
+        store_url=target.store.url if record else "",
+        encrypted_to=str(target.recipient) if target.recipient is not None else "",
         table_rows={t.name: t.rows for t in manifest.tables},
         manifest_sha256=hashlib.sha256(manifest_json(manifest)).hexdigest(),
         entries=len(manifest.entries),
