@@ -55,7 +55,23 @@ def test_every_variable_the_readme_documents_exists() -> None:
     top = {"HOME", "OPERATOR_NAME", "ORCHESTRATOR_RESULTS_PATH", "DATAMAP"}
     known = {n.upper() for n in FLAT_NAMES} | top
     known |= {"FILES_URL", "DELIVERY_URL", "ARCHIVE_URL"}  # the README lists them together
+    # Settings newer than 0.1 have no flat name: their section's prefix and their field's.
+    for section in Settings.model_fields:
+        model = type(getattr(Settings(), section))
+        prefix = str(getattr(model, "model_config", {}).get("env_prefix", ""))
+        if prefix.startswith("OFFBOARD_"):
+            known |= {f"{prefix.removeprefix('OFFBOARD_')}{f.upper()}" for f in model.model_fields}
     assert documented <= known, documented - known
+
+
+def test_a_setting_newer_than_the_flat_names_is_read_from_its_sections_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OFFBOARD_EXPORT_BUNDLE_WORKERS", "5")
+    assert Settings().export.bundle_workers == 5
+    monkeypatch.setenv("OFFBOARD_EXPORT_BUNDLE_WORKERS", "0")
+    with pytest.raises(ValueError, match="bundle_workers"):
+        Settings()
 
 
 def test_replace_validates_and_keeps_what_it_does_not_change(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from pyrage import x25519
 
 from exporters.bundle import (
     ALL_OF_IT,
+    BundlePlan,
     PartPlan,
     Writable,
     manifest_json,
@@ -183,6 +184,31 @@ def write_bundle_part(
     )
 
 
+def _write_all(
+    plan: BundlePlan,
+    target: _Target,
+    open_source: Callable[[str], AbstractContextManager[BinaryIO]],
+    workers: int,
+    elsewhere: WriteParts | None,
+) -> list[PartWritten]:
+    """Every planned part, in order: `workers` at once here or, with `elsewhere`, on the
+    cluster, except a part reading this process's scratch (a location that wrote its parts
+    here), which is written here."""
+    done: dict[str, PartWritten] = {}
+    here = plan.parts
+    if elsewhere is not None:
+        here = [p for p in plan.parts if any(s.startswith("scratch:") for s in p.sources)]
+        away = [p for p in plan.parts if p not in here]
+        done |= {w.name: w for w in (elsewhere(away) if away else [])}
+    by_name = {p.name: p for p in here}
+
+    def write(name: str, fill: Callable[[Writable], None]) -> None:
+        done[name] = target.write(by_name[name], open_source)
+
+    write_parts(replace(plan, parts=here), open_source, write, workers)
+    return [done[name] for name in plan.names if name in done]
+
+
 def package(
     settings: Settings,
     case: CaseRef,
@@ -216,21 +242,10 @@ def package(
         about=about,
         left_out=inventory.left_out,
     )
-    done: dict[str, PartWritten] = {}
-    here = plan.parts
-    if elsewhere is not None and record:
-        # A part reading this process's scratch (a location that wrote its parts here) is
-        # written here; every other part by the cluster's workers.
-        here = [p for p in plan.parts if any(s.startswith("scratch:") for s in p.sources)]
-        away = [p for p in plan.parts if p not in here]
-        done |= {w.name: w for w in (elsewhere(away) if away else [])}
-
-    def write(name: str, fill: Callable[[Writable], None]) -> None:
-        done[name] = target.write(by_name[name], open_source)
-
-    by_name = {p.name: p for p in here}
-    write_parts(replace(plan, parts=here), open_source, write, settings.export.bundle_workers)
-    written = [done[name] for name in plan.names if name in done]
+    written = _write_all(
+        plan, target, open_source, settings.export.bundle_workers,
+        elsewhere if record else None,
+    )  # fmt: skip
     if [w.name for w in written] != plan.names:
         raise IntegrityError(
             f"bundle of tenant {case.tenant!r}: the parts written ({len(written)}) are not the "
