@@ -163,9 +163,9 @@ def test_the_bundles_parts_are_written_by_the_clusters_workers_and_verify(
     the delivery store verify and carry the entries a single process writes."""
     platform = many_parts
     with _on_cluster(
-        platform, server, tmp_path, monkeypatch, {"OFFBOARD_BUNDLE_PART_BYTES": "40000"}
+        platform, server, tmp_path, monkeypatch, {"OFFBOARD_BUNDLE_PART_BYTES": "20000"}
     ):
-        monkeypatch.setenv("OFFBOARD_BUNDLE_PART_BYTES", "40000")
+        monkeypatch.setenv("OFFBOARD_BUNDLE_PART_BYTES", "20000")
         exported, inventory, case = _export(platform)
         staged = {
             name: stages.stage(adapter.settings(), case, name, record)
@@ -173,7 +173,7 @@ def test_the_bundles_parts_are_written_by_the_clusters_workers_and_verify(
         }
         bundle = package_task(case, staged["inventory"], staged["export"])
     settings = adapter.settings()
-    assert len(bundle.parts) > 4 and bundle.store_url
+    assert len(bundle.parts) >= 3 and bundle.store_url
     assert stages.verify_package(settings, case, bundle, inventory) == inventory.total_rows
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(
