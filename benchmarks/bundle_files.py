@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
-from exporters.bundle import directory_writer, package_bundle
+from exporters.bundle import directory_writer, plan_bundle, write_parts
 from offboarding.core.records import ExportedPart
 from offboarding.core.signing import Signer
 
@@ -35,19 +36,22 @@ def main() -> None:
         )
         for p in files
     ]
-    package_bundle(
+
+    def open_source(source: str) -> BinaryIO:
+        return Path(source).open("rb")
+
+    plan = plan_bundle(
         "bundle",
         tenant="bench",
         case_id="bench-run",
         snapshot_time=datetime.now(UTC),
         tables=[],
         parts=parts,
-        open_source=lambda s: Path(s).open("rb"),  # noqa: SIM115 (the caller closes it)
+        open_source=open_source,
         signer=Signer.load_or_create(args.target / "keys"),
-        write_part=directory_writer(args.target),
         part_bytes=args.part_bytes,
-        workers=args.workers,
     )
+    write_parts(plan, open_source, directory_writer(args.target), args.workers)
 
 
 if __name__ == "__main__":

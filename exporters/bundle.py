@@ -68,7 +68,6 @@ __all__ = [  # the layout's names too, as importers of this module knew them
     "Writable",
     "WritePart",
     "directory_writer",
-    "package_bundle",
     "part_names",
     "plan_bundle",
     "plan_parts",
@@ -365,35 +364,6 @@ def write_parts(
             for future in futures:
                 future.cancel()
             raise
-
-
-def package_bundle(
-    base_name: str,
-    *,
-    tenant: str,
-    case_id: str,
-    snapshot_time: datetime,
-    tables: list[TableItem],
-    parts: list[ExportedPart],
-    open_source: Callable[[str], AbstractContextManager[BinaryIO]],
-    signer: Signer,
-    write_part: WritePart,
-    part_bytes: int | None = None,
-    about: str = ALL_OF_IT,
-    left_out: list[LeftOut] | None = None,
-    workers: int = 1,
-) -> tuple[Manifest, list[str]]:
-    """Plan the bundle (`plan_bundle`) and write its parts through `write_part`, `workers` at
-    once; return the manifest and the parts' names. Each entry's bytes are hashed again as
-    they are copied in; bytes that differ from the digest planned (a source changed since it
-    was written) stop the part."""
-    plan = plan_bundle(
-        base_name, tenant=tenant, case_id=case_id, snapshot_time=snapshot_time, tables=tables,
-        parts=parts, open_source=open_source, signer=signer, part_bytes=part_bytes, about=about,
-        left_out=left_out,
-    )  # fmt: skip
-    write_parts(plan, open_source, write_part, workers)
-    return plan.manifest, plan.names
 
 
 def manifest_json(manifest: Manifest) -> bytes:

@@ -11,6 +11,7 @@ import threading
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import psycopg
@@ -302,13 +303,31 @@ def test_with_every_index_in_place_destruction_plans_from_the_tenants_rows(
     assert {t: platform.fingerprint(t) for t in neighbours} == neighbours
 
 
+def _bookmarked_after_the_proof(platform: Platform, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """globex bookmarks acme's first post right after the destroy's proof: the proofs made."""
+    from offboarding.locations.postgres import deletion
+
+    proved, proofs = deletion._prove, []
+
+    def then_a_neighbour_writes(*args: Any, **kwargs: Any) -> Any:
+        result = proved(*args, **kwargs)
+        proofs.append(result[1])
+        platform.query(
+            "INSERT INTO bookmarks SELECT 1, 'globex', id FROM posts WHERE tenant_id = 'acme' "
+            "ORDER BY id LIMIT 1"
+        )
+        return result
+
+    monkeypatch.setattr(deletion, "_prove", then_a_neighbour_writes)
+    return proofs
+
+
 def test_a_cascading_reference_written_after_the_check_is_caught_under_the_batchs_locks(
     platform: Platform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A neighbour's row that starts referencing the tenant's row between the check and the
     delete, through a key that would cascade: the batch's rows are locked, the check is run
     again for them, and the batch is rolled back instead of deleting the neighbour's row."""
-    from offboarding.locations.postgres import deletion
 
     platform.query(
         "CREATE TABLE bookmarks (id bigint PRIMARY KEY, tenant_id text NOT NULL REFERENCES "
@@ -318,17 +337,7 @@ def test_a_cascading_reference_written_after_the_check_is_caught_under_the_batch
     case = platform.case("acme")
     export_and_deliver(platform, case)
     acknowledge(platform.settings, case)
-    proved = deletion._prove
-
-    def then_a_neighbour_writes(*args: object, **kwargs: object) -> object:
-        result = proved(*args, **kwargs)  # type: ignore[arg-type]
-        platform.query(
-            "INSERT INTO bookmarks SELECT 1, 'globex', id FROM posts WHERE tenant_id = 'acme' "
-            "ORDER BY id LIMIT 1"
-        )
-        return result
-
-    monkeypatch.setattr(deletion, "_prove", then_a_neighbour_writes)
+    _bookmarked_after_the_proof(platform, monkeypatch)
     posts = platform.query("SELECT count(*) FROM posts WHERE tenant_id = 'acme'")
     with pytest.raises(IsolationBreachError, match="bookmarks_post_id_fkey"):
         destruction.destroy_location(platform.settings, case, "postgres")
@@ -345,7 +354,6 @@ def test_a_refusing_reference_written_after_the_check_is_refused_by_the_database
     row after that proof makes the database refuse the batch, at the delete or, for a
     deferred key, at its commit. The batch is rolled back, the neighbour's row is named in an
     incident, and the neighbour's row and the tenant's rows of that batch stay."""
-    from offboarding.locations.postgres import deletion
 
     timing = " DEFERRABLE INITIALLY DEFERRED" if deferred else ""
     platform.query(
@@ -357,19 +365,7 @@ def test_a_refusing_reference_written_after_the_check_is_refused_by_the_database
     export_and_deliver(platform, case)
     acknowledge(platform.settings, case)
     destruction.check_isolation(platform.settings, case)  # the check before any location
-    proved = deletion._prove
-    proofs = []
-
-    def then_a_neighbour_writes(*args: object, **kwargs: object) -> object:
-        result = proved(*args, **kwargs)  # type: ignore[arg-type]
-        proofs.append(result[1])  # type: ignore[index]
-        platform.query(
-            "INSERT INTO bookmarks SELECT 1, 'globex', id FROM posts WHERE tenant_id = 'acme' "
-            "ORDER BY id LIMIT 1"
-        )
-        return result
-
-    monkeypatch.setattr(deletion, "_prove", then_a_neighbour_writes)
+    proofs = _bookmarked_after_the_proof(platform, monkeypatch)
     posts = platform.query("SELECT count(*) FROM posts WHERE tenant_id = 'acme'")
     with pytest.raises(IsolationBreachError, match="globex") as refused:
         destruction.destroy_location(platform.settings, case, "postgres")
