@@ -26,31 +26,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.results import record
-from benchmarks.run import machine, make_files
+from benchmarks.run import machine, make_files, measured
 from exporters.bundle import plan_parts, verify_bundle
 from offboarding.core.signing import Signer
 
-# GNU time reports the peak RSS of the command alone: a child forked from this process would
-# count this process's pages too (the kernel keeps the high-water mark across exec).
-TIME = shutil.which("time", path="/usr/bin:/bin")
-
 
 def _run(argv: list[str], cwd: Path, stdin: bytes | None = None) -> tuple[float, float, float]:
-    """Wall seconds, peak RSS (MB; 0 without GNU time) and CPU seconds of one command."""
-    peak = cwd.parent / "peak-rss"
-    measured = [TIME, "-f", "%M", "-o", str(peak), *argv] if TIME else argv
-    started = time.perf_counter()
-    process = subprocess.Popen(measured, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
-    if stdin is not None and process.stdin:
-        process.stdin.write(stdin)
-    if process.stdin:
-        process.stdin.close()
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status):
-        raise RuntimeError(f"{argv[:3]} failed")
-    rss = int(peak.read_text().split()[-1]) / 1024 if TIME else 0.0
-    return wall, rss, usage.ru_utime + usage.ru_stime  # (time's own CPU is negligible)
+    """Wall seconds, peak RSS (MB) and CPU seconds of one command."""
+    run = measured(argv, cwd=cwd, stdin=stdin)
+    return run.wall, run.rss_mb, run.cpu
 
 
 def _parallel(

@@ -72,16 +72,53 @@ class Measure:
         return statistics.median(self.rss_mb)
 
 
+# GNU time reports the peak RSS of the command alone: read from the kernel's accounting of a
+# child forked from this process, it would include this process's own pages (Linux keeps the
+# high-water mark across exec), so a small tool showed this runner's size.
+TIME = shutil.which("time", path="/usr/bin:/bin")
+
+
+@dataclass(frozen=True)
+class Run:
+    wall: float  # seconds
+    rss_mb: float  # the command's peak RSS (0 where GNU time is missing)
+    cpu: float  # user + system seconds
+
+
+def measured(
+    argv: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    stdin: bytes | None = None,
+) -> Run:
+    """One command's wall time, peak RSS and CPU time."""
+    with tempfile.NamedTemporaryFile(prefix="offboard-rss-") as peak:
+        command = [TIME, "-f", "%M", "-o", peak.name, *argv] if TIME else argv
+        start = time.perf_counter()
+        process = subprocess.Popen(
+            command, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        assert process.stdin is not None
+        if stdin is not None:
+            process.stdin.write(stdin)
+        process.stdin.close()
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            error = process.stderr.read().decode() if process.stderr else ""
+            raise RuntimeError(f"{argv[:3]} failed: {error[-2000:]}")
+        if process.stderr:
+            process.stderr.close()
+        rss = int(Path(peak.name).read_text().split()[-1]) / 1024 if TIME else 0.0
+    return Run(wall, rss, usage.ru_utime + usage.ru_stime)
+
+
 def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one command, from the kernel's accounting."""
-    start = time.perf_counter()
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        error = process.stderr.read().decode() if process.stderr else ""
-        raise RuntimeError(f"{argv[:3]} failed: {error[-2000:]}")
-    return wall, usage.ru_maxrss / 1024
+    """Wall seconds and peak RSS (MB) of one command."""
+    run = measured(argv, env=env)
+    return run.wall, run.rss_mb
 
 
 def build(dsn: str, wide: int, narrow: int) -> None:

@@ -35,7 +35,11 @@ class LocationEvidence(Record):
     )
     technique: str
     items_before: int
-    bytes_before: int
+    bytes_before: int = Field(
+        description="The tenant's bytes there before: objects' and files' sizes; for a "
+        "database, its rows times each table's average row as the database's statistics give "
+        "it (rows are counted exactly in items_before)."
+    )
     items_removed: int
     verification_method: str
     verification_result: Literal["pass", "fail"]
