@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from exporters.bundle import directory_writer, plan_bundle, write_parts
+from exporters.bundle import plan_bundle, to_directory, write_parts
 from offboarding.core.records import ExportedPart
 from offboarding.core.signing import Signer
 
@@ -51,7 +51,7 @@ def main() -> None:
         signer=Signer.load_or_create(args.target / "keys"),
         part_bytes=args.part_bytes,
     )
-    write_parts(plan, open_source, directory_writer(args.target), args.workers)
+    write_parts(plan.parts, to_directory(args.target, open_source), args.workers)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, BinaryIO, Protocol, cast
+from typing import IO, BinaryIO, Protocol, TypeVar, cast
 
 from exporters.layout import (
     ALL_OF_IT,
@@ -72,6 +72,7 @@ __all__ = [  # the layout's names too, as importers of this module knew them
     "plan_bundle",
     "plan_parts",
     "safe_entry_paths",
+    "to_directory",
     "verify_bundle",
     "write_part",
     "write_parts",
@@ -129,6 +130,8 @@ class Writable(Protocol):
 
     def flush(self) -> None: ...
 
+
+T = TypeVar("T")
 
 # Writes the part named by the first argument by calling the second with a stream to fill.
 WritePart = Callable[[str, Callable[[Writable], None]], None]
@@ -338,32 +341,29 @@ def plan_bundle(
     )
 
 
-def write_parts(
-    plan: BundlePlan,
-    open_source: Callable[[str], AbstractContextManager[BinaryIO]],
-    write: WritePart,
-    workers: int = 1,
-) -> None:
-    """Every part of the plan through `write`, `workers` of them at once (threads: hashing,
-    CRC and I/O release the interpreter). The first failure stops the parts not yet begun
-    and is raised once those running have ended; a retry writes every part again."""
-
-    def one(part: PartPlan) -> None:
-        write(part.name, lambda target: write_part(part, target, open_source))
-
-    if workers <= 1 or len(plan.parts) <= 1:
-        for part in plan.parts:
-            one(part)
-        return
-    with ThreadPoolExecutor(min(workers, len(plan.parts)), "bundle-part") as pool:
-        futures = [pool.submit(one, part) for part in plan.parts]
+def write_parts(parts: list[PartPlan], write: Callable[[PartPlan], T], workers: int = 1) -> list[T]:
+    """`write` applied to every part, `workers` of them at once (threads: hashing, CRC and I/O
+    release the interpreter); what each returned, in the parts' order. The first failure
+    stops the parts not yet begun and is raised once those running have ended; a retry
+    writes every part again."""
+    if workers <= 1 or len(parts) <= 1:
+        return [write(part) for part in parts]
+    with ThreadPoolExecutor(min(workers, len(parts)), "bundle-part") as pool:
+        futures = [pool.submit(write, part) for part in parts]
         try:
-            for future in futures:
-                future.result()
+            return [future.result() for future in futures]
         except BaseException:
             for future in futures:
                 future.cancel()
             raise
+
+
+def to_directory(
+    directory: Path, open_source: Callable[[str], AbstractContextManager[BinaryIO]]
+) -> Callable[[PartPlan], None]:
+    """Writes a planned part as a file in a local directory."""
+    write = directory_writer(directory)
+    return lambda part: write(part.name, lambda target: write_part(part, target, open_source))
 
 
 def manifest_json(manifest: Manifest) -> bytes:

@@ -8,7 +8,7 @@ import hashlib
 import shutil
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -162,11 +162,11 @@ def _target(settings: Settings, case: CaseRef, record: bool) -> _Target:
     return _Target(store, f"{bundle_prefix(case.tenant)}{case.case_id}/", recipient)
 
 
-def _emptied(settings: Settings, case: CaseRef, target: _Target, record: bool) -> None:
+def _emptied(target: _Target, case: CaseRef) -> None:
     """A retried packaging's parts removed first (the staging area stays: it holds the
     distributed export's parts)."""
-    if not record:
-        shutil.rmtree(scratch_dir(settings, case) / "bundle", ignore_errors=True)
+    if target.directory is not None:
+        shutil.rmtree(target.directory, ignore_errors=True)
         return
     staging = staging_prefix(case)
     for stale in list(target.store.list_objects(target.prefix)):
@@ -194,19 +194,15 @@ def _write_all(
     """Every planned part, in order: `workers` at once here or, with `elsewhere`, on the
     cluster, except a part reading this process's scratch (a location that wrote its parts
     here), which is written here."""
-    done: dict[str, PartWritten] = {}
     here = plan.parts
+    written: list[PartWritten] = []
     if elsewhere is not None:
         here = [p for p in plan.parts if any(s.startswith("scratch:") for s in p.sources)]
         away = [p for p in plan.parts if p not in here]
-        done |= {w.name: w for w in (elsewhere(away) if away else [])}
-    by_name = {p.name: p for p in here}
-
-    def write(name: str, fill: Callable[[Writable], None]) -> None:
-        done[name] = target.write(by_name[name], open_source)
-
-    write_parts(replace(plan, parts=here), open_source, write, workers)
-    return [done[name] for name in plan.names if name in done]
+        written = elsewhere(away) if away else []
+    written += write_parts(here, lambda part: target.write(part, open_source), workers)
+    order = {name: n for n, name in enumerate(plan.names)}
+    return sorted(written, key=lambda w: order.get(w.name, len(order)))
 
 
 def package(
@@ -228,7 +224,7 @@ def package(
     generations = generations_of(inventory)
     open_source = part_opener(settings, case, generations)
     target = _target(settings, case, record)
-    _emptied(settings, case, target, record)
+    _emptied(target, case)
     plan = plan_bundle(
         _bundle_base(case),
         tenant=case.tenant,
