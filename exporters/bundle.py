@@ -65,6 +65,7 @@ __all__ = [  # the layout's names too, as importers of this module knew them
     "BundlePlan",
     "BundleReport",
     "PartPlan",
+    "SourceChanged",
     "Writable",
     "WritePart",
     "directory_writer",
@@ -216,6 +217,11 @@ def _part_contents(
     return in_part
 
 
+class SourceChanged(IntegrityError):
+    """An entry's bytes differ from the signed plan's digest. The message names the entry,
+    which may be a file's name: the pipeline keeps it in a case report."""
+
+
 @dataclass(frozen=True)
 class PartPlan:
     """Everything one ZIP part's writer needs, planned and signed on the coordinator: its
@@ -266,7 +272,7 @@ def write_part(
             with open_source(part.source) as source:
                 size, digest = write_stream(archive, entry.path, source, hasher)
             if (size, digest) != (entry.size, entry.sha256):
-                raise IntegrityError(
+                raise SourceChanged(
                     f"{entry.path}: its source changed since it was written (sha256 "
                     f"{digest}, {size} bytes; {entry.sha256}, {entry.size} expected): "
                     "export again"

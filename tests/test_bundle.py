@@ -181,8 +181,11 @@ def test_parts_written_at_once_are_the_parts_written_one_at_a_time(platform: Pla
     data = bytearray(source.read_bytes())
     data[len(data) // 2] ^= 0xFF
     source.write_bytes(bytes(data))
-    with pytest.raises(IntegrityError, match="its source changed since it was written"):
+    with pytest.raises(IntegrityError, match="changed since it was written") as stopped:
         stages.package(together, case, inventory, exported, record=False)
+    assert changed.path not in str(stopped.value)  # an entry's name can name a person
+    report = Path(str(stopped.value).split("details in ")[1].split(" on the worker")[0])
+    assert changed.path in report.read_text()
 
 
 def test_the_pipeline_keeps_entry_names_out_of_its_errors(

@@ -18,6 +18,7 @@ from exporters.bundle import (
     ALL_OF_IT,
     BundlePlan,
     PartPlan,
+    SourceChanged,
     Writable,
     manifest_json,
     plan_bundle,
@@ -120,6 +121,8 @@ class _Target:
     client's age recipient, if it gave one), or, for a copy that is no step of a case, a
     directory in scratch."""
 
+    settings: Settings
+    case: CaseRef
     store: ObjectStore
     prefix: str
     recipient: x25519.Recipient | None
@@ -136,7 +139,17 @@ class _Target:
         self, part: PartPlan, open_source: Callable[[str], AbstractContextManager[BinaryIO]]
     ) -> PartWritten:
         def fill(target: Writable) -> None:
-            write_part(part, target, open_source)
+            try:
+                write_part(part, target, open_source)
+            except SourceChanged as changed:  # its message names an entry: maybe a file's name
+                details = write_case_report(
+                    self.settings, self.case, f"packaging-{part.name}.txt", [str(changed)]
+                )
+                raise IntegrityError(
+                    f"bundle part {part.name} of tenant {self.case.tenant!r}: an exported part "
+                    f"changed since it was written (details in {details} on the worker); "
+                    "nothing was delivered: export again"
+                ) from None
 
         clear = Plaintext() if self.recipient is not None else None
         writer: Callable[[Any], None] = fill
@@ -154,21 +167,21 @@ class _Target:
 def _target(settings: Settings, case: CaseRef, record: bool) -> _Target:
     if not record:
         directory = scratch_dir(settings, case) / "bundle"
-        return _Target(LocalStore(directory), "", None, directory)
+        return _Target(settings, case, LocalStore(directory), "", None, directory)
     tenant = TenantRegistry(settings).get(case.tenant)
     tenant.require_contact()  # nothing goes to the delivery store for nobody to receive
     recipient = parse_recipient(tenant.age_recipient, case.tenant) if tenant.age_recipient else None
     store = open_store(settings.delivery_store_url(tenant.region))
-    return _Target(store, f"{bundle_prefix(case.tenant)}{case.case_id}/", recipient)
+    return _Target(settings, case, store, f"{bundle_prefix(case.tenant)}{case.case_id}/", recipient)
 
 
-def _emptied(target: _Target, case: CaseRef) -> None:
+def _emptied(target: _Target) -> None:
     """A retried packaging's parts removed first (the staging area stays: it holds the
     distributed export's parts)."""
     if target.directory is not None:
         shutil.rmtree(target.directory, ignore_errors=True)
         return
-    staging = staging_prefix(case)
+    staging = staging_prefix(target.case)
     for stale in list(target.store.list_objects(target.prefix)):
         if not stale.key.startswith(staging):
             target.store.delete(stale.key)
@@ -224,7 +237,7 @@ def package(
     generations = generations_of(inventory)
     open_source = part_opener(settings, case, generations)
     target = _target(settings, case, record)
-    _emptied(target, case)
+    _emptied(target)
     plan = plan_bundle(
         _bundle_base(case),
         tenant=case.tenant,
