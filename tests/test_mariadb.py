@@ -5,6 +5,7 @@ destroyed with the proof by construction while the neighbours keep every row."""
 from __future__ import annotations
 
 import json
+import uuid
 import zipfile
 from collections.abc import Iterator
 from datetime import timedelta
@@ -25,6 +26,8 @@ from offboarding.dev.services import MariaDBServer
 from offboarding.export import export as stages
 from offboarding.locations import get_location
 from offboarding.locations.mariadb import _Snapshot
+from offboarding.locations.mariadb.catalogue import read_catalogue
+from offboarding.locations.mariadb.snapshot import write_table
 from offboarding.locations.relational import proof
 from offboarding.stores import open_store
 from offboarding.trail import AuditTrail
@@ -311,3 +314,63 @@ def test_the_wiki_passes_the_location_conformance_suite(wiki: tuple[Platform, st
     case = platform.case("acme")
     export_and_deliver(platform, case)
     conforms(get_location("wiki", platform.settings), case, holds_data=True, estimated=True)
+
+
+def test_parsed_columns_hold_what_the_driver_decodes_zero_dates_and_nulls_included(
+    mariadb: MariaDBServer, tmp_path: Path
+) -> None:
+    """Decimals, floats, dates and timestamps are parsed by Arrow from the server's text, a
+    batch at a time. Across several batches, with NULLs and a zero date (which no calendar has:
+    the driver gives None), the Parquet file read back by DuckDB holds what mysqlclient's own
+    decoders give for the same rows."""
+    database = f"types_{uuid.uuid4().hex[:10]}"
+    conn = MySQLdb.connect(host="127.0.0.1", port=mariadb.port, user="offboard", autocommit=True)
+    wiki_db.run(conn, f"""
+        SET SESSION sql_mode = ''; CREATE DATABASE {database}; USE {database};
+        CREATE TABLE kinds (id INT PRIMARY KEY, tenant_id VARCHAR(8) NOT NULL,
+          amount DECIMAL(38, 10), small_amount DECIMAL(5, 0), f FLOAT, d DOUBLE, day DATE,
+          at DATETIME(6), whole DATETIME, stamp TIMESTAMP(3) NULL);
+        INSERT INTO kinds SELECT n, IF(n % 3, 'a', 'b'),
+          IF(n % 7, (n - 12500) * 1234567.0123456789, NULL), n % 99999 - 49999,
+          IF(n % 11, n / 3e7, NULL), IF(n % 13, -n * 1.0e200 / 7, NULL),
+          IF(n % 17, DATE '1000-01-01' + INTERVAL n DAY, NULL),
+          TIMESTAMP '1970-01-01 00:00:00' + INTERVAL n * 1000003 MICROSECOND,
+          IF(n = 20000, '0000-00-00 00:00:00', TIMESTAMP '9999-12-31 00:00:00' - INTERVAL n HOUR),
+          IF(n % 19, TIMESTAMP '2038-01-19 03:14:07' - INTERVAL n MINUTE, NULL)
+        FROM (SELECT CAST(seq AS SIGNED) AS n FROM seq_1_to_36000) s
+    """)  # fmt: skip
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT * FROM {database}.kinds WHERE tenant_id = 'a' ORDER BY id")
+        expected = cur.fetchall()
+    catalogue = read_catalogue(conn, "types", database)
+    table = catalogue.tables[0]
+    reader = MySQLdb.connect(
+        host="127.0.0.1", port=mariadb.port, user="offboard", database=database,
+        charset="utf8mb4", init_command="SET time_zone = '+00:00'",
+    )  # fmt: skip
+    target = tmp_path / "kinds.parquet"
+    rows, _ = write_table(
+        "types", reader, table, catalogue.columns[table.name], "t.tenant_id = %(tenant)s",
+        {"tenant": "a"}, target,
+    )  # fmt: skip
+    assert reader.converter[MySQLdb.constants.FIELD_TYPE.NEWDECIMAL] is Decimal  # given back
+    reader.close()
+    wiki_db.run(conn, f"DROP DATABASE {database}")
+    conn.close()
+    assert rows == len(expected) == 24_000
+    duck = duckdb.connect()
+    duck.execute("SET TimeZone = 'UTC'")
+    got = duck.execute(f"SELECT * FROM '{target}' ORDER BY id").fetchall()
+    zero = next(i for i, row in enumerate(expected) if row[0] == 20000)
+    assert expected[zero][8] is None and got[zero][8] is None
+    for want, have in zip(expected, got, strict=True):
+        stamp = have[9].replace(tzinfo=None) if have[9] is not None else None
+        assert (*want[:4], want[6], want[7], want[8], want[9]) == (
+            *have[:4],
+            have[6],
+            have[7],
+            have[8],
+            stamp,
+        )
+        assert want[4] is None or have[4] == pytest.approx(want[4], rel=1e-6)  # FLOAT: 4 bytes
+        assert want[5] == have[5]

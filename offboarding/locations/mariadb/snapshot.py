@@ -7,7 +7,7 @@ import contextlib
 import datetime as dt
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import replace
@@ -18,6 +18,7 @@ import MySQLdb
 import MySQLdb.cursors
 import pyarrow as pa
 import pyarrow.parquet as pq
+from MySQLdb.constants import FIELD_TYPE
 
 from offboarding.core.errors import IntegrityError
 from offboarding.core.names import inside, table_folder
@@ -36,6 +37,12 @@ from offboarding.planning import CatalogTable
 __all__ = ["Snapshot", "Source", "export_tables", "write_table"]
 
 _ROWS_PER_BATCH = 10_000
+# Field types read as the server's text and parsed by Arrow a batch at a time, not decoded
+# into a Python object per value by the driver: the export of a table of decimals and
+# timestamps takes half the time.
+_PARSED_BY_ARROW = (FIELD_TYPE.DECIMAL, FIELD_TYPE.NEWDECIMAL, FIELD_TYPE.FLOAT,
+                    FIELD_TYPE.DOUBLE, FIELD_TYPE.DATE, FIELD_TYPE.DATETIME,
+                    FIELD_TYPE.TIMESTAMP)  # fmt: skip
 
 
 class Snapshot:
@@ -139,35 +146,63 @@ def write_table(
     source = f"{quote(database)}.{quote(table.name)}" if database else quote(table.name)
     target.parent.mkdir(parents=True, exist_ok=True)
     rows = 0
-    with pq.ParquetWriter(target, schema, compression="zstd") as writer, conn.cursor() as cur:
+    with (
+        pq.ParquetWriter(target, schema, compression="zstd") as writer,
+        _text_decoding(conn) as decoders,
+        conn.cursor() as cur,
+    ):
         cur.execute(
             f"SELECT {select} FROM {source} t WHERE {where}"
             + (f" ORDER BY {order}" if order else ""),
             params,
         )
-        # Only text-kept and binary columns need a conversion; the others go to Arrow as
-        # the driver returns them.
-        converted = [as_text or pa.types.is_binary(target_type) for target_type, as_text in types]
+        fields = [d[1] for d in cur.description]
         while batch := cur.fetchmany(_ROWS_PER_BATCH):
             arrays = []
             for i, (column, typed) in enumerate(zip(columns, types, strict=True)):
-                target_type, as_text = typed
-                values = (
-                    [convert(row[i], target_type, as_text) for row in batch]
-                    if converted[i]
-                    else [row[i] for row in batch]
-                )
+                values = [row[i] for row in batch]
                 try:
-                    arrays.append(pa.array(values, type=target_type))
+                    arrays.append(_array(values, *typed, fields[i], decoders))
                 except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as error:
                     raise IntegrityError(
                         f"system {system!r}: column {table.name}.{column.name} "
                         f"({column.column_type}) holds a value Parquet cannot keep as "
-                        f"{target_type}: {str(error).splitlines()[0]}"
+                        f"{typed[0]}: {str(error).splitlines()[0]}"
                     ) from None
             writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
             rows += len(batch)
     return rows, [column_schema(c) for c in columns]
+
+
+@contextlib.contextmanager
+def _text_decoding(conn: Connection) -> Iterator[dict[Any, Any]]:
+    """While a table is read: the field types Arrow parses come as the server's text. Yields
+    the driver's own decoders, for a batch Arrow cannot parse."""
+    decoders = conn.converter
+    conn.converter = {k: v for k, v in decoders.items() if k not in _PARSED_BY_ARROW}
+    try:
+        yield decoders
+    finally:
+        conn.converter = decoders
+
+
+def _array(
+    values: list[Any], target: pa.DataType, as_text: bool, field: int, decoders: dict[Any, Any]
+) -> pa.Array:
+    """One column of a batch as `target`. Values of a parsed field type are the server's text
+    (bytes); where Arrow refuses one (MariaDB keeps zero dates, '0000-00-00', that no calendar
+    has), the batch is decoded as the driver would have, value by value."""
+    if field in _PARSED_BY_ARROW:
+        text = pa.array(values, pa.binary()).cast(pa.string())
+        parsed_as = pa.timestamp(target.unit) if pa.types.is_timestamp(target) else target
+        try:
+            return text.cast(parsed_as).cast(target)  # a zone-less text is UTC (the session's)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            decode = decoders.get(field, bytes.decode)
+            values = [None if v is None else decode(v.decode()) for v in values]
+    if as_text or pa.types.is_binary(target):
+        values = [convert(v, target, as_text) for v in values]
+    return pa.array(values, type=target)
 
 
 Source = tuple[CatalogTable, list[Column], str, "str | None"]
