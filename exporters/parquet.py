@@ -1,5 +1,6 @@
 """PostgreSQL rows to Parquet: Arrow record batches streamed by the ADBC PostgreSQL driver
 (binary COPY decoded in C++), conformed to the column plan, written in fixed-size row groups.
+The row groups and the writer's options serve every database's export (MariaDB's too).
 
 Each PostgreSQL type maps to the Arrow type that holds it without loss. Where Arrow has no
 exact type that Parquet can store (intervals, ranges, network addresses, enums, unconstrained
@@ -13,12 +14,13 @@ The driver is pinned to a build compiled with optimisation (benchmarks/README.md
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from psycopg import sql
 
@@ -30,8 +32,11 @@ __all__ = [
     "PgColumn",
     "arrow_schema",
     "plan_column",
+    "repeating_text",
+    "row_groups",
     "select_query",
     "write_parquet",
+    "write_row_groups",
 ]
 
 PARQUET_OPTIONS: dict[str, Any] = {
@@ -189,7 +194,7 @@ def _conform(array: pa.Array, plan: ColumnPlan) -> pa.Array:
         ) from error
 
 
-def _row_groups(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.Table]:
+def row_groups(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.Table]:
     """Regroup the driver's batches into row groups of exactly `size` rows (the last one
     shorter), so output bytes do not depend on how the driver happened to batch."""
     pending: list[pa.RecordBatch] = []
@@ -212,20 +217,54 @@ def write_parquet(
 ) -> int:
     """Stream the reader's batches into one Parquet file; return the row count."""
     schema = arrow_schema(plans)
+    groups = (
+        pa.Table.from_arrays(
+            [_conform_chunks(group.column(i), plan) for i, plan in enumerate(plans)],
+            schema=schema,
+        )
+        for group in row_groups(iter(reader), row_group_rows)
+    )
+    return write_row_groups(
+        groups, schema, target, row_group_rows, lambda _: _dictionary_columns(plans)
+    )
+
+
+def write_row_groups(
+    groups: Iterable[pa.Table],
+    schema: pa.Schema,
+    target: Path,
+    row_group_rows: int,
+    dictionary: Callable[[pa.Table], list[str]],
+) -> int:
+    """Row groups of `schema` into one Parquet file with the project's options (an empty file
+    still carries the schema); return the row count. `dictionary` names, from the first
+    group, the columns worth a dictionary."""
     target.parent.mkdir(parents=True, exist_ok=True)
     rows = 0
-    with pq.ParquetWriter(
-        target,
-        schema,
-        use_dictionary=_dictionary_columns(plans),
-        **PARQUET_OPTIONS,
-    ) as writer:
-        for group in _row_groups(iter(reader), row_group_rows):
-            columns = [_conform_chunks(group.column(i), plan) for i, plan in enumerate(plans)]
-            writer.write_table(
-                pa.Table.from_arrays(columns, schema=schema), row_group_size=row_group_rows
-            )
+    writer: pq.ParquetWriter | None = None
+    try:
+        for group in groups:
+            if writer is None:
+                writer = pq.ParquetWriter(
+                    target, schema, use_dictionary=dictionary(group), **PARQUET_OPTIONS
+                )
+            writer.write_table(group, row_group_size=row_group_rows)
             rows += group.num_rows
-        if rows == 0:
+        if writer is None:
+            writer = pq.ParquetWriter(target, schema, use_dictionary=False, **PARQUET_OPTIONS)
             writer.write_table(schema.empty_table())
+    finally:
+        if writer is not None:
+            writer.close()
     return rows
+
+
+def repeating_text(group: pa.Table) -> list[str]:
+    """Text and binary columns of which at most half the values in `group` are distinct: the
+    ones a dictionary makes smaller (the choice `_dictionary_columns` makes from PostgreSQL's
+    statistics, for a database that keeps none)."""
+    return [
+        field.name
+        for field in group.schema
+        if _is_text(field.type) and pc.count_distinct(group[field.name]).as_py() * 2 <= len(group)
+    ]

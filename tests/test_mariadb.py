@@ -351,7 +351,7 @@ def test_parsed_columns_hold_what_the_driver_decodes_zero_dates_and_nulls_includ
     target = tmp_path / "kinds.parquet"
     rows, _ = write_table(
         "types", reader, table, catalogue.columns[table.name], "t.tenant_id = %(tenant)s",
-        {"tenant": "a"}, target,
+        {"tenant": "a"}, target, row_group_rows=10_000,
     )  # fmt: skip
     assert reader.converter[MySQLdb.constants.FIELD_TYPE.NEWDECIMAL] is Decimal  # given back
     reader.close()

@@ -275,10 +275,10 @@ class MariaDBLocation:
     ) -> LocationExport:
         """Every table of the inventory from one consistent snapshot, in key order, read by
         up to OFFBOARD_EXPORT_WORKERS connections that share it (`Snapshot`)."""
-        workers = self.settings.export.workers
         return export_tables(
             self.name, self._connect, lambda conn: self._sources(conn, case), case.tenant,
-            inventory, scratch, progress, workers,
+            inventory, scratch, progress, self.settings.export.workers,
+            self.settings.export.parquet_row_group_rows,
         )  # fmt: skip
 
     def _sources(self, conn: Connection, case: CaseRef) -> dict[str, Source]:

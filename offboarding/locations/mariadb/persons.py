@@ -102,6 +102,7 @@ def export_person(
                 location.name, conn, table, found.catalogue.columns[table.name],
                 found.everything(qualified), params, inside(scratch, relative),
                 withheld=(withheld, found.condition(qualified)),
+                row_group_rows=location.settings.export.parquet_row_group_rows,
             )  # fmt: skip
             size = inside(scratch, relative).stat().st_size
             parts.append(

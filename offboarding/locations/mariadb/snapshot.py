@@ -17,9 +17,9 @@ from typing import Any
 import MySQLdb
 import MySQLdb.cursors
 import pyarrow as pa
-import pyarrow.parquet as pq
 from MySQLdb.constants import FIELD_TYPE
 
+from exporters.parquet import repeating_text, row_groups, write_row_groups
 from offboarding.core.errors import IntegrityError
 from offboarding.core.names import inside, table_folder
 from offboarding.core.records import ColumnSchema, ExportedPart, LocationInventory, TableItem
@@ -126,10 +126,12 @@ def write_table(
     *,
     database: str | None = None,
     withheld: tuple[list[str], str] = ([], "FALSE"),
+    row_group_rows: int,
 ) -> tuple[int, list[ColumnSchema]]:
     """The rows of `table` (as `t`) matching `where`, in key order (where it has a key), into
-    Parquet. `database`: the table is in that database, not the connection's. `withheld`:
-    columns given only where a condition holds (a person's own rows), NULL elsewhere."""
+    Parquet, in row groups of `row_group_rows`. `database`: the table is in that database,
+    not the connection's. `withheld`: columns given only where a condition holds (a person's
+    own rows), NULL elsewhere."""
     hidden, shown_where = withheld
     columns = [replace(c, nullable=True) if c.name in hidden else c for c in columns]
     types = [arrow_type(c) for c in columns]
@@ -144,33 +146,33 @@ def write_table(
     )
     order = ", ".join(f"t.{quote(c)}" for c in table.primary_key)
     source = f"{quote(database)}.{quote(table.name)}" if database else quote(table.name)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    rows = 0
-    with (
-        pq.ParquetWriter(target, schema, compression="zstd") as writer,
-        _text_decoding(conn) as decoders,
-        conn.cursor() as cur,
-    ):
+    with _text_decoding(conn) as decoders, conn.cursor() as cur:
         cur.execute(
             f"SELECT {select} FROM {source} t WHERE {where}"
             + (f" ORDER BY {order}" if order else ""),
             params,
         )
         fields = [d[1] for d in cur.description]
-        while batch := cur.fetchmany(_ROWS_PER_BATCH):
-            arrays = []
-            for i, (column, typed) in enumerate(zip(columns, types, strict=True)):
-                values = [row[i] for row in batch]
-                try:
-                    arrays.append(_array(values, *typed, fields[i], decoders))
-                except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as error:
-                    raise IntegrityError(
-                        f"system {system!r}: column {table.name}.{column.name} "
-                        f"({column.column_type}) holds a value Parquet cannot keep as "
-                        f"{typed[0]}: {str(error).splitlines()[0]}"
-                    ) from None
-            writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
-            rows += len(batch)
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            while batch := cur.fetchmany(_ROWS_PER_BATCH):
+                arrays = []
+                for i, (column, typed) in enumerate(zip(columns, types, strict=True)):
+                    try:
+                        arrays.append(
+                            _array([row[i] for row in batch], *typed, fields[i], decoders)
+                        )
+                    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as error:
+                        raise IntegrityError(
+                            f"system {system!r}: column {table.name}.{column.name} "
+                            f"({column.column_type}) holds a value Parquet cannot keep as "
+                            f"{typed[0]}: {str(error).splitlines()[0]}"
+                        ) from None
+                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+        rows = write_row_groups(
+            row_groups(batches(), row_group_rows), schema, target, row_group_rows, repeating_text
+        )
     return rows, [column_schema(c) for c in columns]
 
 
@@ -217,6 +219,7 @@ def export_tables(
     scratch: Path,
     progress: ExportProgress | None,
     workers: int,
+    row_group_rows: int,
 ) -> LocationExport:
     """Every table of the inventory from one consistent snapshot, in key order, read by up to
     `workers` connections that share it (`Snapshot`). `sources_of` says, in the snapshot, per
@@ -246,7 +249,7 @@ def export_tables(
             try:
                 rows, schemas = write_table(
                     system, reader, table, columns, where, {"tenant": tenant},
-                    inside(scratch, relative), database=database,
+                    inside(scratch, relative), database=database, row_group_rows=row_group_rows,
                 )  # fmt: skip
             finally:
                 free.put(reader)
