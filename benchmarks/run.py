@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -32,6 +33,7 @@ from offboarding.dev.services import PostgresCluster
 HERE = Path(__file__).resolve().parent
 ROW_GROUP = 32_768
 FLOOR = "floor: psql COPY binary to /dev/null"
+PARALLEL_FLOOR = "floor: 2 psql COPY binary to /dev/null at once (each half the blocks)"
 OURS = "tenant-offboarding (ADBC 1.8.0, parallel)"
 MEMORY = "tenant-offboarding, parts of 2% of the wide table"
 
@@ -138,6 +140,25 @@ def build(dsn: str, wide: int, narrow: int) -> None:
             )
 
 
+def parallel_copy(dsn: str, table: str) -> list[str]:
+    """Two binary COPYs to /dev/null at once, each of half the table's blocks (TID range
+    scans): how fast two cores can take the rows out of the server, nothing decoded."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::bigint",
+            (table,),
+        ).fetchone()
+    half = f"'({int(row[0]) // 2 if row else 0},0)'::tid"
+    copies = [
+        "psql -X -q -d " + shlex.quote(dsn) + " -c " + shlex.quote(
+            f"COPY (SELECT * FROM {table} WHERE ctid {op} {half}) TO STDOUT (FORMAT binary)"
+        ) + " > /dev/null"
+        for op in ("<", ">=")
+    ]  # fmt: skip
+    return ["sh", "-c", f"{copies[0]} & first=$!; {copies[1]}; second=$?; "
+            "wait $first && exit $second"]  # fmt: skip
+
+
 def make_files(root: Path, megabytes: int) -> None:
     root.mkdir(parents=True)
     big = max(1, megabytes // 2)
@@ -201,6 +222,7 @@ def run_all(dsn: str, work: Path, args: argparse.Namespace) -> list[Measure]:
             "psql", "-X", "-q", "-d", dsn, "-c",
             f"COPY (SELECT * FROM {t}) TO STDOUT (FORMAT binary)",
         ],
+        PARALLEL_FLOOR: lambda t: parallel_copy(dsn, t),
         OURS: lambda t: [
             sys.executable, "-m", "benchmarks.ours", dsn, t, str(out)
         ],
@@ -295,7 +317,15 @@ def render(results: list[Measure], args: argparse.Namespace) -> str:
                 f"| {m.tool} | {m.wall:.1f} | {rows[table] / m.wall:,.0f} | {m.rss:.0f} | "
                 f"{m.wall / duck:.2f} |"
             )
-        lines.append("")
+        floor = by[(PARALLEL_FLOOR, table)].wall
+        ours = by[(OURS, table)].wall
+        lines += [
+            "",
+            f"0.8x DuckDB's time would be {0.8 * duck:.1f} s; two COPYs to /dev/null, which "
+            f"decode and write nothing, take {floor:.1f} s ({floor / duck:.2f}x DuckDB). The "
+            f"project takes {ours / floor:.2f}x that floor.",
+            "",
+        ]
     small, big = by[(MEMORY, "wide_tenth")], by[(MEMORY, "wide")]
     lines += [
         "## Memory against size (the project's export of the wide table)",
