@@ -75,7 +75,23 @@ class SnapshotReaders:
         self._lock = threading.Lock()
         self._connections: list[tuple[Any, Any]] = []
 
-    def cursor(self) -> Any:
+    def cursor(self, *, physical: bool = False) -> Any:
+        """This worker's cursor, its plans kept to rows in physical order or not. Sequential,
+        TID-range and bitmap scans return rows in physical order; an index scan (ordered by
+        its key), a parallel plan or a synchronised seqscan (starting mid-table) would not,
+        and the output must not depend on the plan. Parts ordered by their key get the
+        server's defaults, so they may use the key's index. The settings last for the
+        reader's transaction, so they are sent only when a part needs the other kind."""
+        cursor = self._open()
+        if getattr(self._local, "physical", False) != physical:
+            for setting, physical_value in PHYSICAL_ORDER_SETTINGS:
+                cursor.execute(
+                    f"SET LOCAL {setting} TO {physical_value if physical else 'DEFAULT'}"
+                )
+            self._local.physical = physical
+        return cursor
+
+    def _open(self) -> Any:
         cursor = getattr(self._local, "cursor", None)
         if cursor is None:
             import adbc_driver_postgresql.dbapi as adbc
@@ -266,13 +282,7 @@ def run_job(
 ) -> ExportedPart:
     """One Parquet part, read on this worker's connection in the leader's snapshot."""
     job: ExportJob = task.job
-    cursor = readers.cursor()
-    # Sequential, TID-range and bitmap scans return rows in physical order; an index scan
-    # (ordered by its key), a parallel plan or a synchronised seqscan (starting mid-table)
-    # would not, and the output must not depend on the plan. Parts ordered by their key
-    # get the server's defaults back, so they may use the key's index.
-    for setting, physical_value in PHYSICAL_ORDER_SETTINGS:
-        cursor.execute(f"SET LOCAL {setting} TO {physical_value if job.physical else 'DEFAULT'}")
+    cursor = readers.cursor(physical=job.physical)
     cursor.execute(job.query)
     rows = write_parquet(
         cursor.fetch_record_batch(),
