@@ -2,6 +2,7 @@
 
     python peers.py duckdb DSN TABLE TARGET ROW_GROUP
     python peers.py adbc   DSN TABLE TARGET ROW_GROUP
+    python peers.py adbc-decode DSN TABLE - ROW_GROUP   # decoded into Arrow, nothing written
 
 Same Parquet settings as the project: zstd level 1, the same row-group size.
 """
@@ -54,6 +55,20 @@ def adbc_export(dsn: str, table: str, target: str, row_group: int) -> None:
                 writer.write_table(pa.Table.from_batches(pending), row_group_size=row_group)
 
 
+def adbc_decode(dsn: str, table: str, target: str, row_group: int) -> None:
+    """The rows decoded into Arrow and dropped: the decoder's share of an export's CPU."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    with adbc.connect(dsn) as conn, conn.cursor() as cursor:
+        cursor.adbc_statement.set_options(
+            **{"adbc.postgresql.batch_size_hint_bytes": str(4 * 1024 * 1024)}
+        )
+        cursor.execute(f"SELECT * FROM {table}")
+        for _ in cursor.fetch_record_batch():
+            pass
+
+
 if __name__ == "__main__":
     tool, dsn, table, target, row_group = sys.argv[1:6]
-    {"duckdb": duckdb_export, "adbc": adbc_export}[tool](dsn, table, target, int(row_group))
+    exporters = {"duckdb": duckdb_export, "adbc": adbc_export, "adbc-decode": adbc_decode}
+    exporters[tool](dsn, table, target, int(row_group))

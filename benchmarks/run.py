@@ -34,6 +34,7 @@ HERE = Path(__file__).resolve().parent
 ROW_GROUP = 32_768
 FLOOR = "floor: psql COPY binary to /dev/null"
 PARALLEL_FLOOR = "floor: 2 psql COPY binary to /dev/null at once (each half the blocks)"
+DECODE = "ADBC 1.8.0 rows decoded into Arrow and dropped (no Parquet)"
 OURS = "tenant-offboarding (ADBC 1.8.0, parallel)"
 MEMORY = "tenant-offboarding, parts of 2% of the wide table"
 
@@ -64,10 +65,16 @@ class Measure:
     table: str
     walls: list[float] = field(default_factory=list)
     rss_mb: list[float] = field(default_factory=list)
+    client_cpu: list[float] = field(default_factory=list)  # the tool's processes
+    server_cpu: list[float] = field(default_factory=list)  # every process of the cluster
 
     @property
     def wall(self) -> float:
         return statistics.median(self.walls)
+
+    @property
+    def cpu(self) -> tuple[float, float]:
+        return statistics.median(self.client_cpu), statistics.median(self.server_cpu)
 
     @property
     def rss(self) -> float:
@@ -138,6 +145,31 @@ def build(dsn: str, wide: int, narrow: int) -> None:
             print(
                 f"built {name}: {rows:,} rows in {time.perf_counter() - started:.0f}s", flush=True
             )
+
+
+def _stat(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()
+
+
+def _parent(pid: int) -> int:
+    return int(_stat(pid)[1])
+
+
+def server_cpu(postmaster: int) -> float:
+    """CPU seconds of the cluster so far: the postmaster and its processes (backends,
+    parallel workers), the ones that ended included (Linux adds them to their parent's)."""
+    ticks = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = _stat(int(entry))
+        except OSError:  # ended meanwhile
+            continue
+        if int(entry) == postmaster or int(fields[1]) == postmaster:
+            ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def parallel_copy(dsn: str, table: str) -> list[str]:
@@ -237,6 +269,9 @@ def run_all(dsn: str, work: Path, args: argparse.Namespace) -> list[Measure]:
             sys.executable, str(HERE / "peers.py"), "adbc", dsn, t, str(out / "b.parquet"),
             str(ROW_GROUP),
         ],
+        DECODE: lambda t: [
+            sys.executable, str(HERE / "peers.py"), "adbc-decode", dsn, t, "-", str(ROW_GROUP)
+        ],
         "psycopg binary COPY rows to Parquet": lambda t: [
             sys.executable, "-m", "benchmarks.psycopg_rows", dsn, t, str(out / "p.parquet"),
             str(ROW_GROUP),
@@ -245,18 +280,25 @@ def run_all(dsn: str, work: Path, args: argparse.Namespace) -> list[Measure]:
     }  # fmt: skip
     measures: dict[tuple[str, str], Measure] = {}
     env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    postmaster = _parent(int(row[0]) if row else 0)
     for table in ("wide", "narrow"):
         timed(tools[FLOOR](table), env)  # warm the cache
         for attempt in range(args.repeat):
             for tool, argv in tools.items():
                 shutil.rmtree(out, ignore_errors=True)
                 out.mkdir(parents=True)
-                wall, rss = timed(argv(table), env)
+                before = server_cpu(postmaster)
+                run = measured(argv(table), env=env)
                 m = measures.setdefault((tool, table), Measure(tool, table))
-                m.walls.append(wall)
-                m.rss_mb.append(rss)
+                m.walls.append(run.wall)
+                m.rss_mb.append(run.rss_mb)
+                m.client_cpu.append(run.cpu)
+                m.server_cpu.append(server_cpu(postmaster) - before)
                 done = f"{attempt + 1}/{args.repeat}"
-                print(f"{table:<7} {done} {tool:<42} {wall:7.1f}s {rss:6.0f} MB", flush=True)
+                print(f"{table:<7} {done} {tool:<42} {run.wall:7.1f}s {run.rss_mb:6.0f} MB",
+                      flush=True)  # fmt: skip
     # Memory against size: the same export of the wide table and of a tenth of it, both split
     # into parts for both workers (so the only difference is the number of rows).
     split_env = {**env, "OFFBOARD_EXPORT_SPLIT_ROWS": str(max(args.wide // 50, 1_000))}
@@ -290,6 +332,27 @@ def run_all(dsn: str, work: Path, args: argparse.Namespace) -> list[Measure]:
     return list(measures.values())
 
 
+def cpu_budget(by: dict[tuple[str, str], Measure], table: str, duck: float) -> str:
+    """Whether 0.8x DuckDB's time fits in the machine's CPU: a tool on `cores` cores takes at
+    least (its CPU + the server's) / cores."""
+    cores = os.cpu_count() or 1
+    floor = by[(PARALLEL_FLOOR, table)].wall
+    ours, decode = by[(OURS, table)], by[(DECODE, table)]
+    client, server = ours.cpu
+    budget = 0.8 * duck * cores
+    return (
+        f"0.8x DuckDB's time would be {0.8 * duck:.1f} s: {budget:.1f} CPU-seconds on "
+        f"{cores} cores. Two COPYs to /dev/null, which decode and write nothing, take "
+        f"{floor:.1f} s ({floor / duck:.2f}x DuckDB). The project used {client:.1f} s of CPU "
+        f"and the server {server:.1f} s: at least {(client + server) / cores:.1f} s on "
+        f"{cores} cores, against its {ours.wall:.1f} s. Decoding alone took "
+        f"{decode.cpu[0]:.1f} s (ADBC, nothing written), which leaves "
+        f"{budget - server - decode.cpu[0]:.1f} CPU-seconds for everything else, the Parquet "
+        f"encoding and compression included; the project spends {client - decode.cpu[0]:.1f} "
+        "there."
+    )
+
+
 def render(results: list[Measure], args: argparse.Namespace) -> str:
     by = {(m.tool, m.table): m for m in results}
     rows = {"wide": args.wide, "narrow": args.narrow, "wide_tenth": args.wide // 10}
@@ -308,24 +371,17 @@ def render(results: list[Measure], args: argparse.Namespace) -> str:
         lines += [
             f"## {table} table ({rows[table]:,} rows)",
             "",
-            "| tool | wall (s) | rows/s | peak RSS (MB) | ratio to DuckDB |",
-            "|---|---:|---:|---:|---:|",
+            "| tool | wall (s) | rows/s | peak RSS (MB) | CPU: tool (s) | CPU: server (s) "
+            "| ratio to DuckDB |",
+            "|---|---:|---:|---:|---:|---:|---:|",
         ]
         listed = [m for m in results if m.table == table and m.tool != MEMORY]
         for m in sorted(listed, key=lambda m: m.wall):
             lines.append(
                 f"| {m.tool} | {m.wall:.1f} | {rows[table] / m.wall:,.0f} | {m.rss:.0f} | "
-                f"{m.wall / duck:.2f} |"
+                f"{m.cpu[0]:.1f} | {m.cpu[1]:.1f} | {m.wall / duck:.2f} |"
             )
-        floor = by[(PARALLEL_FLOOR, table)].wall
-        ours = by[(OURS, table)].wall
-        lines += [
-            "",
-            f"0.8x DuckDB's time would be {0.8 * duck:.1f} s; two COPYs to /dev/null, which "
-            f"decode and write nothing, take {floor:.1f} s ({floor / duck:.2f}x DuckDB). The "
-            f"project takes {ours / floor:.2f}x that floor.",
-            "",
-        ]
+        lines += ["", cpu_budget(by, table, duck), ""]
     small, big = by[(MEMORY, "wide_tenth")], by[(MEMORY, "wide")]
     lines += [
         "## Memory against size (the project's export of the wide table)",
