@@ -79,8 +79,9 @@ def arrow_type(column: Column) -> tuple[pa.DataType, bool]:
         signed = {8: pa.int8(), 16: pa.int16(), 32: pa.int32(), 64: pa.int64()}
         unsigned_types = {8: pa.uint8(), 16: pa.uint16(), 32: pa.uint32(), 64: pa.uint64()}
         return (unsigned_types if unsigned else signed)[integers[kind]], False
-    if kind == "decimal":
-        return pa.decimal128(column.precision or 10, column.scale or 0), False
+    if kind == "decimal":  # up to 65 digits: past 38, Arrow's 256-bit decimal
+        precision, scale = column.precision or 10, column.scale or 0
+        return (pa.decimal128 if precision <= 38 else pa.decimal256)(precision, scale), False
     if kind == "float":
         return pa.float32(), False
     if kind == "double":
