@@ -188,10 +188,12 @@ def _conform(array: pa.Array, plan: ColumnPlan) -> pa.Array:
             return pa.ExtensionArray.from_storage(target, array.cast(target.storage_type))
         return array.cast(target)  # safe cast: raises rather than truncates
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as error:
+        # Arrow's message may quote the value, which is the tenant's: only its kind is kept.
         raise IntegrityError(
-            f"column {plan.column.name} ({plan.column.pg_type}) arrived as {array.type} and "
-            f"does not convert to {target} without loss: {error}. Nothing was delivered"
-        ) from error
+            f"column {plan.column.name} ({plan.column.pg_type}) arrived as {array.type} and a "
+            f"value does not convert to {target} without loss ({type(error).__name__}). "
+            "Nothing was delivered: find the value with a query on the column"
+        ) from None
 
 
 def row_groups(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.Table]:

@@ -163,10 +163,12 @@ def write_table(
                             _array([row[i] for row in batch], *typed, fields[i], decoders)
                         )
                     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as error:
+                        # Arrow's message may quote the value, the tenant's: only its kind.
                         raise IntegrityError(
                             f"system {system!r}: column {table.name}.{column.name} "
                             f"({column.column_type}) holds a value Parquet cannot keep as "
-                            f"{typed[0]}: {str(error).splitlines()[0]}"
+                            f"{typed[0]} ({type(error).__name__}): find it with a query on "
+                            "the column. Nothing was delivered"
                         ) from None
                 yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
@@ -200,7 +202,7 @@ def _array(
         try:
             return text.cast(parsed_as).cast(target)  # a zone-less text is UTC (the session's)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            decode = decoders.get(field, bytes.decode)
+            decode = decoders.get(field, str)
             values = [None if v is None else decode(v.decode()) for v in values]
     if as_text or pa.types.is_binary(target):
         values = [convert(v, target, as_text) for v in values]
