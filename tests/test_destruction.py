@@ -161,6 +161,27 @@ def test_replies_older_than_their_parents_are_still_deleted_deepest_first(
     assert stages.verify_location(settings, case, "postgres").items == 0
 
 
+def test_a_thread_through_a_unique_column_goes_deepest_first_and_its_cycle_last(
+    platform: Platform,
+) -> None:
+    """Replies that point at another row's unique code, not its key: ordered by depth (the
+    codes say nothing of age), one row per transaction; a cycle of replies goes together."""
+    platform.query(
+        "CREATE TABLE outline (id bigint PRIMARY KEY, tenant_id text NOT NULL REFERENCES "
+        "tenants (id), code text NOT NULL UNIQUE, parent_code text REFERENCES outline (code));"
+        "INSERT INTO outline VALUES (1, 'acme', 'z', NULL), (2, 'acme', 'a', 'z'), "
+        "(3, 'acme', 'm', 'a'), (4, 'acme', 'b', 'm'), (5, 'globex', 'g', NULL), "
+        "(6, 'acme', 'c1', NULL), (7, 'acme', 'c2', 'c1');"
+        "UPDATE outline SET parent_code = 'c2' WHERE code = 'c1'"
+    )
+    settings = platform.settings.replace(delete_batch_rows=1)
+    case = platform.case("acme")
+    removal = get_location("postgres", settings).destroy(case)
+    assert removal.items_removed == removal.items_before
+    assert platform.query("SELECT id, code FROM outline") == [(5, "g")]
+    assert stages.verify_location(settings, case, "postgres").items == 0
+
+
 def test_tenant_data_found_in_prefects_result_storage_blocks_the_certificate(
     platform: Platform, tmp_path: Path
 ) -> None:

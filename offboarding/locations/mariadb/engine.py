@@ -132,6 +132,9 @@ class MariaDBEngine:
             f"WHERE d.ord > {int(window.low)} AND d.ord <= {int(window.high)})"
         )
 
+    def after_deleting(self, listed: Listed) -> None:
+        pass  # InnoDB's purge removes the deleted rows' versions by itself
+
     def before_deleting(self, listed: Listed) -> None:
         """A thread within the table: its listed rows' references to each other unlinked."""
         table = self._by_name[listed.table]

@@ -233,6 +233,7 @@ def delete_listed(
         proof.deleted[table] = _delete_table(
             engine, case, proof, proof.doomed[table], batch_rows, _hazard(engine, table)
         )
+        engine.after_deleting(proof.doomed[table])
     return proof.deleted
 
 

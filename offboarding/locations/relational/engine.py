@@ -290,6 +290,11 @@ class Engine(Protocol[Q]):
         """Whatever the database needs before a table's first batch (nothing, mostly)."""
         ...
 
+    def after_deleting(self, listed: Listed) -> None:
+        """Whatever the database needs once a table's last batch is committed, before the next
+        table's first (nothing, mostly)."""
+        ...
+
 
 class Queries(Generic[Q]):
     """The proof's statements, written once from a dialect's pieces."""
