@@ -317,13 +317,14 @@ def test_the_wiki_passes_the_location_conformance_suite(wiki: tuple[Platform, st
     conforms(get_location("wiki", platform.settings), case, holds_data=True, estimated=True)
 
 
-def test_parsed_columns_hold_what_the_driver_decodes_zero_dates_and_nulls_included(
+def test_parsed_columns_hold_what_the_driver_decodes_and_zero_dates_stay_text(
     mariadb: MariaDBServer, tmp_path: Path
 ) -> None:
     """Decimals, floats, dates and timestamps are parsed by Arrow from the server's text, a
-    batch at a time. Across several batches, with NULLs, a zero date (which no calendar has:
-    the driver gives None) and 65-digit decimals (past Arrow's 128-bit ones), the Parquet file
-    read back holds what mysqlclient's own decoders give for the same rows."""
+    batch at a time. Across several batches, with NULLs and 65-digit decimals (past Arrow's
+    128-bit ones), the Parquet file read back holds what mysqlclient's own decoders give for
+    the same rows. A column holding a zero date (which no calendar has: the driver gives
+    None, a value lost) is kept as the server's text instead, marked so."""
     database = f"types_{uuid.uuid4().hex[:10]}"
     conn = MySQLdb.connect(host="127.0.0.1", port=mariadb.port, user="offboard", autocommit=True)
     wiki_db.run(conn, f"""
@@ -335,7 +336,7 @@ def test_parsed_columns_hold_what_the_driver_decodes_zero_dates_and_nulls_includ
           IF(n % 7, (n - 12500) * 1234567.0123456789, NULL), n % 99999 - 49999,
           CAST(-n AS DECIMAL(65, 30)) * 1000000000000000000000000000000 - n / 7,
           IF(n % 11, n / 3e7, NULL), IF(n % 13, -n * 1.0e200 / 7, NULL),
-          IF(n % 17, DATE '1000-01-01' + INTERVAL n DAY, NULL),
+          IF(n = 20003, '0000-00-00', IF(n % 17, DATE '1000-01-01' + INTERVAL n DAY, NULL)),
           TIMESTAMP '1970-01-01 00:00:00' + INTERVAL n * 1000003 MICROSECOND,
           IF(n = 20000, '0000-00-00 00:00:00', TIMESTAMP '9999-12-31 00:00:00' - INTERVAL n HOUR),
           IF(n % 19, TIMESTAMP '2038-01-19 03:14:07' - INTERVAL n MINUTE, NULL)
@@ -351,7 +352,7 @@ def test_parsed_columns_hold_what_the_driver_decodes_zero_dates_and_nulls_includ
         charset="utf8mb4", init_command="SET time_zone = '+00:00'",
     )  # fmt: skip
     target = tmp_path / "kinds.parquet"
-    rows, _ = write_table(
+    rows, schemas = write_table(
         "types", reader, table, catalogue.columns[table.name], "t.tenant_id = %(tenant)s",
         {"tenant": "a"}, target, row_group_rows=10_000,
     )  # fmt: skip
@@ -365,10 +366,16 @@ def test_parsed_columns_hold_what_the_driver_decodes_zero_dates_and_nulls_includ
     got = duck.execute(f"SELECT * EXCLUDE (huge) FROM '{target}' ORDER BY id").fetchall()
     # DuckDB's decimals stop at 38 digits: the 65-digit column is read back by Arrow's reader.
     assert pq.read_table(target, columns=["huge"])["huge"].to_pylist() == [r[4] for r in expected]
-    zero = next(i for i, row in enumerate(expected) if row[0] == 20000)
-    assert expected[zero][9] is None and got[zero][8] is None
-    for want, have in zip(expected, got, strict=True):
+    assert [s.name for s in schemas if s.as_text] == ["day", "whole"]
+    assert {s.arrow_type for s in schemas if s.as_text} == {"string"}
+    zero = {row[0]: i for i, row in enumerate(expected) if row[0] in (20000, 20003)}
+    assert expected[zero[20003]][7] is None and got[zero[20003]][6] == "0000-00-00"
+    assert expected[zero[20000]][9] is None and got[zero[20000]][8] == "0000-00-00 00:00:00"
+    for n, (want, have) in enumerate(zip(expected, got, strict=True)):
         stamp = have[9].replace(tzinfo=None) if have[9] is not None else None
-        assert (*want[:4], *want[6:10]) == (*have[:4], *have[5:9])
+        assert (*want[:4], want[6], want[8]) == (*have[:4], have[5], have[7])
+        if n not in zero.values():
+            assert have[6] == (None if want[7] is None else str(want[7]))
+            assert have[8] == (None if want[9] is None else str(want[9]))
         assert want[10] == stamp
         assert want[5] is None or have[4] == pytest.approx(want[5], rel=1e-6)  # FLOAT: 4 bytes

@@ -66,6 +66,9 @@ class Column:
     precision: int | None
     scale: int | None
     fraction: int | None  # fractional seconds
+    # Kept as the server's text: a date or time column holding values no calendar has (zero
+    # dates, '0000-00-00', which MariaDB stores where sql_mode allows them).
+    text: bool = False
 
 
 def arrow_type(column: Column) -> tuple[pa.DataType, bool]:
@@ -73,6 +76,8 @@ def arrow_type(column: Column) -> tuple[pa.DataType, bool]:
     exact Arrow equivalent: ENUM, SET, JSON documents, UUID, INET addresses, GEOMETRY as WKB
     is binary)."""
     kind, declared = column.data_type.lower(), column.column_type.lower()
+    if column.text:
+        return pa.string(), True
     unsigned = "unsigned" in declared
     integers = {"tinyint": 8, "smallint": 16, "mediumint": 32, "int": 32, "bigint": 64}
     if kind in integers:

@@ -131,7 +131,40 @@ def write_table(
     """The rows of `table` (as `t`) matching `where`, in key order (where it has a key), into
     Parquet, in row groups of `row_group_rows`. `database`: the table is in that database,
     not the connection's. `withheld`: columns given only where a condition holds (a person's
-    own rows), NULL elsewhere."""
+    own rows), NULL elsewhere. A date or time column found holding a value no calendar has
+    (a zero date) is kept as the server's text, marked so in the manifest: the table is read
+    again, in the same snapshot, with that column as text."""
+    while True:
+        try:
+            return _write_table(
+                system, conn, table, columns, where, params, target, database=database,
+                withheld=withheld, row_group_rows=row_group_rows,
+            )  # fmt: skip
+        except _Calendarless as found:
+            columns = [replace(c, text=True) if c.name == found.column else c for c in columns]
+
+
+class _Calendarless(Exception):
+    """A date or time column holds a value no calendar has: read it as text."""
+
+    def __init__(self, column: str) -> None:
+        super().__init__(column)
+        self.column = column
+
+
+def _write_table(
+    system: str,
+    conn: Connection,
+    table: CatalogTable,
+    columns: list[Column],
+    where: str,
+    params: dict[str, Any],
+    target: Path,
+    *,
+    database: str | None,
+    withheld: tuple[list[str], str],
+    row_group_rows: int,
+) -> tuple[int, list[ColumnSchema]]:
     hidden, shown_where = withheld
     columns = [replace(c, nullable=True) if c.name in hidden else c for c in columns]
     types = [arrow_type(c) for c in columns]
@@ -162,6 +195,8 @@ def write_table(
                         arrays.append(
                             _array([row[i] for row in batch], *typed, fields[i], decoders)
                         )
+                    except _NotACalendarValue:
+                        raise _Calendarless(column.name) from None
                     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as error:
                         # Arrow's message may quote the value, the tenant's: only its kind.
                         raise IntegrityError(
@@ -190,18 +225,27 @@ def _text_decoding(conn: Connection) -> Iterator[dict[Any, Any]]:
         conn.converter = decoders
 
 
+class _NotACalendarValue(Exception):
+    """A date or timestamp Arrow cannot parse: a zero date, or a zero month or day."""
+
+
 def _array(
     values: list[Any], target: pa.DataType, as_text: bool, field: int, decoders: dict[Any, Any]
 ) -> pa.Array:
     """One column of a batch as `target`. Values of a parsed field type are the server's text
-    (bytes); where Arrow refuses one (MariaDB keeps zero dates, '0000-00-00', that no calendar
-    has), the batch is decoded as the driver would have, value by value."""
+    (bytes), parsed by Arrow (or kept, for a column read as text). A date or timestamp Arrow
+    refuses raises _NotACalendarValue (the driver would give None for it: a value lost);
+    another refused number is decoded as the driver would have, value by value."""
     if field in _PARSED_BY_ARROW:
         text = pa.array(values, pa.binary()).cast(pa.string())
+        if as_text:
+            return text
         parsed_as = pa.timestamp(target.unit) if pa.types.is_timestamp(target) else target
         try:
             return text.cast(parsed_as).cast(target)  # a zone-less text is UTC (the session's)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            if pa.types.is_temporal(target):
+                raise _NotACalendarValue from None
             decode = decoders.get(field, str)
             values = [None if v is None else decode(v.decode()) for v in values]
     if as_text or pa.types.is_binary(target):
