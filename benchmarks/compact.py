@@ -15,7 +15,7 @@ writes them), each about 6M rows:
   deleted (plain SQL and VACUUM: the deletion is not what is measured here), then one run
   rewrites the tables for all of them: the run's time divided by the tenants it serves.
 
-    make bench-compact    (about 10 minutes; replaces its section of RESULTS.md)
+    make bench-compact    (about 15 minutes, medians of 3; replaces its section of RESULTS.md)
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def shared_run(cluster: PostgresCluster, template: str, served: int) -> dict[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--posts", type=int, default=500_000, help="posts per tenant (4 tenants)")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per measurement (median)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (median)")
     parser.add_argument("--served", default="1,10,50", help="tenants one run serves")
     args = parser.parse_args()
     served = [int(n) for n in args.served.split(",")]

@@ -3,7 +3,8 @@ single-process export of the same tenant, at two tenant sizes: what does a worke
 disk hold at its peak, how much memory does the coordinator (the export task holding the
 snapshot) take, and how much does each worker take?
 
-    make bench-scale    (this part: about 10 minutes; replaces its section of RESULTS.md)
+    make bench-scale    (this part: about 30 minutes, medians of 3; replaces its section of
+                        RESULTS.md)
     python -m benchmarks.distributed [--rows 2000000] [--factor 4] [--part-rows 250000]
 
 Every configuration runs the offboard flow's export task itself, reporting to a private
@@ -18,6 +19,7 @@ import contextlib
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -125,6 +127,7 @@ def main() -> None:
     parser.add_argument("--factor", type=int, default=4, help="the bigger tenant, in times")
     parser.add_argument("--part-rows", type=int, default=250_000)
     parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each; medians reported")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="offboard-distributed-"))
     cluster = PostgresCluster()
@@ -149,7 +152,6 @@ def main() -> None:
             ]
             for mode, workers in modes:
                 home = work / "home"
-                shutil.rmtree(home, ignore_errors=True)
                 env = {
                     **{k: v for k, v in server.env().items()},
                     "OFFBOARD_HOME": str(home),
@@ -160,29 +162,14 @@ def main() -> None:
                     "OFFBOARD_EXPORT_SPLIT_BYTES": str(2**40),
                     "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
                 }
-                dask: DaskCluster | None = None
-                if workers:
-                    dask = DaskCluster(work / "dask", workers=workers, env=env).start()
-                    env["OFFBOARD_EXPORT_CLUSTER"] = dask.address
-                try:
-                    parent = (
-                        dask._processes[1].process.pid
-                        if dask and dask._processes[1].process
-                        else None
-                    )
-                    with Sampler(home / "scratch", parent) as sampler:
-                        wall, rss, result = _coordinator(env)
-                finally:
-                    if dask:
-                        dask.stop()
-                assert result["rows"] == result["expected_rows"] == rows + 1, result  # + registry
-                run = Run(
-                    mode, rows, wall, rss, sampler.worker_peak / 2**20,
-                    sampler.scratch_peak / 2**20, result["parts"], result["bytes"] / 2**20,
-                )  # fmt: skip
+                attempts = [
+                    _measure(work, home, env, mode, rows, workers) for _ in range(args.repeat)
+                ]
+                run = _median(attempts)
                 runs.append(run)
                 print(
-                    f"{rows:>11,} rows  {mode:<28} {wall:6.1f}s  coordinator {rss:5.0f} MB  "
+                    f"{rows:>11,} rows  {mode:<28} {run.wall:6.1f}s  coordinator "
+                    f"{run.coordinator_mb:5.0f} MB  "
                     f"worker {run.worker_mb:5.0f} MB  scratch peak {run.scratch_mb:6.0f} MB "
                     f"of {run.parquet_mb:6.0f} MB in {run.parts} parts",
                     flush=True,
@@ -196,13 +183,49 @@ def main() -> None:
     record(report, (HEADING,))
 
 
+def _measure(
+    work: Path, home: Path, env: dict[str, str], mode: str, rows: int, workers: int
+) -> Run:
+    """One run of the export task, on a Dask cluster of its own when `workers`."""
+    shutil.rmtree(home, ignore_errors=True)
+    env = dict(env)
+    dask: DaskCluster | None = None
+    if workers:
+        dask = DaskCluster(work / "dask", workers=workers, env=env).start()
+        env["OFFBOARD_EXPORT_CLUSTER"] = dask.address
+    try:
+        parent = dask._processes[1].process.pid if dask and dask._processes[1].process else None
+        with Sampler(home / "scratch", parent) as sampler:
+            wall, rss, result = _coordinator(env)
+    finally:
+        if dask:
+            dask.stop()
+    assert result["rows"] == result["expected_rows"] == rows + 1, result  # + the registry's
+    return Run(
+        mode, rows, wall, rss, sampler.worker_peak / 2**20, sampler.scratch_peak / 2**20,
+        result["parts"], result["bytes"] / 2**20,
+    )  # fmt: skip
+
+
+def _median(attempts: list[Run]) -> Run:
+    """Each measure's median over the runs of one configuration."""
+    first = attempts[0]
+    return Run(
+        first.mode, first.rows,
+        *(statistics.median(getattr(a, name) for a in attempts)
+          for name in ("wall", "coordinator_mb", "worker_mb", "scratch_mb")),
+        first.parts, first.parquet_mb,
+    )  # fmt: skip
+
+
 def _report(args: argparse.Namespace, runs: list[Run], table_bytes: dict[int, int]) -> str:
     lines = [
         f"\n{HEADING} (`make bench-scale`)\n",
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}, the database on the "
         "same two cores. The offboard flow's export task on the wide table, parts of "
         f"{args.part_rows:,} rows; wall includes the process start and, with Dask, the task "
-        "runner's connection; scratch is every worker's scratch at its fullest moment.\n",
+        "runner's connection; scratch is every worker's scratch at its fullest moment. "
+        f"Medians of {args.repeat} runs.\n",
         "| tenant rows | table (GB) | mode | wall (s) | vs single | coordinator peak RSS (MB) "
         "| worker peak RSS (MB) | peak scratch (MB) | Parquet written (MB) | parts |",
         "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
