@@ -162,9 +162,15 @@ def main() -> None:
                     "OFFBOARD_EXPORT_SPLIT_BYTES": str(2**40),
                     "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
                 }
-                attempts = [
-                    _measure(work, home, env, mode, rows, workers) for _ in range(args.repeat)
-                ]
+                # One cluster per configuration, its runs one after another on it.
+                dask = DaskCluster(work / "dask", workers=workers, env=env) if workers else None
+                try:
+                    if dask:
+                        dask.start()
+                    attempts = [_measure(home, env, mode, rows, dask) for _ in range(args.repeat)]
+                finally:
+                    if dask:
+                        dask.stop()
                 run = _median(attempts)
                 runs.append(run)
                 print(
@@ -184,22 +190,14 @@ def main() -> None:
 
 
 def _measure(
-    work: Path, home: Path, env: dict[str, str], mode: str, rows: int, workers: int
+    home: Path, env: dict[str, str], mode: str, rows: int, dask: DaskCluster | None
 ) -> Run:
-    """One run of the export task, on a Dask cluster of its own when `workers`."""
+    """One run of the export task, on the Dask cluster if one is given."""
     shutil.rmtree(home, ignore_errors=True)
-    env = dict(env)
-    dask: DaskCluster | None = None
-    if workers:
-        dask = DaskCluster(work / "dask", workers=workers, env=env).start()
-        env["OFFBOARD_EXPORT_CLUSTER"] = dask.address
-    try:
-        parent = dask._processes[1].process.pid if dask and dask._processes[1].process else None
-        with Sampler(home / "scratch", parent) as sampler:
-            wall, rss, result = _coordinator(env)
-    finally:
-        if dask:
-            dask.stop()
+    env = {**env, "OFFBOARD_EXPORT_CLUSTER": dask.address} if dask else env
+    parent = dask._processes[1].process.pid if dask and dask._processes[1].process else None
+    with Sampler(home / "scratch", parent) as sampler:
+        wall, rss, result = _coordinator(env)
     assert result["rows"] == result["expected_rows"] == rows + 1, result  # + the registry's
     return Run(
         mode, rows, wall, rss, sampler.worker_peak / 2**20, sampler.scratch_peak / 2**20,

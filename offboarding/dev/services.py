@@ -316,7 +316,11 @@ class DaskCluster:
         )  # fmt: skip
         worker.start()
         self._processes.append(worker)
-        self.wait_for_workers(self.workers, timeout)
+        try:
+            self.wait_for_workers(self.workers, timeout)
+        except BaseException:
+            self.stop()  # no scheduler or worker left behind by a start that failed
+            raise
         return self
 
     @property
