@@ -223,7 +223,8 @@ def _report(args: argparse.Namespace, runs: list[Run], table_bytes: dict[int, in
         "same two cores. The offboard flow's export task on the wide table, parts of "
         f"{args.part_rows:,} rows; wall includes the process start and, with Dask, the task "
         "runner's connection; scratch is every worker's scratch at its fullest moment. "
-        f"Medians of {args.repeat} runs.\n",
+        f"Medians of {args.repeat} runs, one after another on one cluster per configuration "
+        "(a cluster's first run also pays its workers' imports).\n",
         "| tenant rows | table (GB) | mode | wall (s) | vs single | coordinator peak RSS (MB) "
         "| worker peak RSS (MB) | peak scratch (MB) | Parquet written (MB) | parts |",
         "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
