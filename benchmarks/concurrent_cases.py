@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform as host
-import statistics
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -85,34 +84,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tenants", type=int, default=20)
     parser.add_argument("--users", type=int, default=30, help="users per generated tenant")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds; medians reported")
     args = parser.parse_args()
-    rounds = []
-    for number in range(args.repeat):
-        rounds.append(_round(args.tenants, args.users))
-        print(f"round {number + 1}: {rounds[-1]}", flush=True)
-    report = _report(args, rounds)
-    print(report)
-    record(report, ("## 20 tenants offboarded at once",))
 
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.flow_runs import resume_flow_run
 
-def _round(count: int, users: int) -> dict[str, Any]:
-    """One round on a fresh environment: one more tenant offboarded alone (the baseline), then
-    `count` tenants at once."""
-    import shutil
-
+    from flows.adapter import emit_contract_terminated
     from offboarding.core.config import Settings
     from offboarding.dev.demo import platform
-    from offboarding.dev.demo.run import DemoEnvironment
+    from offboarding.dev.demo.run import DemoEnvironment, finish_destruction, wait_for_state
+    from offboarding.locations import DEFAULT_ORDER
     from offboarding.stores import open_store
 
     tenants = tuple(
         platform.DemoTenant(f"load-{n:02d}", f"Load {n}", "europe-west1",
-                            f"dpo@load-{n:02d}.example", "pro", users)
-        for n in range(count + 1)
+                            f"dpo@load-{n:02d}.example", "pro", args.users)
+        for n in range(args.tenants)
     )  # fmt: skip
-    alone, together = tenants[:1], tenants[1:]
     home = HERE / ".concurrent"
+    import shutil
+
     shutil.rmtree(home, ignore_errors=True)
     env = DemoEnvironment(home=home, grace_seconds=1, extra_tenants=tenants)
     with ExitStack() as stack:
@@ -122,120 +114,84 @@ def _round(count: int, users: int) -> dict[str, Any]:
         files = open_store(settings.store_url("files"))
         bystanders = [t for t in platform.tenant_ids(env.pg.dsn) if not t.startswith("load-")]
         before = {t: platform.tenant_fingerprint(env.pg.dsn, files, t) for t in bystanders}
-        solo = _offboard(env, [t.id for t in alone])
         sampler = MemorySampler([env.runner.process.pid])
         Thread(target=sampler.run, daemon=True).start()
-        elapsed = _offboard(env, [t.id for t in together])
-        sampler.stop()
-        exports, destructions = _overlaps()
-        left = 0
+
+        started = time.monotonic()
         for tenant in tenants:
-            fingerprint = platform.tenant_fingerprint(env.pg.dsn, files, tenant.id)
+            emit_contract_terminated(tenant.id, "load test")
+        runs: dict[str, Any] = {}
+        with get_client(sync_client=True) as client:
+            while len(runs) < len(tenants):
+                for run in client.read_flow_runs(
+                    flow_filter=FlowFilter(name=FlowFilterName(any_=["offboard"])), limit=200
+                ):
+                    runs.setdefault(str(run.parameters["tenant"]), run)
+                time.sleep(0.5)
+        waiting = set(runs)
+        while waiting:
+            for tenant in sorted(waiting):
+                run = wait_for_state(runs[tenant].id, {"PAUSED"}, timeout=1800, runner=env.runner)
+                resume_flow_run(
+                    run.id, run_input={"acknowledged_by": "load", "days_until_destruction": 0}
+                )
+                waiting.discard(tenant)
+        destroy_ids = []
+        for tenant in runs:
+            wait_for_state(runs[tenant].id, {"COMPLETED"}, timeout=1800, runner=env.runner)
+        with get_client(sync_client=True) as client:
+            destroys = [
+                r for r in client.read_flow_runs(
+                    flow_filter=FlowFilter(name=FlowFilterName(any_=["destroy"])), limit=200)
+            ]  # fmt: skip
+            destroy_ids = [r.id for r in destroys]
+        for run_id in destroy_ids:
+            finish_destruction(run_id, timeout=1800, runner=env.runner)
+        elapsed = time.monotonic() - started
+        sampler.stop()
+
+        tasks: list[Any] = []
+        with get_client(sync_client=True) as client:
+            while batch := client.read_task_runs(limit=200, offset=len(tasks)):
+                tasks += batch
+        exports = [(t.start_time, t.end_time) for t in tasks
+                   if t.name.startswith("export-") and t.start_time and t.end_time]  # fmt: skip
+        per_run: dict[Any, list[Any]] = {}
+        steps = tuple(f"{verb}-{n}-" for verb in ("destroy", "verify") for n in DEFAULT_ORDER)
+        for t in tasks:
+            if t.name.startswith(steps) and t.start_time and t.end_time:
+                per_run.setdefault(t.flow_run_id, []).append(t)
+        destructions = [(min(t.start_time for t in ts), max(t.end_time for t in ts))
+                        for ts in per_run.values()]  # fmt: skip
+        left = 0
+        for tenant in runs:
+            fingerprint = platform.tenant_fingerprint(env.pg.dsn, files, tenant)
             left += (
                 sum(t["rows"] for t in fingerprint["tables"].values())
                 + fingerprint["files"]["count"]
             )
         after = {t: platform.tenant_fingerprint(env.pg.dsn, files, t) for t in bystanders}
         certificates = list((home / "stores" / "archive" / "certificates").rglob("*.json"))
-    return {
-        "alone": solo, "together": elapsed, "peak_mb": sampler.peak_bytes / 2**20,
-        "certificates": len(certificates), "cases": len(tenants), "left": left,
-        "unchanged": before == after, "exports": exports, "destructions": destructions,
-        "export_limit": settings.export.concurrency,
-        "destruction_limit": settings.destruction.concurrency,
-    }  # fmt: skip
 
-
-def _offboard(env: Any, tenants: list[str]) -> float:
-    """Send each tenant's contract-terminated event at once, acknowledge every case as soon as
-    it waits, run every destruction to its certificate: the seconds from the first event to
-    the last certificate."""
-    from prefect import get_client
-    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
-    from prefect.flow_runs import resume_flow_run
-
-    from flows.adapter import emit_contract_terminated
-    from offboarding.dev.demo.run import finish_destruction, wait_for_state
-
-    flow = FlowFilter(name=FlowFilterName(any_=["offboard"]))
-    started = time.monotonic()
-    for tenant in tenants:
-        emit_contract_terminated(tenant, "load test")
-    runs: dict[str, Any] = {}
-    with get_client(sync_client=True) as client:
-        while len(runs) < len(tenants):
-            for run in client.read_flow_runs(flow_filter=flow, limit=200):
-                if str(run.parameters["tenant"]) in tenants:
-                    runs.setdefault(str(run.parameters["tenant"]), run)
-            time.sleep(0.5)
-    for tenant in sorted(runs):
-        run = wait_for_state(runs[tenant].id, {"PAUSED"}, timeout=1800, runner=env.runner)
-        resume_flow_run(run.id, run_input={"acknowledged_by": "load", "days_until_destruction": 0})
-    for tenant in runs:
-        wait_for_state(runs[tenant].id, {"COMPLETED"}, timeout=1800, runner=env.runner)
-    with get_client(sync_client=True) as client:
-        destroys = client.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=["destroy"])), limit=200
-        )
-    for run in destroys:
-        case_id = str(run.parameters.get("case_id", ""))
-        if run.parameters.get("tenant") in tenants or case_id.startswith(
-            tuple(f"{t}-" for t in tenants)
-        ):
-            finish_destruction(run.id, timeout=1800, runner=env.runner)
-    return time.monotonic() - started
-
-
-def _overlaps() -> tuple[int, int]:
-    """The most exports, and the most destructions, seen running at once (from the task runs)."""
-    from prefect import get_client
-
-    from offboarding.locations import DEFAULT_ORDER
-
-    tasks: list[Any] = []
-    with get_client(sync_client=True) as client:
-        while batch := client.read_task_runs(limit=200, offset=len(tasks)):
-            tasks += batch
-    exports = [(t.start_time, t.end_time) for t in tasks
-               if t.name.startswith("export-") and t.start_time and t.end_time]  # fmt: skip
-    per_run: dict[Any, list[Any]] = {}
-    steps = tuple(f"{verb}-{n}-" for verb in ("destroy", "verify") for n in DEFAULT_ORDER)
-    for t in tasks:
-        if t.name.startswith(steps) and t.start_time and t.end_time:
-            per_run.setdefault(t.flow_run_id, []).append(t)
-    destructions = [(min(t.start_time for t in ts), max(t.end_time for t in ts))
-                    for ts in per_run.values()]  # fmt: skip
-    return _max_overlap(exports), _max_overlap(destructions)
-
-
-def _report(args: argparse.Namespace, rounds: list[dict[str, Any]]) -> str:
-    alone = statistics.median(r["alone"] for r in rounds)
-    together = statistics.median(r["together"] for r in rounds)
-    peak = statistics.median(r["peak_mb"] for r in rounds)
-    first = rounds[0]
-    return (
-        f"\n## {args.tenants} tenants offboarded at once (`make bench-concurrent`)\n\n"
+    report = (
+        f"\n## {len(tenants)} tenants offboarded at once (`make bench-concurrent`)\n\n"
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores, "
         f"{host.platform()}. Each generated tenant: {args.users} users with their spaces, posts, "
         "comments, documents and files; one event each, all sent at once; acknowledged as soon "
-        "as waiting, destroyed after 1 s. Each round on a fresh environment: first one more "
-        f"such tenant offboarded alone (the baseline), then the {args.tenants} at once. Medians "
-        f"of {len(rounds)} rounds; the checks hold in every round.\n\n"
+        "as waiting, destroyed after 1 s.\n\n"
         "| measure | value |\n|---|---|\n"
-        f"| cases completed (certificates), every round | "
-        f"{min(r['certificates'] for r in rounds)} of {first['cases']} |\n"
-        f"| one tenant alone, event to certificate | {alone:.0f} s |\n"
-        f"| {args.tenants} at once, first event to last certificate | {together:.0f} s |\n"
-        f"| {args.tenants} at once against {args.tenants} times one alone | "
-        f"{together / (args.tenants * alone):.2f}x |\n"
-        f"| peak RSS of the runner and every flow process | {peak:.0f} MB |\n"
-        f"| rows and files of the offboarded tenants left | {max(r['left'] for r in rounds)} |\n"
-        f"| other tenants unchanged | {all(r['unchanged'] for r in rounds)} |\n"
-        f"| most exports at once (limit {first['export_limit']}) | "
-        f"{max(r['exports'] for r in rounds)} |\n"
-        f"| most destructions at once (limit {first['destruction_limit']}) | "
-        f"{max(r['destructions'] for r in rounds)} |\n"
+        f"| cases completed (certificates) | {len(certificates)} of {len(tenants)} |\n"
+        f"| total time, first event to last certificate | {elapsed:.0f} s |\n"
+        f"| peak RSS of the runner and every flow process | {sampler.peak_bytes / 2**20:.0f} MB |\n"
+        f"| rows and files of the offboarded tenants left | {left} |\n"
+        f"| other tenants unchanged | {before == after} |\n"
+        f"| most exports at once (limit {settings.export.concurrency}) | "
+        f"{_max_overlap(exports)} |\n"
+        f"| most destructions at once (limit {settings.destruction.concurrency}) | "
+        f"{_max_overlap(destructions)} |\n"
     )
+    print(report)
+    record(report, ("## 20 tenants offboarded at once",))
 
 
 if __name__ == "__main__":
