@@ -31,7 +31,10 @@ from offboarding.core.records import CaseRef
 from offboarding.datamap import platform_shape
 from offboarding.locations.base import Removal
 from offboarding.locations.postgres.catalog import classify, column_list, ident, read_indexes
+from offboarding.locations.postgres.listing import names as _names
+from offboarding.locations.postgres.listing import row as _row
 from offboarding.locations.postgres.scope import PostgresDialect, Scope, measure
+from offboarding.locations.postgres.threads import order_by_depth as _order_by_depth
 from offboarding.locations.relational import deletion, proof
 from offboarding.locations.relational.engine import (
     IsolationProof,
@@ -91,26 +94,6 @@ def _keys(table: CatalogTable) -> tuple[str, ...]:
 
 def _key_columns(alias: str, keys: tuple[str, ...]) -> sql.Composed:
     return sql.SQL("({})").format(sql.SQL(", ").join(sql.Identifier(alias, k) for k in keys))
-
-
-def _names(
-    prefix: str, count: int, alias: str | None = None, named: str | None = None
-) -> sql.Composed:
-    """k0, k1, ... (or alias.k0, ...): the numbered columns of a temporary table; `named`, each
-    given that prefix as its name (k0 AS r0, ...)."""
-    return sql.SQL(", ").join(
-        sql.SQL("{} AS {}").format(
-            sql.Identifier(*((alias,) if alias else ()), f"{prefix}{n}"),
-            sql.Identifier(f"{named}{n}"),
-        )
-        if named
-        else sql.Identifier(*((alias,) if alias else ()), f"{prefix}{n}")
-        for n in range(count)
-    )
-
-
-def _row(prefix: str, count: int, alias: str) -> sql.Composed:
-    return sql.SQL("({})").format(_names(prefix, count, alias))
 
 
 class PostgresEngine:
@@ -341,44 +324,6 @@ def _window_rows(listed: Listed) -> sql.Composed:
         x=sql.Identifier("x", keys[0]) if len(keys) == 1 else _key_columns("x", keys),
         d=sql.Identifier(listed.temp), dk=_names("k", len(keys), "d"),
     )  # fmt: skip
-
-
-def _order_by_depth(
-    conn: psycopg.Connection[Any], temp_name: str, keys: int, width: int, pointed: str
-) -> int:
-    """Renumber `ord` of a listed reply thread by depth, deepest first: roots (no listed parent)
-    have depth 0, their replies 1, and so on. Rows never reached are in a reference cycle (or
-    hang below one): they go together, in one last statement. `pointed`: the prefix of the
-    columns a reply points at ("k" where they are the key). Returns the rows in cycles."""
-    temp, staged = sql.Identifier(temp_name), sql.Identifier(f"{temp_name}_rows")
-    conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(temp, staged))
-    for prefix in (pointed, "s"):
-        conn.execute(sql.SQL("CREATE INDEX ON {} ({})").format(staged, _names(prefix, width)))
-    conn.execute(sql.SQL("ANALYZE {}").format(staged))
-    k = _names("k", keys)
-    query = sql.SQL(
-        "WITH RECURSIVE tree AS ("
-        " SELECT {dk}, {dr}, 0 AS depth FROM {s} d"
-        " WHERE {dnull} OR NOT EXISTS (SELECT 1 FROM {s} p WHERE {pr} = {ds})"
-        " UNION ALL"
-        " SELECT {ck}, {cr}, t.depth + 1 FROM tree t JOIN {s} c ON {cs} = {tr}"
-        "), depth AS (SELECT {k}, max(depth) AS depth FROM tree GROUP BY {k}) "
-        "SELECT {k}, row_number() OVER (ORDER BY t.depth DESC NULLS LAST, {k}) "
-        "AS ord, t.depth IS NULL AS cyclic FROM {s} d LEFT JOIN depth t USING ({k})"
-    ).format(
-        s=staged, k=k,
-        dk=_names("k", keys, "d"), dr=_names(pointed, width, "d", "r"),
-        dnull=sql.SQL(" OR ").join(
-            sql.SQL("{} IS NULL").format(sql.Identifier("d", f"s{n}")) for n in range(width)
-        ),
-        pr=_row(pointed, width, "p"), ds=_row("s", width, "d"),
-        ck=_names("k", keys, "c"), cr=_names(pointed, width, "c", "r"),
-        cs=_row("s", width, "c"), tr=_row("r", width, "t"),
-    )  # fmt: skip
-    conn.execute(sql.SQL("CREATE TEMPORARY TABLE {} AS ").format(temp) + query)
-    conn.execute(sql.SQL("DROP TABLE {}").format(staged))
-    row = conn.execute(sql.SQL("SELECT count(*) FILTER (WHERE cyclic) FROM {}").format(temp))
-    return int(row.fetchone()[0])  # type: ignore[index]
 
 
 def engine_for(
