@@ -95,6 +95,8 @@ def main() -> None:
     from offboarding.dev.demo import platform
     from offboarding.dev.demo.run import DemoEnvironment, finish_destruction, wait_for_state
     from offboarding.locations import DEFAULT_ORDER
+    from offboarding.people import keep_statement
+    from offboarding.runs import AcknowledgementInput
     from offboarding.stores import open_store
 
     tenants = tuple(
@@ -119,7 +121,7 @@ def main() -> None:
 
         started = time.monotonic()
         for tenant in tenants:
-            emit_contract_terminated(tenant.id, "load test")
+            emit_contract_terminated(tenant.id)  # no reason: it would be a statement
         runs: dict[str, Any] = {}
         with get_client(sync_client=True) as client:
             while len(runs) < len(tenants):
@@ -132,9 +134,9 @@ def main() -> None:
         while waiting:
             for tenant in sorted(waiting):
                 run = wait_for_state(runs[tenant].id, {"PAUSED"}, timeout=1800, runner=env.runner)
-                resume_flow_run(
-                    run.id, run_input={"acknowledged_by": "load", "days_until_destruction": 0}
-                )
+                said = keep_statement(settings, tenant, "acknowledgement", name="load test")
+                given = AcknowledgementInput(statement=said, days_until_destruction=0)
+                resume_flow_run(run.id, run_input=given.as_run_input())
                 waiting.discard(tenant)
         destroy_ids = []
         for tenant in runs:

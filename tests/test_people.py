@@ -169,3 +169,13 @@ def test_the_forms_schemas_refuse_words_where_a_reference_belongs() -> None:
             validate({**given, field.get(name, "statement"): NAME}, schema, raise_on_error=True)
     with pytest.raises(ValidationError):  # the acknowledgement names someone, always
         validate({"days_until_destruction": 5}, schemas["acknowledgement"], raise_on_error=True)
+
+
+def test_the_contract_terminated_event_refuses_words_before_it_is_sent() -> None:
+    """The offboard deployment's trigger would refuse the run on the server, which says so only
+    in its log: the event is refused here instead, with what to send."""
+    from flows.adapter import emit_contract_terminated
+    from offboarding.core.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="statement reference"):
+        emit_contract_terminated("acme", NAME)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -47,7 +48,7 @@ from offboarding.core.errors import (
 )
 from offboarding.core.records import CaseRef, case_from_id
 from offboarding.destruction.attestation import AttestationDue
-from offboarding.runs import AcknowledgementInput, AttestationInput
+from offboarding.runs import STATEMENT_PATTERN, AcknowledgementInput, AttestationInput
 
 EXPORT_LIMIT_NAME = "offboarding-exports"
 DESTRUCTION_LIMIT_NAME = "offboarding-destructions"
@@ -269,8 +270,16 @@ def contract_terminated_event(tenant: str, reason_ref: str = "") -> dict[str, An
 
 
 def emit_contract_terminated(tenant: str, reason_ref: str = "") -> UUID:
-    """Emit the event through Prefect's API (waits until it is sent); return its id."""
+    """Emit the event through Prefect's API (waits until it is sent); return its id. The
+    reason only as a statement reference: anything else is refused here, since the trigger's
+    run would refuse it on the server, where only the server's log says so."""
     validate_tenant_id(tenant)
+    if reason_ref and not re.fullmatch(STATEMENT_PATTERN, reason_ref):
+        raise ConfigurationError(
+            f"the reason must be a statement reference (st-...), not {len(reason_ref)} "
+            "characters of text: keep the statement first (offboarding.people.keep_statement, "
+            "or `offboard terminate --reason`, which keeps it), or send no reason"
+        )
     event = emit_event(**contract_terminated_event(tenant, reason_ref))
     EventsWorker.drain_all()
     if event is None:
