@@ -238,7 +238,7 @@ class PostgresEngine:
         conn.execute(sql.SQL("ANALYZE {}").format(temp))
         return Listed(
             table=name, temp=temp_name, keys=keys, rows=rows,
-            bytes=rows * _average_row(conn, name), cyclic=cyclic,
+            bytes=rows * _average_row(conn, name) if rows else 0, cyclic=cyclic,
         )  # fmt: skip
 
     def lock(self, listed: Listed, window: Window) -> None:
@@ -299,15 +299,21 @@ def _average_row(conn: psycopg.Connection[Any], table: str) -> int:
     """A row's bytes in `table`, on average, as `pg_column_size` of the row would give them: its
     columns' average widths from the table's statistics plus the row's header; without
     statistics, the table's size over its rows. (Summing each listed row's own size cost the
-    list 40% more time, measured: the certificate's bytes are the tenant's rows times this.)"""
-    row = conn.execute(
+    list 40% more time, measured: the certificate's bytes are the tenant's rows times this.)
+    A table never analysed (new, or not yet reached by autovacuum) is ANALYZEd first: it reads
+    a bounded sample whatever the table's size, where the certificate would otherwise say 0."""
+    query = (
         "SELECT coalesce((SELECT 24 + sum(s.avg_width) FROM pg_stats s WHERE s.schemaname = "
         "n.nspname AND s.tablename = c.relname AND s.inherited = (c.relkind = 'p')), "
         "CASE WHEN c.reltuples > 0 THEN pg_relation_size(c.oid) / c.reltuples END, 0)::bigint "
         "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE c.oid = %s::regclass",
-        (ident(table).as_string(conn),),
-    ).fetchone()
+        "WHERE c.oid = %s::regclass"
+    )
+    regclass = (ident(table).as_string(conn),)
+    row = conn.execute(query, regclass).fetchone()
+    if row is None or not row[0]:  # (a role that may not ANALYZE it gets a warning, not an error)
+        conn.execute(sql.SQL("ANALYZE {}").format(ident(table)))
+        row = conn.execute(query, regclass).fetchone()
     return int(row[0]) if row else 0
 
 
