@@ -247,8 +247,8 @@ def _overlaps() -> tuple[int, int]:
                if t.name.startswith("export-") and t.start_time and t.end_time]  # fmt: skip
     # A destroy run's steps run one after another, so the most of them running at once is the
     # most runs destroying at once. (Not a run's first step to its last: a run resumed after
-    # an attestation runs again from its start, its steps finding nothing left, outside the
-    # time it waited, when it held no slot.)
+    # an attestation runs again from its start, its finished steps read from their cached
+    # results, after a wait in which it held no slot.)
     steps = tuple(f"{verb}-{n}-" for verb in ("destroy", "verify") for n in DEFAULT_ORDER)
     destructions = [(t.start_time, t.end_time) for t in tasks
                     if t.name.startswith(steps) and t.start_time and t.end_time]  # fmt: skip
