@@ -4,7 +4,7 @@ and of a 50-million-row one, in the same private cluster, split into the same nu
 the packaging of each export's Parquet parts into a bundle of 64 MiB ZIP parts, one part at a
 time and two at once (`export.bundle_workers`): the same questions.
 
-    make bench-scale    (about 25 minutes and 40 GB of disk, medians of 3; replaces its section
+    make bench-scale    (about 15 minutes and 40 GB of disk, medians of 3; replaces its section
                         of RESULTS.md)
 """
 
