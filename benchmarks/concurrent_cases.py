@@ -201,12 +201,8 @@ def _finish_all(env: Any, run_ids: list[Any], timeout: float = 1800) -> None:
     asks (as the acknowledgements are), the way support staff do in the run's Resume form."""
     from prefect import get_client
 
-    from flows import adapter
-    from offboarding.core.config import Settings
     from offboarding.core.errors import NotWaitingError
-    from offboarding.dev.demo.run import DEMO_ATTESTATION, DEMO_ATTESTER
-    from offboarding.people import keep_statement
-    from offboarding.runs import AttestationInput
+    from offboarding.dev.demo.run import attest_waiting
 
     pending, deadline = set(run_ids), time.monotonic() + timeout
     with get_client(sync_client=True) as client:
@@ -220,14 +216,9 @@ def _finish_all(env: Any, run_ids: list[Any], timeout: float = 1800) -> None:
                         f"destroy run {run_id} ended {state.name}: {state.message}; the "
                         f"runner's log ends:\n{env.runner.log_tail()}"
                     )
-                elif (waiting := adapter.waiting_attestation(str(run_id))) is not None:
-                    system, case_id = waiting
-                    said = keep_statement(
-                        Settings(), case_id.rpartition("-")[0], "attestation", name=DEMO_ATTESTER
-                    )
-                    given = AttestationInput(statement=said, **DEMO_ATTESTATION)
+                elif state is not None and state.is_paused():
                     with suppress(NotWaitingError):  # resumed meanwhile: read it again
-                        adapter.resume_attestation(str(run_id), system, given)
+                        attest_waiting(run_id)
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{len(pending)} destroy runs unfinished after {timeout:.0f} s")
             time.sleep(0.5)

@@ -276,8 +276,9 @@ def emit_contract_terminated(tenant: str, reason_ref: str = "") -> UUID:
     validate_tenant_id(tenant)
     if reason_ref and not re.fullmatch(STATEMENT_PATTERN, reason_ref):
         raise ConfigurationError(
-            f"the reason must be a statement reference (st-...), not {len(reason_ref)} "
-            "characters of text: keep the statement first (offboarding.people.keep_statement, "
+            f"contract-terminated event for tenant {tenant!r} not sent: its reason must be a "
+            f"statement reference (st-...), not {len(reason_ref)} characters of text: keep the "
+            "statement first (offboarding.people.keep_statement, "
             "or `offboard terminate --reason`, which keeps it), or send no reason"
         )
     event = emit_event(**contract_terminated_event(tenant, reason_ref))

@@ -241,11 +241,6 @@ def finish_destruction(
 ) -> Any:
     """Wait for a destroy run to complete, confirming each attested system it waits for the
     way support staff do in its Resume form (through the same API)."""
-    from flows import adapter
-    from offboarding.core.config import Settings
-    from offboarding.people import keep_statement
-    from offboarding.runs import AttestationInput
-
     deadline = time.monotonic() + timeout
     while True:
         run = wait_for_state(
@@ -253,20 +248,31 @@ def finish_destruction(
         )
         if run.state.type.value == "COMPLETED":
             return run
-        waiting = adapter.waiting_attestation(str(flow_run_id))
-        if waiting is None:
+        if not attest_waiting(flow_run_id, say):
             raise ServiceError(f"destroy run {flow_run_id} is paused, but not for an attestation")
-        system, case_id = waiting
-        if say:
-            say(f"attesting the destruction in {system!r} as its role would (the run's form)")
-        # The role's name stays in the ledger; the form gets the statement's reference.
-        said = keep_statement(
-            Settings(), case_id.rpartition("-")[0], "attestation", name=DEMO_ATTESTER
-        )
-        adapter.resume_attestation(
-            str(flow_run_id), system, AttestationInput(statement=said, **DEMO_ATTESTATION)
-        )
         time.sleep(0.5)
+
+
+def attest_waiting(flow_run_id: Any, say: Callable[[str], None] | None = None) -> bool:
+    """Confirm the attested system a paused destroy run waits for, as its role would in the
+    run's Resume form; False where the run waits for no attestation."""
+    from flows import adapter
+    from offboarding.core.config import Settings
+    from offboarding.people import keep_statement
+    from offboarding.runs import AttestationInput
+
+    waiting = adapter.waiting_attestation(str(flow_run_id))
+    if waiting is None:
+        return False
+    system, case_id = waiting
+    if say:
+        say(f"attesting the destruction in {system!r} as its role would (the run's form)")
+    # The role's name stays in the ledger; the form gets the statement's reference.
+    said = keep_statement(Settings(), case_id.rpartition("-")[0], "attestation", name=DEMO_ATTESTER)
+    adapter.resume_attestation(
+        str(flow_run_id), system, AttestationInput(statement=said, **DEMO_ATTESTATION)
+    )
+    return True
 
 
 @dataclass
