@@ -138,6 +138,15 @@ def test_export_and_destruction_follow_the_declared_references(
     # The platform's tables were never analysed: the rows' bytes come from a sample, not 0.
     postgres = next(loc for loc in document["locations"] if loc["location"] == "postgres")
     assert postgres["items_before"] > 0 and postgres["bytes_before"] > 0
+    # The statistics sampled then were sampled again from the rows left: no value of the team's
+    # stays in the database's common values or histograms.
+    stats = platform.query(
+        "SELECT count(*) FROM pg_stats WHERE schemaname = 'chat' AND tablename = 'channels' "
+        "AND attname = 'teamid' AND concat(most_common_vals::text, histogram_bounds::text) "
+        "~ %s",
+        '[{,]"?acme"?[,}]',
+    )
+    assert stats == [(0,)]
 
 
 def test_a_link_from_another_team_is_a_shared_row_under_the_existing_policies(
